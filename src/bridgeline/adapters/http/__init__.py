@@ -1,0 +1,1 @@
+"""The HTTP edge: Plivo-compatible PHLO routes, Bridgeline's extensions, and the OpenAPI description."""

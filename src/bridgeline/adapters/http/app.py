@@ -1,0 +1,107 @@
+"""The ASGI application: route table, authentication, lenient bodies and Plivo's error shape.
+
+No request can produce a traceback: expected failures map to 4xx in Plivo's `{api_id, error}`
+shape, and anything unexpected is logged and answered 500 in the same shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
+
+from bridgeline.adapters.http import ext_routes, plivo_routes
+from bridgeline.adapters.http.bodies import parse_body
+from bridgeline.adapters.http.context import ApiRequest, AppContext
+from bridgeline.adapters.http.errors import ApiError, error_response
+from bridgeline.adapters.http.openapi import openapi_document
+from bridgeline.adapters.http.routing import Route, Router
+from bridgeline.adapters.http.schemas import MemberActionBody, MpcActionBody, RunBody, SimPhoneBody
+from bridgeline.app.service import NotFound
+from bridgeline.core.errors import ActionRefused
+from bridgeline.phlo.definition import PhloDefinition
+
+log = structlog.get_logger(__name__)
+
+PHLO = "/v1/phlo/{phlo_id}"
+NODE = PHLO + "/{node_type}/{node_id}"
+MEMBER = NODE + "/members/{member_address:path}"
+PHONE = "/v1/sim/phones/{address:path}"
+
+
+async def health(ctx: AppContext, api: ApiRequest) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+def build_routes() -> list[Route]:
+    p, e = plivo_routes, ext_routes
+    return [
+        Route("GET", "/health", health, "Liveness check", authenticated=False),
+        Route(
+            "POST", "/v1/account/{auth_id}/phlo/{phlo_id}", p.run_phlo, "Run a PHLO", body=RunBody, status=201
+        ),
+        Route("GET", "/v1/phlo", e.list_phlos, "List PHLOs (Bridgeline)"),
+        Route(
+            "POST", "/v1/phlo", e.create_phlo, "Create a PHLO (Bridgeline)", body=PhloDefinition, status=201
+        ),
+        Route("GET", PHLO, p.get_phlo, "Retrieve a PHLO"),
+        Route("DELETE", PHLO, e.delete_phlo, "Delete a PHLO (Bridgeline)"),
+        Route("GET", PHLO + "/runs/{run_id}", p.get_run, "Retrieve a PHLO run"),
+        Route(
+            "GET", NODE + "/instances", e.list_instances, "Live and recent conferences of a node (Bridgeline)"
+        ),
+        Route("GET", MEMBER, e.get_member, "A member's live state (Bridgeline)"),
+        Route("POST", MEMBER, p.member_action, "Member action", body=MemberActionBody, status=201),
+        Route("GET", NODE, p.get_node, "Retrieve a Multi-Party Call node"),
+        Route("POST", NODE, p.mpc_action, "Multi-Party Call action", body=MpcActionBody, status=201),
+        Route("POST", PHONE + "/hangup", e.hang_up_sim_phone, "Make a virtual phone hang up", status=201),
+        Route("PUT", PHONE, e.put_sim_phone, "Set how a virtual phone answers", body=SimPhoneBody),
+        Route("GET", PHONE, e.get_sim_phone, "A virtual phone's behaviour and calls"),
+    ]
+
+
+class BridgelineApi:
+    """An ASGI app; lifespan is handled by the server that wires it (see main.py)."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.router = Router(build_routes())
+        self._openapi = openapi_document(self.router.routes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        request = Request(scope, receive)
+        response = await self._respond(request)
+        await response(scope, receive, send)
+
+    async def _respond(self, request: Request) -> Response:
+        path, method = request.url.path, request.method
+        if path in ("/openapi.json", "/openapi.json/") and method == "GET":
+            return JSONResponse(self._openapi)
+        route, params, allowed = self.router.match(method, request.scope["path"])
+        try:
+            if route is None:
+                if allowed:
+                    raise ApiError(405, f"method {method} not allowed here", {"Allow": ", ".join(allowed)})
+                raise ApiError(404, f"no such resource: {path}")
+            account = await self.ctx.authenticator.authenticate(request) if route.authenticated else None
+            body: dict[str, Any] = {}
+            if method in ("POST", "PUT"):
+                body = parse_body(await request.body(), request.headers.get("content-type", ""))
+            return await route.handler(self.ctx, ApiRequest(request, account, params, body))
+        except ApiError as exc:
+            return error_response(exc.status, exc.message, exc.headers)
+        except ActionRefused as exc:
+            return error_response(400, exc.message)
+        except NotFound as exc:
+            return error_response(404, exc.message)
+        except ValidationError as exc:
+            return error_response(400, ext_routes.describe_validation_error(exc))
+        except Exception:
+            log.exception("request_failed", method=method, path=path)
+            return error_response(500, "internal server error; nothing was changed by this request")

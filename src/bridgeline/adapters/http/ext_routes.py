@@ -1,0 +1,149 @@
+"""Bridgeline's own routes: PHLO definitions, live conference state, and the phone simulator."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.responses import Response
+
+from bridgeline.adapters.carrier_sim import AnswerMode, PhoneBehaviour, SimCarrier
+from bridgeline.adapters.http.context import ApiRequest, AppContext, checked_address, mpc_node, owned_phlo
+from bridgeline.adapters.http.errors import ApiError, invalid, ok
+from bridgeline.app.records import PhloRecord
+from bridgeline.app.views import conference_view, member_view, plivo_time
+from bridgeline.core import snapshot
+from bridgeline.phlo.definition import MPC_NODE_TYPE, PhloDefinition
+
+RECENT_CONFERENCES = 20
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:5]:
+        where = ".".join(str(p) for p in error["loc"]) or "body"
+        parts.append(f"{where}: {error['msg']}")
+    return "invalid PHLO definition: " + "; ".join(parts)
+
+
+def phlo_summary(phlo: PhloRecord) -> dict[str, Any]:
+    definition = PhloDefinition.model_validate(phlo.definition)
+    return {
+        "phlo_id": phlo.phlo_id,
+        "name": phlo.name,
+        "created_on": plivo_time(phlo.created_at),
+        "nodes": [
+            {"node_id": n.node_id, "node_type": MPC_NODE_TYPE, "name": n.name} for n in definition.nodes
+        ],
+    }
+
+
+async def create_phlo(ctx: AppContext, api: ApiRequest) -> Response:
+    try:
+        definition = PhloDefinition.model_validate(api.body)
+    except ValidationError as exc:
+        raise ApiError(400, describe_validation_error(exc)) from None
+    if definition.run is not None:
+        for dial in definition.run.dial:
+            if "{{" not in dial.to:
+                checked_address("run.dial.to", dial.to)
+    phlo_id = definition.phlo_id or str(uuid.uuid4())
+    if await ctx.store.get_phlo(phlo_id) is not None:
+        raise ApiError(409, f"a PHLO with phlo_id {phlo_id} already exists")
+    stored = definition.model_dump(mode="json", exclude={"phlo_id"})
+    phlo = PhloRecord(phlo_id, api.auth_id, definition.name, stored, time.time())
+    await ctx.store.create_phlo(phlo)
+    return ok(phlo_summary(phlo), 201)
+
+
+async def list_phlos(ctx: AppContext, api: ApiRequest) -> Response:
+    phlos = await ctx.store.list_phlos(api.auth_id)
+    return ok({"meta": {"count": len(phlos)}, "objects": [phlo_summary(p) for p in phlos]})
+
+
+async def delete_phlo(ctx: AppContext, api: ApiRequest) -> Response:
+    phlo, _ = await owned_phlo(ctx, api.auth_id, api.params["phlo_id"])
+    live = ctx.conferences.live_conferences(phlo.phlo_id)
+    if live:
+        raise ApiError(400, f"PHLO {phlo.phlo_id} has {len(live)} live conference(s); hang them up first")
+    await ctx.store.delete_phlo(phlo.phlo_id)
+    return ok({"phlo_id": phlo.phlo_id, "message": "PHLO deleted"})
+
+
+async def list_instances(ctx: AppContext, api: ApiRequest) -> Response:
+    phlo, definition = await owned_phlo(ctx, api.auth_id, api.params["phlo_id"])
+    node = mpc_node(definition, phlo.phlo_id, api.params["node_type"], api.params["node_id"])
+    objects = [
+        conference_view(live.conf, phlo_id=phlo.phlo_id, node_id=node.node_id, run_id=live.meta.run_id)
+        for live in ctx.conferences.live_conferences(phlo.phlo_id, node.node_id)
+    ]
+    seen = {o["mpc_uuid"] for o in objects}
+    for record in await ctx.store.list_conferences(phlo.phlo_id, node.node_id, limit=RECENT_CONFERENCES):
+        if record.conference_id not in seen:
+            conf = snapshot.load(record.state["core"])
+            objects.append(
+                conference_view(conf, phlo_id=phlo.phlo_id, node_id=node.node_id, run_id=record.run_id)
+            )
+    return ok({"meta": {"count": len(objects)}, "objects": objects})
+
+
+async def get_member(ctx: AppContext, api: ApiRequest) -> Response:
+    phlo, definition = await owned_phlo(ctx, api.auth_id, api.params["phlo_id"])
+    node = mpc_node(definition, phlo.phlo_id, api.params["node_type"], api.params["node_id"])
+    address = checked_address("member_address", api.params["member_address"])
+    live = ctx.conferences.find(phlo.phlo_id, node.node_id, address)
+    if live is not None:
+        member = live.conf.members[address]
+        return ok(member_view(live.conf, member, phlo_id=phlo.phlo_id, node_id=node.node_id))
+    # Not live: the member's last membership in a recent conference of this node, if any.
+    for record in await ctx.store.list_conferences(phlo.phlo_id, node.node_id, limit=RECENT_CONFERENCES):
+        conf = snapshot.load(record.state["core"])
+        if address in conf.members:
+            return ok(member_view(conf, conf.members[address], phlo_id=phlo.phlo_id, node_id=node.node_id))
+    raise ApiError(404, f"member {address} not found in node {node.node_id}")
+
+
+def _sim(ctx: AppContext) -> SimCarrier:
+    if ctx.sim is None:
+        raise ApiError(404, "the phone simulator is only available with --carrier sim")
+    return ctx.sim
+
+
+def _phone_view(sim: SimCarrier, address: str) -> dict[str, Any]:
+    behaviour = sim.phone(address)
+    return {"address": address, **behaviour.to_json(), "calls": sim.calls_of(address)}
+
+
+async def put_sim_phone(ctx: AppContext, api: ApiRequest) -> Response:
+    sim = _sim(ctx)
+    address = checked_address("address", api.params["address"])
+    raw_answer = api.text("answer", required=False) or AnswerMode.ANSWER.value
+    try:
+        answer = AnswerMode(raw_answer)
+    except ValueError:
+        raise invalid(
+            "answer", "Allowed values are " + ", ".join(m.value for m in AnswerMode) + "."
+        ) from None
+    delay = api.body.get("answer_delay_ms")
+    if delay is not None and (
+        isinstance(delay, bool) or not isinstance(delay, int) or not 0 <= delay <= 600_000
+    ):
+        raise invalid("answer_delay_ms", "answer_delay_ms expects an integer from 0 to 600000.")
+    await sim.configure_phone(address, PhoneBehaviour(answer, delay))
+    return ok(_phone_view(sim, address))
+
+
+async def get_sim_phone(ctx: AppContext, api: ApiRequest) -> Response:
+    sim = _sim(ctx)
+    return ok(_phone_view(sim, checked_address("address", api.params["address"])))
+
+
+async def hang_up_sim_phone(ctx: AppContext, api: ApiRequest) -> Response:
+    sim = _sim(ctx)
+    address = checked_address("address", api.params["address"])
+    dropped = sim.hang_up_phone(address)
+    if dropped == 0:
+        raise ApiError(404, f"phone {address} has no call to hang up")
+    return ok({"address": address, "calls_dropped": dropped}, 201)

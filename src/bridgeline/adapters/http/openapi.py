@@ -1,0 +1,51 @@
+"""The OpenAPI 3.1 description, built from the route table and the pydantic body models."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import BaseModel
+
+from bridgeline.adapters.http.routing import Route
+
+_ERROR = {
+    "description": "Plivo error shape",
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {"api_id": {"type": "string"}, "error": {"type": "string"}},
+                "required": ["api_id", "error"],
+            }
+        }
+    },
+}
+
+
+def openapi_document(routes: list[Route]) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        path = re.sub(r"\{(\w+):path\}", r"{\1}", route.path)
+        operation: dict[str, Any] = {
+            "summary": route.summary,
+            "operationId": route.handler.__name__,
+            "parameters": [
+                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                for name in re.findall(r"\{(\w+)\}", path)
+            ],
+            "responses": {str(route.status): {"description": "success"}, "4XX": _ERROR},
+        }
+        if route.authenticated:
+            operation["security"] = [{"basic": []}]
+        if route.body is not None and issubclass(route.body, BaseModel):
+            operation["requestBody"] = {
+                "content": {"application/json": {"schema": route.body.model_json_schema()}}
+            }
+        paths.setdefault(path, {})[route.method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Bridgeline", "version": "0.1.0", "description": "Plivo PHLO MPC-compatible API"},
+        "components": {"securitySchemes": {"basic": {"type": "http", "scheme": "basic"}}},
+        "paths": paths,
+    }

@@ -1,0 +1,56 @@
+"""A small router: optional trailing slash (no redirect), 404 for unknown paths, 405 with Allow."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+Handler = Callable[..., Awaitable[Response]]
+_PARAM = re.compile(r"\{(\w+)(:path)?\}")
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    authenticated: bool = True
+    body: type[Any] | None = None  # a pydantic model, for the OpenAPI description
+    status: int = 200
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        def group(match: re.Match[str]) -> str:
+            return f"(?P<{match.group(1)}>{'.+' if match.group(2) else '[^/]+'})"
+
+        return re.compile("^" + _PARAM.sub(group, self.path) + "$")
+
+
+class Router:
+    def __init__(self, routes: list[Route]) -> None:
+        self.routes = routes
+        self._compiled = [(route, route.pattern) for route in routes]
+
+    def match(self, method: str, path: str) -> tuple[Route | None, dict[str, str], list[str]]:
+        """The route and its path parameters; else None and the methods the path allows."""
+        if len(path) > 1 and path.endswith("/"):
+            path = path[:-1]
+        allowed: list[str] = []
+        for route, pattern in self._compiled:
+            found = pattern.match(path)
+            if found is None:
+                continue
+            if route.method == method or (method == "HEAD" and route.method == "GET"):
+                return route, found.groupdict(), []
+            allowed.append(route.method)
+        return None, {}, allowed
+
+
+def request_path(request: Request) -> str:
+    return str(request.scope["path"])

@@ -1,0 +1,109 @@
+"""The ports: what the application needs from the outside world, as typing.Protocols.
+
+Adapters (stores, carriers, event sinks) implement these; only `main.py` chooses which.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from bridgeline.app.records import (
+    JSON,
+    Account,
+    ConferenceRecord,
+    DeliveryRecord,
+    EventRecord,
+    NewDelivery,
+    PhloRecord,
+    RunRecord,
+)
+from bridgeline.core.commands import LegSignal
+from bridgeline.core.effects import SetAudio
+from bridgeline.core.model import LeaveReason, Role
+from bridgeline.phlo.definition import NodeSettings
+
+
+class Store(Protocol):
+    """Durable state. Every method is one transaction; `commit_conference` is atomic."""
+
+    async def migrate(self) -> None: ...
+    async def close(self) -> None: ...
+
+    async def put_account(self, account: Account) -> None: ...
+    async def get_account(self, auth_id: str) -> Account | None: ...
+
+    async def create_phlo(self, phlo: PhloRecord) -> None: ...
+    async def get_phlo(self, phlo_id: str) -> PhloRecord | None: ...
+    async def list_phlos(self, auth_id: str) -> list[PhloRecord]: ...
+    async def delete_phlo(self, phlo_id: str) -> bool: ...
+
+    async def create_run(self, run: RunRecord) -> None: ...
+    async def update_run(self, run: RunRecord) -> None: ...
+    async def get_run(self, run_id: str) -> RunRecord | None: ...
+
+    async def commit_conference(
+        self,
+        conference: ConferenceRecord,
+        events: Sequence[EventRecord] = (),
+        deliveries: Sequence[NewDelivery] = (),
+    ) -> None:
+        """Upsert the conference row, append its new events and queue their callbacks, atomically."""
+        ...
+
+    async def get_conference(self, conference_id: str) -> ConferenceRecord | None: ...
+    async def list_conferences(
+        self, phlo_id: str, node_id: str, *, live_only: bool = False, limit: int = 100
+    ) -> list[ConferenceRecord]:
+        """Newest first."""
+        ...
+
+    async def load_live_conferences(self) -> list[ConferenceRecord]: ...
+    async def list_events(self, conference_id: str, after_seq: int = 0) -> list[EventRecord]: ...
+
+    async def due_deliveries(self, now: float, limit: int = 100) -> list[DeliveryRecord]:
+        """Pending deliveries whose next attempt is due, oldest first."""
+        ...
+
+    async def update_delivery(self, delivery: DeliveryRecord) -> None: ...
+    async def list_deliveries(self, conference_id: str) -> list[DeliveryRecord]: ...
+
+    async def put_sim_phone(self, address: str, behaviour: JSON) -> None: ...
+    async def list_sim_phones(self) -> dict[str, JSON]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LegRequest:
+    """Everything a carrier needs to place (or restore) one call leg."""
+
+    conference_id: str
+    leg_id: str
+    to: str
+    role: Role
+    caller_id: str | None
+    ring_timeout: float
+
+
+SignalSink = Callable[[str, LegSignal], None]
+"""Carriers report leg signals as (conference_id, signal); the call must not block."""
+
+
+class Carrier(Protocol):
+    """Places calls and moves audio. Methods return at once; outcomes come back as signals."""
+
+    name: str
+
+    def bind(self, sink: SignalSink) -> None: ...
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+    def dial(self, request: LegRequest) -> None: ...
+    def drop(self, leg_id: str, reason: LeaveReason) -> None: ...
+    def play(self, leg_id: str, media: str | None) -> None: ...
+    def set_audio(self, conference_id: str, audio: SetAudio, settings: NodeSettings) -> None: ...
+    def restore(self, request: LegRequest, *, answered: bool) -> None:
+        """Take back a leg that was live before a restart (or report it gone)."""
+        ...
+
+    def conference_ended(self, conference_id: str) -> None: ...

@@ -1,0 +1,350 @@
+"""The conference service: the single owner of every live conference.
+
+Each input (API action, leg signal, timer) for a conference runs under that conference's
+lock, in arrival order (asyncio.Lock is FIFO): the pure core computes effects, the new state
+and its events are committed to the store in one transaction, and only then are the effects
+carried out (carrier commands, callbacks, listeners). If the commit fails, the in-memory state
+goes back to the last committed one and no effect runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from bridgeline.app.ports import Carrier, LegRequest, Store
+from bridgeline.app.records import ConferenceRecord, ConferenceStatus, EventRecord, NewDelivery
+from bridgeline.core import snapshot
+from bridgeline.core.audio import set_audio
+from bridgeline.core.commands import LegSignal, MemberAction, MpcAction
+from bridgeline.core.conference import Conference, ConferenceRules
+from bridgeline.core.effects import DialLeg, DropLeg, Effect, PlayMessage, Publish, SetAudio
+from bridgeline.core.errors import ActionRefused
+from bridgeline.core.model import QueuedDial, Role
+from bridgeline.phlo.definition import NodeSettings
+
+log = structlog.get_logger(__name__)
+
+
+class NotFound(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class ConferenceMeta:
+    conference_id: str
+    auth_id: str
+    phlo_id: str
+    node_id: str
+    run_id: str | None
+    settings: NodeSettings
+    created_at: float
+
+
+@dataclass(slots=True)
+class LiveConference:
+    meta: ConferenceMeta
+    conf: Conference
+    last_state: dict[str, object]
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    timer: asyncio.TimerHandle | None = None
+    addresses: set[str] = field(default_factory=set)
+
+
+Listener = Callable[[ConferenceMeta, Conference, list[EventRecord]], None]
+
+
+def rules_for(settings: NodeSettings) -> ConferenceRules:
+    return ConferenceRules(
+        max_participants=settings.max_participants,
+        max_duration=float(settings.max_duration),
+        ring_timeout=float(settings.ring_timeout),
+        voicemail_configured=settings.voicemail_message is not None,
+    )
+
+
+class ConferenceService:
+    def __init__(
+        self,
+        store: Store,
+        carrier: Carrier,
+        *,
+        clock: Callable[[], float] = time.time,
+        new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+    ) -> None:
+        self._store = store
+        self._carrier = carrier
+        self._clock = clock
+        self._new_id = new_id
+        self._live: dict[str, LiveConference] = {}
+        self._by_address: dict[tuple[str, str, str], str] = {}
+        self._by_leg: dict[str, str] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.listeners: list[Listener] = []
+        carrier.bind(self.on_signal)
+
+    # ----------------------------------------------------------------- queries
+    def find(self, phlo_id: str, node_id: str, address: str) -> LiveConference | None:
+        conference_id = self._by_address.get((phlo_id, node_id, address))
+        return None if conference_id is None else self._live.get(conference_id)
+
+    def live_conferences(
+        self, phlo_id: str | None = None, node_id: str | None = None
+    ) -> list[LiveConference]:
+        return [
+            live
+            for live in self._live.values()
+            if (phlo_id is None or live.meta.phlo_id == phlo_id)
+            and (node_id is None or live.meta.node_id == node_id)
+        ]
+
+    def get_live(self, conference_id: str) -> LiveConference | None:
+        return self._live.get(conference_id)
+
+    # ----------------------------------------------------------------- inputs
+    async def start_conference(
+        self,
+        *,
+        auth_id: str,
+        phlo_id: str,
+        node_id: str,
+        run_id: str | None,
+        settings: NodeSettings,
+        dials: list[tuple[str, Role]],
+        sequential: bool,
+        conference_id: str | None = None,
+    ) -> str:
+        for address, _ in dials:
+            if (phlo_id, node_id, address) in self._by_address:
+                raise ActionRefused(f"{address} is already in a live conference of this node")
+        conference_id = conference_id or self._new_id()
+        now = self._clock()
+        conf, effects = Conference.start(
+            conference_id,
+            rules_for(settings),
+            now,
+            [QueuedDial(address, role) for address, role in dials],
+            sequential=sequential,
+        )
+        meta = ConferenceMeta(conference_id, auth_id, phlo_id, node_id, run_id, settings, now)
+        live = LiveConference(meta, conf, last_state={})
+        self._live[conference_id] = live
+        try:
+            async with live.lock:
+                await self._commit(live, effects)
+                self._carry_out(live, effects)
+        except BaseException:
+            self._live.pop(conference_id, None)
+            raise
+        return conference_id
+
+    async def mpc_action(self, phlo_id: str, node_id: str, command: MpcAction) -> str:
+        live = self.find(phlo_id, node_id, command.trigger_source)
+        if live is None:
+            raise ActionRefused(
+                f"trigger_source {command.trigger_source} is not in a live conference of this node"
+            )
+
+        def step(conf: Conference, now: float) -> list[Effect]:
+            owner = self._by_address.get((phlo_id, node_id, command.to))
+            if owner is not None and owner != conf.conference_id:
+                raise ActionRefused(f"{command.to} is already in another live conference of this node")
+            return conf.handle(command, now)
+
+        await self._apply(live, step)
+        return live.meta.conference_id
+
+    async def member_action(self, phlo_id: str, node_id: str, command: MemberAction) -> str:
+        live = self.find(phlo_id, node_id, command.address)
+        if live is None:
+            raise NotFound(f"member {command.address} is not in a live conference of this node")
+        await self._apply(live, lambda conf, now: conf.handle(command, now))
+        return live.meta.conference_id
+
+    def on_signal(self, conference_id: str, signal: LegSignal) -> None:
+        """The carriers' sink: queue the signal behind the conference's other inputs."""
+        live = self._live.get(conference_id)
+        if live is None:
+            return
+        self._spawn(self._apply_quietly(live, lambda conf, now: conf.handle(signal, now)))
+
+    async def restore(self) -> int:
+        """Take back the conferences that were live when the server stopped."""
+        records = await self._store.load_live_conferences()
+        for record in records:
+            conf = snapshot.load(record.state["core"])
+            settings = NodeSettings.model_validate(record.state["settings"])
+            meta = ConferenceMeta(
+                record.conference_id,
+                record.auth_id,
+                record.phlo_id,
+                record.node_id,
+                record.run_id,
+                settings,
+                record.created_at,
+            )
+            live = LiveConference(meta, conf, last_state=record.state)
+            self._live[record.conference_id] = live
+            self._index(live)
+            for member in conf.live_members():
+                self._by_leg[member.leg_id] = record.conference_id
+                request = self._leg_request(meta, member.leg_id, member.address, member.role)
+                self._carrier.restore(request, answered=member.answered)
+            self._carrier.set_audio(record.conference_id, set_audio(conf), settings)
+            self._arm_timer(live)
+        return len(records)
+
+    async def shutdown(self) -> None:
+        for live in self._live.values():
+            if live.timer is not None:
+                live.timer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # ----------------------------------------------------------------- machinery
+    async def _apply(self, live: LiveConference, step: Callable[[Conference, float], list[Effect]]) -> None:
+        async with live.lock:
+            if self._live.get(live.meta.conference_id) is not live:
+                raise ActionRefused("the conference has ended")
+            effects = step(live.conf, self._clock())
+            if not effects:
+                self._arm_timer(live)  # a timer that fired a little early must be re-armed
+                return
+            await self._commit(live, effects)
+            self._carry_out(live, effects)
+
+    async def _apply_quietly(
+        self, live: LiveConference, step: Callable[[Conference, float], list[Effect]]
+    ) -> None:
+        try:
+            await self._apply(live, step)
+        except ActionRefused:
+            pass  # the conference ended while the signal or timer waited
+        except Exception:
+            log.exception("conference_input_failed", conference_id=live.meta.conference_id)
+
+    async def _commit(self, live: LiveConference, effects: list[Effect]) -> None:
+        meta, conf = live.meta, live.conf
+        events = [
+            EventRecord(meta.conference_id, e.event.seq, e.event.type.value, e.event.at, e.event.data)
+            for e in effects
+            if isinstance(e, Publish)
+        ]
+        url = meta.settings.callback_url
+        deliveries = [
+            NewDelivery(meta.conference_id, ev.seq, url, meta.auth_id, callback_params(meta, ev))
+            for ev in events
+            if url
+        ]
+        state: dict[str, object] = {"core": snapshot.dump(conf), "settings": meta.settings.model_dump()}
+        record = ConferenceRecord(
+            conference_id=meta.conference_id,
+            auth_id=meta.auth_id,
+            phlo_id=meta.phlo_id,
+            node_id=meta.node_id,
+            run_id=meta.run_id,
+            status=ConferenceStatus.LIVE if conf.live else ConferenceStatus.ENDED,
+            state=state,
+            created_at=meta.created_at,
+            updated_at=self._clock(),
+            ended_at=conf.ended_at,
+        )
+        try:
+            await self._store.commit_conference(record, events, deliveries)
+        except BaseException:
+            if live.last_state:
+                live.conf = snapshot.load(live.last_state["core"])  # type: ignore[arg-type]
+            raise
+        live.last_state = state
+        for listener in self.listeners:
+            try:
+                listener(meta, conf, events)
+            except Exception:
+                log.exception("listener_failed", conference_id=meta.conference_id)
+
+    def _carry_out(self, live: LiveConference, effects: list[Effect]) -> None:
+        meta = live.meta
+        self._index(live)
+        for effect in effects:
+            if isinstance(effect, DialLeg):
+                self._by_leg[effect.leg_id] = meta.conference_id
+                self._carrier.dial(self._leg_request(meta, effect.leg_id, effect.to, effect.role))
+            elif isinstance(effect, DropLeg):
+                self._carrier.drop(effect.leg_id, effect.reason)
+            elif isinstance(effect, PlayMessage):
+                self._carrier.play(effect.leg_id, meta.settings.voicemail_message)
+            elif isinstance(effect, SetAudio):
+                self._carrier.set_audio(meta.conference_id, effect, meta.settings)
+        if live.conf.live:
+            self._arm_timer(live)
+        else:
+            self._forget(live)
+
+    def _leg_request(self, meta: ConferenceMeta, leg_id: str, to: str, role: Role) -> LegRequest:
+        return LegRequest(
+            meta.conference_id, leg_id, to, role, meta.settings.caller_id, float(meta.settings.ring_timeout)
+        )
+
+    def _index(self, live: LiveConference) -> None:
+        meta = live.meta
+        current = live.conf.claimed_addresses() if live.conf.live else set()
+        for address in live.addresses - current:
+            self._by_address.pop((meta.phlo_id, meta.node_id, address), None)
+        for address in current - live.addresses:
+            self._by_address[(meta.phlo_id, meta.node_id, address)] = meta.conference_id
+        live.addresses = current
+
+    def _forget(self, live: LiveConference) -> None:
+        conference_id = live.meta.conference_id
+        if live.timer is not None:
+            live.timer.cancel()
+        self._live.pop(conference_id, None)
+        for member in live.conf.members.values():
+            self._by_leg.pop(member.leg_id, None)
+        self._carrier.conference_ended(conference_id)
+
+    def _arm_timer(self, live: LiveConference) -> None:
+        if live.timer is not None:
+            live.timer.cancel()
+            live.timer = None
+        deadline = live.conf.next_deadline()
+        if deadline is None:
+            return
+        delay = max(0.0, deadline - self._clock())
+        loop = asyncio.get_running_loop()
+        live.timer = loop.call_later(delay, self._timer_fired, live)
+
+    def _timer_fired(self, live: LiveConference) -> None:
+        live.timer = None
+        self._spawn(self._apply_quietly(live, lambda conf, now: conf.handle_timer(now)))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def callback_params(meta: ConferenceMeta, event: EventRecord) -> dict[str, str]:
+    """The form fields POSTed to the node's callback URL for one event."""
+    params = {
+        "event": event.type,
+        "sequence": str(event.seq),
+        "timestamp": datetime.fromtimestamp(event.at, UTC).isoformat(timespec="milliseconds"),
+        "mpc_uuid": meta.conference_id,
+        "phlo_id": meta.phlo_id,
+        "node_id": meta.node_id,
+        "phlo_run_id": meta.run_id or "",
+    }
+    for key, value in event.data.items():
+        params[key] = "" if value is None else str(value)
+    return params

@@ -1,0 +1,185 @@
+"""The `bridgeline` command: run the server, manage PHLOs and accounts.
+
+Client commands find the server from `--url` or BRIDGELINE_URL (default http://127.0.0.1:8080)
+and the credentials from BRIDGELINE_AUTH_ID / BRIDGELINE_AUTH_TOKEN, else from the data
+directory's credentials file. Exit codes: 0 success, 1 the server refused (4xx), 2 usage or
+connection error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from bridgeline.config import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    Settings,
+    load_or_create_credentials,
+    new_auth_id,
+    new_auth_token,
+)
+from bridgeline.logs import configure_logging
+
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.code
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bridgeline", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the server")
+    serve.add_argument("--host", default=DEFAULT_HOST)
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT)
+    serve.add_argument("--data-dir", type=Path, default=Path("data"))
+    serve.add_argument("--carrier", choices=["sim"], default="sim")
+    serve.add_argument("--database-url", default=None, help="default: SQLite in the data directory")
+    serve.add_argument("--sim-answer-delay-ms", type=int, default=None)
+    serve.set_defaults(func=_serve)
+
+    phlo = commands.add_parser("phlo", help="manage PHLOs").add_subparsers(required=True, metavar="ACTION")
+    create = phlo.add_parser("create", help="create a PHLO from a YAML or JSON file")
+    create.add_argument("file", type=Path)
+    _client_options(create)
+    create.set_defaults(func=_phlo_create)
+    listing = phlo.add_parser("list", help="list PHLOs")
+    _client_options(listing)
+    listing.set_defaults(func=_phlo_list)
+
+    account = commands.add_parser("account", help="manage accounts").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    add = account.add_parser("add", help="create another account in the store and print its credentials")
+    add.add_argument("--data-dir", type=Path, default=Path("data"))
+    add.add_argument("--database-url", default=None)
+    add.add_argument("--sub", action="store_true", help="an SA (sub-account) id instead of MA")
+    add.set_defaults(func=_account_add)
+    return parser
+
+
+def _client_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--url", default=os.environ.get("BRIDGELINE_URL", f"http://{DEFAULT_HOST}:{DEFAULT_PORT}")
+    )
+    parser.add_argument("--data-dir", type=Path, default=Path("data"), help="where to find credentials.json")
+    parser.add_argument("--json", action="store_true", help="print the raw JSON answer")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from bridgeline.main import serve
+
+    settings = Settings.from_env(
+        host=args.host,
+        port=args.port,
+        data_dir=args.data_dir,
+        carrier=args.carrier,
+        database_url=args.database_url,
+        sim_answer_delay_ms=args.sim_answer_delay_ms,
+    )
+    configure_logging(settings.log_format)
+    asyncio.run(serve(settings))
+    return EXIT_OK
+
+
+def _client(args: argparse.Namespace) -> httpx.Client:
+    auth_id = os.environ.get("BRIDGELINE_AUTH_ID")
+    token = os.environ.get("BRIDGELINE_AUTH_TOKEN")
+    if not (auth_id and token):
+        path = args.data_dir / "credentials.json"
+        if not path.exists():
+            raise CliError(
+                "no credentials: set BRIDGELINE_AUTH_ID and BRIDGELINE_AUTH_TOKEN, or use --data-dir"
+            )
+        raw = json.loads(path.read_text())
+        auth_id, token = raw["auth_id"], raw["auth_token"]
+    return httpx.Client(base_url=args.url.rstrip("/"), auth=(auth_id, token), timeout=10)
+
+
+def _request(args: argparse.Namespace, method: str, path: str, body: Any = None) -> dict[str, Any]:
+    try:
+        with _client(args) as client:
+            response = client.request(method, path, json=body)
+    except httpx.HTTPError as exc:
+        raise CliError(f"cannot reach {args.url}: {exc}") from exc
+    try:
+        data: dict[str, Any] = response.json()
+    except ValueError:
+        data = {"error": response.text}
+    if response.status_code >= 400:
+        raise CliError(f"{response.status_code}: {data.get('error', data)}", EXIT_REFUSED)
+    return data
+
+
+def _phlo_create(args: argparse.Namespace) -> int:
+    try:
+        definition = yaml.safe_load(args.file.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise CliError(f"cannot read {args.file}: {exc}") from exc
+    data = _request(args, "POST", "/v1/phlo", definition)
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return EXIT_OK
+    print(f"phlo_id  {data['phlo_id']}  {data['name']}")
+    for node in data["nodes"]:
+        print(f"node_id  {node['node_id']}  {node['node_type']}  {node['name']}")
+    return EXIT_OK
+
+
+def _phlo_list(args: argparse.Namespace) -> int:
+    data = _request(args, "GET", "/v1/phlo")
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return EXIT_OK
+    for phlo in data["objects"]:
+        nodes = ", ".join(f"{n['name']}={n['node_id']}" for n in phlo["nodes"])
+        print(f"{phlo['phlo_id']}  {phlo['name']}  [{nodes}]")
+    return EXIT_OK
+
+
+def _account_add(args: argparse.Namespace) -> int:
+    from bridgeline.adapters.store import open_store
+    from bridgeline.app.records import Account
+
+    settings = Settings.from_env(data_dir=args.data_dir, database_url=args.database_url)
+    load_or_create_credentials(settings)
+    account = Account(new_auth_id("SA" if args.sub else "MA"), new_auth_token(), time.time())
+
+    async def add() -> None:
+        store = open_store(settings.store_url)
+        try:
+            await store.migrate()
+            await store.put_account(account)
+        finally:
+            await store.close()
+
+    asyncio.run(add())
+    print(f"BRIDGELINE_AUTH_ID={account.auth_id}\nBRIDGELINE_AUTH_TOKEN={account.auth_token}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Server settings, from flags and environment, and the credentials kept in the data directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import string
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+CREDENTIALS_FILE = "credentials.json"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    data_dir: Path = Path("data")
+    carrier: str = "sim"
+    database_url: str | None = None  # default: SQLite in the data directory
+    auth_id: str | None = None
+    auth_token: str | None = None
+    sim_answer_delay_ms: int = 1000
+    sim_playback_ms: int = 3000
+    log_format: str = "console"  # or "json"
+
+    @property
+    def store_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'bridgeline.db').resolve()}"
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        env = os.environ
+        values: dict[str, object] = {
+            "database_url": env.get("DATABASE_URL") or None,
+            "auth_id": env.get("BRIDGELINE_AUTH_ID") or None,
+            "auth_token": env.get("BRIDGELINE_AUTH_TOKEN") or None,
+            "log_format": env.get("BRIDGELINE_LOG_FORMAT", "console"),
+        }
+        if "BRIDGELINE_SIM_ANSWER_DELAY_MS" in env:
+            values["sim_answer_delay_ms"] = int(env["BRIDGELINE_SIM_ANSWER_DELAY_MS"])
+        if "BRIDGELINE_SIM_PLAYBACK_MS" in env:
+            values["sim_playback_ms"] = int(env["BRIDGELINE_SIM_PLAYBACK_MS"])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    auth_id: str
+    auth_token: str
+
+
+def new_auth_id(prefix: str = "MA") -> str:
+    alphabet = string.ascii_uppercase + string.digits
+    return prefix + "".join(secrets.choice(alphabet) for _ in range(18))
+
+
+def new_auth_token() -> str:
+    return secrets.token_urlsafe(30)
+
+
+def load_or_create_credentials(settings: Settings) -> tuple[Credentials, bool]:
+    """The main account's credentials: from the environment, else the data directory, else new.
+
+    Returns the credentials and whether they were created now.
+    """
+    if settings.auth_id and settings.auth_token:
+        return Credentials(settings.auth_id, settings.auth_token), False
+    path = settings.data_dir / CREDENTIALS_FILE
+    if path.exists():
+        raw = json.loads(path.read_text())
+        return Credentials(raw["auth_id"], raw["auth_token"]), False
+    credentials = Credentials(new_auth_id(), new_auth_token())
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        json.dumps({"auth_id": credentials.auth_id, "auth_token": credentials.auth_token}, indent=2)
+    )
+    path.chmod(0o600)
+    return credentials, True

@@ -1,0 +1,101 @@
+"""Inputs to a conference: API actions (imperative names) and signals from call legs.
+
+Leg signals are protocol-neutral: the `sim` and `sip` carriers both translate their own
+events into these, so the conference never sees a SIP message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bridgeline.core.model import AnsweredBy, LeaveReason, Role
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    to: str
+    role: Role
+    trigger_source: str
+
+
+@dataclass(frozen=True, slots=True)
+class WarmTransfer:
+    to: str
+    role: Role
+    trigger_source: str
+
+
+@dataclass(frozen=True, slots=True)
+class ColdTransfer:
+    to: str
+    role: Role
+    trigger_source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unhold:
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class Hangup:
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeCall:
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class VoicemailDrop:
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class AbortTransfer:
+    address: str
+
+
+MpcAction = Call | WarmTransfer | ColdTransfer
+MemberAction = Hold | Unhold | Hangup | ResumeCall | VoicemailDrop | AbortTransfer
+
+
+@dataclass(frozen=True, slots=True)
+class LegRinging:
+    leg_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class LegAnswered:
+    leg_id: str
+    answered_by: AnsweredBy = AnsweredBy.HUMAN
+
+
+@dataclass(frozen=True, slots=True)
+class LegFailed:
+    """A dial that never connected: busy, rejected, unreachable."""
+
+    leg_id: str
+    reason: LeaveReason
+
+
+@dataclass(frozen=True, slots=True)
+class LegHungUp:
+    """The party hung up an answered call."""
+
+    leg_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlaybackFinished:
+    leg_id: str
+
+
+LegSignal = LegRinging | LegAnswered | LegFailed | LegHungUp | PlaybackFinished
+Command = MpcAction | MemberAction | LegSignal

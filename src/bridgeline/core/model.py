@@ -1,0 +1,170 @@
+"""The conference vocabulary: enums whose values are the wire strings, and the state records.
+
+Nothing here does I/O or reads a clock; times are UNIX seconds handed in by the caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+MAIN_ROOM = "main"
+
+
+class Role(StrEnum):
+    AGENT = "agent"
+    CUSTOMER = "customer"
+
+
+class MemberStatus(StrEnum):
+    DIALING = "dialing"
+    CONNECTED = "connected"
+    ON_HOLD = "on_hold"
+    LEFT = "left"
+
+
+class Music(StrEnum):
+    """What a member hears instead of (or while waiting for) other members."""
+
+    AGENT_HOLD = "agent_hold"
+    CUSTOMER_HOLD = "customer_hold"
+    WAIT = "wait"
+    VOICEMAIL = "voicemail"  # the node's voicemail message, played by `voicemail_drop`
+
+    @classmethod
+    def hold_for(cls, role: Role) -> Music:
+        return cls.AGENT_HOLD if role is Role.AGENT else cls.CUSTOMER_HOLD
+
+
+class AnsweredBy(StrEnum):
+    HUMAN = "human"
+    MACHINE = "machine"
+
+
+class LeaveReason(StrEnum):
+    HANGUP = "hangup"  # hung up through the API
+    REMOTE_HANGUP = "remote_hangup"  # the party hung up
+    BUSY = "busy"
+    NO_ANSWER = "no_answer"  # ring timeout
+    REJECTED = "rejected"
+    FAILED = "failed"  # unreachable, network or carrier error
+    TRANSFERRED = "transferred"  # the initiator of a completed cold transfer
+    TRANSFER_ABORTED = "transfer_aborted"  # the target of an aborted transfer
+    VOICEMAIL_DROPPED = "voicemail_dropped"
+    MAX_DURATION = "max_duration"
+    CONFERENCE_ENDED = "conference_ended"  # a dial still ringing when the conference ended
+
+
+DIAL_FAILURES = frozenset({LeaveReason.BUSY, LeaveReason.NO_ANSWER, LeaveReason.REJECTED, LeaveReason.FAILED})
+
+
+class TransferKind(StrEnum):
+    WARM = "warm"
+    COLD = "cold"
+
+
+class TransferState(StrEnum):
+    DIALING = "dialing"  # the target is being dialed
+    CONSULTING = "consulting"  # warm only: initiator and target talk privately
+    COMPLETED = "completed"
+    ABORTED = "aborted"
+    FAILED = "failed"
+
+    @property
+    def pending(self) -> bool:
+        return self in (TransferState.DIALING, TransferState.CONSULTING)
+
+
+class TransferOutcome(StrEnum):
+    """How a completed transfer completed."""
+
+    TRANSFERRED = "transferred"  # target joined the transferees, initiator gone
+    BLIND = "blind"  # warm transfer whose initiator hung up before the target answered
+    THREE_WAY = "three_way"  # resume_call: initiator and target both joined the main room
+
+
+class ConferencePhase(StrEnum):
+    LIVE = "live"
+    ENDED = "ended"
+
+
+class EndReason(StrEnum):
+    EMPTY = "empty"  # nobody connected or being dialed
+    MAX_DURATION = "max_duration"
+
+
+class EventType(StrEnum):
+    CONFERENCE_STARTED = "conference_started"
+    CONFERENCE_ENDED = "conference_ended"
+    MEMBER_DIALING = "member_dialing"
+    MEMBER_RINGING = "member_ringing"
+    MEMBER_CONNECTED = "member_connected"
+    MEMBER_HELD = "member_held"
+    MEMBER_UNHELD = "member_unheld"
+    MEMBER_LEFT = "member_left"
+    VOICEMAIL_STARTED = "voicemail_started"
+    TRANSFER_STARTED = "transfer_started"
+    TRANSFER_ANSWERED = "transfer_answered"
+    TRANSFER_COMPLETED = "transfer_completed"
+    TRANSFER_ABORTED = "transfer_aborted"
+    TRANSFER_FAILED = "transfer_failed"
+
+
+@dataclass(slots=True)
+class Member:
+    address: str
+    role: Role
+    leg_id: str
+    status: MemberStatus
+    room: str
+    dialed_at: float
+    ring_deadline: float | None
+    connected_at: float | None = None
+    left_at: float | None = None
+    leave_reason: LeaveReason | None = None
+    answered_by: AnsweredBy | None = None
+    playing_voicemail: bool = False
+    ringing: bool = False
+
+    @property
+    def live(self) -> bool:
+        return self.status is not MemberStatus.LEFT
+
+    @property
+    def answered(self) -> bool:
+        return self.status in (MemberStatus.CONNECTED, MemberStatus.ON_HOLD)
+
+    @property
+    def talking(self) -> bool:
+        """Heard by the others in its room."""
+        return self.status is MemberStatus.CONNECTED and not self.playing_voicemail
+
+
+@dataclass(slots=True)
+class Transfer:
+    transfer_id: str
+    kind: TransferKind
+    initiator: str
+    target: str
+    state: TransferState
+    started_at: float
+    ended_at: float | None = None
+    outcome: TransferOutcome | None = None
+    room: str = MAIN_ROOM  # the private consultation room of a warm transfer
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedDial:
+    """A dial the conference will place once a member connects (sequential PHLO runs)."""
+
+    address: str
+    role: Role
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    seq: int
+    type: EventType
+    at: float
+    data: dict[str, Any]

@@ -1,0 +1,104 @@
+"""The one place that chooses adapters and wires them to the ports."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import httpx
+import structlog
+import uvicorn
+
+from bridgeline.adapters.carrier_sim import SimCarrier
+from bridgeline.adapters.http.app import BridgelineApi
+from bridgeline.adapters.http.auth import Authenticator
+from bridgeline.adapters.http.context import AppContext
+from bridgeline.adapters.store import open_store
+from bridgeline.adapters.webhooks import WebhookDispatcher
+from bridgeline.app.ports import Carrier, Store
+from bridgeline.app.records import Account
+from bridgeline.app.runs import RunService
+from bridgeline.app.service import ConferenceService
+from bridgeline.config import Credentials, Settings, load_or_create_credentials
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Bridgeline:
+    settings: Settings
+    credentials: Credentials
+    store: Store
+    carrier: Carrier
+    conferences: ConferenceService
+    runs: RunService
+    dispatcher: WebhookDispatcher
+    http_client: httpx.AsyncClient
+    api: BridgelineApi
+
+    async def stop(self) -> None:
+        await self.dispatcher.stop()
+        await self.conferences.shutdown()
+        await self.carrier.stop()
+        await self.http_client.aclose()
+        await self.store.close()
+
+
+def make_carrier(settings: Settings, store: Store) -> Carrier:
+    if settings.carrier == "sim":
+        return SimCarrier(
+            store, answer_delay_ms=settings.sim_answer_delay_ms, playback_ms=settings.sim_playback_ms
+        )
+    raise ValueError(f"unknown carrier {settings.carrier!r} (available: sim)")
+
+
+async def build(settings: Settings) -> Bridgeline:
+    credentials, _ = load_or_create_credentials(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(settings.store_url)
+    await store.migrate()
+    if await store.get_account(credentials.auth_id) is None:
+        await store.put_account(Account(credentials.auth_id, credentials.auth_token, time.time()))
+    carrier = make_carrier(settings, store)
+    conferences = ConferenceService(store, carrier)
+    runs = RunService(store, conferences)
+    http_client = httpx.AsyncClient(follow_redirects=False)
+
+    async def token_for(auth_id: str) -> str | None:
+        account = await store.get_account(auth_id)
+        return None if account is None else account.auth_token
+
+    dispatcher = WebhookDispatcher(store, http_client, token_for)
+    conferences.listeners.append(lambda meta, conf, events: dispatcher.wake() if events else None)
+    await carrier.start()
+    restored = await conferences.restore()
+    dispatcher.start()
+    sim = carrier if isinstance(carrier, SimCarrier) else None
+    api = BridgelineApi(AppContext(store, conferences, runs, Authenticator(store), sim))
+    log.info(
+        "bridgeline_started", carrier=carrier.name, store=settings.store_url.split("@")[-1], restored=restored
+    )
+    return Bridgeline(settings, credentials, store, carrier, conferences, runs, dispatcher, http_client, api)
+
+
+async def serve(settings: Settings) -> None:
+    app = await build(settings)
+    print_banner(app)
+    config = uvicorn.Config(
+        app.api, host=settings.host, port=settings.port, lifespan="off", access_log=False, log_level="warning"
+    )
+    try:
+        await uvicorn.Server(config).serve()
+    finally:
+        await app.stop()
+
+
+def print_banner(app: Bridgeline) -> None:
+    s, c = app.settings, app.credentials
+    print(
+        f"Bridgeline listening on http://{s.host}:{s.port}/v1  (carrier: {s.carrier})\n"
+        f"  BRIDGELINE_AUTH_ID={c.auth_id}\n"
+        f"  BRIDGELINE_AUTH_TOKEN={c.auth_token}\n"
+        f"  data: {s.data_dir.resolve()}",
+        flush=True,
+    )

@@ -1,0 +1,1 @@
+"""PHLO definitions: the file/JSON format users write, and template filling from run payloads."""

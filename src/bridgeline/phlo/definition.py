@@ -1,0 +1,130 @@
+"""The PHLO definition format (YAML or JSON): Multi-Party Call nodes and what a run does.
+
+```yaml
+name: support
+nodes:
+  - name: Multi-Party Call_1
+    type: multi_party_call
+    caller_id: "+14155550100"
+    ring_timeout: 30
+    callback_url: "{{callback}}"
+run:
+  node: Multi-Party Call_1     # optional when the PHLO has one node
+  mode: sequential             # dial the first party, then the next once somebody answers
+  dial:
+    - {to: "{{agent}}", role: agent}
+    - {to: "{{customer}}", role: customer}
+```
+String settings may hold templates filled from the run payload (see template.py).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from bridgeline.core.model import Role
+from bridgeline.phlo.template import fill
+
+MPC_NODE_TYPE = "multi_party_call"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class MpcNode(_Strict):
+    node_id: str = Field(default_factory=lambda: str(uuid.uuid4()), min_length=1, max_length=64)
+    name: str = Field(default="Multi-Party Call_1", min_length=1, max_length=100)
+    type: Literal["multi_party_call"] = "multi_party_call"
+    caller_id: str | None = None
+    max_participants: int = Field(default=10, ge=2, le=250)
+    max_duration: int = Field(default=14400, ge=10, le=86400, description="seconds")
+    ring_timeout: float = Field(default=45, gt=0, le=300, description="seconds")
+    agent_hold_music: str | None = None
+    customer_hold_music: str | None = None
+    wait_music: str | None = None
+    voicemail_message: str | None = None
+    callback_url: str | None = None
+
+
+class Dial(_Strict):
+    to: str = Field(min_length=1)
+    role: Role = Role.AGENT
+
+
+class RunSpec(_Strict):
+    node: str | None = Field(default=None, description="node name or node_id; optional with one node")
+    mode: Literal["sequential", "parallel"] = "sequential"
+    dial: list[Dial] = Field(min_length=1)
+
+
+class PhloDefinition(_Strict):
+    name: str = Field(min_length=1, max_length=200)
+    phlo_id: str | None = Field(default=None, min_length=1, max_length=64)
+    nodes: list[MpcNode] = Field(min_length=1)
+    run: RunSpec | None = None
+
+    @model_validator(mode="after")
+    def _check_references(self) -> PhloDefinition:
+        ids = [n.node_id for n in self.nodes]
+        names = [n.name for n in self.nodes]
+        if len(set(ids)) != len(ids):
+            raise ValueError("node_id values must be unique within a PHLO")
+        if len(set(names)) != len(names):
+            raise ValueError("node names must be unique within a PHLO")
+        if self.run is not None:
+            if self.run.node is None and len(self.nodes) > 1:
+                raise ValueError("run.node is required when the PHLO has several nodes")
+            if self.run.node is not None and self.find_node(self.run.node) is None:
+                raise ValueError(f"run.node '{self.run.node}' names no node of this PHLO")
+        return self
+
+    def find_node(self, ref: str) -> MpcNode | None:
+        return next((n for n in self.nodes if ref in (n.node_id, n.name)), None)
+
+    def run_node(self) -> MpcNode:
+        assert self.run is not None
+        found = self.nodes[0] if self.run.node is None else self.find_node(self.run.node)
+        assert found is not None  # checked by the validator
+        return found
+
+
+class NodeSettings(BaseModel):
+    """A node's settings with every template filled: what one conference runs with."""
+
+    model_config = ConfigDict(frozen=True)
+
+    caller_id: str | None = None
+    max_participants: int = 10
+    max_duration: int = 14400
+    ring_timeout: float = 45
+    agent_hold_music: str | None = None
+    customer_hold_music: str | None = None
+    wait_music: str | None = None
+    voicemail_message: str | None = None
+    callback_url: str | None = None
+
+
+_TEMPLATED = (
+    "caller_id",
+    "agent_hold_music",
+    "customer_hold_music",
+    "wait_music",
+    "voicemail_message",
+    "callback_url",
+)
+
+
+def resolve_settings(node: MpcNode, payload: dict[str, Any]) -> NodeSettings:
+    values = node.model_dump(include=set(NodeSettings.model_fields))
+    for key in _TEMPLATED:
+        if values.get(key) is not None:
+            values[key] = fill(values[key], payload) or None
+    return NodeSettings(**values)
+
+
+def resolve_dials(run: RunSpec, payload: dict[str, Any]) -> list[tuple[str, Role]]:
+    return [(fill(d.to, payload), d.role) for d in run.dial]

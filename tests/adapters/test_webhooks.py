@@ -1,0 +1,310 @@
+"""WebhookDispatcher against a real HTTP receiver on 127.0.0.1 and a real httpx client."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import suppress
+from dataclasses import dataclass, field
+from typing import Any, cast
+from urllib.parse import parse_qsl
+
+import httpx
+import pytest
+from plivo.utils import validate_v3_signature
+
+from bridgeline.adapters.webhooks import WebhookDispatcher
+from bridgeline.app.ports import Store
+from bridgeline.app.records import DeliveryRecord, DeliveryStatus, NewDelivery
+
+AUTH_ID = "MAXXXXXXXXXXXXXXXXXX"
+TOKEN = "test-auth-token"
+RESPONSE = "HTTP/1.1 {} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+PARAMS = {"ConferenceUUID": "c-1", "Event": "MemberJoined", "Name": "Zoë", "Blank": ""}
+
+
+@dataclass
+class Request:
+    method: str
+    target: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Receiver:
+    """A minimal HTTP/1.1 server: records each request, answers `status`, or never answers if `hold`."""
+
+    status: int = 200
+    delay: float = 0.0
+    hold: bool = False
+    requests: list[Request] = field(default_factory=list)
+    in_flight: int = 0
+    max_in_flight: int = 0
+    port: int = 0
+    _server: asyncio.Server | None = None
+    _handlers: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def url(self, path: str = "/cb") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in self._handlers:
+            task.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+        await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._handlers.add(cast("asyncio.Task[Any]", asyncio.current_task()))
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            method, target, _ = (await reader.readline()).decode().split(" ", 2)
+            headers: dict[str, str] = {}
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode("latin-1").partition(":")
+                headers[name.strip().lower()] = value.strip()
+            body = await reader.readexactly(int(headers.get("content-length", "0")))
+            self.requests.append(Request(method, target, headers, body))
+            if self.hold:
+                await asyncio.Event().wait()  # until cancelled by close()
+            await asyncio.sleep(self.delay)
+            writer.write(RESPONSE.format(self.status).encode())
+            await writer.drain()
+        finally:
+            self.in_flight -= 1
+            writer.close()
+            with suppress(Exception):
+                await writer.wait_closed()
+
+
+class FakeStore:
+    """Only the delivery part of the Store protocol, in memory."""
+
+    def __init__(self) -> None:
+        self.rows: dict[int, DeliveryRecord] = {}
+        self.due_calls = 0
+        self.fail_next_due = False
+        self.changed = asyncio.Event()  # set on every call, so tests can wait without polling
+
+    def add(self, new: NewDelivery, next_attempt_at: float = 0.0) -> DeliveryRecord:
+        record = DeliveryRecord(
+            delivery_id=len(self.rows) + 1,
+            conference_id=new.conference_id,
+            event_seq=new.event_seq,
+            url=new.url,
+            auth_id=new.auth_id,
+            params=dict(new.params),
+            status=DeliveryStatus.PENDING,
+            attempts=0,
+            next_attempt_at=next_attempt_at,
+        )
+        self.rows[record.delivery_id] = record
+        return record
+
+    async def due_deliveries(self, now: float, limit: int = 100) -> list[DeliveryRecord]:
+        self.due_calls += 1
+        self.changed.set()
+        if self.fail_next_due:
+            self.fail_next_due = False
+            raise RuntimeError("store is down")
+        pending = (r for r in self.rows.values() if r.status is DeliveryStatus.PENDING)
+        due = [r for r in pending if r.next_attempt_at <= now]
+        return sorted(due, key=lambda r: (r.next_attempt_at, r.delivery_id))[:limit]
+
+    async def update_delivery(self, delivery: DeliveryRecord) -> None:
+        self.rows[delivery.delivery_id] = delivery
+        self.changed.set()
+
+    async def list_deliveries(self, conference_id: str) -> list[DeliveryRecord]:
+        return [r for r in self.rows.values() if r.conference_id == conference_id]
+
+
+@dataclass
+class FakeClock:
+    now: float = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def token_for(auth_id: str) -> str | None:
+    return TOKEN if auth_id == AUTH_ID else None
+
+
+def new_delivery(url: str, auth_id: str = AUTH_ID, seq: int = 1) -> NewDelivery:
+    return NewDelivery(conference_id="c-1", event_seq=seq, url=url, auth_id=auth_id, params=dict(PARAMS))
+
+
+async def wait_until(store: FakeStore, predicate: Callable[[], bool]) -> None:
+    async with asyncio.timeout(2.0):
+        while not predicate():
+            store.changed.clear()
+            await store.changed.wait()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    server = Receiver()
+    await server.start()
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+def store() -> FakeStore:
+    return FakeStore()
+
+
+Make = Callable[..., WebhookDispatcher]
+
+
+@pytest.fixture
+async def make(store: FakeStore) -> AsyncIterator[Make]:
+    """Builds dispatchers over the fake store and one real httpx client."""
+    async with httpx.AsyncClient() as client:
+        yield lambda **options: WebhookDispatcher(cast(Store, store), client, token_for, **options)
+
+
+async def test_delivers_signed_form_on_200(receiver: Receiver, store: FakeStore, make: Make) -> None:
+    url = receiver.url("/callbacks?tenant=7&b=x")
+    clock = FakeClock()
+    record = await make(clock=clock).deliver_once(store.add(new_delivery(url)))
+
+    assert record.status is DeliveryStatus.DELIVERED
+    assert (record.attempts, record.last_status_code, record.last_error) == (1, 200, None)
+    assert record.history == ({"at": clock.now, "status_code": 200, "error": None},)
+    assert store.rows[record.delivery_id] == record
+
+    [request] = receiver.requests
+    assert (request.method, request.target) == ("POST", "/callbacks?tenant=7&b=x")
+    assert request.headers["content-type"] == "application/x-www-form-urlencoded"
+    assert request.headers["user-agent"] == "Bridgeline"
+    assert (body := dict(parse_qsl(request.body.decode(), keep_blank_values=True))) == PARAMS
+    signature = request.headers["x-plivo-signature-v3"]
+    nonce = request.headers["x-plivo-signature-v3-nonce"]
+    assert request.headers["x-plivo-signature-ma-v3"] == signature
+    assert validate_v3_signature("POST", url, nonce, TOKEN, signature, body)
+    assert not validate_v3_signature("POST", url, nonce, "other-token", signature, body)
+
+
+@pytest.mark.parametrize("status", [500, 404])
+async def test_retries_with_backoff(receiver: Receiver, store: FakeStore, make: Make, status: int) -> None:
+    receiver.status = status
+    clock = FakeClock()
+    dispatcher = make(clock=clock, base_delay=2.0, max_attempts=5)
+    record = store.add(new_delivery(receiver.url()))
+
+    for attempt in (1, 2, 3):
+        record = await dispatcher.deliver_once(record)
+        expected = 2.0 * 2 ** (attempt - 1)
+        delay = record.next_attempt_at - clock.now
+        assert 0.8 * expected - 1e-9 <= delay <= 1.2 * expected + 1e-9
+        assert record.status is DeliveryStatus.PENDING
+        assert (record.attempts, record.last_status_code) == (attempt, status)
+        assert record.last_error == f"HTTP {status}"
+        assert await store.due_deliveries(clock.now) == []  # not due before its backoff
+        clock.now = record.next_attempt_at
+        assert await store.due_deliveries(clock.now) == [record]
+
+    assert [entry["status_code"] for entry in record.history] == [status] * 3
+    assert len(receiver.requests) == 3
+
+
+async def test_backoff_is_capped(receiver: Receiver, store: FakeStore, make: Make) -> None:
+    receiver.status = 503
+    clock = FakeClock()
+    dispatcher = make(clock=clock, base_delay=1.0, max_delay=3.0)
+    record = store.add(new_delivery(receiver.url()))
+    for _ in range(4):  # raw delays 1, 2, 4, 8 -> capped at 3
+        record = await dispatcher.deliver_once(record)
+    assert 2.4 - 1e-9 <= record.next_attempt_at - clock.now <= 3.6 + 1e-9
+
+
+async def test_failed_after_max_attempts(receiver: Receiver, store: FakeStore, make: Make) -> None:
+    receiver.status = 500
+    clock = FakeClock()
+    dispatcher = make(clock=clock, max_attempts=3)
+    record = store.add(new_delivery(receiver.url()))
+    for expected in (DeliveryStatus.PENDING, DeliveryStatus.PENDING, DeliveryStatus.FAILED):
+        record = await dispatcher.deliver_once(record)
+        assert record.status is expected
+        clock.now = record.next_attempt_at
+    assert (record.attempts, len(record.history)) == (3, 3)
+    assert await store.due_deliveries(clock.now + 1e6) == []
+
+
+async def test_timeout_counts_as_failed_attempt(receiver: Receiver, store: FakeStore, make: Make) -> None:
+    receiver.hold = True
+    started = time.monotonic()
+    record = await make(timeout=0.1).deliver_once(store.add(new_delivery(receiver.url())))
+    assert time.monotonic() - started < 1.0
+    assert (record.status, record.attempts) == (DeliveryStatus.PENDING, 1)
+    assert (record.last_status_code, record.last_error) == (None, "timeout")
+    assert record.history[-1]["error"] == "timeout"
+
+
+async def test_connection_refused_counts_as_failed_attempt(store: FakeStore, make: Make) -> None:
+    with socket.socket() as probe:  # a port that was free a moment ago, with nothing listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    record = await make().deliver_once(store.add(new_delivery(f"http://127.0.0.1:{port}/cb")))
+    assert (record.status, record.attempts, record.last_status_code) == (DeliveryStatus.PENDING, 1, None)
+    assert record.last_error is not None and record.last_error.startswith("ConnectError")
+
+
+async def test_unknown_account_fails_without_sending(
+    receiver: Receiver, store: FakeStore, make: Make
+) -> None:
+    delivery = store.add(new_delivery(receiver.url(), auth_id="MA_UNKNOWN"))
+    record = await make().deliver_once(delivery)
+    assert (record.status, record.last_error) == (DeliveryStatus.FAILED, "unknown account")
+    assert store.rows[delivery.delivery_id] == record
+    assert receiver.requests == []
+
+
+async def test_run_delivers_after_wake_and_stops(receiver: Receiver, store: FakeStore, make: Make) -> None:
+    dispatcher = make(poll_interval=30.0)  # only wake() can trigger the second pass
+    task = asyncio.create_task(dispatcher.run())
+    await wait_until(store, lambda: store.due_calls >= 1)
+
+    delivery = store.add(new_delivery(receiver.url()))
+    dispatcher.wake()
+    await wait_until(store, lambda: store.rows[delivery.delivery_id].status is DeliveryStatus.DELIVERED)
+
+    await asyncio.wait_for(dispatcher.stop(), 1.0)
+    assert task.done() and task.exception() is None
+    assert len(receiver.requests) == 1
+
+
+async def test_run_survives_store_errors(receiver: Receiver, store: FakeStore, make: Make) -> None:
+    store.fail_next_due = True
+    delivery = store.add(new_delivery(receiver.url()))
+    dispatcher = make(poll_interval=30.0)
+    task = dispatcher.start()
+    await wait_until(store, lambda: store.due_calls >= 1)
+    dispatcher.wake()
+    await wait_until(store, lambda: store.rows[delivery.delivery_id].status is DeliveryStatus.DELIVERED)
+    await asyncio.wait_for(dispatcher.stop(), 1.0)
+    assert task.done() and task.exception() is None
+
+
+async def test_run_bounds_concurrency(receiver: Receiver, store: FakeStore, make: Make) -> None:
+    receiver.delay = 0.05
+    deliveries = [store.add(new_delivery(receiver.url(), seq=seq)) for seq in range(6)]
+    dispatcher = make(concurrency=2, poll_interval=30.0)
+    dispatcher.start()
+    await wait_until(
+        store, lambda: all(store.rows[d.delivery_id].status is DeliveryStatus.DELIVERED for d in deliveries)
+    )
+    await dispatcher.stop()
+    assert receiver.max_in_flight == 2
+    assert len(receiver.requests) == 6
