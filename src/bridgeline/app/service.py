@@ -266,6 +266,8 @@ class ConferenceService:
                 live.conf = snapshot.load(live.last_state["core"])  # type: ignore[arg-type]
             raise
         live.last_state = state
+        for event in events:
+            log.info("event", mpc_uuid=meta.conference_id, seq=event.seq, type=event.type, **event.data)
         for listener in self.listeners:
             try:
                 listener(meta, conf, events)

@@ -1,0 +1,148 @@
+"""The conference service with real parts: the SQLite store and the sim carrier.
+
+These check what the HTTP layer cannot see directly: inputs to one conference apply one at a
+time, every change is committed with its events before effects run, and state survives a
+reload from the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from bridgeline.adapters.carrier_sim import SimCarrier
+from bridgeline.adapters.store import open_store
+from bridgeline.app.ports import Store
+from bridgeline.app.service import ConferenceService, NotFound
+from bridgeline.core import snapshot
+from bridgeline.core.commands import Call, Hangup, Hold, Unhold
+from bridgeline.core.errors import ActionRefused
+from bridgeline.core.model import MemberStatus, Role
+from bridgeline.phlo.definition import NodeSettings
+
+AGENT, CUSTOMER = "+14155550001", "+14155550002"
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    store = open_store(f"sqlite:///{tmp_path / 'bl.db'}")
+    await store.migrate()
+    yield store
+    await store.close()
+
+
+async def settle(predicate: Callable[[], object], within: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not predicate():
+        assert loop.time() < deadline, "condition not reached"
+        await asyncio.sleep(0.005)
+
+
+async def connected_pair(store: Store) -> tuple[ConferenceService, SimCarrier, str]:
+    carrier = SimCarrier(store, answer_delay_ms=0)
+    service = ConferenceService(store, carrier)
+    await carrier.start()
+    conference_id = await service.start_conference(
+        auth_id="MA00000000000000000A",
+        phlo_id="p",
+        node_id="n",
+        run_id=None,
+        settings=NodeSettings(max_participants=50),
+        dials=[(AGENT, Role.AGENT), (CUSTOMER, Role.CUSTOMER)],
+        sequential=True,
+    )
+    live = service.get_live(conference_id)
+    assert live is not None
+    await settle(lambda: live.conf.members.get(CUSTOMER) and live.conf.members[CUSTOMER].answered)
+    return service, carrier, conference_id
+
+
+async def test_concurrent_actions_apply_one_at_a_time_and_commit_every_event(store: Store) -> None:
+    service, carrier, conference_id = await connected_pair(store)
+    actions: list[Hold | Unhold | Call] = [
+        Hold(CUSTOMER) if i % 2 == 0 else Unhold(CUSTOMER) for i in range(40)
+    ]
+    actions += [Call(f"+1415555{1000 + i}", Role.AGENT, AGENT) for i in range(20)]
+
+    async def attempt(action: Hold | Unhold | Call) -> bool:
+        try:
+            if isinstance(action, Call):
+                await service.mpc_action("p", "n", action)
+            else:
+                await service.member_action("p", "n", action)
+        except ActionRefused:
+            return False
+        return True
+
+    results = await asyncio.gather(*(attempt(a) for a in actions))
+    # Hold/unhold alternate in arrival order, so every one of them is allowed.
+    assert all(results[:40])
+    assert all(results[40:])
+    live = service.get_live(conference_id)
+    assert live is not None
+    await settle(lambda: all(m.answered for m in live.conf.live_members()))
+
+    events = await store.list_events(conference_id)
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert sum(e.type == "member_held" for e in events) == 20
+    assert sum(e.type == "member_unheld" for e in events) == 20
+    record = await store.get_conference(conference_id)
+    assert record is not None
+    assert snapshot.dump(snapshot.load(record.state["core"])) == snapshot.dump(live.conf)
+    assert record.state["core"]["next_seq"] == len(events) + 1
+    await service.shutdown()
+    await carrier.stop()
+
+
+async def test_a_refused_action_changes_nothing_and_is_not_stored(store: Store) -> None:
+    service, carrier, conference_id = await connected_pair(store)
+    before = await store.list_events(conference_id)
+    with pytest.raises(ActionRefused, match="not on hold"):
+        await service.member_action("p", "n", Unhold(CUSTOMER))
+    with pytest.raises(NotFound):
+        await service.member_action("p", "n", Hold("+19999999999"))
+    assert await store.list_events(conference_id) == before
+    await service.shutdown()
+    await carrier.stop()
+
+
+async def test_an_address_is_in_one_live_conference_per_node(store: Store) -> None:
+    service, carrier, _ = await connected_pair(store)
+    with pytest.raises(ActionRefused, match="already in a live conference"):
+        await service.start_conference(
+            auth_id="MA00000000000000000A",
+            phlo_id="p",
+            node_id="n",
+            run_id=None,
+            settings=NodeSettings(),
+            dials=[(CUSTOMER, Role.CUSTOMER)],
+            sequential=True,
+        )
+    await service.shutdown()
+    await carrier.stop()
+
+
+async def test_restore_takes_back_live_conferences_from_the_store(store: Store) -> None:
+    service, carrier, conference_id = await connected_pair(store)
+    await service.member_action("p", "n", Hold(CUSTOMER))
+    await service.shutdown()
+    await carrier.stop()
+
+    carrier2 = SimCarrier(store, answer_delay_ms=0)
+    service2 = ConferenceService(store, carrier2)
+    assert await service2.restore() == 1
+    live = service2.get_live(conference_id)
+    assert live is not None
+    assert live.conf.members[CUSTOMER].status is MemberStatus.ON_HOLD
+    await service2.member_action("p", "n", Unhold(CUSTOMER))
+    await service2.member_action("p", "n", Hangup(CUSTOMER))
+    await service2.member_action("p", "n", Hangup(AGENT))
+    record = await store.get_conference(conference_id)
+    assert record is not None and record.status == "ended"
+    assert service2.get_live(conference_id) is None
+    await service2.shutdown()
+    await carrier2.stop()
