@@ -1,0 +1,318 @@
+"""SIP header collection and parsers for the structured headers (RFC 3261 sections 7.3 and 20).
+
+`Headers` stores raw `(name, value)` lines in wire order and never rewrites a value, so unknown
+headers round-trip untouched. Lookups are case-insensitive and accept compact forms (`v` is
+`Via`). The typed views (`Via`, `NameAddress`, `CSeq`) are parsed on demand from the raw values.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from .syntax import (
+    Params,
+    SipParseError,
+    is_token,
+    parse_hostport,
+    parse_params,
+    parse_uint,
+    quote,
+    scan_quoted,
+    split_top_level,
+    unquote,
+)
+from .uri import URI, parse_uri
+
+# RFC 3261 7.3.3 and the IANA SIP parameters registry ("compact" column).
+COMPACT_FORMS: dict[str, str] = {
+    "a": "accept-contact",
+    "b": "referred-by",
+    "c": "content-type",
+    "d": "request-disposition",
+    "e": "content-encoding",
+    "f": "from",
+    "i": "call-id",
+    "j": "reject-contact",
+    "k": "supported",
+    "l": "content-length",
+    "m": "contact",
+    "n": "identity-info",
+    "o": "event",
+    "r": "refer-to",
+    "s": "subject",
+    "t": "to",
+    "u": "allow-events",
+    "v": "via",
+    "x": "session-expires",
+    "y": "identity",
+}
+# Spellings that str.capitalize() per dash-separated word would get wrong.
+_SPECIAL_CASE = {
+    "call-id": "Call-ID",
+    "cseq": "CSeq",
+    "www-authenticate": "WWW-Authenticate",
+    "mime-version": "MIME-Version",
+    "rack": "RAck",
+    "rseq": "RSeq",
+    "sip-etag": "SIP-ETag",
+    "sip-if-match": "SIP-If-Match",
+}
+MAX_CSEQ = 2**31 - 1  # RFC 3261 8.1.1.5: the sequence number must be less than 2**31
+
+
+def header_key(name: str) -> str:
+    """Lookup key for a header name: lower case, compact form expanded."""
+    lower = name.lower()
+    return COMPACT_FORMS.get(lower, lower)
+
+
+def canonical_name(name: str) -> str:
+    """Conventional spelling of a header name: `v` and `VIA` both give `Via`."""
+    key = header_key(name)
+    return _SPECIAL_CASE.get(key) or "-".join(word.capitalize() for word in key.split("-"))
+
+
+def _check_header(name: str, value: str) -> None:
+    if not is_token(name):
+        raise ValueError(f"invalid header name: {name!r}")
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"header value contains CR/LF: {value!r}")
+
+
+class Headers:
+    """Ordered, multi-valued header lines. Mutating methods validate their input so a message
+    built in code cannot inject extra lines when serialised."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+        self._items: list[tuple[str, str]] = []
+        for name, value in items:
+            self.add(name, value)
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(list(self._items))
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and any(header_key(n) == header_key(name) for n, _ in self._items)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Headers) and self._items == other._items
+
+    def __repr__(self) -> str:
+        return f"Headers({self._items!r})"
+
+    def copy(self) -> Headers:
+        new = Headers()
+        new._items = list(self._items)
+        return new
+
+    def get(self, name: str) -> str | None:
+        """Value of the first line called name, or None."""
+        key = header_key(name)
+        return next((v for n, v in self._items if header_key(n) == key), None)
+
+    def get_all(self, name: str) -> list[str]:
+        """Values of every line called name, in order, one entry per line."""
+        key = header_key(name)
+        return [v for n, v in self._items if header_key(n) == key]
+
+    def get_list(self, name: str) -> list[str]:
+        """Comma-separated elements across every line called name (RFC 3261 7.3.1). Only meaningful
+        for list-valued headers (Via, Route, Contact, Allow...); WWW-Authenticate is not one."""
+        items: list[str] = []
+        for value in self.get_all(name):
+            items.extend(part for part in split_top_level(value, ",") if part)
+        return items
+
+    def add(self, name: str, value: str) -> None:
+        """Append a line."""
+        _check_header(name, value)
+        self._items.append((name, value.strip()))
+
+    def prepend(self, name: str, value: str) -> None:
+        """Insert a line at the very top (a proxy or client adding its Via)."""
+        _check_header(name, value)
+        self._items.insert(0, (name, value.strip()))
+
+    def set(self, name: str, value: str) -> None:
+        """Replace every line called name by one line, at the position of the first, or append."""
+        _check_header(name, value)
+        key = header_key(name)
+        index = next((i for i, (n, _) in enumerate(self._items) if header_key(n) == key), None)
+        if index is None:
+            self._items.append((name, value.strip()))
+            return
+        self._items = [(n, v) for i, (n, v) in enumerate(self._items) if i < index or header_key(n) != key]
+        self._items.insert(index, (name, value.strip()))
+
+    def remove(self, name: str) -> int:
+        """Delete every line called name; returns how many there were."""
+        key = header_key(name)
+        before = len(self._items)
+        self._items = [(n, v) for n, v in self._items if header_key(n) != key]
+        return before - len(self._items)
+
+    def single(self, name: str) -> str:
+        """The value of a header that must appear exactly once (From, To, Call-ID, CSeq)."""
+        values = self.get_all(name)
+        if len(values) != 1:
+            raise SipParseError(f"expected exactly one {canonical_name(name)} header, got {len(values)}")
+        return values[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Via:
+    """One Via element (RFC 3261 20.42, 18.2.1; `rport` from RFC 3581)."""
+
+    transport: str
+    host: str
+    port: int | None = None
+    params: Params = field(default_factory=Params)
+
+    def __str__(self) -> str:
+        port = "" if self.port is None else f":{self.port}"
+        return f"SIP/2.0/{self.transport} {self.host}{port}{self.params}"
+
+    @property
+    def branch(self) -> str | None:
+        return self.params.get("branch")
+
+    @property
+    def received(self) -> str | None:
+        return self.params.get("received")
+
+    @property
+    def rport(self) -> int | None:
+        """The rport value a server filled in; None when absent or still an empty flag."""
+        value = self.params.get("rport")
+        return None if value is None else int(value)
+
+    @property
+    def wants_rport(self) -> bool:
+        """The client asked for symmetric response routing (RFC 3581 section 3)."""
+        return "rport" in self.params
+
+    @property
+    def sent_by(self) -> tuple[str, int | None]:
+        return self.host, self.port
+
+    def with_param(self, name: str, value: str | None = None) -> Via:
+        return Via(self.transport, self.host, self.port, self.params.with_param(name, value))
+
+
+_VIA_PROTOCOL_RE = re.compile(r"SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9.!%*_+`'~-]+)\s+", re.I)
+
+
+def parse_via(text: str) -> Via:
+    """Parse one Via element (already split from its comma list)."""
+    text = text.strip()
+    m = _VIA_PROTOCOL_RE.match(text)
+    if not m:
+        raise SipParseError(f"invalid Via protocol: {text!r}")
+    rest = text[m.end() :]
+    sent_by, semi, params_text = rest.partition(";")
+    # RFC 3261 allows whitespace around the ':' of sent-by.
+    host, port = parse_hostport(re.sub(r"\s*:\s*", ":", sent_by.strip()))
+    params = parse_params(";" + params_text) if semi else Params()
+    rport = params.get("rport")
+    if rport is not None:
+        parse_uint(rport, "Via rport", 65535)
+    if "branch" in params and not params.get("branch"):
+        raise SipParseError("empty Via branch")
+    if params.get("received") == "":
+        raise SipParseError("empty Via received")
+    return Via(m.group(1).upper(), host, port, params)
+
+
+@dataclass(frozen=True, slots=True)
+class NameAddress:
+    """`"Display" <uri>;params` as used by From, To, Contact, Route, Record-Route (RFC 3261 20.10).
+
+    `display_name` is unquoted; params are header parameters (tag, expires...), not URI ones."""
+
+    uri: URI
+    display_name: str | None = None
+    params: Params = field(default_factory=Params)
+
+    def __str__(self) -> str:
+        name = f"{quote(self.display_name)} " if self.display_name else ""
+        return f"{name}<{self.uri}>{self.params}"
+
+    @property
+    def tag(self) -> str | None:
+        return self.params.get("tag")
+
+    def with_tag(self, tag: str) -> NameAddress:
+        return NameAddress(self.uri, self.display_name, self.params.with_param("tag", tag))
+
+
+def parse_name_address(text: str) -> NameAddress:
+    """Parse name-addr (`"Bob" <sip:bob@b>;tag=x`) or addr-spec (`sip:bob@b;tag=x`); in the latter
+    form everything after the first ';' is a header parameter (RFC 3261 20.10)."""
+    s = text.strip()
+    display: str | None = None
+    if s.startswith('"'):
+        end = scan_quoted(s, 0)
+        display = unquote(s[:end])
+        s = s[end:].lstrip()
+        if not s.startswith("<"):
+            raise SipParseError(f"expected <uri> after display name: {text!r}")
+    lt = s.find("<")
+    if lt < 0:
+        uri_text, semi, params_text = s.partition(";")
+        if "?" in uri_text or "," in uri_text:
+            raise SipParseError(f"addr-spec with headers or comma needs <>: {text!r}")
+        params = parse_params(";" + params_text) if semi else Params()
+        return NameAddress(parse_uri(uri_text), None, params)
+    if display is None:
+        words = s[:lt].split()
+        if any('"' in w or ">" in w for w in words):
+            raise SipParseError(f"invalid display name: {text!r}")
+        display = " ".join(words) or None
+    gt = s.find(">", lt)
+    if gt < 0:
+        raise SipParseError(f"unterminated <uri>: {text!r}")
+    return NameAddress(parse_uri(s[lt + 1 : gt]), display, parse_params(s[gt + 1 :]))
+
+
+def parse_name_addresses(values: Iterable[str]) -> list[NameAddress]:
+    """Parse a comma list of name-addrs (Route, Record-Route, Contact) spread over header lines."""
+    result: list[NameAddress] = []
+    for value in values:
+        result.extend(parse_name_address(part) for part in split_top_level(value, ",") if part)
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class CSeq:
+    """`CSeq: 4711 INVITE` (RFC 3261 20.16)."""
+
+    seq: int
+    method: str
+
+    def __str__(self) -> str:
+        return f"{self.seq} {self.method}"
+
+
+def parse_cseq(text: str) -> CSeq:
+    parts = text.split()
+    if len(parts) != 2:
+        raise SipParseError(f"invalid CSeq: {text!r}")
+    seq = parse_uint(parts[0], "CSeq number", MAX_CSEQ)
+    if not is_token(parts[1]):
+        raise SipParseError(f"invalid CSeq method: {text!r}")
+    return CSeq(seq, parts[1])
+
+
+def parse_call_id(text: str) -> str:
+    """Call-ID is `word["@"word]`; we only insist on non-empty and no whitespace (RFC 3261 20.8)."""
+    text = text.strip()
+    if not text or any(c.isspace() for c in text):
+        raise SipParseError(f"invalid Call-ID: {text!r}")
+    return text

@@ -1,0 +1,234 @@
+"""SDP offer/answer (RFC 3264) for one audio stream: G.711 plus RFC 4733 telephone events.
+
+We use the first usable `m=audio RTP/AVP` line and reject every other m-line with port 0, which
+RFC 3264 section 6 allows. Either side's outcome is a `MediaParams`: what the RTP engine needs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from .sdp import Connection, Direction, Media, Origin, RtpMap, SessionDescription
+
+DEFAULT_PTIME: Final = 20
+_TELEPHONE_EVENT: Final = "telephone-event"
+
+
+class NegotiationError(ValueError):
+    """No acceptable audio stream. For an incoming offer, answer 488 Not Acceptable Here."""
+
+    status: Final = 488
+
+
+@dataclass(frozen=True, slots=True)
+class Codec:
+    """An RTP payload format. `payload_type` is our preference in offers; after negotiation it is
+    the number agreed on the wire (for dynamic types, the offerer's)."""
+
+    encoding: str
+    clock_rate: int
+    payload_type: int
+    channels: int = 1
+    fmtp: str | None = None
+
+    @property
+    def is_telephone_event(self) -> bool:
+        return self.encoding.lower() == _TELEPHONE_EVENT
+
+    @property
+    def rtpmap(self) -> RtpMap:
+        return RtpMap(self.encoding, self.clock_rate, self.channels)
+
+    def matches(self, rtpmap: RtpMap) -> bool:
+        """Same encoding (case-insensitive, RFC 4855 section 3), clock rate and channel count."""
+        return (
+            rtpmap.encoding.lower() == self.encoding.lower()
+            and rtpmap.clock_rate == self.clock_rate
+            and rtpmap.channels == self.channels
+        )
+
+
+PCMU: Final = Codec("PCMU", 8000, 0)
+PCMA: Final = Codec("PCMA", 8000, 8)
+TELEPHONE_EVENT: Final = Codec(_TELEPHONE_EVENT, 8000, 101, fmtp="0-16")
+DEFAULT_CODECS: Final = (PCMU, PCMA, TELEPHONE_EVENT)
+
+
+@dataclass(frozen=True, slots=True)
+class MediaParams:
+    """The negotiated stream. `direction` is ours: `sends` means we may send RTP to the remote
+    address, `receives` that the peer may send to us."""
+
+    codec: Codec
+    telephone_event: Codec | None
+    remote_address: str
+    remote_port: int
+    direction: Direction
+    ptime: int
+    remote_ptime: int | None
+    index: int  # position of the m-line in the SDP
+
+
+def make_offer(
+    local_ip: str,
+    port: int,
+    session_id: int,
+    version: int,
+    codecs: Sequence[Codec] = DEFAULT_CODECS,
+    *,
+    direction: Direction = Direction.SENDRECV,
+    ptime: int = DEFAULT_PTIME,
+    username: str = "-",
+) -> SessionDescription:
+    """An offer with one audio stream listing codecs in preference order (RFC 3264 section 5).
+    Hold is `direction=SENDONLY` (or INACTIVE), the RFC 3264 8.4 way."""
+    if len({c.payload_type for c in codecs}) != len(codecs):
+        raise ValueError("codecs must have distinct payload types")
+    sdp = _session(local_ip, session_id, version, username, ["0 0"])
+    sdp.media.append(_audio_section(port, codecs, direction, ptime))
+    return sdp
+
+
+def answer_offer(
+    offer: SessionDescription,
+    local_ip: str,
+    port: int,
+    session_id: int,
+    version: int,
+    supported: Sequence[Codec] = DEFAULT_CODECS,
+    *,
+    direction: Direction = Direction.SENDRECV,
+    username: str = "-",
+) -> tuple[SessionDescription, MediaParams]:
+    """Answer an offer (RFC 3264 section 6).
+
+    The codec is the first format in the offer's order that we support, keeping the offerer's
+    payload type; telephone-event is added when both sides have it at the same clock rate. The
+    answer's direction mirrors the offer's, narrowed by `direction` (our own wish, e.g. SENDONLY
+    to hold). An offer with `c=0.0.0.0` is old-style hold: the offerer will not receive, so we
+    answer as if it said sendonly. We take the offer's ptime when present, else 20 ms.
+    Raises NegotiationError when no audio stream is acceptable."""
+    answer = _session(local_ip, session_id, version, username, list(offer.times))
+    result: MediaParams | None = None
+    for index, media in enumerate(offer.media):
+        connection = offer.connection_for(media)
+        choice = _choose(media, supported) if result is None and _is_rtp_audio(media) else None
+        if choice is None or connection is None:
+            answer.media.append(Media(media.media, 0, media.proto, list(media.formats)))
+            continue
+        codec, event = choice
+        ours = _as_seen_by_peer(offer.direction_for(media), connection) & direction
+        remote_ptime = offer.ptime_for(media)
+        ptime = remote_ptime or DEFAULT_PTIME
+        answer.media.append(_audio_section(port, [codec] + ([event] if event else []), ours, ptime))
+        result = MediaParams(codec, event, connection.address, media.port, ours, ptime, remote_ptime, index)
+    if result is None:
+        raise NegotiationError("no audio stream in the offer uses a codec we support")
+    return answer, result
+
+
+def read_answer(offer: SessionDescription, answer: SessionDescription) -> MediaParams:
+    """What the answer to our offer agreed (RFC 3264 section 7). We send with the answer's payload
+    type numbers. Raises NegotiationError if the answer does not fit the offer."""
+    if len(answer.media) != len(offer.media):
+        raise NegotiationError(f"answer has {len(answer.media)} m-lines, the offer {len(offer.media)}")
+    for index, (ours, theirs) in enumerate(zip(offer.media, answer.media, strict=True)):
+        if not _is_rtp_audio(ours) or theirs.port == 0:
+            continue
+        if theirs.media != ours.media or theirs.proto.upper() != ours.proto.upper():
+            raise NegotiationError(f"m-line {index} changed media or protocol in the answer")
+        offered = [r for r in map(ours.rtpmap, ours.formats) if r is not None]
+        codec, event = _answered_codecs(theirs, offered)
+        connection = answer.connection_for(theirs)
+        if connection is None:
+            raise NegotiationError("answer has no connection address")
+        direction = _as_seen_by_peer(answer.direction_for(theirs), connection) & offer.direction_for(ours)
+        remote_ptime = answer.ptime_for(theirs)
+        ptime = remote_ptime or offer.ptime_for(ours) or DEFAULT_PTIME
+        return MediaParams(
+            codec, event, connection.address, theirs.port, direction, ptime, remote_ptime, index
+        )
+    raise NegotiationError("the answer accepted no audio stream")
+
+
+def _session(ip: str, session_id: int, version: int, username: str, times: list[str]) -> SessionDescription:
+    connection = Connection.for_address(ip)
+    origin = Origin(session_id, version, ip, username, addrtype=connection.addrtype)
+    return SessionDescription(origin, connection=connection, times=times)
+
+
+def _audio_section(port: int, codecs: Sequence[Codec], direction: Direction, ptime: int) -> Media:
+    # rtpmap even for static types: cheap, and some peers mis-handle a bare "0".
+    attributes: list[tuple[str, str | None]] = [("rtpmap", f"{c.payload_type} {c.rtpmap}") for c in codecs]
+    attributes += [("fmtp", f"{c.payload_type} {c.fmtp}") for c in codecs if c.fmtp]
+    attributes += [("ptime", str(ptime)), (direction.value, None)]
+    return Media("audio", port, "RTP/AVP", [str(c.payload_type) for c in codecs], attributes=attributes)
+
+
+def _is_rtp_audio(media: Media) -> bool:
+    # RTP/AVPF or SAVP would need feedback/SRTP support we do not have; the answer must use the
+    # offered proto, so such lines are rejected.
+    return media.media == "audio" and media.proto.upper() == "RTP/AVP" and media.port != 0
+
+
+def _payload_type(fmt: str) -> int | None:
+    if fmt.isascii() and fmt.isdigit() and len(fmt) <= 3 and int(fmt) <= 127:
+        return int(fmt)
+    return None
+
+
+def _choose(media: Media, supported: Sequence[Codec]) -> tuple[Codec, Codec | None] | None:
+    """First offered format we support, and a matching telephone-event format if we have one."""
+    chosen: Codec | None = None
+    for fmt in media.formats:
+        pt, rtpmap = _payload_type(fmt), media.rtpmap(fmt)
+        if pt is None or rtpmap is None:
+            continue
+        codec = next((c for c in supported if not c.is_telephone_event and c.matches(rtpmap)), None)
+        if codec is not None:
+            chosen = dataclasses.replace(codec, payload_type=pt, fmtp=media.fmtp(fmt) or codec.fmtp)
+            break
+    if chosen is None:
+        return None
+    ours = next((c for c in supported if c.is_telephone_event and c.clock_rate == chosen.clock_rate), None)
+    if ours is None:
+        return chosen, None
+    for fmt in media.formats:
+        pt, rtpmap = _payload_type(fmt), media.rtpmap(fmt)
+        if pt is not None and rtpmap is not None and ours.matches(rtpmap):
+            return chosen, dataclasses.replace(ours, payload_type=pt, fmtp=media.fmtp(fmt) or ours.fmtp)
+    return chosen, None
+
+
+def _answered_codecs(media: Media, offered: list[RtpMap]) -> tuple[Codec, Codec | None]:
+    """The first answered audio format that we offered, and the answered telephone-event format.
+    Matching is by encoding, not number: the answerer may renumber dynamic types (RFC 3264 6.1)."""
+    codec: Codec | None = None
+    event: Codec | None = None
+    for fmt in media.formats:
+        pt, rtpmap = _payload_type(fmt), media.rtpmap(fmt)
+        if pt is None or rtpmap is None:
+            continue
+        found = Codec(rtpmap.encoding, rtpmap.clock_rate, pt, rtpmap.channels, media.fmtp(fmt))
+        if not any(found.matches(r) for r in offered):
+            continue
+        if found.is_telephone_event:
+            event = event or found
+        elif codec is None:
+            codec = found
+    if codec is None:
+        raise NegotiationError("the answer selected no codec from the offer")
+    if event is not None and event.clock_rate != codec.clock_rate:
+        event = None
+    return codec, event
+
+
+def _as_seen_by_peer(direction: Direction, connection: Connection) -> Direction:
+    """Direction a peer stated, reversed to our side. c=0.0.0.0 means the peer will not receive
+    (RFC 3264 section 8.4), so we must not send whatever the attribute says."""
+    if connection.is_hold:
+        direction = direction & Direction.SENDONLY
+    return direction.reversed()

@@ -1,0 +1,230 @@
+"""Pieces shared by the RFC 3261 section 17 transactions: keys, timers, events, the base class.
+
+Transactions are sans-I/O state machines over an unreliable transport (UDP). Every input carries
+`now` (seconds, any monotonic origin); outputs are collected until drained:
+
+* `datagrams_to_send()` -> list of `(bytes, (host, port))`
+* `next_event()` -> the next event for the transaction user, or None
+* `get_timer()` -> the earliest deadline, or None; call `handle_timer(now)` once it has passed.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+from .headers import Via
+from .message import BRANCH_MAGIC_COOKIE, Message, Request, Response
+from .syntax import unbracket
+
+Address = tuple[str, int]
+DEFAULT_PORT: Final = 5060
+
+
+@dataclass(frozen=True, slots=True)
+class TimerSettings:
+    """RFC 3261 timer values (table 4), in seconds."""
+
+    t1: float = 0.5  # RTT estimate
+    t2: float = 4.0  # cap on non-INVITE and response retransmit intervals
+    t4: float = 5.0  # how long a message can stay in the network
+    timer_d: float = 32.0  # INVITE client Completed wait; "at least 32 s" for UDP (17.1.1.2)
+    trying_delay: float = 0.2  # 17.2.1: send 100 Trying unless the TU answers within 200 ms
+
+    @property
+    def timeout(self) -> float:
+        """64*T1: Timers B, F, H, J, L and M."""
+        return 64 * self.t1
+
+
+DEFAULT_TIMERS: Final = TimerSettings()
+
+
+class State(StrEnum):
+    """Transaction states (RFC 3261 figures 5-8, plus Accepted from RFC 6026)."""
+
+    CALLING = "calling"
+    TRYING = "trying"
+    PROCEEDING = "proceeding"
+    ACCEPTED = "accepted"
+    COMPLETED = "completed"
+    CONFIRMED = "confirmed"
+    TERMINATED = "terminated"
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionKey:
+    """Transaction identity (RFC 3261 17.1.3 and 17.2.3).
+
+    Clients match on branch + CSeq method. Servers add the top Via sent-by, and file ACK under
+    INVITE so that the ACK for a non-2xx response finds its INVITE transaction; CANCEL keeps its
+    own method and so is a transaction of its own."""
+
+    branch: str
+    method: str
+    sent_by: tuple[str, int] | None = None
+
+
+def client_key(message: Message) -> TransactionKey:
+    """Key of the client transaction a request creates or a response belongs to."""
+    branch = message.top_via.branch
+    if not branch:
+        raise ValueError("a client transaction needs a Via branch")
+    return TransactionKey(branch, message.cseq.method)
+
+
+def server_key(message: Message) -> TransactionKey:
+    """Key of the server transaction for a request, or for a response the TU sends on it (the
+    response repeats the request's top Via, From and CSeq, so both give the same key).
+
+    For a branch without the RFC 3261 magic cookie (an RFC 2543 peer) we key on Call-ID, From tag
+    and CSeq number instead: a reduced form of the 17.2.3 fallback that still matches
+    retransmissions and the non-2xx ACK."""
+    via = message.top_via
+    cseq = message.cseq
+    method = "INVITE" if cseq.method == "ACK" else cseq.method
+    sent_by = (via.host.lower(), via.port or DEFAULT_PORT)
+    branch = via.branch or ""
+    if not branch.startswith(BRANCH_MAGIC_COOKIE):
+        branch = f"rfc2543:{message.call_id}:{message.from_addr.tag}:{cseq.seq}:{branch}"
+    return TransactionKey(branch, method, sent_by)
+
+
+def response_address(via: Via) -> Address:
+    """Where a response goes over UDP (RFC 3261 18.2.2 with RFC 3581 rport): the received/rport
+    values a server stamped on the Via, else its sent-by. maddr (multicast) is not supported."""
+    host = via.received or via.host
+    return unbracket(host), via.rport or via.port or DEFAULT_PORT
+
+
+# --- events to the transaction user ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RequestReceived:
+    """A new request created a server transaction. For a CANCEL, `cancels` is the key of the INVITE
+    server transaction it matches, or None (answer the CANCEL with 481, RFC 3261 9.2)."""
+
+    key: TransactionKey
+    request: Request
+    source: Address
+    cancels: TransactionKey | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProvisionalReceived:
+    key: TransactionKey
+    response: Response
+
+
+@dataclass(frozen=True, slots=True)
+class FinalReceived:
+    """A final response. For INVITE, each 2xx (including retransmissions, RFC 6026) is reported so
+    the TU can (re)send its ACK; a non-2xx is reported once and ACKed by the transaction."""
+
+    key: TransactionKey
+    response: Response
+
+
+@dataclass(frozen=True, slots=True)
+class AckReceived:
+    """An ACK for a 2xx: it belongs to the dialog, not to a transaction (RFC 3261 13.3.1.4).
+    `key` is the INVITE server transaction that was retransmitting the 2xx, if one matched."""
+
+    key: TransactionKey | None
+    request: Request
+    source: Address | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TimedOut:
+    """B/F: no final response. H: no ACK for our non-2xx. L: no ACK for our 2xx (send BYE)."""
+
+    key: TransactionKey
+    timer: str
+
+
+@dataclass(frozen=True, slots=True)
+class Terminated:
+    key: TransactionKey
+
+
+@dataclass(frozen=True, slots=True)
+class StrayResponse:
+    """A response matching no client transaction: typically a 2xx retransmission to re-ACK."""
+
+    response: Response
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDiscarded:
+    """A datagram that did not parse; for logging only."""
+
+    reason: str
+    source: Address
+
+
+Event = (
+    RequestReceived
+    | ProvisionalReceived
+    | FinalReceived
+    | AckReceived
+    | TimedOut
+    | Terminated
+    | StrayResponse
+    | MessageDiscarded
+)
+
+
+class TransactionStateError(RuntimeError):
+    """The transaction user asked for something the current state does not allow."""
+
+
+class Transaction:
+    """Timer bookkeeping and output queues common to the four state machines."""
+
+    def __init__(self, key: TransactionKey, state: State, settings: TimerSettings) -> None:
+        self.key = key
+        self.state = state
+        self.settings = settings
+        self._timers: dict[str, float] = {}
+        self._datagrams: list[tuple[bytes, Address]] = []
+        self._events: deque[Event] = deque()
+
+    @property
+    def terminated(self) -> bool:
+        return self.state is State.TERMINATED
+
+    def get_timer(self) -> float | None:
+        return min(self._timers.values(), default=None)
+
+    def handle_timer(self, now: float) -> None:
+        """Fire every timer due at `now`, earliest first. Restarted timers are scheduled from
+        `now`, so a late call does not cause a burst of catch-up retransmissions."""
+        while True:
+            due = [(deadline, name) for name, deadline in self._timers.items() if deadline <= now]
+            if not due:
+                return
+            _, name = min(due)
+            del self._timers[name]
+            self._on_timer(name, now)
+
+    def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
+        out, self._datagrams = self._datagrams, []
+        return out
+
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    def _on_timer(self, name: str, now: float) -> None:
+        raise NotImplementedError
+
+    def _send(self, data: bytes, destination: Address) -> None:
+        self._datagrams.append((data, destination))
+
+    def _terminate(self) -> None:
+        self.state = State.TERMINATED
+        self._timers.clear()
+        self._events.append(Terminated(self.key))

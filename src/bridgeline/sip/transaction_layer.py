@@ -1,0 +1,212 @@
+"""The transaction layer: one sans-I/O object between a UDP socket and the transaction user.
+
+Feed it datagrams (`receive_datagram`) and time (`handle_timer`); give it the TU's requests
+(`send_request`) and responses (`send_response`). Drain `datagrams_to_send()` to the socket and
+`next_event()` to the TU; sleep until `get_timer()`. It routes messages to transactions by key
+(RFC 3261 17.1.3, 17.2.3), creates server transactions for new requests, forgets terminated ones,
+and stamps received/rport on incoming Vias (18.2.1, RFC 3581).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import replace
+
+from .client_transaction import ClientTransaction, InviteClientTransaction, NonInviteClientTransaction
+from .headers import Headers, header_key
+from .message import Message, Request, Response, is_keepalive, parse_message
+from .server_transaction import InviteServerTransaction, NonInviteServerTransaction, ServerTransaction
+from .syntax import SipParseError, split_top_level, unbracket
+from .transaction import (
+    DEFAULT_TIMERS,
+    AckReceived,
+    Address,
+    Event,
+    MessageDiscarded,
+    RequestReceived,
+    StrayResponse,
+    Terminated,
+    TimerSettings,
+    TransactionKey,
+    client_key,
+    response_address,
+    server_key,
+)
+
+Transaction = ClientTransaction | ServerTransaction
+_DialogInvite = tuple[str, int, str | None]  # Call-ID, CSeq number, From tag: how a 2xx ACK finds its INVITE
+
+
+class TransactionLayer:
+    """Transaction table plus the UDP transport rules that sit right below it."""
+
+    def __init__(self, settings: TimerSettings = DEFAULT_TIMERS) -> None:
+        self.settings = settings
+        self._clients: dict[TransactionKey, ClientTransaction] = {}
+        self._servers: dict[TransactionKey, ServerTransaction] = {}
+        self._invites: dict[_DialogInvite, TransactionKey] = {}
+        self._datagrams: list[tuple[bytes, Address]] = []
+        self._events: deque[Event] = deque()
+
+    # --- outputs ----------------------------------------------------------------------------------
+
+    def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
+        out, self._datagrams = self._datagrams, []
+        return out
+
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    def get_timer(self) -> float | None:
+        # A linear scan: fine for the hundreds of live transactions a bridge has.
+        return min((t for txn in self._all() if (t := txn.get_timer()) is not None), default=None)
+
+    def transaction(self, key: TransactionKey) -> Transaction | None:
+        """Look a transaction up, e.g. to check its state before responding after a CANCEL."""
+        return self._servers.get(key) or self._clients.get(key)
+
+    def __len__(self) -> int:
+        return len(self._clients) + len(self._servers)
+
+    # --- inputs -----------------------------------------------------------------------------------
+
+    def handle_timer(self, now: float) -> None:
+        timers = [(txn.get_timer(), i, txn) for i, txn in enumerate(self._all())]
+        due = [(t, i, txn) for t, i, txn in timers if t is not None and t <= now]
+        for _, _, txn in sorted(due, key=lambda item: item[:2]):  # earliest deadline first
+            txn.handle_timer(now)
+            self._collect(txn)
+
+    def receive_datagram(self, data: bytes, source: Address, now: float) -> None:
+        if is_keepalive(data):
+            return
+        try:
+            message = parse_message(data)
+        except SipParseError as exc:
+            self._events.append(MessageDiscarded(str(exc), source))
+            return
+        if isinstance(message, Request):
+            self._receive_request(message, source, now)
+        else:
+            self._receive_response(message, now)
+
+    def send_request(self, request: Request, destination: Address, now: float) -> TransactionKey:
+        """Start a client transaction (the request goes out at once). The request must carry its
+        own top Via with a fresh branch. ACK has no transaction: use `send_stateless`."""
+        key = client_key(request)
+        if key in self._clients:
+            raise ValueError(f"a client transaction with branch {key.branch} already exists")
+        txn: ClientTransaction
+        if request.method == "INVITE":
+            txn = InviteClientTransaction(request, destination, now, self.settings)
+        else:
+            txn = NonInviteClientTransaction(request, destination, now, self.settings)
+        self._clients[key] = txn
+        self._collect(txn)
+        return key
+
+    def send_response(self, response: Response, now: float) -> None:
+        """Send a response through its server transaction. A 2xx to an INVITE whose transaction
+        has already gone is sent statelessly (the TU retransmitting it itself is legitimate)."""
+        txn = self._servers.get(server_key(response))
+        if txn is None:
+            if response.cseq.method == "INVITE" and 200 <= response.status < 300:
+                self.send_stateless(response, response_address(response.top_via))
+                return
+            raise ValueError(f"no server transaction for {response.status} to {response.cseq}")
+        txn.send_response(response, now)
+        self._collect(txn)
+
+    def send_stateless(self, message: Message, destination: Address) -> None:
+        """Send outside any transaction: the ACK for a 2xx, or a response to a stray request."""
+        self._datagrams.append((bytes(message), destination))
+
+    # --- internals --------------------------------------------------------------------------------
+
+    def _all(self) -> list[Transaction]:
+        return [*self._clients.values(), *self._servers.values()]
+
+    def _receive_request(self, request: Request, source: Address, now: float) -> None:
+        try:
+            _stamp_via(request, source)
+            key = server_key(request)
+            dialog_invite = (request.call_id, request.cseq.seq, request.from_addr.tag)
+        except SipParseError as exc:  # e.g. a source address that is not a valid host
+            self._events.append(MessageDiscarded(str(exc), source))
+            return
+        txn = self._servers.get(key)
+        if request.method == "ACK":
+            if txn is None and (invite_key := self._invites.get(dialog_invite)) is not None:
+                txn = self._servers.get(invite_key)  # the ACK for a 2xx has a branch of its own
+            if txn is None:
+                self._events.append(AckReceived(None, request, source))
+                return
+            txn.receive(request, now)
+            self._collect(txn, source)
+            return
+        if txn is not None:  # a retransmission
+            txn.receive(request, now)
+            self._collect(txn)
+            return
+        new: ServerTransaction
+        if request.method == "INVITE":
+            new = InviteServerTransaction(request, now, self.settings)
+            self._invites[dialog_invite] = key
+        else:
+            new = NonInviteServerTransaction(request, now, self.settings)
+        self._servers[key] = new
+        cancels = None
+        if request.method == "CANCEL":
+            invite_key = replace(key, method="INVITE")
+            cancels = invite_key if invite_key in self._servers else None
+        self._events.append(RequestReceived(key, request, source, cancels))
+        self._collect(new)
+
+    def _receive_response(self, response: Response, now: float) -> None:
+        branch = response.top_via.branch
+        txn = self._clients.get(TransactionKey(branch, response.cseq.method)) if branch else None
+        if txn is None:
+            self._events.append(StrayResponse(response))
+            return
+        txn.receive(response, now)
+        self._collect(txn)
+
+    def _collect(self, txn: Transaction, source: Address | None = None) -> None:
+        self._datagrams.extend(txn.datagrams_to_send())
+        while (event := txn.next_event()) is not None:
+            if isinstance(event, AckReceived) and source is not None:
+                event = replace(event, source=source)
+            self._events.append(event)
+            if isinstance(event, Terminated):
+                self._forget(txn)
+
+    def _forget(self, txn: Transaction) -> None:
+        if isinstance(txn, InviteClientTransaction | NonInviteClientTransaction):
+            self._clients.pop(txn.key, None)
+            return
+        self._servers.pop(txn.key, None)
+        if isinstance(txn, InviteServerTransaction):
+            request = txn.request
+            self._invites.pop((request.call_id, request.cseq.seq, request.from_addr.tag), None)
+
+
+def _stamp_via(request: Request, source: Address) -> None:
+    """RFC 3261 18.2.1 / RFC 3581 4: record the packet's real source on the top Via so responses
+    find their way back through NAT."""
+    top = request.top_via
+    host, port = source
+    stamped = top
+    if unbracket(top.host) != host or top.wants_rport:
+        stamped = stamped.with_param("received", host)
+    if top.wants_rport:
+        stamped = stamped.with_param("rport", str(port))
+    if stamped is top:
+        return
+    # Rewrite only the first element of the first Via line; other lines stay as received.
+    items, done = [], False
+    for name, value in request.headers:
+        if not done and header_key(name) == "via":
+            value = ", ".join([str(stamped), *split_top_level(value, ",")[1:]])
+            done = True
+        items.append((name, value))
+    request.headers = Headers(items)

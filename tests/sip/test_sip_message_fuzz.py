@@ -1,0 +1,104 @@
+"""Property tests: parse_message on hostile input raises SipParseError or returns a usable message."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bridgeline.sip.message import Message, SipParseError, parse_message
+
+DATA = Path(__file__).parent / "data"
+SEEDS = [p.read_bytes().replace(b"\n", b"\r\n") for p in sorted(DATA.glob("*.sip"))]
+# Bytes that are structurally meaningful to the parsers, so mutations hit interesting paths.
+SPECIAL = [bytes([c]) for c in b' \t\r\n:;,<>"@[]?=&/\\\x00\xff0123456789']
+SPECIAL += [b"\r\n ", b"\r\n\r\n", b"SIP/2.0"]
+
+
+VIEWS = (
+    "call_id",
+    "cseq",
+    "vias",
+    "top_via",
+    "from_addr",
+    "to_addr",
+    "contacts",
+    "contact_is_wildcard",
+    "routes",
+    "record_routes",
+    "max_forwards",
+    "content_type",
+)
+
+
+def use_message(msg: Message) -> None:
+    """Touch every typed view; each may only fail with SipParseError."""
+    for view in VIEWS:
+        with contextlib.suppress(SipParseError):
+            getattr(msg, view)
+
+
+def check(data: bytes) -> None:
+    try:
+        msg = parse_message(data)
+    except SipParseError:
+        return
+    use_message(msg)
+    # Serialising normalises (unfolding, Content-Length); after that it must be a fixed point.
+    again = parse_message(bytes(msg))
+    assert again.cseq == msg.cseq and again.body == msg.body
+    assert parse_message(bytes(again)) == again
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> bytes:
+    data = bytearray(draw(st.sampled_from(SEEDS)))
+    for _ in range(draw(st.integers(1, 6))):
+        pos = draw(st.integers(0, len(data)))
+        op = draw(st.sampled_from(["insert", "delete", "replace", "truncate", "duplicate"]))
+        if op == "insert":
+            data[pos:pos] = draw(st.sampled_from(SPECIAL) | st.binary(min_size=1, max_size=8))
+        elif op == "delete":
+            del data[pos : pos + draw(st.integers(1, 20))]
+        elif op == "replace" and pos < len(data):
+            data[pos : pos + 1] = draw(st.sampled_from(SPECIAL))
+        elif op == "truncate":
+            del data[pos:]
+        elif op == "duplicate":
+            end = data.find(b"\r\n", pos)
+            start = data.rfind(b"\r\n", 0, pos) + 2
+            if end > start:
+                data[end:end] = data[start - 2 : end]
+    return bytes(data)
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=600))
+def test_random_bytes(data: bytes) -> None:
+    check(data)
+
+
+@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated())
+def test_mutated_messages(data: bytes) -> None:
+    check(data)
+
+
+HEADER_TEXT = st.text(alphabet=st.sampled_from(list(' \t:;,<>"@[]?=&/\\abcsipSIP/2.0UDP12345z9hG4bK.')))
+
+
+MANDATORY = ["Via", "From", "To", "Contact", "Route", "CSeq", "Call-ID", "Max-Forwards"]
+
+
+@settings(max_examples=800)
+@given(st.sampled_from(MANDATORY), HEADER_TEXT)
+def test_replaced_header_values(name: str, value: str) -> None:
+    seed = SEEDS[0]
+    head, sep, body = seed.partition(b"\r\n\r\n")
+    lines = [
+        line if not line.lower().startswith(name.lower().encode() + b":") else f"{name}: {value}".encode()
+        for line in head.split(b"\r\n")
+    ]
+    check(b"\r\n".join(lines) + sep + body)
