@@ -1,0 +1,248 @@
+"""Per-leg jitter buffer: decoded G.711 audio placed on the RTP timestamp line, pulled in 20 ms frames.
+
+Placement is by RTP timestamp rather than sequence number, so 10 or 30 ms packets are re-framed into
+20 ms frames for free, and silence-suppression gaps (timestamp jumps) play out as silence. Sequence
+numbers are not needed for ordering; duplicates are recognised by their timestamp.
+
+Pull model: the conference tick calls `pop_frame()` once per 20 ms. It returns a 160-sample int16
+frame (treat it as read-only: it is kept for concealment), or None when the leg has nothing to play
+(still prefilling, or a loss longer than concealment covers); the caller treats None as silence and
+may skip that source entirely. Time enters only through `push(packet, now)`, for the jitter estimate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from bridgeline.media import g711
+from bridgeline.media.rtp import RtpPacket, seq_newer, ts_diff
+
+CLOCK_RATE = 8000
+FRAME_SAMPLES = 160  # 20 ms at 8 kHz
+_TS_MASK = 0xFFFF_FFFF
+
+
+@dataclass(slots=True)
+class JitterStats:
+    received: int = 0
+    played: int = 0  # frames returned from real audio
+    concealed: int = 0  # frames synthesised by repeating the previous one
+    silent: int = 0  # ticks with nothing to play while running
+    late: int = 0
+    duplicate: int = 0
+    ignored: int = 0  # non-audio payload types (telephone-event, comfort noise, ...)
+    resets: int = 0  # SSRC changes and re-synchronisations
+    dropped: int = 0  # audio discarded to bring an overfull buffer back to its target delay
+
+
+class JitterBuffer:
+    """Reorders, de-duplicates and conceals one inbound RTP stream.
+
+    delay_ms: playout of a stream starts this long after its first packet arrived (counted in
+        ticks), so a packet may arrive up to delay_ms - 20 ms behind its schedule; the default 60 ms
+        repairs reordering by two packets. Timing the start, rather than waiting for a fill level,
+        keeps one early packet from starting playout before the ones it overtook.
+    max_delay_ms: when the buffer grows past this (sender clock faster than ours, or a burst after a
+        stall), old audio is discarded down to delay_ms.
+    conceal_gains: gain applied to the repeated last frame for each consecutive lost frame; after
+        that the leg is silent. idle_frames: this many empty ticks in a row (default 200 ms) ends the
+        talkspurt; the next packet re-anchors playout (long silence suppression, restarted senders).
+    payload_types: the negotiated audio payload types (PCMU 0, PCMA 8); each packet is decoded by
+        its own type. Anything else (telephone-event, comfort noise) is counted and ignored.
+    """
+
+    def __init__(
+        self,
+        *,
+        delay_ms: int = 60,
+        max_delay_ms: int = 200,
+        conceal_gains: tuple[float, ...] = (0.7, 0.35),
+        idle_frames: int = 10,
+        payload_types: tuple[int, ...] = (g711.PCMU, g711.PCMA),
+    ) -> None:
+        if not 0 <= delay_ms < max_delay_ms:
+            raise ValueError("need 0 <= delay_ms < max_delay_ms")
+        self._delay = delay_ms * CLOCK_RATE // 1000
+        self._max_delay = max_delay_ms * CLOCK_RATE // 1000
+        self._gains = conceal_gains
+        self._idle_frames = max(idle_frames, len(conceal_gains) + 1)
+        self._payload_types = frozenset(pt for pt in payload_types if g711.is_g711(pt))
+        self.stats = JitterStats()
+        self._ssrc: int | None = None
+        self._pending: dict[int, NDArray[np.int16]] = {}  # start timestamp -> decoded samples
+        self._play: int | None = None  # timestamp of the next sample to play; None = idle
+        self._high = 0  # timestamp just past the newest buffered sample
+        self._seq = 0  # highest sequence number seen, to tell a restarted sender from a stale copy
+        self._started = False
+        self._prefill_ticks = max(delay_ms // 20 - 1, 0)  # empty pulls before the first frame
+        self._wait = 0
+        self._last: NDArray[np.int16] | None = None
+        self._misses = 0
+        self._jitter = 0.0  # RFC 3550 interarrival jitter, in timestamp units
+        self._transit: float | None = None
+
+    @property
+    def ssrc(self) -> int | None:
+        return self._ssrc
+
+    @property
+    def jitter_ms(self) -> float:
+        """RFC 3550 interarrival jitter estimate (for RTCP receiver reports and diagnostics)."""
+        return self._jitter * 1000 / CLOCK_RATE
+
+    @property
+    def buffered_ms(self) -> float:
+        """Audio buffered ahead of the playout point."""
+        if self._play is None:
+            return 0.0
+        return max(ts_diff(self._high, self._play), 0) * 1000 / CLOCK_RATE
+
+    def reset(self) -> None:
+        """Forget everything buffered; the next packet starts a new stream."""
+        self._pending.clear()
+        self._play = None
+        self._started = False
+        self._last = None
+        self._misses = 0
+        self._transit = None
+
+    def push(self, packet: RtpPacket, now: float) -> bool:
+        """Buffer one received packet (`now` in seconds, any monotonic origin). True if it was kept."""
+        if packet.payload_type not in self._payload_types:
+            self.stats.ignored += 1
+            return False
+        if packet.ssrc != self._ssrc:
+            if self._ssrc is not None:
+                self.stats.resets += 1
+            self.reset()
+            self._ssrc = packet.ssrc
+            self._jitter = 0.0
+        self.stats.received += 1
+        self._update_jitter(packet.timestamp, now)
+        ts, size = packet.timestamp, len(packet.payload)  # G.711: one byte per sample
+        newest = seq_newer(packet.sequence, self._seq)
+        if newest or self._play is None:
+            self._seq = packet.sequence
+        if self._play is None:
+            self._anchor(ts)
+        elif ts in self._pending:
+            self.stats.duplicate += 1
+            return False
+        assert self._play is not None
+        offset = ts_diff(ts, self._play)
+        if offset < 0 and not self._started and -offset <= self._max_delay:
+            self._play, offset = ts, 0  # reordered start of stream while still buffering: play it too
+        elif offset + size <= 0:  # ends before the playout point (a partly late packet is still used)
+            if newest and self._misses and not self._pending:
+                self.stats.resets += 1  # starving, and the sender's clock is behind ours: follow it
+                self._anchor(ts)
+                offset = 0
+            else:
+                self.stats.late += 1  # includes copies of packets already played
+                return False
+        if not size:
+            return False
+        samples = g711.decode(packet.payload_type, packet.payload)
+        end = (ts + size) & _TS_MASK
+        if offset < 0:  # partly late: keep just the part still ahead of the playout point
+            ts, samples = self._play, samples[-offset:]
+            if ts in self._pending:
+                self.stats.late += 1
+                return False
+        self._pending[ts] = samples
+        if ts_diff(end, self._high) > 0:
+            self._high = end
+        if ts_diff(self._high, self._play) > self._max_delay:
+            self._skip_to((self._high - self._delay) & _TS_MASK)
+        return True
+
+    def pop_frame(self) -> NDArray[np.int16] | None:
+        """The next 20 ms of audio, or None when there is nothing to play (treat as silence)."""
+        if self._play is None:
+            return None
+        if not self._started:
+            if self._wait:
+                self._wait -= 1
+                return None
+            self._started = True
+        play = self._play
+        self._play = (play + FRAME_SAMPLES) & _TS_MASK
+        frame = self._pending.get(play)
+        if frame is not None and frame.size == FRAME_SAMPLES:
+            del self._pending[play]  # the common case: one 20 ms packet per tick
+        else:
+            frame = self._assemble(play) if self._pending else None
+        if frame is not None:
+            self._last = frame
+            self._misses = 0
+            self.stats.played += 1
+            return frame
+        return self._conceal()
+
+    def _anchor(self, ts: int) -> None:
+        self._pending.clear()
+        self._play = ts
+        self._high = ts
+        self._started = False
+        self._wait = self._prefill_ticks
+        self._misses = 0
+
+    def _assemble(self, play: int) -> NDArray[np.int16] | None:
+        """Cut the frame starting at `play` out of whatever packets overlap it (10/30 ms ptime)."""
+        frame: NDArray[np.int16] | None = None
+        for start in list(self._pending):
+            samples = self._pending[start]
+            offset = ts_diff(start, play)
+            if offset >= FRAME_SAMPLES:
+                continue  # entirely in the future
+            del self._pending[start]
+            end = offset + samples.size
+            if end <= 0:
+                continue  # entirely in the past; stale leftovers
+            if frame is None:
+                frame = np.zeros(FRAME_SAMPLES, dtype=np.int16)
+            lo = max(offset, 0)
+            hi = min(end, FRAME_SAMPLES)
+            frame[lo:hi] = samples[lo - offset : hi - offset]
+            if end > FRAME_SAMPLES:  # keep the tail for the next tick
+                tail_start = (play + FRAME_SAMPLES) & _TS_MASK
+                self._pending.setdefault(tail_start, samples[FRAME_SAMPLES - offset :])
+        return frame
+
+    def _conceal(self) -> NDArray[np.int16] | None:
+        self._misses += 1
+        if self._misses > self._idle_frames:
+            self.reset()  # talkspurt over; the next packet re-anchors with a fresh prefill
+            self.stats.silent += 1
+            return None
+        if self._last is not None and self._misses <= len(self._gains):
+            self.stats.concealed += 1
+            gain = self._gains[self._misses - 1]
+            return (self._last * gain).astype(np.int16)
+        self.stats.silent += 1
+        return None
+
+    def _skip_to(self, ts: int) -> None:
+        """Discard buffered audio before `ts` so the playout delay falls back to its target."""
+        assert self._play is not None
+        self.stats.dropped += 1
+        for start in list(self._pending):
+            samples = self._pending[start]
+            cut = ts_diff(ts, start)
+            if cut <= 0:
+                continue
+            del self._pending[start]
+            if cut < samples.size:
+                self._pending[ts] = samples[cut:]
+        self._play = ts
+
+    def _update_jitter(self, timestamp: int, now: float) -> None:
+        transit = now * CLOCK_RATE - timestamp
+        if self._transit is not None:
+            d = abs(transit - self._transit)
+            if d < CLOCK_RATE * 10:  # ignore timestamp wrap and stream jumps
+                self._jitter += (d - self._jitter) / 16
+        self._transit = transit
