@@ -8,4 +8,7 @@ Modules, bottom-up:
 * `transaction`, `client_transaction`, `server_transaction`, `transaction_layer`: RFC 3261 section 17
   over UDP, timers as deadlines.
 * `dialog`: RFC 3261 section 12 dialog state and in-dialog requests.
+* `endpoint`: `SipEndpoint`, the user agent the call server drives (outbound legs, inbound calls,
+  registrar), built from `events` (its vocabulary and configuration), `endpoint_core`,
+  `outbound`, `inbound`, `in_dialog`, `call_leg`, `registrar`, `server_auth` and `malformed`.
 """

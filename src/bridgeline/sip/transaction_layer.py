@@ -117,6 +117,16 @@ class TransactionLayer:
         txn.send_response(response, now)
         self._collect(txn)
 
+    def abandon(self, key: TransactionKey) -> bool:
+        """Forget a transaction at once, silently. For the TU giving up on an INVITE client
+        transaction left in Proceeding, which has no timer of its own: RFC 3261 9.1 lets the UAC
+        treat it as cancelled when our CANCEL gets no final response within 64*T1."""
+        txn = self._servers.get(key) or self._clients.get(key)
+        if txn is None:
+            return False
+        self._forget(txn)
+        return True
+
     def send_stateless(self, message: Message, destination: Address) -> None:
         """Send outside any transaction: the ACK for a 2xx, or a response to a stray request."""
         self._datagrams.append((bytes(message), destination))

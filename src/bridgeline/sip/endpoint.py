@@ -1,0 +1,294 @@
+"""`SipEndpoint`: the sans-I/O SIP user agent of the call server (RFC 3261 UAC + UAS + registrar).
+
+Driven like aioquic's connection: feed it `receive_datagram(data, addr, now)` and
+`handle_timer(now)`, call its commands, then drain `datagrams_to_send()` to the UDP socket and
+`next_event()` to the application, and sleep until `get_timer()`. It owns no socket, clock,
+thread or global randomness; media ports are chosen by the caller and only appear in SDP.
+
+Commands: `dial`, `hangup`, `answer_incoming`, `ring_incoming`, `reject_incoming`, `lookup`.
+Events: see `events`. Malformed input never raises: it is answered (400 when possible) or
+dropped, and counted in `stats`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from random import Random
+
+from .call_leg import LegState
+from .endpoint_core import ACCEPT, ALLOW, EndpointCore
+from .events import EndpointConfig, EndpointEvent, EndReason, LegEnded
+from .in_dialog import InDialog
+from .inbound import Inbound
+from .malformed import bad_request
+from .message import MAX_MESSAGE_SIZE, Method, is_keepalive, new_tag
+from .outbound import Outbound
+from .sdp import SessionDescription
+from .transaction import (
+    AckReceived,
+    Address,
+    Event,
+    FinalReceived,
+    MessageDiscarded,
+    ProvisionalReceived,
+    RequestReceived,
+    StrayResponse,
+    Terminated,
+    TimedOut,
+)
+from .uri import SipURI
+
+_KNOWN_METHODS = frozenset(m.value for m in Method)
+_NO_DIALOG_METHODS = frozenset({"BYE", "INFO", "UPDATE", "PRACK"})  # only make sense in a dialog
+
+
+class SipEndpoint:
+    def __init__(self, config: EndpointConfig, rng: Random) -> None:
+        self._core = core = EndpointCore(config, rng)
+        self._outbound = Outbound(core)
+        self._inbound = Inbound(core)
+        self._in_dialog = InDialog(core)
+        self.last_error: str | None = None  # repr of the last internal error, for diagnosis
+
+    @property
+    def config(self) -> EndpointConfig:
+        return self._core.config
+
+    @property
+    def stats(self) -> Counter[str]:
+        """received, keepalives, parse_errors, oversized, requests, responses, stray_responses,
+        bad_requests (answered 400 after a semantic error), malformed_answered (400 salvaged from
+        an unparseable datagram), responses_sent, responses_sent.<status>, internal_errors..."""
+        return self._core.stats
+
+    @property
+    def responses_sent_by_status(self) -> dict[int, int]:
+        prefix = "responses_sent."
+        return {int(k[len(prefix) :]): v for k, v in self._core.stats.items() if k.startswith(prefix)}
+
+    # --- outputs ------------------------------------------------------------------------------
+
+    def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
+        return self._core.tl.datagrams_to_send()
+
+    def next_event(self) -> EndpointEvent | None:
+        return self._core.events.popleft() if self._core.events else None
+
+    def get_timer(self) -> float | None:
+        core = self._core
+        deadlines = [core.tl.get_timer(), core.registrar.next_expiry(), core.auth.next_expiry()]
+        deadlines += [leg.deadline for leg in core.legs.values()]
+        return min((d for d in deadlines if d is not None), default=None)
+
+    # --- inputs -------------------------------------------------------------------------------
+
+    def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
+        stats = self._core.stats
+        stats["received"] += 1
+        if len(data) > MAX_MESSAGE_SIZE:
+            stats["oversized"] += 1  # RFC 3261 18.1.1: 513 is for what we could not take; UDP drops
+            return
+        if is_keepalive(data):
+            stats["keepalives"] += 1
+            return
+        try:
+            self._core.tl.receive_datagram(data, addr, now)
+            self._pump(now, data, addr)
+        except Exception as exc:  # the last line of defence: one bad datagram must not kill the loop
+            self._internal_error(exc)
+
+    def handle_timer(self, now: float) -> None:
+        core = self._core
+        try:
+            core.tl.handle_timer(now)
+            self._pump(now)
+            for leg in [
+                leg for leg in core.legs.values() if leg.deadline is not None and leg.deadline <= now
+            ]:
+                if leg.outbound:
+                    self._outbound.on_deadline(leg)
+                else:
+                    self._inbound.on_deadline(leg, now)
+            for event in core.registrar.expire(now):
+                core.emit(event)
+            core.auth.expire(now)
+            self._pump(now)
+        except Exception as exc:
+            self._internal_error(exc)
+
+    def _internal_error(self, exc: Exception) -> None:
+        self._core.stats["internal_errors"] += 1
+        self.last_error = repr(exc)
+
+    # --- commands -----------------------------------------------------------------------------
+
+    def dial(
+        self,
+        leg_id: str,
+        target: SipURI | str,
+        *,
+        caller_id: str | None,
+        offer_sdp: SessionDescription,
+        now: float,
+        caller_name: str | None = None,
+    ) -> None:
+        """Call target: a SipURI (direct), a registered account name, or an E.164 number (via the
+        trunk). The outcome arrives as events. Raises ValueError for a leg id in use or a caller
+        id that cannot be a SIP user part."""
+        self._outbound.dial(
+            leg_id, target, caller_id=caller_id, offer_sdp=offer_sdp, now=now, caller_name=caller_name
+        )
+        self._pump(now)
+
+    def hangup(self, leg_id: str, now: float) -> bool:
+        """End a leg: CANCEL (outbound, unanswered), 480 (inbound, unanswered) or BYE. False for
+        a leg that is unknown or already ending; its terminal event is on its way."""
+        core = self._core
+        leg = core.legs.get(leg_id)
+        if leg is None or leg.state is LegState.TERMINATING or leg.hangup_requested:
+            return False
+        if leg.state in (LegState.CALLING, LegState.PROCEEDING):
+            self._outbound.hangup(leg, now)
+        elif leg.state is LegState.INCOMING:
+            self._inbound.reject(leg, 480, now)
+        else:
+            core.send_bye(leg, LegEnded(leg_id, EndReason.LOCAL), now)
+        self._pump(now)
+        return True
+
+    def answer_incoming(self, leg_id: str, answer_sdp: SessionDescription, now: float) -> bool:
+        """200 OK with answer_sdp. False if the call is gone (cancelled meanwhile) or answered."""
+        leg = self._core.legs.get(leg_id)
+        done = leg is not None and not leg.outbound and self._inbound.answer(leg, answer_sdp, now)
+        self._pump(now)
+        return done
+
+    def ring_incoming(self, leg_id: str, now: float, early_sdp: SessionDescription | None = None) -> bool:
+        """180 Ringing, or 183 Session Progress when early_sdp is given."""
+        leg = self._core.legs.get(leg_id)
+        done = leg is not None and not leg.outbound and self._inbound.ring(leg, now, early_sdp)
+        self._pump(now)
+        return done
+
+    def reject_incoming(self, leg_id: str, status: int, now: float) -> bool:
+        """Refuse an inbound call with a 3xx-6xx status; LegEnded(leg_id, "local") follows."""
+        if not 300 <= status <= 699:
+            raise ValueError(f"cannot reject with {status}")
+        leg = self._core.legs.get(leg_id)
+        done = leg is not None and not leg.outbound and self._inbound.reject(leg, status, now)
+        self._pump(now)
+        return done
+
+    def lookup(self, username: str, now: float) -> SipURI | None:
+        """The URI an account is reachable at now (its freshest registration), or None."""
+        return self._core.registrar.lookup(username, now)
+
+    def state_sizes(self) -> dict[str, int]:
+        """How much the endpoint remembers; all zero when idle (monitoring and leak tests)."""
+        core = self._core
+        return {
+            "legs": len(core.legs),
+            "transactions_by_leg": len(core.by_txn),
+            "dialogs": len(core.by_dialog),
+            "transactions": len(core.tl),
+            "bindings": len(core.registrar),
+            "nonces": len(core.auth),
+        }
+
+    # --- transaction-layer events ---------------------------------------------------------------
+
+    def _pump(self, now: float, data: bytes | None = None, source: Address | None = None) -> None:
+        while (event := self._core.tl.next_event()) is not None:
+            self._dispatch(event, now, data, source)
+
+    def _dispatch(self, event: Event, now: float, data: bytes | None, source: Address | None) -> None:
+        core = self._core
+        if isinstance(event, RequestReceived):
+            core.stats["requests"] += 1
+            self._on_request(event, now)
+        elif isinstance(event, ProvisionalReceived | FinalReceived):
+            core.stats["responses"] += 1
+            self._on_response(event, now)
+        elif isinstance(event, AckReceived):
+            self._in_dialog.on_ack(event.request)
+        elif isinstance(event, TimedOut):
+            self._on_timeout(event, now)
+        elif isinstance(event, Terminated):
+            self._on_terminated(event)
+        elif isinstance(event, StrayResponse):
+            core.stats["stray_responses"] += 1
+        elif isinstance(event, MessageDiscarded):
+            core.stats["parse_errors"] += 1
+            if data is not None and source is not None:
+                answer = bad_request(data, source, new_tag(core.rng))
+                if answer is not None:
+                    core.stats["malformed_answered"] += 1
+                    core.stats["responses_sent"] += 1
+                    core.stats["responses_sent.400"] += 1
+                    core.tl.send_stateless(*answer)
+
+    def _on_request(self, event: RequestReceived, now: float) -> None:
+        core, request = self._core, event.request
+        method = request.method
+        try:
+            if method == "CANCEL":
+                self._inbound.on_cancel(event, now)
+            elif (required := request.headers.get("Require")) is not None:
+                # RFC 3261 8.2.2.3: we implement no extension a peer could require (100rel, timer...).
+                core.respond(request, 420, now, headers=[("Unsupported", required)])
+            elif request.to_addr.tag is not None:
+                self._in_dialog.on_request(event, now)
+            elif not isinstance(request.uri, SipURI):
+                core.respond(request, 416, now)
+            elif method == "INVITE":
+                self._inbound.on_invite(event, now)
+            elif method == "REGISTER":
+                self._inbound.on_register(event, now)
+            elif method == "OPTIONS":
+                core.respond(request, 200, now, headers=[("Allow", ALLOW), ("Accept", ACCEPT)])
+            elif method in _NO_DIALOG_METHODS:
+                core.respond(request, 481, now)
+            elif method in _KNOWN_METHODS:
+                core.respond(request, 405, now, headers=[("Allow", ALLOW)])
+            else:
+                core.respond(request, 501, now)
+        except ValueError as exc:  # SipParseError, DialogError, SdpParseError...: a bad request
+            core.stats["bad_requests"] += 1
+            self.last_error = repr(exc)
+            core.respond(request, 400, now)
+
+    def _on_response(self, event: ProvisionalReceived | FinalReceived, now: float) -> None:
+        leg = self._core.leg_for_key(event.key)
+        response = event.response
+        if leg is None or not leg.outbound or event.key != leg.invite_key:
+            # A BYE finishing, or a CANCEL's answer (the INVITE gets its own final response).
+            if leg is not None and response.status >= 200 and response.cseq.method == "BYE":
+                self._core.finish(leg, leg.outcome or LegEnded(leg.leg_id, EndReason.LOCAL))
+            return
+        if isinstance(event, ProvisionalReceived):
+            self._outbound.on_provisional(leg, response, now)
+        else:
+            self._outbound.on_final(leg, response, now)
+
+    def _on_timeout(self, event: TimedOut, now: float) -> None:
+        leg = self._core.leg_for_key(event.key)
+        if leg is None:
+            return
+        if event.timer == "B" and event.key == leg.invite_key:
+            self._outbound.on_timeout(leg)
+        elif event.timer == "F" and leg.state is LegState.TERMINATING:
+            self._core.finish(leg, leg.outcome or LegEnded(leg.leg_id, EndReason.LOCAL))
+        elif event.timer == "L" and leg.state is LegState.CONFIRMED:
+            # Our 2xx (to an INVITE or re-INVITE) was never ACKed: RFC 3261 13.3.1.4 says to end
+            # the session with a BYE.
+            self._core.send_bye(leg, LegEnded(leg.leg_id, EndReason.TIMEOUT), now)
+
+    def _on_terminated(self, event: Terminated) -> None:
+        core = self._core
+        leg = core.leg_for_key(event.key)
+        core.by_txn.pop(event.key, None)
+        if leg is None:
+            return
+        leg.keys.discard(event.key)
+        if leg.outbound and event.key == leg.invite_key:
+            self._outbound.on_invite_gone(leg)

@@ -1,0 +1,173 @@
+"""State and plumbing shared by the parts of `SipEndpoint`: the transaction layer, the leg tables,
+the event queue, counters, and the helpers every part uses to build, send and answer requests.
+
+Leg bookkeeping invariant: a leg lives in `legs` from its INVITE until its terminal event; each of
+its transactions is in `by_txn` and its dialog in `by_dialog`, and `drop` removes all of them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Iterable
+from random import Random
+from typing import Final
+
+from .call_leg import CallLeg, LegState
+from .dialog import Dialog, DialogError, DialogId
+from .events import EndpointConfig, EndpointEvent
+from .headers import NameAddress, Via
+from .message import Request, Response, make_response, new_branch, new_tag
+from .registrar import Registrar
+from .server_auth import DigestServer
+from .syntax import Params, unbracket
+from .transaction import DEFAULT_PORT, Address, TransactionKey, TransactionStateError
+from .transaction_layer import TransactionLayer
+from .uri import URI, SipURI
+
+ALLOWED_METHODS: Final = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "INFO", "UPDATE", "REGISTER")
+ALLOW: Final = ", ".join(ALLOWED_METHODS)
+ACCEPT: Final = "application/sdp"
+
+
+def host_for_uri(host: str) -> str:
+    """IPv6 literals are bracketed in URIs and Via (RFC 3261 25.1)."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def uri_address(uri: URI) -> Address | None:
+    """Where to send a request for uri over UDP, without DNS: its host and port, or None for a
+    URI we cannot reach (tel:, sips: which needs TLS)."""
+    if not isinstance(uri, SipURI) or uri.secure:
+        return None
+    return unbracket(uri.host), uri.port or DEFAULT_PORT
+
+
+class EndpointCore:
+    def __init__(self, config: EndpointConfig, rng: Random) -> None:
+        self.config = config
+        self.rng = rng
+        self.tl = TransactionLayer(config.timers)
+        self.auth = DigestServer(config.domain, config.accounts, rng, config.nonce_lifetime)
+        self.registrar = Registrar(config.registration)
+        self.legs: dict[str, CallLeg] = {}
+        self.by_txn: dict[TransactionKey, str] = {}
+        self.by_dialog: dict[DialogId, str] = {}
+        self.events: deque[EndpointEvent] = deque()
+        self.stats: Counter[str] = Counter()
+        host, port = config.local_address
+        self.sent_by = (host_for_uri(host), port)
+        self.contact = NameAddress(SipURI(self.sent_by[0], user=config.contact_user, port=port))
+
+    # --- building -----------------------------------------------------------------------------
+
+    def via(self) -> Via:
+        """Our Via with a fresh branch and rport (RFC 3261 8.1.1.7, RFC 3581)."""
+        params = Params([("branch", new_branch(self.rng)), ("rport", None)])
+        return Via("UDP", self.sent_by[0], self.sent_by[1], params)
+
+    def ua_headers(self) -> list[tuple[str, str]]:
+        return [("User-Agent", self.config.user_agent)]
+
+    def hop(self, leg: CallLeg) -> Address:
+        """Next hop for in-dialog requests: the first Record-Route hop if the dialog has one, else
+        the transport address of the dialog-creating INVITE. Symmetric signalling is what gets
+        through NAT to phones and keeps trunk traffic on the proxy; Contact hosts are often
+        private addresses."""
+        if leg.dialog is not None and leg.dialog.route_set:
+            address = uri_address(leg.dialog.route_set[0].uri)
+            if address is not None:
+                return address
+        return leg.peer
+
+    # --- sending ------------------------------------------------------------------------------
+
+    def send_request(
+        self, leg: CallLeg, request: Request, destination: Address, now: float
+    ) -> TransactionKey:
+        key = self.tl.send_request(request, destination, now)
+        self.track(leg, key)
+        return key
+
+    def track(self, leg: CallLeg, key: TransactionKey) -> None:
+        self.by_txn[key] = leg.leg_id
+        leg.keys.add(key)
+
+    def respond(
+        self,
+        request: Request,
+        status: int,
+        now: float,
+        *,
+        to_tag: str | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+        reason: str | None = None,
+    ) -> Response | None:
+        """Answer through the request's server transaction. Out-of-dialog answers get a random To
+        tag (RFC 3261 8.2.6.2). None when the transaction can no longer take it (e.g. it already
+        has a final response): a race with the network, not an error."""
+        extra = list(headers)
+        if status > 100:
+            extra.append(("Server", self.config.user_agent))
+        try:
+            response = make_response(
+                request, status, reason, to_tag=to_tag or new_tag(self.rng), headers=extra, body=body
+            )
+            self.tl.send_response(response, now)
+        except (TransactionStateError, ValueError):
+            self.stats["responses_unsent"] += 1
+            return None
+        self.stats["responses_sent"] += 1
+        self.stats[f"responses_sent.{status}"] += 1
+        return response
+
+    def send_ack(self, leg: CallLeg, dialog: Dialog) -> None:
+        """The ACK for a 2xx to our INVITE: a request of its own, outside any transaction
+        (RFC 3261 13.2.2.4). Kept so 2xx retransmissions can be re-ACKed."""
+        ack = dialog.create_ack(leg.invite.cseq.seq, via=self.via(), headers=self.ua_headers())
+        leg.ack = (ack, self.hop(leg))
+        self.tl.send_stateless(*leg.ack)
+
+    def send_bye(self, leg: CallLeg, outcome: EndpointEvent, now: float) -> None:
+        """End a confirmed dialog; `outcome` is reported once the BYE completes (any final
+        response, a timeout, or the peer's own BYE crossing ours)."""
+        leg.outcome = outcome
+        leg.deadline = None
+        dialog = leg.dialog
+        if dialog is None:
+            self.finish(leg, outcome)
+            return
+        try:
+            bye = dialog.create_request("BYE", via=self.via(), headers=self.ua_headers())
+        except DialogError:
+            self.finish(leg, outcome)
+            return
+        leg.state = LegState.TERMINATING
+        self.send_request(leg, bye, self.hop(leg), now)
+
+    # --- events and cleanup -------------------------------------------------------------------
+
+    def emit(self, event: EndpointEvent) -> None:
+        self.events.append(event)
+
+    def finish(self, leg: CallLeg, outcome: EndpointEvent) -> None:
+        """Report the leg's terminal event and forget it."""
+        self.drop(leg)
+        self.emit(outcome)
+
+    def drop(self, leg: CallLeg) -> None:
+        self.legs.pop(leg.leg_id, None)
+        for key in leg.keys:
+            if self.by_txn.get(key) == leg.leg_id:
+                del self.by_txn[key]
+        leg.keys.clear()
+        for dialog_id in [d for d, leg_id in self.by_dialog.items() if leg_id == leg.leg_id]:
+            del self.by_dialog[dialog_id]
+
+    def leg_for_key(self, key: TransactionKey | None) -> CallLeg | None:
+        leg_id = self.by_txn.get(key) if key is not None else None
+        return self.legs.get(leg_id) if leg_id is not None else None
+
+    def leg_for_dialog(self, dialog_id: DialogId | None) -> CallLeg | None:
+        leg_id = self.by_dialog.get(dialog_id) if dialog_id is not None else None
+        return self.legs.get(leg_id) if leg_id is not None else None

@@ -1,0 +1,179 @@
+"""What `SipEndpoint` tells the layer above, and how it is configured.
+
+Every event is a frozen dataclass drained with `SipEndpoint.next_event()`. Each call leg ends with
+exactly one terminal event: `LegFailed` for an outbound leg that was never answered, `LegEnded`
+for everything else (an answered leg, or an inbound leg however it finished). A leg id may be
+reused once its terminal event has been delivered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from .offer_answer import MediaParams
+from .sdp import SessionDescription
+from .transaction import DEFAULT_TIMERS, Address, TimerSettings
+from .uri import URI, SipURI
+
+
+class FailReason(StrEnum):
+    """Why an outbound leg was never answered (`LegFailed.reason`)."""
+
+    BUSY = "busy"  # 486, 600
+    REJECTED = "rejected"  # 603 Decline
+    NO_ANSWER = "no_answer"  # 408, 480, 487 we did not ask for
+    CANCELLED = "cancelled"  # we hung up before the answer
+    UNREACHABLE = "unreachable"  # no route: unknown or unregistered user, no trunk
+    FAILED = "failed"  # any other final response, a transaction timeout, an unusable answer
+
+
+class EndReason(StrEnum):
+    """Who ended a leg (`LegEnded.reason`)."""
+
+    LOCAL = "local"  # hangup / reject_incoming
+    REMOTE = "remote"  # the peer's BYE or CANCEL
+    TIMEOUT = "timeout"  # no ACK for our 2xx, or an inbound call left unanswered too long
+
+
+@dataclass(frozen=True, slots=True)
+class LegTrying:
+    """The first 100 Trying for an outbound leg: the next hop has the INVITE."""
+
+    leg_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class LegRinging:
+    """A 180/183 (any 101-199). `media` is set when the provisional carries an answer we accept
+    (early media, RFC 3261 13.2.1): the RTP engine may play what the peer sends."""
+
+    leg_id: str
+    status: int
+    media: MediaParams | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LegAnswered:
+    """The peer answered with a 2xx; the endpoint has sent the ACK."""
+
+    leg_id: str
+    media: MediaParams
+    answer_sdp: SessionDescription
+
+
+@dataclass(frozen=True, slots=True)
+class LegFailed:
+    """Terminal: an outbound leg that was never answered. `status` is the final response code;
+    408 stands for a transaction timeout, 404/480 for an unreachable target."""
+
+    leg_id: str
+    status: int
+    reason: FailReason
+
+
+@dataclass(frozen=True, slots=True)
+class LegEnded:
+    """Terminal: an answered leg is over (BYE done), or an inbound leg was cancelled, rejected or
+    timed out."""
+
+    leg_id: str
+    reason: EndReason
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingCall:
+    """An authenticated INVITE. Answer with `answer_incoming`, `ring_incoming` or `reject_incoming`.
+    `account` is the digest-authenticated endpoint username, None for a call from the trusted trunk;
+    `to_user` is the dialed number/user (Request-URI user, else the To user)."""
+
+    leg_id: str
+    from_uri: URI
+    to_user: str
+    offer: SessionDescription
+    from_display: str | None = None
+    account: str | None = None
+    source: Address | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MediaUpdated:
+    """The peer changed the session (re-INVITE or UPDATE, RFC 3264 section 8). `media.direction`
+    is ours: when it no longer `sends`, the peer put us on hold and the RTP engine must stop."""
+
+    leg_id: str
+    media: MediaParams
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    """A binding was added or refreshed. `contact` is as registered; `target` is what `lookup`
+    returns: the contact with host and port replaced by the packets' source when they differ
+    (the phone is behind NAT, RFC 3581 spirit)."""
+
+    username: str
+    contact: SipURI
+    target: SipURI
+    expires: int
+
+
+@dataclass(frozen=True, slots=True)
+class Unregistered:
+    """A binding is gone: `reason` is "removed" (Expires: 0 / `*`) or "expired"."""
+
+    username: str
+    contact: SipURI
+    reason: str
+
+
+EndpointEvent = (
+    LegTrying
+    | LegRinging
+    | LegAnswered
+    | LegFailed
+    | LegEnded
+    | IncomingCall
+    | MediaUpdated
+    | Registered
+    | Unregistered
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TrunkConfig:
+    """A SIP trunk reached through `proxy`. Calls to E.164 numbers go there with Request-URI
+    `sip:<number>@<domain>`; INVITEs from the proxy's host are trusted without digest."""
+
+    proxy: Address
+    domain: str
+    username: str | None = None
+    password: str | None = None
+    from_user: str = "bridgeline"  # caller id when dial() is given none
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationLimits:
+    """Registrar expiry policy (RFC 3261 10.3 steps 7-8), in seconds."""
+
+    default: int = 3600
+    minimum: int = 60  # shorter (non-zero) requests get 423 Interval Too Brief
+    maximum: int = 7200  # longer ones are clamped
+    max_bindings: int = 10  # per user, so one account cannot grow the table without bound
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointConfig:
+    """Static configuration. `domain` is the digest realm and the From host of our requests;
+    `accounts` maps endpoint usernames to passwords (they may REGISTER and place calls)."""
+
+    local_address: Address
+    domain: str
+    user_agent: str = "Bridgeline"
+    accounts: Mapping[str, str] = field(default_factory=dict)
+    trunk: TrunkConfig | None = None
+    timers: TimerSettings = DEFAULT_TIMERS
+    contact_user: str = "bridgeline"
+    nonce_lifetime: float = 300.0
+    incoming_timeout: float = 180.0  # an unanswered inbound call gets 480 after this
+    registration: RegistrationLimits = RegistrationLimits()

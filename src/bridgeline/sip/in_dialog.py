@@ -1,0 +1,121 @@
+"""Requests inside an existing dialog (RFC 3261 section 12.2.2, 14, 15): BYE, re-INVITE and UPDATE
+offers (RFC 3264 section 8, RFC 3311), INFO, OPTIONS, and the ACK for our 2xx.
+"""
+
+from __future__ import annotations
+
+from .call_leg import CallLeg, LegState, answer_new_offer, fresh_offer
+from .dialog import dialog_id_of
+from .endpoint_core import ACCEPT, ALLOW, ALLOWED_METHODS, EndpointCore
+from .events import EndReason, LegEnded, MediaUpdated
+from .message import Method, Request
+from .offer_answer import NegotiationError, read_answer
+from .sdp import SdpParseError, parse_sdp
+from .transaction import RequestReceived
+
+
+class InDialog:
+    def __init__(self, core: EndpointCore) -> None:
+        self.core = core
+
+    def on_request(self, event: RequestReceived, now: float) -> None:
+        """Any request with a To tag except CANCEL. No matching dialog: 481 (12.2.2)."""
+        core, request = self.core, event.request
+        leg = core.leg_for_dialog(dialog_id_of(request))
+        if leg is None:
+            core.respond(request, 481, now)
+            return
+        method = request.method
+        if leg.dialog is not None and method != "BYE" and not leg.dialog.receive_request(request):
+            core.respond(request, 500, now, headers=[("Retry-After", "1")])  # CSeq went backwards
+            return
+        if method == "BYE":
+            self._on_bye(leg, request, now)
+        elif leg.state is LegState.TERMINATING:
+            core.respond(request, 481, now)  # the dialog is ending: our BYE is out
+        elif method in ("INVITE", "UPDATE"):
+            self._on_offer(leg, event, now)
+        elif method in ("INFO", "OPTIONS"):
+            # INFO (RFC 6086) is acknowledged but not interpreted: DTMF goes in RTP (RFC 4733).
+            headers = [("Allow", ALLOW), ("Accept", ACCEPT)] if method == "OPTIONS" else []
+            core.respond(request, 200, now, headers=headers)
+        elif method in Method.__members__ and method not in ALLOWED_METHODS:
+            core.respond(request, 405, now, headers=[("Allow", ALLOW)])
+        else:
+            core.respond(request, 501, now)
+
+    def _on_bye(self, leg: CallLeg, request: Request, now: float) -> None:
+        """BYE ends the leg whatever state it is in. An unanswered inbound INVITE also gets 487
+        (15.1.2); when our own BYE crossed this one, the outcome we had decided stands."""
+        core = self.core
+        if leg.dialog is not None:
+            leg.dialog.receive_request(request)
+        core.respond(request, 200, now)
+        if leg.state is LegState.INCOMING:
+            core.respond(leg.invite, 487, now, to_tag=leg.local_tag)
+        core.finish(leg, leg.outcome or LegEnded(leg.leg_id, EndReason.REMOTE))
+
+    def _on_offer(self, leg: CallLeg, event: RequestReceived, now: float) -> None:
+        """re-INVITE or UPDATE: answer its offer from our current media, or (re-INVITE without a
+        body) make a fresh offer in the 2xx and take the answer from the ACK (RFC 3261 14.2)."""
+        core, request = self.core, event.request
+        is_invite = request.method == "INVITE"
+        if leg.state is not LegState.CONFIRMED or leg.local_sdp is None or leg.dialog is None:
+            core.respond(request, 491 if is_invite else 500, now, headers=[("Retry-After", "1")])
+            return
+        if is_invite and leg.local_reinvite is not None:
+            core.respond(request, 491, now)  # glare with our own re-INVITE (14.2)
+            return
+        headers = [("Contact", str(core.contact)), ("Allow", ALLOW)]
+        if not request.body:
+            if not is_invite:
+                core.respond(request, 200, now, headers=headers)  # a session refresh
+                return
+            offer = fresh_offer(leg.local_sdp, leg.codecs)
+            leg.local_sdp = offer
+            leg.offer_in_2xx = (request.cseq.seq, offer)
+            self._track_reinvite(leg, event)
+            headers.append(("Content-Type", "application/sdp"))
+            core.respond(request, 200, now, headers=headers, body=bytes(offer))
+            return
+        if request.content_type != "application/sdp":
+            core.respond(request, 415, now, headers=[("Accept", ACCEPT)])
+            return
+        try:
+            answer, media = answer_new_offer(leg.local_sdp, parse_sdp(request.body), leg.codecs)
+        except SdpParseError:
+            core.respond(request, 400, now, reason="Bad Session Description")
+            return
+        except NegotiationError:
+            core.respond(request, 488, now)  # RFC 3264 8: the old session stays as it was
+            return
+        leg.local_sdp = answer
+        leg.media = media
+        if is_invite:
+            self._track_reinvite(leg, event)
+        headers.append(("Content-Type", "application/sdp"))
+        core.respond(request, 200, now, headers=headers, body=bytes(answer))
+        core.emit(MediaUpdated(leg.leg_id, media))
+
+    def _track_reinvite(self, leg: CallLeg, event: RequestReceived) -> None:
+        # So that Timer L (no ACK for this 2xx either) finds the leg and hangs up.
+        self.core.track(leg, event.key)
+
+    def on_ack(self, request: Request) -> None:
+        """An ACK for a 2xx of ours. For an offer we put in a re-INVITE's 2xx, it carries the
+        answer (RFC 3261 14.2): read it and report the new media."""
+        core = self.core
+        leg = core.leg_for_dialog(dialog_id_of(request))
+        if leg is None or leg.offer_in_2xx is None:
+            return
+        seq, offer = leg.offer_in_2xx
+        if request.cseq.seq != seq:
+            return
+        leg.offer_in_2xx = None
+        try:
+            media = read_answer(offer, parse_sdp(request.body))
+        except (SdpParseError, NegotiationError):
+            core.stats["bad_answers"] += 1
+            return  # keep sending as before; the peer may send a new offer
+        leg.media = media
+        core.emit(MediaUpdated(leg.leg_id, media))

@@ -1,0 +1,185 @@
+"""Inbound calls and registrations (the UAS side of RFC 3261 sections 13.3, 9.2 and 10.3):
+authenticate an INVITE, hand it up, answer/ring/reject it on command, honour CANCEL; process
+REGISTER with digest authentication.
+"""
+
+from __future__ import annotations
+
+from .call_leg import CallLeg, LegState, local_codecs
+from .dialog import Dialog, DialogError, DialogId
+from .endpoint_core import ACCEPT, ALLOW, EndpointCore
+from .events import EndReason, IncomingCall, LegEnded
+from .message import Request, new_tag
+from .sdp import SdpParseError, SessionDescription, parse_sdp
+from .transaction import RequestReceived
+from .uri import SipURI, TelURI
+
+
+class Inbound:
+    def __init__(self, core: EndpointCore) -> None:
+        self.core = core
+
+    # --- INVITE outside a dialog ----------------------------------------------------------------
+
+    def on_invite(self, event: RequestReceived, now: float) -> None:
+        core, request = self.core, event.request
+        allowed, account = self._authenticate(request, event, now)
+        if not allowed:
+            return
+        if not request.body:
+            # Offerless INVITE (offer in our 2xx, answer in the ACK) is not supported yet.
+            core.respond(request, 488, now, headers=[("Warning", '399 - "an SDP offer is required"')])
+            return
+        if request.content_type != "application/sdp":
+            core.respond(request, 415, now, headers=[("Accept", ACCEPT)])
+            return
+        from_tag = request.from_addr.tag
+        if from_tag is None:
+            core.respond(request, 400, now, reason="Missing From tag")
+            return
+        try:
+            offer = parse_sdp(request.body)
+            if len(request.contacts) != 1:
+                raise DialogError("an INVITE needs exactly one Contact")
+            request.record_routes  # noqa: B018 - parsed now so the 200 cannot fail on it later
+        except (SdpParseError, DialogError):
+            core.respond(request, 400, now)
+            return
+        leg_id = f"in-{core.rng.getrandbits(64):016x}"
+        local_tag = new_tag(core.rng)
+        leg = CallLeg(leg_id, False, request, event.key, event.source, local_tag, LegState.INCOMING)
+        leg.account = account
+        leg.deadline = now + core.config.incoming_timeout
+        core.legs[leg_id] = leg
+        core.track(leg, event.key)
+        # Register the (early) dialog id now so a BYE that crosses our 180/200 finds the leg.
+        core.by_dialog[DialogId(request.call_id, local_tag, from_tag)] = leg_id
+        core.respond(request, 100, now)
+        to_uri, from_addr = request.to_addr.uri, request.from_addr
+        core.emit(
+            IncomingCall(
+                leg_id,
+                from_addr.uri,
+                _dialed(request.uri) or _dialed(to_uri) or "",
+                offer,
+                from_display=from_addr.display_name,
+                account=account,
+                source=event.source,
+            )
+        )
+
+    def _authenticate(self, request: Request, event: RequestReceived, now: float) -> tuple[bool, str | None]:
+        """(True, account placing the call), (True, None) for the trusted trunk, or (False, None)
+        when answered here with a 407 challenge or a 403. The trunk is trusted by source host:
+        providers often send from other ports than the one we send to."""
+        core, trunk = self.core, self.core.config.trunk
+        if trunk is not None and event.source[0] == trunk.proxy[0]:
+            return True, None
+        if not core.config.accounts:
+            core.respond(request, 403, now)
+            return False, None
+        result = core.auth.authenticate(request, "Proxy-Authorization", now)
+        if result.username is not None:
+            return True, result.username
+        if result.offered and not result.stale:
+            core.stats["auth_failures"] += 1
+            core.respond(request, 403, now)
+        else:
+            challenge = core.auth.challenge(now, stale=result.stale)
+            core.respond(request, 407, now, headers=[("Proxy-Authenticate", challenge)])
+        return False, None
+
+    # --- commands -----------------------------------------------------------------------------
+
+    def ring(self, leg: CallLeg, now: float, early_sdp: SessionDescription | None) -> bool:
+        if leg.state is not LegState.INCOMING:
+            return False
+        if early_sdp is None:
+            sent = self.core.respond(leg.invite, 180, now, to_tag=leg.local_tag, headers=self._contact())
+        else:
+            headers = [*self._contact(), ("Content-Type", "application/sdp")]
+            sent = self.core.respond(
+                leg.invite, 183, now, to_tag=leg.local_tag, headers=headers, body=bytes(early_sdp)
+            )
+        return sent is not None
+
+    def answer(self, leg: CallLeg, answer_sdp: SessionDescription, now: float) -> bool:
+        """200 with our answer; the INVITE server transaction retransmits it until the ACK (or
+        Timer L, after which the endpoint hangs up)."""
+        core = self.core
+        if leg.state is not LegState.INCOMING:
+            return False
+        headers = [*self._contact(), ("Allow", ALLOW), ("Content-Type", "application/sdp")]
+        sent = core.respond(
+            leg.invite, 200, now, to_tag=leg.local_tag, headers=headers, body=bytes(answer_sdp)
+        )
+        if sent is None:
+            return False
+        try:
+            leg.dialog = Dialog.from_uas(leg.invite, sent, local_contact=core.contact)
+        except (DialogError, ValueError):
+            leg.dialog = None  # checked in on_invite; a BYE can still not be sent without it
+        leg.state = LegState.CONFIRMED
+        leg.local_sdp = answer_sdp
+        leg.codecs = local_codecs(answer_sdp)
+        leg.deadline = None
+        return True
+
+    def reject(self, leg: CallLeg, status: int, now: float) -> bool:
+        if leg.state is not LegState.INCOMING:
+            return False
+        self.core.respond(leg.invite, status, now, to_tag=leg.local_tag)
+        self.core.finish(leg, LegEnded(leg.leg_id, EndReason.LOCAL))
+        return True
+
+    def on_deadline(self, leg: CallLeg, now: float) -> None:
+        """Nobody answered an inbound call in time: 480, as a phone nobody picks up would."""
+        self.core.respond(leg.invite, 480, now, to_tag=leg.local_tag)
+        self.core.finish(leg, LegEnded(leg.leg_id, EndReason.TIMEOUT))
+
+    def _contact(self) -> list[tuple[str, str]]:
+        return [("Contact", str(self.core.contact))]
+
+    # --- CANCEL -------------------------------------------------------------------------------
+
+    def on_cancel(self, event: RequestReceived, now: float) -> None:
+        """RFC 3261 9.2: 481 without a matching INVITE transaction; else 200, and if the INVITE is
+        still pending, 487 for it."""
+        core = self.core
+        if event.cancels is None:
+            core.respond(event.request, 481, now)
+            return
+        core.respond(event.request, 200, now)
+        leg = core.leg_for_key(event.cancels)
+        if leg is not None and leg.state is LegState.INCOMING:
+            core.respond(leg.invite, 487, now, to_tag=leg.local_tag)
+            core.finish(leg, LegEnded(leg.leg_id, EndReason.REMOTE))
+
+    # --- REGISTER -----------------------------------------------------------------------------
+
+    def on_register(self, event: RequestReceived, now: float) -> None:
+        core, request = self.core, event.request
+        if not core.config.accounts:
+            core.respond(request, 403, now)
+            return
+        result = core.auth.authenticate(request, "Authorization", now)
+        if result.username is None:
+            if result.offered and not result.stale:
+                core.stats["auth_failures"] += 1
+                core.respond(request, 403, now)
+            else:
+                challenge = core.auth.challenge(now, stale=result.stale)
+                core.respond(request, 401, now, headers=[("WWW-Authenticate", challenge)])
+            return
+        outcome = core.registrar.register(result.username, request, event.source, now)
+        core.respond(request, outcome.status, now, headers=outcome.headers)
+        for registration_event in outcome.events:
+            core.emit(registration_event)
+
+
+def _dialed(uri: object) -> str | None:
+    if isinstance(uri, SipURI):
+        return uri.user
+    if isinstance(uri, TelURI):
+        return uri.number
+    return None

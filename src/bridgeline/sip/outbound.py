@@ -1,0 +1,273 @@
+"""Outbound legs (the UAC side of RFC 3261 sections 13, 9 and 15): route a dial target, send the
+INVITE, follow its responses, answer digest challenges once, and cancel or hang up.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+from .call_leg import CallLeg, LegState, failure_reason, local_codecs
+from .dialog import Dialog, DialogError, DialogState, dialog_id_of
+from .digest import DigestAuth
+from .endpoint_core import ALLOW, EndpointCore, uri_address
+from .events import FailReason, LegAnswered, LegFailed, LegRinging, LegTrying
+from .headers import NameAddress
+from .message import Response, make_cancel, make_request, new_call_id, new_tag
+from .offer_answer import MediaParams, NegotiationError, read_answer
+from .sdp import SdpParseError, SessionDescription, parse_sdp
+from .syntax import Params, SipParseError
+from .transaction import Address
+from .uri import SipURI, parse_sip_uri
+
+_E164_RE: Final = re.compile(r"\+?[0-9]{2,20}")
+_CALLER_ID_RE: Final = re.compile(r"[A-Za-z0-9+._~-]{1,64}")
+MAX_AUTH_ROUNDS: Final = 2  # answer a challenge once, and once more only if the nonce went stale
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a dial target goes: Request-URI, To, the first hop, our From host, credentials."""
+
+    request_uri: SipURI
+    to_uri: SipURI
+    destination: Address
+    from_host: str
+    auth: DigestAuth | None
+
+
+class Outbound:
+    def __init__(self, core: EndpointCore) -> None:
+        self.core = core
+
+    # --- commands -----------------------------------------------------------------------------
+
+    def dial(
+        self,
+        leg_id: str,
+        target: SipURI | str,
+        *,
+        caller_id: str | None,
+        offer_sdp: SessionDescription,
+        now: float,
+        caller_name: str | None = None,
+    ) -> None:
+        core = self.core
+        if leg_id in core.legs:
+            raise ValueError(f"leg {leg_id!r} already exists")
+        trunk = core.config.trunk
+        user = caller_id or (trunk.from_user if trunk else core.config.contact_user)
+        if not _CALLER_ID_RE.fullmatch(user):
+            raise ValueError(f"caller id {user!r} is not usable as a SIP user part")
+        route = self._route(target, now)
+        if isinstance(route, LegFailed):
+            core.emit(LegFailed(leg_id, route.status, route.reason))
+            return
+        tag = new_tag(core.rng)
+        from_addr = NameAddress(SipURI(route.from_host, user=user), caller_name, Params([("tag", tag)]))
+        invite = make_request(
+            "INVITE",
+            route.request_uri,
+            via=core.via(),
+            from_addr=from_addr,
+            to_addr=NameAddress(route.to_uri),
+            call_id=new_call_id(core.rng, core.sent_by[0]),
+            cseq=1,
+            contact=core.contact,
+            headers=[*core.ua_headers(), ("Allow", ALLOW), ("Content-Type", "application/sdp")],
+            body=bytes(offer_sdp),
+        )
+        key = core.tl.send_request(invite, route.destination, now)
+        leg = CallLeg(leg_id, True, invite, key, route.destination, tag, LegState.CALLING, offer_sdp)
+        leg.auth = route.auth
+        leg.codecs = local_codecs(offer_sdp)
+        core.legs[leg_id] = leg
+        core.track(leg, key)
+
+    def _route(self, target: SipURI | str, now: float) -> Route | LegFailed:
+        """A SipURI (or "sip:..." text) is called directly; an account name goes to its registered
+        contact; a number goes to the trunk. Account names win over numbers ("1001")."""
+        core, trunk, domain = self.core, self.core.config.trunk, self.core.config.domain
+        if isinstance(target, str) and target.lower().startswith(("sip:", "sips:")):
+            try:
+                target = parse_sip_uri(target)
+            except SipParseError:
+                return LegFailed("", 416, FailReason.FAILED)
+        if isinstance(target, SipURI):
+            destination = uri_address(target)
+            if destination is None:
+                return LegFailed("", 416, FailReason.FAILED)  # sips: would need TLS
+            return Route(target, target, destination, domain, None)
+        if target in core.config.accounts:
+            contact = core.registrar.lookup(target, now)
+            destination = uri_address(contact) if contact is not None else None
+            if contact is None or destination is None:
+                return LegFailed("", 480, FailReason.UNREACHABLE)
+            return Route(contact, SipURI(domain, user=target), destination, domain, None)
+        if trunk is not None and _E164_RE.fullmatch(target):
+            uri = SipURI(trunk.domain, user=target)
+            auth = None
+            if trunk.username is not None and trunk.password is not None:
+                auth = DigestAuth(trunk.username, trunk.password, core.rng)
+            return Route(uri, uri, trunk.proxy, trunk.domain, auth)
+        return LegFailed("", 404, FailReason.UNREACHABLE)
+
+    def hangup(self, leg: CallLeg, now: float) -> None:
+        """Before the answer: CANCEL, but only once a provisional has arrived (RFC 3261 9.1);
+        until then the wish is remembered and acted on by `on_provisional`."""
+        leg.hangup_requested = True
+        if leg.state is LegState.PROCEEDING:
+            self._send_cancel(leg, now)
+
+    def _send_cancel(self, leg: CallLeg, now: float) -> None:
+        if leg.cancel_sent:
+            return
+        leg.cancel_sent = True
+        self.core.send_request(leg, make_cancel(leg.invite), leg.peer, now)
+        # 9.1: without a final response 64*T1 after the CANCEL, consider the INVITE cancelled.
+        leg.deadline = now + self.core.config.timers.timeout
+
+    def on_deadline(self, leg: CallLeg) -> None:
+        self.core.tl.abandon(leg.invite_key)
+        self.core.finish(leg, LegFailed(leg.leg_id, 408, FailReason.CANCELLED))
+
+    # --- responses to our INVITE --------------------------------------------------------------
+
+    def on_provisional(self, leg: CallLeg, response: Response, now: float) -> None:
+        if leg.state is LegState.CALLING:
+            leg.state = LegState.PROCEEDING
+        if leg.hangup_requested:
+            self._send_cancel(leg, now)
+            return  # progress no longer interests anyone
+        if leg.state is not LegState.PROCEEDING:
+            return
+        if response.status == 100:
+            if not leg.trying_seen:
+                leg.trying_seen = True
+                self.core.emit(LegTrying(leg.leg_id))
+            return
+        self.core.emit(LegRinging(leg.leg_id, response.status, self._early_media(leg, response)))
+
+    def _early_media(self, leg: CallLeg, response: Response) -> MediaParams | None:
+        if not response.body or response.content_type != "application/sdp" or leg.local_sdp is None:
+            return None
+        try:
+            return read_answer(leg.local_sdp, parse_sdp(response.body))
+        except (SdpParseError, NegotiationError):
+            return None  # early media is a courtesy; the 2xx is what counts
+
+    def on_final(self, leg: CallLeg, response: Response, now: float) -> None:
+        status = response.status
+        if status < 300:
+            self._on_2xx(leg, response, now)
+            return
+        if leg.state not in (LegState.CALLING, LegState.PROCEEDING):
+            return
+        cancelled = leg.hangup_requested
+        if status in (401, 407) and not cancelled and self._retry_with_credentials(leg, response, now):
+            return
+        self.core.finish(leg, LegFailed(leg.leg_id, status, failure_reason(status, cancelled=cancelled)))
+
+    def _retry_with_credentials(self, leg: CallLeg, response: Response, now: float) -> bool:
+        """RFC 3261 22.2: the same INVITE with credentials, CSeq + 1 and a new branch."""
+        if leg.auth is None or leg.auth_rounds >= MAX_AUTH_ROUNDS:
+            return False
+        retry = leg.auth.authorize(leg.invite, response)
+        if retry is None:
+            return False
+        leg.auth_rounds += 1
+        self.core.by_txn.pop(leg.invite_key, None)  # the old transaction finishes on its own
+        leg.keys.discard(leg.invite_key)
+        leg.invite = retry
+        leg.invite_key = self.core.send_request(leg, retry, leg.peer, now)
+        leg.state = LegState.CALLING
+        return True
+
+    def _on_2xx(self, leg: CallLeg, response: Response, now: float) -> None:
+        core = self.core
+        if leg.dialog is not None:
+            if dialog_id_of(response) == leg.dialog.id:
+                if leg.ack is not None:
+                    core.tl.send_stateless(*leg.ack)  # our ACK was lost: the 2xx is retransmitted
+            else:
+                self._refuse_fork(leg, response, now)
+            return
+        dialog = _uac_dialog(leg, response, core.contact)
+        if dialog is None:
+            return  # no To tag: unusable; Timer M ends the transaction and `on_invite_gone` the leg
+        leg.dialog = dialog
+        core.by_dialog[dialog.id] = leg.leg_id
+        leg.deadline = None
+        core.send_ack(leg, dialog)
+        if leg.hangup_requested:
+            # The CANCEL lost the race with the 2xx (RFC 3261 9.1, 15): ACK it and end with BYE.
+            core.send_bye(leg, LegFailed(leg.leg_id, 487, FailReason.CANCELLED), now)
+            return
+        try:
+            if response.content_type != "application/sdp":
+                raise NegotiationError("2xx without an SDP answer")
+            answer = parse_sdp(response.body)
+            media = read_answer(leg.local_sdp, answer) if leg.local_sdp is not None else None
+            if media is None:
+                raise NegotiationError("no local offer")
+        except (SdpParseError, NegotiationError):
+            core.stats["bad_answers"] += 1
+            core.send_bye(leg, LegFailed(leg.leg_id, 488, FailReason.FAILED), now)
+            return
+        leg.state = LegState.CONFIRMED
+        leg.media = media
+        core.emit(LegAnswered(leg.leg_id, media, answer))
+
+    def _refuse_fork(self, leg: CallLeg, response: Response, now: float) -> None:
+        """A 2xx from a second forked branch (RFC 3261 13.2.2.4): ACK it, then BYE it. The BYE is
+        fire-and-forget; nothing maps its transaction back to the leg."""
+        core = self.core
+        dialog = _uac_dialog(leg, response, core.contact)
+        if dialog is None:
+            return
+        core.stats["forked_2xx_refused"] += 1
+        destination = leg.peer
+        if dialog.route_set and (first := uri_address(dialog.route_set[0].uri)) is not None:
+            destination = first
+        ack = dialog.create_ack(leg.invite.cseq.seq, via=core.via(), headers=core.ua_headers())
+        core.tl.send_stateless(ack, destination)
+        bye = dialog.create_request("BYE", via=core.via(), headers=core.ua_headers())
+        core.tl.send_request(bye, destination, now)
+
+    def on_timeout(self, leg: CallLeg) -> None:
+        """Timer B: nobody answered the INVITE at all."""
+        reason = FailReason.CANCELLED if leg.hangup_requested else FailReason.FAILED
+        self.core.finish(leg, LegFailed(leg.leg_id, 408, reason))
+
+    def on_invite_gone(self, leg: CallLeg) -> None:
+        """The INVITE transaction ended without an outcome we could use (a 2xx without To tag)."""
+        if leg.state in (LegState.CALLING, LegState.PROCEEDING):
+            self.core.finish(leg, LegFailed(leg.leg_id, 502, FailReason.FAILED))
+
+
+def _uac_dialog(leg: CallLeg, response: Response, contact: NameAddress) -> Dialog | None:
+    """The dialog a 2xx creates; a 2xx without Contact still gets one (targeting the Request-URI)
+    so it can be ACKed and hung up properly."""
+    try:
+        return Dialog.from_uac(leg.invite, response, local_contact=contact)
+    except (DialogError, SipParseError):
+        pass
+    try:
+        routes = list(reversed(response.record_routes))
+    except SipParseError:
+        routes = []
+    try:
+        return Dialog(
+            call_id=leg.invite.call_id,
+            local=leg.invite.from_addr,
+            remote=response.to_addr,
+            remote_target=leg.invite.uri,
+            route_set=routes,
+            local_seq=leg.invite.cseq.seq,
+            remote_seq=None,
+            state=DialogState.CONFIRMED,
+            local_contact=contact,
+        )
+    except DialogError:
+        return None
