@@ -8,7 +8,7 @@ PORT   ?= 8080
 DATA   ?= ./data
 CARRIER ?= sim
 
-.PHONY: run test lint typecheck unit e2e install clean bench
+.PHONY: run test lint typecheck unit e2e install clean bench deps-browser
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,13 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: lint typecheck
+# Headless Chromium for the console's browser tests (Debian packages; installed once, as root in CI).
+deps-browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver; \
+	fi
+
+test: lint typecheck deps-browser
 	$(BIN)/pytest
 
 clean:

@@ -24,7 +24,6 @@ from bridgeline.config import (
     DEFAULT_HOST,
     DEFAULT_PORT,
     Settings,
-    load_or_create_credentials,
     new_auth_id,
     new_auth_token,
 )
@@ -69,6 +68,10 @@ def _parser() -> argparse.ArgumentParser:
     listing = phlo.add_parser("list", help="list PHLOs")
     _client_options(listing)
     listing.set_defaults(func=_phlo_list)
+
+    from bridgeline.cli_calls import add_commands  # calls, member, mpc (it imports this module)
+
+    add_commands(commands, _client_options)
 
     account = commands.add_parser("account", help="manage accounts").add_subparsers(
         required=True, metavar="ACTION"
@@ -165,7 +168,7 @@ def _account_add(args: argparse.Namespace) -> int:
     from bridgeline.app.records import Account
 
     settings = Settings.from_env(data_dir=args.data_dir, database_url=args.database_url)
-    load_or_create_credentials(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     account = Account(new_auth_id("SA" if args.sub else "MA"), new_auth_token(), time.time())
 
     async def add() -> None:

@@ -25,6 +25,8 @@ class Settings:
     auth_token: str | None = None
     sim_answer_delay_ms: int = 1000
     sim_playback_ms: int = 3000
+    sip_listen: str | None = None  # host:port, overrides the SIP config file's `listen`
+    sip_config: Path | None = None  # YAML: endpoints, trunk, inbound numbers, RTP ports
     log_format: str = "console"  # or "json"
 
     @property

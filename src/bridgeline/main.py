@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from dataclasses import dataclass
 
 import httpx
 import structlog
 import uvicorn
+from starlette.types import Receive, Scope, Send
 
 from bridgeline.adapters.carrier_sim import SimCarrier
+from bridgeline.adapters.console.hub import EventHub
 from bridgeline.adapters.http.app import BridgelineApi
 from bridgeline.adapters.http.auth import Authenticator
 from bridgeline.adapters.http.context import AppContext
@@ -36,7 +39,12 @@ class Bridgeline:
     http_client: httpx.AsyncClient
     api: BridgelineApi
 
+    stopped: bool = False
+
     async def stop(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
         await self.dispatcher.stop()
         await self.conferences.shutdown()
         await self.carrier.stop()
@@ -50,6 +58,7 @@ def make_carrier(settings: Settings, store: Store) -> Carrier:
             store, answer_delay_ms=settings.sim_answer_delay_ms, playback_ms=settings.sim_playback_ms
         )
     raise ValueError(f"unknown carrier {settings.carrier!r} (available: sim)")
+
 
 
 async def build(settings: Settings) -> Bridgeline:
@@ -70,25 +79,66 @@ async def build(settings: Settings) -> Bridgeline:
 
     dispatcher = WebhookDispatcher(store, http_client, token_for)
     conferences.listeners.append(lambda meta, conf, events: dispatcher.wake() if events else None)
+    hub = EventHub()
+    conferences.listeners.append(hub.publish)
     await carrier.start()
     restored = await conferences.restore()
     dispatcher.start()
     sim = carrier if isinstance(carrier, SimCarrier) else None
-    api = BridgelineApi(AppContext(store, conferences, runs, Authenticator(store), sim))
+    api = BridgelineApi(AppContext(store, conferences, runs, Authenticator(store), sim, hub))
     log.info(
         "bridgeline_started", carrier=carrier.name, store=settings.store_url.split("@")[-1], restored=restored
     )
     return Bridgeline(settings, credentials, store, carrier, conferences, runs, dispatcher, http_client, api)
 
 
+class WithLifespan:
+    """The API plus ASGI lifespan: uvicorn runs our shutdown before it re-raises SIGTERM/SIGINT."""
+
+    def __init__(self, app: Bridgeline) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app.api(scope, receive, send)
+            return
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.app.stop()
+                log.info("bridgeline_stopped")
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+class _Server(uvicorn.Server):
+    """uvicorn drains open responses before the lifespan shutdown: end the console's streams first."""
+
+    def __init__(self, config: uvicorn.Config, hub: EventHub | None) -> None:
+        super().__init__(config)
+        self.hub = hub
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.hub is not None:
+            self.hub.close()
+        await super().shutdown(sockets)
+
+
 async def serve(settings: Settings) -> None:
     app = await build(settings)
     print_banner(app)
     config = uvicorn.Config(
-        app.api, host=settings.host, port=settings.port, lifespan="off", access_log=False, log_level="warning"
+        WithLifespan(app),
+        host=settings.host,
+        port=settings.port,
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
     )
     try:
-        await uvicorn.Server(config).serve()
+        await _Server(config, app.api.ctx.hub).serve()
     finally:
         await app.stop()
 

@@ -291,6 +291,7 @@ async def test_new_deliveries_are_pending_and_due_at_once(store: Store) -> None:
         updated_at=0.0,
         history=(),
     )
+    # Different URLs are separate queues, so both heads are due.
     assert await store.due_deliveries(now=0.0) == queued
 
 
@@ -309,6 +310,22 @@ async def test_due_deliveries_orders_filters_and_limits(store: Store) -> None:
         second.delivery_id,
         third.delivery_id,
     ]
+
+
+async def test_due_deliveries_hand_out_one_conference_url_queue_in_event_order(store: Store) -> None:
+    await store.commit_conference(conference("conf-1"), [event(1), event(2)], [delivery(1), delivery(2)])
+    await store.commit_conference(conference("conf-1"), [event(3)], [delivery(3)])
+    first, second, third = await store.list_deliveries("conf-1")
+    assert await store.due_deliveries(now=10.0) == [first]
+
+    # The head waits for a retry: the later events of that queue wait behind it.
+    await store.update_delivery(dataclasses.replace(first, attempts=1, next_attempt_at=50.0))
+    assert await store.due_deliveries(now=10.0) == []
+    await store.update_delivery(dataclasses.replace(first, status=DeliveryStatus.DELIVERED, attempts=2))
+    assert await store.due_deliveries(now=10.0) == [second]
+    # A delivery that gave up unblocks the queue as well.
+    await store.update_delivery(dataclasses.replace(second, status=DeliveryStatus.FAILED, attempts=8))
+    assert await store.due_deliveries(now=10.0) == [third]
 
 
 async def test_update_delivery_overwrites_progress(store: Store) -> None:

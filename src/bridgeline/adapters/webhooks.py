@@ -95,7 +95,8 @@ class WebhookDispatcher:
                 # Cleared before fetching, so a wake() that arrives mid-batch triggers another pass.
                 self._wake.clear()
                 try:
-                    await self._deliver_due()
+                    if await self._deliver_due():
+                        continue  # a delivery may have unblocked the next event of its conference
                 except Exception:
                     log.exception("webhook_batch_failed")
                 # stop() sets the wake event too, so this returns at once when stopping.
@@ -127,10 +128,12 @@ class WebhookDispatcher:
         )
         return updated
 
-    async def _deliver_due(self) -> None:
+    async def _deliver_due(self) -> bool:
+        """Attempt every due delivery once; True when any of them was delivered."""
         due = await self._store.due_deliveries(self._clock(), limit=_BATCH_LIMIT)
         if not due:
-            return
+            return False
+        delivered = False
         slots = asyncio.Semaphore(self._concurrency)
 
         async def deliver(delivery: DeliveryRecord) -> None:
@@ -139,11 +142,16 @@ class WebhookDispatcher:
                 if self._stopping:
                     return
                 try:
-                    await self.deliver_once(delivery)
+                    updated = await self.deliver_once(delivery)
                 except Exception:
                     log.exception("webhook_delivery_failed", delivery_id=delivery.delivery_id)
+                    return
+                if updated.status is not DeliveryStatus.PENDING:
+                    nonlocal delivered
+                    delivered = True
 
         await asyncio.gather(*(deliver(delivery) for delivery in due))
+        return delivered and not self._stopping
 
     async def _post(self, delivery: DeliveryRecord, token: str) -> tuple[int | None, str | None]:
         """One signed POST; returns (status code, error), at least one of them set."""

@@ -17,6 +17,7 @@ from bridgeline.app.service import ConferenceMeta, ConferenceService
 from bridgeline.core.address import InvalidAddress, classify
 from bridgeline.core.conference import Conference
 from bridgeline.core.errors import ActionRefused
+from bridgeline.core.model import Role
 from bridgeline.phlo.definition import PhloDefinition, resolve_dials, resolve_settings
 from bridgeline.phlo.template import TemplateError
 
@@ -39,8 +40,19 @@ class RunService:
         self._tasks: set[asyncio.Task[None]] = set()
         conferences.listeners.append(self._on_conference_events)
 
-    async def run(self, auth_id: str, phlo: PhloRecord, payload: dict[str, Any]) -> RunRecord:
-        """Start a run. Raises ActionRefused (HTTP 400) when the payload cannot fill the PHLO."""
+    async def run(
+        self,
+        auth_id: str,
+        phlo: PhloRecord,
+        payload: dict[str, Any],
+        *,
+        answered: tuple[str, Role, str] | None = None,
+    ) -> RunRecord:
+        """Start a run. Raises ActionRefused (HTTP 400) when the payload cannot fill the PHLO.
+
+        `answered` is an inbound caller already on the line (address, role, leg id): the run
+        adopts that leg instead of dialing the address, and dials the other parties.
+        """
         definition = PhloDefinition.model_validate(phlo.definition)
         now = self._clock()
         run = RunRecord(
@@ -54,6 +66,8 @@ class RunService:
             created_at=now,
             updated_at=now,
         )
+        if definition.run is None and answered is not None:
+            raise ActionRefused(f"PHLO '{phlo.name}' defines no run steps to connect an inbound call")
         if definition.run is None:
             run = replace(
                 run, message=f"stopped. PHLO '{phlo.name}' defines no run steps - phlo_run_id {run.run_id}"
@@ -64,12 +78,16 @@ class RunService:
         try:
             settings = resolve_settings(node, payload)
             dials = resolve_dials(definition.run, payload)
+            if answered is not None:
+                dials = [(address, role) for address, role in dials if address != answered[0]]
             for address, _ in dials:
                 classify(address)
         except (TemplateError, InvalidAddress) as exc:
             raise ActionRefused(f"invalid run payload: {exc}") from exc
         conference_id = self._new_id()
-        first = ", ".join(a for a, _ in (dials[:1] if definition.run.mode == "sequential" else dials))
+        first = (
+            ", ".join(a for a, _ in (dials[:1] if definition.run.mode == "sequential" else dials)) or "nobody"
+        )
         run = replace(
             run,
             status=RunStatus.RUNNING,
@@ -91,6 +109,7 @@ class RunService:
                 dials=dials,
                 sequential=definition.run.mode == "sequential",
                 conference_id=conference_id,
+                answered=[] if answered is None else [answered],
             )
         except ActionRefused as exc:
             failed = replace(

@@ -27,7 +27,7 @@ from bridgeline.core.commands import LegSignal, MemberAction, MpcAction
 from bridgeline.core.conference import Conference, ConferenceRules
 from bridgeline.core.effects import DialLeg, DropLeg, Effect, PlayMessage, Publish, SetAudio
 from bridgeline.core.errors import ActionRefused
-from bridgeline.core.model import QueuedDial, Role
+from bridgeline.core.model import AnsweredParty, ConferencePhase, QueuedDial, Role
 from bridgeline.phlo.definition import NodeSettings
 
 log = structlog.get_logger(__name__)
@@ -122,8 +122,11 @@ class ConferenceService:
         dials: list[tuple[str, Role]],
         sequential: bool,
         conference_id: str | None = None,
+        answered: list[tuple[str, Role, str]] | None = None,
     ) -> str:
-        for address, _ in dials:
+        """Open a conference; `answered` are inbound legs already connected (address, role, leg id)."""
+        answered = answered or []
+        for address, *_ in [*dials, *answered]:
             if (phlo_id, node_id, address) in self._by_address:
                 raise ActionRefused(f"{address} is already in a live conference of this node")
         conference_id = conference_id or self._new_id()
@@ -134,16 +137,22 @@ class ConferenceService:
             now,
             [QueuedDial(address, role) for address, role in dials],
             sequential=sequential,
+            answered=[AnsweredParty(address, role, leg_id) for address, role, leg_id in answered],
         )
+        for _, _, leg_id in answered:
+            self._by_leg[leg_id] = conference_id
         meta = ConferenceMeta(conference_id, auth_id, phlo_id, node_id, run_id, settings, now)
         live = LiveConference(meta, conf, last_state={})
         self._live[conference_id] = live
+        self._index(live)  # claimed before the first await, so a concurrent start sees the addresses
         try:
             async with live.lock:
                 await self._commit(live, effects)
                 self._carry_out(live, effects)
         except BaseException:
             self._live.pop(conference_id, None)
+            live.conf.phase = ConferencePhase.ENDED
+            self._index(live)
             raise
         return conference_id
 
@@ -167,6 +176,10 @@ class ConferenceService:
         live = self.find(phlo_id, node_id, command.address)
         if live is None:
             raise NotFound(f"member {command.address} is not in a live conference of this node")
+        if live.conf.live_member(command.address) is None:
+            raise NotFound(
+                f"member {command.address} has not been dialed yet (queued behind the first party)"
+            )
         await self._apply(live, lambda conf, now: conf.handle(command, now))
         return live.meta.conference_id
 
@@ -200,6 +213,9 @@ class ConferenceService:
                 request = self._leg_request(meta, member.leg_id, member.address, member.role)
                 self._carrier.restore(request, answered=member.answered)
             self._carrier.set_audio(record.conference_id, set_audio(conf), settings)
+            for member in conf.live_members():
+                if member.playing_voicemail:  # the message starts over: its end hangs the leg up
+                    self._carrier.play(member.leg_id, settings.voicemail_message)
             self._arm_timer(live)
         return len(records)
 
@@ -220,7 +236,13 @@ class ConferenceService:
             if not effects:
                 self._arm_timer(live)  # a timer that fired a little early must be re-armed
                 return
-            await self._commit(live, effects)
+            # Claim new addresses before awaiting the store: an input for another conference of the
+            # node, running while this commit waits, must already see them.
+            self._index(live)
+            try:
+                await self._commit(live, effects)
+            finally:
+                self._index(live)  # after a failed commit the state (and its addresses) went back
             self._carry_out(live, effects)
 
     async def _apply_quietly(

@@ -44,6 +44,8 @@ from bridgeline.core.errors import ActionRefused
 from bridgeline.core.model import (
     DIAL_FAILURES,
     MAIN_ROOM,
+    AnsweredBy,
+    AnsweredParty,
     ConferencePhase,
     EndReason,
     Event,
@@ -97,22 +99,39 @@ class Conference:
         dials: Iterable[QueuedDial],
         *,
         sequential: bool = True,
+        answered: Iterable[AnsweredParty] = (),
     ) -> tuple[Conference, list[Effect]]:
         """Open a conference and place its first dial(s).
 
         Sequential: dial the first party; each following one is dialed once somebody connects
         (an agent is called first, then the customer). Parallel: dial everybody now.
+        `answered` parties (inbound callers) are connected from the start; with them, a
+        sequential start still dials one party at a time.
         """
-        dials = list(dials)
-        if not dials:
-            raise ActionRefused("a conference needs at least one party to dial")
-        addresses = [d.address for d in dials]
+        dials, answered = list(dials), list(answered)
+        if not dials and not answered:
+            raise ActionRefused("a conference needs at least one party")
+        addresses = [d.address for d in dials] + [a.address for a in answered]
         if len(set(addresses)) != len(addresses):
-            raise ActionRefused("the same address appears twice among the parties to dial")
-        if len(dials) > rules.max_participants:
+            raise ActionRefused("the same address appears twice among the parties")
+        if len(addresses) > rules.max_participants:
             raise ActionRefused(f"max participants ({rules.max_participants}) would be exceeded")
         conference = cls(conference_id, rules, now)
         conference.emit(now, EventType.CONFERENCE_STARTED, {})
+        for party in answered:
+            member = Member(
+                address=party.address,
+                role=party.role,
+                leg_id=party.leg_id,
+                status=MemberStatus.CONNECTED,
+                room=MAIN_ROOM,
+                dialed_at=now,
+                ring_deadline=None,
+                connected_at=now,
+                answered_by=AnsweredBy.HUMAN,
+            )
+            conference.members[party.address] = member
+            conference.emit(now, EventType.MEMBER_CONNECTED, conference.member_data(member))
         first, rest = (dials[:1], dials[1:]) if sequential else (dials, [])
         for dial in first:
             conference.dial(dial.address, dial.role, MAIN_ROOM, now)

@@ -155,6 +155,15 @@ class Transfer:
 
 
 @dataclass(frozen=True, slots=True)
+class AnsweredParty:
+    """A party already on the line when the conference starts: an inbound caller."""
+
+    address: str
+    role: Role
+    leg_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class QueuedDial:
     """A dial the conference will place once a member connects (sequential PHLO runs)."""
 

@@ -99,9 +99,10 @@ def on_target_answered(conf: Conference, member: Member, now: float) -> None:
     transfer = conf.pending_transfer_to(member.address)
     if transfer is None:
         return
+    if transfer.kind is TransferKind.WARM:
+        transfer.state = TransferState.CONSULTING  # before the event: events carry the state after them
     conf.emit(now, EventType.TRANSFER_ANSWERED, transfer_data(transfer))
     if transfer.kind is TransferKind.WARM:
-        transfer.state = TransferState.CONSULTING
         return
     finish(conf, transfer, TransferState.COMPLETED, now, outcome=TransferOutcome.TRANSFERRED)
     initiator = conf.live_member(transfer.initiator)

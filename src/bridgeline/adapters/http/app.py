@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from bridgeline.adapters.console import routes as console_routes
 from bridgeline.adapters.http import ext_routes, plivo_routes
 from bridgeline.adapters.http.bodies import parse_body
 from bridgeline.adapters.http.context import ApiRequest, AppContext
@@ -38,7 +39,7 @@ async def health(ctx: AppContext, api: ApiRequest) -> Response:
 
 
 def build_routes() -> list[Route]:
-    p, e = plivo_routes, ext_routes
+    p, e, c = plivo_routes, ext_routes, console_routes
     return [
         Route("GET", "/health", health, "Liveness check", authenticated=False),
         Route(
@@ -61,6 +62,11 @@ def build_routes() -> list[Route]:
         Route("POST", PHONE + "/hangup", e.hang_up_sim_phone, "Make a virtual phone hang up", status=201),
         Route("PUT", PHONE, e.put_sim_phone, "Set how a virtual phone answers", body=SimPhoneBody),
         Route("GET", PHONE, e.get_sim_phone, "A virtual phone's behaviour and calls"),
+        Route("GET", "/console", c.console_page, "The live console page (Bridgeline)"),
+        Route("GET", "/console/static/{name}", c.console_asset, "Console assets", authenticated=False),
+        Route("GET", "/v1/console/state", c.console_state, "Console: PHLOs and conferences (Bridgeline)"),
+        Route("GET", "/v1/console/conferences/{mpc_uuid}", c.console_conference, "Console: one conference"),
+        Route("GET", "/v1/events/stream", c.event_stream, "Live events, server-sent (Bridgeline)"),
     ]
 
 
@@ -89,6 +95,8 @@ class BridgelineApi:
                 if allowed:
                     raise ApiError(405, f"method {method} not allowed here", {"Allow": ", ".join(allowed)})
                 raise ApiError(404, f"no such resource: {path}")
+            if console_routes.cross_origin(request):  # another site using a browser's cached credentials
+                raise ApiError(403, "cross-origin requests are refused")
             account = await self.ctx.authenticator.authenticate(request) if route.authenticated else None
             body: dict[str, Any] = {}
             if method in ("POST", "PUT"):

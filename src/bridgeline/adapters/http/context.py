@@ -8,6 +8,7 @@ from typing import Any
 from starlette.requests import Request
 
 from bridgeline.adapters.carrier_sim import SimCarrier
+from bridgeline.adapters.console.hub import EventHub
 from bridgeline.adapters.http.auth import Authenticator
 from bridgeline.adapters.http.errors import ApiError, invalid, missing
 from bridgeline.app.ports import Store
@@ -25,6 +26,7 @@ class AppContext:
     runs: RunService
     authenticator: Authenticator
     sim: SimCarrier | None
+    hub: EventHub | None = None  # the live console's event stream
 
 
 @dataclass(frozen=True, slots=True)

@@ -94,7 +94,7 @@ async def get_member(ctx: AppContext, api: ApiRequest) -> Response:
     node = mpc_node(definition, phlo.phlo_id, api.params["node_type"], api.params["node_id"])
     address = checked_address("member_address", api.params["member_address"])
     live = ctx.conferences.find(phlo.phlo_id, node.node_id, address)
-    if live is not None:
+    if live is not None and address in live.conf.members:
         member = live.conf.members[address]
         return ok(member_view(live.conf, member, phlo_id=phlo.phlo_id, node_id=node.node_id))
     # Not live: the member's last membership in a recent conference of this node, if any.

@@ -231,8 +231,15 @@ SELECT_EVENTS_AFTER = _select("events", EVENT_COLUMNS, "WHERE conference_id = ? 
 
 INSERT_DELIVERY = _insert("deliveries", NEW_DELIVERY_COLUMNS)
 UPDATE_DELIVERY = _update("deliveries", DELIVERY_PROGRESS_COLUMNS, "delivery_id")
+# Only the head of each (conference, URL) queue: callbacks of one conference go out one at a time, in
+# event order, and a delivery waiting for a retry holds back the later events of its conference.
 SELECT_DUE_DELIVERIES = _select(
-    "deliveries", DELIVERY_COLUMNS, "WHERE status = ? AND next_attempt_at <= ? ORDER BY delivery_id LIMIT ?"
+    "deliveries d",
+    [f"d.{column}" for column in DELIVERY_COLUMNS],
+    "WHERE d.status = ? AND d.next_attempt_at <= ? AND NOT EXISTS ("
+    " SELECT 1 FROM deliveries e WHERE e.conference_id = d.conference_id AND e.url = d.url"
+    " AND e.status = 'pending' AND e.delivery_id < d.delivery_id)"
+    " ORDER BY d.delivery_id LIMIT ?",
 )
 SELECT_DELIVERIES_OF_CONFERENCE = _select(
     "deliveries", DELIVERY_COLUMNS, "WHERE conference_id = ? ORDER BY delivery_id"

@@ -1,0 +1,46 @@
+"""Inbound calls: a call to a configured number starts a PHLO run that adopts the caller's leg.
+
+This is the MPC node's other dialing option ("the customer dials in, the agent is dialed in"):
+the caller is already connected when the conference starts, and the run dials the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import structlog
+
+from bridgeline.app.ports import Store
+from bridgeline.app.runs import RunService
+from bridgeline.core.errors import ActionRefused
+from bridgeline.core.model import Role
+from bridgeline.phlo.template import TemplateError, fill
+
+log = structlog.get_logger(__name__)
+
+
+async def start_inbound_run(
+    store: Store,
+    runs: RunService,
+    *,
+    phlo_id: str,
+    payload_template: Mapping[str, str],
+    caller: str,
+    dialed: str,
+    role: Role,
+    leg_id: str,
+) -> str | None:
+    """Run the PHLO for an inbound call; the conference id, or None when the call is refused."""
+    phlo = await store.get_phlo(phlo_id)
+    if phlo is None:
+        log.warning("inbound_phlo_missing", phlo_id=phlo_id, dialed=dialed)
+        return None
+    variables = {"from": caller, "to": dialed}
+    try:
+        payload = {key: fill(value, variables) for key, value in payload_template.items()}
+        run = await runs.run(phlo.auth_id, phlo, payload, answered=(caller, role, leg_id))
+    except (ActionRefused, TemplateError) as exc:
+        log.warning("inbound_run_refused", phlo_id=phlo_id, caller=caller, error=str(exc))
+        return None
+    log.info("inbound_run_started", phlo_id=phlo_id, caller=caller, dialed=dialed, run_id=run.run_id)
+    return run.conference_ids[0] if run.conference_ids else None

@@ -1,0 +1,165 @@
+"""Event callbacks: form-encoded POSTs, signed as Plivo signs them (V3), and retried on failure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import plivo.utils
+from e2ekit import AUTH_TOKEN, Api, Callback, CallbackReceiver, number, wait_until
+
+COMMON_FIELDS = {"event", "sequence", "timestamp", "mpc_uuid", "phlo_id", "node_id", "phlo_run_id"}
+
+
+def assert_signed(callback: Callback, url: str) -> None:
+    headers = {k.lower(): v for k, v in callback.headers.items()}
+    assert headers["content-type"] == "application/x-www-form-urlencoded"
+    nonce = headers["x-plivo-signature-v3-nonce"]
+    signature = headers["x-plivo-signature-v3"]
+    assert nonce and signature
+    assert plivo.utils.validate_v3_signature("POST", url, nonce, AUTH_TOKEN, signature, dict(callback.params))
+    # the main-account variant carries the same signature for a main account
+    assert plivo.utils.validate_v3_signature(
+        "POST", url, nonce, AUTH_TOKEN, headers["x-plivo-signature-ma-v3"], dict(callback.params)
+    )
+    # and a tampered body or another token does not validate
+    tampered = {**callback.params, "event": "tampered"}
+    assert not plivo.utils.validate_v3_signature("POST", url, nonce, AUTH_TOKEN, signature, tampered)
+    assert not plivo.utils.validate_v3_signature(
+        "POST", url, nonce, "other-token", signature, callback.params
+    )
+
+
+def test_every_event_is_posted_signed_and_in_sequence(api: Api, receiver: CallbackReceiver, sdk: Any) -> None:
+    url = receiver.url("/plivo/events?tenant=acme&b=2")
+    phlo = api.create_phlo(callback_url=url, customer_hold_music="tone:523")
+    agent, customer = number(), number()
+    run = phlo.connect(agent, customer)
+    mpc_uuid = phlo.conference()["mpc_uuid"]
+    mpc = sdk.phlo.get(phlo.phlo_id).multi_party_call(phlo.node_id)
+    assert mpc.member(customer).hold().error == ""
+    assert mpc.member(customer).unhold().error == ""
+    assert mpc.member(agent).hangup().error == ""
+    assert mpc.member(customer).hangup().error == ""
+    phlo.wait_ended(mpc_uuid)
+
+    expected = [
+        "conference_started",
+        "member_dialing",  # agent
+        "member_ringing",
+        "member_connected",
+        "member_dialing",  # customer
+        "member_ringing",
+        "member_connected",
+        "member_held",
+        "member_unheld",
+        "member_left",  # agent
+        "member_left",  # customer
+        "conference_ended",
+    ]
+    wait_until(lambda: len(receiver.delivered(mpc_uuid)) >= len(expected), what="every callback")
+    callbacks = sorted(receiver.delivered(mpc_uuid), key=lambda c: int(c.params["sequence"]))
+    assert [int(c.params["sequence"]) for c in callbacks] == list(range(1, len(expected) + 1))
+    assert [c.params["event"] for c in callbacks] == expected
+    for callback in callbacks:
+        assert callback.path == "/plivo/events"
+        assert callback.query == "tenant=acme&b=2"
+        assert set(callback.params) >= COMMON_FIELDS, callback.params
+        assert callback.params["phlo_id"] == phlo.phlo_id
+        assert callback.params["node_id"] == phlo.node_id
+        assert callback.params["phlo_run_id"] == run["phlo_run_id"]
+        assert_signed(callback, url)
+
+    by_event = [
+        (c.params["event"], c.params.get("member_address"), c.params.get("status")) for c in callbacks
+    ]
+    assert by_event[1:4] == [
+        ("member_dialing", agent, "dialing"),
+        ("member_ringing", agent, "dialing"),
+        ("member_connected", agent, "connected"),
+    ]
+    assert by_event[7:9] == [("member_held", customer, "on_hold"), ("member_unheld", customer, "connected")]
+    left = [c.params for c in callbacks if c.params["event"] == "member_left"]
+    assert [(p["member_address"], p["reason"]) for p in left] == [(agent, "hangup"), (customer, "hangup")]
+    assert callbacks[-1].params["reason"] == "empty"
+    assert all(c.params["role"] in ("agent", "customer") for c in callbacks if "member_address" in c.params)
+    # nothing is delivered twice when the receiver accepts it at once
+    assert len(receiver.snapshot()) == len(expected)
+
+
+def test_callbacks_of_a_conference_arrive_in_sequence_order(api: Api, receiver: CallbackReceiver) -> None:
+    """A receiver sees one conference's events in the order they happened."""
+    phlo = api.create_phlo(callback_url=receiver.url())
+    agent, customer = number(), number()
+    phlo.connect(agent, customer)
+    mpc_uuid = phlo.conference()["mpc_uuid"]
+    for action in ("hold", "unhold", "hold", "unhold", "hangup"):
+        assert phlo.member_action(customer, action).status_code == 201
+    assert phlo.member_action(agent, "hangup").status_code == 201
+    phlo.wait_ended(mpc_uuid)
+    wait_until(lambda: len(receiver.delivered(mpc_uuid)) >= 14, what="every callback")
+
+    arrived = [(int(c.params["sequence"]), c.params["event"]) for c in receiver.delivered(mpc_uuid)]
+    assert arrived == sorted(arrived), f"callbacks arrived out of sequence order: {arrived}"
+
+
+def test_transfer_events(api: Api, receiver: CallbackReceiver, sdk: Any) -> None:
+    url = receiver.url()
+    phlo = api.create_phlo(callback_url="{{callback}}")
+    agent, customer, target = number(), number(), number()
+    run = phlo.run(agent=agent, customer=customer, callback=url)
+    phlo.wait_member(agent, status="connected", hears=[customer])
+    mpc = sdk.phlo.get(phlo.phlo_id).multi_party_call(phlo.node_id)
+    assert mpc.warm_transfer(agent, target, "agent").error == ""
+    phlo.wait_member(target, status="connected", hears=[agent])
+    assert mpc.member(agent).hangup().error == ""
+    phlo.wait_member(target, hears=[customer])
+    mpc_uuid = phlo.conference()["mpc_uuid"]
+
+    def transfer_events() -> list[dict[str, str]]:
+        return [c.params for c in receiver.delivered(mpc_uuid) if c.params["event"].startswith("transfer_")]
+
+    events = wait_until(lambda: len(transfer_events()) >= 3 and transfer_events(), what="transfer callbacks")
+    events.sort(key=lambda e: int(e["sequence"]))
+    assert [e["event"] for e in events] == ["transfer_started", "transfer_answered", "transfer_completed"]
+    assert events[-1]["outcome"] == "transferred"
+    assert {(e["initiator"], e["target"], e["transfer_type"]) for e in events} == {(agent, target, "warm")}
+    for callback in receiver.delivered(mpc_uuid):
+        assert callback.params["phlo_run_id"] == run["phlo_run_id"]
+        assert_signed(callback, url)
+    # each event carries the transfer's state after what it reports, as member events carry theirs
+    assert [e["transfer_state"] for e in events] == ["dialing", "consulting", "completed"]
+
+
+def test_a_failed_delivery_is_retried(api: Api) -> None:
+    failures = 1
+
+    def respond(index: int) -> int:
+        return 500 if index < failures else 200
+
+    with CallbackReceiver(respond) as receiver:
+        url = receiver.url()
+        phlo = api.create_phlo(callback_url=url, dial=[("{{agent}}", "agent")])
+        agent = number()
+        phlo.run(agent=agent)
+        phlo.wait_member(agent, status="connected")
+        mpc_uuid = phlo.member(agent)["mpc_uuid"]
+
+        first = wait_until(lambda: receiver.snapshot()[:1], what="a first attempt")[0]
+        assert first.answered == 500
+        sequence = first.params["sequence"]
+        redelivered = wait_until(
+            lambda: [c for c in receiver.delivered(mpc_uuid) if c.params["sequence"] == sequence],
+            timeout=6,
+            what=f"event {sequence} delivered again",
+        )
+        assert len(redelivered) == 1
+        again = redelivered[0]
+        assert again.params == first.params
+        nonce = {k.lower(): v for k, v in again.headers.items()}["x-plivo-signature-v3-nonce"]
+        assert nonce != {k.lower(): v for k, v in first.headers.items()}["x-plivo-signature-v3-nonce"]
+        assert_signed(first, url)
+        assert_signed(again, url)
+        # every event is delivered, each exactly once with success
+        wait_until(lambda: len(receiver.events(mpc_uuid)) >= 4, what="the other callbacks")
+        events = receiver.events(mpc_uuid)
+        assert [seq for seq, _ in events] == list(range(1, len(events) + 1))
