@@ -60,7 +60,6 @@ def make_carrier(settings: Settings, store: Store) -> Carrier:
     raise ValueError(f"unknown carrier {settings.carrier!r} (available: sim)")
 
 
-
 async def build(settings: Settings) -> Bridgeline:
     credentials, _ = load_or_create_credentials(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
