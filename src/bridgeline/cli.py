@@ -55,7 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=DEFAULT_HOST)
     serve.add_argument("--port", type=int, default=DEFAULT_PORT)
     serve.add_argument("--data-dir", type=Path, default=Path("data"))
-    serve.add_argument("--carrier", choices=["sim"], default="sim")
+    serve.add_argument("--carrier", choices=["sim", "sip"], default="sim")
+    serve.add_argument("--sip-listen", default=None, help="host:port of the SIP socket (sip carrier)")
+    serve.add_argument("--sip-config", type=Path, default=None, help="YAML: endpoints, trunk, inbound, RTP")
     serve.add_argument("--database-url", default=None, help="default: SQLite in the data directory")
     serve.add_argument("--sim-answer-delay-ms", type=int, default=None)
     serve.set_defaults(func=_serve)
@@ -100,6 +102,8 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         data_dir=args.data_dir,
         carrier=args.carrier,
+        sip_listen=args.sip_listen,
+        sip_config=args.sip_config,
         database_url=args.database_url,
         sim_answer_delay_ms=args.sim_answer_delay_ms,
     )

@@ -18,6 +18,7 @@ from bridgeline.adapters.http.auth import Authenticator
 from bridgeline.adapters.http.context import AppContext
 from bridgeline.adapters.store import open_store
 from bridgeline.adapters.webhooks import WebhookDispatcher
+from bridgeline.app.inbound import start_inbound_run
 from bridgeline.app.ports import Carrier, Store
 from bridgeline.app.records import Account
 from bridgeline.app.runs import RunService
@@ -57,7 +58,39 @@ def make_carrier(settings: Settings, store: Store) -> Carrier:
         return SimCarrier(
             store, answer_delay_ms=settings.sim_answer_delay_ms, playback_ms=settings.sim_playback_ms
         )
-    raise ValueError(f"unknown carrier {settings.carrier!r} (available: sim)")
+    if settings.carrier == "sip":
+        from bridgeline.adapters.carrier_sip import SipCarrier
+        from bridgeline.adapters.sip_config import load_sip_settings
+
+        return SipCarrier(load_sip_settings(settings.sip_config, listen=settings.sip_listen))
+    raise ValueError(f"unknown carrier {settings.carrier!r} (available: sim, sip)")
+
+
+def route_inbound_calls(carrier: Carrier, store: Store, runs: RunService) -> None:
+    """A call to a configured number starts its PHLO run (sip carrier only)."""
+    from bridgeline.adapters.carrier_sip import InboundCall, SipCarrier
+
+    if not isinstance(carrier, SipCarrier):
+        return
+    sip = carrier
+
+    async def on_inbound(call: InboundCall) -> str | None:
+        route = sip.settings.route_for(call.dialed)
+        if route is None:
+            log.info("inbound_no_route", dialed=call.dialed, caller=call.caller)
+            return None
+        return await start_inbound_run(
+            store,
+            runs,
+            phlo_id=route.phlo_id,
+            payload_template=route.payload,
+            caller=call.caller,
+            dialed=call.dialed,
+            role=route.role,
+            leg_id=call.leg_id,
+        )
+
+    sip.bind_inbound(on_inbound)
 
 
 async def build(settings: Settings) -> Bridgeline:
@@ -70,6 +103,7 @@ async def build(settings: Settings) -> Bridgeline:
     carrier = make_carrier(settings, store)
     conferences = ConferenceService(store, carrier)
     runs = RunService(store, conferences)
+    route_inbound_calls(carrier, store, runs)
     http_client = httpx.AsyncClient(follow_redirects=False)
 
     async def token_for(auth_id: str) -> str | None:

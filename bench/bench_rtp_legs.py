@@ -1,0 +1,399 @@
+"""Load benchmark for the MediaEngine (not a test): N RTP legs on loopback, in 2-party and 10-party
+conferences, fed by a separate sender process that spreads N streams over each 20 ms period.
+
+Per run it reports late ticks (> 5 ms after their deadline) as a share of all ticks, the engine
+process's CPU, and packets per second in and out; per setup it doubles N until 1% or more of the
+ticks are late, then tries the midpoint, to find roughly the largest N under 1%. The baseline is a
+bare asyncio UDP echo relay (one socket per leg; no jitter buffer, mixing or encoding) at the same
+packet rates, with an empty 20 ms ticker scheduled exactly like the engine's tick.
+
+Late ticks on a shared machine come as much from other processes as from the engine: a run is
+repeated (up to ATTEMPTS times) while it misses, the best kept, and the CPU that the rest of the machine
+used during the window is reported next to it.
+
+Bounded: every run lasts --run seconds, and no run starts after --budget seconds.
+Run: OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/bench_rtp_legs.py [--budget 150] [--run 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import resource
+import socket
+import struct
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import cast
+
+import numpy as np
+
+from bridgeline.adapters.media_engine import MediaEngine
+from bridgeline.core.effects import LegAudio
+from bridgeline.media import g711
+from bridgeline.phlo.definition import NodeSettings
+
+PORT_MIN, PORT_MAX = 24000, 31999  # below the ephemeral range; room for 4000 legs
+WARMUP_S = 0.5
+LATE_S = 0.005
+LADDER = (100, 200, 400, 800, 1600, 3200)
+ATTEMPTS = 2  # runs per setup while late ticks stay >= 1%; the best one is kept
+SLOTS = 10  # sender sub-slots per 20 ms
+
+
+# --------------------------------------------------------------------------- sender (child process)
+def sender_main(fd: int, ports: list[int], seconds: float) -> None:
+    """Send one PCMU packet per port every 20 ms (absolute deadlines) and drain what comes back."""
+    sock = socket.socket(fileno=fd)
+    sock.setblocking(False)
+    for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+        sock.setsockopt(socket.SOL_SOCKET, opt, 4 << 20)
+    t = np.arange(160 * 50) / 8000
+    tone = g711.ulaw_encode((np.sin(2 * math.pi * 440 * t) * 8000).astype(np.int16))
+    frames = [tone[i * 160 : (i + 1) * 160] for i in range(50)]
+    header = struct.Struct("!BBHII")
+    dests = [("127.0.0.1", p) for p in ports]
+    sent = received = send_errors = late = 0
+    buf = bytearray(2048)
+    ready_cpu = time.process_time()
+    print("ready", flush=True)  # imports and setup are done: the measured window can start
+    start = time.monotonic()
+    # Real phones start their streams at random phases, so arrivals spread over the 20 ms period:
+    # send each leg in one of SLOTS evenly spaced slots instead of one burst per period.
+    slots = [list(enumerate(dests))[k::SLOTS] for k in range(SLOTS)]
+    for n in range(int(seconds * 50)):
+        frame = frames[n % 50]
+        for k, slot in enumerate(slots):
+            delay = start + n * 0.02 + k * 0.02 / SLOTS - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            elif delay < -LATE_S and k == 0:
+                late += 1
+            for i, dest in slot:
+                try:
+                    sock.sendto(header.pack(0x80, 0, n & 0xFFFF, n * 160, i + 1) + frame, dest)
+                    sent += 1
+                except OSError:
+                    send_errors += 1
+            while True:
+                try:
+                    sock.recv_into(buf)
+                except OSError:  # BlockingIOError when drained
+                    break
+                received += 1
+    cpu_s = round(time.process_time() - ready_cpu, 3)  # while sending only
+    print(
+        json.dumps({"sent": sent, "received": received, "errors": send_errors, "late": late, "cpu_s": cpu_s})
+    )
+
+
+@dataclass
+class Sender:
+    proc: asyncio.subprocess.Process
+
+    @classmethod
+    async def spawn(cls, ports: list[int], seconds: float) -> Sender:
+        """The engine learns the sender's address by latching, as it would behind a NAT."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        proc = await asyncio.create_subprocess_exec(
+            *(sys.executable, __file__, "--sender", str(sock.fileno()), str(seconds)),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            pass_fds=[sock.fileno()],
+        )
+        sock.close()  # the child has its own copy
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(json.dumps(ports).encode())
+        await proc.stdin.drain()
+        proc.stdin.close()
+        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        if line.strip() != b"ready":
+            proc.kill()
+            await proc.wait()
+            raise RuntimeError(f"sender failed to start: {line!r}")
+        return cls(proc)
+
+    async def result(self, within: float) -> dict[str, float]:
+        assert self.proc.stdout is not None
+        try:
+            out = await asyncio.wait_for(self.proc.stdout.read(), within)
+            await asyncio.wait_for(self.proc.wait(), 5)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+            raise
+        return dict(json.loads(out))
+
+
+# --------------------------------------------------------------------------- measured runs
+@dataclass
+class Result:
+    label: str
+    legs: int
+    ticks: int
+    late: int
+    max_late_ms: float
+    cpu_s: float
+    wall_s: float
+    pps_in: float
+    pps_out: float
+    sender_cpu_s: float  # share of the sender's CPU that falls in the measured window (estimate)
+    other_cpu_s: float  # everything else on the machine in the window: a disturbance indicator
+    sender_late: int
+
+    @property
+    def cpu_us_per_leg_tick(self) -> float:
+        return self.cpu_s / (self.wall_s / 0.02) / self.legs * 1e6
+
+    @property
+    def late_pct(self) -> float:
+        return 100 * self.late / max(self.ticks, 1)
+
+    def row(self) -> str:
+        return (
+            f"| {self.label} | {self.legs} | {self.late_pct:.2f} | {self.max_late_ms:.1f} | {self.cpu_s:.2f}"
+            f" ({100 * self.cpu_s / self.wall_s:.0f}%) | {self.pps_in:,.0f} | {self.pps_out:,.0f}"
+            f" | {self.cpu_us_per_leg_tick:.0f} | {100 * self.sender_cpu_s / self.wall_s:.0f}%"
+            f" | {100 * self.other_cpu_s / self.wall_s:.0f}% | {self.sender_late} |"
+        )
+
+
+Snapshot = Callable[[], dict[str, float]]
+
+
+def machine_busy_s() -> float:
+    """CPU seconds all processes have used since boot (Linux /proc/stat; 0 elsewhere)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except OSError:
+        return 0.0
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+async def measure(
+    label: str,
+    legs: int,
+    ports: list[int],
+    snapshot: Snapshot,
+    run_s: float,
+    window_start: Callable[[], None],
+) -> Result:
+    """Feed `ports` for run_s seconds; compare snapshots taken after the warm-up and at the end."""
+    sender = await Sender.spawn(ports, run_s)
+    await asyncio.sleep(WARMUP_S)
+    window_start()  # resets the maximum lateness, so it covers the measured window only
+    s0, cpu0, t0, busy0 = snapshot(), time.process_time(), time.monotonic(), machine_busy_s()
+    await asyncio.sleep(run_s - WARMUP_S - 0.1)
+    s1, cpu1, t1, busy1 = snapshot(), time.process_time(), time.monotonic(), machine_busy_s()
+    child = await sender.result(within=run_s + 10)
+    wall = t1 - t0
+    sender_cpu = child["cpu_s"] * wall / run_s
+    d = {k: s1[k] - s0[k] for k in ("ticks", "late", "in", "out")}
+    return Result(
+        label,
+        legs,
+        int(d["ticks"]),
+        int(d["late"]),
+        s1["max_late_ms"],
+        cpu1 - cpu0,
+        wall,
+        d["in"] / wall,
+        d["out"] / wall,
+        sender_cpu,
+        max(busy1 - busy0 - (cpu1 - cpu0) - sender_cpu, 0.0),
+        int(child["late"]),
+    )
+
+
+async def run_engine(legs: int, party: int, run_s: float) -> Result:
+    engine = MediaEngine(port_min=PORT_MIN, port_max=PORT_MAX)
+    try:
+        ids = [f"l{i}" for i in range(legs)]
+        ports = [await engine.open_leg(leg) for leg in ids]
+        placeholder = ("127.0.0.1", 9)  # the sender's real address is latched from its packets
+        for leg in ids:
+            engine.connect_leg(
+                leg, remote=placeholder, payload_type=g711.PCMU, telephone_event_pt=101, send=True
+            )
+        for c in range(0, legs, party):
+            members = ids[c : c + party]
+            routes = [LegAudio(m, tuple(x for x in members if x != m), None) for m in members]
+            engine.set_routes(f"conf{c}", routes, NodeSettings())
+        await engine.start()
+
+        def snapshot() -> dict[str, float]:
+            s = engine.stats
+            return {
+                "ticks": s["ticks"] + s["skipped_ticks"],
+                "late": s["late_ticks"] + s["skipped_ticks"],
+                "max_late_ms": s["max_lateness_ms"],
+                "in": s["packets_in"],
+                "out": s["packets_out"],
+            }
+
+        def window_start() -> None:
+            engine._max_late = 0.0  # bench-only peek: the public stats keep the all-time maximum
+
+        return await measure(f"engine, {party}-party", legs, ports, snapshot, run_s, window_start)
+    finally:
+        await engine.stop()
+
+
+class _Echo(asyncio.DatagramProtocol):
+    def __init__(self, counts: dict[str, float]) -> None:
+        self.counts = counts
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.counts["in"] += 1
+        assert self.transport is not None
+        self.transport.sendto(data, addr)
+        self.counts["out"] += 1
+
+
+async def run_baseline(legs: int, run_s: float) -> Result:
+    """A bare echo relay on `legs` sockets plus an empty 20 ms ticker, measured like the engine."""
+    loop = asyncio.get_running_loop()
+    counts = {"ticks": 0, "late": 0, "max_late_ms": 0.0, "in": 0, "out": 0}
+    transports: list[asyncio.BaseTransport] = []
+
+    async def ticker() -> None:
+        # The engine's schedule without its work: absolute deadlines, skip when > 3 ticks behind.
+        start, n = loop.time(), 0
+        while True:
+            deadline = start + n * 0.02
+            await asyncio.sleep(max(deadline - loop.time(), 0))
+            lateness = loop.time() - deadline
+            counts["ticks"] += 1
+            counts["late"] += lateness > LATE_S
+            counts["max_late_ms"] = max(counts["max_late_ms"], lateness * 1000)
+            if lateness > 0.06:
+                behind = int(lateness // 0.02)
+                n += behind
+                counts["ticks"] += behind
+                counts["late"] += behind
+            n += 1
+
+    task: asyncio.Task[None] | None = None
+    try:
+        ports: list[int] = []
+        for port in range(PORT_MIN, PORT_MAX, 2):
+            if len(ports) == legs:
+                break
+            try:
+                t, _ = await loop.create_datagram_endpoint(
+                    lambda: _Echo(counts), local_addr=("127.0.0.1", port)
+                )
+            except OSError:
+                continue
+            transports.append(t)
+            ports.append(port)
+        task = asyncio.create_task(ticker())
+
+        def window_start() -> None:
+            counts["max_late_ms"] = 0.0
+
+        return await measure("echo relay (baseline)", legs, ports, lambda: dict(counts), run_s, window_start)
+    finally:
+        if task is not None:
+            task.cancel()
+        for transport in transports:
+            transport.close()
+        await asyncio.sleep(0)
+
+
+async def main(budget_s: float, run_s: float) -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 20000), hard))  # two sockets per leg
+    t_end = time.monotonic() + budget_s
+    mode_end = t_end  # each mode gets an equal share of what is left, so the baseline always runs
+    load0 = f"{os.getloadavg()[0]:.2f}"  # other processes on the machine skew every number below
+    results: list[Result] = []
+    largest: dict[str, int] = {}
+
+    async def attempt(run: Callable[[], Awaitable[Result]]) -> Result | None:
+        """One run, repeated (up to ATTEMPTS) while it has >= 1% late ticks, keeping the best: on a
+        shared machine other processes cause many such misses (see the "other processes" column)."""
+        best: Result | None = None
+        for _ in range(ATTEMPTS):
+            if time.monotonic() + run_s + 1 > mode_end:
+                break
+            result = await run()
+            print(result.row(), file=sys.stderr, flush=True)
+            if best is None or result.late_pct < best.late_pct:
+                best = result
+            if best.late_pct < 1:
+                break
+        if best is not None:
+            results.append(best)
+        return best
+
+    modes: list[tuple[str, int, Callable[[int], Awaitable[Result]]]] = [
+        ("engine, 2-party", 2, lambda n: run_engine(n, 2, run_s)),
+        ("engine, 10-party", 10, lambda n: run_engine(n, 10, run_s)),
+        ("echo relay (baseline)", 10, lambda n: run_baseline(n, run_s)),
+    ]
+    for i, (label, step, run) in enumerate(modes):
+        mode_end = time.monotonic() + (t_end - time.monotonic()) / (len(modes) - i)
+        ok, bad = 0, 0
+        for legs in LADDER:
+            r = await attempt(lambda n=legs, f=run: f(n))  # type: ignore[misc]
+            if r is None:
+                break
+            if r.late_pct < 1:
+                ok = legs
+            else:
+                bad = legs
+                break
+        if ok and bad:
+            mid = (ok + bad) // 2 // step * step
+            r = await attempt(lambda n=mid, f=run: f(n))  # type: ignore[misc]
+            if r is not None and r.late_pct < 1:
+                ok = mid
+        largest[label] = ok
+
+    print(
+        f"\nMediaEngine load on loopback ({os.cpu_count()} CPUs, Python {sys.version.split()[0]}), "
+        f"{run_s:.1f} s runs ({WARMUP_S} s warm-up excluded); engine CPU is the engine process only;"
+        f" load average before/after: {load0} / {os.getloadavg()[0]:.2f}.\n"
+    )
+    print(
+        "| setup | legs | late ticks % (>5 ms) | max lateness ms | engine CPU s (% of wall) "
+        "| packets/s in | packets/s out | engine CPU us per leg-tick | sender CPU | other processes' CPU"
+        " | sender late ticks |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        print(r.row())
+    print()
+    for label, legs in largest.items():
+        runs = [r for r in results if r.label == label and r.pps_in >= 0.95 * 50 * r.legs]
+        if not runs:
+            continue
+        cost = min(r.cpu_us_per_leg_tick for r in runs)  # fixed costs amortise: lowest at large N
+        print(
+            f"- {label}: largest N with < 1% late ticks ~{legs} (of those tried); CPU per leg per tick"
+            f" down to {cost:.0f} us, i.e. ~{20_000 / cost:.0f} legs would fill one core"
+        )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 2 and sys.argv[1] == "--sender":
+        sender_main(int(sys.argv[2]), json.loads(sys.stdin.read()), float(sys.argv[3]))
+        sys.exit(0)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", type=float, default=150.0, help="seconds after which no run starts")
+    parser.add_argument("--run", type=float, default=4.0, help="seconds per run, warm-up included")
+    opts = parser.parse_args()
+    asyncio.run(main(opts.budget, opts.run))

@@ -1,0 +1,295 @@
+"""The `sip` carrier: real calls through the embedded SIP endpoint and RTP media engine.
+
+It translates between the conference's protocol-neutral leg signals and the SIP endpoint's
+events, and tells the media engine where each leg's audio goes. Every leg is torn down on
+every path: the media leg is closed when the SIP leg's terminal event arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import structlog
+
+from bridgeline.adapters.media_engine import MediaEngine
+from bridgeline.adapters.sip_config import SipSettings
+from bridgeline.adapters.sip_udp import SipUdpTransport
+from bridgeline.app.ports import LegRequest, SignalSink
+from bridgeline.core.commands import (
+    LegAnswered,
+    LegFailed,
+    LegHungUp,
+    LegRinging,
+    LegSignal,
+    PlaybackFinished,
+)
+from bridgeline.core.effects import SetAudio
+from bridgeline.core.model import LeaveReason
+from bridgeline.phlo.definition import NodeSettings
+from bridgeline.sip import events as sip
+from bridgeline.sip.endpoint import SipEndpoint
+from bridgeline.sip.offer_answer import MediaParams, answer_offer, make_offer
+from bridgeline.sip.uri import SipURI
+
+log = structlog.get_logger(__name__)
+
+_E164 = re.compile(r"^\+?[1-9]\d{5,15}$")
+
+_FAIL_REASONS = {
+    sip.FailReason.BUSY: LeaveReason.BUSY,
+    sip.FailReason.REJECTED: LeaveReason.REJECTED,
+    sip.FailReason.NO_ANSWER: LeaveReason.NO_ANSWER,
+    sip.FailReason.UNREACHABLE: LeaveReason.FAILED,
+    sip.FailReason.FAILED: LeaveReason.FAILED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class InboundCall:
+    leg_id: str
+    caller: str  # the member address the caller gets: a number, an endpoint username, or a SIP URI
+    dialed: str
+
+
+InboundHandler = Callable[[InboundCall], Awaitable[str | None]]
+"""Decides an inbound call: the conference id it joined, or None to reject it."""
+
+
+@dataclass(slots=True)
+class SipLeg:
+    conference_id: str | None
+    inbound: bool = False
+    answered: bool = False
+    dropped: bool = False  # the conference hung it up: do not report its end back
+
+
+class SipCarrier:
+    name = "sip"
+
+    def __init__(self, settings: SipSettings, *, rng: random.Random | None = None) -> None:
+        self.settings = settings
+        self._rng = rng or random.Random()
+        self.endpoint = SipEndpoint(settings.endpoint_config(), self._rng)
+        low, high = settings.rtp.port_range
+        self.media = MediaEngine(host=settings.rtp.host, port_min=low, port_max=high)
+        self._transport: SipUdpTransport | None = None
+        self._legs: dict[str, SipLeg] = {}
+        self._sink: SignalSink | None = None
+        self._inbound: InboundHandler | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._session = self._rng.randrange(1, 2**31)
+
+    # ----------------------------------------------------------------- lifecycle
+    def bind(self, sink: SignalSink) -> None:
+        self._sink = sink
+
+    def bind_inbound(self, handler: InboundHandler) -> None:
+        self._inbound = handler
+
+    async def start(self) -> None:
+        await self.media.start()
+        host, port = self.settings.listen_address
+        self._transport = await SipUdpTransport.listen(self.endpoint, self._on_event, host, port)
+        log.info("sip_listening", host=host, port=port, rtp=self.settings.rtp.ports)
+
+    async def stop(self) -> None:
+        if self._transport is not None:
+            now = self._transport.now
+            for leg_id in list(self._legs):
+                self.endpoint.hangup(leg_id, now)
+            self._transport.flush()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+        await self.media.stop()
+        self._legs.clear()
+
+    # ----------------------------------------------------------------- carrier port
+    def dial(self, request: LegRequest) -> None:
+        self._legs[request.leg_id] = SipLeg(request.conference_id)
+        self._spawn(self._dial(request))
+
+    async def _dial(self, request: LegRequest) -> None:
+        try:
+            port = await self.media.open_leg(request.leg_id)
+        except Exception as exc:
+            log.warning("rtp_port_unavailable", leg_id=request.leg_id, error=str(exc))
+            self._finish(request.leg_id, LegFailed(request.leg_id, LeaveReason.FAILED))
+            return
+        leg = self._legs.get(request.leg_id)
+        if leg is None or leg.dropped or self._transport is None:
+            self.media.close_leg(request.leg_id)  # hung up while the port was being opened
+            self._legs.pop(request.leg_id, None)
+            return
+        offer = make_offer(self.settings.rtp.host, port, self._session, 1)
+        try:
+            self.endpoint.dial(
+                request.leg_id,
+                self._target(request.to),
+                caller_id=_caller_user(request.caller_id),
+                offer_sdp=offer,
+                now=self._transport.now,
+            )
+        except ValueError as exc:
+            log.warning("sip_dial_refused", leg_id=request.leg_id, to=request.to, error=str(exc))
+            self._finish(request.leg_id, LegFailed(request.leg_id, LeaveReason.FAILED))
+            return
+        self._transport.flush()
+
+    def drop(self, leg_id: str, reason: LeaveReason) -> None:
+        leg = self._legs.get(leg_id)
+        if leg is None:
+            return
+        leg.dropped = True
+        if self._transport is not None and self.endpoint.hangup(leg_id, self._transport.now):
+            self._transport.flush()
+
+    def play(self, leg_id: str, media: str | None) -> None:
+        leg = self._legs.get(leg_id)
+        if leg is None or leg.conference_id is None:
+            return
+        conference_id = leg.conference_id
+        self.media.play(leg_id, media, lambda: self._signal(conference_id, PlaybackFinished(leg_id)))
+
+    def set_audio(self, conference_id: str, audio: SetAudio, settings: NodeSettings) -> None:
+        self.media.set_routes(conference_id, audio.legs, settings)
+
+    def restore(self, request: LegRequest, *, answered: bool) -> None:
+        # SIP dialogs and RTP sockets do not survive a restart: report the calls gone.
+        signal: LegSignal = (
+            LegHungUp(request.leg_id) if answered else LegFailed(request.leg_id, LeaveReason.FAILED)
+        )
+        asyncio.get_running_loop().call_soon(self._signal, request.conference_id, signal)
+
+    def conference_ended(self, conference_id: str) -> None:
+        self.media.set_routes(conference_id, (), NodeSettings())
+
+    def adopt(self, leg_id: str, conference_id: str) -> None:
+        """An accepted inbound leg now belongs to a conference."""
+        leg = self._legs.get(leg_id)
+        if leg is not None:
+            leg.conference_id = conference_id
+
+    # ----------------------------------------------------------------- endpoint events
+    def _on_event(self, event: sip.EndpointEvent) -> None:
+        if isinstance(event, sip.LegRinging):
+            self._report(event.leg_id, LegRinging(event.leg_id))
+        elif isinstance(event, sip.LegAnswered):
+            self._connect_media(event.leg_id, event.media)
+            leg = self._legs.get(event.leg_id)
+            if leg is not None:
+                leg.answered = True
+            self._report(event.leg_id, LegAnswered(event.leg_id))
+        elif isinstance(event, sip.LegFailed):
+            reason = _FAIL_REASONS.get(event.reason)
+            self._finish(event.leg_id, None if reason is None else LegFailed(event.leg_id, reason))
+        elif isinstance(event, sip.LegEnded):
+            self._finish(event.leg_id, LegHungUp(event.leg_id))
+        elif isinstance(event, sip.MediaUpdated):
+            self.media.update_leg(
+                event.leg_id,
+                remote=(event.media.remote_address, event.media.remote_port),
+                send=event.media.direction.sends,
+            )
+        elif isinstance(event, sip.IncomingCall):
+            self._legs[event.leg_id] = SipLeg(None, inbound=True)
+            self._spawn(self._incoming(event))
+        elif isinstance(event, sip.Registered | sip.Unregistered):
+            log.info("sip_registration", event=type(event).__name__, username=event.username)
+
+    async def _incoming(self, call: sip.IncomingCall) -> None:
+        assert self._transport is not None
+        caller = call.account or _address_of(call.from_uri)
+        try:
+            port = await self.media.open_leg(call.leg_id)
+            answer, params = answer_offer(call.offer, self.settings.rtp.host, port, self._session, 1)
+        except Exception as exc:
+            log.warning("inbound_media_failed", leg_id=call.leg_id, error=str(exc))
+            self.endpoint.reject_incoming(call.leg_id, 488, self._transport.now)
+            self._finish(call.leg_id, None)
+            return
+        self.endpoint.ring_incoming(call.leg_id, self._transport.now)
+        self._transport.flush()
+        conference_id = None
+        if self._inbound is not None:
+            conference_id = await self._inbound(InboundCall(call.leg_id, caller, call.to_user))
+        leg = self._legs.get(call.leg_id)
+        if leg is None:
+            return  # the caller hung up while we decided
+        if conference_id is None:
+            self.endpoint.reject_incoming(call.leg_id, 404, self._transport.now)
+        else:
+            leg.conference_id = conference_id
+            leg.answered = True
+            self._connect_media(call.leg_id, params)
+            self.endpoint.answer_incoming(call.leg_id, answer, self._transport.now)
+        self._transport.flush()
+
+    def _connect_media(self, leg_id: str, params: MediaParams) -> None:
+        event_pt = params.telephone_event.payload_type if params.telephone_event else None
+        self.media.connect_leg(
+            leg_id,
+            remote=(params.remote_address, params.remote_port),
+            payload_type=params.codec.payload_type,
+            telephone_event_pt=event_pt,
+            send=params.direction.sends,
+            ptime_ms=params.ptime,
+        )
+
+    def _finish(self, leg_id: str, signal: LegSignal | None) -> None:
+        """A leg's terminal event: free its media, and tell the conference unless it asked for it."""
+        self.media.close_leg(leg_id)
+        leg = self._legs.pop(leg_id, None)
+        if leg is None or leg.dropped or signal is None or leg.conference_id is None:
+            return
+        self._signal(leg.conference_id, signal)
+
+    def _report(self, leg_id: str, signal: LegSignal) -> None:
+        leg = self._legs.get(leg_id)
+        if leg is not None and leg.conference_id is not None and not leg.dropped:
+            self._signal(leg.conference_id, signal)
+
+    def _signal(self, conference_id: str, signal: LegSignal) -> None:
+        if self._sink is not None:
+            self._sink(conference_id, signal)
+
+    def _target(self, to: str) -> str:
+        """`sip:alice@<our domain>` means the registered endpoint alice; other SIP URIs are dialed
+        directly, bare usernames go to the registrar, E.164 numbers to the trunk."""
+        if to.startswith("sip:") and "@" in to:
+            user, _, host = to[4:].partition("@")
+            if host.split(";", 1)[0] == self.settings.domain:
+                return user
+        return to
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _caller_user(caller_id: str | None) -> str | None:
+    """The user part for From: a number or a name; a SIP URI contributes its user."""
+    if caller_id is None:
+        return None
+    if caller_id.startswith(("sip:", "sips:")):
+        user = caller_id.split(":", 1)[1].split("@", 1)[0]
+        return user or None
+    return caller_id
+
+
+def _address_of(uri: object) -> str:
+    """A caller's member address: its number when the user part is E.164, else the SIP URI."""
+    if isinstance(uri, SipURI):
+        user = uri.user or ""
+        if _E164.match(user):
+            return user
+        return f"sip:{user}@{uri.host}" if user else f"sip:{uri.host}"
+    return str(uri)

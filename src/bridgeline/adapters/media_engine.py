@@ -1,0 +1,388 @@
+"""The asyncio media engine: RTP legs, per-conference mixing on a 20 ms tick, music and messages.
+
+One task ticks every 20 ms on absolute deadlines (start + n * 20 ms), so scheduling jitter never
+accumulates into drift. Each tick, per conference: pull one frame per leg from its jitter buffer,
+write music frames, mix by the routes, encode per codec and send one tick of RTP to every leg that
+wants media. Receiving happens between ticks in the legs' datagram protocols (see rtp_udp.py).
+
+Routing comes from the conference core as `LegAudio` (who hears whom, plus a music kind). A leg
+hears only legs of its own conference; a leg in no conference, or with an empty route, hears
+silence (RTP keeps flowing, which keeps NAT bindings and the peer's jitter buffer alive). A message
+started with `play` replaces whatever the leg would hear until it has finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from typing import Final
+
+import numpy as np
+import structlog
+from numpy.typing import NDArray
+
+from bridgeline.adapters.music import DEFAULT_SPECS, SILENCE, MusicLibrary, spec_for
+from bridgeline.adapters.rtp_udp import Address, Counters, MediaPortsExhausted, PortPool, RtpLeg
+from bridgeline.core.effects import LegAudio
+from bridgeline.media import g711
+from bridgeline.media.mixer import Mixer
+from bridgeline.media.player import SharedSource
+from bridgeline.phlo.definition import NodeSettings
+
+__all__ = ["LegClosedWhileOpening", "MediaEngine", "MediaPortsExhausted", "UnknownLeg"]
+
+log = structlog.get_logger(__name__)
+
+LATE_S: Final = 0.005  # a tick starting more than 5 ms after its deadline counts as late
+MAX_BEHIND_TICKS: Final = 3  # further behind than this: skip the missed ticks instead of bursting
+_MUSIC_KEY: Final = "\x00music:"  # mixer keys for music; leg ids never start with NUL
+_SILENT_FRAME = np.zeros(160, dtype=np.int16)
+_SILENT_CODES: Final = {pt: g711.encode_array(pt, _SILENT_FRAME).tobytes() for pt in (g711.PCMU, g711.PCMA)}
+
+
+class UnknownLeg(KeyError):
+    """The leg id was never opened, or has been closed."""
+
+
+class LegClosedWhileOpening(RuntimeError):
+    """close_leg (or stop) ran while open_leg was still setting the leg up."""
+
+
+class _Conference:
+    """One conference's mixer and the row bookkeeping compiled from its routes."""
+
+    def __init__(self, conference_id: str) -> None:
+        self.id = conference_id
+        self.mixer: Mixer[str] = Mixer()
+        self.legs: tuple[LegAudio, ...] = ()
+        self.settings = NodeSettings()
+        self.leg_rows: list[tuple[str, int]] = []  # leg id, mixer input row
+        self.music_rows: list[tuple[SharedSource, int]] = []
+        self.outputs: list[tuple[str, int | None]] = []  # leg id, mixer output row (None: silence)
+        # When every leg hears at most one source (two-party calls, hold, waiting alone), the mixer
+        # is skipped: leg id -> the one leg id or music source it hears, or None for silence.
+        self.direct: list[tuple[str, str | SharedSource | None]] | None = None
+        self.music_specs: set[str] = set()
+
+
+class MediaEngine:
+    """See the module docstring. Every method runs on the event loop's thread."""
+
+    def __init__(
+        self, *, host: str = "127.0.0.1", port_min: int = 20000, port_max: int = 20999, ptime_ms: int = 20
+    ) -> None:
+        if ptime_ms != 20:
+            raise ValueError("the media layer mixes 20 ms frames: ptime_ms must be 20")
+        self.host = host
+        self._period = ptime_ms / 1000
+        self._pool = PortPool(host, port_min, port_max)
+        self._counters = Counters()
+        self._library = MusicLibrary()
+        self._legs: dict[str, RtpLeg] = {}
+        self._confs: dict[str, _Conference] = {}
+        self._member_of: dict[str, str] = {}  # leg id -> conference id
+        self._dtmf_callback: Callable[[str, str], None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._ticks = self._late = self._skipped = 0
+        self._max_late = 0.0
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="media-engine-tick")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for leg_id in list(self._legs):
+            self.close_leg(leg_id)
+        self._confs.clear()
+        self._member_of.clear()
+        self._library.prune(set())
+        for _ in range(10):  # transports close their sockets on the next loop iteration
+            if not self._counters.open_transports:
+                break
+            await asyncio.sleep(0)
+
+    @property
+    def stats(self) -> dict[str, int | float]:
+        c = self._counters
+        return {
+            "ticks": self._ticks,
+            "late_ticks": self._late,
+            "skipped_ticks": self._skipped,
+            "max_lateness_ms": round(self._max_late * 1000, 3),
+            "legs": len(self._legs),
+            "conferences": len(self._confs),
+            "packets_in": c.packets_in,
+            "packets_out": c.packets_out,
+            "malformed_in": c.malformed_in,
+            "rtcp_in": c.rtcp_in,
+            "ignored_in": c.ignored_in,
+            "send_dropped": c.send_dropped,
+            "open_transports": c.open_transports,
+            "free_ports": self._pool.free,
+        }
+
+    @property
+    def port_capacity(self) -> int:
+        """How many legs the port range holds (each takes an RTP/RTCP pair)."""
+        return self._pool.capacity
+
+    # ------------------------------------------------------------------ legs
+    async def open_leg(self, leg_id: str) -> int:
+        """Bind an RTP/RTCP port pair for the leg and return the RTP port (the same one if already open)."""
+        existing = self._legs.get(leg_id)
+        if existing is not None:
+            return existing.port
+        port, rtp_sock, rtcp_sock = self._pool.bind_pair()
+        loop = asyncio.get_running_loop()
+        leg = RtpLeg(leg_id, port, self._counters, loop.time, self._dispatch_dtmf, self._pool.release)
+        self._legs[leg_id] = leg
+        try:
+            await leg.open(rtp_sock, rtcp_sock)
+        except BaseException:
+            self._forget(leg)
+            raise
+        if leg.closed:
+            raise LegClosedWhileOpening(leg_id)
+        return port
+
+    def connect_leg(
+        self,
+        leg_id: str,
+        *,
+        remote: Address,
+        payload_type: int,
+        telephone_event_pt: int | None,
+        send: bool,
+        ptime_ms: int = 20,
+    ) -> None:
+        """Start media after SDP negotiation (ValueError for a non-G.711 payload type or odd ptime)."""
+        self._leg(leg_id).connect(remote, payload_type, telephone_event_pt, send, ptime_ms)
+
+    def update_leg(self, leg_id: str, *, remote: Address | None = None, send: bool | None = None) -> None:
+        """Apply a peer re-INVITE: new address and/or direction (send=False: hold, send nothing)."""
+        self._leg(leg_id).update(remote, send)
+
+    def close_leg(self, leg_id: str) -> None:
+        """Close the leg's sockets and cancel its message (without on_finished). Idempotent."""
+        leg = self._legs.get(leg_id)
+        if leg is not None:
+            self._forget(leg)
+
+    def _forget(self, leg: RtpLeg) -> None:
+        if self._legs.get(leg.leg_id) is leg:
+            del self._legs[leg.leg_id]
+        leg.close()
+        cid = self._member_of.get(leg.leg_id)
+        if cid is not None:
+            self._leave(cid, {leg.leg_id})
+
+    def _leg(self, leg_id: str) -> RtpLeg:
+        leg = self._legs.get(leg_id)
+        if leg is None:
+            raise UnknownLeg(leg_id)
+        return leg
+
+    # ------------------------------------------------------------------ routing, messages, DTMF
+    def set_routes(self, conference_id: str, legs: Sequence[LegAudio], settings: NodeSettings) -> None:
+        """Replace the conference's routing. Legs left out leave it; legs moved here leave their old one.
+
+        Route entries naming legs outside this conference are ignored. Leg ids not opened yet are
+        accepted (they are silent until opened and connected)."""
+        new = {la.leg_id: la for la in legs}  # one entry per leg: the last wins
+        old = self._confs.get(conference_id)
+        if old is not None:
+            for la in old.legs:
+                if la.leg_id not in new and self._member_of.get(la.leg_id) == conference_id:
+                    del self._member_of[la.leg_id]
+        for leg_id in new:
+            previous = self._member_of.get(leg_id)
+            if previous is not None and previous != conference_id:
+                self._leave(previous, {leg_id})
+        if not new:
+            self._confs.pop(conference_id, None)
+        else:
+            conf = old if old is not None else _Conference(conference_id)
+            self._confs[conference_id] = conf
+            for leg_id in new:
+                self._member_of[leg_id] = conference_id
+            self._configure(conf, tuple(new.values()), settings)
+        self._library.prune({s for c in self._confs.values() for s in c.music_specs})
+
+    def _leave(self, conference_id: str, leg_ids: set[str]) -> None:
+        conf = self._confs[conference_id]
+        for leg_id in leg_ids:
+            self._member_of.pop(leg_id, None)
+        remaining = tuple(la for la in conf.legs if la.leg_id not in leg_ids)
+        if remaining:
+            self._configure(conf, remaining, conf.settings)
+        else:
+            del self._confs[conference_id]
+
+    def _configure(self, conf: _Conference, legs: tuple[LegAudio, ...], settings: NodeSettings) -> None:
+        conf.legs, conf.settings = legs, settings
+        members = {la.leg_id for la in legs}
+        routes: dict[str, set[str]] = {}
+        music: dict[str, SharedSource] = {}
+        conf.music_specs = set()
+        for la in legs:
+            heard = {h for h in la.hears if h in members and h != la.leg_id}  # never across conferences
+            if la.music is not None:
+                spec = spec_for(la.music, settings)
+                if spec != SILENCE:
+                    key = _MUSIC_KEY + spec
+                    music[key] = self._library.music(spec, DEFAULT_SPECS[la.music])
+                    conf.music_specs.add(spec)
+                    heard.add(key)
+            routes[la.leg_id] = heard
+        if all(len(heard) <= 1 for heard in routes.values()):
+            conf.direct = [
+                (leg_id, next((music.get(h, h) for h in heard), None)) for leg_id, heard in routes.items()
+            ]
+            conf.leg_rows = [(la.leg_id, -1) for la in legs]
+            conf.music_rows, conf.outputs = [], []
+            conf.mixer.configure((), {})  # drop the previous routing's buffers
+            return
+        conf.direct = None
+        mixer = conf.mixer
+        mixer.configure([la.leg_id for la in legs] + list(music), routes)
+        mixer.inputs.fill(0)
+        conf.leg_rows = [(la.leg_id, mixer.source_row[la.leg_id]) for la in legs]
+        conf.music_rows = [(src, mixer.source_row[key]) for key, src in music.items()]
+        conf.outputs = [(la.leg_id, mixer.output_row.get(la.leg_id)) for la in legs]
+
+    def play(self, leg_id: str, media: str | None, on_finished: Callable[[], None]) -> None:
+        """Play a message once into the leg instead of its routes; on_finished runs from the tick after
+        its last frame. media: a tone spec (2 s), a WAV path, or None / unusable -> built-in beeps.
+        A new play() replaces a running one, whose on_finished is then never called."""
+        leg = self._leg(leg_id)
+        leg.message = self._library.message(media)
+        leg.on_finished = on_finished
+
+    def on_dtmf(self, callback: Callable[[str, str], None]) -> None:
+        """Register the callback for received DTMF digits: callback(leg_id, digit)."""
+        self._dtmf_callback = callback
+
+    def _dispatch_dtmf(self, leg_id: str, digit: str) -> None:
+        if self._dtmf_callback is not None:
+            self._dtmf_callback(leg_id, digit)
+
+    # ------------------------------------------------------------------ the tick
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        period = self._period
+        start = loop.time()
+        n = 0
+        while True:
+            deadline = start + n * period
+            delay = deadline - loop.time()
+            # Always yield, even when late, so receive callbacks are never starved by catch-up ticks.
+            await asyncio.sleep(max(delay, 0))
+            lateness = loop.time() - deadline
+            if lateness > LATE_S:
+                self._late += 1
+            self._max_late = max(self._max_late, lateness)
+            if lateness > MAX_BEHIND_TICKS * period:
+                # A long stall (GC, blocking call): bursting the missed ticks would only flood the
+                # peers; skip them, and the jitter buffers drop what piled up meanwhile.
+                behind = int(lateness // period)
+                n += behind
+                self._skipped += behind
+            self._ticks += 1
+            try:
+                self._tick(n)
+            except Exception:
+                log.exception("media.tick_failed", tick=n)
+            n += 1
+
+    def _tick(self, n: int) -> None:
+        finished: list[Callable[[], None]] = []
+        for conf in self._confs.values():
+            if conf.direct is not None:
+                self._tick_direct(conf, n, finished)
+            else:
+                self._tick_mixed(conf, n, finished)
+        member_of = self._member_of
+        for leg in self._legs.values():
+            if leg.leg_id in member_of:
+                continue
+            if leg.connected:
+                leg.jitter.pop_frame()  # keep its playout clock running; nobody hears it
+            if leg.message is not None:
+                self._send_message(leg, finished)
+            else:
+                leg.send_tick(_SILENT_CODES[leg.payload_type])
+        # Callbacks last: they may open, close or re-route legs, which must not happen mid-iteration.
+        for callback in finished:
+            try:
+                callback()
+            except Exception:
+                log.exception("media.on_finished_failed")
+
+    def _tick_direct(self, conf: _Conference, n: int, finished: list[Callable[[], None]]) -> None:
+        assert conf.direct is not None
+        legs = self._legs
+        frames: dict[str, NDArray[np.int16] | None] = {}
+        for leg_id, _ in conf.leg_rows:  # every leg is pulled each tick, heard or not
+            leg = legs.get(leg_id)
+            frames[leg_id] = leg.jitter.pop_frame() if leg is not None and leg.connected else None
+        for leg_id, source in conf.direct:
+            leg = legs.get(leg_id)
+            if leg is None:
+                continue
+            if leg.message is not None:
+                self._send_message(leg, finished)
+                continue
+            if source is None:
+                frame = None
+            elif isinstance(source, str):
+                frame = frames.get(source)
+            else:
+                frame = source.frame_at(n)
+            pt = leg.payload_type
+            leg.send_tick(_SILENT_CODES[pt] if frame is None else g711.encode_array(pt, frame).tobytes())
+
+    def _tick_mixed(self, conf: _Conference, n: int, finished: list[Callable[[], None]]) -> None:
+        legs = self._legs
+        inputs = conf.mixer.inputs
+        for leg_id, row in conf.leg_rows:
+            leg = legs.get(leg_id)
+            frame = leg.jitter.pop_frame() if leg is not None and leg.connected else None
+            if frame is None:
+                inputs[row].fill(0)
+            else:
+                inputs[row] = frame
+        for source, row in conf.music_rows:
+            inputs[row] = source.frame_at(n)  # shared: advances once per tick engine-wide
+        out = conf.mixer.mix_inputs()
+        encoded: dict[int, NDArray[np.uint8]] = {}  # the whole output matrix, once per codec
+        for leg_id, out_row in conf.outputs:
+            leg = legs.get(leg_id)
+            if leg is None:
+                continue
+            if leg.message is not None:
+                self._send_message(leg, finished)
+            elif out_row is None:
+                leg.send_tick(_SILENT_CODES[leg.payload_type])
+            else:
+                pt = leg.payload_type
+                codes = encoded.get(pt)
+                if codes is None:
+                    codes = encoded[pt] = g711.encode_array(pt, out)
+                leg.send_tick(codes[out_row].tobytes())
+
+    @staticmethod
+    def _send_message(leg: RtpLeg, finished: list[Callable[[], None]]) -> None:
+        message = leg.message
+        assert message is not None
+        leg.send_tick(g711.encode_array(leg.payload_type, message.next_frame()).tobytes())
+        if message.finished:
+            if leg.on_finished is not None:
+                finished.append(leg.on_finished)
+            leg.message = leg.on_finished = None

@@ -1,0 +1,120 @@
+"""Settings of the `sip` carrier, from a YAML file and flags.
+
+```yaml
+listen: 127.0.0.1:5060          # overridden by --sip-listen
+domain: bridgeline.local        # digest realm, From host
+rtp: {host: 127.0.0.1, ports: 20000-20999}
+endpoints:                      # agents' phones: they REGISTER with these credentials
+  alice: alice-secret
+trunk:                          # where E.164 numbers are dialed
+  proxy: 127.0.0.1:5080
+  domain: trunk.example.com
+  username: bridgeline
+  password: trunk-secret
+  caller_id: "+14150000000"
+inbound:                        # calls to these numbers start a PHLO run
+  - number: "+14155550100"
+    phlo_id: support
+    payload: {customer: "{{from}}", agent: alice}
+```
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from bridgeline.core.model import Role
+from bridgeline.sip.events import EndpointConfig, TrunkConfig
+
+
+def parse_host_port(text: str, default_port: int) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        return text, default_port
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"invalid port in {text!r}")
+    return host, int(port)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RtpSettings(_Strict):
+    host: str = "127.0.0.1"
+    ports: str = "20000-20999"
+
+    @property
+    def port_range(self) -> tuple[int, int]:
+        low, _, high = self.ports.partition("-")
+        return int(low), int(high or low)
+
+    @field_validator("ports")
+    @classmethod
+    def _check_ports(cls, value: str) -> str:
+        low, _, high = value.partition("-")
+        if not (low.isdigit() and (not high or high.isdigit())):
+            raise ValueError("ports must look like 20000-20999")
+        if int(high or low) - int(low) < 1:
+            raise ValueError("the RTP port range needs at least two ports")
+        return value
+
+
+class TrunkSettings(_Strict):
+    proxy: str
+    domain: str
+    username: str | None = None
+    password: str | None = None
+    caller_id: str = "bridgeline"
+
+
+class InboundRoute(_Strict):
+    number: str = Field(description="the dialed number or user")
+    phlo_id: str
+    role: Role = Role.CUSTOMER
+    payload: dict[str, str] = Field(default_factory=dict, description="run payload; {{from}} is the caller")
+
+
+class SipSettings(_Strict):
+    listen: str = "127.0.0.1:5060"
+    domain: str = "bridgeline.local"
+    rtp: RtpSettings = RtpSettings()
+    endpoints: dict[str, str] = Field(default_factory=dict)
+    trunk: TrunkSettings | None = None
+    inbound: list[InboundRoute] = Field(default_factory=list)
+
+    @property
+    def listen_address(self) -> tuple[str, int]:
+        return parse_host_port(self.listen, 5060)
+
+    def endpoint_config(self) -> EndpointConfig:
+        trunk = None
+        if self.trunk is not None:
+            trunk = TrunkConfig(
+                proxy=parse_host_port(self.trunk.proxy, 5060),
+                domain=self.trunk.domain,
+                username=self.trunk.username,
+                password=self.trunk.password,
+                from_user=self.trunk.caller_id,
+            )
+        return EndpointConfig(
+            local_address=self.listen_address, domain=self.domain, accounts=dict(self.endpoints), trunk=trunk
+        )
+
+    def route_for(self, dialed: str) -> InboundRoute | None:
+        return next((r for r in self.inbound if r.number == dialed), None)
+
+
+def load_sip_settings(path: Path | None, **overrides: Any) -> SipSettings:
+    raw: dict[str, Any] = {}
+    if path is not None:
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: the SIP configuration must be a mapping")
+        raw = loaded
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    return SipSettings.model_validate(raw)

@@ -1,0 +1,90 @@
+"""The asyncio side of the SIP endpoint: one UDP socket and one timer, nothing else.
+
+The pure `SipEndpoint` decides everything; this adapter feeds it datagrams and the loop's
+monotonic clock, sends what it produced, re-arms a single `call_at` for its next deadline,
+and hands its events to the carrier (the aioquic `asyncio/protocol.py` shape).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import cast
+
+import structlog
+
+from bridgeline.sip.endpoint import SipEndpoint
+from bridgeline.sip.events import EndpointEvent
+
+log = structlog.get_logger(__name__)
+
+EventHandler = Callable[[EndpointEvent], None]
+
+
+class SipUdpTransport(asyncio.DatagramProtocol):
+    def __init__(self, endpoint: SipEndpoint, on_event: EventHandler) -> None:
+        self.endpoint = endpoint
+        self._on_event = on_event
+        self._transport: asyncio.DatagramTransport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop = asyncio.get_running_loop()
+
+    @classmethod
+    async def listen(
+        cls, endpoint: SipEndpoint, on_event: EventHandler, host: str, port: int
+    ) -> SipUdpTransport:
+        loop = asyncio.get_running_loop()
+        _, protocol = await loop.create_datagram_endpoint(
+            lambda: cls(endpoint, on_event), local_addr=(host, port)
+        )
+        return protocol
+
+    @property
+    def now(self) -> float:
+        return self._loop.time()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.endpoint.receive_datagram(data, (addr[0], addr[1]), self.now)
+        self.flush()
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable from a peer that went away: retransmission timers handle it.
+        log.debug("sip_socket_error", error=str(exc))
+
+    def flush(self) -> None:
+        """Send what the endpoint produced, deliver its events, and re-arm the timer."""
+        if self._transport is not None:
+            for data, (host, port) in self.endpoint.datagrams_to_send():
+                self._transport.sendto(data, (host, port))
+        while (event := self.endpoint.next_event()) is not None:
+            try:
+                self._on_event(event)
+            except Exception:
+                log.exception("sip_event_handler_failed", event=type(event).__name__)
+        self._arm()
+
+    def _arm(self) -> None:
+        deadline = self.endpoint.get_timer()
+        if self._timer is not None:
+            if deadline is not None and self._timer.when() == deadline:
+                return
+            self._timer.cancel()
+            self._timer = None
+        if deadline is not None:
+            self._timer = self._loop.call_at(deadline, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self.endpoint.handle_timer(self.now)
+        self.flush()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None

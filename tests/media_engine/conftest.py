@@ -1,0 +1,23 @@
+"""Fixtures: a started MediaEngine on 127.0.0.1 with its own random port range, torn down leak-free."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from media_peer import port_range
+
+from bridgeline.adapters.media_engine import MediaEngine
+
+
+@pytest.fixture
+async def engine() -> AsyncIterator[MediaEngine]:
+    low, high = port_range(120)
+    eng = MediaEngine(port_min=low, port_max=high)
+    await eng.start()
+    try:
+        yield eng
+    finally:
+        await eng.stop()
+        assert eng.stats["open_transports"] == 0
+        assert eng.stats["free_ports"] == eng.port_capacity

@@ -1,0 +1,218 @@
+"""Test helpers: an RTP peer on a real UDP socket, and spectrum measurements of what it received."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import cast
+
+import numpy as np
+from numpy.typing import NDArray
+
+from bridgeline.adapters.media_engine import MediaEngine
+from bridgeline.media import g711
+from bridgeline.media.player import ToneSource
+from bridgeline.media.rtp import RtpPacket, RtpParseError
+
+Address = tuple[str, int]
+RATE = 8000
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    at: float  # loop time
+    source: Address
+    packet: RtpPacket
+
+
+class RtpPeer(asyncio.DatagramProtocol):
+    """Sends a G.711 tone (or silence with freq None) every 20 ms and records every RTP packet it gets."""
+
+    def __init__(self, freq: float | tuple[float, ...] | None, *, payload_type: int = g711.PCMU) -> None:
+        self.tone = ToneSource(freq) if freq is not None else None
+        self.payload_type = payload_type
+        self.received: list[Received] = []
+        self.undecodable = 0
+        self.transport: asyncio.DatagramTransport | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.ssrc = 0x1234_5678
+        self.seq = 1000
+        self.ts = 50_000
+
+    @classmethod
+    async def open(cls, freq: float | tuple[float, ...] | None, *, payload_type: int = g711.PCMU) -> RtpPeer:
+        loop = asyncio.get_running_loop()
+        _, peer = await loop.create_datagram_endpoint(
+            lambda: cls(freq, payload_type=payload_type), local_addr=("127.0.0.1", 0)
+        )
+        return peer
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)  # 3.11's class does not subclass it
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        try:
+            packet = RtpPacket.parse(data)
+        except RtpParseError:
+            self.undecodable += 1
+            return
+        self.received.append(Received(asyncio.get_running_loop().time(), addr, packet))
+
+    def error_received(self, exc: Exception) -> None:
+        pass
+
+    @property
+    def address(self) -> Address:
+        assert self.transport is not None
+        host, port = self.transport.get_extra_info("sockname")[:2]
+        return host, port
+
+    def send_raw(self, data: bytes, dest: Address) -> None:
+        assert self.transport is not None
+        self.transport.sendto(data, dest)
+
+    def send_packet(self, packet: RtpPacket, dest: Address) -> None:
+        self.send_raw(packet.serialize(), dest)
+
+    def next_audio_packet(self) -> RtpPacket:
+        frame = self.tone.next_frame() if self.tone is not None else np.zeros(160, dtype=np.int16)
+        packet = RtpPacket(
+            payload_type=self.payload_type,
+            sequence=self.seq & 0xFFFF,
+            timestamp=self.ts & 0xFFFF_FFFF,
+            ssrc=self.ssrc,
+            payload=g711.encode_array(self.payload_type, frame).tobytes(),
+        )
+        self.seq += 1
+        self.ts += 160
+        return packet
+
+    def start(self, dest: Address | Callable[[], Address], *, seconds: float = 4.0) -> None:
+        """Send at 20 ms pacing on absolute deadlines, for at most `seconds` (bounded by design)."""
+
+        async def run() -> None:
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            for n in range(int(seconds * 50)):
+                await asyncio.sleep(max(start + n * 0.02 - loop.time(), 0))
+                self.send_packet(self.next_audio_packet(), dest() if callable(dest) else dest)
+
+        self.stop()
+        self._task = asyncio.create_task(run())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    def close(self) -> None:
+        self.stop()
+        if self.transport is not None:
+            self.transport.close()
+
+    def pcm_since(self, t: float) -> NDArray[np.int16]:
+        """Decoded audio of packets received after loop time t, in sequence order."""
+        packets = sorted((r.packet for r in self.received if r.at >= t), key=lambda p: p.sequence)
+        if not packets:
+            return np.zeros(0, dtype=np.int16)
+        return np.concatenate([g711.decode(p.payload_type, p.payload) for p in packets])
+
+    def count_since(self, t: float) -> int:
+        return sum(1 for r in self.received if r.at >= t)
+
+
+def spectrum(pcm: NDArray[np.int16]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    x = pcm.astype(np.float64)
+    mags = np.abs(np.fft.rfft(x * np.hanning(x.size))) / max(x.size, 1)
+    return np.fft.rfftfreq(x.size, 1 / RATE).astype(np.float64), mags
+
+
+def dominant_freq(pcm: NDArray[np.int16]) -> float:
+    freqs, mags = spectrum(pcm)
+    return float(freqs[int(np.argmax(mags))])
+
+
+def peak_freqs(pcm: NDArray[np.int16], count: int, min_gap_hz: float = 60.0) -> list[float]:
+    """The `count` strongest spectral peaks at least min_gap_hz apart, in ascending frequency."""
+    freqs, mags = spectrum(pcm)
+    mags = mags.copy()
+    peaks: list[float] = []
+    for _ in range(count):
+        i = int(np.argmax(mags))
+        peaks.append(float(freqs[i]))
+        mags[np.abs(freqs - freqs[i]) < min_gap_hz] = 0
+    return sorted(peaks)
+
+
+def level_at(pcm: NDArray[np.int16], freq: float, width_hz: float = 20.0) -> float:
+    """Spectral magnitude around `freq` relative to the strongest peak (0..1)."""
+    freqs, mags = spectrum(pcm)
+    top = float(mags.max()) or 1.0
+    return float(mags[np.abs(freqs - freq) <= width_hz].max()) / top
+
+
+def rms(pcm: NDArray[np.int16]) -> float:
+    return float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2))) if pcm.size else 0.0
+
+
+async def until(condition: Callable[[], bool], within: float = 2.0) -> bool:
+    """Poll `condition` every 10 ms for at most `within` seconds."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
+async def settle(seconds: float) -> float:
+    """Sleep, then return the loop time (a mark for `pcm_since`)."""
+    await asyncio.sleep(seconds)
+    return asyncio.get_running_loop().time()
+
+
+@contextlib.asynccontextmanager
+async def peers(*specs: tuple[float | None, int]) -> AsyncIterator[list[RtpPeer]]:
+    """Open RtpPeers for (freq, payload_type) pairs and close them afterwards."""
+    opened = [await RtpPeer.open(freq, payload_type=pt) for freq, pt in specs]
+    try:
+        yield opened
+    finally:
+        for peer in opened:
+            peer.close()
+        await asyncio.sleep(0)  # transports close their sockets on the next loop iteration
+
+
+async def join(
+    engine: MediaEngine,
+    leg_id: str,
+    peer: RtpPeer,
+    *,
+    send: bool = True,
+    telephone_event_pt: int | None = 101,
+    ptime_ms: int = 20,
+    start: bool = True,
+) -> int:
+    """Open and connect a leg for `peer` (SDP address = the peer's socket) and start the peer's tone."""
+    port = await engine.open_leg(leg_id)
+    engine.connect_leg(
+        leg_id,
+        remote=peer.address,
+        payload_type=peer.payload_type,
+        telephone_event_pt=telephone_event_pt,
+        send=send,
+        ptime_ms=ptime_ms,
+    )
+    if start:
+        peer.start(("127.0.0.1", port))
+    return port
+
+
+def port_range(size: int) -> tuple[int, int]:
+    """A random even-based range below the Linux ephemeral range (32768+), where test peers bind."""
+    base = random.randrange(21000, 32000 - size, 2)
+    return base, base + size - 1
