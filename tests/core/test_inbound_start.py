@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridgeline.core.commands import LegAnswered, LegFailed, LegHungUp
+from bridgeline.core.commands import LegAnswered, LegDtmf, LegFailed, LegHungUp
 from bridgeline.core.conference import Conference, ConferenceRules
 from bridgeline.core.effects import DialLeg, Publish
 from bridgeline.core.errors import ActionRefused
@@ -68,3 +68,18 @@ def test_the_caller_hanging_up_alone_ends_the_conference() -> None:
 def test_an_address_both_answered_and_dialed_is_refused() -> None:
     with pytest.raises(ActionRefused, match="twice"):
         start(QueuedDial(CALLER, Role.AGENT))
+
+
+def test_a_key_press_is_published_with_the_member_and_changes_nothing_else() -> None:
+    conf, _ = start(QueuedDial(AGENT, Role.AGENT))
+    before = conf.audio_plan()
+    effects = conf.handle(LegDtmf("in-1", "5"), 1.0)
+    (event,) = [e.event for e in effects if isinstance(e, Publish)]
+    assert event.type == "member_dtmf"
+    assert event.data["digit"] == "5" and event.data["member_address"] == CALLER
+    assert conf.audio_plan() == before
+
+
+def test_key_presses_from_a_leg_still_ringing_are_ignored() -> None:
+    conf, _ = start(QueuedDial(AGENT, Role.AGENT))
+    assert conf.handle(LegDtmf(conf.members[AGENT].leg_id, "1"), 1.0) == []

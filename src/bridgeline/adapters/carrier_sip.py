@@ -21,6 +21,7 @@ from bridgeline.adapters.sip_udp import SipUdpTransport
 from bridgeline.app.ports import LegRequest, SignalSink
 from bridgeline.core.commands import (
     LegAnswered,
+    LegDtmf,
     LegFailed,
     LegHungUp,
     LegRinging,
@@ -82,6 +83,7 @@ class SipCarrier:
         self._inbound: InboundHandler | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._session = self._rng.randrange(1, 2**31)
+        self.media.on_dtmf(self._on_dtmf)
 
     # ----------------------------------------------------------------- lifecycle
     def bind(self, sink: SignalSink) -> None:
@@ -231,6 +233,9 @@ class SipCarrier:
             self._connect_media(call.leg_id, params)
             self.endpoint.answer_incoming(call.leg_id, answer, self._transport.now)
         self._transport.flush()
+
+    def _on_dtmf(self, leg_id: str, digit: str) -> None:
+        self._report(leg_id, LegDtmf(leg_id, digit))  # the media engine already relayed it
 
     def _connect_media(self, leg_id: str, params: MediaParams) -> None:
         event_pt = params.telephone_event.payload_type if params.telephone_event else None

@@ -270,8 +270,21 @@ class MediaEngine:
         self._dtmf_callback = callback
 
     def _dispatch_dtmf(self, leg_id: str, digit: str) -> None:
+        self._relay_dtmf(leg_id, digit)
         if self._dtmf_callback is not None:
             self._dtmf_callback(leg_id, digit)
+
+    def _relay_dtmf(self, leg_id: str, digit: str) -> None:
+        """Re-send a digit to every leg that hears its sender: DTMF follows the audio routes, so a
+        held member's digits reach nobody and a private consultation keeps its digits private."""
+        conf = self._confs.get(self._member_of.get(leg_id, ""))
+        if conf is None:
+            return
+        for la in conf.legs:
+            if leg_id in la.hears and la.leg_id != leg_id and la.music is None:
+                listener = self._legs.get(la.leg_id)
+                if listener is not None:
+                    listener.queue_dtmf(digit)
 
     # ------------------------------------------------------------------ the tick
     async def _run(self) -> None:

@@ -20,7 +20,7 @@ from typing import Final
 import structlog
 
 from bridgeline.media import g711
-from bridgeline.media.dtmf import DtmfReceiver
+from bridgeline.media.dtmf import DtmfReceiver, TelephoneEvent, dtmf_events
 from bridgeline.media.jitter import JitterBuffer
 from bridgeline.media.player import AudioSource
 from bridgeline.media.rtp import RtpPacket, RtpParseError, is_rtcp, parse_rtcp
@@ -167,6 +167,9 @@ class RtpLeg:
         self._sdp_remote: Address | None = None
         self.jitter = JitterBuffer()
         self.dtmf: DtmfReceiver | None = None
+        self.event_pt: int | None = None  # the peer's telephone-event payload type, if negotiated
+        self._events: deque[TelephoneEvent] = deque()  # DTMF to send, one packet per tick
+        self._event_ts = 0
         self.message: AudioSource | None = None
         self.on_finished: Callable[[], None] | None = None
         # Random initial SSRC, sequence and timestamp, as RFC 3550 asks (makes streams unguessable).
@@ -188,6 +191,7 @@ class RtpLeg:
             raise ValueError(f"unsupported ptime {ptime_ms} ms (10..120, multiple of 10)")
         self.payload_type = payload_type
         self.dtmf = DtmfReceiver(telephone_event_pt) if telephone_event_pt is not None else None
+        self.event_pt = telephone_event_pt
         self._ptime_samples = ptime_ms * 8
         self._pending.clear()
         self.update(remote, send)
@@ -248,13 +252,24 @@ class RtpLeg:
             log.exception("media.dtmf_callback_failed", leg_id=self.leg_id)
 
     # ---------------------------------------------------------------- send
+    def queue_dtmf(self, digit: str) -> bool:
+        """Send a digit as RFC 4733 events over the next ticks; False if the peer negotiated none."""
+        if self.event_pt is None or not self.connected:
+            return False
+        self._events.extend(dtmf_events(digit))
+        return True
+
     def send_tick(self, codes: bytes) -> None:
         """Send one tick (160 encoded samples). The RTP clock advances even while nothing is sent."""
         ts = self._ts
         self._ts = (ts + FRAME_SAMPLES) & 0xFFFF_FFFF
         if not (self.sending and self.connected and self.dest is not None):
             self._pending.clear()
+            self._events.clear()
             self._marker = True  # the next packet starts a new talkspurt
+            return
+        if self._events:
+            self._send_event(ts)
             return
         size = self._ptime_samples
         if size == FRAME_SAMPLES and not self._pending:
@@ -268,11 +283,27 @@ class RtpLeg:
             del self._pending[:size]
             self._pending_ts = (self._pending_ts + size) & 0xFFFF_FFFF
 
-    def _emit(self, payload: bytes, ts: int) -> None:
+    def _send_event(self, ts: int) -> None:
+        """One telephone-event packet instead of this tick's audio (RFC 4733 2.5: no audio meanwhile).
+
+        Every packet of an event carries the event's start timestamp; the marker flags its first."""
+        event = self._events.popleft()
+        first = event.duration <= FRAME_SAMPLES and not event.end
+        if first:
+            self._event_ts = ts
+        self._pending.clear()
+        self._emit(bytes(event), self._event_ts, payload_type=self.event_pt, marker=first)
+        if not self._events or (self._events[0].duration <= FRAME_SAMPLES and not self._events[0].end):
+            self._marker = True  # audio after an event starts a new talkspurt
+
+    def _emit(
+        self, payload: bytes, ts: int, *, payload_type: int | None = None, marker: bool | None = None
+    ) -> None:
         sock, dest = self._send_sock, self.dest
         if sock is None or dest is None:
             return
-        b1 = self.payload_type | (0x80 if self._marker else 0)
+        pt = self.payload_type if payload_type is None else payload_type
+        b1 = pt | (0x80 if (self._marker if marker is None else marker) else 0)
         try:
             # Straight to the socket, not through transport.sendto: that would queue in user space
             # when the kernel buffer is full (stale audio is worse than lost audio), and its

@@ -97,5 +97,14 @@ class PlaybackFinished:
     leg_id: str
 
 
-LegSignal = LegRinging | LegAnswered | LegFailed | LegHungUp | PlaybackFinished
+@dataclass(frozen=True, slots=True)
+class LegDtmf:
+    """The party pressed a key (RFC 4733 event or equivalent). The carrier relays it to the
+    members that hear this one; the conference only publishes it."""
+
+    leg_id: str
+    digit: str
+
+
+LegSignal = LegRinging | LegAnswered | LegFailed | LegHungUp | PlaybackFinished | LegDtmf
 Command = MpcAction | MemberAction | LegSignal

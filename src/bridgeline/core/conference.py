@@ -30,6 +30,7 @@ from bridgeline.core.commands import (
     Hangup,
     Hold,
     LegAnswered,
+    LegDtmf,
     LegFailed,
     LegHungUp,
     LegRinging,
@@ -183,7 +184,9 @@ class Conference:
         if handler is None:
             raise TypeError(f"not a conference command: {command!r}")
         if not self.live:
-            if isinstance(command, LegRinging | LegAnswered | LegFailed | LegHungUp | PlaybackFinished):
+            if isinstance(
+                command, LegRinging | LegAnswered | LegFailed | LegHungUp | PlaybackFinished | LegDtmf
+            ):
                 return []
             raise ActionRefused("the conference has ended")
         handler(self, command, now)
@@ -275,6 +278,12 @@ class Conference:
             self.member_left(member, LeaveReason.FAILED, now, drop_leg=False)
         else:
             self.member_left(member, LeaveReason.REMOTE_HANGUP, now, drop_leg=False)
+
+    def _leg_dtmf(self, signal: LegDtmf, now: float) -> None:
+        member = self.member_by_leg(signal.leg_id)
+        if member is None or not member.answered:
+            return
+        self.emit(now, EventType.MEMBER_DTMF, {**self.member_data(member), "digit": signal.digit})
 
     def _playback_finished(self, signal: PlaybackFinished, now: float) -> None:
         member = self.member_by_leg(signal.leg_id)
@@ -414,4 +423,5 @@ _HANDLERS: dict[type, Callable[[Conference, Any, float], None]] = {
     LegFailed: Conference._leg_failed,
     LegHungUp: Conference._leg_hung_up,
     PlaybackFinished: Conference._playback_finished,
+    LegDtmf: Conference._leg_dtmf,
 }

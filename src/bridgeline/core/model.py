@@ -104,6 +104,7 @@ class EventType(StrEnum):
     MEMBER_UNHELD = "member_unheld"
     MEMBER_LEFT = "member_left"
     VOICEMAIL_STARTED = "voicemail_started"
+    MEMBER_DTMF = "member_dtmf"
     TRANSFER_STARTED = "transfer_started"
     TRANSFER_ANSWERED = "transfer_answered"
     TRANSFER_COMPLETED = "transfer_completed"

@@ -95,6 +95,27 @@ def dtmf_packets(
     return out
 
 
+def dtmf_events(
+    digit: str, *, duration_ms: int = 100, ptime_ms: int = 20, volume: int = 10, end_repeats: int = 3
+) -> list[TelephoneEvent]:
+    """The event payloads of one digit, one per packet (a sender with its own RTP stream numbers them).
+
+    Durations grow by one ptime per packet; the end packet is repeated, as in `dtmf_packets`."""
+    return [
+        TelephoneEvent.parse(packet.payload)
+        for _, packet in dtmf_packets(
+            digit,
+            ssrc=0,
+            sequence=0,
+            timestamp=0,
+            duration_ms=duration_ms,
+            ptime_ms=ptime_ms,
+            volume=volume,
+            end_repeats=end_repeats,
+        )
+    ]
+
+
 class DtmfReceiver:
     """Turns a stream of telephone-event packets into digits, each reported exactly once.
 
