@@ -8,7 +8,7 @@ PORT   ?= 8080
 DATA   ?= ./data
 CARRIER ?= sim
 
-.PHONY: run test lint typecheck unit e2e install clean bench deps-browser
+.PHONY: run test lint typecheck unit e2e install clean bench deps-browser deps-sip
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,14 @@ deps-browser:
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver; \
 	fi
 
-test: lint typecheck deps-browser
+# Real SIP peers for tests/sip_e2e (sipp, baresip), tone files (sox), packet capture (tshark),
+# and an MP3 decoder for MP3 hold music (mpg123).
+deps-sip:
+	@if [ ! -x /usr/bin/sipp ] || [ ! -x /usr/bin/baresip ] || [ ! -x /usr/bin/sox ] || [ ! -x /usr/bin/tshark ] || [ ! -x /usr/bin/mpg123 ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends sip-tester baresip sox tshark mpg123; \
+	fi
+
+test: lint typecheck deps-browser deps-sip
 	$(BIN)/pytest
 
 clean:

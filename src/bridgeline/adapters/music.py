@@ -1,7 +1,8 @@
 """Music and message sources for the media engine: spec parsing, built-in defaults and a file cache.
 
 A spec is what a PHLO node setting holds: ``tone:440`` or ``tone:440+480`` (a continuous sine or sum
-of sines) or a WAV file path. Unset settings fall back to built-in defaults, chosen to be recognisable
+of sines), a WAV file path, or an MP3 file path (decoded by an installed mpg123, ffmpeg or sox).
+Unset settings fall back to built-in defaults, chosen to be recognisable
 but unobtrusive:
 
 * agent_hold    ``tone:440`` at a low level (agents know the sound: "you are holding a caller");
@@ -19,6 +20,8 @@ played once, each from its own start, from the same cached decoded samples.
 from __future__ import annotations
 
 import math
+import shutil
+import subprocess
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +69,38 @@ _SETTING_FOR: Final[dict[Music, str]] = {
     Music.WAIT: "wait_music",
     Music.VOICEMAIL: "voicemail_message",
 }
+
+
+class Mp3Unavailable(RuntimeError):
+    """No MP3 decoder is installed, or it could not decode the file."""
+
+
+# Each command writes the file as raw signed 16-bit mono 8 kHz samples to stdout.
+MP3_DECODERS: Final = (
+    ("mpg123", ["-q", "-s", "-m", "-r", "8000", "-e", "s16", "{path}"]),
+    ("ffmpeg", ["-v", "error", "-i", "{path}", "-f", "s16le", "-ac", "1", "-ar", "8000", "-"]),
+    ("sox", ["{path}", "-t", "raw", "-e", "signed", "-b", "16", "-c", "1", "-r", "8000", "-"]),
+)
+
+
+def decode_mp3(path: Path, decoders: tuple[tuple[str, list[str]], ...] = MP3_DECODERS) -> NDArray[np.int16]:
+    """Decode an MP3 with the first installed decoder (mpg123, ffmpeg, or sox with its MP3 plugin).
+
+    Python has no MP3 decoder of its own; rather than add a native dependency for hold music,
+    an installed tool is used when there is one, and the music falls back to the default if not."""
+    errors = []
+    for name, args in decoders:
+        binary = shutil.which(name)
+        if binary is None:
+            continue
+        command = [binary, *(a.replace("{path}", str(path)) for a in args)]
+        result = subprocess.run(command, capture_output=True, timeout=30, check=False)
+        if result.returncode == 0 and len(result.stdout) >= 2:
+            return np.frombuffer(result.stdout[: len(result.stdout) // 2 * 2], dtype="<i2").astype(np.int16)
+        errors.append(f"{name}: {result.stderr.decode(errors='replace').strip()[:200] or result.returncode}")
+    if not errors:
+        raise Mp3Unavailable("no MP3 decoder installed (mpg123, ffmpeg or sox with libsox-fmt-mp3)")
+    raise Mp3Unavailable("; ".join(errors))
 
 
 class MusicSpecError(ValueError):
@@ -229,8 +264,9 @@ class MusicLibrary:
             return samples
         try:
             # Synchronous read: files are small and loaded once; later uses hit the cache.
-            samples = WavPlayer(path).samples  # read-only, shared by every LoopSource
-        except (OSError, WavFormatError) as exc:
+            is_mp3 = path.suffix.lower() == ".mp3"
+            samples = decode_mp3(path) if is_mp3 else WavPlayer(path).samples  # shared, read-only
+        except (OSError, WavFormatError, Mp3Unavailable) as exc:
             log.warning("media.music_file_unusable", path=str(path), error=str(exc))
             return None
         self._files[path] = samples
