@@ -152,6 +152,10 @@ class SipCarrier:
         leg.dropped = True
         if self._transport is not None and self.endpoint.hangup(leg_id, self._transport.now):
             self._transport.flush()
+        if leg.answered:
+            # RFC 3261 15.1.1: the session is over once the BYE is sent; do not keep sending RTP
+            # until its 200 arrives (up to 32 s of Timer F when the peer is gone).
+            self.media.close_leg(leg_id)
 
     def play(self, leg_id: str, media: str | None) -> None:
         leg = self._legs.get(leg_id)
@@ -204,7 +208,7 @@ class SipCarrier:
             self._legs[event.leg_id] = SipLeg(None, inbound=True)
             self._spawn(self._incoming(event))
         elif isinstance(event, sip.Registered | sip.Unregistered):
-            log.info("sip_registration", event=type(event).__name__, username=event.username)
+            log.info("sip_registration", kind=type(event).__name__, username=event.username)
 
     async def _incoming(self, call: sip.IncomingCall) -> None:
         assert self._transport is not None

@@ -8,6 +8,8 @@ and hands its events to the carrier (the aioquic `asyncio/protocol.py` shape).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 from collections.abc import Callable
 from typing import cast
 
@@ -19,6 +21,7 @@ from bridgeline.sip.events import EndpointEvent
 log = structlog.get_logger(__name__)
 
 EventHandler = Callable[[EndpointEvent], None]
+RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
 
 
 class SipUdpTransport(asyncio.DatagramProtocol):
@@ -34,9 +37,15 @@ class SipUdpTransport(asyncio.DatagramProtocol):
         cls, endpoint: SipEndpoint, on_event: EventHandler, host: str, port: int
     ) -> SipUdpTransport:
         loop = asyncio.get_running_loop()
-        _, protocol = await loop.create_datagram_endpoint(
+        transport, protocol = await loop.create_datagram_endpoint(
             lambda: cls(endpoint, on_event), local_addr=(host, port)
         )
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # A burst (a registration storm, a flood of junk) must queue in the kernel rather than
+            # be dropped before the endpoint sees it; the default buffer holds ~200 datagrams.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
         return protocol
 
     @property
@@ -63,7 +72,7 @@ class SipUdpTransport(asyncio.DatagramProtocol):
             try:
                 self._on_event(event)
             except Exception:
-                log.exception("sip_event_handler_failed", event=type(event).__name__)
+                log.exception("sip_event_handler_failed", kind=type(event).__name__)
         self._arm()
 
     def _arm(self) -> None:
