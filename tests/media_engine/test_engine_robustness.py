@@ -186,19 +186,24 @@ async def test_stop_closes_open_legs() -> None:
 
 
 async def test_ticks_on_absolute_deadlines_and_skip_after_a_stall(engine: MediaEngine) -> None:
+    """Absolute deadlines: every 20 ms slot since the start is either ticked or counted as skipped,
+    however loaded the machine is, so the schedule never drifts; a stall is skipped, not replayed."""
     loop = asyncio.get_running_loop()
-    t0, ticks0 = loop.time(), engine.stats["ticks"]
+
+    def slots() -> int:
+        stats = engine.stats
+        return int(stats["ticks"] + stats["skipped_ticks"])
+
+    t0, slots0 = loop.time(), slots()
     await asyncio.sleep(1.0)
-    elapsed = loop.time() - t0
-    assert engine.stats["ticks"] - ticks0 == pytest.approx(elapsed / 0.02, abs=2)
-    assert engine.stats["skipped_ticks"] == 0
+    assert slots() - slots0 == pytest.approx((loop.time() - t0) / 0.02, abs=3)
+    before_stall = engine.stats["skipped_ticks"]
     time.sleep(0.25)  # noqa: ASYNC251  # deliberately block the loop: the engine must skip and carry on
     await asyncio.sleep(0.2)
     stats = engine.stats
     assert stats["late_ticks"] >= 1 and stats["max_lateness_ms"] >= 200
-    assert stats["skipped_ticks"] >= 9
-    total = stats["ticks"] + stats["skipped_ticks"] - ticks0
-    assert total == pytest.approx((loop.time() - t0) / 0.02, abs=2)  # no drift across the stall
+    assert stats["skipped_ticks"] - before_stall >= 9
+    assert slots() - slots0 == pytest.approx((loop.time() - t0) / 0.02, abs=3)
 
 
 async def test_engine_survives_callback_errors(engine: MediaEngine) -> None:
