@@ -10,6 +10,7 @@ Transactions are sans-I/O state machines over an unreliable transport (UDP). Eve
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass
 from enum import StrEnum
@@ -182,7 +183,7 @@ class TransactionStateError(RuntimeError):
     """The transaction user asked for something the current state does not allow."""
 
 
-class Transaction:
+class Transaction(ABC):
     """Timer bookkeeping and output queues common to the four state machines."""
 
     def __init__(self, key: TransactionKey, state: State, settings: TimerSettings) -> None:
@@ -218,8 +219,9 @@ class Transaction:
     def next_event(self) -> Event | None:
         return self._events.popleft() if self._events else None
 
+    @abstractmethod
     def _on_timer(self, name: str, now: float) -> None:
-        raise NotImplementedError
+        """React to the named RFC 3261 timer (A, B, D, E, ...) firing at `now`."""
 
     def _send(self, data: bytes, destination: Address) -> None:
         self._datagrams.append((data, destination))
