@@ -44,5 +44,11 @@ deps-sip:
 test: lint typecheck deps-browser deps-sip
 	$(BIN)/pytest
 
+# The benchmark suite (~10 minutes, loopback only): writes docs/benchmarks.md. Needs sipp (deps-sip)
+# and py-spy (for the profiles, installed into the venv). BENCH_ONLY=http,sip reruns some figures.
+bench: install deps-sip
+	@test -x $(BIN)/py-spy || $(BIN)/pip install --quiet py-spy
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/run_all.py --out docs/benchmarks.md $(if $(BENCH_ONLY),--only $(BENCH_ONLY))
+
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
