@@ -9,6 +9,8 @@ and stamps received/rport on incoming Vias (18.2.1, RFC 3581).
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections import deque
 from dataclasses import replace
 
@@ -47,6 +49,11 @@ class TransactionLayer:
         self._invites: dict[_DialogInvite, TransactionKey] = {}
         self._datagrams: list[tuple[bytes, Address]] = []
         self._events: deque[Event] = deque()
+        # (deadline, tie-break, transaction), pushed whenever a transaction may have re-armed its
+        # timers; entries whose transaction is gone or whose deadline moved are dropped lazily.
+        # Finished transactions linger 32 s (Timers D, J, K...), so a scan would cost O(calls).
+        self._deadlines: list[tuple[float, int, Transaction]] = []
+        self._tie = itertools.count()
 
     # --- outputs ----------------------------------------------------------------------------------
 
@@ -58,8 +65,9 @@ class TransactionLayer:
         return self._events.popleft() if self._events else None
 
     def get_timer(self) -> float | None:
-        # A linear scan: fine for the hundreds of live transactions a bridge has.
-        return min((t for txn in self._all() if (t := txn.get_timer()) is not None), default=None)
+        while self._deadlines and not self._current(*self._deadlines[0][::2]):
+            heapq.heappop(self._deadlines)
+        return self._deadlines[0][0] if self._deadlines else None
 
     def transaction(self, key: TransactionKey) -> Transaction | None:
         """Look a transaction up, e.g. to check its state before responding after a CANCEL."""
@@ -71,9 +79,12 @@ class TransactionLayer:
     # --- inputs -----------------------------------------------------------------------------------
 
     def handle_timer(self, now: float) -> None:
-        timers = [(txn.get_timer(), i, txn) for i, txn in enumerate(self._all())]
-        due = [(t, i, txn) for t, i, txn in timers if t is not None and t <= now]
-        for _, _, txn in sorted(due, key=lambda item: item[:2]):  # earliest deadline first
+        due: list[Transaction] = []  # earliest deadline first
+        while self._deadlines and self._deadlines[0][0] <= now:
+            deadline, _, txn = heapq.heappop(self._deadlines)
+            if self._current(deadline, txn) and txn not in due:
+                due.append(txn)
+        for txn in due:
             txn.handle_timer(now)
             self._collect(txn)
 
@@ -133,9 +144,6 @@ class TransactionLayer:
 
     # --- internals --------------------------------------------------------------------------------
 
-    def _all(self) -> list[Transaction]:
-        return [*self._clients.values(), *self._servers.values()]
-
     def _receive_request(self, request: Request, source: Address, now: float) -> None:
         try:
             _stamp_via(request, source)
@@ -189,6 +197,16 @@ class TransactionLayer:
             self._events.append(event)
             if isinstance(event, Terminated):
                 self._forget(txn)
+        deadline = txn.get_timer()
+        if deadline is not None and self._registered(txn):
+            heapq.heappush(self._deadlines, (deadline, next(self._tie), txn))
+
+    def _registered(self, txn: Transaction) -> bool:
+        return self._clients.get(txn.key) is txn or self._servers.get(txn.key) is txn
+
+    def _current(self, deadline: float, txn: Transaction) -> bool:
+        """Whether a heap entry still stands for the transaction's next deadline."""
+        return self._registered(txn) and txn.get_timer() == deadline
 
     def _forget(self, txn: Transaction) -> None:
         if isinstance(txn, InviteClientTransaction | NonInviteClientTransaction):
