@@ -7,14 +7,13 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sipfuzz import mutated
 
 from bridgeline.sip.message import Message, SipParseError, parse_message
 
 DATA = Path(__file__).parent / "data"
 SEEDS = [p.read_bytes().replace(b"\n", b"\r\n") for p in sorted(DATA.glob("*.sip"))]
 # Bytes that are structurally meaningful to the parsers, so mutations hit interesting paths.
-SPECIAL = [bytes([c]) for c in b' \t\r\n:;,<>"@[]?=&/\\\x00\xff0123456789']
-SPECIAL += [b"\r\n ", b"\r\n\r\n", b"SIP/2.0"]
 
 
 VIEWS = (
@@ -52,28 +51,6 @@ def check(data: bytes) -> None:
     assert parse_message(bytes(again)) == again
 
 
-@st.composite
-def mutated(draw: st.DrawFn) -> bytes:
-    data = bytearray(draw(st.sampled_from(SEEDS)))
-    for _ in range(draw(st.integers(1, 6))):
-        pos = draw(st.integers(0, len(data)))
-        op = draw(st.sampled_from(["insert", "delete", "replace", "truncate", "duplicate"]))
-        if op == "insert":
-            data[pos:pos] = draw(st.sampled_from(SPECIAL) | st.binary(min_size=1, max_size=8))
-        elif op == "delete":
-            del data[pos : pos + draw(st.integers(1, 20))]
-        elif op == "replace" and pos < len(data):
-            data[pos : pos + 1] = draw(st.sampled_from(SPECIAL))
-        elif op == "truncate":
-            del data[pos:]
-        elif op == "duplicate":
-            end = data.find(b"\r\n", pos)
-            start = data.rfind(b"\r\n", 0, pos) + 2
-            if end > start:
-                data[end:end] = data[start - 2 : end]
-    return bytes(data)
-
-
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=600))
 def test_random_bytes(data: bytes) -> None:
@@ -81,7 +58,7 @@ def test_random_bytes(data: bytes) -> None:
 
 
 @settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow])
-@given(mutated())
+@given(mutated(SEEDS))
 def test_mutated_messages(data: bytes) -> None:
     check(data)
 

@@ -241,8 +241,9 @@ class ConferenceService:
             self._index(live)
             try:
                 await self._commit(live, effects)
-            finally:
-                self._index(live)  # after a failed commit the state (and its addresses) went back
+            except BaseException:
+                self._index(live)  # the failed commit put the state (and its addresses) back
+                raise
             self._carry_out(live, effects)
 
     async def _apply_quietly(
@@ -297,8 +298,8 @@ class ConferenceService:
                 log.exception("listener_failed", conference_id=meta.conference_id)
 
     def _carry_out(self, live: LiveConference, effects: list[Effect]) -> None:
+        """Run the effects of a committed input (its addresses were indexed before the commit)."""
         meta = live.meta
-        self._index(live)
         for effect in effects:
             if isinstance(effect, DialLeg):
                 self._by_leg[effect.leg_id] = meta.conference_id
