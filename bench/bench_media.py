@@ -1,13 +1,18 @@
 """Micro-benchmarks for the media layer (not a test): mixer tick cost and per-leg RTP receive/send cost.
 
-Mixer: one 20 ms tick for one conference of N members (N = 2, 10, 100), every member hearing all the
-others (mix-minus), against numpy's own summation of the same (N, 160) int16 array, sum(axis=0), the
-baseline of the ratio. Also shown: the general "deltas" kernel (each listener misses one more member),
-the stand-alone mix_minus() and mix_routed() (matmul) functions, numpy's bare mix-minus without
-saturation (sum, then subtract: the floor of any mix-minus in numpy), and - as a measured proposal -
-one vectorised mix for K two-party conferences at once against K separate Mixer calls.
+Mixer: one 20 ms tick for one conference of N members (N = 2, 3, 10, 100), every member hearing all the
+others (mix-minus), timed as the engine calls it (Mixer.mix_inputs() after writing the frames into
+Mixer.inputs), against numpy's own summation of the same (N, 160) int16 frames, sum(axis=0), the baseline
+of the ratio. N = 2 is a swap (no arithmetic); N = 3 is the smallest mix that adds and saturates. Also
+shown: the general "deltas" kernel (each listener misses one more member), the stand-alone mix_minus()
+and mix_routed() (matmul) functions, numpy's bare mix-minus without saturation (sum, then subtract: the
+floor of any mix-minus in numpy), and - as a measured proposal - one vectorised mix for K two-party
+conferences at once against K separate Mixer calls.
 
-Timings are the best of 9 rounds, each round timing every kernel in turn (baseline included).
+Timings are CPU time (process_time: a call preempted by another process is not counted), the best of 9
+rounds, each round timing every kernel in turn (baseline included). Before each round new random frames
+(partly full scale, so that sums saturate) go into the mixers' inputs and the baseline's array, and the
+mixers' outputs are checked against the plain definition: nothing can be cached from identical input.
 
 Run: OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/bench_media.py [--out f.json]
 """
@@ -15,6 +20,7 @@ Run: OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/bench_media.py [--out f.json]
 from __future__ import annotations
 
 import argparse
+import time
 import timeit
 from collections.abc import Callable
 from typing import Any
@@ -29,17 +35,27 @@ from bridgeline.media.rtp import RtpPacket
 
 
 def per_call_us(fn: Callable[[], object], number: int) -> float:
-    """Best of 7 repeats (the least disturbed by other processes), in microseconds per call."""
-    return min(timeit.repeat(fn, number=number, repeat=7)) / number * 1e6
+    """Best of 7 repeats (the least disturbed by other processes), in CPU microseconds per call."""
+    return min(timeit.repeat(fn, number=number, repeat=7, timer=time.process_time)) / number * 1e6
 
 
-def interleaved(fns: dict[str, Callable[[], object]], number: int, repeat: int = 9) -> dict[str, float]:
-    """Microseconds per call of each function, the best of `repeat` rounds; each round times every
-    function once in turn, so a slow spell of the machine hits the baseline and the mixer alike."""
+def interleaved(
+    fns: dict[str, Callable[[], object]],
+    number: int,
+    repeat: int = 9,
+    between: Callable[[int], None] = lambda _: None,
+) -> dict[str, float]:
+    """CPU microseconds per call of each function, the best of `repeat` rounds; each round times every
+    function once in turn, so a slow spell of the machine hits the baseline and the mixer alike.
+    CPU time (process_time), not wall time: on a shared machine a preempted call is not counted.
+    `between(round)` runs before each round, untimed (fresh inputs, checks)."""
     best = dict.fromkeys(fns, float("inf"))
-    for _ in range(repeat):
+    for r in range(repeat):
+        between(r)
         for name, fn in fns.items():
-            best[name] = min(best[name], timeit.timeit(fn, number=number) / number * 1e6)
+            best[name] = min(
+                best[name], timeit.timeit(fn, number=number, timer=time.process_time) / number * 1e6
+            )
     return best
 
 
@@ -48,42 +64,67 @@ def bare_mix_minus(frames: np.ndarray[Any, Any], acc: np.ndarray[Any, Any]) -> N
     np.subtract(total, frames, out=acc)
 
 
+def reference_mix(inputs: np.ndarray[Any, Any], routes: dict[int, set[int]]) -> dict[int, list[int]]:
+    """The plain definition: clip(sum of the routed sources) per listener, in int64."""
+    wide = inputs.astype(np.int64)
+    return {
+        lis: np.clip(wide[sorted(heard)].sum(axis=0), -32768, 32767).tolist() for lis, heard in routes.items()
+    }
+
+
 def bench_mixer() -> list[dict[str, Any]]:
     rng = np.random.default_rng(0)
-    rows: list[dict[str, Any]] = []
-    for n in (2, 10, 100):
-        frames = rng.integers(-32768, 32768, (n, 160), dtype=np.int16)
-        keys = list(range(n))
-        fast: Mixer[int] = Mixer()
-        fast.configure(keys, all_minus_self(keys))
-        fast.inputs[:] = frames
-        # Each listener also misses a different member: no plain mix-minus, one general row each.
-        deltas: Mixer[int] = Mixer()
-        deltas.configure(keys, {k: set(keys) - {k, (k + 1) % n} for k in keys})
-        deltas.inputs[:] = frames
-        routing = np.ones((n, n), dtype=np.float32) - np.eye(n, dtype=np.float32)
-        acc = np.zeros((n, 160), dtype=np.int32)
-        number = 20000 if n < 100 else 5000
-        row = {
-            "n": n,
-            **interleaved(
-                {
-                    "numpy_sum_us": lambda f=frames: f.sum(axis=0),  # type: ignore[misc]
-                    "mixer_mix_minus_us": fast.mix_inputs,
-                    "mixer_deltas_us": deltas.mix_inputs,
-                    "mix_minus_fn_us": lambda f=frames: mix_minus(f),  # type: ignore[misc]
-                    "matmul_us": lambda f=frames, r=routing: mix_routed(f, r),  # type: ignore[misc]
-                    "numpy_bare_mix_minus_us": lambda f=frames, a=acc: bare_mix_minus(f, a),  # type: ignore[misc]
-                },
-                number,
-            ),
-        }
-        row = {k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()}
-        row["ratio"] = round(row["mixer_mix_minus_us"] / row["numpy_sum_us"], 2)
-        row["budget_share_pct"] = round(100 * row["mixer_mix_minus_us"] / 20_000, 3)
+    rows = []
+    for n in (2, 3, 10, 100):
+        row = bench_mixer_n(n, rng)
         rows.append(row)
         print(row)
     return rows
+
+
+def bench_mixer_n(n: int, rng: np.random.Generator) -> dict[str, Any]:
+    keys = list(range(n))
+    fast: Mixer[int] = Mixer()
+    fast_routes = all_minus_self(keys)
+    fast.configure(keys, fast_routes)
+    # Each listener also misses a different member: no plain mix-minus, one general row each.
+    deltas: Mixer[int] = Mixer()
+    delta_routes = {k: set(keys) - {k, (k + 1) % n} for k in keys}
+    deltas.configure(keys, delta_routes)
+    frames = np.zeros((n, 160), dtype=np.int16)  # the baseline's array: the same frames in the same order
+    routing = np.ones((n, n), dtype=np.float32) - np.eye(n, dtype=np.float32)
+    acc = np.zeros((n, 160), dtype=np.int32)
+
+    def fresh_frames(round_: int) -> None:
+        """New input frames each round, written where the engine writes them (the mixers' `inputs`);
+        the previous round's output is checked against the plain definition first."""
+        for mixer, routes in ((fast, fast_routes), (deltas, delta_routes)):
+            if round_:
+                out, want = mixer.mix_inputs(), reference_mix(frames, routes)
+                assert all(out[mixer.output_row[k]].tolist() == want[k] for k in keys), "mixer is wrong"
+        frames[:] = rng.integers(-32768, 32768, (n, 160), dtype=np.int16)
+        frames[:, :16] = 32767  # full-scale speech: saturation happens in every tick from N = 3
+        for mixer in (fast, deltas):
+            for k in keys:
+                mixer.inputs[mixer.source_row[k]] = frames[k]
+
+    timed = interleaved(
+        {
+            "numpy_sum_us": lambda: frames.sum(axis=0),
+            "mixer_mix_minus_us": fast.mix_inputs,
+            "mixer_deltas_us": deltas.mix_inputs,
+            "mix_minus_fn_us": lambda: mix_minus(frames),
+            "matmul_us": lambda: mix_routed(frames, routing),
+            "numpy_bare_mix_minus_us": lambda: bare_mix_minus(frames, acc),
+        },
+        number=20000 if n < 100 else 5000,
+        between=fresh_frames,
+    )
+    fresh_frames(1)  # check the last round too
+    row: dict[str, Any] = {"n": n, **{k: round(v, 2) for k, v in timed.items()}}
+    row["ratio"] = round(row["mixer_mix_minus_us"] / row["numpy_sum_us"], 2)
+    row["budget_share_pct"] = round(100 * row["mixer_mix_minus_us"] / 20_000, 3)
+    return row
 
 
 def bench_batched(k: int = 100) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from numpy.typing import NDArray
 
+import bridgeline.media.mixer as mixer_module
 from bridgeline.media.mixer import FRAME_SAMPLES, Mixer, all_minus_self, mix_minus, mix_routed
 
 F = 8  # the properties do not depend on the frame length; short frames keep the reference fast
@@ -36,6 +37,8 @@ def conferences(draw: st.DrawFn) -> tuple[dict[str, NDArray[np.int16]], dict[str
     music = [f"music{i}" for i in range(draw(st.integers(0, 2)))]
     sources = members + music
     frames = {s: draw(hnp.arrays(np.int16, F, elements=samples)) for s in sources}
+    for silent in draw(st.lists(st.sampled_from(sources), max_size=2)) if sources else ():
+        frames.pop(silent, None)  # no frame this tick: the source is silent
     listeners = members + [f"muted{i}" for i in range(draw(st.integers(0, 2)))]
     if draw(st.booleans()):  # start from a plain conference and override some listeners
         routes = all_minus_self(members, [x for x in listeners if x not in members])
@@ -68,7 +71,8 @@ def test_listener_never_hears_itself_and_unrouted_sources_are_absent(
     mixer.configure(sources, routes)
     before = {k: v.copy() for k, v in mixer.mix(frames).items()}
     changed = data.draw(st.sampled_from(sources))
-    frames[changed] = (frames[changed].astype(np.int32) ^ 0x5A5A).astype(np.int16)
+    silent = np.zeros(F, dtype=np.int16)  # a silent source starts speaking
+    frames[changed] = (frames.get(changed, silent).astype(np.int32) ^ 0x5A5A).astype(np.int16)
     after = mixer.mix(frames)
     for listener, heard in routes.items():
         if changed == listener or changed not in heard:
@@ -145,3 +149,104 @@ def test_routed_sums_are_exact_for_many_sources(n: int) -> None:
         mixer.inputs[mixer.source_row[s]] = frames[s]
     out = mixer.mix_inputs()
     assert all((out[mixer.output_row[-1 - r]] == exact[r]).all() for r in range(5))
+
+
+# Every kernel the Mixer can choose, checked through mix_inputs() (the engine's way) against the reference.
+
+
+def mix_via_inputs(mixer: Mixer[str], frames: Mapping[str, NDArray[np.int16]]) -> dict[str, list[int]]:
+    mixer.inputs.fill(0)
+    for key, frame in frames.items():
+        mixer.inputs[mixer.source_row[key]] = frame
+    out = mixer.mix_inputs()
+    return {lis: out[row].tolist() for lis, row in mixer.output_row.items()}
+
+
+frame_sets = st.one_of(
+    hnp.arrays(np.int16, F, elements=samples),
+    st.sampled_from([-32768, 32767, 0]).map(lambda v: np.full(F, v, dtype=np.int16)),  # extremes, silence
+)
+
+
+@given(st.integers(1, 12), st.data())
+def test_plain_conference_kernel(n: int, data: st.DataObject) -> None:
+    keys = [f"m{i}" for i in range(n)]
+    frames = {k: data.draw(frame_sets) for k in keys}
+    routes = all_minus_self(keys)
+    mixer: Mixer[str] = Mixer(frame_samples=F)
+    mixer.configure(keys, routes)
+    assert mixer.kernel == ("mix-minus" if n >= 3 else "gather")  # N = 1: silence; N = 2: a swap
+    assert mix_via_inputs(mixer, frames) == reference(frames, routes, F)
+
+
+@given(st.integers(1, 6), st.integers(0, 2), st.data())
+def test_one_source_routes_take_the_gather_kernel(members: int, music: int, data: st.DataObject) -> None:
+    """Two-party calls, hold music, consultations, waiting alone: nobody hears more than one source."""
+    sources = [f"m{i}" for i in range(members)] + [f"music{i}" for i in range(music)]
+    frames = {s: data.draw(frame_sets) for s in sources}
+    listeners = [f"m{i}" for i in range(members)] + ["muted"]
+    routes = {
+        lis: set(data.draw(st.lists(st.sampled_from([*sources, "ghost"]), max_size=1))) for lis in listeners
+    }
+    mixer: Mixer[str] = Mixer(frame_samples=F)
+    mixer.configure(sources, routes)
+    assert mixer.kernel == "gather"
+    assert mix_via_inputs(mixer, frames) == reference(frames, routes, F)
+
+
+@given(st.integers(4, 8), st.data())
+def test_partial_routing_takes_the_general_kernel(n: int, data: st.DataObject) -> None:
+    keys = [f"m{i}" for i in range(n)]
+    frames = {k: data.draw(frame_sets) for k in keys}
+    routes = all_minus_self(keys)
+    held = data.draw(st.sampled_from(keys))
+    routes[held] = set()  # on hold without music
+    for lis in keys:
+        routes[lis].discard(held)
+    routes[data.draw(st.sampled_from(keys))] = set(keys[:2])  # one listener hears only two members
+    mixer: Mixer[str] = Mixer(frame_samples=F)
+    mixer.configure(keys, routes)
+    assert mixer.kernel == "general"
+    assert mix_via_inputs(mixer, frames) == reference(frames, routes, F)
+
+
+@given(hnp.arrays(np.int16, st.tuples(st.integers(1, 12), st.just(F)), elements=samples))
+def test_saturation_without_the_clip_ufunc(frames: NDArray[np.int16]) -> None:
+    """The fallback for a numpy without the clip ufunc (minimum, then maximum) saturates the same."""
+    expected = mix_minus(frames).tolist()
+    saved, mixer_module._CLIP = mixer_module._CLIP, None
+    try:
+        assert mix_minus(frames).tolist() == expected
+    finally:
+        mixer_module._CLIP = saved
+    wide = frames.astype(np.int64)
+    assert expected == np.clip(wide.sum(axis=0) - wide, -32768, 32767).tolist()
+
+
+@pytest.mark.parametrize("n", [2, 3, 10, 100])
+@pytest.mark.parametrize("value", [-32768, 32767])
+def test_full_scale_conference_saturates(n: int, value: int) -> None:
+    mixer: Mixer[int] = Mixer()
+    mixer.configure(range(n), all_minus_self(range(n)))  # type: ignore[arg-type]
+    mixer.inputs[:] = value
+    want = max(-32768, min(32767, value * (n - 1)))
+    assert (mixer.mix_inputs() == want).all()
+
+
+def test_output_buffer_contract() -> None:
+    """The output is one buffer per Mixer, rewritten by each mix_inputs() but not by writes to inputs."""
+    for n in (2, 3):
+        mixer: Mixer[int] = Mixer(frame_samples=4)
+        mixer.configure([0, 1, 2][:n], all_minus_self([0, 1, 2][:n]))
+        mixer.inputs[:] = 7
+        first = mixer.mix_inputs()
+        held = first.copy()
+        mixer.inputs[:] = 100  # the next tick's frames arrive before the output is encoded
+        assert (first == held).all()
+        assert mixer.mix_inputs() is first and (first == 100 * (n - 1)).all()
+
+
+def test_empty_mixer() -> None:
+    mixer: Mixer[str] = Mixer()
+    assert mixer.kernel == "gather" and mixer.mix_inputs().shape == (0, FRAME_SAMPLES)
+    assert mixer.mix({"nobody": None}) == {}

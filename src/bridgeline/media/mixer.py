@@ -1,8 +1,13 @@
 """Conference mixing for one 20 ms tick: mix-minus fast path plus arbitrary "who hears whom" routing.
 
-`Mixer` compiles the routing once (on join/hold/transfer events, not per tick) into three kernels:
+`Mixer` compiles the routing once (on join/hold/transfer events, not per tick) into kernels; the
+cheapest that fits the whole routing is chosen then, as at small N a tick costs about one numpy
+call's overhead per step:
 
+* gather: when nobody hears more than one source (a two-party call is a swap, hold music a copy),
+  nothing can overflow and the tick is one row gather.
 * mix-minus: total = int32 sum of the mix group, once; each member in it gets clip(total - own).
+  A plain conference is exactly four numpy calls: reduce, subtract, clip, cast to int16.
 * deltas: any other route is written as (total or nothing) plus or minus a few sources, e.g. "the
   group but not the member on hold", "only each other" or "only the music". Listeners with identical
   routes share one output row. Row-wise gathers cost a numpy call per term, not per listener.
@@ -16,7 +21,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -25,17 +30,33 @@ from numpy.typing import NDArray
 FRAME_SAMPLES = 160
 _INT16_MIN, _INT16_MAX = -32768, 32767
 _EXACT_F32_SOURCES = 512  # 512 * 32768 == 2**24, the float32 integer-exact limit
-_SMALL_CLIP = 2048  # below this many samples two ufuncs beat np.clip's Python-level overhead
 
 K = TypeVar("K", bound=Hashable)
 
 
+def _find_clip_ufunc() -> np.ufunc | None:
+    """numpy's clip ufunc. np.clip() wraps it in Python argument handling that costs more than
+    the clipping of a 160-sample frame, so the hot path calls the ufunc itself when it is there."""
+    for module in ("_core", "core"):  # numpy 2.x, then 1.x
+        umath = getattr(getattr(np, module, None), "umath", None)
+        clip = getattr(umath, "clip", None)
+        if isinstance(clip, np.ufunc):
+            return clip
+    return None
+
+
+_CLIP = _find_clip_ufunc()
+# 0-d array bounds: python-int or numpy-scalar bounds make every ufunc call resolve their type again.
+_LO32, _HI32 = np.array(_INT16_MIN, dtype=np.int32), np.array(_INT16_MAX, dtype=np.int32)
+
+
 def _saturate(acc: NDArray[np.int32], out: NDArray[np.int16]) -> None:
-    if acc.size <= _SMALL_CLIP:
-        np.minimum(acc, _INT16_MAX, out=acc)
-        np.maximum(acc, _INT16_MIN, out=acc)
-    else:
-        np.clip(acc, _INT16_MIN, _INT16_MAX, out=acc)
+    """out = acc clipped to int16; clobbers acc. Two calls: clip in int32 (one pass), then a cast."""
+    if _CLIP is not None:
+        _CLIP(acc, _LO32, _HI32, out=acc)
+    else:  # a numpy without the clip ufunc
+        np.minimum(acc, _HI32, out=acc)
+        np.maximum(acc, _LO32, out=acc)
     np.copyto(out, acc, casting="unsafe")
 
 
@@ -119,6 +140,8 @@ class Mixer(Generic[K]):
         self._total = np.zeros(f, dtype=np.int32)
         self._out: NDArray[np.int16] = np.zeros((n_rows, f), dtype=np.int16)
         self._compile_general(list(general), group)
+        heard_by_row = [group - {k} for k in speakers] + list(general)
+        self._kernel_name, self._kernel = self._choose_kernel(heard_by_row)
 
     def _compile_general(self, routes: list[frozenset[K]], group: frozenset[K]) -> None:
         """Write each route as (group total or nothing) + extra sources - missing ones, stored as
@@ -157,8 +180,50 @@ class Mixer(Generic[K]):
         """True when some listeners get the plain mix-minus (total - own frame)."""
         return self._n_speakers > 0
 
+    @property
+    def kernel(self) -> str:
+        """The tick chosen for the current routing: "gather", "mix-minus" or "general"."""
+        return self._kernel_name
+
+    def _choose_kernel(self, heard_by_row: list[frozenset[K]]) -> tuple[str, Callable[[], NDArray[np.int16]]]:
+        """Pick the cheapest tick for this routing, once per configure(): at small N a tick costs
+        about one numpy call's overhead per step, so every step saved counts."""
+        frames, out, zero_row = self._frames, self._out, len(self.source_row)
+        if all(len(heard) <= 1 for heard in heard_by_row):
+            # Everyone hears one source or none (two-party call, hold music, alone): no sum can
+            # overflow, so the tick is one gather, silent rows reading the spare zero row.
+            index = np.array(
+                [self.source_row[next(iter(heard))] if heard else zero_row for heard in heard_by_row],
+                dtype=np.intp,
+            ).reshape(-1)
+
+            def gather() -> NDArray[np.int16]:
+                frames.take(index, axis=0, out=out, mode="clip")  # indices are valid: no bounds check
+                return out
+
+            return "gather", gather
+        if self._n_general == 0:  # a plain conference: everyone gets total - own
+            k, total, acc = self._n_speakers, self._total, self._acc
+            group, own = frames[: self._n_group], frames[:k]
+
+            def plain_mix_minus() -> NDArray[np.int16]:
+                np.add.reduce(group, axis=0, dtype=np.int32, out=total)
+                np.subtract(total, own, out=acc)
+                _saturate(acc, out)  # four numpy calls per tick in all
+                return out
+
+            return "mix-minus", plain_mix_minus
+        return "general", self._mix_general
+
     def mix_inputs(self) -> NDArray[np.int16]:
-        """Mix `inputs` into the output matrix; listener k's frame is row `output_row[k]`."""
+        """Mix `inputs` into the output matrix; listener k's frame is row `output_row[k]`.
+
+        The result is the same buffer every tick, overwritten by the next call (not by writes to
+        `inputs`): encode or copy it before mixing again.
+        """
+        return self._kernel()
+
+    def _mix_general(self) -> NDArray[np.int16]:
         frames, acc, total, k = self._frames, self._acc, self._total, self._n_speakers
         if self._n_group:
             np.add.reduce(frames[: self._n_group], axis=0, dtype=np.int32, out=total)
