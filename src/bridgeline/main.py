@@ -15,7 +15,7 @@ from bridgeline.adapters.carrier_sim import SimCarrier
 from bridgeline.adapters.console.hub import EventHub
 from bridgeline.adapters.http.app import BridgelineApi
 from bridgeline.adapters.http.auth import Authenticator
-from bridgeline.adapters.http.context import AppContext
+from bridgeline.adapters.http.context import AppContext, PhloCache
 from bridgeline.adapters.store import open_store
 from bridgeline.adapters.webhooks import WebhookDispatcher
 from bridgeline.app.inbound import start_inbound_run
@@ -118,7 +118,8 @@ async def build(settings: Settings) -> Bridgeline:
     restored = await conferences.restore()
     dispatcher.start()
     sim = carrier if isinstance(carrier, SimCarrier) else None
-    api = BridgelineApi(AppContext(store, conferences, runs, Authenticator(store), sim, hub))
+    ctx = AppContext(store, conferences, runs, Authenticator(store), PhloCache(store), sim, hub)
+    api = BridgelineApi(ctx)
     log.info(
         "bridgeline_started", carrier=carrier.name, store=settings.store_url.split("@")[-1], restored=restored
     )

@@ -396,6 +396,12 @@ def test_delete_phlo(api: Api) -> None:
     assert deleted.status_code == 200, deleted.text
     assert_plivo_error(api.http.get(f"/v1/phlo/{phlo.phlo_id}"), 404)
     assert_plivo_error(api.http.delete(f"/v1/phlo/{phlo.phlo_id}"), 404)
+    # The id may be reused for another definition: nothing of the deleted PHLO is served any more.
+    again = {"name": "again", "phlo_id": phlo.phlo_id, "nodes": [{"name": "Other node", "node_id": "n2"}]}
+    assert api.http.post("/v1/phlo", json=again).status_code == 201
+    assert_plivo_error(api.http.get(f"/v1/phlo/{phlo.phlo_id}/multi_party_call/{phlo.node_id}"), 404)
+    node = api.http.get(f"/v1/phlo/{phlo.phlo_id}/multi_party_call/n2")
+    assert node.status_code == 200 and node.json()["name"] == "Other node", node.text
 
 
 def test_virtual_phone_refusals(api: Api) -> None:

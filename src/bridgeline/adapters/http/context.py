@@ -19,12 +19,48 @@ from bridgeline.core.address import InvalidAddress, classify
 from bridgeline.phlo.definition import MPC_NODE_TYPE, MpcNode, PhloDefinition
 
 
+class PhloCache:
+    """Validated PHLO definitions by phlo_id, so a request reads no row and validates nothing.
+
+    A PHLO never changes once created; the only way a phlo_id can come to mean another definition is
+    a delete and a new create, and deletes go through `forget`. Misses (unknown ids) are not cached.
+    """
+
+    MAX_ENTRIES = 4096
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._entries: dict[str, tuple[PhloRecord, PhloDefinition]] = {}
+        self._forgets = 0  # a read that raced with a delete must not cache what it read
+
+    async def get(self, phlo_id: str) -> tuple[PhloRecord, PhloDefinition] | None:
+        entry = self._entries.get(phlo_id)
+        if entry is not None:
+            return entry
+        forgets = self._forgets
+        phlo = await self._store.get_phlo(phlo_id)
+        if phlo is None:
+            return None
+        entry = (phlo, PhloDefinition.model_validate(phlo.definition))
+        if forgets != self._forgets:
+            return entry
+        if len(self._entries) >= self.MAX_ENTRIES:
+            del self._entries[next(iter(self._entries))]  # the oldest entry
+        self._entries[phlo_id] = entry
+        return entry
+
+    def forget(self, phlo_id: str) -> None:
+        self._forgets += 1
+        self._entries.pop(phlo_id, None)
+
+
 @dataclass(frozen=True, slots=True)
 class AppContext:
     store: Store
     conferences: ConferenceService
     runs: RunService
     authenticator: Authenticator
+    phlos: PhloCache
     sim: SimCarrier | None
     hub: EventHub | None = None  # the live console's event stream
 
@@ -68,10 +104,10 @@ def checked_address(name: str, value: str) -> str:
 
 async def owned_phlo(ctx: AppContext, auth_id: str, phlo_id: str) -> tuple[PhloRecord, PhloDefinition]:
     """The PHLO if it exists in this account; another account's PHLO is as good as missing."""
-    phlo = await ctx.store.get_phlo(phlo_id)
-    if phlo is None or phlo.auth_id != auth_id:
+    entry = await ctx.phlos.get(phlo_id)
+    if entry is None or entry[0].auth_id != auth_id:
         raise ApiError(404, f"PHLO {phlo_id} not found")
-    return phlo, PhloDefinition.model_validate(phlo.definition)
+    return entry
 
 
 def mpc_node(definition: PhloDefinition, phlo_id: str, node_type: str, node_id: str) -> MpcNode:

@@ -69,6 +69,7 @@ async def delete_phlo(ctx: AppContext, api: ApiRequest) -> Response:
     if live:
         raise ApiError(400, f"PHLO {phlo.phlo_id} has {len(live)} live conference(s); hang them up first")
     await ctx.store.delete_phlo(phlo.phlo_id)
+    ctx.phlos.forget(phlo.phlo_id)
     return ok({"phlo_id": phlo.phlo_id, "message": "PHLO deleted"})
 
 
