@@ -27,7 +27,7 @@ from bridgeline.config import (
     new_auth_id,
     new_auth_token,
 )
-from bridgeline.logs import configure_logging
+from bridgeline.logs import configure_logging, log_level
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 
@@ -60,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--sip-config", type=Path, default=None, help="YAML: endpoints, trunk, inbound, RTP")
     serve.add_argument("--database-url", default=None, help="default: SQLite in the data directory")
     serve.add_argument("--sim-answer-delay-ms", type=int, default=None)
+    serve.add_argument(
+        "--log-level", default=None, help="debug, info (default), warning or error; env BRIDGELINE_LOG_LEVEL"
+    )
     serve.set_defaults(func=_serve)
 
     phlo = commands.add_parser("phlo", help="manage PHLOs").add_subparsers(required=True, metavar="ACTION")
@@ -106,8 +109,13 @@ def _serve(args: argparse.Namespace) -> int:
         sip_config=args.sip_config,
         database_url=args.database_url,
         sim_answer_delay_ms=args.sim_answer_delay_ms,
+        log_level=args.log_level,
     )
-    configure_logging(settings.log_format)
+    try:
+        level = log_level(settings.log_level)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    configure_logging(settings.log_format, level)
     asyncio.run(serve(settings))
     return EXIT_OK
 

@@ -28,6 +28,7 @@ class Settings:
     sip_listen: str | None = None  # host:port, overrides the SIP config file's `listen`
     sip_config: Path | None = None  # YAML: endpoints, trunk, inbound numbers, RTP ports
     log_format: str = "console"  # or "json"
+    log_level: str = "info"  # "debug" adds every conference event (see logs.py)
 
     @property
     def store_url(self) -> str:
@@ -41,6 +42,7 @@ class Settings:
             "auth_id": env.get("BRIDGELINE_AUTH_ID") or None,
             "auth_token": env.get("BRIDGELINE_AUTH_TOKEN") or None,
             "log_format": env.get("BRIDGELINE_LOG_FORMAT", "console"),
+            "log_level": env.get("BRIDGELINE_LOG_LEVEL", "info"),
         }
         if "BRIDGELINE_SIM_ANSWER_DELAY_MS" in env:
             values["sim_answer_delay_ms"] = int(env["BRIDGELINE_SIM_ANSWER_DELAY_MS"])

@@ -289,8 +289,8 @@ class ConferenceService:
                 live.conf = snapshot.load(live.last_state["core"])  # type: ignore[arg-type]
             raise
         live.last_state = state
-        for event in events:
-            log.info("event", mpc_uuid=meta.conference_id, seq=event.seq, type=event.type, **event.data)
+        for event in events:  # at debug: the events API and the console show every event anyway
+            log.debug("event", mpc_uuid=meta.conference_id, seq=event.seq, type=event.type, **event.data)
         for listener in self.listeners:
             try:
                 listener(meta, conf, events)
