@@ -48,6 +48,11 @@ class ConferenceMeta:
     run_id: str | None
     settings: NodeSettings
     created_at: float
+    # The settings as stored in every snapshot; they never change, so they are dumped once.
+    settings_data: dict[str, object] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "settings_data", self.settings.model_dump())
 
 
 @dataclass(slots=True)
@@ -87,7 +92,6 @@ class ConferenceService:
         self._new_id = new_id
         self._live: dict[str, LiveConference] = {}
         self._by_address: dict[tuple[str, str, str], str] = {}
-        self._by_leg: dict[str, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.listeners: list[Listener] = []
         carrier.bind(self.on_signal)
@@ -139,8 +143,6 @@ class ConferenceService:
             sequential=sequential,
             answered=[AnsweredParty(address, role, leg_id) for address, role, leg_id in answered],
         )
-        for _, _, leg_id in answered:
-            self._by_leg[leg_id] = conference_id
         meta = ConferenceMeta(conference_id, auth_id, phlo_id, node_id, run_id, settings, now)
         live = LiveConference(meta, conf, last_state={})
         self._live[conference_id] = live
@@ -209,7 +211,6 @@ class ConferenceService:
             self._live[record.conference_id] = live
             self._index(live)
             for member in conf.live_members():
-                self._by_leg[member.leg_id] = record.conference_id
                 request = self._leg_request(meta, member.leg_id, member.address, member.role)
                 self._carrier.restore(request, answered=member.answered)
             self._carrier.set_audio(record.conference_id, set_audio(conf), settings)
@@ -269,7 +270,7 @@ class ConferenceService:
             for ev in events
             if url
         ]
-        state: dict[str, object] = {"core": snapshot.dump(conf), "settings": meta.settings.model_dump()}
+        state: dict[str, object] = {"core": snapshot.dump(conf), "settings": meta.settings_data}
         record = ConferenceRecord(
             conference_id=meta.conference_id,
             auth_id=meta.auth_id,
@@ -302,7 +303,6 @@ class ConferenceService:
         meta = live.meta
         for effect in effects:
             if isinstance(effect, DialLeg):
-                self._by_leg[effect.leg_id] = meta.conference_id
                 self._carrier.dial(self._leg_request(meta, effect.leg_id, effect.to, effect.role))
             elif isinstance(effect, DropLeg):
                 self._carrier.drop(effect.leg_id, effect.reason)
@@ -334,8 +334,6 @@ class ConferenceService:
         if live.timer is not None:
             live.timer.cancel()
         self._live.pop(conference_id, None)
-        for member in live.conf.members.values():
-            self._by_leg.pop(member.leg_id, None)
         self._carrier.conference_ended(conference_id)
 
     def _arm_timer(self, live: LiveConference) -> None:

@@ -60,6 +60,12 @@ from bridgeline.core.model import (
     TransferState,
 )
 
+# How much history a conference keeps in its state (and so in every snapshot): the newest departed
+# members and finished transfers, for the API's views. Older ones are dropped (their events stay in
+# the store), so the cost of an input does not grow with a long conference's churn.
+MAX_DEPARTED_MEMBERS = 50
+MAX_FINISHED_TRANSFERS = 50
+
 
 @dataclass(frozen=True, slots=True)
 class ConferenceRules:
@@ -367,6 +373,21 @@ class Conference:
     def _after_input(self, now: float) -> None:
         if self.live and not any(m.live for m in self.members.values()):
             self._end(now, EndReason.EMPTY)
+        self._trim_history()
+
+    def _trim_history(self) -> None:
+        """Drop the oldest departed members and finished transfers beyond the caps; a departed member
+        that a pending transfer names (a cold transfer's initiator) is kept."""
+        departed = [m for m in self.members.values() if not m.live]
+        if len(departed) > MAX_DEPARTED_MEMBERS:
+            named = {a for t in self.transfers if t.state.pending for a in (t.initiator, t.target)}
+            oldest_first = sorted((m for m in departed if m.address not in named), key=_left_at)
+            for member in oldest_first[: len(departed) - MAX_DEPARTED_MEMBERS]:
+                del self.members[member.address]
+        finished = [t for t in self.transfers if not t.state.pending]
+        if len(finished) > MAX_FINISHED_TRANSFERS:
+            dropped = {t.transfer_id for t in finished[: len(finished) - MAX_FINISHED_TRANSFERS]}
+            self.transfers = [t for t in self.transfers if t.transfer_id not in dropped]
 
     def _end(self, now: float, reason: EndReason) -> None:
         leave = LeaveReason.MAX_DURATION if reason is EndReason.MAX_DURATION else LeaveReason.CONFERENCE_ENDED
@@ -406,6 +427,10 @@ class Conference:
             self._last_audio = current
         effects, self._effects = self._effects, []
         return effects
+
+
+def _left_at(member: Member) -> float:
+    return member.left_at if member.left_at is not None else 0.0
 
 
 _HANDLERS: dict[type, Callable[[Conference, Any, float], None]] = {

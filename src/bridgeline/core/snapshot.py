@@ -1,8 +1,12 @@
-"""Conference state to and from plain JSON-friendly dicts (what the store keeps)."""
+"""Conference state to and from plain JSON-friendly dicts (what the store keeps).
+
+Written out field by field (no dataclasses.asdict): a snapshot is taken after every input, so this
+is on the path of every API action. The shape is FORMAT_VERSION 1, as it always was; a test pins a
+snapshot written by the first implementation.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -27,17 +31,23 @@ _E = TypeVar("_E", bound=StrEnum)
 
 
 def dump(conf: Conference) -> dict[str, Any]:
+    rules = conf.rules
     return {
         "version": FORMAT_VERSION,
         "conference_id": conf.conference_id,
-        "rules": asdict(conf.rules),
+        "rules": {
+            "max_participants": rules.max_participants,
+            "max_duration": rules.max_duration,
+            "ring_timeout": rules.ring_timeout,
+            "voicemail_configured": rules.voicemail_configured,
+        },
         "started_at": conf.started_at,
         "phase": conf.phase.value,
         "ended_at": conf.ended_at,
-        "end_reason": None if conf.end_reason is None else conf.end_reason.value,
-        "members": [asdict(m) for m in conf.members.values()],
-        "transfers": [asdict(t) for t in conf.transfers],
-        "queued": [asdict(q) for q in conf.queued],
+        "end_reason": _value(conf.end_reason),
+        "members": [_dump_member(m) for m in conf.members.values()],
+        "transfers": [_dump_transfer(t) for t in conf.transfers],
+        "queued": [{"address": q.address, "role": q.role.value} for q in conf.queued],
         "next_seq": conf.next_seq,
         "leg_counter": conf.leg_counter,
         "transfer_counter": conf.transfer_counter,
@@ -50,11 +60,11 @@ def load(data: dict[str, Any]) -> Conference:
     conf = Conference(data["conference_id"], ConferenceRules(**data["rules"]), data["started_at"])
     conf.phase = ConferencePhase(data["phase"])
     conf.ended_at = data["ended_at"]
-    conf.end_reason = None if data["end_reason"] is None else EndReason(data["end_reason"])
+    conf.end_reason = _opt(EndReason, data["end_reason"])
     for raw in data["members"]:
-        member = _member(raw)
+        member = _load_member(raw)
         conf.members[member.address] = member
-    conf.transfers = [_transfer(raw) for raw in data["transfers"]]
+    conf.transfers = [_load_transfer(raw) for raw in data["transfers"]]
     conf.queued = [QueuedDial(q["address"], Role(q["role"])) for q in data["queued"]]
     conf.next_seq = data["next_seq"]
     conf.leg_counter = data["leg_counter"]
@@ -62,21 +72,72 @@ def load(data: dict[str, Any]) -> Conference:
     return conf
 
 
-def _member(raw: dict[str, Any]) -> Member:
-    values = {f.name: raw[f.name] for f in fields(Member)}
-    values["role"] = Role(raw["role"])
-    values["status"] = MemberStatus(raw["status"])
-    values["leave_reason"] = _opt(LeaveReason, raw["leave_reason"])
-    values["answered_by"] = _opt(AnsweredBy, raw["answered_by"])
-    return Member(**values)
+def _dump_member(m: Member) -> dict[str, Any]:
+    return {
+        "address": m.address,
+        "role": m.role.value,
+        "leg_id": m.leg_id,
+        "status": m.status.value,
+        "room": m.room,
+        "dialed_at": m.dialed_at,
+        "ring_deadline": m.ring_deadline,
+        "connected_at": m.connected_at,
+        "left_at": m.left_at,
+        "leave_reason": _value(m.leave_reason),
+        "answered_by": _value(m.answered_by),
+        "playing_voicemail": m.playing_voicemail,
+        "ringing": m.ringing,
+    }
 
 
-def _transfer(raw: dict[str, Any]) -> Transfer:
-    values = {f.name: raw[f.name] for f in fields(Transfer)}
-    values["kind"] = TransferKind(raw["kind"])
-    values["state"] = TransferState(raw["state"])
-    values["outcome"] = _opt(TransferOutcome, raw["outcome"])
-    return Transfer(**values)
+def _load_member(raw: dict[str, Any]) -> Member:
+    return Member(
+        address=raw["address"],
+        role=Role(raw["role"]),
+        leg_id=raw["leg_id"],
+        status=MemberStatus(raw["status"]),
+        room=raw["room"],
+        dialed_at=raw["dialed_at"],
+        ring_deadline=raw["ring_deadline"],
+        connected_at=raw["connected_at"],
+        left_at=raw["left_at"],
+        leave_reason=_opt(LeaveReason, raw["leave_reason"]),
+        answered_by=_opt(AnsweredBy, raw["answered_by"]),
+        playing_voicemail=raw["playing_voicemail"],
+        ringing=raw["ringing"],
+    )
+
+
+def _dump_transfer(t: Transfer) -> dict[str, Any]:
+    return {
+        "transfer_id": t.transfer_id,
+        "kind": t.kind.value,
+        "initiator": t.initiator,
+        "target": t.target,
+        "state": t.state.value,
+        "started_at": t.started_at,
+        "ended_at": t.ended_at,
+        "outcome": _value(t.outcome),
+        "room": t.room,
+    }
+
+
+def _load_transfer(raw: dict[str, Any]) -> Transfer:
+    return Transfer(
+        transfer_id=raw["transfer_id"],
+        kind=TransferKind(raw["kind"]),
+        initiator=raw["initiator"],
+        target=raw["target"],
+        state=TransferState(raw["state"]),
+        started_at=raw["started_at"],
+        ended_at=raw["ended_at"],
+        outcome=_opt(TransferOutcome, raw["outcome"]),
+        room=raw["room"],
+    )
+
+
+def _value(member: StrEnum | None) -> str | None:
+    return None if member is None else member.value
 
 
 def _opt(kind: type[_E], value: str | None) -> _E | None:
