@@ -418,3 +418,25 @@ async def test_concurrent_commits_all_land(store: Store) -> None:
     due = await store.due_deliveries(now=0.0, limit=1000)
     assert len(due) == count
     assert len({d.delivery_id for d in due}) == count
+
+
+async def test_a_bad_commit_among_concurrent_ones_fails_alone(store: Store) -> None:
+    await store.commit_conference(conference("conf-00"), [event(1, "conf-00")])
+
+    async def commit(index: int) -> None:
+        conference_id = f"conf-{index:02d}"
+        await store.commit_conference(conference(conference_id), [event(2, conference_id)])
+
+    async def duplicate() -> None:
+        await store.commit_conference(conference("conf-00"), [event(1, "conf-00")])
+
+    results = await asyncio.gather(
+        *(commit(i) for i in range(1, 10)),
+        duplicate(),
+        *(commit(i) for i in range(10, 20)),
+        return_exceptions=True,
+    )
+    assert [type(r) for r in results] == [type(None)] * 9 + [StoreIntegrityError] + [type(None)] * 10
+    for index in range(1, 20):
+        assert [e.seq for e in await store.list_events(f"conf-{index:02d}")] == [2]
+    assert [e.seq for e in await store.list_events("conf-00")] == [1]

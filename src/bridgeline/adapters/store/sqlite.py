@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -17,12 +20,23 @@ MEMORY = ":memory:"
 _Result = TypeVar("_Result")
 
 
+@dataclass(slots=True)
+class _QueuedWrite:
+    writes: Sequence[Write]
+    done: asyncio.Future[list[int]]
+
+
 class SqliteStore(SqlStore):
     """Calls into sqlite3 synchronously from the async methods, on purpose.
 
     Each statement is a local, indexed, sub-millisecond operation; a thread hop per call would cost more
-    than it saves. Because no method awaits mid-transaction, the single connection never sees two
+    than it saves. Because no transaction spans an await, the single connection never sees two
     interleaved transactions, so it needs no lock.
+
+    Group commit: the writes that arrive during one event-loop iteration are queued and committed in one
+    transaction at the end of it (a COMMIT is most of a small write's cost); each caller's await returns
+    once its own writes are committed. If that transaction fails, every queued write is retried in a
+    transaction of its own, so one bad write (say, a duplicate event seq) fails alone.
     """
 
     dialect: Dialect = "sqlite"
@@ -37,15 +51,59 @@ class SqliteStore(SqlStore):
         self._connection.execute("PRAGMA journal_mode = WAL")
         self._connection.execute("PRAGMA synchronous = NORMAL")
         self._connection.execute("PRAGMA foreign_keys = ON")
+        self._queue: list[_QueuedWrite] = []
 
     async def close(self) -> None:
+        self._flush()
         self._connection.close()
 
     async def _read(self, query: str, params: Params = ()) -> list[Row]:
         return self._connection.execute(query, params).fetchall()
 
     async def _write(self, writes: Sequence[Write]) -> list[int]:
-        return self._in_transaction(lambda: [self._execute(write) for write in writes])
+        loop = asyncio.get_running_loop()
+        queued = _QueuedWrite(writes, loop.create_future())
+        self._queue.append(queued)
+        if len(self._queue) == 1:
+            loop.call_soon(self._flush)
+        try:
+            return await queued.done
+        except asyncio.CancelledError:
+            if queued.done.cancelled() or queued.done.exception() is not None:
+                raise  # cancelled while queued: _flush skips it, nothing was written
+            # Committed before the cancellation reached this task: report the commit (the caller must
+            # not take it for a failure) and let the cancellation land at the task's next await.
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()
+            return queued.done.result()
+
+    def _flush(self) -> None:
+        queued = [q for q in self._queue if not q.done.done()]
+        self._queue = []
+        if not queued:
+            return
+        try:
+            counts = self._in_transaction(lambda: [self._execute_all(q.writes) for q in queued])
+        except Exception as error:
+            # The database itself failing (locked, full, I/O) fails every write alike; anything else may
+            # be one write's own fault: isolate it by giving each write a transaction of its own.
+            if len(queued) == 1 or isinstance(error, sqlite3.OperationalError):
+                for one in queued:
+                    one.done.set_exception(error)
+                return
+            for one in queued:
+                alone = functools.partial(self._execute_all, one.writes)
+                try:
+                    one.done.set_result(self._in_transaction(alone))
+                except Exception as own_error:
+                    one.done.set_exception(own_error)
+            return
+        for one, its_counts in zip(queued, counts, strict=True):
+            one.done.set_result(its_counts)
+
+    def _execute_all(self, writes: Sequence[Write]) -> list[int]:
+        return [self._execute(write) for write in writes]
 
     def _execute(self, write: Write) -> int:
         if not write.rows:
