@@ -98,7 +98,7 @@ def _client_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from bridgeline.main import serve
+    from bridgeline.main import run_event_loop, serve
 
     settings = Settings.from_env(
         host=args.host,
@@ -116,7 +116,7 @@ def _serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CliError(str(exc)) from None
     configure_logging(settings.log_format, level)
-    asyncio.run(serve(settings))
+    run_event_loop(serve(settings))
     return EXIT_OK
 
 
