@@ -19,5 +19,5 @@ async def engine() -> AsyncIterator[MediaEngine]:
         yield eng
     finally:
         await eng.stop()
-        assert eng.stats["open_transports"] == 0
+        assert eng.stats["open_sockets"] == 0
         assert eng.stats["free_ports"] == eng.port_capacity

@@ -198,7 +198,7 @@ async def join(
     start: bool = True,
 ) -> int:
     """Open and connect a leg for `peer` (SDP address = the peer's socket) and start the peer's tone."""
-    port = await engine.open_leg(leg_id)
+    port = engine.open_leg(leg_id)
     engine.connect_leg(
         leg_id,
         remote=peer.address,

@@ -115,33 +115,32 @@ class SipCarrier:
 
     # ----------------------------------------------------------------- carrier port
     def dial(self, request: LegRequest) -> None:
-        self._legs[request.leg_id] = SipLeg(request.conference_id)
-        self._spawn(self._dial(request))
-
-    async def _dial(self, request: LegRequest) -> None:
-        try:
-            port = await self.media.open_leg(request.leg_id)
-        except Exception as exc:
-            log.warning("rtp_port_unavailable", leg_id=request.leg_id, error=str(exc))
-            self._finish(request.leg_id, LegFailed(request.leg_id, LeaveReason.FAILED))
+        """Open the leg's RTP ports and send the INVITE now, within the service's effects: no await
+        between the committed `call` and the INVITE on the wire. Failures come back as LegFailed."""
+        leg_id = request.leg_id
+        self._legs[leg_id] = SipLeg(request.conference_id)
+        if self._transport is None:
+            log.warning("sip_dial_before_start", leg_id=leg_id)
+            self._finish(leg_id, LegFailed(leg_id, LeaveReason.FAILED))
             return
-        leg = self._legs.get(request.leg_id)
-        if leg is None or leg.dropped or self._transport is None:
-            self.media.close_leg(request.leg_id)  # hung up while the port was being opened
-            self._legs.pop(request.leg_id, None)
+        try:
+            port = self.media.open_leg(leg_id)
+        except Exception as exc:  # MediaPortsExhausted, the open-files limit: the leg fails, not the service
+            log.warning("rtp_port_unavailable", leg_id=leg_id, error=str(exc))
+            self._finish(leg_id, LegFailed(leg_id, LeaveReason.FAILED))
             return
         offer = make_offer(self.settings.rtp.host, port, self._session, 1)
         try:
             self.endpoint.dial(
-                request.leg_id,
+                leg_id,
                 self._target(request.to),
                 caller_id=_caller_user(request.caller_id),
                 offer_sdp=offer,
                 now=self._transport.now,
             )
         except ValueError as exc:
-            log.warning("sip_dial_refused", leg_id=request.leg_id, to=request.to, error=str(exc))
-            self._finish(request.leg_id, LegFailed(request.leg_id, LeaveReason.FAILED))
+            log.warning("sip_dial_refused", leg_id=leg_id, to=request.to, error=str(exc))
+            self._finish(leg_id, LegFailed(leg_id, LeaveReason.FAILED))
             return
         self._transport.flush()
 
@@ -214,7 +213,7 @@ class SipCarrier:
         assert self._transport is not None
         caller = call.account or _address_of(call.from_uri)
         try:
-            port = await self.media.open_leg(call.leg_id)
+            port = self.media.open_leg(call.leg_id)
             answer, params = answer_offer(call.offer, self.settings.rtp.host, port, self._session, 1)
         except Exception as exc:
             log.warning("inbound_media_failed", leg_id=call.leg_id, error=str(exc))

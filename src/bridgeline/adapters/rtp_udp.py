@@ -3,12 +3,14 @@
 Each leg owns an even RTP port and the odd port above it. We never send RTCP; the RTCP socket exists
 so that peers' reports land somewhere harmless (no ICMP port-unreachable, no stray traffic on a port
 that a later leg may get) and are counted.
+
+The sockets are plain non-blocking sockets, not asyncio transports: the engine drains every leg's
+sockets once per tick (see media_engine.py), because one event-loop callback per datagram cost more
+than all the media work at a few hundred legs.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import secrets
 import socket
 import struct
@@ -47,7 +49,7 @@ class Counters:
     rtcp_in: int = 0
     ignored_in: int = 0  # valid RTP we do not use: unknown payload type, or before connect_leg
     send_dropped: int = 0  # the kernel would not take the packet (send buffer full)
-    open_transports: int = 0
+    open_sockets: int = 0
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -105,61 +107,30 @@ class PortPool:
         self._free.append(port)
 
 
-class _Protocol(asyncio.DatagramProtocol):
-    def __init__(
-        self,
-        on_datagram: Callable[[bytes, Address], None],
-        on_made: Callable[[], None],
-        on_lost: Callable[[], None],
-    ) -> None:
-        self.on_datagram = on_datagram
-        self.on_made = on_made
-        self.on_lost = on_lost
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.on_made()
-
-    def datagram_received(self, data: bytes, addr: Address) -> None:
-        self.on_datagram(data, addr)
-
-    def error_received(self, exc: Exception) -> None:
-        # ICMP errors (e.g. port unreachable while the peer is not yet listening) surface here for a
-        # later socket call; they say nothing about our own socket, so they are ignored.
-        pass
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.on_lost()
-
-
 class RtpLeg:
     """One call leg's media: inbound jitter buffer and DTMF, outbound RTP stream, optional message.
 
-    Owned by the engine; all methods run on the event loop thread and never raise on bad input
-    from the network.
+    Owned by the engine, which feeds it the datagrams of its two sockets; all methods run on the
+    event loop thread and never raise on bad input from the network.
     """
 
     def __init__(
         self,
         leg_id: str,
         port: int,
+        rtp_sock: socket.socket,
+        rtcp_sock: socket.socket,
         counters: Counters,
-        clock: Callable[[], float],
         on_dtmf: Callable[[str, str], None],
-        released: Callable[[int], None],
     ) -> None:
         self.leg_id = leg_id
         self.port = port
+        self.rtp_sock = rtp_sock
+        self.rtcp_sock = rtcp_sock
         self.counters = counters
-        self.clock = clock
         self.on_dtmf = on_dtmf
-        self._released = released  # hands the port back to the pool
-        self._live = 0  # transports made and not yet lost
-        self._opening = False
-        self._port_returned = False
+        counters.open_sockets += 2
         self.closed = False
-        self.rtp: asyncio.DatagramTransport | None = None
-        self._send_sock: socket.socket | None = None  # the RTP socket, while its transport is open
-        self.rtcp: asyncio.DatagramTransport | None = None
         self.connected = False
         self.payload_type: int = g711.PCMU
         self.sending = False
@@ -207,10 +178,10 @@ class RtpLeg:
             self.sending = send
 
     # ---------------------------------------------------------------- receive
-    def rtp_received(self, data: bytes, addr: Address) -> None:
+    def rtp_received(self, data: bytes, addr: Address, now: float) -> None:
         counters = self.counters
         if is_rtcp(data):
-            self.rtcp_received(data, addr)
+            self.rtcp_received(data, addr, now)
             return
         try:
             packet = RtpPacket.parse(data)
@@ -227,7 +198,7 @@ class RtpLeg:
             if digit is not None:
                 self._report_dtmf(digit)
         elif g711.is_g711(pt):
-            self.jitter.push(packet, self.clock())
+            self.jitter.push(packet, now)
         else:
             counters.ignored_in += 1  # comfort noise, unnegotiated types: not evidence of the peer
             return
@@ -236,7 +207,7 @@ class RtpLeg:
             # its SDP says; media it accepts is best sent back to where its media comes from.
             self.dest = addr
 
-    def rtcp_received(self, data: bytes, addr: Address) -> None:
+    def rtcp_received(self, data: bytes, addr: Address, now: float) -> None:
         try:
             for _ in parse_rtcp(data):
                 pass
@@ -299,16 +270,14 @@ class RtpLeg:
     def _emit(
         self, payload: bytes, ts: int, *, payload_type: int | None = None, marker: bool | None = None
     ) -> None:
-        sock, dest = self._send_sock, self.dest
-        if sock is None or dest is None:
+        dest = self.dest
+        if dest is None or self.closed:
             return
         pt = self.payload_type if payload_type is None else payload_type
         b1 = pt | (0x80 if (self._marker if marker is None else marker) else 0)
         try:
-            # Straight to the socket, not through transport.sendto: that would queue in user space
-            # when the kernel buffer is full (stale audio is worse than lost audio), and its
-            # bookkeeping costs more than the send itself at thousands of packets per second.
-            sock.sendto(_HEADER.pack(0x80, b1, self._seq, ts, self.ssrc) + payload, dest)
+            # Dropped, never queued, when the kernel buffer is full: stale audio is worse than lost audio.
+            self.rtp_sock.sendto(_HEADER.pack(0x80, b1, self._seq, ts, self.ssrc) + payload, dest)
         except OSError:  # BlockingIOError (buffer full), or an ICMP error reported late
             self.counters.send_dropped += 1
             return
@@ -317,55 +286,13 @@ class RtpLeg:
         self.counters.packets_out += 1
 
     # ---------------------------------------------------------------- sockets
-    async def open(self, rtp_sock: socket.socket, rtcp_sock: socket.socket) -> None:
-        """Wrap the bound sockets in transports. If the leg is closed meanwhile, close what was made."""
-        loop = asyncio.get_running_loop()
-        socks = [rtp_sock, rtcp_sock]
-        self._opening = True
-        try:
-            for sock, handler in ((rtp_sock, self.rtp_received), (rtcp_sock, self.rtcp_received)):
-                factory = functools.partial(_Protocol, handler, self._transport_made, self._transport_lost)
-                transport, _ = await loop.create_datagram_endpoint(factory, sock=sock)
-                socks.remove(sock)
-                if sock is rtp_sock:
-                    self.rtp = transport
-                    self._send_sock = None if self.closed else sock
-                else:
-                    self.rtcp = transport
-                if self.closed:
-                    transport.close()
-        finally:
-            for sock in socks:  # not (or no longer) owned by a transport: close it here (idempotent)
-                sock.close()
-            self._opening = False
-            self._maybe_release()
-
     def close(self) -> None:
-        """Stop everything; the port is handed back once both sockets are really closed."""
+        """Stop sending and close both sockets (the engine unregisters them first). Idempotent."""
         if self.closed:
             return
         self.closed = True
         self.connected = False
-        self._send_sock = None
         self.message = self.on_finished = None
-        for transport in (self.rtp, self.rtcp):
-            if transport is not None:
-                transport.close()
-        self._maybe_release()
-
-    def _transport_made(self) -> None:
-        # Counted from the protocol callbacks, which asyncio always pairs (made before lost), even
-        # when open() is cancelled and asyncio closes a half-made transport itself.
-        self.counters.open_transports += 1
-        self._live += 1
-
-    def _transport_lost(self) -> None:
-        self.counters.open_transports -= 1
-        self._live -= 1
-        self._maybe_release()
-
-    def _maybe_release(self) -> None:
-        # The port goes back only when no socket on it can still be open, and only once.
-        if self.closed and not self._live and not self._opening and not self._port_returned:
-            self._port_returned = True
-            self._released(self.port)
+        self.rtp_sock.close()
+        self.rtcp_sock.close()
+        self.counters.open_sockets -= 2
