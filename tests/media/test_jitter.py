@@ -236,3 +236,21 @@ def test_arbitrary_arrivals_never_break_the_buffer(ticks: list[list[tuple[int, i
         frame = jb.pop_frame()
         assert frame is None or (frame.shape == (FRAME_SAMPLES,) and frame.dtype == np.int16)
         assert jb.buffered_ms <= 200 + 30
+
+
+def test_whole_packets_come_out_undecoded_and_the_rest_as_samples() -> None:
+    """pop_payload forwards a 20 ms packet's codes untouched; reframed and concealed audio is decoded."""
+    jb = JitterBuffer()
+    whole = [packet(i, pt=g711.PCMA) for i in range(4)]
+    for i, p in enumerate(whole):
+        jb.push(p, now=i * 0.02)
+    got = [jb.pop_payload() for _ in range(4)]
+    assert got[:2] == [None, None]  # prefill
+    assert got[2:] == [(g711.PCMA, whole[0].payload), (g711.PCMA, whole[1].payload)]
+    jb = JitterBuffer(delay_ms=20)
+    jb.push(packet(0, n=80), now=0.0)
+    jb.push(packet(1, n=80), now=0.01)
+    frame = jb.pop_payload()
+    assert isinstance(frame, np.ndarray) and same(frame, np.concatenate([audio(0, 80), audio(1, 80)]))
+    concealed = jb.pop_payload()
+    assert isinstance(concealed, np.ndarray) and same(concealed, (frame * 0.7).astype(np.int16))

@@ -31,6 +31,7 @@ from bridgeline.adapters.music import DEFAULT_SPECS, SILENCE, MusicLibrary, spec
 from bridgeline.adapters.rtp_udp import Address, Counters, MediaPortsExhausted, PortPool, RtpLeg
 from bridgeline.core.effects import LegAudio
 from bridgeline.media import g711
+from bridgeline.media.jitter import FRAME_SAMPLES, Frame, decode_frame
 from bridgeline.media.mixer import Mixer
 from bridgeline.media.player import SharedSource
 from bridgeline.phlo.definition import NodeSettings
@@ -387,10 +388,10 @@ class MediaEngine:
     def _tick_direct(self, conf: _Conference, n: int, finished: list[Callable[[], None]]) -> None:
         assert conf.direct is not None
         legs = self._legs
-        frames: dict[str, NDArray[np.int16] | None] = {}
+        frames: dict[str, Frame | None] = {}
         for leg_id, _ in conf.leg_rows:  # every leg is pulled each tick, heard or not
             leg = legs.get(leg_id)
-            frames[leg_id] = leg.jitter.pop_frame() if leg is not None and leg.connected else None
+            frames[leg_id] = leg.jitter.pop_payload() if leg is not None and leg.connected else None
         for leg_id, source in conf.direct:
             leg = legs.get(leg_id)
             if leg is None:
@@ -398,25 +399,39 @@ class MediaEngine:
             if leg.message is not None:
                 self._send_message(leg, finished)
                 continue
+            pt = leg.payload_type
+            frame: Frame | None
             if source is None:
                 frame = None
             elif isinstance(source, str):
                 frame = frames.get(source)
+                if type(frame) is tuple and frame[0] == pt:
+                    leg.send_tick(frame[1])  # same codec both ways: forward the codes as they came
+                    continue
             else:
                 frame = source.frame_at(n)
-            pt = leg.payload_type
-            leg.send_tick(_SILENT_CODES[pt] if frame is None else g711.encode_array(pt, frame).tobytes())
+            if frame is None:
+                leg.send_tick(_SILENT_CODES[pt])
+            else:
+                leg.send_tick(g711.encode_array(pt, decode_frame(frame)).tobytes())
 
     def _tick_mixed(self, conf: _Conference, n: int, finished: list[Callable[[], None]]) -> None:
         legs = self._legs
         inputs = conf.mixer.inputs
+        undecoded: dict[int, tuple[list[int], list[bytes]]] = {}  # payload type -> rows, codes
         for leg_id, row in conf.leg_rows:
             leg = legs.get(leg_id)
-            frame = leg.jitter.pop_frame() if leg is not None and leg.connected else None
+            frame = leg.jitter.pop_payload() if leg is not None and leg.connected else None
             if frame is None:
                 inputs[row].fill(0)
+            elif type(frame) is tuple:
+                rows, chunks = undecoded.setdefault(frame[0], ([], []))
+                rows.append(row)
+                chunks.append(frame[1])
             else:
                 inputs[row] = frame
+        for pt, (rows, chunks) in undecoded.items():  # one table lookup for all of a codec's rows
+            inputs[rows] = g711.decode(pt, b"".join(chunks)).reshape(len(rows), FRAME_SAMPLES)
         for source, row in conf.music_rows:
             inputs[row] = source.frame_at(n)  # shared: advances once per tick engine-wide
         out = conf.mixer.mix_inputs()

@@ -33,6 +33,7 @@ Address = tuple[str, int]
 FRAME_SAMPLES: Final = 160  # one 20 ms tick at 8 kHz; G.711 is one byte per sample
 _HEADER = struct.Struct("!BBHII")
 _UNROUTABLE: Final = frozenset({"0.0.0.0", "::"})  # RFC 2543-style hold address: send nothing
+_G711_SECOND_BYTE: Final = frozenset({g711.PCMU, g711.PCMA, 0x80 | g711.PCMU, 0x80 | g711.PCMA})  # +marker
 
 
 class MediaPortsExhausted(RuntimeError):
@@ -180,6 +181,21 @@ class RtpLeg:
     # ---------------------------------------------------------------- receive
     def rtp_received(self, data: bytes, addr: Address, now: float) -> None:
         counters = self.counters
+        if (
+            len(data) > 12
+            and data[0] == 0x80  # version 2; no padding, extension or CSRCs
+            and data[1] in _G711_SECOND_BYTE
+            and self.connected
+            and data[1] & 0x7F != self.event_pt
+        ):
+            # The fast lane for plain audio packets: what the general path below does for them,
+            # without building an RtpPacket.
+            _, b1, sequence, timestamp, ssrc = _HEADER.unpack_from(data)
+            counters.packets_in += 1
+            self.jitter.push_payload(b1 & 0x7F, sequence, timestamp, ssrc, data[12:], now)
+            if addr != self.dest:
+                self.dest = addr
+            return
         if is_rtcp(data):
             self.rtcp_received(data, addr, now)
             return

@@ -8,21 +8,36 @@ Pull model: the conference tick calls `pop_frame()` once per 20 ms. It returns a
 frame (treat it as read-only: it is kept for concealment), or None when the leg has nothing to play
 (still prefilling, or a loss longer than concealment covers); the caller treats None as silence and
 may skip that source entirely. Time enters only through `push(packet, now)`, for the jitter estimate.
+
+Audio is buffered as the G.711 codes that arrived and decoded only when played: `pop_payload()`
+hands out a whole 20 ms packet undecoded, so a caller can forward it without a decode/encode round
+trip, or decode many legs' frames in one array operation.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import numpy as np
 from numpy.typing import NDArray
 
 from bridgeline.media import g711
-from bridgeline.media.rtp import RtpPacket, seq_newer, ts_diff
+from bridgeline.media.rtp import RtpPacket, ts_diff
 
 CLOCK_RATE = 8000
 FRAME_SAMPLES = 160  # 20 ms at 8 kHz
 _TS_MASK = 0xFFFF_FFFF
+
+Codes: TypeAlias = tuple[int, bytes]  # (G.711 payload type, one byte per sample)
+Frame: TypeAlias = Codes | NDArray[np.int16]  # undecoded 20 ms packet, or samples
+
+
+def decode_frame(frame: Frame) -> NDArray[np.int16]:
+    """The samples of a frame from `pop_payload`."""
+    if isinstance(frame, tuple):
+        return g711.decode(frame[0], frame[1])
+    return frame
 
 
 @dataclass(slots=True)
@@ -72,14 +87,14 @@ class JitterBuffer:
         self._payload_types = frozenset(pt for pt in payload_types if g711.is_g711(pt))
         self.stats = JitterStats()
         self._ssrc: int | None = None
-        self._pending: dict[int, NDArray[np.int16]] = {}  # start timestamp -> decoded samples
+        self._pending: dict[int, Codes] = {}  # start timestamp -> (payload type, G.711 codes)
         self._play: int | None = None  # timestamp of the next sample to play; None = idle
         self._high = 0  # timestamp just past the newest buffered sample
         self._seq = 0  # highest sequence number seen, to tell a restarted sender from a stale copy
         self._started = False
         self._prefill_ticks = max(delay_ms // 20 - 1, 0)  # empty pulls before the first frame
         self._wait = 0
-        self._last: NDArray[np.int16] | None = None
+        self._last: Frame | None = None
         self._misses = 0
         self._jitter = 0.0  # RFC 3550 interarrival jitter, in timestamp units
         self._transit: float | None = None
@@ -111,56 +126,78 @@ class JitterBuffer:
 
     def push(self, packet: RtpPacket, now: float) -> bool:
         """Buffer one received packet (`now` in seconds, any monotonic origin). True if it was kept."""
-        if packet.payload_type not in self._payload_types:
+        return self.push_payload(
+            packet.payload_type, packet.sequence, packet.timestamp, packet.ssrc, packet.payload, now
+        )
+
+    def push_payload(
+        self, payload_type: int, sequence: int, ts: int, ssrc: int, codes: bytes, now: float
+    ) -> bool:
+        """push() for a packet already taken apart (the receive path's fast lane skips RtpPacket)."""
+        if payload_type not in self._payload_types:
             self.stats.ignored += 1
             return False
-        if packet.ssrc != self._ssrc:
+        if ssrc != self._ssrc:
             if self._ssrc is not None:
                 self.stats.resets += 1
             self.reset()
-            self._ssrc = packet.ssrc
+            self._ssrc = ssrc
             self._jitter = 0.0
         self.stats.received += 1
-        self._update_jitter(packet.timestamp, now)
-        ts, size = packet.timestamp, len(packet.payload)  # G.711: one byte per sample
-        newest = seq_newer(packet.sequence, self._seq)
+        # RFC 3550 interarrival jitter (inlined: this runs for every packet of every leg).
+        transit = now * CLOCK_RATE - ts
+        if self._transit is not None:
+            d = abs(transit - self._transit)
+            if d < CLOCK_RATE * 10:  # ignore timestamp wrap and stream jumps
+                self._jitter += (d - self._jitter) / 16
+        self._transit = transit
+        size = len(codes)  # G.711: one byte per sample
+        newest = 0 < ((sequence - self._seq) & 0xFFFF) < 0x8000  # seq_newer, inlined
         if newest or self._play is None:
-            self._seq = packet.sequence
+            self._seq = sequence
         if self._play is None:
             self._anchor(ts)
         elif ts in self._pending:
             self.stats.duplicate += 1
             return False
-        assert self._play is not None
-        offset = ts_diff(ts, self._play)
+        play = self._play
+        assert play is not None
+        offset = ts_diff(ts, play)
         if offset < 0 and not self._started and -offset <= self._max_delay:
-            self._play, offset = ts, 0  # reordered start of stream while still buffering: play it too
+            self._play = play = ts  # reordered start of stream while still buffering: play it too
+            offset = 0
         elif offset + size <= 0:  # ends before the playout point (a partly late packet is still used)
             if newest and self._misses and not self._pending:
                 self.stats.resets += 1  # starving, and the sender's clock is behind ours: follow it
                 self._anchor(ts)
-                offset = 0
+                play, offset = ts, 0
             else:
                 self.stats.late += 1  # includes copies of packets already played
                 return False
         if not size:
             return False
-        samples = g711.decode(packet.payload_type, packet.payload)
         end = (ts + size) & _TS_MASK
         if offset < 0:  # partly late: keep just the part still ahead of the playout point
-            ts, samples = self._play, samples[-offset:]
+            ts, codes = play, codes[-offset:]
             if ts in self._pending:
                 self.stats.late += 1
                 return False
-        self._pending[ts] = samples
-        if ts_diff(end, self._high) > 0:
-            self._high = end
-        if ts_diff(self._high, self._play) > self._max_delay:
-            self._skip_to((self._high - self._delay) & _TS_MASK)
+        self._pending[ts] = (payload_type, codes)
+        high = self._high
+        if end != high and ((end - high) & _TS_MASK) < 0x8000_0000:  # ts_diff(end, high) > 0
+            self._high = high = end
+        if ts_diff(high, play) > self._max_delay:
+            self._skip_to((high - self._delay) & _TS_MASK)
         return True
 
     def pop_frame(self) -> NDArray[np.int16] | None:
         """The next 20 ms of audio, or None when there is nothing to play (treat as silence)."""
+        frame = self.pop_payload()
+        return None if frame is None else decode_frame(frame)
+
+    def pop_payload(self) -> Frame | None:
+        """Like pop_frame, but a frame that arrived as one whole 20 ms packet (the common case) comes
+        back undecoded as (payload type, codes); reframed or concealed audio comes as samples."""
         if self._play is None:
             return None
         if not self._started:
@@ -170,8 +207,8 @@ class JitterBuffer:
             self._started = True
         play = self._play
         self._play = (play + FRAME_SAMPLES) & _TS_MASK
-        frame = self._pending.get(play)
-        if frame is not None and frame.size == FRAME_SAMPLES:
+        frame: Frame | None = self._pending.get(play)
+        if frame is not None and len(frame[1]) == FRAME_SAMPLES:
             del self._pending[play]  # the common case: one 20 ms packet per tick
         else:
             frame = self._assemble(play) if self._pending else None
@@ -194,22 +231,22 @@ class JitterBuffer:
         """Cut the frame starting at `play` out of whatever packets overlap it (10/30 ms ptime)."""
         frame: NDArray[np.int16] | None = None
         for start in list(self._pending):
-            samples = self._pending[start]
+            pt, codes = self._pending[start]
             offset = ts_diff(start, play)
             if offset >= FRAME_SAMPLES:
                 continue  # entirely in the future
             del self._pending[start]
-            end = offset + samples.size
+            end = offset + len(codes)
             if end <= 0:
                 continue  # entirely in the past; stale leftovers
             if frame is None:
                 frame = np.zeros(FRAME_SAMPLES, dtype=np.int16)
             lo = max(offset, 0)
             hi = min(end, FRAME_SAMPLES)
-            frame[lo:hi] = samples[lo - offset : hi - offset]
+            frame[lo:hi] = g711.decode(pt, codes[lo - offset : hi - offset])
             if end > FRAME_SAMPLES:  # keep the tail for the next tick
                 tail_start = (play + FRAME_SAMPLES) & _TS_MASK
-                self._pending.setdefault(tail_start, samples[FRAME_SAMPLES - offset :])
+                self._pending.setdefault(tail_start, (pt, codes[FRAME_SAMPLES - offset :]))
         return frame
 
     def _conceal(self) -> NDArray[np.int16] | None:
@@ -221,7 +258,7 @@ class JitterBuffer:
         if self._last is not None and self._misses <= len(self._gains):
             self.stats.concealed += 1
             gain = self._gains[self._misses - 1]
-            return (self._last * gain).astype(np.int16)
+            return (decode_frame(self._last) * gain).astype(np.int16)
         self.stats.silent += 1
         return None
 
@@ -230,19 +267,11 @@ class JitterBuffer:
         assert self._play is not None
         self.stats.dropped += 1
         for start in list(self._pending):
-            samples = self._pending[start]
+            pt, codes = self._pending[start]
             cut = ts_diff(ts, start)
             if cut <= 0:
                 continue
             del self._pending[start]
-            if cut < samples.size:
-                self._pending[ts] = samples[cut:]
+            if cut < len(codes):
+                self._pending[ts] = (pt, codes[cut:])
         self._play = ts
-
-    def _update_jitter(self, timestamp: int, now: float) -> None:
-        transit = now * CLOCK_RATE - timestamp
-        if self._transit is not None:
-            d = abs(transit - self._transit)
-            if d < CLOCK_RATE * 10:  # ignore timestamp wrap and stream jumps
-                self._jitter += (d - self._jitter) / 16
-        self._transit = transit

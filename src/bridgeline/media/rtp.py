@@ -65,6 +65,8 @@ class RtpPacket:
         if size < 12:
             raise RtpParseError(f"RTP packet too short: {size} bytes")
         b0, b1, sequence, timestamp, ssrc = _HEADER.unpack_from(data)
+        if b0 == 0x80:  # the usual packet: version 2, no padding, extension or CSRCs
+            return cls(b1 & 0x7F, sequence, timestamp, ssrc, bytes(data[12:]), b1 > 0x7F)
         if b0 >> 6 != RTP_VERSION:
             raise RtpParseError(f"unsupported RTP version {b0 >> 6}")
         offset = 12
