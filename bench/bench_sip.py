@@ -516,7 +516,9 @@ def main(
             results["server_tracebacks"] = server.tracebacks()
         finally:
             server.stop()
-        if shutil.which("sipp") is None:
+        if not rates:
+            results["setups"] = {"skipped": "no --rates given"}
+        elif shutil.which("sipp") is None:
             results["setups"] = {"error": "sipp is not installed (apt-get install sip-tester)"}
         else:
             results["setups"] = setups(uas.port, rates, seconds, hold_ms, sustain_s, work)
@@ -552,5 +554,5 @@ if __name__ == "__main__":
     parser.add_argument("--work", type=Path, default=Path("/tmp/bridgeline-bench/sipp"))
     parser.add_argument("--profile-dir", type=Path, default=None, help="also profile with py-spy")
     opts = parser.parse_args()
-    rates = [int(r) for r in opts.rates.split(",")]
+    rates = [int(r) for r in opts.rates.split(",") if r]  # --rates "": API -> INVITE only
     main(opts.calls, rates, opts.step, opts.hold_ms, opts.sustain, opts.out, opts.work, opts.profile_dir)
