@@ -3,10 +3,10 @@
 One task ticks every 20 ms on absolute deadlines (start + n * 20 ms), so scheduling jitter never
 accumulates into drift. Each tick, per conference: pull one frame per leg from its jitter buffer,
 write music frames, mix by the routes, encode per codec and send one tick of RTP to every leg that
-wants media. Receiving happens at the start of each tick: one poll(0) over every leg's sockets tells
-which have datagrams waiting, and those are read with plain recvfrom calls. Batching the I/O this way
-(no event-loop callback per datagram) halves the CPU per packet; a packet waits in the kernel for at
-most one tick, which is also when it would first be played.
+wants media. Receiving is batched: every leg's sockets sit in one epoll, which the event loop
+watches; on a wake-up, and again at the start of each tick, one poll(0) tells which sockets have
+datagrams waiting and those are read with plain recvfrom calls. No event-loop callback per datagram:
+that cost more than all the media work at a few hundred legs.
 
 Routing comes from the conference core as `LegAudio` (who hears whom, plus a music kind). A leg
 hears only legs of its own conference; a leg in no conference, or with an empty route, hears
