@@ -24,10 +24,16 @@ from bridgeline.app.records import (
 
 @dataclass(frozen=True, slots=True)
 class Write:
-    """One statement of a write transaction, executed once per parameter row."""
+    """One statement of a write transaction, executed once per parameter row.
+
+    `one_row_each`: every parameter row changes exactly one row (an INSERT, or an upsert whose conflict
+    updates), so an adapter may run the rows of several transactions' identical writes in one call
+    and still report each one's count (len(rows)).
+    """
 
     sql: str
     rows: Sequence[Params]
+    one_row_each: bool = False
 
 
 class SqlStore(ABC):
@@ -122,9 +128,9 @@ class SqlStore(ABC):
         """
         await self._write(
             [
-                Write(sql.UPSERT_CONFERENCE, [sql.conference_to_row(conference)]),
-                Write(sql.INSERT_EVENT, [sql.event_to_row(event) for event in events]),
-                Write(sql.INSERT_DELIVERY, [sql.new_delivery_to_row(delivery) for delivery in deliveries]),
+                Write(sql.UPSERT_CONFERENCE, [sql.conference_to_row(conference)], True),
+                Write(sql.INSERT_EVENT, [sql.event_to_row(event) for event in events], True),
+                Write(sql.INSERT_DELIVERY, [sql.new_delivery_to_row(d) for d in deliveries], True),
             ]
         )
 

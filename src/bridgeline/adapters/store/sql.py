@@ -124,8 +124,10 @@ def _insert(table: str, columns: Sequence[str]) -> str:
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
 
 
-def _upsert(table: str, columns: Sequence[str], key: str) -> str:
-    updates = ", ".join(f"{column} = excluded.{column}" for column in columns if column != key)
+def _upsert(table: str, columns: Sequence[str], key: str, changing: Sequence[str] | None = None) -> str:
+    """INSERT, or on a key conflict UPDATE the `changing` columns (default: all but the key)."""
+    changing = [column for column in columns if column != key] if changing is None else changing
+    updates = ", ".join(f"{column} = excluded.{column}" for column in changing)
     return f"{_insert(table, columns)} ON CONFLICT ({key}) DO UPDATE SET {updates}"
 
 
@@ -216,7 +218,10 @@ INSERT_RUN = _insert("runs", RUN_COLUMNS)
 UPDATE_RUN = _update("runs", RUN_COLUMNS, "run_id")
 SELECT_RUN = _select("runs", RUN_COLUMNS, "WHERE run_id = ?")
 
-UPSERT_CONFERENCE = _upsert("conferences", CONFERENCE_COLUMNS, "conference_id")
+# A conference's identity (account, PHLO, node, run, creation time) never changes: an update after each
+# input rewrites only what does, which spares SQLite the work on the other columns.
+CONFERENCE_CHANGING_COLUMNS = ("status", "state", "updated_at", "ended_at")
+UPSERT_CONFERENCE = _upsert("conferences", CONFERENCE_COLUMNS, "conference_id", CONFERENCE_CHANGING_COLUMNS)
 SELECT_CONFERENCE = _select("conferences", CONFERENCE_COLUMNS, "WHERE conference_id = ?")
 _NEWEST_FIRST = "ORDER BY created_at DESC, conference_id DESC LIMIT ?"
 SELECT_CONFERENCES_OF_NODE = _select(
