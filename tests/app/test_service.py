@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bridgeline.adapters.carrier_sim import SimCarrier
+from bridgeline.adapters.carrier_sim import AnswerMode, PhoneBehaviour, SimCarrier
 from bridgeline.adapters.store import open_store
 from bridgeline.app.ports import Store
 from bridgeline.app.service import ConferenceService, NotFound
@@ -146,3 +146,26 @@ async def test_restore_takes_back_live_conferences_from_the_store(store: Store) 
     assert service2.get_live(conference_id) is None
     await service2.shutdown()
     await carrier2.stop()
+
+
+async def test_the_timer_is_armed_again_only_when_the_next_deadline_moves(store: Store) -> None:
+    service, carrier, conference_id = await connected_pair(store)
+    live = service.get_live(conference_id)
+    assert live is not None and live.timer is not None
+    max_duration_timer = live.timer
+    await service.member_action("p", "n", Hold(CUSTOMER))
+    await service.member_action("p", "n", Unhold(CUSTOMER))
+    assert live.timer is max_duration_timer  # the deadline (the end of max_duration) did not move
+
+    silent = "+14155550003"
+    await carrier.configure_phone(silent, PhoneBehaviour(AnswerMode.NO_ANSWER))
+    await service.mpc_action("p", "n", Call(silent, Role.AGENT, AGENT))
+    ringing = live.timer
+    assert ringing is not max_duration_timer and max_duration_timer.cancelled()
+    assert live.timer_deadline == live.conf.members[silent].ring_deadline
+
+    await service.member_action("p", "n", Hangup(silent))  # the ring deadline goes: back to max_duration
+    assert live.timer is not ringing and ringing.cancelled()
+    assert live.timer_deadline == live.conf.next_deadline()
+    await service.shutdown()
+    await carrier.stop()

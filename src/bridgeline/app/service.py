@@ -10,6 +10,7 @@ goes back to the last committed one and no effect runs.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Callable, Coroutine
@@ -62,6 +63,7 @@ class LiveConference:
     last_state: dict[str, object]
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     timer: asyncio.TimerHandle | None = None
+    timer_deadline: float | None = None  # what `timer` was armed for
     addresses: set[str] = field(default_factory=set)
 
 
@@ -290,8 +292,9 @@ class ConferenceService:
                 live.conf = snapshot.load(live.last_state["core"])  # type: ignore[arg-type]
             raise
         live.last_state = state
-        for event in events:  # at debug: the events API and the console show every event anyway
-            log.debug("event", mpc_uuid=meta.conference_id, seq=event.seq, type=event.type, **event.data)
+        if log.is_enabled_for(logging.DEBUG):  # the events API and the console show every event anyway
+            for event in events:
+                log.debug("event", mpc_uuid=meta.conference_id, seq=event.seq, type=event.type, **event.data)
         for listener in self.listeners:
             try:
                 listener(meta, conf, events)
@@ -337,12 +340,15 @@ class ConferenceService:
         self._carrier.conference_ended(conference_id)
 
     def _arm_timer(self, live: LiveConference) -> None:
+        deadline = live.conf.next_deadline()
         if live.timer is not None:
+            if deadline == live.timer_deadline:
+                return  # most inputs leave the next deadline where it was
             live.timer.cancel()
             live.timer = None
-        deadline = live.conf.next_deadline()
         if deadline is None:
             return
+        live.timer_deadline = deadline
         delay = max(0.0, deadline - self._clock())
         loop = asyncio.get_running_loop()
         live.timer = loop.call_later(delay, self._timer_fired, live)

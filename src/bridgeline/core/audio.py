@@ -28,37 +28,69 @@ class Listening:
     music: Music | None
 
 
+_ANSWERED = (MemberStatus.CONNECTED, MemberStatus.ON_HOLD)
+
+# What a routing is computed from: each answered member (its leg id stands for its address and role,
+# which never change), its status, room and voicemail flag, in member order; and whether a warm
+# transfer is consulting away. Equal keys give equal routings.
+RoutingKey = tuple[object, ...]
+
+
+def routing_key(conf: Conference) -> RoutingKey:
+    key: list[object] = [
+        (m.leg_id, m.status, m.room, m.playing_voicemail)
+        for m in conf.members.values()
+        if m.status in _ANSWERED
+    ]
+    key.append(_consulting_away(conf))
+    return tuple(key)
+
+
 def plan(conf: Conference) -> dict[str, Listening]:
-    answered = [m for m in conf.members.values() if m.answered]
-    rooms: dict[str, list[Member]] = {}
-    for member in answered:
-        rooms.setdefault(member.room, []).append(member)
-    consulting_away = any(t.state.pending and t.kind is TransferKind.WARM for t in conf.transfers)
-    return {m.address: _listening(m, rooms[m.room], consulting_away) for m in answered}
-
-
-def _listening(member: Member, room: list[Member], consulting_away: bool) -> Listening:
-    if member.playing_voicemail:
-        return Listening((), Music.VOICEMAIL)
-    if member.status is MemberStatus.ON_HOLD:
-        return Listening((), Music.hold_for(member.role))
-    talkers = tuple(o.address for o in room if o is not member and o.talking)
-    if talkers:
-        return Listening(talkers, None)
-    if member.room == MAIN_ROOM and consulting_away:
-        return Listening((), Music.hold_for(member.role))
-    if any(o.status is MemberStatus.ON_HOLD for o in room if o is not member):
-        return Listening((), None)
-    return Listening((), Music.WAIT)
+    return {
+        member.address: Listening(tuple(o.address for o in heard), music)
+        for member, heard, music in _routes(conf)
+    }
 
 
 def set_audio(conf: Conference) -> SetAudio:
-    legs = tuple(
-        LegAudio(
-            conf.members[address].leg_id,
-            tuple(conf.members[h].leg_id for h in listening.hears),
-            listening.music,
+    return SetAudio(
+        tuple(
+            LegAudio(member.leg_id, tuple(o.leg_id for o in heard), music)
+            for member, heard, music in _routes(conf)
         )
-        for address, listening in plan(conf).items()
     )
-    return SetAudio(legs)
+
+
+def _consulting_away(conf: Conference) -> bool:
+    return any(t.state.pending and t.kind is TransferKind.WARM for t in conf.transfers)
+
+
+def _routes(conf: Conference) -> list[tuple[Member, list[Member], Music | None]]:
+    """For each answered member, in member order: the members it hears and its music."""
+    answered = [m for m in conf.members.values() if m.status in _ANSWERED]
+    rooms: dict[str, list[Member]] = {}
+    for member in answered:
+        rooms.setdefault(member.room, []).append(member)
+    consulting_away = _consulting_away(conf)
+    return [(m, *_listening(m, rooms[m.room], consulting_away)) for m in answered]
+
+
+def _listening(
+    member: Member, room: list[Member], consulting_away: bool
+) -> tuple[list[Member], Music | None]:
+    if member.playing_voicemail:
+        return [], Music.VOICEMAIL
+    if member.status is MemberStatus.ON_HOLD:
+        return [], Music.hold_for(member.role)
+    # Member.talking, spelled out: this runs after most inputs.
+    talkers = [
+        o for o in room if o is not member and o.status is MemberStatus.CONNECTED and not o.playing_voicemail
+    ]
+    if talkers:
+        return talkers, None
+    if member.room == MAIN_ROOM and consulting_away:
+        return [], Music.hold_for(member.role)
+    if any(o.status is MemberStatus.ON_HOLD for o in room if o is not member):
+        return [], None
+    return [], Music.WAIT

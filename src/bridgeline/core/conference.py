@@ -8,8 +8,8 @@ Rules of this file:
    (`ActionRefused`) leaves the conference exactly as it was.
 3. Leg signals for legs the conference no longer cares about (a dial it already cancelled, a
    leg that already left) are ignored: carriers and the conference race, and the conference wins.
-4. After every input the audio routing is recomputed from the state; a `SetAudio` effect is
-   emitted only when it changed.
+4. After every input the audio routing is derived from the state (again only when what it depends
+   on changed); a `SetAudio` effect is emitted only when it changed.
 
 U1 is the member that triggers an action (`trigger_source`), U3 the party being dialed.
 The transfer rules live in `transfers.py`, the audio rules in `audio.py`.
@@ -95,6 +95,7 @@ class Conference:
         self.transfer_counter = 0
         self._effects: list[Effect] = []
         self._last_audio: SetAudio | None = None
+        self._last_routing_key: audio.RoutingKey | None = None
 
     # ----------------------------------------------------------------- starting
     @classmethod
@@ -421,10 +422,15 @@ class Conference:
         self.next_seq += 1
 
     def _flush(self) -> list[Effect]:
-        current = audio.set_audio(self)
-        if current != self._last_audio:
-            self._effects.append(current)
-            self._last_audio = current
+        # Most inputs (a dial, a ring, a DTMF) leave the routing's inputs as they were: then the
+        # routing is too, and computing it again is skipped.
+        key = audio.routing_key(self)
+        if key != self._last_routing_key:
+            self._last_routing_key = key
+            current = audio.set_audio(self)
+            if current != self._last_audio:
+                self._effects.append(current)
+                self._last_audio = current
         effects, self._effects = self._effects, []
         return effects
 
