@@ -16,7 +16,7 @@ from starlette.types import Receive, Scope, Send
 
 from bridgeline.adapters.console import routes as console_routes
 from bridgeline.adapters.http import ext_routes, plivo_routes
-from bridgeline.adapters.http.bodies import parse_body
+from bridgeline.adapters.http.bodies import parse_body, read_body
 from bridgeline.adapters.http.context import ApiRequest, AppContext
 from bridgeline.adapters.http.errors import ApiError, error_response
 from bridgeline.adapters.http.openapi import openapi_document
@@ -100,7 +100,7 @@ class BridgelineApi:
             account = await self.ctx.authenticator.authenticate(request) if route.authenticated else None
             body: dict[str, Any] = {}
             if method in ("POST", "PUT"):
-                body = parse_body(await request.body(), request.headers.get("content-type", ""))
+                body = parse_body(await read_body(request.receive), request.headers.get("content-type", ""))
             return await route.handler(self.ctx, ApiRequest(request, account, params, body))
         except ApiError as exc:
             return error_response(exc.status, exc.message, exc.headers)

@@ -35,14 +35,18 @@ class Route:
 class Router:
     def __init__(self, routes: list[Route]) -> None:
         self.routes = routes
-        self._compiled = [(route, route.pattern) for route in routes]
+        # The literal text before a route's first parameter: a cheap test that rules out most routes
+        # before their pattern runs.
+        self._compiled = [(route, route.path.split("{", 1)[0], route.pattern) for route in routes]
 
     def match(self, method: str, path: str) -> tuple[Route | None, dict[str, str], list[str]]:
         """The route and its path parameters; else None and the methods the path allows."""
         if len(path) > 1 and path.endswith("/"):
             path = path[:-1]
         allowed: list[str] = []
-        for route, pattern in self._compiled:
+        for route, prefix, pattern in self._compiled:
+            if not path.startswith(prefix):
+                continue
             found = pattern.match(path)
             if found is None:
                 continue
