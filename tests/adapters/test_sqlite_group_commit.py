@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -142,3 +143,25 @@ async def test_merged_writes_count_one_row_per_parameter_row(store: SqliteStore)
     await store.commit_conference(conference("c1"))
     counts = await asyncio.gather(*(store._write(w) for w in writes))
     assert counts == [[2], [1]]
+
+
+async def test_a_thread_moves_committed_pages_into_the_database_file(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    # The writer's own checkpoint is far off (BACKSTOP_PAGES): only the thread can do it this soon.
+    await store.commit_conference(conference("c1"))
+    main_file_only = f"file:{tmp_path / 'bl.db'}?immutable=1"  # reads the database file, not the WAL
+
+    def in_main_file() -> bool:
+        with contextlib.closing(sqlite3.connect(main_file_only, uri=True)) as reader:
+            try:
+                row = reader.execute("SELECT 1 FROM conferences WHERE conference_id = 'c1'").fetchone()
+            except sqlite3.OperationalError:  # not even the schema is in the file yet
+                return False
+            return row is not None
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while not in_main_file():
+        assert loop.time() < deadline, "the committed row never reached the database file"
+        await asyncio.sleep(0.02)

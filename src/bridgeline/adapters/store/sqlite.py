@@ -13,6 +13,7 @@ from typing import TypeVar
 
 from bridgeline.adapters.store import sql
 from bridgeline.adapters.store.base import SqlStore, Write
+from bridgeline.adapters.store.checkpoint import BACKSTOP_PAGES, Checkpointer
 from bridgeline.adapters.store.sql import Dialect, Migration, Params, Row, StoreIntegrityError
 
 MEMORY = ":memory:"
@@ -53,9 +54,15 @@ class SqliteStore(SqlStore):
         self._connection.execute("PRAGMA synchronous = NORMAL")
         self._connection.execute("PRAGMA foreign_keys = ON")
         self._queue: list[_QueuedWrite] = []
+        self._checkpointer: Checkpointer | None = None
+        if path != MEMORY:  # a memory database has no WAL
+            self._connection.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
+            self._checkpointer = Checkpointer(path)
 
     async def close(self) -> None:
         self._flush()
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         self._connection.close()
 
     async def _read(self, query: str, params: Params = ()) -> list[Row]:
@@ -100,6 +107,8 @@ class SqliteStore(SqlStore):
                 except Exception as own_error:
                     one.done.set_exception(own_error)
             return
+        if self._checkpointer is not None:
+            self._checkpointer.committed()
         for one, its_counts in zip(queued, counts, strict=True):
             one.done.set_result(its_counts)
 
