@@ -41,6 +41,7 @@ import benchkit as kit
 import numpy as np
 
 from bridgeline.adapters.media_engine import MediaEngine
+from bridgeline.main import run_event_loop
 from bridgeline.core.effects import LegAudio
 from bridgeline.media import g711
 from bridgeline.phlo.definition import NodeSettings
@@ -464,4 +465,5 @@ if __name__ == "__main__":
     parser.add_argument("--only", default=None, help="comma-separated words: run the modes naming one")
     opts = parser.parse_args()
     steps = LADDER if opts.legs is None else tuple(int(n) for n in opts.legs.split(","))
-    asyncio.run(main(opts.budget, opts.run, opts.out, opts.profile_dir, steps, opts.only))
+    # The server's own event loop (uvloop where installed), for the engine and the relay baseline alike.
+    run_event_loop(main(opts.budget, opts.run, opts.out, opts.profile_dir, steps, opts.only))
