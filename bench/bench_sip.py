@@ -464,6 +464,44 @@ def profile_setups(uas_port: int, rate: int, seconds: float, work: Path, out: Pa
     }
 
 
+def api_to_invite(
+    results: dict[str, Any], profiles: dict[str, Any], uas: Uas, calls: int, profile_dir: Path | None
+) -> None:
+    server = sip_server(uas.port, kit.free_port(socket.SOCK_DGRAM))
+    try:
+        server.start()
+        path, agent = start_sip_conference(server, uas)
+        # Latency on an idle server is what stalls of the VM hit first: a run during which other
+        # processes and steal took > DISTURBED of a core is repeated (3 runs at most).
+        tries: list[dict[str, Any]] = []
+        while len(tries) < 3 and (not tries or min(_disturbance(t) for t in tries) > DISTURBED):
+            with kit.timed("API -> INVITE"):
+                watch = kit.Disturbance(server.pid, os.getpid())
+                run = invite_latency(server, uas, path, agent, calls, warmup=20, first=10_000 * len(tries))
+                run.update(watch.stop())
+            tries.append(run)
+        best = min(tries, key=_disturbance)
+        results["api_to_invite"] = {
+            **best,
+            "runs": [(t["api_to_invite_ms"]["p99"], _disturbance(t)) for t in tries],
+        }
+        if profile_dir is not None:
+            out_path = profile_dir / "sip-call-action.txt"
+            proc = kit.start_profile(server.pid, 1000, out_path, rate=1000)  # stopped below
+            time.sleep(0.3)
+            run = invite_latency(server, uas, path, agent, 150, warmup=0, first=5000)
+            time.sleep(0.2)
+            if proc is not None:
+                proc.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+            profiles["call_action"] = {
+                **kit.finish_profile(proc, out_path, 25),
+                "while_sampled": run["api_to_invite_ms"],
+            }
+        results["server_tracebacks"] = server.tracebacks()
+    finally:
+        server.stop()
+
+
 def main(
     calls: int,
     rates: list[int],
@@ -481,41 +519,8 @@ def main(
     uas.start()
     profiles: dict[str, Any] = {}
     try:
-        server = sip_server(uas.port, kit.free_port(socket.SOCK_DGRAM))
-        try:
-            server.start()
-            path, agent = start_sip_conference(server, uas)
-            # Latency on an idle server is what stalls of the VM hit first: a run during which other
-            # processes and steal took > DISTURBED of a core is repeated (3 runs at most).
-            tries: list[dict[str, Any]] = []
-            while len(tries) < 3 and (not tries or min(_disturbance(t) for t in tries) > DISTURBED):
-                with kit.timed("API -> INVITE"):
-                    watch = kit.Disturbance(server.pid, os.getpid())
-                    run = invite_latency(
-                        server, uas, path, agent, calls, warmup=20, first=10_000 * len(tries)
-                    )
-                    run.update(watch.stop())
-                tries.append(run)
-            best = min(tries, key=_disturbance)
-            results["api_to_invite"] = {
-                **best,
-                "runs": [(t["api_to_invite_ms"]["p99"], _disturbance(t)) for t in tries],
-            }
-            if profile_dir is not None:
-                out_path = profile_dir / "sip-call-action.txt"
-                proc = kit.start_profile(server.pid, 1000, out_path, rate=1000)  # stopped below
-                time.sleep(0.3)
-                run = invite_latency(server, uas, path, agent, 150, warmup=0, first=5000)
-                time.sleep(0.2)
-                if proc is not None:
-                    proc.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
-                profiles["call_action"] = {
-                    **kit.finish_profile(proc, out_path, 25),
-                    "while_sampled": run["api_to_invite_ms"],
-                }
-            results["server_tracebacks"] = server.tracebacks()
-        finally:
-            server.stop()
+        if calls > 0:  # --calls 0: setups per second only
+            api_to_invite(results, profiles, uas, calls, profile_dir)
         if not rates:
             results["setups"] = {"skipped": "no --rates given"}
         elif shutil.which("sipp") is None:

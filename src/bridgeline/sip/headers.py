@@ -10,8 +10,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from .syntax import (
+    PARSE_CACHE_SIZE,
     Params,
     SipParseError,
     is_token,
@@ -59,13 +61,27 @@ _SPECIAL_CASE = {
     "sip-etag": "SIP-ETag",
     "sip-if-match": "SIP-If-Match",
 }
+# The typed views are parsed on every read, and a message's Via, From, To and CSeq are read by
+# several layers (transaction key, Via stamping, dialog, response building), while the ACK and BYE
+# of a call repeat the INVITE's From. The parsers below therefore remember the values they parsed
+# most recently: the results are immutable, so sharing one between readers is safe.
 MAX_CSEQ = 2**31 - 1  # RFC 3261 8.1.1.5: the sequence number must be less than 2**31
+
+
+_KEYS: dict[str, str] = {}  # header_key results for the names seen so far (bounded below)
+_MAX_KEYS = 512
+_WHITESPACE_RE = re.compile(r"\s")  # what str.isspace() calls whitespace
 
 
 def header_key(name: str) -> str:
     """Lookup key for a header name: lower case, compact form expanded."""
-    lower = name.lower()
-    return COMPACT_FORMS.get(lower, lower)
+    key = _KEYS.get(name)
+    if key is None:
+        lower = name.lower()
+        key = COMPACT_FORMS.get(lower, lower)
+        if len(_KEYS) < _MAX_KEYS:  # names come from the network: do not let them grow it forever
+            _KEYS[name] = key
+    return key
 
 
 def canonical_name(name: str) -> str:
@@ -83,14 +99,26 @@ def _check_header(name: str, value: str) -> None:
 
 class Headers:
     """Ordered, multi-valued header lines. Mutating methods validate their input so a message
-    built in code cannot inject extra lines when serialised."""
+    built in code cannot inject extra lines when serialised.
 
-    __slots__ = ("_items",)
+    Lookups go through an index from lookup key to values, built on the first lookup and dropped
+    by every mutation: a message's headers are read many times per transaction and rarely changed."""
+
+    __slots__ = ("_index", "_items")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: list[tuple[str, str]] = []
+        self._index: dict[str, list[str]] | None = None
         for name, value in items:
             self.add(name, value)
+
+    @classmethod
+    def trusted(cls, items: list[tuple[str, str]]) -> Headers:
+        """Take lines the message parser has already checked (token names, stripped values free
+        of CR/LF) without checking them again. The list is owned by the new object."""
+        new = cls()
+        new._items = items
+        return new
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(list(self._items))
@@ -99,7 +127,7 @@ class Headers:
         return len(self._items)
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and any(header_key(n) == header_key(name) for n, _ in self._items)
+        return isinstance(name, str) and header_key(name) in self._lookup()
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Headers) and self._items == other._items
@@ -110,23 +138,37 @@ class Headers:
     def copy(self) -> Headers:
         new = Headers()
         new._items = list(self._items)
+        new._index = self._index  # never mutated in place: a mutation of either copy replaces it
         return new
+
+    def _lookup(self) -> dict[str, list[str]]:
+        index = self._index
+        if index is None:
+            index = {}
+            for n, v in self._items:
+                key = header_key(n)
+                values = index.get(key)
+                if values is None:
+                    index[key] = [v]
+                else:
+                    values.append(v)
+            self._index = index
+        return index
 
     def get(self, name: str) -> str | None:
         """Value of the first line called name, or None."""
-        key = header_key(name)
-        return next((v for n, v in self._items if header_key(n) == key), None)
+        values = self._lookup().get(header_key(name))
+        return values[0] if values else None
 
     def get_all(self, name: str) -> list[str]:
         """Values of every line called name, in order, one entry per line."""
-        key = header_key(name)
-        return [v for n, v in self._items if header_key(n) == key]
+        return list(self._lookup().get(header_key(name), ()))
 
     def get_list(self, name: str) -> list[str]:
         """Comma-separated elements across every line called name (RFC 3261 7.3.1). Only meaningful
         for list-valued headers (Via, Route, Contact, Allow...); WWW-Authenticate is not one."""
         items: list[str] = []
-        for value in self.get_all(name):
+        for value in self._lookup().get(header_key(name), ()):
             items.extend(part for part in split_top_level(value, ",") if part)
         return items
 
@@ -134,15 +176,18 @@ class Headers:
         """Append a line."""
         _check_header(name, value)
         self._items.append((name, value.strip()))
+        self._index = None
 
     def prepend(self, name: str, value: str) -> None:
         """Insert a line at the very top (a proxy or client adding its Via)."""
         _check_header(name, value)
         self._items.insert(0, (name, value.strip()))
+        self._index = None
 
     def set(self, name: str, value: str) -> None:
         """Replace every line called name by one line, at the position of the first, or append."""
         _check_header(name, value)
+        self._index = None
         key = header_key(name)
         index = next((i for i, (n, _) in enumerate(self._items) if header_key(n) == key), None)
         if index is None:
@@ -153,6 +198,7 @@ class Headers:
 
     def remove(self, name: str) -> int:
         """Delete every line called name; returns how many there were."""
+        self._index = None
         key = header_key(name)
         before = len(self._items)
         self._items = [(n, v) for n, v in self._items if header_key(n) != key]
@@ -160,7 +206,7 @@ class Headers:
 
     def single(self, name: str) -> str:
         """The value of a header that must appear exactly once (From, To, Call-ID, CSeq)."""
-        values = self.get_all(name)
+        values = self._lookup().get(header_key(name), ())
         if len(values) != 1:
             raise SipParseError(f"expected exactly one {canonical_name(name)} header, got {len(values)}")
         return values[0]
@@ -211,6 +257,10 @@ _VIA_PROTOCOL_RE = re.compile(r"SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9.!%*_+`'~-]+)\s+
 
 def parse_via(text: str) -> Via:
     """Parse one Via element (already split from its comma list)."""
+    return _parse_via_cached(text)
+
+
+def _parse_via(text: str) -> Via:
     text = text.strip()
     m = _VIA_PROTOCOL_RE.match(text)
     if not m:
@@ -228,6 +278,9 @@ def parse_via(text: str) -> Via:
     if params.get("received") == "":
         raise SipParseError("empty Via received")
     return Via(m.group(1).upper(), host, port, params)
+
+
+_parse_via_cached = lru_cache(maxsize=PARSE_CACHE_SIZE)(_parse_via)
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +308,10 @@ class NameAddress:
 def parse_name_address(text: str) -> NameAddress:
     """Parse name-addr (`"Bob" <sip:bob@b>;tag=x`) or addr-spec (`sip:bob@b;tag=x`); in the latter
     form everything after the first ';' is a header parameter (RFC 3261 20.10)."""
+    return _parse_name_address_cached(text)
+
+
+def _parse_name_address(text: str) -> NameAddress:
     s = text.strip()
     display: str | None = None
     if s.startswith('"'):
@@ -281,6 +338,9 @@ def parse_name_address(text: str) -> NameAddress:
     return NameAddress(parse_uri(s[lt + 1 : gt]), display, parse_params(s[gt + 1 :]))
 
 
+_parse_name_address_cached = lru_cache(maxsize=PARSE_CACHE_SIZE)(_parse_name_address)
+
+
 def parse_name_addresses(values: Iterable[str]) -> list[NameAddress]:
     """Parse a comma list of name-addrs (Route, Record-Route, Contact) spread over header lines."""
     result: list[NameAddress] = []
@@ -301,6 +361,10 @@ class CSeq:
 
 
 def parse_cseq(text: str) -> CSeq:
+    return _parse_cseq_cached(text)
+
+
+def _parse_cseq(text: str) -> CSeq:
     parts = text.split()
     if len(parts) != 2:
         raise SipParseError(f"invalid CSeq: {text!r}")
@@ -310,9 +374,12 @@ def parse_cseq(text: str) -> CSeq:
     return CSeq(seq, parts[1])
 
 
+_parse_cseq_cached = lru_cache(maxsize=PARSE_CACHE_SIZE)(_parse_cseq)
+
+
 def parse_call_id(text: str) -> str:
     """Call-ID is `word["@"word]`; we only insist on non-empty and no whitespace (RFC 3261 20.8)."""
     text = text.strip()
-    if not text or any(c.isspace() for c in text):
+    if not text or _WHITESPACE_RE.search(text):
         raise SipParseError(f"invalid Call-ID: {text!r}")
     return text

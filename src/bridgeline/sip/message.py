@@ -260,7 +260,7 @@ def parse_message(data: bytes) -> Message:
     lines = _LINE_RE.split(head)
     if _BAD_CONTROL_RE.search("".join(lines)):
         raise SipParseError("control character in the headers")
-    headers = Headers(_header_lines(lines[1:]))
+    headers = Headers.trusted(_header_lines(lines[1:]))
     body = data[match.end() :]
     lengths = headers.get_all("Content-Length")
     if lengths:

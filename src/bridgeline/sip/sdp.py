@@ -7,6 +7,7 @@ in `offer_answer`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
@@ -18,6 +19,7 @@ _SESSION_BEFORE_C: Final = "iuep"
 _SESSION_AFTER_T: Final = "rzk"
 _MEDIA_AFTER_B: Final = "k"
 HOLD_ADDRESS: Final = "0.0.0.0"  # RFC 2543-style hold (RFC 3264 section 8.4)
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f]")  # control characters other than tab
 
 
 class SdpParseError(ValueError):
@@ -324,7 +326,7 @@ def parse_sdp(data: bytes | str) -> SessionDescription:
         kind, eq, value = line[:1], line[1:2], line[2:]
         if eq != "=" or not ("a" <= kind <= "z"):
             raise SdpParseError(f"invalid SDP line: {line[:60]!r}")
-        if any(ord(c) < 0x20 and c != "\t" for c in value):
+        if _CONTROL_RE.search(value):
             raise SdpParseError("control character in SDP")
         if session is None:
             if kind != "o":

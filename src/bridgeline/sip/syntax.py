@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import string
 from collections.abc import Iterable, Iterator
 
-TOKEN_CHARS = frozenset(string.ascii_letters + string.digits + "-.!%*_+`'~")
+PARSE_CACHE_SIZE = 1024  # distinct texts each memoised parser (URIs, Via, name-addr, CSeq) remembers
+_TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 _HOSTNAME_RE = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9._-]*[A-Za-z0-9_])?\.?")
 # Characters no unquoted parameter value, URI or header value may carry: they end the element
 # or would let a value smuggle extra structure (CR/LF header injection) into what we serialise.
-_FORBIDDEN_UNQUOTED = frozenset(' \t"<>') | frozenset(chr(c) for c in range(0x20)) | {"\x7f"}
+_FORBIDDEN_RE = re.compile(r'[ \t"<>\x00-\x1f\x7f]')
 
 
 class SipParseError(ValueError):
@@ -23,13 +23,13 @@ class SipParseError(ValueError):
 
 
 def is_token(text: str) -> bool:
-    """RFC 3261 25.1 `token`: one or more of the characters above, nothing else."""
-    return bool(text) and all(c in TOKEN_CHARS for c in text)
+    """RFC 3261 25.1 `token`: one or more of alphanumerics and -.!%*_+`'~ (ASCII), nothing else."""
+    return _TOKEN_RE.fullmatch(text) is not None
 
 
 def has_forbidden_chars(text: str) -> bool:
     """True when text contains whitespace, quotes, angle brackets or control characters."""
-    return any(c in _FORBIDDEN_UNQUOTED for c in text)
+    return _FORBIDDEN_RE.search(text) is not None
 
 
 def parse_uint(text: str, what: str, maximum: int) -> int:
@@ -80,6 +80,11 @@ def split_top_level(text: str, sep: str) -> list[str]:
 
     Used for comma-separated header lists (RFC 3261 7.3.1) and for ;parameters, where a quoted
     display name or a bracketed URI may legitimately contain the separator."""
+    if '"' not in text:  # fast paths; a quote must go through scan_quoted, which rejects an open one
+        if sep not in text:
+            return [text.strip()]
+        if "<" not in text:
+            return [part.strip() for part in text.split(sep)]
     parts: list[str] = []
     start = i = 0
     in_angle = False

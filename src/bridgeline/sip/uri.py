@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import ClassVar
 
-from .syntax import Params, SipParseError, has_forbidden_chars, parse_hostport, parse_params
+from .syntax import PARSE_CACHE_SIZE, Params, SipParseError, has_forbidden_chars, parse_hostport, parse_params
 
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 _TEL_NUMBER_RE = re.compile(r"\+?[0-9A-Fa-f*#.()pPwW-]+")
@@ -94,7 +95,14 @@ URI = SipURI | TelURI | AbsoluteURI
 
 
 def parse_uri(text: str) -> URI:
-    """Parse a Request-URI or the URI inside a name-addr. Raises SipParseError."""
+    """Parse a Request-URI or the URI inside a name-addr. Raises SipParseError.
+
+    Results are immutable and remembered for the most recent distinct texts: the same URIs come
+    back in every message of a dialog."""
+    return _parse_uri_cached(text)
+
+
+def _parse_uri(text: str) -> URI:
     text = text.strip()
     scheme, colon, rest = text.partition(":")
     if not colon or not _SCHEME_RE.fullmatch(scheme):
@@ -110,6 +118,9 @@ def parse_uri(text: str) -> URI:
             raise SipParseError(f"invalid tel number: {number!r}")
         return TelURI(number, parse_params(";" + params))
     return AbsoluteURI(scheme, rest)
+
+
+_parse_uri_cached = lru_cache(maxsize=PARSE_CACHE_SIZE)(_parse_uri)
 
 
 def parse_sip_uri(text: str) -> SipURI:
