@@ -42,5 +42,7 @@ async def start_inbound_run(
     except (ActionRefused, TemplateError) as exc:
         log.warning("inbound_run_refused", phlo_id=phlo_id, caller=caller, error=str(exc))
         return None
-    log.info("inbound_run_started", phlo_id=phlo_id, caller=caller, dialed=dialed, run_id=run.run_id)
+    # Debug, not info: one line per call is noise at hundreds of calls per second, and the
+    # conference's own events (logged by the service) already record the call.
+    log.debug("inbound_run_started", phlo_id=phlo_id, caller=caller, dialed=dialed, run_id=run.run_id)
     return run.conference_ids[0] if run.conference_ids else None

@@ -23,6 +23,8 @@ from bridgeline.phlo.template import TemplateError
 
 log = structlog.get_logger(__name__)
 
+DEFINITIONS_CACHED = 256  # validated PHLO definitions kept (cleared wholesale when full)
+
 
 class RunService:
     def __init__(
@@ -38,7 +40,23 @@ class RunService:
         self._clock = clock
         self._new_id = new_id
         self._tasks: set[asyncio.Task[None]] = set()
+        # PHLOs are never changed in place (a re-created one has a new created_at), so a
+        # validated definition can be reused for every run of the same PHLO.
+        self._definitions: dict[tuple[str, float], PhloDefinition] = {}
+        # Runs whose conference this process started, as stored: only RunService writes runs,
+        # so the conference's end can update them without reading them back.
+        self._running: dict[str, RunRecord] = {}
         conferences.listeners.append(self._on_conference_events)
+
+    def _definition(self, phlo: PhloRecord) -> PhloDefinition:
+        key = (phlo.phlo_id, phlo.created_at)
+        definition = self._definitions.get(key)
+        if definition is None:
+            definition = PhloDefinition.model_validate(phlo.definition)
+            if len(self._definitions) >= DEFINITIONS_CACHED:
+                self._definitions.clear()
+            self._definitions[key] = definition
+        return definition
 
     async def run(
         self,
@@ -53,7 +71,7 @@ class RunService:
         `answered` is an inbound caller already on the line (address, role, leg id): the run
         adopts that leg instead of dialing the address, and dials the other parties.
         """
-        definition = PhloDefinition.model_validate(phlo.definition)
+        definition = self._definition(phlo)
         now = self._clock()
         run = RunRecord(
             run_id=self._new_id(),
@@ -99,6 +117,7 @@ class RunService:
         )
         # The run is stored before the conference starts, so the end of the conference always finds it.
         await self._store.create_run(run)
+        self._running[run.run_id] = run
         try:
             await self._conferences.start_conference(
                 auth_id=auth_id,
@@ -112,10 +131,14 @@ class RunService:
                 answered=[] if answered is None else [answered],
             )
         except ActionRefused as exc:
+            self._running.pop(run.run_id, None)
             failed = replace(
                 run, status=RunStatus.FAILED, message=exc.message, conference_ids=(), updated_at=self._clock()
             )
             await self._store.update_run(failed)
+            raise
+        except BaseException:
+            self._running.pop(run.run_id, None)  # e.g. a failed commit: the run stays as stored
             raise
         return run
 
@@ -130,7 +153,7 @@ class RunService:
 
     async def _finish_run(self, run_id: str, conf: Conference) -> None:
         try:
-            run = await self._store.get_run(run_id)
+            run = self._running.pop(run_id, None) or await self._store.get_run(run_id)
             if run is None:
                 return
             connected = any(m.connected_at is not None for m in conf.members.values())
