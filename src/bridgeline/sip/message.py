@@ -143,6 +143,9 @@ class _Message:
 
     @property
     def top_via(self) -> Via:
+        first = self.headers.get("Via")
+        if first is not None and "," not in first:  # the usual case: one Via per line
+            return parse_via(first)
         values = self.headers.get_list("Via")
         if not values:
             raise SipParseError("no Via header")
@@ -393,19 +396,20 @@ def make_response(
     """Build a response per RFC 3261 8.2.6: Via (all, in order), From, To, Call-ID and CSeq copied
     verbatim; `to_tag` is added to To unless it already has a tag or the status is 100 (8.2.6.2).
     A 100 also echoes Timestamp (8.2.6.1)."""
-    h = Headers()
-    for via in request.headers.get_all("Via"):
-        h.add("Via", via)
-    h.add("From", request.headers.single("From"))
-    to = request.headers.single("To")
+    req = request.headers
+    # Values copied from the request are as valid as they were there; only ours are checked.
+    items = [("Via", via) for via in req.get_all("Via")]
+    to = req.single("To")
     if to_tag is not None and status != 100 and parse_name_address(to).tag is None:
+        if "\r" in to_tag or "\n" in to_tag:
+            raise ValueError(f"To tag contains CR/LF: {to_tag!r}")
         to = f"{to};tag={to_tag}"
-    h.add("To", to)
-    h.add("Call-ID", request.headers.single("Call-ID"))
-    h.add("CSeq", request.headers.single("CSeq"))
-    timestamp = request.headers.get("Timestamp")
+    items += [("From", req.single("From")), ("To", to), ("Call-ID", req.single("Call-ID"))]
+    items.append(("CSeq", req.single("CSeq")))
+    timestamp = req.get("Timestamp")
     if status == 100 and timestamp is not None:
-        h.add("Timestamp", timestamp)
+        items.append(("Timestamp", timestamp))
+    h = Headers.trusted(items)
     for name, value in headers:
         h.add(name, value)
     h.set("Content-Length", str(len(body)))

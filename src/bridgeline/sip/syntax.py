@@ -125,7 +125,10 @@ class Params:
         return None
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and any(n.lower() == name.lower() for n, _ in self._items)
+        if not isinstance(name, str):
+            return False
+        key = name.lower()
+        return any(n.lower() == key for n, _ in self._items)
 
     def __iter__(self) -> Iterator[tuple[str, str | None]]:
         return iter(self._items)
