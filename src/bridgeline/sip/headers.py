@@ -108,7 +108,7 @@ class Headers:
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: list[tuple[str, str]] = []
-        self._index: dict[str, list[str]] | None = None
+        self._index: dict[str, tuple[str, ...]] | None = None
         for name, value in items:
             self.add(name, value)
 
@@ -141,17 +141,16 @@ class Headers:
         new._index = self._index  # never mutated in place: a mutation of either copy replaces it
         return new
 
-    def _lookup(self) -> dict[str, list[str]]:
+    def _lookup(self) -> dict[str, tuple[str, ...]]:
+        # Tuples, not lists: the cyclic GC stops tracking tuples of strings (and then the dict),
+        # which matters for the requests that finished transactions keep for 32 s.
         index = self._index
         if index is None:
             index = {}
             for n, v in self._items:
                 key = header_key(n)
                 values = index.get(key)
-                if values is None:
-                    index[key] = [v]
-                else:
-                    values.append(v)
+                index[key] = (v,) if values is None else (*values, v)
             self._index = index
         return index
 

@@ -10,7 +10,7 @@ import ipaddress
 import re
 from collections.abc import Iterable, Iterator
 
-PARSE_CACHE_SIZE = 1024  # distinct texts each memoised parser (URIs, Via, name-addr, CSeq) remembers
+PARSE_CACHE_SIZE = 256  # distinct texts each memoised parser (URIs, Via, name-addr, CSeq) remembers
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 _HOSTNAME_RE = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9._-]*[A-Za-z0-9_])?\.?")
 # Characters no unquoted parameter value, URI or header value may carry: they end the element
