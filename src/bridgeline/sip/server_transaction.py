@@ -18,6 +18,7 @@ from .transaction import (
     TimedOut,
     TimerSettings,
     Transaction,
+    TransactionKey,
     TransactionStateError,
     response_address,
     server_key,
@@ -25,8 +26,10 @@ from .transaction import (
 
 
 class _ServerTransaction(Transaction):
-    def __init__(self, request: Request, settings: TimerSettings, state: State) -> None:
-        super().__init__(server_key(request), state, settings)
+    def __init__(
+        self, request: Request, settings: TimerSettings, state: State, key: TransactionKey | None
+    ) -> None:
+        super().__init__(key or server_key(request), state, settings)
         self.request = request
         self.destination = response_address(request.top_via)
         self._last: bytes | None = None  # most recent response, resent on retransmissions
@@ -46,10 +49,17 @@ class InviteServerTransaction(_ServerTransaction):
     until the ACK (-> Confirmed, absorb for Timer I) or Timer H. 2xx -> Accepted for Timer L:
     retransmit the 2xx until its ACK, which goes to the TU; absorb INVITE retransmissions."""
 
-    def __init__(self, request: Request, now: float, settings: TimerSettings = DEFAULT_TIMERS) -> None:
+    def __init__(
+        self,
+        request: Request,
+        now: float,
+        settings: TimerSettings = DEFAULT_TIMERS,
+        *,
+        key: TransactionKey | None = None,  # server_key(request), when the caller has it already
+    ) -> None:
         if request.method != "INVITE":
             raise ValueError("InviteServerTransaction is for INVITE requests")
-        super().__init__(request, settings, State.PROCEEDING)
+        super().__init__(request, settings, State.PROCEEDING, key)
         self._interval = settings.t1
         self._acked = False
         if settings.trying_delay <= 0:
@@ -124,10 +134,17 @@ class NonInviteServerTransaction(_ServerTransaction):
     """RFC 3261 17.2.2 (figure 8): retransmitted requests are absorbed, answered with the last
     provisional or final response; Timer J (64*T1) keeps the final response around."""
 
-    def __init__(self, request: Request, now: float, settings: TimerSettings = DEFAULT_TIMERS) -> None:
+    def __init__(
+        self,
+        request: Request,
+        now: float,
+        settings: TimerSettings = DEFAULT_TIMERS,
+        *,
+        key: TransactionKey | None = None,  # server_key(request), when the caller has it already
+    ) -> None:
         if request.method in ("INVITE", "ACK"):
             raise ValueError(f"{request.method} does not use a non-INVITE server transaction")
-        super().__init__(request, settings, State.TRYING)
+        super().__init__(request, settings, State.TRYING, key)
 
     def receive(self, request: Request, now: float) -> None:
         """A retransmission of the request."""

@@ -168,10 +168,10 @@ class TransactionLayer:
             return
         new: ServerTransaction
         if request.method == "INVITE":
-            new = InviteServerTransaction(request, now, self.settings)
+            new = InviteServerTransaction(request, now, self.settings, key=key)
             self._invites[dialog_invite] = key
         else:
-            new = NonInviteServerTransaction(request, now, self.settings)
+            new = NonInviteServerTransaction(request, now, self.settings, key=key)
         self._servers[key] = new
         cancels = None
         if request.method == "CANCEL":
