@@ -74,17 +74,17 @@ class InviteClientTransaction(_ClientTransaction):
             if response.status < 200:
                 self.state = State.PROCEEDING
                 self._timers.clear()  # no more retransmissions; Timer B only runs in Calling
-                self._events.append(ProvisionalReceived(self.key, response))
+                self._emit(ProvisionalReceived(self.key, response))
             elif response.status < 300:
-                self._events.append(FinalReceived(self.key, response))
+                self._emit(FinalReceived(self.key, response))
                 self._enter(State.ACCEPTED, "M", now + self.settings.timeout)
             else:
-                self._events.append(FinalReceived(self.key, response))
+                self._emit(FinalReceived(self.key, response))
                 self._ack = bytes(make_non2xx_ack(self.request, response))
                 self._send(self._ack, self.destination)
                 self._enter(State.COMPLETED, "D", now + self.settings.timer_d)
         elif self.state is State.ACCEPTED and 200 <= response.status < 300:
-            self._events.append(FinalReceived(self.key, response))
+            self._emit(FinalReceived(self.key, response))
         elif self.state is State.COMPLETED and response.status >= 300 and self._ack is not None:
             self._send(self._ack, self.destination)  # our ACK was lost: absorb and re-ACK
 
@@ -99,7 +99,7 @@ class InviteClientTransaction(_ClientTransaction):
             self._interval *= 2
             self._timers["retransmit"] = now + self._interval
         elif name == "timeout":  # Timer B
-            self._events.append(TimedOut(self.key, "B"))
+            self._emit(TimedOut(self.key, "B"))
             self._terminate()
         else:  # D or M
             self._terminate()
@@ -121,9 +121,9 @@ class NonInviteClientTransaction(_ClientTransaction):
             return  # Completed: absorb retransmissions of the final response
         if response.status < 200:
             self.state = State.PROCEEDING
-            self._events.append(ProvisionalReceived(self.key, response))
+            self._emit(ProvisionalReceived(self.key, response))
             return
-        self._events.append(FinalReceived(self.key, response))
+        self._emit(FinalReceived(self.key, response))
         self.state = State.COMPLETED
         self._timers.clear()
         self._timers["K"] = now + self.settings.t4
@@ -137,7 +137,7 @@ class NonInviteClientTransaction(_ClientTransaction):
                 self._interval = min(2 * self._interval, self.settings.t2)
             self._timers["retransmit"] = now + self._interval
         elif name == "timeout":  # Timer F
-            self._events.append(TimedOut(self.key, "F"))
+            self._emit(TimedOut(self.key, "F"))
             self._terminate()
         else:  # K
             self._terminate()

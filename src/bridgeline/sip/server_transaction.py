@@ -81,7 +81,7 @@ class InviteServerTransaction(_ServerTransaction):
             elif self.state is State.ACCEPTED and not self._acked:
                 self._acked = True
                 self._timers.pop("2xx", None)
-                self._events.append(AckReceived(self.key, request))
+                self._emit(AckReceived(self.key, request))
             return
         if self.state is State.PROCEEDING:
             if self._last is None:
@@ -120,11 +120,11 @@ class InviteServerTransaction(_ServerTransaction):
             self._interval = min(2 * self._interval, self.settings.t2)
             self._timers[name] = now + self._interval
         elif name == "H":
-            self._events.append(TimedOut(self.key, "H"))
+            self._emit(TimedOut(self.key, "H"))
             self._terminate()
         elif name == "L":
             if not self._acked:
-                self._events.append(TimedOut(self.key, "L"))
+                self._emit(TimedOut(self.key, "L"))
             self._terminate()
         else:  # I
             self._terminate()
