@@ -49,6 +49,17 @@ def test_fresh_credentials_authenticate_once() -> None:
     assert len(server) == 0
 
 
+def test_nonces_are_forgotten_one_by_one_as_they_expire() -> None:
+    server = DigestServer("bridge.example", ACCOUNTS, random.Random(1), lifetime=300.0)
+    for issued in (20.0, 0.0, 10.0):  # challenges issued out of order, each answered at once
+        assert server.authenticate(answered(server, issued), "Proxy-Authorization", issued).username
+    assert len(server) == 3 and server.next_expiry() == 300.0
+    server.expire(305.0)
+    assert len(server) == 2 and server.next_expiry() == 310.0
+    server.expire(320.0)
+    assert len(server) == 0 and server.next_expiry() is None
+
+
 def test_expired_foreign_and_wrong_credentials() -> None:
     server = DigestServer("bridge.example", ACCOUNTS, random.Random(1), lifetime=300.0)
     old = answered(server, 0.0)

@@ -76,9 +76,14 @@ class SipEndpoint:
 
     def get_timer(self) -> float | None:
         core = self._core
-        deadlines = [core.tl.get_timer(), core.registrar.next_expiry(), core.auth.next_expiry()]
-        deadlines += [leg.deadline for leg in core.legs.values()]
-        return min((d for d in deadlines if d is not None), default=None)
+        best = core.tl.get_timer()  # asked after every datagram: no lists on this path
+        for deadline in (core.registrar.next_expiry(), core.auth.next_expiry()):
+            if deadline is not None and (best is None or deadline < best):
+                best = deadline
+        for leg in core.legs.values():
+            if leg.deadline is not None and (best is None or leg.deadline < best):
+                best = leg.deadline
+        return best
 
     # --- inputs -------------------------------------------------------------------------------
 

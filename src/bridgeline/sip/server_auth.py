@@ -9,6 +9,7 @@ nonce (RFC 2617 3.2.2: a repeated nc is a replay), dropped when the nonce expire
 from __future__ import annotations
 
 import hashlib
+import heapq
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -40,6 +41,9 @@ class DigestServer:
         self._secret = rng.getrandbits(256).to_bytes(32, "big")
         self.lifetime = lifetime
         self._seen: dict[str, tuple[int, float]] = {}  # nonce -> (last nc, when to forget it)
+        # (when to forget, nonce), one entry per nonce in _seen: the endpoint asks for the next
+        # expiry on every datagram, and a busy server remembers lifetime x calls/s nonces.
+        self._expiries: list[tuple[float, str]] = []
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -108,17 +112,21 @@ class DigestServer:
             nc = int(nc_text, 16)
         except ValueError:
             return False
-        last, _ = self._seen.get(nonce, (0, 0.0))
+        last, until = self._seen.get(nonce, (0, None))
         if nc <= last:
             return False  # replayed (or reordered) credentials
-        self._seen[nonce] = (nc, now - age + self.lifetime)
+        if until is None:  # first use of this nonce: forget it once it has expired
+            until = now - age + self.lifetime
+            heapq.heappush(self._expiries, (until, nonce))
+        self._seen[nonce] = (nc, until)
         return True
 
     # --- housekeeping -------------------------------------------------------------------------
 
     def next_expiry(self) -> float | None:
-        return min((until for _, until in self._seen.values()), default=None)
+        return self._expiries[0][0] if self._expiries else None
 
     def expire(self, now: float) -> None:
-        for nonce in [n for n, (_, until) in self._seen.items() if until <= now]:
+        while self._expiries and self._expiries[0][0] <= now:
+            _, nonce = heapq.heappop(self._expiries)
             del self._seen[nonce]

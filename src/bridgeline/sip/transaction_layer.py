@@ -65,9 +65,13 @@ class TransactionLayer:
         return self._events.popleft() if self._events else None
 
     def get_timer(self) -> float | None:
-        while self._deadlines and not self._current(*self._deadlines[0][::2]):
-            heapq.heappop(self._deadlines)
-        return self._deadlines[0][0] if self._deadlines else None
+        heap = self._deadlines
+        while heap:
+            deadline, _, txn = heap[0]
+            if self._current(deadline, txn):
+                return deadline
+            heapq.heappop(heap)
+        return None
 
     def transaction(self, key: TransactionKey) -> Transaction | None:
         """Look a transaction up, e.g. to check its state before responding after a CANCEL."""
