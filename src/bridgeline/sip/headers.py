@@ -90,7 +90,8 @@ def canonical_name(name: str) -> str:
     return _SPECIAL_CASE.get(key) or "-".join(word.capitalize() for word in key.split("-"))
 
 
-def _check_header(name: str, value: str) -> None:
+def check_header(name: str, value: str) -> None:
+    """Refuse a header line that would not serialise as one line: ValueError."""
     if not is_token(name):
         raise ValueError(f"invalid header name: {name!r}")
     if "\r" in value or "\n" in value:
@@ -114,7 +115,7 @@ class Headers:
         self._index: dict[str, tuple[str, ...]] | None = None
         lines = []
         for name, value in items:
-            _check_header(name, value)
+            check_header(name, value)
             lines.append((name, value.strip()))
         self._items = tuple(lines)
 
@@ -179,19 +180,19 @@ class Headers:
 
     def add(self, name: str, value: str) -> None:
         """Append a line."""
-        _check_header(name, value)
+        check_header(name, value)
         self._items = (*self._items, (name, value.strip()))
         self._index = None
 
     def prepend(self, name: str, value: str) -> None:
         """Insert a line at the very top (a proxy or client adding its Via)."""
-        _check_header(name, value)
+        check_header(name, value)
         self._items = ((name, value.strip()), *self._items)
         self._index = None
 
     def set(self, name: str, value: str) -> None:
         """Replace every line called name by one line, at the position of the first, or append."""
-        _check_header(name, value)
+        check_header(name, value)
         self._index = None
         key = header_key(name)
         index = next((i for i, (n, _) in enumerate(self._items) if header_key(n) == key), None)

@@ -19,6 +19,7 @@ from .headers import (
     Headers,
     NameAddress,
     Via,
+    check_header,
     header_key,
     parse_call_id,
     parse_cseq,
@@ -409,10 +410,16 @@ def make_response(
     timestamp = req.get("Timestamp")
     if status == 100 and timestamp is not None:
         items.append(("Timestamp", timestamp))
-    h = Headers.trusted(items)
+    length_given = False
     for name, value in headers:
-        h.add(name, value)
-    h.set("Content-Length", str(len(body)))
+        check_header(name, value)
+        items.append((name, value.strip()))
+        length_given = length_given or header_key(name) == "content-length"
+    h = Headers.trusted(items)
+    if length_given:
+        h.set("Content-Length", str(len(body)))  # replaces the caller's, where it stood
+    else:
+        h = Headers.trusted([*items, ("Content-Length", str(len(body)))])
     return Response(status, reason if reason is not None else reason_phrase(status), h, body)
 
 
