@@ -29,7 +29,10 @@ class SipUdpTransport(asyncio.DatagramProtocol):
         self.endpoint = endpoint
         self._on_event = on_event
         self._transport: asyncio.DatagramTransport | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        # call_at's handle and the deadline it was armed for: uvloop answers a deadline already
+        # due with a plain Handle, which has no when().
+        self._timer: asyncio.Handle | None = None
+        self._timer_at: float | None = None
         self._loop = asyncio.get_running_loop()
 
     @classmethod
@@ -78,12 +81,13 @@ class SipUdpTransport(asyncio.DatagramProtocol):
     def _arm(self) -> None:
         deadline = self.endpoint.get_timer()
         if self._timer is not None:
-            if deadline is not None and self._timer.when() == deadline:
+            if deadline is not None and self._timer_at == deadline:
                 return
             self._timer.cancel()
             self._timer = None
         if deadline is not None:
             self._timer = self._loop.call_at(deadline, self._fire)
+            self._timer_at = deadline
 
     def _fire(self) -> None:
         self._timer = None
