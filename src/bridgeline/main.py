@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import time
 from collections.abc import Coroutine
@@ -27,6 +28,10 @@ from bridgeline.app.records import Account
 from bridgeline.app.runs import RunService
 from bridgeline.app.service import ConferenceService
 from bridgeline.config import Credentials, Settings, load_or_create_credentials
+
+# Young collections after 50k net allocations instead of 700 (50 requests in flight alone hold more
+# than 700 objects), and older generations collected 20 times less often than that, not 10.
+GC_THRESHOLDS = (50_000, 20, 20)
 
 log = structlog.get_logger(__name__)
 
@@ -176,6 +181,7 @@ def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
 
 async def serve(settings: Settings) -> None:
     app = await build(settings)
+    settle_heap()
     print_banner(app)
     config = uvicorn.Config(
         WithLifespan(app),
@@ -189,6 +195,19 @@ async def serve(settings: Settings) -> None:
         await _Server(config, app.api.ctx.hub).serve()
     finally:
         await app.stop()
+
+
+def settle_heap() -> None:
+    """Keep the cyclic garbage collector's pauses short once the server is built.
+
+    Freeze what start-up allocated (modules, the app, restored state: ~80k objects that live as long
+    as the process), so full collections stop re-scanning it; and let far more allocations happen
+    between young collections, so a request's short-lived objects die before being promoted. Measured
+    under load (docs/optimisations.md): full collections of 30-100 ms made the p99 of actions.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def print_banner(app: Bridgeline) -> None:
