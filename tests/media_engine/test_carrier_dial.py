@@ -32,9 +32,27 @@ def _free_udp_port() -> int:
         return port
 
 
+def _free_rtp_pair() -> int:
+    """An even port whose odd neighbour is free too, checked by binding both (other processes, e.g. a
+    benchmark, may hold ports anywhere in the test range)."""
+    for _ in range(100):
+        low, _ = port_range(2)
+        with (
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a,
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b,
+        ):
+            try:
+                a.bind(("127.0.0.1", low))
+                b.bind(("127.0.0.1", low + 1))
+            except OSError:
+                continue
+        return low
+    raise RuntimeError("no free RTP port pair found")
+
+
 @pytest.fixture
 async def carrier(trunk: socket.socket) -> AsyncIterator[tuple[SipCarrier, list[tuple[str, LegSignal]]]]:
-    low, _ = port_range(4)
+    low = _free_rtp_pair()
     settings = SipSettings(
         listen=f"127.0.0.1:{_free_udp_port()}",
         rtp=RtpSettings(ports=f"{low}-{low + 1}"),  # room for exactly one leg
