@@ -41,8 +41,8 @@ import benchkit as kit
 import numpy as np
 
 from bridgeline.adapters.media_engine import MediaEngine
-from bridgeline.main import run_event_loop
 from bridgeline.core.effects import LegAudio
+from bridgeline.main import run_event_loop
 from bridgeline.media import g711
 from bridgeline.phlo.definition import NodeSettings
 

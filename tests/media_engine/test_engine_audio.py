@@ -236,3 +236,28 @@ async def test_leg_hearing_a_leg_and_music_gets_both(engine: MediaEngine) -> Non
         await asyncio.sleep(0.4)
         assert peak_freqs(a.pcm_since(mark), 2) == pytest.approx([300, 880], abs=4)
         assert rms(b.pcm_since(mark)) < 50
+
+
+async def test_plain_conferences_of_one_size_are_mixed_apart(engine: MediaEngine) -> None:
+    # Two three-party conferences share one batched mix; a member of c2 is opened only after the
+    # routes name it (silent until then), and a member of c1 plays a message meanwhile.
+    c1_freqs, c2_freqs = (440, 700, 1100), (1300, 1700, 2100)
+    async with peers(*((f, PCMU) for f in c1_freqs + c2_freqs)) as (a, b, c, d, e, f):
+        for leg, peer in zip("abcde", (a, b, c, d, e), strict=True):
+            await join(engine, leg, peer)
+        engine.set_routes("c1", talk(("a", ("b", "c")), ("b", ("a", "c")), ("c", ("a", "b"))), NO_SETTINGS)
+        engine.set_routes("c2", talk(("d", ("e", "f")), ("e", ("d", "f")), ("f", ("d", "e"))), NO_SETTINGS)
+        mark = await settle(0.5)
+        await asyncio.sleep(0.4)
+        assert dominant_freq(d.pcm_since(mark)) == pytest.approx(1700, abs=4)
+        assert level_at(d.pcm_since(mark), 2100) < 0.02  # f is not open yet
+        await join(engine, "f", f)
+        engine.play("a", "tone:1000", lambda: None)
+        mark = await settle(0.5)
+        await asyncio.sleep(0.4)
+        assert peak_freqs(d.pcm_since(mark), 2) == pytest.approx([1700, 2100], abs=4)
+        assert peak_freqs(b.pcm_since(mark), 2) == pytest.approx([440, 1100], abs=4)  # a still heard
+        assert dominant_freq(a.pcm_since(mark)) == pytest.approx(1000, abs=4)  # the message, not b or c
+        for listeners, foreign in (((b, c), c2_freqs), ((d, e, f), c1_freqs)):
+            for peer in listeners:
+                assert all(level_at(peer.pcm_since(mark), freq) < 0.02 for freq in foreign)

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import select
 import socket
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Final
 
@@ -31,6 +32,7 @@ from bridgeline.adapters.music import DEFAULT_SPECS, SILENCE, MusicLibrary, spec
 from bridgeline.adapters.rtp_udp import Address, Counters, MediaPortsExhausted, PortPool, RtpLeg
 from bridgeline.core.effects import LegAudio
 from bridgeline.media import g711
+from bridgeline.media.batch_mix import MixMinusBatch, encode_rows
 from bridgeline.media.jitter import FRAME_SAMPLES, Frame, decode_frame
 from bridgeline.media.mixer import Mixer
 from bridgeline.media.player import SharedSource
@@ -69,7 +71,35 @@ class _Conference:
         # When every leg hears at most one source (two-party calls, hold, waiting alone), the mixer
         # is skipped: leg id -> the one leg id or music source it hears, or None for silence.
         self.direct: list[tuple[str, str | SharedSource | None]] | None = None
+        # Everyone hears everyone else, no music (3 members or more): mixed with the other plain
+        # conferences of the same size in one batch, not by its own mixer.
+        self.plain = False
         self.music_specs: set[str] = set()
+
+
+class _Batch:
+    """Plain conferences of one size, mixed together; rows follow the conferences' leg order."""
+
+    def __init__(self, confs: list[_Conference], legs: dict[str, RtpLeg]) -> None:
+        self.legs = [legs.get(la.leg_id) for conf in confs for la in conf.legs]
+        self.mixer = MixMinusBatch(len(confs), len(confs[0].legs))
+        pts = Counter(leg.payload_type for leg in self.legs if leg is not None)
+        self.pts = sorted(pts)  # the listeners' codecs: the whole mix is encoded once per codec
+        # The codec most rows arrive in: their codes are decoded in one lookup, the rest row by row.
+        self.pt = pts.most_common(1)[0][0] if pts else g711.PCMU
+
+
+class _Layout:
+    """What the tick walks, compiled from the conferences and legs whenever either changes, so that
+    the per-tick loops touch legs directly instead of looking them up by id."""
+
+    def __init__(self) -> None:
+        self.pulled: list[RtpLeg | None] = []  # every leg of a direct conference, pulled each tick
+        # Per listener of a direct conference: what it hears (an index into pulled, music, or None).
+        self.direct: list[tuple[RtpLeg, int | SharedSource | None]] = []
+        self.batches: list[_Batch] = []
+        self.mixed: list[_Conference] = []  # conferences with their own mixer
+        self.loose: list[RtpLeg] = []  # legs in no conference
 
 
 class MediaEngine:
@@ -93,6 +123,7 @@ class MediaEngine:
         self._poller: select.epoll | None = None  # every open leg's two sockets, created on demand
         self._readers: dict[int, tuple[socket.socket, Callable[[bytes, Address, float], None]]] = {}
         self._watched: asyncio.AbstractEventLoop | None = None  # the loop that watches the poller
+        self._layout: _Layout | None = None  # None: rebuilt at the next tick
         self._task: asyncio.Task[None] | None = None
         self._ticks = self._late = self._skipped = 0
         self._max_late = 0.0
@@ -163,6 +194,7 @@ class MediaEngine:
             self._poller.register(sock.fileno(), select.EPOLLIN)
             self._readers[sock.fileno()] = (sock, handler)
         self._legs[leg_id] = leg
+        self._layout = None
         return port
 
     def connect_leg(
@@ -177,6 +209,7 @@ class MediaEngine:
     ) -> None:
         """Start media after SDP negotiation (ValueError for a non-G.711 payload type or odd ptime)."""
         self._leg(leg_id).connect(remote, payload_type, telephone_event_pt, send, ptime_ms)
+        self._layout = None  # the payload type picks the batch's encodings
 
     def update_leg(self, leg_id: str, *, remote: Address | None = None, send: bool | None = None) -> None:
         """Apply a peer re-INVITE: new address and/or direction (send=False: hold, send nothing)."""
@@ -189,6 +222,7 @@ class MediaEngine:
             self._forget(leg)
 
     def _forget(self, leg: RtpLeg) -> None:
+        self._layout = None
         if self._legs.get(leg.leg_id) is leg:
             del self._legs[leg.leg_id]
         if not leg.closed:
@@ -215,6 +249,7 @@ class MediaEngine:
 
         Route entries naming legs outside this conference are ignored. Leg ids not opened yet are
         accepted (they are silent until opened and connected)."""
+        self._layout = None
         new = {la.leg_id: la for la in legs}  # one entry per leg: the last wins
         old = self._confs.get(conference_id)
         if old is not None:
@@ -236,6 +271,7 @@ class MediaEngine:
         self._library.prune({s for c in self._confs.values() for s in c.music_specs})
 
     def _leave(self, conference_id: str, leg_ids: set[str]) -> None:
+        self._layout = None
         conf = self._confs[conference_id]
         for leg_id in leg_ids:
             self._member_of.pop(leg_id, None)
@@ -261,10 +297,15 @@ class MediaEngine:
                     conf.music_specs.add(spec)
                     heard.add(key)
             routes[la.leg_id] = heard
-        if all(len(heard) <= 1 for heard in routes.values()):
-            conf.direct = [
-                (leg_id, next((music.get(h, h) for h in heard), None)) for leg_id, heard in routes.items()
-            ]
+        conf.plain = not music and len(routes) > 2 and all(len(h) == len(routes) - 1 for h in routes.values())
+        if conf.plain or all(len(heard) <= 1 for heard in routes.values()):
+            conf.direct = (
+                None
+                if conf.plain
+                else [
+                    (leg_id, next((music.get(h, h) for h in heard), None)) for leg_id, heard in routes.items()
+                ]
+            )
             conf.leg_rows = [(la.leg_id, -1) for la in legs]
             conf.music_rows, conf.outputs = [], []
             conf.mixer.configure((), {})  # drop the previous routing's buffers
@@ -387,16 +428,14 @@ class MediaEngine:
                 handler(data, addr, now)
 
     def _tick(self, n: int) -> None:
+        layout = self._layout or self._build_layout()
         finished: list[Callable[[], None]] = []
-        for conf in self._confs.values():
-            if conf.direct is not None:
-                self._tick_direct(conf, n, finished)
-            else:
-                self._tick_mixed(conf, n, finished)
-        member_of = self._member_of
-        for leg in self._legs.values():
-            if leg.leg_id in member_of:
-                continue
+        self._tick_direct(layout, n, finished)
+        for batch in layout.batches:
+            self._tick_batch(batch, finished)
+        for conf in layout.mixed:
+            self._tick_mixed(conf, n, finished)
+        for leg in layout.loose:
             if leg.connected:
                 leg.jitter.pop_frame()  # keep its playout clock running; nobody hears it
             if leg.message is not None:
@@ -410,53 +449,105 @@ class MediaEngine:
             except Exception:
                 log.exception("media.on_finished_failed")
 
-    def _tick_direct(self, conf: _Conference, n: int, finished: list[Callable[[], None]]) -> None:
-        assert conf.direct is not None
+    def _build_layout(self) -> _Layout:
         legs = self._legs
-        frames: dict[str, Frame | None] = {}
-        for leg_id, _ in conf.leg_rows:  # every leg is pulled each tick, heard or not
-            leg = legs.get(leg_id)
-            frames[leg_id] = leg.jitter.pop_payload() if leg is not None and leg.connected else None
-        for leg_id, source in conf.direct:
-            leg = legs.get(leg_id)
-            if leg is None:
-                continue
+        layout = _Layout()
+        plain: dict[int, list[_Conference]] = {}  # by size
+        for conf in self._confs.values():
+            if conf.direct is not None:
+                index: dict[str, int] = {}
+                for leg_id, _ in conf.leg_rows:  # every leg is pulled each tick, heard or not
+                    index[leg_id] = len(layout.pulled)
+                    layout.pulled.append(legs.get(leg_id))
+                for leg_id, source in conf.direct:
+                    leg = legs.get(leg_id)
+                    if leg is not None:
+                        layout.direct.append((leg, index[source] if isinstance(source, str) else source))
+            elif conf.plain:
+                plain.setdefault(len(conf.legs), []).append(conf)
+            else:
+                layout.mixed.append(conf)
+        layout.batches = [_Batch(confs, legs) for confs in plain.values()]
+        member_of = self._member_of
+        layout.loose = [leg for leg_id, leg in legs.items() if leg_id not in member_of]
+        self._layout = layout
+        return layout
+
+    def _tick_direct(self, layout: _Layout, n: int, finished: list[Callable[[], None]]) -> None:
+        frames = [
+            leg.jitter.pop_payload() if leg is not None and leg.connected else None for leg in layout.pulled
+        ]
+        for leg, source in layout.direct:
             if leg.message is not None:
                 self._send_message(leg, finished)
                 continue
             pt = leg.payload_type
             frame: Frame | None
-            if source is None:
-                frame = None
-            elif isinstance(source, str):
-                frame = frames.get(source)
+            if type(source) is int:
+                frame = frames[source]
                 if type(frame) is tuple and frame[0] == pt:
                     leg.send_tick(frame[1])  # same codec both ways: forward the codes as they came
                     continue
-            else:
+            elif isinstance(source, SharedSource):
                 frame = source.frame_at(n)
+            else:
+                frame = None
             if frame is None:
                 leg.send_tick(_SILENT_CODES[pt])
             else:
                 leg.send_tick(g711.encode_array(pt, decode_frame(frame)).tobytes())
 
-    def _tick_mixed(self, conf: _Conference, n: int, finished: list[Callable[[], None]]) -> None:
-        legs = self._legs
-        inputs = conf.mixer.inputs
-        undecoded: dict[int, tuple[list[int], list[bytes]]] = {}  # payload type -> rows, codes
-        for leg_id, row in conf.leg_rows:
-            leg = legs.get(leg_id)
+    def _tick_batch(self, batch: _Batch, finished: list[Callable[[], None]]) -> None:
+        legs, mixer, pt = batch.legs, batch.mixer, batch.pt
+        chunks: list[bytes] = []
+        others: list[tuple[int, Frame | None]] = []  # rows not in codec `pt`: silent, decoded or other codec
+        placeholder = _SILENT_CODES[pt]
+        for row, leg in enumerate(legs):
             frame = leg.jitter.pop_payload() if leg is not None and leg.connected else None
+            if type(frame) is tuple and frame[0] == pt:
+                chunks.append(frame[1])
+            else:
+                chunks.append(placeholder)
+                others.append((row, frame))
+        mixer.decode_into(pt, b"".join(chunks))  # one table lookup for all the batch's rows
+        if others:
+            self._write_rows(mixer.inputs, others)
+        out = mixer.mix()
+        blobs = {code: encode_rows(code, out) for code in batch.pts}  # the whole batch, once per codec
+        blob = blobs[pt] if len(blobs) == 1 else b""
+        offset = 0
+        for leg in legs:
+            if leg is not None:
+                if leg.message is not None:
+                    self._send_message(leg, finished)
+                else:
+                    codes = blob or blobs[leg.payload_type]
+                    leg.send_tick(codes[offset : offset + FRAME_SAMPLES])
+            offset += FRAME_SAMPLES
+
+    @staticmethod
+    def _write_rows(inputs: NDArray[np.int16], rows: list[tuple[int, Frame | None]]) -> None:
+        undecoded: dict[int, tuple[list[int], list[bytes]]] = {}  # payload type -> rows, codes
+        for row, frame in rows:
             if frame is None:
                 inputs[row].fill(0)
             elif type(frame) is tuple:
-                rows, chunks = undecoded.setdefault(frame[0], ([], []))
-                rows.append(row)
+                rows_of, chunks = undecoded.setdefault(frame[0], ([], []))
+                rows_of.append(row)
                 chunks.append(frame[1])
             else:
                 inputs[row] = frame
-        for pt, (rows, chunks) in undecoded.items():  # one table lookup for all of a codec's rows
-            inputs[rows] = g711.decode(pt, b"".join(chunks)).reshape(len(rows), FRAME_SAMPLES)
+        for pt, (rows_of, chunks) in undecoded.items():  # one table lookup for all of a codec's rows
+            inputs[rows_of] = g711.decode(pt, b"".join(chunks)).reshape(len(rows_of), FRAME_SAMPLES)
+
+    def _tick_mixed(self, conf: _Conference, n: int, finished: list[Callable[[], None]]) -> None:
+        legs = self._legs
+        inputs = conf.mixer.inputs
+        frames: list[tuple[int, Frame | None]] = []
+        for leg_id, row in conf.leg_rows:
+            leg = legs.get(leg_id)
+            frames.append((row, leg.jitter.pop_payload() if leg is not None and leg.connected else None))
+        self._write_rows(inputs, frames)
         for source, row in conf.music_rows:
             inputs[row] = source.frame_at(n)  # shared: advances once per tick engine-wide
         out = conf.mixer.mix_inputs()

@@ -129,6 +129,12 @@ def decode(payload_type: int, data: bytes | bytearray | memoryview | Codes) -> P
     return _DECODERS[payload_type].take(_as_index(data))
 
 
+def decode_table(payload_type: int) -> Pcm16:
+    """The 256-entry decode table of PCMU (0) or PCMA (8), for callers that decode into their own
+    buffers (``table.take(codes, out=...)``); KeyError for any other payload type. Read-only."""
+    return _DECODERS[payload_type]
+
+
 def encode_array(payload_type: int, pcm: Pcm16) -> Codes:
     """Encode for PCMU (0) or PCMA (8); KeyError for any other payload type."""
     return _ENCODERS[payload_type].take(_as_u16(pcm))
