@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import select
-import socket
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Final
@@ -121,7 +120,10 @@ class MediaEngine:
         self._dtmf_callback: Callable[[str, str], None] | None = None
         self._digits: list[tuple[str, str]] = []  # received this tick, dispatched after the receive
         self._poller: select.epoll | None = None  # every open leg's two sockets, created on demand
-        self._readers: dict[int, tuple[socket.socket, Callable[[bytes, Address, float], None]]] = {}
+        # fd -> (the socket's recvfrom, the leg's handler for its datagrams)
+        self._readers: dict[
+            int, tuple[Callable[[int], tuple[bytes, Address]], Callable[[bytes, Address, float], None]]
+        ] = {}
         self._watched: asyncio.AbstractEventLoop | None = None  # the loop that watches the poller
         self._layout: _Layout | None = None  # None: rebuilt at the next tick
         self._task: asyncio.Task[None] | None = None
@@ -192,7 +194,7 @@ class MediaEngine:
         leg = RtpLeg(leg_id, port, rtp_sock, rtcp_sock, self._counters, self._dtmf_received)
         for sock, handler in ((rtp_sock, leg.rtp_received), (rtcp_sock, leg.rtcp_received)):
             self._poller.register(sock.fileno(), select.EPOLLIN)
-            self._readers[sock.fileno()] = (sock, handler)
+            self._readers[sock.fileno()] = (sock.recvfrom, handler)
         self._legs[leg_id] = leg
         self._layout = None
         return port
@@ -420,9 +422,9 @@ class MediaEngine:
             if not ready:
                 return
             for fd, _ in ready:
-                sock, handler = readers[fd]
+                recvfrom, handler = readers[fd]
                 try:
-                    data, addr = sock.recvfrom(_DATAGRAM_MAX)
+                    data, addr = recvfrom(_DATAGRAM_MAX)
                 except OSError:  # nothing after all, or an ICMP error queued on the socket
                     continue
                 handler(data, addr, now)

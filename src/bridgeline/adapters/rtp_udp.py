@@ -250,7 +250,8 @@ class RtpLeg:
         """Send one tick (160 encoded samples). The RTP clock advances even while nothing is sent."""
         ts = self._ts
         self._ts = (ts + FRAME_SAMPLES) & 0xFFFF_FFFF
-        if not (self.sending and self.connected and self.dest is not None):
+        dest = self.dest
+        if not (self.sending and self.connected and dest is not None):  # closing also disconnects
             self._pending.clear()
             self._events.clear()
             self._marker = True  # the next packet starts a new talkspurt
@@ -260,7 +261,16 @@ class RtpLeg:
             return
         size = self._ptime_samples
         if size == FRAME_SAMPLES and not self._pending:
-            self._emit(codes, ts)
+            # _emit inlined: this runs for every leg on every tick.
+            b1 = self.payload_type | 0x80 if self._marker else self.payload_type
+            try:
+                self.rtp_sock.sendto(_HEADER.pack(0x80, b1, self._seq, ts, self.ssrc) + codes, dest)
+            except OSError:  # BlockingIOError (buffer full), or an ICMP error reported late
+                self.counters.send_dropped += 1
+                return
+            self._marker = False
+            self._seq = (self._seq + 1) & 0xFFFF
+            self.counters.packets_out += 1
             return
         if not self._pending:
             self._pending_ts = ts
