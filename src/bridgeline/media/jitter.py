@@ -162,7 +162,7 @@ class JitterBuffer:
             return False
         play = self._play
         assert play is not None
-        offset = ts_diff(ts, play)
+        offset = ((ts - play + 0x8000_0000) & _TS_MASK) - 0x8000_0000  # ts_diff(ts, play), inlined
         if offset < 0 and not self._started and -offset <= self._max_delay:
             self._play = play = ts  # reordered start of stream while still buffering: play it too
             offset = 0
@@ -186,7 +186,7 @@ class JitterBuffer:
         high = self._high
         if end != high and ((end - high) & _TS_MASK) < 0x8000_0000:  # ts_diff(end, high) > 0
             self._high = high = end
-        if ts_diff(high, play) > self._max_delay:
+        if ((high - play + 0x8000_0000) & _TS_MASK) - 0x8000_0000 > self._max_delay:  # ts_diff, inlined
             self._skip_to((high - self._delay) & _TS_MASK)
         return True
 
