@@ -454,6 +454,7 @@ CATEGORIES: tuple[tuple[str, str], ...] = (
     ("bridgeline/adapters/http/", "HTTP adapter (adapters/http)"),
     ("bridgeline/adapters/rtp_udp", "RTP sockets (adapters/rtp_udp)"),
     ("bridgeline/adapters/media_engine", "media engine tick (adapters/media_engine)"),
+    ("bridgeline/adapters/media_tick", "media engine tick (adapters/media_engine)"),
     ("bridgeline/media/", "media: jitter, G.711, mixer (bridgeline.media)"),
     ("bridgeline/core/", "conference core (bridgeline.core)"),
     ("bridgeline/app/", "application service (bridgeline.app)"),
