@@ -517,12 +517,14 @@ class Report(Advice):
             " sends one PCMU packet per leg every 20 ms (spread over 10 slots per period, as phones start at"
             " random phases) and drains what comes back. Legs are grouped into 2-, 10- and 100-party"
             " conferences (each member hears all others). A tick is late when it starts more than 5 ms"
-            " after its deadline. Per setup N doubles from 100 until >= 1% of ticks are late, then the"
-            " midpoint is tried; a run that misses without saturating the core is repeated (3 runs at most)"
-            " and the best kept. The"
-            " baseline is a bare asyncio UDP echo relay on as many sockets, with an empty 20 ms ticker"
-            " scheduled like the engine's. `legs/core by CPU` = 20,000 us / (engine CPU per leg per tick,"
-            " lowest over runs at"
+            " after its deadline. Per setup N climbs a ladder ("
+            + ", ".join(f"{n:,}" for n in kit_ladder(r))
+            + " tried here) until >= 1% of ticks are late, then the midpoint is tried; a run that misses"
+            " without saturating the core is repeated (3 runs at most) and the best kept. Engine and"
+            " baseline run on the server's event loop (uvloop). The baseline is a bare UDP echo relay"
+            " (one datagram transport per socket, one callback per datagram) on as many sockets, with an"
+            " empty 20 ms ticker scheduled like the engine's. `legs/core by CPU` = 20,000 us / (engine"
+            " CPU per leg per tick, lowest over runs at"
             ' full packet rate): what one core would carry if only CPU counted. The "other processes"'
             " column is CPU used by the rest of the machine during the window.",
             "",
