@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bridgeline.media import g711
-from bridgeline.media.mixer import FRAME_SAMPLES, _saturate
+from bridgeline.media.mixer import FRAME_SAMPLES, saturate
 
 
 class MixMinusBatch:
@@ -42,7 +42,7 @@ class MixMinusBatch:
         """Row r of the result is the clipped sum of the other rows of r's conference."""
         np.add.reduce(self._in3, axis=1, dtype=np.int32, out=self._total, keepdims=True)
         np.subtract(self._total, self._in3, out=self._acc)
-        _saturate(self._acc, self._out3)
+        saturate(self._acc, self._out3)
         return self.out
 
     def decode_into(self, payload_type: int, codes: bytes) -> None:

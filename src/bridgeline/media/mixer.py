@@ -50,7 +50,7 @@ _CLIP = _find_clip_ufunc()
 _LO32, _HI32 = np.array(_INT16_MIN, dtype=np.int32), np.array(_INT16_MAX, dtype=np.int32)
 
 
-def _saturate(acc: NDArray[np.int32], out: NDArray[np.int16]) -> None:
+def saturate(acc: NDArray[np.int32], out: NDArray[np.int16]) -> None:
     """out = acc clipped to int16; clobbers acc. Two calls: clip in int32 (one pass), then a cast."""
     if _CLIP is not None:
         _CLIP(acc, _LO32, _HI32, out=acc)
@@ -66,7 +66,7 @@ def mix_minus(frames: NDArray[np.int16], out: NDArray[np.int16] | None = None) -
     acc = np.subtract(total, frames, dtype=np.int32)
     if out is None:
         out = np.empty(frames.shape, dtype=np.int16)
-    _saturate(acc, out)
+    saturate(acc, out)
     return out
 
 
@@ -209,7 +209,7 @@ class Mixer(Generic[K]):
             def plain_mix_minus() -> NDArray[np.int16]:
                 np.add.reduce(group, axis=0, dtype=np.int32, out=total)
                 np.subtract(total, own, out=acc)
-                _saturate(acc, out)  # four numpy calls per tick in all
+                saturate(acc, out)  # four numpy calls per tick in all
                 return out
 
             return "mix-minus", plain_mix_minus
@@ -242,7 +242,7 @@ class Mixer(Generic[K]):
             for layer in self._minus:
                 np.subtract(general, frames.take(layer, axis=0), out=general)
         rows = k if self._dense else acc.shape[0]
-        _saturate(acc[:rows], self._out[:rows])
+        saturate(acc[:rows], self._out[:rows])
         if self._dense:
             mixed = np.matmul(self._routing, self.inputs.astype(self._routing.dtype))
             np.clip(mixed, _INT16_MIN, _INT16_MAX, out=mixed)
