@@ -36,7 +36,7 @@ FIGURES: dict[str, tuple[list[str], float]] = {
             "--calls",
             "200",
             "--rates",
-            "25,50,100,150,200,300",
+            "25,50,100,200,300,400,500",
             "--step",
             "5",
             "--sustain",
@@ -238,7 +238,9 @@ class Report(Advice):
         ok = best >= 200 and st.get("best_sustained_rate", 0) >= 200
         self.row(
             "SIP call setups/s (INVITE, 200, ACK, BYE; sipp; sip carrier)",
-            f"best {st['step_s']:g} s step without a failed call: {best}/s; {sus_text or 'not sustained'}",
+            f"best {st['step_s']:g} s step without a failed call: {best}/s"
+            + (" (the ladder's top: more not tried)" if best >= max(x["rate"] for x in st["steps"]) else "")
+            + f"; {sus_text or 'not sustained'}",
             "-",
             "-",
             ">= 200/s with no failed call",
