@@ -19,10 +19,11 @@ from bridgeline.adapters.carrier_sim import SimCarrier
 from bridgeline.adapters.console.hub import EventHub
 from bridgeline.adapters.http.app import BridgelineApi
 from bridgeline.adapters.http.auth import Authenticator
-from bridgeline.adapters.http.context import AppContext, PhloCache
+from bridgeline.adapters.http.context import AppContext
 from bridgeline.adapters.store import open_store
 from bridgeline.adapters.webhooks import WebhookDispatcher
 from bridgeline.app.inbound import start_inbound_run
+from bridgeline.app.phlos import PhloCache
 from bridgeline.app.ports import Carrier, Store
 from bridgeline.app.records import Account
 from bridgeline.app.runs import RunService
@@ -74,7 +75,7 @@ def make_carrier(settings: Settings, store: Store) -> Carrier:
     raise ValueError(f"unknown carrier {settings.carrier!r} (available: sim, sip)")
 
 
-def route_inbound_calls(carrier: Carrier, store: Store, runs: RunService) -> None:
+def route_inbound_calls(carrier: Carrier, phlos: PhloCache, runs: RunService) -> None:
     """A call to a configured number starts its PHLO run (sip carrier only)."""
     from bridgeline.adapters.carrier_sip import InboundCall, SipCarrier
 
@@ -88,7 +89,7 @@ def route_inbound_calls(carrier: Carrier, store: Store, runs: RunService) -> Non
             log.info("inbound_no_route", dialed=call.dialed, caller=call.caller)
             return None
         return await start_inbound_run(
-            store,
+            phlos,
             runs,
             phlo_id=route.phlo_id,
             payload_template=route.payload,
@@ -111,7 +112,8 @@ async def build(settings: Settings) -> Bridgeline:
     carrier = make_carrier(settings, store)
     conferences = ConferenceService(store, carrier)
     runs = RunService(store, conferences)
-    route_inbound_calls(carrier, store, runs)
+    phlos = PhloCache(store)  # one cache, so a deleted PHLO is forgotten for API and inbound calls alike
+    route_inbound_calls(carrier, phlos, runs)
     http_client = httpx.AsyncClient(follow_redirects=False)
 
     async def token_for(auth_id: str) -> str | None:
@@ -126,7 +128,7 @@ async def build(settings: Settings) -> Bridgeline:
     restored = await conferences.restore()
     dispatcher.start()
     sim = carrier if isinstance(carrier, SimCarrier) else None
-    ctx = AppContext(store, conferences, runs, Authenticator(store), PhloCache(store), sim, hub)
+    ctx = AppContext(store, conferences, runs, Authenticator(store), phlos, sim, hub)
     api = BridgelineApi(ctx)
     log.info(
         "bridgeline_started", carrier=carrier.name, store=settings.store_url.split("@")[-1], restored=restored

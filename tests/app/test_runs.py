@@ -1,6 +1,5 @@
-"""PHLO runs with real parts (SQLite store, sim carrier): what a run stores, and that the
-per-run shortcuts (validated definitions reused, the run kept in memory until its conference
-ends) never serve stale data."""
+"""PHLO runs with real parts (SQLite store, sim carrier): what a run stores, and that the run
+kept in memory until its conference ends never serves stale data."""
 
 from __future__ import annotations
 
@@ -19,9 +18,10 @@ from bridgeline.app.runs import RunService
 from bridgeline.app.service import ConferenceService
 from bridgeline.core.commands import Hangup
 from bridgeline.core.model import Role
+from bridgeline.phlo.definition import PhloDefinition
 
 AUTH_ID = "MA00000000000000000A"
-CALLER, AGENT, OTHER = "+14155550100", "+14155550001", "+14155550002"
+CALLER, AGENT = "+14155550100", "+14155550001"
 
 
 class CountingStore:
@@ -75,7 +75,9 @@ async def test_the_end_of_the_conference_completes_the_stored_run_without_readin
     store: CountingStore,
 ) -> None:
     runs, conferences = await services(store)
-    run = await runs.run(AUTH_ID, phlo(AGENT, 1.0), {}, answered=(CALLER, Role.CUSTOMER, "in-1"))
+    record = phlo(AGENT, 1.0)
+    definition = PhloDefinition.model_validate(record.definition)
+    run = await runs.run(AUTH_ID, record, definition, {}, answered=(CALLER, Role.CUSTOMER, "in-1"))
     stored = await store.get_run(run.run_id)
     assert stored is not None and stored.status is RunStatus.RUNNING
     live = conferences.get_live(run.conference_ids[0])
@@ -99,12 +101,3 @@ async def test_the_end_of_the_conference_completes_the_stored_run_without_readin
     assert finished[0].status is RunStatus.COMPLETED
     assert finished[0].message.startswith(f"{run.message}; conference ended (")
     assert store.run_reads == reads  # the run came from memory, not from a read-back
-
-
-async def test_a_re_created_phlo_is_run_with_its_new_definition(store: CountingStore) -> None:
-    runs, _ = await services(store)
-    first = await runs.run(AUTH_ID, phlo(AGENT, 1.0), {}, answered=(CALLER, Role.CUSTOMER, "in-1"))
-    assert f"dialing {AGENT}" in first.message
-    # Deleted and created again under the same id: a new created_at, a different dial list.
-    second = await runs.run(AUTH_ID, phlo(OTHER, 2.0), {}, answered=("+14155550199", Role.CUSTOMER, "in-2"))
-    assert f"dialing {OTHER}" in second.message

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 import structlog
 
-from bridgeline.app.ports import Store
+from bridgeline.app.phlos import PhloCache
 from bridgeline.app.runs import RunService
 from bridgeline.core.errors import ActionRefused
 from bridgeline.core.model import Role
@@ -20,7 +20,7 @@ log = structlog.get_logger(__name__)
 
 
 async def start_inbound_run(
-    store: Store,
+    phlos: PhloCache,
     runs: RunService,
     *,
     phlo_id: str,
@@ -31,14 +31,15 @@ async def start_inbound_run(
     leg_id: str,
 ) -> str | None:
     """Run the PHLO for an inbound call; the conference id, or None when the call is refused."""
-    phlo = await store.get_phlo(phlo_id)
-    if phlo is None:
+    entry = await phlos.get(phlo_id)
+    if entry is None:
         log.warning("inbound_phlo_missing", phlo_id=phlo_id, dialed=dialed)
         return None
+    phlo, definition = entry
     variables = {"from": caller, "to": dialed}
     try:
         payload = {key: fill(value, variables) for key, value in payload_template.items()}
-        run = await runs.run(phlo.auth_id, phlo, payload, answered=(caller, role, leg_id))
+        run = await runs.run(phlo.auth_id, phlo, definition, payload, answered=(caller, role, leg_id))
     except (ActionRefused, TemplateError) as exc:
         log.warning("inbound_run_refused", phlo_id=phlo_id, caller=caller, error=str(exc))
         return None

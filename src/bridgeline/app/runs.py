@@ -23,8 +23,6 @@ from bridgeline.phlo.template import TemplateError
 
 log = structlog.get_logger(__name__)
 
-DEFINITIONS_CACHED = 256  # validated PHLO definitions kept (cleared wholesale when full)
-
 
 class RunService:
     def __init__(
@@ -40,28 +38,16 @@ class RunService:
         self._clock = clock
         self._new_id = new_id
         self._tasks: set[asyncio.Task[None]] = set()
-        # PHLOs are never changed in place (a re-created one has a new created_at), so a
-        # validated definition can be reused for every run of the same PHLO.
-        self._definitions: dict[tuple[str, float], PhloDefinition] = {}
         # Runs whose conference this process started, as stored: only RunService writes runs,
         # so the conference's end can update them without reading them back.
         self._running: dict[str, RunRecord] = {}
         conferences.listeners.append(self._on_conference_events)
 
-    def _definition(self, phlo: PhloRecord) -> PhloDefinition:
-        key = (phlo.phlo_id, phlo.created_at)
-        definition = self._definitions.get(key)
-        if definition is None:
-            definition = PhloDefinition.model_validate(phlo.definition)
-            if len(self._definitions) >= DEFINITIONS_CACHED:
-                self._definitions.clear()
-            self._definitions[key] = definition
-        return definition
-
     async def run(
         self,
         auth_id: str,
         phlo: PhloRecord,
+        definition: PhloDefinition,
         payload: dict[str, Any],
         *,
         answered: tuple[str, Role, str] | None = None,
@@ -71,7 +57,6 @@ class RunService:
         `answered` is an inbound caller already on the line (address, role, leg id): the run
         adopts that leg instead of dialing the address, and dials the other parties.
         """
-        definition = self._definition(phlo)
         now = self._clock()
         run = RunRecord(
             run_id=self._new_id(),

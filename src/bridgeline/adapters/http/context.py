@@ -11,47 +11,13 @@ from bridgeline.adapters.carrier_sim import SimCarrier
 from bridgeline.adapters.console.hub import EventHub
 from bridgeline.adapters.http.auth import Authenticator
 from bridgeline.adapters.http.errors import ApiError, invalid, missing
+from bridgeline.app.phlos import PhloCache
 from bridgeline.app.ports import Store
 from bridgeline.app.records import Account, PhloRecord
 from bridgeline.app.runs import RunService
 from bridgeline.app.service import ConferenceService
 from bridgeline.core.address import InvalidAddress, classify
 from bridgeline.phlo.definition import MPC_NODE_TYPE, MpcNode, PhloDefinition
-
-
-class PhloCache:
-    """Validated PHLO definitions by phlo_id, so a request reads no row and validates nothing.
-
-    A PHLO never changes once created; the only way a phlo_id can come to mean another definition is
-    a delete and a new create, and deletes go through `forget`. Misses (unknown ids) are not cached.
-    """
-
-    MAX_ENTRIES = 4096
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self._entries: dict[str, tuple[PhloRecord, PhloDefinition]] = {}
-        self._forgets = 0  # a read that raced with a delete must not cache what it read
-
-    async def get(self, phlo_id: str) -> tuple[PhloRecord, PhloDefinition] | None:
-        entry = self._entries.get(phlo_id)
-        if entry is not None:
-            return entry
-        forgets = self._forgets
-        phlo = await self._store.get_phlo(phlo_id)
-        if phlo is None:
-            return None
-        entry = (phlo, PhloDefinition.model_validate(phlo.definition))
-        if forgets != self._forgets:
-            return entry
-        if len(self._entries) >= self.MAX_ENTRIES:
-            del self._entries[next(iter(self._entries))]  # the oldest entry
-        self._entries[phlo_id] = entry
-        return entry
-
-    def forget(self, phlo_id: str) -> None:
-        self._forgets += 1
-        self._entries.pop(phlo_id, None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,8 +62,8 @@ def _role(api: ApiRequest) -> Role:
 async def run_phlo(ctx: AppContext, api: ApiRequest) -> Response:
     if api.params["auth_id"] != api.auth_id:
         raise ApiError(404, f"PHLO {api.params['phlo_id']} not found in account {api.params['auth_id']}")
-    phlo, _ = await owned_phlo(ctx, api.auth_id, api.params["phlo_id"])
-    run = await ctx.runs.run(api.auth_id, phlo, api.body)
+    phlo, definition = await owned_phlo(ctx, api.auth_id, api.params["phlo_id"])
+    run = await ctx.runs.run(api.auth_id, phlo, definition, api.body)
     return ok(
         {"api_id": run.run_id, "phlo_id": phlo.phlo_id, "phlo_run_id": run.run_id, "message": run.message},
         201,
