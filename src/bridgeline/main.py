@@ -75,8 +75,9 @@ def make_carrier(settings: Settings, store: Store) -> Carrier:
     raise ValueError(f"unknown carrier {settings.carrier!r} (available: sim, sip)")
 
 
-def route_inbound_calls(carrier: Carrier, phlos: PhloCache, runs: RunService) -> None:
-    """A call to a configured number starts its PHLO run (sip carrier only)."""
+def route_inbound_calls(carrier: Carrier, phlos: PhloCache, runs: RunService, main_auth_id: str) -> None:
+    """A call to a configured number starts its PHLO run (sip carrier only); a route that names no
+    account runs the main account's PHLO."""
     from bridgeline.adapters.carrier_sip import InboundCall, SipCarrier
 
     if not isinstance(carrier, SipCarrier):
@@ -91,6 +92,7 @@ def route_inbound_calls(carrier: Carrier, phlos: PhloCache, runs: RunService) ->
         return await start_inbound_run(
             phlos,
             runs,
+            auth_id=route.auth_id or main_auth_id,
             phlo_id=route.phlo_id,
             payload_template=route.payload,
             caller=call.caller,
@@ -113,7 +115,7 @@ async def build(settings: Settings) -> Bridgeline:
     conferences = ConferenceService(store, carrier)
     runs = RunService(store, conferences)
     phlos = PhloCache(store)  # one cache, so a deleted PHLO is forgotten for API and inbound calls alike
-    route_inbound_calls(carrier, phlos, runs)
+    route_inbound_calls(carrier, phlos, runs, credentials.auth_id)
     http_client = httpx.AsyncClient(follow_redirects=False)
 
     async def token_for(auth_id: str) -> str | None:

@@ -112,16 +112,44 @@ async def test_concurrent_migrations_from_separate_connections(store_url: str, r
     assert len(raw_query("SELECT version FROM schema_migrations")) == len(load_migrations("sqlite"))
 
 
+async def test_upgrade_from_0001_carries_phlos_over_per_account(store_url: str, raw_query: RawQuery) -> None:
+    """A database created by migration 0001, with data in it, upgrades in place."""
+    old = open_store(store_url)
+    try:
+        first = load_migrations(old.dialect)[0]
+        assert first.name.startswith("0001_")
+        await old._apply_migration(first)  # what a server of the 0001 era created
+        await old.put_account(Account("MA1", "token", 1.0))
+        await old.create_phlo(phlo("support", auth_id="MA1"))
+        await old.create_phlo(phlo("sales", auth_id="MA2", created_at=3.0))
+        await old.commit_conference(conference(phlo_id="support"), [event(1)])
+        with pytest.raises(StoreIntegrityError):  # 0001: ids are global
+            await old.create_phlo(phlo("support", auth_id="MA2"))
+        await old.migrate()
+        assert await old.get_phlo("MA1", "support") == phlo("support", auth_id="MA1")
+        assert await old.get_phlo("MA2", "sales") == phlo("sales", auth_id="MA2", created_at=3.0)
+        assert [c.conference_id for c in await old.list_conferences("MA1", "support", "node-1")] == ["conf-1"]
+        # ...and ids are now per account
+        await old.create_phlo(phlo("support", auth_id="MA2"))
+        assert await old.get_phlo("MA2", "support") == phlo("support", auth_id="MA2")
+        with pytest.raises(StoreIntegrityError):
+            await old.create_phlo(phlo("support", auth_id="MA2"))
+    finally:
+        await old.close()
+    versions = raw_query("SELECT version FROM schema_migrations ORDER BY version")
+    assert versions == [(migration.version,) for migration in load_migrations("sqlite")]
+
+
 # --- accounts, PHLOs, runs ------------------------------------------------------------------------------
 
 
 async def test_missing_records_read_as_none_or_empty(store: Store) -> None:
     assert await store.get_account("nope") is None
-    assert await store.get_phlo("nope") is None
+    assert await store.get_phlo("MA1", "nope") is None
     assert await store.get_run("nope") is None
     assert await store.get_conference("nope") is None
     assert await store.list_phlos("nope") == []
-    assert await store.list_conferences("nope", "nope") == []
+    assert await store.list_conferences("MA1", "nope", "nope") == []
     assert await store.load_live_conferences() == []
     assert await store.list_events("nope") == []
     assert await store.due_deliveries(now=1e12) == []
@@ -141,13 +169,15 @@ async def test_phlo_round_trip_listing_and_delete(store: Store) -> None:
     await store.create_phlo(phlo("phlo-b", created_at=20.0))
     await store.create_phlo(phlo("phlo-a", created_at=10.0))
     await store.create_phlo(phlo("phlo-x", auth_id="MA2"))
-    assert await store.get_phlo("phlo-a") == phlo("phlo-a", created_at=10.0)
+    assert await store.get_phlo("MA1", "phlo-a") == phlo("phlo-a", created_at=10.0)
+    assert await store.get_phlo("MA2", "phlo-a") is None
     assert [p.phlo_id for p in await store.list_phlos("MA1")] == ["phlo-a", "phlo-b"]
     assert [p.phlo_id for p in await store.list_phlos("MA2")] == ["phlo-x"]
 
-    assert await store.delete_phlo("phlo-a") is True
-    assert await store.delete_phlo("phlo-a") is False
-    assert await store.get_phlo("phlo-a") is None
+    assert await store.delete_phlo("MA2", "phlo-a") is False  # another account's id is not theirs to delete
+    assert await store.delete_phlo("MA1", "phlo-a") is True
+    assert await store.delete_phlo("MA1", "phlo-a") is False
+    assert await store.get_phlo("MA1", "phlo-a") is None
     assert [p.phlo_id for p in await store.list_phlos("MA1")] == ["phlo-b"]
 
 
@@ -155,14 +185,23 @@ async def test_create_phlo_refuses_a_duplicate_id(store: Store) -> None:
     await store.create_phlo(phlo())
     with pytest.raises(StoreIntegrityError):
         await store.create_phlo(dataclasses.replace(phlo(), name="other"))
-    assert await store.get_phlo("phlo-1") == phlo()
+    assert await store.get_phlo("MA1", "phlo-1") == phlo()
+
+
+async def test_two_accounts_may_use_the_same_phlo_id(store: Store) -> None:
+    await store.create_phlo(phlo("support", auth_id="MA1"))
+    await store.create_phlo(phlo("support", auth_id="MA2", created_at=5.0))
+    assert await store.get_phlo("MA1", "support") == phlo("support", auth_id="MA1")
+    assert await store.get_phlo("MA2", "support") == phlo("support", auth_id="MA2", created_at=5.0)
+    assert await store.delete_phlo("MA2", "support") is True
+    assert await store.get_phlo("MA1", "support") == phlo("support", auth_id="MA1")
 
 
 async def test_deleting_a_phlo_keeps_its_history(store: Store) -> None:
     await store.create_phlo(phlo())
     await store.create_run(run())
     await store.commit_conference(conference(), [event(1)], [delivery(1)])
-    assert await store.delete_phlo("phlo-1") is True
+    assert await store.delete_phlo("MA1", "phlo-1") is True
     assert await store.get_run("run-1") == run()
     assert await store.get_conference("conf-1") == conference()
     assert len(await store.list_events("conf-1")) == 1
@@ -243,18 +282,24 @@ async def test_list_conferences_filters_orders_and_limits(store: Store) -> None:
         await store.commit_conference(conference(f"conf-{index}", created_at=100.0 + index, status=status))
     await store.commit_conference(conference("other-node", node_id="node-2"))
     await store.commit_conference(conference("other-phlo", phlo_id="phlo-2"))
+    await store.commit_conference(conference("other-account", auth_id="MA2"))
 
-    listed = await store.list_conferences("phlo-1", "node-1")
+    listed = await store.list_conferences("MA1", "phlo-1", "node-1")
     assert [c.conference_id for c in listed] == ["conf-4", "conf-3", "conf-2", "conf-1", "conf-0"]
-    live = await store.list_conferences("phlo-1", "node-1", live_only=True)
+    live = await store.list_conferences("MA1", "phlo-1", "node-1", live_only=True)
     assert [c.conference_id for c in live] == ["conf-4", "conf-2", "conf-0"]
-    assert [c.conference_id for c in await store.list_conferences("phlo-1", "node-1", limit=2)] == [
+    assert [c.conference_id for c in await store.list_conferences("MA1", "phlo-1", "node-1", limit=2)] == [
         "conf-4",
         "conf-3",
     ]
-    limited_live = await store.list_conferences("phlo-1", "node-1", live_only=True, limit=1)
+    limited_live = await store.list_conferences("MA1", "phlo-1", "node-1", live_only=True, limit=1)
     assert [c.conference_id for c in limited_live] == ["conf-4"]
-    assert [c.conference_id for c in await store.list_conferences("phlo-1", "node-2")] == ["other-node"]
+    assert [c.conference_id for c in await store.list_conferences("MA1", "phlo-1", "node-2")] == [
+        "other-node"
+    ]
+    assert [c.conference_id for c in await store.list_conferences("MA2", "phlo-1", "node-1")] == [
+        "other-account"
+    ]
 
 
 async def test_load_live_conferences_skips_ended_ones(store: Store) -> None:
@@ -388,7 +433,7 @@ async def test_everything_survives_a_restart(store_url: str) -> None:
     await second.migrate()
     try:
         assert await second.get_account("MA1") == Account("MA1", "token", 1.0)
-        assert await second.get_phlo("phlo-1") == phlo()
+        assert await second.get_phlo("MA1", "phlo-1") == phlo()
         assert await second.get_run("run-1") == run()
         assert await second.get_conference("conf-1") == conference()
         assert await second.list_events("conf-1") == [event(1), event(2)]

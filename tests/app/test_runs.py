@@ -84,8 +84,8 @@ async def test_the_end_of_the_conference_completes_the_stored_run_without_readin
     assert live is not None
     await settle(lambda: live.conf.members.get(AGENT) and live.conf.members[AGENT].answered)
     reads = store.run_reads
-    await conferences.member_action("phlo-1", "node-1", Hangup(AGENT))
-    await conferences.member_action("phlo-1", "node-1", Hangup(CALLER))
+    await conferences.member_action(AUTH_ID, "phlo-1", "node-1", Hangup(AGENT))
+    await conferences.member_action(AUTH_ID, "phlo-1", "node-1", Hangup(CALLER))
 
     finished: list[RunRecord] = []
 

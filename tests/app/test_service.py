@@ -24,6 +24,7 @@ from bridgeline.core.model import MemberStatus, Role
 from bridgeline.phlo.definition import NodeSettings
 
 AGENT, CUSTOMER = "+14155550001", "+14155550002"
+ACCOUNT, OTHER_ACCOUNT = "MA00000000000000000A", "MA00000000000000000B"
 
 
 @pytest.fixture
@@ -47,7 +48,7 @@ async def connected_pair(store: Store) -> tuple[ConferenceService, SimCarrier, s
     service = ConferenceService(store, carrier)
     await carrier.start()
     conference_id = await service.start_conference(
-        auth_id="MA00000000000000000A",
+        auth_id=ACCOUNT,
         phlo_id="p",
         node_id="n",
         run_id=None,
@@ -71,9 +72,9 @@ async def test_concurrent_actions_apply_one_at_a_time_and_commit_every_event(sto
     async def attempt(action: Hold | Unhold | Call) -> bool:
         try:
             if isinstance(action, Call):
-                await service.mpc_action("p", "n", action)
+                await service.mpc_action(ACCOUNT, "p", "n", action)
             else:
-                await service.member_action("p", "n", action)
+                await service.member_action(ACCOUNT, "p", "n", action)
         except ActionRefused:
             return False
         return True
@@ -102,9 +103,9 @@ async def test_a_refused_action_changes_nothing_and_is_not_stored(store: Store) 
     service, carrier, conference_id = await connected_pair(store)
     before = await store.list_events(conference_id)
     with pytest.raises(ActionRefused, match="not on hold"):
-        await service.member_action("p", "n", Unhold(CUSTOMER))
+        await service.member_action(ACCOUNT, "p", "n", Unhold(CUSTOMER))
     with pytest.raises(NotFound):
-        await service.member_action("p", "n", Hold("+19999999999"))
+        await service.member_action(ACCOUNT, "p", "n", Hold("+19999999999"))
     assert await store.list_events(conference_id) == before
     await service.shutdown()
     await carrier.stop()
@@ -114,7 +115,7 @@ async def test_an_address_is_in_one_live_conference_per_node(store: Store) -> No
     service, carrier, _ = await connected_pair(store)
     with pytest.raises(ActionRefused, match="already in a live conference"):
         await service.start_conference(
-            auth_id="MA00000000000000000A",
+            auth_id=ACCOUNT,
             phlo_id="p",
             node_id="n",
             run_id=None,
@@ -126,9 +127,35 @@ async def test_an_address_is_in_one_live_conference_per_node(store: Store) -> No
     await carrier.stop()
 
 
+async def test_phlo_ids_are_per_account_in_the_live_lookups(store: Store) -> None:
+    """Another account's PHLO with the same id, node and members is another conference."""
+    service, carrier, conference_id = await connected_pair(store)
+    theirs = await service.start_conference(
+        auth_id=OTHER_ACCOUNT,
+        phlo_id="p",
+        node_id="n",
+        run_id=None,
+        settings=NodeSettings(),
+        dials=[(AGENT, Role.AGENT), (CUSTOMER, Role.CUSTOMER)],
+        sequential=False,
+    )
+    assert theirs != conference_id
+    mine, other = service.find(ACCOUNT, "p", "n", CUSTOMER), service.find(OTHER_ACCOUNT, "p", "n", CUSTOMER)
+    assert mine is not None and mine.meta.conference_id == conference_id
+    assert other is not None and other.meta.conference_id == theirs
+    assert [live.meta.conference_id for live in service.live_conferences(ACCOUNT, "p")] == [conference_id]
+    assert [live.meta.conference_id for live in service.live_conferences(OTHER_ACCOUNT, "p", "n")] == [theirs]
+    await service.member_action(OTHER_ACCOUNT, "p", "n", Hangup(AGENT))
+    await service.member_action(OTHER_ACCOUNT, "p", "n", Hangup(CUSTOMER))
+    assert service.find(OTHER_ACCOUNT, "p", "n", CUSTOMER) is None
+    assert service.find(ACCOUNT, "p", "n", CUSTOMER) is mine  # my conference did not notice
+    await service.shutdown()
+    await carrier.stop()
+
+
 async def test_restore_takes_back_live_conferences_from_the_store(store: Store) -> None:
     service, carrier, conference_id = await connected_pair(store)
-    await service.member_action("p", "n", Hold(CUSTOMER))
+    await service.member_action(ACCOUNT, "p", "n", Hold(CUSTOMER))
     await service.shutdown()
     await carrier.stop()
 
@@ -138,9 +165,9 @@ async def test_restore_takes_back_live_conferences_from_the_store(store: Store) 
     live = service2.get_live(conference_id)
     assert live is not None
     assert live.conf.members[CUSTOMER].status is MemberStatus.ON_HOLD
-    await service2.member_action("p", "n", Unhold(CUSTOMER))
-    await service2.member_action("p", "n", Hangup(CUSTOMER))
-    await service2.member_action("p", "n", Hangup(AGENT))
+    await service2.member_action(ACCOUNT, "p", "n", Unhold(CUSTOMER))
+    await service2.member_action(ACCOUNT, "p", "n", Hangup(CUSTOMER))
+    await service2.member_action(ACCOUNT, "p", "n", Hangup(AGENT))
     record = await store.get_conference(conference_id)
     assert record is not None and record.status == "ended"
     assert service2.get_live(conference_id) is None
@@ -153,18 +180,20 @@ async def test_the_timer_is_armed_again_only_when_the_next_deadline_moves(store:
     live = service.get_live(conference_id)
     assert live is not None and live.timer is not None
     max_duration_timer = live.timer
-    await service.member_action("p", "n", Hold(CUSTOMER))
-    await service.member_action("p", "n", Unhold(CUSTOMER))
+    await service.member_action(ACCOUNT, "p", "n", Hold(CUSTOMER))
+    await service.member_action(ACCOUNT, "p", "n", Unhold(CUSTOMER))
     assert live.timer is max_duration_timer  # the deadline (the end of max_duration) did not move
 
     silent = "+14155550003"
     await carrier.configure_phone(silent, PhoneBehaviour(AnswerMode.NO_ANSWER))
-    await service.mpc_action("p", "n", Call(silent, Role.AGENT, AGENT))
+    await service.mpc_action(ACCOUNT, "p", "n", Call(silent, Role.AGENT, AGENT))
     ringing = live.timer
     assert ringing is not max_duration_timer and max_duration_timer.cancelled()
     assert live.timer_deadline == live.conf.members[silent].ring_deadline
 
-    await service.member_action("p", "n", Hangup(silent))  # the ring deadline goes: back to max_duration
+    await service.member_action(
+        ACCOUNT, "p", "n", Hangup(silent)
+    )  # the ring deadline goes: back to max_duration
     assert live.timer is not ringing and ringing.cancelled()
     assert live.timer_deadline == live.conf.next_deadline()
     await service.shutdown()

@@ -276,9 +276,10 @@ def add_account(server: ServerProcess) -> tuple[str, str]:
 class Api:
     """The server's HTTP API with the main account's credentials, plus Bridgeline's extensions."""
 
-    def __init__(self, server: ServerProcess) -> None:
+    def __init__(self, server: ServerProcess, auth: tuple[str, str] = (AUTH_ID, AUTH_TOKEN)) -> None:
         self.server = server
-        self.http = guarded_client(server.url)
+        self.auth_id = auth[0]
+        self.http = guarded_client(server.url, auth=auth)
         server.clients.append(self.http)
 
     @property
@@ -295,6 +296,7 @@ class Api:
         dial: list[tuple[str, str]] | None = None,
         mode: str = "sequential",
         with_run: bool = True,
+        phlo_id: str | None = None,
         **node: Any,
     ) -> Phlo:
         """A one-node PHLO; `node` holds MPC settings (ring_timeout=1, max_participants=3, ...)."""
@@ -304,6 +306,8 @@ class Api:
             "name": "e2e",
             "nodes": [{"name": "Multi-Party Call_1", "type": "multi_party_call", **node}],
         }
+        if phlo_id is not None:
+            definition["phlo_id"] = phlo_id
         if with_run:
             definition["run"] = {"mode": mode, "dial": [{"to": to, "role": role} for to, role in dial]}
         response = self.http.post("/v1/phlo", json=definition)
@@ -361,7 +365,7 @@ class Phlo:
         return dict(response.json())
 
     def post_run(self, payload: Any) -> httpx.Response:
-        return self.http.post(f"/v1/account/{AUTH_ID}/phlo/{self.phlo_id}", json=payload)
+        return self.http.post(f"/v1/account/{self.api.auth_id}/phlo/{self.phlo_id}", json=payload)
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         response = self.http.get(f"/v1/phlo/{self.phlo_id}/runs/{run_id}")

@@ -15,6 +15,7 @@ trunk:                          # where E.164 numbers are dialed
 inbound:                        # calls to these numbers start a PHLO run
   - number: "+14155550100"
     phlo_id: support
+    auth_id: MA...                 # the PHLO's account; default: the main account
     payload: {customer: "{{from}}", agent: alice}
 ```
 """
@@ -75,6 +76,7 @@ class TrunkSettings(_Strict):
 class InboundRoute(_Strict):
     number: str = Field(description="the dialed number or user")
     phlo_id: str
+    auth_id: str | None = Field(default=None, description="the PHLO's account; None: the main account")
     role: Role = Role.CUSTOMER
     payload: dict[str, str] = Field(default_factory=dict, description="run payload; {{from}} is the caller")
 

@@ -23,6 +23,7 @@ async def start_inbound_run(
     phlos: PhloCache,
     runs: RunService,
     *,
+    auth_id: str,
     phlo_id: str,
     payload_template: Mapping[str, str],
     caller: str,
@@ -31,9 +32,9 @@ async def start_inbound_run(
     leg_id: str,
 ) -> str | None:
     """Run the PHLO for an inbound call; the conference id, or None when the call is refused."""
-    entry = await phlos.get(phlo_id)
+    entry = await phlos.get(auth_id, phlo_id)
     if entry is None:
-        log.warning("inbound_phlo_missing", phlo_id=phlo_id, dialed=dialed)
+        log.warning("inbound_phlo_missing", auth_id=auth_id, phlo_id=phlo_id, dialed=dialed)
         return None
     phlo, definition = entry
     variables = {"from": caller, "to": dialed}

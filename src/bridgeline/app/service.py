@@ -93,23 +93,26 @@ class ConferenceService:
         self._clock = clock
         self._new_id = new_id
         self._live: dict[str, LiveConference] = {}
-        self._by_address: dict[tuple[str, str, str], str] = {}
+        # (auth_id, phlo_id, node_id, address) -> conference_id: PHLO ids are per account.
+        self._by_address: dict[tuple[str, str, str, str], str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.listeners: list[Listener] = []
         carrier.bind(self.on_signal)
 
     # ----------------------------------------------------------------- queries
-    def find(self, phlo_id: str, node_id: str, address: str) -> LiveConference | None:
-        conference_id = self._by_address.get((phlo_id, node_id, address))
+    def find(self, auth_id: str, phlo_id: str, node_id: str, address: str) -> LiveConference | None:
+        conference_id = self._by_address.get((auth_id, phlo_id, node_id, address))
         return None if conference_id is None else self._live.get(conference_id)
 
     def live_conferences(
-        self, phlo_id: str | None = None, node_id: str | None = None
+        self, auth_id: str, phlo_id: str, node_id: str | None = None
     ) -> list[LiveConference]:
+        """The live conferences of one account's PHLO (and node)."""
         return [
             live
             for live in self._live.values()
-            if (phlo_id is None or live.meta.phlo_id == phlo_id)
+            if live.meta.auth_id == auth_id
+            and live.meta.phlo_id == phlo_id
             and (node_id is None or live.meta.node_id == node_id)
         ]
 
@@ -133,7 +136,7 @@ class ConferenceService:
         """Open a conference; `answered` are inbound legs already connected (address, role, leg id)."""
         answered = answered or []
         for address, *_ in [*dials, *answered]:
-            if (phlo_id, node_id, address) in self._by_address:
+            if (auth_id, phlo_id, node_id, address) in self._by_address:
                 raise ActionRefused(f"{address} is already in a live conference of this node")
         conference_id = conference_id or self._new_id()
         now = self._clock()
@@ -160,15 +163,15 @@ class ConferenceService:
             raise
         return conference_id
 
-    async def mpc_action(self, phlo_id: str, node_id: str, command: MpcAction) -> str:
-        live = self.find(phlo_id, node_id, command.trigger_source)
+    async def mpc_action(self, auth_id: str, phlo_id: str, node_id: str, command: MpcAction) -> str:
+        live = self.find(auth_id, phlo_id, node_id, command.trigger_source)
         if live is None:
             raise ActionRefused(
                 f"trigger_source {command.trigger_source} is not in a live conference of this node"
             )
 
         def step(conf: Conference, now: float) -> list[Effect]:
-            owner = self._by_address.get((phlo_id, node_id, command.to))
+            owner = self._by_address.get((auth_id, phlo_id, node_id, command.to))
             if owner is not None and owner != conf.conference_id:
                 raise ActionRefused(f"{command.to} is already in another live conference of this node")
             return conf.handle(command, now)
@@ -176,8 +179,8 @@ class ConferenceService:
         await self._apply(live, step)
         return live.meta.conference_id
 
-    async def member_action(self, phlo_id: str, node_id: str, command: MemberAction) -> str:
-        live = self.find(phlo_id, node_id, command.address)
+    async def member_action(self, auth_id: str, phlo_id: str, node_id: str, command: MemberAction) -> str:
+        live = self.find(auth_id, phlo_id, node_id, command.address)
         if live is None:
             raise NotFound(f"member {command.address} is not in a live conference of this node")
         if live.conf.live_member(command.address) is None:
@@ -327,9 +330,9 @@ class ConferenceService:
         meta = live.meta
         current = live.conf.claimed_addresses() if live.conf.live else set()
         for address in live.addresses - current:
-            self._by_address.pop((meta.phlo_id, meta.node_id, address), None)
+            self._by_address.pop((meta.auth_id, meta.phlo_id, meta.node_id, address), None)
         for address in current - live.addresses:
-            self._by_address[(meta.phlo_id, meta.node_id, address)] = meta.conference_id
+            self._by_address[(meta.auth_id, meta.phlo_id, meta.node_id, address)] = meta.conference_id
         live.addresses = current
 
     def _forget(self, live: LiveConference) -> None:

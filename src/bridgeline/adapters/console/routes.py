@@ -111,11 +111,13 @@ async def console_state(ctx: AppContext, api: ApiRequest) -> Response:
     conferences: list[dict[str, Any]] = []
     for phlo in phlos:
         for node in PhloDefinition.model_validate(phlo.definition).nodes:
-            live = ctx.conferences.live_conferences(phlo.phlo_id, node.node_id)
+            live = ctx.conferences.live_conferences(api.auth_id, phlo.phlo_id, node.node_id)
             for item in live:
                 conferences.append(await _details(ctx, item.conf, item.meta))
             seen = {item.meta.conference_id for item in live}
-            records = await ctx.store.list_conferences(phlo.phlo_id, node.node_id, limit=RECENT_PER_NODE)
+            records = await ctx.store.list_conferences(
+                api.auth_id, phlo.phlo_id, node.node_id, limit=RECENT_PER_NODE
+            )
             for record in records:
                 recent = record.ended_at is not None and record.ended_at >= now - RECENT_SECONDS
                 if record.conference_id in seen or record.status is ConferenceStatus.LIVE or not recent:

@@ -70,8 +70,8 @@ def checked_address(name: str, value: str) -> str:
 
 async def owned_phlo(ctx: AppContext, auth_id: str, phlo_id: str) -> tuple[PhloRecord, PhloDefinition]:
     """The PHLO if it exists in this account; another account's PHLO is as good as missing."""
-    entry = await ctx.phlos.get(phlo_id)
-    if entry is None or entry[0].auth_id != auth_id:
+    entry = await ctx.phlos.get(auth_id, phlo_id)
+    if entry is None:
         raise ApiError(404, f"PHLO {phlo_id} not found")
     return entry
 

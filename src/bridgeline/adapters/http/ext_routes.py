@@ -50,7 +50,7 @@ async def create_phlo(ctx: AppContext, api: ApiRequest) -> Response:
             if "{{" not in dial.to:
                 checked_address("run.dial.to", dial.to)
     phlo_id = definition.phlo_id or str(uuid.uuid4())
-    if await ctx.store.get_phlo(phlo_id) is not None:
+    if await ctx.store.get_phlo(api.auth_id, phlo_id) is not None:
         raise ApiError(409, f"a PHLO with phlo_id {phlo_id} already exists")
     stored = definition.model_dump(mode="json", exclude={"phlo_id"})
     phlo = PhloRecord(phlo_id, api.auth_id, definition.name, stored, time.time())
@@ -65,11 +65,11 @@ async def list_phlos(ctx: AppContext, api: ApiRequest) -> Response:
 
 async def delete_phlo(ctx: AppContext, api: ApiRequest) -> Response:
     phlo, _ = await owned_phlo(ctx, api.auth_id, api.params["phlo_id"])
-    live = ctx.conferences.live_conferences(phlo.phlo_id)
+    live = ctx.conferences.live_conferences(api.auth_id, phlo.phlo_id)
     if live:
         raise ApiError(400, f"PHLO {phlo.phlo_id} has {len(live)} live conference(s); hang them up first")
-    await ctx.store.delete_phlo(phlo.phlo_id)
-    ctx.phlos.forget(phlo.phlo_id)
+    await ctx.store.delete_phlo(api.auth_id, phlo.phlo_id)
+    ctx.phlos.forget(api.auth_id, phlo.phlo_id)
     return ok({"phlo_id": phlo.phlo_id, "message": "PHLO deleted"})
 
 
@@ -78,10 +78,13 @@ async def list_instances(ctx: AppContext, api: ApiRequest) -> Response:
     node = mpc_node(definition, phlo.phlo_id, api.params["node_type"], api.params["node_id"])
     objects = [
         conference_view(live.conf, phlo_id=phlo.phlo_id, node_id=node.node_id, run_id=live.meta.run_id)
-        for live in ctx.conferences.live_conferences(phlo.phlo_id, node.node_id)
+        for live in ctx.conferences.live_conferences(api.auth_id, phlo.phlo_id, node.node_id)
     ]
     seen = {o["mpc_uuid"] for o in objects}
-    for record in await ctx.store.list_conferences(phlo.phlo_id, node.node_id, limit=RECENT_CONFERENCES):
+    recent = await ctx.store.list_conferences(
+        api.auth_id, phlo.phlo_id, node.node_id, limit=RECENT_CONFERENCES
+    )
+    for record in recent:
         if record.conference_id not in seen:
             conf = snapshot.load(record.state["core"])
             objects.append(
@@ -94,12 +97,15 @@ async def get_member(ctx: AppContext, api: ApiRequest) -> Response:
     phlo, definition = await owned_phlo(ctx, api.auth_id, api.params["phlo_id"])
     node = mpc_node(definition, phlo.phlo_id, api.params["node_type"], api.params["node_id"])
     address = checked_address("member_address", api.params["member_address"])
-    live = ctx.conferences.find(phlo.phlo_id, node.node_id, address)
+    live = ctx.conferences.find(api.auth_id, phlo.phlo_id, node.node_id, address)
     if live is not None and address in live.conf.members:
         member = live.conf.members[address]
         return ok(member_view(live.conf, member, phlo_id=phlo.phlo_id, node_id=node.node_id))
     # Not live: the member's last membership in a recent conference of this node, if any.
-    for record in await ctx.store.list_conferences(phlo.phlo_id, node.node_id, limit=RECENT_CONFERENCES):
+    recent = await ctx.store.list_conferences(
+        api.auth_id, phlo.phlo_id, node.node_id, limit=RECENT_CONFERENCES
+    )
+    for record in recent:
         conf = snapshot.load(record.state["core"])
         if address in conf.members:
             return ok(member_view(conf, conf.members[address], phlo_id=phlo.phlo_id, node_id=node.node_id))

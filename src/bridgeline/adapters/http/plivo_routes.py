@@ -96,7 +96,7 @@ async def mpc_action(ctx: AppContext, api: ApiRequest) -> Response:
     command = MPC_ACTIONS[action](
         to=api.address("to"), role=_role(api), trigger_source=api.address("trigger_source")
     )
-    await ctx.conferences.mpc_action(phlo.phlo_id, node.node_id, command)
+    await ctx.conferences.mpc_action(api.auth_id, phlo.phlo_id, node.node_id, command)
     return ok({"api_id": new_api_id(), "error": ""}, 201)
 
 
@@ -105,14 +105,16 @@ async def member_action(ctx: AppContext, api: ApiRequest) -> Response:
     node = mpc_node(definition, phlo.phlo_id, api.params["node_type"], api.params["node_id"])
     address = checked_address("member_address", api.params["member_address"])
     action = _action(api, MEMBER_ACTIONS)
-    await ctx.conferences.member_action(phlo.phlo_id, node.node_id, MEMBER_ACTIONS[action](address))
+    await ctx.conferences.member_action(
+        api.auth_id, phlo.phlo_id, node.node_id, MEMBER_ACTIONS[action](address)
+    )
     return ok({"api_id": new_api_id(), "error": ""}, 201)
 
 
 async def get_run(ctx: AppContext, api: ApiRequest) -> Response:
     phlo, _ = await owned_phlo(ctx, api.auth_id, api.params["phlo_id"])
     run = await ctx.store.get_run(api.params["run_id"])
-    if run is None or run.phlo_id != phlo.phlo_id:
+    if run is None or run.auth_id != api.auth_id or run.phlo_id != phlo.phlo_id:
         raise ApiError(404, f"run {api.params['run_id']} of PHLO {phlo.phlo_id} not found")
     return ok(
         {

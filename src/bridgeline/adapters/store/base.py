@@ -89,15 +89,15 @@ class SqlStore(ABC):
             sql.INSERT_PHLO, (phlo.phlo_id, phlo.auth_id, phlo.name, definition, phlo.created_at)
         )
 
-    async def get_phlo(self, phlo_id: str) -> PhloRecord | None:
-        row = await self._read_one(sql.SELECT_PHLO, (phlo_id,))
+    async def get_phlo(self, auth_id: str, phlo_id: str) -> PhloRecord | None:
+        row = await self._read_one(sql.SELECT_PHLO, (auth_id, phlo_id))
         return None if row is None else sql.phlo_from_row(row)
 
     async def list_phlos(self, auth_id: str) -> list[PhloRecord]:
         return [sql.phlo_from_row(row) for row in await self._read(sql.SELECT_PHLOS_OF_ACCOUNT, (auth_id,))]
 
-    async def delete_phlo(self, phlo_id: str) -> bool:
-        return await self._write_one(sql.DELETE_PHLO, (phlo_id,)) > 0
+    async def delete_phlo(self, auth_id: str, phlo_id: str) -> bool:
+        return await self._write_one(sql.DELETE_PHLO, (auth_id, phlo_id)) > 0
 
     # --- runs ---
 
@@ -139,16 +139,16 @@ class SqlStore(ABC):
         return None if row is None else sql.conference_from_row(row)
 
     async def list_conferences(
-        self, phlo_id: str, node_id: str, *, live_only: bool = False, limit: int = 100
+        self, auth_id: str, phlo_id: str, node_id: str, *, live_only: bool = False, limit: int = 100
     ) -> list[ConferenceRecord]:
         """Newest first."""
         if live_only:
             rows = await self._read(
                 sql.SELECT_CONFERENCES_OF_NODE_BY_STATUS,
-                (phlo_id, node_id, ConferenceStatus.LIVE.value, limit),
+                (auth_id, phlo_id, node_id, ConferenceStatus.LIVE.value, limit),
             )
         else:
-            rows = await self._read(sql.SELECT_CONFERENCES_OF_NODE, (phlo_id, node_id, limit))
+            rows = await self._read(sql.SELECT_CONFERENCES_OF_NODE, (auth_id, phlo_id, node_id, limit))
         return [sql.conference_from_row(row) for row in rows]
 
     async def load_live_conferences(self) -> list[ConferenceRecord]:

@@ -210,9 +210,9 @@ UPSERT_ACCOUNT = _upsert("accounts", ACCOUNT_COLUMNS, "auth_id")
 SELECT_ACCOUNT = _select("accounts", ACCOUNT_COLUMNS, "WHERE auth_id = ?")
 
 INSERT_PHLO = _insert("phlos", PHLO_COLUMNS)
-SELECT_PHLO = _select("phlos", PHLO_COLUMNS, "WHERE phlo_id = ?")
+SELECT_PHLO = _select("phlos", PHLO_COLUMNS, "WHERE auth_id = ? AND phlo_id = ?")
 SELECT_PHLOS_OF_ACCOUNT = _select("phlos", PHLO_COLUMNS, "WHERE auth_id = ? ORDER BY created_at, phlo_id")
-DELETE_PHLO = "DELETE FROM phlos WHERE phlo_id = ?"
+DELETE_PHLO = "DELETE FROM phlos WHERE auth_id = ? AND phlo_id = ?"
 
 INSERT_RUN = _insert("runs", RUN_COLUMNS)
 UPDATE_RUN = _update("runs", RUN_COLUMNS, "run_id")
@@ -225,10 +225,12 @@ UPSERT_CONFERENCE = _upsert("conferences", CONFERENCE_COLUMNS, "conference_id", 
 SELECT_CONFERENCE = _select("conferences", CONFERENCE_COLUMNS, "WHERE conference_id = ?")
 _NEWEST_FIRST = "ORDER BY created_at DESC, conference_id DESC LIMIT ?"
 SELECT_CONFERENCES_OF_NODE = _select(
-    "conferences", CONFERENCE_COLUMNS, f"WHERE phlo_id = ? AND node_id = ? {_NEWEST_FIRST}"
+    "conferences", CONFERENCE_COLUMNS, f"WHERE auth_id = ? AND phlo_id = ? AND node_id = ? {_NEWEST_FIRST}"
 )
 SELECT_CONFERENCES_OF_NODE_BY_STATUS = _select(
-    "conferences", CONFERENCE_COLUMNS, f"WHERE phlo_id = ? AND node_id = ? AND status = ? {_NEWEST_FIRST}"
+    "conferences",
+    CONFERENCE_COLUMNS,
+    f"WHERE auth_id = ? AND phlo_id = ? AND node_id = ? AND status = ? {_NEWEST_FIRST}",
 )
 SELECT_CONFERENCES_BY_STATUS = _select(
     "conferences", CONFERENCE_COLUMNS, "WHERE status = ? ORDER BY created_at, conference_id"
