@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from bridgeline.adapters.store import StoreIntegrityError, open_store
+from bridgeline.adapters.store.base import SqlStore, Write
 from bridgeline.adapters.store.sql import load_migrations
 from bridgeline.app.ports import Store
 from bridgeline.app.records import (
@@ -104,8 +105,8 @@ async def test_concurrent_migrations_from_separate_connections(store_url: str, r
     stores = [open_store(store_url) for _ in range(4)]
     try:
         await asyncio.gather(*(store.migrate() for store in stores))
-        await stores[0].put_sim_phone("+1", {"answer": True})
-        assert await stores[-1].list_sim_phones() == {"+1": {"answer": True}}
+        await stores[0].put_sim_phone("MA1", "+1", {"answer": True})
+        assert await stores[-1].list_sim_phones() == {("MA1", "+1"): {"answer": True}}
     finally:
         for store in stores:
             await store.close()
@@ -115,6 +116,7 @@ async def test_concurrent_migrations_from_separate_connections(store_url: str, r
 async def test_upgrade_from_0001_carries_phlos_over_per_account(store_url: str, raw_query: RawQuery) -> None:
     """A database created by migration 0001, with data in it, upgrades in place."""
     old = open_store(store_url)
+    assert isinstance(old, SqlStore)
     try:
         first = load_migrations(old.dialect)[0]
         assert first.name.startswith("0001_")
@@ -122,13 +124,19 @@ async def test_upgrade_from_0001_carries_phlos_over_per_account(store_url: str, 
         await old.put_account(Account("MA1", "token", 1.0))
         await old.create_phlo(phlo("support", auth_id="MA1"))
         await old.create_phlo(phlo("sales", auth_id="MA2", created_at=3.0))
+        await old.put_account(Account("MA2", "token-2", 2.0))
         await old.commit_conference(conference(phlo_id="support"), [event(1)])
+        await old._write(
+            [Write("INSERT INTO sim_phones (address, behaviour) VALUES (?, ?)", [("+1", '{"a": 1}')])]
+        )
         with pytest.raises(StoreIntegrityError):  # 0001: ids are global
             await old.create_phlo(phlo("support", auth_id="MA2"))
         await old.migrate()
         assert await old.get_phlo("MA1", "support") == phlo("support", auth_id="MA1")
         assert await old.get_phlo("MA2", "sales") == phlo("sales", auth_id="MA2", created_at=3.0)
         assert [c.conference_id for c in await old.list_conferences("MA1", "support", "node-1")] == ["conf-1"]
+        # a phone of the shared 0001 table now belongs to every account that existed
+        assert await old.list_sim_phones() == {("MA1", "+1"): {"a": 1}, ("MA2", "+1"): {"a": 1}}
         # ...and ids are now per account
         await old.create_phlo(phlo("support", auth_id="MA2"))
         assert await old.get_phlo("MA2", "support") == phlo("support", auth_id="MA2")
@@ -405,13 +413,15 @@ async def test_update_delivery_of_an_unknown_id_fails(store: Store) -> None:
 # --- simulated phones -----------------------------------------------------------------------------------
 
 
-async def test_sim_phones_upsert(store: Store) -> None:
-    await store.put_sim_phone("+15550100", {"answer_after": 1.5, "script": NESTED})
-    await store.put_sim_phone("sip:zoë@example.org", {"busy": True})
-    await store.put_sim_phone("+15550100", {"reject": UNICODE})
+async def test_sim_phones_upsert_per_account(store: Store) -> None:
+    await store.put_sim_phone("MA1", "+15550100", {"answer_after": 1.5, "script": NESTED})
+    await store.put_sim_phone("MA1", "sip:zoë@example.org", {"busy": True})
+    await store.put_sim_phone("MA2", "+15550100", {"busy": True})
+    await store.put_sim_phone("MA1", "+15550100", {"reject": UNICODE})
     assert await store.list_sim_phones() == {
-        "+15550100": {"reject": UNICODE},
-        "sip:zoë@example.org": {"busy": True},
+        ("MA1", "+15550100"): {"reject": UNICODE},
+        ("MA1", "sip:zoë@example.org"): {"busy": True},
+        ("MA2", "+15550100"): {"busy": True},
     }
 
 
@@ -425,7 +435,7 @@ async def test_everything_survives_a_restart(store_url: str) -> None:
     await first.create_phlo(phlo())
     await first.create_run(run())
     await first.commit_conference(conference(), [event(1), event(2)], [delivery(1), delivery(2)])
-    await first.put_sim_phone("+1", {"answer": True})
+    await first.put_sim_phone("MA1", "+1", {"answer": True})
     deliveries = await first.list_deliveries("conf-1")
     await first.close()
 
@@ -438,7 +448,7 @@ async def test_everything_survives_a_restart(store_url: str) -> None:
         assert await second.get_conference("conf-1") == conference()
         assert await second.list_events("conf-1") == [event(1), event(2)]
         assert await second.list_deliveries("conf-1") == deliveries
-        assert await second.list_sim_phones() == {"+1": {"answer": True}}
+        assert await second.list_sim_phones() == {("MA1", "+1"): {"answer": True}}
         # Ids keep growing after a restart.
         await second.commit_conference(conference(), [event(3)], [delivery(3)])
         assert (await second.list_deliveries("conf-1"))[-1].delivery_id > deliveries[-1].delivery_id

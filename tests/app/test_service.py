@@ -185,7 +185,7 @@ async def test_the_timer_is_armed_again_only_when_the_next_deadline_moves(store:
     assert live.timer is max_duration_timer  # the deadline (the end of max_duration) did not move
 
     silent = "+14155550003"
-    await carrier.configure_phone(silent, PhoneBehaviour(AnswerMode.NO_ANSWER))
+    await carrier.configure_phone(ACCOUNT, silent, PhoneBehaviour(AnswerMode.NO_ANSWER))
     await service.mpc_action(ACCOUNT, "p", "n", Call(silent, Role.AGENT, AGENT))
     ringing = live.timer
     assert ringing is not max_duration_timer and max_duration_timer.cancelled()

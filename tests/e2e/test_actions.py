@@ -434,7 +434,7 @@ def test_hangup_of_a_member_still_ringing_cancels_the_dial(api: Api, sdk: Any) -
     mpc = sdk_mpc(sdk, phlo)
     assert mpc.call(agent, target, "agent").error == ""
     ringing = phlo.wait_member(target, status="dialing", ringing=True)
-    assert api.phone_view(target)["calls"][0]["state"] == "ringing"
+    assert api.phone_calls(target)[0]["state"] == "ringing"
 
     assert mpc.member(target).hangup().error == ""
 
@@ -474,7 +474,7 @@ def test_max_participants_refuses_one_more(api: Api, sdk: Any) -> None:
         mpc.warm_transfer(agent, fourth, "agent")
 
     assert phlo.instances() == before
-    assert api.phone_view(fourth)["calls"] == []
+    assert api.phone_calls(fourth) == []
 
 
 def test_sequential_run_with_a_busy_agent_never_dials_the_customer(api: Api) -> None:
@@ -492,7 +492,7 @@ def test_sequential_run_with_a_busy_agent_never_dials_the_customer(api: Api) -> 
     assert conference["phlo_run_id"] == run["phlo_run_id"]
     assert [(m["member_address"], m["leave_reason"]) for m in conference["members"]] == [(agent, "busy")]
     assert conference["queued"] == []
-    assert api.phone_view(customer)["calls"] == []
+    assert api.phone_calls(customer) == []
     run_view = wait_until(
         lambda: (r := phlo.get_run(run["phlo_run_id"]))["status"] != "running" and r, what="run to finish"
     )
@@ -515,7 +515,7 @@ def test_queued_customer_is_not_a_member_yet(api: Api, sdk: Any) -> None:
     with pytest.raises((plivo.exceptions.ResourceNotFoundError, plivo.exceptions.ValidationError)):
         sdk_mpc(sdk, phlo).member(customer).hold()
     assert phlo.conference() == conference
-    assert api.phone_view(customer)["calls"] == []
+    assert api.phone_calls(customer) == []
     assert sdk_mpc(sdk, phlo).member(agent).hangup().error == ""
     ended = phlo.wait_ended(conference["mpc_uuid"])
     assert ended["queued"] == []
@@ -548,7 +548,7 @@ def test_an_address_may_be_live_in_the_nodes_of_two_phlos(api: Api, sdk: Any) ->
     first.connect(agent, number())
     second.connect(agent, number())
     assert first.member(agent)["mpc_uuid"] != second.member(agent)["mpc_uuid"]
-    assert len(api.phone_view(agent)["calls"]) == 2
+    assert len(api.phone_calls(agent)) == 2
     assert sdk_mpc(sdk, first).member(agent).hold().error == ""
     first.wait_member(agent, status="on_hold")
     assert second.member(agent)["status"] == "connected"

@@ -4,6 +4,10 @@ Each address behaves as configured through `PUT /v1/sim/phones/{address}` (kept 
 so a restart keeps it): answer, busy, no_answer (rings until the ring timeout), reject, or
 voicemail (answers as a machine). Unknown addresses answer after the default delay. What each
 phone hears is recorded from the conference's audio routing, so tests and demos can ask.
+
+Phones are per account: what account A configures for an address applies to the calls A's
+conferences place to it, never to B's (B's calls to the same address follow B's own setting, or the
+default), and an account sees and hangs up only the calls of its own conferences.
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ class SimCarrier:
         self._store = store
         self._default_delay = answer_delay_ms / 1000
         self._playback = playback_ms / 1000
-        self._phones: dict[str, PhoneBehaviour] = {}
+        self._phones: dict[tuple[str, str], PhoneBehaviour] = {}  # by (auth_id, address)
         self._legs: dict[str, SimLeg] = {}
         self._sink: SignalSink | None = None
 
@@ -69,8 +73,8 @@ class SimCarrier:
         self._sink = sink
 
     async def start(self) -> None:
-        for address, raw in (await self._store.list_sim_phones()).items():
-            self._phones[address] = PhoneBehaviour(AnswerMode(raw["answer"]), raw.get("answer_delay_ms"))
+        for key, raw in (await self._store.list_sim_phones()).items():
+            self._phones[key] = PhoneBehaviour(AnswerMode(raw["answer"]), raw.get("answer_delay_ms"))
 
     async def stop(self) -> None:
         for leg in self._legs.values():
@@ -78,15 +82,18 @@ class SimCarrier:
         self._legs.clear()
 
     # ----------------------------------------------------------------- phones
-    async def configure_phone(self, address: str, behaviour: PhoneBehaviour) -> None:
-        await self._store.put_sim_phone(address, behaviour.to_json())
-        self._phones[address] = behaviour
+    async def configure_phone(self, auth_id: str, address: str, behaviour: PhoneBehaviour) -> None:
+        await self._store.put_sim_phone(auth_id, address, behaviour.to_json())
+        self._phones[(auth_id, address)] = behaviour
 
-    def phone(self, address: str) -> PhoneBehaviour:
-        return self._phones.get(address, PhoneBehaviour())
+    def configured(self, auth_id: str, address: str) -> bool:
+        return (auth_id, address) in self._phones
 
-    def calls_of(self, address: str) -> list[dict[str, Any]]:
-        """The phone's live calls and what it hears on each."""
+    def phone(self, auth_id: str, address: str) -> PhoneBehaviour:
+        return self._phones.get((auth_id, address), PhoneBehaviour())
+
+    def calls_of(self, auth_id: str, address: str) -> list[dict[str, Any]]:
+        """The phone's live calls from the account's conferences, and what it hears on each."""
         return [
             {
                 "call_uuid": leg_id,
@@ -96,14 +103,14 @@ class SimCarrier:
                 "music": leg.music,
             }
             for leg_id, leg in self._legs.items()
-            if leg.request.to == address
+            if leg.request.to == address and leg.request.auth_id == auth_id
         ]
 
-    def hang_up_phone(self, address: str) -> int:
-        """The party hangs up (or rejects a ringing call). Returns how many calls it dropped."""
+    def hang_up_phone(self, auth_id: str, address: str) -> int:
+        """The party hangs up (or rejects a ringing call) the account's calls. Returns how many it dropped."""
         dropped = 0
         for leg_id, leg in list(self._legs.items()):
-            if leg.request.to != address:
+            if leg.request.to != address or leg.request.auth_id != auth_id:
                 continue
             _cancel(leg)
             del self._legs[leg_id]
@@ -116,7 +123,7 @@ class SimCarrier:
     def dial(self, request: LegRequest) -> None:
         leg = SimLeg(request)
         self._legs[request.leg_id] = leg
-        behaviour = self.phone(request.to)
+        behaviour = self.phone(request.auth_id, request.to)
         delay = self._default_delay if behaviour.answer_delay_ms is None else behaviour.answer_delay_ms / 1000
         loop = asyncio.get_running_loop()
         leg.pending.append(loop.call_soon(self._signal, request.conference_id, LegRinging(request.leg_id)))

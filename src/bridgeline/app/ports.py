@@ -69,8 +69,10 @@ class Store(Protocol):
     async def update_delivery(self, delivery: DeliveryRecord) -> None: ...
     async def list_deliveries(self, conference_id: str) -> list[DeliveryRecord]: ...
 
-    async def put_sim_phone(self, address: str, behaviour: JSON) -> None: ...
-    async def list_sim_phones(self) -> dict[str, JSON]: ...
+    async def put_sim_phone(self, auth_id: str, address: str, behaviour: JSON) -> None: ...
+    async def list_sim_phones(self) -> dict[tuple[str, str], JSON]:
+        """Every account's virtual phones, by (auth_id, address)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +85,8 @@ class LegRequest:
     role: Role
     caller_id: str | None
     ring_timeout: float
+    # The account whose conference places the leg: the sim carrier's phones are per account.
+    auth_id: str = ""
 
 
 SignalSink = Callable[[str, LegSignal], None]

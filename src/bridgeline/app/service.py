@@ -323,7 +323,13 @@ class ConferenceService:
 
     def _leg_request(self, meta: ConferenceMeta, leg_id: str, to: str, role: Role) -> LegRequest:
         return LegRequest(
-            meta.conference_id, leg_id, to, role, meta.settings.caller_id, float(meta.settings.ring_timeout)
+            meta.conference_id,
+            leg_id,
+            to,
+            role,
+            meta.settings.caller_id,
+            float(meta.settings.ring_timeout),
+            meta.auth_id,
         )
 
     def _index(self, live: LiveConference) -> None:

@@ -118,9 +118,10 @@ def _sim(ctx: AppContext) -> SimCarrier:
     return ctx.sim
 
 
-def _phone_view(sim: SimCarrier, address: str) -> dict[str, Any]:
-    behaviour = sim.phone(address)
-    return {"address": address, **behaviour.to_json(), "calls": sim.calls_of(address)}
+def _phone_view(sim: SimCarrier, auth_id: str, address: str) -> dict[str, Any]:
+    """The account's view of a virtual phone: its own setting and the calls of its own conferences."""
+    behaviour = sim.phone(auth_id, address)
+    return {"address": address, **behaviour.to_json(), "calls": sim.calls_of(auth_id, address)}
 
 
 async def put_sim_phone(ctx: AppContext, api: ApiRequest) -> Response:
@@ -138,19 +139,25 @@ async def put_sim_phone(ctx: AppContext, api: ApiRequest) -> Response:
         isinstance(delay, bool) or not isinstance(delay, int) or not 0 <= delay <= 600_000
     ):
         raise invalid("answer_delay_ms", "answer_delay_ms expects an integer from 0 to 600000.")
-    await sim.configure_phone(address, PhoneBehaviour(answer, delay))
-    return ok(_phone_view(sim, address))
+    await sim.configure_phone(api.auth_id, address, PhoneBehaviour(answer, delay))
+    return ok(_phone_view(sim, api.auth_id, address))
 
 
 async def get_sim_phone(ctx: AppContext, api: ApiRequest) -> Response:
+    """A phone exists for an account once it configured it or dialed it; any other is not found, so
+    the answer is the same whether or not another account uses the address."""
     sim = _sim(ctx)
-    return ok(_phone_view(sim, checked_address("address", api.params["address"])))
+    address = checked_address("address", api.params["address"])
+    view = _phone_view(sim, api.auth_id, address)
+    if not view["calls"] and not sim.configured(api.auth_id, address):
+        raise ApiError(404, f"phone {address} not found")
+    return ok(view)
 
 
 async def hang_up_sim_phone(ctx: AppContext, api: ApiRequest) -> Response:
     sim = _sim(ctx)
     address = checked_address("address", api.params["address"])
-    dropped = sim.hang_up_phone(address)
+    dropped = sim.hang_up_phone(api.auth_id, address)
     if dropped == 0:
         raise ApiError(404, f"phone {address} has no call to hang up")
     return ok({"address": address, "calls_dropped": dropped}, 201)

@@ -176,8 +176,9 @@ class SqlStore(ABC):
 
     # --- simulated phones ---
 
-    async def put_sim_phone(self, address: str, behaviour: JSON) -> None:
-        await self._write_one(sql.UPSERT_SIM_PHONE, (address, sql.dump_json(behaviour)))
+    async def put_sim_phone(self, auth_id: str, address: str, behaviour: JSON) -> None:
+        await self._write_one(sql.UPSERT_SIM_PHONE, (auth_id, address, sql.dump_json(behaviour)))
 
-    async def list_sim_phones(self) -> dict[str, JSON]:
-        return {address: sql.load_json(text) for address, text in await self._read(sql.SELECT_SIM_PHONES)}
+    async def list_sim_phones(self) -> dict[tuple[str, str], JSON]:
+        rows = await self._read(sql.SELECT_SIM_PHONES)
+        return {(auth_id, address): sql.load_json(text) for auth_id, address, text in rows}

@@ -255,8 +255,10 @@ SELECT_DELIVERIES_OF_CONFERENCE = _select(
     "deliveries", DELIVERY_COLUMNS, "WHERE conference_id = ? ORDER BY delivery_id"
 )
 
-UPSERT_SIM_PHONE = _upsert("sim_phones", ("address", "behaviour"), "address")
-SELECT_SIM_PHONES = "SELECT address, behaviour FROM sim_phones ORDER BY address"
+UPSERT_SIM_PHONE = _upsert(
+    "sim_phones", ("auth_id", "address", "behaviour"), "auth_id, address", ["behaviour"]
+)
+SELECT_SIM_PHONES = "SELECT auth_id, address, behaviour FROM sim_phones ORDER BY auth_id, address"
 
 
 # --- records <-> rows -----------------------------------------------------------------------------------
