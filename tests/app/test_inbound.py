@@ -3,14 +3,8 @@ says whose "support" it means (the main account's when it names none, see main.r
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
-
 from bridgeline.adapters.carrier_sim import SimCarrier
 from bridgeline.adapters.sip_config import SipSettings
-from bridgeline.adapters.store import open_store
 from bridgeline.app.inbound import start_inbound_run
 from bridgeline.app.phlos import PhloCache
 from bridgeline.app.ports import Store
@@ -21,14 +15,6 @@ from bridgeline.core.model import Role
 
 MAIN, OTHER = "MA00000000000000000A", "MA00000000000000000B"
 CALLER = "+14155550100"
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = open_store(f"sqlite:///{tmp_path / 'bl.db'}")
-    await store.migrate()
-    yield store
-    await store.close()
 
 
 def support(auth_id: str, agent: str) -> PhloRecord:

@@ -8,13 +8,11 @@ reload from the store.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
 from bridgeline.adapters.carrier_sim import AnswerMode, PhoneBehaviour, SimCarrier
-from bridgeline.adapters.store import open_store
 from bridgeline.app.ports import Store
 from bridgeline.app.service import ConferenceService, NotFound
 from bridgeline.core import snapshot
@@ -25,14 +23,6 @@ from bridgeline.phlo.definition import NodeSettings
 
 AGENT, CUSTOMER = "+14155550001", "+14155550002"
 ACCOUNT, OTHER_ACCOUNT = "MA00000000000000000A", "MA00000000000000000B"
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = open_store(f"sqlite:///{tmp_path / 'bl.db'}")
-    await store.migrate()
-    yield store
-    await store.close()
 
 
 async def settle(predicate: Callable[[], object], within: float = 5.0) -> None:

@@ -429,6 +429,15 @@ class Phlo:
 
         return wait_until(matches, timeout=timeout, what=f"member {address} with {expected}")
 
+    def wait_newest_ended(self, timeout: float = 5.0) -> dict[str, Any]:
+        """The node's newest conference, once it has ended."""
+
+        def ended() -> dict[str, Any] | None:
+            objects = self.instances()
+            return objects[0] if objects and objects[0]["status"] == "ended" else None
+
+        return wait_until(ended, timeout=timeout, what="the newest conference to end")
+
     def wait_ended(self, mpc_uuid: str, timeout: float = 5.0) -> dict[str, Any]:
         return wait_until(
             lambda: (c := self.conference(mpc_uuid))["status"] == "ended" and c,

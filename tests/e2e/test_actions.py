@@ -484,11 +484,7 @@ def test_sequential_run_with_a_busy_agent_never_dials_the_customer(api: Api) -> 
 
     run = phlo.run(agent=agent, customer=customer)
 
-    def ended() -> dict[str, Any] | None:
-        objects = phlo.instances()
-        return objects[0] if objects and objects[0]["status"] == "ended" else None
-
-    conference = wait_until(ended, what="conference to end")
+    conference = phlo.wait_newest_ended()
     assert conference["phlo_run_id"] == run["phlo_run_id"]
     assert [(m["member_address"], m["leave_reason"]) for m in conference["members"]] == [(agent, "busy")]
     assert conference["queued"] == []

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from e2ekit import Api, ServerProcess, add_account, assert_action_ok, assert_plivo_error, number, wait_until
@@ -101,11 +100,7 @@ def test_a_phone_setting_applies_to_the_calls_of_its_own_account(api: Api, other
 
     my_run = mine.run(agent=shared, customer=number())  # A's call gets A's setting: busy
 
-    def ended() -> dict[str, Any] | None:
-        objects = mine.instances()
-        return objects[0] if objects and objects[0]["status"] == "ended" else None
-
-    conference = wait_until(ended, what="my conference to end")
+    conference = mine.wait_newest_ended()
     assert conference["phlo_run_id"] == my_run["phlo_run_id"]
     assert [(m["member_address"], m["leave_reason"]) for m in conference["members"]] == [(shared, "busy")]
     theirs.wait_member(shared, status="connected", hears=[their_customer])

@@ -34,11 +34,11 @@ from bridgeline.phlo.definition import NodeSettings
 from bridgeline.sip import events as sip
 from bridgeline.sip.endpoint import SipEndpoint
 from bridgeline.sip.offer_answer import MediaParams, answer_offer, make_offer
-from bridgeline.sip.uri import SipURI
+from bridgeline.sip.uri import SipURI, escape_user
 
 log = structlog.get_logger(__name__)
 
-_E164 = re.compile(r"^\+?[1-9]\d{5,15}$")
+_E164 = re.compile(r"\+?[1-9][0-9]{5,15}", re.ASCII)
 
 _FAIL_REASONS = {
     sip.FailReason.BUSY: LeaveReason.BUSY,
@@ -294,10 +294,11 @@ def _caller_user(caller_id: str | None) -> str | None:
 
 
 def _address_of(uri: object) -> str:
-    """A caller's member address: its number when the user part is E.164, else the SIP URI."""
+    """A caller's member address: its number when the user part is E.164, else the SIP URI, its user
+    part percent-encoded (non-ASCII, ';', '?') so that it fits the address grammar."""
     if isinstance(uri, SipURI):
-        user = uri.user or ""
-        if _E164.match(user):
+        user = escape_user(uri.user or "", unreserved="&=+$,/")
+        if _E164.fullmatch(user):
             return user
         return f"sip:{user}@{uri.host}" if user else f"sip:{uri.host}"
     return str(uri)

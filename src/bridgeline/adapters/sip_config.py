@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from bridgeline.core.identifiers import check_id
 from bridgeline.core.model import Role
 from bridgeline.sip.events import EndpointConfig, TrunkConfig
 
@@ -79,6 +80,11 @@ class InboundRoute(_Strict):
     auth_id: str | None = Field(default=None, description="the PHLO's account; None: the main account")
     role: Role = Role.CUSTOMER
     payload: dict[str, str] = Field(default_factory=dict, description="run payload; {{from}} is the caller")
+
+    @field_validator("phlo_id", "auth_id")
+    @classmethod
+    def _check_ids(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else check_id(str(info.field_name), value)
 
 
 class SipSettings(_Strict):

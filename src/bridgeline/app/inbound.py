@@ -12,6 +12,7 @@ import structlog
 
 from bridgeline.app.phlos import PhloCache
 from bridgeline.app.runs import RunService
+from bridgeline.core.address import InvalidAddress, classify
 from bridgeline.core.errors import ActionRefused
 from bridgeline.core.model import Role
 from bridgeline.phlo.template import TemplateError, fill
@@ -32,6 +33,11 @@ async def start_inbound_run(
     leg_id: str,
 ) -> str | None:
     """Run the PHLO for an inbound call; the conference id, or None when the call is refused."""
+    try:  # the caller's address comes off the wire: the same grammar as the API's addresses
+        classify(caller)
+    except InvalidAddress as exc:
+        log.warning("inbound_caller_invalid", caller=caller[:80], dialed=dialed[:80], error=str(exc))
+        return None
     entry = await phlos.get(auth_id, phlo_id)
     if entry is None:
         log.warning("inbound_phlo_missing", auth_id=auth_id, phlo_id=phlo_id, dialed=dialed)

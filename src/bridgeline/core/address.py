@@ -12,9 +12,16 @@ from enum import StrEnum
 
 MAX_ADDRESS_LENGTH = 256
 
-_E164 = re.compile(r"^\+?[1-9]\d{5,15}$")
-_SIP_URI = re.compile(r"^sips?:(?:[^@\s;?<>\"]+@)?[A-Za-z0-9.\-\[\]:]+(?:;[^\s<>\"]*)?$")
-_USERNAME = re.compile(r"^[A-Za-z][A-Za-z0-9._\-]{0,63}$")
+# Explicit ASCII grammars, used with fullmatch: `\d` would take digits of any script and `$` a final
+# newline. Non-ASCII in a SIP URI's user part must come percent-encoded (`sip:zo%C3%AB@host`).
+_E164 = re.compile(r"\+?[1-9][0-9]{5,15}", re.ASCII)
+# The user part: RFC 3261's `user` characters but ';' and '?' (which start an address's parameters), plus
+# printable ASCII that the wire form percent-encodes (sip.uri.escape_user); never '@ : < > "' or space.
+_SIP_USER = r"[A-Za-z0-9\-_.!~*'()&=+$,/%#\[\]{}|\\^`]+"
+_SIP_HOST = r"[A-Za-z0-9.\-\[\]:]+"
+_SIP_PARAMS = r"(?:;[A-Za-z0-9\-_.!~*'()\[\]/:&+$%=;]*)?"
+_SIP_URI = re.compile(rf"sips?:(?:{_SIP_USER}@)?{_SIP_HOST}{_SIP_PARAMS}", re.ASCII)
+_USERNAME = re.compile(r"[A-Za-z][A-Za-z0-9._\-]{0,63}", re.ASCII)
 
 
 class AddressKind(StrEnum):
@@ -31,13 +38,13 @@ def classify(address: str) -> AddressKind:
     """The kind of a (trimmed) address; raises InvalidAddress for anything undialable."""
     if len(address) > MAX_ADDRESS_LENGTH:
         raise InvalidAddress(f"an address can be at most {MAX_ADDRESS_LENGTH} characters long")
-    if _E164.match(address):
+    if _E164.fullmatch(address):
         return AddressKind.PHONE_NUMBER
-    if _SIP_URI.match(address):
+    if _SIP_URI.fullmatch(address):
         return AddressKind.SIP_URI
-    if _USERNAME.match(address):
+    if _USERNAME.fullmatch(address):
         return AddressKind.ENDPOINT
     raise InvalidAddress(
-        f"'{address}' is not a phone number (E.164, e.g. +14155550100), a SIP URI "
+        f"{address[:80]!r} is not a phone number (E.164, e.g. +14155550100), a SIP URI "
         "(sip:user@host) or an endpoint username"
     )

@@ -23,8 +23,9 @@ from __future__ import annotations
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from bridgeline.core.identifiers import check_id
 from bridgeline.core.model import Role
 from bridgeline.phlo.template import fill
 
@@ -49,6 +50,11 @@ class MpcNode(_Strict):
     voicemail_message: str | None = None
     callback_url: str | None = None
 
+    @field_validator("node_id")
+    @classmethod
+    def _check_node_id(cls, value: str) -> str:
+        return check_id("node_id", value)
+
 
 class Dial(_Strict):
     to: str = Field(min_length=1)
@@ -66,6 +72,11 @@ class PhloDefinition(_Strict):
     phlo_id: str | None = Field(default=None, min_length=1, max_length=64)
     nodes: list[MpcNode] = Field(min_length=1)
     run: RunSpec | None = None
+
+    @field_validator("phlo_id")
+    @classmethod
+    def _check_phlo_id(cls, value: str | None) -> str | None:
+        return None if value is None else check_id("phlo_id", value)
 
     @model_validator(mode="after")
     def _check_references(self) -> PhloDefinition:

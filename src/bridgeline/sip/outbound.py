@@ -19,7 +19,7 @@ from .offer_answer import MediaParams, NegotiationError, read_answer
 from .sdp import SdpParseError, SessionDescription, parse_sdp
 from .syntax import Params, SipParseError
 from .transaction import Address
-from .uri import SipURI, parse_sip_uri
+from .uri import SipURI, parse_dial_uri
 
 _E164_RE: Final = re.compile(r"\+?[0-9]{2,20}")
 _CALLER_ID_RE: Final = re.compile(r"[A-Za-z0-9+._~-]{1,64}")
@@ -91,7 +91,7 @@ class Outbound:
         core, trunk, domain = self.core, self.core.config.trunk, self.core.config.domain
         if isinstance(target, str) and target.lower().startswith(("sip:", "sips:")):
             try:
-                target = parse_sip_uri(target)
+                target = parse_dial_uri(target)  # its user part percent-encoded for the wire
             except SipParseError:
                 return LegFailed("", 416, FailReason.FAILED)
         if isinstance(target, SipURI):

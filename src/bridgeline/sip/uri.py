@@ -18,6 +18,10 @@ _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 _TEL_NUMBER_RE = re.compile(r"\+?[0-9A-Fa-f*#.()pPwW-]+")
 # Characters that cannot appear unescaped in userinfo, besides the generic forbidden set.
 _USER_FORBIDDEN = frozenset("@[]{}|^")
+# RFC 3261 25.1: user = 1*( unreserved / escaped / user-unreserved ); anything else is percent-encoded.
+USER_UNRESERVED = "&=+$,;?/"
+_USER_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.!~*'()")
+_ESCAPED = re.compile(r"%[0-9A-Fa-f]{2}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +133,40 @@ def parse_sip_uri(text: str) -> SipURI:
     if not isinstance(uri, SipURI):
         raise SipParseError(f"not a SIP URI: {text!r}")
     return uri
+
+
+def escape_user(user: str, *, unreserved: str = USER_UNRESERVED) -> str:
+    """`user` as RFC 3261 19.1.2 puts it on the wire: every character the `user` production does not
+    allow is percent-encoded (as UTF-8 bytes); escapes already present (`%C3%AB`) are kept as written.
+
+    `unreserved`: the user-unreserved characters to keep as they are (a member address, whose
+    parameters follow a ';', passes fewer)."""
+    safe = _USER_SAFE.union(unreserved)
+    if all(c in safe for c in user):
+        return user
+    out: list[str] = []
+    i = 0
+    while i < len(user):
+        char = user[i]
+        if char == "%" and _ESCAPED.match(user, i):
+            out.append(user[i : i + 3])
+            i += 3
+            continue
+        out.append(
+            char if char in safe else "".join(f"%{b:02X}" for b in char.encode("utf-8", "surrogatepass"))
+        )
+        i += 1
+    return "".join(out)
+
+
+def parse_dial_uri(text: str) -> SipURI:
+    """A SIP URI as a user wrote it (an API address) made ready for the wire: its user part escaped
+    (`sip:a#b@host` is sent as `sip:a%23b@host`), then parsed. Raises SipParseError."""
+    scheme, colon, rest = text.strip().partition(":")
+    userinfo, at, hostpart = rest.partition("@")
+    if colon and at:
+        text = f"{scheme}:{escape_user(userinfo)}@{hostpart}"
+    return parse_sip_uri(text)
 
 
 def _parse_sip(scheme: str, rest: str) -> SipURI:

@@ -17,6 +17,7 @@ from bridgeline.app.records import Account, PhloRecord
 from bridgeline.app.runs import RunService
 from bridgeline.app.service import ConferenceService
 from bridgeline.core.address import InvalidAddress, classify
+from bridgeline.core.identifiers import ID_RULE, is_valid_id
 from bridgeline.phlo.definition import MPC_NODE_TYPE, MpcNode, PhloDefinition
 
 
@@ -70,6 +71,8 @@ def checked_address(name: str, value: str) -> str:
 
 async def owned_phlo(ctx: AppContext, auth_id: str, phlo_id: str) -> tuple[PhloRecord, PhloDefinition]:
     """The PHLO if it exists in this account; another account's PHLO is as good as missing."""
+    if not is_valid_id(phlo_id):  # no PHLO can have it: nothing to look up
+        raise ApiError(404, f"PHLO {phlo_id[:80]!r} not found: {ID_RULE}")
     entry = await ctx.phlos.get(auth_id, phlo_id)
     if entry is None:
         raise ApiError(404, f"PHLO {phlo_id} not found")
@@ -77,6 +80,8 @@ async def owned_phlo(ctx: AppContext, auth_id: str, phlo_id: str) -> tuple[PhloR
 
 
 def mpc_node(definition: PhloDefinition, phlo_id: str, node_type: str, node_id: str) -> MpcNode:
+    if not is_valid_id(node_id):
+        raise ApiError(404, f"PHLO {phlo_id} has no node {node_id[:80]!r}: {ID_RULE}")
     node = next((n for n in definition.nodes if n.node_id == node_id), None)
     if node_type != MPC_NODE_TYPE or node is None:
         raise ApiError(404, f"PHLO {phlo_id} has no {node_type} node {node_id}")

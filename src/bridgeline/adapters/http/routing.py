@@ -29,7 +29,8 @@ class Route:
         def group(match: re.Match[str]) -> str:
             return f"(?P<{match.group(1)}>{'.+' if match.group(2) else '[^/]+'})"
 
-        return re.compile("^" + _PARAM.sub(group, self.path) + "$")
+        # \Z and DOTALL: with `$` and `.`, a final newline (`%0A`) was silently cut off a path parameter.
+        return re.compile("^" + _PARAM.sub(group, self.path) + r"\Z", re.DOTALL)
 
 
 class Router:
