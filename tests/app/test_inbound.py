@@ -3,7 +3,10 @@ says whose "support" it means (the main account's when it names none, see main.r
 
 from __future__ import annotations
 
+import pytest
+
 from bridgeline.adapters.carrier_sim import SimCarrier
+from bridgeline.adapters.carrier_sip import _address_of
 from bridgeline.adapters.sip_config import SipSettings
 from bridgeline.app.inbound import start_inbound_run
 from bridgeline.app.phlos import PhloCache
@@ -11,7 +14,9 @@ from bridgeline.app.ports import Store
 from bridgeline.app.records import PhloRecord
 from bridgeline.app.runs import RunService
 from bridgeline.app.service import ConferenceService
+from bridgeline.core.address import classify
 from bridgeline.core.model import Role
+from bridgeline.sip.uri import parse_uri
 
 MAIN, OTHER = "MA00000000000000000A", "MA00000000000000000B"
 CALLER = "+14155550100"
@@ -80,3 +85,42 @@ def test_an_inbound_route_names_its_account_or_none() -> None:
     first, second = settings.route_for("+14150000001"), settings.route_for("+14150000002")
     assert first is not None and first.auth_id == OTHER
     assert second is not None and second.auth_id is None
+
+
+async def test_an_inbound_caller_outside_the_address_grammar_is_refused(store: Store) -> None:
+    await store.create_phlo(support(MAIN, "+14155550001"))
+    carrier = SimCarrier(store, answer_delay_ms=0)
+    conferences = ConferenceService(store, carrier)
+    await carrier.start()
+    runs, phlos = RunService(store, conferences), PhloCache(store)
+    for caller in ("+1415555010\u0660", "sip:a b@example.com", "sip:zoë@example.com", "alice\n"):
+        refused = await start_inbound_run(
+            phlos,
+            runs,
+            auth_id=MAIN,
+            phlo_id="support",
+            payload_template={"customer": "{{from}}"},
+            caller=caller,
+            dialed="+14150000000",
+            role=Role.CUSTOMER,
+            leg_id="in-1",
+        )
+        assert refused is None, caller
+    assert conferences.live_conferences(MAIN, "support") == []
+    await conferences.shutdown()
+    await carrier.stop()
+
+
+@pytest.mark.parametrize(
+    ("from_uri", "address"),
+    [
+        ("sip:+14155551234@trunk.example", "+14155551234"),
+        ("sip:zoë@example.com", "sip:zo%C3%AB@example.com"),  # before: the raw non-ASCII user part
+        ("sip:+1415555123\u0664@trunk.example", "sip:+1415555123%D9%A4@trunk.example"),  # not E.164
+        ("sip:a;b?c@example.com", "sip:a%3Bb%3Fc@example.com"),  # ';' '?' would start parameters
+        ("sip:example.com", "sip:example.com"),
+    ],
+)
+def test_an_inbound_callers_address_is_its_escaped_sip_uri(from_uri: str, address: str) -> None:
+    assert _address_of(parse_uri(from_uri)) == address
+    classify(address)  # fits the address grammar
