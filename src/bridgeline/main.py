@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from bridgeline.adapters.carrier_sim import SimCarrier
 from bridgeline.adapters.console.hub import EventHub
+from bridgeline.adapters.egress import EgressPolicy
 from bridgeline.adapters.http.app import BridgelineApi
 from bridgeline.adapters.http.auth import Authenticator
 from bridgeline.adapters.http.context import AppContext
@@ -114,7 +115,8 @@ async def build(settings: Settings) -> Bridgeline:
     runs = RunService(store, conferences)
     phlos = PhloCache(store)  # one cache, so a deleted PHLO is forgotten for API and inbound calls alike
     route_inbound_calls(carrier, phlos, runs)
-    http_client = httpx.AsyncClient(follow_redirects=False)
+    egress = EgressPolicy.from_settings(settings.egress_profile, settings.egress_allow, settings.egress_deny)
+    http_client = egress.client(follow_redirects=False)
 
     async def token_for(auth_id: str) -> str | None:
         account = await store.get_account(auth_id)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import plivo.utils
-from e2ekit import AUTH_TOKEN, Api, Callback, CallbackReceiver, number, wait_until
+import pytest
+from e2ekit import AUTH_TOKEN, Api, Callback, CallbackReceiver, ServerProcess, number, wait_until
 
 COMMON_FIELDS = {"event", "sequence", "timestamp", "mpc_uuid", "phlo_id", "node_id", "phlo_run_id"}
 
@@ -163,3 +165,45 @@ def test_a_failed_delivery_is_retried(api: Api) -> None:
         wait_until(lambda: len(receiver.events(mpc_uuid)) >= 4, what="the other callbacks")
         events = receiver.events(mpc_uuid)
         assert [seq for seq, _ in events] == list(range(1, len(events) + 1))
+
+
+# --- callback_url: only http(s), and the egress policy (issue 9) -------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url", ["file:///etc/passwd", "gopher://127.0.0.1:25/", "/relative/path", "http://", "http://a b/"]
+)
+def test_a_callback_url_that_is_not_http_is_refused_at_create(api: Api, url: str) -> None:
+    definition = {"name": "bad-callback", "nodes": [{"type": "multi_party_call", "callback_url": url}]}
+    response = api.http.post("/v1/phlo", json=definition)
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert set(body) == {"api_id", "error"} and "callback_url" in body["error"]
+
+
+def test_a_templated_callback_url_is_checked_once_filled(api: Api) -> None:
+    phlo = api.create_phlo(callback_url="{{callback}}", dial=[("{{agent}}", "agent")])
+    response = phlo.post_run({"agent": number(), "callback": "file:///etc/passwd"})
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert set(body) == {"api_id", "error"} and "http or https" in body["error"]
+
+
+def test_the_hosted_profile_refuses_loopback_receivers(server_factory: Callable[..., ServerProcess]) -> None:
+    with CallbackReceiver() as receiver:
+        hosted = server_factory(env={"BRIDGELINE_EGRESS_PROFILE": "hosted"})
+        phlo = Api(hosted).create_phlo(callback_url=receiver.url(), dial=[("{{agent}}", "agent")])
+        agent = number()
+        phlo.run(agent=agent)
+        phlo.wait_member(agent, status="connected")
+        wait_until(lambda: "egress policy (hosted) refuses 127.0.0.1" in hosted.stderr(), what="a refusal")
+        assert receiver.snapshot() == []
+        hosted.stop()
+
+        allowed = server_factory(
+            env={"BRIDGELINE_EGRESS_PROFILE": "hosted", "BRIDGELINE_EGRESS_ALLOW": "127.0.0.0/8"}
+        )
+        phlo = Api(allowed).create_phlo(callback_url=receiver.url(), dial=[("{{agent}}", "agent")])
+        phlo.run(agent=agent)
+        phlo.wait_member(agent, status="connected")
+        wait_until(lambda: receiver.snapshot(), what="a callback through the allow list")

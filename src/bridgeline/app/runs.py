@@ -18,7 +18,7 @@ from bridgeline.core.address import InvalidAddress, classify
 from bridgeline.core.conference import Conference
 from bridgeline.core.errors import ActionRefused
 from bridgeline.core.model import Role
-from bridgeline.phlo.definition import PhloDefinition, resolve_dials, resolve_settings
+from bridgeline.phlo.definition import PhloDefinition, SettingError, resolve_dials, resolve_settings
 from bridgeline.phlo.template import TemplateError
 
 log = structlog.get_logger(__name__)
@@ -85,7 +85,7 @@ class RunService:
                 dials = [(address, role) for address, role in dials if address != answered[0]]
             for address, _ in dials:
                 classify(address)
-        except (TemplateError, InvalidAddress) as exc:
+        except (TemplateError, SettingError, InvalidAddress) as exc:
             raise ActionRefused(f"invalid run payload: {exc}") from exc
         conference_id = self._new_id()
         first = (
