@@ -116,13 +116,22 @@ async def build(settings: Settings) -> Bridgeline:
     phlos = PhloCache(store)  # one cache, so a deleted PHLO is forgotten for API and inbound calls alike
     route_inbound_calls(carrier, phlos, runs)
     egress = EgressPolicy.from_settings(settings.egress_profile, settings.egress_allow, settings.egress_deny)
-    http_client = egress.client(follow_redirects=False)
+    # Enough pooled connections for every attempt in flight; beyond that httpx would queue them.
+    limits = httpx.Limits(max_connections=settings.webhook_max_in_flight, max_keepalive_connections=20)
+    http_client = egress.client(follow_redirects=False, limits=limits)
 
     async def token_for(auth_id: str) -> str | None:
         account = await store.get_account(auth_id)
         return None if account is None else account.auth_token
 
-    dispatcher = WebhookDispatcher(store, http_client, token_for)
+    dispatcher = WebhookDispatcher(
+        store,
+        http_client,
+        token_for,
+        timeout=settings.webhook_timeout,
+        per_destination=settings.webhook_per_destination,
+        max_in_flight=settings.webhook_max_in_flight,
+    )
     conferences.listeners.append(lambda meta, conf, events: dispatcher.wake() if events else None)
     hub = EventHub()
     conferences.listeners.append(hub.publish)

@@ -110,9 +110,9 @@ class EgressPolicy:
         """An httpx transport whose every connection goes through this policy."""
         return GuardedTransport(self, **options)
 
-    def client(self, **options: Any) -> httpx.AsyncClient:
+    def client(self, limits: httpx.Limits | None = None, **options: Any) -> httpx.AsyncClient:
         """An httpx client bound to this policy (proxies from the environment are ignored)."""
-        return httpx.AsyncClient(transport=self.transport(), trust_env=False, **options)
+        return httpx.AsyncClient(transport=self.transport(limits=limits), trust_env=False, **options)
 
 
 class GuardedBackend(httpcore.AsyncNetworkBackend):

@@ -163,11 +163,32 @@ class SqlStore(ABC):
 
     async def due_deliveries(self, now: float, limit: int = 100) -> list[DeliveryRecord]:
         """Pending deliveries whose next attempt is due, oldest first."""
-        rows = await self._read(sql.SELECT_DUE_DELIVERIES, (DeliveryStatus.PENDING.value, float(now), limit))
+        rows = await self._read(sql.SELECT_DUE_DELIVERIES, (float(now), limit))
         return [sql.delivery_from_row(row) for row in rows]
 
+    async def claim_deliveries(self, now: float, limit: int = 100) -> list[DeliveryRecord]:
+        """A bounded page of due deliveries that head their (conference, URL) queue, most overdue first.
+
+        The due deliveries of the page that wait behind an earlier one are parked until it finishes.
+        """
+        rows = await self._read(sql.SELECT_DUE_PAGE, (float(now), limit))
+        blocked = [(sql.PARKED_AT, row[0]) for row in rows if row[-1]]
+        if blocked:
+            await self._write([Write(sql.PARK_DELIVERY, blocked)])
+        return [sql.delivery_from_row(row[:-1]) for row in rows if not row[-1]]
+
+    async def reschedule_deliveries(self, next_attempts: Sequence[tuple[int, float]]) -> None:
+        """Set when pending deliveries are next due, as (delivery_id, time); finished ones are left alone."""
+        if next_attempts:
+            await self._write([Write(sql.RESCHEDULE_DELIVERY, [(at, id_) for id_, at in next_attempts])])
+
     async def update_delivery(self, delivery: DeliveryRecord) -> None:
-        if await self._write_one(sql.UPDATE_DELIVERY, sql.delivery_progress_to_row(delivery)) == 0:
+        """Store an attempt's outcome; a finished delivery makes the next one of its queue due."""
+        writes = [Write(sql.UPDATE_DELIVERY, [sql.delivery_progress_to_row(delivery)])]
+        if delivery.status is not DeliveryStatus.PENDING:
+            release = (0.0, sql.PARKED_AT, delivery.conference_id, delivery.url)
+            writes.append(Write(sql.RELEASE_NEXT_DELIVERY, [release]))
+        if (await self._write(writes))[0] == 0:
             raise LookupError(f"no delivery {delivery.delivery_id} to update")
 
     async def list_deliveries(self, conference_id: str) -> list[DeliveryRecord]:

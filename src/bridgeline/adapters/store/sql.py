@@ -239,16 +239,40 @@ SELECT_EVENTS_AFTER = _select("events", EVENT_COLUMNS, "WHERE conference_id = ? 
 
 INSERT_DELIVERY = _insert("deliveries", NEW_DELIVERY_COLUMNS)
 UPDATE_DELIVERY = _update("deliveries", DELIVERY_PROGRESS_COLUMNS, "delivery_id")
+_EARLIER_PENDING = (
+    "SELECT 1 FROM deliveries e WHERE e.status = 'pending' AND e.conference_id = {t}.conference_id"
+    " AND e.url = {t}.url AND e.delivery_id < {t}.delivery_id"
+)
 # Only the head of each (conference, URL) queue: callbacks of one conference go out one at a time, in
 # event order, and a delivery waiting for a retry holds back the later events of its conference.
 SELECT_DUE_DELIVERIES = _select(
     "deliveries d",
     [f"d.{column}" for column in DELIVERY_COLUMNS],
-    "WHERE d.status = ? AND d.next_attempt_at <= ? AND NOT EXISTS ("
-    " SELECT 1 FROM deliveries e WHERE e.conference_id = d.conference_id AND e.url = d.url"
-    " AND e.status = 'pending' AND e.delivery_id < d.delivery_id)"
+    f"WHERE d.status = 'pending' AND d.next_attempt_at <= ? AND NOT EXISTS ({_EARLIER_PENDING.format(t='d')})"
     " ORDER BY d.delivery_id LIMIT ?",
 )
+# The worker's page: the most overdue pending deliveries, each with whether an earlier delivery of its
+# (conference, URL) queue is still pending ("blocked": it must wait its turn). Bounded by LIMIT and served
+# by deliveries_pending_due, so its cost does not grow with the outbox.
+SELECT_DUE_PAGE = _select(
+    "deliveries d",
+    [*(f"d.{column}" for column in DELIVERY_COLUMNS), f"EXISTS ({_EARLIER_PENDING.format(t='d')})"],
+    "WHERE d.status = 'pending' AND d.next_attempt_at <= ? ORDER BY d.next_attempt_at, d.delivery_id LIMIT ?",
+)
+# A blocked delivery is parked (due far in the future) until the one ahead of it finishes, so pages never
+# read it again meanwhile; the EXISTS is re-checked in the same statement, so a queue head is never parked.
+PARKED_AT = 1e15
+PARK_DELIVERY = (
+    "UPDATE deliveries SET next_attempt_at = ? WHERE delivery_id = ? AND status = 'pending'"
+    f" AND EXISTS ({_EARLIER_PENDING.format(t='deliveries')})"
+)
+# When a delivery finishes, the next one of its queue (if parked) becomes due; same transaction.
+RELEASE_NEXT_DELIVERY = (
+    "UPDATE deliveries SET next_attempt_at = ? WHERE next_attempt_at >= ? AND delivery_id = ("
+    "SELECT MIN(delivery_id) FROM deliveries WHERE status = 'pending' AND conference_id = ? AND url = ?)"
+)
+# Leases and deferrals: when the worker will look at a pending delivery again.
+RESCHEDULE_DELIVERY = "UPDATE deliveries SET next_attempt_at = ? WHERE delivery_id = ? AND status = 'pending'"
 SELECT_DELIVERIES_OF_CONFERENCE = _select(
     "deliveries", DELIVERY_COLUMNS, "WHERE conference_id = ? ORDER BY delivery_id"
 )

@@ -1,0 +1,79 @@
+"""The delivery worker's store queries (issue 9, items 14-15), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from contextlib import closing
+
+import psycopg
+from test_store_contract import conference, delivery, event
+
+from bridgeline.adapters.store import sql
+from bridgeline.app.ports import Store
+from bridgeline.app.records import DeliveryStatus
+
+
+async def test_claim_hands_out_queue_heads_and_parks_the_rest(store: Store) -> None:
+    events = [event(1), event(2), event(3)]
+    await store.commit_conference(conference("conf-1"), events, [delivery(1), delivery(2), delivery(3)])
+    await store.commit_conference(conference("conf-2"), [event(1, "conf-2")], [delivery(1, "conf-2")])
+    first, second, third = await store.list_deliveries("conf-1")
+    (other,) = await store.list_deliveries("conf-2")
+
+    claimed = await store.claim_deliveries(now=10.0)
+    assert [d.delivery_id for d in claimed] == [first.delivery_id, other.delivery_id]
+    parked = {d.delivery_id: d.next_attempt_at for d in await store.list_deliveries("conf-1")}
+    assert parked[second.delivery_id] == parked[third.delivery_id] == sql.PARKED_AT
+    assert await store.claim_deliveries(now=10.0) == [first, other]  # nothing parked is read again
+
+    # Finishing the head makes the next one due, in the same transaction; the one after stays parked.
+    await store.update_delivery(dataclasses.replace(first, status=DeliveryStatus.DELIVERED, attempts=1))
+    assert [d.delivery_id for d in await store.claim_deliveries(now=10.0)] == [
+        second.delivery_id,
+        other.delivery_id,
+    ]
+    await store.update_delivery(dataclasses.replace(second, status=DeliveryStatus.FAILED, attempts=8))
+    assert [d.delivery_id for d in await store.due_deliveries(now=10.0)] == [
+        third.delivery_id,
+        other.delivery_id,
+    ]
+
+
+async def test_claim_never_parks_a_head_and_pages_are_bounded(store: Store) -> None:
+    for index in range(5):
+        conference_id = f"conf-{index}"
+        await store.commit_conference(
+            conference(conference_id), [event(1, conference_id)], [delivery(1, conference_id)]
+        )
+    page = await store.claim_deliveries(now=10.0, limit=3)
+    assert len(page) == 3
+    assert len(await store.claim_deliveries(now=10.0, limit=100)) == 5  # heads are only read, never parked
+
+
+async def test_reschedule_leases_pending_deliveries_only(store: Store) -> None:
+    await store.commit_conference(conference("conf-1"), [event(1)], [delivery(1), delivery(1, url="u2")])
+    first, second = await store.list_deliveries("conf-1")
+    await store.update_delivery(dataclasses.replace(second, status=DeliveryStatus.DELIVERED, attempts=1))
+    await store.reschedule_deliveries([(first.delivery_id, 99.0), (second.delivery_id, 99.0)])
+    assert await store.claim_deliveries(now=50.0) == []
+    assert [d.next_attempt_at for d in await store.list_deliveries("conf-1")] == [99.0, 0.0]
+    assert [d.delivery_id for d in await store.claim_deliveries(now=99.0)] == [first.delivery_id]
+
+
+def test_the_due_page_is_an_index_range_scan(store_url: str, store: Store) -> None:
+    """No full scan and no sort, however large the outbox (EXPLAIN on both databases)."""
+    query = sql.SELECT_DUE_PAGE.replace("?", "1e9", 1).replace("?", "200", 1)
+    if store_url.startswith("sqlite:///"):
+        with closing(sqlite3.connect(store_url.removeprefix("sqlite:///"))) as connection:
+            plan = " | ".join(str(row[-1]) for row in connection.execute(f"EXPLAIN QUERY PLAN {query}"))
+        assert "USING INDEX deliveries_pending_due" in plan, plan
+        assert "deliveries_pending_queue" in plan, plan  # the "earlier pending?" probe
+        assert "TEMP B-TREE" not in plan, plan  # no sort
+        return
+    with psycopg.connect(store_url) as connection:
+        connection.execute("SET enable_seqscan = off")  # an empty table would be scanned otherwise
+        plan = " | ".join(row[0] for row in connection.execute(f"EXPLAIN {query}".encode()))
+    assert "deliveries_pending_due" in plan, plan
+    assert "deliveries_pending_queue" in plan, plan
+    assert "Sort" not in plan, plan
