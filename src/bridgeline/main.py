@@ -137,6 +137,8 @@ async def build(settings: Settings) -> Bridgeline:
     conferences.listeners.append(hub.publish)
     await carrier.start()
     restored = await conferences.restore()
+    # Runs a crash left running though their conference ended (a minute's grace for other processes).
+    await runs.reconcile(started_before=time.time() - 60.0)
     dispatcher.start()
     sim = carrier if isinstance(carrier, SimCarrier) else None
     ctx = AppContext(store, conferences, runs, Authenticator(store), phlos, sim, hub)

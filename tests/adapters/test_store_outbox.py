@@ -7,11 +7,12 @@ import sqlite3
 from contextlib import closing
 
 import psycopg
-from test_store_contract import conference, delivery, event
+import pytest
+from test_store_contract import conference, delivery, event, run
 
-from bridgeline.adapters.store import sql
+from bridgeline.adapters.store import StoreIntegrityError, sql
 from bridgeline.app.ports import Store
-from bridgeline.app.records import DeliveryStatus
+from bridgeline.app.records import ConferenceStatus, DeliveryStatus, RunEnd, RunStatus
 
 
 async def test_claim_hands_out_queue_heads_and_parks_the_rest(store: Store) -> None:
@@ -77,3 +78,29 @@ def test_the_due_page_is_an_index_range_scan(store_url: str, store: Store) -> No
     assert "deliveries_pending_due" in plan, plan
     assert "deliveries_pending_queue" in plan, plan
     assert "Sort" not in plan, plan
+
+
+# --- a run ends in its conference's last commit (item 16) -----------------------------------------------
+
+
+async def test_the_conference_s_last_commit_ends_its_run_atomically(store: Store) -> None:
+    await store.create_run(run("run-1"))
+    ended = conference("conf-1", status=ConferenceStatus.ENDED, ended_at=5.0)
+    end = RunEnd("run-1", RunStatus.COMPLETED, "; conference ended (empty)", 6.0)
+    await store.commit_conference(conference("conf-1"), [event(1)])
+    with pytest.raises(StoreIntegrityError):  # a duplicate event: nothing of the commit is written
+        await store.commit_conference(ended, [event(1)], [], end)
+    still = await store.get_run("run-1")
+    assert still is not None and still.status is RunStatus.RUNNING
+    assert [r.run_id for r in await store.running_runs()] == ["run-1"]
+
+    await store.commit_conference(ended, [event(2)], [], end)
+    done = await store.get_run("run-1")
+    assert done is not None
+    assert (done.status, done.message, done.updated_at) == (
+        RunStatus.COMPLETED,
+        run().message + end.message_suffix,
+        6.0,
+    )
+    assert await store.running_runs() == []
+    assert not await store.end_run(end)  # ending twice changes nothing

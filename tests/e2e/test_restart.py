@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
+from contextlib import closing
 from typing import Any
 
 from e2ekit import Api, CallbackReceiver, Phlo, ServerProcess, hearing, number, wait_until
@@ -147,3 +149,39 @@ def test_a_voicemail_drop_playing_at_restart_still_finishes(
     left = phlo.wait_member(customer, status="left", timeout=5)
     assert left["leave_reason"] == "voicemail_dropped"
     phlo.wait_member(agent, status="connected", hears=[], music="wait")
+
+
+# --- runs and their conference agree after a crash (issue 9, item 16) ---------------------------------
+
+
+def test_runs_left_running_by_a_crash_are_reconciled_on_start(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    server = server_factory()
+    api = Api(server)
+    phlo = api.create_phlo(dial=[("{{agent}}", "agent")])
+    agent = number()
+    run = phlo.run(agent=agent)
+    run_id = run["phlo_run_id"]
+    phlo.wait_member(agent, status="connected")
+    assert phlo.member_action(agent, "hangup").status_code == 201
+    wait_until(lambda: phlo.get_run(run_id)["status"] != "running", what="the run's end")
+    server.kill()  # kill -9: no shutdown work at all
+
+    # The state a crash between the conference's end and its run's update left (before both were one
+    # transaction), and a run whose conference was never committed, created long ago.
+    database = server.data_dir / "bridgeline.db"
+    with closing(sqlite3.connect(database)) as db, db:
+        db.execute("UPDATE runs SET status = 'running', message = 'started' WHERE run_id = ?", (run_id,))
+        db.execute(
+            "INSERT INTO runs SELECT 'orphan-run', phlo_id, auth_id, payload, 'running', 'started',"
+            " '[\"never-committed\"]', created_at - 3600, updated_at - 3600 FROM runs WHERE run_id = ?",
+            (run_id,),
+        )
+    server.start()
+    phlo = reopen(phlo, Api(server))
+    finished = phlo.get_run(run_id)
+    assert finished["status"] == "completed", finished
+    assert finished["message"].startswith("started; conference ended (")
+    orphan = phlo.get_run("orphan-run")
+    assert orphan["status"] == "failed", orphan

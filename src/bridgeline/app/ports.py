@@ -17,6 +17,7 @@ from bridgeline.app.records import (
     EventRecord,
     NewDelivery,
     PhloRecord,
+    RunEnd,
     RunRecord,
 )
 from bridgeline.core.commands import LegSignal
@@ -42,14 +43,19 @@ class Store(Protocol):
     async def create_run(self, run: RunRecord) -> None: ...
     async def update_run(self, run: RunRecord) -> None: ...
     async def get_run(self, run_id: str) -> RunRecord | None: ...
+    async def running_runs(self, limit: int = 1000) -> list[RunRecord]: ...
+    async def end_run(self, end: RunEnd) -> bool:
+        """Finish a run that is still running; False if it was not."""
+        ...
 
     async def commit_conference(
         self,
         conference: ConferenceRecord,
         events: Sequence[EventRecord] = (),
         deliveries: Sequence[NewDelivery] = (),
+        run_end: RunEnd | None = None,
     ) -> None:
-        """Upsert the conference row, append its new events and queue their callbacks, atomically."""
+        """Upsert the conference row, append its events, queue their callbacks, finish its run: atomically."""
         ...
 
     async def get_conference(self, conference_id: str) -> ConferenceRecord | None: ...

@@ -47,6 +47,16 @@ class RunRecord:
     updated_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class RunEnd:
+    """How a run finishes with its conference: written in the conference's last commit, so the two agree."""
+
+    run_id: str
+    status: RunStatus
+    message_suffix: str  # appended to the run's message
+    updated_at: float
+
+
 class ConferenceStatus(StrEnum):
     LIVE = "live"
     ENDED = "ended"

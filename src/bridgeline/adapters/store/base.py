@@ -18,6 +18,7 @@ from bridgeline.app.records import (
     EventRecord,
     NewDelivery,
     PhloRecord,
+    RunEnd,
     RunRecord,
 )
 
@@ -114,6 +115,14 @@ class SqlStore(ABC):
         row = await self._read_one(sql.SELECT_RUN, (run_id,))
         return None if row is None else sql.run_from_row(row)
 
+    async def running_runs(self, limit: int = 1000) -> list[RunRecord]:
+        """Runs still `running`, oldest first."""
+        return [sql.run_from_row(row) for row in await self._read(sql.SELECT_RUNNING_RUNS, (limit,))]
+
+    async def end_run(self, end: RunEnd) -> bool:
+        """Finish a run that is still running; False if it was not (already finished, or unknown)."""
+        return await self._write_one(sql.END_RUN, sql.run_end_to_row(end)) > 0
+
     # --- conferences and their events ---
 
     async def commit_conference(
@@ -121,18 +130,21 @@ class SqlStore(ABC):
         conference: ConferenceRecord,
         events: Sequence[EventRecord] = (),
         deliveries: Sequence[NewDelivery] = (),
+        run_end: RunEnd | None = None,
     ) -> None:
-        """Upsert the conference row, append its new events and queue their callbacks, atomically.
+        """Upsert the conference row, append its new events, queue their callbacks and (at its end) finish
+        its run, atomically.
 
         A seq that already exists raises StoreIntegrityError and writes nothing: events are append-only.
         """
-        await self._write(
-            [
-                Write(sql.UPSERT_CONFERENCE, [sql.conference_to_row(conference)], True),
-                Write(sql.INSERT_EVENT, [sql.event_to_row(event) for event in events], True),
-                Write(sql.INSERT_DELIVERY, [sql.new_delivery_to_row(d) for d in deliveries], True),
-            ]
-        )
+        writes = [
+            Write(sql.UPSERT_CONFERENCE, [sql.conference_to_row(conference)], True),
+            Write(sql.INSERT_EVENT, [sql.event_to_row(event) for event in events], True),
+            Write(sql.INSERT_DELIVERY, [sql.new_delivery_to_row(d) for d in deliveries], True),
+        ]
+        if run_end is not None:
+            writes.append(Write(sql.END_RUN, [sql.run_end_to_row(run_end)]))
+        await self._write(writes)
 
     async def get_conference(self, conference_id: str) -> ConferenceRecord | None:
         row = await self._read_one(sql.SELECT_CONFERENCE, (conference_id,))

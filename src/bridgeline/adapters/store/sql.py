@@ -25,6 +25,7 @@ from bridgeline.app.records import (
     EventRecord,
     NewDelivery,
     PhloRecord,
+    RunEnd,
     RunRecord,
     RunStatus,
 )
@@ -217,6 +218,12 @@ DELETE_PHLO = "DELETE FROM phlos WHERE phlo_id = ?"
 INSERT_RUN = _insert("runs", RUN_COLUMNS)
 UPDATE_RUN = _update("runs", RUN_COLUMNS, "run_id")
 SELECT_RUN = _select("runs", RUN_COLUMNS, "WHERE run_id = ?")
+# A run still running ends with its conference; the WHERE makes a second ending harmless.
+END_RUN = (
+    "UPDATE runs SET status = ?, message = message || ?, updated_at = ?"
+    + " WHERE run_id = ? AND status = 'running'"
+)
+SELECT_RUNNING_RUNS = _select("runs", RUN_COLUMNS, "WHERE status = 'running' ORDER BY created_at LIMIT ?")
 
 # A conference's identity (account, PHLO, node, run, creation time) never changes: an update after each
 # input rewrites only what does, which spares SQLite the work on the other columns.
@@ -306,6 +313,10 @@ def run_to_row(run: RunRecord) -> tuple[Any, ...]:
         run.created_at,
         run.updated_at,
     )
+
+
+def run_end_to_row(end: RunEnd) -> tuple[Any, ...]:
+    return (RunStatus(end.status).value, end.message_suffix, end.updated_at, end.run_id)
 
 
 def run_from_row(row: Row) -> RunRecord:
