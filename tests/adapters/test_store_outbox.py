@@ -22,15 +22,15 @@ async def test_claim_hands_out_queue_heads_and_parks_the_rest(store: Store) -> N
     first, second, third = await store.list_deliveries("conf-1")
     (other,) = await store.list_deliveries("conf-2")
 
-    claimed = await store.claim_deliveries(now=10.0)
+    claimed = (await store.claim_deliveries(now=10.0)).heads
     assert [d.delivery_id for d in claimed] == [first.delivery_id, other.delivery_id]
     parked = {d.delivery_id: d.next_attempt_at for d in await store.list_deliveries("conf-1")}
     assert parked[second.delivery_id] == parked[third.delivery_id] == sql.PARKED_AT
-    assert await store.claim_deliveries(now=10.0) == [first, other]  # nothing parked is read again
+    assert (await store.claim_deliveries(now=10.0)).heads == [first, other]  # nothing parked is read again
 
     # Finishing the head makes the next one due, in the same transaction; the one after stays parked.
     await store.update_delivery(dataclasses.replace(first, status=DeliveryStatus.DELIVERED, attempts=1))
-    assert [d.delivery_id for d in await store.claim_deliveries(now=10.0)] == [
+    assert [d.delivery_id for d in (await store.claim_deliveries(now=10.0)).heads] == [
         second.delivery_id,
         other.delivery_id,
     ]
@@ -48,8 +48,9 @@ async def test_claim_never_parks_a_head_and_pages_are_bounded(store: Store) -> N
             conference(conference_id), [event(1, conference_id)], [delivery(1, conference_id)]
         )
     page = await store.claim_deliveries(now=10.0, limit=3)
-    assert len(page) == 3
-    assert len(await store.claim_deliveries(now=10.0, limit=100)) == 5  # heads are only read, never parked
+    assert (len(page.heads), page.full) == (3, True)
+    everything = await store.claim_deliveries(now=10.0, limit=100)
+    assert (len(everything.heads), everything.full) == (5, False)  # heads are only read, never parked
 
 
 async def test_reschedule_leases_pending_deliveries_only(store: Store) -> None:
@@ -57,9 +58,9 @@ async def test_reschedule_leases_pending_deliveries_only(store: Store) -> None:
     first, second = await store.list_deliveries("conf-1")
     await store.update_delivery(dataclasses.replace(second, status=DeliveryStatus.DELIVERED, attempts=1))
     await store.reschedule_deliveries([(first.delivery_id, 99.0), (second.delivery_id, 99.0)])
-    assert await store.claim_deliveries(now=50.0) == []
+    assert (await store.claim_deliveries(now=50.0)).heads == []
     assert [d.next_attempt_at for d in await store.list_deliveries("conf-1")] == [99.0, 0.0]
-    assert [d.delivery_id for d in await store.claim_deliveries(now=99.0)] == [first.delivery_id]
+    assert [d.delivery_id for d in (await store.claim_deliveries(now=99.0)).heads] == [first.delivery_id]
 
 
 def test_the_due_page_is_an_index_range_scan(store_url: str, store: Store) -> None:

@@ -17,7 +17,7 @@ from plivo.utils import validate_v3_signature
 
 from bridgeline.adapters.webhooks import WebhookDispatcher
 from bridgeline.app.ports import Store
-from bridgeline.app.records import DeliveryRecord, DeliveryStatus, NewDelivery
+from bridgeline.app.records import ClaimedPage, DeliveryRecord, DeliveryStatus, NewDelivery
 
 AUTH_ID = "MAXXXXXXXXXXXXXXXXXX"
 TOKEN = "test-auth-token"
@@ -122,7 +122,7 @@ class FakeStore:
         due = [r for r in pending if r.next_attempt_at <= now]
         return sorted(due, key=lambda r: (r.next_attempt_at, r.delivery_id))[:limit]
 
-    async def claim_deliveries(self, now: float, limit: int = 100) -> list[DeliveryRecord]:
+    async def claim_deliveries(self, now: float, limit: int = 100) -> ClaimedPage:
         """The heads of the (conference, URL) queues among the due deliveries, as the SQL stores hand out."""
         self.due_calls += 1
         self.changed.set()
@@ -136,7 +136,8 @@ class FakeStore:
         for record in pending:
             heads.setdefault((record.conference_id, record.url), record)
         due = [r for r in heads.values() if r.next_attempt_at <= now]
-        return sorted(due, key=lambda r: (r.next_attempt_at, r.delivery_id))[:limit]
+        page = sorted(due, key=lambda r: (r.next_attempt_at, r.delivery_id))[:limit]
+        return ClaimedPage(page, full=len(page) >= limit)
 
     async def reschedule_deliveries(self, next_attempts: list[tuple[int, float]]) -> None:
         for delivery_id, at in next_attempts:
@@ -391,7 +392,7 @@ async def test_a_saturated_destination_defers_what_it_cannot_queue(store: FakeSt
         due_again = sorted(store.rows[r.delivery_id].next_attempt_at - clock.now for r in records)
         # One in flight and two queued are leased; the other three are deferred until the queue drains.
         assert all(delay > 0 for delay in due_again)
-        assert await store.claim_deliveries(clock.now) == []
+        assert (await store.claim_deliveries(clock.now)).heads == []
     finally:
         await hanging.close()
         await asyncio.wait_for(dispatcher.stop(), 5.0)

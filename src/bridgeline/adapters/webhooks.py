@@ -108,7 +108,7 @@ class WebhookDispatcher:
         max_in_flight: int = 64,
         *,
         queue_per_destination: int = 32,
-        page_size: int = 200,
+        page_size: int = 100,
         poll_interval: float = 0.5,
         rng: random.Random | None = None,
         failure_log: FailureLog | None = None,
@@ -208,7 +208,8 @@ class WebhookDispatcher:
     async def _claim_page(self) -> bool:
         """Claim one page of due deliveries and hand them to their destinations; True if the page was full."""
         now = self._clock()
-        page = await self._store.claim_deliveries(now, limit=self._page_size)
+        claimed = await self._store.claim_deliveries(now, limit=self._page_size)
+        page = claimed.heads
         schedule: list[tuple[int, float]] = []
         for delivery in page:
             if self._stopping:
@@ -227,7 +228,7 @@ class WebhookDispatcher:
         await self._store.reschedule_deliveries(schedule)
         for key in {destination_of(d.url) for d in page}:
             self._pump(key)
-        return len(page) >= self._page_size and not self._stopping
+        return claimed.full and not self._stopping
 
     def _pump(self, key: str) -> None:
         """Start queued attempts for one destination while it and the worker have free slots."""

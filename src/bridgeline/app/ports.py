@@ -12,6 +12,7 @@ from typing import Protocol
 from bridgeline.app.records import (
     JSON,
     Account,
+    ClaimedPage,
     ConferenceRecord,
     DeliveryRecord,
     EventRecord,
@@ -72,7 +73,7 @@ class Store(Protocol):
         """Due pending deliveries heading their conference's queue (no earlier pending one), oldest first."""
         ...
 
-    async def claim_deliveries(self, now: float, limit: int = 100) -> list[DeliveryRecord]:
+    async def claim_deliveries(self, now: float, limit: int = 100) -> ClaimedPage:
         """A bounded page of due queue heads, most overdue first (blocked ones are parked meanwhile)."""
         ...
 

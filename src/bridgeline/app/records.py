@@ -117,3 +117,12 @@ class DeliveryRecord:
     last_error: str | None = None
     updated_at: float = 0.0
     history: tuple[JSON, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedPage:
+    """One page of the outbox: the due deliveries that head their queue, and whether the page was full
+    (more may be due: the deliveries it parked count too)."""
+
+    heads: list[DeliveryRecord]
+    full: bool

@@ -11,6 +11,7 @@ from bridgeline.adapters.store.sql import Dialect, Migration, Params, Row
 from bridgeline.app.records import (
     JSON,
     Account,
+    ClaimedPage,
     ConferenceRecord,
     ConferenceStatus,
     DeliveryRecord,
@@ -140,7 +141,7 @@ class SqlStore(ABC):
         writes = [
             Write(sql.UPSERT_CONFERENCE, [sql.conference_to_row(conference)], True),
             Write(sql.INSERT_EVENT, [sql.event_to_row(event) for event in events], True),
-            Write(sql.INSERT_DELIVERY, [sql.new_delivery_to_row(d) for d in deliveries], True),
+            Write(sql.INSERT_DELIVERY, sql.new_deliveries_to_rows(deliveries), True),
         ]
         if run_end is not None:
             writes.append(Write(sql.END_RUN, [sql.run_end_to_row(run_end)]))
@@ -178,7 +179,7 @@ class SqlStore(ABC):
         rows = await self._read(sql.SELECT_DUE_DELIVERIES, (float(now), limit))
         return [sql.delivery_from_row(row) for row in rows]
 
-    async def claim_deliveries(self, now: float, limit: int = 100) -> list[DeliveryRecord]:
+    async def claim_deliveries(self, now: float, limit: int = 100) -> ClaimedPage:
         """A bounded page of due deliveries that head their (conference, URL) queue, most overdue first.
 
         The due deliveries of the page that wait behind an earlier one are parked until it finishes.
@@ -187,7 +188,8 @@ class SqlStore(ABC):
         blocked = [(sql.PARKED_AT, row[0]) for row in rows if row[-1]]
         if blocked:
             await self._write([Write(sql.PARK_DELIVERY, blocked)])
-        return [sql.delivery_from_row(row[:-1]) for row in rows if not row[-1]]
+        heads = [sql.delivery_from_row(row[:-1]) for row in rows if not row[-1]]
+        return ClaimedPage(heads, full=len(rows) >= limit)
 
     async def reschedule_deliveries(self, next_attempts: Sequence[tuple[int, float]]) -> None:
         """Set when pending deliveries are next due, as (delivery_id, time); finished ones are left alone."""

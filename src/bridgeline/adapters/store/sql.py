@@ -373,8 +373,19 @@ def event_from_row(row: Row) -> EventRecord:
     )
 
 
-def new_delivery_to_row(delivery: NewDelivery) -> tuple[Any, ...]:
-    # Due at once (next_attempt_at 0): the worker posts it on its next poll.
+def new_deliveries_to_rows(deliveries: Sequence[NewDelivery]) -> list[tuple[Any, ...]]:
+    """The first delivery of each (conference, URL) queue in a commit is due at once (next_attempt_at 0:
+    the worker posts it on its next poll); the ones behind it are inserted parked, waiting their turn."""
+    seen: set[tuple[str, str]] = set()
+    rows = []
+    for delivery in deliveries:
+        queue = (delivery.conference_id, delivery.url)
+        rows.append(new_delivery_to_row(delivery, parked=queue in seen))
+        seen.add(queue)
+    return rows
+
+
+def new_delivery_to_row(delivery: NewDelivery, *, parked: bool = False) -> tuple[Any, ...]:
     return (
         delivery.conference_id,
         delivery.event_seq,
@@ -383,7 +394,7 @@ def new_delivery_to_row(delivery: NewDelivery) -> tuple[Any, ...]:
         dump_json(delivery.params),
         DeliveryStatus.PENDING.value,
         0,
-        0.0,
+        PARKED_AT if parked else 0.0,
         0.0,
         dump_json([]),
     )
