@@ -40,7 +40,7 @@ class Settings:
     retention_days: float = 30.0  # ended conferences, their events and finished deliveries; 0 = forever
     run_retention_days: float = 30.0  # finished runs; 0 = forever
     prune_interval: float = 300.0  # seconds between background pruning passes
-    prune_batch: int = 500  # rows deleted per pruning transaction
+    prune_batch: int = 100  # conferences (or runs) deleted per pruning transaction
 
     @property
     def store_url(self) -> str:

@@ -27,6 +27,7 @@ from bridgeline.app.inbound import start_inbound_run
 from bridgeline.app.phlos import PhloCache
 from bridgeline.app.ports import Carrier, Store
 from bridgeline.app.records import Account
+from bridgeline.app.retention import DAY, Pruner
 from bridgeline.app.runs import RunService
 from bridgeline.app.service import ConferenceService
 from bridgeline.config import Credentials, Settings, load_or_create_credentials
@@ -49,6 +50,7 @@ class Bridgeline:
     dispatcher: WebhookDispatcher
     http_client: httpx.AsyncClient
     api: BridgelineApi
+    pruner: Pruner
 
     stopped: bool = False
 
@@ -56,6 +58,7 @@ class Bridgeline:
         if self.stopped:
             return
         self.stopped = True
+        await self.pruner.stop()
         await self.dispatcher.stop()
         await self.conferences.shutdown()
         await self.carrier.stop()
@@ -140,13 +143,27 @@ async def build(settings: Settings) -> Bridgeline:
     # Runs a crash left running though their conference ended (a minute's grace for other processes).
     await runs.reconcile(started_before=time.time() - 60.0)
     dispatcher.start()
+    pruner = make_pruner(settings, store)
+    pruner.start()
     sim = carrier if isinstance(carrier, SimCarrier) else None
     ctx = AppContext(store, conferences, runs, Authenticator(store), phlos, sim, hub)
     api = BridgelineApi(ctx)
     log.info(
         "bridgeline_started", carrier=carrier.name, store=settings.store_url.split("@")[-1], restored=restored
     )
-    return Bridgeline(settings, credentials, store, carrier, conferences, runs, dispatcher, http_client, api)
+    return Bridgeline(
+        settings, credentials, store, carrier, conferences, runs, dispatcher, http_client, api, pruner
+    )
+
+
+def make_pruner(settings: Settings, store: Store) -> Pruner:
+    return Pruner(
+        store,
+        conference_retention=settings.retention_days * DAY,
+        run_retention=settings.run_retention_days * DAY,
+        batch=settings.prune_batch,
+        interval=settings.prune_interval,
+    )
 
 
 class WithLifespan:

@@ -105,3 +105,46 @@ async def test_the_conference_s_last_commit_ends_its_run_atomically(store: Store
     )
     assert await store.running_runs() == []
     assert not await store.end_run(end)  # ending twice changes nothing
+
+
+# --- retention (item 17) -------------------------------------------------------------------------------
+
+
+async def test_prune_conferences_takes_events_and_finished_deliveries_in_batches(store: Store) -> None:
+    for index, ended_at in enumerate([10.0, 20.0, 30.0, None]):
+        conference_id = f"conf-{index}"
+        status = ConferenceStatus.LIVE if ended_at is None else ConferenceStatus.ENDED
+        record = conference(conference_id, status=status, ended_at=ended_at)
+        await store.commit_conference(record, [event(1, conference_id)], [delivery(1, conference_id)])
+        if ended_at != 20.0:  # conf-1 keeps a pending delivery
+            (queued,) = await store.list_deliveries(conference_id)
+            await store.update_delivery(dataclasses.replace(queued, status=DeliveryStatus.DELIVERED))
+
+    assert await store.prune_conferences(ended_before=100.0, limit=1) == 1  # the oldest first
+    assert await store.get_conference("conf-0") is None
+    assert await store.list_events("conf-0") == [] and await store.list_deliveries("conf-0") == []
+    assert await store.prune_conferences(ended_before=25.0, limit=10) == 0  # conf-1 still has a pending one
+    assert await store.prune_conferences(ended_before=100.0, limit=10) == 1  # conf-2; conf-3 is live
+    assert [c is None for c in [await store.get_conference(f"conf-{i}") for i in range(4)]] == [
+        True,
+        False,
+        True,
+        False,
+    ]
+    assert len(await store.list_events("conf-1")) == 1
+
+
+async def test_prune_runs_takes_finished_runs_only(store: Store) -> None:
+    await store.create_run(run("old-done", status=RunStatus.COMPLETED, updated_at=10.0))
+    await store.create_run(run("old-failed", status=RunStatus.FAILED, updated_at=11.0))
+    await store.create_run(run("old-running", status=RunStatus.RUNNING, updated_at=10.0))
+    await store.create_run(run("new-done", status=RunStatus.COMPLETED, updated_at=99.0))
+    assert await store.prune_runs(finished_before=50.0, limit=1) == 1
+    assert await store.prune_runs(finished_before=50.0, limit=10) == 1
+    assert await store.prune_runs(finished_before=50.0, limit=10) == 0
+    kept = [
+        run_id
+        for run_id in ("old-done", "old-failed", "old-running", "new-done")
+        if await store.get_run(run_id)
+    ]
+    assert kept == ["old-running", "new-done"]

@@ -409,3 +409,12 @@ async def test_a_failure_storm_logs_one_line_per_destination(
         await dispatcher.deliver_once(store.add(numbered(f"http://127.0.0.1:{port}/cb", f"c{n}", 1)))
     out = capsys.readouterr().out
     assert out.count("webhook_attempt_failed") == 1
+
+
+async def test_a_successful_attempt_logs_at_debug_only(
+    receiver: Receiver, store: FakeStore, make: Make, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for n in range(5):
+        await make().deliver_once(store.add(numbered(receiver.url(), f"c{n}", 1)))
+    lines = [line for line in capsys.readouterr().out.splitlines() if "webhook" in line]
+    assert len(lines) <= 5 and all("[debug" in line for line in lines), lines

@@ -209,6 +209,27 @@ class SqlStore(ABC):
         rows = await self._read(sql.SELECT_DELIVERIES_OF_CONFERENCE, (conference_id,))
         return [sql.delivery_from_row(row) for row in rows]
 
+    # --- retention ---
+
+    async def prune_conferences(self, ended_before: float, limit: int) -> int:
+        """Delete up to `limit` conferences ended before `ended_before` (with their events and
+        deliveries; none may be pending) in one transaction; how many went."""
+        rows = await self._read(sql.SELECT_PRUNABLE_CONFERENCES, (float(ended_before), limit))
+        ids = [(row[0],) for row in rows]
+        if not ids:
+            return 0
+        deletes = (
+            sql.DELETE_DELIVERIES_OF_CONFERENCE,
+            sql.DELETE_EVENTS_OF_CONFERENCE,
+            sql.DELETE_CONFERENCE,
+        )
+        counts = await self._write([Write(statement, ids) for statement in deletes])
+        return counts[-1]
+
+    async def prune_runs(self, finished_before: float, limit: int) -> int:
+        """Delete up to `limit` finished runs last changed before `finished_before`; how many went."""
+        return await self._write_one(sql.DELETE_FINISHED_RUNS, (float(finished_before), limit))
+
     # --- simulated phones ---
 
     async def put_sim_phone(self, address: str, behaviour: JSON) -> None:

@@ -284,6 +284,21 @@ SELECT_DELIVERIES_OF_CONFERENCE = _select(
     "deliveries", DELIVERY_COLUMNS, "WHERE conference_id = ? ORDER BY delivery_id"
 )
 
+# Retention: a bounded batch of what may go, oldest first (served by conferences_ended, runs_finished).
+# An ended conference goes with its events and deliveries, once none of its deliveries is pending.
+SELECT_PRUNABLE_CONFERENCES = (
+    "SELECT c.conference_id FROM conferences c WHERE c.status = 'ended' AND c.ended_at < ? AND NOT EXISTS ("
+    "SELECT 1 FROM deliveries d WHERE d.conference_id = c.conference_id AND d.status = 'pending')"
+    " ORDER BY c.ended_at LIMIT ?"
+)
+DELETE_DELIVERIES_OF_CONFERENCE = "DELETE FROM deliveries WHERE conference_id = ?"
+DELETE_EVENTS_OF_CONFERENCE = "DELETE FROM events WHERE conference_id = ?"
+DELETE_CONFERENCE = "DELETE FROM conferences WHERE conference_id = ?"
+DELETE_FINISHED_RUNS = (
+    "DELETE FROM runs WHERE run_id IN (SELECT run_id FROM runs WHERE status <> 'running' AND updated_at < ?"
+    " ORDER BY updated_at LIMIT ?)"
+)
+
 UPSERT_SIM_PHONE = _upsert("sim_phones", ("address", "behaviour"), "address")
 SELECT_SIM_PHONES = "SELECT address, behaviour FROM sim_phones ORDER BY address"
 
