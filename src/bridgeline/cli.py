@@ -86,7 +86,33 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--database-url", default=None)
     add.add_argument("--sub", action="store_true", help="an SA (sub-account) id instead of MA")
     add.set_defaults(func=_account_add)
+
+    prune = commands.add_parser(
+        "prune", help="delete ended conferences (events, deliveries) and finished runs past retention, now"
+    )
+    prune.add_argument("--data-dir", type=Path, default=Path("data"))
+    prune.add_argument("--database-url", default=None)
+    prune.add_argument(
+        "--older-than",
+        type=_duration,
+        default=None,
+        help="e.g. 30d, 12h, 90m, 0s (default: BRIDGELINE_RETENTION_DAYS, 30 days); conferences and runs",
+    )
+    prune.set_defaults(func=_prune)
     return parser
+
+
+def _duration(text: str) -> float:
+    """Seconds from `30d`, `12h`, `90m`, `45s` or a bare number of days."""
+    units = {"d": 86_400.0, "h": 3_600.0, "m": 60.0, "s": 1.0}
+    value, unit = (text[:-1], units[text[-1]]) if text and text[-1] in units else (text, units["d"])
+    try:
+        seconds = float(value) * unit
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 30d, 12h, 90m, 45s)") from None
+    if not seconds >= 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r}")
+    return seconds
 
 
 def _client_options(parser: argparse.ArgumentParser) -> None:
@@ -193,6 +219,33 @@ def _account_add(args: argparse.Namespace) -> int:
 
     asyncio.run(add())
     print(f"BRIDGELINE_AUTH_ID={account.auth_id}\nBRIDGELINE_AUTH_TOKEN={account.auth_token}")
+    return EXIT_OK
+
+
+def _prune(args: argparse.Namespace) -> int:
+    from bridgeline.adapters.store import open_store
+    from bridgeline.app.retention import DAY, Pruner
+
+    settings = Settings.from_env(data_dir=args.data_dir, database_url=args.database_url)
+    conferences = settings.retention_days * DAY if args.older_than is None else args.older_than
+    runs = settings.run_retention_days * DAY if args.older_than is None else args.older_than
+    if args.older_than == 0:
+        conferences = runs = 1e-9  # "older than nothing": everything finished, not "keep forever"
+
+    async def prune() -> tuple[int, int]:
+        store = open_store(settings.store_url)
+        try:
+            await store.migrate()
+            pruner = Pruner(
+                store, conference_retention=conferences, run_retention=runs, batch=settings.prune_batch
+            )
+            done = await pruner.prune_once()
+            return done.conferences, done.runs
+        finally:
+            await store.close()
+
+    pruned_conferences, pruned_runs = asyncio.run(prune())
+    print(f"pruned {pruned_conferences} conferences (with their events and deliveries), {pruned_runs} runs")
     return EXIT_OK
 
 

@@ -30,6 +30,18 @@ class Settings:
     log_format: str = "console"  # or "json"
     log_level: str = "info"  # "debug" adds every conference event (see logs.py)
 
+    # --- callbacks, outbox and retention (issue 9: docs/security.d/outbox.md) ---------------------
+    egress_profile: str = "open"  # "hosted": callbacks may reach only public addresses (adapters/egress.py)
+    egress_allow: str = ""  # comma-separated CIDRs always allowed (wins over everything)
+    egress_deny: str = ""  # comma-separated CIDRs always refused
+    webhook_timeout: float = 5.0  # seconds for one callback attempt, connect to status line
+    webhook_per_destination: int = 4  # attempts in flight per receiver (host:port)
+    webhook_max_in_flight: int = 64  # attempts in flight over all receivers
+    retention_days: float = 30.0  # ended conferences, their events and finished deliveries; 0 = forever
+    run_retention_days: float = 30.0  # finished runs; 0 = forever
+    prune_interval: float = 300.0  # seconds between background pruning passes
+    prune_batch: int = 100  # conferences (or runs) deleted per pruning transaction
+
     @property
     def store_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'bridgeline.db').resolve()}"
@@ -48,8 +60,35 @@ class Settings:
             values["sim_answer_delay_ms"] = int(env["BRIDGELINE_SIM_ANSWER_DELAY_MS"])
         if "BRIDGELINE_SIM_PLAYBACK_MS" in env:
             values["sim_playback_ms"] = int(env["BRIDGELINE_SIM_PLAYBACK_MS"])
+        values.update(_outbox_settings_from_env(env))
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+
+# Callbacks, outbox and retention: environment variable -> (setting, type).
+_OUTBOX_ENV: dict[str, tuple[str, type]] = {
+    "BRIDGELINE_EGRESS_PROFILE": ("egress_profile", str),
+    "BRIDGELINE_EGRESS_ALLOW": ("egress_allow", str),
+    "BRIDGELINE_EGRESS_DENY": ("egress_deny", str),
+    "BRIDGELINE_WEBHOOK_TIMEOUT": ("webhook_timeout", float),
+    "BRIDGELINE_WEBHOOK_PER_DESTINATION": ("webhook_per_destination", int),
+    "BRIDGELINE_WEBHOOK_MAX_IN_FLIGHT": ("webhook_max_in_flight", int),
+    "BRIDGELINE_RETENTION_DAYS": ("retention_days", float),
+    "BRIDGELINE_RUN_RETENTION_DAYS": ("run_retention_days", float),
+    "BRIDGELINE_PRUNE_INTERVAL": ("prune_interval", float),
+    "BRIDGELINE_PRUNE_BATCH": ("prune_batch", int),
+}
+
+
+def _outbox_settings_from_env(env: os._Environ[str] | dict[str, str]) -> dict[str, object]:
+    values: dict[str, object] = {}
+    for name, (setting, kind) in _OUTBOX_ENV.items():
+        if name in env:
+            try:
+                values[setting] = kind(env[name])
+            except ValueError:
+                raise ValueError(f"{name}={env[name]!r} is not a valid {kind.__name__}") from None
+    return values
 
 
 @dataclass(frozen=True, slots=True)

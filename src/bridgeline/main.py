@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from bridgeline.adapters.carrier_sim import SimCarrier
 from bridgeline.adapters.console.hub import EventHub
+from bridgeline.adapters.egress import EgressPolicy
 from bridgeline.adapters.http.app import BridgelineApi
 from bridgeline.adapters.http.auth import Authenticator
 from bridgeline.adapters.http.context import AppContext
@@ -26,6 +27,7 @@ from bridgeline.app.inbound import start_inbound_run
 from bridgeline.app.phlos import PhloCache
 from bridgeline.app.ports import Carrier, Store
 from bridgeline.app.records import Account
+from bridgeline.app.retention import DAY, Pruner
 from bridgeline.app.runs import RunService
 from bridgeline.app.service import ConferenceService
 from bridgeline.config import Credentials, Settings, load_or_create_credentials
@@ -48,6 +50,7 @@ class Bridgeline:
     dispatcher: WebhookDispatcher
     http_client: httpx.AsyncClient
     api: BridgelineApi
+    pruner: Pruner
 
     stopped: bool = False
 
@@ -55,6 +58,7 @@ class Bridgeline:
         if self.stopped:
             return
         self.stopped = True
+        await self.pruner.stop()
         await self.dispatcher.stop()
         await self.conferences.shutdown()
         await self.carrier.stop()
@@ -116,26 +120,52 @@ async def build(settings: Settings) -> Bridgeline:
     runs = RunService(store, conferences)
     phlos = PhloCache(store)  # one cache, so a deleted PHLO is forgotten for API and inbound calls alike
     route_inbound_calls(carrier, phlos, runs, credentials.auth_id)
-    http_client = httpx.AsyncClient(follow_redirects=False)
+    egress = EgressPolicy.from_settings(settings.egress_profile, settings.egress_allow, settings.egress_deny)
+    # Enough pooled connections for every attempt in flight; beyond that httpx would queue them.
+    limits = httpx.Limits(max_connections=settings.webhook_max_in_flight, max_keepalive_connections=20)
+    http_client = egress.client(follow_redirects=False, limits=limits)
 
     async def token_for(auth_id: str) -> str | None:
         account = await store.get_account(auth_id)
         return None if account is None else account.auth_token
 
-    dispatcher = WebhookDispatcher(store, http_client, token_for)
+    dispatcher = WebhookDispatcher(
+        store,
+        http_client,
+        token_for,
+        timeout=settings.webhook_timeout,
+        per_destination=settings.webhook_per_destination,
+        max_in_flight=settings.webhook_max_in_flight,
+    )
     conferences.listeners.append(lambda meta, conf, events: dispatcher.wake() if events else None)
     hub = EventHub()
     conferences.listeners.append(hub.publish)
     await carrier.start()
     restored = await conferences.restore()
+    # Runs a crash left running though their conference ended (a minute's grace for other processes).
+    await runs.reconcile(started_before=time.time() - 60.0)
     dispatcher.start()
+    pruner = make_pruner(settings, store)
+    pruner.start()
     sim = carrier if isinstance(carrier, SimCarrier) else None
     ctx = AppContext(store, conferences, runs, Authenticator(store), phlos, sim, hub)
     api = BridgelineApi(ctx)
     log.info(
         "bridgeline_started", carrier=carrier.name, store=settings.store_url.split("@")[-1], restored=restored
     )
-    return Bridgeline(settings, credentials, store, carrier, conferences, runs, dispatcher, http_client, api)
+    return Bridgeline(
+        settings, credentials, store, carrier, conferences, runs, dispatcher, http_client, api, pruner
+    )
+
+
+def make_pruner(settings: Settings, store: Store) -> Pruner:
+    return Pruner(
+        store,
+        conference_retention=settings.retention_days * DAY,
+        run_retention=settings.run_retention_days * DAY,
+        batch=settings.prune_batch,
+        interval=settings.prune_interval,
+    )
 
 
 class WithLifespan:

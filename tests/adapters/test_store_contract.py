@@ -369,16 +369,19 @@ async def test_due_deliveries_hand_out_one_conference_url_queue_in_event_order(s
     await store.commit_conference(conference("conf-1"), [event(1), event(2)], [delivery(1), delivery(2)])
     await store.commit_conference(conference("conf-1"), [event(3)], [delivery(3)])
     first, second, third = await store.list_deliveries("conf-1")
-    assert await store.due_deliveries(now=10.0) == [first]
 
+    async def due_ids() -> list[int]:
+        return [d.delivery_id for d in await store.due_deliveries(now=10.0)]
+
+    assert await due_ids() == [first.delivery_id]
     # The head waits for a retry: the later events of that queue wait behind it.
     await store.update_delivery(dataclasses.replace(first, attempts=1, next_attempt_at=50.0))
-    assert await store.due_deliveries(now=10.0) == []
+    assert await due_ids() == []
     await store.update_delivery(dataclasses.replace(first, status=DeliveryStatus.DELIVERED, attempts=2))
-    assert await store.due_deliveries(now=10.0) == [second]
+    assert await due_ids() == [second.delivery_id]
     # A delivery that gave up unblocks the queue as well.
     await store.update_delivery(dataclasses.replace(second, status=DeliveryStatus.FAILED, attempts=8))
-    assert await store.due_deliveries(now=10.0) == [third]
+    assert await due_ids() == [third.delivery_id]
 
 
 async def test_update_delivery_overwrites_progress(store: Store) -> None:

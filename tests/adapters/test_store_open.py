@@ -45,7 +45,10 @@ async def test_sqlite_file_is_created_with_its_directory_in_wal_mode(tmp_path: P
 @pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
 def test_migrations_render_for_each_dialect(dialect: Dialect) -> None:
     migrations = load_migrations(dialect)
-    assert [migration.version for migration in migrations] == list(range(1, len(migrations) + 1))
+    versions = [migration.version for migration in migrations]
+    # Increasing from 1; a gap is allowed (branches number their migrations apart, and every version
+    # not yet recorded in schema_migrations is applied, whatever its place).
+    assert versions[0] == 1 and versions == sorted(set(versions))
     assert all("{{" not in statement for migration in migrations for statement in migration.statements)
 
 

@@ -7,7 +7,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 from urllib.parse import parse_qsl
 
@@ -17,7 +17,7 @@ from plivo.utils import validate_v3_signature
 
 from bridgeline.adapters.webhooks import WebhookDispatcher
 from bridgeline.app.ports import Store
-from bridgeline.app.records import DeliveryRecord, DeliveryStatus, NewDelivery
+from bridgeline.app.records import ClaimedPage, DeliveryRecord, DeliveryStatus, NewDelivery
 
 AUTH_ID = "MAXXXXXXXXXXXXXXXXXX"
 TOKEN = "test-auth-token"
@@ -44,6 +44,7 @@ class Receiver:
     in_flight: int = 0
     max_in_flight: int = 0
     port: int = 0
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)  # set on every request read
     _server: asyncio.Server | None = None
     _handlers: set[asyncio.Task[Any]] = field(default_factory=set)
 
@@ -74,6 +75,7 @@ class Receiver:
                 headers[name.strip().lower()] = value.strip()
             body = await reader.readexactly(int(headers.get("content-length", "0")))
             self.requests.append(Request(method, target, headers, body))
+            self.arrived.set()
             if self.hold:
                 await asyncio.Event().wait()  # until cancelled by close()
             await asyncio.sleep(self.delay)
@@ -120,6 +122,28 @@ class FakeStore:
         due = [r for r in pending if r.next_attempt_at <= now]
         return sorted(due, key=lambda r: (r.next_attempt_at, r.delivery_id))[:limit]
 
+    async def claim_deliveries(self, now: float, limit: int = 100) -> ClaimedPage:
+        """The heads of the (conference, URL) queues among the due deliveries, as the SQL stores hand out."""
+        self.due_calls += 1
+        self.changed.set()
+        if self.fail_next_due:
+            self.fail_next_due = False
+            raise RuntimeError("store is down")
+        pending = sorted(
+            (r for r in self.rows.values() if r.status is DeliveryStatus.PENDING), key=lambda r: r.delivery_id
+        )
+        heads: dict[tuple[str, str], DeliveryRecord] = {}
+        for record in pending:
+            heads.setdefault((record.conference_id, record.url), record)
+        due = [r for r in heads.values() if r.next_attempt_at <= now]
+        page = sorted(due, key=lambda r: (r.next_attempt_at, r.delivery_id))[:limit]
+        return ClaimedPage(page, full=len(page) >= limit)
+
+    async def reschedule_deliveries(self, next_attempts: list[tuple[int, float]]) -> None:
+        for delivery_id, at in next_attempts:
+            if self.rows[delivery_id].status is DeliveryStatus.PENDING:
+                self.rows[delivery_id] = replace(self.rows[delivery_id], next_attempt_at=at)
+
     async def update_delivery(self, delivery: DeliveryRecord) -> None:
         self.rows[delivery.delivery_id] = delivery
         self.changed.set()
@@ -140,8 +164,10 @@ async def token_for(auth_id: str) -> str | None:
     return TOKEN if auth_id == AUTH_ID else None
 
 
-def new_delivery(url: str, auth_id: str = AUTH_ID, seq: int = 1) -> NewDelivery:
-    return NewDelivery(conference_id="c-1", event_seq=seq, url=url, auth_id=auth_id, params=dict(PARAMS))
+def new_delivery(url: str, auth_id: str = AUTH_ID, seq: int = 1, conference_id: str = "c-1") -> NewDelivery:
+    return NewDelivery(
+        conference_id=conference_id, event_seq=seq, url=url, auth_id=auth_id, params=dict(PARAMS)
+    )
 
 
 async def wait_until(store: FakeStore, predicate: Callable[[], bool]) -> None:
@@ -299,8 +325,8 @@ async def test_run_survives_store_errors(receiver: Receiver, store: FakeStore, m
 
 async def test_run_bounds_concurrency(receiver: Receiver, store: FakeStore, make: Make) -> None:
     receiver.delay = 0.05
-    deliveries = [store.add(new_delivery(receiver.url(), seq=seq)) for seq in range(6)]
-    dispatcher = make(concurrency=2, poll_interval=30.0)
+    deliveries = [store.add(new_delivery(receiver.url(), conference_id=f"c-{n}")) for n in range(6)]
+    dispatcher = make(per_destination=2, poll_interval=30.0)
     dispatcher.start()
     await wait_until(
         store, lambda: all(store.rows[d.delivery_id].status is DeliveryStatus.DELIVERED for d in deliveries)
@@ -308,3 +334,87 @@ async def test_run_bounds_concurrency(receiver: Receiver, store: FakeStore, make
     await dispatcher.stop()
     assert receiver.max_in_flight == 2
     assert len(receiver.requests) == 6
+
+
+# --- a receiver only slows itself (issue 9, item 14) ---------------------------------------------------
+
+
+def numbered(url: str, conference_id: str, seq: int) -> NewDelivery:
+    return NewDelivery(conference_id, seq, url, AUTH_ID, {"sequence": str(seq)})
+
+
+async def test_a_hanging_receiver_does_not_hold_back_other_receivers(store: FakeStore, make: Make) -> None:
+    hanging = [Receiver(hold=True) for _ in range(3)]
+    healthy = [Receiver(delay=0.01) for _ in range(3)]
+    for server in [*hanging, *healthy]:
+        await server.start()
+    dispatcher = make(timeout=30.0, per_destination=2, max_in_flight=16, poll_interval=0.05)
+    try:
+        # The hanging receivers' deliveries are the oldest, and more than they have slots.
+        stuck = [
+            store.add(numbered(server.url(), f"h{index}-{n}", 1))
+            for index, server in enumerate(hanging)
+            for n in range(12)
+        ]
+        flowing = [
+            store.add(numbered(server.url(), f"ok{index}", seq))
+            for index, server in enumerate(healthy)
+            for seq in range(1, 6)
+        ]
+        dispatcher.start()
+        await wait_until(
+            store, lambda: all(store.rows[d.delivery_id].status is DeliveryStatus.DELIVERED for d in flowing)
+        )
+        # Every healthy callback went out while no attempt at a hanging receiver had even ended.
+        assert all(store.rows[d.delivery_id].attempts == 0 for d in stuck)
+        assert [server.max_in_flight for server in hanging] == [2, 2, 2]  # bounded per destination
+        for server in healthy:  # one conference's callbacks in event order
+            assert [parse_qsl(r.body.decode())[0][1] for r in server.requests] == ["1", "2", "3", "4", "5"]
+    finally:
+        for server in hanging:
+            await server.close()  # ends the held attempts, so stop() need not wait for their timeout
+        await asyncio.wait_for(dispatcher.stop(), 5.0)
+        for server in healthy:
+            await server.close()
+
+
+async def test_a_saturated_destination_defers_what_it_cannot_queue(store: FakeStore, make: Make) -> None:
+    hanging = Receiver(hold=True)
+    await hanging.start()
+    clock = FakeClock()
+    dispatcher = make(
+        clock=clock, timeout=10.0, per_destination=1, queue_per_destination=2, poll_interval=30.0
+    )
+    try:
+        records = [store.add(numbered(hanging.url(), f"c{n}", 1)) for n in range(6)]
+        dispatcher.start()
+        await asyncio.wait_for(hanging.arrived.wait(), 2.0)
+        due_again = sorted(store.rows[r.delivery_id].next_attempt_at - clock.now for r in records)
+        # One in flight and two queued are leased; the other three are deferred until the queue drains.
+        assert all(delay > 0 for delay in due_again)
+        assert (await store.claim_deliveries(clock.now)).heads == []
+    finally:
+        await hanging.close()
+        await asyncio.wait_for(dispatcher.stop(), 5.0)
+
+
+async def test_a_failure_storm_logs_one_line_per_destination(
+    store: FakeStore, make: Make, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as probe:  # nothing listens there: every attempt fails at once
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    dispatcher = make()
+    for n in range(20):
+        await dispatcher.deliver_once(store.add(numbered(f"http://127.0.0.1:{port}/cb", f"c{n}", 1)))
+    out = capsys.readouterr().out
+    assert out.count("webhook_attempt_failed") == 1
+
+
+async def test_a_successful_attempt_logs_at_debug_only(
+    receiver: Receiver, store: FakeStore, make: Make, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for n in range(5):
+        await make().deliver_once(store.add(numbered(receiver.url(), f"c{n}", 1)))
+    lines = [line for line in capsys.readouterr().out.splitlines() if "webhook" in line]
+    assert len(lines) <= 5 and all("[debug" in line for line in lines), lines

@@ -4,6 +4,7 @@ kept in memory until its conference ends never serves stale data."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -71,9 +72,7 @@ async def services(store: CountingStore) -> tuple[RunService, ConferenceService]
     return RunService(store, conferences), conferences
 
 
-async def test_the_end_of_the_conference_completes_the_stored_run_without_reading_it(
-    store: CountingStore,
-) -> None:
+async def test_the_conference_s_last_commit_completes_its_run(store: CountingStore) -> None:
     runs, conferences = await services(store)
     record = phlo(AGENT, 1.0)
     definition = PhloDefinition.model_validate(record.definition)
@@ -87,17 +86,22 @@ async def test_the_end_of_the_conference_completes_the_stored_run_without_readin
     await conferences.member_action(AUTH_ID, "phlo-1", "node-1", Hangup(AGENT))
     await conferences.member_action(AUTH_ID, "phlo-1", "node-1", Hangup(CALLER))
 
-    finished: list[RunRecord] = []
+    # Finished by the commit that ended the conference (one transaction), not by a later task.
+    finished = await store._store.get_run(run.run_id)
+    assert finished is not None and finished.status is RunStatus.COMPLETED
+    assert finished.message.startswith(f"{run.message}; conference ended (")
+    assert store.run_reads == reads  # the run was not read back to be finished
 
-    async def poll() -> None:
-        while True:
-            done = await store._store.get_run(run.run_id)
-            if done is not None and done.status is not RunStatus.RUNNING:
-                finished.append(done)
-                return
-            await asyncio.sleep(0.005)
 
-    await asyncio.wait_for(poll(), 5)
-    assert finished[0].status is RunStatus.COMPLETED
-    assert finished[0].message.startswith(f"{run.message}; conference ended (")
-    assert store.run_reads == reads  # the run came from memory, not from a read-back
+async def test_reconcile_leaves_live_and_recent_runs_alone(store: CountingStore) -> None:
+    runs, conferences = await services(store)
+    record = phlo(AGENT, 1.0)
+    definition = PhloDefinition.model_validate(record.definition)
+    run = await runs.run(AUTH_ID, record, definition, {}, answered=(CALLER, Role.CUSTOMER, "in-1"))
+    young = dataclasses.replace(run, run_id="young", conference_ids=("not-yet-committed",), created_at=1e12)
+    await store.create_run(young)
+    assert await runs.reconcile(started_before=1e11) == 0
+    for run_id in (run.run_id, "young"):
+        stored = await store.get_run(run_id)
+        assert stored is not None and stored.status is RunStatus.RUNNING
+    await conferences.shutdown()

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import plivo.utils
-from e2ekit import AUTH_TOKEN, Api, Callback, CallbackReceiver, number, wait_until
+import pytest
+from e2ekit import AUTH_TOKEN, Api, Callback, CallbackReceiver, ServerProcess, number, wait_until
 
 COMMON_FIELDS = {"event", "sequence", "timestamp", "mpc_uuid", "phlo_id", "node_id", "phlo_run_id"}
 
@@ -163,3 +168,109 @@ def test_a_failed_delivery_is_retried(api: Api) -> None:
         wait_until(lambda: len(receiver.events(mpc_uuid)) >= 4, what="the other callbacks")
         events = receiver.events(mpc_uuid)
         assert [seq for seq, _ in events] == list(range(1, len(events) + 1))
+
+
+# --- callback_url: only http(s), and the egress policy (issue 9) -------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url", ["file:///etc/passwd", "gopher://127.0.0.1:25/", "/relative/path", "http://", "http://a b/"]
+)
+def test_a_callback_url_that_is_not_http_is_refused_at_create(api: Api, url: str) -> None:
+    definition = {"name": "bad-callback", "nodes": [{"type": "multi_party_call", "callback_url": url}]}
+    response = api.http.post("/v1/phlo", json=definition)
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert set(body) == {"api_id", "error"} and "callback_url" in body["error"]
+
+
+def test_a_templated_callback_url_is_checked_once_filled(api: Api) -> None:
+    phlo = api.create_phlo(callback_url="{{callback}}", dial=[("{{agent}}", "agent")])
+    response = phlo.post_run({"agent": number(), "callback": "file:///etc/passwd"})
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert set(body) == {"api_id", "error"} and "http or https" in body["error"]
+
+
+def test_the_hosted_profile_refuses_loopback_receivers(server_factory: Callable[..., ServerProcess]) -> None:
+    with CallbackReceiver() as receiver:
+        hosted = server_factory(env={"BRIDGELINE_EGRESS_PROFILE": "hosted"})
+        phlo = Api(hosted).create_phlo(callback_url=receiver.url(), dial=[("{{agent}}", "agent")])
+        agent = number()
+        phlo.run(agent=agent)
+        phlo.wait_member(agent, status="connected")
+        wait_until(lambda: "egress policy (hosted) refuses 127.0.0.1" in hosted.stderr(), what="a refusal")
+        assert receiver.snapshot() == []
+        hosted.stop()
+
+        allowed = server_factory(
+            env={"BRIDGELINE_EGRESS_PROFILE": "hosted", "BRIDGELINE_EGRESS_ALLOW": "127.0.0.0/8"}
+        )
+        phlo = Api(allowed).create_phlo(callback_url=receiver.url(), dial=[("{{agent}}", "agent")])
+        phlo.run(agent=agent)
+        phlo.wait_member(agent, status="connected")
+        wait_until(lambda: receiver.snapshot(), what="a callback through the allow list")
+
+
+# --- a slow receiver only slows itself (issue 9, item 14) ----------------------------------------------
+
+
+class HangingReceivers:
+    """Sockets on 127.0.0.1 that accept connections, read what is sent and never answer."""
+
+    def __init__(self, count: int) -> None:
+        self.listeners = [socket.create_server(("127.0.0.1", 0)) for _ in range(count)]
+        self.connections: list[socket.socket] = []
+        self._threads = [
+            threading.Thread(target=self._accept, args=(s,), daemon=True) for s in self.listeners
+        ]
+
+    def urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{s.getsockname()[1]}/hang" for s in self.listeners]
+
+    def _accept(self, listener: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                connection, _ = listener.accept()
+                self.connections.append(connection)
+
+    def __enter__(self) -> HangingReceivers:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sock in [*self.listeners, *self.connections]:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        for thread in self._threads:
+            thread.join(timeout=2)
+
+
+def test_hanging_receivers_do_not_delay_other_conferences(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    with CallbackReceiver() as healthy, HangingReceivers(10) as hanging:
+        # An attempt may hang for 30 s: the healthy conference's callbacks must not wait for any of them.
+        server = server_factory(env={"BRIDGELINE_WEBHOOK_TIMEOUT": "30"})
+        phlo = Api(server).create_phlo(callback_url="{{callback}}", dial=[("{{agent}}", "agent")])
+        for url in hanging.urls():
+            for _ in range(2):
+                phlo.run(agent=number(), callback=url)
+        wait_until(lambda: len(hanging.connections) >= 8, what="the hanging receivers reached")
+
+        agent = number()
+        phlo.run(agent=agent, callback=healthy.url())
+        phlo.wait_member(agent, status="connected")
+        mpc_uuid = phlo.member(agent)["mpc_uuid"]
+        phlo.http.post(phlo.member_path(agent), json={"action": "hangup"})
+        events = wait_until(
+            lambda: (
+                [e for e in healthy.events(mpc_uuid) if e[1] == "conference_ended"]
+                and healthy.events(mpc_uuid)
+            ),
+            timeout=4,
+            what="the healthy conference's callbacks, to its end",
+        )
+        assert [seq for seq, _ in events] == list(range(1, len(events) + 1))  # all, in order

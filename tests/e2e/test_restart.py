@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable
+from contextlib import closing
 from typing import Any
 
 from e2ekit import Api, CallbackReceiver, Phlo, ServerProcess, hearing, number, wait_until
@@ -147,3 +152,94 @@ def test_a_voicemail_drop_playing_at_restart_still_finishes(
     left = phlo.wait_member(customer, status="left", timeout=5)
     assert left["leave_reason"] == "voicemail_dropped"
     phlo.wait_member(agent, status="connected", hears=[], music="wait")
+
+
+# --- runs and their conference agree after a crash (issue 9, item 16) ---------------------------------
+
+
+def test_runs_left_running_by_a_crash_are_reconciled_on_start(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    server = server_factory()
+    api = Api(server)
+    phlo = api.create_phlo(dial=[("{{agent}}", "agent")])
+    agent = number()
+    run = phlo.run(agent=agent)
+    run_id = run["phlo_run_id"]
+    phlo.wait_member(agent, status="connected")
+    assert phlo.member_action(agent, "hangup").status_code == 201
+    wait_until(lambda: phlo.get_run(run_id)["status"] != "running", what="the run's end")
+    server.kill()  # kill -9: no shutdown work at all
+
+    # The state a crash between the conference's end and its run's update left (before both were one
+    # transaction), and a run whose conference was never committed, created long ago.
+    database = server.data_dir / "bridgeline.db"
+    with closing(sqlite3.connect(database)) as db, db:
+        db.execute("UPDATE runs SET status = 'running', message = 'started' WHERE run_id = ?", (run_id,))
+        db.execute(
+            "INSERT INTO runs SELECT 'orphan-run', phlo_id, auth_id, payload, 'running', 'started',"
+            " '[\"never-committed\"]', created_at - 3600, updated_at - 3600 FROM runs WHERE run_id = ?",
+            (run_id,),
+        )
+    server.start()
+    phlo = reopen(phlo, Api(server))
+    finished = phlo.get_run(run_id)
+    assert finished["status"] == "completed", finished
+    assert finished["message"].startswith("started; conference ended (")
+    orphan = phlo.get_run("orphan-run")
+    assert orphan["status"] == "failed", orphan
+
+
+# --- retention (issue 9, item 17) ----------------------------------------------------------------------
+
+
+def ended_conference(api: Api) -> tuple[Phlo, str, str]:
+    """A PHLO with one finished run; (phlo, run id, conference id)."""
+    phlo = api.create_phlo(dial=[("{{agent}}", "agent")])
+    agent = number()
+    run_id = phlo.run(agent=agent)["phlo_run_id"]
+    phlo.wait_member(agent, status="connected")
+    mpc_uuid = phlo.member(agent)["mpc_uuid"]
+    assert phlo.member_action(agent, "hangup").status_code == 201
+    wait_until(lambda: phlo.get_run(run_id)["status"] == "completed", what="the run's end")
+    return phlo, run_id, mpc_uuid
+
+
+def test_bridgeline_prune_deletes_what_is_past_retention(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    server = server_factory()
+    phlo, run_id, mpc_uuid = ended_conference(Api(server))
+    server.stop()
+    env = {**os.environ, "BRIDGELINE_RETENTION_DAYS": "30"}
+    command = [sys.executable, "-m", "bridgeline.cli", "prune", "--data-dir", str(server.data_dir)]
+    kept = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=True)
+    assert "pruned 0 conferences" in kept.stdout and "0 runs" in kept.stdout
+    done = subprocess.run(
+        [*command, "--older-than", "0s"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "pruned 1 conferences (with their events and deliveries), 1 runs" in done.stdout
+
+    server.start()
+    phlo = reopen(phlo, Api(server))
+    assert phlo.http.get(f"/v1/phlo/{phlo.phlo_id}/runs/{run_id}").status_code == 404
+    assert all(o["mpc_uuid"] != mpc_uuid for o in phlo.instances())
+
+
+def test_the_server_prunes_in_the_background(server_factory: Callable[..., ServerProcess]) -> None:
+    # A retention of ~0.1 s, checked every 0.2 s: what ended is soon gone, what is live stays.
+    env = {"BRIDGELINE_RETENTION_DAYS": "0.000001", "BRIDGELINE_RUN_RETENTION_DAYS": "0.000001"}
+    server = server_factory(env={**env, "BRIDGELINE_PRUNE_INTERVAL": "0.2"})
+    api = Api(server)
+    phlo, run_id, mpc_uuid = ended_conference(api)
+    live_agent = number()
+    live_run = phlo.run(agent=live_agent)["phlo_run_id"]
+    phlo.wait_member(live_agent, status="connected")
+    wait_until(
+        lambda: phlo.http.get(f"/v1/phlo/{phlo.phlo_id}/runs/{run_id}").status_code == 404,
+        what="the finished run pruned",
+    )
+    assert all(o["mpc_uuid"] != mpc_uuid for o in phlo.instances())
+    assert phlo.get_run(live_run)["status"] == "running"
+    assert phlo.member(live_agent)["status"] == "connected"

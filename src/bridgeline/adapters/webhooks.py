@@ -3,6 +3,15 @@
 Each attempt POSTs the delivery's params form-encoded, signed with Plivo's V3 scheme using the
 account's auth token. Any 2xx is success; everything else is a failed attempt, retried with capped
 exponential backoff and jitter until `max_attempts` is reached.
+
+A receiver only slows itself. The worker claims bounded pages of due deliveries from the store and
+hands each to its destination (host:port): at most `per_destination` attempts in flight there, a short
+queue behind them, and each attempt bounded by `timeout`. Nothing waits for a batch: an attempt that
+ends frees its slot at once and wakes the worker for what it unblocked. Claimed deliveries are leased
+(rescheduled in the store past the time their attempt can take), so pages skip them; a destination
+whose queue is full gets its other due deliveries deferred rather than held in memory. A crash loses
+nothing: an unfinished delivery becomes due again when its lease runs out (at-least-once). Order per
+(conference, URL) comes from the store, which only hands out the head of each queue.
 """
 
 from __future__ import annotations
@@ -11,9 +20,10 @@ import asyncio
 import contextlib
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
-from urllib.parse import urlencode
+from dataclasses import dataclass, field, replace
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 import structlog
@@ -27,7 +37,58 @@ log = structlog.get_logger(__name__)
 USER_AGENT = "Bridgeline"
 UNKNOWN_ACCOUNT = "unknown account"
 _JITTER = 0.2
-_BATCH_LIMIT = 100
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def destination_of(url: str) -> str:
+    """The receiver a URL reaches, as host:port: the unit of concurrency and of failure logging."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme.lower(), 0)
+    except ValueError:
+        return url
+    return f"{parts.hostname or ''}:{port}"
+
+
+@dataclass(slots=True)
+class _Destination:
+    queue: deque[DeliveryRecord] = field(default_factory=deque)
+    active: int = 0
+
+
+class FailureLog:
+    """Failed attempts, logged proportionally: one warning per destination per `interval` seconds, with
+    how many failures it stands for, instead of a line per attempt."""
+
+    def __init__(self, interval: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval = interval
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def failed(self, delivery: DeliveryRecord) -> None:
+        destination = destination_of(delivery.url)
+        now = self._clock()
+        last = self._last.get(destination)
+        if last is not None and now - last < self._interval:
+            self._suppressed[destination] = self._suppressed.get(destination, 0) + 1
+            return
+        self._last[destination] = now
+        log.warning(
+            "webhook_attempt_failed",
+            destination=destination,
+            delivery_id=delivery.delivery_id,
+            attempt=delivery.attempts,
+            status=delivery.status.value,
+            status_code=delivery.last_status_code,
+            error=delivery.last_error,
+            failures_not_logged=self._suppressed.pop(destination, 0),
+        )
+        if len(self._last) > 10_000:  # forget quiet destinations, so the map stays bounded
+            cutoff = now - self._interval
+            for key in [key for key, at in self._last.items() if at < cutoff]:
+                del self._last[key]
+                self._suppressed.pop(key, None)
 
 
 class WebhookDispatcher:
@@ -43,13 +104,17 @@ class WebhookDispatcher:
         base_delay: float = 1.0,
         max_delay: float = 300.0,
         timeout: float = 5.0,
-        concurrency: int = 8,
+        per_destination: int = 4,
+        max_in_flight: int = 64,
         *,
+        queue_per_destination: int = 32,
+        page_size: int = 100,
         poll_interval: float = 0.5,
         rng: random.Random | None = None,
+        failure_log: FailureLog | None = None,
     ) -> None:
-        if max_attempts < 1 or concurrency < 1:
-            raise ValueError("max_attempts and concurrency must be at least 1")
+        if min(max_attempts, per_destination, max_in_flight, page_size) < 1 or queue_per_destination < 0:
+            raise ValueError("max_attempts, per_destination, max_in_flight and page_size must be at least 1")
         self._store = store
         self._client = client
         self._token_for = token_for
@@ -58,9 +123,19 @@ class WebhookDispatcher:
         self._base_delay = base_delay
         self._max_delay = max_delay
         self._timeout = timeout
-        self._concurrency = concurrency
+        self._per_destination = per_destination
+        self._max_in_flight = max_in_flight
+        self._queue_size = queue_per_destination
+        self._page_size = page_size
         self._poll_interval = poll_interval
         self._rng = rng or random.Random()
+        self._failures = failure_log or FailureLog()
+        # Long enough for a claimed delivery to wait out a full destination queue and its own attempt.
+        self._lease = timeout * (2 + queue_per_destination / per_destination) + 1.0
+        self._destinations: dict[str, _Destination] = {}
+        self._claimed: set[int] = set()  # queued or in flight in this process
+        self._in_flight = 0
+        self._attempts: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._stopping = False
         self._running = False
@@ -78,13 +153,19 @@ class WebhookDispatcher:
         self._wake.set()
 
     async def stop(self) -> None:
-        """Stop the loop for good, letting in-flight attempts finish (each is bounded by `timeout`)."""
+        """Stop for good: attempts in flight finish (each bounded by `timeout`), queued ones are due again."""
         self._stopping = True
         self._wake.set()
         if self._running:
             await self._stopped.wait()
         if self._task is not None:
             await self._task
+        await asyncio.gather(*self._attempts, return_exceptions=True)
+        queued = [d.delivery_id for dest in self._destinations.values() for d in dest.queue]
+        self._destinations.clear()
+        if queued:  # their lease would hold them back after a restart: make them due now
+            with contextlib.suppress(Exception):
+                await self._store.reschedule_deliveries([(id_, 0.0) for id_ in queued])
 
     async def run(self) -> None:
         """Deliver due callbacks until `stop()`. Never raises: every failure is logged and retried."""
@@ -92,13 +173,14 @@ class WebhookDispatcher:
         self._stopped.clear()
         try:
             while not self._stopping:
-                # Cleared before fetching, so a wake() that arrives mid-batch triggers another pass.
+                # Cleared before claiming, so a wake() that arrives meanwhile triggers another pass.
                 self._wake.clear()
                 try:
-                    if await self._deliver_due():
-                        continue  # a delivery may have unblocked the next event of its conference
+                    if await self._claim_page():
+                        await asyncio.sleep(0)  # a full page: more is due, after letting others run
+                        continue
                 except Exception:
-                    log.exception("webhook_batch_failed")
+                    log.exception("webhook_claim_failed")
                 # stop() sets the wake event too, so this returns at once when stopping.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._poll_interval)
@@ -117,41 +199,72 @@ class WebhookDispatcher:
             status_code, error = await self._post(delivery, token)
             updated = self._record_attempt(delivery, started, status_code, error, final=False)
         await self._store.update_delivery(updated)
-        log.info(
-            "webhook_attempt",
-            delivery_id=delivery.delivery_id,
-            url=delivery.url,
-            attempt=updated.attempts,
-            status=updated.status.value,
-            status_code=updated.last_status_code,
-            error=updated.last_error,
-        )
+        if updated.last_error is None:
+            log.debug("webhook_delivered", delivery_id=delivery.delivery_id, attempt=updated.attempts)
+        else:
+            self._failures.failed(updated)
         return updated
 
-    async def _deliver_due(self) -> bool:
-        """Attempt every due delivery once; True when any of them was delivered."""
-        due = await self._store.due_deliveries(self._clock(), limit=_BATCH_LIMIT)
-        if not due:
-            return False
-        delivered = False
-        slots = asyncio.Semaphore(self._concurrency)
+    async def _claim_page(self) -> bool:
+        """Claim one page of due deliveries and hand them to their destinations; True if the page was full."""
+        now = self._clock()
+        claimed = await self._store.claim_deliveries(now, limit=self._page_size)
+        page = claimed.heads
+        schedule: list[tuple[int, float]] = []
+        for delivery in page:
+            if self._stopping:
+                break
+            destination = self._destinations.setdefault(destination_of(delivery.url), _Destination())
+            if delivery.delivery_id in self._claimed:
+                schedule.append((delivery.delivery_id, now + self._lease))  # lease ran out in our queue
+            elif len(destination.queue) + destination.active < self._per_destination + self._queue_size:
+                self._claimed.add(delivery.delivery_id)
+                destination.queue.append(delivery)
+                schedule.append((delivery.delivery_id, now + self._lease))
+            else:
+                # The destination is saturated: look again about when its queue should have drained.
+                backlog = (len(destination.queue) + destination.active) / self._per_destination
+                schedule.append((delivery.delivery_id, now + self._timeout * (1 + backlog)))
+        await self._store.reschedule_deliveries(schedule)
+        for key in {destination_of(d.url) for d in page}:
+            self._pump(key)
+        return claimed.full and not self._stopping
 
-        async def deliver(delivery: DeliveryRecord) -> None:
-            async with slots:
-                # Once stopping, leave the rest pending: they stay due and go out on the next run.
-                if self._stopping:
-                    return
-                try:
-                    updated = await self.deliver_once(delivery)
-                except Exception:
-                    log.exception("webhook_delivery_failed", delivery_id=delivery.delivery_id)
-                    return
-                if updated.status is not DeliveryStatus.PENDING:
-                    nonlocal delivered
-                    delivered = True
+    def _pump(self, key: str) -> None:
+        """Start queued attempts for one destination while it and the worker have free slots."""
+        destination = self._destinations.get(key)
+        if destination is None:
+            return
+        while (
+            destination.queue
+            and destination.active < self._per_destination
+            and self._in_flight < self._max_in_flight
+            and not self._stopping
+        ):
+            delivery = destination.queue.popleft()
+            destination.active += 1
+            self._in_flight += 1
+            task = asyncio.create_task(self._attempt(key, destination, delivery))
+            self._attempts.add(task)
+            task.add_done_callback(self._attempts.discard)
+        if not destination.queue and not destination.active:
+            self._destinations.pop(key, None)
 
-        await asyncio.gather(*(deliver(delivery) for delivery in due))
-        return delivered and not self._stopping
+    async def _attempt(self, key: str, destination: _Destination, delivery: DeliveryRecord) -> None:
+        try:
+            await self.deliver_once(delivery)
+        except Exception:
+            log.exception("webhook_delivery_failed", delivery_id=delivery.delivery_id)
+        finally:
+            saturated = self._in_flight >= self._max_in_flight
+            destination.active -= 1
+            self._in_flight -= 1
+            self._claimed.discard(delivery.delivery_id)
+            self._pump(key)
+            if saturated:  # a worker-wide slot opened: other destinations may have been waiting for it
+                for other in [k for k, d in self._destinations.items() if d.queue]:
+                    self._pump(other)
+            self._wake.set()  # a finished delivery may have made the next one of its queue due
 
     async def _post(self, delivery: DeliveryRecord, token: str) -> tuple[int | None, str | None]:
         """One signed POST; returns (status code, error), at least one of them set."""

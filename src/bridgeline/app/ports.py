@@ -12,11 +12,13 @@ from typing import Protocol
 from bridgeline.app.records import (
     JSON,
     Account,
+    ClaimedPage,
     ConferenceRecord,
     DeliveryRecord,
     EventRecord,
     NewDelivery,
     PhloRecord,
+    RunEnd,
     RunRecord,
 )
 from bridgeline.core.commands import LegSignal
@@ -42,14 +44,19 @@ class Store(Protocol):
     async def create_run(self, run: RunRecord) -> None: ...
     async def update_run(self, run: RunRecord) -> None: ...
     async def get_run(self, run_id: str) -> RunRecord | None: ...
+    async def running_runs(self, limit: int = 1000) -> list[RunRecord]: ...
+    async def end_run(self, end: RunEnd) -> bool:
+        """Finish a run that is still running; False if it was not."""
+        ...
 
     async def commit_conference(
         self,
         conference: ConferenceRecord,
         events: Sequence[EventRecord] = (),
         deliveries: Sequence[NewDelivery] = (),
+        run_end: RunEnd | None = None,
     ) -> None:
-        """Upsert the conference row, append its new events and queue their callbacks, atomically."""
+        """Upsert the conference row, append its events, queue their callbacks, finish its run: atomically."""
         ...
 
     async def get_conference(self, conference_id: str) -> ConferenceRecord | None: ...
@@ -66,8 +73,27 @@ class Store(Protocol):
         """Due pending deliveries heading their conference's queue (no earlier pending one), oldest first."""
         ...
 
-    async def update_delivery(self, delivery: DeliveryRecord) -> None: ...
+    async def claim_deliveries(self, now: float, limit: int = 100) -> ClaimedPage:
+        """A bounded page of due queue heads, most overdue first (blocked ones are parked meanwhile)."""
+        ...
+
+    async def reschedule_deliveries(self, next_attempts: Sequence[tuple[int, float]]) -> None:
+        """(delivery_id, time): when each pending delivery is next due (a lease or a deferral)."""
+        ...
+
+    async def update_delivery(self, delivery: DeliveryRecord) -> None:
+        """Store an attempt's outcome; once finished, the next delivery of its queue becomes due."""
+        ...
+
     async def list_deliveries(self, conference_id: str) -> list[DeliveryRecord]: ...
+
+    async def prune_conferences(self, ended_before: float, limit: int) -> int:
+        """Delete a batch of ended conferences (events and finished deliveries with them); how many."""
+        ...
+
+    async def prune_runs(self, finished_before: float, limit: int) -> int:
+        """Delete a batch of finished runs; how many."""
+        ...
 
     async def put_sim_phone(self, auth_id: str, address: str, behaviour: JSON) -> None: ...
     async def list_sim_phones(self) -> dict[tuple[str, str], JSON]:

@@ -47,6 +47,16 @@ class RunRecord:
     updated_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class RunEnd:
+    """How a run finishes with its conference: written in the conference's last commit, so the two agree."""
+
+    run_id: str
+    status: RunStatus
+    message_suffix: str  # appended to the run's message
+    updated_at: float
+
+
 class ConferenceStatus(StrEnum):
     LIVE = "live"
     ENDED = "ended"
@@ -107,3 +117,12 @@ class DeliveryRecord:
     last_error: str | None = None
     updated_at: float = 0.0
     history: tuple[JSON, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedPage:
+    """One page of the outbox: the due deliveries that head their queue, and whether the page was full
+    (more may be due: the deliveries it parked count too)."""
+
+    heads: list[DeliveryRecord]
+    full: bool

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import Callable
@@ -12,13 +11,13 @@ from typing import Any
 import structlog
 
 from bridgeline.app.ports import Store
-from bridgeline.app.records import EventRecord, PhloRecord, RunRecord, RunStatus
-from bridgeline.app.service import ConferenceMeta, ConferenceService
+from bridgeline.app.records import ConferenceStatus, PhloRecord, RunEnd, RunRecord, RunStatus
+from bridgeline.app.service import ConferenceService, run_end_of
+from bridgeline.core import snapshot
 from bridgeline.core.address import InvalidAddress, classify
-from bridgeline.core.conference import Conference
 from bridgeline.core.errors import ActionRefused
 from bridgeline.core.model import Role
-from bridgeline.phlo.definition import PhloDefinition, resolve_dials, resolve_settings
+from bridgeline.phlo.definition import PhloDefinition, SettingError, resolve_dials, resolve_settings
 from bridgeline.phlo.template import TemplateError
 
 log = structlog.get_logger(__name__)
@@ -37,11 +36,6 @@ class RunService:
         self._conferences = conferences
         self._clock = clock
         self._new_id = new_id
-        self._tasks: set[asyncio.Task[None]] = set()
-        # Runs whose conference this process started, as stored: only RunService writes runs,
-        # so the conference's end can update them without reading them back.
-        self._running: dict[str, RunRecord] = {}
-        conferences.listeners.append(self._on_conference_events)
 
     async def run(
         self,
@@ -85,7 +79,7 @@ class RunService:
                 dials = [(address, role) for address, role in dials if address != answered[0]]
             for address, _ in dials:
                 classify(address)
-        except (TemplateError, InvalidAddress) as exc:
+        except (TemplateError, SettingError, InvalidAddress) as exc:
             raise ActionRefused(f"invalid run payload: {exc}") from exc
         conference_id = self._new_id()
         first = (
@@ -100,9 +94,8 @@ class RunService:
                 f"conference {conference_id} started, dialing {first}"
             ),
         )
-        # The run is stored before the conference starts, so the end of the conference always finds it.
+        # The run is stored before the conference starts: the conference's last commit finishes it.
         await self._store.create_run(run)
-        self._running[run.run_id] = run
         try:
             await self._conferences.start_conference(
                 auth_id=auth_id,
@@ -116,37 +109,34 @@ class RunService:
                 answered=[] if answered is None else [answered],
             )
         except ActionRefused as exc:
-            self._running.pop(run.run_id, None)
             failed = replace(
                 run, status=RunStatus.FAILED, message=exc.message, conference_ids=(), updated_at=self._clock()
             )
             await self._store.update_run(failed)
             raise
-        except BaseException:
-            self._running.pop(run.run_id, None)  # e.g. a failed commit: the run stays as stored
-            raise
         return run
 
-    def _on_conference_events(
-        self, meta: ConferenceMeta, conf: Conference, events: list[EventRecord]
-    ) -> None:
-        if conf.live or meta.run_id is None:
-            return
-        task = asyncio.ensure_future(self._finish_run(meta.run_id, conf))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    async def reconcile(self, started_before: float) -> int:
+        """Finish the runs a crash left `running` though their conference is over; how many were.
 
-    async def _finish_run(self, run_id: str, conf: Conference) -> None:
-        try:
-            run = self._running.pop(run_id, None) or await self._store.get_run(run_id)
-            if run is None:
-                return
-            connected = any(m.connected_at is not None for m in conf.members.values())
-            status = RunStatus.COMPLETED if connected else RunStatus.FAILED
-            reason = conf.end_reason.value if conf.end_reason else "ended"
-            message = f"{run.message}; conference ended ({reason})"
-            await self._store.update_run(
-                replace(run, status=status, message=message, updated_at=self._clock())
-            )
-        except Exception:
-            log.exception("run_update_failed", run_id=run_id)
+        A run ends in its conference's last commit, but a store written by an earlier version (or a run
+        whose conference was never committed) can hold such runs. A run with no stored conference is
+        failed only if it was created before `started_before`: another process may be starting it now.
+        """
+        finished = 0
+        for run in await self._store.running_runs():
+            records = [await self._store.get_conference(cid) for cid in run.conference_ids]
+            if any(r is not None and r.status is ConferenceStatus.LIVE for r in records):
+                continue  # still live: restored, and its end will finish the run
+            now = self._clock()
+            ended = [r for r in records if r is not None]
+            if ended and len(ended) == len(records):
+                end = run_end_of(snapshot.load(ended[-1].state["core"]), run.run_id, now)
+            elif run.created_at < started_before:
+                end = RunEnd(run.run_id, RunStatus.FAILED, "; the server stopped before the conference", now)
+            else:
+                continue
+            if await self._store.end_run(end):
+                finished += 1
+                log.info("run_reconciled", run_id=run.run_id, status=end.status.value)
+        return finished

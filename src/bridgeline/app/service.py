@@ -21,7 +21,14 @@ from typing import Any
 import structlog
 
 from bridgeline.app.ports import Carrier, LegRequest, Store
-from bridgeline.app.records import ConferenceRecord, ConferenceStatus, EventRecord, NewDelivery
+from bridgeline.app.records import (
+    ConferenceRecord,
+    ConferenceStatus,
+    EventRecord,
+    NewDelivery,
+    RunEnd,
+    RunStatus,
+)
 from bridgeline.core import snapshot
 from bridgeline.core.audio import set_audio
 from bridgeline.core.commands import LegSignal, MemberAction, MpcAction
@@ -288,8 +295,13 @@ class ConferenceService:
             updated_at=self._clock(),
             ended_at=conf.ended_at,
         )
+        # The conference's last commit finishes its run in the same transaction: a crash never leaves
+        # an ended conference with a running run.
+        run_end = (
+            None if conf.live or meta.run_id is None else run_end_of(conf, meta.run_id, record.updated_at)
+        )
         try:
-            await self._store.commit_conference(record, events, deliveries)
+            await self._store.commit_conference(record, events, deliveries, run_end)
         except BaseException:
             if live.last_state:
                 live.conf = snapshot.load(live.last_state["core"])  # type: ignore[arg-type]
@@ -370,6 +382,14 @@ class ConferenceService:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def run_end_of(conf: Conference, run_id: str, at: float) -> RunEnd:
+    """A run ends with its conference: completed if anybody was connected, failed otherwise."""
+    connected = any(m.connected_at is not None for m in conf.members.values())
+    reason = conf.end_reason.value if conf.end_reason else "ended"
+    status = RunStatus.COMPLETED if connected else RunStatus.FAILED
+    return RunEnd(run_id, status, f"; conference ended ({reason})", at)
 
 
 def callback_params(meta: ConferenceMeta, event: EventRecord) -> dict[str, str]:

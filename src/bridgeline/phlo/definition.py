@@ -22,12 +22,43 @@ from __future__ import annotations
 
 import uuid
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bridgeline.core.identifiers import check_id
 from bridgeline.core.model import Role
 from bridgeline.phlo.template import fill
+
+CALLBACK_SCHEMES = ("http", "https")
+MAX_CALLBACK_URL_LENGTH = 2048
+
+
+class SettingError(ValueError):
+    """A node setting, once its templates are filled from the run payload, is not acceptable."""
+
+
+def check_callback_url(url: str) -> str:
+    """`url` if it is an absolute http(s) URL with a host; else ValueError saying what is wrong.
+
+    Anything else (file:, gopher:, a bare path) would make the delivery worker read or reach what
+    the account owner must not; where the destination address may go is the egress policy's job.
+    """
+    if len(url) > MAX_CALLBACK_URL_LENGTH:
+        raise ValueError(f"callback_url is longer than {MAX_CALLBACK_URL_LENGTH} characters")
+    if any(ord(char) <= 0x20 or ord(char) == 0x7F for char in url):
+        raise ValueError("callback_url must not contain spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError as exc:
+        raise ValueError(f"callback_url is not a valid URL: {exc}") from None
+    if parts.scheme.lower() not in CALLBACK_SCHEMES:
+        raise ValueError(f"callback_url must be an http or https URL, not {url[:100]!r}")
+    if not parts.hostname:
+        raise ValueError(f"callback_url has no host: {url[:100]!r}")
+    return url
+
 
 MPC_NODE_TYPE = "multi_party_call"
 
@@ -54,6 +85,21 @@ class MpcNode(_Strict):
     @classmethod
     def _check_node_id(cls, value: str) -> str:
         return check_id("node_id", value)
+
+    @field_validator("callback_url")
+    @classmethod
+    def _callback_url_is_http(cls, value: str | None) -> str | None:
+        """A literal URL is checked now; a templated one once the run payload fills it."""
+        if value is None or not value:
+            return value
+        literal = value.split("{{", 1)[0]
+        if literal == value:
+            return check_callback_url(value)
+        if ":" in literal.split("/", 1)[0]:  # the scheme is literal even if the rest is templated
+            scheme = literal.split(":", 1)[0].lower()
+            if scheme not in CALLBACK_SCHEMES:
+                raise ValueError(f"callback_url must be an http or https URL, not {value[:100]!r}")
+        return value
 
 
 class Dial(_Strict):
@@ -134,6 +180,11 @@ def resolve_settings(node: MpcNode, payload: dict[str, Any]) -> NodeSettings:
     for key in _TEMPLATED:
         if values.get(key) is not None:
             values[key] = fill(values[key], payload) or None
+    if values.get("callback_url") is not None:
+        try:
+            check_callback_url(values["callback_url"])
+        except ValueError as exc:
+            raise SettingError(str(exc)) from None
     return NodeSettings(**values)
 
 

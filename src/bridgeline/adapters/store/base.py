@@ -11,6 +11,7 @@ from bridgeline.adapters.store.sql import Dialect, Migration, Params, Row
 from bridgeline.app.records import (
     JSON,
     Account,
+    ClaimedPage,
     ConferenceRecord,
     ConferenceStatus,
     DeliveryRecord,
@@ -18,6 +19,7 @@ from bridgeline.app.records import (
     EventRecord,
     NewDelivery,
     PhloRecord,
+    RunEnd,
     RunRecord,
 )
 
@@ -114,6 +116,14 @@ class SqlStore(ABC):
         row = await self._read_one(sql.SELECT_RUN, (run_id,))
         return None if row is None else sql.run_from_row(row)
 
+    async def running_runs(self, limit: int = 1000) -> list[RunRecord]:
+        """Runs still `running`, oldest first."""
+        return [sql.run_from_row(row) for row in await self._read(sql.SELECT_RUNNING_RUNS, (limit,))]
+
+    async def end_run(self, end: RunEnd) -> bool:
+        """Finish a run that is still running; False if it was not (already finished, or unknown)."""
+        return await self._write_one(sql.END_RUN, sql.run_end_to_row(end)) > 0
+
     # --- conferences and their events ---
 
     async def commit_conference(
@@ -121,18 +131,21 @@ class SqlStore(ABC):
         conference: ConferenceRecord,
         events: Sequence[EventRecord] = (),
         deliveries: Sequence[NewDelivery] = (),
+        run_end: RunEnd | None = None,
     ) -> None:
-        """Upsert the conference row, append its new events and queue their callbacks, atomically.
+        """Upsert the conference row, append its new events, queue their callbacks and (at its end) finish
+        its run, atomically.
 
         A seq that already exists raises StoreIntegrityError and writes nothing: events are append-only.
         """
-        await self._write(
-            [
-                Write(sql.UPSERT_CONFERENCE, [sql.conference_to_row(conference)], True),
-                Write(sql.INSERT_EVENT, [sql.event_to_row(event) for event in events], True),
-                Write(sql.INSERT_DELIVERY, [sql.new_delivery_to_row(d) for d in deliveries], True),
-            ]
-        )
+        writes = [
+            Write(sql.UPSERT_CONFERENCE, [sql.conference_to_row(conference)], True),
+            Write(sql.INSERT_EVENT, [sql.event_to_row(event) for event in events], True),
+            Write(sql.INSERT_DELIVERY, sql.new_deliveries_to_rows(deliveries), True),
+        ]
+        if run_end is not None:
+            writes.append(Write(sql.END_RUN, [sql.run_end_to_row(run_end)]))
+        await self._write(writes)
 
     async def get_conference(self, conference_id: str) -> ConferenceRecord | None:
         row = await self._read_one(sql.SELECT_CONFERENCE, (conference_id,))
@@ -163,16 +176,59 @@ class SqlStore(ABC):
 
     async def due_deliveries(self, now: float, limit: int = 100) -> list[DeliveryRecord]:
         """Pending deliveries whose next attempt is due, oldest first."""
-        rows = await self._read(sql.SELECT_DUE_DELIVERIES, (DeliveryStatus.PENDING.value, float(now), limit))
+        rows = await self._read(sql.SELECT_DUE_DELIVERIES, (float(now), limit))
         return [sql.delivery_from_row(row) for row in rows]
 
+    async def claim_deliveries(self, now: float, limit: int = 100) -> ClaimedPage:
+        """A bounded page of due deliveries that head their (conference, URL) queue, most overdue first.
+
+        The due deliveries of the page that wait behind an earlier one are parked until it finishes.
+        """
+        rows = await self._read(sql.SELECT_DUE_PAGE, (float(now), limit))
+        blocked = [(sql.PARKED_AT, row[0]) for row in rows if row[-1]]
+        if blocked:
+            await self._write([Write(sql.PARK_DELIVERY, blocked)])
+        heads = [sql.delivery_from_row(row[:-1]) for row in rows if not row[-1]]
+        return ClaimedPage(heads, full=len(rows) >= limit)
+
+    async def reschedule_deliveries(self, next_attempts: Sequence[tuple[int, float]]) -> None:
+        """Set when pending deliveries are next due, as (delivery_id, time); finished ones are left alone."""
+        if next_attempts:
+            await self._write([Write(sql.RESCHEDULE_DELIVERY, [(at, id_) for id_, at in next_attempts])])
+
     async def update_delivery(self, delivery: DeliveryRecord) -> None:
-        if await self._write_one(sql.UPDATE_DELIVERY, sql.delivery_progress_to_row(delivery)) == 0:
+        """Store an attempt's outcome; a finished delivery makes the next one of its queue due."""
+        writes = [Write(sql.UPDATE_DELIVERY, [sql.delivery_progress_to_row(delivery)])]
+        if delivery.status is not DeliveryStatus.PENDING:
+            release = (0.0, sql.PARKED_AT, delivery.conference_id, delivery.url)
+            writes.append(Write(sql.RELEASE_NEXT_DELIVERY, [release]))
+        if (await self._write(writes))[0] == 0:
             raise LookupError(f"no delivery {delivery.delivery_id} to update")
 
     async def list_deliveries(self, conference_id: str) -> list[DeliveryRecord]:
         rows = await self._read(sql.SELECT_DELIVERIES_OF_CONFERENCE, (conference_id,))
         return [sql.delivery_from_row(row) for row in rows]
+
+    # --- retention ---
+
+    async def prune_conferences(self, ended_before: float, limit: int) -> int:
+        """Delete up to `limit` conferences ended before `ended_before` (with their events and
+        deliveries; none may be pending) in one transaction; how many went."""
+        rows = await self._read(sql.SELECT_PRUNABLE_CONFERENCES, (float(ended_before), limit))
+        ids = [(row[0],) for row in rows]
+        if not ids:
+            return 0
+        deletes = (
+            sql.DELETE_DELIVERIES_OF_CONFERENCE,
+            sql.DELETE_EVENTS_OF_CONFERENCE,
+            sql.DELETE_CONFERENCE,
+        )
+        counts = await self._write([Write(statement, ids) for statement in deletes])
+        return counts[-1]
+
+    async def prune_runs(self, finished_before: float, limit: int) -> int:
+        """Delete up to `limit` finished runs last changed before `finished_before`; how many went."""
+        return await self._write_one(sql.DELETE_FINISHED_RUNS, (float(finished_before), limit))
 
     # --- simulated phones ---
 

@@ -25,6 +25,7 @@ from bridgeline.app.records import (
     EventRecord,
     NewDelivery,
     PhloRecord,
+    RunEnd,
     RunRecord,
     RunStatus,
 )
@@ -217,6 +218,12 @@ DELETE_PHLO = "DELETE FROM phlos WHERE auth_id = ? AND phlo_id = ?"
 INSERT_RUN = _insert("runs", RUN_COLUMNS)
 UPDATE_RUN = _update("runs", RUN_COLUMNS, "run_id")
 SELECT_RUN = _select("runs", RUN_COLUMNS, "WHERE run_id = ?")
+# A run still running ends with its conference; the WHERE makes a second ending harmless.
+END_RUN = (
+    "UPDATE runs SET status = ?, message = message || ?, updated_at = ?"
+    + " WHERE run_id = ? AND status = 'running'"
+)
+SELECT_RUNNING_RUNS = _select("runs", RUN_COLUMNS, "WHERE status = 'running' ORDER BY created_at LIMIT ?")
 
 # A conference's identity (account, PHLO, node, run, creation time) never changes: an update after each
 # input rewrites only what does, which spares SQLite the work on the other columns.
@@ -241,18 +248,57 @@ SELECT_EVENTS_AFTER = _select("events", EVENT_COLUMNS, "WHERE conference_id = ? 
 
 INSERT_DELIVERY = _insert("deliveries", NEW_DELIVERY_COLUMNS)
 UPDATE_DELIVERY = _update("deliveries", DELIVERY_PROGRESS_COLUMNS, "delivery_id")
+_EARLIER_PENDING = (
+    "SELECT 1 FROM deliveries e WHERE e.status = 'pending' AND e.conference_id = {t}.conference_id"
+    " AND e.url = {t}.url AND e.delivery_id < {t}.delivery_id"
+)
 # Only the head of each (conference, URL) queue: callbacks of one conference go out one at a time, in
 # event order, and a delivery waiting for a retry holds back the later events of its conference.
 SELECT_DUE_DELIVERIES = _select(
     "deliveries d",
     [f"d.{column}" for column in DELIVERY_COLUMNS],
-    "WHERE d.status = ? AND d.next_attempt_at <= ? AND NOT EXISTS ("
-    " SELECT 1 FROM deliveries e WHERE e.conference_id = d.conference_id AND e.url = d.url"
-    " AND e.status = 'pending' AND e.delivery_id < d.delivery_id)"
+    f"WHERE d.status = 'pending' AND d.next_attempt_at <= ? AND NOT EXISTS ({_EARLIER_PENDING.format(t='d')})"
     " ORDER BY d.delivery_id LIMIT ?",
 )
+# The worker's page: the most overdue pending deliveries, each with whether an earlier delivery of its
+# (conference, URL) queue is still pending ("blocked": it must wait its turn). Bounded by LIMIT and served
+# by deliveries_pending_due, so its cost does not grow with the outbox.
+SELECT_DUE_PAGE = _select(
+    "deliveries d",
+    [*(f"d.{column}" for column in DELIVERY_COLUMNS), f"EXISTS ({_EARLIER_PENDING.format(t='d')})"],
+    "WHERE d.status = 'pending' AND d.next_attempt_at <= ? ORDER BY d.next_attempt_at, d.delivery_id LIMIT ?",
+)
+# A blocked delivery is parked (due far in the future) until the one ahead of it finishes, so pages never
+# read it again meanwhile; the EXISTS is re-checked in the same statement, so a queue head is never parked.
+PARKED_AT = 1e15
+PARK_DELIVERY = (
+    "UPDATE deliveries SET next_attempt_at = ? WHERE delivery_id = ? AND status = 'pending'"
+    f" AND EXISTS ({_EARLIER_PENDING.format(t='deliveries')})"
+)
+# When a delivery finishes, the next one of its queue (if parked) becomes due; same transaction.
+RELEASE_NEXT_DELIVERY = (
+    "UPDATE deliveries SET next_attempt_at = ? WHERE next_attempt_at >= ? AND delivery_id = ("
+    "SELECT MIN(delivery_id) FROM deliveries WHERE status = 'pending' AND conference_id = ? AND url = ?)"
+)
+# Leases and deferrals: when the worker will look at a pending delivery again.
+RESCHEDULE_DELIVERY = "UPDATE deliveries SET next_attempt_at = ? WHERE delivery_id = ? AND status = 'pending'"
 SELECT_DELIVERIES_OF_CONFERENCE = _select(
     "deliveries", DELIVERY_COLUMNS, "WHERE conference_id = ? ORDER BY delivery_id"
+)
+
+# Retention: a bounded batch of what may go, oldest first (served by conferences_ended, runs_finished).
+# An ended conference goes with its events and deliveries, once none of its deliveries is pending.
+SELECT_PRUNABLE_CONFERENCES = (
+    "SELECT c.conference_id FROM conferences c WHERE c.status = 'ended' AND c.ended_at < ? AND NOT EXISTS ("
+    "SELECT 1 FROM deliveries d WHERE d.conference_id = c.conference_id AND d.status = 'pending')"
+    " ORDER BY c.ended_at LIMIT ?"
+)
+DELETE_DELIVERIES_OF_CONFERENCE = "DELETE FROM deliveries WHERE conference_id = ?"
+DELETE_EVENTS_OF_CONFERENCE = "DELETE FROM events WHERE conference_id = ?"
+DELETE_CONFERENCE = "DELETE FROM conferences WHERE conference_id = ?"
+DELETE_FINISHED_RUNS = (
+    "DELETE FROM runs WHERE run_id IN (SELECT run_id FROM runs WHERE status <> 'running' AND updated_at < ?"
+    " ORDER BY updated_at LIMIT ?)"
 )
 
 UPSERT_SIM_PHONE = _upsert(
@@ -286,6 +332,10 @@ def run_to_row(run: RunRecord) -> tuple[Any, ...]:
         run.created_at,
         run.updated_at,
     )
+
+
+def run_end_to_row(end: RunEnd) -> tuple[Any, ...]:
+    return (RunStatus(end.status).value, end.message_suffix, end.updated_at, end.run_id)
 
 
 def run_from_row(row: Row) -> RunRecord:
@@ -342,8 +392,19 @@ def event_from_row(row: Row) -> EventRecord:
     )
 
 
-def new_delivery_to_row(delivery: NewDelivery) -> tuple[Any, ...]:
-    # Due at once (next_attempt_at 0): the worker posts it on its next poll.
+def new_deliveries_to_rows(deliveries: Sequence[NewDelivery]) -> list[tuple[Any, ...]]:
+    """The first delivery of each (conference, URL) queue in a commit is due at once (next_attempt_at 0:
+    the worker posts it on its next poll); the ones behind it are inserted parked, waiting their turn."""
+    seen: set[tuple[str, str]] = set()
+    rows = []
+    for delivery in deliveries:
+        queue = (delivery.conference_id, delivery.url)
+        rows.append(new_delivery_to_row(delivery, parked=queue in seen))
+        seen.add(queue)
+    return rows
+
+
+def new_delivery_to_row(delivery: NewDelivery, *, parked: bool = False) -> tuple[Any, ...]:
     return (
         delivery.conference_id,
         delivery.event_seq,
@@ -352,7 +413,7 @@ def new_delivery_to_row(delivery: NewDelivery) -> tuple[Any, ...]:
         dump_json(delivery.params),
         DeliveryStatus.PENDING.value,
         0,
-        0.0,
+        PARKED_AT if parked else 0.0,
         0.0,
         dump_json([]),
     )

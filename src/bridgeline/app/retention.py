@@ -1,0 +1,98 @@
+"""Retention: ended conferences (with their events and deliveries) and finished runs are deleted once
+older than their retention, in small batches, by a background task and by `bridgeline prune`.
+
+Each batch is one short transaction; the task yields between batches, so the event loop never waits
+for a long delete. A retention of 0 keeps everything forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from bridgeline.app.ports import Store
+
+log = structlog.get_logger(__name__)
+
+DAY = 86_400.0
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    conferences: int = 0
+    runs: int = 0
+
+
+class Pruner:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        conference_retention: float = 30 * DAY,
+        run_retention: float = 30 * DAY,
+        batch: int = 200,
+        interval: float = 300.0,
+        pause: float = 0.01,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """Retentions in seconds (0 = forever); `pause` is the breath between two batches."""
+        if batch < 1:
+            raise ValueError("the prune batch must be at least 1")
+        self._store = store
+        self._conference_retention = conference_retention
+        self._run_retention = run_retention
+        self._batch = batch
+        self._interval = interval
+        self._pause = pause
+        self._clock = clock
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self._conference_retention > 0 or self._run_retention > 0
+
+    async def prune_once(self) -> Pruned:
+        """Delete everything past its retention now, batch after batch."""
+        now = self._clock()
+        conferences = runs = 0
+        if self._conference_retention > 0:
+            while (
+                n := await self._store.prune_conferences(now - self._conference_retention, self._batch)
+            ) > 0:
+                conferences += n
+                if n < self._batch:
+                    break
+                await asyncio.sleep(self._pause)
+        if self._run_retention > 0:
+            while (n := await self._store.prune_runs(now - self._run_retention, self._batch)) > 0:
+                runs += n
+                if n < self._batch:
+                    break
+                await asyncio.sleep(self._pause)
+        if conferences or runs:
+            log.info("pruned", conferences=conferences, runs=runs)
+        return Pruned(conferences, runs)
+
+    def start(self) -> None:
+        if self.enabled and self._task is None:
+            self._task = asyncio.create_task(self._run(), name="pruner")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.prune_once()
+            except Exception:
+                log.exception("prune_failed")
+            await asyncio.sleep(self._interval)
