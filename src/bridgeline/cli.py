@@ -23,6 +23,7 @@ import yaml
 from bridgeline.config import (
     DEFAULT_HOST,
     DEFAULT_PORT,
+    EDGE_SETTINGS,
     Settings,
     new_auth_id,
     new_auth_token,
@@ -63,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--log-level", default=None, help="debug, info (default), warning or error; env BRIDGELINE_LOG_LEVEL"
     )
+    for name, kind in EDGE_SETTINGS.items():  # HTTP edge and authentication limits (docs/security.d/http.md)
+        flag = "--" + name.replace("_", "-")
+        serve.add_argument(flag, type=kind, default=None, help=f"env BRIDGELINE_{name.upper()}")
     serve.set_defaults(func=_serve)
 
     phlo = commands.add_parser("phlo", help="manage PHLOs").add_subparsers(required=True, metavar="ACTION")
@@ -110,6 +114,7 @@ def _serve(args: argparse.Namespace) -> int:
         database_url=args.database_url,
         sim_answer_delay_ms=args.sim_answer_delay_ms,
         log_level=args.log_level,
+        **{name: getattr(args, name) for name in EDGE_SETTINGS},
     )
     try:
         level = log_level(settings.log_level)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import resource
 import socket
 import time
 from collections.abc import Coroutine
@@ -20,6 +21,7 @@ from bridgeline.adapters.console.hub import EventHub
 from bridgeline.adapters.http.app import BridgelineApi
 from bridgeline.adapters.http.auth import Authenticator
 from bridgeline.adapters.http.context import AppContext
+from bridgeline.adapters.http.server import HttpLimits, guarded_protocol
 from bridgeline.adapters.store import open_store
 from bridgeline.adapters.webhooks import WebhookDispatcher
 from bridgeline.app.inbound import start_inbound_run
@@ -29,6 +31,9 @@ from bridgeline.app.records import Account
 from bridgeline.app.runs import RunService
 from bridgeline.app.service import ConferenceService
 from bridgeline.config import Credentials, Settings, load_or_create_credentials
+
+# Files the process needs besides HTTP connections: store, SIP and RTP sockets, logs.
+FILES_BESIDES_CONNECTIONS = 1024
 
 # Young collections after 50k net allocations instead of 700 (50 requests in flight alone hold more
 # than 700 objects), and older generations collected 20 times less often than that, not 10.
@@ -185,6 +190,8 @@ async def serve(settings: Settings) -> None:
     app = await build(settings)
     settle_heap()
     print_banner(app)
+    limits = http_limits(settings)
+    raise_file_limit(limits.max_connections + FILES_BESIDES_CONNECTIONS)
     config = uvicorn.Config(
         WithLifespan(app),
         host=settings.host,
@@ -192,11 +199,38 @@ async def serve(settings: Settings) -> None:
         lifespan="on",
         access_log=False,
         log_level="warning",
+        http=guarded_protocol(limits),
+        ws="none",
+        server_header=False,  # the API has no WebSocket route; an upgrade request is served as plain HTTP
     )
     try:
         await _Server(config, app.api.ctx.hub).serve()
     finally:
         await app.stop()
+
+
+def http_limits(settings: Settings) -> HttpLimits:
+    return HttpLimits(
+        max_connections=settings.http_max_connections,
+        max_header_bytes=settings.http_max_header_bytes,
+        max_headers=settings.http_max_headers,
+        max_url_bytes=settings.http_max_url_bytes,
+        max_body_bytes=settings.http_max_body_bytes,
+        idle_timeout=settings.http_idle_timeout,
+        header_timeout=settings.http_header_timeout,
+        request_timeout=settings.http_request_timeout,
+    )
+
+
+def raise_file_limit(wanted: int) -> None:
+    """Raise the soft limit on open files towards `wanted` (within the hard limit), so the connection
+    cap, not the file limit, is what a flood of connections meets first."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < wanted:
+        log.warning("open_file_limit_low", limit=target, wanted=wanted)
 
 
 def settle_heap() -> None:
