@@ -127,7 +127,9 @@ async def build(settings: Settings) -> Bridgeline:
 
     dispatcher = WebhookDispatcher(store, http_client, token_for)
     conferences.listeners.append(lambda meta, conf, events: dispatcher.wake() if events else None)
-    hub = EventHub()
+    hub = EventHub(
+        max_subscribers=settings.sse_max_streams, max_per_account=settings.sse_max_streams_per_account
+    )
     conferences.listeners.append(hub.publish)
     await carrier.start()
     restored = await conferences.restore()
