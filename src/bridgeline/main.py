@@ -19,7 +19,7 @@ from starlette.types import Receive, Scope, Send
 from bridgeline.adapters.carrier_sim import SimCarrier
 from bridgeline.adapters.console.hub import EventHub
 from bridgeline.adapters.http.app import BridgelineApi
-from bridgeline.adapters.http.auth import Authenticator
+from bridgeline.adapters.http.auth import Authenticator, AuthSettings
 from bridgeline.adapters.http.context import AppContext
 from bridgeline.adapters.http.server import HttpLimits, guarded_protocol
 from bridgeline.adapters.store import open_store
@@ -135,7 +135,11 @@ async def build(settings: Settings) -> Bridgeline:
     restored = await conferences.restore()
     dispatcher.start()
     sim = carrier if isinstance(carrier, SimCarrier) else None
-    ctx = AppContext(store, conferences, runs, Authenticator(store), phlos, sim, hub)
+    authenticator = Authenticator(
+        store,
+        AuthSettings(settings.auth_cache_seconds, settings.auth_failure_rate, settings.auth_failure_burst),
+    )
+    ctx = AppContext(store, conferences, runs, authenticator, phlos, sim, hub)
     api = BridgelineApi(ctx)
     log.info(
         "bridgeline_started", carrier=carrier.name, store=settings.store_url.split("@")[-1], restored=restored
