@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import resource
 import socket
@@ -216,16 +217,8 @@ async def serve(settings: Settings) -> None:
 
 
 def http_limits(settings: Settings) -> HttpLimits:
-    return HttpLimits(
-        max_connections=settings.http_max_connections,
-        max_header_bytes=settings.http_max_header_bytes,
-        max_headers=settings.http_max_headers,
-        max_url_bytes=settings.http_max_url_bytes,
-        max_body_bytes=settings.http_max_body_bytes,
-        idle_timeout=settings.http_idle_timeout,
-        header_timeout=settings.http_header_timeout,
-        request_timeout=settings.http_request_timeout,
-    )
+    """HttpLimits' fields are the `http_*` settings without their prefix."""
+    return HttpLimits(**{f.name: getattr(settings, f"http_{f.name}") for f in dataclasses.fields(HttpLimits)})
 
 
 def raise_file_limit(wanted: int) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from e2ekit import ServerProcess, add_account, assert_plivo_error, wait_until
+from e2ekit import ServerProcess, add_account, assert_plivo_error, serving, wait_until
 from livekit import AUTH_ID, AUTH_TOKEN, EventStream
 
 PER_ACCOUNT, ON_THE_SERVER = 2, 3
@@ -19,12 +19,8 @@ def tight(tmp_path: Path) -> Iterator[ServerProcess]:
         "BRIDGELINE_SSE_MAX_STREAMS": str(ON_THE_SERVER),
         "BRIDGELINE_SSE_MAX_STREAMS_PER_ACCOUNT": str(PER_ACCOUNT),
     }
-    server = ServerProcess(data_dir=tmp_path / "data", log_dir=tmp_path / "logs", env=env)
-    server.start()
-    try:
+    with serving(tmp_path, env) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_an_account_over_its_stream_limit_gets_429_and_others_still_stream(tight: ServerProcess) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from e2ekit import AUTH_ID, AUTH_TOKEN, Api, ServerProcess, number, wait_until
+from e2ekit import AUTH_ID, AUTH_TOKEN, Api, ServerProcess, number, serving, wait_until
 
 IDLE_S, HEADER_S, REQUEST_S = 1.5, 2.5, 4.0
 MAX_CONNECTIONS = 20
@@ -31,13 +31,8 @@ BASIC = b"Authorization: Basic " + base64.b64encode(f"{AUTH_ID}:{AUTH_TOKEN}".en
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A server of this module's own, with short deadlines and a small connection cap."""
-    root = tmp_path_factory.mktemp("edge")
-    server = ServerProcess(data_dir=root / "data", log_dir=root / "logs", env=TIGHT)
-    server.start()
-    try:
+    with serving(tmp_path_factory.mktemp("edge"), TIGHT) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def connect(server: ServerProcess) -> socket.socket:
@@ -182,43 +177,34 @@ def test_a_kept_alive_connection_is_closed_after_the_idle_timeout(edge: ServerPr
     assert parse_response(raw)[0] == 200
 
 
-def test_slowloris_headers_get_408_within_the_header_timeout(edge: ServerProcess) -> None:
-    """One header byte every 0.2 s keeps the connection busy but cannot outlast the header deadline."""
-    with connect(edge) as sock:
+def trickle(server: ServerProcess, start: bytes, byte: bytes, give_up_after: float) -> tuple[bytes, float]:
+    """Send `start`, then `byte` every 0.2 s until the server answers (or closes); (answer, seconds)."""
+    with connect(server) as sock:
         opened = time.monotonic()
-        sock.sendall(b"GET /health HTTP/1.1\r\n")
+        sock.sendall(start)
         sock.settimeout(0.2)
         raw = b""
-        while time.monotonic() - opened < HEADER_S + 5:
+        while time.monotonic() - opened < give_up_after and not raw.endswith(b"}"):
             try:
-                sock.sendall(b"X")
+                sock.sendall(byte)
                 raw += sock.recv(65536)
             except TimeoutError:
                 continue
             except (BrokenPipeError, ConnectionResetError):
                 break
-            if raw and raw.endswith(b"}"):
-                break
-        elapsed = time.monotonic() - opened
+        return raw, time.monotonic() - opened
+
+
+def test_slowloris_headers_get_408_within_the_header_timeout(edge: ServerProcess) -> None:
+    """One header byte every 0.2 s keeps the connection busy but cannot outlast the header deadline."""
+    raw, elapsed = trickle(edge, b"GET /health HTTP/1.1\r\n", b"X", HEADER_S + 5)
     assert_plivo_refusal(raw, 408)
     assert HEADER_S - 0.2 <= elapsed < HEADER_S + 4
 
 
 def test_a_slow_body_gets_408_within_the_request_timeout(edge: ServerProcess) -> None:
-    with connect(edge) as sock:
-        opened = time.monotonic()
-        sock.sendall(b"POST /v1/phlo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n" + BASIC + b"\r\n{")
-        raw = b""
-        sock.settimeout(0.3)
-        while time.monotonic() - opened < REQUEST_S + 5 and not raw.endswith(b"}"):
-            try:
-                sock.sendall(b" ")
-                raw += sock.recv(65536)
-            except TimeoutError:
-                continue
-            except (BrokenPipeError, ConnectionResetError):
-                break
-        elapsed = time.monotonic() - opened
+    head = b"POST /v1/phlo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n" + BASIC + b"\r\n{"
+    raw, elapsed = trickle(edge, head, b" ", REQUEST_S + 5)
     assert_plivo_refusal(raw, 408)
     assert REQUEST_S - 0.2 <= elapsed < REQUEST_S + 4
 
