@@ -40,6 +40,7 @@ class Settings:
     http_idle_timeout: float = 5.0  # s without a byte before a request (new or kept-alive): closed
     http_header_timeout: float = 10.0  # s from a request's first byte to its last header: 408
     http_request_timeout: float = 30.0  # s from a request's first byte to its last body byte: 408
+    http_write_timeout: float = 30.0  # s a client may leave its answer unread (buffers full): closed
     sse_max_streams: int = 64  # open event streams on the server; past it: 503
     sse_max_streams_per_account: int = 8  # open event streams of one account; past it: 429
     auth_cache_seconds: float = 5.0  # a changed or removed account is noticed within this time
@@ -84,6 +85,7 @@ EDGE_SETTINGS: dict[str, type[int] | type[float]] = {
     "http_idle_timeout": float,
     "http_header_timeout": float,
     "http_request_timeout": float,
+    "http_write_timeout": float,
     "sse_max_streams": int,
     "sse_max_streams_per_account": int,
     "auth_cache_seconds": float,

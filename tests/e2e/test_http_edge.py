@@ -16,13 +16,14 @@ import httpx
 import pytest
 from e2ekit import AUTH_ID, AUTH_TOKEN, Api, ServerProcess, number, serving, wait_until
 
-IDLE_S, HEADER_S, REQUEST_S = 1.5, 2.5, 4.0
+IDLE_S, HEADER_S, REQUEST_S, WRITE_S = 1.5, 2.5, 4.0, 2.0
 MAX_CONNECTIONS = 20
 TIGHT = {
     "BRIDGELINE_HTTP_IDLE_TIMEOUT": str(IDLE_S),
     "BRIDGELINE_HTTP_HEADER_TIMEOUT": str(HEADER_S),
     "BRIDGELINE_HTTP_REQUEST_TIMEOUT": str(REQUEST_S),
     "BRIDGELINE_HTTP_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
+    "BRIDGELINE_HTTP_WRITE_TIMEOUT": str(WRITE_S),
 }
 MIB = 1024 * 1024
 BASIC = b"Authorization: Basic " + base64.b64encode(f"{AUTH_ID}:{AUTH_TOKEN}".encode()) + b"\r\n"
@@ -264,3 +265,21 @@ def test_an_event_stream_outlives_every_request_deadline(edge: ServerProcess) ->
             assert chunk, "the server closed the event stream"
             received += chunk
     api.close()
+
+
+def test_a_client_that_never_reads_its_answers_is_closed_after_the_write_timeout(edge: ServerProcess) -> None:
+    """Pipelined requests whose answers are never read fill the buffers; the server gives up on the
+    client once writing has been blocked for the write timeout, instead of holding its slot forever."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    with sock:
+        sock.connect(("127.0.0.1", edge.port))
+        request = b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n"
+        sock.sendall(request * 1000)  # about 20 MB of answers
+        time.sleep(WRITE_S + 2)
+        sock.settimeout(5)
+        received = 0
+        while chunk := sock.recv(1 << 20):  # what was buffered, then the end (a timeout fails the test)
+            received += len(chunk)
+    size = len(httpx.get(f"{edge.url}/openapi.json", timeout=5).content)
+    assert received < 500 * size  # far from every answer: the server stopped writing

@@ -8,7 +8,8 @@ and answers malformed requests in plain text. This subclass adds, per connection
   beyond its limit instead of being buffered whole;
 - deadlines: a first byte within the idle timeout, the whole head within the header timeout and
   the whole request within the request timeout (408). Once a request has been read, its response
-  may last as long as it needs: the console's event streams live on;
+  may last as long as it needs: the console's event streams live on; but a client that leaves
+  it unread until the buffers are full is closed after the write timeout;
 - malformed HTTP answered `{"api_id", "error"}` with the right status.
 After a refusal the connection is half-closed and what the client still sends is read and dropped
 for a short linger, so it sees the answer instead of a reset; then it is closed.
@@ -42,6 +43,7 @@ class HttpLimits:
     idle_timeout: float = 5.0
     header_timeout: float = 10.0
     request_timeout: float = 30.0
+    write_timeout: float = 30.0
 
 
 class Phase(Enum):
@@ -93,6 +95,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._body_bytes = 0
         self._started = 0.0
         self._deadline: asyncio.TimerHandle | None = None
+        self._write_stall: asyncio.TimerHandle | None = None
         self._refused = False
 
     # --- connection ---------------------------------------------------------------------------
@@ -106,7 +109,22 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._resume_stall_clock()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._write_stall is None:
+            self._write_stall = self.loop.call_later(self.limits.write_timeout, self.transport.close)
+
+    def resume_writing(self) -> None:
+        self._resume_stall_clock()
+        super().resume_writing()
+
+    def _resume_stall_clock(self) -> None:
+        if self._write_stall is not None:
+            self._write_stall.cancel()
+            self._write_stall = None
 
     def eof_received(self) -> bool | None:  # type: ignore[override]
         return False if self._refused else None  # a refused client that is done sending: close now
