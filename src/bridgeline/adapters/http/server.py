@@ -109,7 +109,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
-        self._resume_stall_clock()
+        self._stop_stall_clock()
         super().connection_lost(exc)
 
     def pause_writing(self) -> None:
@@ -118,10 +118,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self._write_stall = self.loop.call_later(self.limits.write_timeout, self.transport.close)
 
     def resume_writing(self) -> None:
-        self._resume_stall_clock()
+        self._stop_stall_clock()
         super().resume_writing()
 
-    def _resume_stall_clock(self) -> None:
+    def _stop_stall_clock(self) -> None:
         if self._write_stall is not None:
             self._write_stall.cancel()
             self._write_stall = None
@@ -144,8 +144,11 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         except httptools.HttpParserUpgrade:
             pass  # no WebSocket (uvicorn runs with ws="none"): the request is served as plain HTTP
         except httptools.HttpParserError as exc:
-            ours = exc.__context__  # what a callback of ours raised, if it was one
-            self._refuse(ours if isinstance(ours, Refused) else parser_refusal(exc))
+            cause = exc.__context__  # what a callback raised, when one did
+            if isinstance(cause, Refused):
+                self._refuse(cause)
+            else:  # uvicorn's own callback may fail too: on a URL httptools cannot parse
+                self._refuse(parser_refusal(cause if isinstance(cause, httptools.HttpParserError) else exc))
 
     def send_400_response(self, msg: str) -> None:
         self._refuse(Refused(400, msg))
