@@ -207,8 +207,8 @@ async def serve(settings: Settings) -> None:
         access_log=False,
         log_level="warning",
         http=guarded_protocol(limits),
-        ws="none",
-        server_header=False,  # the API has no WebSocket route; an upgrade request is served as plain HTTP
+        ws="none",  # the API has no WebSocket route; an upgrade request is served as plain HTTP
+        server_header=False,  # no "server: uvicorn" banner for scanners
     )
     try:
         await _Server(config, app.api.ctx.hub).serve()
