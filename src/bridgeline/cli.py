@@ -14,22 +14,31 @@ import json
 import os
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 import yaml
 
+from bridgeline.app.records import Account
 from bridgeline.config import (
     DEFAULT_HOST,
     DEFAULT_PORT,
+    EDGE_SETTINGS,
     Settings,
     new_auth_id,
     new_auth_token,
 )
 from bridgeline.logs import configure_logging, log_level
 
+if TYPE_CHECKING:
+    from bridgeline.app.ports import Store
+
+T = TypeVar("T")
+
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
+CACHE_NOTE = "its BRIDGELINE_AUTH_CACHE_SECONDS (default 5 s)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--log-level", default=None, help="debug, info (default), warning or error; env BRIDGELINE_LOG_LEVEL"
     )
+    for name, kind in EDGE_SETTINGS.items():  # HTTP edge and authentication limits (docs/security.d/http.md)
+        flag = "--" + name.replace("_", "-")
+        serve.add_argument(flag, type=kind, default=None, help=f"env BRIDGELINE_{name.upper()}")
     serve.set_defaults(func=_serve)
 
     phlo = commands.add_parser("phlo", help="manage PHLOs").add_subparsers(required=True, metavar="ACTION")
@@ -82,10 +94,17 @@ def _parser() -> argparse.ArgumentParser:
         required=True, metavar="ACTION"
     )
     add = account.add_parser("add", help="create another account in the store and print its credentials")
-    add.add_argument("--data-dir", type=Path, default=Path("data"))
-    add.add_argument("--database-url", default=None)
     add.add_argument("--sub", action="store_true", help="an SA (sub-account) id instead of MA")
-    add.set_defaults(func=_account_add)
+    rotate = account.add_parser(
+        "rotate-token", help="give an account a new token (the old one stops working)"
+    )
+    rotate.add_argument("auth_id")
+    remove = account.add_parser("remove", help="remove an account (its token stops working)")
+    remove.add_argument("auth_id")
+    for command, func in ((add, _account_add), (rotate, _account_rotate_token), (remove, _account_remove)):
+        command.add_argument("--data-dir", type=Path, default=Path("data"))
+        command.add_argument("--database-url", default=None)
+        command.set_defaults(func=func)
 
     prune = commands.add_parser(
         "prune", help="delete ended conferences (events, deliveries) and finished runs past retention, now"
@@ -136,6 +155,7 @@ def _serve(args: argparse.Namespace) -> int:
         database_url=args.database_url,
         sim_answer_delay_ms=args.sim_answer_delay_ms,
         log_level=args.log_level,
+        **{name: getattr(args, name) for name in EDGE_SETTINGS},
     )
     try:
         level = log_level(settings.log_level)
@@ -201,24 +221,56 @@ def _phlo_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _account_add(args: argparse.Namespace) -> int:
+def _on_store(args: argparse.Namespace, work: Callable[[Store], Awaitable[T]]) -> T:
+    """Run `work` on the store the server of this data directory (or --database-url) uses."""
     from bridgeline.adapters.store import open_store
-    from bridgeline.app.records import Account
 
     settings = Settings.from_env(data_dir=args.data_dir, database_url=args.database_url)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    account = Account(new_auth_id("SA" if args.sub else "MA"), new_auth_token(), time.time())
 
-    async def add() -> None:
+    async def run() -> T:
         store = open_store(settings.store_url)
         try:
             await store.migrate()
-            await store.put_account(account)
+            return await work(store)
         finally:
             await store.close()
 
-    asyncio.run(add())
+    return asyncio.run(run())
+
+
+def _print_credentials(account: Account) -> None:
     print(f"BRIDGELINE_AUTH_ID={account.auth_id}\nBRIDGELINE_AUTH_TOKEN={account.auth_token}")
+
+
+def _account_add(args: argparse.Namespace) -> int:
+    account = Account(new_auth_id("SA" if args.sub else "MA"), new_auth_token(), time.time())
+    _on_store(args, lambda store: store.put_account(account))
+    _print_credentials(account)
+    return EXIT_OK
+
+
+def _account_rotate_token(args: argparse.Namespace) -> int:
+    async def rotate(store: Store) -> Account | None:
+        account = await store.get_account(args.auth_id)
+        if account is None:
+            return None
+        rotated = Account(account.auth_id, new_auth_token(), account.created_at)
+        await store.put_account(rotated)
+        return rotated
+
+    rotated = _on_store(args, rotate)
+    if rotated is None:
+        raise CliError(f"no account {args.auth_id}", EXIT_REFUSED)
+    _print_credentials(rotated)
+    print(f"# a running server refuses the old token within {CACHE_NOTE}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _account_remove(args: argparse.Namespace) -> int:
+    if not _on_store(args, lambda store: store.delete_account(args.auth_id)):
+        raise CliError(f"no account {args.auth_id}", EXIT_REFUSED)
+    print(f"removed {args.auth_id}; a running server refuses it within {CACHE_NOTE}")
     return EXIT_OK
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import secrets
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,27 @@ class Settings:
     prune_interval: float = 300.0  # seconds between background pruning passes
     prune_batch: int = 100  # conferences (or runs) deleted per pruning transaction
 
+    # --- HTTP edge and authentication (issue #9, items 4-7 and 13; docs/security.d/http.md) ---
+    http_max_connections: int = 1000  # open connections; one more is answered 503 and closed
+    http_max_header_bytes: int = 32 * 1024  # request line + headers; past it: 431 and close
+    http_max_headers: int = 100  # header fields; past it: 431 and close
+    http_max_url_bytes: int = 8 * 1024  # request target; past it: 414 and close
+    http_max_body_bytes: int = 1024 * 1024  # past it: 413 and close
+    http_idle_timeout: float = 5.0  # s without a byte before a request (new or kept-alive): closed
+    http_header_timeout: float = 10.0  # s from a request's first byte to its last header: 408
+    http_request_timeout: float = 30.0  # s from a request's first byte to its last body byte: 408
+    http_write_timeout: float = 30.0  # s a client may leave its answer unread (buffers full): closed
+    sse_max_streams: int = 64  # open event streams on the server; past it: 503
+    sse_max_streams_per_account: int = 8  # open event streams of one account; past it: 429
+    auth_cache_seconds: float = 5.0  # a changed or removed account is noticed within this time
+    auth_failure_rate: float = 2.0  # failed logins per second a source IP earns back
+    auth_failure_burst: int = 100  # failed logins a source IP may make at once; then 429
+
+    def __post_init__(self) -> None:
+        for name in EDGE_SETTINGS:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} (BRIDGELINE_{name.upper()}) must be positive")
+
     @property
     def store_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'bridgeline.db').resolve()}"
@@ -61,6 +83,7 @@ class Settings:
         if "BRIDGELINE_SIM_PLAYBACK_MS" in env:
             values["sim_playback_ms"] = int(env["BRIDGELINE_SIM_PLAYBACK_MS"])
         values.update(_outbox_settings_from_env(env))
+        values.update(_edge_settings_from_env(env))
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 
@@ -88,6 +111,34 @@ def _outbox_settings_from_env(env: os._Environ[str] | dict[str, str]) -> dict[st
                 values[setting] = kind(env[name])
             except ValueError:
                 raise ValueError(f"{name}={env[name]!r} is not a valid {kind.__name__}") from None
+    return values
+
+
+# --- HTTP edge and authentication: each field above read from BRIDGELINE_<FIELD NAME IN CAPITALS> ---
+EDGE_SETTINGS: dict[str, type[int] | type[float]] = {
+    "http_max_connections": int,
+    "http_max_header_bytes": int,
+    "http_max_headers": int,
+    "http_max_url_bytes": int,
+    "http_max_body_bytes": int,
+    "http_idle_timeout": float,
+    "http_header_timeout": float,
+    "http_request_timeout": float,
+    "http_write_timeout": float,
+    "sse_max_streams": int,
+    "sse_max_streams_per_account": int,
+    "auth_cache_seconds": float,
+    "auth_failure_rate": float,
+    "auth_failure_burst": int,
+}
+
+
+def _edge_settings_from_env(env: Mapping[str, str]) -> dict[str, object]:
+    values: dict[str, object] = {}
+    for name, kind in EDGE_SETTINGS.items():
+        raw = env.get(f"BRIDGELINE_{name.upper()}")
+        if raw:
+            values[name] = kind(raw)
     return values
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
+import resource
 import socket
 import time
 from collections.abc import Coroutine
@@ -19,8 +21,9 @@ from bridgeline.adapters.carrier_sim import SimCarrier
 from bridgeline.adapters.console.hub import EventHub
 from bridgeline.adapters.egress import EgressPolicy
 from bridgeline.adapters.http.app import BridgelineApi
-from bridgeline.adapters.http.auth import Authenticator
+from bridgeline.adapters.http.auth import Authenticator, AuthSettings
 from bridgeline.adapters.http.context import AppContext
+from bridgeline.adapters.http.server import HttpLimits, guarded_protocol
 from bridgeline.adapters.store import open_store
 from bridgeline.adapters.webhooks import WebhookDispatcher
 from bridgeline.app.inbound import start_inbound_run
@@ -31,6 +34,9 @@ from bridgeline.app.retention import DAY, Pruner
 from bridgeline.app.runs import RunService
 from bridgeline.app.service import ConferenceService
 from bridgeline.config import Credentials, Settings, load_or_create_credentials
+
+# Files the process needs besides HTTP connections: store, SIP and RTP sockets, logs.
+FILES_BESIDES_CONNECTIONS = 1024
 
 # Young collections after 50k net allocations instead of 700 (50 requests in flight alone hold more
 # than 700 objects), and older generations collected 20 times less often than that, not 10.
@@ -138,7 +144,9 @@ async def build(settings: Settings) -> Bridgeline:
         max_in_flight=settings.webhook_max_in_flight,
     )
     conferences.listeners.append(lambda meta, conf, events: dispatcher.wake() if events else None)
-    hub = EventHub()
+    hub = EventHub(
+        max_subscribers=settings.sse_max_streams, max_per_account=settings.sse_max_streams_per_account
+    )
     conferences.listeners.append(hub.publish)
     await carrier.start()
     restored = await conferences.restore()
@@ -148,7 +156,11 @@ async def build(settings: Settings) -> Bridgeline:
     pruner = make_pruner(settings, store)
     pruner.start()
     sim = carrier if isinstance(carrier, SimCarrier) else None
-    ctx = AppContext(store, conferences, runs, Authenticator(store), phlos, sim, hub)
+    authenticator = Authenticator(
+        store,
+        AuthSettings(settings.auth_cache_seconds, settings.auth_failure_rate, settings.auth_failure_burst),
+    )
+    ctx = AppContext(store, conferences, runs, authenticator, phlos, sim, hub)
     api = BridgelineApi(ctx)
     log.info(
         "bridgeline_started", carrier=carrier.name, store=settings.store_url.split("@")[-1], restored=restored
@@ -217,6 +229,8 @@ async def serve(settings: Settings) -> None:
     app = await build(settings)
     settle_heap()
     print_banner(app)
+    limits = http_limits(settings)
+    raise_file_limit(limits.max_connections + FILES_BESIDES_CONNECTIONS)
     config = uvicorn.Config(
         WithLifespan(app),
         host=settings.host,
@@ -224,11 +238,30 @@ async def serve(settings: Settings) -> None:
         lifespan="on",
         access_log=False,
         log_level="warning",
+        http=guarded_protocol(limits),
+        ws="none",  # the API has no WebSocket route; an upgrade request is served as plain HTTP
+        server_header=False,  # no "server: uvicorn" banner for scanners
     )
     try:
         await _Server(config, app.api.ctx.hub).serve()
     finally:
         await app.stop()
+
+
+def http_limits(settings: Settings) -> HttpLimits:
+    """HttpLimits' fields are the `http_*` settings without their prefix."""
+    return HttpLimits(**{f.name: getattr(settings, f"http_{f.name}") for f in dataclasses.fields(HttpLimits)})
+
+
+def raise_file_limit(wanted: int) -> None:
+    """Raise the soft limit on open files towards `wanted` (within the hard limit), so the connection
+    cap, not the file limit, is what a flood of connections meets first."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < wanted:
+        log.warning("open_file_limit_low", limit=target, wanted=wanted)
 
 
 def settle_heap() -> None:

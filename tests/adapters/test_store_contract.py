@@ -173,6 +173,15 @@ async def test_put_account_upserts(store: Store) -> None:
     assert await store.get_account("MA2") == Account("MA2", "other", 3.0)
 
 
+async def test_delete_account_removes_that_account_only(store: Store) -> None:
+    await store.put_account(Account("MA1", "first", 1.5))
+    await store.put_account(Account("MA2", "other", 3.0))
+    assert await store.delete_account("MA1") is True
+    assert await store.delete_account("MA1") is False
+    assert await store.get_account("MA1") is None
+    assert await store.get_account("MA2") == Account("MA2", "other", 3.0)
+
+
 async def test_phlo_round_trip_listing_and_delete(store: Store) -> None:
     await store.create_phlo(phlo("phlo-b", created_at=20.0))
     await store.create_phlo(phlo("phlo-a", created_at=10.0))

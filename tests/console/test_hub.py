@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bridgeline.adapters.console.hub import EventHub
+from bridgeline.adapters.console.hub import EventHub, TooManyForAccount, TooManySubscribers
 from bridgeline.adapters.console.sse import EventStreamResponse
 from bridgeline.app.records import EventRecord
 from bridgeline.app.service import ConferenceMeta
@@ -79,6 +79,29 @@ async def test_a_slow_client_is_dropped_instead_of_buffering_without_end() -> No
     assert [name for name, _ in decode(await slow.take(0.1))] == ["overflow"]
     assert await slow.take(0.1) == []  # drained and closed: the stream ends
     assert hub.subscriber_count == 1 and not fast.closed
+
+
+def test_one_account_cannot_take_every_stream_slot() -> None:
+    hub = EventHub(max_subscribers=3, max_per_account=2)
+    first, second = hub.subscribe("MA1"), hub.subscribe("MA1", "p1")
+    with pytest.raises(TooManyForAccount, match="limit 2"):
+        hub.subscribe("MA1")
+    other = hub.subscribe("MA2")  # another account still gets a stream
+    with pytest.raises(TooManySubscribers) as raised:  # the server's cap holds for everyone
+        hub.subscribe("MA3")
+    assert not isinstance(raised.value, TooManyForAccount)
+    hub.unsubscribe(first)
+    hub.unsubscribe(first)  # twice (the stream's end and the hub's close) frees one slot only
+    third = hub.subscribe("MA1")
+    assert hub.subscriber_count == 3 and not any(s.closed for s in (second, other, third))
+
+
+async def test_a_dropped_slow_client_frees_its_accounts_slot() -> None:
+    hub = EventHub(buffer=1, max_per_account=1)
+    slow = hub.subscribe("MA1")
+    hub.publish(meta(), conference(), [event(1), event(2)])
+    assert slow.overflowed
+    hub.subscribe("MA1")  # the dropped one no longer counts
 
 
 def test_publish_never_raises_into_the_conference_service(capsys: pytest.CaptureFixture[str]) -> None:

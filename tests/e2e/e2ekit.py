@@ -6,6 +6,7 @@ the server's own modules.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
@@ -577,3 +578,14 @@ def iter_routes(phlo: Phlo, address: str) -> Iterator[tuple[str, str]]:
     yield "POST", f"/v1/sim/phones/{address}/hangup"
     yield "PUT", f"/v1/sim/phones/{address}"
     yield "GET", f"/v1/sim/phones/{address}"
+
+
+@contextlib.contextmanager
+def serving(root: Path, env: dict[str, str]) -> Iterator[ServerProcess]:
+    """A server of one test's (or module's) own under `root`, with extra environment; stopped after."""
+    server = ServerProcess(data_dir=root / "data", log_dir=root / "logs", env=env)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

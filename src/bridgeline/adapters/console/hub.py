@@ -23,7 +23,8 @@ from bridgeline.core.conference import Conference
 log = structlog.get_logger(__name__)
 
 DEFAULT_BUFFER = 1000  # messages; a conference commit is a handful of them
-DEFAULT_MAX_SUBSCRIBERS = 64
+DEFAULT_MAX_SUBSCRIBERS = 64  # on the server
+DEFAULT_MAX_PER_ACCOUNT = 8  # so that one account cannot take every slot
 
 
 def sse_message(event: str, data: dict[str, Any]) -> bytes:
@@ -76,16 +77,26 @@ class Subscription:
 
 
 class TooManySubscribers(Exception):
-    pass
+    """The server's streams are all taken."""
+
+
+class TooManyForAccount(TooManySubscribers):
+    """This account's streams are all taken (others may still open theirs)."""
 
 
 class EventHub:
     def __init__(
-        self, *, buffer: int = DEFAULT_BUFFER, max_subscribers: int = DEFAULT_MAX_SUBSCRIBERS
+        self,
+        *,
+        buffer: int = DEFAULT_BUFFER,
+        max_subscribers: int = DEFAULT_MAX_SUBSCRIBERS,
+        max_per_account: int = DEFAULT_MAX_PER_ACCOUNT,
     ) -> None:
         self._buffer = buffer
         self._max_subscribers = max_subscribers
+        self._max_per_account = max_per_account
         self._subscriptions: set[Subscription] = set()
+        self._per_account: dict[str, int] = {}
         self._closed = False
 
     @property
@@ -93,18 +104,33 @@ class EventHub:
         return len(self._subscriptions)
 
     def subscribe(self, auth_id: str, phlo_id: str | None = None) -> Subscription:
+        if self._per_account.get(auth_id, 0) >= self._max_per_account:
+            raise TooManyForAccount(
+                f"this account has too many open event streams (limit {self._max_per_account}); close one"
+            )
         if len(self._subscriptions) >= self._max_subscribers:
-            raise TooManySubscribers(f"too many open event streams ({self._max_subscribers})")
+            raise TooManySubscribers(f"too many open event streams on the server ({self._max_subscribers})")
         subscription = Subscription(auth_id, phlo_id, self._buffer)
         if self._closed:
             subscription.close()
         else:
             self._subscriptions.add(subscription)
+            self._per_account[auth_id] = self._per_account.get(auth_id, 0) + 1
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
         subscription.close()
+        self._forget(subscription)
+
+    def _forget(self, subscription: Subscription) -> None:
+        if subscription not in self._subscriptions:
+            return
         self._subscriptions.discard(subscription)
+        left = self._per_account[subscription.auth_id] - 1
+        if left:
+            self._per_account[subscription.auth_id] = left
+        else:
+            del self._per_account[subscription.auth_id]
 
     def close(self) -> None:
         """End every stream (the server is stopping: open responses would hold its shutdown)."""
@@ -123,7 +149,7 @@ class EventHub:
                 subscription.offer(messages)
                 if subscription.overflowed:
                     log.warning("console_client_dropped", auth_id=subscription.auth_id)
-                    self._subscriptions.discard(subscription)
+                    self._forget(subscription)
         except Exception:
             log.exception("console_publish_failed", conference_id=meta.conference_id)
 

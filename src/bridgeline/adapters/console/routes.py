@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import Response
 
-from bridgeline.adapters.console.hub import EventHub, TooManySubscribers
+from bridgeline.adapters.console.hub import EventHub, TooManyForAccount, TooManySubscribers
 from bridgeline.adapters.console.payloads import conference_entry, delivery_view, event_view
 from bridgeline.adapters.console.sse import EventStreamResponse
 from bridgeline.adapters.http.context import ApiRequest, AppContext, owned_phlo
@@ -31,6 +31,7 @@ from bridgeline.phlo.definition import PhloDefinition
 RECENT_SECONDS = 15 * 60  # ended conferences stay on the console this long
 RECENT_PER_NODE = 5
 EVENTS_PER_CONFERENCE = 200
+RETRY_AFTER_SECONDS = 5  # when the stream slots are all taken
 
 _TYPES = {".html": "text/html", ".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
 _PAGE_HEADERS = {
@@ -148,6 +149,8 @@ async def event_stream(ctx: AppContext, api: ApiRequest) -> Response:
         await owned_phlo(ctx, api.auth_id, phlo_id)
     try:
         subscription = hub.subscribe(api.auth_id, phlo_id)
+    except TooManyForAccount as exc:
+        raise ApiError(429, str(exc), {"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
     except TooManySubscribers as exc:
-        raise ApiError(503, str(exc)) from None
+        raise ApiError(503, str(exc), {"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
     return EventStreamResponse(hub, subscription)

@@ -10,7 +10,7 @@ from typing import Any
 
 import structlog
 from pydantic import ValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
@@ -110,6 +110,8 @@ class BridgelineApi:
             return error_response(404, exc.message)
         except ValidationError as exc:
             return error_response(400, ext_routes.describe_validation_error(exc))
+        except ClientDisconnect:  # gone, or refused mid-body by the server (server.py): nobody to answer
+            return error_response(400, "the request ended before its body")
         except Exception:
             log.exception("request_failed", method=method, path=path)
             return error_response(500, "internal server error; nothing was changed by this request")

@@ -85,6 +85,9 @@ class SqlStore(ABC):
         row = await self._read_one(sql.SELECT_ACCOUNT, (auth_id,))
         return None if row is None else sql.account_from_row(row)
 
+    async def delete_account(self, auth_id: str) -> bool:
+        return await self._write_one(sql.DELETE_ACCOUNT, (auth_id,)) > 0
+
     async def create_phlo(self, phlo: PhloRecord) -> None:
         definition = sql.dump_json(phlo.definition)
         await self._write_one(

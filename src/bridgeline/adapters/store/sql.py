@@ -209,6 +209,7 @@ def _select(table: str, columns: Sequence[str], rest: str) -> str:
 
 UPSERT_ACCOUNT = _upsert("accounts", ACCOUNT_COLUMNS, "auth_id")
 SELECT_ACCOUNT = _select("accounts", ACCOUNT_COLUMNS, "WHERE auth_id = ?")
+DELETE_ACCOUNT = "DELETE FROM accounts WHERE auth_id = ?"
 
 INSERT_PHLO = _insert("phlos", PHLO_COLUMNS)
 SELECT_PHLO = _select("phlos", PHLO_COLUMNS, "WHERE auth_id = ? AND phlo_id = ?")
