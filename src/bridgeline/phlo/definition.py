@@ -23,9 +23,10 @@ from __future__ import annotations
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bridgeline.core.model import Role
+from bridgeline.phlo.media_spec import MEDIA_SETTINGS, check_filled_media, check_media_setting
 from bridgeline.phlo.template import fill
 
 MPC_NODE_TYPE = "multi_party_call"
@@ -48,6 +49,8 @@ class MpcNode(_Strict):
     wait_music: str | None = None
     voicemail_message: str | None = None
     callback_url: str | None = None
+
+    _check_media = field_validator(*MEDIA_SETTINGS)(check_media_setting)  # tones, media files, http(s)
 
 
 class Dial(_Strict):
@@ -123,6 +126,8 @@ def resolve_settings(node: MpcNode, payload: dict[str, Any]) -> NodeSettings:
     for key in _TEMPLATED:
         if values.get(key) is not None:
             values[key] = fill(values[key], payload) or None
+    for key in MEDIA_SETTINGS:  # a payload must not turn a setting into a path the server would read
+        check_filled_media(key, values.get(key))
     return NodeSettings(**values)
 
 
