@@ -61,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--database-url", default=None, help="default: SQLite in the data directory")
     serve.add_argument("--sim-answer-delay-ms", type=int, default=None)
     serve.add_argument(
+        "--media-dir", type=Path, default=None, help="music/message files (default <data-dir>/media)"
+    )
+    serve.add_argument(
         "--log-level", default=None, help="debug, info (default), warning or error; env BRIDGELINE_LOG_LEVEL"
     )
     serve.set_defaults(func=_serve)
@@ -109,6 +112,7 @@ def _serve(args: argparse.Namespace) -> int:
         sip_config=args.sip_config,
         database_url=args.database_url,
         sim_answer_delay_ms=args.sim_answer_delay_ms,
+        media_dir=args.media_dir,
         log_level=args.log_level,
     )
     try:

@@ -6,6 +6,7 @@ import json
 import os
 import secrets
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,16 @@ class Settings:
     sip_config: Path | None = None  # YAML: endpoints, trunk, inbound numbers, RTP ports
     log_format: str = "console"  # or "json"
     log_level: str = "info"  # "debug" adds every conference event (see logs.py)
+    # --- Music and message sources (issue 9, item 8; see docs/security.d/music.md) ---------------
+    media_dir: Path | None = None  # files named by music settings live here; default <data-dir>/media
+    media_max_bytes: int = 10 * 1024 * 1024  # a media file or download larger than this is refused
+    media_fetch_timeout_s: float = 10.0  # a music URL that takes longer to download is abandoned
+    media_max_seconds: float = 300.0  # decoded audio beyond this is cut off (5 min at 8 kHz: 4.8 MB)
+    media_cache_bytes: int = 64 * 1024 * 1024  # decoded samples kept, by content (sha256)
+
+    @property
+    def media_directory(self) -> Path:
+        return self.media_dir if self.media_dir is not None else self.data_dir / "media"
 
     @property
     def store_url(self) -> str:
@@ -48,8 +59,22 @@ class Settings:
             values["sim_answer_delay_ms"] = int(env["BRIDGELINE_SIM_ANSWER_DELAY_MS"])
         if "BRIDGELINE_SIM_PLAYBACK_MS" in env:
             values["sim_playback_ms"] = int(env["BRIDGELINE_SIM_PLAYBACK_MS"])
+        values.update(_media_from_env(env))
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+
+_MEDIA_ENV: dict[str, tuple[str, type[int] | type[float] | type[Path]]] = {
+    "BRIDGELINE_MEDIA_DIR": ("media_dir", Path),
+    "BRIDGELINE_MEDIA_MAX_BYTES": ("media_max_bytes", int),
+    "BRIDGELINE_MEDIA_FETCH_TIMEOUT_S": ("media_fetch_timeout_s", float),
+    "BRIDGELINE_MEDIA_MAX_SECONDS": ("media_max_seconds", float),
+    "BRIDGELINE_MEDIA_CACHE_BYTES": ("media_cache_bytes", int),
+}
+
+
+def _media_from_env(env: Mapping[str, str]) -> dict[str, object]:
+    return {field: kind(env[name]) for name, (field, kind) in _MEDIA_ENV.items() if env.get(name)}
 
 
 @dataclass(frozen=True, slots=True)
