@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from media_http import MediaServer, media_server, tone_wav
-from media_peer import dominant_freq, join, peak_freqs, peers, port_range, settle, until
+from media_peer import RtpPeer, dominant_freq, join, peak_freqs, peers, port_range, settle, until
 
 from bridgeline.adapters.media_engine import MediaEngine
 from bridgeline.adapters.music_fetch import MediaLimits
@@ -53,6 +53,15 @@ async def loaded(engine: MediaEngine) -> bool:
     return await until(lambda: engine.stats["media_loading"] == 0, within=FETCH_TIMEOUT_S * 4)
 
 
+async def wait_music_heard(engine: MediaEngine, peer: RtpPeer, leg: str, spec: str) -> float:
+    """Route the leg alone to wait music `spec`, let it load, and measure what the peer hears."""
+    engine.set_routes(f"conf-{leg}", [LegAudio(leg, (), Music.WAIT)], NodeSettings(wait_music=spec))
+    assert await loaded(engine)
+    mark = await settle(0.2)
+    await asyncio.sleep(0.5)
+    return dominant_freq(peer.pcm_since(mark))
+
+
 async def test_a_url_is_played_and_equal_content_is_decoded_once(
     sourced: tuple[MediaEngine, list[tuple[str, str, str]], Path], http: MediaServer
 ) -> None:
@@ -60,39 +69,22 @@ async def test_a_url_is_played_and_equal_content_is_decoded_once(
     async with peers((None, PCMU), (None, PCMU)) as (a, b):
         await join(engine, "a", a)
         await join(engine, "b", b)
-        engine.set_routes(
-            "c1",
-            [LegAudio("a", (), Music.CUSTOMER_HOLD)],
-            NodeSettings(customer_hold_music=f"{http.url}/tone600.wav"),
-        )
-        assert await loaded(engine)
-        mark = await settle(0.2)
-        await asyncio.sleep(0.5)
-        assert dominant_freq(a.pcm_since(mark)) == pytest.approx(600, abs=4)
-        # Another URL, the same bytes; and a redirect to the first URL's content.
-        engine.set_routes(
-            "c2", [LegAudio("b", (), Music.WAIT)], NodeSettings(wait_music=f"{http.url}/copy600.wav")
-        )
-        assert await loaded(engine)
-        mark = await settle(0.2)
-        await asyncio.sleep(0.5)
-        assert dominant_freq(b.pcm_since(mark)) == pytest.approx(600, abs=4)
-        engine.set_routes(
-            "c2", [LegAudio("b", (), Music.WAIT)], NodeSettings(wait_music=f"{http.url}/to-tone600")
-        )
-        assert await loaded(engine)
+        assert await wait_music_heard(engine, a, "a", f"{http.url}/tone600.wav") == pytest.approx(600, abs=4)
+        # Another URL with the same bytes, and a redirect to them: fetched, not decoded again.
+        assert await wait_music_heard(engine, b, "b", f"{http.url}/copy600.wav") == pytest.approx(600, abs=4)
+        assert await wait_music_heard(engine, b, "b", f"{http.url}/to-tone600") == pytest.approx(600, abs=4)
+        # Nobody hears the first URL any more; once needed again, its cached audio plays unfetched.
+        engine.set_routes("conf-a", [LegAudio("a", (), None)], NodeSettings())
+        assert await wait_music_heard(engine, a, "a", f"{http.url}/tone600.wav") == pytest.approx(600, abs=4)
     assert engine.stats["media_decodes"] == 1 and failures == []
-    # While its audio is cached, a URL in use again is not fetched again.
-    assert http.requests["/tone600.wav"] == 2 and http.requests["/copy600.wav"] == 1
+    assert http.requests == {"/tone600.wav": 2, "/copy600.wav": 1, "/to-tone600": 1}
 
 
 async def test_a_slow_url_never_delays_the_tick_and_falls_back_with_a_report(
     sourced: tuple[MediaEngine, list[tuple[str, str, str]], Path], http: MediaServer
 ) -> None:
     engine, failures, _ = sourced
-    async with peers(
-        (None, PCMU),
-    ) as (a,):
+    async with peers((None, PCMU)) as (a,):
         await join(engine, "a", a)
         await settle(0.2)
         before = engine.stats
@@ -127,9 +119,7 @@ async def test_a_bad_url_falls_back_to_the_default_with_a_report(
     sourced: tuple[MediaEngine, list[tuple[str, str, str]], Path], http: MediaServer, path: str, reason: str
 ) -> None:
     engine, failures, _ = sourced
-    async with peers(
-        (None, PCMU),
-    ) as (a,):
+    async with peers((None, PCMU)) as (a,):
         await join(engine, "a", a)
         engine.set_routes("c1", [LegAudio("a", (), Music.WAIT)], NodeSettings(wait_music=http.url + path))
         assert await loaded(engine)
@@ -191,34 +181,27 @@ async def test_a_leg_that_starts_hearing_a_failed_source_is_reported_too(
     assert failures == [("a", "customer_hold_music", reason), ("b", "customer_hold_music", reason)]
 
 
-async def test_a_message_from_a_url_plays_then_finishes(
-    sourced: tuple[MediaEngine, list[tuple[str, str, str]], Path], http: MediaServer
+@pytest.mark.parametrize(
+    ("path", "freq", "reason"),
+    [
+        ("/tone750.wav", 750, None),
+        ("/to-file", 1000, "/to-file: redirect to a file: URL refused"),  # 1000 Hz: the built-in beeps
+    ],
+)
+async def test_a_message_from_a_url_plays_or_plays_the_beeps_and_is_reported(
+    sourced: tuple[MediaEngine, list[tuple[str, str, str]], Path],
+    http: MediaServer,
+    path: str,
+    freq: int,
+    reason: str | None,
 ) -> None:
     engine, failures, _ = sourced
     finished = asyncio.Event()
-    async with peers(
-        (None, PCMU),
-    ) as (a,):
+    async with peers((None, PCMU)) as (a,):
         await join(engine, "a", a)
         mark = asyncio.get_running_loop().time()
-        engine.play("a", f"{http.url}/tone750.wav", finished.set)
+        engine.play("a", http.url + path, finished.set)
         await asyncio.wait_for(finished.wait(), 5)
         heard = a.pcm_since(mark)
-    assert dominant_freq(heard) == pytest.approx(750, abs=4) and failures == []
-
-
-async def test_a_message_that_cannot_be_fetched_plays_the_beeps_and_is_reported(
-    sourced: tuple[MediaEngine, list[tuple[str, str, str]], Path], http: MediaServer
-) -> None:
-    engine, failures, _ = sourced
-    finished = asyncio.Event()
-    async with peers(
-        (None, PCMU),
-    ) as (a,):
-        await join(engine, "a", a)
-        mark = asyncio.get_running_loop().time()
-        engine.play("a", f"{http.url}/to-file", finished.set)
-        await asyncio.wait_for(finished.wait(), 5)
-        heard = a.pcm_since(mark)
-    assert dominant_freq(heard) == pytest.approx(1000, abs=4)  # the built-in beeps
-    assert failures == [("a", "voicemail_message", f"{http.url}/to-file: redirect to a file: URL refused")]
+    assert dominant_freq(heard) == pytest.approx(freq, abs=4)
+    assert failures == ([] if reason is None else [("a", "voicemail_message", http.url + reason)])

@@ -74,7 +74,7 @@ def test_resampled_from_44k1_stereo_and_16khz() -> None:
 
 
 def test_8bit_pcm() -> None:
-    decoded = decode_audio(pcm_wav(np.array([128, 255, 0], dtype=np.uint8), width=1), max_seconds=1)  # type: ignore[arg-type]
+    decoded = decode_audio(pcm_wav(np.array([128, 255, 0], dtype=np.uint8), width=1), max_seconds=1)
     assert decoded.tolist() == [0, 127 * 256, -128 * 256]
 
 

@@ -35,7 +35,7 @@ def test_a_message_from_an_mp3_plays_its_tone_then_finishes(
         if library.poll() or not library.loading:
             break
         time.sleep(0.005)
-    frames = []
+    frames: list[np.ndarray] = []
     while not source.finished and len(frames) < 500:
         frames.append(source.next_frame())
     pcm = np.concatenate(frames)
