@@ -135,6 +135,11 @@ class MediaEngine:
         }
 
     @property
+    def media_limits(self) -> MediaLimits:
+        """The bounds on music and message sources (media directory, sizes, times)."""
+        return self._library.limits
+
+    @property
     def port_capacity(self) -> int:
         """How many legs the port range holds (each takes an RTP/RTCP pair)."""
         return self._pool.capacity
