@@ -70,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--database-url", default=None, help="default: SQLite in the data directory")
     serve.add_argument("--sim-answer-delay-ms", type=int, default=None)
     serve.add_argument(
+        "--media-dir", type=Path, default=None, help="music/message files (default <data-dir>/media)"
+    )
+    serve.add_argument(
         "--log-level", default=None, help="debug, info (default), warning or error; env BRIDGELINE_LOG_LEVEL"
     )
     for name, kind in EDGE_SETTINGS.items():  # HTTP edge and authentication limits (docs/security.d/http.md)
@@ -154,6 +157,7 @@ def _serve(args: argparse.Namespace) -> int:
         sip_config=args.sip_config,
         database_url=args.database_url,
         sim_answer_delay_ms=args.sim_answer_delay_ms,
+        media_dir=args.media_dir,
         log_level=args.log_level,
         **{name: getattr(args, name) for name in EDGE_SETTINGS},
     )

@@ -30,6 +30,16 @@ class Settings:
     sip_config: Path | None = None  # YAML: endpoints, trunk, inbound numbers, RTP ports
     log_format: str = "console"  # or "json"
     log_level: str = "info"  # "debug" adds every conference event (see logs.py)
+    # --- Music and message sources (issue 9, item 8; see docs/security.d/music.md) ---------------
+    media_dir: Path | None = None  # files named by music settings live here; default <data-dir>/media
+    media_max_bytes: int = 10 * 1024 * 1024  # a media file or download larger than this is refused
+    media_fetch_timeout_s: float = 10.0  # a music URL that takes longer to download is abandoned
+    media_max_seconds: float = 300.0  # decoded audio beyond this is cut off (5 min at 8 kHz: 4.8 MB)
+    media_cache_bytes: int = 64 * 1024 * 1024  # decoded samples kept, by content (sha256)
+
+    @property
+    def media_directory(self) -> Path:
+        return self.media_dir if self.media_dir is not None else self.data_dir / "media"
 
     # --- callbacks, outbox and retention (issue 9: docs/security.d/outbox.md) ---------------------
     egress_profile: str = "open"  # "hosted": callbacks may reach only public addresses (adapters/egress.py)
@@ -78,43 +88,12 @@ class Settings:
             "log_format": env.get("BRIDGELINE_LOG_FORMAT", "console"),
             "log_level": env.get("BRIDGELINE_LOG_LEVEL", "info"),
         }
-        if "BRIDGELINE_SIM_ANSWER_DELAY_MS" in env:
-            values["sim_answer_delay_ms"] = int(env["BRIDGELINE_SIM_ANSWER_DELAY_MS"])
-        if "BRIDGELINE_SIM_PLAYBACK_MS" in env:
-            values["sim_playback_ms"] = int(env["BRIDGELINE_SIM_PLAYBACK_MS"])
-        values.update(_outbox_settings_from_env(env))
-        values.update(_edge_settings_from_env(env))
+        values.update(settings_from_env(env))
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 
 
-# Callbacks, outbox and retention: environment variable -> (setting, type).
-_OUTBOX_ENV: dict[str, tuple[str, type]] = {
-    "BRIDGELINE_EGRESS_PROFILE": ("egress_profile", str),
-    "BRIDGELINE_EGRESS_ALLOW": ("egress_allow", str),
-    "BRIDGELINE_EGRESS_DENY": ("egress_deny", str),
-    "BRIDGELINE_WEBHOOK_TIMEOUT": ("webhook_timeout", float),
-    "BRIDGELINE_WEBHOOK_PER_DESTINATION": ("webhook_per_destination", int),
-    "BRIDGELINE_WEBHOOK_MAX_IN_FLIGHT": ("webhook_max_in_flight", int),
-    "BRIDGELINE_RETENTION_DAYS": ("retention_days", float),
-    "BRIDGELINE_RUN_RETENTION_DAYS": ("run_retention_days", float),
-    "BRIDGELINE_PRUNE_INTERVAL": ("prune_interval", float),
-    "BRIDGELINE_PRUNE_BATCH": ("prune_batch", int),
-}
-
-
-def _outbox_settings_from_env(env: os._Environ[str] | dict[str, str]) -> dict[str, object]:
-    values: dict[str, object] = {}
-    for name, (setting, kind) in _OUTBOX_ENV.items():
-        if name in env:
-            try:
-                values[setting] = kind(env[name])
-            except ValueError:
-                raise ValueError(f"{name}={env[name]!r} is not a valid {kind.__name__}") from None
-    return values
-
-
-# --- HTTP edge and authentication: each field above read from BRIDGELINE_<FIELD NAME IN CAPITALS> ---
+# The limits above that must be positive; each is also a `serve` flag (cli.py).
 EDGE_SETTINGS: dict[str, type[int] | type[float]] = {
     "http_max_connections": int,
     "http_max_header_bytes": int,
@@ -132,13 +111,41 @@ EDGE_SETTINGS: dict[str, type[int] | type[float]] = {
     "auth_failure_burst": int,
 }
 
+# Every setting read from the environment as BRIDGELINE_<FIELD NAME IN CAPITALS>, with its type.
+ENV_SETTINGS: dict[str, type[str] | type[int] | type[float] | type[Path]] = {
+    "sim_answer_delay_ms": int,
+    "sim_playback_ms": int,
+    "egress_profile": str,
+    "egress_allow": str,
+    "egress_deny": str,
+    "webhook_timeout": float,
+    "webhook_per_destination": int,
+    "webhook_max_in_flight": int,
+    "retention_days": float,
+    "run_retention_days": float,
+    "prune_interval": float,
+    "prune_batch": int,
+    **EDGE_SETTINGS,
+    "media_dir": Path,
+    "media_max_bytes": int,
+    "media_fetch_timeout_s": float,
+    "media_max_seconds": float,
+    "media_cache_bytes": int,
+}
 
-def _edge_settings_from_env(env: Mapping[str, str]) -> dict[str, object]:
+
+def settings_from_env(env: Mapping[str, str]) -> dict[str, object]:
+    """The settings of ENV_SETTINGS that the environment sets (an empty variable is unset)."""
     values: dict[str, object] = {}
-    for name, kind in EDGE_SETTINGS.items():
-        raw = env.get(f"BRIDGELINE_{name.upper()}")
-        if raw:
+    for name, kind in ENV_SETTINGS.items():
+        variable = f"BRIDGELINE_{name.upper()}"
+        raw = env.get(variable)
+        if not raw:
+            continue
+        try:
             values[name] = kind(raw)
+        except ValueError:
+            raise ValueError(f"{variable}={raw!r} is not a valid {kind.__name__}") from None
     return values
 
 

@@ -79,9 +79,17 @@ def make_carrier(settings: Settings, store: Store) -> Carrier:
         )
     if settings.carrier == "sip":
         from bridgeline.adapters.carrier_sip import SipCarrier
+        from bridgeline.adapters.music_fetch import MediaLimits
         from bridgeline.adapters.sip_config import load_sip_settings
 
-        return SipCarrier(load_sip_settings(settings.sip_config, listen=settings.sip_listen))
+        media = MediaLimits(
+            media_dir=settings.media_directory,
+            max_bytes=settings.media_max_bytes,
+            fetch_timeout_s=settings.media_fetch_timeout_s,
+            max_seconds=settings.media_max_seconds,
+            cache_bytes=settings.media_cache_bytes,
+        )
+        return SipCarrier(load_sip_settings(settings.sip_config, listen=settings.sip_listen), media=media)
     raise ValueError(f"unknown carrier {settings.carrier!r} (available: sim, sip)")
 
 

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from media_peer import port_range
 
 from bridgeline.adapters.media_engine import MediaEngine
+from bridgeline.adapters.music_fetch import MediaLimits
 
 
 @pytest.fixture
-async def engine() -> AsyncIterator[MediaEngine]:
+async def engine(tmp_path: Path) -> AsyncIterator[MediaEngine]:
     low, high = port_range(120)
-    eng = MediaEngine(port_min=low, port_max=high)
+    eng = MediaEngine(port_min=low, port_max=high, media=MediaLimits(media_dir=tmp_path))  # files: tmp_path
     await eng.start()
     try:
         yield eng

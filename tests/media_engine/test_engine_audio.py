@@ -183,7 +183,7 @@ async def test_play_replaces_routes_then_calls_on_finished(engine: MediaEngine, 
         engine.set_routes("c1", talk(("a", ("b",)), ("b", ("a",))), NO_SETTINGS)
         await asyncio.sleep(0.2)
         started = loop.time()
-        engine.play("a", str(message), lambda: finished.append(loop.time()))
+        engine.play("a", message.name, lambda: finished.append(loop.time()))  # the media dir is tmp_path
         await asyncio.sleep(0.5)
         during = a.pcm_since(started + 0.1)
         assert dominant_freq(during) == pytest.approx(1000, abs=4)

@@ -1,8 +1,13 @@
-"""Music spec parsing, per-kind defaults, sharing and the WAV cache (no sockets)."""
+"""The music library: per-kind defaults, sharing, loading files from the media directory in worker
+threads (the default plays meanwhile), refusing what is not a regular file inside it, the content
+cache, and messages (no sockets)."""
 
 from __future__ import annotations
 
+import os
+import time
 import wave
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,44 +20,18 @@ from bridgeline.adapters.music import (
     CHIME_SAMPLES,
     DEFAULT_SPECS,
     SILENCE,
-    BuiltinSpec,
-    FileSpec,
     LoopSource,
     MusicLibrary,
-    MusicSpecError,
-    ToneSpec,
-    parse_spec,
     spec_for,
 )
+from bridgeline.adapters.music_fetch import MediaLimits
 from bridgeline.core.model import Music
 from bridgeline.media.player import AudioSource
 from bridgeline.phlo.definition import NodeSettings
 
 
-@pytest.mark.parametrize(
-    ("text", "freqs"),
-    [("tone:440", (440.0,)), ("tone:440+480", (440.0, 480.0)), (" TONE:350+440 ", (350.0, 440.0))],
-)
-def test_tone_specs(text: str, freqs: tuple[float, ...]) -> None:
-    assert parse_spec(text) == ToneSpec(freqs)
-
-
-@pytest.mark.parametrize(
-    "text", ["", "  ", "tone:", "tone:abc", "tone:440+", "tone:10", "tone:4000", "tone:nan", "tone:1+2+3+4+5"]
-)
-def test_bad_specs(text: str) -> None:
-    with pytest.raises(MusicSpecError):
-        parse_spec(text)
-
-
-def test_paths_and_builtins() -> None:
-    assert parse_spec("/srv/hold.wav") == FileSpec(Path("/srv/hold.wav"))
-    assert parse_spec("music/hold.wav") == FileSpec(Path("music/hold.wav"))
-    assert parse_spec(SILENCE) == BuiltinSpec(SILENCE)
-
-
 def test_spec_for_uses_settings_then_defaults() -> None:
-    settings = NodeSettings(agent_hold_music="tone:300", wait_music=" ", voicemail_message="/vm.wav")
+    settings = NodeSettings(agent_hold_music="tone:300", wait_music=" ", voicemail_message="vm.wav")
     assert spec_for(Music.AGENT_HOLD, settings) == "tone:300"
     assert spec_for(Music.WAIT, settings) == DEFAULT_SPECS[Music.WAIT]  # blank: default
     assert spec_for(Music.CUSTOMER_HOLD, settings) == DEFAULT_SPECS[Music.CUSTOMER_HOLD]
@@ -86,35 +65,127 @@ def test_defaults_sound_as_documented() -> None:
     assert np.abs(chime).max() < 0.25 * 32767  # gentle
 
 
-def test_invalid_music_falls_back_to_the_kind_default(tmp_path: Path) -> None:
-    library = MusicLibrary()
-    missing = library.music(str(tmp_path / "missing.wav"), "tone:440")
-    assert dominant_freq(frames(missing.source, 25)) == pytest.approx(440, abs=4)
-    bad = tmp_path / "bad.wav"
-    bad.write_bytes(b"not a wav")
-    assert library.music(str(bad), SILENCE).frame_at(0).any() == False  # noqa: E712
+@pytest.fixture
+def media(tmp_path: Path) -> Path:
+    (tmp_path / "media").mkdir()
+    return tmp_path / "media"
 
 
-def write_wav(path: Path, samples: NDArray[np.int64]) -> None:
+@pytest.fixture
+def library(media: Path) -> Iterator[MusicLibrary]:
+    lib = MusicLibrary(MediaLimits(media_dir=media, max_bytes=200_000))
+    yield lib
+    lib.close()
+
+
+def settle(library: MusicLibrary) -> list[tuple[str, str]]:
+    """Poll until no load is under way (bounded): the failures reported meanwhile."""
+    failures = []
+    for _ in range(1000):
+        failures += library.poll()
+        if not library.loading:
+            return failures
+        time.sleep(0.005)
+    raise AssertionError("loads still running")
+
+
+def write_wav(path: Path, samples: NDArray[np.int64], rate: int = 8000) -> None:
     with wave.open(str(path), "wb") as wav:
         wav.setnchannels(1)
         wav.setsampwidth(2)
-        wav.setframerate(8000)
+        wav.setframerate(rate)
         wav.writeframes(samples.astype("<i2").tobytes())
 
 
-def test_wav_loaded_once_and_looped_or_played_once(tmp_path: Path) -> None:
-    path = tmp_path / "hold.wav"
-    write_wav(path, np.arange(400) - 200)  # 2.5 frames
-    library = MusicLibrary()
-    music = library.music(str(path), SILENCE)
+def tone_wav(path: Path, freq: float, seconds: float = 1.0, rate: int = 8000) -> None:
+    t = np.arange(int(seconds * rate)) / rate
+    write_wav(path, np.rint(6000 * np.sin(2 * np.pi * freq * t)).astype(np.int64), rate)
+
+
+def test_a_file_plays_the_default_while_it_loads_then_itself(library: MusicLibrary, media: Path) -> None:
+    tone_wav(media / "hold.wav", 600, rate=44100)  # resampled to 8 kHz by miniaudio
+    music = library.music("hold.wav", "tone:440")
+    assert dominant_freq(frames(music.source, 10)) == pytest.approx(440, abs=10)  # not loaded yet
+    assert settle(library) == []
+    assert dominant_freq(frames(music.source, 25)) == pytest.approx(600, abs=4)
+    assert library.music("hold.wav", "tone:440") is music
+
+
+def test_wav_looped_or_played_once_from_the_same_decoded_samples(library: MusicLibrary, media: Path) -> None:
+    write_wav(media / "hold.wav", np.arange(400) - 200)  # 2.5 frames
+    music = library.music("hold.wav", SILENCE)
+    settle(library)
     looped = np.concatenate([music.frame_at(t) for t in range(5)])
     assert np.array_equal(looped, np.tile(np.arange(400) - 200, 2))
-    path.unlink()  # cached: a message from the same file still plays
-    message = library.message(str(path))
+    message = library.message("hold.wav")
+    assert not message.finished and not message.next_frame().any()  # silent while it loads
+    settle(library)
     played = frames(message, 3)
     assert np.array_equal(played[:400], np.arange(400) - 200) and not played[400:].any()
+    assert library.cache.decodes == 1  # the same bytes: decoded once
     assert message.finished
+
+
+def test_equal_content_under_two_names_is_decoded_once(library: MusicLibrary, media: Path) -> None:
+    tone_wav(media / "a.wav", 500)
+    (media / "copy").mkdir()
+    (media / "copy" / "b.wav").write_bytes((media / "a.wav").read_bytes())
+    a, b = library.music("a.wav", SILENCE), library.music("copy/b.wav", SILENCE)
+    settle(library)
+    assert library.cache.decodes == 1
+    assert isinstance(a.source, object) and np.array_equal(frames(a.source, 5), frames(b.source, 5))
+
+
+def test_what_is_not_a_regular_file_inside_the_media_dir_is_never_read(
+    library: MusicLibrary, media: Path, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside.wav"
+    tone_wav(outside, 700)  # audible if it were read
+    (media / "out.wav").symlink_to(outside)
+    (media / "up").symlink_to(tmp_path)
+    (media / "zero.wav").symlink_to("/dev/zero")
+    os.mkfifo(media / "fifo.wav")  # opening it for reading would wait for a writer forever
+    (media / "dir.wav").mkdir()
+    tone_wav(media / "big.wav", 400, seconds=20)  # 320 KB > 200 KB
+    (media / "text.wav").write_text("root:x:0:0:root:/root:/bin/bash\n" * 10)
+    cases = {
+        "out.wav": "leads out of the media directory",
+        "up/outside.wav": "leads out of the media directory",
+        "zero.wav": "leads out of the media directory",
+        "fifo.wav": "not a regular file",
+        "dir.wav": "not a regular file",
+        "big.wav": "larger than 200000 bytes",
+        "text.wav": "not a WAV, MP3 or FLAC",
+        "missing.wav": "no such file",
+        "/etc/passwd": "invalid music spec",
+        "../outside.wav": "invalid music spec",
+    }
+    sources = {spec: library.music(spec, "tone:440") for spec in cases}
+    failures = dict(settle(library))
+    for spec, reason in cases.items():
+        assert reason in failures[spec], spec
+        assert library.failure(spec) == failures[spec]
+        assert dominant_freq(frames(sources[spec].source, 25)) == pytest.approx(440, abs=4)  # the default
+    assert str(tmp_path) not in " ".join(failures.values())  # reasons name no server path
+    library.prune(set())
+    assert library.failure("fifo.wav") is None  # tried again when next needed
+
+
+def test_a_link_inside_the_media_dir_is_followed(library: MusicLibrary, media: Path) -> None:
+    (media / "real").mkdir()
+    tone_wav(media / "real" / "hold.wav", 800)
+    (media / "alias.wav").symlink_to(media / "real" / "hold.wav")
+    music = library.music("alias.wav", SILENCE)
+    assert settle(library) == []
+    assert dominant_freq(frames(music.source, 25)) == pytest.approx(800, abs=4)
+
+
+def test_a_failed_message_plays_the_beeps(library: MusicLibrary) -> None:
+    message = library.message("missing.wav")
+    assert [spec for spec, _ in settle(library)] == ["missing.wav"]
+    assert np.array_equal(
+        frames(message, BEEP_SAMPLES.size // 160), BEEP_SAMPLES[: BEEP_SAMPLES.size // 160 * 160]
+    )
 
 
 def test_messages_tone_and_default_beeps() -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import structlog
 
 from bridgeline.adapters.media_engine import MediaEngine
+from bridgeline.adapters.music_fetch import MediaLimits
 from bridgeline.adapters.sip_config import SipSettings
 from bridgeline.adapters.sip_udp import SipUdpTransport
 from bridgeline.app.ports import LegRequest, SignalSink
@@ -24,6 +25,7 @@ from bridgeline.core.commands import (
     LegDtmf,
     LegFailed,
     LegHungUp,
+    LegMediaFailed,
     LegRinging,
     LegSignal,
     PlaybackFinished,
@@ -71,12 +73,14 @@ class SipLeg:
 class SipCarrier:
     name = "sip"
 
-    def __init__(self, settings: SipSettings, *, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, settings: SipSettings, *, rng: random.Random | None = None, media: MediaLimits | None = None
+    ) -> None:
         self.settings = settings
         self._rng = rng or random.Random()
         self.endpoint = SipEndpoint(settings.endpoint_config(), self._rng)
         low, high = settings.rtp.port_range
-        self.media = MediaEngine(host=settings.rtp.host, port_min=low, port_max=high)
+        self.media = MediaEngine(host=settings.rtp.host, port_min=low, port_max=high, media=media)
         self._transport: SipUdpTransport | None = None
         self._legs: dict[str, SipLeg] = {}
         self._sink: SignalSink | None = None
@@ -84,6 +88,9 @@ class SipCarrier:
         self._tasks: set[asyncio.Task[None]] = set()
         self._session = self._rng.randrange(1, 2**31)
         self.media.on_dtmf(self._on_dtmf)
+        self.media.on_media_failed(
+            lambda leg_id, setting, reason: self._report(leg_id, LegMediaFailed(leg_id, setting, reason))
+        )
 
     # ----------------------------------------------------------------- lifecycle
     def bind(self, sink: SignalSink) -> None:
@@ -236,6 +243,9 @@ class SipCarrier:
             self._connect_media(call.leg_id, params)
             self.endpoint.answer_incoming(call.leg_id, answer, self._transport.now)
         self._transport.flush()
+
+    def _on_media_failed(self, leg_id: str, setting: str, reason: str) -> None:
+        self._report(leg_id, LegMediaFailed(leg_id, setting, reason))  # the default music plays
 
     def _on_dtmf(self, leg_id: str, digit: str) -> None:
         self._report(leg_id, LegDtmf(leg_id, digit))  # the media engine already relayed it

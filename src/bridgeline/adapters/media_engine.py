@@ -26,9 +26,12 @@ from typing import Final
 import structlog
 
 from bridgeline.adapters.media_tick import ConferenceMix, TickLayout, build_layout, run_tick
-from bridgeline.adapters.music import MusicLibrary
+from bridgeline.adapters.music import SETTING_FOR, MusicLibrary, spec_for
+from bridgeline.adapters.music_fetch import MediaLimits
 from bridgeline.adapters.rtp_udp import Address, Counters, MediaPortsExhausted, PortPool, RtpLeg
 from bridgeline.core.effects import LegAudio
+from bridgeline.core.model import Music
+from bridgeline.media.player import AudioSource
 from bridgeline.phlo.definition import NodeSettings
 
 __all__ = ["MediaEngine", "MediaPortsExhausted", "UnknownLeg"]
@@ -51,7 +54,13 @@ class MediaEngine:
     """See the module docstring. Every method runs on the event loop's thread."""
 
     def __init__(
-        self, *, host: str = "127.0.0.1", port_min: int = 20000, port_max: int = 20999, ptime_ms: int = 20
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port_min: int = 20000,
+        port_max: int = 20999,
+        ptime_ms: int = 20,
+        media: MediaLimits | None = None,
     ) -> None:
         if ptime_ms != 20:
             raise ValueError("the media layer mixes 20 ms frames: ptime_ms must be 20")
@@ -59,7 +68,9 @@ class MediaEngine:
         self._period = ptime_ms / 1000
         self._pool = PortPool(host, port_min, port_max)
         self._counters = Counters()
-        self._library = MusicLibrary()
+        self._library = MusicLibrary(media)
+        self._messages: dict[str, tuple[str, AudioSource]] = {}  # leg id -> the message spec it plays
+        self._media_failed: Callable[[str, str, str], None] | None = None
         self._legs: dict[str, RtpLeg] = {}
         self._confs: dict[str, ConferenceMix] = {}
         self._member_of: dict[str, str] = {}  # leg id -> conference id
@@ -92,6 +103,7 @@ class MediaEngine:
         self._confs.clear()
         self._member_of.clear()
         self._library.prune(set())
+        self._library.close()
         if self._poller is not None:
             if self._watched is not None:
                 self._watched.remove_reader(self._poller.fileno())
@@ -117,7 +129,15 @@ class MediaEngine:
             "send_dropped": c.send_dropped,
             "open_sockets": c.open_sockets,
             "free_ports": self._pool.free,
+            "media_loading": self._library.loading,
+            "media_decodes": self._library.cache.decodes,
+            "media_cache_bytes": self._library.cache.size,
         }
+
+    @property
+    def media_limits(self) -> MediaLimits:
+        """The bounds on music and message sources (media directory, sizes, times)."""
+        return self._library.limits
 
     @property
     def port_capacity(self) -> int:
@@ -171,6 +191,7 @@ class MediaEngine:
 
     def _forget(self, leg: RtpLeg) -> None:
         self._layout = None
+        self._messages.pop(leg.leg_id, None)
         if self._legs.get(leg.leg_id) is leg:
             del self._legs[leg.leg_id]
         if not leg.closed:
@@ -200,6 +221,7 @@ class MediaEngine:
         self._layout = None
         new = {la.leg_id: la for la in legs}  # one entry per leg: the last wins
         old = self._confs.get(conference_id)
+        heard_before = _music_heard(old)
         if old is not None:
             for la in old.legs:
                 if la.leg_id not in new and self._member_of.get(la.leg_id) == conference_id:
@@ -216,6 +238,10 @@ class MediaEngine:
             for leg_id in new:
                 self._member_of[leg_id] = conference_id
             conf.configure(tuple(new.values()), settings, self._library)
+            for leg_id, (setting, spec) in _music_heard(conf).items():  # newly hearing a failed source
+                reason = self._library.failure(spec)
+                if reason is not None and heard_before.get(leg_id) != (setting, spec):
+                    self._report_media_failed(leg_id, setting, reason)
         self._library.prune({s for c in self._confs.values() for s in c.music_specs})
 
     def _leave(self, conference_id: str, leg_ids: set[str]) -> None:
@@ -236,6 +262,32 @@ class MediaEngine:
         leg = self._leg(leg_id)
         leg.message = self._library.message(media)
         leg.on_finished = on_finished
+        if media:
+            self._messages[leg_id] = (media, leg.message)
+
+    def on_media_failed(self, callback: Callable[[str, str, str], None]) -> None:
+        """Register the callback for a music or message source that could not be used and plays the
+        default instead: callback(leg_id, setting name, reason), once per leg hearing it."""
+        self._media_failed = callback
+
+    def _media_failures(self) -> None:
+        """Swap in sources that finished loading; report the failed ones to the legs that hear them."""
+        for spec, reason in self._library.poll():
+            for conf in self._confs.values():
+                for leg_id, (setting, heard) in _music_heard(conf).items():
+                    if heard == spec:
+                        self._report_media_failed(leg_id, setting, reason)
+            for leg_id, (message_spec, source) in list(self._messages.items()):
+                leg = self._legs.get(leg_id)
+                if message_spec == spec and leg is not None and leg.message is source:
+                    self._report_media_failed(leg_id, SETTING_FOR[Music.VOICEMAIL], reason)
+
+    def _report_media_failed(self, leg_id: str, setting: str, reason: str) -> None:
+        if self._media_failed is not None:
+            try:
+                self._media_failed(leg_id, setting, reason)
+            except Exception:  # a callback bug must not break the tick
+                log.exception("media.failure_callback_failed", leg_id=leg_id)
 
     def on_dtmf(self, callback: Callable[[str, str], None]) -> None:
         """Register the callback for received DTMF digits: callback(leg_id, digit)."""
@@ -293,6 +345,7 @@ class MediaEngine:
             try:
                 self._receive(loop.time())
                 self._dispatch_dtmf()  # before the mix: its callbacks may open, close or re-route legs
+                self._media_failures()  # loaded sources start playing with this tick
                 self._tick(n)
             except Exception:
                 log.exception("media.tick_failed", tick=n)
@@ -349,3 +402,14 @@ class MediaEngine:
                 callback()
             except Exception:
                 log.exception("media.on_finished_failed")
+
+
+def _music_heard(conf: ConferenceMix | None) -> dict[str, tuple[str, str]]:
+    """leg id -> (setting, spec) of the music each leg of the conference hears."""
+    if conf is None:
+        return {}
+    return {
+        la.leg_id: (SETTING_FOR[la.music], spec_for(la.music, conf.settings))
+        for la in conf.legs
+        if la.music is not None
+    }

@@ -1,9 +1,10 @@
-"""Music and message sources for the media engine: spec parsing, built-in defaults and a file cache.
+"""Music and message sources for the media engine: built-in defaults, tones, and audio from the media
+directory or http(s) URLs, loaded off the event loop.
 
-A spec is what a PHLO node setting holds: ``tone:440`` or ``tone:440+480`` (a continuous sine or sum
-of sines), a WAV file path, or an MP3 file path (decoded by an installed mpg123, ffmpeg or sox).
-Unset settings fall back to built-in defaults, chosen to be recognisable
-but unobtrusive:
+A spec is what a PHLO node setting holds (grammar: `phlo/media_spec.py`): ``tone:440`` or
+``tone:440+480`` (a continuous sine or sum of sines), a file relative to the media directory, or an
+http(s) URL. Unset settings fall back to built-in defaults, chosen to be recognisable but
+unobtrusive:
 
 * agent_hold    ``tone:440`` at a low level (agents know the sound: "you are holding a caller");
 * customer_hold a soft two-note chime (523 Hz then 659 Hz, 300 ms each, every 2 s), friendlier than a
@@ -11,6 +12,11 @@ but unobtrusive:
 * wait          ``tone:350+440`` (the North American dial tone pair) at a low level;
 * voicemail     nothing: the message itself is delivered by `MediaEngine.play`, so a leg routed to
   voicemail music hears silence until (and unless) a message plays.
+
+Files and URLs are read, fetched and decoded by worker threads (`music_fetch.py`,
+`music_decode.py`): the 20 ms tick never waits for them. Until a source is ready its listeners hear
+the kind's default; the engine calls `poll()` once per tick to swap ready sources in, and learns
+which failed (they keep the default, and the engine reports them to the conferences).
 
 Music is looped and shared: one source per spec for the whole engine, advanced once per tick
 (`SharedSource`), so every held leg hears the same point of the same stream. Messages (`play`) are
@@ -20,17 +26,17 @@ played once, each from its own start, from the same cached decoded samples.
 from __future__ import annotations
 
 import math
-import shutil
-import subprocess
-from collections import OrderedDict
-from dataclasses import dataclass
-from pathlib import Path
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Final
 
 import numpy as np
 import structlog
 from numpy.typing import NDArray
 
+from bridgeline.adapters.music_decode import DecodedCache, Samples
+from bridgeline.adapters.music_fetch import MediaLimits, MediaUnavailable, fetch_url, read_media_file
 from bridgeline.core.model import Music
 from bridgeline.media.player import (
     FRAME_SAMPLES,
@@ -39,18 +45,23 @@ from bridgeline.media.player import (
     SharedSource,
     SilenceSource,
     ToneSource,
-    WavFormatError,
-    WavPlayer,
 )
 from bridgeline.phlo.definition import NodeSettings
+from bridgeline.phlo.media_spec import (
+    FileSpec,
+    MediaSpec,
+    MediaSpecError,
+    ToneSpec,
+    UrlSpec,
+    parse_media_spec,
+)
 
 log = structlog.get_logger(__name__)
 
-TONE_PREFIX: Final = "tone:"
 MUSIC_LEVEL: Final = 0.12  # peak as a fraction of full scale: about -18 dBFS, below speech level
 MESSAGE_TONE_S: Final = 2.0  # a tone spec played as a message lasts this long
-_MAX_TONES: Final = 4
-_CACHE_FILES: Final = 32  # decoded WAV files kept; hold music and messages are few and short
+LOAD_WORKERS: Final = 2  # threads that fetch and decode; a slow URL occupies one for its time limit
+_URLS_REMEMBERED: Final = 256  # url -> content digest, so a URL in use again is not fetched again
 
 # Built-in pattern names (not valid specs in settings, so a node cannot collide with them).
 CUSTOMER_HOLD_CHIME: Final = "builtin:chime"
@@ -63,97 +74,37 @@ DEFAULT_SPECS: Final[dict[Music, str]] = {
     Music.WAIT: "tone:350+440",
     Music.VOICEMAIL: SILENCE,
 }
-_SETTING_FOR: Final[dict[Music, str]] = {
+SETTING_FOR: Final[dict[Music, str]] = {
     Music.AGENT_HOLD: "agent_hold_music",
     Music.CUSTOMER_HOLD: "customer_hold_music",
     Music.WAIT: "wait_music",
     Music.VOICEMAIL: "voicemail_message",
 }
 
-
-class Mp3Unavailable(RuntimeError):
-    """No MP3 decoder is installed, or it could not decode the file."""
-
-
-# Each command writes the file as raw signed 16-bit mono 8 kHz samples to stdout.
-MP3_DECODERS: Final = (
-    ("mpg123", ["-q", "-s", "-m", "-r", "8000", "-e", "s16", "{path}"]),
-    ("ffmpeg", ["-v", "error", "-i", "{path}", "-f", "s16le", "-ac", "1", "-ar", "8000", "-"]),
-    ("sox", ["{path}", "-t", "raw", "-e", "signed", "-b", "16", "-c", "1", "-r", "8000", "-"]),
-)
-
-
-def decode_mp3(path: Path, decoders: tuple[tuple[str, list[str]], ...] = MP3_DECODERS) -> NDArray[np.int16]:
-    """Decode an MP3 with the first installed decoder (mpg123, ffmpeg, or sox with its MP3 plugin).
-
-    Python has no MP3 decoder of its own; rather than add a native dependency for hold music,
-    an installed tool is used when there is one, and the music falls back to the default if not."""
-    errors = []
-    for name, args in decoders:
-        binary = shutil.which(name)
-        if binary is None:
-            continue
-        command = [binary, *(a.replace("{path}", str(path)) for a in args)]
-        result = subprocess.run(command, capture_output=True, timeout=30, check=False)
-        if result.returncode == 0 and len(result.stdout) >= 2:
-            return np.frombuffer(result.stdout[: len(result.stdout) // 2 * 2], dtype="<i2").astype(np.int16)
-        errors.append(f"{name}: {result.stderr.decode(errors='replace').strip()[:200] or result.returncode}")
-    if not errors:
-        raise Mp3Unavailable("no MP3 decoder installed (mpg123, ffmpeg or sox with libsox-fmt-mp3)")
-    raise Mp3Unavailable("; ".join(errors))
-
-
-class MusicSpecError(ValueError):
-    """A music/message setting that is neither a valid tone spec nor a usable WAV file."""
-
-
-@dataclass(frozen=True, slots=True)
-class ToneSpec:
-    freqs: tuple[float, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class FileSpec:
-    path: Path
-
-
-@dataclass(frozen=True, slots=True)
-class BuiltinSpec:
-    name: str
-
-
-Spec = ToneSpec | FileSpec | BuiltinSpec
-
-
-def parse_spec(text: str) -> Spec:
-    """Parse a setting value; MusicSpecError for malformed tone specs or an empty string.
-
-    A file path is not checked here (that happens when it is loaded)."""
-    text = text.strip()
-    if not text:
-        raise MusicSpecError("empty music spec")
-    if text in (CUSTOMER_HOLD_CHIME, BEEPS, SILENCE):
-        return BuiltinSpec(text)
-    if text.lower().startswith(TONE_PREFIX):
-        parts = text[len(TONE_PREFIX) :].split("+")
-        try:
-            freqs = tuple(float(p) for p in parts)
-        except ValueError:
-            raise MusicSpecError(f"bad tone spec {text!r}: frequencies must be numbers") from None
-        if not 1 <= len(freqs) <= _MAX_TONES:
-            raise MusicSpecError(f"bad tone spec {text!r}: 1 to {_MAX_TONES} frequencies")
-        if not all(20 <= f < SAMPLE_RATE / 2 for f in freqs):  # also rejects nan and inf
-            raise MusicSpecError(f"bad tone spec {text!r}: frequencies must be in 20..3999 Hz")
-        return ToneSpec(freqs)
-    return FileSpec(Path(text).expanduser())
+# Called on the event loop's thread once a load ends: (samples, "") or (None, why it failed).
+_Apply = Callable[[Samples | None, str], None]
 
 
 def spec_for(kind: Music, settings: NodeSettings) -> str:
     """The spec string a music kind plays under these settings (the node's own, else the default)."""
-    value: str | None = getattr(settings, _SETTING_FOR[kind])
+    value: str | None = getattr(settings, SETTING_FOR[kind])
     if kind is Music.VOICEMAIL:
         return SILENCE  # the voicemail message is played by MediaEngine.play, not looped as music
     return value.strip() if value and value.strip() else DEFAULT_SPECS[kind]
+
+
+class SwitchSource:
+    """A source whose audio is replaced in place: listeners keep the object while it loads."""
+
+    def __init__(self, current: AudioSource) -> None:
+        self.current = current
+
+    @property
+    def finished(self) -> bool:
+        return self.current.finished
+
+    def next_frame(self) -> NDArray[np.int16]:
+        return self.current.next_frame()
 
 
 class LoopSource:
@@ -207,69 +158,164 @@ BEEP_SAMPLES: Final = _render([(1000, 0.2), (0, 0.15), (1000, 0.2), (0, 0.15), (
 
 
 class MusicLibrary:
-    """Resolves specs to sources. Music sources are shared per spec; decoded files are cached (LRU).
+    """Resolves specs to sources. Music sources are shared per spec; decoded audio is cached by content.
 
-    Resolving never raises: a broken spec or unreadable file is logged and replaced by `fallback`,
-    so a typo in a PHLO setting degrades to the default sound instead of failing a call.
+    Resolving never raises and never blocks: a spec that cannot be used plays the fallback, and
+    `poll()` reports it, so a bad setting degrades to the default sound instead of failing a call.
+    Every method runs on the event loop's thread except the workers' `_load`.
     """
 
-    def __init__(self) -> None:
-        self._files: OrderedDict[Path, NDArray[np.int16]] = OrderedDict()
+    def __init__(self, limits: MediaLimits | None = None) -> None:
+        self.limits = limits or MediaLimits()
+        self.cache = DecodedCache(self.limits.cache_bytes)
         self._music: dict[str, SharedSource] = {}
+        self._failed: dict[str, str] = {}  # music spec in use -> why it plays its fallback
+        self._url_digests: OrderedDict[str, str] = OrderedDict()
+        self._waiting: dict[str, list[_Apply]] = {}  # spec being loaded -> what to do when it ends
+        self._done: deque[tuple[str, str, Samples | None, str]] = deque()  # spec, digest, samples, error
+        self._executor: ThreadPoolExecutor | None = None
+
+    @property
+    def loading(self) -> int:
+        """Specs being read, fetched or decoded now."""
+        return len(self._waiting)
+
+    def close(self) -> None:
+        """Stop the workers; loads under way are abandoned (a fetch ends within its time limit)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+        self._waiting.clear()
+        self._done.clear()
 
     def music(self, spec: str, fallback: str) -> SharedSource:
         """The engine-wide looping source for `spec` (advance it with `frame_at(tick)`)."""
         shared = self._music.get(spec)
-        if shared is None:
-            source = self._source(spec, loop=True)
-            if source is None:
-                return self.music(fallback, SILENCE) if spec != fallback else SharedSource(SilenceSource())
-            shared = self._music[spec] = SharedSource(source)
+        if shared is not None:
+            return shared
+        default = _parsed(fallback)
+        if isinstance(default, ToneSpec):
+            switch = SwitchSource(_tone(default, loop=True))
+        else:
+            switch = SwitchSource(self._builtin(fallback, loop=True) or SilenceSource())
+        shared = self._music[spec] = SharedSource(switch)
+
+        def apply(samples: Samples | None, error: str) -> None:
+            if self._music.get(spec) is not shared:
+                return  # pruned while loading
+            if samples is None:
+                self._failed[spec] = error
+            else:
+                switch.current = LoopSource(samples, loop=True)
+
+        ready = self._resolve(spec, loop=True, apply=apply)
+        if ready is not None:
+            switch.current = ready
         return shared
 
+    def failure(self, spec: str) -> str | None:
+        """Why the music source for `spec` plays its fallback, or None."""
+        return self._failed.get(spec)
+
     def prune(self, in_use: set[str]) -> None:
-        """Forget music sources nobody listens to (decoded files stay in the LRU cache)."""
+        """Forget music sources nobody listens to (decoded audio stays in the cache): a failed one is
+        tried again the next time somebody needs it."""
         for spec in [s for s in self._music if s not in in_use]:
             del self._music[spec]
+            self._failed.pop(spec, None)
 
     def message(self, spec: str | None) -> AudioSource:
-        """A fresh play-once source for a message; None (or an unusable spec) -> the built-in beeps."""
-        source = self._source(spec, loop=False) if spec else None
-        return source if source is not None else LoopSource(BEEP_SAMPLES, loop=False)
+        """A fresh play-once source for a message: silent while it loads; None, or an unusable spec,
+        plays the built-in beeps."""
+        if not spec:
+            return LoopSource(BEEP_SAMPLES, loop=False)
+        switch = SwitchSource(SilenceSource())
 
-    def _source(self, spec: str, *, loop: bool) -> AudioSource | None:
+        def apply(samples: Samples | None, error: str) -> None:
+            switch.current = LoopSource(BEEP_SAMPLES if samples is None else samples, loop=False)
+
+        ready = self._resolve(spec, loop=False, apply=apply)
+        if ready is not None:
+            switch.current = ready
+        return switch
+
+    def poll(self) -> list[tuple[str, str]]:
+        """Apply the loads that ended since the last call; (spec, reason) for each that failed."""
+        failed = []
+        while self._done:
+            spec, digest, samples, error = self._done.popleft()
+            if digest and spec in self._waiting and isinstance(_parsed(spec), UrlSpec):
+                self._url_digests[spec] = digest
+                if len(self._url_digests) > _URLS_REMEMBERED:
+                    self._url_digests.popitem(last=False)
+            if samples is None:
+                log.warning("media.source_failed", spec=spec, error=error)
+                failed.append((spec, error))
+            for apply in self._waiting.pop(spec, []):
+                apply(samples, error)
+        return failed
+
+    # ------------------------------------------------------------------ loading
+    def _resolve(self, spec: str, *, loop: bool, apply: _Apply) -> AudioSource | None:
+        """The source now when it needs no I/O (tones, built-ins, a URL whose audio is cached);
+        otherwise None, and `apply` runs from a later `poll()`."""
+        builtin = self._builtin(spec, loop=loop)
+        if builtin is not None:
+            return builtin
         try:
-            parsed = parse_spec(spec)
-        except MusicSpecError as exc:
-            log.warning("media.music_spec_invalid", spec=spec, error=str(exc))
+            parsed = parse_media_spec(spec)
+        except MediaSpecError as exc:  # e.g. a PHLO stored before specs were checked
+            self._waiting.setdefault(spec, []).append(apply)
+            self._done.append((spec, "", None, f"invalid music spec: {exc}"))
             return None
         if isinstance(parsed, ToneSpec):
-            tone = ToneSource(parsed.freqs, amplitude=MUSIC_LEVEL)
-            if loop:
-                return tone
-            n = int(MESSAGE_TONE_S * SAMPLE_RATE) // FRAME_SAMPLES
-            return LoopSource(np.concatenate([tone.next_frame() for _ in range(n)]), loop=False)
-        if isinstance(parsed, BuiltinSpec):
-            if parsed.name == SILENCE:
-                return SilenceSource()
-            pattern = CHIME_SAMPLES if parsed.name == CUSTOMER_HOLD_CHIME else BEEP_SAMPLES
-            return LoopSource(pattern, loop=loop)
-        samples = self._load(parsed.path)
-        return None if samples is None else LoopSource(samples, loop=loop)
-
-    def _load(self, path: Path) -> NDArray[np.int16] | None:
-        samples = self._files.get(path)
+            return _tone(parsed, loop=loop)
+        digest = self._url_digests.get(spec)
+        samples = self.cache.get(digest) if digest else None
         if samples is not None:
-            self._files.move_to_end(path)
-            return samples
+            return LoopSource(samples, loop=loop)
+        waiters = self._waiting.setdefault(spec, [])
+        waiters.append(apply)
+        if len(waiters) == 1:  # the first to ask starts the load; later ones wait for the same one
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(LOAD_WORKERS, thread_name_prefix="media-load")
+            self._executor.submit(self._load, spec, parsed)
+        return None
+
+    def _load(self, spec: str, parsed: FileSpec | UrlSpec) -> None:
+        """In a worker thread: read or fetch, decode (or find the content's audio in the cache)."""
+        limits = self.limits
         try:
-            # Synchronous read: files are small and loaded once; later uses hit the cache.
-            is_mp3 = path.suffix.lower() == ".mp3"
-            samples = decode_mp3(path) if is_mp3 else WavPlayer(path).samples  # shared, read-only
-        except (OSError, WavFormatError, Mp3Unavailable) as exc:
-            log.warning("media.music_file_unusable", path=str(path), error=str(exc))
-            return None
-        self._files[path] = samples
-        if len(self._files) > _CACHE_FILES:
-            self._files.popitem(last=False)
-        return samples
+            if isinstance(parsed, UrlSpec):
+                data = fetch_url(parsed.url, limits.max_bytes, limits.fetch_timeout_s)
+            else:
+                data = read_media_file(limits.media_dir, parsed.path, limits.max_bytes)
+            digest, samples = self.cache.decode(data, limits.max_seconds)
+        except MediaUnavailable as exc:
+            self._done.append((spec, "", None, str(exc)))
+        except Exception as exc:  # a decoder or client bug must not leave the spec loading forever
+            log.exception("media.load_failed", spec=spec)
+            self._done.append((spec, "", None, f"internal error: {type(exc).__name__}"))
+        else:
+            self._done.append((spec, digest, samples, ""))
+
+    @staticmethod
+    def _builtin(spec: str, *, loop: bool) -> AudioSource | None:
+        if spec in (CUSTOMER_HOLD_CHIME, BEEPS):
+            return LoopSource(CHIME_SAMPLES if spec == CUSTOMER_HOLD_CHIME else BEEP_SAMPLES, loop=loop)
+        return SilenceSource() if spec == SILENCE else None
+
+
+def _parsed(spec: str) -> MediaSpec | None:
+    try:
+        return parse_media_spec(spec)
+    except MediaSpecError:
+        return None
+
+
+def _tone(spec: ToneSpec, *, loop: bool) -> AudioSource:
+    tone = ToneSource(spec.freqs, amplitude=MUSIC_LEVEL)
+    if loop:
+        return tone
+    n = int(MESSAGE_TONE_S * SAMPLE_RATE) // FRAME_SAMPLES
+    return LoopSource(np.concatenate([tone.next_frame() for _ in range(n)]), loop=False)

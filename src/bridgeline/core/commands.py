@@ -106,5 +106,15 @@ class LegDtmf:
     digit: str
 
 
-LegSignal = LegRinging | LegAnswered | LegFailed | LegHungUp | PlaybackFinished | LegDtmf
+@dataclass(frozen=True, slots=True)
+class LegMediaFailed:
+    """A music or message source this leg should hear could not be used (unreadable, too big, too
+    slow, not audio): the carrier plays the default instead; the conference only publishes it."""
+
+    leg_id: str
+    setting: str  # agent_hold_music, customer_hold_music, wait_music or voicemail_message
+    reason: str
+
+
+LegSignal = LegRinging | LegAnswered | LegFailed | LegHungUp | PlaybackFinished | LegDtmf | LegMediaFailed
 Command = MpcAction | MemberAction | LegSignal

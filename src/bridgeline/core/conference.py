@@ -33,7 +33,9 @@ from bridgeline.core.commands import (
     LegDtmf,
     LegFailed,
     LegHungUp,
+    LegMediaFailed,
     LegRinging,
+    LegSignal,
     PlaybackFinished,
     ResumeCall,
     Unhold,
@@ -191,9 +193,7 @@ class Conference:
         if handler is None:
             raise TypeError(f"not a conference command: {command!r}")
         if not self.live:
-            if isinstance(
-                command, LegRinging | LegAnswered | LegFailed | LegHungUp | PlaybackFinished | LegDtmf
-            ):
+            if isinstance(command, LegSignal):
                 return []
             raise ActionRefused("the conference has ended")
         handler(self, command, now)
@@ -291,6 +291,13 @@ class Conference:
         if member is None or not member.answered:
             return
         self.emit(now, EventType.MEMBER_DTMF, {**self.member_data(member), "digit": signal.digit})
+
+    def _leg_media_failed(self, signal: LegMediaFailed, now: float) -> None:
+        member = self.member_by_leg(signal.leg_id)
+        if member is None or not member.live:
+            return
+        data = {**self.member_data(member), "setting": signal.setting, "reason": signal.reason}
+        self.emit(now, EventType.MEDIA_FALLBACK, data)
 
     def _playback_finished(self, signal: PlaybackFinished, now: float) -> None:
         member = self.member_by_leg(signal.leg_id)
@@ -455,4 +462,5 @@ _HANDLERS: dict[type, Callable[[Conference, Any, float], None]] = {
     LegHungUp: Conference._leg_hung_up,
     PlaybackFinished: Conference._playback_finished,
     LegDtmf: Conference._leg_dtmf,
+    LegMediaFailed: Conference._leg_media_failed,
 }

@@ -105,6 +105,7 @@ class EventType(StrEnum):
     MEMBER_LEFT = "member_left"
     VOICEMAIL_STARTED = "voicemail_started"
     MEMBER_DTMF = "member_dtmf"
+    MEDIA_FALLBACK = "media_fallback"  # a music/message setting could not be played: the default plays
     TRANSFER_STARTED = "transfer_started"
     TRANSFER_ANSWERED = "transfer_answered"
     TRANSFER_COMPLETED = "transfer_completed"

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from bridgeline.core.identifiers import check_id
 from bridgeline.core.model import Role
+from bridgeline.phlo.media_spec import MEDIA_SETTINGS, check_filled_media, check_media_setting
 from bridgeline.phlo.template import fill
 
 CALLBACK_SCHEMES = ("http", "https")
@@ -100,6 +101,7 @@ class MpcNode(_Strict):
             if scheme not in CALLBACK_SCHEMES:
                 raise ValueError(f"callback_url must be an http or https URL, not {value[:100]!r}")
         return value
+    _check_media = field_validator(*MEDIA_SETTINGS)(check_media_setting)  # tones, media files, http(s)
 
 
 class Dial(_Strict):
@@ -185,6 +187,8 @@ def resolve_settings(node: MpcNode, payload: dict[str, Any]) -> NodeSettings:
             check_callback_url(values["callback_url"])
         except ValueError as exc:
             raise SettingError(str(exc)) from None
+    for key in MEDIA_SETTINGS:  # a payload must not turn a setting into a path the server would read
+        check_filled_media(key, values.get(key))
     return NodeSettings(**values)
 
 
