@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from bridgeline.adapters.media_engine import MediaEngine
+from bridgeline.adapters.media_engine import LatchPolicy, MediaEngine
 from bridgeline.adapters.sip_config import SipSettings
 from bridgeline.adapters.sip_udp import SipUdpTransport
 from bridgeline.app.ports import LegRequest, SignalSink
@@ -76,7 +76,14 @@ class SipCarrier:
         self._rng = rng or random.Random()
         self.endpoint = SipEndpoint(settings.endpoint_config(), self._rng)
         low, high = settings.rtp.port_range
-        self.media = MediaEngine(host=settings.rtp.host, port_min=low, port_max=high)
+        rtp = settings.rtp
+        latch = LatchPolicy(
+            learning_window_s=rtp.learning_window_ms / 1000,
+            relatch_silence_s=rtp.relatch_silence_ms / 1000,
+            relatch_packets=rtp.relatch_packets,
+            refused_log_interval_s=rtp.refused_log_interval_s,
+        )
+        self.media = MediaEngine(host=rtp.host, port_min=low, port_max=high, latch=latch)
         self._transport: SipUdpTransport | None = None
         self._legs: dict[str, SipLeg] = {}
         self._sink: SignalSink | None = None
