@@ -70,7 +70,7 @@ class MediaEngine:
         if ptime_ms != 20:
             raise ValueError("the media layer mixes 20 ms frames: ptime_ms must be 20")
         self.host = host
-        self._latch = latch
+        self.latch = latch
         self._period = ptime_ms / 1000
         self._pool = PortPool(host, port_min, port_max)
         self._counters = Counters()
@@ -156,7 +156,7 @@ class MediaEngine:
         if self._poller is None:
             self._poller = select.epoll()
             self._watch_poller()
-        leg = RtpLeg(leg_id, port, rtp_sock, rtcp_sock, self._counters, self._dtmf_received, self._latch)
+        leg = RtpLeg(leg_id, port, rtp_sock, rtcp_sock, self._counters, self._dtmf_received, self.latch)
         for sock, handler in ((rtp_sock, leg.rtp_received), (rtcp_sock, leg.rtcp_received)):
             self._poller.register(sock.fileno(), select.EPOLLIN)
             self._readers[sock.fileno()] = (sock.recvfrom, handler)

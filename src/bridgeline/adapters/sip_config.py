@@ -52,6 +52,8 @@ class RtpSettings(_Strict):
     relatch_silence_ms: int = Field(default=1000, ge=20, le=60_000)  # NAT rebinding: old source quiet
     relatch_packets: int = Field(default=10, ge=1, le=1000)  # NAT rebinding: packets from the new one
     refused_log_interval_s: float = Field(default=10.0, ge=0.1, le=3600)  # one refusal log line per
+    # --- issue 9: a full port range is an overload: inbound INVITEs get 503 with this Retry-After
+    overload_retry_after_s: int = Field(default=5, ge=1, le=3600)
 
     @property
     def port_range(self) -> tuple[int, int]:

@@ -13,6 +13,7 @@ dropped, and counted in `stats`.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from random import Random
 
 from .call_leg import LegState
@@ -175,12 +176,15 @@ class SipEndpoint:
         self._pump(now)
         return done
 
-    def reject_incoming(self, leg_id: str, status: int, now: float) -> bool:
-        """Refuse an inbound call with a 3xx-6xx status; LegEnded(leg_id, "local") follows."""
+    def reject_incoming(
+        self, leg_id: str, status: int, now: float, headers: Iterable[tuple[str, str]] = ()
+    ) -> bool:
+        """Refuse an inbound call with a 3xx-6xx status (and extra headers, e.g. Retry-After);
+        LegEnded(leg_id, "local") follows."""
         if not 300 <= status <= 699:
             raise ValueError(f"cannot reject with {status}")
         leg = self._core.legs.get(leg_id)
-        done = leg is not None and not leg.outbound and self._inbound.reject(leg, status, now)
+        done = leg is not None and not leg.outbound and self._inbound.reject(leg, status, now, headers)
         self._pump(now)
         return done
 

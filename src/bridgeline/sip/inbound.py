@@ -5,6 +5,8 @@ REGISTER with digest authentication.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from .call_leg import CallLeg, LegState, local_codecs
 from .dialog import Dialog, DialogError, DialogId
 from .endpoint_core import ACCEPT, ALLOW, EndpointCore
@@ -125,10 +127,10 @@ class Inbound:
         leg.deadline = None
         return True
 
-    def reject(self, leg: CallLeg, status: int, now: float) -> bool:
+    def reject(self, leg: CallLeg, status: int, now: float, headers: Iterable[tuple[str, str]] = ()) -> bool:
         if leg.state is not LegState.INCOMING:
             return False
-        self.core.respond(leg.invite, status, now, to_tag=leg.local_tag)
+        self.core.respond(leg.invite, status, now, to_tag=leg.local_tag, headers=headers)
         self.core.finish(leg, LegEnded(leg.leg_id, EndReason.LOCAL))
         return True
 
