@@ -233,7 +233,7 @@ class SipEndpoint:
                 if answer is not None:
                     core.stats["malformed_answered"] += 1
                     core.stats["responses_sent"] += 1
-                    core.stats["responses_sent.400"] += 1
+                    core.stats[f"responses_sent.{answer[0].status}"] += 1
                     core.tl.send_stateless(*answer)
 
     def _on_request(self, event: RequestReceived, now: float) -> None:
@@ -260,7 +260,7 @@ class SipEndpoint:
             elif method in _KNOWN_METHODS:
                 core.respond(request, 405, now, headers=[("Allow", ALLOW)])
             else:
-                core.respond(request, 501, now)
+                core.respond(request, 501, now, headers=[("Allow", ALLOW)])
         except ValueError as exc:  # SipParseError, DialogError, SdpParseError...: a bad request
             core.stats["bad_requests"] += 1
             self.last_error = repr(exc)
