@@ -8,6 +8,7 @@ import socket
 from collections.abc import AsyncIterator
 
 import pytest
+import structlog
 from media_peer import RtpPeer, dominant_freq, join, level_at, peers, port_range, settle, until
 
 from bridgeline.adapters.media_engine import LatchPolicy, MediaEngine
@@ -166,3 +167,29 @@ def test_learning_window_closes() -> None:
         assert leg.dest is None
         leg.update(("127.0.0.1", 40004), None, now=301.0)
         assert leg.dest == nat
+
+
+def test_refusals_are_logged_once_per_interval_for_the_whole_engine() -> None:
+    """A spray over many legs yields one log line per interval, carrying the count, not one a packet."""
+    policy = LatchPolicy(learning_window_s=0.0, refused_log_interval_s=10.0)
+    counters = Counters()
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(6)]
+    try:
+        legs = [
+            RtpLeg(f"leg{i}", 0, socks[2 * i], socks[2 * i + 1], counters, lambda leg, digit: None, policy)
+            for i in range(3)
+        ]
+        for leg in legs:
+            leg.connect(("127.0.0.1", 40000), PCMU, 101, True, 20, now=0.0)
+        packet = RtpPeer(440).next_audio_packet().serialize()
+        foreign = ("127.0.0.1", 50000)
+        with structlog.testing.capture_logs() as logs:
+            for n in range(3000):  # 30 s of a spray at 100 packets per second over three legs
+                legs[n % 3].rtp_received(packet, foreign, now=1.0 + n / 100)
+        refused = [entry for entry in logs if entry["event"] == "rtp_foreign_source_refused"]
+        assert counters.rtp_refused_foreign_source == 3000
+        assert len(refused) == 3  # at 1 s, 11 s and 21 s
+        assert [entry["refused_since_last_log"] for entry in refused] == [1, 1000, 1000]
+    finally:
+        for sock in socks:
+            sock.close()
