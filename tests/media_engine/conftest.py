@@ -7,13 +7,12 @@ from collections.abc import AsyncIterator
 import pytest
 from media_peer import port_range
 
-from bridgeline.adapters.media_engine import MediaEngine
+from bridgeline.adapters.media_engine import LatchPolicy, MediaEngine
 
 
-@pytest.fixture
-async def engine() -> AsyncIterator[MediaEngine]:
+async def running_engine(latch: LatchPolicy) -> AsyncIterator[MediaEngine]:
     low, high = port_range(120)
-    eng = MediaEngine(port_min=low, port_max=high)
+    eng = MediaEngine(port_min=low, port_max=high, latch=latch)
     await eng.start()
     try:
         yield eng
@@ -21,3 +20,16 @@ async def engine() -> AsyncIterator[MediaEngine]:
         await eng.stop()
         assert eng.stats["open_sockets"] == 0
         assert eng.stats["free_ports"] == eng.port_capacity
+
+
+@pytest.fixture
+async def engine() -> AsyncIterator[MediaEngine]:
+    async for eng in running_engine(LatchPolicy()):
+        yield eng
+
+
+@pytest.fixture
+async def quick_engine() -> AsyncIterator[MediaEngine]:
+    """An engine whose NAT-rebinding rule acts within a test's patience."""
+    async for eng in running_engine(LatchPolicy(relatch_silence_s=0.2, relatch_packets=5)):
+        yield eng

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
 
 import pytest
 import structlog
-from media_peer import RtpPeer, dominant_freq, join, level_at, peers, port_range, settle, until
+from media_peer import RtpPeer, dominant_freq, join, level_at, peers, settle, until
 
 from bridgeline.adapters.media_engine import LatchPolicy, MediaEngine
 from bridgeline.adapters.rtp_udp import Counters, RtpLeg
@@ -21,21 +20,6 @@ from bridgeline.phlo.definition import NodeSettings
 PCMU = g711.PCMU
 RTCP_RR = bytes([0x81, 201, 0x00, 0x01]) + (0x1234).to_bytes(4, "big")
 TWO_WAY = [LegAudio("a", ("b",), None), LegAudio("b", ("a",), None)]
-
-
-@pytest.fixture
-async def quick_engine() -> AsyncIterator[MediaEngine]:
-    """An engine whose NAT-rebinding rule acts within a test's patience."""
-    low, high = port_range(40)
-    eng = MediaEngine(
-        port_min=low, port_max=high, latch=LatchPolicy(relatch_silence_s=0.2, relatch_packets=5)
-    )
-    await eng.start()
-    try:
-        yield eng
-    finally:
-        await eng.stop()
-        assert eng.stats["open_sockets"] == 0
 
 
 async def _spray(attacker: RtpPeer, port: int, seconds: float) -> None:

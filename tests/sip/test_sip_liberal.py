@@ -105,13 +105,18 @@ def _tagless(trunk: Phone) -> Request:
     return invite
 
 
-def test_an_invite_without_from_tag_is_answered_and_its_bye_ends_the_call() -> None:
+def _answered_tagless() -> tuple[Net, EpNode, Phone, IncomingCall]:
     net, node, trunk = _trunk()
     _tagless(trunk)
     net.flush()
     incoming = node.last()
     assert isinstance(incoming, IncomingCall)
     _answer(net, node, incoming)
+    return net, node, trunk, incoming
+
+
+def test_an_invite_without_from_tag_is_answered_and_its_bye_ends_the_call() -> None:
+    net, node, trunk, incoming = _answered_tagless()
     assert statuses(trunk.finals) == [200] and trunk.dialog is not None
     trunk.in_dialog("BYE")  # From without a tag, To with ours: the dialog is found
     net.flush()
@@ -120,12 +125,7 @@ def test_an_invite_without_from_tag_is_answered_and_its_bye_ends_the_call() -> N
 
 
 def test_our_bye_to_a_tagless_caller_has_no_to_tag() -> None:
-    net, node, trunk = _trunk()
-    _tagless(trunk)
-    net.flush()
-    incoming = node.last()
-    assert isinstance(incoming, IncomingCall)
-    _answer(net, node, incoming)
+    net, node, trunk, incoming = _answered_tagless()
     node.ep.hangup(incoming.leg_id, net.now)
     net.flush()
     bye = trunk.requests[-1]

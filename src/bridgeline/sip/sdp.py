@@ -341,12 +341,8 @@ def parse_sdp(data: bytes | str) -> SessionDescription:
         if kind == "m":
             media = _parse_media(value)
             session.media.append(media)
-        elif kind == "c":
-            session.connection = _parse_connection(value)
-        elif kind == "a":
-            session.attributes.append(_parse_attribute(value))
-        elif kind == "b":
-            session.bandwidths.append(value)
+        elif _common_line(session, kind, value):
+            pass
         elif kind == "s":
             session.session_name = value
         elif kind == "t":
@@ -372,14 +368,21 @@ def _split_line(line: str) -> tuple[str, str]:
 def _media_line(media: Media, line: str) -> None:
     """A line under an m= line."""
     kind, value = _split_line(line)
-    if kind == "c":
-        media.connection = _parse_connection(value)
-    elif kind == "a":
-        media.attributes.append(_parse_attribute(value))
-    elif kind == "b":
-        media.bandwidths.append(value)
-    else:
+    if not _common_line(media, kind, value):
         media.extra.append((kind, value))
+
+
+def _common_line(section: SessionDescription | Media, kind: str, value: str) -> bool:
+    """Apply a c=, a= or b= line, which mean the same at session and media level; False for others."""
+    if kind == "c":
+        section.connection = _parse_connection(value)
+    elif kind == "a":
+        section.attributes.append(_parse_attribute(value))
+    elif kind == "b":
+        section.bandwidths.append(value)
+    else:
+        return False
+    return True
 
 
 def _parse_origin(value: str) -> Origin:
