@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Final, Protocol, TypeVar
+from typing import Final, Protocol
 
 from .headers import (
     CSeq,
@@ -39,7 +39,6 @@ _HEAD_END_RE = re.compile(rb"\r?\n\r?\n")
 _LINE_RE = re.compile(r"\r?\n")
 _BAD_CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _VERSION_RE = re.compile(r"SIP/\d+\.\d+", re.IGNORECASE)
-_T = TypeVar("_T")
 
 
 class UnsupportedVersion(SipParseError):
@@ -279,9 +278,10 @@ def parse_message(data: bytes) -> Message:
     if lengths:
         if len(set(lengths)) > 1:
             raise SipParseError("Conflicting Content-Length headers")
-        length = _checked(
-            lambda: parse_uint(lengths[0], "Content-Length", MAX_MESSAGE_SIZE), "Content-Length"
-        )
+        try:
+            length = parse_uint(lengths[0], "Content-Length", MAX_MESSAGE_SIZE)
+        except SipParseError as exc:
+            raise SipParseError("Malformed Content-Length header") from exc
         if length > len(body):
             raise SipParseError("Body shorter than Content-Length")
         body = body[:length]
@@ -328,39 +328,48 @@ def _start_line(line: str) -> Callable[[Headers, bytes], Message]:
         if _VERSION_RE.fullmatch(version):
             raise UnsupportedVersion("Version Not Supported")
         raise SipParseError("Malformed Request-Line")
-    uri = _checked(lambda: parse_uri(uri_text), "Request-URI")
+    try:
+        uri = parse_uri(uri_text)
+    except SipParseError as exc:
+        raise SipParseError("Malformed Request-URI") from exc
     return lambda headers, body: Request(method, uri, headers, body)
 
 
-_MANDATORY: Final = ("From", "To", "Call-ID", "CSeq")
+# The header each property parses: (property, header name); From to CSeq must appear exactly once.
+_MANDATORY: Final = (
+    ("from_addr", "From"),
+    ("to_addr", "To"),
+    ("call_id", "Call-ID"),
+    ("cseq", "CSeq"),
+    ("max_forwards", "Max-Forwards"),
+)
 
 
 def _check_mandatory(message: Message) -> None:
     """RFC 3261 8.1.1: every message carries Via, From, To, Call-ID and CSeq; parse them now so a
-    malformed one is a parse error rather than a surprise deep inside a transaction."""
-    headers = message.headers
-    if not headers.get_all("Via"):
-        raise SipParseError("Missing Via header")
-    _checked(lambda: message.vias, "Via")
-    for name in _MANDATORY:
-        count = len(headers.get_all(name))
-        if count != 1:
-            raise SipParseError(f"Missing {name} header" if not count else f"Multiple {name} headers")
-    _checked(lambda: message.from_addr, "From")
-    _checked(lambda: message.to_addr, "To")
-    _checked(lambda: message.call_id, "Call-ID")
-    cseq = _checked(lambda: message.cseq, "CSeq")
-    _checked(lambda: message.max_forwards, "Max-Forwards")
-    if isinstance(message, Request) and cseq.method != message.method:
-        raise SipParseError("CSeq method does not match the request")
-
-
-def _checked(parse: Callable[[], _T], what: str) -> _T:
-    """parse(), with its error renamed to say which part of the message is malformed."""
+    malformed one is a parse error rather than a surprise deep inside a transaction. Which
+    problem it is (missing, repeated, malformed) is only worked out on the error path."""
     try:
-        return parse()
+        vias = message.vias
     except SipParseError as exc:
-        raise SipParseError(f"Malformed {what}" + ("" if what.endswith("URI") else " header")) from exc
+        raise SipParseError("Malformed Via header") from exc
+    if not vias:
+        raise SipParseError("Missing Via header")
+    for attribute, name in _MANDATORY:
+        try:
+            getattr(message, attribute)
+        except SipParseError as exc:
+            count = len(message.headers.get_all(name))
+            problem = (
+                "Missing"
+                if not count
+                else "Multiple"
+                if count > 1 and name != "Max-Forwards"
+                else "Malformed"
+            )
+            raise SipParseError(f"{problem} {name} header{'s' if problem == 'Multiple' else ''}") from exc
+    if isinstance(message, Request) and message.cseq.method != message.method:
+        raise SipParseError("CSeq method does not match the request")
 
 
 class RandomSource(Protocol):
