@@ -42,7 +42,7 @@ _VERSION_RE = re.compile(r"SIP/\d+\.\d+", re.IGNORECASE)
 
 
 class UnsupportedVersion(SipParseError):
-    """A request in another SIP version than 2.0: answered 505 (RFC 3261 8.2.? / 21.5.7)."""
+    """A request in another SIP version than 2.0: answered 505 Version Not Supported (RFC 3261 21.5.7)."""
 
 
 class Method(StrEnum):
