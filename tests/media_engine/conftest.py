@@ -8,14 +8,13 @@ from pathlib import Path
 import pytest
 from media_peer import port_range
 
-from bridgeline.adapters.media_engine import MediaEngine
+from bridgeline.adapters.media_engine import LatchPolicy, MediaEngine
 from bridgeline.adapters.music_fetch import MediaLimits
 
 
-@pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[MediaEngine]:
+async def running_engine(latch: LatchPolicy, media_dir: Path) -> AsyncIterator[MediaEngine]:
     low, high = port_range(120)
-    eng = MediaEngine(port_min=low, port_max=high, media=MediaLimits(media_dir=tmp_path))  # files: tmp_path
+    eng = MediaEngine(port_min=low, port_max=high, latch=latch, media=MediaLimits(media_dir=media_dir))
     await eng.start()
     try:
         yield eng
@@ -23,3 +22,16 @@ async def engine(tmp_path: Path) -> AsyncIterator[MediaEngine]:
         await eng.stop()
         assert eng.stats["open_sockets"] == 0
         assert eng.stats["free_ports"] == eng.port_capacity
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[MediaEngine]:
+    async for eng in running_engine(LatchPolicy(), tmp_path):  # media files: tmp_path
+        yield eng
+
+
+@pytest.fixture
+async def quick_engine(tmp_path: Path) -> AsyncIterator[MediaEngine]:
+    """An engine whose NAT-rebinding rule acts within a test's patience."""
+    async for eng in running_engine(LatchPolicy(relatch_silence_s=0.2, relatch_packets=5), tmp_path):
+        yield eng

@@ -1,8 +1,10 @@
 """The sip carrier's dial path: the INVITE leaves within dial(), and a dial without RTP ports fails
-the leg cleanly (a LegFailed signal, no exception into the service)."""
+the leg cleanly (a LegFailed signal, no exception into the service); an inbound INVITE without RTP
+ports is an overload (503 with Retry-After); the carrier's counters."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator, Iterator
 
@@ -10,6 +12,7 @@ import pytest
 from media_peer import port_range
 
 from bridgeline.adapters.carrier_sip import SipCarrier
+from bridgeline.adapters.media_engine import LatchPolicy
 from bridgeline.adapters.sip_config import RtpSettings, SipSettings, TrunkSettings
 from bridgeline.app.ports import LegRequest
 from bridgeline.core.commands import LegFailed, LegSignal
@@ -55,7 +58,7 @@ async def carrier(trunk: socket.socket) -> AsyncIterator[tuple[SipCarrier, list[
     low = _free_rtp_pair()
     settings = SipSettings(
         listen=f"127.0.0.1:{_free_udp_port()}",
-        rtp=RtpSettings(ports=f"{low}-{low + 1}"),  # room for exactly one leg
+        rtp=RtpSettings(ports=f"{low}-{low + 1}", overload_retry_after_s=7),  # room for exactly one leg
         trunk=TrunkSettings(proxy=f"127.0.0.1:{trunk.getsockname()[1]}", domain="trunk.test"),
     )
     sip = SipCarrier(settings)
@@ -93,3 +96,65 @@ async def test_dial_without_free_rtp_ports_fails_the_leg(
     assert trunk.recv(65535).startswith(b"INVITE ")  # leg-1's
     with pytest.raises(BlockingIOError):
         trunk.recv(65535)  # and no INVITE for leg-2
+    stats = sip.stats()
+    assert stats["rtp_ports_exhausted"] == 1
+    assert stats["rtp_ports_in_use"] == stats["rtp_ports_capacity"] == 1
+
+
+def _inbound_invite(target: tuple[str, int], source: int) -> bytes:
+    sdp = (
+        b"v=0\r\no=x 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        b"m=audio 4000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+    )
+    host, port = target
+    head = (
+        f"INVITE sip:+14155559999@{host}:{port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{source};rport;branch=z9hG4bKfull1\r\n"
+        "From: <sip:+14155550000@127.0.0.1>;tag=f1\r\n"
+        f"To: <sip:+14155559999@{host}>\r\n"
+        "Call-ID: full-1\r\nCSeq: 1 INVITE\r\n"
+        f"Contact: <sip:x@127.0.0.1:{source}>\r\nMax-Forwards: 70\r\n"
+        f"Content-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n"
+    )
+    return head.encode() + sdp
+
+
+async def test_inbound_invite_without_free_rtp_ports_is_an_overload(
+    carrier: tuple[SipCarrier, list[tuple[str, LegSignal]]], trunk: socket.socket
+) -> None:
+    """From the trunk's host (trusted): 503 with the configured Retry-After, not 488."""
+    sip, _ = carrier
+    sip.dial(_request("leg-1"))  # takes the only port pair
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as caller:
+        caller.bind(("127.0.0.1", 0))
+        caller.setblocking(False)
+        caller.sendto(
+            _inbound_invite(sip.settings.listen_address, caller.getsockname()[1]), sip.settings.listen_address
+        )
+        final = b""
+        for _ in range(40):  # at most 2 s
+            try:
+                data = caller.recv(65535)
+            except BlockingIOError:
+                await asyncio.sleep(0.05)
+                continue
+            if not data.startswith(b"SIP/2.0 1"):
+                final = data
+                break
+    assert final.startswith(b"SIP/2.0 503 "), final
+    assert b"\r\nRetry-After: 7\r\n" in final
+    assert sip.stats()["rtp_ports_exhausted"] == 1
+
+
+def test_latching_settings_reach_the_media_engine() -> None:
+    rtp = RtpSettings(
+        ports="20000-20001",
+        learning_window_ms=1500,
+        relatch_silence_ms=400,
+        relatch_packets=3,
+        refused_log_interval_s=2.5,
+    )
+    sip = SipCarrier(SipSettings(rtp=rtp))
+    assert sip.media.latch == LatchPolicy(
+        learning_window_s=1.5, relatch_silence_s=0.4, relatch_packets=3, refused_log_interval_s=2.5
+    )

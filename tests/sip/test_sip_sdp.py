@@ -17,6 +17,7 @@ from bridgeline.sip.offer_answer import (
     Codec,
     NegotiationError,
     answer_offer,
+    check_offer,
     make_offer,
     read_answer,
 )
@@ -110,7 +111,28 @@ def test_round_trip_keeps_unmodelled_lines_in_rfc_order() -> None:
 )
 def test_malformed_sdp(text: bytes) -> None:
     with pytest.raises(SdpParseError):
-        parse_sdp(text)
+        check_offer(parse_sdp(text))  # a broken line under m=audio we could use refuses the offer
+
+
+DECLINED_STREAMS = (
+    b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n"
+    b"m=video 5002 RTP/AVP 31\r\na=rtpmap:31 H261\r\nbogus\r\nc=IN\r\na=\x01\r\n"  # broken video
+    b"m=audio 5004 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\na=ptime:fast\r\n"  # no common codec
+    b"m=audio 5000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n"
+    b"m=audio 5006 RTP/AVP 0\r\na=rtpmap:0 PCMU\r\n"  # broken, but after the one we take
+)
+FIRST_AUDIO_BROKEN = DECLINED_STREAMS.replace(b"m=audio 5000 RTP/AVP 0 101\r\n", b"")
+
+
+def test_broken_lines_in_streams_we_decline_do_not_refuse_the_call() -> None:
+    offer = parse_sdp(DECLINED_STREAMS)
+    assert [m.invalid is not None for m in offer.media] == [True, True, False, True]
+    check_offer(offer)
+    answer, params = answer_offer(offer, "192.0.2.10", 30000, 1, 1)
+    assert [m.port for m in answer.media] == [0, 0, 30000, 0]
+    assert params.remote_port == 5000 and params.codec.payload_type == 0
+    with pytest.raises(SdpParseError):  # the stream we would use is the broken one: refused
+        answer_offer(parse_sdp(FIRST_AUDIO_BROKEN), "192.0.2.10", 30000, 1, 1)
 
 
 @given(st.binary(max_size=300) | st.text(alphabet="vosctma=:/ 0123456789\r\nIPNRTAV", max_size=300))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from bridgeline.adapters.media_engine import MediaEngine
+from bridgeline.adapters.media_engine import LatchPolicy, MediaEngine, MediaPortsExhausted
 from bridgeline.adapters.music_fetch import MediaLimits
 from bridgeline.adapters.sip_config import SipSettings
 from bridgeline.adapters.sip_udp import SipUdpTransport
@@ -80,17 +80,40 @@ class SipCarrier:
         self._rng = rng or random.Random()
         self.endpoint = SipEndpoint(settings.endpoint_config(), self._rng)
         low, high = settings.rtp.port_range
-        self.media = MediaEngine(host=settings.rtp.host, port_min=low, port_max=high, media=media)
+        rtp = settings.rtp
+        latch = LatchPolicy(
+            learning_window_s=rtp.learning_window_ms / 1000,
+            relatch_silence_s=rtp.relatch_silence_ms / 1000,
+            relatch_packets=rtp.relatch_packets,
+            refused_log_interval_s=rtp.refused_log_interval_s,
+        )
+        self.media = MediaEngine(host=rtp.host, port_min=low, port_max=high, latch=latch, media=media)
         self._transport: SipUdpTransport | None = None
         self._legs: dict[str, SipLeg] = {}
         self._sink: SignalSink | None = None
         self._inbound: InboundHandler | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._session = self._rng.randrange(1, 2**31)
+        self._ports_exhausted = 0
         self.media.on_dtmf(self._on_dtmf)
         self.media.on_media_failed(
             lambda leg_id, setting, reason: self._report(leg_id, LegMediaFailed(leg_id, setting, reason))
         )
+
+    def stats(self) -> dict[str, int]:
+        """Counters for monitoring: RTP ports, overloads, and the RTP/RTCP/DTMF packets refused."""
+        media = self.media.stats
+        return {
+            "rtp_ports_capacity": self.media.port_capacity,
+            "rtp_ports_in_use": int(media["legs"]),
+            "rtp_ports_exhausted": self._ports_exhausted,
+            "rtp_refused_foreign_source": int(media["rtp_refused_foreign_source"]),
+            "dtmf_refused_foreign_source": int(media["dtmf_refused_foreign_source"]),
+            "rtcp_refused_foreign_source": int(media["rtcp_refused_foreign_source"]),
+            "rtp_refused_malformed": int(media["malformed_in"]),
+            "rtp_refused_unusable": int(media["ignored_in"]),  # unknown payload type, or before the answer
+            "rtp_relatched": int(media["relatched"]),
+        }
 
     # ----------------------------------------------------------------- lifecycle
     def bind(self, sink: SignalSink) -> None:
@@ -132,9 +155,9 @@ class SipCarrier:
             return
         try:
             port = self.media.open_leg(leg_id)
-        except Exception as exc:  # MediaPortsExhausted, the open-files limit: the leg fails, not the service
-            log.warning("rtp_port_unavailable", leg_id=leg_id, error=str(exc))
-            self._finish(leg_id, LegFailed(leg_id, LeaveReason.FAILED))
+        except (MediaPortsExhausted, OSError) as exc:  # the range, or the open-files limit: overload
+            self._overloaded(leg_id, exc)
+            self._finish(leg_id, LegFailed(leg_id, LeaveReason.FAILED))  # failed, not the callee's "rejected"
             return
         offer = make_offer(self.settings.rtp.host, port, self._session, 1)
         try:
@@ -221,11 +244,23 @@ class SipCarrier:
         caller = call.account or _address_of(call.from_uri)
         try:
             port = self.media.open_leg(call.leg_id)
+        except (MediaPortsExhausted, OSError) as exc:
+            # An overload, not the caller's fault (RFC 3261 21.5.4): 503, try again later.
+            self._overloaded(call.leg_id, exc)
+            retry_after = str(self.settings.rtp.overload_retry_after_s)
+            self.endpoint.reject_incoming(
+                call.leg_id, 503, self._transport.now, [("Retry-After", retry_after)]
+            )
+            self._finish(call.leg_id, None)
+            self._transport.flush()
+            return
+        try:
             answer, params = answer_offer(call.offer, self.settings.rtp.host, port, self._session, 1)
         except Exception as exc:
             log.warning("inbound_media_failed", leg_id=call.leg_id, error=str(exc))
             self.endpoint.reject_incoming(call.leg_id, 488, self._transport.now)
             self._finish(call.leg_id, None)
+            self._transport.flush()
             return
         self.endpoint.ring_incoming(call.leg_id, self._transport.now)
         self._transport.flush()
@@ -246,6 +281,10 @@ class SipCarrier:
 
     def _on_media_failed(self, leg_id: str, setting: str, reason: str) -> None:
         self._report(leg_id, LegMediaFailed(leg_id, setting, reason))  # the default music plays
+
+    def _overloaded(self, leg_id: str, exc: Exception) -> None:
+        self._ports_exhausted += 1
+        log.warning("rtp_ports_exhausted", leg_id=leg_id, error=str(exc), count=self._ports_exhausted)
 
     def _on_dtmf(self, leg_id: str, digit: str) -> None:
         self._report(leg_id, LegDtmf(leg_id, digit))  # the media engine already relayed it

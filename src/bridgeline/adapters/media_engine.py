@@ -28,13 +28,21 @@ import structlog
 from bridgeline.adapters.media_tick import ConferenceMix, TickLayout, build_layout, run_tick
 from bridgeline.adapters.music import SETTING_FOR, MusicLibrary, spec_for
 from bridgeline.adapters.music_fetch import MediaLimits
-from bridgeline.adapters.rtp_udp import Address, Counters, MediaPortsExhausted, PortPool, RtpLeg
+from bridgeline.adapters.rtp_udp import (
+    DEFAULT_LATCH,
+    Address,
+    Counters,
+    LatchPolicy,
+    MediaPortsExhausted,
+    PortPool,
+    RtpLeg,
+)
 from bridgeline.core.effects import LegAudio
 from bridgeline.core.model import Music
 from bridgeline.media.player import AudioSource
 from bridgeline.phlo.definition import NodeSettings
 
-__all__ = ["MediaEngine", "MediaPortsExhausted", "UnknownLeg"]
+__all__ = ["LatchPolicy", "MediaEngine", "MediaPortsExhausted", "UnknownLeg"]
 
 log = structlog.get_logger(__name__)
 
@@ -61,10 +69,12 @@ class MediaEngine:
         port_max: int = 20999,
         ptime_ms: int = 20,
         media: MediaLimits | None = None,
+        latch: LatchPolicy = DEFAULT_LATCH,
     ) -> None:
         if ptime_ms != 20:
             raise ValueError("the media layer mixes 20 ms frames: ptime_ms must be 20")
         self.host = host
+        self.latch = latch
         self._period = ptime_ms / 1000
         self._pool = PortPool(host, port_min, port_max)
         self._counters = Counters()
@@ -132,6 +142,10 @@ class MediaEngine:
             "media_loading": self._library.loading,
             "media_decodes": self._library.cache.decodes,
             "media_cache_bytes": self._library.cache.size,
+            "rtp_refused_foreign_source": c.rtp_refused_foreign_source,
+            "dtmf_refused_foreign_source": c.dtmf_refused_foreign_source,
+            "rtcp_refused_foreign_source": c.rtcp_refused_foreign_source,
+            "relatched": c.relatched,
         }
 
     @property
@@ -157,7 +171,7 @@ class MediaEngine:
         if self._poller is None:
             self._poller = select.epoll()
             self._watch_poller()
-        leg = RtpLeg(leg_id, port, rtp_sock, rtcp_sock, self._counters, self._dtmf_received)
+        leg = RtpLeg(leg_id, port, rtp_sock, rtcp_sock, self._counters, self._dtmf_received, self.latch)
         for sock, handler in ((rtp_sock, leg.rtp_received), (rtcp_sock, leg.rtcp_received)):
             self._poller.register(sock.fileno(), select.EPOLLIN)
             self._readers[sock.fileno()] = (sock.recvfrom, handler)
@@ -176,12 +190,14 @@ class MediaEngine:
         ptime_ms: int = 20,
     ) -> None:
         """Start media after SDP negotiation (ValueError for a non-G.711 payload type or odd ptime)."""
-        self._leg(leg_id).connect(remote, payload_type, telephone_event_pt, send, ptime_ms)
+        now = asyncio.get_running_loop().time()  # the receive path's clock: starts the learning window
+        self._leg(leg_id).connect(remote, payload_type, telephone_event_pt, send, ptime_ms, now)
         self._layout = None  # the payload type picks the batch's encodings
 
     def update_leg(self, leg_id: str, *, remote: Address | None = None, send: bool | None = None) -> None:
-        """Apply a peer re-INVITE: new address and/or direction (send=False: hold, send nothing)."""
-        self._leg(leg_id).update(remote, send)
+        """Apply a peer re-INVITE: new address and/or direction (send=False: hold, send nothing).
+        A new address reopens the leg's source learning."""
+        self._leg(leg_id).update(remote, send, asyncio.get_running_loop().time())
 
     def close_leg(self, leg_id: str) -> None:
         """Close the leg's sockets and cancel its message (without on_finished). Idempotent."""

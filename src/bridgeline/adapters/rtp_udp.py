@@ -4,6 +4,21 @@ Each leg owns an even RTP port and the odd port above it. We never send RTCP; th
 so that peers' reports land somewhere harmless (no ICMP port-unreachable, no stray traffic on a port
 that a later leg may get) and are counted.
 
+Latching (who may feed a leg, and where its media goes). Symmetric RTP sends back to where the peer's
+media comes from, but following every packet would let one datagram from anywhere take the call over
+("RTP bleed"). So a leg latches once, and packets from any other source are refused (counted, logged
+at most once per `LatchPolicy.refused_log_interval_s`, never played or taken as DTMF):
+- a usable packet (G.711 or the negotiated telephone-event) from exactly the SDP address latches at
+  once, and for good: it even replaces a source learned earlier (so an attacker racing a peer that
+  is not behind NAT loses as soon as the peer speaks);
+- until then, within `learning_window_s` of connect, the first usable packet's source latches (a
+  peer behind NAT sends from another address than its SDP names);
+- a re-INVITE with a different routable SDP address reopens learning, as at connect;
+- NAT rebinding: a source carrying the latched SSRC takes over after `relatch_packets` packets while
+  the latched source has been silent for `relatch_silence_s`.
+RTCP latches on its own: to the first RTCP source on the latched RTP host (before latching, the SDP
+host), any port, since NATs map the RTCP port apart; RTCP from elsewhere is refused the same way.
+
 The sockets are plain non-blocking sockets, not asyncio transports: the engine drains every leg's
 sockets once per tick (see media_engine.py), because one event-loop callback per datagram cost more
 than all the media work at a few hundred legs.
@@ -40,6 +55,19 @@ class MediaPortsExhausted(RuntimeError):
     """No free RTP/RTCP port pair is left in the configured range."""
 
 
+@dataclass(frozen=True, slots=True)
+class LatchPolicy:
+    """The latching rules' knobs (see the module docstring); from the SIP YAML's `rtp:` block."""
+
+    learning_window_s: float = 2.0
+    relatch_silence_s: float = 1.0
+    relatch_packets: int = 10
+    refused_log_interval_s: float = 10.0
+
+
+DEFAULT_LATCH: Final = LatchPolicy()
+
+
 @dataclass(slots=True)
 class Counters:
     """Engine-wide packet counters, shared by every leg."""
@@ -51,6 +79,14 @@ class Counters:
     ignored_in: int = 0  # valid RTP we do not use: unknown payload type, or before connect_leg
     send_dropped: int = 0  # the kernel would not take the packet (send buffer full)
     open_sockets: int = 0
+    # Packets refused because they came from another source than the leg's latched one.
+    rtp_refused_foreign_source: int = 0
+    dtmf_refused_foreign_source: int = 0
+    rtcp_refused_foreign_source: int = 0
+    relatched: int = 0  # NAT rebindings followed
+    # One refusal log line per interval for the whole engine: a spray must not flood the log.
+    refusals_unlogged: int = 0
+    refusal_log_after: float = float("-inf")
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -123,6 +159,7 @@ class RtpLeg:
         rtcp_sock: socket.socket,
         counters: Counters,
         on_dtmf: Callable[[str, str], None],
+        policy: LatchPolicy = DEFAULT_LATCH,
     ) -> None:
         self.leg_id = leg_id
         self.port = port
@@ -135,8 +172,18 @@ class RtpLeg:
         self.connected = False
         self.payload_type: int = g711.PCMU
         self.sending = False
-        self.dest: Address | None = None  # SDP address, replaced by the latched source address
+        self.policy = policy
+        self.dest: Address | None = None  # where we send: the latched source, else the SDP address
         self._sdp_remote: Address | None = None
+        self._unroutable = False  # the SDP address is 0.0.0.0 or port 0 (RFC 2543 hold): send nothing
+        self._latched: Address | None = None
+        self._latched_sdp = False  # latched to exactly the SDP address: final until a new SDP address
+        self._learn_until = float("-inf")
+        self._heard_at = float("-inf")  # the latched source's last usable packet
+        self._ssrc: int | None = None  # the latched source's SSRC
+        self._candidate: Address | None = None  # a source that may be the peer after a NAT rebinding
+        self._candidate_packets = 0
+        self._rtcp_source: Address | None = None  # RTCP's own latch, on the RTP source's host
         self.jitter = JitterBuffer()
         self.dtmf: DtmfReceiver | None = None
         self.event_pt: int | None = None  # the peer's telephone-event payload type, if negotiated
@@ -155,7 +202,13 @@ class RtpLeg:
 
     # ---------------------------------------------------------------- configuration
     def connect(
-        self, remote: Address, payload_type: int, telephone_event_pt: int | None, send: bool, ptime_ms: int
+        self,
+        remote: Address,
+        payload_type: int,
+        telephone_event_pt: int | None,
+        send: bool,
+        ptime_ms: int,
+        now: float,
     ) -> None:
         if not g711.is_g711(payload_type):
             raise ValueError(f"payload type {payload_type} is not G.711 (PCMU 0 / PCMA 8)")
@@ -166,17 +219,74 @@ class RtpLeg:
         self.event_pt = telephone_event_pt
         self._ptime_samples = ptime_ms * 8
         self._pending.clear()
-        self.update(remote, send)
+        self.update(remote, send, now)
         self.connected = True
 
-    def update(self, remote: Address | None, send: bool | None) -> None:
-        if remote is not None and remote != self._sdp_remote:
-            # Only a changed SDP address overrides the latched one: re-INVITEs for hold/resume
-            # repeat the old address, which behind NAT is not where the media comes from.
-            self._sdp_remote = remote
-            self.dest = None if remote[0] in _UNROUTABLE or not remote[1] else remote
+    def update(self, remote: Address | None, send: bool | None, now: float) -> None:
+        if remote is not None:
+            self._unroutable = remote[0] in _UNROUTABLE or not remote[1]
+            if not self._unroutable and remote != self._sdp_remote:
+                # Only a changed SDP address reopens learning: re-INVITEs for hold/resume repeat the
+                # old address, which behind NAT is not where the media comes from.
+                self._sdp_remote = remote
+                self._latched, self._latched_sdp, self._ssrc, self._rtcp_source = None, False, None, None
+                self._learn_until = now + self.policy.learning_window_s
+            self._aim()
         if send is not None:
             self.sending = send
+
+    def _aim(self) -> None:
+        self.dest = None if self._unroutable else self._latched or self._sdp_remote
+
+    def _latch(self, addr: Address) -> None:
+        if self._latched is not None:
+            self.counters.relatched += 1
+            log.info("rtp_source_relatched", leg_id=self.leg_id, source=addr, previous=self._latched)
+        self._latched, self._latched_sdp = addr, addr == self._sdp_remote
+        self._candidate, self._candidate_packets = None, 0
+        if self._rtcp_source is not None and self._rtcp_source[0] != addr[0]:
+            self._rtcp_source = None
+        self._aim()
+
+    def _admit(self, addr: Address, ssrc: int, now: float) -> bool:
+        """Whether a usable packet from `addr`, which is not the latched source, may be used; it
+        latches (or re-latches) when the rules in the module docstring allow."""
+        if addr == self._sdp_remote or (self._latched is None and now <= self._learn_until):
+            self._latch(addr)
+            return True
+        if self._latched is None or ssrc != self._ssrc:
+            return False  # (not resetting the candidate: other sources must not block a rebinding)
+        if now - self._heard_at < self.policy.relatch_silence_s:
+            self._candidate_packets = 0  # the latched source still speaks: start counting afresh
+            return False
+        if addr != self._candidate:
+            self._candidate, self._candidate_packets = addr, 0
+        self._candidate_packets += 1
+        if self._candidate_packets < self.policy.relatch_packets:
+            return False
+        self._latch(addr)
+        return True
+
+    def _refuse(self, kind: str, addr: Address, now: float) -> None:
+        counters = self.counters
+        if kind == "rtcp":
+            counters.rtcp_refused_foreign_source += 1
+        elif kind == "dtmf":
+            counters.dtmf_refused_foreign_source += 1
+        else:
+            counters.rtp_refused_foreign_source += 1
+        counters.refusals_unlogged += 1
+        if now >= counters.refusal_log_after:
+            log.warning(
+                "rtp_foreign_source_refused",
+                leg_id=self.leg_id,
+                kind=kind,
+                source=addr,
+                latched=self._latched,
+                refused_since_last_log=counters.refusals_unlogged,
+            )
+            counters.refusals_unlogged = 0
+            counters.refusal_log_after = now + self.policy.refused_log_interval_s
 
     # ---------------------------------------------------------------- receive
     def rtp_received(self, data: bytes, addr: Address, now: float) -> None:
@@ -187,14 +297,14 @@ class RtpLeg:
             and data[1] in _G711_SECOND_BYTE
             and self.connected
             and data[1] & 0x7F != self.event_pt
+            and addr == self._latched
         ):
-            # The fast lane for plain audio packets: what the general path below does for them,
-            # without building an RtpPacket.
+            # The fast lane for plain audio packets from the latched source: what the general path
+            # below does for them, without building an RtpPacket.
             _, b1, sequence, timestamp, ssrc = _HEADER.unpack_from(data)
             counters.packets_in += 1
+            self._heard_at, self._ssrc = now, ssrc
             self.jitter.push_payload(b1 & 0x7F, sequence, timestamp, ssrc, data[12:], now)
-            if addr != self.dest:
-                self.dest = addr
             return
         if is_rtcp(data):
             self.rtcp_received(data, addr, now)
@@ -209,21 +319,32 @@ class RtpLeg:
         if not self.connected:
             counters.ignored_in += 1
             return
-        if self.dtmf is not None and pt == self.dtmf.payload_type:
+        is_event = self.dtmf is not None and pt == self.dtmf.payload_type
+        if not (is_event or g711.is_g711(pt)):
+            counters.ignored_in += 1  # comfort noise, unnegotiated types: not evidence of the peer
+            return
+        # Symmetric RTP (RFC 4961): the peer may sit behind NAT or send from another port than its
+        # SDP says; media is sent back to the source it latched to.
+        if addr != self._latched and not self._admit(addr, packet.ssrc, now):
+            self._refuse("dtmf" if is_event else "rtp", addr, now)
+            return
+        self._heard_at, self._ssrc = now, packet.ssrc
+        if is_event:
+            assert self.dtmf is not None
             digit = self.dtmf.push(packet)
             if digit is not None:
                 self._report_dtmf(digit)
-        elif g711.is_g711(pt):
-            self.jitter.push(packet, now)
         else:
-            counters.ignored_in += 1  # comfort noise, unnegotiated types: not evidence of the peer
-            return
-        if addr != self.dest:
-            # Symmetric RTP (RFC 4961): the peer may sit behind NAT or send from another port than
-            # its SDP says; media it accepts is best sent back to where its media comes from.
-            self.dest = addr
+            self.jitter.push(packet, now)
 
     def rtcp_received(self, data: bytes, addr: Address, now: float) -> None:
+        if self._rtcp_source is None:
+            trusted = self._latched or self._sdp_remote
+            if trusted is not None and addr[0] == trusted[0]:
+                self._rtcp_source = addr
+        if addr != self._rtcp_source:
+            self._refuse("rtcp", addr, now)
+            return
         try:
             for _ in parse_rtcp(data):
                 pass

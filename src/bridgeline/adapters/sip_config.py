@@ -3,7 +3,7 @@
 ```yaml
 listen: 127.0.0.1:5060          # overridden by --sip-listen
 domain: bridgeline.local        # digest realm, From host
-rtp: {host: 127.0.0.1, ports: 20000-20999}
+rtp: {host: 127.0.0.1, ports: 20000-20999}   # and the limits below (docs/security.d/media.md)
 endpoints:                      # agents' phones: they REGISTER with these credentials
   alice: alice-secret
 trunk:                          # where E.164 numbers are dialed
@@ -49,6 +49,13 @@ class _Strict(BaseModel):
 class RtpSettings(_Strict):
     host: str = "127.0.0.1"
     ports: str = "20000-20999"
+    # --- issue 9, media hardening: RTP source latching (adapters/rtp_udp.py) -----------------
+    learning_window_ms: int = Field(default=2000, ge=0, le=60_000)  # any first source may latch
+    relatch_silence_ms: int = Field(default=1000, ge=20, le=60_000)  # NAT rebinding: old source quiet
+    relatch_packets: int = Field(default=10, ge=1, le=1000)  # NAT rebinding: packets from the new one
+    refused_log_interval_s: float = Field(default=10.0, ge=0.1, le=3600)  # one refusal log line per
+    # --- issue 9: a full port range is an overload: inbound INVITEs get 503 with this Retry-After
+    overload_retry_after_s: int = Field(default=5, ge=1, le=3600)
 
     @property
     def port_range(self) -> tuple[int, int]:

@@ -101,6 +101,7 @@ class MpcNode(_Strict):
             if scheme not in CALLBACK_SCHEMES:
                 raise ValueError(f"callback_url must be an http or https URL, not {value[:100]!r}")
         return value
+
     _check_media = field_validator(*MEDIA_SETTINGS)(check_media_setting)  # tones, media files, http(s)
 
 

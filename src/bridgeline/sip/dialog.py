@@ -42,18 +42,22 @@ class DialogId:
 
 
 def dialog_id_of(received: Message) -> DialogId | None:
-    """Our id of the dialog a received message belongs to, or None without both tags. A request
-    from the peer has our tag in To; a response to our request has it in From."""
+    """Our id of the dialog a received message belongs to, or None without our tag. A request
+    from the peer has our tag in To; a response to our request has it in From. A request without
+    a From tag comes from an RFC 2543 peer: its remote tag is empty (RFC 3261 12.2.1.1)."""
     from_tag, to_tag = received.from_addr.tag, received.to_addr.tag
+    if isinstance(received, Request):
+        return None if to_tag is None else DialogId(received.call_id, to_tag, from_tag or "")
     if from_tag is None or to_tag is None:
         return None
-    if isinstance(received, Request):
-        return DialogId(received.call_id, to_tag, from_tag)
     return DialogId(received.call_id, from_tag, to_tag)
 
 
-def _remote_target(message: Message) -> URI:
+def _remote_target(message: Message, fallback: URI | None = None) -> URI:
+    """The Contact's URI; `fallback` (the caller's From URI, as RFC 2543 did) when there is none."""
     contacts = message.contacts
+    if not contacts and fallback is not None:
+        return fallback
     if len(contacts) != 1:
         raise DialogError(f"a dialog-creating message needs exactly one Contact, got {len(contacts)}")
     return contacts[0].uri
@@ -75,9 +79,8 @@ class Dialog:
         state: DialogState,
         local_contact: NameAddress | None = None,
     ) -> None:
-        if local.tag is None or remote.tag is None:
-            raise DialogError("both ends of a dialog need a tag")
-        self.id = DialogId(call_id, local.tag, remote.tag)  # tags never change within a dialog
+        # An RFC 2543 end has a null tag (12.2.1.1): "" in the dialog id, no tag on the wire.
+        self.id = DialogId(call_id, local.tag or "", remote.tag or "")  # tags never change in a dialog
         self.call_id = call_id
         self.local = local  # our From (with our tag) in requests we send
         self.remote = remote  # our To (with their tag) in requests we send
@@ -126,7 +129,7 @@ class Dialog:
             call_id=request.call_id,
             local=response.to_addr,
             remote=request.from_addr,
-            remote_target=_remote_target(request),
+            remote_target=_remote_target(request, fallback=request.from_addr.uri),
             route_set=request.record_routes,
             local_seq=local_seq,
             remote_seq=request.cseq.seq,

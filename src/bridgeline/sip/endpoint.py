@@ -13,6 +13,7 @@ dropped, and counted in `stats`.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from random import Random
 
 from .call_leg import LegState
@@ -175,12 +176,15 @@ class SipEndpoint:
         self._pump(now)
         return done
 
-    def reject_incoming(self, leg_id: str, status: int, now: float) -> bool:
-        """Refuse an inbound call with a 3xx-6xx status; LegEnded(leg_id, "local") follows."""
+    def reject_incoming(
+        self, leg_id: str, status: int, now: float, headers: Iterable[tuple[str, str]] = ()
+    ) -> bool:
+        """Refuse an inbound call with a 3xx-6xx status (and extra headers, e.g. Retry-After);
+        LegEnded(leg_id, "local") follows."""
         if not 300 <= status <= 699:
             raise ValueError(f"cannot reject with {status}")
         leg = self._core.legs.get(leg_id)
-        done = leg is not None and not leg.outbound and self._inbound.reject(leg, status, now)
+        done = leg is not None and not leg.outbound and self._inbound.reject(leg, status, now, headers)
         self._pump(now)
         return done
 
@@ -229,7 +233,7 @@ class SipEndpoint:
                 if answer is not None:
                     core.stats["malformed_answered"] += 1
                     core.stats["responses_sent"] += 1
-                    core.stats["responses_sent.400"] += 1
+                    core.stats[f"responses_sent.{answer[0].status}"] += 1
                     core.tl.send_stateless(*answer)
 
     def _on_request(self, event: RequestReceived, now: float) -> None:
@@ -256,7 +260,7 @@ class SipEndpoint:
             elif method in _KNOWN_METHODS:
                 core.respond(request, 405, now, headers=[("Allow", ALLOW)])
             else:
-                core.respond(request, 501, now)
+                core.respond(request, 501, now, headers=[("Allow", ALLOW)])
         except ValueError as exc:  # SipParseError, DialogError, SdpParseError...: a bad request
             core.stats["bad_requests"] += 1
             self.last_error = repr(exc)

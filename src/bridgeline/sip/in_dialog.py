@@ -42,7 +42,7 @@ class InDialog:
         elif method in Method.__members__ and method not in ALLOWED_METHODS:
             core.respond(request, 405, now, headers=[("Allow", ALLOW)])
         else:
-            core.respond(request, 501, now)
+            core.respond(request, 501, now, headers=[("Allow", ALLOW)])
 
     def _on_bye(self, leg: CallLeg, request: Request, now: float) -> None:
         """BYE ends the leg whatever state it is in. An unanswered inbound INVITE also gets 487

@@ -5,12 +5,16 @@ REGISTER with digest authentication.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from .call_leg import CallLeg, LegState, local_codecs
 from .dialog import Dialog, DialogError, DialogId
 from .endpoint_core import ACCEPT, ALLOW, EndpointCore
 from .events import EndReason, IncomingCall, LegEnded
 from .message import Request, new_tag
+from .offer_answer import check_offer
 from .sdp import SdpParseError, SessionDescription, parse_sdp
+from .syntax import SipParseError
 from .transaction import RequestReceived
 from .uri import SipURI, TelURI
 
@@ -33,17 +37,22 @@ class Inbound:
         if request.content_type != "application/sdp":
             core.respond(request, 415, now, headers=[("Accept", ACCEPT)])
             return
-        from_tag = request.from_addr.tag
-        if from_tag is None:
-            core.respond(request, 400, now, reason="Missing From tag")
-            return
+        # Liberal where RFC 3261 allows: an RFC 2543 caller sends no From tag (its dialog's remote
+        # tag is then empty, 12.2.1.1), and an INVITE without Contact gets its From URI as the
+        # remote target; in-dialog requests go to where the INVITE came from in any case.
+        from_tag = request.from_addr.tag or ""
         try:
             offer = parse_sdp(request.body)
-            if len(request.contacts) != 1:
-                raise DialogError("an INVITE needs exactly one Contact")
+            check_offer(offer)
+        except SdpParseError:
+            core.respond(request, 400, now, reason="Bad Session Description")
+            return
+        try:
+            if len(request.contacts) > 1:
+                raise DialogError("an INVITE may carry one Contact")
             request.record_routes  # noqa: B018 - parsed now so the 200 cannot fail on it later
-        except (SdpParseError, DialogError):
-            core.respond(request, 400, now)
+        except (SipParseError, DialogError):
+            core.respond(request, 400, now, reason="Malformed Contact or Record-Route header")
             return
         leg_id = f"in-{core.rng.getrandbits(64):016x}"
         local_tag = new_tag(core.rng)
@@ -125,10 +134,10 @@ class Inbound:
         leg.deadline = None
         return True
 
-    def reject(self, leg: CallLeg, status: int, now: float) -> bool:
+    def reject(self, leg: CallLeg, status: int, now: float, headers: Iterable[tuple[str, str]] = ()) -> bool:
         if leg.state is not LegState.INCOMING:
             return False
-        self.core.respond(leg.invite, status, now, to_tag=leg.local_tag)
+        self.core.respond(leg.invite, status, now, to_tag=leg.local_tag, headers=headers)
         self.core.finish(leg, LegEnded(leg.leg_id, EndReason.LOCAL))
         return True
 

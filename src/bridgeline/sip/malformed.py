@@ -1,33 +1,62 @@
-"""400 Bad Request for requests too malformed to parse (RFC 3261 8.2.1 ... 8.2.6, 21.4.1).
+"""Answers for requests too malformed to parse (RFC 3261 8.2.1 ... 8.2.6, 21.4.1, 21.5.7).
 
-`parse_message` rejects a datagram as a whole, but a request whose Via, From, To, Call-ID and
-CSeq lines are intact can still be answered: a 400 built from those raw lines tells the sender
-why its request fails instead of leaving it to retransmit for 32 seconds. Anything less intact
-is dropped. Never raises.
+`parse_message` rejects a datagram as a whole, but any request whose top Via can be read can be
+answered, and must be: silence leaves the sender retransmitting for 32 seconds. The answer is 505
+for another SIP version, else 400 whose reason phrase is `parse_message`'s diagnosis ("Missing
+CSeq header", "Malformed From header"...), which names the problem without quoting the input.
+It echoes the Via, From, To, Call-ID and CSeq lines that are present once and parse, so the sender
+can match it to its transaction; a missing or broken one is replaced by a placeholder (CSeq by
+`1 <method>`, which with the top Via's branch is what the client matches on) rather than copied,
+so the answer is itself well-formed.
+Nothing is answered without a readable Via, nor to an ACK or a response. Never raises.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Final
 
-from .headers import Headers, header_key, parse_call_id, parse_cseq, parse_name_address, parse_via
-from .message import MAX_MESSAGE_SIZE, Response
-from .syntax import SipParseError, is_token, split_top_level
+from .headers import Headers, Via, header_key, parse_call_id, parse_cseq, parse_name_address, parse_via
+from .message import MAX_MESSAGE_SIZE, Response, UnsupportedVersion, parse_message, reason_phrase
+from .syntax import SipParseError, controls_only_quoted, is_token, split_top_level
 from .transaction import Address, response_address
 
 _HEAD_END_RE: Final = re.compile(rb"\r?\n\r?\n")
-_CONTROL_RE: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _COPIED: Final = ("via", "from", "to", "call-id", "cseq")
+_ANONYMOUS: Final = "<sip:anonymous@anonymous.invalid>"  # stands in for a missing or broken From/To
+_CHECKS: Final[dict[str, Callable[[str], object]]] = {
+    "from": parse_name_address,
+    "to": parse_name_address,
+    "call-id": parse_call_id,
+    "cseq": parse_cseq,
+}
 
 
 def bad_request(data: bytes, source: Address, to_tag: str) -> tuple[Response, Address] | None:
-    """The 400 to send back for a malformed request, and where; None if it cannot be answered
-    (a response, an ACK, or a request without usable transaction headers)."""
+    """The 400 (or 505) to send back for a request that does not parse, and where; None if it
+    cannot be answered (a response, an ACK, no readable Via) or does parse."""
     try:
         return _bad_request(data, source, to_tag)
     except (SipParseError, ValueError, UnicodeError):
         return None
+
+
+def _via(text: str) -> Via | None:
+    try:
+        return parse_via(text)
+    except SipParseError:
+        return None
+
+
+def _diagnosis(data: bytes) -> tuple[int, str] | None:
+    try:
+        parse_message(data)
+    except UnsupportedVersion:
+        return 505, reason_phrase(505)
+    except SipParseError as exc:
+        return 400, str(exc)
+    return None
 
 
 def _bad_request(data: bytes, source: Address, to_tag: str) -> tuple[Response, Address] | None:
@@ -35,39 +64,53 @@ def _bad_request(data: bytes, source: Address, to_tag: str) -> tuple[Response, A
         return None
     data = data.lstrip(b"\r\n")
     match = _HEAD_END_RE.search(data)
-    head = (data[: match.start()] if match else data).decode("utf-8", errors="strict")
-    lines = re.split(r"\r?\n", head)
-    parts = lines[0].split(" ")
-    if len(parts) != 3 or not is_token(parts[0]) or parts[2].upper() != "SIP/2.0" or parts[0] == "ACK":
+    lines = re.split(rb"\r?\n", data[: match.start()] if match else data)
+    parts = lines[0].decode("utf-8").split()
+    if not parts or not is_token(parts[0]) or parts[0] == "ACK" or parts[0].upper().startswith("SIP/"):
         return None
     found: dict[str, list[str]] = {name: [] for name in _COPIED}
-    for line in lines[1:]:
+    for raw in lines[1:]:
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
         name, colon, value = line.partition(":")
         key = header_key(name.strip())
-        if colon and key in found and not _CONTROL_RE.search(value):
+        if colon and key in found and controls_only_quoted(value):
             found[key].append(value.strip())
-    if any(not values for values in found.values()) or any(len(found[k]) != 1 for k in _COPIED[1:]):
+    vias = [_via(v) for value in found["via"] for v in split_top_level(value, ",")]
+    if not vias or vias[0] is None:
         return None
-    # Only these lines are echoed, so each must parse: the sender matches the 400 to its
-    # transaction by them, and a copy of a broken line would make the 400 malformed in turn.
-    vias = [parse_via(v) for value in found["via"] for v in split_top_level(value, ",")]
+    diagnosis = _diagnosis(data)
+    if diagnosis is None:
+        return None
+    status, reason = diagnosis
+    if not (reason.isascii() and reason.isprintable() and len(reason) <= 80):  # never reflect input
+        reason = reason_phrase(status)
     top = vias[0]
-    parse_name_address(found["from"][0])
-    to = parse_name_address(found["to"][0])
-    parse_call_id(found["call-id"][0])
-    parse_cseq(found["cseq"][0])
     host, port = source
     stamped = top.with_param("received", host)
     if top.wants_rport:
         stamped = stamped.with_param("rport", str(port))
     headers = Headers()
-    for i, value in enumerate(found["via"]):
-        if i == 0:
-            value = ", ".join([str(stamped), *split_top_level(value, ",")[1:]])
-        headers.add("Via", value)
-    headers.add("From", found["from"][0])
-    headers.add("To", found["to"][0] if to.tag else f"{found['to'][0]};tag={to_tag}")
-    headers.add("Call-ID", found["call-id"][0])
-    headers.add("CSeq", found["cseq"][0])
+    headers.add("Via", ", ".join(str(via) for via in [stamped, *vias[1:]] if via is not None))
+    method = parts[0]
+    placeholders = {
+        "from": _ANONYMOUS,
+        "to": f"{_ANONYMOUS};tag={to_tag}",
+        "call-id": "invalid",
+        "cseq": f"1 {method}",  # the client matches by top Via branch and CSeq method (17.1.3)
+    }
+    for key, name in (("from", "From"), ("to", "To"), ("call-id", "Call-ID"), ("cseq", "CSeq")):
+        values = found[key]
+        value = placeholders[key]
+        if len(values) == 1:
+            try:
+                _CHECKS[key](values[0])
+                untagged_to = key == "to" and parse_name_address(values[0]).tag is None
+                value = f"{values[0]};tag={to_tag}" if untagged_to else values[0]
+            except SipParseError:
+                pass
+        headers.add(name, value)
     headers.add("Content-Length", "0")
-    return Response(400, "Bad Request", headers), response_address(stamped)
+    return Response(status, reason, headers), response_address(stamped)

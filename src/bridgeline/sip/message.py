@@ -9,7 +9,7 @@ every transaction needs (Via, From, To, Call-ID, CSeq), so code holding a parsed
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final, Protocol
@@ -28,7 +28,7 @@ from .headers import (
     parse_via,
 )
 from .syntax import SipParseError as SipParseError  # re-exported: what parse_message raises
-from .syntax import is_token, parse_uint
+from .syntax import controls_only_quoted, is_token, parse_uint
 from .uri import URI, parse_uri
 
 MAX_MESSAGE_SIZE: Final = 65536
@@ -38,6 +38,11 @@ _VERSION: Final = "SIP/2.0"
 _HEAD_END_RE = re.compile(rb"\r?\n\r?\n")
 _LINE_RE = re.compile(r"\r?\n")
 _BAD_CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_VERSION_RE = re.compile(r"SIP/\d+\.\d+", re.IGNORECASE)
+
+
+class UnsupportedVersion(SipParseError):
+    """A request in another SIP version than 2.0: answered 505 Version Not Supported (RFC 3261 21.5.7)."""
 
 
 class Method(StrEnum):
@@ -249,32 +254,38 @@ def parse_message(data: bytes) -> Message:
     """Parse one SIP message from a datagram (RFC 3261 7 and 18.3).
 
     Leading blank lines are skipped (7.5), folded header lines are joined with a space, bare LF
-    line ends are tolerated. With Content-Length the body is exactly that many bytes (excess is
-    discarded, as 18.3 prescribes for UDP); without it, the body is the rest of the datagram."""
+    line ends are tolerated, and so are runs of spaces in the request line. With Content-Length the
+    body is exactly that many bytes (excess is discarded, as 18.3 prescribes for UDP); without it,
+    the body is the rest of the datagram. The error's text is fit for a 400's reason phrase: it
+    names what is wrong and never quotes the input."""
     if len(data) > MAX_MESSAGE_SIZE:
-        raise SipParseError(f"message larger than {MAX_MESSAGE_SIZE} bytes")
+        raise SipParseError("Message too large")
     data = bytes(data).lstrip(b"\r\n")
     match = _HEAD_END_RE.search(data)
     if match is None:
-        raise SipParseError("no blank line after the headers")
+        raise SipParseError("No blank line after the headers")
     try:
         head = data[: match.start()].decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise SipParseError("headers are not valid UTF-8") from exc
+        raise SipParseError("Headers are not valid UTF-8") from exc
     lines = _LINE_RE.split(head)
-    if _BAD_CONTROL_RE.search("".join(lines)):
-        raise SipParseError("control character in the headers")
+    start = _start_line(lines[0])
+    if _BAD_CONTROL_RE.search("".join(lines)) and not all(map(controls_only_quoted, lines)):
+        raise SipParseError("Control character in the headers")
     headers = Headers.trusted(_header_lines(lines[1:]))
     body = data[match.end() :]
     lengths = headers.get_all("Content-Length")
     if lengths:
         if len(set(lengths)) > 1:
-            raise SipParseError("conflicting Content-Length headers")
-        length = parse_uint(lengths[0], "Content-Length", MAX_MESSAGE_SIZE)
+            raise SipParseError("Conflicting Content-Length headers")
+        try:
+            length = parse_uint(lengths[0], "Content-Length", MAX_MESSAGE_SIZE)
+        except SipParseError as exc:
+            raise SipParseError("Malformed Content-Length header") from exc
         if length > len(body):
-            raise SipParseError(f"body truncated: Content-Length {length}, got {len(body)} bytes")
+            raise SipParseError("Body shorter than Content-Length")
         body = body[:length]
-    message = _start_line(lines[0], headers, body)
+    message = start(headers, body)
     _check_mandatory(message)
     return message
 
@@ -284,50 +295,81 @@ def _header_lines(lines: list[str]) -> list[tuple[str, str]]:
     for line in lines:
         if line[:1] in (" ", "\t"):
             if not raw:
-                raise SipParseError("continuation line before any header")
+                raise SipParseError("Continuation line before any header")
             name, value = raw[-1]
             raw[-1] = (name, f"{value} {line.strip()}".strip())
             continue
         name, colon, value = line.partition(":")
         name = name.rstrip(" \t")
         if not colon or not is_token(name):
-            raise SipParseError(f"invalid header line: {line[:80]!r}")
+            raise SipParseError("Malformed header line")
         raw.append((name, value.strip()))
         if len(raw) > MAX_HEADERS:
-            raise SipParseError(f"more than {MAX_HEADERS} headers")
+            raise SipParseError("Too many headers")
     return raw
 
 
-def _start_line(line: str, headers: Headers, body: bytes) -> Message:
+def _start_line(line: str) -> Callable[[Headers, bytes], Message]:
+    """Check the start line; what it returns builds the message once headers and body are known."""
     if line[:4].upper() == "SIP/":
         version, _, rest = line.partition(" ")
         code, _, reason = rest.partition(" ")
         if version.upper() != _VERSION:
-            raise SipParseError(f"unsupported SIP version: {version!r}")
-        status = parse_uint(code, "status code", 699) if len(code) == 3 else 0
+            raise SipParseError("Unsupported SIP version")
+        status = parse_uint(code, "status code", 699) if len(code) == 3 and code.isdigit() else 0
         if status < 100:
-            raise SipParseError(f"invalid status code: {code!r}")
-        return Response(status, reason.strip(), headers, body)
-    parts = line.split(" ")
+            raise SipParseError("Invalid status code")
+        return lambda headers, body: Response(status, reason.strip(), headers, body)
+    parts = line.split()  # liberal: RFC 3261 asks for single spaces, some senders pad with more
     if len(parts) != 3 or not is_token(parts[0]):
-        raise SipParseError(f"invalid start line: {line[:80]!r}")
-    if parts[2].upper() != _VERSION:
-        raise SipParseError(f"unsupported SIP version: {parts[2]!r}")
-    return Request(parts[0], parse_uri(parts[1]), headers, body)
+        raise SipParseError("Malformed Request-Line")
+    method, uri_text, version = parts
+    if version.upper() != _VERSION:
+        if _VERSION_RE.fullmatch(version):
+            raise UnsupportedVersion("Version Not Supported")
+        raise SipParseError("Malformed Request-Line")
+    try:
+        uri = parse_uri(uri_text)
+    except SipParseError as exc:
+        raise SipParseError("Malformed Request-URI") from exc
+    return lambda headers, body: Request(method, uri, headers, body)
+
+
+# The header each property parses: (property, header name); From to CSeq must appear exactly once.
+_MANDATORY: Final = (
+    ("from_addr", "From"),
+    ("to_addr", "To"),
+    ("call_id", "Call-ID"),
+    ("cseq", "CSeq"),
+    ("max_forwards", "Max-Forwards"),
+)
 
 
 def _check_mandatory(message: Message) -> None:
     """RFC 3261 8.1.1: every message carries Via, From, To, Call-ID and CSeq; parse them now so a
-    malformed one is a parse error rather than a surprise deep inside a transaction."""
-    if not message.vias:
-        raise SipParseError("no Via header")
-    message.from_addr  # noqa: B018 - evaluated for validation
-    message.to_addr  # noqa: B018
-    message.call_id  # noqa: B018
-    message.max_forwards  # noqa: B018
-    cseq = message.cseq
-    if isinstance(message, Request) and cseq.method != message.method:
-        raise SipParseError(f"CSeq method {cseq.method} does not match {message.method}")
+    malformed one is a parse error rather than a surprise deep inside a transaction. Which
+    problem it is (missing, repeated, malformed) is only worked out on the error path."""
+    try:
+        vias = message.vias
+    except SipParseError as exc:
+        raise SipParseError("Malformed Via header") from exc
+    if not vias:
+        raise SipParseError("Missing Via header")
+    for attribute, name in _MANDATORY:
+        try:
+            getattr(message, attribute)
+        except SipParseError as exc:
+            count = len(message.headers.get_all(name))
+            problem = (
+                "Missing"
+                if not count
+                else "Multiple"
+                if count > 1 and name != "Max-Forwards"
+                else "Malformed"
+            )
+            raise SipParseError(f"{problem} {name} header{'s' if problem == 'Multiple' else ''}") from exc
+    if isinstance(message, Request) and message.cseq.method != message.method:
+        raise SipParseError("CSeq method does not match the request")
 
 
 class RandomSource(Protocol):

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from .sdp import Connection, Direction, Media, Origin, RtpMap, SessionDescription
+from .sdp import Connection, Direction, Media, Origin, RtpMap, SdpParseError, SessionDescription
 
 DEFAULT_PTIME: Final = 20
 _TELEPHONE_EVENT: Final = "telephone-event"
@@ -110,7 +110,9 @@ def answer_offer(
     answer's direction mirrors the offer's, narrowed by `direction` (our own wish, e.g. SENDONLY
     to hold). An offer with `c=0.0.0.0` is old-style hold: the offerer will not receive, so we
     answer as if it said sendonly. We take the offer's ptime when present, else 20 ms.
-    Raises NegotiationError when no audio stream is acceptable."""
+    Raises NegotiationError when no audio stream is acceptable, SdpParseError when the one we
+    would use has a line that did not parse (see `check_offer`)."""
+    check_offer(offer, supported)
     answer = _session(local_ip, session_id, version, username, list(offer.times))
     result: MediaParams | None = None
     for index, media in enumerate(offer.media):
@@ -130,6 +132,18 @@ def answer_offer(
     return answer, result
 
 
+def check_offer(offer: SessionDescription, supported: Sequence[Codec] = DEFAULT_CODECS) -> None:
+    """SdpParseError if the stream we would use (the first RTP audio stream with a codec of ours)
+    has a line that did not parse. A broken line in a stream we decline anyway (video, another
+    profile, no common codec, a second audio stream) is ignored: that stream is declined as it
+    would be, and the call goes on."""
+    for media in offer.media:
+        if _is_rtp_audio(media) and _choose(media, supported) is not None:
+            if media.invalid is not None:
+                raise SdpParseError(f"in the audio stream: {media.invalid}")
+            return
+
+
 def read_answer(offer: SessionDescription, answer: SessionDescription) -> MediaParams:
     """What the answer to our offer agreed (RFC 3264 section 7). We send with the answer's payload
     type numbers. Raises NegotiationError if the answer does not fit the offer."""
@@ -140,6 +154,8 @@ def read_answer(offer: SessionDescription, answer: SessionDescription) -> MediaP
             continue
         if theirs.media != ours.media or theirs.proto.upper() != ours.proto.upper():
             raise NegotiationError(f"m-line {index} changed media or protocol in the answer")
+        if theirs.invalid is not None:
+            raise NegotiationError(f"m-line {index} of the answer: {theirs.invalid}")
         offered = [r for r in map(ours.rtpmap, ours.formats) if r is not None]
         codec, event = _answered_codecs(theirs, offered)
         connection = answer.connection_for(theirs)

@@ -138,6 +138,9 @@ class Media:
     bandwidths: list[str] = field(default_factory=list)
     attributes: list[tuple[str, str | None]] = field(default_factory=list)
     extra: list[tuple[str, str]] = field(default_factory=list)
+    # Why a line under this m= did not parse (the line is left out). Such a stream is never used,
+    # but only refuses the session if it is one we would use (`offer_answer.check_offer`).
+    invalid: str | None = field(default=None, compare=False)
 
     def attribute(self, name: str) -> str | None:
         """Value of the first `a=name:value`, or None."""
@@ -323,11 +326,13 @@ def parse_sdp(data: bytes | str) -> SessionDescription:
     session: SessionDescription | None = None
     media: Media | None = None
     for line in lines[1:]:
-        kind, eq, value = line[:1], line[1:2], line[2:]
-        if eq != "=" or not ("a" <= kind <= "z"):
-            raise SdpParseError(f"invalid SDP line: {line[:60]!r}")
-        if _CONTROL_RE.search(value):
-            raise SdpParseError("control character in SDP")
+        if media is not None and line[:2] != "m=":
+            try:
+                _media_line(media, line)
+            except SdpParseError as exc:
+                media.invalid = media.invalid or str(exc)
+            continue
+        kind, value = _split_line(line)
         if session is None:
             if kind != "o":
                 raise SdpParseError("o= must follow v=")
@@ -336,17 +341,8 @@ def parse_sdp(data: bytes | str) -> SessionDescription:
         if kind == "m":
             media = _parse_media(value)
             session.media.append(media)
-        elif kind == "c":
-            if media is not None:
-                media.connection = _parse_connection(value)
-            else:
-                session.connection = _parse_connection(value)
-        elif kind == "a":
-            (media.attributes if media is not None else session.attributes).append(_parse_attribute(value))
-        elif kind == "b":
-            (media.bandwidths if media is not None else session.bandwidths).append(value)
-        elif media is not None:
-            media.extra.append((kind, value))
+        elif _common_line(session, kind, value):
+            pass
         elif kind == "s":
             session.session_name = value
         elif kind == "t":
@@ -358,6 +354,35 @@ def parse_sdp(data: bytes | str) -> SessionDescription:
     if not session.times:
         session.times.append("0 0")
     return session
+
+
+def _split_line(line: str) -> tuple[str, str]:
+    kind, eq, value = line[:1], line[1:2], line[2:]
+    if eq != "=" or not ("a" <= kind <= "z"):
+        raise SdpParseError(f"invalid SDP line: {line[:60]!r}")
+    if _CONTROL_RE.search(value):
+        raise SdpParseError("control character in SDP")
+    return kind, value
+
+
+def _media_line(media: Media, line: str) -> None:
+    """A line under an m= line."""
+    kind, value = _split_line(line)
+    if not _common_line(media, kind, value):
+        media.extra.append((kind, value))
+
+
+def _common_line(section: SessionDescription | Media, kind: str, value: str) -> bool:
+    """Apply a c=, a= or b= line, which mean the same at session and media level; False for others."""
+    if kind == "c":
+        section.connection = _parse_connection(value)
+    elif kind == "a":
+        section.attributes.append(_parse_attribute(value))
+    elif kind == "b":
+        section.bandwidths.append(value)
+    else:
+        return False
+    return True
 
 
 def _parse_origin(value: str) -> Origin:

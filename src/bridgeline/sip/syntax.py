@@ -69,10 +69,33 @@ def unquote(text: str) -> str:
 
 
 def quote(text: str) -> str:
-    """Make a quoted-string, escaping backslashes and quotes."""
+    """Make a quoted-string, escaping backslashes, quotes and control characters."""
     if any(c in "\r\n" for c in text):
         raise ValueError("quoted strings cannot contain CR or LF")
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return '"' + _QUOTED_PAIR_RE.sub(r"\\\g<0>", text) + '"'
+
+
+# What a quoted-string must escape: the quote, the backslash, and control characters, which only a
+# quoted-pair may carry (RFC 3261 25.1; CR and LF never).
+_QUOTED_PAIR_RE = re.compile(r'[\\"\x00-\x08\x0b\x0c\x0e-\x1f\x7f]')
+
+
+def controls_only_quoted(line: str) -> bool:
+    """True when every control character of a header line is escaped by a quoted-pair inside a
+    quoted-string (RFC 3261 25.1 allows that in display names); a line without any is true too."""
+    quoted = escaped = False
+    for c in line:
+        if escaped:
+            if c == "\r":
+                return False
+            escaped = False
+        elif quoted and c == "\\":
+            escaped = True
+        elif c == '"':
+            quoted = not quoted
+        elif (c < " " and c != "\t") or c == "\x7f":
+            return False
+    return True
 
 
 def split_top_level(text: str, sep: str) -> list[str]:
