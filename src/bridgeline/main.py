@@ -24,6 +24,7 @@ from bridgeline.adapters.http.app import BridgelineApi
 from bridgeline.adapters.http.auth import Authenticator, AuthSettings
 from bridgeline.adapters.http.context import AppContext
 from bridgeline.adapters.http.server import HttpLimits, guarded_protocol
+from bridgeline.adapters.metrics import Metrics, Source
 from bridgeline.adapters.store import open_store
 from bridgeline.adapters.webhooks import WebhookDispatcher
 from bridgeline.app.inbound import start_inbound_run
@@ -168,7 +169,16 @@ async def build(settings: Settings) -> Bridgeline:
         store,
         AuthSettings(settings.auth_cache_seconds, settings.auth_failure_rate, settings.auth_failure_burst),
     )
-    ctx = AppContext(store, conferences, runs, authenticator, phlos, sim, hub)
+    metrics = Metrics(reader=credentials.auth_id)
+    metrics.add(Source("auth", authenticator.stats, counters=frozenset({"failed", "throttled"})))
+    metrics.add(Source("events", hub.stats, counters=frozenset({"refused_streams"})))
+    metrics.add(Source("conferences", lambda: {"live": conferences.live_count}))
+    if carrier.name == "sip":
+        from bridgeline.adapters.carrier_sip import SIP_COUNTERS, SipCarrier
+
+        assert isinstance(carrier, SipCarrier)
+        metrics.add(Source("sip", carrier.stats, counters=SIP_COUNTERS))
+    ctx = AppContext(store, conferences, runs, authenticator, phlos, sim, hub, metrics)
     api = BridgelineApi(ctx)
     log.info(
         "bridgeline_started", carrier=carrier.name, store=settings.store_url.split("@")[-1], restored=restored
@@ -239,6 +249,17 @@ async def serve(settings: Settings) -> None:
     print_banner(app)
     limits = http_limits(settings)
     raise_file_limit(limits.max_connections + FILES_BESIDES_CONNECTIONS)
+    protocol = guarded_protocol(limits)
+    metrics = app.api.ctx.metrics
+    assert metrics is not None  # build() always makes one
+    metrics.add(
+        Source(
+            "http",
+            protocol.counters.stats,
+            counters=frozenset({"idle_closed", "stalled_closed", "refused"}),
+            labels={"refused": "status"},
+        )
+    )
     config = uvicorn.Config(
         WithLifespan(app),
         host=settings.host,
@@ -246,7 +267,7 @@ async def serve(settings: Settings) -> None:
         lifespan="on",
         access_log=False,
         log_level="warning",
-        http=guarded_protocol(limits),
+        http=protocol,
         ws="none",  # the API has no WebSocket route; an upgrade request is served as plain HTTP
         server_header=False,  # no "server: uvicorn" banner for scanners
     )

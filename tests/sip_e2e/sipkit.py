@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 HERE = Path(__file__).parent
 SCENARIOS = HERE / "scenarios"
@@ -318,6 +319,17 @@ class SipServer:
         except httpx.TransportError:
             return False
         return response.status_code == 200 and response.json() == {"status": "ok"}
+
+    def metrics(self) -> dict[str, float]:
+        """The unlabelled samples of /metrics, by name (read as the main account)."""
+        response = httpx.get(f"{self.url}/metrics", auth=self.auth, timeout=5)
+        assert response.status_code == 200, response.text
+        return {
+            sample.name: sample.value
+            for family in text_string_to_metric_families(response.text)
+            for sample in family.samples
+            if not sample.labels
+        }
 
     def stderr(self) -> str:
         return "" if self.proc is None else self.proc.stderr()

@@ -92,6 +92,8 @@ def test_a_foreign_spray_does_not_take_over_a_live_call(lab: Lab) -> None:
     lab.assert_ended(phlo, mpc_uuid, agent, customer)
 
     assert sprayer.received == 0, f"the spraying socket got {sprayer.received} datagrams"
+    refused = lab.server.metrics()
+    assert refused["bridgeline_sip_rtp_refused_foreign_source_total"] > 0, refused
     assert_hears(lab.heard(agent, under_attack), [TONE_B], others(TONE_B), min_seconds=1.0)
     assert_hears(lab.heard(customer, under_attack), [TONE_A], others(TONE_A), min_seconds=1.0)
     assert lab.server.healthy()

@@ -12,6 +12,7 @@ import random
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Final
 
 import structlog
 
@@ -70,6 +71,25 @@ class SipLeg:
     dropped: bool = False  # the conference hung it up: do not report its end back
 
 
+SIP_COUNTERS: Final = frozenset(
+    {
+        "media_ticks",
+        "media_late_ticks",
+        "media_skipped_ticks",
+        "rtp_packets_in",
+        "rtp_packets_out",
+        "rtp_send_dropped",
+        "rtp_ports_exhausted",
+        "rtp_refused_foreign_source",
+        "dtmf_refused_foreign_source",
+        "rtcp_refused_foreign_source",
+        "rtp_refused_malformed",
+        "rtp_refused_unusable",
+        "rtp_relatched",
+    }
+)
+
+
 class SipCarrier:
     name = "sip"
 
@@ -100,10 +120,18 @@ class SipCarrier:
             lambda leg_id, setting, reason: self._report(leg_id, LegMediaFailed(leg_id, setting, reason))
         )
 
-    def stats(self) -> dict[str, int]:
-        """Counters for monitoring: RTP ports, overloads, and the RTP/RTCP/DTMF packets refused."""
+    def stats(self) -> dict[str, int | float]:
+        """Numbers for monitoring (/metrics): RTP ports, overloads, the RTP/RTCP/DTMF packets refused,
+        and the media tick's health; the names in SIP_COUNTERS only grow."""
         media = self.media.stats
         return {
+            "media_ticks": int(media["ticks"]),
+            "media_late_ticks": int(media["late_ticks"]),
+            "media_skipped_ticks": int(media["skipped_ticks"]),
+            "media_max_lateness_ms": media["max_lateness_ms"],
+            "rtp_packets_in": int(media["packets_in"]),
+            "rtp_packets_out": int(media["packets_out"]),
+            "rtp_send_dropped": int(media["send_dropped"]),
             "rtp_ports_capacity": self.media.port_capacity,
             "rtp_ports_in_use": int(media["legs"]),
             "rtp_ports_exhausted": self._ports_exhausted,

@@ -111,6 +111,10 @@ class ConferenceService:
         conference_id = self._by_address.get((auth_id, phlo_id, node_id, address))
         return None if conference_id is None else self._live.get(conference_id)
 
+    @property
+    def live_count(self) -> int:
+        return len(self._live)
+
     def live_conferences(
         self, auth_id: str, phlo_id: str, node_id: str | None = None
     ) -> list[LiveConference]:

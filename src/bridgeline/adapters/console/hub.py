@@ -98,6 +98,10 @@ class EventHub:
         self._subscriptions: set[Subscription] = set()
         self._per_account: dict[str, int] = {}
         self._closed = False
+        self.refused = 0  # streams refused for a limit (counted for /metrics)
+
+    def stats(self) -> dict[str, int]:
+        return {"open_streams": len(self._subscriptions), "refused_streams": self.refused}
 
     @property
     def subscriber_count(self) -> int:
@@ -105,10 +109,12 @@ class EventHub:
 
     def subscribe(self, auth_id: str, phlo_id: str | None = None) -> Subscription:
         if self._per_account.get(auth_id, 0) >= self._max_per_account:
+            self.refused += 1
             raise TooManyForAccount(
                 f"this account has too many open event streams (limit {self._max_per_account}); close one"
             )
         if len(self._subscriptions) >= self._max_subscribers:
+            self.refused += 1
             raise TooManySubscribers(f"too many open event streams on the server ({self._max_subscribers})")
         subscription = Subscription(auth_id, phlo_id, self._buffer)
         if self._closed:

@@ -22,6 +22,7 @@ from bridgeline.adapters.http.errors import ApiError, error_response
 from bridgeline.adapters.http.openapi import openapi_document
 from bridgeline.adapters.http.routing import Route, Router
 from bridgeline.adapters.http.schemas import MemberActionBody, MpcActionBody, RunBody, SimPhoneBody
+from bridgeline.adapters.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bridgeline.app.service import NotFound
 from bridgeline.core.errors import ActionRefused
 from bridgeline.phlo.definition import PhloDefinition
@@ -38,10 +39,20 @@ async def health(ctx: AppContext, api: ApiRequest) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+async def metrics(ctx: AppContext, api: ApiRequest) -> Response:
+    """Prometheus text; server-wide figures, so only the server's main account may read them."""
+    if ctx.metrics is None:
+        raise ApiError(404, "no such resource: /metrics")
+    if api.auth_id != ctx.metrics.reader:
+        raise ApiError(403, "metrics are readable by the server's main account only")
+    return Response(ctx.metrics.render(), media_type=METRICS_CONTENT_TYPE)
+
+
 def build_routes() -> list[Route]:
     p, e, c = plivo_routes, ext_routes, console_routes
     return [
         Route("GET", "/health", health, "Liveness check", authenticated=False),
+        Route("GET", "/metrics", metrics, "Prometheus metrics, main account only (Bridgeline)"),
         Route(
             "POST", "/v1/account/{auth_id}/phlo/{phlo_id}", p.run_phlo, "Run a PHLO", body=RunBody, status=201
         ),

@@ -59,11 +59,17 @@ class Authenticator:
         self._clock = clock
         self._cache: OrderedDict[str, tuple[Account | None, float]] = OrderedDict()
         self._failures = Throttle(settings.failure_rate, settings.failure_burst)
+        self.failed = 0  # attempts refused 401 (counted for /metrics)
+        self.throttled = 0  # attempts refused 429 before their credentials were looked at
+
+    def stats(self) -> dict[str, int]:
+        return {"failed": self.failed, "throttled": self.throttled}
 
     async def authenticate(self, request: Request) -> Account:
         source = request.client.host if request.client else ""
         wait = self._failures.wait_time(source, self._clock())
         if wait > 0:
+            self.throttled += 1
             raise ApiError(
                 429,
                 "Too many failed authentication attempts from this address; retry later",
@@ -72,6 +78,7 @@ class Authenticator:
         try:
             return await self._check(request.headers.get("authorization"))
         except ApiError:
+            self.failed += 1
             if request.headers.get("authorization"):  # no credentials at all is a prompt, not a guess
                 self._failures.spend(source, self._clock())
             raise

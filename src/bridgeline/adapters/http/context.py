@@ -11,6 +11,7 @@ from bridgeline.adapters.carrier_sim import SimCarrier
 from bridgeline.adapters.console.hub import EventHub
 from bridgeline.adapters.http.auth import Authenticator
 from bridgeline.adapters.http.errors import ApiError, invalid, missing
+from bridgeline.adapters.metrics import Metrics
 from bridgeline.app.phlos import PhloCache
 from bridgeline.app.ports import Store
 from bridgeline.app.records import Account, PhloRecord
@@ -30,6 +31,7 @@ class AppContext:
     phlos: PhloCache
     sim: SimCarrier | None
     hub: EventHub | None = None  # the live console's event stream
+    metrics: Metrics | None = None  # what /metrics renders
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,8 @@ for a short linger, so it sees the answer instead of a reset; then it is closed.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, ClassVar
 
@@ -44,6 +45,24 @@ class HttpLimits:
     header_timeout: float = 10.0
     request_timeout: float = 30.0
     write_timeout: float = 30.0
+
+
+@dataclass(slots=True)
+class EdgeCounters:
+    """What the edge refused and how many connections are open (for /metrics)."""
+
+    open_connections: int = 0
+    idle_closed: int = 0  # connections closed for sending nothing within the idle timeout
+    stalled_closed: int = 0  # connections closed for leaving their answers unread
+    refused: Counter[str] = field(default_factory=Counter)  # by HTTP status
+
+    def stats(self) -> dict[str, int | dict[str, int]]:
+        return {
+            "open_connections": self.open_connections,
+            "idle_closed": self.idle_closed,
+            "stalled_closed": self.stalled_closed,
+            "refused": dict(self.refused),
+        }
 
 
 class Phase(Enum):
@@ -83,6 +102,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     """One connection; `limits` is bound by `guarded_protocol`."""
 
     limits: ClassVar[HttpLimits] = HttpLimits()
+    counters: ClassVar[EdgeCounters] = EdgeCounters()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -101,6 +121,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     # --- connection ---------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.counters.open_connections += 1
         if len(self.connections) > self.limits.max_connections:
             self.connections.discard(self)
             self._refuse(Refused(503, "too many open connections; try again later"), b"retry-after: 1\r\n")
@@ -108,6 +129,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._arm(self.limits.idle_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.counters.open_connections -= 1
         self._disarm()
         self._stop_stall_clock()
         super().connection_lost(exc)
@@ -115,7 +137,12 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def pause_writing(self) -> None:
         super().pause_writing()
         if self._write_stall is None:
-            self._write_stall = self.loop.call_later(self.limits.write_timeout, self.transport.close)
+            self._write_stall = self.loop.call_later(self.limits.write_timeout, self._stalled)
+
+    def _stalled(self) -> None:
+        self._write_stall = None
+        self.counters.stalled_closed += 1
+        self.transport.close()
 
     def resume_writing(self) -> None:
         self._stop_stall_clock()
@@ -211,6 +238,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if self._refused:
             self.transport.close()  # the linger is over
         elif self._phase is Phase.IDLE:
+            self.counters.idle_closed += 1
             self.transport.close()  # nothing was asked: nothing to answer
         elif self._phase is Phase.HEAD:
             self._refuse(Refused(408, f"request headers not received within {self.limits.header_timeout} s"))
@@ -222,6 +250,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if self._refused or self.transport.is_closing():
             return
         self._refused = True
+        self.counters.refused[str(refused.status)] += 1
         cycle = self.cycle  # this request's while its body is read, else the previous one's
         answered = cycle is not None and cycle.response_started
         if answered and (self._phase is Phase.BODY or not cycle.response_complete):
@@ -246,4 +275,4 @@ def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
 
 def guarded_protocol(limits: HttpLimits) -> type[GuardedHttpProtocol]:
     """The protocol class to pass as uvicorn's `http=`, with these limits."""
-    return type("GuardedHttpProtocol", (GuardedHttpProtocol,), {"limits": limits})
+    return type("GuardedHttpProtocol", (GuardedHttpProtocol,), {"limits": limits, "counters": EdgeCounters()})
