@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bridgeline.adapters.carrier_sim import SimCarrier
-from bridgeline.adapters.carrier_sip import _address_of
+from bridgeline.adapters.carrier_sip import InboundCall, SipCarrier, _address_of
 from bridgeline.adapters.sip_config import SipSettings
 from bridgeline.app.inbound import start_inbound_run
 from bridgeline.app.phlos import PhloCache
@@ -16,6 +16,7 @@ from bridgeline.app.runs import RunService
 from bridgeline.app.service import ConferenceService
 from bridgeline.core.address import classify
 from bridgeline.core.model import Role
+from bridgeline.main import route_inbound_calls
 from bridgeline.sip.uri import parse_uri
 
 MAIN, OTHER = "MA00000000000000000A", "MA00000000000000000B"
@@ -124,3 +125,29 @@ async def test_an_inbound_caller_outside_the_address_grammar_is_refused(store: S
 def test_an_inbound_callers_address_is_its_escaped_sip_uri(from_uri: str, address: str) -> None:
     assert _address_of(parse_uri(from_uri)) == address
     classify(address)  # fits the address grammar
+
+
+async def test_an_inbound_route_without_an_account_runs_the_main_accounts_phlo(store: Store) -> None:
+    """main.route_inbound_calls: `inbound[].auth_id` picks whose "support" a number runs."""
+    await store.create_phlo(support(MAIN, "+14155550001"))
+    await store.create_phlo(support(OTHER, "+14155550002"))
+    routes = [
+        {"number": "+14150000001", "phlo_id": "support"},
+        {"number": "+14150000002", "phlo_id": "support", "auth_id": OTHER},
+    ]
+    sip = SipCarrier(SipSettings.model_validate({"inbound": routes}))  # never started: no sockets
+    carrier = SimCarrier(store, answer_delay_ms=0)
+    conferences = ConferenceService(store, carrier)
+    await carrier.start()
+    route_inbound_calls(sip, PhloCache(store), RunService(store, conferences), MAIN)
+    assert sip._inbound is not None
+    for dialed, owner, agent in (
+        ("+14150000001", MAIN, "+14155550001"),
+        ("+14150000002", OTHER, "+14155550002"),
+    ):
+        conference_id = await sip._inbound(InboundCall(f"in-{dialed}", CALLER, dialed))
+        live = None if conference_id is None else conferences.get_live(conference_id)
+        assert live is not None and live.meta.auth_id == owner
+        assert set(live.conf.members) == {CALLER, agent}
+    await conferences.shutdown()
+    await carrier.stop()

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import ClassVar
+from urllib.parse import quote
 
 from .syntax import PARSE_CACHE_SIZE, Params, SipParseError, has_forbidden_chars, parse_hostport, parse_params
 
@@ -20,8 +21,9 @@ _TEL_NUMBER_RE = re.compile(r"\+?[0-9A-Fa-f*#.()pPwW-]+")
 _USER_FORBIDDEN = frozenset("@[]{}|^")
 # RFC 3261 25.1: user = 1*( unreserved / escaped / user-unreserved ); anything else is percent-encoded.
 USER_UNRESERVED = "&=+$,;?/"
-_USER_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.!~*'()")
+_MARKS = "-_.!~*'()"
 _ESCAPED = re.compile(r"%[0-9A-Fa-f]{2}")
+_ESCAPED_SPLIT = re.compile(r"(%[0-9A-Fa-f]{2})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,22 +143,11 @@ def escape_user(user: str, *, unreserved: str = USER_UNRESERVED) -> str:
 
     `unreserved`: the user-unreserved characters to keep as they are (a member address, whose
     parameters follow a ';', passes fewer)."""
-    safe = _USER_SAFE.union(unreserved)
-    if all(c in safe for c in user):
-        return user
-    out: list[str] = []
-    i = 0
-    while i < len(user):
-        char = user[i]
-        if char == "%" and _ESCAPED.match(user, i):
-            out.append(user[i : i + 3])
-            i += 3
-            continue
-        out.append(
-            char if char in safe else "".join(f"%{b:02X}" for b in char.encode("utf-8", "surrogatepass"))
-        )
-        i += 1
-    return "".join(out)
+    safe = _MARKS + unreserved  # quote() keeps letters, digits and "_.-~" itself
+    return "".join(
+        part if _ESCAPED.fullmatch(part) else quote(part, safe=safe, errors="surrogatepass")
+        for part in _ESCAPED_SPLIT.split(user)
+    )
 
 
 def parse_dial_uri(text: str) -> SipURI:
