@@ -45,6 +45,7 @@ FIGURES: dict[str, tuple[list[str], float]] = {
         420,
     ),
     "rtp": (["bench_rtp_legs.py", "--budget", "160", "--run", "6"], 400),
+    "outbox": (["bench_outbox.py", "--pending", "100000", "--measure", "8", "--rounds", "3"], 600),
 }
 PROFILED = {"http", "sip", "rtp"}
 
@@ -269,7 +270,56 @@ class Report(Advice):
         if bad:
             self.unmet.append(("Mixer within 3x of numpy's summation", self.mixer_advice))
 
+    def outbox_rows(self) -> None:
+        o = self.get("outbox")
+        label = "API p99 with 100,000 callbacks pending, receiver down (hold/unhold at 100/s)"
+        if o is None:
+            self.row(label, "not measured", "-", "-", "within 1.2x", None)
+            return
+        b, e = o["backlog"], o["empty"]
+        ok = o["p99_ratio"] <= 1.2 and b["not_ok"] == 0
+        self.row(
+            label,
+            f"p50 {n1(b['p50_ms_median'])} ms, p99 {n1(b['p99_ms_median'])} ms ({n0(b['pending_at_end'])}"
+            " pending at the end)",
+            f"empty outbox: p50 {n1(e['p50_ms_median'])} ms, p99 {n1(e['p99_ms_median'])} ms",
+            f"p99 x{o['p99_ratio']:.2f}",
+            "within 1.2x",
+            ok,
+        )
+
     # ------------------------------------------------------------------ sections
+    def outbox_section(self) -> list[str]:
+        o = self.r.get("outbox")
+        lines = ["### 7. API latency with a large callback backlog (sim carrier, SQLite)", ""]
+        if (why := failed(o)) is not None:
+            return [*lines, why, ""]
+        assert o is not None
+        lines += [
+            cmd(o) + ". " + figure_meta(o),
+            "",
+            "Two servers, each with SQLite in a fresh data directory and every callback URL on a port where"
+            " nothing listens. One starts with an empty outbox; the other with"
+            f" {n0(o['pending'])} pending deliveries written before it starts (20 per ended conference, each"
+            " queue's head already retried and due over the next five minutes, the rest never tried, as an"
+            " outage under an earlier version leaves them; the server parks those behind their head once,"
+            f" in pages: {o['backlog']['settle_s']:g} s here, before the windows). Each gets"
+            f" {o['probes']} connected probe conferences; then, alternating between the servers, windows of"
+            f" hold/unhold at {o['light_rate']:g} requests/s (open loop) for {o['measure_s']:g} s each;"
+            " the median window is reported.",
+            "",
+            "| outbox | p99 per window (ms) | median p50 ms | median p99 ms | not OK | pending at the end |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
+        for key in ("empty", "backlog"):
+            x = o[key]
+            windows = ", ".join(n1(w["latency_ms"]["p99"]) for w in x["windows"])
+            lines.append(
+                f"| {key} | {windows} | {n2(x['p50_ms_median'])} | {n2(x['p99_ms_median'])} | {x['not_ok']}"
+                f" | {n0(x['pending_at_end'])} |"
+            )
+        return [*lines, ""]
+
     def anchors(self) -> list[str]:
         r, s, m = self.get("rtp"), self.get("sip"), self.get("media")
         mhz = (r or s or m or {}).get("machine", {}).get("cpu_mhz") or 0
@@ -645,6 +695,7 @@ class Report(Advice):
         self.rtp_rows()
         self.setup_rows()
         self.mixer_rows()
+        self.outbox_rows()
         machine = next((r["machine"] for r in self.r.values() if "machine" in r), kit.machine())
         suite = self.suite
         lines = [
@@ -693,6 +744,7 @@ class Report(Advice):
             *self.sip_section(),
             *self.rtp_section(),
             *self.media_section(),
+            *self.outbox_section(),
             *self.profiles_section(),
             "## Targets not reached: where the time goes, and proposed changes",
             "",

@@ -418,3 +418,41 @@ async def test_a_successful_attempt_logs_at_debug_only(
         await make().deliver_once(store.add(numbered(receiver.url(), f"c{n}", 1)))
     lines = [line for line in capsys.readouterr().out.splitlines() if "webhook" in line]
     assert len(lines) <= 5 and all("[debug" in line for line in lines), lines
+
+
+async def test_a_dead_destination_is_paused_not_hammered(store: FakeStore, make: Make) -> None:
+    with socket.socket() as probe:  # nothing listens there: every attempt is refused at once
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    clock = FakeClock()
+    dispatcher = make(clock=clock, per_destination=2, base_delay=60.0, poll_interval=0.01)
+    records = [store.add(numbered(f"http://127.0.0.1:{port}/cb", f"c{n}", 1)) for n in range(20)]
+    dispatcher.start()
+    await wait_until(store, lambda: sum(store.rows[r.delivery_id].attempts for r in records) >= 2)
+    for _ in range(20):  # more passes of the worker: none may attempt while the destination is paused
+        await asyncio.sleep(0.01)
+    await asyncio.wait_for(dispatcher.stop(), 5.0)
+    tried = [store.rows[r.delivery_id] for r in records if store.rows[r.delivery_id].attempts]
+    assert len(tried) <= 2  # the probes: one per slot
+    waiting = [store.rows[r.delivery_id] for r in records if not store.rows[r.delivery_id].attempts]
+    assert all(r.next_attempt_at >= clock.now + 60.0 * 0.8 for r in waiting)  # held back, not attempted
+
+
+async def test_a_destination_that_answers_again_is_resumed(
+    receiver: Receiver, store: FakeStore, make: Make
+) -> None:
+    receiver.status = 503
+    clock = FakeClock()
+    dispatcher = make(clock=clock, per_destination=1, base_delay=5.0, poll_interval=0.01)
+    first = store.add(numbered(receiver.url(), "c1", 1))
+    second = store.add(numbered(receiver.url(), "c2", 1))
+    dispatcher.start()
+    await wait_until(store, lambda: store.rows[first.delivery_id].attempts == 1)
+    receiver.status = 200
+    clock.now += 60.0  # past the pause and the first delivery's backoff
+    dispatcher.wake()
+    await wait_until(
+        store,
+        lambda: all(store.rows[d.delivery_id].status is DeliveryStatus.DELIVERED for d in (first, second)),
+    )
+    await asyncio.wait_for(dispatcher.stop(), 5.0)

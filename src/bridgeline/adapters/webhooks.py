@@ -133,6 +133,10 @@ class WebhookDispatcher:
         # Long enough for a claimed delivery to wait out a full destination queue and its own attempt.
         self._lease = timeout * (2 + queue_per_destination / per_destination) + 1.0
         self._destinations: dict[str, _Destination] = {}
+        # Destinations that failed at the transport level or with 5xx: (consecutive failures, pause
+        # until). Their due deliveries wait out the pause without an attempt, so a dead receiver
+        # costs a few probes per backoff period rather than an attempt for every queued callback.
+        self._down: dict[str, tuple[int, float]] = {}
         self._claimed: set[int] = set()  # queued or in flight in this process
         self._in_flight = 0
         self._attempts: set[asyncio.Task[None]] = set()
@@ -214,8 +218,12 @@ class WebhookDispatcher:
         for delivery in page:
             if self._stopping:
                 break
-            destination = self._destinations.setdefault(destination_of(delivery.url), _Destination())
-            if delivery.delivery_id in self._claimed:
+            key = destination_of(delivery.url)
+            paused_until = self._down.get(key, (0, 0.0))[1]
+            destination = self._destinations.setdefault(key, _Destination())
+            if paused_until > now and delivery.delivery_id not in self._claimed:
+                schedule.append((delivery.delivery_id, self._after_pause(now, paused_until)))
+            elif delivery.delivery_id in self._claimed:
                 schedule.append((delivery.delivery_id, now + self._lease))  # lease ran out in our queue
             elif len(destination.queue) + destination.active < self._per_destination + self._queue_size:
                 self._claimed.add(delivery.delivery_id)
@@ -250,9 +258,37 @@ class WebhookDispatcher:
         if not destination.queue and not destination.active:
             self._destinations.pop(key, None)
 
+    def _after_pause(self, now: float, paused_until: float) -> float:
+        """When a delivery held back by a paused destination is due again: spread over one more pause,
+        so the held-back deliveries do not all come due in the same instant."""
+        return paused_until + self._rng.uniform(0.0, max(1.0, paused_until - now))
+
+    async def _note_outcome(self, key: str, destination: _Destination, updated: DeliveryRecord) -> None:
+        """Pause a destination that fails as a whole (no answer, or 5xx); resume it on a success."""
+        code = updated.last_status_code
+        if updated.last_error is None:
+            self._down.pop(key, None)
+            return
+        if code is not None and code < 500:
+            return  # the receiver answered: this URL's problem, not the destination's
+        failures = self._down.get(key, (0, 0.0))[0] + 1
+        now = self._clock()
+        paused_until = now + self._backoff(failures)
+        self._down[key] = (failures, max(paused_until, self._down.get(key, (0, 0.0))[1]))
+        if len(self._down) > 10_000:  # bounded: forget the destination whose pause ends first
+            del self._down[min(self._down, key=lambda k: self._down[k][1])]
+        held = list(destination.queue)
+        destination.queue.clear()
+        for delivery in held:
+            self._claimed.discard(delivery.delivery_id)
+        if held:
+            schedule = [(d.delivery_id, self._after_pause(now, paused_until)) for d in held]
+            await self._store.reschedule_deliveries(schedule)
+
     async def _attempt(self, key: str, destination: _Destination, delivery: DeliveryRecord) -> None:
         try:
-            await self.deliver_once(delivery)
+            updated = await self.deliver_once(delivery)
+            await self._note_outcome(key, destination, updated)
         except Exception:
             log.exception("webhook_delivery_failed", delivery_id=delivery.delivery_id)
         finally:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
@@ -59,24 +59,25 @@ class Pruner:
     async def prune_once(self) -> Pruned:
         """Delete everything past its retention now, batch after batch."""
         now = self._clock()
-        conferences = runs = 0
-        if self._conference_retention > 0:
-            while (
-                n := await self._store.prune_conferences(now - self._conference_retention, self._batch)
-            ) > 0:
-                conferences += n
-                if n < self._batch:
-                    break
-                await asyncio.sleep(self._pause)
-        if self._run_retention > 0:
-            while (n := await self._store.prune_runs(now - self._run_retention, self._batch)) > 0:
-                runs += n
-                if n < self._batch:
-                    break
-                await asyncio.sleep(self._pause)
+        conferences = await self._in_batches(self._store.prune_conferences, now, self._conference_retention)
+        runs = await self._in_batches(self._store.prune_runs, now, self._run_retention)
         if conferences or runs:
             log.info("pruned", conferences=conferences, runs=runs)
         return Pruned(conferences, runs)
+
+    async def _in_batches(
+        self, prune: Callable[[float, int], Awaitable[int]], now: float, retention: float
+    ) -> int:
+        """Run one store pruning method until a batch comes back short; how many rows went."""
+        if retention <= 0:
+            return 0
+        total = 0
+        while (count := await prune(now - retention, self._batch)) > 0:
+            total += count
+            if count < self._batch:
+                break
+            await asyncio.sleep(self._pause)  # let the event loop breathe between transactions
+        return total
 
     def start(self) -> None:
         if self.enabled and self._task is None:
