@@ -73,6 +73,11 @@ class Bridgeline:
         await self.store.close()
 
 
+def egress_policy(settings: Settings) -> EgressPolicy:
+    """Where callbacks and music URLs may lead (docs/security.md)."""
+    return EgressPolicy.from_settings(settings.egress_profile, settings.egress_allow, settings.egress_deny)
+
+
 def make_carrier(settings: Settings, store: Store) -> Carrier:
     if settings.carrier == "sim":
         return SimCarrier(
@@ -89,6 +94,7 @@ def make_carrier(settings: Settings, store: Store) -> Carrier:
             fetch_timeout_s=settings.media_fetch_timeout_s,
             max_seconds=settings.media_max_seconds,
             cache_bytes=settings.media_cache_bytes,
+            egress=egress_policy(settings),
         )
         return SipCarrier(load_sip_settings(settings.sip_config, listen=settings.sip_listen), media=media)
     raise ValueError(f"unknown carrier {settings.carrier!r} (available: sim, sip)")
@@ -135,7 +141,7 @@ async def build(settings: Settings) -> Bridgeline:
     runs = RunService(store, conferences)
     phlos = PhloCache(store)  # one cache, so a deleted PHLO is forgotten for API and inbound calls alike
     route_inbound_calls(carrier, phlos, runs, credentials.auth_id)
-    egress = EgressPolicy.from_settings(settings.egress_profile, settings.egress_allow, settings.egress_deny)
+    egress = egress_policy(settings)
     # Enough pooled connections for every attempt in flight; beyond that httpx would queue them.
     limits = httpx.Limits(max_connections=settings.webhook_max_in_flight, max_keepalive_connections=20)
     http_client = egress.client(follow_redirects=False, limits=limits)
@@ -173,6 +179,14 @@ async def build(settings: Settings) -> Bridgeline:
     metrics.add(Source("auth", authenticator.stats, counters=frozenset({"failed", "throttled"})))
     metrics.add(Source("events", hub.stats, counters=frozenset({"refused_streams"})))
     metrics.add(Source("conferences", lambda: {"live": conferences.live_count}))
+    metrics.add(
+        Source(
+            "webhooks",
+            dispatcher.stats,
+            counters=frozenset({"attempts"}),
+            labels={"attempts": "outcome"},
+        )
+    )
     if carrier.name == "sip":
         from bridgeline.adapters.carrier_sip import SIP_COUNTERS, SipCarrier
 

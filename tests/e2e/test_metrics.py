@@ -7,7 +7,17 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from e2ekit import AUTH_ID, AUTH_TOKEN, ServerProcess, add_account, serving
+from e2ekit import (
+    AUTH_ID,
+    AUTH_TOKEN,
+    Api,
+    CallbackReceiver,
+    ServerProcess,
+    add_account,
+    number,
+    serving,
+    wait_until,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -54,3 +64,17 @@ def test_only_the_main_account_reads_metrics(watched: ServerProcess) -> None:
     assert as_other.status_code == 403
     assert set(as_other.json()) == {"api_id", "error"}
     assert httpx.get(f"{watched.url}/metrics", timeout=10).status_code == 401
+
+
+def test_callback_attempts_are_counted_by_outcome(watched: ServerProcess) -> None:
+    delivered = ("bridgeline_webhooks_attempts_total", (("outcome", "delivered"),))
+    before = scrape(watched).get(delivered, 0.0)
+    api = Api(watched)
+    with CallbackReceiver() as receiver:
+        phlo = api.create_phlo(callback_url=receiver.url("/events"))
+        phlo.connect(number(), number())
+        wait_until(lambda: len(receiver.events()) >= 3, timeout=20)
+        posted = len(receiver.events())
+    api.close()
+    assert scrape(watched)[delivered] >= before + posted
+    assert ("bridgeline_webhooks_in_flight", ()) in scrape(watched)

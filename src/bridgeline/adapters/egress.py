@@ -23,7 +23,7 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 import httpcore
 import httpx
@@ -87,24 +87,43 @@ class EgressPolicy:
 
     async def resolve(self, host: str, port: int) -> str:
         """The first address `host` resolves to that the policy permits; EgressRefused if none does."""
-        try:
-            literal: IPAddress | None = ipaddress.ip_address(host.strip("[]"))
-        except ValueError:
-            literal = None
+        literal = _literal(host)
         if literal is not None:
-            candidates = [literal]
-        else:
-            loop = asyncio.get_running_loop()
-            try:
-                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            except OSError as exc:
-                raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
-            candidates = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
+            return self._choose(host, [literal])
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+        return self._choose(host, _addresses(infos))
+
+    def resolve_blocking(self, host: str, port: int) -> str:
+        """`resolve` for a worker thread (the media fetcher's synchronous client)."""
+        literal = _literal(host)
+        if literal is not None:
+            return self._choose(host, [literal])
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+        return self._choose(host, _addresses(infos))
+
+    def _choose(self, host: str, candidates: list[IPAddress]) -> str:
         for address in candidates:
             if self.permits(address):
                 return str(address)
         shown = ", ".join(sorted({str(a) for a in candidates}))
         raise EgressRefused(f"egress policy ({self.profile.value}) refuses {host} ({shown})")
+
+    def blocking_client(self, **options: Any) -> httpx.Client:
+        """A synchronous httpx client bound to this policy, for worker threads."""
+        pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False),
+            network_backend=GuardedBlockingBackend(self),
+        )
+        transport = httpx.HTTPTransport(trust_env=False)
+        transport._pool = pool  # httpx takes no network backend; see GuardedTransport
+        return httpx.Client(transport=transport, trust_env=False, **options)
 
     def transport(self, **options: Any) -> httpx.AsyncHTTPTransport:
         """An httpx transport whose every connection goes through this policy."""
@@ -113,6 +132,46 @@ class EgressPolicy:
     def client(self, limits: httpx.Limits | None = None, **options: Any) -> httpx.AsyncClient:
         """An httpx client bound to this policy (proxies from the environment are ignored)."""
         return httpx.AsyncClient(transport=self.transport(limits=limits), trust_env=False, **options)
+
+
+def _literal(host: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+
+
+def _addresses(infos: list[Any]) -> list[IPAddress]:
+    return [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
+
+
+OPEN: Final = EgressPolicy()  # self-hosting's default: every destination allowed
+
+
+class GuardedBlockingBackend(httpcore.NetworkBackend):
+    """The synchronous twin of GuardedBackend, for clients that run in worker threads."""
+
+    def __init__(self, policy: EgressPolicy) -> None:
+        self._policy = policy
+        self._inner = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        address = self._policy.resolve_blocking(host, port) if self._policy.checks_addresses else host
+        return self._inner.connect_tcp(
+            address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+        )
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
+        raise EgressRefused("egress policy refuses unix sockets")
 
 
 class GuardedBackend(httpcore.AsyncNetworkBackend):

@@ -287,7 +287,7 @@ class MusicLibrary:
         limits = self.limits
         try:
             if isinstance(parsed, UrlSpec):
-                data = fetch_url(parsed.url, limits.max_bytes, limits.fetch_timeout_s)
+                data = fetch_url(parsed.url, limits.max_bytes, limits.fetch_timeout_s, limits.egress)
             else:
                 data = read_media_file(limits.media_dir, parsed.path, limits.max_bytes)
             digest, samples = self.cache.decode(data, limits.max_seconds)

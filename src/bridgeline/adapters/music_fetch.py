@@ -19,6 +19,7 @@ from typing import Final
 
 import httpx
 
+from bridgeline.adapters.egress import OPEN, EgressPolicy
 from bridgeline.phlo.media_spec import URL_SCHEMES
 
 MAX_REDIRECTS: Final = 3
@@ -37,6 +38,7 @@ class MediaLimits:
     fetch_timeout_s: float = 10.0
     max_seconds: float = 300.0
     cache_bytes: int = 64 * 1024 * 1024
+    egress: EgressPolicy = OPEN  # which addresses a music URL may lead to (the callbacks' policy)
 
 
 def read_media_file(media_dir: Path, relative: str, max_bytes: int) -> bytes:
@@ -68,14 +70,15 @@ def read_media_file(media_dir: Path, relative: str, max_bytes: int) -> bytes:
     return data
 
 
-def fetch_url(url: str, max_bytes: int, timeout_s: float) -> bytes:
+def fetch_url(url: str, max_bytes: int, timeout_s: float, egress: EgressPolicy = OPEN) -> bytes:
     """GET the URL's body: http(s) only, redirects only to http(s) (at most MAX_REDIRECTS), at most
     max_bytes, abandoned after about timeout_s in all (connect, redirects and every read)."""
     deadline = time.monotonic() + timeout_s
     # identity: the size cap counts the bytes that will be decoded, and a compressed body cannot
     # expand past it.
     headers = {"accept-encoding": "identity"}
-    with httpx.Client(follow_redirects=False, timeout=timeout_s, headers=headers) as client:
+    # Redirects are followed here, one request each, so the policy checks every hop's address.
+    with egress.blocking_client(follow_redirects=False, timeout=timeout_s, headers=headers) as client:
         for _ in range(MAX_REDIRECTS + 1):
             try:
                 with client.stream("GET", url) as response:

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from urllib.parse import urlencode, urlsplit
@@ -139,12 +139,22 @@ class WebhookDispatcher:
         self._down: dict[str, tuple[int, float]] = {}
         self._claimed: set[int] = set()  # queued or in flight in this process
         self._in_flight = 0
+        self._outcomes: Counter[str] = Counter()  # attempts by the delivery's status after them
         self._attempts: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._stopping = False
         self._running = False
         self._stopped = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+
+    def stats(self) -> dict[str, int | dict[str, int]]:
+        """For /metrics: attempts by outcome (delivered, pending = will retry, failed = gave up), and
+        what is in flight or paused now."""
+        return {
+            "attempts": dict(self._outcomes),
+            "in_flight": self._in_flight,
+            "destinations_paused": sum(1 for _, until in self._down.values() if until > self._clock()),
+        }
 
     def start(self) -> asyncio.Task[None]:
         """Run the loop as a background task, so callers never wait on a delivery."""
@@ -203,6 +213,7 @@ class WebhookDispatcher:
             status_code, error = await self._post(delivery, token)
             updated = self._record_attempt(delivery, started, status_code, error, final=False)
         await self._store.update_delivery(updated)
+        self._outcomes[updated.status.value] += 1
         if updated.last_error is None:
             log.debug("webhook_delivered", delivery_id=delivery.delivery_id, attempt=updated.attempts)
         else:
