@@ -34,11 +34,11 @@ deps-browser:
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver; \
 	fi
 
-# Real SIP peers for tests/sip_e2e (sipp, baresip), tone files (sox), packet capture (tshark),
-# and an MP3 decoder for MP3 hold music (mpg123).
+# Real SIP peers for tests/sip_e2e (sipp, baresip), tone files (sox), packet capture (tshark)
+# (MP3 hold music is decoded in-process by miniaudio: no decoder package).
 deps-sip:
-	@if [ ! -x /usr/bin/sipp ] || [ ! -x /usr/bin/baresip ] || [ ! -x /usr/bin/sox ] || [ ! -x /usr/bin/tshark ] || [ ! -x /usr/bin/mpg123 ]; then \
-		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends sip-tester baresip sox tshark mpg123; \
+	@if [ ! -x /usr/bin/sipp ] || [ ! -x /usr/bin/baresip ] || [ ! -x /usr/bin/sox ] || [ ! -x /usr/bin/tshark ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends sip-tester baresip sox tshark; \
 	fi
 
 test: lint typecheck deps-browser deps-sip

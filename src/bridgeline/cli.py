@@ -75,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--log-level", default=None, help="debug, info (default), warning or error; env BRIDGELINE_LOG_LEVEL"
     )
-    for name, kind in EDGE_SETTINGS.items():  # HTTP edge and authentication limits (docs/security.d/http.md)
+    for name, kind in EDGE_SETTINGS.items():  # HTTP edge and authentication limits (docs/security.md)
         flag = "--" + name.replace("_", "-")
         serve.add_argument(flag, type=kind, default=None, help=f"env BRIDGELINE_{name.upper()}")
     serve.set_defaults(func=_serve)

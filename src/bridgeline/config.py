@@ -30,7 +30,7 @@ class Settings:
     sip_config: Path | None = None  # YAML: endpoints, trunk, inbound numbers, RTP ports
     log_format: str = "console"  # or "json"
     log_level: str = "info"  # "debug" adds every conference event (see logs.py)
-    # --- Music and message sources (issue 9, item 8; see docs/security.d/music.md) ---------------
+    # --- Music and message sources (issue 9, item 8; see docs/security.md) ---------------
     media_dir: Path | None = None  # files named by music settings live here; default <data-dir>/media
     media_max_bytes: int = 10 * 1024 * 1024  # a media file or download larger than this is refused
     media_fetch_timeout_s: float = 10.0  # a music URL that takes longer to download is abandoned
@@ -41,7 +41,7 @@ class Settings:
     def media_directory(self) -> Path:
         return self.media_dir if self.media_dir is not None else self.data_dir / "media"
 
-    # --- callbacks, outbox and retention (issue 9: docs/security.d/outbox.md) ---------------------
+    # --- callbacks, outbox and retention (issue 9: docs/security.md) ---------------------
     egress_profile: str = "open"  # "hosted": callbacks may reach only public addresses (adapters/egress.py)
     egress_allow: str = ""  # comma-separated CIDRs always allowed (wins over everything)
     egress_deny: str = ""  # comma-separated CIDRs always refused
@@ -53,7 +53,7 @@ class Settings:
     prune_interval: float = 300.0  # seconds between background pruning passes
     prune_batch: int = 100  # conferences (or runs) deleted per pruning transaction
 
-    # --- HTTP edge and authentication (issue #9, items 4-7 and 13; docs/security.d/http.md) ---
+    # --- HTTP edge and authentication (issue #9, items 4-7 and 13; docs/security.md) ---
     http_max_connections: int = 1000  # open connections; one more is answered 503 and closed
     http_max_header_bytes: int = 32 * 1024  # request line + headers; past it: 431 and close
     http_max_headers: int = 100  # header fields; past it: 431 and close

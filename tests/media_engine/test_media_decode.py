@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import struct
+import threading
 import wave
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 from media_peer import dominant_freq
 from numpy.typing import NDArray
 
+from bridgeline.adapters import music_decode
 from bridgeline.adapters.music import LoopSource
 from bridgeline.adapters.music_decode import DecodedCache, decode_audio
 from bridgeline.adapters.music_fetch import MediaUnavailable
@@ -113,3 +115,29 @@ def test_loop_source_loops_seamlessly_and_plays_once() -> None:
     got = np.concatenate([once.next_frame() for _ in range(4)])
     assert (got[:500] == samples).all() and not got[500:].any() and once.finished
     assert once.next_frame().shape == (FRAME_SAMPLES,)
+
+
+def test_two_workers_given_the_same_content_at_once_decode_it_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    started, release = threading.Event(), threading.Event()
+    calls: list[bytes] = []
+
+    def slow_decode(data: bytes, max_seconds: float) -> NDArray[np.int16]:
+        calls.append(data)
+        started.set()
+        release.wait(5)
+        return np.zeros(160, dtype=np.int16)
+
+    monkeypatch.setattr(music_decode, "decode_audio", slow_decode)
+    cache = DecodedCache(max_bytes=1 << 20)
+    results: list[tuple[str, NDArray[np.int16]]] = []
+    first = threading.Thread(target=lambda: results.append(cache.decode(b"same bytes", 10)))
+    second = threading.Thread(target=lambda: results.append(cache.decode(b"same bytes", 10)))
+    first.start()
+    assert started.wait(5)
+    second.start()  # arrives while the first is still decoding
+    second.join(0.2)
+    release.set()
+    first.join(5)
+    second.join(5)
+    assert len(calls) == 1 and cache.decodes == 1
+    assert len(results) == 2 and results[0][0] == results[1][0] and results[0][1] is results[1][1]

@@ -57,6 +57,7 @@ class DecodedCache:
         self._entries: OrderedDict[str, Samples] = OrderedDict()
         self._size = 0
         self._lock = threading.Lock()
+        self._decoding: dict[str, threading.Lock] = {}  # digest -> held while it is being decoded
         self.decodes = 0  # how many times bytes were actually decoded (cache misses)
 
     @property
@@ -71,18 +72,26 @@ class DecodedCache:
             return samples
 
     def decode(self, data: bytes, max_seconds: float) -> tuple[str, Samples]:
-        """(digest, samples) for these bytes: from the cache, else decoded now and kept."""
+        """(digest, samples) for these bytes: from the cache, else decoded now and kept. Two workers
+        given the same content at once decode it once: the second waits for the first."""
         digest = hashlib.sha256(data).hexdigest()
-        cached = self.get(digest)
-        if cached is not None:
-            return digest, cached
-        samples = decode_audio(data, max_seconds)
         with self._lock:
-            self.decodes += 1
-            if digest not in self._entries:
-                self._entries[digest] = samples
-                self._size += samples.nbytes
-            while self._size > self.max_bytes and self._entries:  # one too big alone is not kept
-                _, evicted = self._entries.popitem(last=False)
-                self._size -= evicted.nbytes
+            decoding = self._decoding.setdefault(digest, threading.Lock())
+        with decoding:
+            try:
+                cached = self.get(digest)
+                if cached is not None:
+                    return digest, cached
+                samples = decode_audio(data, max_seconds)
+                with self._lock:
+                    self.decodes += 1
+                    if digest not in self._entries:
+                        self._entries[digest] = samples
+                        self._size += samples.nbytes
+                    while self._size > self.max_bytes and self._entries:  # one too big alone is not kept
+                        _, evicted = self._entries.popitem(last=False)
+                        self._size -= evicted.nbytes
+            finally:
+                with self._lock:  # stored (or failed) before forgotten: a later worker finds the entry
+                    self._decoding.pop(digest, None)
         return digest, samples

@@ -3,7 +3,7 @@
 ```yaml
 listen: 127.0.0.1:5060          # overridden by --sip-listen
 domain: bridgeline.local        # digest realm, From host
-rtp: {host: 127.0.0.1, ports: 20000-20999}   # and the limits below (docs/security.d/media.md)
+rtp: {host: 127.0.0.1, ports: 20000-20999}   # and the limits below (docs/security.md)
 endpoints:                      # agents' phones: they REGISTER with these credentials
   alice: alice-secret
 trunk:                          # where E.164 numbers are dialed
