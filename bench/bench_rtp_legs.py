@@ -100,15 +100,19 @@ def sender_main(fd: int, ports: list[int], seconds: float) -> None:
     )
 
 
+def sender_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
 @dataclass
 class Sender:
     proc: asyncio.subprocess.Process
 
     @classmethod
-    async def spawn(cls, ports: list[int], seconds: float) -> Sender:
-        """The engine learns the sender's address by latching, as it would behind a NAT."""
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.bind(("127.0.0.1", 0))
+    async def spawn(cls, ports: list[int], seconds: float, sock: socket.socket) -> Sender:
+        """Send from `sock`: its address is the one the engine's legs were given as the peer's SDP."""
         proc = await asyncio.create_subprocess_exec(
             *(sys.executable, __file__, "--sender", str(sock.fileno()), str(seconds)),
             stdin=asyncio.subprocess.PIPE,
@@ -184,9 +188,10 @@ async def measure(
     snapshot: Snapshot,
     run_s: float,
     window_start: Callable[[], None],
+    sock: socket.socket,
 ) -> Result:
-    """Feed `ports` for run_s seconds; compare snapshots taken after the warm-up and at the end."""
-    sender = await Sender.spawn(ports, run_s)
+    """Feed `ports` from `sock` for run_s seconds; compare snapshots after the warm-up and at the end."""
+    sender = await Sender.spawn(ports, run_s, sock)
     await asyncio.sleep(WARMUP_S)
     window_start()  # resets the maximum lateness, so it covers the measured window only
     s0, cpu0, t0, (busy0, steal0) = snapshot(), time.process_time(), time.monotonic(), kit.cpu_times()
@@ -218,10 +223,13 @@ async def run_engine(legs: int, party: int, run_s: float) -> Result:
     try:
         ids = [f"l{i}" for i in range(legs)]
         ports = [engine.open_leg(leg) for leg in ids]
-        placeholder = ("127.0.0.1", 9)  # the sender's real address is latched from its packets
+        # The sender's address is what each leg's SDP names, as for a peer not behind NAT: the legs
+        # latch to it whenever its first packet comes (the learning window would be long over after
+        # opening a thousand legs).
+        sock = sender_socket()
         for leg in ids:
             engine.connect_leg(
-                leg, remote=placeholder, payload_type=g711.PCMU, telephone_event_pt=101, send=True
+                leg, remote=sock.getsockname(), payload_type=g711.PCMU, telephone_event_pt=101, send=True
             )
         for c in range(0, legs, party):
             members = ids[c : c + party]
@@ -242,7 +250,7 @@ async def run_engine(legs: int, party: int, run_s: float) -> Result:
         def window_start() -> None:
             engine._max_late = 0.0  # bench-only peek: the public stats keep the all-time maximum
 
-        return await measure(f"engine, {party}-party", legs, ports, snapshot, run_s, window_start)
+        return await measure(f"engine, {party}-party", legs, ports, snapshot, run_s, window_start, sock)
     finally:
         await engine.stop()
 
@@ -304,7 +312,9 @@ async def run_baseline(legs: int, run_s: float) -> Result:
         def window_start() -> None:
             counts["max_late_ms"] = 0.0
 
-        return await measure("echo relay (baseline)", legs, ports, lambda: dict(counts), run_s, window_start)
+        return await measure(
+            "echo relay (baseline)", legs, ports, lambda: dict(counts), run_s, window_start, sender_socket()
+        )
     finally:
         if task is not None:
             task.cancel()

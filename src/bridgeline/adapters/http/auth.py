@@ -58,6 +58,9 @@ class Authenticator:
         self._settings = settings
         self._clock = clock
         self._cache: OrderedDict[str, tuple[Account | None, float]] = OrderedDict()
+        # Authorization headers that passed, with when they stop being trusted: a client's next request
+        # skips decoding and hashing. Only right credentials get here, so what a guess costs is unchanged.
+        self._accepted: dict[str, tuple[Account, float]] = {}
         self._failures = Throttle(settings.failure_rate, settings.failure_burst)
         self.failed = 0  # attempts refused 401 (counted for /metrics)
         self.throttled = 0  # attempts refused 429 before their credentials were looked at
@@ -75,13 +78,23 @@ class Authenticator:
                 "Too many failed authentication attempts from this address; retry later",
                 {"Retry-After": retry_after(wait)},
             )
+        header = request.headers.get("authorization")
+        if header is not None and (known := self._accepted.get(header)) is not None:
+            if known[1] > self._clock():  # these exact credentials passed within the cache time
+                return known[0]
+            del self._accepted[header]
         try:
-            return await self._check(request.headers.get("authorization"))
+            account = await self._check(header)
         except ApiError:
             self.failed += 1
-            if request.headers.get("authorization"):  # no credentials at all is a prompt, not a guess
+            if header:  # no credentials at all is a prompt, not a guess
                 self._failures.spend(source, self._clock())
             raise
+        assert header is not None
+        self._accepted[header] = (account, self._clock() + self._settings.cache_seconds)
+        if len(self._accepted) > MAX_CACHED_ACCOUNTS:
+            del self._accepted[next(iter(self._accepted))]  # the oldest
+        return account
 
     async def _check(self, header: str | None) -> Account:
         auth_id, token = _credentials(header)

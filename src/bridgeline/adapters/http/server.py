@@ -110,8 +110,6 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.timeout_keep_alive = self.limits.idle_timeout  # type: ignore[assignment]
         self._phase = Phase.IDLE
         self._head_bytes = 0  # raw bytes received while reading the current head
-        self._head_size = 0  # the parsed head's size: target plus fields
-        self._header_count = 0
         self._body_bytes = 0
         self._started = 0.0
         self._deadline: asyncio.TimerHandle | None = None
@@ -184,32 +182,35 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._phase = Phase.HEAD
-        self._head_size = self._header_count = self._body_bytes = 0
+        self._body_bytes = 0
         self._started = self.loop.time()
-        self._arm(self.limits.header_timeout)
+        # One timer per request: when it fires during the body, it is moved on to the request's own
+        # deadline (see _expired), so reading the head re-arms nothing.
+        self._arm(min(self.limits.header_timeout, self.limits.request_timeout))
 
     def on_url(self, url: bytes) -> None:
         super().on_url(url)
         if len(self.url) > self.limits.max_url_bytes:
             raise Refused(414, f"request target too long (limit {self.limits.max_url_bytes} bytes)")
-        self._head_size = len(self.url) + REQUEST_LINE_OVERHEAD
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        self._head_size += len(name) + len(value) + HEADER_OVERHEAD
-        if self._header_count > self.limits.max_headers:
-            raise Refused(431, f"too many request headers (limit {self.limits.max_headers})")
-        if self._head_size > self.limits.max_header_bytes:
-            raise Refused(431, f"request headers too large (limit {self.limits.max_header_bytes} bytes)")
-        super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        declared = _content_length(self.headers)
-        if declared is not None and declared > self.limits.max_body_bytes:
-            raise Refused(413, f"request body too large (limit {self.limits.max_body_bytes} bytes)")
+        # Checked once the head is parsed (no callback per field): until then data_received bounds
+        # the raw bytes, so the fields parsed meanwhile are bounded too.
+        limits = self.limits
+        if len(self.headers) > limits.max_headers:
+            raise Refused(431, f"too many request headers (limit {limits.max_headers})")
+        size = len(self.url) + REQUEST_LINE_OVERHEAD
+        declared = None
+        for name, value in self.headers:
+            size += len(name) + len(value) + HEADER_OVERHEAD
+            if name == b"content-length" and value.isdigit():
+                declared = int(value)
+        if size > limits.max_header_bytes:
+            raise Refused(431, f"request headers too large (limit {limits.max_header_bytes} bytes)")
+        if declared is not None and declared > limits.max_body_bytes:
+            raise Refused(413, f"request body too large (limit {limits.max_body_bytes} bytes)")
         self._phase = Phase.BODY
         self._head_bytes = 0
-        self._arm(self._started + self.limits.request_timeout - self.loop.time())
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
@@ -242,6 +243,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self.transport.close()  # nothing was asked: nothing to answer
         elif self._phase is Phase.HEAD:
             self._refuse(Refused(408, f"request headers not received within {self.limits.header_timeout} s"))
+        elif (left := self._started + self.limits.request_timeout - self.loop.time()) > 0:
+            self._arm(left)  # the head came in time: the body has until the request's deadline
         else:
             self._refuse(Refused(408, f"request not received within {self.limits.request_timeout} s"))
 
@@ -264,13 +267,6 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if self.transport.can_write_eof():
             self.transport.write_eof()
         self._arm(LINGER_SECONDS)
-
-
-def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
-    for name, value in headers:
-        if name == b"content-length" and value.isdigit():
-            return int(value)
-    return None
 
 
 def guarded_protocol(limits: HttpLimits) -> type[GuardedHttpProtocol]:
