@@ -9,7 +9,8 @@ and answers malformed requests in plain text. This subclass adds, per connection
 - deadlines: a first byte within the idle timeout, the whole head within the header timeout and
   the whole request within the request timeout (408). Once a request has been read, its response
   may last as long as it needs: the console's event streams live on; but a client that leaves
-  it unread until the buffers are full is closed after the write timeout;
+  it unread until the buffers are full is closed after the write timeout. Deadlines are numbers a
+  sweep checks every SWEEP_SECONDS, so each is enforced up to that much late, never early;
 - malformed HTTP answered `{"api_id", "error"}` with the right status.
 After a refusal the connection is half-closed and what the client still sends is read and dropped
 for a short linger, so it sees the answer instead of a reset; then it is closed.
@@ -18,6 +19,7 @@ for a short linger, so it sees the answer instead of a reset; then it is closed.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import Enum
@@ -29,6 +31,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from bridgeline.adapters.http.errors import new_api_id
 
+SWEEP_SECONDS = 0.25  # how often deadlines are checked: a deadline is enforced at most this late
 LINGER_SECONDS = 2.0  # how long a refused client may go on sending before the socket is closed
 REQUEST_LINE_OVERHEAD = 16  # method, spaces, "HTTP/1.1", CRLF around the target
 HEADER_OVERHEAD = 4  # ": " and CRLF around each field
@@ -98,11 +101,36 @@ def parser_refusal(exc: httptools.HttpParserError) -> Refused:
     return Refused(400, f"malformed HTTP request: {reason}")
 
 
+class DeadlineSweep:
+    """One server's connection deadlines, checked every SWEEP_SECONDS: a request only stores a number,
+    instead of arming and cancelling a timer per phase (that cost a tenth of a trivial request)."""
+
+    def __init__(self) -> None:
+        self._watched: set[GuardedHttpProtocol] = set()
+        self._handle: asyncio.TimerHandle | None = None
+
+    def watch(self, connection: GuardedHttpProtocol) -> None:
+        self._watched.add(connection)
+        if self._handle is None:
+            self._handle = connection.loop.call_later(SWEEP_SECONDS, self._sweep, connection.loop)
+
+    def forget(self, connection: GuardedHttpProtocol) -> None:
+        self._watched.discard(connection)
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        for connection in [c for c in self._watched if c.deadline <= now]:
+            connection.deadline = math.inf
+            connection.expired()
+        self._handle = loop.call_later(SWEEP_SECONDS, self._sweep, loop) if self._watched else None
+
+
 class GuardedHttpProtocol(HttpToolsProtocol):
-    """One connection; `limits` is bound by `guarded_protocol`."""
+    """One connection; `limits`, `counters` and `sweep` are bound per server by `guarded_protocol`."""
 
     limits: ClassVar[HttpLimits] = HttpLimits()
     counters: ClassVar[EdgeCounters] = EdgeCounters()
+    sweep: ClassVar[DeadlineSweep] = DeadlineSweep()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -112,7 +140,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._head_bytes = 0  # raw bytes received while reading the current head
         self._body_bytes = 0
         self._started = 0.0
-        self._deadline: asyncio.TimerHandle | None = None
+        self.deadline = math.inf  # loop time by which the current phase must end (DeadlineSweep)
+        self._linger: asyncio.TimerHandle | None = None
         self._write_stall: asyncio.TimerHandle | None = None
         self._refused = False
 
@@ -124,11 +153,14 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self.connections.discard(self)
             self._refuse(Refused(503, "too many open connections; try again later"), b"retry-after: 1\r\n")
             return
-        self._arm(self.limits.idle_timeout)
+        self.deadline = self.loop.time() + self.limits.idle_timeout
+        self.sweep.watch(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.counters.open_connections -= 1
-        self._disarm()
+        self.sweep.forget(self)
+        if self._linger is not None:
+            self._linger.cancel()
         self._stop_stall_clock()
         super().connection_lost(exc)
 
@@ -184,9 +216,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._phase = Phase.HEAD
         self._body_bytes = 0
         self._started = self.loop.time()
-        # One timer per request: when it fires during the body, it is moved on to the request's own
-        # deadline (see _expired), so reading the head re-arms nothing.
-        self._arm(min(self.limits.header_timeout, self.limits.request_timeout))
+        # When this passes during the body, it is moved on to the request's own deadline (expired).
+        self.deadline = self._started + min(self.limits.header_timeout, self.limits.request_timeout)
 
     def on_url(self, url: bytes) -> None:
         super().on_url(url)
@@ -221,21 +252,13 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._phase = Phase.IDLE
-        self._disarm()  # the response takes what it takes; uvicorn's keep-alive timer follows it
+        self.deadline = math.inf  # the response takes what it takes; uvicorn's keep-alive timer follows it
         super().on_message_complete()
 
     # --- deadlines and refusals -------------------------------------------------------------------
-    def _arm(self, seconds: float) -> None:
-        self._disarm()
-        self._deadline = self.loop.call_later(max(seconds, 0.0), self._expired)
-
-    def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-
-    def _expired(self) -> None:
-        self._deadline = None
+    def expired(self) -> None:
+        """The current phase's deadline passed (called by the sweep, or the linger timer)."""
+        self._linger = None
         if self._refused:
             self.transport.close()  # the linger is over
         elif self._phase is Phase.IDLE:
@@ -244,7 +267,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         elif self._phase is Phase.HEAD:
             self._refuse(Refused(408, f"request headers not received within {self.limits.header_timeout} s"))
         elif (left := self._started + self.limits.request_timeout - self.loop.time()) > 0:
-            self._arm(left)  # the head came in time: the body has until the request's deadline
+            self.deadline = self.loop.time() + left  # the head came in time: the body has until then
         else:
             self._refuse(Refused(408, f"request not received within {self.limits.request_timeout} s"))
 
@@ -266,9 +289,11 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.flow.resume_reading()
         if self.transport.can_write_eof():
             self.transport.write_eof()
-        self._arm(LINGER_SECONDS)
+        self.deadline = math.inf
+        self._linger = self.loop.call_later(LINGER_SECONDS, self.expired)
 
 
 def guarded_protocol(limits: HttpLimits) -> type[GuardedHttpProtocol]:
     """The protocol class to pass as uvicorn's `http=`, with these limits."""
-    return type("GuardedHttpProtocol", (GuardedHttpProtocol,), {"limits": limits, "counters": EdgeCounters()})
+    bound = {"limits": limits, "counters": EdgeCounters(), "sweep": DeadlineSweep()}
+    return type("GuardedHttpProtocol", (GuardedHttpProtocol,), bound)
