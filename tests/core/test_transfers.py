@@ -1,4 +1,4 @@
-"""Warm and cold transfers: one test per row of the table in transfers.py, then the refusals.
+"""Warm and cold transfers: one test per row of the transfer table (docs/semantics.md), then the refusals.
 
 U1 = agent `A` (trigger_source), U2 = customer `C`, U3 = agent `B` (the target).
 """

@@ -12,7 +12,7 @@ Rules of this file:
    on changed); a `SetAudio` effect is emitted only when it changed.
 
 U1 is the member that triggers an action (`trigger_source`), U3 the party being dialed.
-The transfer rules live in `transfers.py`, the audio rules in `audio.py`.
+The transfer rules live in `transfers.py` and its table `transfer_table.py`, the audio rules in `audio.py`.
 """
 
 from __future__ import annotations
@@ -59,7 +59,6 @@ from bridgeline.core.model import (
     QueuedDial,
     Role,
     Transfer,
-    TransferState,
 )
 
 # How much history a conference keeps in its state (and so in every snapshot): the newest departed
@@ -399,10 +398,7 @@ class Conference:
 
     def _end(self, now: float, reason: EndReason) -> None:
         leave = LeaveReason.MAX_DURATION if reason is EndReason.MAX_DURATION else LeaveReason.CONFERENCE_ENDED
-        # Abort transfers first: an initiator leaving would otherwise "complete" its transfer.
-        for transfer in self.transfers:
-            if transfer.state.pending:
-                transfers.finish(self, transfer, TransferState.ABORTED, now)
+        transfers.on_conference_ended(self, now)
         for member in self.live_members():
             self.member_left(member, leave, now, drop_leg=True)
         self.queued = []

@@ -3,24 +3,8 @@
 U1 = the initiator (`trigger_source`), U2 = the members U1 was talking with in the main room,
 U3 = the target being dialed.
 
-Warm transfer (U1 consults U3 privately, in a room of the transfer's own):
-    state       input                          next        effect
-    DIALING     U3 answers                     CONSULTING  U1 and U3 hear only each other
-    DIALING     U3 busy/no answer/rejected     FAILED      U1 back to the main room
-    DIALING     abort_transfer on U1           ABORTED     U3's dial cancelled, U1 back
-    DIALING     resume_call on U1              COMPLETED   U1 back; U3 joins the main room on answer
-                                               (three_way)
-    DIALING     U1 leaves                      COMPLETED   U3 joins the main room on answer (blind)
-    CONSULTING  U1 leaves (hangup)             COMPLETED   U3 joins U2 in the main room (transferred)
-    CONSULTING  resume_call on U1              COMPLETED   U1 and U3 join the main room (three_way)
-    CONSULTING  abort_transfer on U1           ABORTED     U3 hung up, U1 back with U2
-    CONSULTING  U3 leaves                      ABORTED     U1 back with U2
-Cold transfer (U3 is dialed while U1 and U2 keep talking):
-    DIALING     U3 answers                     COMPLETED   U1 disconnected (transferred); U3 joins U2
-    DIALING     U3 busy/no answer/rejected     FAILED      nothing else changes
-    DIALING     abort_transfer on U1           ABORTED     U3's dial cancelled
-    DIALING     U1 leaves                      DIALING     the transfer goes on: U3 still joins U2
-Every other (state, input) pair is refused with a reason, or does not concern the transfer.
+The (kind, state, input) -> transition table is data, in `transfer_table.py`; this module opens
+transfers, turns what happens to U1 and U3 into inputs, and applies the row it finds there.
 While U1 consults, the members left alone in the main room hear their role's hold music.
 """
 
@@ -42,6 +26,7 @@ from bridgeline.core.model import (
     TransferOutcome,
     TransferState,
 )
+from bridgeline.core.transfer_table import REFUSALS, TABLE, Fate, TransferInput
 
 if TYPE_CHECKING:
     from bridgeline.core.conference import Conference
@@ -76,11 +61,7 @@ def resume_call(conf: Conference, command: ResumeCall, now: float) -> None:
     transfer = conf.pending_transfer_by(member.address)
     if transfer is None:
         raise ActionRefused(f"no warm transfer in progress initiated by {member.address}")
-    if transfer.kind is not TransferKind.WARM:
-        raise ActionRefused(f"resume_call applies to a warm transfer; {member.address} started a cold one")
-    member.room = MAIN_ROOM
-    conf.members[transfer.target].room = MAIN_ROOM
-    finish(conf, transfer, TransferState.COMPLETED, now, outcome=TransferOutcome.THREE_WAY)
+    _step(conf, transfer, TransferInput.RESUME_CALL, now)
 
 
 def abort_transfer(conf: Conference, command: AbortTransfer, now: float) -> None:
@@ -88,45 +69,64 @@ def abort_transfer(conf: Conference, command: AbortTransfer, now: float) -> None
     transfer = conf.pending_transfer_by(member.address)
     if transfer is None:
         raise ActionRefused(f"no transfer in progress initiated by {member.address}")
-    member.room = MAIN_ROOM
-    finish(conf, transfer, TransferState.ABORTED, now)
-    target = conf.live_member(transfer.target)
-    if target is not None:
-        conf.member_left(target, LeaveReason.TRANSFER_ABORTED, now, drop_leg=True)
+    _step(conf, transfer, TransferInput.ABORT_TRANSFER, now)
 
 
 def on_target_answered(conf: Conference, member: Member, now: float) -> None:
     transfer = conf.pending_transfer_to(member.address)
-    if transfer is None:
-        return
-    if transfer.kind is TransferKind.WARM:
-        transfer.state = TransferState.CONSULTING  # before the event: events carry the state after them
-    conf.emit(now, EventType.TRANSFER_ANSWERED, transfer_data(transfer))
-    if transfer.kind is TransferKind.WARM:
-        return
-    finish(conf, transfer, TransferState.COMPLETED, now, outcome=TransferOutcome.TRANSFERRED)
-    initiator = conf.live_member(transfer.initiator)
-    if initiator is not None:
-        conf.member_left(initiator, LeaveReason.TRANSFERRED, now, drop_leg=True)
+    if transfer is not None:
+        _step(conf, transfer, TransferInput.TARGET_ANSWERED, now)
 
 
 def on_member_left(conf: Conference, member: Member, reason: LeaveReason, now: float) -> None:
     started = conf.pending_transfer_by(member.address)
-    if started is not None and started.kind is TransferKind.WARM:
-        outcome = (
-            TransferOutcome.TRANSFERRED
-            if started.state is TransferState.CONSULTING
-            else TransferOutcome.BLIND
-        )
-        conf.members[started.target].room = MAIN_ROOM
-        finish(conf, started, TransferState.COMPLETED, now, outcome=outcome)
+    if started is not None:
+        _step(conf, started, TransferInput.INITIATOR_LEFT, now)
     targeted = conf.pending_transfer_to(member.address)
     if targeted is not None:
-        initiator = conf.live_member(targeted.initiator)
-        if initiator is not None:
-            initiator.room = MAIN_ROOM
-        state = TransferState.FAILED if reason in DIAL_FAILURES else TransferState.ABORTED
-        finish(conf, targeted, state, now, reason=reason)
+        input_ = TransferInput.TARGET_FAILED if reason in DIAL_FAILURES else TransferInput.TARGET_LEFT
+        _step(conf, targeted, input_, now, reason)
+
+
+def on_conference_ended(conf: Conference, now: float) -> None:
+    """Before the members leave: an initiator leaving would otherwise "complete" its transfer."""
+    for transfer in conf.transfers:
+        if transfer.state.pending:
+            _step(conf, transfer, TransferInput.CONFERENCE_ENDED, now)
+
+
+def _step(
+    conf: Conference, transfer: Transfer, input_: TransferInput, now: float, reason: LeaveReason | None = None
+) -> None:
+    """Apply the table's row for this input; `reason` is U3's, when its departure is the input."""
+    key = (transfer.kind, transfer.state, input_)
+    if key in REFUSALS:
+        raise ActionRefused(REFUSALS[key].format(initiator=transfer.initiator))
+    row = TABLE.get(key)
+    if row is None:
+        return  # does not concern the transfer
+    _move(conf, transfer.initiator, row.initiator)
+    _move(conf, transfer.target, row.target)
+    if row.next_state.pending:
+        transfer.state = row.next_state  # before the event: events carry the state after them
+    if input_ is TransferInput.TARGET_ANSWERED:
+        conf.emit(now, EventType.TRANSFER_ANSWERED, transfer_data(transfer))
+    if not row.next_state.pending:
+        finish(conf, transfer, row.next_state, now, outcome=row.outcome, reason=reason)
+    _hang_up(conf, transfer.initiator, row.initiator, LeaveReason.TRANSFERRED, now)
+    _hang_up(conf, transfer.target, row.target, LeaveReason.TRANSFER_ABORTED, now)
+
+
+def _move(conf: Conference, address: str, fate: Fate) -> None:
+    member = conf.live_member(address)
+    if member is not None and fate is Fate.TO_MAIN:
+        member.room = MAIN_ROOM
+
+
+def _hang_up(conf: Conference, address: str, fate: Fate, reason: LeaveReason, now: float) -> None:
+    member = conf.live_member(address)
+    if member is not None and fate is Fate.HUNG_UP:
+        conf.member_left(member, reason, now, drop_leg=True)
 
 
 def finish(
