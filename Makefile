@@ -21,9 +21,11 @@ install: $(BIN)/.installed
 run: install
 	$(BIN)/bridgeline serve --host $(HOST) --port $(PORT) --data-dir $(DATA) --carrier $(CARRIER)
 
+# The rule between layers (docs/architecture.md): import contracts in pyproject.toml.
 lint: install
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/lint-imports --no-logo
 
 typecheck: install
 	$(BIN)/mypy
@@ -51,4 +53,4 @@ bench: install deps-sip
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/run_all.py --out docs/benchmarks.md $(if $(BENCH_ONLY),--only $(BENCH_ONLY))
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .grimp_cache
