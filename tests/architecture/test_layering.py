@@ -1,5 +1,5 @@
 """The rule between layers (docs/architecture.md) as `make lint` checks it: import-linter's contracts
-in pyproject.toml, on the real tree and on a copy with one violation."""
+in pyproject.toml and tools/check_purity.py, on the real tree and on a copy with one violation."""
 
 import os
 import shutil
@@ -30,6 +30,11 @@ def _run(command: list[str | Path], project: Path) -> tuple[int, str]:
 def _lint_imports(project: Path) -> tuple[int, str]:
     code, out = _run([BIN / "lint-imports", "--no-logo", "--no-cache"], project)
     return code, " ".join(out.split())  # rich wraps long lines
+
+
+def _check_purity(package: Path) -> tuple[int, list[str]]:
+    code, out = _run([sys.executable, ROOT / "tools" / "check_purity.py", package], package.parents[1])
+    return code, out.splitlines()
 
 
 def test_the_tree_keeps_every_import_contract() -> None:
@@ -107,3 +112,87 @@ def test_an_import_violation_breaks_lint_imports(tmp_path: Path, case: str) -> N
     code, out = _lint_imports(tmp_path)
     assert code != 0, out
     assert expected in out
+
+
+def test_the_pure_packages_pass_the_purity_check() -> None:
+    assert _check_purity(ROOT / "src" / "bridgeline") == (0, [])
+
+
+PURITY_VIOLATIONS = {
+    "core/_clock.py": """\
+import datetime as dt
+from datetime import date, datetime
+from datetime import datetime as moment
+
+
+def stamps() -> object:
+    return datetime.now(), dt.datetime.utcnow(), date.today(), moment.now()
+""",
+    "media/_rng.py": """\
+import random
+import random as r
+from random import Random, choice
+
+NOISE = random.random()
+PICK = r.randint(1, 6)
+OWN = Random(7)
+FINE = OWN.random()
+""",
+    "sip/_ids.py": """\
+import uuid
+from uuid import uuid1
+
+TAG = uuid.uuid4().hex
+PARSED = uuid.UUID(int=1)
+""",
+    "phlo/_io.py": """\
+import urllib.request
+
+
+def load(path: str) -> str:
+    print(path)
+    with open(path) as f:
+        return f.read()
+""",
+}
+
+
+def test_clock_randomness_and_io_calls_are_reported_by_file_and_line(tmp_path: Path) -> None:
+    package = _copy_project(tmp_path)
+    for name, text in PURITY_VIOLATIONS.items():
+        (package / name).write_text(text)
+    code, lines = _check_purity(package)
+    assert code == 1
+    clock, rng, ids = (
+        "; take `now` as an argument",
+        "; take a random.Random as an argument",
+        "random or clock-based id",
+    )
+    assert sorted(line.removeprefix(f"{package}/") for line in lines[:-1]) == [
+        f"core/_clock.py:7: reads the clock: date.today(){clock}",
+        f"core/_clock.py:7: reads the clock: datetime.now(){clock}",
+        f"core/_clock.py:7: reads the clock: datetime.utcnow(){clock}",
+        f"core/_clock.py:7: reads the clock: moment.now(){clock}",
+        f"media/_rng.py:3: uses the global random generator: from random import choice{rng}",
+        f"media/_rng.py:5: uses the global random generator: random.random(){rng}",
+        f"media/_rng.py:6: uses the global random generator: r.randint(){rng}",
+        "phlo/_io.py:1: imports urllib.request: network I/O belongs in an adapter",
+        "phlo/_io.py:5: calls print(): I/O belongs in an adapter",
+        "phlo/_io.py:6: calls open(): I/O belongs in an adapter",
+        f"sip/_ids.py:2: makes a {ids}: from uuid import uuid1{rng}",
+        f"sip/_ids.py:4: makes a {ids}: uuid.uuid4(){rng}",
+    ]
+    assert lines[-1].startswith("12 purity problem(s)")
+
+
+def test_an_exception_that_matches_nothing_is_reported(tmp_path: Path) -> None:
+    definition = _copy_project(tmp_path) / "phlo" / "definition.py"
+    text = definition.read_text()
+    assert "uuid.uuid4()" in text
+    definition.write_text(text.replace("uuid.uuid4()", "'node'"))
+    code, lines = _check_purity(definition.parents[1])
+    assert code == 1
+    assert (
+        lines[0]
+        == f"{definition}: the exception for uuid.uuid4 in tools/check_purity.py matches nothing: remove it"
+    )
