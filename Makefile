@@ -21,9 +21,13 @@ install: $(BIN)/.installed
 run: install
 	$(BIN)/bridgeline serve --host $(HOST) --port $(PORT) --data-dir $(DATA) --carrier $(CARRIER)
 
+# The rule between layers (docs/architecture.md): import contracts in pyproject.toml, then the
+# clock, randomness and I/O calls in the pure packages that an import does not show.
 lint: install
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench tools
+	$(BIN)/ruff format --check src tests bench tools
+	$(BIN)/lint-imports --no-logo
+	$(BIN)/python tools/check_purity.py
 
 typecheck: install
 	$(BIN)/mypy
@@ -51,4 +55,4 @@ bench: install deps-sip
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/run_all.py --out docs/benchmarks.md $(if $(BENCH_ONLY),--only $(BENCH_ONLY))
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .grimp_cache
