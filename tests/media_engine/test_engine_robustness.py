@@ -218,8 +218,8 @@ async def test_engine_survives_callback_errors(engine: MediaEngine) -> None:
         a.send_packet(RtpPacket(0, 5, 5, 1, bytes(160)), ("127.0.0.1", port))
         ticks = engine.stats["ticks"]
         await asyncio.sleep(2.3)  # the 2 s tone message ends and its failing on_finished runs
-        assert engine.stats["ticks"] > ticks + 100
-        assert len(a.received) > 100
+        assert engine.stats["ticks"] > ticks + 100  # the tick outlived both failing callbacks
+        assert len(a.received) >= 100  # and the whole 2 s message (100 packets) went out
 
 
 async def test_close_frees_sockets_and_port_at_once(engine: MediaEngine) -> None:
