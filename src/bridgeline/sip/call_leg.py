@@ -45,7 +45,7 @@ class CallLeg:
     trying_seen: bool = False
     hangup_requested: bool = False
     cancel_sent: bool = False
-    deadline: float | None = None  # cancel give-up (outbound) or ring timeout (inbound)
+    deadline: float | None = None  # cancel give-up or ring timeout; set via LegDeadlines.arm
     ack: tuple[Request, Address] | None = None  # our ACK for the 2xx, resent on retransmissions
     outcome: EndpointEvent | None = None  # terminal event to report once the BYE completes
     keys: set[TransactionKey] = field(default_factory=set)

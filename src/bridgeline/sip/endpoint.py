@@ -77,13 +77,14 @@ class SipEndpoint:
 
     def get_timer(self) -> float | None:
         core = self._core
-        best = core.tl.get_timer()  # asked after every datagram: no lists on this path
-        for deadline in (core.registrar.next_expiry(), core.auth.next_expiry()):
+        best = core.tl.get_timer()  # asked after every datagram: heaps, no scans on this path
+        for deadline in (
+            core.leg_deadlines.get_timer(),
+            core.registrar.next_expiry(),
+            core.auth.next_expiry(),
+        ):
             if deadline is not None and (best is None or deadline < best):
                 best = deadline
-        for leg in core.legs.values():
-            if leg.deadline is not None and (best is None or leg.deadline < best):
-                best = leg.deadline
         return best
 
     # --- inputs -------------------------------------------------------------------------------
@@ -108,9 +109,10 @@ class SipEndpoint:
         try:
             core.tl.handle_timer(now)
             self._pump(now)
-            for leg in [
-                leg for leg in core.legs.values() if leg.deadline is not None and leg.deadline <= now
-            ]:
+            deadlines = core.leg_deadlines
+            for leg in deadlines.due(now):
+                if not deadlines.is_due(leg, now):
+                    continue
                 if leg.outbound:
                     self._outbound.on_deadline(leg)
                 else:

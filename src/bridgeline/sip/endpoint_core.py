@@ -16,6 +16,7 @@ from .call_leg import CallLeg, LegState
 from .dialog import Dialog, DialogError, DialogId
 from .events import EndpointConfig, EndpointEvent
 from .headers import NameAddress, Via
+from .leg_timers import LegDeadlines
 from .message import Request, Response, make_response, new_branch, new_tag
 from .registrar import Registrar
 from .server_auth import DigestServer
@@ -50,6 +51,7 @@ class EndpointCore:
         self.auth = DigestServer(config.domain, config.accounts, rng, config.nonce_lifetime)
         self.registrar = Registrar(config.registration)
         self.legs: dict[str, CallLeg] = {}
+        self.leg_deadlines = LegDeadlines(self.legs)  # set leg deadlines only through it
         self.by_txn: dict[TransactionKey, str] = {}
         self.by_dialog: dict[DialogId, str] = {}
         self.events: deque[EndpointEvent] = deque()
@@ -132,7 +134,7 @@ class EndpointCore:
         """End a confirmed dialog; `outcome` is reported once the BYE completes (any final
         response, a timeout, or the peer's own BYE crossing ours)."""
         leg.outcome = outcome
-        leg.deadline = None
+        self.leg_deadlines.arm(leg, None)
         dialog = leg.dialog
         if dialog is None:
             self.finish(leg, outcome)

@@ -58,8 +58,8 @@ class Inbound:
         local_tag = new_tag(core.rng)
         leg = CallLeg(leg_id, False, request, event.key, event.source, local_tag, LegState.INCOMING)
         leg.account = account
-        leg.deadline = now + core.config.incoming_timeout
         core.legs[leg_id] = leg
+        core.leg_deadlines.arm(leg, now + core.config.incoming_timeout)
         core.track(leg, event.key)
         # Register the (early) dialog id now so a BYE that crosses our 180/200 finds the leg.
         core.by_dialog[DialogId(request.call_id, local_tag, from_tag)] = leg_id
@@ -131,7 +131,7 @@ class Inbound:
         leg.state = LegState.CONFIRMED
         leg.local_sdp = answer_sdp
         leg.codecs = local_codecs(answer_sdp)
-        leg.deadline = None
+        self.core.leg_deadlines.arm(leg, None)
         return True
 
     def reject(self, leg: CallLeg, status: int, now: float, headers: Iterable[tuple[str, str]] = ()) -> bool:

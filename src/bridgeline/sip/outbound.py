@@ -126,7 +126,7 @@ class Outbound:
         leg.cancel_sent = True
         self.core.send_request(leg, make_cancel(leg.invite), leg.peer, now)
         # 9.1: without a final response 64*T1 after the CANCEL, consider the INVITE cancelled.
-        leg.deadline = now + self.core.config.timers.timeout
+        self.core.leg_deadlines.arm(leg, now + self.core.config.timers.timeout)
 
     def on_deadline(self, leg: CallLeg) -> None:
         self.core.tl.abandon(leg.invite_key)
@@ -198,7 +198,7 @@ class Outbound:
             return  # no To tag: unusable; Timer M ends the transaction and `on_invite_gone` the leg
         leg.dialog = dialog
         core.by_dialog[dialog.id] = leg.leg_id
-        leg.deadline = None
+        core.leg_deadlines.arm(leg, None)
         core.send_ack(leg, dialog)
         if leg.hangup_requested:
             # The CANCEL lost the race with the 2xx (RFC 3261 9.1, 15): ACK it and end with BYE.
