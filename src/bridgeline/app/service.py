@@ -4,7 +4,8 @@ Each input (API action, leg signal, timer) for a conference runs under that conf
 lock, in arrival order (asyncio.Lock is FIFO): the pure core computes effects, the new state
 and its events are committed to the store in one transaction, and only then are the effects
 carried out (carrier commands, callbacks, listeners). If the commit fails, the in-memory state
-goes back to the last committed one and no effect runs.
+goes back to the last committed one and no effect runs. Each commit sets the request's
+`commit_mark`, so a failure after it is not reported as "nothing was changed".
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 import structlog
 
+from bridgeline.app.commit_mark import mark_committed
 from bridgeline.app.ports import Carrier, LegRequest, Store
 from bridgeline.app.records import (
     ConferenceRecord,
@@ -163,11 +165,15 @@ class ConferenceService:
         live = LiveConference(meta, conf, last_state={})
         self._live[conference_id] = live
         self._index(live)  # claimed before the first await, so a concurrent start sees the addresses
+        committed = False
         try:
             async with live.lock:
                 await self._commit(live, effects)
+                committed = True
                 self._carry_out(live, effects)
         except BaseException:
+            if committed:  # the conference is in the store and stays live; the answer says so
+                raise
             self._live.pop(conference_id, None)
             live.conf.phase = ConferencePhase.ENDED
             self._index(live)
@@ -310,6 +316,7 @@ class ConferenceService:
             if live.last_state:
                 live.conf = snapshot.load(live.last_state["core"])  # type: ignore[arg-type]
             raise
+        mark_committed()
         live.last_state = state
         if log.is_enabled_for(logging.DEBUG):  # the events API and the console show every event anyway
             for event in events:

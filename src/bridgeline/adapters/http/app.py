@@ -23,6 +23,7 @@ from bridgeline.adapters.http.openapi import openapi_document
 from bridgeline.adapters.http.routing import Route, Router
 from bridgeline.adapters.http.schemas import MemberActionBody, MpcActionBody, RunBody, SimPhoneBody
 from bridgeline.adapters.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from bridgeline.app import commit_mark
 from bridgeline.app.service import NotFound
 from bridgeline.core.errors import ActionRefused
 from bridgeline.phlo.definition import PhloDefinition
@@ -101,6 +102,7 @@ class BridgelineApi:
         if path in ("/openapi.json", "/openapi.json/") and method == "GET":
             return JSONResponse(self._openapi)
         route, params, allowed = self.router.match(method, request.scope["path"])
+        mark = commit_mark.start_request()
         try:
             if route is None:
                 if allowed:
@@ -124,5 +126,10 @@ class BridgelineApi:
         except ClientDisconnect:  # gone, or refused mid-body by the server (server.py): nobody to answer
             return error_response(400, "the request ended before its body")
         except Exception:
+            if mark.committed:  # e.g. a carrier command failed after the store commit
+                log.exception("request_failed_after_commit", method=method, path=path)
+                return error_response(
+                    500, "internal server error; the change was saved but not fully carried out"
+                )
             log.exception("request_failed", method=method, path=path)
             return error_response(500, "internal server error; nothing was changed by this request")
