@@ -3,15 +3,16 @@ carrier) with a store that fails its commit, and a carrier that fails after the 
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from test_service import settle
 
 from bridgeline.app.ports import LegRequest
+from bridgeline.app.service import LiveConference
 from bridgeline.config import Settings
 from bridgeline.main import Bridgeline, build
 
@@ -34,14 +35,6 @@ async def client(app: Bridgeline) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app.api)
     async with httpx.AsyncClient(transport=transport, base_url="http://bridgeline", auth=AUTH) as http:
         yield http
-
-
-async def settle(predicate: Callable[[], object], within: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not predicate():
-        assert loop.time() < deadline, "condition not reached"
-        await asyncio.sleep(0.005)
 
 
 async def phlo(client: httpx.AsyncClient) -> tuple[str, str]:
@@ -67,21 +60,30 @@ async def run_phlo(client: httpx.AsyncClient, phlo_id: str) -> httpx.Response:
     return await client.post(f"/v1/account/{AUTH[0]}/phlo/{phlo_id}", json={})
 
 
-async def test_a_failed_commit_changed_nothing(
-    app: Bridgeline, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def connected(app: Bridgeline, client: httpx.AsyncClient) -> tuple[str, str, LiveConference]:
     phlo_id, node_id = await phlo(client)
     assert (await run_phlo(client, phlo_id)).status_code == 201
     (live,) = app.conferences.live_conferences(AUTH[0], phlo_id, node_id)
     await settle(lambda: all(m.answered for m in live.conf.live_members()))
+    return phlo_id, node_id, live
+
+
+async def call_third(client: httpx.AsyncClient, phlo_id: str, node_id: str) -> httpx.Response:
+    action = {"action": "call", "to": THIRD, "trigger_source": AGENT}
+    return await client.post(f"/v1/phlo/{phlo_id}/multi_party_call/{node_id}", json=action)
+
+
+async def test_a_failed_commit_changed_nothing(
+    app: Bridgeline, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    phlo_id, node_id, live = await connected(app, client)
     stored = await app.store.get_conference(live.meta.conference_id)
 
     async def failing_commit(*args: Any) -> None:
         raise RuntimeError("the store broke")
 
     monkeypatch.setattr(app.store, "commit_conference", failing_commit)
-    action = {"action": "call", "to": THIRD, "trigger_source": AGENT}
-    response = await client.post(f"/v1/phlo/{phlo_id}/multi_party_call/{node_id}", json=action)
+    response = await call_third(client, phlo_id, node_id)
     assert (response.status_code, response.json()["error"]) == (500, NOTHING_CHANGED)
     assert live.conf.live_member(THIRD) is None
     assert await app.store.get_conference(live.meta.conference_id) == stored
@@ -90,13 +92,9 @@ async def test_a_failed_commit_changed_nothing(
 async def test_a_failure_after_the_commit_says_the_change_was_saved(
     app: Bridgeline, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    phlo_id, node_id = await phlo(client)
-    assert (await run_phlo(client, phlo_id)).status_code == 201
-    (live,) = app.conferences.live_conferences(AUTH[0], phlo_id, node_id)
-    await settle(lambda: all(m.answered for m in live.conf.live_members()))
+    phlo_id, node_id, live = await connected(app, client)
     monkeypatch.setattr(app.carrier, "dial", failing_dial)
-    action = {"action": "call", "to": THIRD, "trigger_source": AGENT}
-    response = await client.post(f"/v1/phlo/{phlo_id}/multi_party_call/{node_id}", json=action)
+    response = await call_third(client, phlo_id, node_id)
     assert (response.status_code, response.json()["error"]) == (500, NOT_CARRIED_OUT)
     stored = await app.store.get_conference(live.meta.conference_id)
     assert stored is not None and THIRD in str(stored.state)
