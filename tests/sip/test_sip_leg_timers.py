@@ -46,9 +46,9 @@ def test_moved_cancelled_and_dropped_deadlines_are_honoured() -> None:
     assert deadlines.get_timer() == 15.0
     del legs["a"]  # the leg ended: its deadline goes with it
     assert deadlines.get_timer() == 20.0
-    assert deadlines.due(19.999) == []
-    assert deadlines.due(20.0) == [b]
-    assert deadlines.is_due(b, 20.0)
+    assert deadlines.pop_due(19.999) is None
+    assert deadlines.pop_due(20.0) is b
+    assert deadlines.pop_due(20.0) is None
     assert deadlines.get_timer() is None
 
 
@@ -59,8 +59,8 @@ def test_due_is_earliest_first_and_once_per_leg() -> None:
     deadlines.arm(a, 3.0)
     deadlines.arm(a, 3.0)  # armed twice at the same time: still one expiry
     deadlines.arm(b, 2.0)
-    assert deadlines.due(4.0) == [b, a]
-    assert deadlines.due(4.0) == []
+    assert [deadlines.pop_due(4.0) for _ in range(3)] == [b, a, None]
+    assert deadlines.get_timer() is None
 
 
 def test_stale_entries_are_compacted() -> None:

@@ -109,10 +109,7 @@ class SipEndpoint:
         try:
             core.tl.handle_timer(now)
             self._pump(now)
-            deadlines = core.leg_deadlines
-            for leg in deadlines.due(now):
-                if not deadlines.is_due(leg, now):
-                    continue
+            while (leg := core.leg_deadlines.pop_due(now)) is not None:
                 if leg.outbound:
                     self._outbound.on_deadline(leg)
                 else:

@@ -41,18 +41,16 @@ class LegDeadlines:
             heapq.heappop(heap)
         return None
 
-    def due(self, now: float) -> list[CallLeg]:
-        """Pop the legs whose deadline has passed, earliest first; the caller acts on each one
-        that is still `is_due` when its turn comes (acting on one may end another)."""
-        due: list[CallLeg] = []
-        while self._heap and self._heap[0][0] <= now:
-            deadline, _, leg = heapq.heappop(self._heap)
-            if self._current(deadline, leg) and all(leg is not seen for seen in due):
-                due.append(leg)
-        return due
-
-    def is_due(self, leg: CallLeg, now: float) -> bool:
-        return leg.deadline is not None and leg.deadline <= now and self._legs.get(leg.leg_id) is leg
+    def pop_due(self, now: float) -> CallLeg | None:
+        """The leg whose deadline passed first, taken off the heap; None when none is due. One
+        at a time: acting on a leg may end or re-arm another, and an error loses only one entry."""
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            deadline, _, leg = heapq.heappop(heap)
+            if self._current(deadline, leg):
+                leg.deadline = None  # a second entry for the same deadline is now stale
+                return leg
+        return None
 
     def __len__(self) -> int:
         """Heap entries, stale ones included (bounded by compaction)."""
