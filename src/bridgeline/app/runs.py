@@ -10,6 +10,7 @@ from typing import Any
 
 import structlog
 
+from bridgeline.app.commit_mark import mark_committed
 from bridgeline.app.ports import Store
 from bridgeline.app.records import ConferenceStatus, PhloRecord, RunEnd, RunRecord, RunStatus
 from bridgeline.app.service import ConferenceService, run_end_of
@@ -96,6 +97,7 @@ class RunService:
         )
         # The run is stored before the conference starts: the conference's last commit finishes it.
         await self._store.create_run(run)
+        mark_committed()  # a failure from here on leaves the run stored: its 500 must not say otherwise
         try:
             await self._conferences.start_conference(
                 auth_id=auth_id,
