@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from pydantic import BaseModel
 
+from bridgeline.adapters.carrier_sim import AnswerMode
 from bridgeline.adapters.http.context import ApiRequest
 from bridgeline.adapters.http.errors import ApiError
-from bridgeline.adapters.http.schemas import MemberActionBody, MpcActionBody, RunBody, SimPhoneBody
+from bridgeline.adapters.http.schemas import (
+    AnswerName,
+    MemberActionBody,
+    MpcActionBody,
+    RunBody,
+    SimPhoneBody,
+)
 from bridgeline.core.model import Role
 
 AGENT = "sip:agent@example.com"
@@ -107,3 +114,7 @@ def test_a_route_validates_with_the_model_it_documents() -> None:
     request: Any = None
     with pytest.raises(TypeError, match="documents"):
         ApiRequest(request, None, {}, {"action": "hold"}, MpcActionBody).parse(MemberActionBody)
+
+
+def test_the_documented_answers_are_the_simulator_modes() -> None:
+    assert set(get_args(AnswerName)) == {mode.value for mode in AnswerMode}
