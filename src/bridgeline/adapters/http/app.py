@@ -114,7 +114,7 @@ class BridgelineApi:
             body: dict[str, Any] = {}
             if method in ("POST", "PUT"):
                 body = parse_body(await read_body(request.receive), request.headers.get("content-type", ""))
-            return await route.handler(self.ctx, ApiRequest(request, account, params, body))
+            return await route.handler(self.ctx, ApiRequest(request, account, params, body, route.body))
         except ApiError as exc:
             return error_response(exc.status, exc.message, exc.headers)
         except ActionRefused as exc:

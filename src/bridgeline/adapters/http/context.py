@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
 from bridgeline.adapters.carrier_sim import SimCarrier
 from bridgeline.adapters.console.hub import EventHub
 from bridgeline.adapters.http.auth import Authenticator
 from bridgeline.adapters.http.errors import ApiError, invalid, missing
+from bridgeline.adapters.http.schemas import PlivoBody
 from bridgeline.adapters.metrics import Metrics
 from bridgeline.app.phlos import PhloCache
 from bridgeline.app.ports import Store
@@ -34,33 +36,39 @@ class AppContext:
     metrics: Metrics | None = None  # what /metrics renders
 
 
+Model = TypeVar("Model", bound=BaseModel)
+
+
 @dataclass(frozen=True, slots=True)
 class ApiRequest:
     request: Request
     account: Account | None
     params: dict[str, str]
     body: dict[str, Any]
+    model: type[BaseModel] | None = None  # the route's body model (Route.body)
 
     @property
     def auth_id(self) -> str:
         assert self.account is not None
         return self.account.auth_id
 
-    def text(self, name: str, *, required: bool = True) -> str | None:
-        """A string field of the body; numbers are accepted as their text (`to: 14155550100`)."""
-        value = self.body.get(name)
-        if value is None or value == "":
-            if required:
-                raise missing(name)
-            return None
-        if isinstance(value, bool) or not isinstance(value, str | int):
-            raise invalid(name, f"{name} expects a string.")
-        return str(value).strip()
+    def parse(self, model: type[Model]) -> Model:
+        """The body validated by the model that the route table documents for this route.
 
-    def address(self, name: str) -> str:
-        value = self.text(name)
-        assert value is not None
-        return checked_address(name, value)
+        A PlivoBody's first error answers as Plivo does; another model's ValidationError goes
+        to the handler, which words it."""
+        if model is not self.model:  # the documented schema and the validating one must be one object
+            raise TypeError(f"the route documents {self.model!r} but validates with {model!r}")
+        try:
+            return model.model_validate(self.body)
+        except ValidationError as exc:
+            if not issubclass(model, PlivoBody):
+                raise
+            error = exc.errors()[0]
+            name = str(error["loc"][0]) if error["loc"] else "body"
+            if error["type"] == "missing":
+                raise missing(name) from None
+            raise invalid(name, error["msg"]) from None
 
 
 def checked_address(name: str, value: str) -> str:

@@ -11,7 +11,8 @@ from starlette.responses import Response
 
 from bridgeline.adapters.carrier_sim import AnswerMode, PhoneBehaviour, SimCarrier
 from bridgeline.adapters.http.context import ApiRequest, AppContext, checked_address, mpc_node, owned_phlo
-from bridgeline.adapters.http.errors import ApiError, invalid, ok
+from bridgeline.adapters.http.errors import ApiError, ok
+from bridgeline.adapters.http.schemas import SimPhoneBody
 from bridgeline.app.records import PhloRecord
 from bridgeline.app.views import conference_view, member_view, plivo_time
 from bridgeline.core import snapshot
@@ -42,7 +43,7 @@ def phlo_summary(phlo: PhloRecord) -> dict[str, Any]:
 
 async def create_phlo(ctx: AppContext, api: ApiRequest) -> Response:
     try:
-        definition = PhloDefinition.model_validate(api.body)
+        definition = api.parse(PhloDefinition)
     except ValidationError as exc:
         raise ApiError(400, describe_validation_error(exc)) from None
     if definition.run is not None:
@@ -127,19 +128,10 @@ def _phone_view(sim: SimCarrier, auth_id: str, address: str) -> dict[str, Any]:
 async def put_sim_phone(ctx: AppContext, api: ApiRequest) -> Response:
     sim = _sim(ctx)
     address = checked_address("address", api.params["address"])
-    raw_answer = api.text("answer", required=False) or AnswerMode.ANSWER.value
-    try:
-        answer = AnswerMode(raw_answer)
-    except ValueError:
-        raise invalid(
-            "answer", "Allowed values are " + ", ".join(m.value for m in AnswerMode) + "."
-        ) from None
-    delay = api.body.get("answer_delay_ms")
-    if delay is not None and (
-        isinstance(delay, bool) or not isinstance(delay, int) or not 0 <= delay <= 600_000
-    ):
-        raise invalid("answer_delay_ms", "answer_delay_ms expects an integer from 0 to 600000.")
-    await sim.configure_phone(api.auth_id, address, PhoneBehaviour(answer, delay))
+    body = api.parse(SimPhoneBody)
+    await sim.configure_phone(
+        api.auth_id, address, PhoneBehaviour(AnswerMode(body.answer), body.answer_delay_ms)
+    )
     return ok(_phone_view(sim, api.auth_id, address))
 
 

@@ -23,8 +23,12 @@ _ERROR = {
 }
 
 
+_REF_TEMPLATE = "#/components/schemas/{model}"
+
+
 def openapi_document(routes: list[Route]) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
+    schemas: dict[str, Any] = {}
     for route in routes:
         path = re.sub(r"\{(\w+):path\}", r"{\1}", route.path)
         operation: dict[str, Any] = {
@@ -40,12 +44,23 @@ def openapi_document(routes: list[Route]) -> dict[str, Any]:
             operation["security"] = [{"basic": []}]
         if route.body is not None and issubclass(route.body, BaseModel):
             operation["requestBody"] = {
-                "content": {"application/json": {"schema": route.body.model_json_schema()}}
+                "content": {"application/json": {"schema": _schema(route.body, schemas)}}
             }
         paths.setdefault(path, {})[route.method.lower()] = operation
     return {
         "openapi": "3.1.0",
         "info": {"title": "Bridgeline", "version": "0.1.0", "description": "Plivo PHLO MPC-compatible API"},
-        "components": {"securitySchemes": {"basic": {"type": "http", "scheme": "basic"}}},
+        "components": {"securitySchemes": {"basic": {"type": "http", "scheme": "basic"}}, "schemas": schemas},
         "paths": paths,
     }
+
+
+def _schema(model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, Any]:
+    """A reference to the model's schema, which goes to components/schemas with the models it uses.
+
+    Pydantic puts nested models under the schema's own `$defs` and points at `#/$defs/...`, which
+    does not resolve once the schema sits inside an OpenAPI document."""
+    schema = model.model_json_schema(ref_template=_REF_TEMPLATE)
+    schemas.update(schema.pop("$defs", {}))
+    schemas[model.__name__] = schema
+    return {"$ref": _REF_TEMPLATE.format(model=model.__name__)}

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
-
 from starlette.responses import Response
 
 from bridgeline.adapters.http.context import ApiRequest, AppContext, checked_address, mpc_node, owned_phlo
-from bridgeline.adapters.http.errors import ApiError, invalid, new_api_id, ok
+from bridgeline.adapters.http.errors import ApiError, new_api_id, ok
+from bridgeline.adapters.http.schemas import MemberActionBody, MpcActionBody, RunBody
 from bridgeline.app.views import plivo_time
 from bridgeline.core import commands
-from bridgeline.core.model import Role
 from bridgeline.phlo.definition import MPC_NODE_TYPE
 
 MPC_ACTIONS: dict[str, type[commands.Call | commands.WarmTransfer | commands.ColdTransfer]] = {
@@ -38,32 +36,12 @@ MEMBER_ACTIONS: dict[
 }
 
 
-def _action(api: ApiRequest, allowed: Collection[str]) -> str:
-    raw = api.text("action")
-    assert raw is not None
-    # Java's shared ObjectMapper may write `cold-transfer`; the action names are otherwise exact.
-    action = raw.lower().replace("-", "_")
-    if action not in allowed:
-        names = ", ".join(allowed)
-        raise invalid("action", f"'{raw}' is not one of: {names}.")
-    return action
-
-
-def _role(api: ApiRequest) -> Role:
-    raw = api.text("role", required=False)
-    if raw is None:
-        return Role.AGENT  # Plivo documents the default; SDKs omit role or send ""
-    try:
-        return Role(raw.lower())
-    except ValueError:
-        raise invalid("role", "Allowed values are 'agent' and 'customer'.") from None
-
-
 async def run_phlo(ctx: AppContext, api: ApiRequest) -> Response:
     if api.params["auth_id"] != api.auth_id:
         raise ApiError(404, f"PHLO {api.params['phlo_id']} not found in account {api.params['auth_id']}")
     phlo, definition = await owned_phlo(ctx, api.auth_id, api.params["phlo_id"])
-    run = await ctx.runs.run(api.auth_id, phlo, definition, api.body)
+    payload = api.parse(RunBody).model_dump()
+    run = await ctx.runs.run(api.auth_id, phlo, definition, payload)
     return ok(
         {"api_id": run.run_id, "phlo_id": phlo.phlo_id, "phlo_run_id": run.run_id, "message": run.message},
         201,
@@ -92,10 +70,8 @@ async def get_node(ctx: AppContext, api: ApiRequest) -> Response:
 async def mpc_action(ctx: AppContext, api: ApiRequest) -> Response:
     phlo, definition = await owned_phlo(ctx, api.auth_id, api.params["phlo_id"])
     node = mpc_node(definition, phlo.phlo_id, api.params["node_type"], api.params["node_id"])
-    action = _action(api, MPC_ACTIONS)
-    command = MPC_ACTIONS[action](
-        to=api.address("to"), role=_role(api), trigger_source=api.address("trigger_source")
-    )
+    body = api.parse(MpcActionBody)
+    command = MPC_ACTIONS[body.action](to=body.to, role=body.role, trigger_source=body.trigger_source)
     await ctx.conferences.mpc_action(api.auth_id, phlo.phlo_id, node.node_id, command)
     return ok({"api_id": new_api_id(), "error": ""}, 201)
 
@@ -104,7 +80,7 @@ async def member_action(ctx: AppContext, api: ApiRequest) -> Response:
     phlo, definition = await owned_phlo(ctx, api.auth_id, api.params["phlo_id"])
     node = mpc_node(definition, phlo.phlo_id, api.params["node_type"], api.params["node_id"])
     address = checked_address("member_address", api.params["member_address"])
-    action = _action(api, MEMBER_ACTIONS)
+    action = api.parse(MemberActionBody).action
     await ctx.conferences.member_action(
         api.auth_id, phlo.phlo_id, node.node_id, MEMBER_ACTIONS[action](address)
     )

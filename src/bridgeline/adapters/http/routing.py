@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -21,7 +21,7 @@ class Route:
     handler: Handler
     summary: str
     authenticated: bool = True
-    body: type[Any] | None = None  # a pydantic model, for the OpenAPI description
+    body: type[BaseModel] | None = None  # validates the body (ApiRequest.parse) and describes it in OpenAPI
     status: int = 200
 
     @property

@@ -1,31 +1,135 @@
-"""Request body models, used for the OpenAPI description (handlers parse bodies leniently)."""
+"""Request body models: the one source of truth that validates each body and describes it in OpenAPI.
+
+They keep the API's leniency (docs/semantics.md): numbers are accepted as strings (`to: 14155550100`),
+an empty string means a missing field, action and role values ignore case and read `-` as `_`, an
+empty role means agent, unknown fields are ignored. A failure raises PydanticCustomError with the
+error's type ("missing" or "invalid") and Plivo's detail, which ApiRequest.parse turns into a 400.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+
+from bridgeline.core.address import InvalidAddress, classify
+from bridgeline.core.model import Role
+
+MpcAction = Literal["call", "warm_transfer", "cold_transfer"]
+MemberAction = Literal["hold", "unhold", "hangup", "resume_call", "voicemail_drop", "abort_transfer"]
+AnswerName = Literal["answer", "busy", "no_answer", "reject", "voicemail"]
+MAX_ANSWER_DELAY_MS = 600_000
 
 
-class MpcActionBody(BaseModel):
-    action: Literal["call", "warm_transfer", "cold_transfer"]
-    to: str = Field(description="E.164 number, SIP URI or endpoint username to dial")
-    role: Literal["agent", "customer", ""] = Field(
-        default="agent", description="missing or empty means agent"
+def missing_error() -> PydanticCustomError:
+    return PydanticCustomError("missing", "field required")
+
+
+def invalid_error(detail: str) -> PydanticCustomError:
+    # The detail goes through as the template's value, so braces in it are not read as placeholders.
+    return PydanticCustomError("invalid", "{detail}", {"detail": detail})
+
+
+def _text(value: Any, name: str) -> str | None:
+    """A string field's text, None when absent or empty; numbers are accepted as their text."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise invalid_error(f"{name} expects a string.")
+    return str(value).strip()
+
+
+def _required_text(value: Any, name: str) -> str:
+    text = _text(value, name)
+    if text is None:
+        raise missing_error()
+    return text
+
+
+def _address(name: str) -> BeforeValidator:
+    def check(value: Any) -> str:
+        text = _required_text(value, name)
+        try:
+            classify(text)
+        except InvalidAddress as exc:
+            raise invalid_error(str(exc)) from None
+        return text
+
+    return BeforeValidator(check)
+
+
+def _action(allowed: Any) -> BeforeValidator:
+    names = get_args(allowed)
+
+    def check(value: Any) -> str:
+        raw = _required_text(value, "action")
+        # Java's shared ObjectMapper may write `cold-transfer`; the action names are otherwise exact.
+        action = raw.lower().replace("-", "_")
+        if action not in names:
+            raise invalid_error(f"'{raw}' is not one of: {', '.join(names)}.")
+        return action
+
+    return BeforeValidator(check)
+
+
+def _role(value: Any) -> Role:
+    raw = _text(value, "role")
+    if raw is None:
+        return Role.AGENT  # Plivo documents the default; SDKs omit role or send ""
+    try:
+        return Role(raw.lower())
+    except ValueError:
+        raise invalid_error("Allowed values are 'agent' and 'customer'.") from None
+
+
+def _answer(value: Any) -> str:
+    raw = _text(value, "answer") or "answer"
+    if raw not in get_args(AnswerName):
+        raise invalid_error("Allowed values are " + ", ".join(get_args(AnswerName)) + ".")
+    return raw
+
+
+def _answer_delay(value: Any) -> Any:
+    # Strictly an integer: a form field's "100" or JSON's true are refused, not converted.
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ANSWER_DELAY_MS
+    ):
+        raise invalid_error(f"answer_delay_ms expects an integer from 0 to {MAX_ANSWER_DELAY_MS}.")
+    return value
+
+
+class PlivoBody(BaseModel):
+    """A body whose first error answers in Plivo's words (`to is a mandatory param.`)."""
+
+
+class MpcActionBody(PlivoBody):
+    action: Annotated[MpcAction, _action(MpcAction)] = Field(description="case-insensitive; `-` reads as `_`")
+    to: Annotated[str, _address("to")] = Field(
+        description="E.164 number, SIP URI or endpoint username to dial (a number is accepted)"
     )
-    trigger_source: str = Field(description="the member (usually the agent) that asks")
+    role: Annotated[Role, BeforeValidator(_role)] = Field(
+        default=Role.AGENT, description="case-insensitive; missing or empty means agent"
+    )
+    trigger_source: Annotated[str, _address("trigger_source")] = Field(
+        description="the member (usually the agent) that asks"
+    )
 
 
-class MemberActionBody(BaseModel):
-    action: Literal["hold", "unhold", "hangup", "resume_call", "voicemail_drop", "abort_transfer"]
+class MemberActionBody(PlivoBody):
+    action: Annotated[MemberAction, _action(MemberAction)] = Field(
+        description="case-insensitive; `-` reads as `_`"
+    )
 
 
-class SimPhoneBody(BaseModel):
-    answer: Literal["answer", "busy", "no_answer", "reject", "voicemail"] = "answer"
-    answer_delay_ms: int | None = Field(default=None, ge=0, le=600_000)
+class SimPhoneBody(PlivoBody):
+    answer: Annotated[AnswerName, BeforeValidator(_answer)] = "answer"
+    answer_delay_ms: Annotated[int | None, BeforeValidator(_answer_delay)] = Field(
+        default=None, ge=0, le=MAX_ANSWER_DELAY_MS
+    )
 
 
-class RunBody(BaseModel):
+class RunBody(PlivoBody):
     """Free-form payload: the keys the PHLO's templates use (e.g. agent, customer)."""
 
-    model_config = {"extra": "allow"}
+    model_config = ConfigDict(extra="allow")
