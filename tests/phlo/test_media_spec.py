@@ -9,14 +9,13 @@ from pydantic import ValidationError
 from bridgeline.phlo.definition import MpcNode, PhloDefinition, resolve_settings
 from bridgeline.phlo.media_spec import (
     FileSpec,
-    InvalidMediaSetting,
     MediaSpecError,
     ToneSpec,
     UrlSpec,
     check_media_setting,
     parse_media_spec,
 )
-from bridgeline.phlo.template import TemplateError
+from bridgeline.phlo.template import SettingError
 
 
 @pytest.mark.parametrize(
@@ -103,8 +102,7 @@ def test_a_phlo_naming_a_server_path_is_refused_naming_the_field(setting: str) -
 def test_a_payload_that_fills_in_a_path_is_refused(bad: str) -> None:
     node = MpcNode(customer_hold_music="{{music}}", voicemail_message="vm/{{vm}}")
     assert resolve_settings(node, {"music": "tone:500", "vm": "a.wav"}).voicemail_message == "vm/a.wav"
-    with pytest.raises(InvalidMediaSetting, match="customer_hold_music") as raised:
+    with pytest.raises(SettingError, match="customer_hold_music"):
         resolve_settings(node, {"music": bad, "vm": "a.wav"})
-    assert isinstance(raised.value, TemplateError)  # runs refuse template errors with a 400
-    with pytest.raises(InvalidMediaSetting, match="voicemail_message"):
+    with pytest.raises(SettingError, match="voicemail_message"):
         resolve_settings(node, {"music": "tone:500", "vm": "../../etc/passwd"})

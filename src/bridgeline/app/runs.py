@@ -18,8 +18,8 @@ from bridgeline.core import snapshot
 from bridgeline.core.address import InvalidAddress, classify
 from bridgeline.core.errors import ActionRefused
 from bridgeline.core.model import Role
-from bridgeline.phlo.definition import PhloDefinition, SettingError, resolve_dials, resolve_settings
-from bridgeline.phlo.template import TemplateError
+from bridgeline.phlo.definition import PhloDefinition, resolve_dials, resolve_settings
+from bridgeline.phlo.template import SettingError, TemplateError
 
 log = structlog.get_logger(__name__)
 

@@ -29,14 +29,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from bridgeline.core.identifiers import check_id
 from bridgeline.core.model import Role
 from bridgeline.phlo.media_spec import MEDIA_SETTINGS, check_filled_media, check_media_setting
-from bridgeline.phlo.template import fill
+from bridgeline.phlo.template import SettingError, fill
 
 CALLBACK_SCHEMES = ("http", "https")
 MAX_CALLBACK_URL_LENGTH = 2048
-
-
-class SettingError(ValueError):
-    """A node setting, once its templates are filled from the run payload, is not acceptable."""
 
 
 def check_callback_url(url: str) -> str:

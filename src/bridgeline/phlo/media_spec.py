@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
 
-from bridgeline.phlo.template import TemplateError, placeholders
+from bridgeline.phlo.template import SettingError, placeholders
 
 TONE_PREFIX: Final = "tone:"
 MAX_SPEC_CHARS: Final = 2048
@@ -40,10 +40,6 @@ _TEMPLATE_STAND_IN: Final = "440"  # fits every form's grammar, so only the text
 
 class MediaSpecError(ValueError):
     """A setting that is none of the accepted forms; the message says which rule it breaks."""
-
-
-class InvalidMediaSetting(TemplateError):
-    """A run payload filled a music or message setting with a value that is not an accepted spec."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,11 +135,11 @@ def _fill_with_stand_ins(value: str) -> str:
 
 
 def check_filled_media(setting: str, value: str | None) -> None:
-    """After a run's payload filled the templates: InvalidMediaSetting (a 400 for the run) unless the
+    """After a run's payload filled the templates: SettingError (a 400 for the run) unless the
     value is an accepted spec."""
     if value is None or not value.strip():
         return
     try:
         parse_media_spec(value)
     except MediaSpecError as exc:
-        raise InvalidMediaSetting(f"{setting}: {exc}") from None
+        raise SettingError(f"{setting}: {exc}") from None

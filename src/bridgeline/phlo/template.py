@@ -19,6 +19,10 @@ class TemplateError(ValueError):
     """The payload lacks a key a template needs."""
 
 
+class SettingError(ValueError):
+    """A node setting, once its templates are filled from the run payload, is not acceptable."""
+
+
 def placeholders(text: str) -> list[str]:
     return _PLACEHOLDER.findall(text)
 
