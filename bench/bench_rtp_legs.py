@@ -40,7 +40,7 @@ from typing import Any, cast
 import benchkit as kit
 import numpy as np
 
-from bridgeline.adapters.media_engine import MediaEngine
+from bridgeline.adapters.carriers.sip.media_engine import MediaEngine
 from bridgeline.core.effects import LegAudio
 from bridgeline.main import run_event_loop
 from bridgeline.media import g711

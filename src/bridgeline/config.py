@@ -93,7 +93,7 @@ class Settings:
         return cls(**values)  # type: ignore[arg-type]
 
 
-# The limits above that must be positive; each is also a `serve` flag (cli.py).
+# The limits above that must be positive; each is also a `serve` flag (cli/commands.py).
 EDGE_SETTINGS: dict[str, type[int] | type[float]] = {
     "http_max_connections": int,
     "http_max_header_bytes": int,

@@ -17,16 +17,16 @@ import structlog
 import uvicorn
 from starlette.types import Receive, Scope, Send
 
-from bridgeline.adapters.carrier_sim import SimCarrier
+from bridgeline.adapters.carriers.sim.carrier import SimCarrier
 from bridgeline.adapters.console.hub import EventHub
 from bridgeline.adapters.egress import EgressPolicy
 from bridgeline.adapters.http.app import BridgelineApi
 from bridgeline.adapters.http.auth import Authenticator, AuthSettings
 from bridgeline.adapters.http.context import AppContext
+from bridgeline.adapters.http.metrics import Metrics, Source
 from bridgeline.adapters.http.server import HttpLimits, guarded_protocol
-from bridgeline.adapters.metrics import Metrics, Source
 from bridgeline.adapters.store import open_store
-from bridgeline.adapters.webhooks import WebhookDispatcher
+from bridgeline.adapters.webhooks.dispatcher import WebhookDispatcher
 from bridgeline.app.inbound import start_inbound_run
 from bridgeline.app.phlos import PhloCache
 from bridgeline.app.ports import Carrier, Store
@@ -84,9 +84,9 @@ def make_carrier(settings: Settings, store: Store) -> Carrier:
             store, answer_delay_ms=settings.sim_answer_delay_ms, playback_ms=settings.sim_playback_ms
         )
     if settings.carrier == "sip":
-        from bridgeline.adapters.carrier_sip import SipCarrier
-        from bridgeline.adapters.music_fetch import MediaLimits
-        from bridgeline.adapters.sip_config import load_sip_settings
+        from bridgeline.adapters.carriers.sip.carrier import SipCarrier
+        from bridgeline.adapters.carriers.sip.music_fetch import MediaLimits
+        from bridgeline.adapters.carriers.sip.settings import load_sip_settings
 
         media = MediaLimits(
             media_dir=settings.media_directory,
@@ -103,7 +103,7 @@ def make_carrier(settings: Settings, store: Store) -> Carrier:
 def route_inbound_calls(carrier: Carrier, phlos: PhloCache, runs: RunService, main_auth_id: str) -> None:
     """A call to a configured number starts its PHLO run (sip carrier only); a route that names no
     account runs the main account's PHLO."""
-    from bridgeline.adapters.carrier_sip import InboundCall, SipCarrier
+    from bridgeline.adapters.carriers.sip.carrier import InboundCall, SipCarrier
 
     if not isinstance(carrier, SipCarrier):
         return
@@ -188,7 +188,7 @@ async def build(settings: Settings) -> Bridgeline:
         )
     )
     if carrier.name == "sip":
-        from bridgeline.adapters.carrier_sip import SIP_COUNTERS, SipCarrier
+        from bridgeline.adapters.carriers.sip.carrier import SIP_COUNTERS, SipCarrier
 
         assert isinstance(carrier, SipCarrier)
         metrics.add(Source("sip", carrier.stats, counters=SIP_COUNTERS))

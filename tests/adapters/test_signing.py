@@ -9,7 +9,7 @@ import hmac
 import pytest
 from plivo.utils import validate_v3_signature
 
-from bridgeline.adapters.signing import new_nonce, sign_v3, string_to_sign
+from bridgeline.adapters.webhooks.signing import new_nonce, sign_v3, string_to_sign
 
 TOKEN = "MzA1ZTg0YjYxZWE3NjFhZjhkNTZmMmU3ZDljYjBm"
 NONCE = "12345678901234567890"

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 import uvloop
 
-from bridgeline.adapters.sip_udp import SipUdpTransport
+from bridgeline.adapters.carriers.sip.transport_udp import SipUdpTransport
 from bridgeline.sip.endpoint import SipEndpoint
 from bridgeline.sip.events import EndpointConfig, EndpointEvent, IncomingCall, TrunkConfig
 

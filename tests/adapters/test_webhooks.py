@@ -15,7 +15,7 @@ import httpx
 import pytest
 from plivo.utils import validate_v3_signature
 
-from bridgeline.adapters.webhooks import WebhookDispatcher
+from bridgeline.adapters.webhooks.dispatcher import WebhookDispatcher
 from bridgeline.app.ports import Store
 from bridgeline.app.records import ClaimedPage, DeliveryRecord, DeliveryStatus, NewDelivery
 

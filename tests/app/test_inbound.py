@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from bridgeline.adapters.carrier_sim import SimCarrier
-from bridgeline.adapters.carrier_sip import InboundCall, SipCarrier, _address_of
-from bridgeline.adapters.sip_config import SipSettings
+from bridgeline.adapters.carriers.sim.carrier import SimCarrier
+from bridgeline.adapters.carriers.sip.carrier import InboundCall, SipCarrier, _address_of
+from bridgeline.adapters.carriers.sip.settings import SipSettings
 from bridgeline.app.inbound import start_inbound_run
 from bridgeline.app.phlos import PhloCache
 from bridgeline.app.ports import Store

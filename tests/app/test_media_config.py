@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bridgeline.adapters.carrier_sip import SipCarrier
-from bridgeline.adapters.music_fetch import MediaLimits
-from bridgeline.cli import _parser
+from bridgeline.adapters.carriers.sip.carrier import SipCarrier
+from bridgeline.adapters.carriers.sip.music_fetch import MediaLimits
+from bridgeline.cli.commands import _parser
 from bridgeline.config import Settings
 from bridgeline.main import make_carrier
 

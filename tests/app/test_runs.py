@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bridgeline.adapters.carrier_sim import SimCarrier
+from bridgeline.adapters.carriers.sim.carrier import SimCarrier
 from bridgeline.adapters.store import open_store
 from bridgeline.app.ports import Store
 from bridgeline.app.records import PhloRecord, RunRecord, RunStatus

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
-from bridgeline.adapters.carrier_sim import AnswerMode, PhoneBehaviour, SimCarrier
+from bridgeline.adapters.carriers.sim.carrier import AnswerMode, PhoneBehaviour, SimCarrier
 from bridgeline.app.ports import Store
 from bridgeline.app.service import ConferenceService, NotFound
 from bridgeline.core import snapshot

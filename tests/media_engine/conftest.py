@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from media_peer import port_range
 
-from bridgeline.adapters.media_engine import LatchPolicy, MediaEngine
-from bridgeline.adapters.music_fetch import MediaLimits
+from bridgeline.adapters.carriers.sip.media_engine import LatchPolicy, MediaEngine
+from bridgeline.adapters.carriers.sip.music_fetch import MediaLimits
 
 
 async def running_engine(latch: LatchPolicy, media_dir: Path) -> AsyncIterator[MediaEngine]:

@@ -13,7 +13,7 @@ from typing import cast
 import numpy as np
 from numpy.typing import NDArray
 
-from bridgeline.adapters.media_engine import MediaEngine
+from bridgeline.adapters.carriers.sip.media_engine import MediaEngine
 from bridgeline.media import g711
 from bridgeline.media.player import ToneSource
 from bridgeline.media.rtp import RtpPacket, RtpParseError

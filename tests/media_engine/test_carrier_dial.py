@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from media_peer import port_range
 
-from bridgeline.adapters.carrier_sip import SipCarrier
-from bridgeline.adapters.media_engine import LatchPolicy
-from bridgeline.adapters.sip_config import RtpSettings, SipSettings, TrunkSettings
+from bridgeline.adapters.carriers.sip.carrier import SipCarrier
+from bridgeline.adapters.carriers.sip.media_engine import LatchPolicy
+from bridgeline.adapters.carriers.sip.settings import RtpSettings, SipSettings, TrunkSettings
 from bridgeline.app.ports import LegRequest
 from bridgeline.core.commands import LegFailed, LegSignal
 from bridgeline.core.model import LeaveReason, Role

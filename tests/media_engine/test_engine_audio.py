@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from media_peer import dominant_freq, join, level_at, peak_freqs, peers, rms, settle, until
 
-from bridgeline.adapters.media_engine import MediaEngine, UnknownLeg
+from bridgeline.adapters.carriers.sip.media_engine import MediaEngine, UnknownLeg
 from bridgeline.core.effects import LegAudio
 from bridgeline.core.model import Music
 from bridgeline.media import g711

@@ -7,7 +7,7 @@ import itertools
 
 from media_peer import RtpPeer, join, peers, until
 
-from bridgeline.adapters.media_engine import MediaEngine
+from bridgeline.adapters.carriers.sip.media_engine import MediaEngine
 from bridgeline.core.effects import LegAudio
 from bridgeline.core.model import Music
 from bridgeline.media.dtmf import TelephoneEvent, dtmf_packets

@@ -10,8 +10,8 @@ import pytest
 import structlog
 from media_peer import RtpPeer, dominant_freq, join, level_at, peers, settle, until
 
-from bridgeline.adapters.media_engine import LatchPolicy, MediaEngine
-from bridgeline.adapters.rtp_udp import Counters, RtpLeg
+from bridgeline.adapters.carriers.sip.media_engine import LatchPolicy, MediaEngine
+from bridgeline.adapters.carriers.sip.rtp_udp import Counters, RtpLeg
 from bridgeline.core.effects import LegAudio
 from bridgeline.media import g711
 from bridgeline.media.dtmf import dtmf_packets

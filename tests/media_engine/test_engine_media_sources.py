@@ -14,8 +14,8 @@ import pytest
 from media_http import MediaServer, media_server, tone_wav
 from media_peer import RtpPeer, dominant_freq, join, peak_freqs, peers, port_range, settle, until
 
-from bridgeline.adapters.media_engine import MediaEngine
-from bridgeline.adapters.music_fetch import MediaLimits
+from bridgeline.adapters.carriers.sip.media_engine import MediaEngine
+from bridgeline.adapters.carriers.sip.music_fetch import MediaLimits
 from bridgeline.core.effects import LegAudio
 from bridgeline.core.model import Music
 from bridgeline.media.g711 import PCMU

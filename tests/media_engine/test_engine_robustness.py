@@ -10,7 +10,7 @@ import time
 import pytest
 from media_peer import dominant_freq, join, peers, port_range, settle, until
 
-from bridgeline.adapters.media_engine import (
+from bridgeline.adapters.carriers.sip.media_engine import (
     MediaEngine,
     MediaPortsExhausted,
     UnknownLeg,

@@ -14,9 +14,9 @@ from media_peer import dominant_freq
 from numpy.typing import NDArray
 
 from bridgeline.adapters import music_decode
-from bridgeline.adapters.music import LoopSource
-from bridgeline.adapters.music_decode import DecodedCache, decode_audio
-from bridgeline.adapters.music_fetch import MediaUnavailable
+from bridgeline.adapters.carriers.sip.music import LoopSource
+from bridgeline.adapters.carriers.sip.music_decode import DecodedCache, decode_audio
+from bridgeline.adapters.carriers.sip.music_fetch import MediaUnavailable
 from bridgeline.media import g711
 from bridgeline.media.player import FRAME_SAMPLES, ToneSource
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from media_http import MediaServer, media_server, tone_wav
 
-from bridgeline.adapters.carrier_sip import SipCarrier
+from bridgeline.adapters.carriers.sip.carrier import SipCarrier
+from bridgeline.adapters.carriers.sip.music_fetch import MediaUnavailable, fetch_url
 from bridgeline.adapters.egress import EgressPolicy, EgressProfile
-from bridgeline.adapters.music_fetch import MediaUnavailable, fetch_url
 from bridgeline.config import Settings
 from bridgeline.main import make_carrier
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from media_peer import dominant_freq
 
-from bridgeline.adapters.music import MusicLibrary
-from bridgeline.adapters.music_decode import decode_audio
-from bridgeline.adapters.music_fetch import MediaLimits
+from bridgeline.adapters.carriers.sip.music import MusicLibrary
+from bridgeline.adapters.carriers.sip.music_decode import decode_audio
+from bridgeline.adapters.carriers.sip.music_fetch import MediaLimits
 
 TONE_MP3 = Path(__file__).parent / "data" / "tone600.mp3"  # 1.5 s of 600 Hz, encoded once with lame
 

@@ -15,7 +15,7 @@ import pytest
 from media_peer import dominant_freq, peak_freqs
 from numpy.typing import NDArray
 
-from bridgeline.adapters.music import (
+from bridgeline.adapters.carriers.sip.music import (
     BEEP_SAMPLES,
     CHIME_SAMPLES,
     DEFAULT_SPECS,
@@ -24,7 +24,7 @@ from bridgeline.adapters.music import (
     MusicLibrary,
     spec_for,
 )
-from bridgeline.adapters.music_fetch import MediaLimits
+from bridgeline.adapters.carriers.sip.music_fetch import MediaLimits
 from bridgeline.core.model import Music
 from bridgeline.media.player import AudioSource
 from bridgeline.phlo.definition import NodeSettings

@@ -25,7 +25,7 @@ from media_http import MediaServer, media_server, tone_wav
 FETCH_TIMEOUT_S = 1
 MAX_BYTES = 300_000
 URL_TONE, OUTSIDE_TONE = 1200, 2000
-AGENT_HOLD_DEFAULT, WAIT_DEFAULT = [440], [350, 440]  # adapters/music.py DEFAULT_SPECS
+AGENT_HOLD_DEFAULT, WAIT_DEFAULT = [440], [350, 440]  # adapters/carriers/sip/music.py DEFAULT_SPECS
 NOT_HEARD = [*ALL_TONES, URL_TONE, OUTSIDE_TONE]
 
 

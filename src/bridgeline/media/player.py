@@ -1,6 +1,6 @@
 """Audio sources that yield consecutive 20 ms int16 frames at 8 kHz: tones and silence, and the
 shared wrapper that lets one source serve many listeners in a tick (decoded files and URLs are
-`adapters/music.py`'s `LoopSource`, decoded by miniaudio in `adapters/music_decode.py`).
+the SIP carrier's `music.py` `LoopSource`, decoded by miniaudio in its `music_decode.py`).
 
 A source is asked once per tick and its frame may be routed to any number of listeners, so one
 music player serves every held member of a conference. Returned frames are read-only.

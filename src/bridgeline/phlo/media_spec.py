@@ -11,7 +11,7 @@ Three forms, nothing else:
   absolute, never ``~``, never another scheme (``file:``, ``data:``).
 
 Whether the file exists, is a regular file and stays inside the media directory once links are
-followed is the loader's business (`adapters/music_fetch.py`): this module reads no file system.
+followed is the loader's business (`adapters/carriers/sip/music_fetch.py`): this module reads no file system.
 """
 
 from __future__ import annotations

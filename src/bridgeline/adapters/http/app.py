@@ -14,15 +14,14 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from bridgeline.adapters.console import routes as console_routes
-from bridgeline.adapters.http import ext_routes, plivo_routes
+from bridgeline.adapters.http import console_routes, ext_routes, plivo_routes
 from bridgeline.adapters.http.bodies import parse_body, read_body
 from bridgeline.adapters.http.context import ApiRequest, AppContext
 from bridgeline.adapters.http.errors import ApiError, error_response
+from bridgeline.adapters.http.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bridgeline.adapters.http.openapi import openapi_document
 from bridgeline.adapters.http.routing import Route, Router
 from bridgeline.adapters.http.schemas import MemberActionBody, MpcActionBody, RunBody, SimPhoneBody
-from bridgeline.adapters.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bridgeline.app import commit_mark
 from bridgeline.app.service import NotFound
 from bridgeline.core.errors import ActionRefused

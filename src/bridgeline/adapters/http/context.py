@@ -8,12 +8,12 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
-from bridgeline.adapters.carrier_sim import SimCarrier
+from bridgeline.adapters.carriers.sim.carrier import SimCarrier
 from bridgeline.adapters.console.hub import EventHub
 from bridgeline.adapters.http.auth import Authenticator
 from bridgeline.adapters.http.errors import ApiError, invalid, missing
+from bridgeline.adapters.http.metrics import Metrics
 from bridgeline.adapters.http.schemas import PlivoBody
-from bridgeline.adapters.metrics import Metrics
 from bridgeline.app.phlos import PhloCache
 from bridgeline.app.ports import Store
 from bridgeline.app.records import Account, PhloRecord

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 from starlette.responses import Response
 
-from bridgeline.adapters.carrier_sim import AnswerMode, PhoneBehaviour, SimCarrier
+from bridgeline.adapters.carriers.sim.carrier import AnswerMode, PhoneBehaviour, SimCarrier
 from bridgeline.adapters.http.context import ApiRequest, AppContext, checked_address, mpc_node, owned_phlo
 from bridgeline.adapters.http.errors import ApiError, ok
 from bridgeline.adapters.http.schemas import SimPhoneBody

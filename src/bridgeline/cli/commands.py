@@ -11,17 +11,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-import httpx
 import yaml
 
 from bridgeline.app.records import Account
+from bridgeline.cli.calls import add_commands
+from bridgeline.cli.client import EXIT_OK, EXIT_REFUSED, CliError, client_options, request
 from bridgeline.config import (
     DEFAULT_HOST,
     DEFAULT_PORT,
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 CACHE_NOTE = "its BRIDGELINE_AUTH_CACHE_SECONDS (default 5 s)"
 
 
@@ -48,12 +47,6 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.code
-
-
-class CliError(Exception):
-    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -83,15 +76,13 @@ def _parser() -> argparse.ArgumentParser:
     phlo = commands.add_parser("phlo", help="manage PHLOs").add_subparsers(required=True, metavar="ACTION")
     create = phlo.add_parser("create", help="create a PHLO from a YAML or JSON file")
     create.add_argument("file", type=Path)
-    _client_options(create)
+    client_options(create)
     create.set_defaults(func=_phlo_create)
     listing = phlo.add_parser("list", help="list PHLOs")
-    _client_options(listing)
+    client_options(listing)
     listing.set_defaults(func=_phlo_list)
 
-    from bridgeline.cli_calls import add_commands  # calls, member, mpc (it imports this module)
-
-    add_commands(commands, _client_options)
+    add_commands(commands, client_options)
 
     account = commands.add_parser("account", help="manage accounts").add_subparsers(
         required=True, metavar="ACTION"
@@ -137,14 +128,6 @@ def _duration(text: str) -> float:
     return seconds
 
 
-def _client_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--url", default=os.environ.get("BRIDGELINE_URL", f"http://{DEFAULT_HOST}:{DEFAULT_PORT}")
-    )
-    parser.add_argument("--data-dir", type=Path, default=Path("data"), help="where to find credentials.json")
-    parser.add_argument("--json", action="store_true", help="print the raw JSON answer")
-
-
 def _serve(args: argparse.Namespace) -> int:
     from bridgeline.main import run_event_loop, serve
 
@@ -170,41 +153,12 @@ def _serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _client(args: argparse.Namespace) -> httpx.Client:
-    auth_id = os.environ.get("BRIDGELINE_AUTH_ID")
-    token = os.environ.get("BRIDGELINE_AUTH_TOKEN")
-    if not (auth_id and token):
-        path = args.data_dir / "credentials.json"
-        if not path.exists():
-            raise CliError(
-                "no credentials: set BRIDGELINE_AUTH_ID and BRIDGELINE_AUTH_TOKEN, or use --data-dir"
-            )
-        raw = json.loads(path.read_text())
-        auth_id, token = raw["auth_id"], raw["auth_token"]
-    return httpx.Client(base_url=args.url.rstrip("/"), auth=(auth_id, token), timeout=10)
-
-
-def _request(args: argparse.Namespace, method: str, path: str, body: Any = None) -> dict[str, Any]:
-    try:
-        with _client(args) as client:
-            response = client.request(method, path, json=body)
-    except httpx.HTTPError as exc:
-        raise CliError(f"cannot reach {args.url}: {exc}") from exc
-    try:
-        data: dict[str, Any] = response.json()
-    except ValueError:
-        data = {"error": response.text}
-    if response.status_code >= 400:
-        raise CliError(f"{response.status_code}: {data.get('error', data)}", EXIT_REFUSED)
-    return data
-
-
 def _phlo_create(args: argparse.Namespace) -> int:
     try:
         definition = yaml.safe_load(args.file.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise CliError(f"cannot read {args.file}: {exc}") from exc
-    data = _request(args, "POST", "/v1/phlo", definition)
+    data = request(args, "POST", "/v1/phlo", definition)
     if args.json:
         print(json.dumps(data, indent=2))
         return EXIT_OK
@@ -215,7 +169,7 @@ def _phlo_create(args: argparse.Namespace) -> int:
 
 
 def _phlo_list(args: argparse.Namespace) -> int:
-    data = _request(args, "GET", "/v1/phlo")
+    data = request(args, "GET", "/v1/phlo")
     if args.json:
         print(json.dumps(data, indent=2))
         return EXIT_OK
@@ -303,7 +257,3 @@ def _prune(args: argparse.Namespace) -> int:
     pruned_conferences, pruned_runs = asyncio.run(prune())
     print(f"pruned {pruned_conferences} conferences (with their events and deliveries), {pruned_runs} runs")
     return EXIT_OK
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -18,8 +18,8 @@ from typing import Any
 
 import httpx
 
-from bridgeline.cli import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, CliError, _client
-from bridgeline.cli_calls import event_line
+from bridgeline.cli.calls import event_line
+from bridgeline.cli.client import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, CliError, client
 
 # The server sends a heartbeat every 15 s; three missed ones mean the connection is dead.
 READ_TIMEOUT = 45.0
@@ -30,8 +30,8 @@ def watch(args: argparse.Namespace) -> int:
         raise CliError("--count expects a positive number")
     if args.timeout is not None and args.timeout <= 0:
         raise CliError("--timeout expects a positive number of seconds")
-    with _client(args) as client:
-        auth = client.auth  # the credentials cli.py found (environment or data directory)
+    with client(args) as http:
+        auth = http.auth  # the credentials client.py found (environment or data directory)
     assert auth is not None
     return asyncio.run(_watch(args, auth))
 

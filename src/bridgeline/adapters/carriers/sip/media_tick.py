@@ -21,8 +21,8 @@ from typing import Final
 import numpy as np
 from numpy.typing import NDArray
 
-from bridgeline.adapters.music import DEFAULT_SPECS, SILENCE, MusicLibrary, spec_for
-from bridgeline.adapters.rtp_udp import RtpLeg
+from bridgeline.adapters.carriers.sip.music import DEFAULT_SPECS, SILENCE, MusicLibrary, spec_for
+from bridgeline.adapters.carriers.sip.rtp_udp import RtpLeg
 from bridgeline.core.effects import LegAudio
 from bridgeline.media import g711
 from bridgeline.media.batch_mix import MixMinusBatch, encode_rows

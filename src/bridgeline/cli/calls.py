@@ -1,7 +1,7 @@
 """`bridgeline calls`, `bridgeline member ACTION`, `bridgeline mpc ACTION`: live calls from a terminal.
 
 They use the same HTTP API as every client (the Plivo-compatible POST routes for actions, the
-console's state and event stream for listing and watching), with cli.py's conventions: 0 done,
+console's state and event stream for listing and watching), with client.py's conventions: 0 done,
 1 refused by the server (its error message on stderr), 2 usage or connection error.
 """
 
@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from bridgeline.cli import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, CliError, _request
+from bridgeline.cli.client import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, CliError, request
 
 MEMBER_ACTIONS = {
     "hold": "put a member on hold (they hear hold music)",
@@ -36,28 +35,15 @@ ClientOptions = Callable[[argparse.ArgumentParser], None]
 Command = Callable[[argparse.Namespace], int]
 
 
-def _reporting(command: Command) -> Command:
-    """Report CliError here: under `python -m bridgeline.cli`, cli.main's CliError is another class."""
-
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return command(args)
-        except CliError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return exc.code
-
-    return run
-
-
 def add_commands(commands: Any, client_options: ClientOptions) -> None:
-    """Register the subcommands on cli.py's subparsers."""
+    """Register the subcommands on commands.py's subparsers."""
     calls = commands.add_parser("calls", help="list live conferences, or watch their events (`calls watch`)")
     calls.add_argument("mode", nargs="?", choices=["list", "watch"], default="list", help="default: list")
     calls.add_argument("--phlo", help="only this PHLO's conferences")
     calls.add_argument("--count", type=int, default=None, help="watch: stop after N events")
     calls.add_argument("--timeout", type=float, default=None, help="watch: stop after S seconds")
     client_options(calls)
-    calls.set_defaults(func=_reporting(_calls))
+    calls.set_defaults(func=_calls)
 
     member = commands.add_parser("member", help="act on a member of a live conference")
     actions = member.add_subparsers(required=True, metavar="ACTION")
@@ -67,7 +53,7 @@ def add_commands(commands: Any, client_options: ClientOptions) -> None:
         parser.add_argument("address", help="the member's address, e.g. +14155550100")
         _node_options(parser)
         client_options(parser)
-        parser.set_defaults(func=_reporting(_member_action), action=action)
+        parser.set_defaults(func=_member_action, action=action)
 
     mpc = commands.add_parser("mpc", help="call a party into a live conference, or transfer")
     actions = mpc.add_subparsers(required=True, metavar="ACTION")
@@ -79,7 +65,7 @@ def add_commands(commands: Any, client_options: ClientOptions) -> None:
         parser.add_argument("--trigger-source", required=True, help="the member who acts")
         parser.add_argument("--role", choices=["agent", "customer"], default="agent")
         client_options(parser)
-        parser.set_defaults(func=_reporting(_mpc_action), action=action)
+        parser.set_defaults(func=_mpc_action, action=action)
 
 
 def _node_options(parser: argparse.ArgumentParser) -> None:
@@ -94,7 +80,7 @@ def _node_path(args: argparse.Namespace) -> str:
 
 
 def _only_node(args: argparse.Namespace) -> str:
-    listing = _request(args, "GET", "/v1/phlo")
+    listing = request(args, "GET", "/v1/phlo")
     phlo = next((p for p in listing["objects"] if p["phlo_id"] == args.phlo), None)
     if phlo is None:
         raise CliError(f"404: PHLO {args.phlo} not found", EXIT_REFUSED)
@@ -106,14 +92,14 @@ def _only_node(args: argparse.Namespace) -> str:
 
 def _member_action(args: argparse.Namespace) -> int:
     path = f"{_node_path(args)}/members/{quote(args.address, safe='')}"
-    data = _request(args, "POST", path, {"action": args.action})
+    data = request(args, "POST", path, {"action": args.action})
     print(json.dumps(data) if args.json else f"{args.action} {args.address}: ok")
     return EXIT_OK
 
 
 def _mpc_action(args: argparse.Namespace) -> int:
     body = {"action": args.action, "to": args.to, "trigger_source": args.trigger_source, "role": args.role}
-    data = _request(args, "POST", _node_path(args), body)
+    data = request(args, "POST", _node_path(args), body)
     if args.json:
         print(json.dumps(data))
     else:
@@ -124,13 +110,13 @@ def _mpc_action(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- calls
 def _calls(args: argparse.Namespace) -> int:
     if args.mode == "watch":
-        from bridgeline.cli_watch import watch
+        from bridgeline.cli.watch import watch
 
         return watch(args)
     if args.count is not None or args.timeout is not None:
         raise CliError("--count and --timeout apply to `calls watch` only", EXIT_USAGE)
     path = "/v1/console/state" + (f"?phlo_id={quote(args.phlo, safe='')}" if args.phlo else "")
-    state = _request(args, "GET", path)
+    state = request(args, "GET", path)
     live = [c["view"] for c in state["conferences"] if c["view"]["status"] == "live"]
     if args.json:
         print(json.dumps({"meta": {"count": len(live)}, "objects": live}, indent=2))

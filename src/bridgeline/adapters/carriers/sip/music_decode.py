@@ -13,7 +13,7 @@ import miniaudio
 import numpy as np
 from numpy.typing import NDArray
 
-from bridgeline.adapters.music_fetch import MediaUnavailable
+from bridgeline.adapters.carriers.sip.music_fetch import MediaUnavailable
 from bridgeline.media.player import SAMPLE_RATE
 
 _FRAMES_PER_READ = SAMPLE_RATE  # one second per chunk: the length cap is checked between chunks

@@ -25,10 +25,10 @@ from typing import Final
 
 import structlog
 
-from bridgeline.adapters.media_tick import ConferenceMix, TickLayout, build_layout, run_tick
-from bridgeline.adapters.music import SETTING_FOR, MusicLibrary, spec_for
-from bridgeline.adapters.music_fetch import MediaLimits
-from bridgeline.adapters.rtp_udp import (
+from bridgeline.adapters.carriers.sip.media_tick import ConferenceMix, TickLayout, build_layout, run_tick
+from bridgeline.adapters.carriers.sip.music import SETTING_FOR, MusicLibrary, spec_for
+from bridgeline.adapters.carriers.sip.music_fetch import MediaLimits
+from bridgeline.adapters.carriers.sip.rtp_udp import (
     DEFAULT_LATCH,
     Address,
     Counters,

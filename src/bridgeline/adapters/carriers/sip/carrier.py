@@ -16,10 +16,10 @@ from typing import Final
 
 import structlog
 
-from bridgeline.adapters.media_engine import LatchPolicy, MediaEngine, MediaPortsExhausted
-from bridgeline.adapters.music_fetch import MediaLimits
-from bridgeline.adapters.sip_config import SipSettings
-from bridgeline.adapters.sip_udp import SipUdpTransport
+from bridgeline.adapters.carriers.sip.media_engine import LatchPolicy, MediaEngine, MediaPortsExhausted
+from bridgeline.adapters.carriers.sip.music_fetch import MediaLimits
+from bridgeline.adapters.carriers.sip.settings import SipSettings
+from bridgeline.adapters.carriers.sip.transport_udp import SipUdpTransport
 from bridgeline.app.ports import LegRequest, SignalSink
 from bridgeline.core.commands import (
     LegAnswered,

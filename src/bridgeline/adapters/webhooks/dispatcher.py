@@ -28,7 +28,7 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 import structlog
 
-from bridgeline.adapters.signing import new_nonce, sign_v3
+from bridgeline.adapters.webhooks.signing import new_nonce, sign_v3
 from bridgeline.app.ports import Store
 from bridgeline.app.records import JSON, DeliveryRecord, DeliveryStatus
 

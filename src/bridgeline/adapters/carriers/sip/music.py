@@ -35,8 +35,13 @@ import numpy as np
 import structlog
 from numpy.typing import NDArray
 
-from bridgeline.adapters.music_decode import DecodedCache, Samples
-from bridgeline.adapters.music_fetch import MediaLimits, MediaUnavailable, fetch_url, read_media_file
+from bridgeline.adapters.carriers.sip.music_decode import DecodedCache, Samples
+from bridgeline.adapters.carriers.sip.music_fetch import (
+    MediaLimits,
+    MediaUnavailable,
+    fetch_url,
+    read_media_file,
+)
 from bridgeline.core.model import Music
 from bridgeline.media.player import (
     FRAME_SAMPLES,
