@@ -151,3 +151,15 @@ def test_the_plan_is_derived_from_state_and_does_not_change_on_reads() -> None:
     h.answer("A", "C")
     assert h.plan() == h.plan()
     assert h.conf.audio_plan() is not h.conf.audio_plan()
+
+
+def test_music_sources_name_one_field_per_music_kind() -> None:
+    """A carrier looks a kind's spec up by the kind's wire value: every kind must have its field."""
+    from dataclasses import fields
+
+    from bridgeline.core.effects import MusicSources
+    from bridgeline.core.model import Music
+
+    assert [f.name for f in fields(MusicSources)] == [kind.value for kind in Music]
+    sources = MusicSources(wait="tone:350", voicemail="vm.wav")
+    assert [sources.spec(kind) for kind in Music] == [None, None, "tone:350", "vm.wav"]

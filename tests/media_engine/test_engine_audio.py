@@ -12,12 +12,11 @@ import pytest
 from media_peer import dominant_freq, join, level_at, peak_freqs, peers, rms, settle, until
 
 from bridgeline.adapters.carriers.sip.media_engine import MediaEngine, UnknownLeg
-from bridgeline.core.effects import LegAudio
+from bridgeline.core.effects import LegAudio, MusicSources
 from bridgeline.core.model import Music
 from bridgeline.media import g711
-from bridgeline.phlo.definition import NodeSettings
 
-NO_SETTINGS = NodeSettings()
+NO_SETTINGS = MusicSources()
 PCMU, PCMA = g711.PCMU, g711.PCMA
 
 
@@ -66,7 +65,7 @@ async def test_three_legs_each_hear_the_other_two(engine: MediaEngine) -> None:
 
 
 async def test_held_leg_hears_hold_music_and_nobody_hears_it(engine: MediaEngine) -> None:
-    settings = NodeSettings(agent_hold_music="tone:300")
+    settings = MusicSources(agent_hold="tone:300")
     async with peers((500, PCMU), (700, PCMU), (1100, PCMU)) as (a, b, c):
         for leg, peer in zip("abc", (a, b, c), strict=True):
             await join(engine, leg, peer)
@@ -227,7 +226,7 @@ async def test_mixed_codecs_in_a_three_party_mix(engine: MediaEngine) -> None:
 
 
 async def test_leg_hearing_a_leg_and_music_gets_both(engine: MediaEngine) -> None:
-    settings = NodeSettings(wait_music="tone:300")
+    settings = MusicSources(wait="tone:300")
     async with peers((None, PCMU), (880, PCMU)) as (a, b):
         await join(engine, "a", a)
         await join(engine, "b", b)

@@ -8,11 +8,10 @@ import itertools
 from media_peer import RtpPeer, join, peers, until
 
 from bridgeline.adapters.carriers.sip.media_engine import MediaEngine
-from bridgeline.core.effects import LegAudio
+from bridgeline.core.effects import LegAudio, MusicSources
 from bridgeline.core.model import Music
 from bridgeline.media.dtmf import TelephoneEvent, dtmf_packets
 from bridgeline.media.g711 import PCMU
-from bridgeline.phlo.definition import NodeSettings
 
 EVENT_PT = 101
 
@@ -47,7 +46,7 @@ async def test_a_digit_reaches_the_listeners_and_not_a_held_member(engine: Media
                 LegAudio("b", ("a",), None),
                 LegAudio("held", (), Music.CUSTOMER_HOLD),
             ],
-            NodeSettings(),
+            MusicSources(),
         )
         await asyncio.sleep(0.2)
         send_digit(a, "7", port_a)
@@ -71,7 +70,7 @@ async def test_no_relay_to_a_leg_without_telephone_event(engine: MediaEngine) ->
     async with peers((440, PCMU), (None, PCMU)) as (a, b):
         port_a = await join(engine, "a", a)
         await join(engine, "b", b, telephone_event_pt=None)
-        engine.set_routes("c1", [LegAudio("a", ("b",), None), LegAudio("b", ("a",), None)], NodeSettings())
+        engine.set_routes("c1", [LegAudio("a", ("b",), None), LegAudio("b", ("a",), None)], MusicSources())
         digits: list[tuple[str, str]] = []
         engine.on_dtmf(lambda leg, digit: digits.append((leg, digit)))
         await asyncio.sleep(0.1)

@@ -12,10 +12,9 @@ from media_peer import RtpPeer, dominant_freq, join, level_at, peers, settle, un
 
 from bridgeline.adapters.carriers.sip.media_engine import LatchPolicy, MediaEngine
 from bridgeline.adapters.carriers.sip.rtp_udp import Counters, RtpLeg
-from bridgeline.core.effects import LegAudio
+from bridgeline.core.effects import LegAudio, MusicSources
 from bridgeline.media import g711
 from bridgeline.media.dtmf import dtmf_packets
-from bridgeline.phlo.definition import NodeSettings
 
 PCMU = g711.PCMU
 RTCP_RR = bytes([0x81, 201, 0x00, 0x01]) + (0x1234).to_bytes(4, "big")
@@ -41,7 +40,7 @@ async def test_foreign_spray_does_not_hijack_a_live_call(engine: MediaEngine) ->
     async with peers((440, PCMU), (880, PCMU), (1500, PCMU)) as (a, b, attacker):
         port_a = await join(engine, "a", a)
         await join(engine, "b", b)
-        engine.set_routes("c1", TWO_WAY, NodeSettings())
+        engine.set_routes("c1", TWO_WAY, MusicSources())
         a.send_raw(RTCP_RR, ("127.0.0.1", port_a + 1))  # the peer's own RTCP latches first
         assert await until(lambda: len(a.received) >= 10)
         spray = asyncio.create_task(_spray(attacker, port_a, 1.2))
@@ -66,7 +65,7 @@ async def test_a_spray_racing_the_call_loses_to_the_sdp_address(engine: MediaEng
     async with peers((440, PCMU), (880, PCMU), (1500, PCMU)) as (a, b, attacker):
         port_a = await join(engine, "a", a, start=False)  # the attacker speaks before the phone
         await join(engine, "b", b)
-        engine.set_routes("c1", TWO_WAY, NodeSettings())
+        engine.set_routes("c1", TWO_WAY, MusicSources())
         spray = asyncio.create_task(_spray(attacker, port_a, 1.2))
         await asyncio.sleep(0.2)
         a.start(("127.0.0.1", port_a))
@@ -85,7 +84,7 @@ async def test_nat_rebinding_follows_the_latched_ssrc_only(quick_engine: MediaEn
     async with peers((440, PCMU), (880, PCMU), (440, PCMU), (1500, PCMU)) as (a, b, a_rebound, attacker):
         port_a = await join(engine, "a", a)
         await join(engine, "b", b)
-        engine.set_routes("c1", TWO_WAY, NodeSettings())
+        engine.set_routes("c1", TWO_WAY, MusicSources())
         assert await until(lambda: len(a.received) >= 10)
         a.stop()  # the NAT mapping changes: the same stream now comes from another port
         a_rebound.ssrc, a_rebound.seq, a_rebound.ts = a.ssrc, a.seq, a.ts
@@ -105,7 +104,7 @@ async def test_a_reinvite_to_a_new_address_reopens_learning(engine: MediaEngine)
     async with peers((440, PCMU), (880, PCMU), (660, PCMU)) as (a, b, moved):
         port_a = await join(engine, "a", a)
         await join(engine, "b", b)
-        engine.set_routes("c1", TWO_WAY, NodeSettings())
+        engine.set_routes("c1", TWO_WAY, MusicSources())
         assert await until(lambda: len(a.received) >= 5)
         a.stop()
         engine.update_leg("a", remote=moved.address, send=True)

@@ -16,10 +16,9 @@ from media_peer import RtpPeer, dominant_freq, join, peak_freqs, peers, port_ran
 
 from bridgeline.adapters.carriers.sip.media_engine import MediaEngine
 from bridgeline.adapters.carriers.sip.music_fetch import MediaLimits
-from bridgeline.core.effects import LegAudio
+from bridgeline.core.effects import LegAudio, MusicSources
 from bridgeline.core.model import Music
 from bridgeline.media.g711 import PCMU
-from bridgeline.phlo.definition import NodeSettings
 
 FETCH_TIMEOUT_S = 1.0
 MAX_BYTES = 300_000
@@ -55,7 +54,7 @@ async def loaded(engine: MediaEngine) -> bool:
 
 async def wait_music_heard(engine: MediaEngine, peer: RtpPeer, leg: str, spec: str) -> float:
     """Route the leg alone to wait music `spec`, let it load, and measure what the peer hears."""
-    engine.set_routes(f"conf-{leg}", [LegAudio(leg, (), Music.WAIT)], NodeSettings(wait_music=spec))
+    engine.set_routes(f"conf-{leg}", [LegAudio(leg, (), Music.WAIT)], MusicSources(wait=spec))
     assert await loaded(engine)
     mark = await settle(0.2)
     await asyncio.sleep(0.5)
@@ -74,7 +73,7 @@ async def test_a_url_is_played_and_equal_content_is_decoded_once(
         assert await wait_music_heard(engine, b, "b", f"{http.url}/copy600.wav") == pytest.approx(600, abs=4)
         assert await wait_music_heard(engine, b, "b", f"{http.url}/to-tone600") == pytest.approx(600, abs=4)
         # Nobody hears the first URL any more; once needed again, its cached audio plays unfetched.
-        engine.set_routes("conf-a", [LegAudio("a", (), None)], NodeSettings())
+        engine.set_routes("conf-a", [LegAudio("a", (), None)], MusicSources())
         assert await wait_music_heard(engine, a, "a", f"{http.url}/tone600.wav") == pytest.approx(600, abs=4)
     assert engine.stats["media_decodes"] == 1 and failures == []
     assert http.requests == {"/tone600.wav": 2, "/copy600.wav": 1, "/to-tone600": 1}
@@ -90,7 +89,7 @@ async def test_a_slow_url_never_delays_the_tick_and_falls_back_with_a_report(
         before = engine.stats
         mark = asyncio.get_running_loop().time()
         engine.set_routes(
-            "c1", [LegAudio("a", (), Music.AGENT_HOLD)], NodeSettings(agent_hold_music=f"{http.url}/slow.wav")
+            "c1", [LegAudio("a", (), Music.AGENT_HOLD)], MusicSources(agent_hold=f"{http.url}/slow.wav")
         )
         assert engine.stats["media_loading"] == 1
         assert await loaded(engine)  # the server stalls; the fetch gives up after its time limit
@@ -121,7 +120,7 @@ async def test_a_bad_url_falls_back_to_the_default_with_a_report(
     engine, failures, _ = sourced
     async with peers((None, PCMU)) as (a,):
         await join(engine, "a", a)
-        engine.set_routes("c1", [LegAudio("a", (), Music.WAIT)], NodeSettings(wait_music=http.url + path))
+        engine.set_routes("c1", [LegAudio("a", (), Music.WAIT)], MusicSources(wait=http.url + path))
         assert await loaded(engine)
         mark = await settle(0.2)
         await asyncio.sleep(0.4)
@@ -140,15 +139,9 @@ async def test_media_files_that_are_not_regular_files_inside_the_dir_fall_back(
     async with peers((None, PCMU), (None, PCMU), (None, PCMU)) as (a, b, c):
         for leg, peer in zip("abc", (a, b, c), strict=True):
             await join(engine, leg, peer)
-        engine.set_routes(
-            "c1", [LegAudio("a", (), Music.AGENT_HOLD)], NodeSettings(agent_hold_music="out.wav")
-        )
-        engine.set_routes(
-            "c2", [LegAudio("b", (), Music.AGENT_HOLD)], NodeSettings(agent_hold_music="fifo.wav")
-        )
-        engine.set_routes(
-            "c3", [LegAudio("c", (), Music.AGENT_HOLD)], NodeSettings(agent_hold_music="ok.wav")
-        )
+        engine.set_routes("c1", [LegAudio("a", (), Music.AGENT_HOLD)], MusicSources(agent_hold="out.wav"))
+        engine.set_routes("c2", [LegAudio("b", (), Music.AGENT_HOLD)], MusicSources(agent_hold="fifo.wav"))
+        engine.set_routes("c3", [LegAudio("c", (), Music.AGENT_HOLD)], MusicSources(agent_hold="ok.wav"))
         assert await loaded(engine)
         mark = await settle(0.2)
         await asyncio.sleep(0.5)
@@ -165,7 +158,7 @@ async def test_a_leg_that_starts_hearing_a_failed_source_is_reported_too(
     sourced: tuple[MediaEngine, list[tuple[str, str, str]], Path],
 ) -> None:
     engine, failures, _ = sourced
-    settings = NodeSettings(customer_hold_music="missing.wav")
+    settings = MusicSources(customer_hold="missing.wav")
     async with peers((None, PCMU), (None, PCMU)) as (a, b):
         await join(engine, "a", a)
         await join(engine, "b", b)

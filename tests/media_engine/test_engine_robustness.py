@@ -15,13 +15,12 @@ from bridgeline.adapters.carriers.sip.media_engine import (
     MediaPortsExhausted,
     UnknownLeg,
 )
-from bridgeline.core.effects import LegAudio
+from bridgeline.core.effects import LegAudio, MusicSources
 from bridgeline.core.model import Music
 from bridgeline.media import g711
 from bridgeline.media.dtmf import dtmf_packets
 from bridgeline.media.player import ToneSource
 from bridgeline.media.rtp import RtpPacket
-from bridgeline.phlo.definition import NodeSettings
 
 PCMU = g711.PCMU
 RTCP_RR = bytes([0x81, 201, 0x00, 0x01]) + (0x1234).to_bytes(4, "big")  # receiver report, one block-less
@@ -40,7 +39,7 @@ async def test_malformed_datagrams_are_counted_and_dropped(engine: MediaEngine) 
     async with peers((440, PCMU), (880, PCMU)) as (a, b):
         port_a = await join(engine, "a", a)
         await join(engine, "b", b)
-        engine.set_routes("c1", [LegAudio("a", ("b",), None), LegAudio("b", ("a",), None)], NodeSettings())
+        engine.set_routes("c1", [LegAudio("a", ("b",), None), LegAudio("b", ("a",), None)], MusicSources())
         for data in garbage:
             b.send_raw(data, ("127.0.0.1", port_a))
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:  # asyncio skips empty datagrams
@@ -92,7 +91,7 @@ async def test_ssrc_change_restarts_the_stream(engine: MediaEngine) -> None:
     async with peers((440, PCMU), (None, PCMU)) as (a, b):
         await join(engine, "a", a)
         await join(engine, "b", b)
-        engine.set_routes("c1", [LegAudio("a", ("b",), None), LegAudio("b", ("a",), None)], NodeSettings())
+        engine.set_routes("c1", [LegAudio("a", ("b",), None), LegAudio("b", ("a",), None)], MusicSources())
         await asyncio.sleep(0.3)
         a.tone = ToneSource(1200)  # same socket, new stream and tone
         a.ssrc, a.seq, a.ts = 0xBEEF, 7, 999_999_999
@@ -113,12 +112,12 @@ async def test_unknown_legs_and_bad_parameters(engine: MediaEngine) -> None:
         engine.connect_leg("x", remote=("127.0.0.1", 9), payload_type=18, telephone_event_pt=None, send=True)
     # Routes may name legs that are not open (yet): they are silent, nothing breaks.
     engine.set_routes(
-        "c1", [LegAudio("x", ("ghost",), None), LegAudio("ghost", ("x",), Music.WAIT)], NodeSettings()
+        "c1", [LegAudio("x", ("ghost",), None), LegAudio("ghost", ("x",), Music.WAIT)], MusicSources()
     )
     await asyncio.sleep(0.06)
     engine.close_leg("x")
     engine.close_leg("x")
-    engine.set_routes("c1", [], NodeSettings())
+    engine.set_routes("c1", [], MusicSources())
     assert engine.stats["conferences"] == 0
 
 
@@ -156,7 +155,7 @@ async def test_200_legs_opened_and_closed_leave_nothing_behind() -> None:
                 members = ids[i : i + 10]
                 routes = [LegAudio(m, tuple(x for x in members if x != m), None) for m in members[1:]]
                 engine.set_routes(
-                    f"c{i}", [LegAudio(members[0], (), Music.CUSTOMER_HOLD), *routes], NodeSettings()
+                    f"c{i}", [LegAudio(members[0], (), Music.CUSTOMER_HOLD), *routes], MusicSources()
                 )
                 engine.play(members[1], None, lambda: None)
             await asyncio.sleep(0.1)
@@ -238,7 +237,7 @@ async def test_a_flooded_port_does_not_starve_the_others(engine: MediaEngine) ->
     async with peers((440, PCMU), (880, PCMU), (None, PCMU)) as (a, b, flooder):
         port_a = await join(engine, "a", a)
         await join(engine, "b", b)
-        engine.set_routes("c1", [LegAudio("a", ("b",), None), LegAudio("b", ("a",), None)], NodeSettings())
+        engine.set_routes("c1", [LegAudio("a", ("b",), None), LegAudio("b", ("a",), None)], MusicSources())
         junk = bytes([0x40, 0]) + bytes(170)  # RTP version 1: malformed, so it latches nothing
         for _ in range(40):  # a burst far beyond one tick's rounds, every ~20 ms for 0.4 s
             for _ in range(60):

@@ -13,7 +13,7 @@ import pytest
 from media_peer import dominant_freq
 from numpy.typing import NDArray
 
-from bridgeline.adapters import music_decode
+from bridgeline.adapters.carriers.sip import music_decode
 from bridgeline.adapters.carriers.sip.music import LoopSource
 from bridgeline.adapters.carriers.sip.music_decode import DecodedCache, decode_audio
 from bridgeline.adapters.carriers.sip.music_fetch import MediaUnavailable

@@ -25,13 +25,13 @@ from bridgeline.adapters.carriers.sip.music import (
     spec_for,
 )
 from bridgeline.adapters.carriers.sip.music_fetch import MediaLimits
+from bridgeline.core.effects import MusicSources
 from bridgeline.core.model import Music
 from bridgeline.media.player import AudioSource
-from bridgeline.phlo.definition import NodeSettings
 
 
 def test_spec_for_uses_settings_then_defaults() -> None:
-    settings = NodeSettings(agent_hold_music="tone:300", wait_music=" ", voicemail_message="vm.wav")
+    settings = MusicSources(agent_hold="tone:300", wait=" ", voicemail="vm.wav")
     assert spec_for(Music.AGENT_HOLD, settings) == "tone:300"
     assert spec_for(Music.WAIT, settings) == DEFAULT_SPECS[Music.WAIT]  # blank: default
     assert spec_for(Music.CUSTOMER_HOLD, settings) == DEFAULT_SPECS[Music.CUSTOMER_HOLD]

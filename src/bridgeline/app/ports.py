@@ -22,9 +22,8 @@ from bridgeline.app.records import (
     RunRecord,
 )
 from bridgeline.core.commands import LegSignal
-from bridgeline.core.effects import SetAudio
+from bridgeline.core.effects import MusicSources, SetAudio
 from bridgeline.core.model import LeaveReason, Role
-from bridgeline.phlo.definition import NodeSettings
 
 
 class Store(Protocol):
@@ -132,7 +131,7 @@ class Carrier(Protocol):
     def dial(self, request: LegRequest) -> None: ...
     def drop(self, leg_id: str, reason: LeaveReason) -> None: ...
     def play(self, leg_id: str, media: str | None) -> None: ...
-    def set_audio(self, conference_id: str, audio: SetAudio, settings: NodeSettings) -> None: ...
+    def set_audio(self, conference_id: str, audio: SetAudio, music: MusicSources) -> None: ...
     def restore(self, request: LegRequest, *, answered: bool) -> None:
         """Take back a leg that was live before a restart (or report it gone)."""
         ...

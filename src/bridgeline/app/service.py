@@ -235,7 +235,7 @@ class ConferenceService:
             for member in conf.live_members():
                 request = self._leg_request(meta, member.leg_id, member.address, member.role)
                 self._carrier.restore(request, answered=member.answered)
-            self._carrier.set_audio(record.conference_id, set_audio(conf), settings)
+            self._carrier.set_audio(record.conference_id, set_audio(conf), settings.music_sources())
             for member in conf.live_members():
                 if member.playing_voicemail:  # the message starts over: its end hangs the leg up
                     self._carrier.play(member.leg_id, settings.voicemail_message)
@@ -338,7 +338,7 @@ class ConferenceService:
             elif isinstance(effect, PlayMessage):
                 self._carrier.play(effect.leg_id, meta.settings.voicemail_message)
             elif isinstance(effect, SetAudio):
-                self._carrier.set_audio(meta.conference_id, effect, meta.settings)
+                self._carrier.set_audio(meta.conference_id, effect, meta.settings.music_sources())
         if live.conf.live:
             self._arm_timer(live)
         else:

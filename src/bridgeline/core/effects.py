@@ -38,6 +38,21 @@ class LegAudio:
 
 
 @dataclass(frozen=True, slots=True)
+class MusicSources:
+    """What each kind of music plays in one conference: a media spec (phlo/media_spec.py's grammar),
+    or None for the carrier's default. Field names are the `Music` values."""
+
+    agent_hold: str | None = None
+    customer_hold: str | None = None
+    wait: str | None = None
+    voicemail: str | None = None
+
+    def spec(self, kind: Music) -> str | None:
+        value: str | None = getattr(self, kind.value)
+        return value
+
+
+@dataclass(frozen=True, slots=True)
 class SetAudio:
     """The complete audio routing of the conference's answered legs (replaces the previous one)."""
 

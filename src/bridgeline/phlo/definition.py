@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from bridgeline.core.effects import MusicSources
 from bridgeline.core.identifiers import check_id
 from bridgeline.core.model import Role
 from bridgeline.phlo.media_spec import MEDIA_SETTINGS, check_filled_media, check_media_setting
@@ -162,6 +163,15 @@ class NodeSettings(BaseModel):
     wait_music: str | None = None
     voicemail_message: str | None = None
     callback_url: str | None = None
+
+    def music_sources(self) -> MusicSources:
+        """The music settings alone: what a carrier's media needs of the node."""
+        return MusicSources(
+            agent_hold=self.agent_hold_music,
+            customer_hold=self.customer_hold_music,
+            wait=self.wait_music,
+            voicemail=self.voicemail_message,
+        )
 
 
 _TEMPLATED = (

@@ -26,9 +26,8 @@ from bridgeline.core.commands import (
     LegSignal,
     PlaybackFinished,
 )
-from bridgeline.core.effects import SetAudio
+from bridgeline.core.effects import MusicSources, SetAudio
 from bridgeline.core.model import AnsweredBy, LeaveReason
-from bridgeline.phlo.definition import NodeSettings
 
 
 class AnswerMode(StrEnum):
@@ -153,7 +152,7 @@ class SimCarrier:
             loop.call_later(self._playback, self._signal, leg.request.conference_id, PlaybackFinished(leg_id))
         )
 
-    def set_audio(self, conference_id: str, audio: SetAudio, settings: NodeSettings) -> None:
+    def set_audio(self, conference_id: str, audio: SetAudio, music: MusicSources) -> None:
         for routing in audio.legs:
             leg = self._legs.get(routing.leg_id)
             if leg is not None:

@@ -31,9 +31,8 @@ from bridgeline.core.commands import (
     LegSignal,
     PlaybackFinished,
 )
-from bridgeline.core.effects import SetAudio
+from bridgeline.core.effects import MusicSources, SetAudio
 from bridgeline.core.model import LeaveReason
-from bridgeline.phlo.definition import NodeSettings
 from bridgeline.sip import events as sip
 from bridgeline.sip.endpoint import SipEndpoint
 from bridgeline.sip.offer_answer import MediaParams, answer_offer, make_offer
@@ -221,8 +220,8 @@ class SipCarrier:
         conference_id = leg.conference_id
         self.media.play(leg_id, media, lambda: self._signal(conference_id, PlaybackFinished(leg_id)))
 
-    def set_audio(self, conference_id: str, audio: SetAudio, settings: NodeSettings) -> None:
-        self.media.set_routes(conference_id, audio.legs, settings)
+    def set_audio(self, conference_id: str, audio: SetAudio, music: MusicSources) -> None:
+        self.media.set_routes(conference_id, audio.legs, music)
 
     def restore(self, request: LegRequest, *, answered: bool) -> None:
         # SIP dialogs and RTP sockets do not survive a restart: report the calls gone.
@@ -232,7 +231,7 @@ class SipCarrier:
         asyncio.get_running_loop().call_soon(self._signal, request.conference_id, signal)
 
     def conference_ended(self, conference_id: str) -> None:
-        self.media.set_routes(conference_id, (), NodeSettings())
+        self.media.set_routes(conference_id, (), MusicSources())
 
     def adopt(self, leg_id: str, conference_id: str) -> None:
         """An accepted inbound leg now belongs to a conference."""

@@ -37,10 +37,9 @@ from bridgeline.adapters.carriers.sip.rtp_udp import (
     PortPool,
     RtpLeg,
 )
-from bridgeline.core.effects import LegAudio
+from bridgeline.core.effects import LegAudio, MusicSources
 from bridgeline.core.model import Music
 from bridgeline.media.player import AudioSource
-from bridgeline.phlo.definition import NodeSettings
 
 __all__ = ["LatchPolicy", "MediaEngine", "MediaPortsExhausted", "UnknownLeg"]
 
@@ -229,7 +228,7 @@ class MediaEngine:
         return leg
 
     # ------------------------------------------------------------------ routing, messages, DTMF
-    def set_routes(self, conference_id: str, legs: Sequence[LegAudio], settings: NodeSettings) -> None:
+    def set_routes(self, conference_id: str, legs: Sequence[LegAudio], music: MusicSources) -> None:
         """Replace the conference's routing. Legs left out leave it; legs moved here leave their old one.
 
         Route entries naming legs outside this conference are ignored. Leg ids not opened yet are
@@ -253,7 +252,7 @@ class MediaEngine:
             self._confs[conference_id] = conf
             for leg_id in new:
                 self._member_of[leg_id] = conference_id
-            conf.configure(tuple(new.values()), settings, self._library)
+            conf.configure(tuple(new.values()), music, self._library)
             for leg_id, (setting, spec) in _music_heard(conf).items():  # newly hearing a failed source
                 reason = self._library.failure(spec)
                 if reason is not None and heard_before.get(leg_id) != (setting, spec):
@@ -267,7 +266,7 @@ class MediaEngine:
             self._member_of.pop(leg_id, None)
         remaining = tuple(la for la in conf.legs if la.leg_id not in leg_ids)
         if remaining:
-            conf.configure(remaining, conf.settings, self._library)
+            conf.configure(remaining, conf.music, self._library)
         else:
             del self._confs[conference_id]
 
@@ -425,7 +424,7 @@ def _music_heard(conf: ConferenceMix | None) -> dict[str, tuple[str, str]]:
     if conf is None:
         return {}
     return {
-        la.leg_id: (SETTING_FOR[la.music], spec_for(la.music, conf.settings))
+        la.leg_id: (SETTING_FOR[la.music], spec_for(la.music, conf.music))
         for la in conf.legs
         if la.music is not None
     }

@@ -23,13 +23,12 @@ from numpy.typing import NDArray
 
 from bridgeline.adapters.carriers.sip.music import DEFAULT_SPECS, SILENCE, MusicLibrary, spec_for
 from bridgeline.adapters.carriers.sip.rtp_udp import RtpLeg
-from bridgeline.core.effects import LegAudio
+from bridgeline.core.effects import LegAudio, MusicSources
 from bridgeline.media import g711
 from bridgeline.media.batch_mix import MixMinusBatch, encode_rows
 from bridgeline.media.jitter import FRAME_SAMPLES, Frame, decode_frame
 from bridgeline.media.mixer import Mixer
 from bridgeline.media.player import SharedSource
-from bridgeline.phlo.definition import NodeSettings
 
 __all__ = ["ConferenceMix", "TickLayout", "build_layout", "run_tick"]
 
@@ -45,7 +44,7 @@ class ConferenceMix:
         self.id = conference_id
         self.mixer: Mixer[str] = Mixer()
         self.legs: tuple[LegAudio, ...] = ()
-        self.settings = NodeSettings()
+        self.music = MusicSources()
         self.leg_rows: list[tuple[str, int]] = []  # leg id, mixer input row
         self.music_rows: list[tuple[SharedSource, int]] = []
         self.outputs: list[tuple[str, int | None]] = []  # leg id, mixer output row (None: silence)
@@ -57,30 +56,30 @@ class ConferenceMix:
         self.plain = False
         self.music_specs: set[str] = set()
 
-    def configure(self, legs: tuple[LegAudio, ...], settings: NodeSettings, library: MusicLibrary) -> None:
+    def configure(self, legs: tuple[LegAudio, ...], music: MusicSources, library: MusicLibrary) -> None:
         """Compile the members' routes (and their music, from the shared library) into rows."""
-        self.legs, self.settings = legs, settings
+        self.legs, self.music = legs, music
         members = {la.leg_id for la in legs}
         routes: dict[str, set[str]] = {}
-        music: dict[str, SharedSource] = {}
+        sources: dict[str, SharedSource] = {}
         self.music_specs = set()
         for la in legs:
             heard = {h for h in la.hears if h in members and h != la.leg_id}  # never across conferences
             if la.music is not None:
-                spec = spec_for(la.music, settings)
+                spec = spec_for(la.music, music)
                 if spec != SILENCE:
                     key = _MUSIC_KEY + spec
-                    music[key] = library.music(spec, DEFAULT_SPECS[la.music])
+                    sources[key] = library.music(spec, DEFAULT_SPECS[la.music])
                     self.music_specs.add(spec)
                     heard.add(key)
             routes[la.leg_id] = heard
-        self.plain = not music and len(routes) > 2 and all(len(h) == len(routes) - 1 for h in routes.values())
+        self.plain = not sources and len(routes) > 2 and all(len(h) == len(routes) - 1 for h in routes.values())
         if self.plain or all(len(heard) <= 1 for heard in routes.values()):
             self.direct = (
                 None
                 if self.plain
                 else [
-                    (leg_id, next((music.get(h, h) for h in heard), None)) for leg_id, heard in routes.items()
+                    (leg_id, next((sources.get(h, h) for h in heard), None)) for leg_id, heard in routes.items()
                 ]
             )
             self.leg_rows = [(la.leg_id, -1) for la in legs]
@@ -89,10 +88,10 @@ class ConferenceMix:
             return
         self.direct = None
         mixer = self.mixer
-        mixer.configure([la.leg_id for la in legs] + list(music), routes)
+        mixer.configure([la.leg_id for la in legs] + list(sources), routes)
         mixer.inputs.fill(0)
         self.leg_rows = [(la.leg_id, mixer.source_row[la.leg_id]) for la in legs]
-        self.music_rows = [(src, mixer.source_row[key]) for key, src in music.items()]
+        self.music_rows = [(src, mixer.source_row[key]) for key, src in sources.items()]
         self.outputs = [(la.leg_id, mixer.output_row.get(la.leg_id)) for la in legs]
 
 

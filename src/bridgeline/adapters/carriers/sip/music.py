@@ -42,6 +42,7 @@ from bridgeline.adapters.carriers.sip.music_fetch import (
     fetch_url,
     read_media_file,
 )
+from bridgeline.core.effects import MusicSources
 from bridgeline.core.model import Music
 from bridgeline.media.player import (
     FRAME_SAMPLES,
@@ -51,7 +52,6 @@ from bridgeline.media.player import (
     SilenceSource,
     ToneSource,
 )
-from bridgeline.phlo.definition import NodeSettings
 from bridgeline.phlo.media_spec import (
     FileSpec,
     MediaSpec,
@@ -90,9 +90,9 @@ SETTING_FOR: Final[dict[Music, str]] = {
 _Apply = Callable[[Samples | None, str], None]
 
 
-def spec_for(kind: Music, settings: NodeSettings) -> str:
-    """The spec string a music kind plays under these settings (the node's own, else the default)."""
-    value: str | None = getattr(settings, SETTING_FOR[kind])
+def spec_for(kind: Music, music: MusicSources) -> str:
+    """The spec string a music kind plays in a conference (the node's own, else the default)."""
+    value = music.spec(kind)
     if kind is Music.VOICEMAIL:
         return SILENCE  # the voicemail message is played by MediaEngine.play, not looped as music
     return value.strip() if value and value.strip() else DEFAULT_SPECS[kind]
