@@ -121,7 +121,7 @@ class Advice:
             "From the profile of the `call` path (sampled at 1 kHz, which slows it; shares only): "
             f"`_commit` {inc.get('service.py:ConferenceService._commit', 0):.0f}%, `snapshot.dump`"
             f" {inc.get('snapshot.py:dump', 0):.0f}%, `SipCarrier.dial`"
-            f" {inc.get('carrier_sip.py:SipCarrier.dial', 0):.0f}%; {shares(p, 5)}.",
+            f" {inc.get('carrier.py:SipCarrier.dial', 0):.0f}%; {shares(p, 5)}.",
             "",
             "Proposed changes: the commit before effects is the rule that keeps a crash from leaving a"
             " call nobody knows about, so the INVITE waits for it; what is left is its cost (see the HTTP"
