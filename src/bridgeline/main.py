@@ -18,6 +18,7 @@ import uvicorn
 from starlette.types import Receive, Scope, Send
 
 from bridgeline.adapters.carriers.sim.carrier import SimCarrier
+from bridgeline.adapters.carriers.sim.phones import PhoneBook
 from bridgeline.adapters.console.hub import EventHub
 from bridgeline.adapters.egress import EgressPolicy
 from bridgeline.adapters.http.app import BridgelineApi
@@ -29,7 +30,7 @@ from bridgeline.adapters.store import open_store
 from bridgeline.adapters.webhooks.dispatcher import WebhookDispatcher
 from bridgeline.app.inbound import start_inbound_run
 from bridgeline.app.phlos import PhloCache
-from bridgeline.app.ports import Carrier, Store
+from bridgeline.app.ports import Carrier, RetentionStore, Store
 from bridgeline.app.records import Account
 from bridgeline.app.retention import DAY, Pruner
 from bridgeline.app.runs import RunService
@@ -50,7 +51,7 @@ log = structlog.get_logger(__name__)
 class Bridgeline:
     settings: Settings
     credentials: Credentials
-    store: Store
+    store: Store  # every part: the SQL store (mypy checks it provides them all)
     carrier: Carrier
     conferences: ConferenceService
     runs: RunService
@@ -78,10 +79,10 @@ def egress_policy(settings: Settings) -> EgressPolicy:
     return EgressPolicy.from_settings(settings.egress_profile, settings.egress_allow, settings.egress_deny)
 
 
-def make_carrier(settings: Settings, store: Store) -> Carrier:
+def make_carrier(settings: Settings, phone_book: PhoneBook) -> Carrier:
     if settings.carrier == "sim":
         return SimCarrier(
-            store, answer_delay_ms=settings.sim_answer_delay_ms, playback_ms=settings.sim_playback_ms
+            phone_book, answer_delay_ms=settings.sim_answer_delay_ms, playback_ms=settings.sim_playback_ms
         )
     if settings.carrier == "sip":
         from bridgeline.adapters.carriers.sip.carrier import SipCarrier
@@ -136,9 +137,9 @@ async def build(settings: Settings) -> Bridgeline:
     await store.migrate()
     if await store.get_account(credentials.auth_id) is None:
         await store.put_account(Account(credentials.auth_id, credentials.auth_token, time.time()))
-    carrier = make_carrier(settings, store)
+    carrier = make_carrier(settings, phone_book=store)  # the sim carrier keeps its phones in the store
     conferences = ConferenceService(store, carrier)
-    runs = RunService(store, conferences)
+    runs = RunService(store, store, conferences)
     phlos = PhloCache(store)  # one cache, so a deleted PHLO is forgotten for API and inbound calls alike
     route_inbound_calls(carrier, phlos, runs, credentials.auth_id)
     egress = egress_policy(settings)
@@ -192,7 +193,18 @@ async def build(settings: Settings) -> Bridgeline:
 
         assert isinstance(carrier, SipCarrier)
         metrics.add(Source("sip", carrier.stats, counters=SIP_COUNTERS))
-    ctx = AppContext(store, conferences, runs, authenticator, phlos, sim, hub, metrics)
+    ctx = AppContext(
+        phlo_store=store,
+        run_store=store,
+        history=store,
+        conferences=conferences,
+        runs=runs,
+        authenticator=authenticator,
+        phlos=phlos,
+        sim=sim,
+        hub=hub,
+        metrics=metrics,
+    )
     api = BridgelineApi(ctx)
     log.info(
         "bridgeline_started", carrier=carrier.name, store=settings.store_url.split("@")[-1], restored=restored
@@ -202,7 +214,7 @@ async def build(settings: Settings) -> Bridgeline:
     )
 
 
-def make_pruner(settings: Settings, store: Store) -> Pruner:
+def make_pruner(settings: Settings, store: RetentionStore) -> Pruner:
     return Pruner(
         store,
         conference_retention=settings.retention_days * DAY,

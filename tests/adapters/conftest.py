@@ -19,8 +19,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from bridgeline.adapters.store import open_store
-from bridgeline.app.ports import Store
+from bridgeline.adapters.store import SqlStore, open_store
 
 ADMIN_URL = os.environ.get("BRIDGELINE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -60,7 +59,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-async def store(store_url: str) -> AsyncIterator[Store]:
+async def store(store_url: str) -> AsyncIterator[SqlStore]:
     opened = open_store(store_url)
     await opened.migrate()
     yield opened

@@ -7,7 +7,7 @@ from typing import Any, get_args
 import pytest
 from pydantic import BaseModel
 
-from bridgeline.adapters.carriers.sim.carrier import AnswerMode
+from bridgeline.adapters.carriers.sim.phones import AnswerMode
 from bridgeline.adapters.http.context import ApiRequest
 from bridgeline.adapters.http.errors import ApiError
 from bridgeline.adapters.http.schemas import (

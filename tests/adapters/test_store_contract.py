@@ -1,4 +1,5 @@
-"""The `Store` contract, run against every adapter (see conftest: SQLite and PostgreSQL)."""
+"""The store contract, run against every adapter (see conftest: SQLite and PostgreSQL): every part of the
+app's `Store` (app/ports.py) and the sim carrier's `PhoneBook`."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import pytest
 from bridgeline.adapters.store import StoreIntegrityError, open_store
 from bridgeline.adapters.store.base import SqlStore, Write
 from bridgeline.adapters.store.sql import load_migrations
-from bridgeline.app.ports import Store
 from bridgeline.app.records import (
     Account,
     ConferenceRecord,
@@ -92,7 +92,7 @@ def delivery(seq: int, conference_id: str = "conf-1", url: str = "https://hooks.
 # --- migrations --------------------------------------------------------------------------------------------
 
 
-async def test_migrate_twice_is_harmless(store: Store, raw_query: RawQuery) -> None:
+async def test_migrate_twice_is_harmless(store: SqlStore, raw_query: RawQuery) -> None:
     await store.put_account(Account("MA1", "token", 1.0))
     await store.migrate()
     await store.migrate()
@@ -151,7 +151,7 @@ async def test_upgrade_from_0001_carries_phlos_over_per_account(store_url: str, 
 # --- accounts, PHLOs, runs ------------------------------------------------------------------------------
 
 
-async def test_missing_records_read_as_none_or_empty(store: Store) -> None:
+async def test_missing_records_read_as_none_or_empty(store: SqlStore) -> None:
     assert await store.get_account("nope") is None
     assert await store.get_phlo("MA1", "nope") is None
     assert await store.get_run("nope") is None
@@ -165,7 +165,7 @@ async def test_missing_records_read_as_none_or_empty(store: Store) -> None:
     assert await store.list_sim_phones() == {}
 
 
-async def test_put_account_upserts(store: Store) -> None:
+async def test_put_account_upserts(store: SqlStore) -> None:
     await store.put_account(Account("MA1", "first", 1.5))
     await store.put_account(Account("MA1", UNICODE, 2.5))
     await store.put_account(Account("MA2", "other", 3.0))
@@ -173,7 +173,7 @@ async def test_put_account_upserts(store: Store) -> None:
     assert await store.get_account("MA2") == Account("MA2", "other", 3.0)
 
 
-async def test_delete_account_removes_that_account_only(store: Store) -> None:
+async def test_delete_account_removes_that_account_only(store: SqlStore) -> None:
     await store.put_account(Account("MA1", "first", 1.5))
     await store.put_account(Account("MA2", "other", 3.0))
     assert await store.delete_account("MA1") is True
@@ -182,7 +182,7 @@ async def test_delete_account_removes_that_account_only(store: Store) -> None:
     assert await store.get_account("MA2") == Account("MA2", "other", 3.0)
 
 
-async def test_phlo_round_trip_listing_and_delete(store: Store) -> None:
+async def test_phlo_round_trip_listing_and_delete(store: SqlStore) -> None:
     await store.create_phlo(phlo("phlo-b", created_at=20.0))
     await store.create_phlo(phlo("phlo-a", created_at=10.0))
     await store.create_phlo(phlo("phlo-x", auth_id="MA2"))
@@ -198,14 +198,14 @@ async def test_phlo_round_trip_listing_and_delete(store: Store) -> None:
     assert [p.phlo_id for p in await store.list_phlos("MA1")] == ["phlo-b"]
 
 
-async def test_create_phlo_refuses_a_duplicate_id(store: Store) -> None:
+async def test_create_phlo_refuses_a_duplicate_id(store: SqlStore) -> None:
     await store.create_phlo(phlo())
     with pytest.raises(StoreIntegrityError):
         await store.create_phlo(dataclasses.replace(phlo(), name="other"))
     assert await store.get_phlo("MA1", "phlo-1") == phlo()
 
 
-async def test_two_accounts_may_use_the_same_phlo_id(store: Store) -> None:
+async def test_two_accounts_may_use_the_same_phlo_id(store: SqlStore) -> None:
     await store.create_phlo(phlo("support", auth_id="MA1"))
     await store.create_phlo(phlo("support", auth_id="MA2", created_at=5.0))
     assert await store.get_phlo("MA1", "support") == phlo("support", auth_id="MA1")
@@ -214,7 +214,7 @@ async def test_two_accounts_may_use_the_same_phlo_id(store: Store) -> None:
     assert await store.get_phlo("MA1", "support") == phlo("support", auth_id="MA1")
 
 
-async def test_deleting_a_phlo_keeps_its_history(store: Store) -> None:
+async def test_deleting_a_phlo_keeps_its_history(store: SqlStore) -> None:
     await store.create_phlo(phlo())
     await store.create_run(run())
     await store.commit_conference(conference(), [event(1)], [delivery(1)])
@@ -224,7 +224,7 @@ async def test_deleting_a_phlo_keeps_its_history(store: Store) -> None:
     assert len(await store.list_events("conf-1")) == 1
 
 
-async def test_run_round_trip_and_update(store: Store) -> None:
+async def test_run_round_trip_and_update(store: SqlStore) -> None:
     await store.create_run(run())
     assert await store.get_run("run-1") == run()
     empty = run("run-2", conference_ids=(), payload={})
@@ -237,7 +237,7 @@ async def test_run_round_trip_and_update(store: Store) -> None:
     assert await store.get_run("run-2") == empty
 
 
-async def test_run_create_twice_or_update_missing_fails(store: Store) -> None:
+async def test_run_create_twice_or_update_missing_fails(store: SqlStore) -> None:
     await store.create_run(run())
     with pytest.raises(StoreIntegrityError):
         await store.create_run(run(message="again"))
@@ -249,7 +249,7 @@ async def test_run_create_twice_or_update_missing_fails(store: Store) -> None:
 # --- conferences and events -----------------------------------------------------------------------------
 
 
-async def test_conference_round_trip_with_and_without_optionals(store: Store) -> None:
+async def test_conference_round_trip_with_and_without_optionals(store: SqlStore) -> None:
     bare = conference("conf-bare", run_id=None, ended_at=None, state={})
     ended = conference("conf-ended", status=ConferenceStatus.ENDED, ended_at=1700000009.875)
     await store.commit_conference(bare)
@@ -258,7 +258,7 @@ async def test_conference_round_trip_with_and_without_optionals(store: Store) ->
     assert await store.get_conference("conf-ended") == ended
 
 
-async def test_commit_conference_upserts_and_appends_events(store: Store) -> None:
+async def test_commit_conference_upserts_and_appends_events(store: SqlStore) -> None:
     await store.commit_conference(conference(), [event(1), event(2)])
     changed = conference(state={"members": []}, updated_at=1700000005.0)
     await store.commit_conference(changed, [event(3)])
@@ -266,7 +266,7 @@ async def test_commit_conference_upserts_and_appends_events(store: Store) -> Non
     assert await store.list_events("conf-1") == [event(1), event(2), event(3)]
 
 
-async def test_events_come_back_in_seq_order_per_conference(store: Store) -> None:
+async def test_events_come_back_in_seq_order_per_conference(store: SqlStore) -> None:
     await store.commit_conference(conference("conf-1"), [event(3), event(1), event(2)])
     await store.commit_conference(conference("conf-2"), [event(1, "conf-2"), event(2, "conf-2")])
     assert [e.seq for e in await store.list_events("conf-1")] == [1, 2, 3]
@@ -275,7 +275,7 @@ async def test_events_come_back_in_seq_order_per_conference(store: Store) -> Non
     assert await store.list_events("conf-2") == [event(1, "conf-2"), event(2, "conf-2")]
 
 
-async def test_a_duplicate_seq_fails_the_whole_commit(store: Store) -> None:
+async def test_a_duplicate_seq_fails_the_whole_commit(store: SqlStore) -> None:
     await store.commit_conference(conference(), [event(1)], [delivery(1)])
     before = await store.list_deliveries("conf-1")
 
@@ -293,7 +293,7 @@ async def test_a_duplicate_seq_fails_the_whole_commit(store: Store) -> None:
     assert await store.get_conference("conf-1") == ended
 
 
-async def test_list_conferences_filters_orders_and_limits(store: Store) -> None:
+async def test_list_conferences_filters_orders_and_limits(store: SqlStore) -> None:
     for index in range(5):
         status = ConferenceStatus.LIVE if index % 2 == 0 else ConferenceStatus.ENDED
         await store.commit_conference(conference(f"conf-{index}", created_at=100.0 + index, status=status))
@@ -319,7 +319,7 @@ async def test_list_conferences_filters_orders_and_limits(store: Store) -> None:
     ]
 
 
-async def test_load_live_conferences_skips_ended_ones(store: Store) -> None:
+async def test_load_live_conferences_skips_ended_ones(store: SqlStore) -> None:
     await store.commit_conference(conference("conf-live-1", created_at=1.0))
     await store.commit_conference(conference("conf-ended", status=ConferenceStatus.ENDED, ended_at=3.0))
     await store.commit_conference(conference("conf-live-2", phlo_id="phlo-9", created_at=2.0))
@@ -331,7 +331,7 @@ async def test_load_live_conferences_skips_ended_ones(store: Store) -> None:
 # --- deliveries -----------------------------------------------------------------------------------------
 
 
-async def test_new_deliveries_are_pending_and_due_at_once(store: Store) -> None:
+async def test_new_deliveries_are_pending_and_due_at_once(store: SqlStore) -> None:
     await store.commit_conference(
         conference(), [event(1)], [delivery(1), delivery(1, url="https://b.example/")]
     )
@@ -357,7 +357,7 @@ async def test_new_deliveries_are_pending_and_due_at_once(store: Store) -> None:
     assert await store.due_deliveries(now=0.0) == queued
 
 
-async def test_due_deliveries_orders_filters_and_limits(store: Store) -> None:
+async def test_due_deliveries_orders_filters_and_limits(store: SqlStore) -> None:
     await store.commit_conference(conference("conf-1"), [event(1)], [delivery(1), delivery(1, url="u2")])
     await store.commit_conference(conference("conf-2"), [event(1, "conf-2")], [delivery(1, "conf-2")])
     first, second = await store.list_deliveries("conf-1")
@@ -374,7 +374,7 @@ async def test_due_deliveries_orders_filters_and_limits(store: Store) -> None:
     ]
 
 
-async def test_due_deliveries_hand_out_one_conference_url_queue_in_event_order(store: Store) -> None:
+async def test_due_deliveries_hand_out_one_conference_url_queue_in_event_order(store: SqlStore) -> None:
     await store.commit_conference(conference("conf-1"), [event(1), event(2)], [delivery(1), delivery(2)])
     await store.commit_conference(conference("conf-1"), [event(3)], [delivery(3)])
     first, second, third = await store.list_deliveries("conf-1")
@@ -393,7 +393,7 @@ async def test_due_deliveries_hand_out_one_conference_url_queue_in_event_order(s
     assert await due_ids() == [third.delivery_id]
 
 
-async def test_update_delivery_overwrites_progress(store: Store) -> None:
+async def test_update_delivery_overwrites_progress(store: SqlStore) -> None:
     await store.commit_conference(conference(), [event(1)], [delivery(1)])
     (queued,) = await store.list_deliveries("conf-1")
     attempt = {"at": 12.5, "status_code": 503, "error": UNICODE, "headers": {"retry-after": ["5"]}}
@@ -415,17 +415,17 @@ async def test_update_delivery_overwrites_progress(store: Store) -> None:
     assert await store.list_deliveries("conf-1") == [cleared]
 
 
-async def test_update_delivery_of_an_unknown_id_fails(store: Store) -> None:
+async def test_update_delivery_of_an_unknown_id_fails(store: SqlStore) -> None:
     await store.commit_conference(conference(), [event(1)], [delivery(1)])
     (queued,) = await store.list_deliveries("conf-1")
     with pytest.raises(LookupError):
         await store.update_delivery(dataclasses.replace(queued, delivery_id=queued.delivery_id + 1000))
 
 
-# --- simulated phones -----------------------------------------------------------------------------------
+# --- simulated phones (the sim carrier's PhoneBook) -----------------------------------------------------
 
 
-async def test_sim_phones_upsert_per_account(store: Store) -> None:
+async def test_sim_phones_upsert_per_account(store: SqlStore) -> None:
     await store.put_sim_phone("MA1", "+15550100", {"answer_after": 1.5, "script": NESTED})
     await store.put_sim_phone("MA1", "sip:zoë@example.org", {"busy": True})
     await store.put_sim_phone("MA2", "+15550100", {"busy": True})
@@ -468,7 +468,7 @@ async def test_everything_survives_a_restart(store_url: str) -> None:
         await second.close()
 
 
-async def test_concurrent_commits_all_land(store: Store) -> None:
+async def test_concurrent_commits_all_land(store: SqlStore) -> None:
     count = 50
 
     async def commit(index: int) -> None:
@@ -487,7 +487,7 @@ async def test_concurrent_commits_all_land(store: Store) -> None:
     assert len({d.delivery_id for d in due}) == count
 
 
-async def test_a_bad_commit_among_concurrent_ones_fails_alone(store: Store) -> None:
+async def test_a_bad_commit_among_concurrent_ones_fails_alone(store: SqlStore) -> None:
     await store.commit_conference(conference("conf-00"), [event(1, "conf-00")])
 
     async def commit(index: int) -> None:

@@ -16,7 +16,7 @@ import pytest
 from plivo.utils import validate_v3_signature
 
 from bridgeline.adapters.webhooks.dispatcher import WebhookDispatcher
-from bridgeline.app.ports import Store
+from bridgeline.app.ports import DeliveryOutbox
 from bridgeline.app.records import ClaimedPage, DeliveryRecord, DeliveryStatus, NewDelivery
 
 AUTH_ID = "MAXXXXXXXXXXXXXXXXXX"
@@ -89,7 +89,7 @@ class Receiver:
 
 
 class FakeStore:
-    """Only the delivery part of the Store protocol, in memory."""
+    """The DeliveryOutbox port, in memory."""
 
     def __init__(self) -> None:
         self.rows: dict[int, DeliveryRecord] = {}
@@ -197,7 +197,7 @@ Make = Callable[..., WebhookDispatcher]
 async def make(store: FakeStore) -> AsyncIterator[Make]:
     """Builds dispatchers over the fake store and one real httpx client."""
     async with httpx.AsyncClient() as client:
-        yield lambda **options: WebhookDispatcher(cast(Store, store), client, token_for, **options)
+        yield lambda **options: WebhookDispatcher(cast(DeliveryOutbox, store), client, token_for, **options)
 
 
 async def test_delivers_signed_form_on_200(receiver: Receiver, store: FakeStore, make: Make) -> None:

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from bridgeline.adapters.store import open_store
-from bridgeline.app.ports import Store
+from bridgeline.adapters.store import SqlStore, open_store
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
+async def store(tmp_path: Path) -> AsyncIterator[SqlStore]:
     store = open_store(f"sqlite:///{tmp_path / 'bl.db'}")
     await store.migrate()
     yield store

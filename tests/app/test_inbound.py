@@ -8,9 +8,9 @@ import pytest
 from bridgeline.adapters.carriers.sim.carrier import SimCarrier
 from bridgeline.adapters.carriers.sip.carrier import InboundCall, SipCarrier, _address_of
 from bridgeline.adapters.carriers.sip.settings import SipSettings
+from bridgeline.adapters.store import SqlStore
 from bridgeline.app.inbound import start_inbound_run
 from bridgeline.app.phlos import PhloCache
-from bridgeline.app.ports import Store
 from bridgeline.app.records import PhloRecord
 from bridgeline.app.runs import RunService
 from bridgeline.app.service import ConferenceService
@@ -32,13 +32,13 @@ def support(auth_id: str, agent: str) -> PhloRecord:
     return PhloRecord("support", auth_id, "support", definition, 1.0)
 
 
-async def test_an_inbound_call_runs_the_phlo_of_the_routes_account(store: Store) -> None:
+async def test_an_inbound_call_runs_the_phlo_of_the_routes_account(store: SqlStore) -> None:
     await store.create_phlo(support(MAIN, "+14155550001"))
     await store.create_phlo(support(OTHER, "+14155550002"))
     carrier = SimCarrier(store, answer_delay_ms=0)
     conferences = ConferenceService(store, carrier)
     await carrier.start()
-    runs, phlos = RunService(store, conferences), PhloCache(store)
+    runs, phlos = RunService(store, store, conferences), PhloCache(store)
     started = {}
     for auth_id in (OTHER, MAIN):
         conference_id = await start_inbound_run(
@@ -88,12 +88,12 @@ def test_an_inbound_route_names_its_account_or_none() -> None:
     assert second is not None and second.auth_id is None
 
 
-async def test_an_inbound_caller_outside_the_address_grammar_is_refused(store: Store) -> None:
+async def test_an_inbound_caller_outside_the_address_grammar_is_refused(store: SqlStore) -> None:
     await store.create_phlo(support(MAIN, "+14155550001"))
     carrier = SimCarrier(store, answer_delay_ms=0)
     conferences = ConferenceService(store, carrier)
     await carrier.start()
-    runs, phlos = RunService(store, conferences), PhloCache(store)
+    runs, phlos = RunService(store, store, conferences), PhloCache(store)
     for caller in ("+1415555010\u0660", "sip:a b@example.com", "sip:zoë@example.com", "alice\n"):
         refused = await start_inbound_run(
             phlos,
@@ -127,7 +127,7 @@ def test_an_inbound_callers_address_is_its_escaped_sip_uri(from_uri: str, addres
     classify(address)  # fits the address grammar
 
 
-async def test_an_inbound_route_without_an_account_runs_the_main_accounts_phlo(store: Store) -> None:
+async def test_an_inbound_route_without_an_account_runs_the_main_accounts_phlo(store: SqlStore) -> None:
     """main.route_inbound_calls: `inbound[].auth_id` picks whose "support" a number runs."""
     await store.create_phlo(support(MAIN, "+14155550001"))
     await store.create_phlo(support(OTHER, "+14155550002"))
@@ -139,7 +139,7 @@ async def test_an_inbound_route_without_an_account_runs_the_main_accounts_phlo(s
     carrier = SimCarrier(store, answer_delay_ms=0)
     conferences = ConferenceService(store, carrier)
     await carrier.start()
-    route_inbound_calls(sip, PhloCache(store), RunService(store, conferences), MAIN)
+    route_inbound_calls(sip, PhloCache(store), RunService(store, store, conferences), MAIN)
     assert sip._inbound is not None
     for dialed, owner, agent in (
         ("+14150000001", MAIN, "+14155550001"),

@@ -38,7 +38,7 @@ def test_environment_variables_and_flag(monkeypatch: pytest.MonkeyPatch) -> None
 def test_the_sip_carrier_gets_the_limits(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("BRIDGELINE_MEDIA_MAX_BYTES", "1234")
     settings = Settings.from_env(data_dir=tmp_path, carrier="sip", sip_listen="127.0.0.1:5099")
-    carrier = make_carrier(settings, store=None)  # type: ignore[arg-type]  # the sip carrier keeps no store
+    carrier = make_carrier(settings, phone_book=None)  # type: ignore[arg-type]  # the sip carrier has no phone book
     assert isinstance(carrier, SipCarrier)
     assert carrier.media.media_limits == MediaLimits(
         media_dir=tmp_path / "media", max_bytes=1234, fetch_timeout_s=10.0, max_seconds=300.0,

@@ -69,7 +69,7 @@ async def services(store: CountingStore) -> tuple[RunService, ConferenceService]
     carrier = SimCarrier(store, answer_delay_ms=0)
     conferences = ConferenceService(store, carrier)
     await carrier.start()
-    return RunService(store, conferences), conferences
+    return RunService(store, store, conferences), conferences
 
 
 async def test_the_conference_s_last_commit_completes_its_run(store: CountingStore) -> None:

@@ -12,8 +12,9 @@ from collections.abc import Callable
 
 import pytest
 
-from bridgeline.adapters.carriers.sim.carrier import AnswerMode, PhoneBehaviour, SimCarrier
-from bridgeline.app.ports import Store
+from bridgeline.adapters.carriers.sim.carrier import SimCarrier
+from bridgeline.adapters.carriers.sim.phones import AnswerMode, PhoneBehaviour
+from bridgeline.adapters.store import SqlStore
 from bridgeline.app.service import ConferenceService, NotFound
 from bridgeline.core import snapshot
 from bridgeline.core.commands import Call, Hangup, Hold, Unhold
@@ -33,7 +34,7 @@ async def settle(predicate: Callable[[], object], within: float = 5.0) -> None:
         await asyncio.sleep(0.005)
 
 
-async def connected_pair(store: Store) -> tuple[ConferenceService, SimCarrier, str]:
+async def connected_pair(store: SqlStore) -> tuple[ConferenceService, SimCarrier, str]:
     carrier = SimCarrier(store, answer_delay_ms=0)
     service = ConferenceService(store, carrier)
     await carrier.start()
@@ -52,7 +53,7 @@ async def connected_pair(store: Store) -> tuple[ConferenceService, SimCarrier, s
     return service, carrier, conference_id
 
 
-async def test_concurrent_actions_apply_one_at_a_time_and_commit_every_event(store: Store) -> None:
+async def test_concurrent_actions_apply_one_at_a_time_and_commit_every_event(store: SqlStore) -> None:
     service, carrier, conference_id = await connected_pair(store)
     actions: list[Hold | Unhold | Call] = [
         Hold(CUSTOMER) if i % 2 == 0 else Unhold(CUSTOMER) for i in range(40)
@@ -89,7 +90,7 @@ async def test_concurrent_actions_apply_one_at_a_time_and_commit_every_event(sto
     await carrier.stop()
 
 
-async def test_a_refused_action_changes_nothing_and_is_not_stored(store: Store) -> None:
+async def test_a_refused_action_changes_nothing_and_is_not_stored(store: SqlStore) -> None:
     service, carrier, conference_id = await connected_pair(store)
     before = await store.list_events(conference_id)
     with pytest.raises(ActionRefused, match="not on hold"):
@@ -101,7 +102,7 @@ async def test_a_refused_action_changes_nothing_and_is_not_stored(store: Store) 
     await carrier.stop()
 
 
-async def test_an_address_is_in_one_live_conference_per_node(store: Store) -> None:
+async def test_an_address_is_in_one_live_conference_per_node(store: SqlStore) -> None:
     service, carrier, _ = await connected_pair(store)
     with pytest.raises(ActionRefused, match="already in a live conference"):
         await service.start_conference(
@@ -117,7 +118,7 @@ async def test_an_address_is_in_one_live_conference_per_node(store: Store) -> No
     await carrier.stop()
 
 
-async def test_phlo_ids_are_per_account_in_the_live_lookups(store: Store) -> None:
+async def test_phlo_ids_are_per_account_in_the_live_lookups(store: SqlStore) -> None:
     """Another account's PHLO with the same id, node and members is another conference."""
     service, carrier, conference_id = await connected_pair(store)
     theirs = await service.start_conference(
@@ -143,7 +144,7 @@ async def test_phlo_ids_are_per_account_in_the_live_lookups(store: Store) -> Non
     await carrier.stop()
 
 
-async def test_restore_takes_back_live_conferences_from_the_store(store: Store) -> None:
+async def test_restore_takes_back_live_conferences_from_the_store(store: SqlStore) -> None:
     service, carrier, conference_id = await connected_pair(store)
     await service.member_action(ACCOUNT, "p", "n", Hold(CUSTOMER))
     await service.shutdown()
@@ -165,7 +166,7 @@ async def test_restore_takes_back_live_conferences_from_the_store(store: Store) 
     await carrier2.stop()
 
 
-async def test_the_timer_is_armed_again_only_when_the_next_deadline_moves(store: Store) -> None:
+async def test_the_timer_is_armed_again_only_when_the_next_deadline_moves(store: SqlStore) -> None:
     service, carrier, conference_id = await connected_pair(store)
     live = service.get_live(conference_id)
     assert live is not None and live.timer is not None

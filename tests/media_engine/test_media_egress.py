@@ -46,6 +46,6 @@ def test_the_sip_carrier_fetches_under_the_servers_policy(
 ) -> None:
     monkeypatch.setenv("BRIDGELINE_EGRESS_PROFILE", "hosted")
     settings = Settings.from_env(data_dir=tmp_path, carrier="sip", sip_listen="127.0.0.1:5099")
-    carrier = make_carrier(settings, store=None)  # type: ignore[arg-type]  # the sip carrier keeps no store
+    carrier = make_carrier(settings, phone_book=None)  # type: ignore[arg-type]  # the sip carrier has no phone book
     assert isinstance(carrier, SipCarrier)
     assert carrier.media.media_limits.egress.profile is EgressProfile.HOSTED

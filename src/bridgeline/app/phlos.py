@@ -3,7 +3,7 @@ re-validates nothing once its PHLO has been seen."""
 
 from __future__ import annotations
 
-from bridgeline.app.ports import Store
+from bridgeline.app.ports import PhloStore
 from bridgeline.app.records import PhloRecord
 from bridgeline.phlo.definition import PhloDefinition
 
@@ -18,7 +18,7 @@ class PhloCache:
 
     MAX_ENTRIES = 4096
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: PhloStore) -> None:
         self._store = store
         self._entries: dict[tuple[str, str], tuple[PhloRecord, PhloDefinition]] = {}
         self._forgets = 0  # a read that raced with a delete must not cache what it read

@@ -1,16 +1,19 @@
 """The ports: what the application needs from the outside world, as typing.Protocols.
 
-Adapters (stores, carriers, event sinks) implement these; only `main.py` chooses which.
+Adapters (stores, carriers, event sinks) implement these; only `main.py` chooses which. The store
+is split by concern, so each consumer names only the part it uses (the conference service cannot
+touch accounts, the webhook dispatcher sees only the outbox); the SQL stores implement every part,
+and `Store` gathers them for the wiring. What an adapter needs for itself (the sim carrier's phone
+book) is declared by that adapter, not here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from bridgeline.app.records import (
-    JSON,
     Account,
     ClaimedPage,
     ConferenceRecord,
@@ -25,21 +28,39 @@ from bridgeline.core.commands import LegSignal
 from bridgeline.core.effects import MusicSources, SetAudio
 from bridgeline.core.model import LeaveReason, Role
 
+# --- the store, by concern: every method is one transaction ---------------------------------------------
 
-class Store(Protocol):
-    """Durable state. Every method is one transaction; `commit_conference` is atomic."""
+
+@runtime_checkable
+class StoreLifecycle(Protocol):
+    """Opening the schema and letting go of the connection: the process's start and end."""
 
     async def migrate(self) -> None: ...
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class AccountStore(Protocol):
+    """API credentials: the authenticator reads them, `bridgeline account` manages them."""
 
     async def put_account(self, account: Account) -> None: ...
     async def get_account(self, auth_id: str) -> Account | None: ...
     async def delete_account(self, auth_id: str) -> bool: ...
 
+
+@runtime_checkable
+class PhloStore(Protocol):
+    """PHLO definitions, per account; never changed in place (the PhloCache relies on it)."""
+
     async def create_phlo(self, phlo: PhloRecord) -> None: ...
     async def get_phlo(self, auth_id: str, phlo_id: str) -> PhloRecord | None: ...
     async def list_phlos(self, auth_id: str) -> list[PhloRecord]: ...
     async def delete_phlo(self, auth_id: str, phlo_id: str) -> bool: ...
+
+
+@runtime_checkable
+class RunStore(Protocol):
+    """PHLO runs. A run's end is normally written by its conference's last commit (ConferenceStore)."""
 
     async def create_run(self, run: RunRecord) -> None: ...
     async def update_run(self, run: RunRecord) -> None: ...
@@ -48,6 +69,11 @@ class Store(Protocol):
     async def end_run(self, end: RunEnd) -> bool:
         """Finish a run that is still running; False if it was not."""
         ...
+
+
+@runtime_checkable
+class ConferenceStore(Protocol):
+    """The live conferences' snapshots, written and reloaded only by the conference service."""
 
     async def commit_conference(
         self,
@@ -59,6 +85,13 @@ class Store(Protocol):
         """Upsert the conference row, append its events, queue their callbacks, finish its run: atomically."""
         ...
 
+    async def load_live_conferences(self) -> list[ConferenceRecord]: ...
+
+
+@runtime_checkable
+class ConferenceHistory(Protocol):
+    """Reading what conferences did: their last snapshots, events and callback deliveries."""
+
     async def get_conference(self, conference_id: str) -> ConferenceRecord | None: ...
     async def list_conferences(
         self, auth_id: str, phlo_id: str, node_id: str, *, live_only: bool = False, limit: int = 100
@@ -66,8 +99,13 @@ class Store(Protocol):
         """Newest first."""
         ...
 
-    async def load_live_conferences(self) -> list[ConferenceRecord]: ...
     async def list_events(self, conference_id: str, after_seq: int = 0) -> list[EventRecord]: ...
+    async def list_deliveries(self, conference_id: str) -> list[DeliveryRecord]: ...
+
+
+@runtime_checkable
+class DeliveryOutbox(Protocol):
+    """The callback outbox (rows queued by `commit_conference`), worked by the webhook dispatcher."""
 
     async def due_deliveries(self, now: float, limit: int = 100) -> list[DeliveryRecord]:
         """Due pending deliveries heading their conference's queue (no earlier pending one), oldest first."""
@@ -85,7 +123,10 @@ class Store(Protocol):
         """Store an attempt's outcome; once finished, the next delivery of its queue becomes due."""
         ...
 
-    async def list_deliveries(self, conference_id: str) -> list[DeliveryRecord]: ...
+
+@runtime_checkable
+class RetentionStore(Protocol):
+    """Deleting what is past its retention, a small batch per call."""
 
     async def prune_conferences(self, ended_before: float, limit: int) -> int:
         """Delete a batch of ended conferences (events and finished deliveries with them); how many."""
@@ -95,10 +136,23 @@ class Store(Protocol):
         """Delete a batch of finished runs; how many."""
         ...
 
-    async def put_sim_phone(self, auth_id: str, address: str, behaviour: JSON) -> None: ...
-    async def list_sim_phones(self) -> dict[tuple[str, str], JSON]:
-        """Every account's virtual phones, by (auth_id, address)."""
-        ...
+
+@runtime_checkable
+class Store(
+    StoreLifecycle,
+    AccountStore,
+    PhloStore,
+    RunStore,
+    ConferenceStore,
+    ConferenceHistory,
+    DeliveryOutbox,
+    RetentionStore,
+    Protocol,
+):
+    """Every part at once: what a store adapter provides and `main.py` wires; no consumer takes it."""
+
+
+# --- the carrier ------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)

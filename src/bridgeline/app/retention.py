@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from bridgeline.app.ports import Store
+from bridgeline.app.ports import RetentionStore
 
 log = structlog.get_logger(__name__)
 
@@ -31,7 +31,7 @@ class Pruned:
 class Pruner:
     def __init__(
         self,
-        store: Store,
+        store: RetentionStore,
         *,
         conference_retention: float = 30 * DAY,
         run_retention: float = 30 * DAY,

@@ -11,7 +11,7 @@ from typing import Any
 import structlog
 
 from bridgeline.app.commit_mark import mark_committed
-from bridgeline.app.ports import Store
+from bridgeline.app.ports import ConferenceHistory, RunStore
 from bridgeline.app.records import ConferenceStatus, PhloRecord, RunEnd, RunRecord, RunStatus
 from bridgeline.app.service import ConferenceService, run_end_of
 from bridgeline.core import snapshot
@@ -27,13 +27,15 @@ log = structlog.get_logger(__name__)
 class RunService:
     def __init__(
         self,
-        store: Store,
+        store: RunStore,
+        history: ConferenceHistory,
         conferences: ConferenceService,
         *,
         clock: Callable[[], float] = time.time,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
     ) -> None:
         self._store = store
+        self._history = history  # to see whether a running run's conferences are over
         self._conferences = conferences
         self._clock = clock
         self._new_id = new_id
@@ -127,7 +129,7 @@ class RunService:
         """
         finished = 0
         for run in await self._store.running_runs():
-            records = [await self._store.get_conference(cid) for cid in run.conference_ids]
+            records = [await self._history.get_conference(cid) for cid in run.conference_ids]
             if any(r is not None and r.status is ConferenceStatus.LIVE for r in records):
                 continue  # still live: restored, and its end will finish the run
             now = self._clock()

@@ -22,7 +22,7 @@ from typing import Any
 import structlog
 
 from bridgeline.app.commit_mark import mark_committed
-from bridgeline.app.ports import Carrier, LegRequest, Store
+from bridgeline.app.ports import Carrier, ConferenceStore, LegRequest
 from bridgeline.app.records import (
     ConferenceRecord,
     ConferenceStatus,
@@ -91,7 +91,7 @@ def rules_for(settings: NodeSettings) -> ConferenceRules:
 class ConferenceService:
     def __init__(
         self,
-        store: Store,
+        store: ConferenceStore,
         carrier: Carrier,
         *,
         clock: Callable[[], float] = time.time,

@@ -33,7 +33,7 @@ from bridgeline.config import (
 from bridgeline.logs import configure_logging, log_level
 
 if TYPE_CHECKING:
-    from bridgeline.app.ports import Store
+    from bridgeline.app.ports import AccountStore
 
 T = TypeVar("T")
 
@@ -179,8 +179,8 @@ def _phlo_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _on_store(args: argparse.Namespace, work: Callable[[Store], Awaitable[T]]) -> T:
-    """Run `work` on the store the server of this data directory (or --database-url) uses."""
+def _on_store(args: argparse.Namespace, work: Callable[[AccountStore], Awaitable[T]]) -> T:
+    """Run `work` on the accounts of the store the server of this data directory (or --database-url) uses."""
     from bridgeline.adapters.store import open_store
 
     settings = Settings.from_env(data_dir=args.data_dir, database_url=args.database_url)
@@ -209,7 +209,7 @@ def _account_add(args: argparse.Namespace) -> int:
 
 
 def _account_rotate_token(args: argparse.Namespace) -> int:
-    async def rotate(store: Store) -> Account | None:
+    async def rotate(store: AccountStore) -> Account | None:
         account = await store.get_account(args.auth_id)
         if account is None:
             return None

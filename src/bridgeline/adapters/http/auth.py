@@ -17,7 +17,7 @@ from starlette.requests import Request
 
 from bridgeline.adapters.http.errors import ApiError
 from bridgeline.adapters.http.throttle import Throttle, retry_after
-from bridgeline.app.ports import Store
+from bridgeline.app.ports import AccountStore
 from bridgeline.app.records import Account
 
 AUTH_ID_PATTERN = re.compile(r"^[MS]A[A-Z0-9]{18}$")
@@ -50,7 +50,7 @@ class Authenticator:
 
     def __init__(
         self,
-        store: Store,
+        store: AccountStore,
         settings: AuthSettings = AuthSettings(),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

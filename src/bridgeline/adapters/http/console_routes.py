@@ -92,16 +92,16 @@ async def _phlos(ctx: AppContext, api: ApiRequest) -> list[PhloRecord]:
     if phlo_id:
         phlo, _ = await owned_phlo(ctx, api.auth_id, phlo_id)
         return [phlo]
-    return await ctx.store.list_phlos(api.auth_id)
+    return await ctx.phlo_store.list_phlos(api.auth_id)
 
 
 async def _details(
     ctx: AppContext, conf: Conference, record: ConferenceRecord | ConferenceMeta
 ) -> dict[str, Any]:
     entry = conference_entry(conf, phlo_id=record.phlo_id, node_id=record.node_id, run_id=record.run_id)
-    events = await ctx.store.list_events(conf.conference_id)
+    events = await ctx.history.list_events(conf.conference_id)
     entry["events"] = [event_view(e) for e in events[-EVENTS_PER_CONFERENCE:]]
-    entry["deliveries"] = [delivery_view(d) for d in await ctx.store.list_deliveries(conf.conference_id)]
+    entry["deliveries"] = [delivery_view(d) for d in await ctx.history.list_deliveries(conf.conference_id)]
     return entry
 
 
@@ -116,7 +116,7 @@ async def console_state(ctx: AppContext, api: ApiRequest) -> Response:
             for item in live:
                 conferences.append(await _details(ctx, item.conf, item.meta))
             seen = {item.meta.conference_id for item in live}
-            records = await ctx.store.list_conferences(
+            records = await ctx.history.list_conferences(
                 api.auth_id, phlo.phlo_id, node.node_id, limit=RECENT_PER_NODE
             )
             for record in records:
@@ -135,7 +135,7 @@ async def console_conference(ctx: AppContext, api: ApiRequest) -> Response:
     live = ctx.conferences.get_live(mpc_uuid)
     if live is not None and live.meta.auth_id == api.auth_id:
         return ok(await _details(ctx, live.conf, live.meta))
-    record = await ctx.store.get_conference(mpc_uuid)
+    record = await ctx.history.get_conference(mpc_uuid)
     if record is None or record.auth_id != api.auth_id:
         raise ApiError(404, f"conference {mpc_uuid} not found")
     return ok(await _details(ctx, snapshot.load(record.state["core"]), record))

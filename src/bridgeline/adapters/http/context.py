@@ -15,7 +15,7 @@ from bridgeline.adapters.http.errors import ApiError, invalid, missing
 from bridgeline.adapters.http.metrics import Metrics
 from bridgeline.adapters.http.schemas import PlivoBody
 from bridgeline.app.phlos import PhloCache
-from bridgeline.app.ports import Store
+from bridgeline.app.ports import ConferenceHistory, PhloStore, RunStore
 from bridgeline.app.records import Account, PhloRecord
 from bridgeline.app.runs import RunService
 from bridgeline.app.service import ConferenceService
@@ -26,7 +26,9 @@ from bridgeline.phlo.definition import MPC_NODE_TYPE, MpcNode, PhloDefinition
 
 @dataclass(frozen=True, slots=True)
 class AppContext:
-    store: Store
+    phlo_store: PhloStore  # PHLO rows; reads of known PHLOs go through `phlos`, the cache
+    run_store: RunStore
+    history: ConferenceHistory  # ended conferences, events and deliveries
     conferences: ConferenceService
     runs: RunService
     authenticator: Authenticator

@@ -9,7 +9,8 @@ from typing import Any
 from pydantic import ValidationError
 from starlette.responses import Response
 
-from bridgeline.adapters.carriers.sim.carrier import AnswerMode, PhoneBehaviour, SimCarrier
+from bridgeline.adapters.carriers.sim.carrier import SimCarrier
+from bridgeline.adapters.carriers.sim.phones import AnswerMode, PhoneBehaviour
 from bridgeline.adapters.http.context import ApiRequest, AppContext, checked_address, mpc_node, owned_phlo
 from bridgeline.adapters.http.errors import ApiError, ok
 from bridgeline.adapters.http.schemas import SimPhoneBody
@@ -51,16 +52,16 @@ async def create_phlo(ctx: AppContext, api: ApiRequest) -> Response:
             if "{{" not in dial.to:
                 checked_address("run.dial.to", dial.to)
     phlo_id = definition.phlo_id or str(uuid.uuid4())
-    if await ctx.store.get_phlo(api.auth_id, phlo_id) is not None:
+    if await ctx.phlo_store.get_phlo(api.auth_id, phlo_id) is not None:
         raise ApiError(409, f"a PHLO with phlo_id {phlo_id} already exists")
     stored = definition.model_dump(mode="json", exclude={"phlo_id"})
     phlo = PhloRecord(phlo_id, api.auth_id, definition.name, stored, time.time())
-    await ctx.store.create_phlo(phlo)
+    await ctx.phlo_store.create_phlo(phlo)
     return ok(phlo_summary(phlo), 201)
 
 
 async def list_phlos(ctx: AppContext, api: ApiRequest) -> Response:
-    phlos = await ctx.store.list_phlos(api.auth_id)
+    phlos = await ctx.phlo_store.list_phlos(api.auth_id)
     return ok({"meta": {"count": len(phlos)}, "objects": [phlo_summary(p) for p in phlos]})
 
 
@@ -69,7 +70,7 @@ async def delete_phlo(ctx: AppContext, api: ApiRequest) -> Response:
     live = ctx.conferences.live_conferences(api.auth_id, phlo.phlo_id)
     if live:
         raise ApiError(400, f"PHLO {phlo.phlo_id} has {len(live)} live conference(s); hang them up first")
-    await ctx.store.delete_phlo(api.auth_id, phlo.phlo_id)
+    await ctx.phlo_store.delete_phlo(api.auth_id, phlo.phlo_id)
     ctx.phlos.forget(api.auth_id, phlo.phlo_id)
     return ok({"phlo_id": phlo.phlo_id, "message": "PHLO deleted"})
 
@@ -82,7 +83,7 @@ async def list_instances(ctx: AppContext, api: ApiRequest) -> Response:
         for live in ctx.conferences.live_conferences(api.auth_id, phlo.phlo_id, node.node_id)
     ]
     seen = {o["mpc_uuid"] for o in objects}
-    recent = await ctx.store.list_conferences(
+    recent = await ctx.history.list_conferences(
         api.auth_id, phlo.phlo_id, node.node_id, limit=RECENT_CONFERENCES
     )
     for record in recent:
@@ -103,7 +104,7 @@ async def get_member(ctx: AppContext, api: ApiRequest) -> Response:
         member = live.conf.members[address]
         return ok(member_view(live.conf, member, phlo_id=phlo.phlo_id, node_id=node.node_id))
     # Not live: the member's last membership in a recent conference of this node, if any.
-    recent = await ctx.store.list_conferences(
+    recent = await ctx.history.list_conferences(
         api.auth_id, phlo.phlo_id, node.node_id, limit=RECENT_CONFERENCES
     )
     for record in recent:

@@ -89,7 +89,7 @@ async def member_action(ctx: AppContext, api: ApiRequest) -> Response:
 
 async def get_run(ctx: AppContext, api: ApiRequest) -> Response:
     phlo, _ = await owned_phlo(ctx, api.auth_id, api.params["phlo_id"])
-    run = await ctx.store.get_run(api.params["run_id"])
+    run = await ctx.run_store.get_run(api.params["run_id"])
     if run is None or run.auth_id != api.auth_id or run.phlo_id != phlo.phlo_id:
         raise ApiError(404, f"run {api.params['run_id']} of PHLO {phlo.phlo_id} not found")
     return ok(

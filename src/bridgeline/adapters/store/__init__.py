@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from bridgeline.adapters.store.base import SqlStore
 from bridgeline.adapters.store.postgres import PostgresStore
 from bridgeline.adapters.store.sql import StoreIntegrityError
 from bridgeline.adapters.store.sqlite import SqliteStore
-from bridgeline.app.ports import Store
 
-__all__ = ["PostgresStore", "SqliteStore", "StoreIntegrityError", "open_store"]
+__all__ = ["PostgresStore", "SqlStore", "SqliteStore", "StoreIntegrityError", "open_store"]
 
 _SQLITE_PREFIX = "sqlite:///"
 _POSTGRES_PREFIXES = ("postgresql://", "postgres://")
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str) -> SqlStore:
     """The store for `url`; call `await store.migrate()` before use.
+
+    A SqlStore: every part of the app's `Store`, and the sim carrier's `PhoneBook` besides.
 
     - `sqlite:///relative/file.db`, `sqlite:////absolute/file.db` (SQLAlchemy's convention: the path is
       whatever follows the third slash) or `sqlite:///:memory:`;

@@ -1,4 +1,4 @@
-"""Every `Store` method, written once for both SQL adapters on top of the primitives each one provides."""
+"""Every store method, written once for both SQL adapters on top of the primitives each one provides."""
 
 from __future__ import annotations
 
@@ -39,7 +39,11 @@ class Write:
 
 
 class SqlStore(ABC):
-    """A `Store` over a SQL database; subclasses supply connections, transactions and migration locking."""
+    """A store over a SQL database; subclasses supply connections, transactions and migration locking.
+
+    It provides every part of the app's `Store` (app/ports.py) and the sim carrier's `PhoneBook`
+    (adapters/carriers/sim/phones.py), structurally: it imports neither side's protocols.
+    """
 
     dialect: Dialect
 
@@ -233,7 +237,7 @@ class SqlStore(ABC):
         """Delete up to `limit` finished runs last changed before `finished_before`; how many went."""
         return await self._write_one(sql.DELETE_FINISHED_RUNS, (float(finished_before), limit))
 
-    # --- simulated phones ---
+    # --- simulated phones: the sim carrier's PhoneBook ---
 
     async def put_sim_phone(self, auth_id: str, address: str, behaviour: JSON) -> None:
         await self._write_one(sql.UPSERT_SIM_PHONE, (auth_id, address, sql.dump_json(behaviour)))

@@ -1,4 +1,4 @@
-"""Delivers queued event callbacks (the outbox rows written by `Store.commit_conference`).
+"""Delivers queued event callbacks (the outbox rows written by `ConferenceStore.commit_conference`).
 
 Each attempt POSTs the delivery's params form-encoded, signed with Plivo's V3 scheme using the
 account's auth token. Any 2xx is success; everything else is a failed attempt, retried with capped
@@ -29,7 +29,7 @@ import httpx
 import structlog
 
 from bridgeline.adapters.webhooks.signing import new_nonce, sign_v3
-from bridgeline.app.ports import Store
+from bridgeline.app.ports import DeliveryOutbox
 from bridgeline.app.records import JSON, DeliveryRecord, DeliveryStatus
 
 log = structlog.get_logger(__name__)
@@ -96,7 +96,7 @@ class WebhookDispatcher:
 
     def __init__(
         self,
-        store: Store,
+        store: DeliveryOutbox,
         client: httpx.AsyncClient,
         token_for: Callable[[str], Awaitable[str | None]],
         clock: Callable[[], float] = time.time,

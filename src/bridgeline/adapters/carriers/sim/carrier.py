@@ -1,7 +1,7 @@
 """The `sim` carrier: deterministic virtual phones for development and CI.
 
-Each address behaves as configured through `PUT /v1/sim/phones/{address}` (kept in the store,
-so a restart keeps it): answer, busy, no_answer (rings until the ring timeout), reject, or
+Each address behaves as configured through `PUT /v1/sim/phones/{address}` (kept in the phone book,
+phones.py, so a restart keeps it): answer, busy, no_answer (rings until the ring timeout), reject, or
 voicemail (answers as a machine). Unknown addresses answer after the default delay. What each
 phone hears is recorded from the conference's audio routing, so tests and demos can ask.
 
@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
-from bridgeline.app.ports import LegRequest, SignalSink, Store
+from bridgeline.adapters.carriers.sim.phones import AnswerMode, PhoneBehaviour, PhoneBook, VirtualPhones
+from bridgeline.app.ports import LegRequest, SignalSink
 from bridgeline.core.commands import (
     LegAnswered,
     LegFailed,
@@ -28,23 +28,6 @@ from bridgeline.core.commands import (
 )
 from bridgeline.core.effects import MusicSources, SetAudio
 from bridgeline.core.model import AnsweredBy, LeaveReason
-
-
-class AnswerMode(StrEnum):
-    ANSWER = "answer"
-    BUSY = "busy"
-    NO_ANSWER = "no_answer"
-    REJECT = "reject"
-    VOICEMAIL = "voicemail"
-
-
-@dataclass(frozen=True, slots=True)
-class PhoneBehaviour:
-    answer: AnswerMode = AnswerMode.ANSWER
-    answer_delay_ms: int | None = None  # None: the carrier's default
-
-    def to_json(self) -> dict[str, Any]:
-        return {"answer": self.answer.value, "answer_delay_ms": self.answer_delay_ms}
 
 
 @dataclass(slots=True)
@@ -59,11 +42,12 @@ class SimLeg:
 class SimCarrier:
     name = "sim"
 
-    def __init__(self, store: Store, *, answer_delay_ms: int = 1000, playback_ms: int = 3000) -> None:
-        self._store = store
+    def __init__(
+        self, phone_book: PhoneBook, *, answer_delay_ms: int = 1000, playback_ms: int = 3000
+    ) -> None:
+        self._phones = VirtualPhones(phone_book)
         self._default_delay = answer_delay_ms / 1000
         self._playback = playback_ms / 1000
-        self._phones: dict[tuple[str, str], PhoneBehaviour] = {}  # by (auth_id, address)
         self._legs: dict[str, SimLeg] = {}
         self._sink: SignalSink | None = None
 
@@ -72,8 +56,7 @@ class SimCarrier:
         self._sink = sink
 
     async def start(self) -> None:
-        for key, raw in (await self._store.list_sim_phones()).items():
-            self._phones[key] = PhoneBehaviour(AnswerMode(raw["answer"]), raw.get("answer_delay_ms"))
+        await self._phones.load()
 
     async def stop(self) -> None:
         for leg in self._legs.values():
@@ -82,14 +65,13 @@ class SimCarrier:
 
     # ----------------------------------------------------------------- phones
     async def configure_phone(self, auth_id: str, address: str, behaviour: PhoneBehaviour) -> None:
-        await self._store.put_sim_phone(auth_id, address, behaviour.to_json())
-        self._phones[(auth_id, address)] = behaviour
+        await self._phones.configure(auth_id, address, behaviour)
 
     def configured(self, auth_id: str, address: str) -> bool:
-        return (auth_id, address) in self._phones
+        return self._phones.configured(auth_id, address)
 
     def phone(self, auth_id: str, address: str) -> PhoneBehaviour:
-        return self._phones.get((auth_id, address), PhoneBehaviour())
+        return self._phones.behaviour(auth_id, address)
 
     def calls_of(self, auth_id: str, address: str) -> list[dict[str, Any]]:
         """The phone's live calls from the account's conferences, and what it hears on each."""
