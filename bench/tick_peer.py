@@ -154,7 +154,8 @@ class Peer:
             pass_fds=fds,
         )
         assert proc.stdout is not None
-        line = proc.stdout.readline()
+        started, _, _ = select.select([proc.stdout], [], [], 30)  # bounded: a stuck peer fails the run
+        line = proc.stdout.readline() if started else "(nothing within 30 s)"
         if line.strip() != "ready":
             proc.kill()
             proc.wait()
