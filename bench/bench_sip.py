@@ -91,7 +91,7 @@ class Uas(threading.Thread):
                 print(f"uas: {exc!r}", flush=True)
 
     def handle(self, data: bytes, addr: tuple[str, int], arrived: float) -> None:
-        head, _, _ = data.partition(b"\r\n\r\n")
+        head, _, body = data.partition(b"\r\n\r\n")
         lines = head.decode(errors="replace").split("\r\n")
         start = lines[0].split(" ")
         if start[0].startswith("SIP/"):
@@ -112,7 +112,7 @@ class Uas(threading.Thread):
                     self.invites.append((number, call_id, arrived))
                     self.cond.notify_all()
             if number in self.answer:
-                self.respond(addr, headers, 200, "OK", self.sdp())
+                self.respond(addr, headers, 200, "OK", self.answer_sdp(number, call_id, body))
             else:
                 self.respond(addr, headers, 486, "Busy Here")
         elif method == "ACK":
@@ -122,8 +122,13 @@ class Uas(threading.Thread):
         elif method in ("BYE", "CANCEL", "OPTIONS"):
             self.respond(addr, headers, 200, "OK")
 
-    def sdp(self) -> bytes:
-        port = self.rtp_sink.getsockname()[1]
+    def answer_sdp(self, number: str, call_id: str, offer: bytes) -> bytes:
+        """The SDP of the 200 to an INVITE (retransmissions included); a subclass may give each call
+        its own RTP port (bench_tick_isolation.py)."""
+        return self.sdp()
+
+    def sdp(self, port: int | None = None) -> bytes:
+        port = self.rtp_sink.getsockname()[1] if port is None else port
         return (
             f"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
             f"m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\n"

@@ -190,6 +190,9 @@ async def main(spec: dict[str, Any]) -> dict[str, Any]:
         "connections": n,
         "rate": rate,
         "window_s": round(measure, 3),
+        # perf_counter is CLOCK_MONOTONIC on Linux, shared by all processes: another process can
+        # line its own records up with this window (bench_tick_isolation.py does).
+        "window_perf_s": [round(run.window[0], 6), round(run.window[0] + measure, 6)],
         "answered": len(lat),
         "ok": ok,
         "not_ok": len(lat) - ok,

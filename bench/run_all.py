@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import benchkit as kit
-from report_advice import Advice
 from report_format import cmd, failed, figure_meta, load, n0, n1, n2, pct, profile_block, verdict
+from report_tick import TickReport
 
 FIGURES: dict[str, tuple[list[str], float]] = {
     # name: (script and arguments, timeout in seconds)
@@ -46,6 +46,7 @@ FIGURES: dict[str, tuple[list[str], float]] = {
     ),
     "rtp": (["bench_rtp_legs.py", "--budget", "160", "--run", "6"], 400),
     "outbox": (["bench_outbox.py", "--pending", "100000", "--measure", "8", "--rounds", "3"], 600),
+    "tick": (["bench_tick_isolation.py", "--phase", "15"], 300),
 }
 PROFILED = {"http", "sip", "rtp"}
 
@@ -96,7 +97,7 @@ def kit_ladder(r: dict[str, Any]) -> list[int]:
 
 
 # --------------------------------------------------------------------------- the report
-class Report(Advice):
+class Report(TickReport):
     def __init__(self, results: dict[str, dict[str, Any]], suite: dict[str, Any]) -> None:
         self.r = results
         self.suite = suite
@@ -696,6 +697,7 @@ class Report(Advice):
         self.setup_rows()
         self.mixer_rows()
         self.outbox_rows()
+        self.tick_rows()
         machine = next((r["machine"] for r in self.r.values() if "machine" in r), kit.machine())
         suite = self.suite
         lines = [
@@ -745,6 +747,7 @@ class Report(Advice):
             *self.rtp_section(),
             *self.media_section(),
             *self.outbox_section(),
+            *self.tick_section(),
             *self.profiles_section(),
             "## Targets not reached: where the time goes, and proposed changes",
             "",
