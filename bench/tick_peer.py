@@ -29,21 +29,13 @@ from typing import Any
 import benchkit as kit
 import numpy as np
 
+from bridgeline.media.g711 import ulaw_encode
+
 PERIOD_NS = 20_000_000
 SAMPLES_PER_PACKET = 160
 LATE_SEND_NS = 5_000_000  # the peer's own sends that start this late are counted (a disturbance)
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; Python does not export it
 PEER_LIMIT_S = 300.0  # the peer stops on its own after this, whatever happens to its parent
-
-
-def ulaw_encode(samples: np.ndarray) -> bytes:
-    """G.711 mu-law (the tone only needs to be valid PCMU; the server decodes and mixes it)."""
-    s = samples.astype(np.int32)
-    sign = np.where(s < 0, 0x80, 0)
-    mag = np.minimum(np.abs(s), 32635) + 0x84
-    exponent = np.floor(np.log2(mag)).astype(np.int32) - 7
-    mantissa = (mag >> (exponent + 3)) & 0x0F
-    return bytes((~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8).tobytes())
 
 
 def realtime_to_mono_ns(samples: list[tuple[int, int]]) -> tuple[float, float]:
@@ -74,7 +66,7 @@ def peer_main(spec: dict[str, Any]) -> None:
     by_fd = {sock.fileno(): i for i, sock in enumerate(socks)}
     dests = [(str(leg["host"]), int(leg["port"])) for leg in legs]
     t = np.arange(SAMPLES_PER_PACKET * 50) / 8000
-    tone = ulaw_encode(np.sin(2 * math.pi * 440 * t) * 8000)
+    tone = ulaw_encode((np.sin(2 * math.pi * 440 * t) * 8000).astype(np.int16))
     frames = [tone[k * 160 : (k + 1) * 160] for k in range(50)]
     header = struct.Struct("!BBHII")
     records: list[tuple[int, int, int, int]] = []  # leg, perf_ns, kernel realtime ns, RTP timestamp
