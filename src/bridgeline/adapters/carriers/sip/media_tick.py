@@ -73,13 +73,16 @@ class ConferenceMix:
                     self.music_specs.add(spec)
                     heard.add(key)
             routes[la.leg_id] = heard
-        self.plain = not sources and len(routes) > 2 and all(len(h) == len(routes) - 1 for h in routes.values())
+        self.plain = (
+            not sources and len(routes) > 2 and all(len(h) == len(routes) - 1 for h in routes.values())
+        )
         if self.plain or all(len(heard) <= 1 for heard in routes.values()):
             self.direct = (
                 None
                 if self.plain
                 else [
-                    (leg_id, next((sources.get(h, h) for h in heard), None)) for leg_id, heard in routes.items()
+                    (leg_id, next((sources.get(h, h) for h in heard), None))
+                    for leg_id, heard in routes.items()
                 ]
             )
             self.leg_rows = [(la.leg_id, -1) for la in legs]

@@ -1,0 +1,267 @@
+"""What one 20 ms media tick does: routes compiled per conference, the layout the tick walks, and
+the per-tick work over it (pull frames, mix, encode, queue one packet per leg).
+
+Kept apart from `runtime.py`, which owns the legs' lifecycle, receiving and the tick's schedule:
+this module only turns the legs' jitter buffers and the music into one packet per leg, and defines
+the row bookkeeping in the same place as the loops that read it.
+
+Routing changes compile each conference once (`ConferenceMix.configure`) into one of three
+shapes: direct (every leg hears at most one source: forwarded or re-encoded, no mixer), plain
+(everyone hears everyone else, no music: mixed with the other plain conferences of the same size
+in one `MixMinusBatch`), or mixed (its own `Mixer`). Then `build_layout` flattens them, with the
+legs in no conference, into a `TickLayout` that the tick walks without looking legs up by id.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Final
+
+import numpy as np
+from numpy.typing import NDArray
+
+from bridgeline.core.effects import LegAudio
+from bridgeline.core.model import Music
+from bridgeline.media import g711
+from bridgeline.media.batch_mix import MixMinusBatch, encode_rows
+from bridgeline.media.jitter import FRAME_SAMPLES, Frame, decode_frame
+from bridgeline.media.leg import Leg
+from bridgeline.media.mixer import Mixer
+from bridgeline.media.player import SharedSource
+
+__all__ = ["ConferenceMix", "TickLayout", "build_layout", "run_tick"]
+
+_MUSIC_KEY: Final = "\x00music:"  # mixer keys for music; leg ids never start with NUL
+_SILENT_FRAME = np.zeros(160, dtype=np.int16)
+_SILENT_CODES: Final = {pt: g711.encode_array(pt, _SILENT_FRAME).tobytes() for pt in (g711.PCMU, g711.PCMA)}
+
+
+class ConferenceMix:
+    """One conference's mixer and the row bookkeeping compiled from its routes."""
+
+    def __init__(self, conference_id: str) -> None:
+        self.id = conference_id
+        self.mixer: Mixer[str] = Mixer()
+        self.legs: tuple[LegAudio, ...] = ()
+        self.music: Mapping[Music, SharedSource] = {}
+        self.leg_rows: list[tuple[str, int]] = []  # leg id, mixer input row
+        self.music_rows: list[tuple[SharedSource, int]] = []
+        self.outputs: list[tuple[str, int | None]] = []  # leg id, mixer output row (None: silence)
+        # When every leg hears at most one source (two-party calls, hold, waiting alone), the mixer
+        # is skipped: leg id -> the one leg id or music source it hears, or None for silence.
+        self.direct: list[tuple[str, str | SharedSource | None]] | None = None
+        # Everyone hears everyone else, no music (3 members or more): mixed with the other plain
+        # conferences of the same size in one batch, not by its own mixer.
+        self.plain = False
+
+    def configure(self, legs: tuple[LegAudio, ...], music: Mapping[Music, SharedSource]) -> None:
+        """Compile the members' routes (and their music: a kind missing from `music` is silent)."""
+        self.legs, self.music = legs, music
+        members = {la.leg_id for la in legs}
+        routes: dict[str, set[str]] = {}
+        sources: dict[str, SharedSource] = {}
+        for la in legs:
+            heard = {h for h in la.hears if h in members and h != la.leg_id}  # never across conferences
+            source = music.get(la.music) if la.music is not None else None
+            if source is not None:
+                key = f"{_MUSIC_KEY}{id(source)}"  # one row per source, however many kinds play it
+                sources[key] = source
+                heard.add(key)
+            routes[la.leg_id] = heard
+        self.plain = (
+            not sources and len(routes) > 2 and all(len(h) == len(routes) - 1 for h in routes.values())
+        )
+        if self.plain or all(len(heard) <= 1 for heard in routes.values()):
+            self.direct = (
+                None
+                if self.plain
+                else [
+                    (leg_id, next((sources.get(h, h) for h in heard), None))
+                    for leg_id, heard in routes.items()
+                ]
+            )
+            self.leg_rows = [(la.leg_id, -1) for la in legs]
+            self.music_rows, self.outputs = [], []
+            self.mixer.configure((), {})  # drop the previous routing's buffers
+            return
+        self.direct = None
+        mixer = self.mixer
+        mixer.configure([la.leg_id for la in legs] + list(sources), routes)
+        mixer.inputs.fill(0)
+        self.leg_rows = [(la.leg_id, mixer.source_row[la.leg_id]) for la in legs]
+        self.music_rows = [(src, mixer.source_row[key]) for key, src in sources.items()]
+        self.outputs = [(la.leg_id, mixer.output_row.get(la.leg_id)) for la in legs]
+
+
+class _Batch:
+    """Plain conferences of one size, mixed together; rows follow the conferences' leg order."""
+
+    def __init__(self, confs: list[ConferenceMix], legs: dict[str, Leg]) -> None:
+        self.legs = [legs.get(la.leg_id) for conf in confs for la in conf.legs]
+        self.mixer = MixMinusBatch(len(confs), len(confs[0].legs))
+        pts = Counter(leg.payload_type for leg in self.legs if leg is not None)
+        self.pts = sorted(pts)  # the listeners' codecs: the whole mix is encoded once per codec
+        # The codec most rows arrive in: their codes are decoded in one lookup, the rest row by row.
+        self.pt = pts.most_common(1)[0][0] if pts else g711.PCMU
+
+
+class TickLayout:
+    """What the tick walks, compiled from the conferences and legs whenever either changes, so that
+    the per-tick loops touch legs directly instead of looking them up by id."""
+
+    def __init__(self) -> None:
+        self.pulled: list[Leg | None] = []  # every leg of a direct conference, pulled each tick
+        # Per listener of a direct conference: what it hears (an index into pulled, music, or None).
+        self.direct: list[tuple[Leg, int | SharedSource | None]] = []
+        self.batches: list[_Batch] = []
+        self.mixed: list[ConferenceMix] = []  # conferences with their own mixer
+        self.loose: list[Leg] = []  # legs in no conference
+
+
+def build_layout(
+    confs: Iterable[ConferenceMix], legs: dict[str, Leg], member_of: dict[str, str]
+) -> TickLayout:
+    """Flatten the conferences and legs (member_of: leg id -> conference id) into a layout."""
+    layout = TickLayout()
+    plain: dict[int, list[ConferenceMix]] = {}  # by size
+    for conf in confs:
+        if conf.direct is not None:
+            index: dict[str, int] = {}
+            for leg_id, _ in conf.leg_rows:  # every leg is pulled each tick, heard or not
+                index[leg_id] = len(layout.pulled)
+                layout.pulled.append(legs.get(leg_id))
+            for leg_id, source in conf.direct:
+                leg = legs.get(leg_id)
+                if leg is not None:
+                    layout.direct.append((leg, index[source] if isinstance(source, str) else source))
+        elif conf.plain:
+            plain.setdefault(len(conf.legs), []).append(conf)
+        else:
+            layout.mixed.append(conf)
+    layout.batches = [_Batch(same_size, legs) for same_size in plain.values()]
+    layout.loose = [leg for leg_id, leg in legs.items() if leg_id not in member_of]
+    return layout
+
+
+def run_tick(layout: TickLayout, legs: dict[str, Leg], n: int) -> list[Leg]:
+    """Queue tick n for every leg; return the legs whose message ended with this tick."""
+    finished: list[Leg] = []
+    _tick_direct(layout, n, finished)
+    for batch in layout.batches:
+        _tick_batch(batch, finished)
+    for conf in layout.mixed:
+        _tick_mixed(conf, legs, n, finished)
+    for leg in layout.loose:
+        if leg.connected:
+            leg.jitter.pop_frame()  # keep its playout clock running; nobody hears it
+        if leg.message is not None:
+            _send_message(leg, finished)
+        else:
+            leg.send_tick(_SILENT_CODES[leg.payload_type])
+    return finished
+
+
+def _tick_direct(layout: TickLayout, n: int, finished: list[Leg]) -> None:
+    frames = [
+        leg.jitter.pop_payload() if leg is not None and leg.connected else None for leg in layout.pulled
+    ]
+    for leg, source in layout.direct:
+        if leg.message is not None:
+            _send_message(leg, finished)
+            continue
+        pt = leg.payload_type
+        frame: Frame | None
+        if type(source) is int:
+            frame = frames[source]
+            if type(frame) is tuple and frame[0] == pt:
+                leg.send_tick(frame[1])  # same codec both ways: forward the codes as they came
+                continue
+        elif isinstance(source, SharedSource):
+            frame = source.frame_at(n)
+        else:
+            frame = None
+        if frame is None:
+            leg.send_tick(_SILENT_CODES[pt])
+        else:
+            leg.send_tick(g711.encode_array(pt, decode_frame(frame)).tobytes())
+
+
+def _tick_batch(batch: _Batch, finished: list[Leg]) -> None:
+    legs, mixer, pt = batch.legs, batch.mixer, batch.pt
+    chunks: list[bytes] = []
+    others: list[tuple[int, Frame | None]] = []  # rows not in codec `pt`: silent, decoded or other codec
+    placeholder = _SILENT_CODES[pt]
+    for row, leg in enumerate(legs):
+        frame = leg.jitter.pop_payload() if leg is not None and leg.connected else None
+        if type(frame) is tuple and frame[0] == pt:
+            chunks.append(frame[1])
+        else:
+            chunks.append(placeholder)
+            others.append((row, frame))
+    mixer.decode_into(pt, b"".join(chunks))  # one table lookup for all the batch's rows
+    if others:
+        _write_rows(mixer.inputs, others)
+    out = mixer.mix()
+    blobs = {code: encode_rows(code, out) for code in batch.pts}  # the whole batch, once per codec
+    blob = blobs[pt] if len(blobs) == 1 else b""
+    offset = 0
+    for leg in legs:
+        if leg is not None:
+            if leg.message is not None:
+                _send_message(leg, finished)
+            else:
+                codes = blob or blobs[leg.payload_type]
+                leg.send_tick(codes[offset : offset + FRAME_SAMPLES])
+        offset += FRAME_SAMPLES
+
+
+def _write_rows(inputs: NDArray[np.int16], rows: list[tuple[int, Frame | None]]) -> None:
+    undecoded: dict[int, tuple[list[int], list[bytes]]] = {}  # payload type -> rows, codes
+    for row, frame in rows:
+        if frame is None:
+            inputs[row].fill(0)
+        elif type(frame) is tuple:
+            rows_of, chunks = undecoded.setdefault(frame[0], ([], []))
+            rows_of.append(row)
+            chunks.append(frame[1])
+        else:
+            inputs[row] = frame
+    for pt, (rows_of, chunks) in undecoded.items():  # one table lookup for all of a codec's rows
+        inputs[rows_of] = g711.decode(pt, b"".join(chunks)).reshape(len(rows_of), FRAME_SAMPLES)
+
+
+def _tick_mixed(conf: ConferenceMix, legs: dict[str, Leg], n: int, finished: list[Leg]) -> None:
+    inputs = conf.mixer.inputs
+    frames: list[tuple[int, Frame | None]] = []
+    for leg_id, row in conf.leg_rows:
+        leg = legs.get(leg_id)
+        frames.append((row, leg.jitter.pop_payload() if leg is not None and leg.connected else None))
+    _write_rows(inputs, frames)
+    for source, row in conf.music_rows:
+        inputs[row] = source.frame_at(n)  # shared: advances once per tick engine-wide
+    out = conf.mixer.mix_inputs()
+    encoded: dict[int, NDArray[np.uint8]] = {}  # the whole output matrix, once per codec
+    for leg_id, out_row in conf.outputs:
+        leg = legs.get(leg_id)
+        if leg is None:
+            continue
+        if leg.message is not None:
+            _send_message(leg, finished)
+        elif out_row is None:
+            leg.send_tick(_SILENT_CODES[leg.payload_type])
+        else:
+            pt = leg.payload_type
+            codes = encoded.get(pt)
+            if codes is None:
+                codes = encoded[pt] = g711.encode_array(pt, out)
+            leg.send_tick(codes[out_row].tobytes())
+
+
+def _send_message(leg: Leg, finished: list[Leg]) -> None:
+    message = leg.message
+    assert message is not None
+    leg.send_tick(g711.encode_array(leg.payload_type, message.next_frame()).tobytes())
+    if message.finished:
+        leg.message = None
+        finished.append(leg)  # the runtime reports it with the leg's message token
