@@ -1,6 +1,6 @@
 """Test helpers: a MediaRuntime on a virtual clock with simulated RTP peers, and spectrum measurements.
 
-No sockets and no sleeps: `Sim.run(seconds)` advances the clock one 20 ms tick at a time; every
+No sockets and no waiting: `Sim.run(seconds)` advances the clock one 20 ms tick at a time; every
 talking peer sends one packet per tick, the runtime ticks, and the datagrams it returns are handed to
 the peer whose address they name (datagrams for other addresses are kept in `Sim.stray`).
 """

@@ -1,5 +1,5 @@
 """What each peer hears through the MediaRuntime on a virtual clock: conferences, mix-minus, music,
-codecs, moves between conferences, ghosts. No sockets, no sleeps."""
+codecs, moves between conferences, ghosts. No sockets, no waiting."""
 
 from __future__ import annotations
 

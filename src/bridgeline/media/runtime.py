@@ -219,12 +219,16 @@ class MediaRuntime:
 
     # ------------------------------------------------------------------ routing, messages, DTMF
     def set_routes(
-        self, conference_id: str, legs: Sequence[LegAudio], music: Mapping[Music, AudioSource]
+        self,
+        conference_id: str,
+        legs: Sequence[LegAudio],
+        music: Mapping[Music, AudioSource | SharedSource],
     ) -> None:
         """Replace the conference's routing. Legs left out leave it; legs moved here leave their old one.
 
         `music`: what each kind plays in this conference (a kind left out is silent); one source
-        object given to several conferences advances once per tick for all. Route entries naming
+        object given to several conferences advances once per tick for all (a `SharedSource` may
+        be given as it is, as the SIP shell does with its music library's sources). Route entries naming
         legs outside this conference are ignored. Leg ids not opened yet are accepted (they are
         silent until opened and connected)."""
         self._layout = None
@@ -249,7 +253,7 @@ class MediaRuntime:
         in_use = {id(s) for c in self._confs.values() for s in c.music.values()}
         self._shared = {key: pair for key, pair in self._shared.items() if id(pair[1]) in in_use}
 
-    def _share(self, source: AudioSource) -> SharedSource:
+    def _share(self, source: AudioSource | SharedSource) -> SharedSource:
         if isinstance(source, SharedSource):
             return source
         pair = self._shared.get(id(source))
