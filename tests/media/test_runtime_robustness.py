@@ -159,3 +159,24 @@ def test_ticks_on_absolute_deadlines_and_skip_when_far_behind() -> None:
     assert stats.ticks + stats.skipped == 24
     seqs = [int.from_bytes(data[2:4], "big") for data in sent]
     assert len(seqs) == 12 and all((s - seqs[0]) & 0xFFFF == i for i, s in enumerate(seqs))  # no gap
+
+
+def test_a_tick_that_raises_is_not_retried_and_the_next_one_runs() -> None:
+    class Broken:
+        finished = False
+
+        def next_frame(self) -> None:
+            raise RuntimeError("a source bug")
+
+    sim = Sim()
+    a = sim.peer(None)
+    sim.join("a", a, talk=False)
+    sim.runtime.play("a", Broken())  # type: ignore[arg-type]
+    due = sim.runtime.next_tick_at
+    with pytest.raises(RuntimeError):
+        sim.runtime.tick(due)
+    assert sim.runtime.next_tick_at == pytest.approx(due + TICK_S)  # the shell's loop moves on
+    sim.runtime.play("a", ToneSource(500))
+    sim.now = sim.runtime.next_tick_at
+    sim.run(0.1)
+    assert len(a.packets) == 5

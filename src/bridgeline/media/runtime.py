@@ -129,13 +129,15 @@ class MediaRuntime:
             self._n += behind
             stats.skipped += behind
         stats.ticks += 1
+        n = self._n
+        self._n = n + 1  # first: a tick that raises is not retried at once, and again, and again
+        self._out.clear()  # what a tick that raised had queued
         layout = self._layout
         if layout is None:
             layout = self._layout = build_layout(self._confs.values(), self._legs, self._member_of)
-        for leg in run_tick(layout, self._legs, self._n):
+        for leg in run_tick(layout, self._legs, n):
             self._events.append(PlaybackFinished(leg.leg_id, leg.message_token))
             leg.message_token = None
-        self._n += 1
         out = self._out[:]
         self._out.clear()  # the legs keep appending to this same list
         return out
