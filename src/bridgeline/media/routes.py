@@ -239,7 +239,7 @@ def _tick_mixed(conf: ConferenceMix, legs: dict[str, Leg], n: int, finished: lis
         frames.append((row, leg.jitter.pop_payload() if leg is not None and leg.connected else None))
     _write_rows(inputs, frames)
     for source, row in conf.music_rows:
-        inputs[row] = source.frame_at(n)  # shared: advances once per tick engine-wide
+        inputs[row] = source.frame_at(n)  # shared: advances once per tick runtime-wide
     out = conf.mixer.mix_inputs()
     encoded: dict[int, NDArray[np.uint8]] = {}  # the whole output matrix, once per codec
     for leg_id, out_row in conf.outputs:

@@ -97,7 +97,9 @@ class MediaEngine:
         self._media.start()
 
     async def stop(self) -> None:
-        await asyncio.to_thread(self._media.stop)  # joins the media thread
+        self._media.request_stop()
+        await asyncio.to_thread(self._media.join)  # the loop goes on meanwhile, queueing commands
+        self._media.stopped()
         for leg_id in list(self._ports):
             self.close_leg(leg_id)
         self._media.close()

@@ -94,15 +94,21 @@ class MediaLoop:
         self._thread = threading.Thread(target=self._run, name="media-tick", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
-        """Ask the thread to end and wait for it (blocking: run it off the event loop), then apply
-        whatever was queued meanwhile."""
-        thread = self._thread
-        if thread is None:
-            return
-        self._stopping = True
-        os.eventfd_write(self._wake_fd, 1)
-        thread.join()
+    def request_stop(self) -> None:
+        """Ask the thread to end; `join` waits for it, then `stopped` hands the runtime back."""
+        if self._thread is not None:
+            self._stopping = True
+            os.eventfd_write(self._wake_fd, 1)
+
+    def join(self) -> None:
+        """Wait for the thread to end (blocking: any thread may wait, e.g. an executor's)."""
+        if self._thread is not None:
+            self._thread.join()
+
+    def stopped(self) -> None:
+        """After `join`, on the event loop's thread: from now on commands are applied at once, and
+        those queued after the thread's last round are applied now, in order."""
+        assert self._thread is None or not self._thread.is_alive()
         self._thread = None
         self._apply_commands(time.monotonic())
 
