@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from media_peer import dominant_freq, join, level_at, peers, port_range, until
+from media_peer import dominant_freq, join, level_at, peak_freqs, peers, port_range, until
 
 from bridgeline.adapters.carriers.sip.media_engine import MediaEngine, MediaPortsExhausted, UnknownLeg
 from bridgeline.core.effects import LegAudio, MusicSources
@@ -55,6 +55,19 @@ async def test_two_legs_hear_each_other_across_codecs(engine: MediaEngine) -> No
         assert dominant_freq(b.pcm_since(mark)) == pytest.approx(440, abs=4)
         assert all(r.source[1] == engine.open_leg("a") for r in a.received)  # sent from the leg's port
         assert engine.stats["packets_in"] > 0 and engine.stats["packets_out"] > 0
+
+
+async def test_unset_music_plays_the_default_of_its_kind(engine: MediaEngine) -> None:
+    """The shell resolves MusicSources into sources for the runtime: unset settings, the defaults."""
+    async with peers((None, PCMU), (None, PCMU)) as (a, b):
+        join(engine, "a", a)
+        join(engine, "b", b)
+        legs = [LegAudio("a", (), Music.AGENT_HOLD), LegAudio("b", (), Music.WAIT)]
+        engine.set_routes("c1", legs, MusicSources())
+        await a.listen(10)
+        mark = await a.listen(25)
+        assert dominant_freq(a.pcm_since(mark)) == pytest.approx(440, abs=4)
+        assert peak_freqs(b.pcm_since(mark), 2) == pytest.approx([350, 440], abs=4)
 
 
 async def test_the_tick_never_waits_for_the_event_loop(engine: MediaEngine) -> None:
