@@ -28,10 +28,3 @@ async def running_engine(latch: LatchPolicy, media_dir: Path) -> AsyncIterator[M
 async def engine(tmp_path: Path) -> AsyncIterator[MediaEngine]:
     async for eng in running_engine(LatchPolicy(), tmp_path):  # media files: tmp_path
         yield eng
-
-
-@pytest.fixture
-async def quick_engine(tmp_path: Path) -> AsyncIterator[MediaEngine]:
-    """An engine whose NAT-rebinding rule acts within a test's patience."""
-    async for eng in running_engine(LatchPolicy(relatch_silence_s=0.2, relatch_packets=5), tmp_path):
-        yield eng

@@ -81,10 +81,11 @@ class MediaServer:
                 h.send_header("Content-Length", "100000")
                 h.end_headers()
                 deadline = time.monotonic() + HOLD_S
-                while time.monotonic() < deadline and not self.released.is_set():
+                while time.monotonic() < deadline:
                     h.wfile.write(b"\0")
                     h.wfile.flush()
-                    time.sleep(0.05)
+                    if self.released.wait(0.05):  # a byte every 50 ms until the server closes
+                        break
             elif path == "/passwd.wav":
                 self._send(h, 200, b"root:x:0:0:root:/root:/bin/bash\n" * 20)
             elif path == "/to-file":

@@ -1,11 +1,17 @@
-"""Test helpers: an RTP peer on a real UDP socket, and spectrum measurements of what it received."""
+"""Test helpers for the engine shell on real UDP sockets: an RTP peer, waits on arriving datagrams
+(no pauses), and spectrum measurements of what a peer received.
+
+Pacing without a clock: a talking peer answers every packet the engine sends it with one packet of
+its own, so it talks at the engine's 20 ms pace. Waiting without pausing: `until(condition)` is
+woken by every datagram any peer receives (the engine sends one per tick to each connected leg) and
+gives up at a deadline.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import random
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import cast
@@ -20,6 +26,7 @@ from bridgeline.media.rtp import RtpPacket, RtpParseError
 
 Address = tuple[str, int]
 RATE = 8000
+_waiters: set[asyncio.Future[None]] = set()  # until() calls waiting for the next datagram
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +37,8 @@ class Received:
 
 
 class RtpPeer(asyncio.DatagramProtocol):
-    """Sends a G.711 tone (or silence with freq None) every 20 ms and records every RTP packet it gets."""
+    """Records every RTP packet it gets; once told where to talk, answers each with a G.711 tone
+    packet (silence with freq None)."""
 
     def __init__(self, freq: float | tuple[float, ...] | None, *, payload_type: int = g711.PCMU) -> None:
         self.tone = ToneSource(freq) if freq is not None else None
@@ -38,7 +46,8 @@ class RtpPeer(asyncio.DatagramProtocol):
         self.received: list[Received] = []
         self.undecodable = 0
         self.transport: asyncio.DatagramTransport | None = None
-        self._task: asyncio.Task[None] | None = None
+        self.talk_to: Address | None = None
+        self.on_packet: Callable[[], None] | None = None  # extra work per packet received (a flood...)
         self.ssrc = 0x1234_5678
         self.seq = 1000
         self.ts = 50_000
@@ -61,6 +70,13 @@ class RtpPeer(asyncio.DatagramProtocol):
             self.undecodable += 1
             return
         self.received.append(Received(asyncio.get_running_loop().time(), addr, packet))
+        if self.talk_to is not None:
+            self.send_packet(self.next_audio_packet(), self.talk_to)
+        if self.on_packet is not None:
+            self.on_packet()
+        for waiter in list(_waiters):
+            if not waiter.done():
+                waiter.set_result(None)
 
     def error_received(self, exc: Exception) -> None:
         pass
@@ -91,38 +107,48 @@ class RtpPeer(asyncio.DatagramProtocol):
         self.ts += 160
         return packet
 
-    def start(self, dest: Address | Callable[[], Address], *, seconds: float = 4.0) -> None:
-        """Send at 20 ms pacing on absolute deadlines, for at most `seconds` (bounded by design)."""
-
-        async def run() -> None:
-            loop = asyncio.get_running_loop()
-            start = loop.time()
-            for n in range(int(seconds * 50)):
-                await asyncio.sleep(max(start + n * 0.02 - loop.time(), 0))
-                self.send_packet(self.next_audio_packet(), dest() if callable(dest) else dest)
-
-        self.stop()
-        self._task = asyncio.create_task(run())
-
-    def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-
     def close(self) -> None:
-        self.stop()
+        self.talk_to = None
         if self.transport is not None:
             self.transport.close()
 
     def pcm_since(self, t: float) -> NDArray[np.int16]:
         """Decoded audio of packets received after loop time t, in sequence order."""
         packets = sorted((r.packet for r in self.received if r.at >= t), key=lambda p: p.sequence)
+        packets = [p for p in packets if g711.is_g711(p.payload_type)]
         if not packets:
             return np.zeros(0, dtype=np.int16)
         return np.concatenate([g711.decode(p.payload_type, p.payload) for p in packets])
 
     def count_since(self, t: float) -> int:
         return sum(1 for r in self.received if r.at >= t)
+
+    async def listen(self, packets: int, within: float = 5.0) -> float:
+        """Wait until `packets` more packets have arrived; returns the loop time the wait started
+        (a mark for `pcm_since`)."""
+        mark = asyncio.get_running_loop().time()
+        assert await until(lambda: self.count_since(mark) >= packets, within), "the engine went quiet"
+        return mark
+
+
+async def until(condition: Callable[[], bool], within: float = 3.0) -> bool:
+    """Wait until `condition` holds, re-checking it whenever a peer receives a datagram; False after
+    `within` seconds (a deadline, not a pause: a passing test never waits for it)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not condition():
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return False
+        waiter: asyncio.Future[None] = loop.create_future()
+        _waiters.add(waiter)
+        try:
+            await asyncio.wait_for(waiter, remaining)
+        except TimeoutError:
+            return condition()
+        finally:
+            _waiters.discard(waiter)
+    return True
 
 
 def spectrum(pcm: NDArray[np.int16]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -159,22 +185,6 @@ def rms(pcm: NDArray[np.int16]) -> float:
     return float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2))) if pcm.size else 0.0
 
 
-async def until(condition: Callable[[], bool], within: float = 2.0) -> bool:
-    """Poll `condition` every 10 ms for at most `within` seconds."""
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.01)
-    return True
-
-
-async def settle(seconds: float) -> float:
-    """Sleep, then return the loop time (a mark for `pcm_since`)."""
-    await asyncio.sleep(seconds)
-    return asyncio.get_running_loop().time()
-
-
 @contextlib.asynccontextmanager
 async def peers(*specs: tuple[float | None, int]) -> AsyncIterator[list[RtpPeer]]:
     """Open RtpPeers for (freq, payload_type) pairs and close them afterwards."""
@@ -184,10 +194,14 @@ async def peers(*specs: tuple[float | None, int]) -> AsyncIterator[list[RtpPeer]
     finally:
         for peer in opened:
             peer.close()
-        await asyncio.sleep(0)  # transports close their sockets on the next loop iteration
+        # Transports close their sockets on the loop's next iteration: let it come.
+        loop = asyncio.get_running_loop()
+        next_iteration: asyncio.Future[None] = loop.create_future()
+        loop.call_soon(next_iteration.set_result, None)
+        await next_iteration
 
 
-async def join(
+def join(
     engine: MediaEngine,
     leg_id: str,
     peer: RtpPeer,
@@ -195,9 +209,9 @@ async def join(
     send: bool = True,
     telephone_event_pt: int | None = 101,
     ptime_ms: int = 20,
-    start: bool = True,
+    talk: bool = True,
 ) -> int:
-    """Open and connect a leg for `peer` (SDP address = the peer's socket) and start the peer's tone."""
+    """Open and connect a leg for `peer` (SDP address = the peer's socket); the peer talks back."""
     port = engine.open_leg(leg_id)
     engine.connect_leg(
         leg_id,
@@ -207,8 +221,8 @@ async def join(
         send=send,
         ptime_ms=ptime_ms,
     )
-    if start:
-        peer.start(("127.0.0.1", port))
+    if talk:
+        peer.talk_to = ("127.0.0.1", port)
     return port
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from media_http import MediaServer, media_server, tone_wav
-from media_peer import RtpPeer, dominant_freq, join, peak_freqs, peers, port_range, settle, until
+from media_peer import RtpPeer, dominant_freq, join, peak_freqs, peers, port_range, until
 
 from bridgeline.adapters.carriers.sip.media_engine import MediaEngine
 from bridgeline.adapters.carriers.sip.music_fetch import MediaLimits
@@ -56,9 +56,8 @@ async def wait_music_heard(engine: MediaEngine, peer: RtpPeer, leg: str, spec: s
     """Route the leg alone to wait music `spec`, let it load, and measure what the peer hears."""
     engine.set_routes(f"conf-{leg}", [LegAudio(leg, (), Music.WAIT)], MusicSources(wait=spec))
     assert await loaded(engine)
-    mark = await settle(0.2)
-    await asyncio.sleep(0.5)
-    return dominant_freq(peer.pcm_since(mark))
+    await peer.listen(10)
+    return dominant_freq(peer.pcm_since(await peer.listen(25)))
 
 
 async def test_a_url_is_played_and_equal_content_is_decoded_once(
@@ -66,8 +65,8 @@ async def test_a_url_is_played_and_equal_content_is_decoded_once(
 ) -> None:
     engine, failures, _ = sourced
     async with peers((None, PCMU), (None, PCMU)) as (a, b):
-        await join(engine, "a", a)
-        await join(engine, "b", b)
+        join(engine, "a", a)
+        join(engine, "b", b)
         assert await wait_music_heard(engine, a, "a", f"{http.url}/tone600.wav") == pytest.approx(600, abs=4)
         # Another URL with the same bytes, and a redirect to them: fetched, not decoded again.
         assert await wait_music_heard(engine, b, "b", f"{http.url}/copy600.wav") == pytest.approx(600, abs=4)
@@ -84,8 +83,8 @@ async def test_a_slow_url_never_delays_the_tick_and_falls_back_with_a_report(
 ) -> None:
     engine, failures, _ = sourced
     async with peers((None, PCMU)) as (a,):
-        await join(engine, "a", a)
-        await settle(0.2)
+        join(engine, "a", a)
+        await a.listen(10)
         before = engine.stats
         mark = asyncio.get_running_loop().time()
         engine.set_routes(
@@ -119,11 +118,11 @@ async def test_a_bad_url_falls_back_to_the_default_with_a_report(
 ) -> None:
     engine, failures, _ = sourced
     async with peers((None, PCMU)) as (a,):
-        await join(engine, "a", a)
+        join(engine, "a", a)
         engine.set_routes("c1", [LegAudio("a", (), Music.WAIT)], MusicSources(wait=http.url + path))
         assert await loaded(engine)
-        mark = await settle(0.2)
-        await asyncio.sleep(0.4)
+        await a.listen(10)
+        mark = await a.listen(20)
         assert peak_freqs(a.pcm_since(mark), 2) == pytest.approx([350, 440], abs=4)  # the default wait music
     assert len(failures) == 1 and failures[0][:2] == ("a", "wait_music") and reason in failures[0][2]
 
@@ -138,13 +137,13 @@ async def test_media_files_that_are_not_regular_files_inside_the_dir_fall_back(
     (media / "ok.wav").write_bytes(tone_wav(650))
     async with peers((None, PCMU), (None, PCMU), (None, PCMU)) as (a, b, c):
         for leg, peer in zip("abc", (a, b, c), strict=True):
-            await join(engine, leg, peer)
+            join(engine, leg, peer)
         engine.set_routes("c1", [LegAudio("a", (), Music.AGENT_HOLD)], MusicSources(agent_hold="out.wav"))
         engine.set_routes("c2", [LegAudio("b", (), Music.AGENT_HOLD)], MusicSources(agent_hold="fifo.wav"))
         engine.set_routes("c3", [LegAudio("c", (), Music.AGENT_HOLD)], MusicSources(agent_hold="ok.wav"))
         assert await loaded(engine)
-        mark = await settle(0.2)
-        await asyncio.sleep(0.5)
+        await c.listen(10)
+        mark = await c.listen(25)
         assert dominant_freq(a.pcm_since(mark)) == pytest.approx(440, abs=4)  # not the 700 Hz outside
         assert dominant_freq(b.pcm_since(mark)) == pytest.approx(440, abs=4)
         assert dominant_freq(c.pcm_since(mark)) == pytest.approx(650, abs=4)
@@ -160,8 +159,8 @@ async def test_a_leg_that_starts_hearing_a_failed_source_is_reported_too(
     engine, failures, _ = sourced
     settings = MusicSources(customer_hold="missing.wav")
     async with peers((None, PCMU), (None, PCMU)) as (a, b):
-        await join(engine, "a", a)
-        await join(engine, "b", b)
+        join(engine, "a", a)
+        join(engine, "b", b)
         engine.set_routes("c1", [LegAudio("a", (), Music.CUSTOMER_HOLD), LegAudio("b", (), None)], settings)
         assert await loaded(engine) and await until(lambda: len(failures) == 1)
         engine.set_routes(
@@ -191,7 +190,7 @@ async def test_a_message_from_a_url_plays_or_plays_the_beeps_and_is_reported(
     engine, failures, _ = sourced
     finished = asyncio.Event()
     async with peers((None, PCMU)) as (a,):
-        await join(engine, "a", a)
+        join(engine, "a", a)
         mark = asyncio.get_running_loop().time()
         engine.play("a", http.url + path, finished.set)
         await asyncio.wait_for(finished.wait(), 5)

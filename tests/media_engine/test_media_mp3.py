@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-import time
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -29,12 +29,11 @@ def test_a_message_from_an_mp3_plays_its_tone_then_finishes(
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # no mpg123, ffmpeg or sox to fall back on
     shutil.copy(TONE_MP3, tmp_path / "tone.mp3")
-    library = MusicLibrary(MediaLimits(media_dir=tmp_path))
+    loaded = threading.Event()
+    library = MusicLibrary(MediaLimits(media_dir=tmp_path), on_loaded=loaded.set)
     source = library.message("tone.mp3")
-    for _ in range(1000):
-        if library.poll() or not library.loading:
-            break
-        time.sleep(0.005)
+    assert loaded.wait(10)  # set by the worker when the load ends
+    assert library.poll() == [] and not library.loading
     frames: list[np.ndarray] = []
     while not source.finished and len(frames) < 500:
         frames.append(source.next_frame())

@@ -5,7 +5,7 @@ cache, and messages (no sockets)."""
 from __future__ import annotations
 
 import os
-import time
+import threading
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,22 +71,31 @@ def media(tmp_path: Path) -> Path:
     return tmp_path / "media"
 
 
+class WatchedLibrary(MusicLibrary):
+    """A library whose workers' "a load ended" can be waited for."""
+
+    def __init__(self, limits: MediaLimits | None = None) -> None:
+        self.load_ended = threading.Event()
+        super().__init__(limits, on_loaded=self.load_ended.set)
+
+
 @pytest.fixture
 def library(media: Path) -> Iterator[MusicLibrary]:
-    lib = MusicLibrary(MediaLimits(media_dir=media, max_bytes=200_000))
+    lib = WatchedLibrary(MediaLimits(media_dir=media, max_bytes=200_000))
     yield lib
     lib.close()
 
 
 def settle(library: MusicLibrary) -> list[tuple[str, str]]:
     """Poll until no load is under way (bounded): the failures reported meanwhile."""
+    assert isinstance(library, WatchedLibrary)
     failures = []
-    for _ in range(1000):
+    while True:
+        library.load_ended.clear()  # before poll(): a load ending after it sets the event again
         failures += library.poll()
         if not library.loading:
             return failures
-        time.sleep(0.005)
-    raise AssertionError("loads still running")
+        assert library.load_ended.wait(10), "loads still running"
 
 
 def write_wav(path: Path, samples: NDArray[np.int64], rate: int = 8000) -> None:

@@ -15,8 +15,10 @@ unobtrusive:
 
 Files and URLs are read, fetched and decoded by worker threads (`music_fetch.py`,
 `music_decode.py`): the 20 ms tick never waits for them. Until a source is ready its listeners hear
-the kind's default; the engine calls `poll()` once per tick to swap ready sources in, and learns
-which failed (they keep the default, and the engine reports them to the conferences).
+the kind's default; when a load ends the library calls `on_loaded` (from the worker's thread), and
+the engine then calls `poll()` on the event loop to swap ready sources in, and learns which failed
+(they keep the default, and the engine reports them to the conferences). Swapping is one attribute
+assignment (`SwitchSource.current`), which the media thread may read at any time.
 
 Music is looped and shared: one source per spec for the whole engine, advanced once per tick
 (`SharedSource`), so every held leg hears the same point of the same stream. Messages (`play`) are
@@ -170,8 +172,11 @@ class MusicLibrary:
     Every method runs on the event loop's thread except the workers' `_load`.
     """
 
-    def __init__(self, limits: MediaLimits | None = None) -> None:
+    def __init__(
+        self, limits: MediaLimits | None = None, on_loaded: Callable[[], None] | None = None
+    ) -> None:
         self.limits = limits or MediaLimits()
+        self._on_loaded = on_loaded  # told (from any thread) that poll() has something to apply
         self.cache = DecodedCache(self.limits.cache_bytes)
         self._music: dict[str, SharedSource] = {}
         self._failed: dict[str, str] = {}  # music spec in use -> why it plays its fallback
@@ -271,7 +276,7 @@ class MusicLibrary:
             parsed = parse_media_spec(spec)
         except MediaSpecError as exc:  # e.g. a PHLO stored before specs were checked
             self._waiting.setdefault(spec, []).append(apply)
-            self._done.append((spec, "", None, f"invalid music spec: {exc}"))
+            self._finished(spec, "", None, f"invalid music spec: {exc}")
             return None
         if isinstance(parsed, ToneSpec):
             return _tone(parsed, loop=loop)
@@ -297,12 +302,17 @@ class MusicLibrary:
                 data = read_media_file(limits.media_dir, parsed.path, limits.max_bytes)
             digest, samples = self.cache.decode(data, limits.max_seconds)
         except MediaUnavailable as exc:
-            self._done.append((spec, "", None, str(exc)))
+            self._finished(spec, "", None, str(exc))
         except Exception as exc:  # a decoder or client bug must not leave the spec loading forever
             log.exception("media.load_failed", spec=spec)
-            self._done.append((spec, "", None, f"internal error: {type(exc).__name__}"))
+            self._finished(spec, "", None, f"internal error: {type(exc).__name__}")
         else:
-            self._done.append((spec, digest, samples, ""))
+            self._finished(spec, digest, samples, "")
+
+    def _finished(self, spec: str, digest: str, samples: Samples | None, error: str) -> None:
+        self._done.append((spec, digest, samples, error))
+        if self._on_loaded is not None:
+            self._on_loaded()
 
     @staticmethod
     def _builtin(spec: str, *, loop: bool) -> AudioSource | None:

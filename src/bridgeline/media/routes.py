@@ -1,9 +1,9 @@
 """What one 20 ms media tick does: routes compiled per conference, the layout the tick walks, and
-the per-tick work over it (pull frames, mix, encode, send).
+the per-tick work over it (pull frames, mix, encode, queue one packet per leg).
 
-Kept apart from `media_engine.py`, which owns the sockets, the legs' lifecycle, receiving and the
-tick's timing: this module only turns the legs' jitter buffers and the music into one packet per
-leg, and defines the row bookkeeping in the same place as the loops that read it.
+Kept apart from `runtime.py`, which owns the legs' lifecycle, receiving and the tick's schedule:
+this module only turns the legs' jitter buffers and the music into one packet per leg, and defines
+the row bookkeeping in the same place as the loops that read it.
 
 Routing changes compile each conference once (`ConferenceMix.configure`) into one of three
 shapes: direct (every leg hears at most one source: forwarded or re-encoded, no mixer), plain
@@ -15,18 +15,18 @@ legs in no conference, into a `TickLayout` that the tick walks without looking l
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Mapping
 from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
 
-from bridgeline.adapters.carriers.sip.music import DEFAULT_SPECS, SILENCE, MusicLibrary, spec_for
-from bridgeline.adapters.carriers.sip.rtp_udp import RtpLeg
-from bridgeline.core.effects import LegAudio, MusicSources
+from bridgeline.core.effects import LegAudio
+from bridgeline.core.model import Music
 from bridgeline.media import g711
 from bridgeline.media.batch_mix import MixMinusBatch, encode_rows
 from bridgeline.media.jitter import FRAME_SAMPLES, Frame, decode_frame
+from bridgeline.media.leg import Leg
 from bridgeline.media.mixer import Mixer
 from bridgeline.media.player import SharedSource
 
@@ -44,7 +44,7 @@ class ConferenceMix:
         self.id = conference_id
         self.mixer: Mixer[str] = Mixer()
         self.legs: tuple[LegAudio, ...] = ()
-        self.music = MusicSources()
+        self.music: Mapping[Music, SharedSource] = {}
         self.leg_rows: list[tuple[str, int]] = []  # leg id, mixer input row
         self.music_rows: list[tuple[SharedSource, int]] = []
         self.outputs: list[tuple[str, int | None]] = []  # leg id, mixer output row (None: silence)
@@ -54,24 +54,20 @@ class ConferenceMix:
         # Everyone hears everyone else, no music (3 members or more): mixed with the other plain
         # conferences of the same size in one batch, not by its own mixer.
         self.plain = False
-        self.music_specs: set[str] = set()
 
-    def configure(self, legs: tuple[LegAudio, ...], music: MusicSources, library: MusicLibrary) -> None:
-        """Compile the members' routes (and their music, from the shared library) into rows."""
+    def configure(self, legs: tuple[LegAudio, ...], music: Mapping[Music, SharedSource]) -> None:
+        """Compile the members' routes (and their music: a kind missing from `music` is silent)."""
         self.legs, self.music = legs, music
         members = {la.leg_id for la in legs}
         routes: dict[str, set[str]] = {}
         sources: dict[str, SharedSource] = {}
-        self.music_specs = set()
         for la in legs:
             heard = {h for h in la.hears if h in members and h != la.leg_id}  # never across conferences
-            if la.music is not None:
-                spec = spec_for(la.music, music)
-                if spec != SILENCE:
-                    key = _MUSIC_KEY + spec
-                    sources[key] = library.music(spec, DEFAULT_SPECS[la.music])
-                    self.music_specs.add(spec)
-                    heard.add(key)
+            source = music.get(la.music) if la.music is not None else None
+            if source is not None:
+                key = f"{_MUSIC_KEY}{id(source)}"  # one row per source, however many kinds play it
+                sources[key] = source
+                heard.add(key)
             routes[la.leg_id] = heard
         self.plain = (
             not sources and len(routes) > 2 and all(len(h) == len(routes) - 1 for h in routes.values())
@@ -101,7 +97,7 @@ class ConferenceMix:
 class _Batch:
     """Plain conferences of one size, mixed together; rows follow the conferences' leg order."""
 
-    def __init__(self, confs: list[ConferenceMix], legs: dict[str, RtpLeg]) -> None:
+    def __init__(self, confs: list[ConferenceMix], legs: dict[str, Leg]) -> None:
         self.legs = [legs.get(la.leg_id) for conf in confs for la in conf.legs]
         self.mixer = MixMinusBatch(len(confs), len(confs[0].legs))
         pts = Counter(leg.payload_type for leg in self.legs if leg is not None)
@@ -115,16 +111,16 @@ class TickLayout:
     the per-tick loops touch legs directly instead of looking them up by id."""
 
     def __init__(self) -> None:
-        self.pulled: list[RtpLeg | None] = []  # every leg of a direct conference, pulled each tick
+        self.pulled: list[Leg | None] = []  # every leg of a direct conference, pulled each tick
         # Per listener of a direct conference: what it hears (an index into pulled, music, or None).
-        self.direct: list[tuple[RtpLeg, int | SharedSource | None]] = []
+        self.direct: list[tuple[Leg, int | SharedSource | None]] = []
         self.batches: list[_Batch] = []
         self.mixed: list[ConferenceMix] = []  # conferences with their own mixer
-        self.loose: list[RtpLeg] = []  # legs in no conference
+        self.loose: list[Leg] = []  # legs in no conference
 
 
 def build_layout(
-    confs: Iterable[ConferenceMix], legs: dict[str, RtpLeg], member_of: dict[str, str]
+    confs: Iterable[ConferenceMix], legs: dict[str, Leg], member_of: dict[str, str]
 ) -> TickLayout:
     """Flatten the conferences and legs (member_of: leg id -> conference id) into a layout."""
     layout = TickLayout()
@@ -148,10 +144,9 @@ def build_layout(
     return layout
 
 
-def run_tick(layout: TickLayout, legs: dict[str, RtpLeg], n: int) -> list[Callable[[], None]]:
-    """Send tick n to every leg; return the on_finished callbacks of messages that ended, for the
-    caller to run once nothing iterates over the legs any more."""
-    finished: list[Callable[[], None]] = []
+def run_tick(layout: TickLayout, legs: dict[str, Leg], n: int) -> list[Leg]:
+    """Queue tick n for every leg; return the legs whose message ended with this tick."""
+    finished: list[Leg] = []
     _tick_direct(layout, n, finished)
     for batch in layout.batches:
         _tick_batch(batch, finished)
@@ -167,7 +162,7 @@ def run_tick(layout: TickLayout, legs: dict[str, RtpLeg], n: int) -> list[Callab
     return finished
 
 
-def _tick_direct(layout: TickLayout, n: int, finished: list[Callable[[], None]]) -> None:
+def _tick_direct(layout: TickLayout, n: int, finished: list[Leg]) -> None:
     frames = [
         leg.jitter.pop_payload() if leg is not None and leg.connected else None for leg in layout.pulled
     ]
@@ -192,7 +187,7 @@ def _tick_direct(layout: TickLayout, n: int, finished: list[Callable[[], None]])
             leg.send_tick(g711.encode_array(pt, decode_frame(frame)).tobytes())
 
 
-def _tick_batch(batch: _Batch, finished: list[Callable[[], None]]) -> None:
+def _tick_batch(batch: _Batch, finished: list[Leg]) -> None:
     legs, mixer, pt = batch.legs, batch.mixer, batch.pt
     chunks: list[bytes] = []
     others: list[tuple[int, Frame | None]] = []  # rows not in codec `pt`: silent, decoded or other codec
@@ -236,9 +231,7 @@ def _write_rows(inputs: NDArray[np.int16], rows: list[tuple[int, Frame | None]])
         inputs[rows_of] = g711.decode(pt, b"".join(chunks)).reshape(len(rows_of), FRAME_SAMPLES)
 
 
-def _tick_mixed(
-    conf: ConferenceMix, legs: dict[str, RtpLeg], n: int, finished: list[Callable[[], None]]
-) -> None:
+def _tick_mixed(conf: ConferenceMix, legs: dict[str, Leg], n: int, finished: list[Leg]) -> None:
     inputs = conf.mixer.inputs
     frames: list[tuple[int, Frame | None]] = []
     for leg_id, row in conf.leg_rows:
@@ -246,7 +239,7 @@ def _tick_mixed(
         frames.append((row, leg.jitter.pop_payload() if leg is not None and leg.connected else None))
     _write_rows(inputs, frames)
     for source, row in conf.music_rows:
-        inputs[row] = source.frame_at(n)  # shared: advances once per tick engine-wide
+        inputs[row] = source.frame_at(n)  # shared: advances once per tick runtime-wide
     out = conf.mixer.mix_inputs()
     encoded: dict[int, NDArray[np.uint8]] = {}  # the whole output matrix, once per codec
     for leg_id, out_row in conf.outputs:
@@ -265,11 +258,10 @@ def _tick_mixed(
             leg.send_tick(codes[out_row].tobytes())
 
 
-def _send_message(leg: RtpLeg, finished: list[Callable[[], None]]) -> None:
+def _send_message(leg: Leg, finished: list[Leg]) -> None:
     message = leg.message
     assert message is not None
     leg.send_tick(g711.encode_array(leg.payload_type, message.next_frame()).tobytes())
     if message.finished:
-        if leg.on_finished is not None:
-            finished.append(leg.on_finished)
-        leg.message = leg.on_finished = None
+        leg.message = None
+        finished.append(leg)  # the runtime reports it with the leg's message token

@@ -1,0 +1,372 @@
+"""One call leg's media, without sockets: source latching, the inbound jitter buffer and DTMF, and the
+outbound RTP stream as datagrams for the shell to send.
+
+Each leg has an RTP and an RTCP port (the shell owns the sockets). We never send RTCP; what arrives
+on the RTCP port is checked and counted.
+
+Latching (who may feed a leg, and where its media goes). Symmetric RTP sends back to where the peer's
+media comes from, but following every packet would let one datagram from anywhere take the call over
+("RTP bleed"). So a leg latches once, and packets from any other source are refused (counted, and
+reported as a `SourceRefused` event at most once per `LatchPolicy.refused_log_interval_s` for the
+whole runtime, never played or taken as DTMF):
+- a usable packet (G.711 or the negotiated telephone-event) from exactly the SDP address latches at
+  once, and for good: it even replaces a source learned earlier (so an attacker racing a peer that
+  is not behind NAT loses as soon as the peer speaks);
+- until then, within `learning_window_s` of connect, the first usable packet's source latches (a
+  peer behind NAT sends from another address than its SDP names);
+- a re-INVITE with a different routable SDP address reopens learning, as at connect;
+- NAT rebinding: a source carrying the latched SSRC takes over after `relatch_packets` packets while
+  the latched source has been silent for `relatch_silence_s`.
+RTCP latches on its own: to the first RTCP source on the latched RTP host (before latching, the SDP
+host), any port, since NATs map the RTCP port apart; RTCP from elsewhere is refused the same way.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from bridgeline.media import g711
+from bridgeline.media.dtmf import DtmfReceiver, TelephoneEvent, dtmf_events
+from bridgeline.media.jitter import JitterBuffer
+from bridgeline.media.player import AudioSource
+from bridgeline.media.rtp import RtpPacket, RtpParseError, is_rtcp, parse_rtcp
+
+Address = tuple[str, int]
+# One datagram to send: (leg id, RTP bytes, destination). Only RTP is ever sent.
+Outgoing = tuple[str, bytes, Address]
+FRAME_SAMPLES: Final = 160  # one 20 ms tick at 8 kHz; G.711 is one byte per sample
+_HEADER = struct.Struct("!BBHII")
+_UNROUTABLE: Final = frozenset({"0.0.0.0", "::"})  # RFC 2543-style hold address: send nothing
+_G711_SECOND_BYTE: Final = frozenset({g711.PCMU, g711.PCMA, 0x80 | g711.PCMU, 0x80 | g711.PCMA})  # +marker
+
+
+@dataclass(frozen=True, slots=True)
+class LatchPolicy:
+    """The latching rules' knobs (see the module docstring); from the SIP YAML's `rtp:` block."""
+
+    learning_window_s: float = 2.0
+    relatch_silence_s: float = 1.0
+    relatch_packets: int = 10
+    refused_log_interval_s: float = 10.0
+
+
+DEFAULT_LATCH: Final = LatchPolicy()
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRefused:
+    """Packets from a foreign source were refused (at most one such event per policy interval)."""
+
+    leg_id: str
+    kind: str  # rtp | dtmf | rtcp
+    source: Address
+    latched: Address | None
+    refused_since_last: int
+
+
+@dataclass(frozen=True, slots=True)
+class Relatched:
+    """A leg's media source moved (a NAT rebinding, or the SDP address won over a learned source)."""
+
+    leg_id: str
+    source: Address
+    previous: Address
+
+
+@dataclass(slots=True)
+class Counters:
+    """Runtime-wide packet counters, shared by every leg."""
+
+    packets_in: int = 0
+    packets_out: int = 0  # datagrams handed to the shell
+    malformed_in: int = 0
+    rtcp_in: int = 0
+    ignored_in: int = 0  # valid RTP we do not use: unknown payload type, or before connect_leg
+    # Packets refused because they came from another source than the leg's latched one.
+    rtp_refused_foreign_source: int = 0
+    dtmf_refused_foreign_source: int = 0
+    rtcp_refused_foreign_source: int = 0
+    relatched: int = 0  # NAT rebindings followed
+    # One refusal report per interval for the whole runtime: a spray must not flood the log.
+    refusals_unreported: int = 0
+    refusal_report_after: float = float("-inf")
+
+
+def check_media_params(payload_type: int, ptime_ms: int) -> None:
+    """ValueError unless the leg's negotiated media is something the runtime can send."""
+    if not g711.is_g711(payload_type):
+        raise ValueError(f"payload type {payload_type} is not G.711 (PCMU 0 / PCMA 8)")
+    if not (10 <= ptime_ms <= 120 and ptime_ms % 10 == 0):
+        raise ValueError(f"unsupported ptime {ptime_ms} ms (10..120, multiple of 10)")
+
+
+class Leg:
+    """One leg's media state. Owned by the runtime, which feeds it datagrams and asks it for one
+    tick of RTP; never raises on bad input from the network."""
+
+    def __init__(
+        self,
+        leg_id: str,
+        counters: Counters,
+        out: list[Outgoing],
+        events: list[Any],  # the runtime's event list (runtime.MediaEvent values)
+        on_dtmf: Callable[[str, str], None],
+        rng: random.Random,
+        policy: LatchPolicy = DEFAULT_LATCH,
+    ) -> None:
+        self.leg_id = leg_id
+        self.counters = counters
+        self._out = out  # the runtime's outbox, emptied by the shell after each tick
+        self._events = events
+        self.on_dtmf = on_dtmf
+        self.closed = False
+        self.connected = False
+        self.payload_type: int = g711.PCMU
+        self.sending = False
+        self.policy = policy
+        self.dest: Address | None = None  # where we send: the latched source, else the SDP address
+        self._sdp_remote: Address | None = None
+        self._unroutable = False  # the SDP address is 0.0.0.0 or port 0 (RFC 2543 hold): send nothing
+        self._latched: Address | None = None
+        self._learn_until = float("-inf")
+        self._heard_at = float("-inf")  # the latched source's last usable packet
+        self._ssrc: int | None = None  # the latched source's SSRC
+        self._candidate: Address | None = None  # a source that may be the peer after a NAT rebinding
+        self._candidate_packets = 0
+        self._rtcp_source: Address | None = None  # RTCP's own latch, on the RTP source's host
+        self.jitter = JitterBuffer()
+        self.dtmf: DtmfReceiver | None = None
+        self.event_pt: int | None = None  # the peer's telephone-event payload type, if negotiated
+        self._dtmf_out: deque[TelephoneEvent] = deque()  # DTMF to send, one packet per tick
+        self._event_ts = 0
+        self.message: AudioSource | None = None
+        self.message_token: object = None  # handed back in PlaybackFinished
+        # Random initial SSRC, sequence and timestamp, as RFC 3550 asks (makes streams unguessable:
+        # the shell passes an OS-entropy generator).
+        self.ssrc = rng.getrandbits(32)
+        self._seq = rng.getrandbits(16)
+        self._ts = rng.getrandbits(32)
+        self._marker = True
+        self._ptime_samples = FRAME_SAMPLES
+        self._pending = bytearray()  # encoded audio not yet sent, for ptime other than 20 ms
+        self._pending_ts = 0
+
+    # ---------------------------------------------------------------- configuration
+    def connect(
+        self,
+        remote: Address,
+        payload_type: int,
+        telephone_event_pt: int | None,
+        send: bool,
+        ptime_ms: int,
+        now: float,
+    ) -> None:
+        check_media_params(payload_type, ptime_ms)
+        self.payload_type = payload_type
+        self.dtmf = DtmfReceiver(telephone_event_pt) if telephone_event_pt is not None else None
+        self.event_pt = telephone_event_pt
+        self._ptime_samples = ptime_ms * 8
+        self._pending.clear()
+        self.update(remote, send, now)
+        self.connected = True
+
+    def update(self, remote: Address | None, send: bool | None, now: float) -> None:
+        if remote is not None:
+            self._unroutable = remote[0] in _UNROUTABLE or not remote[1]
+            if not self._unroutable and remote != self._sdp_remote:
+                # Only a changed SDP address reopens learning: re-INVITEs for hold/resume repeat the
+                # old address, which behind NAT is not where the media comes from.
+                self._sdp_remote = remote
+                self._latched, self._ssrc, self._rtcp_source = None, None, None
+                self._learn_until = now + self.policy.learning_window_s
+            self._aim()
+        if send is not None:
+            self.sending = send
+
+    def _aim(self) -> None:
+        self.dest = None if self._unroutable else self._latched or self._sdp_remote
+
+    def _latch(self, addr: Address) -> None:
+        if self._latched is not None:
+            self.counters.relatched += 1
+            self._events.append(Relatched(self.leg_id, addr, self._latched))
+        self._latched = addr
+        self._candidate, self._candidate_packets = None, 0
+        if self._rtcp_source is not None and self._rtcp_source[0] != addr[0]:
+            self._rtcp_source = None
+        self._aim()
+
+    def _admit(self, addr: Address, ssrc: int, now: float) -> bool:
+        """Whether a usable packet from `addr`, which is not the latched source, may be used; it
+        latches (or re-latches) when the rules in the module docstring allow."""
+        if addr == self._sdp_remote or (self._latched is None and now <= self._learn_until):
+            self._latch(addr)
+            return True
+        if self._latched is None or ssrc != self._ssrc:
+            return False  # (not resetting the candidate: other sources must not block a rebinding)
+        if now - self._heard_at < self.policy.relatch_silence_s:
+            self._candidate_packets = 0  # the latched source still speaks: start counting afresh
+            return False
+        if addr != self._candidate:
+            self._candidate, self._candidate_packets = addr, 0
+        self._candidate_packets += 1
+        if self._candidate_packets < self.policy.relatch_packets:
+            return False
+        self._latch(addr)
+        return True
+
+    def _refuse(self, kind: str, addr: Address, now: float) -> None:
+        counters = self.counters
+        if kind == "rtcp":
+            counters.rtcp_refused_foreign_source += 1
+        elif kind == "dtmf":
+            counters.dtmf_refused_foreign_source += 1
+        else:
+            counters.rtp_refused_foreign_source += 1
+        counters.refusals_unreported += 1
+        if now >= counters.refusal_report_after:
+            self._events.append(
+                SourceRefused(self.leg_id, kind, addr, self._latched, counters.refusals_unreported)
+            )
+            counters.refusals_unreported = 0
+            counters.refusal_report_after = now + self.policy.refused_log_interval_s
+
+    # ---------------------------------------------------------------- receive
+    def rtp_received(self, data: bytes, addr: Address, now: float) -> None:
+        counters = self.counters
+        if (
+            len(data) > 12
+            and data[0] == 0x80  # version 2; no padding, extension or CSRCs
+            and data[1] in _G711_SECOND_BYTE
+            and self.connected
+            and data[1] & 0x7F != self.event_pt
+            and addr == self._latched
+        ):
+            # The fast lane for plain audio packets from the latched source: what the general path
+            # below does for them, without building an RtpPacket.
+            _, b1, sequence, timestamp, ssrc = _HEADER.unpack_from(data)
+            counters.packets_in += 1
+            self._heard_at, self._ssrc = now, ssrc
+            self.jitter.push_payload(b1 & 0x7F, sequence, timestamp, ssrc, data[12:], now)
+            return
+        if is_rtcp(data):
+            self.rtcp_received(data, addr, now)
+            return
+        try:
+            packet = RtpPacket.parse(data)
+        except RtpParseError:
+            counters.malformed_in += 1
+            return
+        counters.packets_in += 1
+        pt = packet.payload_type
+        if not self.connected:
+            counters.ignored_in += 1
+            return
+        is_event = self.dtmf is not None and pt == self.dtmf.payload_type
+        if not (is_event or g711.is_g711(pt)):
+            counters.ignored_in += 1  # comfort noise, unnegotiated types: not evidence of the peer
+            return
+        # Symmetric RTP (RFC 4961): the peer may sit behind NAT or send from another port than its
+        # SDP says; media is sent back to the source it latched to.
+        if addr != self._latched and not self._admit(addr, packet.ssrc, now):
+            self._refuse("dtmf" if is_event else "rtp", addr, now)
+            return
+        self._heard_at, self._ssrc = now, packet.ssrc
+        if is_event:
+            assert self.dtmf is not None
+            digit = self.dtmf.push(packet)
+            if digit is not None:
+                self.on_dtmf(self.leg_id, digit)
+        else:
+            self.jitter.push(packet, now)
+
+    def rtcp_received(self, data: bytes, addr: Address, now: float) -> None:
+        if self._rtcp_source is None:
+            trusted = self._latched or self._sdp_remote
+            if trusted is not None and addr[0] == trusted[0]:
+                self._rtcp_source = addr
+        if addr != self._rtcp_source:
+            self._refuse("rtcp", addr, now)
+            return
+        try:
+            for _ in parse_rtcp(data):
+                pass
+        except RtpParseError:
+            self.counters.malformed_in += 1
+            return
+        self.counters.rtcp_in += 1
+
+    # ---------------------------------------------------------------- send
+    def queue_dtmf(self, digit: str) -> bool:
+        """Send a digit as RFC 4733 events over the next ticks; False if the peer negotiated none."""
+        if self.event_pt is None or not self.connected:
+            return False
+        self._dtmf_out.extend(dtmf_events(digit))
+        return True
+
+    def send_tick(self, codes: bytes) -> None:
+        """Queue one tick (160 encoded samples). The RTP clock advances even while nothing is sent."""
+        ts = self._ts
+        self._ts = (ts + FRAME_SAMPLES) & 0xFFFF_FFFF
+        dest = self.dest
+        if not (self.sending and self.connected and dest is not None):  # closing also disconnects
+            self._pending.clear()
+            self._dtmf_out.clear()
+            self._marker = True  # the next packet starts a new talkspurt
+            return
+        if self._dtmf_out:
+            self._send_event(ts)
+            return
+        size = self._ptime_samples
+        if size == FRAME_SAMPLES and not self._pending:
+            # _emit inlined: this runs for every leg on every tick.
+            b1 = self.payload_type | 0x80 if self._marker else self.payload_type
+            self._out.append((self.leg_id, _HEADER.pack(0x80, b1, self._seq, ts, self.ssrc) + codes, dest))
+            self._marker = False
+            self._seq = (self._seq + 1) & 0xFFFF
+            self.counters.packets_out += 1
+            return
+        if not self._pending:
+            self._pending_ts = ts
+        self._pending += codes
+        while len(self._pending) >= size:
+            self._emit(bytes(self._pending[:size]), self._pending_ts)
+            del self._pending[:size]
+            self._pending_ts = (self._pending_ts + size) & 0xFFFF_FFFF
+
+    def _send_event(self, ts: int) -> None:
+        """One telephone-event packet instead of this tick's audio (RFC 4733 2.5: no audio meanwhile).
+
+        Every packet of an event carries the event's start timestamp; the marker flags its first."""
+        event = self._dtmf_out.popleft()
+        first = event.duration <= FRAME_SAMPLES and not event.end
+        if first:
+            self._event_ts = ts
+        self._pending.clear()
+        self._emit(bytes(event), self._event_ts, payload_type=self.event_pt, marker=first)
+        if not self._dtmf_out or (self._dtmf_out[0].duration <= FRAME_SAMPLES and not self._dtmf_out[0].end):
+            self._marker = True  # audio after an event starts a new talkspurt
+
+    def _emit(
+        self, payload: bytes, ts: int, *, payload_type: int | None = None, marker: bool | None = None
+    ) -> None:
+        dest = self.dest
+        if dest is None or self.closed:
+            return
+        pt = self.payload_type if payload_type is None else payload_type
+        b1 = pt | (0x80 if (self._marker if marker is None else marker) else 0)
+        self._out.append((self.leg_id, _HEADER.pack(0x80, b1, self._seq, ts, self.ssrc) + payload, dest))
+        self._marker = False
+        self._seq = (self._seq + 1) & 0xFFFF
+        self.counters.packets_out += 1
+
+    def close(self) -> None:
+        """Stop sending and drop any message (without its PlaybackFinished). Idempotent."""
+        self.closed = True
+        self.connected = False
+        self.message = self.message_token = None

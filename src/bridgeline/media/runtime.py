@@ -1,0 +1,295 @@
+"""The media runtime: every leg's media, the conferences' routes and the 20 ms tick, with no I/O.
+
+In the style of `sip/endpoint.py` (and aioquic): the shell that owns the sockets and the clock feeds
+it datagrams with `receive(leg_id, kind, data, source, now)`, asks `next_tick_at` when to call
+`tick(now)`, sends the datagrams `tick` returns and handles the events `pop_events` drains (DTMF
+digits, finished messages, refused sources, re-latches). Control calls (`open_leg`, `connect_leg`,
+`update_leg`, `close_leg`, `set_routes`, `play`) change what the next tick sends. Music and messages
+are `AudioSource` values that the shell resolved; the runtime never sees settings or files.
+
+The schedule: tick n is due at origin + n * 20 ms (absolute deadlines, so lateness never adds up to
+drift). A tick called more than 5 ms after its deadline counts as late; one more than 3 ticks behind
+skips the missed ticks instead of bursting them to the peers (the jitter buffers drop what piled up
+meanwhile).
+
+Routing comes from the conference core as `LegAudio` (who hears whom, plus a music kind). A leg
+hears only legs of its own conference; a leg in no conference, or with an empty route, hears
+silence (RTP keeps flowing, which keeps NAT bindings and the peer's jitter buffer alive). A message
+started with `play` replaces whatever the leg would hear until it has finished. Digits are relayed
+along the audio routes: to every leg that hears the sender, except a leg hearing music.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from bridgeline.core.effects import LegAudio
+from bridgeline.core.model import Music
+from bridgeline.media.leg import (
+    DEFAULT_LATCH,
+    Address,
+    Counters,
+    LatchPolicy,
+    Leg,
+    Outgoing,
+    Relatched,
+    SourceRefused,
+)
+from bridgeline.media.player import AudioSource, SharedSource
+from bridgeline.media.routes import ConferenceMix, TickLayout, build_layout, run_tick
+
+__all__ = [
+    "DtmfReceived",
+    "MediaEvent",
+    "MediaRuntime",
+    "PlaybackFinished",
+    "Relatched",
+    "SourceRefused",
+    "UnknownLeg",
+]
+
+TICK_S: Final = 0.020
+LATE_S: Final = 0.005  # a tick starting more than 5 ms after its deadline counts as late
+MAX_BEHIND_TICKS: Final = 3  # further behind than this: skip the missed ticks instead of bursting
+
+
+class UnknownLeg(KeyError):
+    """The leg id was never opened, or has been closed."""
+
+
+@dataclass(frozen=True, slots=True)
+class DtmfReceived:
+    leg_id: str
+    digit: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlaybackFinished:
+    """A message started by `play(leg_id, source, token)` played its last frame."""
+
+    leg_id: str
+    token: object
+
+
+MediaEvent = DtmfReceived | PlaybackFinished | SourceRefused | Relatched
+
+
+@dataclass(slots=True)
+class TickStats:
+    ticks: int = 0
+    late: int = 0  # more than LATE_S after the deadline
+    skipped: int = 0
+    max_lateness: float = 0.0  # seconds
+
+
+class MediaRuntime:
+    """See the module docstring. Single-threaded: only the shell's media thread may call it."""
+
+    def __init__(
+        self, *, rng: random.Random, latch: LatchPolicy = DEFAULT_LATCH, origin: float = 0.0
+    ) -> None:
+        self.latch = latch
+        self.counters = Counters()
+        self.tick_stats = TickStats()
+        self._rng = rng
+        self._legs: dict[str, Leg] = {}
+        self._confs: dict[str, ConferenceMix] = {}
+        self._member_of: dict[str, str] = {}  # leg id -> conference id
+        self._shared: dict[int, tuple[AudioSource, SharedSource]] = {}  # id(source) -> it, shared
+        self._out: list[Outgoing] = []  # filled by the legs during a tick
+        self._events: list[MediaEvent] = []
+        self._layout: TickLayout | None = None  # None: rebuilt at the next tick
+        self._origin = origin
+        self._n = 0  # the next tick's number
+
+    # ------------------------------------------------------------------ the schedule
+    def restart_schedule(self, now: float) -> None:
+        """Tick 0 is due at `now` (the shell starting its loop)."""
+        self._origin, self._n = now, 0
+
+    @property
+    def next_tick_at(self) -> float:
+        return self._origin + self._n * TICK_S
+
+    def tick(self, now: float) -> list[Outgoing]:
+        """Run the tick that is due (none before `next_tick_at`) and return the datagrams to send."""
+        deadline = self.next_tick_at
+        if now < deadline:
+            return []
+        stats = self.tick_stats
+        lateness = now - deadline
+        if lateness > LATE_S:
+            stats.late += 1
+        stats.max_lateness = max(stats.max_lateness, lateness)
+        if lateness > MAX_BEHIND_TICKS * TICK_S:
+            behind = int(lateness // TICK_S)
+            self._n += behind
+            stats.skipped += behind
+        stats.ticks += 1
+        n = self._n
+        self._n = n + 1  # first: a tick that raises is not retried at once, and again, and again
+        self._out.clear()  # what a tick that raised had queued
+        layout = self._layout
+        if layout is None:
+            layout = self._layout = build_layout(self._confs.values(), self._legs, self._member_of)
+        for leg in run_tick(layout, self._legs, n):
+            self._events.append(PlaybackFinished(leg.leg_id, leg.message_token))
+            leg.message_token = None
+        out = self._out[:]
+        self._out.clear()  # the legs keep appending to this same list
+        return out
+
+    def pop_events(self) -> list[MediaEvent]:
+        """The events since the last call, oldest first."""
+        events = self._events[:]
+        self._events.clear()  # the legs keep appending to this same list
+        return events
+
+    # ------------------------------------------------------------------ receive
+    def receive(
+        self, leg_id: str, kind: Literal["rtp", "rtcp"], data: bytes, source: Address, now: float
+    ) -> None:
+        """A datagram that arrived on the leg's RTP or RTCP port; unknown legs' datagrams are dropped."""
+        leg = self._legs.get(leg_id)
+        if leg is None:
+            return
+        if kind == "rtp":
+            leg.rtp_received(data, source, now)
+        else:
+            leg.rtcp_received(data, source, now)
+
+    # ------------------------------------------------------------------ legs
+    @property
+    def leg_count(self) -> int:
+        return len(self._legs)
+
+    @property
+    def conference_count(self) -> int:
+        return len(self._confs)
+
+    def open_leg(self, leg_id: str) -> None:
+        """A new leg: silent, sending nothing until connected. Idempotent."""
+        if leg_id in self._legs:
+            return
+        self._legs[leg_id] = Leg(
+            leg_id, self.counters, self._out, self._events, self._dtmf_received, self._rng, self.latch
+        )
+        self._layout = None
+
+    def connect_leg(
+        self,
+        leg_id: str,
+        *,
+        remote: Address,
+        payload_type: int,
+        telephone_event_pt: int | None,
+        send: bool,
+        now: float,
+        ptime_ms: int = 20,
+    ) -> None:
+        """Start media after SDP negotiation (ValueError for a non-G.711 payload type or odd ptime);
+        `now` starts the learning window."""
+        self._leg(leg_id).connect(remote, payload_type, telephone_event_pt, send, ptime_ms, now)
+        self._layout = None  # the payload type picks the batch's encodings
+
+    def update_leg(
+        self, leg_id: str, *, now: float, remote: Address | None = None, send: bool | None = None
+    ) -> None:
+        """Apply a peer re-INVITE: new address and/or direction (send=False: hold, send nothing).
+        A new address reopens the leg's source learning."""
+        self._leg(leg_id).update(remote, send, now)
+
+    def close_leg(self, leg_id: str) -> None:
+        """Forget the leg and cancel its message (without PlaybackFinished). Idempotent."""
+        leg = self._legs.pop(leg_id, None)
+        if leg is None:
+            return
+        self._layout = None
+        leg.close()
+        cid = self._member_of.get(leg_id)
+        if cid is not None:
+            self._leave(cid, {leg_id})
+
+    def _leg(self, leg_id: str) -> Leg:
+        leg = self._legs.get(leg_id)
+        if leg is None:
+            raise UnknownLeg(leg_id)
+        return leg
+
+    # ------------------------------------------------------------------ routing, messages, DTMF
+    def set_routes(
+        self,
+        conference_id: str,
+        legs: Sequence[LegAudio],
+        music: Mapping[Music, AudioSource | SharedSource],
+    ) -> None:
+        """Replace the conference's routing. Legs left out leave it; legs moved here leave their old one.
+
+        `music`: what each kind plays in this conference (a kind left out is silent); one source
+        object given to several conferences advances once per tick for all (a `SharedSource` may
+        be given as it is, as the SIP shell does with its music library's sources). Route entries naming
+        legs outside this conference are ignored. Leg ids not opened yet are accepted (they are
+        silent until opened and connected)."""
+        self._layout = None
+        new = {la.leg_id: la for la in legs}  # one entry per leg: the last wins
+        old = self._confs.get(conference_id)
+        if old is not None:
+            for la in old.legs:
+                if la.leg_id not in new and self._member_of.get(la.leg_id) == conference_id:
+                    del self._member_of[la.leg_id]
+        for leg_id in new:
+            previous = self._member_of.get(leg_id)
+            if previous is not None and previous != conference_id:
+                self._leave(previous, {leg_id})
+        if not new:
+            self._confs.pop(conference_id, None)
+        else:
+            conf = old if old is not None else ConferenceMix(conference_id)
+            self._confs[conference_id] = conf
+            for leg_id in new:
+                self._member_of[leg_id] = conference_id
+            conf.configure(tuple(new.values()), {kind: self._share(src) for kind, src in music.items()})
+        in_use = {id(s) for c in self._confs.values() for s in c.music.values()}
+        self._shared = {key: pair for key, pair in self._shared.items() if id(pair[1]) in in_use}
+
+    def _share(self, source: AudioSource | SharedSource) -> SharedSource:
+        if isinstance(source, SharedSource):
+            return source
+        pair = self._shared.get(id(source))
+        if pair is None:
+            pair = self._shared[id(source)] = (source, SharedSource(source))
+        return pair[1]
+
+    def _leave(self, conference_id: str, leg_ids: set[str]) -> None:
+        self._layout = None
+        conf = self._confs[conference_id]
+        for leg_id in leg_ids:
+            self._member_of.pop(leg_id, None)
+        remaining = tuple(la for la in conf.legs if la.leg_id not in leg_ids)
+        if remaining:
+            conf.configure(remaining, conf.music)
+        else:
+            del self._confs[conference_id]
+
+    def play(self, leg_id: str, source: AudioSource, token: object = None) -> None:
+        """Play a message once into the leg instead of its routes; PlaybackFinished(leg_id, token)
+        follows the tick of its last frame. A new play() replaces a running one, which then never
+        finishes."""
+        leg = self._leg(leg_id)
+        leg.message, leg.message_token = source, token
+
+    def _dtmf_received(self, leg_id: str, digit: str) -> None:
+        self._events.append(DtmfReceived(leg_id, digit))
+        # Re-send the digit to every leg that hears its sender: DTMF follows the audio routes, so a
+        # held member's digits reach nobody and a private consultation keeps its digits private.
+        conf = self._confs.get(self._member_of.get(leg_id, ""))
+        if conf is None:
+            return
+        for la in conf.legs:
+            if leg_id in la.hears and la.leg_id != leg_id and la.music is None:
+                listener = self._legs.get(la.leg_id)
+                if listener is not None:
+                    listener.queue_dtmf(digit)

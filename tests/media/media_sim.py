@@ -1,0 +1,187 @@
+"""Test helpers: a MediaRuntime on a virtual clock with simulated RTP peers, and spectrum measurements.
+
+No sockets and no waiting: `Sim.run(seconds)` advances the clock one 20 ms tick at a time; every
+talking peer sends one packet per tick, the runtime ticks, and the datagrams it returns are handed to
+the peer whose address they name (datagrams for other addresses are kept in `Sim.stray`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from bridgeline.media import g711
+from bridgeline.media.leg import Address, LatchPolicy
+from bridgeline.media.player import ToneSource
+from bridgeline.media.rtp import RtpPacket
+from bridgeline.media.runtime import TICK_S, MediaEvent, MediaRuntime
+
+RATE = 8000
+PCMU, PCMA = g711.PCMU, g711.PCMA
+_ports = itertools.count(40000, 2)
+
+
+@dataclass(eq=False)
+class SimPeer:
+    """A phone: sends a G.711 tone (silence with freq None) and records the RTP it is sent."""
+
+    freq: float | tuple[float, ...] | None
+    payload_type: int = PCMU
+    address: Address = field(default_factory=lambda: ("127.0.0.1", next(_ports)))
+    ssrc: int = 0x1234_5678
+    seq: int = 1000
+    ts: int = 50_000
+    received: list[tuple[float, RtpPacket]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.tone = ToneSource(self.freq) if self.freq is not None else None
+
+    def audio_packet(self) -> bytes:
+        frame = self.tone.next_frame() if self.tone is not None else np.zeros(160, dtype=np.int16)
+        packet = RtpPacket(
+            payload_type=self.payload_type,
+            sequence=self.seq & 0xFFFF,
+            timestamp=self.ts & 0xFFFF_FFFF,
+            ssrc=self.ssrc,
+            payload=g711.encode_array(self.payload_type, frame).tobytes(),
+        )
+        self.seq += 1
+        self.ts += 160
+        return packet.serialize()
+
+    @property
+    def packets(self) -> list[RtpPacket]:
+        return [p for _, p in self.received]
+
+    def pcm_since(self, t: float) -> NDArray[np.int16]:
+        """Decoded audio of the packets received at or after virtual time t, in sequence order."""
+        packets = sorted((p for at, p in self.received if at >= t and g711.is_g711(p.payload_type)), key=_seq)
+        if not packets:
+            return np.zeros(0, dtype=np.int16)
+        return np.concatenate([g711.decode(p.payload_type, p.payload) for p in packets])
+
+    def count_since(self, t: float) -> int:
+        return sum(1 for at, _ in self.received if at >= t)
+
+
+def _seq(packet: RtpPacket) -> int:
+    return packet.sequence
+
+
+class Sim:
+    """A runtime, its virtual clock and the peers; `talking` maps a peer to (leg id, source address)."""
+
+    def __init__(self, latch: LatchPolicy | None = None, *, seed: int = 1) -> None:
+        self.now = 1000.0
+        self.runtime = MediaRuntime(rng=random.Random(seed), latch=latch or LatchPolicy(), origin=self.now)
+        self.peers: dict[Address, SimPeer] = {}
+        self.talking: dict[int, tuple[SimPeer, str, Address]] = {}  # id(peer) -> peer, leg, from
+        self.events: list[MediaEvent] = []
+        self.stray: list[tuple[str, bytes, Address]] = []
+
+    def peer(self, freq: float | tuple[float, ...] | None, payload_type: int = PCMU) -> SimPeer:
+        peer = SimPeer(freq, payload_type)
+        self.peers[peer.address] = peer
+        return peer
+
+    def join(
+        self,
+        leg_id: str,
+        peer: SimPeer,
+        *,
+        send: bool = True,
+        telephone_event_pt: int | None = 101,
+        ptime_ms: int = 20,
+        talk: bool = True,
+    ) -> None:
+        """Open and connect a leg whose SDP address is the peer's, and let the peer talk to it."""
+        self.runtime.open_leg(leg_id)
+        self.runtime.connect_leg(
+            leg_id,
+            remote=peer.address,
+            payload_type=peer.payload_type,
+            telephone_event_pt=telephone_event_pt,
+            send=send,
+            ptime_ms=ptime_ms,
+            now=self.now,
+        )
+        if talk:
+            self.start_talking(peer, leg_id)
+
+    def start_talking(self, peer: SimPeer, leg_id: str, source: Address | None = None) -> None:
+        """From now on the peer sends one packet per tick to the leg (from `source`: a NAT's address)."""
+        self.peers.setdefault(source or peer.address, peer)
+        self.talking[id(peer)] = (peer, leg_id, source or peer.address)
+
+    def stop_talking(self, peer: SimPeer) -> None:
+        self.talking.pop(id(peer), None)
+
+    def send(self, leg_id: str, data: bytes, source: Address, kind: str = "rtp") -> None:
+        assert kind in ("rtp", "rtcp")
+        self.runtime.receive(leg_id, "rtp" if kind == "rtp" else "rtcp", data, source, self.now)
+
+    def step(self) -> None:
+        """One tick: the talkers' packets arrive, then the runtime's tick is due and runs."""
+        for peer, leg_id, source in list(self.talking.values()):
+            self.send(leg_id, peer.audio_packet(), source)
+        self.deliver(self.runtime.tick(self.now))
+        self.events += self.runtime.pop_events()
+        self.now = round(self.now + TICK_S, 6)
+
+    def deliver(self, datagrams: list[tuple[str, bytes, Address]]) -> None:
+        for leg_id, data, dest in datagrams:
+            peer = self.peers.get(dest)
+            if peer is None:
+                self.stray.append((leg_id, data, dest))
+            else:
+                peer.received.append((self.now, RtpPacket.parse(data)))
+
+    def run(self, seconds: float) -> float:
+        """Advance `seconds` of ticks; returns the virtual time it started at (a mark for pcm_since)."""
+        mark = self.now
+        for _ in range(round(seconds / TICK_S)):
+            self.step()
+        return mark
+
+    def settle(self, seconds: float = 0.3) -> float:
+        """Let the jitter buffers fill, then return the mark where the measurement starts."""
+        self.run(seconds)
+        return self.now
+
+
+def spectrum(pcm: NDArray[np.int16]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    x = pcm.astype(np.float64)
+    mags = np.abs(np.fft.rfft(x * np.hanning(x.size))) / max(x.size, 1)
+    return np.fft.rfftfreq(x.size, 1 / RATE).astype(np.float64), mags
+
+
+def dominant_freq(pcm: NDArray[np.int16]) -> float:
+    freqs, mags = spectrum(pcm)
+    return float(freqs[int(np.argmax(mags))])
+
+
+def peak_freqs(pcm: NDArray[np.int16], count: int, min_gap_hz: float = 60.0) -> list[float]:
+    """The `count` strongest spectral peaks at least min_gap_hz apart, in ascending frequency."""
+    freqs, mags = spectrum(pcm)
+    mags = mags.copy()
+    peaks: list[float] = []
+    for _ in range(count):
+        i = int(np.argmax(mags))
+        peaks.append(float(freqs[i]))
+        mags[np.abs(freqs - freqs[i]) < min_gap_hz] = 0
+    return sorted(peaks)
+
+
+def level_at(pcm: NDArray[np.int16], freq: float, width_hz: float = 20.0) -> float:
+    """Spectral magnitude around `freq` relative to the strongest peak (0..1)."""
+    freqs, mags = spectrum(pcm)
+    top = float(mags.max()) or 1.0
+    return float(mags[np.abs(freqs - freq) <= width_hz].max()) / top
+
+
+def rms(pcm: NDArray[np.int16]) -> float:
+    return float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2))) if pcm.size else 0.0
