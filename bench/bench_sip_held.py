@@ -436,7 +436,9 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--idle", type=float, default=5.0, help="seconds measuring the server with calls held"
     )
-    parser.add_argument("--max-hold", type=float, default=1200.0, help="upper bound on a held call, in s")
+    parser.add_argument(
+        "--max-hold", type=float, default=480.0, help="upper bound on a held call (and its sipp), in s"
+    )
     parser.add_argument("--settle", type=float, default=2.0, help="seconds between the ramp and the rest")
     parser.add_argument("--profile-dir", type=Path, default=None, help="also profile with py-spy")
     parser.add_argument(
