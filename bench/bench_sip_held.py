@@ -16,16 +16,16 @@ Each held call is a conference with one member, who hears wait music.
 
 Media: by default the held calls' offer says `a=inactive` (a call on hold): the server answers
 inactive and sends no RTP, and sipp sends none. With `--media sendrecv` the server streams wait music
-to sipp's media port (which sipp never reads), and for 2,000 legs that 20 ms tick alone took ~70%
-of the server's core (~97,500 packets/s out, late and skipped ticks; a shared 2-vCPU VM): setups
-then failed below 200/s and each INVITE waited behind a tick (API -> INVITE p50 ~14 ms), so the
-figure measured the media engine, which is bench_rtp_legs.py's subject, not signalling at scale.
-A third phase (unless --no-media-check) holds the same calls with `a=sendrecv` and measures only
-that cost and API -> INVITE. Inactive legs are not free either: the tick still walks every leg and
-re-encodes the music for it before RtpLeg.send_tick drops it (~35% of the core for 2,000 legs).
-Every phase reports that cost: `held_idle` is the server's CPU, late/skipped ticks and RTP packets
-sent per second over --idle seconds with the calls held and nothing else happening (--settle
-seconds after the ramp).
+to sipp's media port (which sipp never reads); for 2,000 legs that 20 ms tick alone took 60-70% of
+the server's core (~100,000 packets/s out, late and skipped ticks; a shared 2-vCPU VM), setups
+passed at 100/s but not at 200/s (189/s completed), and each INVITE waited behind a tick (API ->
+INVITE p50 ~14 ms): the figure measured the media engine, which is bench_rtp_legs.py's subject,
+not signalling at scale. A third phase (unless --no-media-check) holds the same calls with
+`a=sendrecv` and measures only that cost and API -> INVITE, so the report shows it. Inactive legs
+are not free either: the tick still walks every leg and re-encodes the music for it before
+RtpLeg.send_tick drops it (26-41% of the core for 2,000 legs in these runs). Every phase reports
+that cost: `held_idle` is the server's CPU, late/skipped ticks and RTP packets sent per second over
+--idle seconds with the calls held and nothing else happening (--settle seconds after the ramp).
 
 Then, on the same server (calls still held):
 - API -> INVITE: bench_sip.py's measurement (a `call` action dials a number through the trunk; the
