@@ -181,13 +181,13 @@ class Uas(threading.Thread):
 
 
 # --------------------------------------------------------------------------- the server
-def sip_server(uas_port: int, sip_port: int) -> kit.Server:
+def sip_server(uas_port: int, sip_port: int, rtp_ports: str = "42000-45999") -> kit.Server:
     server = kit.Server(carrier="sip")
     server.root.mkdir(parents=True, exist_ok=True)
     config = {
         "listen": f"127.0.0.1:{sip_port}",
         "domain": "bridgeline.bench",
-        "rtp": {"host": "127.0.0.1", "ports": "42000-45999"},
+        "rtp": {"host": "127.0.0.1", "ports": rtp_ports},
         "trunk": {"proxy": f"127.0.0.1:{uas_port}", "domain": "trunk.bench", "caller_id": "+14150000000"},
         "inbound": [{"number": INBOUND_NUMBER, "phlo_id": INBOUND_PHLO, "payload": {"customer": "{{from}}"}}],
     }
@@ -377,9 +377,9 @@ class InboundServer:
     """A fresh sip-carrier server for one sipp run: a failed step leaves calls (and their RTP) behind
     and lingering transactions, which must not weigh on the next step."""
 
-    def __init__(self, uas_port: int) -> None:
+    def __init__(self, uas_port: int, rtp_ports: str = "42000-45999") -> None:
         self.sip_port = kit.free_port(socket.SOCK_DGRAM)
-        self.server = sip_server(uas_port, self.sip_port)
+        self.server = sip_server(uas_port, self.sip_port, rtp_ports)
 
     def __enter__(self) -> InboundServer:
         self.server.start()

@@ -23,6 +23,7 @@ from typing import Any
 
 import benchkit as kit
 from report_format import cmd, failed, figure_meta, load, n0, n1, n2, pct, profile_block, verdict
+from report_held import held_advice, held_row, held_section
 from report_tick import TickReport
 
 FIGURES: dict[str, tuple[list[str], float]] = {
@@ -44,11 +45,13 @@ FIGURES: dict[str, tuple[list[str], float]] = {
         ],
         420,
     ),
+    # 2,000 calls held up, then the sipp steps and API -> INVITE; and the same with none (~4 min).
+    "held": (["bench_sip_held.py", "--held", "2000", "--rates", "100,200,300,400", "--step", "5"], 600),
     "rtp": (["bench_rtp_legs.py", "--budget", "160", "--run", "6"], 400),
     "outbox": (["bench_outbox.py", "--pending", "100000", "--measure", "8", "--rounds", "3"], 600),
     "tick": (["bench_tick_isolation.py", "--phase", "15"], 300),
 }
-PROFILED = {"http", "sip", "rtp"}
+PROFILED = {"http", "sip", "rtp", "held"}
 
 
 def run_figure(name: str, results: Path, profiles: Path) -> dict[str, Any]:
@@ -250,6 +253,13 @@ class Report(TickReport):
         )
         if not ok:
             self.unmet.append(("SIP call setups per second", self.setup_advice))
+
+    def held_rows(self) -> None:
+        r = self.get("held")
+        figure, measured, baseline, ratio, target, met = held_row(r)
+        self.row(figure, measured, baseline, ratio, target, met)
+        if r is not None and met is False:
+            self.unmet.append(("SIP setups with calls held up", lambda: held_advice(r)))
 
     def mixer_rows(self) -> None:
         m = self.get("media")
@@ -695,6 +705,7 @@ class Report(TickReport):
         self.invite_rows()
         self.rtp_rows()
         self.setup_rows()
+        self.held_rows()
         self.mixer_rows()
         self.outbox_rows()
         self.tick_rows()
@@ -744,6 +755,7 @@ class Report(TickReport):
             *self.http_section(),
             *self.conference_section(),
             *self.sip_section(),
+            *held_section(self.r.get("held")),
             *self.rtp_section(),
             *self.media_section(),
             *self.outbox_section(),
