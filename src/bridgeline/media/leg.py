@@ -309,12 +309,18 @@ class Leg:
         self._dtmf_out.extend(dtmf_events(digit))
         return True
 
+    @property
+    def silent(self) -> bool:
+        """Nothing this leg is given is sent (held with inactive/recvonly, or not connected yet): the
+        tick need not mix or encode for it, only keep its RTP clock running through send_tick."""
+        return not (self.sending and self.connected and self.dest is not None)
+
     def send_tick(self, codes: bytes) -> None:
         """Queue one tick (160 encoded samples). The RTP clock advances even while nothing is sent."""
         ts = self._ts
         self._ts = (ts + FRAME_SAMPLES) & 0xFFFF_FFFF
         dest = self.dest
-        if not (self.sending and self.connected and dest is not None):  # closing also disconnects
+        if not (self.sending and self.connected and dest is not None):  # self.silent; closing disconnects
             self._pending.clear()
             self._dtmf_out.clear()
             self._marker = True  # the next packet starts a new talkspurt

@@ -170,6 +170,9 @@ def _tick_direct(layout: TickLayout, n: int, finished: list[Leg]) -> None:
         if leg.message is not None:
             _send_message(leg, finished)
             continue
+        if leg.silent:  # e.g. a held call answered a=inactive: nothing to encode
+            leg.send_tick(b"")
+            continue
         pt = leg.payload_type
         frame: Frame | None
         if type(source) is int:
