@@ -1,5 +1,5 @@
-"""What one 20 ms media tick does: routes compiled per conference, the layout the tick walks, and
-the per-tick work over it (pull frames, mix, encode, queue one packet per leg).
+"""What one 20 ms media tick does: routes compiled per conference, and the per-tick work over the
+layout (`layout.py`) they are flattened into (pull frames, mix, encode, queue one packet per leg).
 
 Kept apart from `runtime.py`, which owns the legs' lifecycle, receiving and the tick's schedule:
 this module only turns the legs' jitter buffers and the music into one packet per leg, and defines
@@ -8,15 +8,14 @@ the row bookkeeping in the same place as the loops that read it.
 Routing changes compile each conference once (`ConferenceMix.configure`) into one of three
 shapes: direct (every leg hears at most one source: forwarded or re-encoded, no mixer), plain
 (everyone hears everyone else, no music: mixed with the other plain conferences of the same size
-in one `MixMinusBatch`), or mixed (its own `Mixer`). Then `build_layout` flattens them, with the
-legs in no conference, into a `TickLayout` that the tick walks without looking legs up by id.
+in one `MixMinusBatch`), or mixed (its own `Mixer`). `layout.py` keeps them, with the legs in no
+conference, flattened into a `TickLayout` that the tick walks without looking legs up by id.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable, Mapping
-from typing import Final
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
 from numpy.typing import NDArray
@@ -24,13 +23,16 @@ from numpy.typing import NDArray
 from bridgeline.core.effects import LegAudio
 from bridgeline.core.model import Music
 from bridgeline.media import g711
-from bridgeline.media.batch_mix import MixMinusBatch, encode_rows
+from bridgeline.media.batch_mix import encode_rows
 from bridgeline.media.jitter import FRAME_SAMPLES, Frame, decode_frame
 from bridgeline.media.leg import Leg
 from bridgeline.media.mixer import Mixer
 from bridgeline.media.player import SharedSource
 
-__all__ = ["ConferenceMix", "TickLayout", "build_layout", "run_tick"]
+if TYPE_CHECKING:  # layout.py imports ConferenceMix from here
+    from bridgeline.media.layout import Batch, TickLayout
+
+__all__ = ["ConferenceMix", "run_tick"]
 
 _MUSIC_KEY: Final = "\x00music:"  # mixer keys for music; leg ids never start with NUL
 _SILENT_FRAME = np.zeros(160, dtype=np.int16)
@@ -94,65 +96,15 @@ class ConferenceMix:
         self.outputs = [(la.leg_id, mixer.output_row.get(la.leg_id)) for la in legs]
 
 
-class _Batch:
-    """Plain conferences of one size, mixed together; rows follow the conferences' leg order."""
-
-    def __init__(self, confs: list[ConferenceMix], legs: dict[str, Leg]) -> None:
-        self.legs = [legs.get(la.leg_id) for conf in confs for la in conf.legs]
-        self.mixer = MixMinusBatch(len(confs), len(confs[0].legs))
-        pts = Counter(leg.payload_type for leg in self.legs if leg is not None)
-        self.pts = sorted(pts)  # the listeners' codecs: the whole mix is encoded once per codec
-        # The codec most rows arrive in: their codes are decoded in one lookup, the rest row by row.
-        self.pt = pts.most_common(1)[0][0] if pts else g711.PCMU
-
-
-class TickLayout:
-    """What the tick walks, compiled from the conferences and legs whenever either changes, so that
-    the per-tick loops touch legs directly instead of looking them up by id."""
-
-    def __init__(self) -> None:
-        self.pulled: list[Leg | None] = []  # every leg of a direct conference, pulled each tick
-        # Per listener of a direct conference: what it hears (an index into pulled, music, or None).
-        self.direct: list[tuple[Leg, int | SharedSource | None]] = []
-        self.batches: list[_Batch] = []
-        self.mixed: list[ConferenceMix] = []  # conferences with their own mixer
-        self.loose: list[Leg] = []  # legs in no conference
-
-
-def build_layout(
-    confs: Iterable[ConferenceMix], legs: dict[str, Leg], member_of: dict[str, str]
-) -> TickLayout:
-    """Flatten the conferences and legs (member_of: leg id -> conference id) into a layout."""
-    layout = TickLayout()
-    plain: dict[int, list[ConferenceMix]] = {}  # by size
-    for conf in confs:
-        if conf.direct is not None:
-            index: dict[str, int] = {}
-            for leg_id, _ in conf.leg_rows:  # every leg is pulled each tick, heard or not
-                index[leg_id] = len(layout.pulled)
-                layout.pulled.append(legs.get(leg_id))
-            for leg_id, source in conf.direct:
-                leg = legs.get(leg_id)
-                if leg is not None:
-                    layout.direct.append((leg, index[source] if isinstance(source, str) else source))
-        elif conf.plain:
-            plain.setdefault(len(conf.legs), []).append(conf)
-        else:
-            layout.mixed.append(conf)
-    layout.batches = [_Batch(same_size, legs) for same_size in plain.values()]
-    layout.loose = [leg for leg_id, leg in legs.items() if leg_id not in member_of]
-    return layout
-
-
 def run_tick(layout: TickLayout, legs: dict[str, Leg], n: int) -> list[Leg]:
     """Queue tick n for every leg; return the legs whose message ended with this tick."""
     finished: list[Leg] = []
     _tick_direct(layout, n, finished)
     for batch in layout.batches:
         _tick_batch(batch, finished)
-    for conf in layout.mixed:
+    for conf in layout.mixed.values():
         _tick_mixed(conf, legs, n, finished)
-    for leg in layout.loose:
+    for leg in layout.loose.values():
         if leg.connected:
             leg.jitter.pop_frame()  # keep its playout clock running; nobody hears it
         if leg.message is not None:
@@ -190,7 +142,7 @@ def _tick_direct(layout: TickLayout, n: int, finished: list[Leg]) -> None:
             leg.send_tick(g711.encode_array(pt, decode_frame(frame)).tobytes())
 
 
-def _tick_batch(batch: _Batch, finished: list[Leg]) -> None:
+def _tick_batch(batch: Batch, finished: list[Leg]) -> None:
     legs, mixer, pt = batch.legs, batch.mixer, batch.pt
     chunks: list[bytes] = []
     others: list[tuple[int, Frame | None]] = []  # rows not in codec `pt`: silent, decoded or other codec

@@ -28,6 +28,7 @@ from typing import Final, Literal
 
 from bridgeline.core.effects import LegAudio
 from bridgeline.core.model import Music
+from bridgeline.media.layout import TickLayout
 from bridgeline.media.leg import (
     DEFAULT_LATCH,
     Address,
@@ -39,7 +40,7 @@ from bridgeline.media.leg import (
     SourceRefused,
 )
 from bridgeline.media.player import AudioSource, SharedSource
-from bridgeline.media.routes import ConferenceMix, TickLayout, build_layout, run_tick
+from bridgeline.media.routes import ConferenceMix, run_tick
 
 __all__ = [
     "DtmfReceived",
@@ -99,9 +100,15 @@ class MediaRuntime:
         self._confs: dict[str, ConferenceMix] = {}
         self._member_of: dict[str, str] = {}  # leg id -> conference id
         self._shared: dict[int, tuple[AudioSource, SharedSource]] = {}  # id(source) -> it, shared
+        # Music in use, counted so that a routing change costs O(that conference), not O(all):
+        # id(shared source) -> how many conferences play it; of those wrapped here, id(source);
+        # and the ones whose count fell to 0, forgotten at the end of the next set_routes.
+        self._music_users: dict[int, int] = {}
+        self._wrapped: dict[int, int] = {}
+        self._unused: set[int] = set()
         self._out: list[Outgoing] = []  # filled by the legs during a tick
         self._events: list[MediaEvent] = []
-        self._layout: TickLayout | None = None  # None: rebuilt at the next tick
+        self._layout = TickLayout(self._legs, self._member_of)  # patched on every change
         self._origin = origin
         self._n = 0  # the next tick's number
 
@@ -133,8 +140,7 @@ class MediaRuntime:
         self._n = n + 1  # first: a tick that raises is not retried at once, and again, and again
         self._out.clear()  # what a tick that raised had queued
         layout = self._layout
-        if layout is None:
-            layout = self._layout = build_layout(self._confs.values(), self._legs, self._member_of)
+        layout.refresh()
         for leg in run_tick(layout, self._legs, n):
             self._events.append(PlaybackFinished(leg.leg_id, leg.message_token))
             leg.message_token = None
@@ -177,7 +183,7 @@ class MediaRuntime:
         self._legs[leg_id] = Leg(
             leg_id, self.counters, self._out, self._events, self._dtmf_received, self._rng, self.latch
         )
-        self._layout = None
+        self._relayout(leg_id)
 
     def connect_leg(
         self,
@@ -193,7 +199,7 @@ class MediaRuntime:
         """Start media after SDP negotiation (ValueError for a non-G.711 payload type or odd ptime);
         `now` starts the learning window."""
         self._leg(leg_id).connect(remote, payload_type, telephone_event_pt, send, ptime_ms, now)
-        self._layout = None  # the payload type picks the batch's encodings
+        self._relayout(leg_id)  # the payload type picks the batch's encodings
 
     def update_leg(
         self, leg_id: str, *, now: float, remote: Address | None = None, send: bool | None = None
@@ -207,11 +213,19 @@ class MediaRuntime:
         leg = self._legs.pop(leg_id, None)
         if leg is None:
             return
-        self._layout = None
         leg.close()
         cid = self._member_of.get(leg_id)
         if cid is not None:
             self._leave(cid, {leg_id})
+        self._layout.sync_leg(leg_id)
+
+    def _relayout(self, leg_id: str) -> None:
+        """The leg was opened or connected: lay out its conference again, or it alone."""
+        cid = self._member_of.get(leg_id)
+        if cid is None:
+            self._layout.sync_leg(leg_id)
+        else:
+            self._layout.place(self._confs[cid])
 
     def _leg(self, leg_id: str) -> Leg:
         leg = self._legs.get(leg_id)
@@ -233,27 +247,39 @@ class MediaRuntime:
         be given as it is, as the SIP shell does with its music library's sources). Route entries naming
         legs outside this conference are ignored. Leg ids not opened yet are accepted (they are
         silent until opened and connected)."""
-        self._layout = None
+        layout = self._layout
         new = {la.leg_id: la for la in legs}  # one entry per leg: the last wins
         old = self._confs.get(conference_id)
         if old is not None:
             for la in old.legs:
                 if la.leg_id not in new and self._member_of.get(la.leg_id) == conference_id:
                     del self._member_of[la.leg_id]
+                    layout.sync_leg(la.leg_id)
         for leg_id in new:
             previous = self._member_of.get(leg_id)
             if previous is not None and previous != conference_id:
                 self._leave(previous, {leg_id})
         if not new:
-            self._confs.pop(conference_id, None)
+            if old is not None:
+                del self._confs[conference_id]
+                self._release_music(old.music)
+                layout.remove(conference_id)
         else:
             conf = old if old is not None else ConferenceMix(conference_id)
             self._confs[conference_id] = conf
             for leg_id in new:
                 self._member_of[leg_id] = conference_id
-            conf.configure(tuple(new.values()), {kind: self._share(src) for kind, src in music.items()})
-        in_use = {id(s) for c in self._confs.values() for s in c.music.values()}
-        self._shared = {key: pair for key, pair in self._shared.items() if id(pair[1]) in in_use}
+                layout.sync_leg(leg_id)
+            shared = {kind: self._share(src) for kind, src in music.items()}
+            self._hold_music(shared)  # before releasing the old: a source kept is never forgotten
+            if old is not None:
+                self._release_music(old.music)
+            conf.configure(tuple(new.values()), shared)
+            layout.place(conf)
+        for key in self._unused:  # the music nobody plays any more (since this or another change)
+            if key not in self._music_users and key in self._wrapped:
+                del self._shared[self._wrapped.pop(key)]
+        self._unused.clear()
 
     def _share(self, source: AudioSource | SharedSource) -> SharedSource:
         if isinstance(source, SharedSource):
@@ -261,18 +287,35 @@ class MediaRuntime:
         pair = self._shared.get(id(source))
         if pair is None:
             pair = self._shared[id(source)] = (source, SharedSource(source))
+            self._wrapped[id(pair[1])] = id(source)
         return pair[1]
 
+    def _hold_music(self, music: Mapping[Music, SharedSource]) -> None:
+        users = self._music_users
+        for key in {id(shared) for shared in music.values()}:  # once per conference
+            users[key] = users.get(key, 0) + 1
+
+    def _release_music(self, music: Mapping[Music, SharedSource]) -> None:
+        users = self._music_users
+        for key in {id(shared) for shared in music.values()}:
+            users[key] -= 1
+            if not users[key]:
+                del users[key]
+                self._unused.add(key)
+
     def _leave(self, conference_id: str, leg_ids: set[str]) -> None:
-        self._layout = None
+        """The legs leave the conference (closed, or moved elsewhere: the caller syncs them)."""
         conf = self._confs[conference_id]
         for leg_id in leg_ids:
             self._member_of.pop(leg_id, None)
         remaining = tuple(la for la in conf.legs if la.leg_id not in leg_ids)
         if remaining:
             conf.configure(remaining, conf.music)
+            self._layout.place(conf)
         else:
             del self._confs[conference_id]
+            self._release_music(conf.music)
+            self._layout.remove(conference_id)
 
     def play(self, leg_id: str, source: AudioSource, token: object = None) -> None:
         """Play a message once into the leg instead of its routes; PlaybackFinished(leg_id, token)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from .dialog import Dialog
+from .dialog import Dialog, DialogId
 from .digest import DigestAuth
 from .events import EndpointEvent, FailReason
 from .message import Request
@@ -27,7 +27,7 @@ class LegState(StrEnum):
 @dataclass(eq=False, slots=True)
 class CallLeg:
     """Everything the endpoint remembers about one leg. `keys` lists every transaction mapped to
-    it, so dropping the leg can unmap them all."""
+    it and `dialog_ids` every dialog, so dropping the leg can unmap them all without a scan."""
 
     leg_id: str
     outbound: bool
@@ -49,6 +49,7 @@ class CallLeg:
     ack: tuple[Request, Address] | None = None  # our ACK for the 2xx, resent on retransmissions
     outcome: EndpointEvent | None = None  # terminal event to report once the BYE completes
     keys: set[TransactionKey] = field(default_factory=set)
+    dialog_ids: set[DialogId] = field(default_factory=set)
     # RFC 3261 14.1: our own re-INVITE in progress; a peer re-INVITE meanwhile gets 491.
     local_reinvite: TransactionKey | None = None
     # RFC 3261 14.2: we put an offer in the 2xx to an offerless re-INVITE; the ACK has the answer.

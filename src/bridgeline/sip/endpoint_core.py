@@ -2,7 +2,8 @@
 the event queue, counters, and the helpers every part uses to build, send and answer requests.
 
 Leg bookkeeping invariant: a leg lives in `legs` from its INVITE until its terminal event; each of
-its transactions is in `by_txn` and its dialog in `by_dialog`, and `drop` removes all of them.
+its transactions is in `by_txn` (and in its `keys`), its dialog in `by_dialog` (and in its
+`dialog_ids`: register both through `track` and `track_dialog`), and `drop` removes all of them.
 """
 
 from __future__ import annotations
@@ -94,6 +95,10 @@ class EndpointCore:
         self.by_txn[key] = leg.leg_id
         leg.keys.add(key)
 
+    def track_dialog(self, leg: CallLeg, dialog_id: DialogId) -> None:
+        self.by_dialog[dialog_id] = leg.leg_id
+        leg.dialog_ids.add(dialog_id)
+
     def respond(
         self,
         request: Request,
@@ -163,8 +168,10 @@ class EndpointCore:
             if self.by_txn.get(key) == leg.leg_id:
                 del self.by_txn[key]
         leg.keys.clear()
-        for dialog_id in [d for d, leg_id in self.by_dialog.items() if leg_id == leg.leg_id]:
-            del self.by_dialog[dialog_id]
+        for dialog_id in leg.dialog_ids:
+            if self.by_dialog.get(dialog_id) == leg.leg_id:
+                del self.by_dialog[dialog_id]
+        leg.dialog_ids.clear()
 
     def leg_for_key(self, key: TransactionKey | None) -> CallLeg | None:
         leg_id = self.by_txn.get(key) if key is not None else None

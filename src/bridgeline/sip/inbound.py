@@ -62,7 +62,7 @@ class Inbound:
         core.leg_deadlines.arm(leg, now + core.config.incoming_timeout)
         core.track(leg, event.key)
         # Register the (early) dialog id now so a BYE that crosses our 180/200 finds the leg.
-        core.by_dialog[DialogId(request.call_id, local_tag, from_tag)] = leg_id
+        core.track_dialog(leg, DialogId(request.call_id, local_tag, from_tag))
         core.respond(request, 100, now)
         to_uri, from_addr = request.to_addr.uri, request.from_addr
         core.emit(

@@ -197,7 +197,7 @@ class Outbound:
         if dialog is None:
             return  # no To tag: unusable; Timer M ends the transaction and `on_invite_gone` the leg
         leg.dialog = dialog
-        core.by_dialog[dialog.id] = leg.leg_id
+        core.track_dialog(leg, dialog.id)
         core.leg_deadlines.arm(leg, None)
         core.send_ack(leg, dialog)
         if leg.hangup_requested:

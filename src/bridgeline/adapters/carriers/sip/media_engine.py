@@ -82,6 +82,9 @@ class MediaEngine:
         # Who hears which music, for failure reports: conference id -> its legs and music settings.
         self._confs: dict[str, tuple[tuple[LegAudio, ...], MusicSources]] = {}
         self._member_of: dict[str, str] = {}  # leg id -> conference id
+        # spec -> how many legs hear it, so that a routing change prunes the library at
+        # O(that conference) instead of collecting every conference's music.
+        self._hearers: dict[str, int] = {}
         self._playing: dict[str, tuple[int, str | None, AudioSource, Callable[[], None]]] = {}
         self._play_tokens = itertools.count()
         self._media_failed: Callable[[str, str, str], None] | None = None
@@ -105,6 +108,7 @@ class MediaEngine:
         self._media.close()
         self._confs.clear()
         self._member_of.clear()
+        self._hearers.clear()
         self._library.prune(set())
         self._library.close()
         self._loop = None
@@ -241,10 +245,7 @@ class MediaEngine:
             if previous is not None and previous != conference_id:
                 self._leave(previous, {la.leg_id})
             self._member_of[la.leg_id] = conference_id
-        if new:
-            self._confs[conference_id] = (new, music)
-        else:
-            self._confs.pop(conference_id, None)
+        self._set_conf(conference_id, (new, music) if new else None)
         sources: dict[Music, AudioSource | SharedSource] = {}
         for kind in {la.music for la in new if la.music is not None}:
             spec = spec_for(kind, music)
@@ -256,7 +257,7 @@ class MediaEngine:
             reason = self._library.failure(spec)
             if reason is not None and heard_before.get(leg_id) != (setting, spec):
                 self._report_media_failed(leg_id, setting, reason)
-        self._library.prune({spec for cid in self._confs for _, spec in self._music_heard(cid).values()})
+        self._library.prune(self._hearers.keys())
 
     def _leave(self, conference_id: str, leg_ids: set[str]) -> None:
         """Our copy of the runtime's rule: a leg closed or moved elsewhere leaves its conference."""
@@ -264,10 +265,21 @@ class MediaEngine:
         for leg_id in leg_ids:
             self._member_of.pop(leg_id, None)
         remaining = tuple(la for la in legs if la.leg_id not in leg_ids)
-        if remaining:
-            self._confs[conference_id] = (remaining, music)
-        else:
-            del self._confs[conference_id]
+        self._set_conf(conference_id, (remaining, music) if remaining else None)
+
+    def _set_conf(self, conference_id: str, entry: tuple[tuple[LegAudio, ...], MusicSources] | None) -> None:
+        """Replace (None: forget) the conference's legs and music, keeping `_hearers` counted."""
+        hearers = self._hearers
+        for _, spec in self._music_heard(conference_id).values():
+            hearers[spec] -= 1
+            if not hearers[spec]:
+                del hearers[spec]
+        if entry is None:
+            self._confs.pop(conference_id, None)
+            return
+        self._confs[conference_id] = entry
+        for _, spec in self._music_heard(conference_id).values():
+            hearers[spec] = hearers.get(spec, 0) + 1
 
     def _music_heard(self, conference_id: str) -> dict[str, tuple[str, str]]:
         """leg id -> (setting, spec) of the music each leg of the conference hears."""

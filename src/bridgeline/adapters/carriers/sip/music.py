@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from concurrent.futures import ThreadPoolExecutor
 from typing import Final
 
@@ -227,7 +227,7 @@ class MusicLibrary:
         """Why the music source for `spec` plays its fallback, or None."""
         return self._failed.get(spec)
 
-    def prune(self, in_use: set[str]) -> None:
+    def prune(self, in_use: Container[str]) -> None:
         """Forget music sources nobody listens to (decoded audio stays in the cache): a failed one is
         tried again the next time somebody needs it."""
         for spec in [s for s in self._music if s not in in_use]:
