@@ -6,7 +6,7 @@ setups got slower the more calls were up (a sixth of the held-calls benchmark's 
 `TickLayout` is patched: `place` (re)compiles one conference's part and `remove` takes it out, both
 O(that conference); `sync_leg` keeps one leg's place among the legs in no conference. Plain
 conferences are mixed in batches by size; a change marks its size's batch stale and `refresh` (at
-the next tick) rebuilds only the stale batches.
+the next tick) rebuilds only the stale batches, O(the conferences of that size), at most once a tick.
 
 `build_layout` builds the same layout from scratch, in the old way; it is the reference the tests
 hold the patched layout to (the lists' order may differ, not what they hold).
