@@ -39,7 +39,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         if lab is not None:
             report.sections.append(("bridgeline stderr", lab.server.stderr()[-8000:]))
             for name, text in lab.procs.reports():
-                if not name.startswith("tshark"):
+                if not name.startswith("dumpcap"):
                     report.sections.append((name, text))
             for sipp in lab.sipps:
                 report.sections.append((f"sipp {sipp.name} trace", sipp.report()[-6000:]))
