@@ -514,7 +514,7 @@ class Baresip:
         timeout_s: int = 60,
     ) -> None:
         self.name = name
-        self.sip_port = ports.take()
+        self.sip_port = ports.take(2)  # baresip also listens for SIP over TLS on the next port
         self.rtp_low = ports.take(4, even=True)
         control_port = ports.take()
         self.dir = work / f"baresip-{name}"
