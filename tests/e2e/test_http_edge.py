@@ -16,7 +16,9 @@ import httpx
 import pytest
 from e2ekit import AUTH_ID, AUTH_TOKEN, Api, ServerProcess, number, serving, wait_until
 
-IDLE_S, HEADER_S, REQUEST_S, WRITE_S = 1.5, 2.5, 4.0, 2.0
+# Short enough that the tests waiting them out stay quick; apart enough to tell which one fired, and the
+# idle timeout long enough that the connection-cap test fills every slot before any attacker is dropped.
+IDLE_S, HEADER_S, REQUEST_S, WRITE_S = 1.0, 1.5, 2.5, 1.0
 MAX_CONNECTIONS = 20
 TIGHT = {
     "BRIDGELINE_HTTP_IDLE_TIMEOUT": str(IDLE_S),
@@ -83,6 +85,15 @@ def health_ok(server: ServerProcess) -> bool:
     return response.status_code == 200
 
 
+def stalled_closed(server: ServerProcess) -> float:
+    """The server's count of clients it closed for leaving their answers unread (/metrics)."""
+    text = httpx.get(f"{server.url}/metrics", auth=(AUTH_ID, AUTH_TOKEN), timeout=5).text
+    for line in text.splitlines():
+        if line.startswith("bridgeline_http_stalled_closed_total "):
+            return float(line.split()[1])
+    raise AssertionError(f"no bridgeline_http_stalled_closed_total in /metrics:\n{text}")
+
+
 def peak_rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -115,7 +126,7 @@ def test_a_256_mib_header_is_refused_early_and_memory_stays_bounded(edge: Server
 def test_too_many_header_fields_are_refused(edge: ServerProcess) -> None:
     fields = b"".join(b"X-%d: y\r\n" % i for i in range(101))
     assert_plivo_refusal(exchange(edge, b"GET /health HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n"), 431)
-    fields = b"".join(b"X-%d: y\r\n" % i for i in range(90))
+    fields = b"".join(b"X-%d: y\r\n" % i for i in range(90)) + b"Connection: close\r\n"  # not kept alive
     status, _, _ = parse_response(exchange(edge, b"GET /health HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n"))
     assert status == 200
 
@@ -272,13 +283,20 @@ def test_an_event_stream_outlives_every_request_deadline(edge: ServerProcess) ->
 def test_a_client_that_never_reads_its_answers_is_closed_after_the_write_timeout(edge: ServerProcess) -> None:
     """Pipelined requests whose answers are never read fill the buffers; the server gives up on the
     client once writing has been blocked for the write timeout, instead of holding its slot forever."""
+    closed_before = stalled_closed(edge)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     with sock:
         sock.connect(("127.0.0.1", edge.port))
         request = b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n"
         sock.sendall(request * 1000)  # about 20 MB of answers
-        time.sleep(WRITE_S + 2)
+        # Nothing is read until the server has given up on this client (and counted it).
+        wait_until(
+            lambda: stalled_closed(edge) > closed_before,
+            timeout=WRITE_S + 10,
+            interval=0.1,
+            what="the server to close the client that reads nothing",
+        )
         sock.settimeout(5)
         received = 0
         while chunk := sock.recv(1 << 20):  # what was buffered, then the end (a timeout fails the test)

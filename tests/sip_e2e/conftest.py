@@ -1,15 +1,18 @@
-"""Fixtures of the SIP end-to-end suite: a real `bridgeline serve --carrier sip` per test module, real
-SIP peers per test (`lab`), and what they heard.
+"""Fixtures of the SIP end-to-end suite: real `bridgeline serve --carrier sip` processes, real SIP
+peers per test (`lab`), and what they heard.
 
 A module may define `sip_config(ports) -> dict` for its server's SIP configuration (endpoints, trunk,
-inbound numbers); `listen` and `rtp` are always filled in by the fixture. When a test fails, the
-server's stderr and every peer's logs are attached to its report.
+inbound numbers); `listen` and `rtp` are always filled in by the fixture. Such a module, and one that
+sets `OWN_SERVER = True` (to start it with settings of its own), gets a server of its own; the other
+modules share one server with the default configuration, each test placing calls of its own. When a
+test fails, the server's stderr and every peer's logs are attached to its report.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +42,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         if lab is not None:
             report.sections.append(("bridgeline stderr", lab.server.stderr()[-8000:]))
             for name, text in lab.procs.reports():
-                if not name.startswith("tshark"):
+                if not name.startswith("dumpcap"):
                     report.sections.append((name, text))
             for sipp in lab.sipps:
                 report.sections.append((f"sipp {sipp.name} trace", sipp.report()[-6000:]))
@@ -58,13 +61,9 @@ def tones(tmp_path_factory: pytest.TempPathFactory) -> Tones:
     return Tones(tmp_path_factory.mktemp("tones"))
 
 
-@pytest.fixture(scope="module")
-def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, ports: Ports
-) -> Iterator[SipServer]:
-    root = tmp_path_factory.mktemp("bridgeline-sip")
-    make_config = getattr(request.module, "sip_config", None)
-    config = make_config(ports) if make_config is not None else {}
+@contextmanager
+def sip_server(root: Path, ports: Ports, config: dict[str, Any]) -> Iterator[SipServer]:
+    """A started server; at the end it must exit cleanly and leave no process behind."""
     procs = ProcSet(root / "logs")
     process = SipServer(root, ports, procs, config, auth=(AUTH_ID, AUTH_TOKEN))
     try:
@@ -77,6 +76,25 @@ def server(
             assert not leaked, f"processes left behind: {leaked}"
             # uvicorn re-raises the SIGTERM it handled once it has shut down: -SIGTERM is a clean exit too.
             assert status in (0, -15, 143), f"bridgeline exited with {status}:\n{process.stderr()[-4000:]}"
+
+
+@pytest.fixture(scope="session")
+def shared_server(tmp_path_factory: pytest.TempPathFactory, ports: Ports) -> Iterator[SipServer]:
+    with sip_server(tmp_path_factory.mktemp("bridgeline-sip-shared"), ports, {}) as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, ports: Ports
+) -> Iterator[SipServer]:
+    make_config = getattr(request.module, "sip_config", None)
+    if make_config is None and not getattr(request.module, "OWN_SERVER", False):
+        yield request.getfixturevalue("shared_server")
+        return
+    config = make_config(ports) if make_config is not None else {}
+    with sip_server(tmp_path_factory.mktemp("bridgeline-sip"), ports, config) as process:
+        yield process
 
 
 @pytest.fixture

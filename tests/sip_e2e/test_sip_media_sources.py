@@ -27,6 +27,7 @@ MAX_BYTES = 300_000
 URL_TONE, OUTSIDE_TONE = 1200, 2000
 AGENT_HOLD_DEFAULT, WAIT_DEFAULT = [440], [350, 440]  # adapters/carriers/sip/music.py DEFAULT_SPECS
 NOT_HEARD = [*ALL_TONES, URL_TONE, OUTSIDE_TONE]
+OWN_SERVER = True  # started with the media limits below (conftest.py)
 
 
 @pytest.fixture(scope="module", autouse=True)
