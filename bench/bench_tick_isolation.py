@@ -12,8 +12,9 @@ longest inter-arrival gap and the gaps > 60 ms. The kernel timestamps are the fi
 scheduling delays are not in them); the perf_counter view is kept beside it.
 
 Phase A ("quiet", --phase seconds) then phase B ("api", as long): bench/httpload.py (other core)
-drives the HTTP API at full rate: closed loop, --connections keep-alive connections, each with one
-request in flight. A quarter of them alternate hold / unhold of the customer of their own side
+drives the HTTP API at full rate: closed loop, --connections keep-alive connections (50, as in
+bench_http.py: the more requests one event-loop turn serves, the longer a tick on that loop waits), each
+with one request in flight. A quarter of them alternate hold / unhold of the customer of their own side
 conference (2 members through the same trunk, RTP to a sink: the action changes that conference's
 media routes, not the measured one's); the rest cycle through GET of each measured member's state,
 GET of the node and GET of the PHLO. Phase B is httpload's measured window (its perf_counter marks).
@@ -24,7 +25,7 @@ Targets (issue #10): p99 lateness < 5 ms and no gap > 60 ms, quiet and under loa
 Bounded: each phase lasts --phase seconds; the peer stops when told or after its time limit; only
 the processes this script started are stopped. --quick: 3 s phases (about 25 s in all).
 Run: OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/bench_tick_isolation.py [--phase 15] [--quick]
-     [--parties 2,10] [--connections 16] [--out f.json]
+     [--parties 2,10] [--connections 50] [--out f.json]
 """
 
 from __future__ import annotations
@@ -360,7 +361,9 @@ if __name__ == "__main__":
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of RTP before phase A")
     parser.add_argument("--quick", action="store_true", help="3 s phases, 1 s warm-up (a smoke run)")
     parser.add_argument("--parties", default="2,10", help="conference sizes, one load (and server) each")
-    parser.add_argument("--connections", type=int, default=16, help="HTTP connections in phase B")
+    parser.add_argument(
+        "--connections", type=int, default=50, help="HTTP connections in phase B (50: as bench_http.py)"
+    )
     parser.add_argument("--work", default="/tmp/bridgeline-bench/tick", help="where the peer's records go")
     parser.add_argument("--out", default=None, help="JSON results file")
     opts = parser.parse_args()

@@ -6,8 +6,12 @@ tests/media/test_runtime_*.py; here only what the sockets, the thread and the ca
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 import wave
@@ -299,3 +303,72 @@ async def test_stop_joins_the_thread_and_closes_open_legs_and_start_works_again(
     finally:
         await engine.stop()
     assert not media_threads() and engine.stats["open_sockets"] == 0
+
+
+def _fifo_allowed() -> bool:
+    """Whether this process may put a thread under SCHED_FIFO (root, CAP_SYS_NICE or RLIMIT_RTPRIO)."""
+    granted: list[bool] = []
+
+    def probe() -> None:  # asks the kernel itself, not the code under test
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+        except PermissionError:
+            granted.append(False)
+        else:
+            granted.append(True)
+
+    thread = threading.Thread(target=probe)
+    thread.start()
+    thread.join()
+    return granted[0]
+
+
+@pytest.mark.parametrize("priority", [10, 0])
+async def test_the_media_thread_runs_real_time_when_asked_and_allowed(priority: int) -> None:
+    """What the thread asked for and what the OS granted, seen by the kernel (CI runs as root:
+    granted there); 0 asks for nothing."""
+    low, high = port_range(4)
+    engine = MediaEngine(port_min=low, port_max=high, realtime_priority=priority)
+    await engine.start()
+    try:
+        (thread,) = media_threads()
+        assert thread.native_id is not None
+        granted = priority > 0 and _fifo_allowed()
+        policy = os.sched_getscheduler(thread.native_id)
+        assert policy == (os.SCHED_FIFO if granted else os.SCHED_OTHER)
+        assert os.sched_getparam(thread.native_id).sched_priority == (priority if granted else 0)
+        assert engine.stats["realtime"] == int(granted)
+        assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the event loop's thread is left alone
+    finally:
+        await engine.stop()
+
+
+UNPRIVILEGED = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"]
+REFUSED = """
+import asyncio
+from bridgeline.adapters.carriers.sip.media_engine import MediaEngine
+
+async def main():
+    engine = MediaEngine(port_min=%d, port_max=%d, realtime_priority=10)
+    await engine.start()
+    print("realtime", engine.stats["realtime"], flush=True)
+    await engine.stop()
+
+asyncio.run(main())
+"""
+
+
+def test_without_the_privilege_the_media_thread_says_so_and_runs_normally() -> None:
+    """An unprivileged user with no RLIMIT_RTPRIO (the usual container): refused, logged, still ticking."""
+    if not shutil.which("setpriv") or os.geteuid() != 0:
+        pytest.fail("needs root and util-linux's setpriv to drop to an unprivileged user (CI has both)")
+    low, high = port_range(4)
+    done = subprocess.run(
+        [*UNPRIVILEGED, sys.executable, "-c", REFUSED % (low, high)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "realtime 0" in done.stdout
+    assert "media_thread_not_realtime" in done.stdout + done.stderr

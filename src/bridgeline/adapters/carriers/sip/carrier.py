@@ -106,7 +106,14 @@ class SipCarrier:
             relatch_packets=rtp.relatch_packets,
             refused_log_interval_s=rtp.refused_log_interval_s,
         )
-        self.media = MediaEngine(host=rtp.host, port_min=low, port_max=high, latch=latch, media=media)
+        self.media = MediaEngine(
+            host=rtp.host,
+            port_min=low,
+            port_max=high,
+            latch=latch,
+            media=media,
+            realtime_priority=rtp.realtime_priority,
+        )
         self._transport: SipUdpTransport | None = None
         self._legs: dict[str, SipLeg] = {}
         self._sink: SignalSink | None = None
@@ -128,6 +135,7 @@ class SipCarrier:
             "media_late_ticks": int(media["late_ticks"]),
             "media_skipped_ticks": int(media["skipped_ticks"]),
             "media_max_lateness_ms": media["max_lateness_ms"],
+            "media_realtime": int(media["realtime"]),  # 1: the media thread runs under SCHED_FIFO
             "rtp_packets_in": int(media["packets_in"]),
             "rtp_packets_out": int(media["packets_out"]),
             "rtp_send_dropped": int(media["send_dropped"]),

@@ -67,6 +67,7 @@ class MediaEngine:
         ptime_ms: int = 20,
         media: MediaLimits | None = None,
         latch: LatchPolicy = DEFAULT_LATCH,
+        realtime_priority: int = 0,
     ) -> None:
         if ptime_ms != 20:
             raise ValueError("the media layer mixes 20 ms frames: ptime_ms must be 20")
@@ -76,7 +77,9 @@ class MediaEngine:
         self._library = MusicLibrary(media, on_loaded=self._load_ended)
         # OS entropy for the streams' SSRC, sequence and timestamp origins (RFC 3550).
         self._runtime = MediaRuntime(rng=random.SystemRandom(), latch=latch)
-        self._media = MediaLoop(self._runtime, self._pool, self._events_from_media_thread)
+        self._media = MediaLoop(
+            self._runtime, self._pool, self._events_from_media_thread, realtime_priority=realtime_priority
+        )
         self._ports: dict[str, int] = {}  # open leg id -> RTP port
         self._sockets_opened = 0
         # Who hears which music, for failure reports: conference id -> its legs and music settings.
@@ -122,6 +125,7 @@ class MediaEngine:
             "late_ticks": ticks.late,
             "skipped_ticks": ticks.skipped,
             "max_lateness_ms": round(ticks.max_lateness * 1000, 3),
+            "realtime": int(self._media.realtime),
             "legs": len(self._ports),
             "conferences": len(self._confs),
             "packets_in": c.packets_in,

@@ -45,9 +45,17 @@ class MediaLoop:
     """The runtime, its sockets and the thread that drives them; see the module docstring."""
 
     def __init__(
-        self, runtime: MediaRuntime, pool: PortPool, deliver: Callable[[list[MediaEvent]], None]
+        self,
+        runtime: MediaRuntime,
+        pool: PortPool,
+        deliver: Callable[[list[MediaEvent]], None],
+        *,
+        realtime_priority: int = 0,
     ) -> None:
         self.runtime = runtime
+        self.realtime_priority = realtime_priority  # asked for; 0: normal scheduling
+        self.realtime = False  # granted: the thread runs under SCHED_FIFO
+        self._started = threading.Event()
         self._pool = pool
         self._deliver = deliver  # called on the media thread with each batch of events
         self._poller, self._wake_fd = self._open_poller()
@@ -92,7 +100,9 @@ class MediaLoop:
         self._reopen()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="media-tick", daemon=True)
+        self._started.clear()
         self._thread.start()
+        self._started.wait(1.0)  # its scheduling is settled (see `realtime`) before start returns
 
     def request_stop(self) -> None:
         """Ask the thread to end; `join` waits for it, then `stopped` hands the runtime back."""
@@ -146,6 +156,8 @@ class MediaLoop:
     # ------------------------------------------------------------------ the media thread
     def _run(self) -> None:
         runtime = self.runtime
+        self.realtime = claim_realtime(self.realtime_priority)
+        self._started.set()
         poll = self._poller.poll
         runtime.restart_schedule(time.monotonic())
         while not self._stopping:
@@ -206,3 +218,24 @@ class MediaLoop:
                 entry[1].sendto(data, dest)
             except OSError:  # BlockingIOError (buffer full), or an ICMP error reported late
                 self.send_dropped += 1
+
+
+def claim_realtime(priority: int) -> bool:
+    """Put the calling thread under SCHED_FIFO at `priority` (1-99); False if 0 or the OS refuses.
+
+    Why: when the event loop's thread is busy on the same core, the kernel lets it finish its time
+    slice before running the woken media thread, so ticks came up to ~6 ms late under full API load
+    (bench_tick_isolation.py); a real-time thread runs as soon as its poll returns. Its work per tick
+    is small and it blocks between ticks, so it cannot starve the loop (Linux also keeps 5% of every
+    second for normal threads). Asterisk (`-p`) and FreeSWITCH (`-rp`) run their media this way.
+    Needs CAP_SYS_NICE or an RLIMIT_RTPRIO of at least `priority` (e.g. `ulimit -r`, or systemd's
+    LimitRTPRIO=); without them the thread keeps normal scheduling and says so once.
+    """
+    if priority <= 0:
+        return False
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except OSError as exc:
+        log.warning("media_thread_not_realtime", priority=priority, reason=exc.strerror or str(exc))
+        return False
+    return True

@@ -56,6 +56,9 @@ class RtpSettings(_Strict):
     refused_log_interval_s: float = Field(default=10.0, ge=0.1, le=3600)  # one refusal log line per
     # --- issue 9: a full port range is an overload: inbound INVITEs get 503 with this Retry-After
     overload_retry_after_s: int = Field(default=5, ge=1, le=3600)
+    # --- issue 10: the media thread's SCHED_FIFO priority (0: normal scheduling); refused by the OS
+    # without CAP_SYS_NICE or RLIMIT_RTPRIO, then it runs at normal priority (media_thread.py)
+    realtime_priority: int = Field(default=10, ge=0, le=99)
 
     @property
     def port_range(self) -> tuple[int, int]:
