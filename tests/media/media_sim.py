@@ -13,12 +13,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
+from spectra import dominant_freq, level_at, peak_freqs, rms, spectrum
 
 from bridgeline.media import g711
 from bridgeline.media.leg import Address, LatchPolicy
 from bridgeline.media.player import ToneSource
 from bridgeline.media.rtp import RtpPacket
 from bridgeline.media.runtime import TICK_S, MediaEvent, MediaRuntime
+
+__all__ = ["dominant_freq", "level_at", "peak_freqs", "rms", "spectrum"]
 
 RATE = 8000
 PCMU, PCMA = g711.PCMU, g711.PCMA
@@ -151,37 +154,3 @@ class Sim:
         """Let the jitter buffers fill, then return the mark where the measurement starts."""
         self.run(seconds)
         return self.now
-
-
-def spectrum(pcm: NDArray[np.int16]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    x = pcm.astype(np.float64)
-    mags = np.abs(np.fft.rfft(x * np.hanning(x.size))) / max(x.size, 1)
-    return np.fft.rfftfreq(x.size, 1 / RATE).astype(np.float64), mags
-
-
-def dominant_freq(pcm: NDArray[np.int16]) -> float:
-    freqs, mags = spectrum(pcm)
-    return float(freqs[int(np.argmax(mags))])
-
-
-def peak_freqs(pcm: NDArray[np.int16], count: int, min_gap_hz: float = 60.0) -> list[float]:
-    """The `count` strongest spectral peaks at least min_gap_hz apart, in ascending frequency."""
-    freqs, mags = spectrum(pcm)
-    mags = mags.copy()
-    peaks: list[float] = []
-    for _ in range(count):
-        i = int(np.argmax(mags))
-        peaks.append(float(freqs[i]))
-        mags[np.abs(freqs - freqs[i]) < min_gap_hz] = 0
-    return sorted(peaks)
-
-
-def level_at(pcm: NDArray[np.int16], freq: float, width_hz: float = 20.0) -> float:
-    """Spectral magnitude around `freq` relative to the strongest peak (0..1)."""
-    freqs, mags = spectrum(pcm)
-    top = float(mags.max()) or 1.0
-    return float(mags[np.abs(freqs - freq) <= width_hz].max()) / top
-
-
-def rms(pcm: NDArray[np.int16]) -> float:
-    return float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2))) if pcm.size else 0.0

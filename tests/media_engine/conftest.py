@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from media_peer import port_range
 
 from bridgeline.adapters.carriers.sip.media_engine import LatchPolicy, MediaEngine
 from bridgeline.adapters.carriers.sip.music_fetch import MediaLimits
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "media"))  # spectra.py: what a peer heard, shared with the runtime tests
+
+from media_peer import port_range  # noqa: E402
 
 
 async def running_engine(latch: LatchPolicy, media_dir: Path) -> AsyncIterator[MediaEngine]:
