@@ -13,12 +13,15 @@ Rules of this file:
 
 U1 is the member that triggers an action (`trigger_source`), U3 the party being dialed.
 The transfer rules live in `transfers.py` and its table `transfer_table.py`, the audio rules in `audio.py`.
+
+The members, transfers and queued dials, and the steps that change them (dial, take a member out,
+publish an event), live in a private `Floor` (`floor.py`) that the transfer machine is handed too:
+this class's public API is only its inputs and its queries (a test pins the list).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from bridgeline.core import audio, transfers
@@ -42,8 +45,9 @@ from bridgeline.core.commands import (
     VoicemailDrop,
     WarmTransfer,
 )
-from bridgeline.core.effects import DialLeg, DropLeg, Effect, PlayMessage, Publish, SetAudio
+from bridgeline.core.effects import Effect, PlayMessage, SetAudio
 from bridgeline.core.errors import ActionRefused
+from bridgeline.core.floor import Floor
 from bridgeline.core.model import (
     DIAL_FAILURES,
     MAIN_ROOM,
@@ -51,15 +55,14 @@ from bridgeline.core.model import (
     AnsweredParty,
     ConferencePhase,
     EndReason,
-    Event,
     EventType,
     LeaveReason,
     Member,
     MemberStatus,
     QueuedDial,
-    Role,
     Transfer,
 )
+from bridgeline.core.model import ConferenceRules as ConferenceRules  # where callers have always found it
 
 # How much history a conference keeps in its state (and so in every snapshot): the newest departed
 # members and finished transfers, for the API's views. Older ones are dropped (their events stay in
@@ -68,35 +71,32 @@ MAX_DEPARTED_MEMBERS = 50
 MAX_FINISHED_TRANSFERS = 50
 
 
-@dataclass(frozen=True, slots=True)
-class ConferenceRules:
-    """The node settings the conference itself enforces."""
-
-    max_participants: int = 10
-    max_duration: float = 14400.0
-    ring_timeout: float = 45.0
-    voicemail_configured: bool = False
-
-
 class Conference:
     """One live multi-party call: its members, transfers, and event sequence."""
 
     def __init__(self, conference_id: str, rules: ConferenceRules, started_at: float) -> None:
-        self.conference_id = conference_id
-        self.rules = rules
+        self._floor = Floor(conference_id, rules)
         self.started_at = started_at
         self.phase = ConferencePhase.LIVE
         self.ended_at: float | None = None
         self.end_reason: EndReason | None = None
-        self.members: dict[str, Member] = {}  # every member ever, by address (a re-dial replaces a left one)
-        self.transfers: list[Transfer] = []
-        self.queued: list[QueuedDial] = []
-        self.next_seq = 1
-        self.leg_counter = 0
-        self.transfer_counter = 0
-        self._effects: list[Effect] = []
         self._last_audio: SetAudio | None = None
         self._last_routing_key: audio.RoutingKey | None = None
+
+    @classmethod
+    def restore(
+        cls,
+        floor: Floor,
+        started_at: float,
+        phase: ConferencePhase,
+        ended_at: float | None,
+        end_reason: EndReason | None,
+    ) -> Conference:
+        """A conference as a snapshot left it (`snapshot.load`), around the floor rebuilt from it."""
+        conference = cls(floor.conference_id, floor.rules, started_at)
+        conference._floor = floor
+        conference.phase, conference.ended_at, conference.end_reason = phase, ended_at, end_reason
+        return conference
 
     # ----------------------------------------------------------------- starting
     @classmethod
@@ -126,7 +126,8 @@ class Conference:
         if len(addresses) > rules.max_participants:
             raise ActionRefused(f"max participants ({rules.max_participants}) would be exceeded")
         conference = cls(conference_id, rules, now)
-        conference.emit(now, EventType.CONFERENCE_STARTED, {})
+        floor = conference._floor
+        floor.emit(now, EventType.CONFERENCE_STARTED, {})
         for party in answered:
             member = Member(
                 address=party.address,
@@ -139,41 +140,78 @@ class Conference:
                 connected_at=now,
                 answered_by=AnsweredBy.HUMAN,
             )
-            conference.members[party.address] = member
-            conference.emit(now, EventType.MEMBER_CONNECTED, conference.member_data(member))
+            floor.members[party.address] = member
+            floor.emit(now, EventType.MEMBER_CONNECTED, floor.member_data(member))
         first, rest = (dials[:1], dials[1:]) if sequential else (dials, [])
         for dial in first:
-            conference.dial(dial.address, dial.role, MAIN_ROOM, now)
-        conference.queued = rest
+            floor.dial(dial.address, dial.role, MAIN_ROOM, now)
+        floor.queued = rest
         return conference, conference._flush()
 
     # ----------------------------------------------------------------- queries
+    @property
+    def conference_id(self) -> str:
+        return self._floor.conference_id
+
+    @property
+    def rules(self) -> ConferenceRules:
+        return self._floor.rules
+
+    @property
+    def members(self) -> dict[str, Member]:
+        """Every member ever, by address (a re-dial replaces a left one); read, do not change."""
+        return self._floor.members
+
+    @property
+    def transfers(self) -> list[Transfer]:
+        return self._floor.transfers
+
+    @property
+    def queued(self) -> list[QueuedDial]:
+        """The dials a sequential start will place, in order."""
+        return self._floor.queued
+
+    @property
+    def next_seq(self) -> int:
+        """The sequence number of the next event."""
+        return self._floor.next_seq
+
+    @property
+    def leg_counter(self) -> int:
+        return self._floor.leg_counter
+
+    @property
+    def transfer_counter(self) -> int:
+        return self._floor.transfer_counter
+
+    @property
+    def effects(self) -> list[Effect]:
+        """A copy of the effects produced and not yet returned: empty between inputs, also after a
+        refused one (tests check it)."""
+        return list(self._floor.effects)
+
     @property
     def live(self) -> bool:
         return self.phase is ConferencePhase.LIVE
 
     def live_member(self, address: str) -> Member | None:
-        member = self.members.get(address)
-        return member if member is not None and member.live else None
+        return self._floor.live_member(address)
 
     def live_members(self) -> list[Member]:
-        return [m for m in self.members.values() if m.live]
+        return self._floor.live_members()
 
     def member_by_leg(self, leg_id: str) -> Member | None:
-        for member in self.members.values():
-            if member.leg_id == leg_id:
-                return member
-        return None
+        return self._floor.member_by_leg(leg_id)
 
     def claimed_addresses(self) -> set[str]:
         """Addresses this conference holds: live members and dials it will place."""
-        return {m.address for m in self.live_members()} | {q.address for q in self.queued}
+        return self._floor.claimed_addresses()
 
     def pending_transfer_by(self, initiator: str) -> Transfer | None:
-        return next((t for t in self.transfers if t.initiator == initiator and t.state.pending), None)
+        return self._floor.pending_transfer_by(initiator)
 
     def pending_transfer_to(self, target: str) -> Transfer | None:
-        return next((t for t in self.transfers if t.target == target and t.state.pending), None)
+        return self._floor.pending_transfer_to(target)
 
     def next_deadline(self) -> float | None:
         """The earliest moment `handle_timer` has something to do, or None."""
@@ -207,44 +245,61 @@ class Conference:
             return self._flush()
         for member in self.live_members():
             if member.ring_deadline is not None and now >= member.ring_deadline:
-                self.member_left(member, LeaveReason.NO_ANSWER, now, drop_leg=True)
+                self._floor.member_left(member, LeaveReason.NO_ANSWER, now, drop_leg=True)
         self._after_input(now)
         return self._flush()
 
     # ----------------------------------------------------------------- API actions
     def _call(self, command: Call, now: float) -> None:
-        self.require_trigger(command.trigger_source)
-        self.require_can_add(command.to)
-        self.dial(command.to, command.role, MAIN_ROOM, now)
+        floor = self._floor
+        floor.require_trigger(command.trigger_source)
+        floor.require_can_add(command.to)
+        floor.dial(command.to, command.role, MAIN_ROOM, now)
 
     def _hold(self, command: Hold, now: float) -> None:
-        member = self.require_member(command.address)
+        floor = self._floor
+        member = floor.require_member(command.address)
         if member.status is MemberStatus.ON_HOLD:
             raise ActionRefused(f"member {member.address} is already on hold")
         self._require_answered(member, "hold")
         member.status = MemberStatus.ON_HOLD
-        self.emit(now, EventType.MEMBER_HELD, self.member_data(member))
+        floor.emit(now, EventType.MEMBER_HELD, floor.member_data(member))
 
     def _unhold(self, command: Unhold, now: float) -> None:
-        member = self.require_member(command.address)
+        floor = self._floor
+        member = floor.require_member(command.address)
         if member.status is not MemberStatus.ON_HOLD:
             raise ActionRefused(f"member {member.address} is not on hold (status: {member.status})")
         member.status = MemberStatus.CONNECTED
-        self.emit(now, EventType.MEMBER_UNHELD, self.member_data(member))
+        floor.emit(now, EventType.MEMBER_UNHELD, floor.member_data(member))
 
     def _hangup(self, command: Hangup, now: float) -> None:
-        member = self.require_member(command.address)
-        self.member_left(member, LeaveReason.HANGUP, now, drop_leg=True)
+        member = self._floor.require_member(command.address)
+        self._floor.member_left(member, LeaveReason.HANGUP, now, drop_leg=True)
 
     def _voicemail_drop(self, command: VoicemailDrop, now: float) -> None:
-        member = self.require_member(command.address)
+        floor = self._floor
+        member = floor.require_member(command.address)
         if not self.rules.voicemail_configured:
             raise ActionRefused("this node has no voicemail_message configured")
         self._require_answered(member, "voicemail_drop")
         member.status = MemberStatus.CONNECTED
         member.playing_voicemail = True
-        self.effects.append(PlayMessage(member.leg_id))
-        self.emit(now, EventType.VOICEMAIL_STARTED, self.member_data(member))
+        floor.effects.append(PlayMessage(member.leg_id))
+        floor.emit(now, EventType.VOICEMAIL_STARTED, floor.member_data(member))
+
+    # The transfer actions run on the floor: the transfer machine is never handed the Conference.
+    def _warm_transfer(self, command: WarmTransfer, now: float) -> None:
+        transfers.warm_transfer(self._floor, command, now)
+
+    def _cold_transfer(self, command: ColdTransfer, now: float) -> None:
+        transfers.cold_transfer(self._floor, command, now)
+
+    def _resume_call(self, command: ResumeCall, now: float) -> None:
+        transfers.resume_call(self._floor, command, now)
+
+    def _abort_transfer(self, command: AbortTransfer, now: float) -> None:
+        transfers.abort_transfer(self._floor, command, now)
 
     # ----------------------------------------------------------------- leg signals
     def _leg_ringing(self, signal: LegRinging, now: float) -> None:
@@ -252,9 +307,10 @@ class Conference:
         if member is None or member.ringing:
             return
         member.ringing = True
-        self.emit(now, EventType.MEMBER_RINGING, self.member_data(member))
+        self._floor.emit(now, EventType.MEMBER_RINGING, self._floor.member_data(member))
 
     def _leg_answered(self, signal: LegAnswered, now: float) -> None:
+        floor = self._floor
         member = self._dialing_member(signal.leg_id)
         if member is None:
             return
@@ -262,18 +318,18 @@ class Conference:
         member.connected_at = now
         member.ring_deadline = None
         member.answered_by = signal.answered_by
-        self.emit(now, EventType.MEMBER_CONNECTED, self.member_data(member))
-        transfers.on_target_answered(self, member, now)
-        if self.queued:
-            nxt = self.queued.pop(0)
-            self.dial(nxt.address, nxt.role, MAIN_ROOM, now)
+        floor.emit(now, EventType.MEMBER_CONNECTED, floor.member_data(member))
+        transfers.on_target_answered(floor, member, now)
+        if floor.queued:
+            nxt = floor.queued.pop(0)
+            floor.dial(nxt.address, nxt.role, MAIN_ROOM, now)
 
     def _leg_failed(self, signal: LegFailed, now: float) -> None:
         member = self._dialing_member(signal.leg_id)
         if member is None:
             return
         reason = signal.reason if signal.reason in DIAL_FAILURES else LeaveReason.FAILED
-        self.member_left(member, reason, now, drop_leg=False)
+        self._floor.member_left(member, reason, now, drop_leg=False)
 
     def _leg_hung_up(self, signal: LegHungUp, now: float) -> None:
         member = self.member_by_leg(signal.leg_id)
@@ -281,57 +337,31 @@ class Conference:
             return
         if member.status is MemberStatus.DIALING:
             # A carrier that reports a hang-up before the answer means the dial failed.
-            self.member_left(member, LeaveReason.FAILED, now, drop_leg=False)
+            self._floor.member_left(member, LeaveReason.FAILED, now, drop_leg=False)
         else:
-            self.member_left(member, LeaveReason.REMOTE_HANGUP, now, drop_leg=False)
+            self._floor.member_left(member, LeaveReason.REMOTE_HANGUP, now, drop_leg=False)
 
     def _leg_dtmf(self, signal: LegDtmf, now: float) -> None:
         member = self.member_by_leg(signal.leg_id)
         if member is None or not member.answered:
             return
-        self.emit(now, EventType.MEMBER_DTMF, {**self.member_data(member), "digit": signal.digit})
+        data = {**self._floor.member_data(member), "digit": signal.digit}
+        self._floor.emit(now, EventType.MEMBER_DTMF, data)
 
     def _leg_media_failed(self, signal: LegMediaFailed, now: float) -> None:
         member = self.member_by_leg(signal.leg_id)
         if member is None or not member.live:
             return
-        data = {**self.member_data(member), "setting": signal.setting, "reason": signal.reason}
-        self.emit(now, EventType.MEDIA_FALLBACK, data)
+        data = {**self._floor.member_data(member), "setting": signal.setting, "reason": signal.reason}
+        self._floor.emit(now, EventType.MEDIA_FALLBACK, data)
 
     def _playback_finished(self, signal: PlaybackFinished, now: float) -> None:
         member = self.member_by_leg(signal.leg_id)
         if member is None or not member.live or not member.playing_voicemail:
             return
-        self.member_left(member, LeaveReason.VOICEMAIL_DROPPED, now, drop_leg=True)
+        self._floor.member_left(member, LeaveReason.VOICEMAIL_DROPPED, now, drop_leg=True)
 
     # ----------------------------------------------------------------- shared rules
-    @property
-    def effects(self) -> list[Effect]:
-        return self._effects
-
-    def require_member(self, address: str) -> Member:
-        member = self.live_member(address)
-        if member is None:
-            raise ActionRefused(f"{address} is not a member of this conference")
-        return member
-
-    def require_trigger(self, address: str) -> Member:
-        member = self.live_member(address)
-        if member is None:
-            raise ActionRefused(f"trigger_source {address} is not in a live conference of this node")
-        if member.status is MemberStatus.DIALING:
-            raise ActionRefused(f"trigger_source {address} has not answered yet")
-        return member
-
-    def require_can_add(self, address: str) -> None:
-        if address in self.claimed_addresses():
-            raise ActionRefused(f"{address} is already a member of this conference")
-        if self.pending_transfer_by(address) is not None:
-            # A cold transfer outlives its initiator's leg; a new leg at that address would be taken for it.
-            raise ActionRefused(f"{address} left a transfer that is still in progress")
-        if len(self.claimed_addresses()) >= self.rules.max_participants:
-            raise ActionRefused(f"max participants ({self.rules.max_participants}) reached")
-
     @staticmethod
     def _require_answered(member: Member, action: str) -> None:
         if member.status is MemberStatus.DIALING:
@@ -345,38 +375,6 @@ class Conference:
             return None
         return member
 
-    def new_transfer_id(self) -> str:
-        self.transfer_counter += 1
-        return f"{self.conference_id}-t{self.transfer_counter}"
-
-    def dial(self, address: str, role: Role, room: str, now: float) -> Member:
-        self.leg_counter += 1
-        member = Member(
-            address=address,
-            role=role,
-            leg_id=f"{self.conference_id}-l{self.leg_counter}",
-            status=MemberStatus.DIALING,
-            room=room,
-            dialed_at=now,
-            ring_deadline=now + self.rules.ring_timeout,
-        )
-        self.members[address] = member
-        self.effects.append(DialLeg(member.leg_id, address, role, self.rules.ring_timeout))
-        self.emit(now, EventType.MEMBER_DIALING, self.member_data(member))
-        return member
-
-    def member_left(self, member: Member, reason: LeaveReason, now: float, *, drop_leg: bool) -> None:
-        """Take a member out, then let pending transfers react to its departure."""
-        if drop_leg:
-            self.effects.append(DropLeg(member.leg_id, reason))
-        member.status = MemberStatus.LEFT
-        member.left_at = now
-        member.leave_reason = reason
-        member.ring_deadline = None
-        member.playing_voicemail = False
-        self.emit(now, EventType.MEMBER_LEFT, self.member_data(member))
-        transfers.on_member_left(self, member, reason, now)
-
     def _after_input(self, now: float) -> None:
         if self.live and not any(m.live for m in self.members.values()):
             self._end(now, EndReason.EMPTY)
@@ -385,44 +383,29 @@ class Conference:
     def _trim_history(self) -> None:
         """Drop the oldest departed members and finished transfers beyond the caps; a departed member
         that a pending transfer names (a cold transfer's initiator) is kept."""
-        departed = [m for m in self.members.values() if not m.live]
+        floor = self._floor
+        departed = [m for m in floor.members.values() if not m.live]
         if len(departed) > MAX_DEPARTED_MEMBERS:
-            named = {a for t in self.transfers if t.state.pending for a in (t.initiator, t.target)}
+            named = {a for t in floor.transfers if t.state.pending for a in (t.initiator, t.target)}
             oldest_first = sorted((m for m in departed if m.address not in named), key=_left_at)
             for member in oldest_first[: len(departed) - MAX_DEPARTED_MEMBERS]:
-                del self.members[member.address]
-        finished = [t for t in self.transfers if not t.state.pending]
+                del floor.members[member.address]
+        finished = [t for t in floor.transfers if not t.state.pending]
         if len(finished) > MAX_FINISHED_TRANSFERS:
             dropped = {t.transfer_id for t in finished[: len(finished) - MAX_FINISHED_TRANSFERS]}
-            self.transfers = [t for t in self.transfers if t.transfer_id not in dropped]
+            floor.transfers = [t for t in floor.transfers if t.transfer_id not in dropped]
 
     def _end(self, now: float, reason: EndReason) -> None:
+        floor = self._floor
         leave = LeaveReason.MAX_DURATION if reason is EndReason.MAX_DURATION else LeaveReason.CONFERENCE_ENDED
-        transfers.on_conference_ended(self, now)
-        for member in self.live_members():
-            self.member_left(member, leave, now, drop_leg=True)
-        self.queued = []
+        transfers.on_conference_ended(floor, now)
+        for member in floor.live_members():
+            floor.member_left(member, leave, now, drop_leg=True)
+        floor.queued = []
         self.phase = ConferencePhase.ENDED
         self.ended_at = now
         self.end_reason = reason
-        self.emit(now, EventType.CONFERENCE_ENDED, {"reason": reason.value})
-
-    def member_data(self, member: Member) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "member_address": member.address,
-            "role": member.role.value,
-            "status": member.status.value,
-            "leg_id": member.leg_id,
-        }
-        if member.leave_reason is not None:
-            data["reason"] = member.leave_reason.value
-        if member.answered_by is not None:
-            data["answered_by"] = member.answered_by.value
-        return data
-
-    def emit(self, now: float, type_: EventType, data: dict[str, Any]) -> None:
-        self.effects.append(Publish(Event(self.next_seq, type_, now, data)))
-        self.next_seq += 1
+        floor.emit(now, EventType.CONFERENCE_ENDED, {"reason": reason.value})
 
     def _flush(self) -> list[Effect]:
         # Most inputs (a dial, a ring, a DTMF) leave the routing's inputs as they were: then the
@@ -432,10 +415,9 @@ class Conference:
             self._last_routing_key = key
             current = audio.set_audio(self)
             if current != self._last_audio:
-                self._effects.append(current)
+                self._floor.effects.append(current)
                 self._last_audio = current
-        effects, self._effects = self._effects, []
-        return effects
+        return self._floor.take_effects()
 
 
 def _left_at(member: Member) -> float:
@@ -444,14 +426,14 @@ def _left_at(member: Member) -> float:
 
 _HANDLERS: dict[type, Callable[[Conference, Any, float], None]] = {
     Call: Conference._call,
-    WarmTransfer: transfers.warm_transfer,
-    ColdTransfer: transfers.cold_transfer,
+    WarmTransfer: Conference._warm_transfer,
+    ColdTransfer: Conference._cold_transfer,
     Hold: Conference._hold,
     Unhold: Conference._unhold,
     Hangup: Conference._hangup,
-    ResumeCall: transfers.resume_call,
+    ResumeCall: Conference._resume_call,
     VoicemailDrop: Conference._voicemail_drop,
-    AbortTransfer: transfers.abort_transfer,
+    AbortTransfer: Conference._abort_transfer,
     LegRinging: Conference._leg_ringing,
     LegAnswered: Conference._leg_answered,
     LegFailed: Conference._leg_failed,

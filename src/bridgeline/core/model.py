@@ -157,6 +157,16 @@ class Transfer:
 
 
 @dataclass(frozen=True, slots=True)
+class ConferenceRules:
+    """The node settings a conference itself enforces."""
+
+    max_participants: int = 10
+    max_duration: float = 14400.0
+    ring_timeout: float = 45.0
+    voicemail_configured: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class AnsweredParty:
     """A party already on the line when the conference starts: an inbound caller."""
 

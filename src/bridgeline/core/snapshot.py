@@ -10,10 +10,12 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from bridgeline.core.conference import Conference, ConferenceRules
+from bridgeline.core.conference import Conference
+from bridgeline.core.floor import Floor
 from bridgeline.core.model import (
     AnsweredBy,
     ConferencePhase,
+    ConferenceRules,
     EndReason,
     LeaveReason,
     Member,
@@ -57,19 +59,17 @@ def dump(conf: Conference) -> dict[str, Any]:
 def load(data: dict[str, Any]) -> Conference:
     if data.get("version") != FORMAT_VERSION:
         raise ValueError(f"unsupported conference snapshot version {data.get('version')!r}")
-    conf = Conference(data["conference_id"], ConferenceRules(**data["rules"]), data["started_at"])
-    conf.phase = ConferencePhase(data["phase"])
-    conf.ended_at = data["ended_at"]
-    conf.end_reason = _opt(EndReason, data["end_reason"])
+    floor = Floor(data["conference_id"], ConferenceRules(**data["rules"]))
     for raw in data["members"]:
         member = _load_member(raw)
-        conf.members[member.address] = member
-    conf.transfers = [_load_transfer(raw) for raw in data["transfers"]]
-    conf.queued = [QueuedDial(q["address"], Role(q["role"])) for q in data["queued"]]
-    conf.next_seq = data["next_seq"]
-    conf.leg_counter = data["leg_counter"]
-    conf.transfer_counter = data["transfer_counter"]
-    return conf
+        floor.members[member.address] = member
+    floor.transfers = [_load_transfer(raw) for raw in data["transfers"]]
+    floor.queued = [QueuedDial(q["address"], Role(q["role"])) for q in data["queued"]]
+    floor.next_seq = data["next_seq"]
+    floor.leg_counter = data["leg_counter"]
+    floor.transfer_counter = data["transfer_counter"]
+    phase, end_reason = ConferencePhase(data["phase"]), _opt(EndReason, data["end_reason"])
+    return Conference.restore(floor, data["started_at"], phase, data["ended_at"], end_reason)
 
 
 def _dump_member(m: Member) -> dict[str, Any]:

@@ -6,6 +6,9 @@ U3 = the target being dialed.
 The (kind, state, input) -> transition table is data, in `transfer_table.py`; this module opens
 transfers, turns what happens to U1 and U3 into inputs, and applies the row it finds there.
 While U1 consults, the members left alone in the main room hear their role's hold music.
+
+Every function here works on the conference's `Floor` (`floor.py`: members, transfers, and the steps
+that change them), never on the `Conference`, whose public API is only its inputs and queries.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from bridgeline.core.model import (
 from bridgeline.core.transfer_table import REFUSALS, TABLE, Fate, TransferInput
 
 if TYPE_CHECKING:
-    from bridgeline.core.conference import Conference
+    from bridgeline.core.floor import Floor
 
 __all__ = ["abort_transfer", "cold_transfer", "resume_call", "warm_transfer"]
 
@@ -40,63 +43,63 @@ _FINAL_EVENTS = {
 }
 
 
-def warm_transfer(conf: Conference, command: WarmTransfer, now: float) -> None:
-    initiator = _require_can_transfer(conf, command.trigger_source)
-    conf.require_can_add(command.to)
-    transfer = _open(conf, TransferKind.WARM, initiator, command.to, now)
+def warm_transfer(floor: Floor, command: WarmTransfer, now: float) -> None:
+    initiator = _require_can_transfer(floor, command.trigger_source)
+    floor.require_can_add(command.to)
+    transfer = _open(floor, TransferKind.WARM, initiator, command.to, now)
     transfer.room = f"consult-{transfer.transfer_id.rsplit('-', 1)[-1]}"
     initiator.room = transfer.room
-    conf.dial(command.to, command.role, transfer.room, now)
+    floor.dial(command.to, command.role, transfer.room, now)
 
 
-def cold_transfer(conf: Conference, command: ColdTransfer, now: float) -> None:
-    initiator = _require_can_transfer(conf, command.trigger_source)
-    conf.require_can_add(command.to)
-    _open(conf, TransferKind.COLD, initiator, command.to, now)
-    conf.dial(command.to, command.role, MAIN_ROOM, now)
+def cold_transfer(floor: Floor, command: ColdTransfer, now: float) -> None:
+    initiator = _require_can_transfer(floor, command.trigger_source)
+    floor.require_can_add(command.to)
+    _open(floor, TransferKind.COLD, initiator, command.to, now)
+    floor.dial(command.to, command.role, MAIN_ROOM, now)
 
 
-def resume_call(conf: Conference, command: ResumeCall, now: float) -> None:
-    member = conf.require_member(command.address)
-    transfer = conf.pending_transfer_by(member.address)
+def resume_call(floor: Floor, command: ResumeCall, now: float) -> None:
+    member = floor.require_member(command.address)
+    transfer = floor.pending_transfer_by(member.address)
     if transfer is None:
         raise ActionRefused(f"no warm transfer in progress initiated by {member.address}")
-    _step(conf, transfer, TransferInput.RESUME_CALL, now)
+    _step(floor, transfer, TransferInput.RESUME_CALL, now)
 
 
-def abort_transfer(conf: Conference, command: AbortTransfer, now: float) -> None:
-    member = conf.require_member(command.address)
-    transfer = conf.pending_transfer_by(member.address)
+def abort_transfer(floor: Floor, command: AbortTransfer, now: float) -> None:
+    member = floor.require_member(command.address)
+    transfer = floor.pending_transfer_by(member.address)
     if transfer is None:
         raise ActionRefused(f"no transfer in progress initiated by {member.address}")
-    _step(conf, transfer, TransferInput.ABORT_TRANSFER, now)
+    _step(floor, transfer, TransferInput.ABORT_TRANSFER, now)
 
 
-def on_target_answered(conf: Conference, member: Member, now: float) -> None:
-    transfer = conf.pending_transfer_to(member.address)
+def on_target_answered(floor: Floor, member: Member, now: float) -> None:
+    transfer = floor.pending_transfer_to(member.address)
     if transfer is not None:
-        _step(conf, transfer, TransferInput.TARGET_ANSWERED, now)
+        _step(floor, transfer, TransferInput.TARGET_ANSWERED, now)
 
 
-def on_member_left(conf: Conference, member: Member, reason: LeaveReason, now: float) -> None:
-    started = conf.pending_transfer_by(member.address)
+def on_member_left(floor: Floor, member: Member, reason: LeaveReason, now: float) -> None:
+    started = floor.pending_transfer_by(member.address)
     if started is not None:
-        _step(conf, started, TransferInput.INITIATOR_LEFT, now)
-    targeted = conf.pending_transfer_to(member.address)
+        _step(floor, started, TransferInput.INITIATOR_LEFT, now)
+    targeted = floor.pending_transfer_to(member.address)
     if targeted is not None:
         input_ = TransferInput.TARGET_FAILED if reason in DIAL_FAILURES else TransferInput.TARGET_LEFT
-        _step(conf, targeted, input_, now, reason)
+        _step(floor, targeted, input_, now, reason)
 
 
-def on_conference_ended(conf: Conference, now: float) -> None:
+def on_conference_ended(floor: Floor, now: float) -> None:
     """Before the members leave: an initiator leaving would otherwise "complete" its transfer."""
-    for transfer in conf.transfers:
+    for transfer in floor.transfers:
         if transfer.state.pending:
-            _step(conf, transfer, TransferInput.CONFERENCE_ENDED, now)
+            _step(floor, transfer, TransferInput.CONFERENCE_ENDED, now)
 
 
 def _step(
-    conf: Conference, transfer: Transfer, input_: TransferInput, now: float, reason: LeaveReason | None = None
+    floor: Floor, transfer: Transfer, input_: TransferInput, now: float, reason: LeaveReason | None = None
 ) -> None:
     """Apply the table's row for this input; `reason` is U3's, when its departure is the input."""
     key = (transfer.kind, transfer.state, input_)
@@ -105,32 +108,32 @@ def _step(
     row = TABLE.get(key)
     if row is None:
         return  # does not concern the transfer
-    _move(conf, transfer.initiator, row.initiator)
-    _move(conf, transfer.target, row.target)
+    _move(floor, transfer.initiator, row.initiator)
+    _move(floor, transfer.target, row.target)
     if row.next_state.pending:
         transfer.state = row.next_state  # before the event: events carry the state after them
     if input_ is TransferInput.TARGET_ANSWERED:
-        conf.emit(now, EventType.TRANSFER_ANSWERED, transfer_data(transfer))
+        floor.emit(now, EventType.TRANSFER_ANSWERED, transfer_data(transfer))
     if not row.next_state.pending:
-        finish(conf, transfer, row.next_state, now, outcome=row.outcome, reason=reason)
-    _hang_up(conf, transfer.initiator, row.initiator, LeaveReason.TRANSFERRED, now)
-    _hang_up(conf, transfer.target, row.target, LeaveReason.TRANSFER_ABORTED, now)
+        finish(floor, transfer, row.next_state, now, outcome=row.outcome, reason=reason)
+    _hang_up(floor, transfer.initiator, row.initiator, LeaveReason.TRANSFERRED, now)
+    _hang_up(floor, transfer.target, row.target, LeaveReason.TRANSFER_ABORTED, now)
 
 
-def _move(conf: Conference, address: str, fate: Fate) -> None:
-    member = conf.live_member(address)
+def _move(floor: Floor, address: str, fate: Fate) -> None:
+    member = floor.live_member(address)
     if member is not None and fate is Fate.TO_MAIN:
         member.room = MAIN_ROOM
 
 
-def _hang_up(conf: Conference, address: str, fate: Fate, reason: LeaveReason, now: float) -> None:
-    member = conf.live_member(address)
+def _hang_up(floor: Floor, address: str, fate: Fate, reason: LeaveReason, now: float) -> None:
+    member = floor.live_member(address)
     if member is not None and fate is Fate.HUNG_UP:
-        conf.member_left(member, reason, now, drop_leg=True)
+        floor.member_left(member, reason, now, drop_leg=True)
 
 
 def finish(
-    conf: Conference,
+    floor: Floor,
     transfer: Transfer,
     state: TransferState,
     now: float,
@@ -144,7 +147,7 @@ def finish(
     data = transfer_data(transfer)
     if reason is not None:
         data["reason"] = reason.value
-    conf.emit(now, _FINAL_EVENTS[state], data)
+    floor.emit(now, _FINAL_EVENTS[state], data)
 
 
 def transfer_data(transfer: Transfer) -> dict[str, Any]:
@@ -160,30 +163,30 @@ def transfer_data(transfer: Transfer) -> dict[str, Any]:
     return data
 
 
-def _require_can_transfer(conf: Conference, address: str) -> Member:
-    initiator = conf.require_trigger(address)
+def _require_can_transfer(floor: Floor, address: str) -> Member:
+    initiator = floor.require_trigger(address)
     if initiator.status is not MemberStatus.CONNECTED:
         raise ActionRefused(
             f"trigger_source {address} must be connected to transfer (status: {initiator.status})"
         )
     if initiator.playing_voicemail:
         raise ActionRefused(f"trigger_source {address} is playing a voicemail drop")
-    if conf.pending_transfer_by(address) is not None:
+    if floor.pending_transfer_by(address) is not None:
         raise ActionRefused(f"trigger_source {address} already has a transfer in progress")
     if initiator.room != MAIN_ROOM:
         raise ActionRefused(f"trigger_source {address} is in a private consultation")
     return initiator
 
 
-def _open(conf: Conference, kind: TransferKind, initiator: Member, target: str, now: float) -> Transfer:
+def _open(floor: Floor, kind: TransferKind, initiator: Member, target: str, now: float) -> Transfer:
     transfer = Transfer(
-        transfer_id=conf.new_transfer_id(),
+        transfer_id=floor.new_transfer_id(),
         kind=kind,
         initiator=initiator.address,
         target=target,
         state=TransferState.DIALING,
         started_at=now,
     )
-    conf.transfers.append(transfer)
-    conf.emit(now, EventType.TRANSFER_STARTED, transfer_data(transfer))
+    floor.transfers.append(transfer)
+    floor.emit(now, EventType.TRANSFER_STARTED, transfer_data(transfer))
     return transfer
