@@ -14,6 +14,7 @@ from .message import Request
 from .offer_answer import Codec, MediaParams, NegotiationError, answer_offer, make_offer
 from .sdp import Direction, SessionDescription
 from .transaction import Address, TransactionKey
+from .uri import SipURI
 
 
 class LegState(StrEnum):
@@ -55,6 +56,11 @@ class CallLeg:
     # RFC 3261 14.2: we put an offer in the 2xx to an offerless re-INVITE; the ACK has the answer.
     offer_in_2xx: tuple[int, SessionDescription] | None = None
     account: str | None = None
+    # RFC 3261 8.1.3.4, outbound: targets a 3xx gave us still to try, best first; every target
+    # this leg has called (loop detection); how many redirected INVITEs were sent.
+    redirect_queue: list[SipURI] = field(default_factory=list)
+    tried_targets: set[str] = field(default_factory=set)
+    redirects: int = 0
 
 
 _STATUS_REASONS = {

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from .offer_answer import MediaParams
+from .redirect import RedirectPolicy
 from .sdp import SessionDescription
 from .transaction import DEFAULT_TIMERS, Address, TimerSettings
 from .uri import URI, SipURI
@@ -177,3 +178,4 @@ class EndpointConfig:
     nonce_lifetime: float = 300.0
     incoming_timeout: float = 180.0  # an unanswered inbound call gets 480 after this
     registration: RegistrationLimits = RegistrationLimits()
+    redirects: RedirectPolicy = field(default_factory=RedirectPolicy)  # the 3xx targets dials follow

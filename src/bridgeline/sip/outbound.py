@@ -14,8 +14,9 @@ from .digest import DigestAuth
 from .endpoint_core import ALLOW, EndpointCore, uri_address
 from .events import FailReason, LegAnswered, LegFailed, LegRinging, LegTrying
 from .headers import NameAddress
-from .message import Response, make_cancel, make_request, new_call_id, new_tag
+from .message import Request, Response, make_cancel, make_request, new_call_id, new_tag
 from .offer_answer import MediaParams, NegotiationError, read_answer
+from .redirect import FOLLOWED_STATUSES, redirect_targets, target_key
 from .sdp import SdpParseError, SessionDescription, parse_sdp
 from .syntax import Params, SipParseError
 from .transaction import Address
@@ -82,6 +83,8 @@ class Outbound:
         leg = CallLeg(leg_id, True, invite, key, route.destination, tag, LegState.CALLING, offer_sdp)
         leg.auth = route.auth
         leg.codecs = local_codecs(offer_sdp)
+        if isinstance(route.request_uri, SipURI):
+            leg.tried_targets.add(target_key(route.request_uri))
         core.legs[leg_id] = leg
         core.track(leg, key)
 
@@ -167,7 +170,75 @@ class Outbound:
         cancelled = leg.hangup_requested
         if status in (401, 407) and not cancelled and self._retry_with_credentials(leg, response, now):
             return
+        # After a 3xx, and after any other failure of a redirected target while the 3xx left
+        # others to try (sequential search, RFC 3261 16.6's spirit); a 6xx is global: stop.
+        if not cancelled and status < 600:
+            if status in FOLLOWED_STATUSES:
+                self._collect_targets(leg, response)
+            elif 300 <= status < 400:
+                self.core.stats["redirects_not_followed"] += 1  # 305, 380, unknown 3xx
+            if self._follow_next_target(leg, now):
+                return
         self.core.finish(leg, LegFailed(leg.leg_id, status, failure_reason(status, cancelled=cancelled)))
+
+    def _collect_targets(self, leg: CallLeg, response: Response) -> None:
+        """Queue a 300/301/302's contacts that the policy lets us call, ahead of the targets an
+        earlier 3xx left (the newest answer is about the target we just tried)."""
+        core = self.core
+        try:
+            contacts = response.contacts
+        except SipParseError:
+            contacts = []
+        found = redirect_targets(contacts, core.config.redirects, leg.tried_targets)
+        core.stats["redirect_targets_refused"] += found.refused
+        queued = {target_key(uri) for uri in found.usable}
+        leg.redirect_queue = found.usable + [u for u in leg.redirect_queue if target_key(u) not in queued]
+
+    def _follow_next_target(self, leg: CallLeg, now: float) -> bool:
+        """Send the INVITE to the next queued target (RFC 3261 8.1.3.4: same Call-ID, From and To,
+        CSeq + 1, a new transaction); False when none is left or the leg's budget is spent."""
+        core = self.core
+        while leg.redirect_queue:
+            if leg.redirects >= core.config.redirects.max_redirects:
+                core.stats["redirect_limit_reached"] += 1
+                leg.redirect_queue.clear()
+                return False
+            target = leg.redirect_queue.pop(0)
+            destination = self._redirect_destination(target)
+            key = target_key(target)
+            if destination is None or key in leg.tried_targets:
+                continue
+            leg.tried_targets.add(key)
+            leg.redirects += 1
+            core.stats["redirects_followed"] += 1
+            trunk = core.config.trunk
+            if trunk is None or destination != trunk.proxy:
+                leg.auth = None  # the trunk's credentials are for the trunk only
+            leg.auth_rounds = 0
+            core.by_txn.pop(leg.invite_key, None)  # the old transaction finishes on its own
+            leg.keys.discard(leg.invite_key)
+            leg.invite = self._redirected_invite(leg.invite, target)
+            leg.peer = destination
+            leg.invite_key = core.send_request(leg, leg.invite, destination, now)
+            leg.state = LegState.CALLING
+            return True
+        return False
+
+    def _redirect_destination(self, target: SipURI) -> Address | None:
+        """The trunk's domain (without a port) is reached through its proxy, as in `_route`;
+        anything else at its own host and port."""
+        trunk = self.core.config.trunk
+        if trunk is not None and target.port is None and target.host.lower() == trunk.domain.lower():
+            return trunk.proxy
+        return uri_address(target)
+
+    def _redirected_invite(self, previous: Request, target: SipURI) -> Request:
+        headers = previous.headers.copy()
+        headers.remove("Authorization")  # answers to the previous target's challenges
+        headers.remove("Proxy-Authorization")
+        headers.set("CSeq", f"{previous.cseq.seq + 1} INVITE")
+        headers.set("Via", str(self.core.via()))
+        return Request("INVITE", target, headers, previous.body)
 
     def _retry_with_credentials(self, leg: CallLeg, response: Response, now: float) -> bool:
         """RFC 3261 22.2: the same INVITE with credentials, CSeq + 1 and a new branch."""

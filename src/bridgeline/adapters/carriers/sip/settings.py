@@ -12,6 +12,9 @@ trunk:                          # where E.164 numbers are dialed
   username: bridgeline
   password: trunk-secret
   caller_id: "+14150000000"
+redirects:                      # 3xx answers to our INVITEs (docs/sip.md, docs/security.md)
+  max: 3                        # new INVITEs per leg; 0: never follow
+  allowed_targets: [trunk.example.com, "10.0.0.7:5060"]   # default: the trunk's domain and proxy host
 inbound:                        # calls to these numbers start a PHLO run
   - number: "+14155550100"
     phlo_id: support
@@ -31,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from bridgeline.core.identifiers import check_id
 from bridgeline.core.model import Role
 from bridgeline.sip.events import EndpointConfig, TrunkConfig
+from bridgeline.sip.redirect import DEFAULT_MAX_REDIRECTS, RedirectPolicy, parse_allowed_targets
 
 
 def parse_host_port(text: str, default_port: int) -> tuple[str, int]:
@@ -84,6 +88,21 @@ class TrunkSettings(_Strict):
     caller_id: str = "bridgeline"
 
 
+class RedirectSettings(_Strict):
+    """Which 3xx targets a dial follows. A redirect makes us call somewhere the network chose, so
+    only hosts (any port) or host:port entries listed here; None: the trunk's domain and proxy host."""
+
+    max: int = Field(default=DEFAULT_MAX_REDIRECTS, ge=0, le=10)
+    allowed_targets: list[str] | None = None
+
+    @field_validator("allowed_targets")
+    @classmethod
+    def _check_targets(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            parse_allowed_targets(value)
+        return value
+
+
 class InboundRoute(_Strict):
     number: str = Field(description="the dialed number or user")
     phlo_id: str
@@ -103,6 +122,7 @@ class SipSettings(_Strict):
     rtp: RtpSettings = RtpSettings()
     endpoints: dict[str, str] = Field(default_factory=dict)
     trunk: TrunkSettings | None = None
+    redirects: RedirectSettings = RedirectSettings()
     inbound: list[InboundRoute] = Field(default_factory=list)
 
     @property
@@ -120,8 +140,19 @@ class SipSettings(_Strict):
                 from_user=self.trunk.caller_id,
             )
         return EndpointConfig(
-            local_address=self.listen_address, domain=self.domain, accounts=dict(self.endpoints), trunk=trunk
+            local_address=self.listen_address,
+            domain=self.domain,
+            accounts=dict(self.endpoints),
+            trunk=trunk,
+            redirects=self.redirect_policy(),
         )
+
+    def redirect_policy(self) -> RedirectPolicy:
+        targets = self.redirects.allowed_targets
+        if targets is None:
+            trunk = self.trunk
+            targets = [] if trunk is None else [trunk.domain, parse_host_port(trunk.proxy, 5060)[0]]
+        return RedirectPolicy(self.redirects.max, parse_allowed_targets(targets))
 
     def route_for(self, dialed: str) -> InboundRoute | None:
         return next((r for r in self.inbound if r.number == dialed), None)
