@@ -15,8 +15,10 @@ PORTS: dict[str, int] = {}
 
 def sip_config(ports: Ports) -> dict[str, Any]:
     PORTS["allowed"] = ports.take()
+    PORTS["ringing"] = ports.take()
     PORTS["refused"] = ports.take()
-    return {"redirects": {"max": 3, "allowed_targets": [f"127.0.0.1:{PORTS['allowed']}"]}}
+    allowed = [f"127.0.0.1:{PORTS['allowed']}", f"127.0.0.1:{PORTS['ringing']}"]
+    return {"redirects": {"max": 3, "allowed_targets": allowed}}
 
 
 def test_a_302_to_an_allowed_target_is_followed(lab: Lab) -> None:
@@ -31,6 +33,7 @@ def test_a_302_to_an_allowed_target_is_followed(lab: Lab) -> None:
     first = lab.sipp(
         "first", "uas_redirect.xml", substitutions={"REDIRECT_CONTACT": f"<{second.uri}>"}, user="first"
     )
+    followed = lab.server.metrics()["bridgeline_sip_redirects_followed_total"]
     phlo = lab.create_phlo()
     lab.run(phlo, agent=agent.uri, customer=first.uri)
     mpc_uuid = lab.connected(phlo, agent.uri)["mpc_uuid"]
@@ -42,6 +45,26 @@ def test_a_302_to_an_allowed_target_is_followed(lab: Lab) -> None:
     lab.left(phlo, first.uri, "hangup")
     second.assert_succeeded()  # answered, then ended by our BYE
     assert second.received() == ["INVITE", "ACK", "BYE"], second.received()
+    lab.mpc(phlo).member(agent.uri).hangup()
+    lab.assert_ended(phlo, mpc_uuid, agent)
+    assert lab.server.metrics()["bridgeline_sip_redirects_followed_total"] == followed + 1
+
+
+def test_the_ring_timeout_runs_across_the_redirect(lab: Lab) -> None:
+    agent = lab.sipp_phone("agent", TONE_A)
+    never = lab.sipp("never", "uas_ring.xml", sip_port=PORTS["ringing"], user="never")
+    first = lab.sipp(
+        "first", "uas_redirect.xml", substitutions={"REDIRECT_CONTACT": f"<{never.uri}>"}, user="first"
+    )
+    phlo = lab.create_phlo(ring_timeout=1.5)
+    lab.run(phlo, agent=agent.uri, customer=first.uri)
+    mpc_uuid = lab.connected(phlo, agent.uri)["mpc_uuid"]
+
+    phlo.wait_member(first.uri, status="dialing", ringing=True)  # the redirected target rings
+    lab.left(phlo, first.uri, "no_answer")
+    never.assert_succeeded()  # CANCEL answered 200, INVITE answered 487, ACK received
+    assert never.received() == ["INVITE", "CANCEL", "ACK"], never.received()
+    assert first.received() == ["INVITE", "ACK"], first.received()
     lab.mpc(phlo).member(agent.uri).hangup()
     lab.assert_ended(phlo, mpc_uuid, agent)
 
@@ -57,6 +80,7 @@ def test_a_302_to_a_target_not_allowed_is_refused(lab: Lab) -> None:
             substitutions={"REDIRECT_CONTACT": f"<sip:premium@127.0.0.1:{PORTS['refused']}>"},
             user="first",
         )
+        refused = lab.server.metrics()["bridgeline_sip_redirects_refused_total"]
         phlo = lab.create_phlo()
         lab.run(phlo, agent=agent.uri, customer=first.uri)
         mpc_uuid = lab.connected(phlo, agent.uri)["mpc_uuid"]
@@ -71,3 +95,4 @@ def test_a_302_to_a_target_not_allowed_is_refused(lab: Lab) -> None:
         lab.left(phlo, first.uri, "failed")
     lab.mpc(phlo).member(agent.uri).hangup()
     lab.assert_ended(phlo, mpc_uuid, agent)
+    assert lab.server.metrics()["bridgeline_sip_redirects_refused_total"] == refused + 1

@@ -85,6 +85,8 @@ SIP_COUNTERS: Final = frozenset(
         "rtp_refused_malformed",
         "rtp_refused_unusable",
         "rtp_relatched",
+        "redirects_followed",
+        "redirects_refused",
     }
 )
 
@@ -129,7 +131,7 @@ class SipCarrier:
     def stats(self) -> dict[str, int | float]:
         """Numbers for monitoring (/metrics): RTP ports, overloads, the RTP/RTCP/DTMF packets refused,
         and the media tick's health; the names in SIP_COUNTERS only grow."""
-        media = self.media.stats
+        media, sip = self.media.stats, self.endpoint.stats
         return {
             "media_ticks": int(media["ticks"]),
             "media_late_ticks": int(media["late_ticks"]),
@@ -148,6 +150,10 @@ class SipCarrier:
             "rtp_refused_malformed": int(media["malformed_in"]),
             "rtp_refused_unusable": int(media["ignored_in"]),  # unknown payload type, or before the answer
             "rtp_relatched": int(media["relatched"]),
+            "redirects_followed": sip["redirects_followed"],  # 3xx contacts called (docs/sip.md)
+            "redirects_refused": sip["redirect_targets_refused"]  # disallowed, looping, not sip:
+            + sip["redirects_not_followed"]  # 305, 380
+            + sip["redirect_limit_reached"],
         }
 
     # ----------------------------------------------------------------- lifecycle
