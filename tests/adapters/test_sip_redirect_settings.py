@@ -24,7 +24,7 @@ def test_allow_list_and_limit_are_read(tmp_path: Path) -> None:
     path = tmp_path / "sip.yaml"
     path.write_text("redirects: {max: 1, allowed_targets: ['127.0.0.1:5099', 'pbx.example']}\n")
     policy = load_sip_settings(path).endpoint_config().redirects
-    assert (policy.max_redirects, policy.allowed_targets) == (1, {"127.0.0.1:5099", "pbx.example"})
+    assert (policy.max_redirects, policy.allowed_targets) == (1, frozenset({"127.0.0.1:5099", "pbx.example"}))
 
 
 @pytest.mark.parametrize("section", ["{max: -1}", "{max: 11}", "{allowed_targets: ['a:b:c']}"])

@@ -10,7 +10,7 @@ from test_sip_endpoint import EP_ADDR, TRUNK, TRUNK_ADDR, EpNode, Net, Phone, as
 
 from bridgeline.sip.endpoint import SipEndpoint
 from bridgeline.sip.events import EndpointConfig, FailReason, LegAnswered, LegFailed, LegRinging
-from bridgeline.sip.headers import parse_name_address
+from bridgeline.sip.headers import NameAddress, parse_name_address
 from bridgeline.sip.message import Request
 from bridgeline.sip.redirect import RedirectPolicy, parse_allowed_targets, redirect_targets, target_key
 from bridgeline.sip.transaction import Address
@@ -25,7 +25,7 @@ POLICY = RedirectPolicy(
 )
 
 
-def contacts(*texts: str) -> list:  # type: ignore[type-arg]
+def contacts(*texts: str) -> list[NameAddress]:
     return [parse_name_address(t) for t in texts]
 
 
@@ -125,16 +125,20 @@ def setup(policy: RedirectPolicy = POLICY) -> tuple[Net, EpNode, Phone, Phone, P
     return net, node, phones[0], phones[1], phones[2]
 
 
+def pending(phone: Phone) -> Request:
+    assert phone.pending is not None, f"{phone.user} has no INVITE waiting"
+    return phone.pending
+
+
 def redirect(phone: Phone, status: int, *targets: str) -> Request:
-    assert phone.pending is not None
-    invite = phone.pending
+    invite = pending(phone)
     phone.respond(invite, status, headers=[("Contact", t) for t in targets])
     return invite
 
 
 def test_302_is_followed_with_a_new_invite_in_the_same_call() -> None:
     net, node, first, second, _ = setup()
-    first.respond(first.pending, 180)  # type: ignore[arg-type]
+    first.respond(pending(first), 180)
     original = redirect(first, 302, "<sip:second@198.51.100.8:5064>")
     net.flush()
     assert first.acks == [] and net.lines(EP_ADDR)[-2].startswith("ACK")  # the 302 was ACKed
@@ -160,9 +164,9 @@ def test_300_contacts_are_tried_in_q_order_until_one_answers() -> None:
     redirect(first, 300, "<sip:second@198.51.100.8:5064>;q=0.5", "<sip:third@198.51.100.9:5066>;q=0.9")
     net.flush()
     assert second.pending is None and third.pending is not None
-    third.respond(third.pending, 486)
+    third.respond(pending(third), 486)
     net.flush()
-    assert second.pending is not None  # the next contact of the 300
+    assert str(pending(second).uri) == "sip:second@198.51.100.8:5064"  # the next contact of the 300
     second.answer()
     net.flush()
     assert isinstance(node.last(), LegAnswered)
@@ -223,7 +227,7 @@ def test_a_6xx_from_a_redirected_target_ends_the_search() -> None:
     net, node, first, second, third = setup()
     redirect(first, 300, "<sip:second@198.51.100.8:5064>;q=0.9", "<sip:third@198.51.100.9:5066>;q=0.5")
     net.flush()
-    second.respond(second.pending, 603)  # type: ignore[arg-type]
+    second.respond(pending(second), 603)
     net.flush()
     assert node.last() == LegFailed("leg1", 603, FailReason.REJECTED)
     assert third.requests == []
@@ -233,7 +237,7 @@ def test_hangup_while_redirected_target_rings_cancels_it() -> None:
     net, node, first, second, _ = setup()
     redirect(first, 302, "<sip:second@198.51.100.8:5064>")
     net.flush()
-    second.respond(second.pending, 180)  # type: ignore[arg-type]
+    second.respond(pending(second), 180)
     net.flush()
     assert isinstance(node.last(), LegRinging)
     assert node.ep.hangup("leg1", net.now)
