@@ -128,6 +128,27 @@ def test_an_ack_without_a_usable_answer_ends_the_call_with_a_reason() -> None:
         assert_idle(net, node)
 
 
+def test_an_offerless_reinvite_answered_sendonly_in_the_ack_holds_us() -> None:
+    """In-dialog, the same exchange: our current SDP as a fresh offer in the 200, the ACK's answer
+    applied with the usual hold semantics (the peer sends only: we only receive)."""
+    net, node, trunk = setup()
+    incoming = late_offer_call(net, node, trunk)
+    trunk.send_acks = False
+    trunk.reinvite(None)
+    net.flush()
+    ok = trunk.finals[-1]
+    assert ok.status == 200 and ok.cseq.method == "INVITE"
+    offer = parse_sdp(ok.body)
+    assert offer.origin.version == 2 and offer.media[0].port == OUR_RTP_PORT
+    held, _ = answer_offer(offer, TRUNK_ADDR[0], 4000, 5, 2, direction=Direction.SENDONLY)
+    send_ack(trunk, bytes(held))
+    net.flush()
+    update = node.last()
+    assert isinstance(update, MediaUpdated) and update.leg_id == incoming.leg_id
+    assert update.media.direction is Direction.RECVONLY and not update.media.direction.sends
+    assert byes(trunk) == []
+
+
 def test_a_bad_answer_to_an_offerless_reinvite_keeps_the_call() -> None:
     """Only the initial INVITE's ACK ends the call: a re-INVITE's falls back on the old session."""
     net, node, trunk = setup()
