@@ -123,7 +123,8 @@ class InDialog:
             if not leg.outbound and seq == leg.invite.cseq.seq and leg.state is LegState.CONFIRMED:
                 cause = f'SIP;cause=488;text="{_quotable(str(exc))}"'
                 core.send_bye(leg, LegEnded(leg.leg_id, EndReason.BAD_ANSWER), now, reason=cause)
-            return  # a re-INVITE: keep sending as before; the peer may send a new offer
+            # A re-INVITE's: keep sending as before; the peer may send a new offer.
+            return
         leg.media = media
         core.emit(MediaUpdated(leg.leg_id, media))
 
