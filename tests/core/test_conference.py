@@ -321,6 +321,14 @@ def test_a_remote_hang_up_is_not_dropped_again() -> None:
     assert h.drops() == []
 
 
+def test_an_answered_call_lost_by_the_carrier_leaves_as_failed() -> None:
+    h = with_x("connected")
+    h.do(LegHungUp(h.leg("X"), LeaveReason.FAILED))  # e.g. no usable SDP answer in a late-offer ACK
+    assert h.member("X").leave_reason is LeaveReason.FAILED
+    assert h.event(EventType.MEMBER_LEFT)["reason"] == "failed"
+    assert h.drops() == []
+
+
 def test_call_refusals() -> None:
     h = agent_and_customer(rules=replace(RULES, max_participants=3))
     assert "already a member" in h.refused(Call("C", CUSTOMER, "A"))

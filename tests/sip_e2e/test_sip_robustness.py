@@ -189,7 +189,13 @@ def malformed_burst(target: str, source: int, rng: random.Random) -> list[bytes]
         old, new = broken_headers[i % len(broken_headers)]
         data = invite(target, source, call_id=f"hdr{i}").decode("latin-1").replace(old, new, 1)
         out.append(data.encode("latin-1"))
-    bad_bodies = [b"", b"v=0\r\n", b"garbage", b"v=0\r\nm=video 1 RTP/AVP 31\r\n", b"\xff" * 300]
+    no_common_codec = (  # G.729 only: answered 488
+        b"v=0\r\no=x 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        b"m=audio 4000 RTP/AVP 18\r\n"
+    )
+    # b"" is a late offer (no SDP), accepted: this number has no route, so it is answered 404.
+    video_only = b"v=0\r\nm=video 1 RTP/AVP 31\r\n"
+    bad_bodies = [b"", b"v=0\r\n", b"garbage", video_only, b"\xff" * 300, no_common_codec]
     for i in range(25):
         out.append(invite(target, source, call_id=f"sdp{i}", body=bad_bodies[i % len(bad_bodies)]))
     for i in range(10):

@@ -87,9 +87,11 @@ class LegFailed:
 
 @dataclass(frozen=True, slots=True)
 class LegHungUp:
-    """The party hung up an answered call."""
+    """An answered call ended: the party hung up, or (`reason` FAILED) the carrier could not set
+    its media up after the answer, e.g. a late-offer ACK without a usable SDP answer."""
 
     leg_id: str
+    reason: LeaveReason = LeaveReason.REMOTE_HANGUP
 
 
 @dataclass(frozen=True, slots=True)

@@ -339,7 +339,7 @@ class Conference:
             # A carrier that reports a hang-up before the answer means the dial failed.
             self._floor.member_left(member, LeaveReason.FAILED, now, drop_leg=False)
         else:
-            self._floor.member_left(member, LeaveReason.REMOTE_HANGUP, now, drop_leg=False)
+            self._floor.member_left(member, signal.reason, now, drop_leg=False)
 
     def _leg_dtmf(self, signal: LegDtmf, now: float) -> None:
         member = self.member_by_leg(signal.leg_id)

@@ -218,7 +218,7 @@ class SipEndpoint:
             core.stats["responses"] += 1
             self._on_response(event, now)
         elif isinstance(event, AckReceived):
-            self._in_dialog.on_ack(event.request)
+            self._in_dialog.on_ack(event.request, now)
         elif isinstance(event, TimedOut):
             self._on_timeout(event, now)
         elif isinstance(event, Terminated):

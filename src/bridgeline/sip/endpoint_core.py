@@ -135,9 +135,12 @@ class EndpointCore:
         leg.ack = (ack, self.hop(leg))
         self.tl.send_stateless(*leg.ack)
 
-    def send_bye(self, leg: CallLeg, outcome: EndpointEvent, now: float) -> None:
+    def send_bye(
+        self, leg: CallLeg, outcome: EndpointEvent, now: float, *, reason: str | None = None
+    ) -> None:
         """End a confirmed dialog; `outcome` is reported once the BYE completes (any final
-        response, a timeout, or the peer's own BYE crossing ours)."""
+        response, a timeout, or the peer's own BYE crossing ours). `reason` is a Reason header
+        value (RFC 3326) telling the peer why."""
         leg.outcome = outcome
         self.leg_deadlines.arm(leg, None)
         dialog = leg.dialog
@@ -145,7 +148,8 @@ class EndpointCore:
             self.finish(leg, outcome)
             return
         try:
-            bye = dialog.create_request("BYE", via=self.via(), headers=self.ua_headers())
+            headers = self.ua_headers() + ([("Reason", reason)] if reason else [])
+            bye = dialog.create_request("BYE", via=self.via(), headers=headers)
         except DialogError:
             self.finish(leg, outcome)
             return

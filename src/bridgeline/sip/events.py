@@ -36,6 +36,7 @@ class EndReason(StrEnum):
     LOCAL = "local"  # hangup / reject_incoming
     REMOTE = "remote"  # the peer's BYE or CANCEL
     TIMEOUT = "timeout"  # no ACK for our 2xx, or an inbound call left unanswered too long
+    BAD_ANSWER = "bad_answer"  # the ACK to our offer in the 2xx had no usable answer: we sent BYE
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,12 +88,15 @@ class LegEnded:
 class IncomingCall:
     """An authenticated INVITE. Answer with `answer_incoming`, `ring_incoming` or `reject_incoming`.
     `account` is the digest-authenticated endpoint username, None for a call from the trusted trunk;
-    `to_user` is the dialed number/user (Request-URI user, else the To user)."""
+    `to_user` is the dialed number/user (Request-URI user, else the To user). `offer` is None for
+    an INVITE without a body (late offer, RFC 3261 13.2.1): the SDP given to `answer_incoming` is
+    then our offer, and its answer arrives in the ACK as `MediaUpdated` (or the leg ends with
+    `EndReason.BAD_ANSWER`)."""
 
     leg_id: str
     from_uri: URI
     to_user: str
-    offer: SessionDescription
+    offer: SessionDescription | None
     from_display: str | None = None
     account: str | None = None
     source: Address | None = None

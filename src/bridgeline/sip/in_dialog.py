@@ -101,9 +101,11 @@ class InDialog:
         # So that Timer L (no ACK for this 2xx either) finds the leg and hangs up.
         self.core.track(leg, event.key)
 
-    def on_ack(self, request: Request) -> None:
-        """An ACK for a 2xx of ours. For an offer we put in a re-INVITE's 2xx, it carries the
-        answer (RFC 3261 14.2): read it and report the new media."""
+    def on_ack(self, request: Request, now: float) -> None:
+        """An ACK for a 2xx of ours. For an offer we put in the 2xx (to a re-INVITE, or to an
+        INVITE without a body), it carries the answer (RFC 3261 13.2.1, 14.2): read it and report
+        the new media. Without a usable answer a re-INVITE leaves the session as it was; the
+        initial INVITE has no session to fall back on, so we end the call with a BYE."""
         core = self.core
         leg = core.leg_for_dialog(dialog_id_of(request))
         if leg is None or leg.offer_in_2xx is None:
@@ -113,9 +115,20 @@ class InDialog:
             return
         leg.offer_in_2xx = None
         try:
+            if not request.body:
+                raise NegotiationError("the ACK carries no answer")
             media = read_answer(offer, parse_sdp(request.body))
-        except (SdpParseError, NegotiationError):
+        except (SdpParseError, NegotiationError) as exc:
             core.stats["bad_answers"] += 1
-            return  # keep sending as before; the peer may send a new offer
+            if not leg.outbound and seq == leg.invite.cseq.seq and leg.state is LegState.CONFIRMED:
+                cause = f'SIP;cause=488;text="{_quotable(str(exc))}"'
+                core.send_bye(leg, LegEnded(leg.leg_id, EndReason.BAD_ANSWER), now, reason=cause)
+            # A re-INVITE's: keep sending as before; the peer may send a new offer.
+            return
         leg.media = media
         core.emit(MediaUpdated(leg.leg_id, media))
+
+
+def _quotable(text: str) -> str:
+    """Text fit for a quoted-string (RFC 3261 25.1): printable ASCII, no quote or backslash."""
+    return "".join(c for c in text if " " <= c <= "~" and c not in '"\\')[:120]

@@ -30,23 +30,22 @@ class Inbound:
         allowed, account = self._authenticate(request, event, now)
         if not allowed:
             return
-        if not request.body:
-            # Offerless INVITE (offer in our 2xx, answer in the ACK) is not supported yet.
-            core.respond(request, 488, now, headers=[("Warning", '399 - "an SDP offer is required"')])
-            return
-        if request.content_type != "application/sdp":
-            core.respond(request, 415, now, headers=[("Accept", ACCEPT)])
-            return
+        # No body: a late offer (RFC 3261 13.2.1). Our offer goes in the 200, the answer in the ACK.
+        offer: SessionDescription | None = None
+        if request.body:
+            if request.content_type != "application/sdp":
+                core.respond(request, 415, now, headers=[("Accept", ACCEPT)])
+                return
+            try:
+                offer = parse_sdp(request.body)
+                check_offer(offer)
+            except SdpParseError:
+                core.respond(request, 400, now, reason="Bad Session Description")
+                return
         # Liberal where RFC 3261 allows: an RFC 2543 caller sends no From tag (its dialog's remote
         # tag is then empty, 12.2.1.1), and an INVITE without Contact gets its From URI as the
         # remote target; in-dialog requests go to where the INVITE came from in any case.
         from_tag = request.from_addr.tag or ""
-        try:
-            offer = parse_sdp(request.body)
-            check_offer(offer)
-        except SdpParseError:
-            core.respond(request, 400, now, reason="Bad Session Description")
-            return
         try:
             if len(request.contacts) > 1:
                 raise DialogError("an INVITE may carry one Contact")
@@ -114,7 +113,8 @@ class Inbound:
 
     def answer(self, leg: CallLeg, answer_sdp: SessionDescription, now: float) -> bool:
         """200 with our answer; the INVITE server transaction retransmits it until the ACK (or
-        Timer L, after which the endpoint hangs up)."""
+        Timer L, after which the endpoint hangs up). To an INVITE without a body, `answer_sdp` is
+        our offer and the ACK must bring the answer (RFC 3264 via RFC 3261 13.2.1)."""
         core = self.core
         if leg.state is not LegState.INCOMING:
             return False
@@ -131,6 +131,8 @@ class Inbound:
         leg.state = LegState.CONFIRMED
         leg.local_sdp = answer_sdp
         leg.codecs = local_codecs(answer_sdp)
+        if not leg.invite.body:
+            leg.offer_in_2xx = (leg.invite.cseq.seq, answer_sdp)
         self.core.leg_deadlines.arm(leg, None)
         return True
 

@@ -68,6 +68,7 @@ class SipLeg:
     inbound: bool = False
     answered: bool = False
     dropped: bool = False  # the conference hung it up: do not report its end back
+    awaiting_answer: bool = False  # late offer: our offer is in the 200, the answer due in the ACK
 
 
 SIP_COUNTERS: Final = frozenset(
@@ -267,8 +268,18 @@ class SipCarrier:
             reason = _FAIL_REASONS.get(event.reason)
             self._finish(event.leg_id, None if reason is None else LegFailed(event.leg_id, reason))
         elif isinstance(event, sip.LegEnded):
-            self._finish(event.leg_id, LegHungUp(event.leg_id))
+            if event.reason is sip.EndReason.BAD_ANSWER:
+                log.warning("sip_ack_answer_unusable", leg_id=event.leg_id, action="bye_sent")
+                self._finish(event.leg_id, LegHungUp(event.leg_id, LeaveReason.FAILED))
+            else:
+                self._finish(event.leg_id, LegHungUp(event.leg_id))
         elif isinstance(event, sip.MediaUpdated):
+            leg = self._legs.get(event.leg_id)
+            if leg is not None and leg.awaiting_answer:
+                # Late offer: the ACK's answer is the first time we know where to send media.
+                leg.awaiting_answer = False
+                self._connect_media(event.leg_id, event.media)
+                return
             self.media.update_leg(
                 event.leg_id,
                 remote=(event.media.remote_address, event.media.remote_port),
@@ -295,8 +306,12 @@ class SipCarrier:
             self._finish(call.leg_id, None)
             self._transport.flush()
             return
+        params: MediaParams | None = None
         try:
-            answer, params = answer_offer(call.offer, self.settings.rtp.host, port, self._session, 1)
+            if call.offer is None:  # late offer: ours goes in the 200 (G.711 + telephone-event)
+                local_sdp = make_offer(self.settings.rtp.host, port, self._session, 1)
+            else:
+                local_sdp, params = answer_offer(call.offer, self.settings.rtp.host, port, self._session, 1)
         except Exception as exc:
             log.warning("inbound_media_failed", leg_id=call.leg_id, error=str(exc))
             self.endpoint.reject_incoming(call.leg_id, 488, self._transport.now)
@@ -316,8 +331,11 @@ class SipCarrier:
         else:
             leg.conference_id = conference_id
             leg.answered = True
-            self._connect_media(call.leg_id, params)
-            self.endpoint.answer_incoming(call.leg_id, answer, self._transport.now)
+            if params is None:
+                leg.awaiting_answer = True  # nothing is sent until the ACK's answer is applied
+            else:
+                self._connect_media(call.leg_id, params)
+            self.endpoint.answer_incoming(call.leg_id, local_sdp, self._transport.now)
         self._transport.flush()
 
     def _on_media_failed(self, leg_id: str, setting: str, reason: str) -> None:
