@@ -48,7 +48,7 @@ deps-sip:
 test: lint typecheck deps-browser deps-sip
 	$(BIN)/pytest
 
-# The benchmark suite (~10 minutes, loopback only): writes docs/benchmarks.md. Needs sipp (deps-sip)
+# The benchmark suite (~12 minutes, loopback only): writes docs/benchmarks.md. Needs sipp (deps-sip)
 # and py-spy (for the profiles, installed into the venv). BENCH_ONLY=http,sip reruns some figures.
 bench: install deps-sip
 	@test -x $(BIN)/py-spy || $(BIN)/pip install --quiet py-spy
