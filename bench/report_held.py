@@ -173,6 +173,6 @@ def held_advice(r: dict[str, Any]) -> list[str]:
         "Done after this benchmark's first profiles: a leg that sends nothing (inactive, recvonly) costs"
         " the tick no mixing or encoding; the tick layout is patched per conference (`media/layout.py`);"
         " music in use is counted, not collected from every conference; `EndpointCore.drop` unmaps a"
-        " leg's own dialogs (`bench/setup_cost.py` measures each at 10 vs 2,000 calls up). Proposed next:"
-        " encode a shared music frame once per codec per tick, not once per listener.",
+        " leg's own dialogs (`bench/setup_cost.py` measures each at 10 vs 2,000 calls up); a shared music"
+        " frame is encoded once per codec per tick, not once per listener (docs/optimisations.md).",
     ]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from bridgeline.media import g711
 from bridgeline.media.player import (
     FRAME_SAMPLES,
     SharedSource,
@@ -61,3 +62,17 @@ def test_shared_source_advances_once_per_tick() -> None:
         assert all(shared.frame_at(tick) is first for _ in range(3))  # many listeners, one frame
         assert (first == reference.next_frame()).all()
     assert not shared.finished
+
+
+def test_shared_source_encodes_once_per_tick_and_codec() -> None:
+    """Every listener of a tick gets the same bytes object per codec (one encode, not one per leg),
+    the bytes are that tick's frame encoded, and a new tick encodes anew."""
+    shared = SharedSource(ToneSource(440))
+    reference = ToneSource(440)
+    for tick in range(4):
+        frame = reference.next_frame()
+        ulaw = shared.codes_at(tick, g711.PCMU)
+        alaw = shared.codes_at(tick, g711.PCMA)
+        assert shared.codes_at(tick, g711.PCMU) is ulaw and shared.codes_at(tick, g711.PCMA) is alaw
+        assert ulaw == g711.ulaw_encode(frame) and alaw == g711.alaw_encode(frame)
+        assert shared.frame_at(tick) is shared.frame_at(tick)  # asking for codes did not advance it

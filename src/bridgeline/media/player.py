@@ -14,6 +14,8 @@ from typing import Final, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from bridgeline.media import g711
+
 SAMPLE_RATE: Final = 8000
 FRAME_SAMPLES: Final = 160
 
@@ -37,6 +39,7 @@ class SharedSource:
         self.source = source
         self._tick: int | None = None
         self._frame = _SILENCE
+        self._codes: dict[int, bytes] = {}  # this tick's frame, encoded, by G.711 payload type
 
     @property
     def finished(self) -> bool:
@@ -47,7 +50,17 @@ class SharedSource:
         if tick != self._tick:
             self._tick = tick
             self._frame = self.source.next_frame()
+            self._codes.clear()
         return self._frame
+
+    def codes_at(self, tick: int, payload_type: int) -> bytes:
+        """The frame for `tick` encoded for a G.711 payload type: encoded once per tick and codec,
+        however many legs hear it (hold music for thousands of held calls is one encode)."""
+        frame = self.frame_at(tick)
+        codes = self._codes.get(payload_type)
+        if codes is None:
+            codes = self._codes[payload_type] = g711.encode_array(payload_type, frame).tobytes()
+        return codes
 
 
 class SilenceSource:

@@ -133,7 +133,8 @@ def _tick_direct(layout: TickLayout, n: int, finished: list[Leg]) -> None:
                 leg.send_tick(frame[1])  # same codec both ways: forward the codes as they came
                 continue
         elif isinstance(source, SharedSource):
-            frame = source.frame_at(n)
+            leg.send_tick(source.codes_at(n, pt))
+            continue
         else:
             frame = None
         if frame is None:
