@@ -77,8 +77,14 @@ async def test_concurrent_actions_apply_one_at_a_time_and_commit_every_event(sto
     live = service.get_live(conference_id)
     assert live is not None
     await settle(lambda: all(m.answered for m in live.conf.live_members()))
-
+    # An input is applied in memory before its commit returns: wait until the store has the last one.
     events = await store.list_events(conference_id)
+    deadline = asyncio.get_running_loop().time() + 5
+    while len(events) < live.conf.next_seq - 1:
+        assert asyncio.get_running_loop().time() < deadline, "the last commit never landed"
+        await asyncio.sleep(0.005)
+        events = await store.list_events(conference_id)
+
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     assert sum(e.type == "member_held" for e in events) == 20
     assert sum(e.type == "member_unheld" for e in events) == 20
