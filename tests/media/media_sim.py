@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
-from spectra import dominant_freq, level_at, peak_freqs, rms, spectrum
+from peer_audio import ToneSender, decoded, dominant_freq, level_at, peak_freqs, rms, spectrum
 
 from bridgeline.media import g711
 from bridgeline.media.leg import Address, LatchPolicy
@@ -29,7 +29,7 @@ _ports = itertools.count(40000, 2)
 
 
 @dataclass(eq=False)
-class SimPeer:
+class SimPeer(ToneSender):
     """A phone: sends a G.711 tone (silence with freq None) and records the RTP it is sent."""
 
     freq: float | tuple[float, ...] | None
@@ -44,17 +44,7 @@ class SimPeer:
         self.tone = ToneSource(self.freq) if self.freq is not None else None
 
     def audio_packet(self) -> bytes:
-        frame = self.tone.next_frame() if self.tone is not None else np.zeros(160, dtype=np.int16)
-        packet = RtpPacket(
-            payload_type=self.payload_type,
-            sequence=self.seq & 0xFFFF,
-            timestamp=self.ts & 0xFFFF_FFFF,
-            ssrc=self.ssrc,
-            payload=g711.encode_array(self.payload_type, frame).tobytes(),
-        )
-        self.seq += 1
-        self.ts += 160
-        return packet.serialize()
+        return self.next_audio_packet().serialize()
 
     @property
     def packets(self) -> list[RtpPacket]:
@@ -62,17 +52,10 @@ class SimPeer:
 
     def pcm_since(self, t: float) -> NDArray[np.int16]:
         """Decoded audio of the packets received at or after virtual time t, in sequence order."""
-        packets = sorted((p for at, p in self.received if at >= t and g711.is_g711(p.payload_type)), key=_seq)
-        if not packets:
-            return np.zeros(0, dtype=np.int16)
-        return np.concatenate([g711.decode(p.payload_type, p.payload) for p in packets])
+        return decoded(p for at, p in self.received if at >= t)
 
     def count_since(self, t: float) -> int:
         return sum(1 for at, _ in self.received if at >= t)
-
-
-def _seq(packet: RtpPacket) -> int:
-    return packet.sequence
 
 
 class Sim:

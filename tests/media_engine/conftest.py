@@ -12,7 +12,9 @@ from bridgeline.adapters.carriers.sip.media_engine import LatchPolicy, MediaEngi
 from bridgeline.adapters.carriers.sip.music_fetch import MediaLimits
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "media"))  # spectra.py: what a peer heard, shared with the runtime tests
+sys.path.insert(
+    0, str(HERE.parent / "media")
+)  # peer_audio.py: a test phone's audio, shared with the runtime tests
 
 from media_peer import port_range  # noqa: E402
 

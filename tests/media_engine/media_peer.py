@@ -18,7 +18,7 @@ from typing import cast
 
 import numpy as np
 from numpy.typing import NDArray
-from spectra import dominant_freq, level_at, peak_freqs, rms, spectrum
+from peer_audio import ToneSender, decoded, dominant_freq, level_at, peak_freqs, rms, spectrum
 
 from bridgeline.adapters.carriers.sip.media_engine import MediaEngine
 from bridgeline.media import g711
@@ -39,7 +39,7 @@ class Received:
     packet: RtpPacket
 
 
-class RtpPeer(asyncio.DatagramProtocol):
+class RtpPeer(ToneSender, asyncio.DatagramProtocol):
     """Records every RTP packet it gets; once told where to talk, answers each with a G.711 tone
     packet (silence with freq None)."""
 
@@ -97,19 +97,6 @@ class RtpPeer(asyncio.DatagramProtocol):
     def send_packet(self, packet: RtpPacket, dest: Address) -> None:
         self.send_raw(packet.serialize(), dest)
 
-    def next_audio_packet(self) -> RtpPacket:
-        frame = self.tone.next_frame() if self.tone is not None else np.zeros(160, dtype=np.int16)
-        packet = RtpPacket(
-            payload_type=self.payload_type,
-            sequence=self.seq & 0xFFFF,
-            timestamp=self.ts & 0xFFFF_FFFF,
-            ssrc=self.ssrc,
-            payload=g711.encode_array(self.payload_type, frame).tobytes(),
-        )
-        self.seq += 1
-        self.ts += 160
-        return packet
-
     def close(self) -> None:
         self.talk_to = None
         if self.transport is not None:
@@ -117,11 +104,7 @@ class RtpPeer(asyncio.DatagramProtocol):
 
     def pcm_since(self, t: float) -> NDArray[np.int16]:
         """Decoded audio of packets received after loop time t, in sequence order."""
-        packets = sorted((r.packet for r in self.received if r.at >= t), key=lambda p: p.sequence)
-        packets = [p for p in packets if g711.is_g711(p.payload_type)]
-        if not packets:
-            return np.zeros(0, dtype=np.int16)
-        return np.concatenate([g711.decode(p.payload_type, p.payload) for p in packets])
+        return decoded(r.packet for r in self.received if r.at >= t)
 
     def count_since(self, t: float) -> int:
         return sum(1 for r in self.received if r.at >= t)
