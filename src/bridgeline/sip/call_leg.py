@@ -13,7 +13,7 @@ from .events import EndpointEvent, FailReason
 from .message import Request
 from .offer_answer import Codec, MediaParams, NegotiationError, answer_offer, make_offer
 from .sdp import Direction, SessionDescription
-from .transaction import Address, TransactionKey
+from .transaction import Destination, TransactionKey
 from .uri import SipURI
 
 
@@ -34,7 +34,7 @@ class CallLeg:
     outbound: bool
     invite: Request  # ours (outbound; replaced on a digest retry) or the peer's initial INVITE
     invite_key: TransactionKey
-    peer: Address  # where the dialog-creating INVITE went, or came from
+    peer: Destination  # where the dialog-creating INVITE went, or came from (its connection)
     local_tag: str
     state: LegState
     local_sdp: SessionDescription | None = None  # our latest offer or answer
@@ -47,7 +47,7 @@ class CallLeg:
     hangup_requested: bool = False
     cancel_sent: bool = False
     deadline: float | None = None  # cancel give-up or ring timeout; set via LegDeadlines.arm
-    ack: tuple[Request, Address] | None = None  # our ACK for the 2xx, resent on retransmissions
+    ack: tuple[Request, Destination] | None = None  # our ACK for the 2xx, resent on retransmissions
     outcome: EndpointEvent | None = None  # terminal event to report once the BYE completes
     keys: set[TransactionKey] = field(default_factory=set)
     dialog_ids: set[DialogId] = field(default_factory=set)

@@ -66,7 +66,7 @@ class InDialog:
         if is_invite and leg.local_reinvite is not None:
             core.respond(request, 491, now)  # glare with our own re-INVITE (14.2)
             return
-        headers = [("Contact", str(core.contact)), ("Allow", ALLOW)]
+        headers = [("Contact", str(core.contact_for(leg.peer))), ("Allow", ALLOW)]
         if not request.body:
             if not is_invite:
                 core.respond(request, 200, now, headers=headers)  # a session refresh

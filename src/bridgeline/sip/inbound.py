@@ -103,9 +103,9 @@ class Inbound:
         if leg.state is not LegState.INCOMING:
             return False
         if early_sdp is None:
-            sent = self.core.respond(leg.invite, 180, now, to_tag=leg.local_tag, headers=self._contact())
+            sent = self.core.respond(leg.invite, 180, now, to_tag=leg.local_tag, headers=self._contact(leg))
         else:
-            headers = [*self._contact(), ("Content-Type", "application/sdp")]
+            headers = [*self._contact(leg), ("Content-Type", "application/sdp")]
             sent = self.core.respond(
                 leg.invite, 183, now, to_tag=leg.local_tag, headers=headers, body=bytes(early_sdp)
             )
@@ -118,14 +118,14 @@ class Inbound:
         core = self.core
         if leg.state is not LegState.INCOMING:
             return False
-        headers = [*self._contact(), ("Allow", ALLOW), ("Content-Type", "application/sdp")]
+        headers = [*self._contact(leg), ("Allow", ALLOW), ("Content-Type", "application/sdp")]
         sent = core.respond(
             leg.invite, 200, now, to_tag=leg.local_tag, headers=headers, body=bytes(answer_sdp)
         )
         if sent is None:
             return False
         try:
-            leg.dialog = Dialog.from_uas(leg.invite, sent, local_contact=core.contact)
+            leg.dialog = Dialog.from_uas(leg.invite, sent, local_contact=core.contact_for(leg.peer))
         except (DialogError, ValueError):
             leg.dialog = None  # checked in on_invite; a BYE can still not be sent without it
         leg.state = LegState.CONFIRMED
@@ -148,8 +148,8 @@ class Inbound:
         self.core.respond(leg.invite, 480, now, to_tag=leg.local_tag)
         self.core.finish(leg, LegEnded(leg.leg_id, EndReason.TIMEOUT))
 
-    def _contact(self) -> list[tuple[str, str]]:
-        return [("Contact", str(self.core.contact))]
+    def _contact(self, leg: CallLeg) -> list[tuple[str, str]]:
+        return [("Contact", str(self.core.contact_for(leg.peer)))]
 
     # --- CANCEL -------------------------------------------------------------------------------
 

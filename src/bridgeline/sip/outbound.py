@@ -19,7 +19,7 @@ from .offer_answer import MediaParams, NegotiationError, read_answer
 from .redirect import FOLLOWED_STATUSES, redirect_targets, target_key
 from .sdp import SdpParseError, SessionDescription, parse_sdp
 from .syntax import Params, SipParseError
-from .transaction import Address
+from .transaction import Destination, same_destination
 from .uri import SipURI, parse_dial_uri
 
 _E164_RE: Final = re.compile(r"\+?[0-9]{2,20}")
@@ -33,7 +33,7 @@ class Route:
 
     request_uri: SipURI
     to_uri: SipURI
-    destination: Address
+    destination: Destination
     from_host: str
     auth: DigestAuth | None
 
@@ -70,12 +70,12 @@ class Outbound:
         invite = make_request(
             "INVITE",
             route.request_uri,
-            via=core.via(),
+            via=core.via(route.destination),
             from_addr=from_addr,
             to_addr=NameAddress(route.to_uri),
             call_id=new_call_id(core.rng, core.sent_by[0]),
             cseq=1,
-            contact=core.contact,
+            contact=core.contact_for(route.destination),
             headers=[*core.ua_headers(), ("Allow", ALLOW), ("Content-Type", "application/sdp")],
             body=bytes(offer_sdp),
         )
@@ -100,14 +100,17 @@ class Outbound:
         if isinstance(target, SipURI):
             destination = uri_address(target)
             if destination is None:
-                return LegFailed("", 416, FailReason.FAILED)  # sips: would need TLS
+                return LegFailed("", 416, FailReason.FAILED)  # an unknown transport (sctp, ws...)
             return Route(target, target, destination, domain, None)
         if target in core.config.accounts:
-            contact = core.registrar.lookup(target, now)
-            destination = uri_address(contact) if contact is not None else None
-            if contact is None or destination is None:
+            binding = core.registrar.lookup_binding(target, now)
+            destination = None
+            if binding is not None:
+                # A phone registered over TCP/TLS is reached over its own connection only.
+                destination = binding.flow or uri_address(binding.target)
+            if binding is None or destination is None:
                 return LegFailed("", 480, FailReason.UNREACHABLE)
-            return Route(contact, SipURI(domain, user=target), destination, domain, None)
+            return Route(binding.target, SipURI(domain, user=target), destination, domain, None)
         if trunk is not None and _E164_RE.fullmatch(target):
             uri = SipURI(trunk.domain, user=target)
             auth = None
@@ -212,19 +215,19 @@ class Outbound:
             leg.redirects += 1
             core.stats["redirects_followed"] += 1
             trunk = core.config.trunk
-            if trunk is None or destination != trunk.proxy:
+            if trunk is None or not same_destination(destination, trunk.proxy):
                 leg.auth = None  # the trunk's credentials are for the trunk only
             leg.auth_rounds = 0
             core.by_txn.pop(leg.invite_key, None)  # the old transaction finishes on its own
             leg.keys.discard(leg.invite_key)
-            leg.invite = self._redirected_invite(leg.invite, target)
+            leg.invite = self._redirected_invite(leg.invite, target, destination)
             leg.peer = destination
             leg.invite_key = core.send_request(leg, leg.invite, destination, now)
             leg.state = LegState.CALLING
             return True
         return False
 
-    def _redirect_destination(self, target: SipURI) -> Address | None:
+    def _redirect_destination(self, target: SipURI) -> Destination | None:
         """The trunk's domain (without a port) is reached through its proxy, as in `_route`;
         anything else at its own host and port."""
         trunk = self.core.config.trunk
@@ -232,12 +235,13 @@ class Outbound:
             return trunk.proxy
         return uri_address(target)
 
-    def _redirected_invite(self, previous: Request, target: SipURI) -> Request:
+    def _redirected_invite(self, previous: Request, target: SipURI, destination: Destination) -> Request:
         headers = previous.headers.copy()
         headers.remove("Authorization")  # answers to the previous target's challenges
         headers.remove("Proxy-Authorization")
         headers.set("CSeq", f"{previous.cseq.seq + 1} INVITE")
-        headers.set("Via", str(self.core.via()))
+        headers.set("Via", str(self.core.via(destination)))
+        headers.set("Contact", str(self.core.contact_for(destination)))
         return Request("INVITE", target, headers, previous.body)
 
     def _retry_with_credentials(self, leg: CallLeg, response: Response, now: float) -> bool:
@@ -264,7 +268,7 @@ class Outbound:
             else:
                 self._refuse_fork(leg, response, now)
             return
-        dialog = _uac_dialog(leg, response, core.contact)
+        dialog = _uac_dialog(leg, response, core.contact_for(leg.peer))
         if dialog is None:
             return  # no To tag: unusable; Timer M ends the transaction and `on_invite_gone` the leg
         leg.dialog = dialog
@@ -294,22 +298,29 @@ class Outbound:
         """A 2xx from a second forked branch (RFC 3261 13.2.2.4): ACK it, then BYE it. The BYE is
         fire-and-forget; nothing maps its transaction back to the leg."""
         core = self.core
-        dialog = _uac_dialog(leg, response, core.contact)
+        dialog = _uac_dialog(leg, response, core.contact_for(leg.peer))
         if dialog is None:
             return
         core.stats["forked_2xx_refused"] += 1
         destination = leg.peer
         if dialog.route_set and (first := uri_address(dialog.route_set[0].uri)) is not None:
             destination = first
-        ack = dialog.create_ack(leg.invite.cseq.seq, via=core.via(), headers=core.ua_headers())
+        ack = dialog.create_ack(leg.invite.cseq.seq, via=core.via(destination), headers=core.ua_headers())
         core.tl.send_stateless(ack, destination)
-        bye = dialog.create_request("BYE", via=core.via(), headers=core.ua_headers())
+        bye = dialog.create_request("BYE", via=core.via(destination), headers=core.ua_headers())
         core.tl.send_request(bye, destination, now)
 
     def on_timeout(self, leg: CallLeg) -> None:
         """Timer B: nobody answered the INVITE at all."""
         reason = FailReason.CANCELLED if leg.hangup_requested else FailReason.FAILED
         self.core.finish(leg, LegFailed(leg.leg_id, 408, reason))
+
+    def on_transport_error(self, leg: CallLeg) -> None:
+        """The INVITE could not be delivered: the connection was refused, failed its TLS handshake,
+        or (a phone's registration flow) has closed. RFC 3261 8.1.3.1: as if a 503 came back."""
+        self.core.stats["transport_failures"] += 1
+        reason = FailReason.CANCELLED if leg.hangup_requested else FailReason.UNREACHABLE
+        self.core.finish(leg, LegFailed(leg.leg_id, 503, reason))
 
     def on_invite_gone(self, leg: CallLeg) -> None:
         """The INVITE transaction ended without an outcome we could use (a 2xx without To tag)."""

@@ -19,6 +19,12 @@ import structlog
 from bridgeline.adapters.carriers.sip.media_engine import LatchPolicy, MediaEngine, MediaPortsExhausted
 from bridgeline.adapters.carriers.sip.music_fetch import MediaLimits
 from bridgeline.adapters.carriers.sip.settings import SipSettings
+from bridgeline.adapters.carriers.sip.transport_stream import (
+    SipStreamTransport,
+    StreamLimits,
+    client_context,
+    server_context,
+)
 from bridgeline.adapters.carriers.sip.transport_udp import SipUdpTransport
 from bridgeline.app.ports import LegRequest, SignalSink
 from bridgeline.core.commands import (
@@ -88,6 +94,17 @@ SIP_COUNTERS: Final = frozenset(
         "rtp_relatched",
         "redirects_followed",
         "redirects_refused",
+        "sip_connections_accepted",
+        "sip_connections_dialled",
+        "sip_connections_refused",
+        "sip_connect_failures",
+        "sip_tls_handshake_failures",
+        "sip_connections_idle_closed",
+        "sip_connections_truncated",
+        "sip_stream_framing_errors",
+        "sip_flows_gone",
+        "sip_write_overflows",
+        "sip_transport_failures",
     }
 )
 
@@ -118,6 +135,7 @@ class SipCarrier:
             realtime_priority=rtp.realtime_priority,
         )
         self._transport: SipUdpTransport | None = None
+        self._streams: SipStreamTransport | None = None
         self._legs: dict[str, SipLeg] = {}
         self._sink: SignalSink | None = None
         self._inbound: InboundHandler | None = None
@@ -133,6 +151,7 @@ class SipCarrier:
         """Numbers for monitoring (/metrics): RTP ports, overloads, the RTP/RTCP/DTMF packets refused,
         and the media tick's health; the names in SIP_COUNTERS only grow."""
         media, sip = self.media.stats, self.endpoint.stats
+        streams = self._streams.stats if self._streams is not None else {}
         return {
             "media_ticks": int(media["ticks"]),
             "media_late_ticks": int(media["late_ticks"]),
@@ -155,6 +174,19 @@ class SipCarrier:
             "redirects_refused": sip["redirect_targets_refused"]  # disallowed, looping, not sip:
             + sip["redirects_not_followed"]  # 305, 380
             + sip["redirect_limit_reached"],
+            # SIP over TCP/TLS (docs/sip.md): connections and what went wrong with them
+            "sip_connections_open": self._streams.open_connections if self._streams is not None else 0,
+            "sip_connections_accepted": streams.get("connections_accepted", 0),
+            "sip_connections_dialled": streams.get("connections_dialled", 0),
+            "sip_connections_refused": streams.get("connections_refused", 0),  # max_connections
+            "sip_connect_failures": streams.get("connect_failures", 0),
+            "sip_tls_handshake_failures": streams.get("tls_handshake_failures", 0),
+            "sip_connections_idle_closed": streams.get("connections_idle_closed", 0),
+            "sip_connections_truncated": streams.get("connections_truncated", 0),  # closed mid-message
+            "sip_stream_framing_errors": sip["stream_errors"],  # no/bad Content-Length, too large
+            "sip_flows_gone": streams.get("flows_gone", 0),  # a registered phone's connection closed
+            "sip_write_overflows": streams.get("write_overflows", 0),
+            "sip_transport_failures": sip["transport_failures"],  # dials failed fast with 503
         }
 
     # ----------------------------------------------------------------- lifecycle
@@ -169,6 +201,38 @@ class SipCarrier:
         host, port = self.settings.listen_address
         self._transport = await SipUdpTransport.listen(self.endpoint, self._on_event, host, port)
         log.info("sip_listening", host=host, port=port, rtp=self.settings.rtp.ports)
+        await self._start_streams(self._transport)
+
+    async def _start_streams(self, udp: SipUdpTransport) -> None:
+        """TCP and TLS: dialling always works; listening where the settings say."""
+        tls, limits = self.settings.tls, self.settings.connections
+        server_tls = None
+        if tls.certificate is not None and tls.key is not None:
+            server_tls = server_context(
+                tls.certificate, tls.key, tls.ca_file, verify_clients=tls.verify_clients
+            )
+        client_tls = client_context(
+            tls.ca_file, verify_peers=tls.verify_peers, certificate=tls.certificate, key=tls.key
+        )
+        self._streams = streams = SipStreamTransport(
+            StreamLimits(
+                max_connections=limits.max_connections,
+                idle_timeout_s=limits.idle_timeout_s,
+                connect_timeout_s=limits.connect_timeout_s,
+                handshake_timeout_s=limits.handshake_timeout_s,
+                max_write_buffer_bytes=limits.max_write_buffer_bytes,
+                framing=limits.framing,
+            ),
+            on_message=udp.receive_stream,
+            on_stream_error=udp.stream_error,
+            on_unreachable=udp.unreachable,
+            server_tls=server_tls,
+            client_tls=client_tls,
+        )
+        udp.streams = streams
+        for transport, (host, port) in self.settings.stream_addresses.items():
+            await streams.listen(transport, host, port)
+            log.info("sip_listening", host=host, port=port, transport=transport.value)
 
     async def stop(self) -> None:
         if self._transport is not None:
@@ -179,6 +243,9 @@ class SipCarrier:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._streams is not None:
+            await self._streams.close()
+            self._streams = None
         if self._transport is not None:
             self._transport.close()
             self._transport = None

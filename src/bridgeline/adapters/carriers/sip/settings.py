@@ -6,8 +6,18 @@ domain: bridgeline.local        # digest realm, From host
 rtp: {host: 127.0.0.1, ports: 20000-20999}   # and the limits below (docs/security.md)
 endpoints:                      # agents' phones: they REGISTER with these credentials
   alice: alice-secret
+tcp: {listen: 127.0.0.1:5060}   # SIP over TCP (RFC 3261 18); default: not listening
+tls:                            # SIP over TLS; `listen` needs certificate and key (docs/sip.md)
+  listen: 127.0.0.1:5061
+  certificate: /etc/bridgeline/sip.crt
+  key: /etc/bridgeline/sip.key
+  ca_file: /etc/bridgeline/ca.crt   # checks the peers we dial (default: the system's CAs)
+  verify_peers: true            # check the certificate and name of the peers we dial (the trunk)
+  verify_clients: false         # require a client certificate from phones
+connections: {max_connections: 1000, idle_timeout_s: 600}   # TCP/TLS limits (docs/security.md)
 trunk:                          # where E.164 numbers are dialed
   proxy: 127.0.0.1:5080
+  transport: udp                # udp | tcp | tls (TLS: the proxy host is the name checked)
   domain: trunk.example.com
   username: bridgeline
   password: trunk-secret
@@ -26,15 +36,18 @@ inbound:                        # calls to these numbers start a PHLO run
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from bridgeline.core.identifiers import check_id
 from bridgeline.core.model import Role
 from bridgeline.sip.events import EndpointConfig, TrunkConfig
+from bridgeline.sip.message import MAX_MESSAGE_SIZE
 from bridgeline.sip.redirect import DEFAULT_MAX_REDIRECTS, RedirectPolicy, parse_allowed_targets
+from bridgeline.sip.stream_framing import FramingLimits
+from bridgeline.sip.transaction import Address, Transport, destination
 
 
 def parse_host_port(text: str, default_port: int) -> tuple[str, int]:
@@ -80,8 +93,52 @@ class RtpSettings(_Strict):
         return value
 
 
+class TcpSettings(_Strict):
+    listen: str | None = None  # host:port; None: no TCP listener (dialling TCP still works)
+
+
+class TlsSettings(_Strict):
+    listen: str | None = None  # host:port (default port 5061); needs certificate and key
+    certificate: str | None = None  # PEM certificate chain
+    key: str | None = None  # PEM private key
+    ca_file: str | None = None  # CAs for the peers we dial (and clients, with verify_clients)
+    verify_peers: bool = True  # the trunk's certificate must chain to ca_file and name its host
+    verify_clients: bool = False  # phones must present a certificate from ca_file
+
+    @model_validator(mode="after")
+    def _check_listen(self) -> TlsSettings:
+        if self.listen is not None and (self.certificate is None or self.key is None):
+            raise ValueError("tls.listen needs tls.certificate and tls.key")
+        if self.verify_clients and self.ca_file is None:
+            raise ValueError("tls.verify_clients needs tls.ca_file")
+        return self
+
+
+class ConnectionSettings(_Strict):
+    """Limits on TCP/TLS connections (docs/security.md)."""
+
+    max_connections: int = Field(default=1000, ge=1, le=100_000)  # beyond: refused, counted
+    idle_timeout_s: float = Field(default=600.0, ge=1, le=86_400)  # nothing received: closed
+    connect_timeout_s: float = Field(default=5.0, ge=0.1, le=60)  # dialling, TLS handshake included
+    handshake_timeout_s: float = Field(default=5.0, ge=0.1, le=60)  # accepted TLS connections
+    max_header_bytes: int = Field(default=16384, ge=1024, le=MAX_MESSAGE_SIZE)  # larger: closed
+    max_body_bytes: int = Field(default=32768, ge=0, le=MAX_MESSAGE_SIZE)  # larger: 400, closed
+    max_write_buffer_bytes: int = Field(default=1 << 20, ge=65536, le=64 << 20)  # unread: closed
+
+    @model_validator(mode="after")
+    def _check_sizes(self) -> ConnectionSettings:
+        if self.max_header_bytes + self.max_body_bytes > MAX_MESSAGE_SIZE:
+            raise ValueError(f"max_header_bytes + max_body_bytes must be at most {MAX_MESSAGE_SIZE}")
+        return self
+
+    @property
+    def framing(self) -> FramingLimits:
+        return FramingLimits(self.max_header_bytes, self.max_body_bytes)
+
+
 class TrunkSettings(_Strict):
     proxy: str
+    transport: Literal["udp", "tcp", "tls"] = "udp"
     domain: str
     username: str | None = None
     password: str | None = None
@@ -119,6 +176,9 @@ class InboundRoute(_Strict):
 class SipSettings(_Strict):
     listen: str = "127.0.0.1:5060"
     domain: str = "bridgeline.local"
+    tcp: TcpSettings = TcpSettings()
+    tls: TlsSettings = TlsSettings()
+    connections: ConnectionSettings = ConnectionSettings()
     rtp: RtpSettings = RtpSettings()
     endpoints: dict[str, str] = Field(default_factory=dict)
     trunk: TrunkSettings | None = None
@@ -129,11 +189,23 @@ class SipSettings(_Strict):
     def listen_address(self) -> tuple[str, int]:
         return parse_host_port(self.listen, 5060)
 
+    @property
+    def stream_addresses(self) -> dict[Transport, Address]:
+        """Where TCP and TLS listen, for those that do."""
+        found: dict[Transport, Address] = {}
+        if self.tcp.listen is not None:
+            found[Transport.TCP] = parse_host_port(self.tcp.listen, 5060)
+        if self.tls.listen is not None:
+            found[Transport.TLS] = parse_host_port(self.tls.listen, 5061)
+        return found
+
     def endpoint_config(self) -> EndpointConfig:
         trunk = None
         if self.trunk is not None:
+            transport = Transport(self.trunk.transport.upper())
+            host, port = parse_host_port(self.trunk.proxy, transport.default_port)
             trunk = TrunkConfig(
-                proxy=parse_host_port(self.trunk.proxy, 5060),
+                proxy=destination(transport, host, port),
                 domain=self.trunk.domain,
                 username=self.trunk.username,
                 password=self.trunk.password,
@@ -145,6 +217,7 @@ class SipSettings(_Strict):
             accounts=dict(self.endpoints),
             trunk=trunk,
             redirects=self.redirect_policy(),
+            stream_addresses=self.stream_addresses,
         )
 
     def redirect_policy(self) -> RedirectPolicy:
