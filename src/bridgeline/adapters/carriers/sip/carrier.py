@@ -94,17 +94,17 @@ SIP_COUNTERS: Final = frozenset(
         "rtp_relatched",
         "redirects_followed",
         "redirects_refused",
-        "sip_connections_accepted",
-        "sip_connections_dialled",
-        "sip_connections_refused",
-        "sip_connect_failures",
-        "sip_tls_handshake_failures",
-        "sip_connections_idle_closed",
-        "sip_connections_truncated",
-        "sip_stream_framing_errors",
-        "sip_flows_gone",
-        "sip_write_overflows",
-        "sip_transport_failures",
+        "connections_accepted",
+        "connections_dialled",
+        "connections_refused",
+        "connect_failures",
+        "tls_handshake_failures",
+        "connections_idle_closed",
+        "connections_truncated",
+        "stream_framing_errors",
+        "flows_gone",
+        "write_overflows",
+        "transport_failures",
     }
 )
 
@@ -175,18 +175,18 @@ class SipCarrier:
             + sip["redirects_not_followed"]  # 305, 380
             + sip["redirect_limit_reached"],
             # SIP over TCP/TLS (docs/sip.md): connections and what went wrong with them
-            "sip_connections_open": self._streams.open_connections if self._streams is not None else 0,
-            "sip_connections_accepted": streams.get("connections_accepted", 0),
-            "sip_connections_dialled": streams.get("connections_dialled", 0),
-            "sip_connections_refused": streams.get("connections_refused", 0),  # max_connections
-            "sip_connect_failures": streams.get("connect_failures", 0),
-            "sip_tls_handshake_failures": streams.get("tls_handshake_failures", 0),
-            "sip_connections_idle_closed": streams.get("connections_idle_closed", 0),
-            "sip_connections_truncated": streams.get("connections_truncated", 0),  # closed mid-message
-            "sip_stream_framing_errors": sip["stream_errors"],  # no/bad Content-Length, too large
-            "sip_flows_gone": streams.get("flows_gone", 0),  # a registered phone's connection closed
-            "sip_write_overflows": streams.get("write_overflows", 0),
-            "sip_transport_failures": sip["transport_failures"],  # dials failed fast with 503
+            "connections_open": self._streams.open_connections if self._streams is not None else 0,
+            "connections_accepted": streams.get("connections_accepted", 0),
+            "connections_dialled": streams.get("connections_dialled", 0),
+            "connections_refused": streams.get("connections_refused", 0),  # max_connections
+            "connect_failures": streams.get("connect_failures", 0),
+            "tls_handshake_failures": streams.get("tls_handshake_failures", 0),
+            "connections_idle_closed": streams.get("connections_idle_closed", 0),
+            "connections_truncated": streams.get("connections_truncated", 0),  # closed mid-message
+            "stream_framing_errors": sip["stream_errors"],  # no/bad Content-Length, too large
+            "flows_gone": streams.get("flows_gone", 0),  # a registered phone's connection closed
+            "write_overflows": streams.get("write_overflows", 0),
+            "transport_failures": sip["transport_failures"],  # dials failed fast with 503
         }
 
     # ----------------------------------------------------------------- lifecycle
