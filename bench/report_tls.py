@@ -47,7 +47,8 @@ def tls_section(r: dict[str, Any] | None) -> list[str]:
         " TLS handshake is paid once, as with a trunk). Debian's sipp has no TLS, hence a Python caller,"
         " the same for the three transports; it is slower than the server, so setups/s is bounded by the"
         " caller (see the server CPU column) and the ratio that speaks for the server is its CPU per"
-        " call. Transports are run in interleaved rounds; per transport the best round is kept.",
+        " call. Transports are run in interleaved rounds; per transport the best round is kept. The other"
+        " CPU column includes these callers; on a busy machine rounds vary, CPU per call much less.",
         "",
         "| transport | setups/s | failed | INVITE->200 p50 / p99 ms | server CPU | server CPU per call ms"
         " | other CPU | vs UDP: setups / CPU per call |",

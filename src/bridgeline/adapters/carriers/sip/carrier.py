@@ -19,12 +19,7 @@ import structlog
 from bridgeline.adapters.carriers.sip.media_engine import LatchPolicy, MediaEngine, MediaPortsExhausted
 from bridgeline.adapters.carriers.sip.music_fetch import MediaLimits
 from bridgeline.adapters.carriers.sip.settings import SipSettings
-from bridgeline.adapters.carriers.sip.transport_stream import (
-    SipStreamTransport,
-    StreamLimits,
-    client_context,
-    server_context,
-)
+from bridgeline.adapters.carriers.sip.transport_stream import SipStreamTransport, start_streams
 from bridgeline.adapters.carriers.sip.transport_udp import SipUdpTransport
 from bridgeline.app.ports import LegRequest, SignalSink
 from bridgeline.core.commands import (
@@ -201,38 +196,7 @@ class SipCarrier:
         host, port = self.settings.listen_address
         self._transport = await SipUdpTransport.listen(self.endpoint, self._on_event, host, port)
         log.info("sip_listening", host=host, port=port, rtp=self.settings.rtp.ports)
-        await self._start_streams(self._transport)
-
-    async def _start_streams(self, udp: SipUdpTransport) -> None:
-        """TCP and TLS: dialling always works; listening where the settings say."""
-        tls, limits = self.settings.tls, self.settings.connections
-        server_tls = None
-        if tls.certificate is not None and tls.key is not None:
-            server_tls = server_context(
-                tls.certificate, tls.key, tls.ca_file, verify_clients=tls.verify_clients
-            )
-        client_tls = client_context(
-            tls.ca_file, verify_peers=tls.verify_peers, certificate=tls.certificate, key=tls.key
-        )
-        self._streams = streams = SipStreamTransport(
-            StreamLimits(
-                max_connections=limits.max_connections,
-                idle_timeout_s=limits.idle_timeout_s,
-                connect_timeout_s=limits.connect_timeout_s,
-                handshake_timeout_s=limits.handshake_timeout_s,
-                max_write_buffer_bytes=limits.max_write_buffer_bytes,
-                framing=limits.framing,
-            ),
-            on_message=udp.receive_stream,
-            on_stream_error=udp.stream_error,
-            on_unreachable=udp.unreachable,
-            server_tls=server_tls,
-            client_tls=client_tls,
-        )
-        udp.streams = streams
-        for transport, (host, port) in self.settings.stream_addresses.items():
-            await streams.listen(transport, host, port)
-            log.info("sip_listening", host=host, port=port, transport=transport.value)
+        self._streams = await start_streams(self.settings, self._transport)  # TCP and TLS
 
     async def stop(self) -> None:
         if self._transport is not None:

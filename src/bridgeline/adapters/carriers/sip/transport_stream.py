@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from bridgeline.adapters.carriers.sip.settings import SipSettings
+from bridgeline.adapters.carriers.sip.transport_udp import SipUdpTransport
 from bridgeline.sip.stream_framing import PONG, FramingError, FramingLimits, StreamFramer
 from bridgeline.sip.transaction import Target, Transport
 
@@ -391,3 +393,39 @@ def client_context(
     if certificate is not None and key is not None:
         context.load_cert_chain(certificate, key)
     return context
+
+
+async def start_streams(settings: SipSettings, udp: SipUdpTransport) -> SipStreamTransport:
+    """TCP and TLS for the endpoint behind `udp`: dialling always works; listening where the
+    settings say. Raises (the server does not start) for unreadable TLS files or a busy port."""
+    tls, limits = settings.tls, settings.connections
+    server_tls = None
+    if tls.certificate is not None and tls.key is not None:
+        server_tls = server_context(tls.certificate, tls.key, tls.ca_file, verify_clients=tls.verify_clients)
+    client_tls = client_context(
+        tls.ca_file, verify_peers=tls.verify_peers, certificate=tls.certificate, key=tls.key
+    )
+    streams = SipStreamTransport(
+        StreamLimits(
+            max_connections=limits.max_connections,
+            idle_timeout_s=limits.idle_timeout_s,
+            connect_timeout_s=limits.connect_timeout_s,
+            handshake_timeout_s=limits.handshake_timeout_s,
+            max_write_buffer_bytes=limits.max_write_buffer_bytes,
+            framing=limits.framing,
+        ),
+        on_message=udp.receive_stream,
+        on_stream_error=udp.stream_error,
+        on_unreachable=udp.unreachable,
+        server_tls=server_tls,
+        client_tls=client_tls,
+    )
+    udp.streams = streams
+    try:
+        for transport, (host, port) in settings.stream_addresses.items():
+            await streams.listen(transport, host, port)
+            log.info("sip_listening", host=host, port=port, transport=transport.value)
+    except BaseException:
+        await streams.close()
+        raise
+    return streams
