@@ -172,6 +172,9 @@ class SipStreamTransport:
         """Send over the connection for target, dialling it if allowed; never raises."""
         key = target.connection_key
         connection = self._connections.get(key)
+        if connection is not None and connection.writer is not None and connection.writer.is_closing():
+            self._forget(connection)  # closed under us: as if it were gone already
+            connection = None
         if connection is not None:
             if connection.writer is None:
                 connection.pending.append(data)
