@@ -317,6 +317,69 @@ async def test_connections_beyond_the_cap_are_refused(stack: Stack) -> None:
     await until(lambda: idle(stack))
 
 
+@pytest.mark.parametrize(
+    "stack",
+    [StreamLimits(max_write_buffer_bytes=16384, idle_timeout_s=5, framing=FramingLimits())],
+    indirect=True,
+)
+async def test_a_peer_that_does_not_read_its_answers_is_closed(stack: Stack) -> None:
+    client = socket.socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # and it never reads
+    client.connect((HOST, stack.tcp_port))
+    await until(lambda: stack.streams.open_connections == 1)
+    (connection,) = stack.streams._connections.values()
+    assert connection.writer is not None
+    server_socket = connection.writer.get_extra_info("socket")
+    server_socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # so our own buffer fills
+    with structlog.testing.capture_logs() as logs:
+        client.sendall(b"".join(options(f"flood{i}") for i in range(400)))
+        await until(lambda: stack.streams.stats["write_overflows"] == 1)
+    [line] = logged(logs, "sip_connection_overflow")
+    assert line["limit"] == 16384
+    await until(lambda: idle(stack))
+    client.close()
+
+
+async def test_a_tls_client_that_never_shakes_hands_is_closed_after_the_handshake_timeout(
+    stack: Stack,
+) -> None:
+    with structlog.testing.capture_logs() as logs:
+        reader, writer = await asyncio.open_connection(HOST, stack.tls_port)  # and sends nothing
+        started = asyncio.get_running_loop().time()
+        assert await read_all(reader) == b""
+        assert asyncio.get_running_loop().time() - started >= 0.9  # handshake_timeout_s=1.0
+    assert stack.streams.stats["tls_handshake_failures"] == 1
+    assert "handshake" in logged(logs, "sip_tls_handshake_failed")[0]["error"].lower()
+    assert idle(stack)
+    writer.close()
+
+
+@pytest.mark.parametrize(
+    "stack", [StreamLimits(connect_timeout_s=0.5, idle_timeout_s=5, framing=FramingLimits())], indirect=True
+)
+async def test_a_tls_peer_that_never_answers_the_handshake_fails_the_dial_after_the_connect_timeout(
+    stack: Stack,
+) -> None:
+    accepted: list[asyncio.StreamWriter] = []
+    silent = await asyncio.start_server(lambda r, w: accepted.append(w), HOST, 0)  # never speaks TLS
+    port = silent.sockets[0].getsockname()[1]
+    with structlog.testing.capture_logs() as logs:
+        now = stack.udp.now
+        stack.endpoint.dial(
+            "leg", f"sip:bob@{HOST}:{port};transport=tls", caller_id=None, offer_sdp=SDP, now=now
+        )
+        stack.udp.flush()
+        await until(lambda: bool(stack.events))
+        waited = stack.udp.now - now
+    assert stack.events == [LegFailed("leg", 503, FailReason.UNREACHABLE)] and 0.4 <= waited < 2
+    assert logged(logs, "sip_connect_failed") or logged(logs, "sip_tls_handshake_failed")
+    assert idle(stack) and not any(stack.endpoint.state_sizes().values())
+    for writer in accepted:
+        writer.close()
+    silent.close()
+    await silent.wait_closed()
+
+
 async def test_a_peer_with_an_untrusted_certificate_fails_the_dial_at_once(
     stack: Stack, certs: CertFiles
 ) -> None:

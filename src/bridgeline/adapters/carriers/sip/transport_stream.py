@@ -230,6 +230,7 @@ class SipStreamTransport:
                 limit=self.limits.max_write_buffer_bytes,
             )
             self._close(connection)
+            self._unreachable(connection.source)  # what was to go over it fails now
             return
         writer.write(data)
 
