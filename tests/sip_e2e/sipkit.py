@@ -518,9 +518,10 @@ class Baresip:
         account: str | None = None,
         timeout_s: int = 60,
         extra_config: str = "",
+        sip_port: int | None = None,
     ) -> None:
         self.name = name
-        self.sip_port = ports.take(2)  # baresip also listens for SIP over TLS on the next port
+        self.sip_port = sip_port or ports.take(2)  # baresip also listens for SIP over TLS on the next port
         self.rtp_low = ports.take(4, even=True)
         control_port = ports.take()
         self.dir = work / f"baresip-{name}"

@@ -92,10 +92,25 @@ class Lab:
             name, "uas_play.xml", substitutions=substitutions, ring_ms=ring_ms, transport=transport
         )
 
-    def baresip(self, name: str, freq: int, *, account: str | None = None, extra_config: str = "") -> Baresip:
+    def baresip(
+        self,
+        name: str,
+        freq: int,
+        *,
+        account: str | None = None,
+        extra_config: str = "",
+        sip_port: int | None = None,
+    ) -> Baresip:
         wav = self.tones.s16(freq)
         phone = Baresip(
-            self.procs, self.ports, self.work, name, wav, account=account, extra_config=extra_config
+            self.procs,
+            self.ports,
+            self.work,
+            name,
+            wav,
+            account=account,
+            extra_config=extra_config,
+            sip_port=sip_port,
         )
         self.baresips.append(phone)
         return phone
