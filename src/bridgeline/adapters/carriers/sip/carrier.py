@@ -271,6 +271,13 @@ class SipCarrier:
             if event.reason is sip.EndReason.BAD_ANSWER:
                 log.warning("sip_ack_answer_unusable", leg_id=event.leg_id, action="bye_sent")
                 self._finish(event.leg_id, LegHungUp(event.leg_id, LeaveReason.FAILED))
+            elif event.reason is sip.EndReason.SESSION_EXPIRED:
+                # RFC 4028: no session refresh in time; the peer (or the path to it) is gone.
+                log.warning("sip_session_expired", leg_id=event.leg_id, action="bye_sent")
+                self._finish(event.leg_id, LegHungUp(event.leg_id, LeaveReason.FAILED))
+            elif event.reason is sip.EndReason.TIMEOUT:
+                log.info("sip_leg_timed_out", leg_id=event.leg_id)  # no ACK, no PRACK, never answered
+                self._finish(event.leg_id, LegHungUp(event.leg_id))
             else:
                 self._finish(event.leg_id, LegHungUp(event.leg_id))
         elif isinstance(event, sip.MediaUpdated):
