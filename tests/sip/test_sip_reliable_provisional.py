@@ -371,6 +371,26 @@ def test_reliable_provisionals_with_garbage_rseq_are_dropped() -> None:
     assert node.ep.stats["internal_errors"] == 0
 
 
+def test_garbled_option_tags_are_no_error() -> None:
+    net, node, _ = setup()
+    phone = net.add(Phone(("198.51.100.7", 5062)))
+    invite = dial(net, node, phone)
+    phone.respond(invite, 183, headers=[("Require", '"100rel'), ("RSeq", "1")])  # unterminated quote
+    phone.respond(invite, 180, headers=[("Require", "100rel,,"), ("RSeq", "2")])
+    net.flush()
+    assert [r.headers.get("RAck") for r in pracks(phone)] == ["2 1 INVITE"]
+    assert node.ep.stats["internal_errors"] == 0
+    net2, node2, trunk = setup()
+    invite2 = trunk.call("sip:+14155551234@192.0.2.10")
+    trunk.tl = TransactionLayer()
+    invite2.headers.add("Require", '"100rel')
+    invite2.headers.add("Supported", '"timer')
+    trunk.tl.send_request(invite2, EP_ADDR, net2.now)
+    net2.flush()
+    assert statuses(trunk.finals) == [420] and trunk.finals[0].headers.get("Unsupported") == "100rel"
+    assert node2.ep.stats["internal_errors"] == 0
+
+
 def test_with_100rel_switched_off_reliable_provisionals_are_not_pracked() -> None:
     net, node, _ = setup(reliable_provisionals=False)
     phone = net.add(Phone(("198.51.100.7", 5062)))

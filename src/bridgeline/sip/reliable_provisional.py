@@ -224,7 +224,11 @@ class ReliableProvisionals:
             return True
         if RELIABLE_PROVISIONAL not in option_tags(response, "Require"):
             return True
-        rseq, tag = parse_rseq(response.headers.get("RSeq")), response.to_addr.tag
+        try:
+            tag = response.to_addr.tag
+        except SipParseError:
+            tag = None
+        rseq = parse_rseq(response.headers.get("RSeq"))
         if rseq is None or not tag:
             core.stats["reliable_provisionals_unusable"] += 1
             return False
