@@ -201,6 +201,39 @@ def test_an_unanswered_refresh_ends_the_call() -> None:
     assert_idle(net, node)
 
 
+def test_a_peer_update_crossing_our_refresh_reinvite_leaves_it_answerable() -> None:
+    """Our re-INVITE refresh is out when the peer's UPDATE refresh arrives: the re-INVITE's 2xx is
+    still ACKed, and the peer's next re-INVITE is not refused as glare."""
+    net, node, trunk = setup(session_expires=200)
+    held: list[Request] = []
+
+    def on_request(event: RequestReceived) -> bool:
+        if event.request.method == "INVITE" and event.request.to_addr.tag is not None and not held:
+            held.append(event.request)  # answered later
+            return True
+        return False
+
+    trunk.on_request = on_request
+    answered_call(net, node, trunk, [])
+    net.run(101.0)
+    assert len(held) == 1
+    trunk.on_request = lambda event: False
+    trunk.in_dialog("UPDATE", headers=[("Session-Expires", "200;refresher=uac"), ("Supported", "timer")])
+    net.flush()
+    assert trunk.finals[-1].status == 200
+    from bridgeline.sip.sdp import parse_sdp
+
+    body = bytes(answer_offer(parse_sdp(held[0].body), trunk.addr[0], 4000, 5, 1)[0])
+    trunk.respond(held[0], 200, body)
+    net.flush()
+    assert [a.cseq.seq for a in trunk.acks][-1] == held[0].cseq.seq  # our ACK for it
+    trunk.offer = None
+    trunk.in_dialog("INVITE")
+    net.flush()
+    assert invite_finals(trunk)[-1].status == 200  # no 491: our re-INVITE is over
+    assert byes(trunk) == [] and node.ep.stats["internal_errors"] == 0
+
+
 def test_a_refused_refresh_is_retried() -> None:
     net, node, trunk = setup(session_expires=200)
     seen = answer_refreshes(trunk, 491)

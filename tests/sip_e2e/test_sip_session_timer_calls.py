@@ -79,6 +79,7 @@ def test_a_peer_that_never_refreshes_is_hung_up_with_a_reason(lab: Lab) -> None:
     bye = next(m for m in agent.received_messages() if m.startswith("BYE "))
     assert re.search(r'^Reason: SIP;cause=408;text="Session timer expired"\r?$', bye, re.MULTILINE), bye
     assert len(invites(agent.received_messages())) == 1  # it was the refresher: we did not refresh
+    assert lab.server.metrics()["bridgeline_sip_session_timers_expired_total"] >= 1
     lab.connected(phlo, customer.uri)
     lab.mpc(phlo).member(customer.uri).hangup()
     lab.assert_ended(phlo, view["mpc_uuid"], customer)
@@ -109,6 +110,8 @@ def test_hostile_session_timer_values_get_the_right_answer(
     )
     assert answer.startswith(status_line), answer
     assert extra is None or extra in answer, answer
+    if b" 400 " in status_line or b" 422 " in status_line:
+        assert server.metrics()["bridgeline_sip_session_timer_refusals_total"] >= 1
     assert server.proc is not None and server.proc.running
 
 

@@ -224,9 +224,13 @@ class SessionTimers:
         if agreement is None:
             return
         current = leg.session_timer
-        if current is not None and current.in_flight:
-            current.in_flight = False  # a crossing refresh of ours will find no one waiting
         self.start(leg, agreement.interval, agreement.we_refresh, request, now)
+        renewed = leg.session_timer
+        if current is not None and renewed is not None and current.in_flight:
+            # Our own refresh crossed this one: its answer must still find it (to ACK a 2xx and
+            # free `local_reinvite`); the interval restarts again then.
+            renewed.in_flight, renewed.refresh_key = True, current.refresh_key
+            self._arm(leg, renewed)
         self.core.stats["session_refreshes_received"] += 1
 
     def _arm(self, leg: CallLeg, timer: SessionTimer) -> None:

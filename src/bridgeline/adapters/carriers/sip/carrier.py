@@ -88,6 +88,9 @@ SIP_COUNTERS: Final = frozenset(
         "rtp_relatched",
         "redirects_followed",
         "redirects_refused",
+        "session_timers_expired",
+        "session_timer_refusals",
+        "prack_timeouts",
     }
 )
 
@@ -155,6 +158,9 @@ class SipCarrier:
             "redirects_refused": sip["redirect_targets_refused"]  # disallowed, looping, not sip:
             + sip["redirects_not_followed"]  # 305, 380
             + sip["redirect_limit_reached"],
+            "session_timers_expired": sip["session_timers_expired"],  # RFC 4028: BYE sent (docs/sip.md)
+            "session_timer_refusals": sip["session_timer_refusals"],  # 422 and 400 to Session-Expires/Min-SE
+            "prack_timeouts": sip["prack_timeouts"],  # RFC 3262: no PRACK in 64*T1, 504 sent
         }
 
     # ----------------------------------------------------------------- lifecycle
