@@ -30,7 +30,7 @@ from bridgeline.sip.endpoint import SipEndpoint
 from bridgeline.sip.events import EndReason, IncomingCall, LegAnswered, LegEnded, LegRinging
 from bridgeline.sip.message import Request, Response
 from bridgeline.sip.offer_answer import answer_offer
-from bridgeline.sip.reliable_provisional import parse_rack, parse_rseq
+from bridgeline.sip.reliable_provisional import MAX_EARLY_DIALOGS, parse_rack, parse_rseq
 from bridgeline.sip.transaction import RequestReceived
 from bridgeline.sip.transaction_layer import TransactionLayer
 
@@ -371,6 +371,20 @@ def test_reliable_provisionals_with_garbage_rseq_are_dropped() -> None:
     assert node.ep.stats["internal_errors"] == 0
 
 
+def test_reliable_provisionals_from_too_many_forks_are_ignored() -> None:
+    net, node, _ = setup()
+    phone = net.add(Phone(("198.51.100.7", 5062)))
+    answer_pracks(phone)
+    invite = dial(net, node, phone)
+    for fork in range(MAX_EARLY_DIALOGS + 3):
+        phone.to_tag = f"fork{fork}"
+        reliable_18x(phone, invite, 1, 180, sdp=False)
+    net.flush()
+    pracked = {r.to_addr.tag for r in pracks(phone)}
+    assert pracked == {f"fork{i}" for i in range(MAX_EARLY_DIALOGS)}
+    assert node.ep.stats["reliable_provisionals_unusable"] == 3
+
+
 def test_garbled_option_tags_are_no_error() -> None:
     net, node, _ = setup()
     phone = net.add(Phone(("198.51.100.7", 5062)))
@@ -431,3 +445,39 @@ def test_pracks_follow_rseq_order_whatever_arrives(offsets: list[int]) -> None:
     assert [r.headers.get("RAck") for r in pracks(phone)] == [f"{n} 1 INVITE" for n in expected]
     assert names(node.events).count("LegRinging") == len(expected)
     assert node.ep.stats["internal_errors"] == 0
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), loss=st.sampled_from([0.0, 0.2, 0.5, 0.8]))
+def test_a_lossy_network_ends_in_an_answer_or_a_504_and_nothing_leaks(seed: int, loss: float) -> None:
+    """Our reliable 180 and the caller's PRACKs (one per 180 it gets) cross a network that loses
+    datagrams at random: the call is answered (the 200 waited for nothing it should not) or ends
+    with 504 after 64*T1 (or, answered, ends when its 200 is never ACKed), never an internal
+    error, and everything is freed."""
+    rng = random.Random(seed)
+    net, node, trunk = setup()
+    incoming = call_with(net, node, trunk, [("Require", "100rel")])
+    net.drop = lambda data, src, dst: rng.random() < loss
+
+    def on_provisional_prack(response: Response) -> None:
+        if response.status == 180 and response.headers.get("RSeq"):
+            prack(net, trunk, response)
+
+    seen = len(trunk.provisionals)
+    node.ep.ring_incoming(incoming.leg_id, net.now)
+    answered = False
+    while net.now < 40.0:
+        net.run(net.now + 0.25)
+        for response in trunk.provisionals[seen:]:
+            on_provisional_prack(response)
+        seen = len(trunk.provisionals)
+        if not answered and names(node.events) == ["IncomingCall"] and net.now > 1.0:
+            answered = node.ep.answer_incoming(incoming.leg_id, answer_for(incoming), net.now)  # type: ignore[arg-type]
+    net.drop = lambda data, src, dst: False
+    ended = [e for e in node.events if isinstance(e, LegEnded)]
+    if ended:  # no PRACK in 64*T1 (504), or, answered, no ACK for the 200 (Timer L)
+        assert ended == [LegEnded(incoming.leg_id, EndReason.TIMEOUT)]
+    else:
+        node.ep.hangup(incoming.leg_id, net.now)
+    assert node.ep.stats["internal_errors"] == 0
+    assert_idle(net, node, until=net.now + 400.0)
