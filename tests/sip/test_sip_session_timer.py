@@ -30,6 +30,7 @@ from bridgeline.sip.events import (
     IncomingCall,
     LegAnswered,
     LegEnded,
+    LegFailed,
     SessionTimerSettings,
 )
 from bridgeline.sip.headers import parse_name_address
@@ -347,6 +348,55 @@ def test_outbound_the_peer_refreshes_or_we_hang_up() -> None:
     net.run(61.0)  # 90 - min(32, 30)
     assert len(byes(phone)) == 1
     assert node.last() == LegEnded("leg1", EndReason.SESSION_EXPIRED)
+    assert_idle(net, node)
+
+
+def test_outbound_a_422_is_retried_once_with_the_interval_it_asks_for() -> None:
+    net, node, _ = setup()
+    phone = net.add(Phone(PHONE))
+    node.ep.dial("leg1", phone.uri, caller_id="+14155550000", offer_sdp=ep_offer(), now=net.now)
+    net.flush()
+    assert phone.pending is not None
+    first = phone.pending
+    phone.respond(first, 422, headers=[("Min-SE", "3600")])
+    net.flush()
+    retry = phone.pending
+    assert retry is not None and retry is not first and retry.cseq.seq == first.cseq.seq + 1
+    assert (retry.headers.get("Session-Expires"), retry.headers.get("Min-SE")) == ("3600", "3600")
+    assert retry.top_via.branch != first.top_via.branch and retry.call_id == first.call_id
+    from bridgeline.sip.sdp import parse_sdp
+
+    answer, _ = answer_offer(parse_sdp(retry.body), phone.addr[0], 4000, 5, 1)
+    phone.respond(retry, 200, bytes(answer), headers=[("Session-Expires", "3600;refresher=uas")])
+    net.flush()
+    assert names(node.events) == ["LegAnswered"]
+    net.run(3600 - 32 - 1)
+    assert byes(phone) == []
+    net.run(3600 - 32 + 1)  # the peer refreshes: it did not, so we hang up
+    assert len(byes(phone)) == 1
+
+
+@pytest.mark.parametrize(
+    ("answers", "why"),
+    [
+        (["3600", "7200"], "a second 422 is not retried"),
+        (["lots"], "garbled Min-SE"),
+        (["86401"], "more than a day"),
+        ([None], "no Min-SE"),
+    ],
+)
+def test_outbound_a_422_that_cannot_be_honoured_fails_the_leg(answers: list[str | None], why: str) -> None:
+    net, node, _ = setup()
+    phone = net.add(Phone(PHONE))
+    node.ep.dial("leg1", phone.uri, caller_id="+14155550000", offer_sdp=ep_offer(), now=net.now)
+    net.flush()
+    for min_se in answers:
+        assert phone.pending is not None, why
+        phone.respond(phone.pending, 422, headers=[("Min-SE", min_se)] if min_se else [])
+        net.flush()
+    failed = node.last()
+    assert isinstance(failed, LegFailed) and failed.status == 422, why
+    assert node.ep.stats["internal_errors"] == 0
     assert_idle(net, node)
 
 

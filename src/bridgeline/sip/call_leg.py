@@ -75,6 +75,7 @@ class CallLeg:
     # RFC 4028 (session_timer.py): what we grant the inbound INVITE, and the running timer.
     session_agreement: Agreement | None = None
     session_timer: SessionTimer | None = None
+    session_retried: bool = False  # our INVITE was sent again after a 422 (once)
 
 
 _STATUS_REASONS = {

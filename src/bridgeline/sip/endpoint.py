@@ -311,6 +311,8 @@ class SipEndpoint:
             if core.reliable.on_provisional(leg, response, now):
                 self._outbound.on_provisional(leg, response, now)
             return
+        if response.status == 422 and core.session_timers.retry_too_small(leg, response, now):
+            return
         was_confirmed = leg.state is LegState.CONFIRMED
         self._outbound.on_final(leg, response, now)
         if not was_confirmed and leg.state is LegState.CONFIRMED and response.status < 300:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from .endpoint_core import EndpointCore
 
 MAX_DELTA_SECONDS: Final = 2**32 - 1  # a 32-bit delta-seconds; longer numbers are garbage
+MAX_RETRY_INTERVAL: Final = 86_400  # a 422 asking for more than a day is not retried
 RETRY_AFTER_FAILURE: Final = 4.0  # a refused refresh (491, 500...) is tried again this much later
 BYE_MARGIN_CAP: Final = 32.0  # section 10: BYE at expiry minus min(32 s, interval / 3)
 SESSION_TIMER_KEY: Final = "session"
@@ -190,6 +191,39 @@ class SessionTimers:
 
     def invite_headers(self) -> list[tuple[str, str]]:
         return request_headers(self.settings) if self.settings.enabled else []
+
+    def retry_too_small(self, leg: CallLeg, response: Response, now: float) -> bool:
+        """RFC 4028 7.4: a 422 to our INVITE names the Min-SE it wants. Send the INVITE again, once,
+        with that interval (CSeq + 1, a new branch); not for a garbled or absurd Min-SE."""
+        core = self.core
+        if (
+            not self.settings.enabled
+            or leg.session_retried
+            or leg.hangup_requested
+            or leg.state not in (LegState.CALLING, LegState.PROCEEDING)
+        ):
+            return False
+        try:
+            wanted = parse_delta_seconds((response.headers.get("Min-SE") or "").split(";", 1)[0])
+        except ValueError:
+            return False
+        if wanted > MAX_RETRY_INTERVAL:
+            return False
+        leg.session_retried = True
+        interval = str(max(wanted, self.settings.min_se))
+        headers = leg.invite.headers.copy()
+        headers.set("Session-Expires", interval)
+        headers.set("Min-SE", interval)
+        headers.set("CSeq", f"{leg.invite.cseq.seq + 1} INVITE")
+        headers.set("Via", str(core.via()))
+        retry = Request("INVITE", leg.invite.uri, headers, leg.invite.body)
+        core.by_txn.pop(leg.invite_key, None)  # the old transaction finishes on its own
+        leg.keys.discard(leg.invite_key)
+        leg.invite = retry
+        leg.invite_key = core.send_request(leg, retry, leg.peer, now)
+        leg.state = LegState.CALLING
+        core.stats["session_422_retries"] += 1
+        return True
 
     # --- starting and restarting ----------------------------------------------------------------
 
