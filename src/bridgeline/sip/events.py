@@ -37,6 +37,7 @@ class EndReason(StrEnum):
     REMOTE = "remote"  # the peer's BYE or CANCEL
     TIMEOUT = "timeout"  # no ACK for our 2xx, or an inbound call left unanswered too long
     BAD_ANSWER = "bad_answer"  # the ACK to our offer in the 2xx had no usable answer: we sent BYE
+    SESSION_EXPIRED = "session_expired"  # RFC 4028: no session refresh in time; we sent BYE
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +169,17 @@ class RegistrationLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionTimerSettings:
+    """RFC 4028 session timers, in seconds. `min_se` below 90 breaks RFC 4028 section 4's floor
+    (settings.py allows it for tests only); `session_expires` is what we ask for and the most we
+    grant when the peer asks for more."""
+
+    enabled: bool = True
+    session_expires: int = 1800
+    min_se: int = 90
+
+
+@dataclass(frozen=True, slots=True)
 class EndpointConfig:
     """Static configuration. `domain` is the digest realm and the From host of our requests;
     `accounts` maps endpoint usernames to passwords (they may REGISTER and place calls)."""
@@ -183,3 +195,5 @@ class EndpointConfig:
     incoming_timeout: float = 180.0  # an unanswered inbound call gets 480 after this
     registration: RegistrationLimits = RegistrationLimits()
     redirects: RedirectPolicy = field(default_factory=RedirectPolicy)  # the 3xx targets dials follow
+    reliable_provisionals: bool = True  # RFC 3262 100rel/PRACK: advertised, PRACKed, honoured
+    session_timers: SessionTimerSettings = SessionTimerSettings()  # RFC 4028

@@ -88,6 +88,9 @@ SIP_COUNTERS: Final = frozenset(
         "rtp_relatched",
         "redirects_followed",
         "redirects_refused",
+        "session_timers_expired",
+        "session_timer_refusals",
+        "prack_timeouts",
     }
 )
 
@@ -155,6 +158,9 @@ class SipCarrier:
             "redirects_refused": sip["redirect_targets_refused"]  # disallowed, looping, not sip:
             + sip["redirects_not_followed"]  # 305, 380
             + sip["redirect_limit_reached"],
+            "session_timers_expired": sip["session_timers_expired"],  # RFC 4028: BYE sent (docs/sip.md)
+            "session_timer_refusals": sip["session_timer_refusals"],  # 422 and 400 to Session-Expires/Min-SE
+            "prack_timeouts": sip["prack_timeouts"],  # RFC 3262: no PRACK in 64*T1, 504 sent
         }
 
     # ----------------------------------------------------------------- lifecycle
@@ -271,6 +277,13 @@ class SipCarrier:
             if event.reason is sip.EndReason.BAD_ANSWER:
                 log.warning("sip_ack_answer_unusable", leg_id=event.leg_id, action="bye_sent")
                 self._finish(event.leg_id, LegHungUp(event.leg_id, LeaveReason.FAILED))
+            elif event.reason is sip.EndReason.SESSION_EXPIRED:
+                # RFC 4028: no session refresh in time; the peer (or the path to it) is gone.
+                log.warning("sip_session_expired", leg_id=event.leg_id, action="bye_sent")
+                self._finish(event.leg_id, LegHungUp(event.leg_id, LeaveReason.FAILED))
+            elif event.reason is sip.EndReason.TIMEOUT:
+                log.info("sip_leg_timed_out", leg_id=event.leg_id)  # no ACK, no PRACK, never answered
+                self._finish(event.leg_id, LegHungUp(event.leg_id))
             else:
                 self._finish(event.leg_id, LegHungUp(event.leg_id))
         elif isinstance(event, sip.MediaUpdated):

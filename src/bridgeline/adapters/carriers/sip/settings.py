@@ -12,6 +12,8 @@ trunk:                          # where E.164 numbers are dialed
   username: bridgeline
   password: trunk-secret
   caller_id: "+14150000000"
+reliable_provisionals: true     # RFC 3262 100rel/PRACK (docs/sip.md)
+session_timers: {enabled: true, session_expires_s: 1800, min_se_s: 90}   # RFC 4028
 redirects:                      # 3xx answers to our INVITEs (docs/sip.md, docs/security.md)
   max: 3                        # new INVITEs per leg; 0: never follow
   allowed_targets: [trunk.example.com, "10.0.0.7:5060"]   # default: the trunk's domain and proxy host
@@ -29,11 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from bridgeline.core.identifiers import check_id
 from bridgeline.core.model import Role
-from bridgeline.sip.events import EndpointConfig, TrunkConfig
+from bridgeline.sip.events import EndpointConfig, SessionTimerSettings, TrunkConfig
 from bridgeline.sip.redirect import DEFAULT_MAX_REDIRECTS, RedirectPolicy, parse_allowed_targets
 
 
@@ -103,6 +105,24 @@ class RedirectSettings(_Strict):
         return value
 
 
+class SessionTimerYaml(_Strict):
+    """RFC 4028 session timers. RFC 4028 4 puts the floor of Min-SE at 90 s: a lower `min_se_s` is
+    for tests that want an expiry within seconds, not for production."""
+
+    enabled: bool = True
+    session_expires_s: int = Field(default=1800, ge=1, le=86_400)  # asked for, and the most granted
+    min_se_s: int = Field(default=90, ge=1, le=86_400)  # shorter intervals get 422
+
+    @model_validator(mode="after")
+    def _check_order(self) -> SessionTimerYaml:
+        if self.session_expires_s < self.min_se_s:
+            raise ValueError("session_expires_s must be at least min_se_s")
+        return self
+
+    def settings(self) -> SessionTimerSettings:
+        return SessionTimerSettings(self.enabled, self.session_expires_s, self.min_se_s)
+
+
 class InboundRoute(_Strict):
     number: str = Field(description="the dialed number or user")
     phlo_id: str
@@ -123,6 +143,8 @@ class SipSettings(_Strict):
     endpoints: dict[str, str] = Field(default_factory=dict)
     trunk: TrunkSettings | None = None
     redirects: RedirectSettings = RedirectSettings()
+    reliable_provisionals: bool = True  # RFC 3262: advertise 100rel, PRACK, honour Require: 100rel
+    session_timers: SessionTimerYaml = SessionTimerYaml()
     inbound: list[InboundRoute] = Field(default_factory=list)
 
     @property
@@ -145,6 +167,8 @@ class SipSettings(_Strict):
             accounts=dict(self.endpoints),
             trunk=trunk,
             redirects=self.redirect_policy(),
+            reliable_provisionals=self.reliable_provisionals,
+            session_timers=self.session_timers.settings(),
         )
 
     def redirect_policy(self) -> RedirectPolicy:
