@@ -180,3 +180,28 @@ def test_nobody_hears_itself_or_another_conference_whatever_the_codecs(
         for j, freq in enumerate(FREQS):
             level = level_at(pcm, freq, rate=peer.rate)
             assert level > 0.5 if j in expected else level < 0.02, (i, j, level, codecs)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.binary(max_size=1200), st.integers(0, 2000)), min_size=1, max_size=30))
+def test_hostile_g722_payloads_never_break_the_mix(packets: list[tuple[bytes, int]]) -> None:
+    """Any bytes at any size and timestamp: ADPCM decodes anything, frames are cut to 20 ms, and
+    every leg still gets one 160-byte packet per tick."""
+    from bridgeline.media.rtp import RtpPacket
+
+    sim = Sim()
+    w, n = sim.peer(None, G722), sim.peer(None, PCMU)
+    sim.join("w", w, talk=False)
+    sim.join("n", n)
+    sim.runtime.set_routes("c1", talk(("w", ("n",)), ("n", ("w",))), {})
+    for i, (payload, ts_step) in enumerate(packets):
+        packet = RtpPacket(
+            payload_type=G722, sequence=i, timestamp=5000 + i * ts_step, ssrc=7, payload=payload
+        )
+        sim.send("w", packet.serialize(), w.address)
+        sim.step()
+    sim.run(0.3)
+    ticks = len(packets) + 15
+    assert len(w.packets) == len(n.packets) == ticks
+    assert {len(p.payload) for p in w.packets} == {160}
+    assert {len(p.payload) for p in n.packets if p.payload_type == PCMU} == {160}
