@@ -47,6 +47,7 @@ FRAME_SAMPLES: Final = 160  # one 20 ms tick at 8 kHz; G.711 is one byte per sam
 _HEADER = struct.Struct("!BBHII")
 _UNROUTABLE: Final = frozenset({"0.0.0.0", "::"})  # RFC 2543-style hold address: send nothing
 _G711_SECOND_BYTE: Final = frozenset({g711.PCMU, g711.PCMA, 0x80 | g711.PCMU, 0x80 | g711.PCMA})  # +marker
+_G722_SECOND_BYTE: Final = frozenset({g722.PAYLOAD_TYPE, 0x80 | g722.PAYLOAD_TYPE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +145,7 @@ class Leg:
         self._candidate_packets = 0
         self._rtcp_source: Address | None = None  # RTCP's own latch, on the RTP source's host
         self.jitter = JitterBuffer()
+        self._audio_second_byte = _G711_SECOND_BYTE  # the receive fast lane's audio types
         # G.722 legs: the codec's per-leg state; in a wideband mix, G.711 legs' resamplers (made
         # when first needed: an all-G.711 server never builds one).
         self.g722: g722.G722Stream | None = None
@@ -183,6 +185,7 @@ class Leg:
             # by the new one) and fresh codec state.
             self.g722 = g722.G722Stream() if wideband else None
             self.jitter = JitterBuffer(wideband=self.g722.decode if self.g722 is not None else None)
+            self._audio_second_byte = _G722_SECOND_BYTE if wideband else _G711_SECOND_BYTE
         self.payload_type = payload_type
         self.dtmf = DtmfReceiver(telephone_event_pt) if telephone_event_pt is not None else None
         self.event_pt = telephone_event_pt
@@ -258,7 +261,7 @@ class Leg:
         if (
             len(data) > 12
             and data[0] == 0x80  # version 2; no padding, extension or CSRCs
-            and data[1] in _G711_SECOND_BYTE
+            and data[1] in self._audio_second_byte
             and self.connected
             and data[1] & 0x7F != self.event_pt
             and addr == self._latched
