@@ -500,7 +500,8 @@ class BaresipControl:
 class Baresip:
     """An auto-answering baresip phone that says a WAV (16-bit, 8 kHz) and is driven over ctrl_tcp.
 
-    `account` is the accounts-file line; by default a phone reached directly at its own address."""
+    `account` is the accounts-file line; by default a phone reached directly at its own address,
+    speaking `codecs` (baresip's audio_codecs: "PCMU", or "G722/16000/1" for a wideband phone)."""
 
     def __init__(
         self,
@@ -511,6 +512,7 @@ class Baresip:
         wav: Path,
         *,
         account: str | None = None,
+        codecs: str = "PCMU",
         timeout_s: int = 60,
     ) -> None:
         self.name = name
@@ -528,7 +530,9 @@ class Baresip:
         )
         (self.dir / "config").write_text(config)
         if account is None:
-            account = f"<sip:{name}@{LOOPBACK}:{self.sip_port}>;regint=0;answermode=auto;audio_codecs=PCMU"
+            account = (
+                f"<sip:{name}@{LOOPBACK}:{self.sip_port}>;regint=0;answermode=auto;audio_codecs={codecs}"
+            )
         (self.dir / "accounts").write_text(account + "\n")
         (self.dir / "contacts").write_text("")
         self.proc = procs.start(f"baresip-{name}", ["baresip", "-f", str(self.dir)], timeout_s=timeout_s)

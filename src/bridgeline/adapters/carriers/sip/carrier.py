@@ -35,7 +35,7 @@ from bridgeline.core.effects import MusicSources, SetAudio
 from bridgeline.core.model import LeaveReason
 from bridgeline.sip import events as sip
 from bridgeline.sip.endpoint import SipEndpoint
-from bridgeline.sip.offer_answer import MediaParams, answer_offer, make_offer
+from bridgeline.sip.offer_answer import MediaParams, answer_offer, codecs_by_name, make_offer
 from bridgeline.sip.uri import SipURI, escape_user
 
 log = structlog.get_logger(__name__)
@@ -126,6 +126,7 @@ class SipCarrier:
         self._inbound: InboundHandler | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._session = self._rng.randrange(1, 2**31)
+        self._codecs = codecs_by_name(settings.rtp.codecs)  # + telephone-event, in offer order
         self._ports_exhausted = 0
         self.media.on_dtmf(self._on_dtmf)
         self.media.on_media_failed(
@@ -207,7 +208,7 @@ class SipCarrier:
             self._overloaded(leg_id, exc)
             self._finish(leg_id, LegFailed(leg_id, LeaveReason.FAILED))  # failed, not the callee's "rejected"
             return
-        offer = make_offer(self.settings.rtp.host, port, self._session, 1)
+        offer = make_offer(self.settings.rtp.host, port, self._session, 1, self._codecs)
         try:
             self.endpoint.dial(
                 leg_id,
@@ -321,10 +322,12 @@ class SipCarrier:
             return
         params: MediaParams | None = None
         try:
-            if call.offer is None:  # late offer: ours goes in the 200 (G.711 + telephone-event)
-                local_sdp = make_offer(self.settings.rtp.host, port, self._session, 1)
+            if call.offer is None:  # late offer: ours goes in the 200 (rtp.codecs + telephone-event)
+                local_sdp = make_offer(self.settings.rtp.host, port, self._session, 1, self._codecs)
             else:
-                local_sdp, params = answer_offer(call.offer, self.settings.rtp.host, port, self._session, 1)
+                local_sdp, params = answer_offer(
+                    call.offer, self.settings.rtp.host, port, self._session, 1, self._codecs
+                )
         except Exception as exc:
             log.warning("inbound_media_failed", leg_id=call.leg_id, error=str(exc))
             self.endpoint.reject_incoming(call.leg_id, 488, self._transport.now)

@@ -4,6 +4,7 @@
 listen: 127.0.0.1:5060          # overridden by --sip-listen
 domain: bridgeline.local        # digest realm, From host
 rtp: {host: 127.0.0.1, ports: 20000-20999}   # and the limits below (docs/security.md)
+#   codecs: [PCMU, PCMA, G722]   # preference order of our offers; what answers may pick from
 endpoints:                      # agents' phones: they REGISTER with these credentials
   alice: alice-secret
 trunk:                          # where E.164 numbers are dialed
@@ -36,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from bridgeline.core.identifiers import check_id
 from bridgeline.core.model import Role
 from bridgeline.sip.events import EndpointConfig, SessionTimerSettings, TrunkConfig
+from bridgeline.sip.offer_answer import codecs_by_name
 from bridgeline.sip.redirect import DEFAULT_MAX_REDIRECTS, RedirectPolicy, parse_allowed_targets
 
 
@@ -65,6 +67,16 @@ class RtpSettings(_Strict):
     # --- issue 10: the media thread's SCHED_FIFO priority (0: normal scheduling); refused by the OS
     # without CAP_SYS_NICE or RLIMIT_RTPRIO, then it runs at normal priority (media_thread.py)
     realtime_priority: int = Field(default=10, ge=0, le=99)
+    # --- issue 11: audio codecs in preference order (our offers; answers follow the offerer's order,
+    # RFC 3264 6.1), telephone-event always added. G.711 first: G.711-only conferences keep the cheap
+    # 8 kHz paths, and a G.722 phone that prefers G.722 still gets it (docs/sip.md).
+    codecs: tuple[str, ...] = ("PCMU", "PCMA", "G722")
+
+    @field_validator("codecs")
+    @classmethod
+    def _check_codecs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        codecs_by_name(value)  # ValueError names the bad one
+        return tuple(name.upper() for name in value)
 
     @property
     def port_range(self) -> tuple[int, int]:
