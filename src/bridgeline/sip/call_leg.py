@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from .dialog import Dialog, DialogId
 from .digest import DigestAuth
@@ -15,6 +16,9 @@ from .offer_answer import Codec, MediaParams, NegotiationError, answer_offer, ma
 from .sdp import Direction, SessionDescription
 from .transaction import Address, TransactionKey
 from .uri import SipURI
+
+if TYPE_CHECKING:
+    from .refer import ReferState
 
 
 class LegState(StrEnum):
@@ -61,6 +65,7 @@ class CallLeg:
     redirect_queue: list[SipURI] = field(default_factory=list)
     tried_targets: set[str] = field(default_factory=set)
     redirects: int = 0
+    refer: ReferState | None = None  # RFC 3515: the REFER this leg sent, until its last NOTIFY
 
 
 _STATUS_REASONS = {

@@ -40,7 +40,7 @@ from .transaction import (
 from .uri import SipURI
 
 _KNOWN_METHODS = frozenset(m.value for m in Method)
-_NO_DIALOG_METHODS = frozenset({"BYE", "INFO", "UPDATE", "PRACK"})  # only make sense in a dialog
+_NO_DIALOG_METHODS = frozenset({"BYE", "INFO", "UPDATE", "PRACK", "REFER"})  # only make sense in a dialog
 
 
 class SipEndpoint:
@@ -184,6 +184,21 @@ class SipEndpoint:
             raise ValueError(f"cannot reject with {status}")
         leg = self._core.legs.get(leg_id)
         done = leg is not None and not leg.outbound and self._inbound.reject(leg, status, now, headers)
+        self._pump(now)
+        return done
+
+    def answer_refer(self, leg_id: str, status: int, now: float, reason: str | None = None) -> bool:
+        """Answer a `TransferRequested`: 202 (then NOTIFY "100 Trying") or a 3xx-6xx refusal with
+        `reason` as its phrase. False if the leg or its REFER is gone."""
+        done = self._in_dialog.refer.answer(leg_id, status, reason, now)
+        self._pump(now)
+        return done
+
+    def notify_refer(
+        self, leg_id: str, status: int, now: float, reason: str | None = None, *, final: bool = True
+    ) -> bool:
+        """Report an accepted transfer's progress to the referrer (NOTIFY, message/sipfrag)."""
+        done = self._in_dialog.refer.notify(leg_id, status, reason, now, final=final)
         self._pump(now)
         return done
 

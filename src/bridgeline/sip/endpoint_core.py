@@ -26,7 +26,7 @@ from .transaction import DEFAULT_PORT, Address, TransactionKey, TransactionState
 from .transaction_layer import TransactionLayer
 from .uri import URI, SipURI
 
-ALLOWED_METHODS: Final = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "INFO", "UPDATE", "REGISTER")
+ALLOWED_METHODS: Final = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "INFO", "UPDATE", "REGISTER", "REFER")
 ALLOW: Final = ", ".join(ALLOWED_METHODS)
 ACCEPT: Final = "application/sdp"
 

@@ -132,6 +132,16 @@ class Unregistered:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class TransferRequested:
+    """The peer sent REFER in this leg's dialog (RFC 3515): it asks that its call go to `target` (a
+    blind transfer). Answer with `SipEndpoint.answer_refer`, then report with `notify_refer`."""
+
+    leg_id: str
+    target: SipURI
+    referred_by: str | None = None
+
+
 EndpointEvent = (
     LegTrying
     | LegRinging
@@ -142,6 +152,7 @@ EndpointEvent = (
     | MediaUpdated
     | Registered
     | Unregistered
+    | TransferRequested
 )
 
 

@@ -10,6 +10,7 @@ from .endpoint_core import ACCEPT, ALLOW, ALLOWED_METHODS, EndpointCore
 from .events import EndReason, LegEnded, MediaUpdated
 from .message import Method, Request
 from .offer_answer import NegotiationError, read_answer
+from .refer import Refer
 from .sdp import SdpParseError, parse_sdp
 from .transaction import RequestReceived
 
@@ -17,6 +18,7 @@ from .transaction import RequestReceived
 class InDialog:
     def __init__(self, core: EndpointCore) -> None:
         self.core = core
+        self.refer = Refer(core)  # REFER (RFC 3515): blind transfers asked for by the peer
 
     def on_request(self, event: RequestReceived, now: float) -> None:
         """Any request with a To tag except CANCEL. No matching dialog: 481 (12.2.2)."""
@@ -35,6 +37,8 @@ class InDialog:
             core.respond(request, 481, now)  # the dialog is ending: our BYE is out
         elif method in ("INVITE", "UPDATE"):
             self._on_offer(leg, event, now)
+        elif method == "REFER":
+            self.refer.on_refer(leg, request, now)
         elif method in ("INFO", "OPTIONS"):
             # INFO (RFC 6086) is acknowledged but not interpreted: DTMF goes in RTP (RFC 4733).
             headers = [("Allow", ALLOW), ("Accept", ACCEPT)] if method == "OPTIONS" else []

@@ -18,6 +18,7 @@ import structlog
 
 from bridgeline.adapters.carriers.sip.media_engine import LatchPolicy, MediaEngine, MediaPortsExhausted
 from bridgeline.adapters.carriers.sip.music_fetch import MediaLimits
+from bridgeline.adapters.carriers.sip.refer_transfers import ReferTransfers, TransferHandler
 from bridgeline.adapters.carriers.sip.settings import SipSettings
 from bridgeline.adapters.carriers.sip.transport_udp import SipUdpTransport
 from bridgeline.app.ports import LegRequest, SignalSink
@@ -36,6 +37,7 @@ from bridgeline.core.model import LeaveReason
 from bridgeline.sip import events as sip
 from bridgeline.sip.endpoint import SipEndpoint
 from bridgeline.sip.offer_answer import MediaParams, answer_offer, make_offer
+from bridgeline.sip.refer_policy import LegKind
 from bridgeline.sip.uri import SipURI, escape_user
 
 log = structlog.get_logger(__name__)
@@ -69,6 +71,7 @@ class SipLeg:
     answered: bool = False
     dropped: bool = False  # the conference hung it up: do not report its end back
     awaiting_answer: bool = False  # late offer: our offer is in the 200, the answer due in the ACK
+    kind: LegKind = LegKind.URI  # who is on it: may it transfer by REFER (refer.transferors)
 
 
 SIP_COUNTERS: Final = frozenset(
@@ -88,6 +91,8 @@ SIP_COUNTERS: Final = frozenset(
         "rtp_relatched",
         "redirects_followed",
         "redirects_refused",
+        "refers_accepted",
+        "refers_refused",
     }
 )
 
@@ -124,6 +129,16 @@ class SipCarrier:
         self._tasks: set[asyncio.Task[None]] = set()
         self._session = self._rng.randrange(1, 2**31)
         self._ports_exhausted = 0
+        self.refers = ReferTransfers(
+            self.endpoint,
+            settings.refer_policy(),
+            local_hosts=settings.local_hosts(),
+            accounts=frozenset(settings.endpoints),
+            trunk_domain=settings.trunk.domain if settings.trunk else None,
+            now=lambda: self._transport.now if self._transport else 0.0,
+            flush=lambda: self._transport.flush() if self._transport else None,
+            spawn=self._spawn,
+        )
         self.media.on_dtmf(self._on_dtmf)
         self.media.on_media_failed(
             lambda leg_id, setting, reason: self._report(leg_id, LegMediaFailed(leg_id, setting, reason))
@@ -155,6 +170,8 @@ class SipCarrier:
             "redirects_refused": sip["redirect_targets_refused"]  # disallowed, looping, not sip:
             + sip["redirects_not_followed"]  # 305, 380
             + sip["redirect_limit_reached"],
+            "refers_accepted": self.refers.stats["accepted"],  # REFERs that became cold transfers
+            "refers_refused": self.refers.stats["refused"] + sip["refers_refused"],
         }
 
     # ----------------------------------------------------------------- lifecycle
@@ -163,6 +180,10 @@ class SipCarrier:
 
     def bind_inbound(self, handler: InboundHandler) -> None:
         self._inbound = handler
+
+    def bind_transfers(self, handler: TransferHandler) -> None:
+        """Who applies the cold transfers members' phones ask for with REFER."""
+        self.refers.bind(handler)
 
     async def start(self) -> None:
         await self.media.start()
@@ -190,7 +211,9 @@ class SipCarrier:
         """Open the leg's RTP ports and send the INVITE now, within the service's effects: no await
         between the committed `call` and the INVITE on the wire. Failures come back as LegFailed."""
         leg_id = request.leg_id
-        self._legs[leg_id] = SipLeg(request.conference_id)
+        target = self._target(request.to)
+        self._legs[leg_id] = SipLeg(request.conference_id, kind=self._kind_of(target))
+        self.refers.dialing(request.conference_id, request.to, leg_id)
         if self._transport is None:
             log.warning("sip_dial_before_start", leg_id=leg_id)
             self._finish(leg_id, LegFailed(leg_id, LeaveReason.FAILED))
@@ -205,7 +228,7 @@ class SipCarrier:
         try:
             self.endpoint.dial(
                 leg_id,
-                self._target(request.to),
+                target,
                 caller_id=_caller_user(request.caller_id),
                 offer_sdp=offer,
                 now=self._transport.now,
@@ -256,6 +279,7 @@ class SipCarrier:
 
     # ----------------------------------------------------------------- endpoint events
     def _on_event(self, event: sip.EndpointEvent) -> None:
+        self.refers.on_event(event)  # a transfer target's progress, NOTIFYed to its referrer
         if isinstance(event, sip.LegRinging):
             self._report(event.leg_id, LegRinging(event.leg_id))
         elif isinstance(event, sip.LegAnswered):
@@ -286,8 +310,13 @@ class SipCarrier:
                 send=event.media.direction.sends,
             )
         elif isinstance(event, sip.IncomingCall):
-            self._legs[event.leg_id] = SipLeg(None, inbound=True)
+            kind = LegKind.TRUNK if event.account is None else LegKind.ENDPOINT  # digest or the trunk
+            self._legs[event.leg_id] = SipLeg(None, inbound=True, kind=kind)
             self._spawn(self._incoming(event))
+        elif isinstance(event, sip.TransferRequested):
+            leg = self._legs.get(event.leg_id)
+            if leg is not None and not leg.dropped:
+                self.refers.requested(event, leg.conference_id, leg.kind)
         elif isinstance(event, sip.Registered | sip.Unregistered):
             log.info("sip_registration", kind=type(event).__name__, username=event.username)
 
@@ -362,6 +391,7 @@ class SipCarrier:
     def _finish(self, leg_id: str, signal: LegSignal | None) -> None:
         """A leg's terminal event: free its media, and tell the conference unless it asked for it."""
         self.media.close_leg(leg_id)
+        self.refers.leg_gone(leg_id)
         leg = self._legs.pop(leg_id, None)
         if leg is None or leg.dropped or signal is None or leg.conference_id is None:
             return
@@ -384,6 +414,11 @@ class SipCarrier:
             if host.split(";", 1)[0] == self.settings.domain:
                 return user
         return to
+
+    def _kind_of(self, target: str) -> LegKind:
+        if target in self.settings.endpoints:
+            return LegKind.ENDPOINT
+        return LegKind.TRUNK if _E164.fullmatch(target) else LegKind.URI
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)

@@ -15,6 +15,10 @@ trunk:                          # where E.164 numbers are dialed
 redirects:                      # 3xx answers to our INVITEs (docs/sip.md, docs/security.md)
   max: 3                        # new INVITEs per leg; 0: never follow
   allowed_targets: [trunk.example.com, "10.0.0.7:5060"]   # default: the trunk's domain and proxy host
+refer:                          # REFER from a member's phone: a cold transfer (docs/sip.md)
+  enabled: true
+  allowed: [endpoints, "+1415", "pbx.example.com:5060"]   # default: [endpoints]
+  transferors: [endpoints]      # whose calls may REFER: endpoints, trunk, uris
 inbound:                        # calls to these numbers start a PHLO run
   - number: "+14155550100"
     phlo_id: support
@@ -35,6 +39,7 @@ from bridgeline.core.identifiers import check_id
 from bridgeline.core.model import Role
 from bridgeline.sip.events import EndpointConfig, TrunkConfig
 from bridgeline.sip.redirect import DEFAULT_MAX_REDIRECTS, RedirectPolicy, parse_allowed_targets
+from bridgeline.sip.refer_policy import LegKind, ReferPolicy
 
 
 def parse_host_port(text: str, default_port: int) -> tuple[str, int]:
@@ -103,6 +108,27 @@ class RedirectSettings(_Strict):
         return value
 
 
+class ReferSettings(_Strict):
+    """Transfers members' phones ask for with REFER (sip/refer_policy.py). A REFER makes us dial where a
+    phone says, so targets are allow-listed: `endpoints` (ours), number prefixes (`+1415`; `+`: any
+    number), `host` / `host:port` for SIP URIs; `transferors` says whose calls may ask."""
+
+    enabled: bool = True
+    allowed: list[str] = Field(default_factory=lambda: ["endpoints"], max_length=1000)
+    transferors: list[LegKind] = Field(default_factory=lambda: [LegKind.ENDPOINT])
+
+    @field_validator("allowed")
+    @classmethod
+    def _check_allowed(cls, value: list[str]) -> list[str]:
+        ReferPolicy.from_entries(enabled=True, allowed=value, transferors=())
+        return value
+
+    def policy(self) -> ReferPolicy:
+        return ReferPolicy.from_entries(
+            enabled=self.enabled, allowed=self.allowed, transferors=self.transferors
+        )
+
+
 class InboundRoute(_Strict):
     number: str = Field(description="the dialed number or user")
     phlo_id: str
@@ -123,6 +149,7 @@ class SipSettings(_Strict):
     endpoints: dict[str, str] = Field(default_factory=dict)
     trunk: TrunkSettings | None = None
     redirects: RedirectSettings = RedirectSettings()
+    refer: ReferSettings = ReferSettings()
     inbound: list[InboundRoute] = Field(default_factory=list)
 
     @property
@@ -153,6 +180,13 @@ class SipSettings(_Strict):
             trunk = self.trunk
             targets = [] if trunk is None else [trunk.domain, parse_host_port(trunk.proxy, 5060)[0]]
         return RedirectPolicy(self.redirects.max, parse_allowed_targets(targets))
+
+    def refer_policy(self) -> ReferPolicy:
+        return self.refer.policy()
+
+    def local_hosts(self) -> frozenset[str]:
+        """The hosts that name this server in a URI (lower case): the domain and the listen host."""
+        return frozenset({self.domain.lower(), self.listen_address[0].strip("[]").lower()})
 
     def route_for(self, dialed: str) -> InboundRoute | None:
         return next((r for r in self.inbound if r.number == dialed), None)
