@@ -270,6 +270,8 @@ class SipServer:
             "rtp": {"host": LOOPBACK, "ports": f"{self.rtp_range[0]}-{self.rtp_range[-1]}"},
             **self.config,
         }
+        if "trunk" in config:  # the scripted trunks answer one call, not OPTIONS keepalives
+            config["trunk"] = {"keepalive_s": 0, **config["trunk"]}
         self.root.mkdir(parents=True, exist_ok=True)
         config_path = self.root / "sip.yaml"
         config_path.write_text(json.dumps(config, indent=2))  # JSON is YAML

@@ -21,6 +21,7 @@ from .endpoint_core import ACCEPT, ALLOW, EndpointCore
 from .events import EndpointConfig, EndpointEvent, EndReason, LegEnded
 from .in_dialog import InDialog
 from .inbound import Inbound
+from .keepalive import TrunkKeepalive
 from .malformed import bad_request
 from .message import MAX_MESSAGE_SIZE, Method, is_keepalive, new_tag
 from .outbound import Outbound
@@ -49,6 +50,7 @@ class SipEndpoint:
         self._outbound = Outbound(core)
         self._inbound = Inbound(core)
         self._in_dialog = InDialog(core)
+        self._keepalive = TrunkKeepalive(core)  # OPTIONS pings of the trunk proxy, when configured
         self.last_error: str | None = None  # repr of the last internal error, for diagnosis
 
     @property
@@ -82,6 +84,7 @@ class SipEndpoint:
             core.leg_deadlines.get_timer(),
             core.registrar.next_expiry(),
             core.auth.next_expiry(),
+            self._keepalive.get_timer(),
         ):
             if deadline is not None and (best is None or deadline < best):
                 best = deadline
@@ -117,6 +120,7 @@ class SipEndpoint:
             for event in core.registrar.expire(now):
                 core.emit(event)
             core.auth.expire(now)
+            self._keepalive.handle_timer(now)
             self._pump(now)
         except Exception as exc:
             self._internal_error(exc)
@@ -202,6 +206,11 @@ class SipEndpoint:
         self._pump(now)
         return done
 
+    @property
+    def trunk_up(self) -> bool:
+        """False once the trunk missed `keepalive_down_after` OPTIONS pings in a row (keepalive.py)."""
+        return self._keepalive.up
+
     def lookup(self, username: str, now: float) -> SipURI | None:
         """The URI an account is reachable at now (its freshest registration), or None."""
         return self._core.registrar.lookup(username, now)
@@ -216,6 +225,7 @@ class SipEndpoint:
             "transactions": len(core.tl),
             "bindings": len(core.registrar),
             "nonces": len(core.auth),
+            "keepalive_pings": self._keepalive.sizes(),
         }
 
     # --- transaction-layer events ---------------------------------------------------------------
@@ -226,6 +236,11 @@ class SipEndpoint:
 
     def _dispatch(self, event: Event, now: float, data: bytes | None, source: Address | None) -> None:
         core = self._core
+        if isinstance(event, ProvisionalReceived | FinalReceived | TimedOut | Terminated) and (
+            self._keepalive.owns(event.key)
+        ):
+            self._keepalive.on_event(event)
+            return
         if isinstance(event, RequestReceived):
             core.stats["requests"] += 1
             self._on_request(event, now)

@@ -142,6 +142,15 @@ class TransferRequested:
     referred_by: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class TrunkStatus:
+    """The trunk proxy stopped answering our OPTIONS keepalives (`misses` in a row), or answers
+    again. Reported on each change only."""
+
+    up: bool
+    misses: int
+
+
 EndpointEvent = (
     LegTrying
     | LegRinging
@@ -153,6 +162,7 @@ EndpointEvent = (
     | Registered
     | Unregistered
     | TransferRequested
+    | TrunkStatus
 )
 
 
@@ -166,6 +176,9 @@ class TrunkConfig:
     username: str | None = None
     password: str | None = None
     from_user: str = "bridgeline"  # caller id when dial() is given none
+    keepalive_interval: float = 0.0  # s between OPTIONS pings to the proxy; 0: none (keepalive.py)
+    keepalive_timeout: float = 5.0  # s: a ping unanswered this long is a miss
+    keepalive_down_after: int = 3  # misses in a row that mark the trunk down
 
 
 @dataclass(frozen=True, slots=True)

@@ -93,6 +93,8 @@ SIP_COUNTERS: Final = frozenset(
         "redirects_refused",
         "refers_accepted",
         "refers_refused",
+        "trunk_keepalives_sent",
+        "trunk_keepalives_missed",
     }
 )
 
@@ -172,6 +174,18 @@ class SipCarrier:
             + sip["redirect_limit_reached"],
             "refers_accepted": self.refers.stats["accepted"],  # REFERs that became cold transfers
             "refers_refused": self.refers.stats["refused"] + sip["refers_refused"],
+            **self._trunk_stats(),
+        }
+
+    def _trunk_stats(self) -> dict[str, int | float]:
+        trunk = self.settings.trunk
+        if trunk is None or not trunk.keepalive_s:
+            return {}
+        sip = self.endpoint.stats
+        return {
+            "trunk_up": int(self.endpoint.trunk_up),  # 0 after trunk.down_after unanswered OPTIONS
+            "trunk_keepalives_sent": sip["trunk_keepalives_sent"],
+            "trunk_keepalives_missed": sip["trunk_keepalives_missed"],
         }
 
     # ----------------------------------------------------------------- lifecycle
@@ -189,6 +203,7 @@ class SipCarrier:
         await self.media.start()
         host, port = self.settings.listen_address
         self._transport = await SipUdpTransport.listen(self.endpoint, self._on_event, host, port)
+        self._transport.flush()  # arms the endpoint's first deadline (the trunk's first keepalive)
         log.info("sip_listening", host=host, port=port, rtp=self.settings.rtp.ports)
 
     async def stop(self) -> None:
@@ -212,8 +227,13 @@ class SipCarrier:
         between the committed `call` and the INVITE on the wire. Failures come back as LegFailed."""
         leg_id = request.leg_id
         target = self._target(request.to)
-        self._legs[leg_id] = SipLeg(request.conference_id, kind=self._kind_of(target))
+        kind = self._kind_of(target)
+        self._legs[leg_id] = SipLeg(request.conference_id, kind=kind)
         self.refers.dialing(request.conference_id, request.to, leg_id)
+        if kind is LegKind.TRUNK and self.settings.trunk is not None and not self.endpoint.trunk_up:
+            log.warning("sip_dial_trunk_down", leg_id=leg_id, to=request.to)  # fail fast, no INVITE
+            self._finish(leg_id, LegFailed(leg_id, LeaveReason.FAILED))
+            return
         if self._transport is None:
             log.warning("sip_dial_before_start", leg_id=leg_id)
             self._finish(leg_id, LegFailed(leg_id, LeaveReason.FAILED))
@@ -317,6 +337,12 @@ class SipCarrier:
             leg = self._legs.get(event.leg_id)
             if leg is not None and not leg.dropped:
                 self.refers.requested(event, leg.conference_id, leg.kind)
+        elif isinstance(event, sip.TrunkStatus):
+            trunk = self.settings.trunk.proxy if self.settings.trunk else None
+            if event.up:
+                log.info("sip_trunk_up", proxy=trunk)
+            else:
+                log.warning("sip_trunk_down", proxy=trunk, unanswered_keepalives=event.misses)
         elif isinstance(event, sip.Registered | sip.Unregistered):
             log.info("sip_registration", kind=type(event).__name__, username=event.username)
 

@@ -12,6 +12,7 @@ trunk:                          # where E.164 numbers are dialed
   username: bridgeline
   password: trunk-secret
   caller_id: "+14150000000"
+  keepalive_s: 30               # OPTIONS to the proxy every 30 s (0: none); down after 3 misses
 redirects:                      # 3xx answers to our INVITEs (docs/sip.md, docs/security.md)
   max: 3                        # new INVITEs per leg; 0: never follow
   allowed_targets: [trunk.example.com, "10.0.0.7:5060"]   # default: the trunk's domain and proxy host
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from bridgeline.core.identifiers import check_id
 from bridgeline.core.model import Role
@@ -91,6 +92,17 @@ class TrunkSettings(_Strict):
     username: str | None = None
     password: str | None = None
     caller_id: str = "bridgeline"
+    # OPTIONS pings of the proxy (sip/keepalive.py): every keepalive_s (0: none), a miss when unanswered
+    # for keepalive_timeout_s, down after down_after misses in a row; dials through a down trunk fail
+    keepalive_s: float = Field(default=30.0, ge=0, le=3600)
+    keepalive_timeout_s: float = Field(default=5.0, gt=0, le=30)
+    down_after: int = Field(default=3, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _check_keepalive(self) -> TrunkSettings:
+        if self.keepalive_s and self.keepalive_timeout_s > self.keepalive_s:
+            raise ValueError("trunk.keepalive_timeout_s must not exceed trunk.keepalive_s")
+        return self
 
 
 class RedirectSettings(_Strict):
@@ -165,6 +177,9 @@ class SipSettings(_Strict):
                 username=self.trunk.username,
                 password=self.trunk.password,
                 from_user=self.trunk.caller_id,
+                keepalive_interval=self.trunk.keepalive_s,
+                keepalive_timeout=self.trunk.keepalive_timeout_s,
+                keepalive_down_after=self.trunk.down_after,
             )
         return EndpointConfig(
             local_address=self.listen_address,
