@@ -57,7 +57,7 @@ class EndpointCore:
         self.by_dialog: dict[DialogId, str] = {}
         self.events: deque[EndpointEvent] = deque()
         self.stats: Counter[str] = Counter()
-        host, port = config.local_address
+        host, port = config.public_address or config.local_address  # what peers must reach (NAT)
         self.sent_by = (host_for_uri(host), port)
         self.contact = NameAddress(SipURI(self.sent_by[0], user=config.contact_user, port=port))
 

@@ -207,3 +207,4 @@ class EndpointConfig:
     incoming_timeout: float = 180.0  # an unanswered inbound call gets 480 after this
     registration: RegistrationLimits = RegistrationLimits()
     redirects: RedirectPolicy = field(default_factory=RedirectPolicy)  # the 3xx targets dials follow
+    public_address: Address | None = None  # NAT: Via sent-by and Contact; the socket stays local

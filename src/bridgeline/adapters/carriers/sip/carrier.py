@@ -244,7 +244,7 @@ class SipCarrier:
             self._overloaded(leg_id, exc)
             self._finish(leg_id, LegFailed(leg_id, LeaveReason.FAILED))  # failed, not the callee's "rejected"
             return
-        offer = make_offer(self.settings.rtp.host, port, self._session, 1)
+        offer = make_offer(self.settings.rtp.sdp_host, port, self._session, 1)
         try:
             self.endpoint.dial(
                 leg_id,
@@ -364,9 +364,11 @@ class SipCarrier:
         params: MediaParams | None = None
         try:
             if call.offer is None:  # late offer: ours goes in the 200 (G.711 + telephone-event)
-                local_sdp = make_offer(self.settings.rtp.host, port, self._session, 1)
+                local_sdp = make_offer(self.settings.rtp.sdp_host, port, self._session, 1)
             else:
-                local_sdp, params = answer_offer(call.offer, self.settings.rtp.host, port, self._session, 1)
+                local_sdp, params = answer_offer(
+                    call.offer, self.settings.rtp.sdp_host, port, self._session, 1
+                )
         except Exception as exc:
             log.warning("inbound_media_failed", leg_id=call.leg_id, error=str(exc))
             self.endpoint.reject_incoming(call.leg_id, 488, self._transport.now)

@@ -2,6 +2,7 @@
 
 ```yaml
 listen: 127.0.0.1:5060          # overridden by --sip-listen
+public_address: 198.51.100.7    # behind NAT: Via and Contact say this (rtp.public_host for SDP)
 domain: bridgeline.local        # digest realm, From host
 rtp: {host: 127.0.0.1, ports: 20000-20999}   # and the limits below (docs/security.md)
 endpoints:                      # agents' phones: they REGISTER with these credentials
@@ -69,6 +70,13 @@ class RtpSettings(_Strict):
     # --- issue 10: the media thread's SCHED_FIFO priority (0: normal scheduling); refused by the OS
     # without CAP_SYS_NICE or RLIMIT_RTPRIO, then it runs at normal priority (media_thread.py)
     realtime_priority: int = Field(default=10, ge=0, le=99)
+    # NAT: the address put in SDP (c=, o=) when peers reach us at another one than `host`, which
+    # stays the address bound (docs/sip.md "Behind NAT")
+    public_host: str | None = None
+
+    @property
+    def sdp_host(self) -> str:
+        return self.public_host or self.host
 
     @property
     def port_range(self) -> tuple[int, int]:
@@ -156,6 +164,7 @@ class InboundRoute(_Strict):
 
 class SipSettings(_Strict):
     listen: str = "127.0.0.1:5060"
+    public_address: str | None = None  # NAT: host[:port] for Via and Contact (port: listen's)
     domain: str = "bridgeline.local"
     rtp: RtpSettings = RtpSettings()
     endpoints: dict[str, str] = Field(default_factory=dict)
@@ -167,6 +176,21 @@ class SipSettings(_Strict):
     @property
     def listen_address(self) -> tuple[str, int]:
         return parse_host_port(self.listen, 5060)
+
+    @property
+    def public_sip_address(self) -> tuple[str, int] | None:
+        if self.public_address is None:
+            return None
+        return parse_host_port(self.public_address, self.listen_address[1])
+
+    @field_validator("public_address")
+    @classmethod
+    def _check_public_address(cls, value: str | None) -> str | None:
+        if value is not None:
+            host, _ = parse_host_port(value, 5060)
+            if not host or any(c in host for c in " ;,<>@"):
+                raise ValueError(f"public_address {value!r} is not host[:port]")
+        return value
 
     def endpoint_config(self) -> EndpointConfig:
         trunk = None
@@ -183,6 +207,7 @@ class SipSettings(_Strict):
             )
         return EndpointConfig(
             local_address=self.listen_address,
+            public_address=self.public_sip_address,
             domain=self.domain,
             accounts=dict(self.endpoints),
             trunk=trunk,
@@ -201,7 +226,10 @@ class SipSettings(_Strict):
 
     def local_hosts(self) -> frozenset[str]:
         """The hosts that name this server in a URI (lower case): the domain and the listen host."""
-        return frozenset({self.domain.lower(), self.listen_address[0].strip("[]").lower()})
+        hosts = {self.domain.lower(), self.listen_address[0].strip("[]").lower()}
+        if self.public_sip_address is not None:
+            hosts.add(self.public_sip_address[0].strip("[]").lower())
+        return frozenset(hosts)
 
     def route_for(self, dialed: str) -> InboundRoute | None:
         return next((r for r in self.inbound if r.number == dialed), None)
