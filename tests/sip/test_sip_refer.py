@@ -132,6 +132,17 @@ def test_uri_headers_and_method_invite_are_dropped_from_the_target() -> None:
     assert str(asked.target) == "sip:b@example.com:5070"
 
 
+def test_a_call_that_ends_before_its_refer_is_answered_leaves_nothing_behind() -> None:
+    net, node, phone = setup()
+    answered_outbound(net, node, phone)
+    refer(net, phone, "<sip:bob@bridge.example>")
+    phone.in_dialog("BYE")
+    net.flush()
+    assert isinstance(node.last(), LegEnded)
+    assert not node.ep.answer_refer("leg1", 202, net.now)
+    assert_idle(net, node)  # the REFER's transaction too
+
+
 def test_a_leg_that_ends_takes_its_refer_along() -> None:
     net, node, phone = setup()
     answered_outbound(net, node, phone)

@@ -168,6 +168,8 @@ class EndpointCore:
 
     def drop(self, leg: CallLeg) -> None:
         self.legs.pop(leg.leg_id, None)
+        if leg.refer is not None and leg.refer.request is not None:
+            self.tl.abandon(leg.refer.key)  # an undecided REFER of a call that ended (refer.py)
         for key in leg.keys:
             if self.by_txn.get(key) == leg.leg_id:
                 del self.by_txn[key]

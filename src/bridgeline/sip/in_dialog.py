@@ -38,7 +38,7 @@ class InDialog:
         elif method in ("INVITE", "UPDATE"):
             self._on_offer(leg, event, now)
         elif method == "REFER":
-            self.refer.on_refer(leg, request, now)
+            self.refer.on_refer(leg, event, now)
         elif method in ("INFO", "OPTIONS"):
             # INFO (RFC 6086) is acknowledged but not interpreted: DTMF goes in RTP (RFC 4733).
             headers = [("Allow", ALLOW), ("Accept", ACCEPT)] if method == "OPTIONS" else []

@@ -21,6 +21,7 @@ from .events import TransferRequested
 from .headers import parse_name_address
 from .message import Request, reason_phrase
 from .syntax import SipParseError, split_top_level
+from .transaction import RequestReceived, TransactionKey
 from .uri import SipURI
 
 SUBSCRIPTION_EXPIRES = 300  # s; the transfer's outcome (ring timeout at most) comes well before
@@ -33,6 +34,7 @@ class ReferState:
     until the final NOTIFY."""
 
     request: Request | None
+    key: TransactionKey  # the REFER's server transaction, forgotten if the call ends undecided
     event_id: int  # the REFER's CSeq number: the Event header's id (RFC 3515 2.4.6)
 
 
@@ -72,9 +74,9 @@ class Refer:
     def __init__(self, core: EndpointCore) -> None:
         self.core = core
 
-    def on_refer(self, leg: CallLeg, request: Request, now: float) -> None:
+    def on_refer(self, leg: CallLeg, event: RequestReceived, now: float) -> None:
         """A REFER in this leg's dialog (its CSeq already checked)."""
-        core = self.core
+        core, request = self.core, event.request
         core.stats["refers_received"] += 1
         if leg.state is not LegState.CONFIRMED or leg.dialog is None:
             core.respond(request, 403, now, reason="Call not answered")
@@ -88,7 +90,7 @@ class Refer:
             core.stats["refers_refused"] += 1
             core.respond(request, exc.status, now, reason=exc.reason)
             return
-        leg.refer = ReferState(request, request.cseq.seq)
+        leg.refer = ReferState(request, event.key, request.cseq.seq)
         referred_by = request.headers.get("Referred-By")
         core.emit(TransferRequested(leg.leg_id, target, referred_by[:200] if referred_by else None))
 

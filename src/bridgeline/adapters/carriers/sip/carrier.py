@@ -337,6 +337,8 @@ class SipCarrier:
             leg = self._legs.get(event.leg_id)
             if leg is not None and not leg.dropped:
                 self.refers.requested(event, leg.conference_id, leg.kind)
+            elif self._transport is not None:  # the conference is hanging it up
+                self.endpoint.answer_refer(event.leg_id, 403, self._transport.now, "Call is ending")
         elif isinstance(event, sip.TrunkStatus):
             trunk = self.settings.trunk.proxy if self.settings.trunk else None
             if event.up:
