@@ -112,3 +112,34 @@ def test_a_refer_to_a_number_outside_the_allow_list_is_refused_and_nothing_is_di
         f"REFER sip:bridgeline@{lab.server.sip_address} SIP/2.0",
         "SIP/2.0 403 Transfer target not allowed",
     ], exchange
+
+
+def test_a_busy_target_fails_the_transfer_and_the_referrer_is_told(lab: Lab) -> None:
+    agent = lab.baresip("agent", TONE_A)
+    customer = lab.sipp_phone("customer", TONE_B)
+    busy = lab.sipp(
+        "trunk",
+        "uas_reject.xml",
+        substitutions={"FINAL_STATUS": "486 Busy Here"},
+        ring_ms=300,
+        sip_port=TRUNK["port"],
+    )
+    lab.capture(agent, customer)
+    phlo = lab.create_phlo()
+    lab.run(phlo, agent=agent.uri, customer=customer.uri)
+    mpc_uuid = lab.connected(phlo, customer.uri, hears=[agent.uri])["mpc_uuid"]
+
+    agent.command("transfer", f"sip:{TARGET}@{lab.server.sip_address}")
+    lab.left(phlo, TARGET, "busy")
+    busy.assert_succeeded()
+    transfer = phlo.conference(mpc_uuid)["transfers"][0]
+    assert (transfer["transfer_state"], transfer["initiator"]) == ("failed", agent.uri), transfer
+    lab.left(phlo, agent.uri, "remote_hangup")  # baresip hangs up once told its transfer failed
+    lab.mpc(phlo).member(customer.uri).hangup()
+    lab.assert_ended(phlo, mpc_uuid, customer)
+    notifies = [line for line in refer_exchange(lab, agent.sip_port) if line.startswith("NOTIFY")]
+    assert notifies == [
+        "NOTIFY SIP/2.0 100 Trying",
+        "NOTIFY SIP/2.0 180 Ringing",
+        "NOTIFY SIP/2.0 486 Busy Here",
+    ]
