@@ -142,3 +142,19 @@ async def test_an_unexpected_failure_is_a_500_and_leaves_nothing_behind() -> Non
     await run(tasks)
     assert endpoint.sent == [("answer", "agent-leg", 500, "Transfer could not be started")]
     assert refers.sizes() == 0
+
+
+async def test_two_refers_to_one_target_at_once_the_second_is_refused() -> None:
+    async def handler(conference_id: str, leg_id: str, to: str) -> None:
+        refers.dialing(conference_id, to, "target-leg")
+
+    refers, endpoint, tasks = bridge(handler)
+    refers.requested(asked("bob"), "conf-1", LegKind.ENDPOINT)
+    refers.requested(
+        sip.TransferRequested("customer-leg", SipURI("bridge.example", "bob")), "conf-1", LegKind.ENDPOINT
+    )
+    await run(tasks)
+    assert endpoint.sent == [
+        ("answer", "customer-leg", 403, "bob is already being called"),
+        ("answer", "agent-leg", 202, None),
+    ]

@@ -81,8 +81,12 @@ class ReferTransfers:
         if refusal is not None or conference_id is None:
             self._refuse(event.leg_id, str(event.target), refusal or "Refused")
             return
+        if (conference_id, target.address) in self._applying:  # its dial must be told apart from ours
+            self._refuse(event.leg_id, str(event.target), f"{target.address} is already being called")
+            return
         transfer = _Transfer(conference_id, event.leg_id, target.address)
         self._by_transferor[event.leg_id] = transfer
+        self._applying[(conference_id, target.address)] = transfer
         self._spawn(self._apply(transfer))
 
     def dialing(self, conference_id: str, to: str, leg_id: str) -> None:
@@ -120,7 +124,6 @@ class ReferTransfers:
     # ----------------------------------------------------------------- machinery
     async def _apply(self, transfer: _Transfer) -> None:
         key = (transfer.conference_id, transfer.to)
-        self._applying[key] = transfer
         assert self._handler is not None
         try:
             await self._handler(transfer.conference_id, transfer.transferor, transfer.to)
