@@ -87,6 +87,7 @@ def test_a_refused_refer_gets_the_reason_and_a_new_one_may_follow() -> None:
     net.flush()
     refused = final_for(phone, first)
     assert (refused.status, refused.reason) == (403, "Transfer targetnot allowed")
+    assert node.ep.stats["refers_refused"] == 1  # the endpoint's own; the layer above counts its refusals
     refer(net, phone, "<sip:dave@bridge.example>")
     assert isinstance(node.last(), TransferRequested) and node.last().target.user == "dave"
     with pytest.raises(ValueError):

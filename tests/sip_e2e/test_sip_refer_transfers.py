@@ -96,9 +96,12 @@ def test_a_refer_to_a_number_outside_the_allow_list_is_refused_and_nothing_is_di
     lab.run(phlo, agent=agent.uri, customer=customer.uri)
     mpc_uuid = lab.connected(phlo, customer.uri, hears=[agent.uri])["mpc_uuid"]
 
+    before = lab.server.metrics()
     agent.command("transfer", f"sip:+19005550123@{lab.server.sip_address}")
-    refused = lambda: lab.server.metrics().get("bridgeline_sip_refers_refused_total", 0) >= 1  # noqa: E731
-    wait_until(refused, timeout=10, interval=0.2, what="the refusal")
+    counts = ("bridgeline_sip_refers_refused_total", "bridgeline_sip_refers_accepted_total")
+    grown = lambda: [lab.server.metrics()[c] - before.get(c, 0) for c in counts]  # noqa: E731
+    wait_until(lambda: grown()[0] >= 1, timeout=10, interval=0.2, what="the refusal")
+    assert grown() == [1, 0]  # counted once, and nothing accepted
     # baresip hangs up once its transfer failed; the customer stays, alone, and nothing was dialed.
     lab.left(phlo, agent.uri, "remote_hangup")
     time.sleep(0.3)

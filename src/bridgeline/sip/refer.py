@@ -78,16 +78,14 @@ class Refer:
         """A REFER in this leg's dialog (its CSeq already checked)."""
         core, request = self.core, event.request
         core.stats["refers_received"] += 1
-        if leg.state is not LegState.CONFIRMED or leg.dialog is None:
-            core.respond(request, 403, now, reason="Call not answered")
-            return
-        if leg.refer is not None:
-            core.respond(request, 403, now, reason="A transfer is already in progress")
-            return
         try:
+            if leg.state is not LegState.CONFIRMED or leg.dialog is None:
+                raise ReferError(403, "Call not answered")
+            if leg.refer is not None:
+                raise ReferError(403, "A transfer is already in progress")
             target = refer_target(request)
         except ReferError as exc:
-            core.stats["refers_refused"] += 1
+            core.stats["refers_refused"] += 1  # by the endpoint; the layer above counts its own
             core.respond(request, exc.status, now, reason=exc.reason)
             return
         leg.refer = ReferState(request, event.key, request.cseq.seq)
@@ -106,7 +104,6 @@ class Refer:
         request, refer.request = refer.request, None
         self.core.respond(request, status, now, reason=_phrase(reason) if reason else None)
         if status != 202:
-            self.core.stats["refers_refused"] += 1
             leg.refer = None
             return True
         self.core.stats["refers_accepted"] += 1
