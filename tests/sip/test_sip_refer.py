@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_sip_endpoint import Net, Phone, answered_outbound, assert_idle, setup
 
 from bridgeline.sip.events import LegEnded, TransferRequested
@@ -155,3 +157,31 @@ def test_a_leg_that_ends_takes_its_refer_along() -> None:
     assert isinstance(node.last(), LegEnded)
     assert not node.ep.notify_refer("leg1", 200, net.now)
     assert_idle(net, node)
+
+
+REFER_TO_PIECES = st.sampled_from(
+    ["<", ">", "sip:", "sips:", "tel:", "@", "bob", "+1415", ":", "5060", ";", "method=", "INVITE", "?",
+     "Replaces=", "&", "%40", ",", '"', " ", "bridge.example", "[::1]", "user=phone", "\t"]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(REFER_TO_PIECES, max_size=12).map("".join), max_size=3))
+def test_any_refer_to_is_answered_or_asked_about_and_never_raises(values: list[str]) -> None:
+    net, node, phone = setup()
+    answered_outbound(net, node, phone)
+    before = len(node.events)
+    try:
+        request = phone.in_dialog("REFER", headers=[("Refer-To", v) for v in values])
+    except ValueError:
+        return  # not even sendable as a header (the phone's own check)
+    net.flush()
+    answers = [r for r in phone.finals if r.cseq.method == "REFER" and r.cseq.seq == request.cseq.seq]
+    asked = node.events[before:]
+    assert node.ep.stats["internal_errors"] == 0
+    if asked:
+        assert not answers and isinstance(asked[0], TransferRequested)
+        assert node.ep.answer_refer("leg1", 403, net.now, "no")
+        net.flush()
+    else:
+        assert answers and answers[0].status in (400, 416, 501), answers
