@@ -60,7 +60,8 @@ async def carrier(trunk: socket.socket) -> AsyncIterator[tuple[SipCarrier, list[
     settings = SipSettings(
         listen=f"127.0.0.1:{_free_udp_port()}",
         rtp=RtpSettings(ports=f"{low}-{low + 1}", overload_retry_after_s=7),  # room for exactly one leg
-        trunk=TrunkSettings(proxy=f"127.0.0.1:{trunk.getsockname()[1]}", domain="trunk.test"),
+        # keepalive_s=0: the stand-in answers no OPTIONS, and each test reads what reaches it
+        trunk=TrunkSettings(proxy=f"127.0.0.1:{trunk.getsockname()[1]}", domain="trunk.test", keepalive_s=0),
     )
     sip = SipCarrier(settings)
     signals: list[tuple[str, LegSignal]] = []

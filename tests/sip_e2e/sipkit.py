@@ -267,9 +267,16 @@ class SipServer:
         self.port = self.ports.take()
         config = {
             "listen": self.sip_address,
-            "rtp": {"host": LOOPBACK, "ports": f"{self.rtp_range[0]}-{self.rtp_range[-1]}"},
             **self.config,
+            # the test's own rtp settings (a public_host) on top of the bound host and the port range
+            "rtp": {
+                "host": LOOPBACK,
+                "ports": f"{self.rtp_range[0]}-{self.rtp_range[-1]}",
+                **self.config.get("rtp", {}),
+            },
         }
+        if "trunk" in config:  # the scripted trunks answer one call, not OPTIONS keepalives
+            config["trunk"] = {"keepalive_s": 0, **config["trunk"]}
         self.root.mkdir(parents=True, exist_ok=True)
         config_path = self.root / "sip.yaml"
         config_path.write_text(json.dumps(config, indent=2))  # JSON is YAML

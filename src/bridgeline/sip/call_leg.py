@@ -18,6 +18,7 @@ from .transaction import Address, TransactionKey
 from .uri import SipURI
 
 if TYPE_CHECKING:
+    from .refer import ReferState
     from .reliable_provisional import UacReliable, UasReliable
     from .session_timer import Agreement, SessionTimer
 
@@ -76,6 +77,7 @@ class CallLeg:
     session_agreement: Agreement | None = None
     session_timer: SessionTimer | None = None
     session_retried: bool = False  # our INVITE was sent again after a 422 (once)
+    refer: ReferState | None = None  # RFC 3515: the REFER this leg sent, until its last NOTIFY
 
 
 _STATUS_REASONS = {

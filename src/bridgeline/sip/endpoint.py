@@ -21,6 +21,7 @@ from .endpoint_core import ACCEPT, ALLOW, EndpointCore
 from .events import EndpointConfig, EndpointEvent, EndReason, LegEnded
 from .in_dialog import InDialog
 from .inbound import Inbound
+from .keepalive import TrunkKeepalive
 from .malformed import bad_request
 from .message import MAX_MESSAGE_SIZE, Method, is_keepalive, new_tag
 from .option_tags import unsupported_tags
@@ -43,7 +44,7 @@ from .transaction import (
 from .uri import SipURI
 
 _KNOWN_METHODS = frozenset(m.value for m in Method)
-_NO_DIALOG_METHODS = frozenset({"BYE", "INFO", "UPDATE", "PRACK"})  # only make sense in a dialog
+_NO_DIALOG_METHODS = frozenset({"BYE", "INFO", "UPDATE", "PRACK", "REFER"})  # only make sense in a dialog
 
 
 class SipEndpoint:
@@ -54,6 +55,7 @@ class SipEndpoint:
         self._outbound = Outbound(core)
         self._inbound = Inbound(core)
         self._in_dialog = InDialog(core, self._inbound.answer)
+        self._keepalive = TrunkKeepalive(core)  # OPTIONS pings of the trunk proxy, when configured
         self.last_error: str | None = None  # repr of the last internal error, for diagnosis
 
     @property
@@ -88,6 +90,7 @@ class SipEndpoint:
             core.ext_deadlines.get_timer(),
             core.registrar.next_expiry(),
             core.auth.next_expiry(),
+            self._keepalive.get_timer(),
         ):
             if deadline is not None and (best is None or deadline < best):
                 best = deadline
@@ -131,6 +134,7 @@ class SipEndpoint:
             for event in core.registrar.expire(now):
                 core.emit(event)
             core.auth.expire(now)
+            self._keepalive.handle_timer(now)
             self._pump(now)
         except Exception as exc:
             self._internal_error(exc)
@@ -201,6 +205,26 @@ class SipEndpoint:
         self._pump(now)
         return done
 
+    def answer_refer(self, leg_id: str, status: int, now: float, reason: str | None = None) -> bool:
+        """Answer a `TransferRequested`: 202 (then NOTIFY "100 Trying") or a 3xx-6xx refusal with
+        `reason` as its phrase. False if the leg or its REFER is gone."""
+        done = self._in_dialog.refer.answer(leg_id, status, reason, now)
+        self._pump(now)
+        return done
+
+    def notify_refer(
+        self, leg_id: str, status: int, now: float, reason: str | None = None, *, final: bool = True
+    ) -> bool:
+        """Report an accepted transfer's progress to the referrer (NOTIFY, message/sipfrag)."""
+        done = self._in_dialog.refer.notify(leg_id, status, reason, now, final=final)
+        self._pump(now)
+        return done
+
+    @property
+    def trunk_up(self) -> bool:
+        """False once the trunk missed `keepalive_down_after` OPTIONS pings in a row (keepalive.py)."""
+        return self._keepalive.up
+
     def lookup(self, username: str, now: float) -> SipURI | None:
         """The URI an account is reachable at now (its freshest registration), or None."""
         return self._core.registrar.lookup(username, now)
@@ -216,6 +240,7 @@ class SipEndpoint:
             "bindings": len(core.registrar),
             "nonces": len(core.auth),
             "extension_timers": len(core.ext_deadlines),
+            "keepalive_pings": self._keepalive.sizes(),
         }
 
     # --- transaction-layer events ---------------------------------------------------------------
@@ -226,6 +251,11 @@ class SipEndpoint:
 
     def _dispatch(self, event: Event, now: float, data: bytes | None, source: Address | None) -> None:
         core = self._core
+        if isinstance(event, ProvisionalReceived | FinalReceived | TimedOut | Terminated) and (
+            self._keepalive.owns(event.key)
+        ):
+            self._keepalive.on_event(event)
+            return
         if isinstance(event, RequestReceived):
             core.stats["requests"] += 1
             self._on_request(event, now)

@@ -32,7 +32,18 @@ if TYPE_CHECKING:
     from .reliable_provisional import ReliableProvisionals
     from .session_timer import SessionTimers
 
-ALLOWED_METHODS: Final = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "INFO", "UPDATE", "REGISTER", "PRACK")
+ALLOWED_METHODS: Final = (
+    "INVITE",
+    "ACK",
+    "CANCEL",
+    "BYE",
+    "OPTIONS",
+    "INFO",
+    "UPDATE",
+    "REGISTER",
+    "PRACK",
+    "REFER",
+)
 ALLOW: Final = ", ".join(ALLOWED_METHODS)
 ACCEPT: Final = "application/sdp"
 
@@ -71,7 +82,7 @@ class EndpointCore:
         self.by_dialog: dict[DialogId, str] = {}
         self.events: deque[EndpointEvent] = deque()
         self.stats: Counter[str] = Counter()
-        host, port = config.local_address
+        host, port = config.public_address or config.local_address  # what peers must reach (NAT)
         self.sent_by = (host_for_uri(host), port)
         self.contact = NameAddress(SipURI(self.sent_by[0], user=config.contact_user, port=port))
 
@@ -193,6 +204,8 @@ class EndpointCore:
         if timer is not None and timer.in_flight and timer.refresh_key is not None:
             # A refresh INVITE left in Proceeding has no timer of its own (no Timer C here).
             self.tl.abandon(timer.refresh_key)
+        if leg.refer is not None and leg.refer.request is not None:
+            self.tl.abandon(leg.refer.key)  # an undecided REFER of a call that ended (refer.py)
         for key in leg.keys:
             if self.by_txn.get(key) == leg.leg_id:
                 del self.by_txn[key]

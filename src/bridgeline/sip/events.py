@@ -133,6 +133,25 @@ class Unregistered:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class TransferRequested:
+    """The peer sent REFER in this leg's dialog (RFC 3515): it asks that its call go to `target` (a
+    blind transfer). Answer with `SipEndpoint.answer_refer`, then report with `notify_refer`."""
+
+    leg_id: str
+    target: SipURI
+    referred_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TrunkStatus:
+    """The trunk proxy stopped answering our OPTIONS keepalives (`misses` in a row), or answers
+    again. Reported on each change only."""
+
+    up: bool
+    misses: int
+
+
 EndpointEvent = (
     LegTrying
     | LegRinging
@@ -143,6 +162,8 @@ EndpointEvent = (
     | MediaUpdated
     | Registered
     | Unregistered
+    | TransferRequested
+    | TrunkStatus
 )
 
 
@@ -156,6 +177,9 @@ class TrunkConfig:
     username: str | None = None
     password: str | None = None
     from_user: str = "bridgeline"  # caller id when dial() is given none
+    keepalive_interval: float = 0.0  # s between OPTIONS pings to the proxy; 0: none (keepalive.py)
+    keepalive_timeout: float = 5.0  # s: a ping unanswered this long is a miss
+    keepalive_down_after: int = 3  # misses in a row that mark the trunk down
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,3 +221,4 @@ class EndpointConfig:
     redirects: RedirectPolicy = field(default_factory=RedirectPolicy)  # the 3xx targets dials follow
     reliable_provisionals: bool = True  # RFC 3262 100rel/PRACK: advertised, PRACKed, honoured
     session_timers: SessionTimerSettings = SessionTimerSettings()  # RFC 4028
+    public_address: Address | None = None  # NAT: Via sent-by and Contact; the socket stays local

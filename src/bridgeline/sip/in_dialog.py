@@ -13,6 +13,7 @@ from .endpoint_core import ACCEPT, ALLOW, ALLOWED_METHODS, EndpointCore
 from .events import EndReason, LegEnded, MediaUpdated
 from .message import Method, Request
 from .offer_answer import NegotiationError, read_answer
+from .refer import Refer
 from .sdp import SdpParseError, SessionDescription, parse_sdp
 from .session_timer import Refusal
 from .transaction import RequestReceived
@@ -24,6 +25,7 @@ class InDialog:
     def __init__(self, core: EndpointCore, answer_incoming: AnswerIncoming | None = None) -> None:
         self.core = core
         self._answer_incoming = answer_incoming  # sends a 2xx that waited for a PRACK
+        self.refer = Refer(core)  # REFER (RFC 3515): blind transfers asked for by the peer
 
     def on_request(self, event: RequestReceived, now: float) -> None:
         """Any request with a To tag except CANCEL. No matching dialog: 481 (12.2.2)."""
@@ -46,6 +48,8 @@ class InDialog:
             waiting = core.reliable.on_prack(leg, request, now)
             if waiting is not None and self._answer_incoming is not None:
                 self._answer_incoming(leg, waiting, now)
+        elif method == "REFER":
+            self.refer.on_refer(leg, event, now)
         elif method in ("INFO", "OPTIONS"):
             # INFO (RFC 6086) is acknowledged but not interpreted: DTMF goes in RTP (RFC 4733).
             headers = [("Allow", ALLOW), ("Accept", ACCEPT)] if method == "OPTIONS" else []
