@@ -98,6 +98,7 @@ class Lab:
         freq: int,
         *,
         account: str | None = None,
+        codecs: str = "PCMU",
         extra_config: str = "",
         sip_port: int | None = None,
     ) -> Baresip:
@@ -109,6 +110,7 @@ class Lab:
             name,
             wav,
             account=account,
+            codecs=codecs,
             extra_config=extra_config,
             sip_port=sip_port,
         )
