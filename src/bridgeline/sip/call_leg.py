@@ -10,6 +10,7 @@ from enum import StrEnum
 from .dialog import Dialog, DialogId
 from .digest import DigestAuth
 from .events import EndpointEvent, FailReason
+from .locate import Target
 from .message import Request
 from .offer_answer import Codec, MediaParams, NegotiationError, answer_offer, make_offer
 from .sdp import Direction, SessionDescription
@@ -46,7 +47,7 @@ class CallLeg:
     trying_seen: bool = False
     hangup_requested: bool = False
     cancel_sent: bool = False
-    deadline: float | None = None  # cancel give-up or ring timeout; set via LegDeadlines.arm
+    deadline: float | None = None  # cancel give-up, ring timeout or failover; set via LegDeadlines.arm
     ack: tuple[Request, Address] | None = None  # our ACK for the 2xx, resent on retransmissions
     outcome: EndpointEvent | None = None  # terminal event to report once the BYE completes
     keys: set[TransactionKey] = field(default_factory=set)
@@ -61,6 +62,12 @@ class CallLeg:
     redirect_queue: list[SipURI] = field(default_factory=list)
     tried_targets: set[str] = field(default_factory=set)
     redirects: int = 0
+    # RFC 3263 4.3, outbound: the current Request-URI's other servers, next first (a timeout, a
+    # transport error or a 503 moves on to the next); how many failovers this leg made; the trunk's
+    # servers as located for this dial (a redirect to the trunk's domain goes there).
+    failover: list[Target] = field(default_factory=list)
+    failovers: int = 0
+    trunk_targets: tuple[Target, ...] = ()
 
 
 _STATUS_REASONS = {

@@ -13,7 +13,7 @@ dropped, and counted in `stats`.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from random import Random
 
 from .call_leg import LegState
@@ -21,6 +21,7 @@ from .endpoint_core import ACCEPT, ALLOW, EndpointCore
 from .events import EndpointConfig, EndpointEvent, EndReason, LegEnded
 from .in_dialog import InDialog
 from .inbound import Inbound
+from .locate import Target
 from .malformed import bad_request
 from .message import MAX_MESSAGE_SIZE, Method, is_keepalive, new_tag
 from .outbound import Outbound
@@ -111,7 +112,7 @@ class SipEndpoint:
             self._pump(now)
             while (leg := core.leg_deadlines.pop_due(now)) is not None:
                 if leg.outbound:
-                    self._outbound.on_deadline(leg)
+                    self._outbound.on_deadline(leg, now)
                 else:
                     self._inbound.on_deadline(leg, now)
             for event in core.registrar.expire(now):
@@ -136,14 +137,41 @@ class SipEndpoint:
         offer_sdp: SessionDescription,
         now: float,
         caller_name: str | None = None,
+        destinations: Sequence[Target] = (),
     ) -> None:
         """Call target: a SipURI (direct), a registered account name, or an E.164 number (via the
         trunk). The outcome arrives as events. Raises ValueError for a leg id in use or a caller
-        id that cannot be a SIP user part."""
+        id that cannot be a SIP user part.
+
+        `destinations`: the servers located for the target (RFC 3263, done by the caller: the
+        endpoint does no DNS), best first; the INVITE goes to the first and fails over to the
+        next (`EndpointConfig.failover`). Empty: the target's own address, or the trunk's proxy."""
         self._outbound.dial(
-            leg_id, target, caller_id=caller_id, offer_sdp=offer_sdp, now=now, caller_name=caller_name
+            leg_id,
+            target,
+            caller_id=caller_id,
+            offer_sdp=offer_sdp,
+            now=now,
+            caller_name=caller_name,
+            destinations=destinations,
         )
         self._pump(now)
+
+    def transport_error(self, destination: Address, now: float) -> None:
+        """The transport could not send to destination (RFC 3261 8.1.3.1, 18.4): outbound legs
+        whose INVITE went there and got nothing back move on to their next server, or fail.
+        Scans the legs: transport errors are rare, and a leg finds no index of its peer."""
+        legs = [
+            leg
+            for leg in self._core.legs.values()
+            if leg.outbound and leg.peer == destination and leg.state is LegState.CALLING
+        ]
+        try:
+            for leg in legs:
+                self._outbound.on_transport_error(leg, now)
+            self._pump(now)
+        except Exception as exc:
+            self._internal_error(exc)
 
     def hangup(self, leg_id: str, now: float) -> bool:
         """End a leg: CANCEL (outbound, unanswered), 480 (inbound, unanswered) or BYE. False for
@@ -283,7 +311,7 @@ class SipEndpoint:
         if leg is None:
             return
         if event.timer == "B" and event.key == leg.invite_key:
-            self._outbound.on_timeout(leg)
+            self._outbound.on_timeout(leg, now)
         elif event.timer == "F" and leg.state is LegState.TERMINATING:
             self._core.finish(leg, leg.outcome or LegEnded(leg.leg_id, EndReason.LOCAL))
         elif event.timer == "L" and leg.state is LegState.CONFIRMED:

@@ -168,6 +168,17 @@ class RegistrationLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class FailoverPolicy:
+    """RFC 3263 4.3: an outbound INVITE that gets a 503, a transaction timeout or a transport error
+    is sent to the next target of the list `dial` was given, at most `max_failovers` times per leg.
+    `no_response_s`: with another target left, move on when the current one has not answered
+    anything (not even 100 Trying) this long; None waits for Timer B (64*T1, 32 s)."""
+
+    max_failovers: int = 4
+    no_response_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class EndpointConfig:
     """Static configuration. `domain` is the digest realm and the From host of our requests;
     `accounts` maps endpoint usernames to passwords (they may REGISTER and place calls)."""
@@ -183,3 +194,4 @@ class EndpointConfig:
     incoming_timeout: float = 180.0  # an unanswered inbound call gets 480 after this
     registration: RegistrationLimits = RegistrationLimits()
     redirects: RedirectPolicy = field(default_factory=RedirectPolicy)  # the 3xx targets dials follow
+    failover: FailoverPolicy = FailoverPolicy()  # when a dial moves on to its next target

@@ -16,9 +16,10 @@ from typing import Final
 
 import structlog
 
+from bridgeline.adapters.carriers.sip.dns_resolver import DnsFailure, ResolverConfig, SipResolver
 from bridgeline.adapters.carriers.sip.media_engine import LatchPolicy, MediaEngine, MediaPortsExhausted
 from bridgeline.adapters.carriers.sip.music_fetch import MediaLimits
-from bridgeline.adapters.carriers.sip.settings import SipSettings
+from bridgeline.adapters.carriers.sip.settings import SipSettings, split_host_port
 from bridgeline.adapters.carriers.sip.transport_udp import SipUdpTransport
 from bridgeline.app.ports import LegRequest, SignalSink
 from bridgeline.core.commands import (
@@ -35,8 +36,11 @@ from bridgeline.core.effects import MusicSources, SetAudio
 from bridgeline.core.model import LeaveReason
 from bridgeline.sip import events as sip
 from bridgeline.sip.endpoint import SipEndpoint
+from bridgeline.sip.locate import LocateRequest, RecordType, Target, Transport, numeric_host
 from bridgeline.sip.offer_answer import MediaParams, answer_offer, make_offer
-from bridgeline.sip.uri import SipURI, escape_user
+from bridgeline.sip.outbound import is_trunk_number
+from bridgeline.sip.syntax import SipParseError
+from bridgeline.sip.uri import SipURI, escape_user, parse_dial_uri
 
 log = structlog.get_logger(__name__)
 
@@ -69,6 +73,7 @@ class SipLeg:
     answered: bool = False
     dropped: bool = False  # the conference hung it up: do not report its end back
     awaiting_answer: bool = False  # late offer: our offer is in the 200, the answer due in the ACK
+    resolving: bool = False  # outbound: its servers are being looked up; no INVITE yet
 
 
 SIP_COUNTERS: Final = frozenset(
@@ -88,6 +93,10 @@ SIP_COUNTERS: Final = frozenset(
         "rtp_relatched",
         "redirects_followed",
         "redirects_refused",
+        "dns_lookups",
+        "dns_cache_hits",
+        "dns_failures",
+        "failovers",
     }
 )
 
@@ -124,6 +133,22 @@ class SipCarrier:
         self._tasks: set[asyncio.Task[None]] = set()
         self._session = self._rng.randrange(1, 2**31)
         self._ports_exhausted = 0
+        dns = settings.dns
+        self.resolver = SipResolver(
+            ResolverConfig(
+                nameservers=dns.nameserver_addresses(),
+                timeout_s=dns.timeout_s,
+                cache_max=dns.cache_max,
+                negative_ttl_s=dns.negative_ttl_s,
+                max_ttl_s=dns.max_ttl_s,
+            ),
+            self._rng,
+        )
+        self._dns_failed_dials = 0
+        # What our UDP socket can reach: an IPv6 listen address sends to AAAA records only.
+        listen_host = settings.listen_address[0]
+        self._families = (RecordType.AAAA,) if ":" in listen_host else (RecordType.A,)
+        self.supported_transports: tuple[Transport, ...] = (Transport.UDP,)
         self.media.on_dtmf(self._on_dtmf)
         self.media.on_media_failed(
             lambda leg_id, setting, reason: self._report(leg_id, LegMediaFailed(leg_id, setting, reason))
@@ -154,7 +179,13 @@ class SipCarrier:
             "redirects_followed": sip["redirects_followed"],  # 3xx contacts called (docs/sip.md)
             "redirects_refused": sip["redirect_targets_refused"]  # disallowed, looping, not sip:
             + sip["redirects_not_followed"]  # 305, 380
-            + sip["redirect_limit_reached"],
+            + sip["redirect_limit_reached"]
+            + sip["redirect_targets_unresolved"],  # a host name in a Contact (docs/sip.md)
+            "dns_lookups": self.resolver.stats["lookups"],  # queries sent to a nameserver
+            "dns_cache_hits": self.resolver.stats["cache_hits"],  # records served from the cache
+            "dns_failures": self.resolver.stats["failures"],  # timeouts, SERVFAIL, no nameserver
+            "dns_cache_entries": len(self.resolver),
+            "failovers": sip["failovers"],  # INVITEs sent on to a dial's next server (RFC 3263 4.3)
         }
 
     # ----------------------------------------------------------------- lifecycle
@@ -201,14 +232,57 @@ class SipCarrier:
             self._overloaded(leg_id, exc)
             self._finish(leg_id, LegFailed(leg_id, LeaveReason.FAILED))  # failed, not the callee's "rejected"
             return
+        target = self._target(request.to)
+        where = self._locate_request(target)
+        if where is None:  # an account, an IP address, or a trunk proxy given as one: no DNS
+            self._send_invite(request, target, port, ())
+            return
+        servers = self.resolver.cached(where)
+        if servers is not None:  # looked up recently: the INVITE goes now, as for an IP address
+            self._send_invite(request, target, port, servers, where)
+            return
+        self._legs[leg_id].resolving = True
+        self._spawn(self._resolve_then_dial(request, target, port, where))
+
+    async def _resolve_then_dial(
+        self, request: LegRequest, target: str, port: int, where: LocateRequest
+    ) -> None:
+        leg_id = request.leg_id
+        try:
+            servers = await self.resolver.locate(where)
+        except DnsFailure as exc:
+            self._dns_failed(leg_id, where, exc.reason)
+            return
+        leg = self._legs.get(leg_id)
+        if leg is None or leg.dropped or self._transport is None:
+            return  # hung up (ring timeout, API) while we looked it up: drop() already cleaned up
+        leg.resolving = False
+        self._send_invite(request, target, port, servers, where)
+
+    def _send_invite(
+        self,
+        request: LegRequest,
+        target: str,
+        port: int,
+        servers: list[Target] | tuple[()],
+        where: LocateRequest | None = None,
+    ) -> None:
+        leg_id = request.leg_id
+        assert self._transport is not None
+        if where is not None and not servers:
+            self._dns_failed(
+                leg_id, where, "no usable server (no record, or none for UDP/our address family)"
+            )
+            return
         offer = make_offer(self.settings.rtp.host, port, self._session, 1)
         try:
             self.endpoint.dial(
                 leg_id,
-                self._target(request.to),
+                target,
                 caller_id=_caller_user(request.caller_id),
                 offer_sdp=offer,
                 now=self._transport.now,
+                destinations=servers,
             )
         except ValueError as exc:
             log.warning("sip_dial_refused", leg_id=leg_id, to=request.to, error=str(exc))
@@ -216,11 +290,63 @@ class SipCarrier:
             return
         self._transport.flush()
 
+    def _dns_failed(self, leg_id: str, where: LocateRequest, reason: str) -> None:
+        self._dns_failed_dials += 1
+        log.warning("sip_dns_failed", leg_id=leg_id, host=where.host, reason=reason)
+        leg = self._legs.get(leg_id)
+        if leg is not None and not leg.dropped:
+            self._finish(leg_id, LegFailed(leg_id, LeaveReason.FAILED))
+
+    def _locate_request(self, target: str) -> LocateRequest | None:
+        """What to look up before dialling target, or None when the endpoint routes it without
+        DNS: a registered account, an IP address, or a trunk whose proxy is one. Mirrors the
+        endpoint's routing (`Outbound._route`): a SIP URI is dialled at its host, accounts win over
+        numbers, numbers go to the trunk."""
+        if target.lower().startswith(("sip:", "sips:")):
+            try:
+                uri = parse_dial_uri(target)
+            except SipParseError:
+                return None  # the endpoint refuses it
+            if uri.secure or numeric_host(uri.host) is not None:
+                return None  # sips: is refused by the endpoint (no TLS); an address needs no DNS
+            supported = self.supported_transports
+            transport = None
+            if uri.transport is not None:
+                try:
+                    transport = Transport(uri.transport)
+                except ValueError:  # sctp, ws...: nothing we can send on, so no query either
+                    transport, supported = Transport.UDP, ()
+            return self._lookup_of(uri.host, uri.port, transport, supported)
+        trunk = self.settings.trunk
+        if target in self.settings.endpoints or trunk is None or not is_trunk_number(target):
+            return None
+        host, proxy_port = split_host_port(trunk.proxy)
+        if numeric_host(host) is not None:
+            return None
+        return self._lookup_of(host, proxy_port, None, self.supported_transports)
+
+    def _lookup_of(
+        self, host: str, port: int | None, transport: Transport | None, supported: tuple[Transport, ...]
+    ) -> LocateRequest:
+        dns = self.settings.dns
+        return LocateRequest(
+            host,
+            port,
+            transport,
+            supported=supported,
+            families=self._families,
+            max_targets=dns.max_targets,
+            max_queries=dns.max_queries,
+        )
+
     def drop(self, leg_id: str, reason: LeaveReason) -> None:
         leg = self._legs.get(leg_id)
         if leg is None:
             return
         leg.dropped = True
+        if leg.resolving:  # no INVITE went out: nothing to cancel; the lookup finds the leg gone
+            self._finish(leg_id, None)
+            return
         if self._transport is not None and self.endpoint.hangup(leg_id, self._transport.now):
             self._transport.flush()
         if leg.answered:

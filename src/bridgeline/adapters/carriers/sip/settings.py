@@ -12,6 +12,10 @@ trunk:                          # where E.164 numbers are dialed
   username: bridgeline
   password: trunk-secret
   caller_id: "+14150000000"
+dns:                            # host names in trunk.proxy and dialled URIs (RFC 3263, docs/sip.md)
+  nameservers: ["127.0.0.1:53"] # default: the system's resolv.conf
+  timeout_s: 2                  # per lookup
+failover: {max: 4, no_response_s: null}   # RFC 3263 4.3: next server on 503/timeout
 redirects:                      # 3xx answers to our INVITEs (docs/sip.md, docs/security.md)
   max: 3                        # new INVITEs per leg; 0: never follow
   allowed_targets: [trunk.example.com, "10.0.0.7:5060"]   # default: the trunk's domain and proxy host
@@ -25,6 +29,7 @@ inbound:                        # calls to these numbers start a PHLO run
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +38,32 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from bridgeline.core.identifiers import check_id
 from bridgeline.core.model import Role
-from bridgeline.sip.events import EndpointConfig, TrunkConfig
+from bridgeline.sip.endpoint_core import host_for_uri
+from bridgeline.sip.events import EndpointConfig, FailoverPolicy, TrunkConfig
+from bridgeline.sip.locate import DEFAULT_MAX_QUERIES, DEFAULT_MAX_TARGETS
 from bridgeline.sip.redirect import DEFAULT_MAX_REDIRECTS, RedirectPolicy, parse_allowed_targets
 
 
 def parse_host_port(text: str, default_port: int) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        return text, default_port
+    host, port = split_host_port(text)
+    return host, default_port if port is None else port
+
+
+def split_host_port(text: str) -> tuple[str, int | None]:
+    """`host`, `host:port`, `[v6]` or `[v6]:port` -> (host without brackets, port or None)."""
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0 or (text[end + 1 :] and not text[end + 1 :].startswith(":")):
+            raise ValueError(f"invalid IPv6 reference in {text!r}")
+        host, rest = text[1:end], text[end + 1 :]
+        port = rest[1:] if rest else None
+    else:
+        host, sep, after = text.rpartition(":")
+        if not sep or ":" in host:  # no port, or a bare IPv6 address
+            return text, None
+        port = after
+    if port is None:
+        return host, None
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"invalid port in {text!r}")
     return host, int(port)
@@ -88,6 +111,43 @@ class TrunkSettings(_Strict):
     caller_id: str = "bridgeline"
 
 
+class DnsSettings(_Strict):
+    """RFC 3263 lookups for a trunk proxy or dialled URI given by host name (docs/sip.md)."""
+
+    nameservers: list[str] | None = None  # "ip[:port]"; None: the system's resolv.conf
+    timeout_s: float = Field(default=2.0, gt=0, le=30)  # per lookup: the dial fails after it
+    cache_max: int = Field(default=1000, ge=0, le=1_000_000)  # records kept (least recently used out)
+    negative_ttl_s: float = Field(default=30.0, ge=0, le=3600)  # NXDOMAIN / no data kept this long
+    max_ttl_s: float = Field(default=3600.0, ge=0, le=86_400)  # a longer TTL is shortened to it
+    max_targets: int = Field(default=DEFAULT_MAX_TARGETS, ge=1, le=20)  # servers tried per dial
+    max_queries: int = Field(default=DEFAULT_MAX_QUERIES, ge=1, le=100)  # DNS queries per dial
+
+    @field_validator("nameservers")
+    @classmethod
+    def _check_nameservers(cls, value: list[str] | None) -> list[str] | None:
+        for entry in value or []:
+            host, _ = split_host_port(entry)
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                raise ValueError(f"nameserver {entry!r} is not ip[:port]") from None
+        return value
+
+    def nameserver_addresses(self) -> tuple[tuple[str, int], ...] | None:
+        if self.nameservers is None:
+            return None
+        return tuple(parse_host_port(entry, 53) for entry in self.nameservers)
+
+
+class FailoverSettings(_Strict):
+    """RFC 3263 4.3: a dial's INVITE moves on to the next located server on a 503, a transaction
+    timeout or a transport error, at most `max` times; `no_response_s`: sooner, when the server
+    has not answered anything this long (None: Timer B, 32 s)."""
+
+    max: int = Field(default=4, ge=0, le=20)
+    no_response_s: float | None = Field(default=None, gt=0, le=32)
+
+
 class RedirectSettings(_Strict):
     """Which 3xx targets a dial follows. A redirect makes us call somewhere the network chose, so
     only hosts (any port) or host:port entries listed here; None: the trunk's domain and proxy host."""
@@ -123,6 +183,8 @@ class SipSettings(_Strict):
     endpoints: dict[str, str] = Field(default_factory=dict)
     trunk: TrunkSettings | None = None
     redirects: RedirectSettings = RedirectSettings()
+    dns: DnsSettings = DnsSettings()
+    failover: FailoverSettings = FailoverSettings()
     inbound: list[InboundRoute] = Field(default_factory=list)
 
     @property
@@ -145,13 +207,14 @@ class SipSettings(_Strict):
             accounts=dict(self.endpoints),
             trunk=trunk,
             redirects=self.redirect_policy(),
+            failover=FailoverPolicy(self.failover.max, self.failover.no_response_s),
         )
 
     def redirect_policy(self) -> RedirectPolicy:
         targets = self.redirects.allowed_targets
         if targets is None:
             trunk = self.trunk
-            targets = [] if trunk is None else [trunk.domain, parse_host_port(trunk.proxy, 5060)[0]]
+            targets = [] if trunk is None else [trunk.domain, host_for_uri(split_host_port(trunk.proxy)[0])]
         return RedirectPolicy(self.redirects.max, parse_allowed_targets(targets))
 
     def route_for(self, dialed: str) -> InboundRoute | None:
