@@ -35,8 +35,9 @@ class SipUdpTransport(asyncio.DatagramProtocol):
         self._timer: asyncio.Handle | None = None
         self._timer_at: float | None = None
         self._loop = asyncio.get_running_loop()
-        # Where the datagram being sent goes: asyncio and uvloop report a failed sendto to
-        # error_received synchronously, without the address (RFC 3261 18.4: tell the endpoint).
+        # Where the datagram being sent goes: a failed sendto reaches error_received synchronously
+        # without the address (asyncio, and uvloop for OS errors; uvloop raises ValueError for an
+        # address it cannot use); the endpoint is told (RFC 3261 18.4) and moves on.
         self._sending_to: tuple[str, int] | None = None
         self._send_failures: list[tuple[str, int]] = []
 
@@ -92,12 +93,14 @@ class SipUdpTransport(asyncio.DatagramProtocol):
     def _send(self) -> None:
         if self._transport is None:
             return
-        try:
-            for data, (host, port) in self.endpoint.datagrams_to_send():
-                self._sending_to = (host, port)
+        for data, (host, port) in self.endpoint.datagrams_to_send():
+            self._sending_to = (host, port)
+            try:
                 self._transport.sendto(data, (host, port))
-        finally:
-            self._sending_to = None
+            except ValueError as exc:  # uvloop: an address of the other family, or a name
+                self.error_received(exc)
+            finally:
+                self._sending_to = None
 
     def _arm(self) -> None:
         deadline = self.endpoint.get_timer()
