@@ -16,10 +16,11 @@ from typing import Final
 
 import structlog
 
+from bridgeline.adapters.carriers.sip.dial_lookup import lookup_for
 from bridgeline.adapters.carriers.sip.dns_resolver import DnsFailure, ResolverConfig, SipResolver
 from bridgeline.adapters.carriers.sip.media_engine import LatchPolicy, MediaEngine, MediaPortsExhausted
 from bridgeline.adapters.carriers.sip.music_fetch import MediaLimits
-from bridgeline.adapters.carriers.sip.settings import SipSettings, split_host_port
+from bridgeline.adapters.carriers.sip.settings import SipSettings
 from bridgeline.adapters.carriers.sip.transport_udp import SipUdpTransport
 from bridgeline.app.ports import LegRequest, SignalSink
 from bridgeline.core.commands import (
@@ -36,11 +37,9 @@ from bridgeline.core.effects import MusicSources, SetAudio
 from bridgeline.core.model import LeaveReason
 from bridgeline.sip import events as sip
 from bridgeline.sip.endpoint import SipEndpoint
-from bridgeline.sip.locate import LocateRequest, RecordType, Target, Transport, numeric_host
+from bridgeline.sip.locate import LocateRequest, RecordType, Target, Transport
 from bridgeline.sip.offer_answer import MediaParams, answer_offer, make_offer
-from bridgeline.sip.outbound import is_trunk_number
-from bridgeline.sip.syntax import SipParseError
-from bridgeline.sip.uri import SipURI, escape_user, parse_dial_uri
+from bridgeline.sip.uri import SipURI, escape_user
 
 log = structlog.get_logger(__name__)
 
@@ -233,7 +232,7 @@ class SipCarrier:
             self._finish(leg_id, LegFailed(leg_id, LeaveReason.FAILED))  # failed, not the callee's "rejected"
             return
         target = self._target(request.to)
-        where = self._locate_request(target)
+        where = lookup_for(target, self.settings, self.supported_transports, self._families)
         if where is None:  # an account, an IP address, or a trunk proxy given as one: no DNS
             self._send_invite(request, target, port, ())
             return
@@ -296,48 +295,6 @@ class SipCarrier:
         leg = self._legs.get(leg_id)
         if leg is not None and not leg.dropped:
             self._finish(leg_id, LegFailed(leg_id, LeaveReason.FAILED))
-
-    def _locate_request(self, target: str) -> LocateRequest | None:
-        """What to look up before dialling target, or None when the endpoint routes it without
-        DNS: a registered account, an IP address, or a trunk whose proxy is one. Mirrors the
-        endpoint's routing (`Outbound._route`): a SIP URI is dialled at its host, accounts win over
-        numbers, numbers go to the trunk."""
-        if target.lower().startswith(("sip:", "sips:")):
-            try:
-                uri = parse_dial_uri(target)
-            except SipParseError:
-                return None  # the endpoint refuses it
-            if uri.secure or numeric_host(uri.host) is not None:
-                return None  # sips: is refused by the endpoint (no TLS); an address needs no DNS
-            supported = self.supported_transports
-            transport = None
-            if uri.transport is not None:
-                try:
-                    transport = Transport(uri.transport)
-                except ValueError:  # sctp, ws...: nothing we can send on, so no query either
-                    transport, supported = Transport.UDP, ()
-            return self._lookup_of(uri.host, uri.port, transport, supported)
-        trunk = self.settings.trunk
-        if target in self.settings.endpoints or trunk is None or not is_trunk_number(target):
-            return None
-        host, proxy_port = split_host_port(trunk.proxy)
-        if numeric_host(host) is not None:
-            return None
-        return self._lookup_of(host, proxy_port, None, self.supported_transports)
-
-    def _lookup_of(
-        self, host: str, port: int | None, transport: Transport | None, supported: tuple[Transport, ...]
-    ) -> LocateRequest:
-        dns = self.settings.dns
-        return LocateRequest(
-            host,
-            port,
-            transport,
-            supported=supported,
-            families=self._families,
-            max_targets=dns.max_targets,
-            max_queries=dns.max_queries,
-        )
 
     def drop(self, leg_id: str, reason: LeaveReason) -> None:
         leg = self._legs.get(leg_id)
