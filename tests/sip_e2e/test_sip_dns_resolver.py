@@ -107,3 +107,17 @@ async def test_a_nameserver_that_never_answers_fails_the_lookup_in_time() -> Non
         assert dns.stats["lookups"] == 1 and dns.stats["failures"] == 1 and dns.stats["timeouts"] == 1
         assert silent.swallowed() >= 1  # the query did reach it
         assert len(dns) == 0  # a failure is not cached: the next dial asks again
+
+
+async def test_long_ttls_are_shortened_and_a_zero_size_cache_keeps_nothing(dnsmasq: Dnsmasq) -> None:
+    clock = Clock()
+    dns = resolver(dnsmasq.port, clock, max_ttl_s=10)  # the records say 60 s
+    request = LocateRequest("pbx.test")
+    assert await dns.locate(request) == EXPECTED
+    clock.now += 9
+    assert dns.cached(request) == EXPECTED
+    clock.now += 2
+    assert dns.cached(request) is None
+    uncached = resolver(dnsmasq.port, clock, cache_max=0)
+    assert await uncached.locate(request) == EXPECTED
+    assert len(uncached) == 0 and uncached.cached(request) is None
