@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -121,3 +122,19 @@ async def test_long_ttls_are_shortened_and_a_zero_size_cache_keeps_nothing(dnsma
     uncached = resolver(dnsmasq.port, clock, cache_max=0)
     assert await uncached.locate(request) == EXPECTED
     assert len(uncached) == 0 and uncached.cached(request) is None
+
+
+async def test_a_server_whose_address_gets_no_answer_is_skipped(tmp_path: Path) -> None:
+    with SilentNameserver() as silent:
+        records = [
+            srv("_sip._udp.mixed.test", "a.broken.test", 5070, 10),  # its zone never answers
+            srv("_sip._udp.mixed.test", "b.mixed.test", 5072, 20),
+            host("b.mixed.test", "127.0.0.12"),
+            f"--server=/broken.test/127.0.0.1#{silent.port}",
+        ]
+        with Dnsmasq(records, log=tmp_path / "dnsmasq.log") as server:
+            dns = resolver(server.port, Clock(), timeout_s=0.3)
+            assert await dns.locate(LocateRequest("mixed.test")) == [Target("127.0.0.12", 5072)]
+            assert dns.stats["failures"] == 1
+            with pytest.raises(DnsFailure, match=re.escape("A a.broken.test: no answer within 0.3 s")):
+                await dns.locate(LocateRequest("a.broken.test", 5060))  # nothing else to try

@@ -85,15 +85,27 @@ class SipResolver:
             return list(done.value)
 
     async def locate(self, request: LocateRequest) -> list[Target]:
+        """Raises DnsFailure when a NAPTR or SRV query gets no answer (the nameserver is not
+        answering), or when nothing was found and an address query got none. An address query
+        that fails for one server is skipped: the others may still be reached."""
         steps: Locating = locate(request, self._rng)
+        skipped: DnsFailure | None = None
         try:
             query = next(steps)
             while True:
                 records = self._from_cache(query)
                 if records is None:
-                    records = await self._lookup(query)
+                    try:
+                        records = await self._lookup(query)
+                    except DnsFailure as failure:
+                        if query.rtype not in (RecordType.A, RecordType.AAAA):
+                            raise
+                        skipped = skipped or failure
+                        records = []
                 query = steps.send(records)
         except StopIteration as done:
+            if not done.value and skipped is not None:
+                raise skipped from None
             return list(done.value)
 
     # --- cache ------------------------------------------------------------------------------------
