@@ -15,6 +15,7 @@ from bridgeline.sip.events import (
     FailReason,
     LegAnswered,
     LegFailed,
+    TargetLookupNeeded,
     TrunkConfig,
 )
 from bridgeline.sip.locate import Target
@@ -205,10 +206,49 @@ def test_a_redirect_to_the_trunk_domain_uses_the_located_servers() -> None:
     assert str(pending(second).uri) == "sip:+14155550199@trunk.example"
     second.respond(pending(second), 302, headers=[("Contact", "<sip:x@elsewhere.example:5070>")])
     net.flush()
-    # A host name in a Contact is not followed: the endpoint does no DNS (docs/sip.md).
+    # A host name in a Contact: the endpoint does no DNS, it asks (the carrier answers, below).
+    assert node.last() == TargetLookupNeeded("leg1", SipURI("elsewhere.example", "x", port=5070))
+    node.ep.resume_redirect("leg1", [], net.now)  # nothing found
+    net.flush()
     assert node.last() == LegFailed("leg1", 302, FailReason.FAILED)
     assert node.ep.stats["redirect_targets_unresolved"] == 1
     assert outside.requests == [] and third.requests == []
+    assert_idle(net, node)
+
+
+def redirected_to_a_name() -> tuple[Net, EpNode, Phone, Phone, Request]:
+    net, node, (first, _, third) = start(targets=TARGETS[:1])
+    original = pending(first)
+    first.respond(original, 302, headers=[("Contact", "<sip:x@elsewhere.example>")])
+    net.flush()
+    assert node.last() == TargetLookupNeeded("leg1", SipURI("elsewhere.example", "x"))
+    return net, node, first, third, original
+
+
+def test_a_redirect_to_a_name_is_called_at_the_servers_found() -> None:
+    net, node, first, third, original = redirected_to_a_name()
+    node.ep.resume_redirect("leg1", [Target(*THIRD), Target(*SECOND)], net.now)
+    net.flush()
+    invite = pending(third)
+    assert str(invite.uri) == "sip:x@elsewhere.example"  # the name stays in the Request-URI
+    assert invite.call_id == original.call_id and invite.cseq.seq == original.cseq.seq + 1
+    assert invite.headers.get("Proxy-Authorization") is None and node.ep.stats["redirects_followed"] == 1
+    third.respond(invite, 503)  # and the servers found fail over like any others
+    net.flush()
+    assert node.ep.stats["failovers.503"] == 1
+    node.ep.resume_redirect("leg1", [Target(*THIRD)], net.now)  # a late answer changes nothing
+    net.flush()
+    assert len(third.requests) == 1 and first.requests == [original]
+
+
+def test_a_hangup_while_the_redirect_is_looked_up_ends_the_leg_at_once() -> None:
+    net, node, _, third, _ = redirected_to_a_name()
+    assert node.ep.hangup("leg1", net.now)
+    net.flush()
+    assert node.last() == LegFailed("leg1", 487, FailReason.CANCELLED)
+    node.ep.resume_redirect("leg1", [Target(*THIRD)], net.now)  # the lookup ends after: ignored
+    net.flush()
+    assert third.requests == []
     assert_idle(net, node)
 
 

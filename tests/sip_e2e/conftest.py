@@ -62,12 +62,10 @@ def tones(tmp_path_factory: pytest.TempPathFactory) -> Tones:
 
 
 @contextmanager
-def sip_server(
-    root: Path, ports: Ports, config: dict[str, Any], server_class: type[SipServer] = SipServer
-) -> Iterator[SipServer]:
+def sip_server(root: Path, ports: Ports, config: dict[str, Any]) -> Iterator[SipServer]:
     """A started server; at the end it must exit cleanly and leave no process behind."""
     procs = ProcSet(root / "logs")
-    process = server_class(root, ports, procs, config, auth=(AUTH_ID, AUTH_TOKEN))
+    process = SipServer(root, ports, procs, config, auth=(AUTH_ID, AUTH_TOKEN))
     try:
         process.start()
         yield process

@@ -1,7 +1,8 @@
 """A trunk and dialled URIs named by host (RFC 3263) against a real DNS server (dnsmasq on
 127.0.0.1, started per test with that test's records) and real sipp peers: the call goes to the
 priority-10 SRV target, and on to the priority-20 one when the first answers 503 or nothing listens
-there; a nameserver that never answers fails the leg with a clear reason and nothing else."""
+there; a 3xx contact named by host is looked up too; a nameserver that never answers fails the
+leg with a clear reason and nothing else."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ def sip_config(ports: Ports) -> dict[str, Any]:
         "trunk": {"proxy": "trunk.test", "domain": "carrier.test"},  # a name: SRV (no port given)
         "dns": {"nameservers": [f"127.0.0.1:{DNS_PORT['port']}"], "timeout_s": 1},
         "failover": {"no_response_s": 1},
+        "redirects": {"allowed_targets": ["redir.test"]},
     }
 
 
@@ -125,3 +127,22 @@ def test_a_nameserver_that_never_answers_fails_the_leg_with_the_reason(
     assert metric(lab, "dns_failures") > failures
     lab.mpc(phlo).member(agent.uri).hangup()
     lab.assert_ended(phlo, mpc_uuid, agent)
+
+
+def test_a_redirect_to_a_host_name_is_looked_up_and_followed(lab: Lab, dns_log: Path) -> None:
+    agent = lab.sipp_phone("agent", TONE_A)
+    second = lab.sipp_phone("second", TONE_B)
+    contact = {"REDIRECT_CONTACT": "<sip:second@redir.test>"}
+    first = lab.sipp("first", "uas_redirect.xml", substitutions=contact, user="first")
+    records = [
+        srv("_sip._udp.redir.test", "phone.redir.test", second.sip_port, 10),
+        host("phone.redir.test", "127.0.0.1"),
+    ]
+    followed = metric(lab, "redirects_followed")
+    with dnsmasq(records, dns_log) as dns:
+        call_and_hang_up(lab, agent, first.uri, second)  # the member keeps the address dialled
+        asked = dns.queries()
+    first.assert_succeeded()  # 302 sent, its ACK received
+    assert "query[SRV] _sip._udp.redir.test" in asked
+    assert second.received_messages()[0].startswith("INVITE sip:second@redir.test SIP/2.0")
+    assert metric(lab, "redirects_followed") == followed + 1

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import sip_server
 from dnskit import Dnsmasq, host, srv
-from sipkit import Ports, SipServer, wait_for
+from e2ekit import AUTH_ID, AUTH_TOKEN
+from sipkit import Ports, ProcSet, SipServer, wait_for
 from siplab import Lab
 
 NUMBER = "+14155550166"
@@ -34,8 +34,16 @@ def server(tmp_path_factory: pytest.TempPathFactory, ports: Ports) -> Iterator[S
         "dns": {"nameservers": [f"127.0.0.1:{DNS_PORT['port']}"]},
     }
     root = tmp_path_factory.mktemp("bridgeline-sip-ipv6")
-    with sip_server(root, ports, config, server_class=Ipv6SipServer) as process:
+    procs = ProcSet(root / "logs")
+    process = Ipv6SipServer(root, ports, procs, config, auth=(AUTH_ID, AUTH_TOKEN))
+    try:
+        process.start()
         yield process
+    finally:  # as conftest.sip_server: a clean exit, nothing left behind
+        if process.proc is not None:
+            status = process.stop()
+            assert not procs.stop_all(), "processes left behind"
+            assert status in (0, -15, 143), f"bridgeline exited with {status}:\n{process.stderr()[-4000:]}"
 
 
 def udp6_bound(port: int) -> bool:

@@ -68,6 +68,10 @@ class CallLeg:
     failover: list[Target] = field(default_factory=list)
     failovers: int = 0
     trunk_targets: tuple[Target, ...] = ()
+    # A 3xx target named by host, waiting for `resume_redirect`; the status of the last final
+    # response, which the leg fails with when nothing more can be tried.
+    lookup_pending: SipURI | None = None
+    last_status: int = 0
 
 
 _STATUS_REASONS = {

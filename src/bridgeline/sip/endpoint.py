@@ -157,6 +157,18 @@ class SipEndpoint:
         )
         self._pump(now)
 
+    def resume_redirect(self, leg_id: str, destinations: Sequence[Target], now: float) -> None:
+        """Answer a `TargetLookupNeeded`: the servers found for the redirect target, best first
+        (empty: none). Ignored for a leg that is gone or not waiting."""
+        leg = self._core.legs.get(leg_id)
+        if leg is None or not leg.outbound:
+            return
+        try:
+            self._outbound.resume_redirect(leg, destinations, now)
+            self._pump(now)
+        except Exception as exc:
+            self._internal_error(exc)
+
     def transport_error(self, destination: Address, now: float) -> None:
         """The transport could not send to destination (RFC 3261 8.1.3.1, 18.4): outbound legs
         whose INVITE went there and got nothing back move on to their next server, or fail.

@@ -76,6 +76,17 @@ class LegFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class TargetLookupNeeded:
+    """A 3xx sent an outbound leg to a SIP URI whose host is a name (RFC 3263): look its servers up
+    and hand them to `SipEndpoint.resume_redirect(leg_id, destinations, now)` (empty when none was
+    found: the next contact is tried, or the leg fails with the 3xx). The leg waits meanwhile; a
+    hangup ends it at once."""
+
+    leg_id: str
+    uri: SipURI
+
+
+@dataclass(frozen=True, slots=True)
 class LegEnded:
     """Terminal: an answered leg is over (BYE done), or an inbound leg was cancelled, rejected or
     timed out."""
@@ -138,6 +149,7 @@ EndpointEvent = (
     | LegAnswered
     | LegFailed
     | LegEnded
+    | TargetLookupNeeded
     | IncomingCall
     | MediaUpdated
     | Registered

@@ -13,7 +13,7 @@ from .call_leg import CallLeg, LegState, failure_reason, local_codecs
 from .dialog import Dialog, DialogError, DialogState, dialog_id_of
 from .digest import DigestAuth
 from .endpoint_core import ALLOW, EndpointCore, uri_address
-from .events import FailReason, LegAnswered, LegFailed, LegRinging, LegTrying
+from .events import FailReason, LegAnswered, LegFailed, LegRinging, LegTrying, TargetLookupNeeded
 from .headers import NameAddress
 from .locate import Target, numeric_host
 from .message import Request, Response, make_cancel, make_request, new_call_id, new_tag
@@ -133,6 +133,9 @@ class Outbound:
         """Before the answer: CANCEL, but only once a provisional has arrived (RFC 3261 9.1);
         until then the wish is remembered and acted on by `on_provisional`."""
         leg.hangup_requested = True
+        if leg.lookup_pending is not None:  # no INVITE is out: nothing to cancel
+            self.core.finish(leg, LegFailed(leg.leg_id, 487, FailReason.CANCELLED))
+            return
         if leg.state is LegState.PROCEEDING:
             self._send_cancel(leg, now)
 
@@ -195,6 +198,7 @@ class Outbound:
             return  # RFC 3263 4.3: the server is overloaded or down for maintenance
         # After a 3xx, and after any other failure of a redirected target while the 3xx left
         # others to try (sequential search, RFC 3261 16.6's spirit); a 6xx is global: stop.
+        leg.last_status = status
         if not cancelled and status < 600:
             if status in FOLLOWED_STATUSES:
                 self._collect_targets(leg, response)
@@ -229,7 +233,8 @@ class Outbound:
             target = leg.redirect_queue.pop(0)
             destinations, to_trunk = self._redirect_destinations(leg, target)
             key = target_key(target)
-            if not destinations or key in leg.tried_targets:
+            lookup = not destinations and _named(target) and not to_trunk
+            if (not destinations and not lookup) or key in leg.tried_targets:
                 if not destinations:
                     core.stats["redirect_targets_unresolved"] += 1
                 continue
@@ -238,10 +243,32 @@ class Outbound:
             core.stats["redirects_followed"] += 1
             if not to_trunk:
                 leg.auth = None  # the trunk's credentials are for the trunk only
+            if lookup:
+                # The endpoint does no DNS: the carrier looks the name up and resumes the leg.
+                core.by_txn.pop(leg.invite_key, None)  # the 3xx's transaction ends on its own
+                leg.keys.discard(leg.invite_key)
+                leg.lookup_pending = target
+                leg.state = LegState.CALLING
+                core.emit(TargetLookupNeeded(leg.leg_id, target))
+                return True
             leg.failover = destinations[1:]
             self._send_again(leg, self._redirected_invite(leg.invite, target), destinations[0], now)
             return True
         return False
+
+    def resume_redirect(self, leg: CallLeg, destinations: Sequence[Target], now: float) -> None:
+        """The servers of the named 3xx target `leg` waits for (`TargetLookupNeeded`)."""
+        target, leg.lookup_pending = leg.lookup_pending, None
+        if target is None:
+            return  # not waiting (a late or repeated answer)
+        if destinations:
+            leg.failover = list(destinations[1:])
+            self._send_again(leg, self._redirected_invite(leg.invite, target), destinations[0], now)
+            return
+        self.core.stats["redirect_targets_unresolved"] += 1
+        if not self._follow_next_target(leg, now):
+            status = leg.last_status
+            self.core.finish(leg, LegFailed(leg.leg_id, status, failure_reason(status, cancelled=False)))
 
     def _redirect_destinations(self, leg: CallLeg, target: SipURI) -> tuple[list[Target], bool]:
         """Where a 3xx target is sent, and whether that is the trunk. The trunk's domain (without a
@@ -398,6 +425,11 @@ class Outbound:
         """The INVITE transaction ended without an outcome we could use (a 2xx without To tag)."""
         if leg.state in (LegState.CALLING, LegState.PROCEEDING):
             self.core.finish(leg, LegFailed(leg.leg_id, 502, FailReason.FAILED))
+
+
+def _named(uri: SipURI) -> bool:
+    """A URI whose host is a name, not an IP address."""
+    return numeric_host(uri.host) is None
 
 
 def _uac_dialog(leg: CallLeg, response: Response, contact: NameAddress) -> Dialog | None:

@@ -289,6 +289,25 @@ class SipCarrier:
             return
         self._transport.flush()
 
+    async def _look_up_redirect(self, event: sip.TargetLookupNeeded) -> None:
+        """A 3xx contact named by host (allowed by `redirects.allowed_targets`): its servers, or
+        none, go back to the endpoint, which calls them or moves on."""
+        where = lookup_for(str(event.uri), self.settings, self.supported_transports, self._families)
+        servers: list[Target] = []
+        if where is not None:
+            try:
+                cached = self.resolver.cached(where)
+                servers = cached if cached is not None else await self.resolver.locate(where)
+            except DnsFailure as exc:
+                log.warning(
+                    "sip_dns_failed", leg_id=event.leg_id, host=where.host, reason=exc.reason, redirect=True
+                )
+        if not servers:
+            log.info("sip_redirect_unresolved", leg_id=event.leg_id, target=str(event.uri))
+        if self._transport is not None:
+            self.endpoint.resume_redirect(event.leg_id, servers, self._transport.now)
+            self._transport.flush()
+
     def _dns_failed(self, leg_id: str, where: LocateRequest, reason: str) -> None:
         self._dns_failed_dials += 1
         log.warning("sip_dns_failed", leg_id=leg_id, host=where.host, reason=reason)
@@ -368,6 +387,8 @@ class SipCarrier:
                 remote=(event.media.remote_address, event.media.remote_port),
                 send=event.media.direction.sends,
             )
+        elif isinstance(event, sip.TargetLookupNeeded):
+            self._spawn(self._look_up_redirect(event))
         elif isinstance(event, sip.IncomingCall):
             self._legs[event.leg_id] = SipLeg(None, inbound=True)
             self._spawn(self._incoming(event))
