@@ -42,6 +42,12 @@ def metric(lab: Lab, name: str) -> float:
     return lab.server.metrics().get(f"bridgeline_sip_{name}_total", 0.0)
 
 
+def no_leg_left(lab: Lab) -> None:
+    """Every leg's RTP ports are back in the pool (a leaked leg would hold its pair)."""
+    in_use = "bridgeline_sip_rtp_ports_in_use"
+    wait_for(lambda: lab.server.metrics().get(in_use) == 0, 5, "the RTP ports to be released")
+
+
 def call_and_hang_up(lab: Lab, agent: Any, customer: str, answering: Any) -> None:
     phlo = lab.create_phlo()
     lab.run(phlo, agent=agent.uri, customer=customer)
@@ -51,6 +57,7 @@ def call_and_hang_up(lab: Lab, agent: Any, customer: str, answering: Any) -> Non
     lab.left(phlo, customer, "hangup")
     lab.mpc(phlo).member(agent.uri).hangup()
     lab.assert_ended(phlo, mpc_uuid, answering, agent)
+    no_leg_left(lab)
 
 
 def test_the_trunk_named_by_host_fails_over_from_a_503_to_the_next_srv_target(
@@ -127,6 +134,7 @@ def test_a_nameserver_that_never_answers_fails_the_leg_with_the_reason(
     assert metric(lab, "dns_failures") > failures
     lab.mpc(phlo).member(agent.uri).hangup()
     lab.assert_ended(phlo, mpc_uuid, agent)
+    no_leg_left(lab)
 
 
 def test_a_redirect_to_a_host_name_is_looked_up_and_followed(lab: Lab, dns_log: Path) -> None:
