@@ -42,8 +42,8 @@ deps-browser:
 # test certificates for SIP over TLS (openssl)
 # (MP3 hold music is decoded in-process by miniaudio: no decoder package).
 deps-sip:
-	@if [ ! -x /usr/bin/sipp ] || [ ! -x /usr/bin/baresip ] || [ ! -x /usr/bin/sox ] || [ ! -x /usr/bin/tshark ] || [ ! -x /usr/bin/openssl ]; then \
-		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends sip-tester baresip sox tshark openssl; \
+	@if [ ! -x /usr/bin/sipp ] || [ ! -x /usr/bin/baresip ] || [ ! -x /usr/bin/sox ] || [ ! -x /usr/bin/tshark ] || [ ! -x /usr/bin/openssl ] || [ ! -x /usr/sbin/dnsmasq ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends sip-tester baresip sox tshark openssl dnsmasq-base; \
 	fi
 
 test: lint typecheck deps-browser deps-sip

@@ -16,7 +16,7 @@ dropped, and counted in `stats`.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from random import Random
 
 from .call_leg import LegState
@@ -124,7 +124,7 @@ class SipEndpoint:
             self._pump(now)
             while (leg := core.leg_deadlines.pop_due(now)) is not None:
                 if leg.outbound:
-                    self._outbound.on_deadline(leg)
+                    self._outbound.on_deadline(leg, now)
                 else:
                     self._inbound.on_deadline(leg, now)
             while (due := core.ext_deadlines.pop_due(now)) is not None:
@@ -144,9 +144,10 @@ class SipEndpoint:
             self._internal_error(exc)
 
     def transport_failed(self, destination: Destination, now: float) -> None:
-        """What was sent to `destination` could not be delivered (TCP/TLS: connection refused,
-        TLS handshake failed, a registration flow gone): its transactions end, and a dial there
-        fails with 503 (RFC 3261 8.1.3.1) instead of waiting for Timer B."""
+        """What was sent to `destination` could not be delivered (RFC 3261 17.1.4, 18.4: a UDP
+        send refused by the OS; TCP/TLS: connection refused, TLS handshake failed, a registration
+        flow gone): its transactions end, and a dial there moves on to its next server (RFC 3263
+        4.3) or fails with 503 (8.1.3.1) at once instead of waiting for Timer B."""
         try:
             self._core.tl.transport_failed(destination, now)
             self._pump(now)
@@ -182,14 +183,37 @@ class SipEndpoint:
         offer_sdp: SessionDescription,
         now: float,
         caller_name: str | None = None,
+        destinations: Sequence[Destination] = (),
     ) -> None:
         """Call target: a SipURI (direct), a registered account name, or an E.164 number (via the
         trunk). The outcome arrives as events. Raises ValueError for a leg id in use or a caller
-        id that cannot be a SIP user part."""
+        id that cannot be a SIP user part.
+
+        `destinations`: the servers located for the target (RFC 3263, done by the caller: the
+        endpoint does no DNS), best first; the INVITE goes to the first and fails over to the
+        next (`EndpointConfig.failover`). Empty: the target's own address, or the trunk's proxy."""
         self._outbound.dial(
-            leg_id, target, caller_id=caller_id, offer_sdp=offer_sdp, now=now, caller_name=caller_name
+            leg_id,
+            target,
+            caller_id=caller_id,
+            offer_sdp=offer_sdp,
+            now=now,
+            caller_name=caller_name,
+            destinations=destinations,
         )
         self._pump(now)
+
+    def resume_redirect(self, leg_id: str, destinations: Sequence[Destination], now: float) -> None:
+        """Answer a `TargetLookupNeeded`: the servers found for the redirect target, best first
+        (empty: none). Ignored for a leg that is gone or not waiting."""
+        leg = self._core.legs.get(leg_id)
+        if leg is None or not leg.outbound:
+            return
+        try:
+            self._outbound.resume_redirect(leg, destinations, now)
+            self._pump(now)
+        except Exception as exc:
+            self._internal_error(exc)
 
     def hangup(self, leg_id: str, now: float) -> bool:
         """End a leg: CANCEL (outbound, unanswered), 480 (inbound, unanswered) or BYE. False for
@@ -383,9 +407,9 @@ class SipEndpoint:
         if self._core.session_timers.owns(leg, event.key):
             self._core.session_timers.on_timeout(leg, now)  # RFC 4028 10: our refresh went unanswered
         elif event.timer == "B" and event.key == leg.invite_key:
-            self._outbound.on_timeout(leg)
+            self._outbound.on_timeout(leg, now)
         elif event.timer == "transport" and event.key == leg.invite_key and leg.outbound:
-            self._outbound.on_transport_error(leg)
+            self._outbound.on_transport_error(leg, now)
         elif event.timer in ("F", "transport") and leg.state is LegState.TERMINATING:
             self._core.finish(leg, leg.outcome or LegEnded(leg.leg_id, EndReason.LOCAL))
         elif event.timer == "L" and leg.state is LegState.CONFIRMED:

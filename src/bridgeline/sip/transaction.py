@@ -52,18 +52,24 @@ class Transport(StrEnum):
 
 
 class Target(NamedTuple):
-    """A destination over a given transport. Host and port come first so `dest[0]` and `dest[1]`
-    read the same on a `Target` and on a UDP `Address`. `reuse_only`: reachable only over a
+    """A destination over a byte stream (TCP or TLS); a UDP destination is a plain `(host, port)`.
+    Build either with `destination()`, so each place has one spelling. Host and port come first
+    so `dest[0]` and `dest[1]` read the same on both. `reuse_only`: reachable only over a
     connection that is already open (a phone's registration flow, or the source of a request we
-    received): when it is gone, sending fails at once instead of dialling an ephemeral port."""
+    received): when it is gone, sending fails at once instead of dialling an ephemeral port.
+    `tls_name`: the name the peer's TLS certificate must carry when it is not `host`: the domain
+    that was looked up to find this address (RFC 5922 4.1: not the SRV target's name)."""
 
     host: str
     port: int
-    transport: Transport = Transport.UDP
+    transport: Transport
     reuse_only: bool = False
+    tls_name: str | None = None
 
     @property
     def connection_key(self) -> tuple[Transport, str, int]:
+        """One connection per transport and remote address, whatever name it was checked for (a
+        Record-Route naming the same address reuses it)."""
         return self.transport, self.host, self.port
 
 
@@ -71,11 +77,14 @@ Destination = Address | Target
 """Where a message goes: a plain `(host, port)` is UDP (what every UDP-only call site passes)."""
 
 
-def destination(transport: Transport, host: str, port: int, *, reuse_only: bool = False) -> Destination:
-    """The destination for (transport, host, port), e.g. an RFC 3263 target: plain for UDP."""
+def destination(
+    transport: Transport, host: str, port: int, *, reuse_only: bool = False, tls_name: str | None = None
+) -> Destination:
+    """The destination for (transport, host, port), e.g. a located RFC 3263 server: plain for UDP.
+    `tls_name` is kept for TLS only (the name the certificate is checked against)."""
     if transport is Transport.UDP:
         return host, port
-    return Target(host, port, transport, reuse_only)
+    return Target(host, port, transport, reuse_only, tls_name if transport is Transport.TLS else None)
 
 
 def transport_of(dest: Destination) -> Transport:

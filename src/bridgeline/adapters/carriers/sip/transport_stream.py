@@ -4,7 +4,9 @@ The pure `SipEndpoint` addresses a stream message to a `Target` (transport, host
 keeps one connection per such key. A message for a key with an open connection goes over it (a
 response over the connection its request came on, 18.2.2; a request to a peer over the one
 already open to it); otherwise the connection is dialled, unless the target is reuse-only (a
-request's source, a phone's registration flow), which fails at once. Bytes read are cut into
+request's source, a phone's registration flow), which fails at once. A TLS peer's certificate is
+checked against the target's `tls_name` (the domain an RFC 3263 lookup started from), else the
+host dialled. Bytes read are cut into
 messages by the pure `StreamFramer` and handed up with the connection as their source.
 
 Every failure is a log line and a counter in `stats`, never an exception: a refused or failed
@@ -212,7 +214,7 @@ class SipStreamTransport:
             )
             self._unreachable(target)
             return
-        connection = _Connection(Target(target.host, target.port, target.transport), pending=[data])
+        connection = _Connection(target._replace(reuse_only=False), pending=[data])
         self._connections[key] = connection
         connection.task = self._spawn(self._dial(connection))
 
@@ -243,7 +245,8 @@ class SipStreamTransport:
                     target.host,
                     target.port,
                     ssl=self._client_tls if tls else None,
-                    server_hostname=target.host if tls else None,
+                    # RFC 5922 4.1: the domain that was looked up (DNS), else the host dialled
+                    server_hostname=(target.tls_name or target.host) if tls else None,
                     ssl_handshake_timeout=self.limits.connect_timeout_s if tls else None,
                     limit=READ_CHUNK,
                 ),

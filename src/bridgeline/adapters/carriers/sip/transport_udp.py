@@ -29,6 +29,7 @@ log = structlog.get_logger(__name__)
 
 EventHandler = Callable[[EndpointEvent], None]
 RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
+_MAX_FAILOVER_ROUNDS = 8  # sends retried after transport errors in one flush; the rest at the next
 
 
 class SipUdpTransport(asyncio.DatagramProtocol):
@@ -42,6 +43,11 @@ class SipUdpTransport(asyncio.DatagramProtocol):
         self._timer_at: float | None = None
         self._loop = asyncio.get_running_loop()
         self.streams: SipStreamTransport | None = None  # TCP/TLS, when configured
+        # Where the datagram being sent goes: a failed sendto reaches error_received synchronously
+        # without the address (asyncio, and uvloop for OS errors; uvloop raises ValueError for an
+        # address it cannot use); the endpoint is told (RFC 3261 18.4) and moves on.
+        self._sending_to: tuple[str, int] | None = None
+        self._send_failures: list[tuple[str, int]] = []
 
     @classmethod
     async def listen(
@@ -85,25 +91,45 @@ class SipUdpTransport(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable from a peer that went away: retransmission timers handle it.
-        log.debug("sip_socket_error", error=str(exc))
+        log.debug("sip_socket_error", error=str(exc), destination=self._sending_to)
+        if self._sending_to is not None:
+            self._send_failures.append(self._sending_to)
 
     def flush(self) -> None:
         """Send what the endpoint produced, deliver its events, and re-arm the timer."""
-        for data, destination in self.endpoint.datagrams_to_send():
-            if isinstance(destination, Target) and destination.transport.reliable:
-                if self.streams is not None:
-                    self.streams.send(data, destination)
-                else:
-                    log.warning("sip_stream_transport_off", transport=destination.transport.value)
-                    self._loop.call_soon(self.unreachable, destination)
-            elif self._transport is not None:
-                self._transport.sendto(data, (destination[0], destination[1]))
+        for _ in range(_MAX_FAILOVER_ROUNDS):
+            self._send()
+            if not self._send_failures:
+                break
+            failed, self._send_failures = self._send_failures, []
+            for destination in dict.fromkeys(failed):
+                self.endpoint.transport_failed(destination, self.now)  # next server, or the leg fails
         while (event := self.endpoint.next_event()) is not None:
             try:
                 self._on_event(event)
             except Exception:
                 log.exception("sip_event_handler_failed", kind=type(event).__name__)
         self._arm()
+
+    def _send(self) -> None:
+        for data, destination in self.endpoint.datagrams_to_send():
+            if isinstance(destination, Target):  # TCP/TLS: failures come back through `unreachable`
+                if self.streams is not None:
+                    self.streams.send(data, destination)
+                else:
+                    log.warning("sip_stream_transport_off", transport=destination.transport.value)
+                    self._loop.call_soon(self.unreachable, destination)
+                continue
+            if self._transport is None:
+                continue
+            host, port = destination
+            self._sending_to = (host, port)
+            try:
+                self._transport.sendto(data, (host, port))
+            except ValueError as exc:  # uvloop: an address of the other family, or a name
+                self.error_received(exc)
+            finally:
+                self._sending_to = None
 
     def _arm(self) -> None:
         deadline = self.endpoint.get_timer()
