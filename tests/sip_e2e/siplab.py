@@ -88,8 +88,9 @@ class Lab:
             substitutions["<!--BYE_ANSWER_PAUSE-->"] = f'<pause milliseconds="{bye_answer_ms}"/>'
         return self.sipp(name, "uas_play.xml", substitutions=substitutions, ring_ms=ring_ms)
 
-    def baresip(self, name: str, freq: int, *, account: str | None = None) -> Baresip:
-        phone = Baresip(self.procs, self.ports, self.work, name, self.tones.s16(freq), account=account)
+    def baresip(self, name: str, freq: int, *, account: str | None = None, **kwargs: Any) -> Baresip:
+        wav = self.tones.s16(freq)
+        phone = Baresip(self.procs, self.ports, self.work, name, wav, account=account, **kwargs)
         self.baresips.append(phone)
         return phone
 

@@ -10,6 +10,7 @@ from .endpoint_core import ACCEPT, ALLOW, ALLOWED_METHODS, EndpointCore
 from .events import EndReason, LegEnded, MediaUpdated
 from .message import Method, Request
 from .offer_answer import NegotiationError, read_answer
+from .sdes import SrtpParams
 from .sdp import SdpParseError, parse_sdp
 from .transaction import RequestReceived
 
@@ -71,7 +72,7 @@ class InDialog:
             if not is_invite:
                 core.respond(request, 200, now, headers=headers)  # a session refresh
                 return
-            offer = fresh_offer(leg.local_sdp, leg.codecs)
+            offer = fresh_offer(leg.local_sdp, leg.codecs, _keys(leg))
             leg.local_sdp = offer
             leg.offer_in_2xx = (request.cseq.seq, offer)
             self._track_reinvite(leg, event)
@@ -82,12 +83,14 @@ class InDialog:
             core.respond(request, 415, now, headers=[("Accept", ACCEPT)])
             return
         try:
-            answer, media = answer_new_offer(leg.local_sdp, parse_sdp(request.body), leg.codecs)
+            answer, media = answer_new_offer(leg.local_sdp, parse_sdp(request.body), leg.codecs, _keys(leg))
         except SdpParseError:
             core.respond(request, 400, now, reason="Bad Session Description")
             return
-        except NegotiationError:
-            core.respond(request, 488, now)  # RFC 3264 8: the old session stays as it was
+        except NegotiationError as exc:
+            # RFC 3264 8: the old session stays as it was. Warning 399 says why (RFC 3261 20.43).
+            warning = f'399 {core.sent_by[0]} "{_quotable(str(exc))}"'
+            core.respond(request, 488, now, headers=[("Warning", warning)])
             return
         leg.local_sdp = answer
         leg.media = media
@@ -127,6 +130,10 @@ class InDialog:
             return
         leg.media = media
         core.emit(MediaUpdated(leg.leg_id, media))
+
+
+def _keys(leg: CallLeg) -> SrtpParams | None:
+    return leg.media.srtp if leg.media is not None else None
 
 
 def _quotable(text: str) -> str:

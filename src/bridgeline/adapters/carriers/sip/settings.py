@@ -4,14 +4,17 @@
 listen: 127.0.0.1:5060          # overridden by --sip-listen
 domain: bridgeline.local        # digest realm, From host
 rtp: {host: 127.0.0.1, ports: 20000-20999}   # and the limits below (docs/security.md)
+srtp: "off"                     # SDES-SRTP for calls not covered below: required | offered | off
 endpoints:                      # agents' phones: they REGISTER with these credentials
   alice: alice-secret
+  bob: {password: bob-secret, srtp: required}   # calls to and from bob must be encrypted
 trunk:                          # where E.164 numbers are dialed
   proxy: 127.0.0.1:5080
   domain: trunk.example.com
   username: bridgeline
   password: trunk-secret
   caller_id: "+14150000000"
+  srtp: offered                 # default: the top-level srtp
 redirects:                      # 3xx answers to our INVITEs (docs/sip.md, docs/security.md)
   max: 3                        # new INVITEs per leg; 0: never follow
   allowed_targets: [trunk.example.com, "10.0.0.7:5060"]   # default: the trunk's domain and proxy host
@@ -35,6 +38,7 @@ from bridgeline.core.identifiers import check_id
 from bridgeline.core.model import Role
 from bridgeline.sip.events import EndpointConfig, TrunkConfig
 from bridgeline.sip.redirect import DEFAULT_MAX_REDIRECTS, RedirectPolicy, parse_allowed_targets
+from bridgeline.sip.sdes import SrtpPolicy
 
 
 def parse_host_port(text: str, default_port: int) -> tuple[str, int]:
@@ -48,6 +52,11 @@ def parse_host_port(text: str, default_port: int) -> tuple[str, int]:
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _yaml_off(value: Any) -> Any:
+    """YAML 1.1 reads an unquoted `off` as false: take it as the policy meant."""
+    return SrtpPolicy.OFF.value if value is False else value
 
 
 class RtpSettings(_Strict):
@@ -86,6 +95,18 @@ class TrunkSettings(_Strict):
     username: str | None = None
     password: str | None = None
     caller_id: str = "bridgeline"
+    srtp: SrtpPolicy | None = None  # None: SipSettings.srtp
+
+    _srtp_off = field_validator("srtp", mode="before")(_yaml_off)
+
+
+class EndpointSettings(_Strict):
+    """An endpoint given as a mapping rather than just its password."""
+
+    password: str
+    srtp: SrtpPolicy | None = None  # None: SipSettings.srtp
+
+    _srtp_off = field_validator("srtp", mode="before")(_yaml_off)
 
 
 class RedirectSettings(_Strict):
@@ -120,14 +141,45 @@ class SipSettings(_Strict):
     listen: str = "127.0.0.1:5060"
     domain: str = "bridgeline.local"
     rtp: RtpSettings = RtpSettings()
-    endpoints: dict[str, str] = Field(default_factory=dict)
+    # SDES-SRTP (docs/sip.md): for calls to and from endpoints and the trunk without a setting of
+    # their own, and for calls to other SIP URIs.
+    srtp: SrtpPolicy = SrtpPolicy.OFF
+    endpoints: dict[str, str | EndpointSettings] = Field(default_factory=dict)
     trunk: TrunkSettings | None = None
     redirects: RedirectSettings = RedirectSettings()
     inbound: list[InboundRoute] = Field(default_factory=list)
 
+    _srtp_off = field_validator("srtp", mode="before")(_yaml_off)
+
     @property
     def listen_address(self) -> tuple[str, int]:
         return parse_host_port(self.listen, 5060)
+
+    def endpoint_srtp(self, username: str) -> SrtpPolicy:
+        entry = self.endpoints.get(username)
+        own = entry.srtp if isinstance(entry, EndpointSettings) else None
+        return own or self.srtp
+
+    def trunk_srtp(self) -> SrtpPolicy:
+        own = self.trunk.srtp if self.trunk is not None else None
+        return own or self.srtp
+
+    def srtp_for_dial(self, target: str) -> SrtpPolicy:
+        """The policy of a dial target as the endpoint routes it (`sip/outbound.py`): an endpoint's
+        name, else an E.164 number through the trunk, else the default."""
+        if target in self.endpoints:
+            return self.endpoint_srtp(target)
+        if self.trunk is not None and not target.lower().startswith(("sip:", "sips:")):
+            return self.trunk_srtp()
+        return self.srtp
+
+    def srtp_for_inbound(self, account: str | None, source_host: str) -> SrtpPolicy:
+        """An inbound call's policy: the authenticated endpoint's, the trunk's, else the default."""
+        if account is not None:
+            return self.endpoint_srtp(account)
+        if self.trunk is not None and source_host == parse_host_port(self.trunk.proxy, 5060)[0]:
+            return self.trunk_srtp()
+        return self.srtp
 
     def endpoint_config(self) -> EndpointConfig:
         trunk = None
@@ -142,7 +194,10 @@ class SipSettings(_Strict):
         return EndpointConfig(
             local_address=self.listen_address,
             domain=self.domain,
-            accounts=dict(self.endpoints),
+            accounts={
+                name: entry.password if isinstance(entry, EndpointSettings) else entry
+                for name, entry in self.endpoints.items()
+            },
             trunk=trunk,
             redirects=self.redirect_policy(),
         )
