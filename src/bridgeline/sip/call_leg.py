@@ -42,6 +42,7 @@ class CallLeg:
     codecs: list[Codec] = field(default_factory=list)  # what we can do: from our first offer/answer
     dialog: Dialog | None = None
     media: MediaParams | None = None
+    srtp: SrtpParams | None = None  # the session's SRTP keys, which re-offers must keep (RFC 4568)
     auth: DigestAuth | None = None
     auth_rounds: int = 0
     trying_seen: bool = False

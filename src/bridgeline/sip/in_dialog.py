@@ -93,7 +93,7 @@ class InDialog:
             core.respond(request, 488, now, headers=[("Warning", warning)])
             return
         leg.local_sdp = answer
-        leg.media = media
+        leg.media, leg.srtp = media, media.srtp
         if is_invite:
             self._track_reinvite(leg, event)
         headers.append(("Content-Type", "application/sdp"))
@@ -128,12 +128,12 @@ class InDialog:
                 core.send_bye(leg, LegEnded(leg.leg_id, EndReason.BAD_ANSWER), now, reason=cause)
             # A re-INVITE's: keep sending as before; the peer may send a new offer.
             return
-        leg.media = media
+        leg.media, leg.srtp = media, media.srtp
         core.emit(MediaUpdated(leg.leg_id, media))
 
 
 def _keys(leg: CallLeg) -> SrtpParams | None:
-    return leg.media.srtp if leg.media is not None else None
+    return leg.srtp
 
 
 def _quotable(text: str) -> str:

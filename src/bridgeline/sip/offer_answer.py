@@ -228,6 +228,19 @@ def read_answer(offer: SessionDescription, answer: SessionDescription) -> MediaP
     raise NegotiationError("the answer accepted no audio stream")
 
 
+def agreed_keys(offer: SessionDescription, answer: SessionDescription) -> SrtpParams | None:
+    """For the answerer: the keys of the stream its answer accepted with a crypto line, seen from
+    its side (local: the answer's key, remote: the offer's line with the same tag)."""
+    for theirs, ours in zip(offer.media, answer.media, strict=False):
+        answered = crypto_lines(ours.attribute_values("crypto")) if ours.port else []
+        for crypto in answered:
+            offered = crypto_lines(theirs.attribute_values("crypto"))
+            match = next((c for c in offered if c.tag == crypto.tag and c.suite is crypto.suite), None)
+            if match is not None:
+                return SrtpParams(crypto.suite, crypto.key, match.key)
+    return None
+
+
 def _answered_keys(ours: Media, theirs: Media) -> SrtpParams | None:
     """The keys an answer agreed to: its crypto line must carry the tag and suite of one of ours."""
     offered = crypto_lines(ours.attribute_values("crypto"))

@@ -287,7 +287,7 @@ class Outbound:
             core.send_bye(leg, LegFailed(leg.leg_id, 488, FailReason.FAILED), now)
             return
         leg.state = LegState.CONFIRMED
-        leg.media = media
+        leg.media, leg.srtp = media, media.srtp
         core.emit(LegAnswered(leg.leg_id, media, answer))
 
     def _refuse_fork(self, leg: CallLeg, response: Response, now: float) -> None:
