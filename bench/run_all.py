@@ -47,7 +47,7 @@ FIGURES: dict[str, tuple[list[str], float]] = {
     ),
     # 2,000 calls held up, then the sipp steps and API -> INVITE; and the same with none (~4 min).
     "held": (["bench_sip_held.py", "--held", "2000", "--rates", "100,200,300,400", "--step", "5"], 600),
-    "rtp": (["bench_rtp_legs.py", "--budget", "160", "--run", "6"], 400),
+    "rtp": (["bench_rtp_legs.py", "--budget", "200", "--run", "6"], 480),
     "outbox": (["bench_outbox.py", "--pending", "100000", "--measure", "8", "--rounds", "3"], 600),
     "tick": (["bench_tick_isolation.py", "--phase", "15"], 300),
 }
@@ -219,6 +219,22 @@ class Report(TickReport):
                 " legs/core",
                 f"{pct(by_n)} (by N); {pct(by_cpu)} (by CPU)",
                 ">= 1,000 legs/core with < 1% late, and >= 60% of the relay (by CPU)",
+                ok,
+            )
+        srtp, plain = s.get("engine, 2-party, SRTP"), s.get("engine, 2-party")
+        if srtp and plain:
+            ratio = srtp.get("vs_plain_by_cpu")
+            ok = (ratio or 0) >= 0.8
+            any_unmet |= not ok
+            self.row(
+                "SRTP legs per core, 2-party conferences (AES_CM_128_HMAC_SHA1_80, SDES)",
+                f"{legs(srtp['largest_legs_under_1pct_late'], srtp['ladder_top'])} legs with < 1% late ticks;"
+                f" {n1(srtp['cpu_us_per_leg_tick'])} us CPU per leg-tick ="
+                f" {n0(srtp['legs_per_core_by_cpu'])} legs/core by CPU",
+                f"plain RTP, same run: {n1(plain['cpu_us_per_leg_tick'])} us ="
+                f" {n0(plain['legs_per_core_by_cpu'])} legs/core",
+                f"{pct(ratio)} (by CPU)",
+                ">= 80% of plain RTP legs per core (by CPU)",
                 ok,
             )
         if any_unmet:

@@ -4,6 +4,7 @@ never latch the leg or move its latch (the open-network protections of media/leg
 
 from __future__ import annotations
 
+import gc
 import random
 
 import numpy as np
@@ -211,3 +212,10 @@ def test_unusable_keys_are_refused_at_connect() -> None:
             )
     with pytest.raises(SrtpRefused):
         SrtpContext(keys()).unprotect(b"")
+
+
+def test_a_context_dropped_by_its_owner_still_protects() -> None:
+    # The methods are closures over libsrtp's context: they must keep it alive on their own.
+    protect = SrtpContext(keys()).protect
+    gc.collect()
+    assert len(protect(bytes([0x80, 0, 0, 1]) + bytes(168))) == 182

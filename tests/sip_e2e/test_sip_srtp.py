@@ -10,6 +10,10 @@ The server requires SRTP by default here, and from the trunk (every loopback cal
 from __future__ import annotations
 
 import dataclasses
+import os
+import socket
+import struct
+import time
 import wave
 from typing import Any
 
@@ -38,11 +42,14 @@ def others(*heard: int) -> list[int]:
     return [f for f in ALL_TONES if f not in heard]
 
 
-def srtp_phone(lab: Lab, name: str, freq: int, *, mediaenc: str = "srtp-mand", **kwargs: Any) -> Baresip:
-    """An auto-answering baresip that encrypts its media and records what it hears in <dir>/rec."""
+def srtp_phone(
+    lab: Lab, name: str, freq: int, *, mediaenc: str = "srtp-mand", sip_port: int | None = None
+) -> Baresip:
+    """An auto-answering baresip that encrypts its media (`mediaenc`: srtp-mand is RTP/SAVP only,
+    srtp best effort) and records what it decodes in <work>/rec-<name>."""
     rec = lab.work / f"rec-{name}"
     rec.mkdir()
-    port = kwargs.pop("sip_port", None) or lab.ports.take(2)
+    port = sip_port or lab.ports.take(2)
     account = f"<sip:{name}@127.0.0.1:{port}>;regint=0;answermode=auto;audio_codecs=PCMU;mediaenc={mediaenc}"
     extra = SRTP_MODULES + f"snd_path {rec}\n"
     return lab.baresip(name, freq, account=account, sip_port=port, extra_config=extra)
@@ -87,6 +94,8 @@ def test_a_run_dials_two_srtp_phones_that_hear_each_other_over_encrypted_media(l
     lab.run(phlo, agent=agent.uri, customer=customer.uri)
     view = lab.connected(phlo, agent.uri, hears=[customer.uri])
     lab.connected(phlo, customer.uri, hears=[agent.uri])
+    dropped_before = lab.server.metrics().get("bridgeline_sip_srtp_auth_failed_total", 0)
+    spray_forgeries(lab.server.rtp_range)  # while they talk: none may be heard or latch a leg
     talking = lab.listen(1.5)
     hang_up_all(lab, phlo, view["mpc_uuid"], agent.uri, customer.uri)
     agent.wait_event("CALL_CLOSED")
@@ -96,6 +105,20 @@ def test_a_run_dials_two_srtp_phones_that_hear_each_other_over_encrypted_media(l
     assert_hears(recorded(customer), [TONE_A], others(TONE_A))
     assert_not_g711_of(lab, agent, TONE_B, talking)
     assert_not_g711_of(lab, customer, TONE_A, talking)
+    assert lab.server.metrics()["bridgeline_sip_srtp_auth_failed_total"] - dropped_before >= 40
+    assert lab.server.stderr().count("srtp_packets_dropped") >= 1
+
+
+def spray_forgeries(ports: range) -> None:
+    """Forged SRTP (an RTP header, G.711 and a made-up tag) at every RTP port of the server, a
+    burst of 20 per port from a foreign socket."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        for n in range(20):
+            for port in ports[::2]:
+                header = struct.pack("!BBHII", 0x80, 0, 40000 + n, n * 160, 0x0BAD0BAD)
+                sock.sendto(header + bytes(160) + os.urandom(10), ("127.0.0.1", port))
+            time.sleep(0.02)
 
 
 def test_an_srtp_caller_is_answered_with_a_key_of_ours_and_hears_the_agent(lab: Lab) -> None:

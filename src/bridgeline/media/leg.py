@@ -285,7 +285,7 @@ class Leg:
         counters = self.counters
         srtp = self.srtp
         if srtp is not None and self.connected:
-            if is_rtcp(data):  # SRTCP multiplexed on the RTP port (RFC 5761)
+            if len(data) > 1 and 192 <= data[1] <= 223:  # SRTCP multiplexed on the port (RFC 5761)
                 self.rtcp_received(data, addr, now)
                 return
             try:
@@ -393,10 +393,14 @@ class Leg:
             # _emit inlined: this runs for every leg on every tick.
             b1 = self.payload_type | 0x80 if self._marker else self.payload_type
             packet = _HEADER.pack(0x80, b1, self._seq, ts, self.ssrc) + codes
-            if self.srtp is not None:
-                self._send_protected(packet, dest)
-            else:
+            srtp = self.srtp
+            if srtp is None:
                 self._out.append((self.leg_id, packet, dest))
+            else:
+                try:
+                    self._out.append((self.leg_id, srtp.protect(packet), dest))
+                except SrtpRefused:
+                    self.counters.srtp_protect_failed += 1  # the sequence number still advances: a gap
             self._marker = False
             self._seq = (self._seq + 1) & 0xFFFF
             self.counters.packets_out += 1
