@@ -16,7 +16,8 @@ The engine runs pinned to one core and the sender to the other (bench/benchkit.p
 core" means one core. Modes: 2-party, 10-party and 100-party conferences (the last at N=100 is one
 100-party conference), 2-party conferences over SRTP (AES_CM_128_HMAC_SHA1_80: the sender protects
 every packet, the engine unprotects and protects; to compare with plain 2-party in the same run),
-and the echo relay baseline. --profile-dir also samples one run with py-spy.
+and the echo relay baseline. With both 2-party modes, plain and SRTP runs are then alternated at
+one N (--pair-legs, 3 pairs) for their ratio. --profile-dir also samples one run with py-spy.
 
 Bounded: every run lasts --run seconds, and no run starts after --budget seconds.
 Run: OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/bench_rtp_legs.py [--budget 180] [--run 4] [--out f.json]
@@ -359,6 +360,54 @@ MODES: dict[str, tuple[int, Callable[[int, float], Awaitable[Result]]]] = {
 }
 
 
+PAIR_LEGS, PAIRS = 300, 3
+
+
+async def srtp_pairs(legs: int, run_s: float, pairs: int) -> dict[str, Any]:
+    """Plain and SRTP runs alternated at one N, `pairs` times: on a shared machine the load drifts
+    between the ladders, while neighbouring runs see about the same. The ratio is of the medians
+    of CPU per leg-tick (late runs included: at this N both modes normally keep up; say if not)."""
+    runs: dict[str, list[Result]] = {"plain": [], "srtp": []}
+    for _ in range(pairs):
+        runs["plain"].append(await run_engine(legs, 2, run_s))
+        runs["srtp"].append(await run_engine(legs, 2, run_s, srtp=True))
+        for r in (runs["plain"][-1], runs["srtp"][-1]):
+            print(r.row().replace("| engine", "| pair: engine", 1), file=sys.stderr, flush=True)
+    medians = {k: float(np.median([r.cpu_us_per_leg_tick for r in v])) for k, v in runs.items()}
+    return {
+        "runs": {k: [asdict(r) | {"late_pct": round(r.late_pct, 3)} for r in v] for k, v in runs.items()},
+        "summary": {
+            "legs": legs,
+            "pairs": pairs,
+            "plain_cpu_us_per_leg_tick": round(medians["plain"], 1),
+            "srtp_cpu_us_per_leg_tick": round(medians["srtp"], 1),
+            "ratio_by_cpu": round(medians["plain"] / medians["srtp"], 3),
+            "max_late_pct": round(max(r.late_pct for v in runs.values() for r in v), 2),
+        },
+    }
+
+
+def srtp_vs_plain(results: list[Result], summary: dict[str, Any]) -> None:
+    """SRTP legs per core as a share of plain ones, same run: CPU per leg-tick compared at the
+    largest N that both modes carried cleanly (< 1% late, full packet rate). A run that fell behind
+    skips ticks and so spends less per leg-tick: such runs are not compared."""
+    clean: dict[str, dict[int, float]] = {}
+    for r in results:
+        if r.late_pct < 1 and r.pps_in >= 0.95 * 50 * r.legs:
+            best = clean.setdefault(r.label, {})
+            best[r.legs] = min(best.get(r.legs, math.inf), r.cpu_us_per_leg_tick)
+    plain, srtp = clean.get("engine, 2-party", {}), clean.get("engine, 2-party, SRTP", {})
+    common = sorted(set(plain) & set(srtp))
+    if common and "engine, 2-party, SRTP" in summary:
+        n = common[-1]
+        summary["engine, 2-party, SRTP"]["vs_plain"] = {
+            "legs": n,
+            "plain_cpu_us_per_leg_tick": round(plain[n], 1),
+            "srtp_cpu_us_per_leg_tick": round(srtp[n], 1),
+            "ratio_by_cpu": round(plain[n] / srtp[n], 3),
+        }
+
+
 async def profile_tick(legs: int, party: int, run_s: float, out: Path) -> dict[str, Any]:
     """One engine run sampled by py-spy (it pauses this process per sample: not a measured run)."""
     proc = kit.start_profile(os.getpid(), run_s, out, rate=100)
@@ -375,6 +424,7 @@ async def main(
     profile_dir: Path | None,
     ladder: tuple[int, ...] = LADDER,
     only: str | None = None,
+    pair_legs: int = PAIR_LEGS,
 ) -> dict[str, Any]:
     kit.pin_self(kit.SERVER_CPU)  # the engine's core; the sender pins itself to the other one
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -439,10 +489,11 @@ async def main(
             "cpu_us_per_leg_tick": None if cost is None else round(cost, 1),
             "legs_per_core_by_cpu": None if cost is None else round(20_000 / cost),
         }
-    plain, srtp = summary.get("engine, 2-party", {}), summary.get("engine, 2-party, SRTP", {})
-    if plain.get("legs_per_core_by_cpu") and srtp.get("legs_per_core_by_cpu"):
-        # Same run, same machine: SRTP legs per core as a share of plain RTP legs per core.
-        srtp["vs_plain_by_cpu"] = round(srtp["legs_per_core_by_cpu"] / plain["legs_per_core_by_cpu"], 3)
+    srtp_vs_plain(results, summary)
+    pairs = None
+    if {"engine, 2-party", "engine, 2-party, SRTP"} <= modes.keys():
+        pairs = await srtp_pairs(pair_legs, run_s, PAIRS)
+        summary["engine, 2-party, SRTP"]["vs_plain_pairs"] = pairs["summary"]
     one_conf = [r for r in results if r.label == "engine, 100-party" and r.legs == 100]
     profiles: dict[str, Any] = {}
     if profile_dir is not None:
@@ -466,6 +517,7 @@ async def main(
         if one_conf
         else None,
         "profiles": profiles,
+        "srtp_pairs": pairs,
         "loadavg_start": load0,
         "loadavg_end": kit.loadavg(),
         "command": "OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/bench_rtp_legs.py"
@@ -506,7 +558,8 @@ if __name__ == "__main__":
         "--legs", default=None, help="comma-separated ladder of N (default: 200,500,1000,...)"
     )
     parser.add_argument("--only", default=None, help="comma-separated words: run the modes naming one")
+    parser.add_argument("--pair-legs", type=int, default=PAIR_LEGS, help="N of the plain/SRTP pairs")
     opts = parser.parse_args()
     steps = LADDER if opts.legs is None else tuple(int(n) for n in opts.legs.split(","))
     # The server's own event loop (uvloop where installed), for the engine and the relay baseline alike.
-    run_event_loop(main(opts.budget, opts.run, opts.out, opts.profile_dir, steps, opts.only))
+    run_event_loop(main(opts.budget, opts.run, opts.out, opts.profile_dir, steps, opts.only, opts.pair_legs))
