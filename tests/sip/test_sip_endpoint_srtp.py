@@ -78,5 +78,7 @@ def test_an_answer_without_the_required_keys_ends_the_outbound_call() -> None:
     net.flush()
     failed = node.last()
     assert isinstance(failed, LegFailed) and failed.status == 488, node.events
-    assert [r.method for r in phone.requests][-1] == "BYE"
+    bye = phone.requests[-1]
+    assert bye.method == "BYE"
+    assert 'cause=488;text="SRTP is required' in (bye.headers.get("Reason") or ""), bye
     assert_idle(net, node)

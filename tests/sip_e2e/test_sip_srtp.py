@@ -162,3 +162,4 @@ def test_a_callee_answering_without_keys_is_hung_up_on(lab: Lab) -> None:
     assert plain.received() == ["INVITE", "ACK", "BYE"], plain.received()
     lab.mpc(phlo).member(agent.uri).hangup()
     lab.assert_ended(phlo, mpc_uuid)
+    assert "sip_dial_media_not_acceptable" in lab.server.stderr()

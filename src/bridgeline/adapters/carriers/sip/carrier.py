@@ -278,6 +278,8 @@ class SipCarrier:
                 leg.answered = True
             self._report(event.leg_id, LegAnswered(event.leg_id))
         elif isinstance(event, sip.LegFailed):
+            if event.status == 488:  # the callee refused our offer, or we its answer (e.g. no SRTP keys)
+                log.warning("sip_dial_media_not_acceptable", leg_id=event.leg_id, status=488)
             reason = _FAIL_REASONS.get(event.reason)
             self._finish(event.leg_id, None if reason is None else LegFailed(event.leg_id, reason))
         elif isinstance(event, sip.LegEnded):
