@@ -366,7 +366,8 @@ PAIR_LEGS, PAIRS = 300, 3
 async def srtp_pairs(legs: int, run_s: float, pairs: int) -> dict[str, Any]:
     """Plain and SRTP runs alternated at one N, `pairs` times: on a shared machine the load drifts
     between the ladders, while neighbouring runs see about the same. The ratio is of the medians
-    of CPU per leg-tick (late runs included: at this N both modes normally keep up; say if not)."""
+    of CPU per leg-tick; `max_late_pct` says whether every run kept up (a run that fell behind
+    skips ticks and so spends less per leg-tick: the report then uses the ladders' equal-N figure)."""
     runs: dict[str, list[Result]] = {"plain": [], "srtp": []}
     for _ in range(pairs):
         runs["plain"].append(await run_engine(legs, 2, run_s))
