@@ -27,6 +27,7 @@ from typing import Any
 
 import benchkit as kit
 import numpy as np
+import wideband_cost
 
 from bridgeline.media import g711
 from bridgeline.media.jitter import JitterBuffer
@@ -188,6 +189,7 @@ def main(out: str | None) -> dict[str, Any]:
         "mixer": bench_mixer(),
         "batched_two_party": bench_batched(),
         "leg": bench_leg(),
+        "wideband": wideband_cost.measure(),  # G.722 legs against G.711 ones, same run
         "loadavg_start": load0,
         "loadavg_end": kit.loadavg(),
         "command": "OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/bench_media.py",

@@ -672,6 +672,27 @@ class Report(TickReport):
             " us.",
             "",
         ]
+        if m.get("wideband"):
+            lines += [
+                "G.722 (wideband) against G.711 (`bench/wideband_cost.py`, same run): 20 conferences of N"
+                " members, each leg fed one RTP packet per tick, then the tick; CPU microseconds per leg and"
+                " tick, best of 7 interleaved rounds, and legs per core (20 ms / that). `one G.722`: one"
+                " leg per conference speaks G.722, so the conference is mixed at 16 kHz and its G.711 legs"
+                " are resampled; `all G.722`: every leg is decoded and encoded by libg722.",
+                "",
+                "| N | G.711 µs (legs/core) | one G.722 µs (legs/core) | ratio | all G.722 µs (legs/core)"
+                " | ratio |",
+                "|---:|---:|---:|---:|---:|---:|",
+            ]
+            for w in m["wideband"]:
+                lines.append(
+                    f"| {w['members']} | {w['g711_us_per_leg_tick']} ({n0(w['g711_legs_per_core'])})"
+                    f" | {w['one_g722_us_per_leg_tick']} ({n0(w['one_g722_legs_per_core'])})"
+                    f" | {w['one_g722_ratio']}x"
+                    f" | {w['all_g722_us_per_leg_tick']} ({n0(w['all_g722_legs_per_core'])})"
+                    f" | {w['all_g722_ratio']}x |"
+                )
+            lines.append("")
         return lines
 
     def profiles_section(self) -> list[str]:

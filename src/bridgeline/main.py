@@ -130,6 +130,14 @@ def route_inbound_calls(carrier: Carrier, phlos: PhloCache, runs: RunService, ma
     sip.bind_inbound(on_inbound)
 
 
+def route_refer_transfers(carrier: Carrier, conferences: ConferenceService) -> None:
+    """A member's phone that sends REFER asks for the API's cold transfer (sip carrier only)."""
+    from bridgeline.adapters.carriers.sip.carrier import SipCarrier
+
+    if isinstance(carrier, SipCarrier):
+        carrier.bind_transfers(conferences.leg_cold_transfer)
+
+
 async def build(settings: Settings) -> Bridgeline:
     credentials, _ = load_or_create_credentials(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -143,6 +151,7 @@ async def build(settings: Settings) -> Bridgeline:
     phlos = PhloCache(store)  # one cache, so a deleted PHLO is forgotten for API and inbound calls alike
     if settings.carrier == "sip":  # not even imported otherwise: the sim server starts faster without it
         route_inbound_calls(carrier, phlos, runs, credentials.auth_id)
+        route_refer_transfers(carrier, conferences)
     egress = egress_policy(settings)
     # Enough pooled connections for every attempt in flight; beyond that httpx would queue them.
     limits = httpx.Limits(max_connections=settings.webhook_max_in_flight, max_keepalive_connections=20)

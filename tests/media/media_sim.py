@@ -13,9 +13,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
-from peer_audio import ToneSender, decoded, dominant_freq, level_at, peak_freqs, rms, spectrum
+from peer_audio import (
+    WIDE_RATE,
+    ToneSender,
+    WideTone,
+    decoded,
+    dominant_freq,
+    level_at,
+    peak_freqs,
+    rms,
+    spectrum,
+)
 
-from bridgeline.media import g711
+from bridgeline.media import g711, g722
 from bridgeline.media.leg import Address, LatchPolicy
 from bridgeline.media.player import ToneSource
 from bridgeline.media.rtp import RtpPacket
@@ -25,13 +35,14 @@ from bridgeline.media.srtp import SrtpContext, SrtpKeys
 __all__ = ["dominant_freq", "level_at", "peak_freqs", "rms", "spectrum"]
 
 RATE = 8000
-PCMU, PCMA = g711.PCMU, g711.PCMA
+PCMU, PCMA, G722 = g711.PCMU, g711.PCMA, g722.PAYLOAD_TYPE
 _ports = itertools.count(40000, 2)
 
 
 @dataclass(eq=False)
 class SimPeer(ToneSender):
-    """A phone: sends a G.711 tone (silence with freq None) and records the RTP it is sent."""
+    """A phone: sends a G.711 tone, or a 16 kHz one in G.722 (silence with freq None), and records
+    the RTP it is sent."""
 
     freq: float | tuple[float, ...] | None
     payload_type: int = PCMU
@@ -46,7 +57,18 @@ class SimPeer(ToneSender):
     wire: list[bytes] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.tone = ToneSource(self.freq) if self.freq is not None else None
+        if self.freq is None:
+            self.tone = None
+        elif self.payload_type == G722:
+            assert isinstance(self.freq, int | float), "a G.722 test phone sends one tone"
+            self.tone = WideTone(self.freq)
+        else:
+            self.tone = ToneSource(self.freq)
+
+    @property
+    def rate(self) -> int:
+        """The sample rate of what it hears (pcm_since): 16 kHz for G.722."""
+        return WIDE_RATE if self.payload_type == G722 else RATE
 
     def audio_packet(self) -> bytes:
         data = self.next_audio_packet().serialize()

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from media_peer import port_range
+from pydantic import ValidationError
 
 from bridgeline.adapters.carriers.sip.carrier import SipCarrier
 from bridgeline.adapters.carriers.sip.media_engine import LatchPolicy
@@ -59,7 +60,8 @@ async def carrier(trunk: socket.socket) -> AsyncIterator[tuple[SipCarrier, list[
     settings = SipSettings(
         listen=f"127.0.0.1:{_free_udp_port()}",
         rtp=RtpSettings(ports=f"{low}-{low + 1}", overload_retry_after_s=7),  # room for exactly one leg
-        trunk=TrunkSettings(proxy=f"127.0.0.1:{trunk.getsockname()[1]}", domain="trunk.test"),
+        # keepalive_s=0: the stand-in answers no OPTIONS, and each test reads what reaches it
+        trunk=TrunkSettings(proxy=f"127.0.0.1:{trunk.getsockname()[1]}", domain="trunk.test", keepalive_s=0),
     )
     sip = SipCarrier(settings)
     signals: list[tuple[str, LegSignal]] = []
@@ -155,3 +157,30 @@ def test_latching_settings_reach_the_media_engine() -> None:
     assert sip.media.latch == LatchPolicy(
         learning_window_s=1.5, relatch_silence_s=0.4, relatch_packets=3, refused_log_interval_s=2.5
     )
+
+
+def test_rtp_codecs_setting_defaults_to_g711_first_and_is_validated() -> None:
+    assert RtpSettings().codecs == ("PCMU", "PCMA", "G722")
+    assert RtpSettings(codecs=("g722", "PCMA")).codecs == ("G722", "PCMA")
+    for bad in (("G729",), (), ("PCMU", "PCMU")):
+        with pytest.raises(ValidationError):
+            RtpSettings(codecs=bad)
+
+
+async def test_the_invite_offers_the_codecs_setting_in_its_order(trunk: socket.socket) -> None:
+    low = _free_rtp_pair()
+    settings = SipSettings(
+        listen=f"127.0.0.1:{_free_udp_port()}",
+        rtp=RtpSettings(ports=f"{low}-{low + 1}", codecs=("G722", "PCMA")),
+        trunk=TrunkSettings(proxy=f"127.0.0.1:{trunk.getsockname()[1]}", domain="trunk.test"),
+    )
+    sip = SipCarrier(settings)
+    sip.bind(lambda conference_id, signal: None)
+    await sip.start()
+    try:
+        sip.dial(_request("leg-1"))
+        data = trunk.recv(65535)
+    finally:
+        await sip.stop()
+    assert f"m=audio {low} RTP/AVP 9 8 101\r\n".encode() in data
+    assert b"a=rtpmap:9 G722/8000\r\n" in data

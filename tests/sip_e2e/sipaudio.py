@@ -1,5 +1,6 @@
 """What a peer heard: the RTP that reached its media ports in a capture, decoded (G.711, with tables
-of our own rather than the server's codec) and measured by its spectrum.
+of our own rather than the server's codec; G.722 by libg722 itself, to 8 kHz, not through the
+server's glue) and measured by its spectrum.
 
 Every sound source in these tests is a pure tone of a distinct frequency (each phone says its own,
 and every kind of music is set to a tone by the node's settings), so "who hears whom" is the set of
@@ -12,12 +13,13 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import G722
 import numpy as np
 from numpy.typing import NDArray
 from sipkit import Datagram
 
 RATE = 8000
-PCMU, PCMA = 0, 8
+PCMU, PCMA, G722_PT = 0, 8, 9
 BAND_HZ = 25.0  # a tone's energy is counted within +/- this of its frequency
 HEARD_SHARE = 0.10  # a source is heard when its band holds at least this share of the energy
 ABSENT_SHARE = 0.02  # ... and not heard when it holds at most this share
@@ -81,12 +83,17 @@ def rtp_frames(
 
 
 def audio(frames: Iterable[RtpFrame], start: float, end: float) -> NDArray[np.float64]:
-    """The decoded samples of the G.711 packets captured in [start, end), in arrival order."""
-    chunks = [
-        DECODE[f.payload_type][np.frombuffer(f.payload, np.uint8)]
-        for f in frames
-        if start <= f.at < end and f.payload_type in DECODE
-    ]
+    """The decoded samples of the G.711 or G.722 packets captured in [start, end), in arrival order
+    (G.722 decoded at 8 kHz, libg722's narrowband output mode, so that every stretch has one rate)."""
+    wideband = G722.G722(8000, 64000, use_numpy=False)  # one stream's decoder state
+    chunks = []
+    for f in frames:
+        if not start <= f.at < end:
+            continue
+        if f.payload_type in DECODE:
+            chunks.append(DECODE[f.payload_type][np.frombuffer(f.payload, np.uint8)])
+        elif f.payload_type == G722_PT:
+            chunks.append(np.frombuffer(wideband.decode(f.payload), np.int16))
     return np.concatenate(chunks).astype(np.float64) if chunks else np.zeros(0)
 
 

@@ -267,9 +267,16 @@ class SipServer:
         self.port = self.ports.take()
         config = {
             "listen": self.sip_address,
-            "rtp": {"host": LOOPBACK, "ports": f"{self.rtp_range[0]}-{self.rtp_range[-1]}"},
             **self.config,
+            # the test's own rtp settings (a public_host) on top of the bound host and the port range
+            "rtp": {
+                "host": LOOPBACK,
+                "ports": f"{self.rtp_range[0]}-{self.rtp_range[-1]}",
+                **self.config.get("rtp", {}),
+            },
         }
+        if "trunk" in config:  # the scripted trunks answer one call, not OPTIONS keepalives
+            config["trunk"] = {"keepalive_s": 0, **config["trunk"]}
         self.root.mkdir(parents=True, exist_ok=True)
         config_path = self.root / "sip.yaml"
         config_path.write_text(json.dumps(config, indent=2))  # JSON is YAML
@@ -500,7 +507,8 @@ class BaresipControl:
 class Baresip:
     """An auto-answering baresip phone that says a WAV (16-bit, 8 kHz) and is driven over ctrl_tcp.
 
-    `account` is the accounts-file line; by default a phone reached directly at its own address.
+    `account` is the accounts-file line; by default a phone reached directly at its own address,
+    speaking `codecs` (baresip's audio_codecs: "PCMU", or "G722/16000/1" for a wideband phone).
     `sip_port`: one the test took beforehand (two in a row); `extra_config`: lines appended to the
     config file (more modules, their settings)."""
 
@@ -513,6 +521,7 @@ class Baresip:
         wav: Path,
         *,
         account: str | None = None,
+        codecs: str = "PCMU",
         timeout_s: int = 60,
         sip_port: int | None = None,
         extra_config: str = "",
@@ -532,7 +541,9 @@ class Baresip:
         )
         (self.dir / "config").write_text(config + extra_config)
         if account is None:
-            account = f"<sip:{name}@{LOOPBACK}:{self.sip_port}>;regint=0;answermode=auto;audio_codecs=PCMU"
+            account = (
+                f"<sip:{name}@{LOOPBACK}:{self.sip_port}>;regint=0;answermode=auto;audio_codecs={codecs}"
+            )
         (self.dir / "accounts").write_text(account + "\n")
         (self.dir / "contacts").write_text("")
         self.proc = procs.start(f"baresip-{name}", ["baresip", "-f", str(self.dir)], timeout_s=timeout_s)

@@ -13,7 +13,7 @@ import pytest
 from sipkit import Ports, SipServer
 from test_sip_robustness import invite
 
-ALLOW = b"\r\nAllow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER\r\n"
+ALLOW = b"\r\nAllow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER, PRACK, REFER\r\n"
 
 
 def sip_config(ports: Ports) -> dict[str, Any]:

@@ -65,7 +65,7 @@ def test_a_late_offer_call_is_connected_and_talks(lab: Lab) -> None:
     lab.assert_ended(phlo, view["mpc_uuid"], agent)
 
     ok = next(m for m in caller.received_messages() if m.startswith("SIP/2.0 200"))
-    assert re.search(r"^m=audio \d+ RTP/AVP 0 8 101\r?$", ok, re.MULTILINE), ok  # our offer
+    assert re.search(r"^m=audio \d+ RTP/AVP 0 8 9 101\r?$", ok, re.MULTILINE), ok  # our offer: rtp.codecs
     assert_hears(lab.heard(agent, talking), [TONE_B], others(TONE_B))  # the caller's audio
     assert_hears(lab.heard(caller, talking), [TONE_A], others(TONE_A))
     wait_for(lambda: lab.server.metrics()[PORTS_IN_USE] == 0, 5, "the RTP ports to be freed")

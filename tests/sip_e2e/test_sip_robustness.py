@@ -181,7 +181,9 @@ def malformed_burst(target: str, source: int, rng: random.Random) -> list[bytes]
         ("Contact: <sip:x@", "Contact: <sip:a@b>, <sip:x@"),
         ("Max-Forwards: 70", "Max-Forwards: -1"),
         ("Content-Type: application/sdp", "Content-Type: text/plain"),
-        ("Max-Forwards: 70", "Require: 100rel"),
+        ("Max-Forwards: 70", "Require: precondition"),  # 100rel and timer are implemented
+        ("Max-Forwards: 70", "Session-Expires: soon;refresher=uac"),
+        ("Max-Forwards: 70", "Min-SE: 99999999999999999999"),
         ("Max-Forwards: 70", "Header-Without-Colon"),
         ("Max-Forwards: 70", "X-Binary: \xff\xfe"),
     ]

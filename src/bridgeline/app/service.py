@@ -33,7 +33,7 @@ from bridgeline.app.records import (
 )
 from bridgeline.core import snapshot
 from bridgeline.core.audio import set_audio
-from bridgeline.core.commands import LegSignal, MemberAction, MpcAction
+from bridgeline.core.commands import LegColdTransfer, LegSignal, MemberAction, MpcAction
 from bridgeline.core.conference import Conference, ConferenceRules
 from bridgeline.core.effects import DialLeg, DropLeg, Effect, PlayMessage, Publish, SetAudio
 from bridgeline.core.errors import ActionRefused
@@ -206,6 +206,22 @@ class ConferenceService:
             )
         await self._apply(live, lambda conf, now: conf.handle(command, now))
         return live.meta.conference_id
+
+    async def leg_cold_transfer(self, conference_id: str, leg_id: str, to: str) -> None:
+        """A member's phone asked for a cold transfer (SIP REFER): applied like the API's, with the
+        same events and callbacks. Raises ActionRefused (the reason) when the conference refuses."""
+        live = self._live.get(conference_id)
+        if live is None:
+            raise ActionRefused("the conference has ended")
+        meta = live.meta
+
+        def step(conf: Conference, now: float) -> list[Effect]:
+            owner = self._by_address.get((meta.auth_id, meta.phlo_id, meta.node_id, to))
+            if owner is not None and owner != conf.conference_id:
+                raise ActionRefused(f"{to} is already in another live conference of this node")
+            return conf.handle(LegColdTransfer(leg_id, to), now)
+
+        await self._apply(live, step)
 
     def on_signal(self, conference_id: str, signal: LegSignal) -> None:
         """The carriers' sink: queue the signal behind the conference's other inputs."""

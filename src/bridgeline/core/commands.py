@@ -62,6 +62,16 @@ class AbortTransfer:
     address: str
 
 
+@dataclass(frozen=True, slots=True)
+class LegColdTransfer:
+    """The party on this leg asked, from its phone (SIP REFER), that its call go to `to`: the API's
+    cold transfer with this member as trigger_source, the target taking the member's role. Refused
+    (ActionRefused) like the API's when the member could not transfer."""
+
+    leg_id: str
+    to: str
+
+
 MpcAction = Call | WarmTransfer | ColdTransfer
 MemberAction = Hold | Unhold | Hangup | ResumeCall | VoicemailDrop | AbortTransfer
 
@@ -119,4 +129,4 @@ class LegMediaFailed:
 
 
 LegSignal = LegRinging | LegAnswered | LegFailed | LegHungUp | PlaybackFinished | LegDtmf | LegMediaFailed
-Command = MpcAction | MemberAction | LegSignal
+Command = MpcAction | MemberAction | LegSignal | LegColdTransfer

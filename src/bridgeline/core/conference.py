@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from bridgeline.core import audio, transfers
+from bridgeline.core.address import InvalidAddress, classify
 from bridgeline.core.commands import (
     AbortTransfer,
     Call,
@@ -33,6 +34,7 @@ from bridgeline.core.commands import (
     Hangup,
     Hold,
     LegAnswered,
+    LegColdTransfer,
     LegDtmf,
     LegFailed,
     LegHungUp,
@@ -295,6 +297,16 @@ class Conference:
     def _cold_transfer(self, command: ColdTransfer, now: float) -> None:
         transfers.cold_transfer(self._floor, command, now)
 
+    def _leg_cold_transfer(self, command: LegColdTransfer, now: float) -> None:
+        member = self.member_by_leg(command.leg_id)
+        if member is None or not member.live:
+            raise ActionRefused("the call asking for a transfer is not a member of this conference")
+        try:
+            classify(command.to)
+        except InvalidAddress as exc:
+            raise ActionRefused(str(exc)) from exc
+        transfers.cold_transfer(self._floor, ColdTransfer(command.to, member.role, member.address), now)
+
     def _resume_call(self, command: ResumeCall, now: float) -> None:
         transfers.resume_call(self._floor, command, now)
 
@@ -428,6 +440,7 @@ _HANDLERS: dict[type, Callable[[Conference, Any, float], None]] = {
     Call: Conference._call,
     WarmTransfer: Conference._warm_transfer,
     ColdTransfer: Conference._cold_transfer,
+    LegColdTransfer: Conference._leg_cold_transfer,
     Hold: Conference._hold,
     Unhold: Conference._unhold,
     Hangup: Conference._hangup,

@@ -16,13 +16,14 @@ trip, or decode many legs' frames in one array operation.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeAlias
 
 import numpy as np
 from numpy.typing import NDArray
 
-from bridgeline.media import g711
+from bridgeline.media import g711, g722
 from bridgeline.media.rtp import RtpPacket, ts_diff
 
 CLOCK_RATE = 8000
@@ -31,6 +32,8 @@ _TS_MASK = 0xFFFF_FFFF
 
 Codes: TypeAlias = tuple[int, bytes]  # (G.711 payload type, one byte per sample)
 Frame: TypeAlias = Codes | NDArray[np.int16]  # undecoded 20 ms packet, or samples
+# A wideband leg's stateful decoder (codes -> 16 kHz samples): its frames come out decoded, in order.
+WidebandDecoder: TypeAlias = Callable[[bytes], NDArray[np.int16]]
 
 
 def decode_frame(frame: Frame) -> NDArray[np.int16]:
@@ -67,6 +70,9 @@ class JitterBuffer:
         talkspurt; the next packet re-anchors playout (long silence suppression, restarted senders).
     payload_types: the negotiated audio payload types (PCMU 0, PCMA 8); each packet is decoded by
         its own type. Anything else (telephone-event, comfort noise) is counted and ignored.
+    wideband: a G.722 leg's decoder. Then G.722 (9) is the one payload type taken, buffered as
+        codes like G.711 (one byte per timestamp unit) and decoded when played, each frame once and
+        in order as ADPCM needs: frames come out as 320 samples at 16 kHz, never as codes.
     """
 
     def __init__(
@@ -77,6 +83,7 @@ class JitterBuffer:
         conceal_gains: tuple[float, ...] = (0.7, 0.35),
         idle_frames: int = 10,
         payload_types: tuple[int, ...] = (g711.PCMU, g711.PCMA),
+        wideband: WidebandDecoder | None = None,
     ) -> None:
         if not 0 <= delay_ms < max_delay_ms:
             raise ValueError("need 0 <= delay_ms < max_delay_ms")
@@ -85,6 +92,9 @@ class JitterBuffer:
         self._gains = conceal_gains
         self._idle_frames = max(idle_frames, len(conceal_gains) + 1)
         self._payload_types = frozenset(pt for pt in payload_types if g711.is_g711(pt))
+        self._wideband = wideband
+        if wideband is not None:
+            self._payload_types = frozenset({g722.PAYLOAD_TYPE})
         self.stats = JitterStats()
         self._ssrc: int | None = None
         self._pending: dict[int, Codes] = {}  # start timestamp -> (payload type, G.711 codes)
@@ -213,6 +223,8 @@ class JitterBuffer:
         else:
             frame = self._assemble(play) if self._pending else None
         if frame is not None:
+            if self._wideband is not None and type(frame) is tuple:
+                frame = self._wideband(frame[1])
             self._last = frame
             self._misses = 0
             self.stats.played += 1
@@ -227,8 +239,10 @@ class JitterBuffer:
         self._wait = self._prefill_ticks
         self._misses = 0
 
-    def _assemble(self, play: int) -> NDArray[np.int16] | None:
+    def _assemble(self, play: int) -> Frame | None:
         """Cut the frame starting at `play` out of whatever packets overlap it (10/30 ms ptime)."""
+        if self._wideband is not None:
+            return self._assemble_codes(play)
         frame: NDArray[np.int16] | None = None
         for start in list(self._pending):
             pt, codes = self._pending[start]
@@ -248,6 +262,31 @@ class JitterBuffer:
                 tail_start = (play + FRAME_SAMPLES) & _TS_MASK
                 self._pending.setdefault(tail_start, (pt, codes[FRAME_SAMPLES - offset :]))
         return frame
+
+    def _assemble_codes(self, play: int) -> Codes | None:
+        """_assemble for G.722: the codes are cut and joined, to be decoded in order. A gap (a lost
+        10 ms packet) repeats the codes before it rather than feed the decoder arbitrary bytes."""
+        codes = bytearray()
+        for start in sorted(self._pending, key=lambda ts: ts_diff(ts, play)):
+            pt, piece = self._pending[start]
+            offset = ts_diff(start, play)
+            if offset >= FRAME_SAMPLES:
+                break  # this and the rest are entirely in the future
+            del self._pending[start]
+            end = offset + len(piece)
+            if end <= len(codes):
+                continue  # entirely before what is assembled; stale leftovers
+            if offset > len(codes):
+                codes += (codes[-1:] or piece[:1]) * (offset - len(codes))
+            codes += piece[len(codes) - offset : FRAME_SAMPLES - offset]
+            if end > FRAME_SAMPLES:  # keep the tail for the next tick
+                tail_start = (play + FRAME_SAMPLES) & _TS_MASK
+                self._pending.setdefault(tail_start, (pt, piece[FRAME_SAMPLES - offset :]))
+        if not codes:
+            return None
+        if len(codes) < FRAME_SAMPLES:
+            codes += codes[-1:] * (FRAME_SAMPLES - len(codes))
+        return g722.PAYLOAD_TYPE, bytes(codes)
 
     def _conceal(self) -> NDArray[np.int16] | None:
         self._misses += 1

@@ -9,9 +9,9 @@ media comes from, but following every packet would let one datagram from anywher
 ("RTP bleed"). So a leg latches once, and packets from any other source are refused (counted, and
 reported as a `SourceRefused` event at most once per `LatchPolicy.refused_log_interval_s` for the
 whole runtime, never played or taken as DTMF):
-- a usable packet (G.711 or the negotiated telephone-event) from exactly the SDP address latches at
-  once, and for good: it even replaces a source learned earlier (so an attacker racing a peer that
-  is not behind NAT loses as soon as the peer speaks);
+- a usable packet (the leg's audio codec or the negotiated telephone-event) from exactly the SDP
+  address latches at once, and for good: it even replaces a source learned earlier (so an attacker
+  racing a peer that is not behind NAT loses as soon as the peer speaks);
 - until then, within `learning_window_s` of connect, the first usable packet's source latches (a
   peer behind NAT sends from another address than its SDP names);
 - a re-INVITE with a different routable SDP address reopens learning, as at connect;
@@ -36,10 +36,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from bridgeline.media import g711
+import numpy as np
+from numpy.typing import NDArray
+
+from bridgeline.media import g711, g722
 from bridgeline.media.dtmf import DtmfReceiver, TelephoneEvent, dtmf_events
-from bridgeline.media.jitter import JitterBuffer
+from bridgeline.media.jitter import Frame, JitterBuffer, decode_frame
 from bridgeline.media.player import AudioSource
+from bridgeline.media.resample import Downsampler, Upsampler
 from bridgeline.media.rtp import RtpPacket, RtpParseError, is_rtcp, parse_rtcp
 from bridgeline.media.srtp import Refusal, SrtpContext, SrtpKeys, SrtpRefused
 
@@ -50,6 +54,7 @@ FRAME_SAMPLES: Final = 160  # one 20 ms tick at 8 kHz; G.711 is one byte per sam
 _HEADER = struct.Struct("!BBHII")
 _UNROUTABLE: Final = frozenset({"0.0.0.0", "::"})  # RFC 2543-style hold address: send nothing
 _G711_SECOND_BYTE: Final = frozenset({g711.PCMU, g711.PCMA, 0x80 | g711.PCMU, 0x80 | g711.PCMA})  # +marker
+_G722_SECOND_BYTE: Final = frozenset({g722.PAYLOAD_TYPE, 0x80 | g722.PAYLOAD_TYPE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,8 +127,8 @@ class Counters:
 
 def check_media_params(payload_type: int, ptime_ms: int) -> None:
     """ValueError unless the leg's negotiated media is something the runtime can send."""
-    if not g711.is_g711(payload_type):
-        raise ValueError(f"payload type {payload_type} is not G.711 (PCMU 0 / PCMA 8)")
+    if not (g711.is_g711(payload_type) or payload_type == g722.PAYLOAD_TYPE):
+        raise ValueError(f"payload type {payload_type} is not G.711 (PCMU 0 / PCMA 8) or G.722 (9)")
     if not (10 <= ptime_ms <= 120 and ptime_ms % 10 == 0):
         raise ValueError(f"unsupported ptime {ptime_ms} ms (10..120, multiple of 10)")
 
@@ -163,6 +168,13 @@ class Leg:
         self._candidate_packets = 0
         self._rtcp_source: Address | None = None  # RTCP's own latch, on the RTP source's host
         self.jitter = JitterBuffer()
+        self._audio_second_byte = _G711_SECOND_BYTE  # the receive fast lane's audio types
+        # G.722 legs: the codec's per-leg state; in a wideband mix, G.711 legs' resamplers (made
+        # when first needed: an all-G.711 server never builds one).
+        self.g722: g722.G722Stream | None = None
+        self._up_in: Upsampler | None = None  # a G.711 leg's voice, to 16 kHz
+        self._down_out: Downsampler | None = None  # a wideband mix, to a G.711 leg
+        self._up_out: Upsampler | None = None  # 8 kHz material (messages, music), to a G.722 leg
         self.dtmf: DtmfReceiver | None = None
         self.event_pt: int | None = None  # the peer's telephone-event payload type, if negotiated
         self._dtmf_out: deque[TelephoneEvent] = deque()  # DTMF to send, one packet per tick
@@ -193,6 +205,13 @@ class Leg:
     ) -> None:
         check_media_params(payload_type, ptime_ms)
         self.srtp = None if srtp is None else SrtpContext(srtp)  # a new session: fresh contexts
+        wideband = payload_type == g722.PAYLOAD_TYPE
+        if wideband != self.wideband or (wideband and self.g722 is None):
+            # A new codec family: a new jitter buffer (codes of the old codec must not be decoded
+            # by the new one) and fresh codec state.
+            self.g722 = g722.G722Stream() if wideband else None
+            self.jitter = JitterBuffer(wideband=self.g722.decode if self.g722 is not None else None)
+            self._audio_second_byte = _G722_SECOND_BYTE if wideband else _G711_SECOND_BYTE
         self.payload_type = payload_type
         self.dtmf = DtmfReceiver(telephone_event_pt) if telephone_event_pt is not None else None
         self.event_pt = telephone_event_pt
@@ -296,7 +315,7 @@ class Leg:
         if (
             len(data) > 12
             and data[0] == 0x80  # version 2; no padding, extension or CSRCs
-            and data[1] in _G711_SECOND_BYTE
+            and data[1] in self._audio_second_byte
             and self.connected
             and data[1] & 0x7F != self.event_pt
             and addr == self._latched
@@ -322,7 +341,7 @@ class Leg:
             counters.ignored_in += 1
             return
         is_event = self.dtmf is not None and pt == self.dtmf.payload_type
-        if not (is_event or g711.is_g711(pt)):
+        if not (is_event or (pt == g722.PAYLOAD_TYPE if self.g722 is not None else g711.is_g711(pt))):
             counters.ignored_in += 1  # comfort noise, unnegotiated types: not evidence of the peer
             return
         # Symmetric RTP (RFC 4961): the peer may sit behind NAT or send from another port than its
@@ -360,6 +379,38 @@ class Leg:
             self.counters.malformed_in += 1
             return
         self.counters.rtcp_in += 1
+
+    # ---------------------------------------------------------------- codec
+    @property
+    def wideband(self) -> bool:
+        """The leg speaks G.722 (16 kHz audio): its conference mixes at 16 kHz."""
+        return self.payload_type == g722.PAYLOAD_TYPE
+
+    def encode_narrow(self, pcm: NDArray[np.int16]) -> bytes:
+        """One 8 kHz frame (160 samples) in the leg's codec: G.711 directly, G.722 upsampled."""
+        if self.g722 is None:
+            return g711.encode_array(self.payload_type, pcm).tobytes()
+        if self._up_out is None:
+            self._up_out = Upsampler()
+        return self.g722.encode(self._up_out.process(pcm))
+
+    def encode_wide(self, pcm: NDArray[np.int16]) -> bytes:
+        """One 16 kHz frame (320 samples) in the leg's codec: G.722 directly, G.711 through the
+        anti-alias filter."""
+        if self.g722 is not None:
+            return self.g722.encode(pcm)
+        if self._down_out is None:
+            self._down_out = Downsampler()
+        return g711.encode_array(self.payload_type, self._down_out.process(pcm)).tobytes()
+
+    def widen(self, frame: Frame) -> NDArray[np.int16]:
+        """A frame from this leg's jitter buffer as 16 kHz samples (a G.722 leg's already are)."""
+        samples = decode_frame(frame)
+        if len(samples) == g722.FRAME_SAMPLES:
+            return samples
+        if self._up_in is None:
+            self._up_in = Upsampler()
+        return self._up_in.process(samples)
 
     # ---------------------------------------------------------------- send
     def queue_dtmf(self, digit: str) -> bool:

@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bridgeline.media import g711
+from bridgeline.media.resample import Upsampler
 
 SAMPLE_RATE: Final = 8000
 FRAME_SAMPLES: Final = 160
@@ -40,6 +41,9 @@ class SharedSource:
         self._tick: int | None = None
         self._frame = _SILENCE
         self._codes: dict[int, bytes] = {}  # this tick's frame, encoded, by G.711 payload type
+        # For conferences mixed at 16 kHz: the frame upsampled, once per tick (one stream state).
+        self._upsampler: Upsampler | None = None
+        self._wide: NDArray[np.int16] | None = None
 
     @property
     def finished(self) -> bool:
@@ -51,7 +55,19 @@ class SharedSource:
             self._tick = tick
             self._frame = self.source.next_frame()
             self._codes.clear()
+            self._wide = None
         return self._frame
+
+    def wide_frame_at(self, tick: int) -> NDArray[np.int16]:
+        """frame_at(tick) upsampled to 16 kHz (320 samples), computed once per tick however many
+        wideband conferences hear it. The sources themselves stay 8 kHz (telephone-band music and
+        prompts: decoded files are resampled to 8 kHz once, when loaded)."""
+        frame = self.frame_at(tick)
+        if self._wide is None:
+            if self._upsampler is None:
+                self._upsampler = Upsampler()
+            self._wide = self._upsampler.process(frame)
+        return self._wide
 
     def codes_at(self, tick: int, payload_type: int) -> bytes:
         """The frame for `tick` encoded for a G.711 payload type: encoded once per tick and codec,

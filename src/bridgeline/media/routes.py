@@ -8,7 +8,10 @@ the row bookkeeping in the same place as the loops that read it.
 Routing changes compile each conference once (`ConferenceMix.configure`) into one of three
 shapes: direct (every leg hears at most one source: forwarded or re-encoded, no mixer), plain
 (everyone hears everyone else, no music: mixed with the other plain conferences of the same size
-in one `MixMinusBatch`), or mixed (its own `Mixer`). `layout.py` keeps them, with the legs in no
+in one `MixMinusBatch`), or mixed (its own `Mixer`). A conference with a wideband (G.722) leg is
+always mixed, at 16 kHz (`_tick_wideband`): G.711 legs' voices and the 8 kHz music are upsampled
+into it, and G.711 listeners get their rows through the anti-alias filter; all-G.711 conferences
+keep the 8 kHz paths unchanged. `layout.py` keeps them, with the legs in no
 conference, flattened into a `TickLayout` that the tick walks without looking legs up by id.
 """
 
@@ -22,7 +25,7 @@ from numpy.typing import NDArray
 
 from bridgeline.core.effects import LegAudio
 from bridgeline.core.model import Music
-from bridgeline.media import g711
+from bridgeline.media import g711, g722
 from bridgeline.media.batch_mix import encode_rows
 from bridgeline.media.jitter import FRAME_SAMPLES, Frame, decode_frame
 from bridgeline.media.leg import Leg
@@ -36,6 +39,7 @@ __all__ = ["ConferenceMix", "run_tick"]
 
 _MUSIC_KEY: Final = "\x00music:"  # mixer keys for music; leg ids never start with NUL
 _SILENT_FRAME = np.zeros(160, dtype=np.int16)
+_SILENT_WIDE = np.zeros(g722.FRAME_SAMPLES, dtype=np.int16)
 _SILENT_CODES: Final = {pt: g711.encode_array(pt, _SILENT_FRAME).tobytes() for pt in (g711.PCMU, g711.PCMA)}
 
 
@@ -56,10 +60,15 @@ class ConferenceMix:
         # Everyone hears everyone else, no music (3 members or more): mixed with the other plain
         # conferences of the same size in one batch, not by its own mixer.
         self.plain = False
+        self.wideband = False  # mixed at 16 kHz: some leg speaks G.722
 
-    def configure(self, legs: tuple[LegAudio, ...], music: Mapping[Music, SharedSource]) -> None:
-        """Compile the members' routes (and their music: a kind missing from `music` is silent)."""
-        self.legs, self.music = legs, music
+    def configure(
+        self, legs: tuple[LegAudio, ...], music: Mapping[Music, SharedSource], wideband: bool = False
+    ) -> None:
+        """Compile the members' routes (and their music: a kind missing from `music` is silent);
+        `wideband`: some leg speaks G.722, so the conference is mixed at 16 kHz."""
+        self.legs, self.music, self.wideband = legs, music, wideband
+        self.mixer.frame_samples = g722.FRAME_SAMPLES if wideband else FRAME_SAMPLES
         members = {la.leg_id for la in legs}
         routes: dict[str, set[str]] = {}
         sources: dict[str, SharedSource] = {}
@@ -72,9 +81,12 @@ class ConferenceMix:
                 heard.add(key)
             routes[la.leg_id] = heard
         self.plain = (
-            not sources and len(routes) > 2 and all(len(h) == len(routes) - 1 for h in routes.values())
+            not wideband
+            and not sources
+            and len(routes) > 2
+            and all(len(h) == len(routes) - 1 for h in routes.values())
         )
-        if self.plain or all(len(heard) <= 1 for heard in routes.values()):
+        if self.plain or (not wideband and all(len(heard) <= 1 for heard in routes.values())):
             self.direct = (
                 None
                 if self.plain
@@ -103,15 +115,24 @@ def run_tick(layout: TickLayout, legs: dict[str, Leg], n: int) -> list[Leg]:
     for batch in layout.batches:
         _tick_batch(batch, finished)
     for conf in layout.mixed.values():
-        _tick_mixed(conf, legs, n, finished)
+        if conf.wideband:
+            _tick_wideband(conf, legs, n, finished)
+        else:
+            _tick_mixed(conf, legs, n, finished)
     for leg in layout.loose.values():
         if leg.connected:
             leg.jitter.pop_frame()  # keep its playout clock running; nobody hears it
         if leg.message is not None:
             _send_message(leg, finished)
         else:
-            leg.send_tick(_SILENT_CODES[leg.payload_type])
+            leg.send_tick(_silence(leg))
     return finished
+
+
+def _silence(leg: Leg) -> bytes:
+    """A silent frame in the leg's codec (G.722's encoder has state: it encodes the silence)."""
+    codes = _SILENT_CODES.get(leg.payload_type)
+    return leg.encode_narrow(_SILENT_FRAME) if codes is None else codes
 
 
 def _tick_direct(layout: TickLayout, n: int, finished: list[Leg]) -> None:
@@ -214,10 +235,38 @@ def _tick_mixed(conf: ConferenceMix, legs: dict[str, Leg], n: int, finished: lis
             leg.send_tick(codes[out_row].tobytes())
 
 
+def _tick_wideband(conf: ConferenceMix, legs: dict[str, Leg], n: int, finished: list[Leg]) -> None:
+    """_tick_mixed at 16 kHz: every input widened (G.722 decoded, G.711 and music upsampled), every
+    output encoded by its listener's own codec state (G.722 is stateful; G.711 is filtered down)."""
+    inputs = conf.mixer.inputs
+    for leg_id, row in conf.leg_rows:
+        leg = legs.get(leg_id)
+        frame = leg.jitter.pop_payload() if leg is not None and leg.connected else None
+        if frame is None or leg is None:
+            inputs[row].fill(0)
+        else:
+            inputs[row] = leg.widen(frame)
+    for source, row in conf.music_rows:
+        inputs[row] = source.wide_frame_at(n)  # shared: upsampled once per tick runtime-wide
+    out = conf.mixer.mix_inputs()
+    for leg_id, out_row in conf.outputs:
+        leg = legs.get(leg_id)
+        if leg is None:
+            continue
+        if leg.message is not None:
+            _send_message(leg, finished)
+        elif leg.silent:
+            leg.send_tick(b"")  # nothing is sent: spare the encoder
+        elif out_row is None:
+            leg.send_tick(leg.encode_wide(_SILENT_WIDE))
+        else:
+            leg.send_tick(leg.encode_wide(out[out_row]))
+
+
 def _send_message(leg: Leg, finished: list[Leg]) -> None:
     message = leg.message
     assert message is not None
-    leg.send_tick(g711.encode_array(leg.payload_type, message.next_frame()).tobytes())
+    leg.send_tick(leg.encode_narrow(message.next_frame()))
     if message.finished:
         leg.message = None
         finished.append(leg)  # the runtime reports it with the leg's message token

@@ -22,7 +22,7 @@ along the audio routes: to every leg that hears the sender, except a leg hearing
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -200,8 +200,9 @@ class MediaRuntime:
         ptime_ms: int = 20,
         srtp: SrtpKeys | None = None,
     ) -> None:
-        """Start media after SDP negotiation (ValueError for a non-G.711 payload type, odd ptime or
-        unusable SRTP keys); `now` starts the learning window; `srtp`: protect and check every packet."""
+        """Start media after SDP negotiation (ValueError for a payload type other than G.711's or
+        G.722's, an odd ptime or unusable SRTP keys); `now` starts the learning window; `srtp`:
+        protect and check every packet."""
         self._leg(leg_id).connect(remote, payload_type, telephone_event_pt, send, ptime_ms, now, srtp)
         self._relayout(leg_id)  # the payload type picks the batch's encodings
 
@@ -236,7 +237,16 @@ class MediaRuntime:
         if cid is None:
             self._layout.sync_leg(leg_id)
         else:
-            self._layout.place(self._confs[cid])
+            conf = self._confs[cid]
+            wideband = self._wideband(la.leg_id for la in conf.legs)
+            if wideband != conf.wideband:  # a G.722 leg came or went: the mix rate changes
+                conf.configure(conf.legs, conf.music, wideband)
+            self._layout.place(conf)
+
+    def _wideband(self, leg_ids: Iterable[str]) -> bool:
+        """Some of the legs speaks G.722: their conference is mixed at 16 kHz."""
+        legs = self._legs
+        return any(leg.wideband for leg in map(legs.get, leg_ids) if leg is not None)
 
     def _leg(self, leg_id: str) -> Leg:
         leg = self._legs.get(leg_id)
@@ -285,7 +295,7 @@ class MediaRuntime:
             self._hold_music(shared)  # before releasing the old: a source kept is never forgotten
             if old is not None:
                 self._release_music(old.music)
-            conf.configure(tuple(new.values()), shared)
+            conf.configure(tuple(new.values()), shared, self._wideband(new))
             layout.place(conf)
         for key in self._unused:  # the music nobody plays any more (since this or another change)
             if key not in self._music_users and key in self._wrapped:
@@ -321,7 +331,7 @@ class MediaRuntime:
             self._member_of.pop(leg_id, None)
         remaining = tuple(la for la in conf.legs if la.leg_id not in leg_ids)
         if remaining:
-            conf.configure(remaining, conf.music)
+            conf.configure(remaining, conf.music, self._wideband(la.leg_id for la in remaining))
             self._layout.place(conf)
         else:
             del self._confs[conference_id]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from .dialog import Dialog, DialogId
 from .digest import DigestAuth
@@ -16,6 +17,11 @@ from .sdes import OFF, SrtpConfig, SrtpParams, SrtpPolicy
 from .sdp import Direction, SessionDescription
 from .transaction import Address, TransactionKey
 from .uri import SipURI
+
+if TYPE_CHECKING:
+    from .refer import ReferState
+    from .reliable_provisional import UacReliable, UasReliable
+    from .session_timer import Agreement, SessionTimer
 
 
 class LegState(StrEnum):
@@ -63,6 +69,17 @@ class CallLeg:
     redirect_queue: list[SipURI] = field(default_factory=list)
     tried_targets: set[str] = field(default_factory=set)
     redirects: int = 0
+    # RFC 3262 (reliable_provisional.py): our reliable 18x and its PRACK (inbound), the early
+    # dialogs we PRACK in, the answer a PRACKed 18x carried, and the CSeq our PRACKs used (outbound).
+    uas_reliable: UasReliable | None = None
+    uac_reliable: UacReliable | None = None
+    reliable_answer: SessionDescription | None = None
+    early_local_seq: int = 0
+    # RFC 4028 (session_timer.py): what we grant the inbound INVITE, and the running timer.
+    session_agreement: Agreement | None = None
+    session_timer: SessionTimer | None = None
+    session_retried: bool = False  # our INVITE was sent again after a 422 (once)
+    refer: ReferState | None = None  # RFC 3515: the REFER this leg sent, until its last NOTIFY
 
 
 _STATUS_REASONS = {

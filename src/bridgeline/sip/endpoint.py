@@ -21,10 +21,14 @@ from .endpoint_core import ACCEPT, ALLOW, EndpointCore
 from .events import EndpointConfig, EndpointEvent, EndReason, LegEnded
 from .in_dialog import InDialog
 from .inbound import Inbound
+from .keepalive import TrunkKeepalive
 from .malformed import bad_request
 from .message import MAX_MESSAGE_SIZE, Method, is_keepalive, new_tag
+from .option_tags import unsupported_tags
 from .outbound import Outbound
+from .reliable_provisional import PRACK_TIMER, ReliableProvisionals
 from .sdp import SessionDescription
+from .session_timer import Refusal, SessionTimers
 from .transaction import (
     AckReceived,
     Address,
@@ -40,15 +44,18 @@ from .transaction import (
 from .uri import SipURI
 
 _KNOWN_METHODS = frozenset(m.value for m in Method)
-_NO_DIALOG_METHODS = frozenset({"BYE", "INFO", "UPDATE", "PRACK"})  # only make sense in a dialog
+_NO_DIALOG_METHODS = frozenset({"BYE", "INFO", "UPDATE", "PRACK", "REFER"})  # only make sense in a dialog
 
 
 class SipEndpoint:
     def __init__(self, config: EndpointConfig, rng: Random) -> None:
         self._core = core = EndpointCore(config, rng)
+        core.reliable = ReliableProvisionals(core)
+        core.session_timers = SessionTimers(core)
         self._outbound = Outbound(core)
         self._inbound = Inbound(core)
-        self._in_dialog = InDialog(core)
+        self._in_dialog = InDialog(core, self._inbound.answer)
+        self._keepalive = TrunkKeepalive(core)  # OPTIONS pings of the trunk proxy, when configured
         self.last_error: str | None = None  # repr of the last internal error, for diagnosis
 
     @property
@@ -80,8 +87,10 @@ class SipEndpoint:
         best = core.tl.get_timer()  # asked after every datagram: heaps, no scans on this path
         for deadline in (
             core.leg_deadlines.get_timer(),
+            core.ext_deadlines.get_timer(),
             core.registrar.next_expiry(),
             core.auth.next_expiry(),
+            self._keepalive.get_timer(),
         ):
             if deadline is not None and (best is None or deadline < best):
                 best = deadline
@@ -114,9 +123,18 @@ class SipEndpoint:
                     self._outbound.on_deadline(leg)
                 else:
                     self._inbound.on_deadline(leg, now)
+            while (due := core.ext_deadlines.pop_due(now)) is not None:
+                leg, kind = due
+                if core.legs.get(leg.leg_id) is not leg:
+                    continue
+                if kind == PRACK_TIMER:
+                    core.reliable.on_timer(leg, now)
+                else:
+                    core.session_timers.on_timer(leg, now)
             for event in core.registrar.expire(now):
                 core.emit(event)
             core.auth.expire(now)
+            self._keepalive.handle_timer(now)
             self._pump(now)
         except Exception as exc:
             self._internal_error(exc)
@@ -187,6 +205,26 @@ class SipEndpoint:
         self._pump(now)
         return done
 
+    def answer_refer(self, leg_id: str, status: int, now: float, reason: str | None = None) -> bool:
+        """Answer a `TransferRequested`: 202 (then NOTIFY "100 Trying") or a 3xx-6xx refusal with
+        `reason` as its phrase. False if the leg or its REFER is gone."""
+        done = self._in_dialog.refer.answer(leg_id, status, reason, now)
+        self._pump(now)
+        return done
+
+    def notify_refer(
+        self, leg_id: str, status: int, now: float, reason: str | None = None, *, final: bool = True
+    ) -> bool:
+        """Report an accepted transfer's progress to the referrer (NOTIFY, message/sipfrag)."""
+        done = self._in_dialog.refer.notify(leg_id, status, reason, now, final=final)
+        self._pump(now)
+        return done
+
+    @property
+    def trunk_up(self) -> bool:
+        """False once the trunk missed `keepalive_down_after` OPTIONS pings in a row (keepalive.py)."""
+        return self._keepalive.up
+
     def lookup(self, username: str, now: float) -> SipURI | None:
         """The URI an account is reachable at now (its freshest registration), or None."""
         return self._core.registrar.lookup(username, now)
@@ -201,6 +239,8 @@ class SipEndpoint:
             "transactions": len(core.tl),
             "bindings": len(core.registrar),
             "nonces": len(core.auth),
+            "extension_timers": len(core.ext_deadlines),
+            "keepalive_pings": self._keepalive.sizes(),
         }
 
     # --- transaction-layer events ---------------------------------------------------------------
@@ -211,6 +251,11 @@ class SipEndpoint:
 
     def _dispatch(self, event: Event, now: float, data: bytes | None, source: Address | None) -> None:
         core = self._core
+        if isinstance(event, ProvisionalReceived | FinalReceived | TimedOut | Terminated) and (
+            self._keepalive.owns(event.key)
+        ):
+            self._keepalive.on_event(event)
+            return
         if isinstance(event, RequestReceived):
             core.stats["requests"] += 1
             self._on_request(event, now)
@@ -241,15 +286,15 @@ class SipEndpoint:
         try:
             if method == "CANCEL":
                 self._inbound.on_cancel(event, now)
-            elif (required := request.headers.get("Require")) is not None:
-                # RFC 3261 8.2.2.3: we implement no extension a peer could require (100rel, timer...).
-                core.respond(request, 420, now, headers=[("Unsupported", required)])
+            elif unknown := unsupported_tags(request, core.supported):
+                # RFC 3261 8.2.2.3: an extension we do not implement (or have switched off).
+                core.respond(request, 420, now, headers=[("Unsupported", ", ".join(unknown))])
             elif request.to_addr.tag is not None:
                 self._in_dialog.on_request(event, now)
             elif not isinstance(request.uri, SipURI):
                 core.respond(request, 416, now)
             elif method == "INVITE":
-                self._inbound.on_invite(event, now)
+                self._on_invite(event, now)
             elif method == "REGISTER":
                 self._inbound.on_register(event, now)
             elif method == "OPTIONS":
@@ -265,24 +310,51 @@ class SipEndpoint:
             self.last_error = repr(exc)
             core.respond(request, 400, now)
 
+    def _on_invite(self, event: RequestReceived, now: float) -> None:
+        """A new INVITE: its session timer values are checked first (RFC 4028 8.1: 422 or 400)."""
+        core = self._core
+        agreement = core.session_timers.negotiate(event.request)
+        if isinstance(agreement, Refusal):
+            core.stats["session_timer_refusals"] += 1
+            status, reason = agreement.status, agreement.reason
+            core.respond(event.request, status, now, headers=agreement.headers, reason=reason)
+            return
+        self._inbound.on_invite(event, now)
+        leg = core.leg_for_key(event.key)
+        if leg is not None and leg.invite is event.request:
+            leg.session_agreement = agreement
+            core.reliable.start_uas(leg)
+
     def _on_response(self, event: ProvisionalReceived | FinalReceived, now: float) -> None:
-        leg = self._core.leg_for_key(event.key)
+        core = self._core
+        leg = core.leg_for_key(event.key)
         response = event.response
+        if leg is not None and core.session_timers.owns(leg, event.key):
+            core.session_timers.on_response(leg, response, now)
+            return
         if leg is None or not leg.outbound or event.key != leg.invite_key:
             # A BYE finishing, or a CANCEL's answer (the INVITE gets its own final response).
             if leg is not None and response.status >= 200 and response.cseq.method == "BYE":
                 self._core.finish(leg, leg.outcome or LegEnded(leg.leg_id, EndReason.LOCAL))
             return
         if isinstance(event, ProvisionalReceived):
-            self._outbound.on_provisional(leg, response, now)
-        else:
-            self._outbound.on_final(leg, response, now)
+            if core.reliable.on_provisional(leg, response, now):
+                self._outbound.on_provisional(leg, response, now)
+            return
+        if response.status == 422 and core.session_timers.retry_too_small(leg, response, now):
+            return
+        was_confirmed = leg.state is LegState.CONFIRMED
+        self._outbound.on_final(leg, response, now)
+        if not was_confirmed and leg.state is LegState.CONFIRMED and response.status < 300:
+            core.session_timers.start_outbound(leg, response, now)
 
     def _on_timeout(self, event: TimedOut, now: float) -> None:
         leg = self._core.leg_for_key(event.key)
         if leg is None:
             return
-        if event.timer == "B" and event.key == leg.invite_key:
+        if self._core.session_timers.owns(leg, event.key):
+            self._core.session_timers.on_timeout(leg, now)  # RFC 4028 10: our refresh went unanswered
+        elif event.timer == "B" and event.key == leg.invite_key:
             self._outbound.on_timeout(leg)
         elif event.timer == "F" and leg.state is LegState.TERMINATING:
             self._core.finish(leg, leg.outcome or LegEnded(leg.leg_id, EndReason.LOCAL))

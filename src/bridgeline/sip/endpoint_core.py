@@ -11,14 +11,16 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Iterable
 from random import Random
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from .call_leg import CallLeg, LegState
 from .dialog import Dialog, DialogError, DialogId
 from .events import EndpointConfig, EndpointEvent
 from .headers import NameAddress, Via
+from .keyed_deadlines import KeyedDeadlines
 from .leg_timers import LegDeadlines
 from .message import Request, Response, make_response, new_branch, new_tag
+from .option_tags import RELIABLE_PROVISIONAL, SESSION_TIMER
 from .registrar import Registrar
 from .server_auth import DigestServer
 from .syntax import Params, unbracket
@@ -26,7 +28,22 @@ from .transaction import DEFAULT_PORT, Address, TransactionKey, TransactionState
 from .transaction_layer import TransactionLayer
 from .uri import URI, SipURI
 
-ALLOWED_METHODS: Final = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "INFO", "UPDATE", "REGISTER")
+if TYPE_CHECKING:
+    from .reliable_provisional import ReliableProvisionals
+    from .session_timer import SessionTimers
+
+ALLOWED_METHODS: Final = (
+    "INVITE",
+    "ACK",
+    "CANCEL",
+    "BYE",
+    "OPTIONS",
+    "INFO",
+    "UPDATE",
+    "REGISTER",
+    "PRACK",
+    "REFER",
+)
 ALLOW: Final = ", ".join(ALLOWED_METHODS)
 ACCEPT: Final = "application/sdp"
 
@@ -53,11 +70,19 @@ class EndpointCore:
         self.registrar = Registrar(config.registration)
         self.legs: dict[str, CallLeg] = {}
         self.leg_deadlines = LegDeadlines(self.legs)  # set leg deadlines only through it
+        # PRACK retransmissions and session refreshes, keyed (leg, kind); `drop` disarms them.
+        self.ext_deadlines: KeyedDeadlines[tuple[CallLeg, str]] = KeyedDeadlines()
+        self.supported = frozenset(
+            ([RELIABLE_PROVISIONAL] if config.reliable_provisionals else [])
+            + ([SESSION_TIMER] if config.session_timers.enabled else [])
+        )
+        self.reliable: ReliableProvisionals  # set by SipEndpoint (they need this core)
+        self.session_timers: SessionTimers
         self.by_txn: dict[TransactionKey, str] = {}
         self.by_dialog: dict[DialogId, str] = {}
         self.events: deque[EndpointEvent] = deque()
         self.stats: Counter[str] = Counter()
-        host, port = config.local_address
+        host, port = config.public_address or config.local_address  # what peers must reach (NAT)
         self.sent_by = (host_for_uri(host), port)
         self.contact = NameAddress(SipURI(self.sent_by[0], user=config.contact_user, port=port))
 
@@ -70,6 +95,11 @@ class EndpointCore:
 
     def ua_headers(self) -> list[tuple[str, str]]:
         return [("User-Agent", self.config.user_agent)]
+
+    def supported_headers(self) -> list[tuple[str, str]]:
+        """Supported: the extensions we implement and have switched on (100rel, timer)."""
+        tags = [tag for tag in (RELIABLE_PROVISIONAL, SESSION_TIMER) if tag in self.supported]
+        return [("Supported", ", ".join(tags))] if tags else []
 
     def hop(self, leg: CallLeg) -> Address:
         """Next hop for in-dialog requests: the first Record-Route hop if the dialog has one, else
@@ -168,6 +198,14 @@ class EndpointCore:
 
     def drop(self, leg: CallLeg) -> None:
         self.legs.pop(leg.leg_id, None)
+        for kind in ("prack", "session"):
+            self.ext_deadlines.arm((leg, kind), None)
+        timer = leg.session_timer
+        if timer is not None and timer.in_flight and timer.refresh_key is not None:
+            # A refresh INVITE left in Proceeding has no timer of its own (no Timer C here).
+            self.tl.abandon(timer.refresh_key)
+        if leg.refer is not None and leg.refer.request is not None:
+            self.tl.abandon(leg.refer.key)  # an undecided REFER of a call that ended (refer.py)
         for key in leg.keys:
             if self.by_txn.get(key) == leg.leg_id:
                 del self.by_txn[key]

@@ -37,6 +37,7 @@ class EndReason(StrEnum):
     REMOTE = "remote"  # the peer's BYE or CANCEL
     TIMEOUT = "timeout"  # no ACK for our 2xx, or an inbound call left unanswered too long
     BAD_ANSWER = "bad_answer"  # the ACK to our offer in the 2xx had no usable answer: we sent BYE
+    SESSION_EXPIRED = "session_expired"  # RFC 4028: no session refresh in time; we sent BYE
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +133,25 @@ class Unregistered:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class TransferRequested:
+    """The peer sent REFER in this leg's dialog (RFC 3515): it asks that its call go to `target` (a
+    blind transfer). Answer with `SipEndpoint.answer_refer`, then report with `notify_refer`."""
+
+    leg_id: str
+    target: SipURI
+    referred_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TrunkStatus:
+    """The trunk proxy stopped answering our OPTIONS keepalives (`misses` in a row), or answers
+    again. Reported on each change only."""
+
+    up: bool
+    misses: int
+
+
 EndpointEvent = (
     LegTrying
     | LegRinging
@@ -142,6 +162,8 @@ EndpointEvent = (
     | MediaUpdated
     | Registered
     | Unregistered
+    | TransferRequested
+    | TrunkStatus
 )
 
 
@@ -155,6 +177,9 @@ class TrunkConfig:
     username: str | None = None
     password: str | None = None
     from_user: str = "bridgeline"  # caller id when dial() is given none
+    keepalive_interval: float = 0.0  # s between OPTIONS pings to the proxy; 0: none (keepalive.py)
+    keepalive_timeout: float = 5.0  # s: a ping unanswered this long is a miss
+    keepalive_down_after: int = 3  # misses in a row that mark the trunk down
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +190,17 @@ class RegistrationLimits:
     minimum: int = 60  # shorter (non-zero) requests get 423 Interval Too Brief
     maximum: int = 7200  # longer ones are clamped
     max_bindings: int = 10  # per user, so one account cannot grow the table without bound
+
+
+@dataclass(frozen=True, slots=True)
+class SessionTimerSettings:
+    """RFC 4028 session timers, in seconds. `min_se` below 90 breaks RFC 4028 section 4's floor
+    (settings.py allows it for tests only); `session_expires` is what we ask for and the most we
+    grant when the peer asks for more."""
+
+    enabled: bool = True
+    session_expires: int = 1800
+    min_se: int = 90
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,3 +219,6 @@ class EndpointConfig:
     incoming_timeout: float = 180.0  # an unanswered inbound call gets 480 after this
     registration: RegistrationLimits = RegistrationLimits()
     redirects: RedirectPolicy = field(default_factory=RedirectPolicy)  # the 3xx targets dials follow
+    reliable_provisionals: bool = True  # RFC 3262 100rel/PRACK: advertised, PRACKed, honoured
+    session_timers: SessionTimerSettings = SessionTimerSettings()  # RFC 4028
+    public_address: Address | None = None  # NAT: Via sent-by and Contact; the socket stays local

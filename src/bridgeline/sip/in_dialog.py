@@ -1,8 +1,11 @@
 """Requests inside an existing dialog (RFC 3261 section 12.2.2, 14, 15): BYE, re-INVITE and UPDATE
-offers (RFC 3264 section 8, RFC 3311), INFO, OPTIONS, and the ACK for our 2xx.
+offers (RFC 3264 section 8, RFC 3311) which also refresh session timers (RFC 4028), PRACK
+(RFC 3262), INFO, OPTIONS, and the ACK for our 2xx.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from .call_leg import CallLeg, LegState, answer_new_offer, fresh_offer
 from .dialog import dialog_id_of
@@ -10,14 +13,20 @@ from .endpoint_core import ACCEPT, ALLOW, ALLOWED_METHODS, EndpointCore
 from .events import EndReason, LegEnded, MediaUpdated
 from .message import Method, Request
 from .offer_answer import NegotiationError, read_answer
+from .refer import Refer
 from .sdes import SrtpParams
-from .sdp import SdpParseError, parse_sdp
+from .sdp import SdpParseError, SessionDescription, parse_sdp
+from .session_timer import Refusal
 from .transaction import RequestReceived
+
+AnswerIncoming = Callable[[CallLeg, SessionDescription, float], bool]
 
 
 class InDialog:
-    def __init__(self, core: EndpointCore) -> None:
+    def __init__(self, core: EndpointCore, answer_incoming: AnswerIncoming | None = None) -> None:
         self.core = core
+        self._answer_incoming = answer_incoming  # sends a 2xx that waited for a PRACK
+        self.refer = Refer(core)  # REFER (RFC 3515): blind transfers asked for by the peer
 
     def on_request(self, event: RequestReceived, now: float) -> None:
         """Any request with a To tag except CANCEL. No matching dialog: 481 (12.2.2)."""
@@ -36,6 +45,12 @@ class InDialog:
             core.respond(request, 481, now)  # the dialog is ending: our BYE is out
         elif method in ("INVITE", "UPDATE"):
             self._on_offer(leg, event, now)
+        elif method == "PRACK":
+            waiting = core.reliable.on_prack(leg, request, now)
+            if waiting is not None and self._answer_incoming is not None:
+                self._answer_incoming(leg, waiting, now)
+        elif method == "REFER":
+            self.refer.on_refer(leg, event, now)
         elif method in ("INFO", "OPTIONS"):
             # INFO (RFC 6086) is acknowledged but not interpreted: DTMF goes in RTP (RFC 4733).
             headers = [("Allow", ALLOW), ("Accept", ACCEPT)] if method == "OPTIONS" else []
@@ -67,10 +82,18 @@ class InDialog:
         if is_invite and leg.local_reinvite is not None:
             core.respond(request, 491, now)  # glare with our own re-INVITE (14.2)
             return
-        headers = [("Contact", str(core.contact)), ("Allow", ALLOW)]
+        timer = core.session_timers.negotiate(request)
+        if isinstance(timer, Refusal):  # 422 or 400; the session stays as it was
+            core.stats["session_timer_refusals"] += 1
+            core.respond(request, timer.status, now, headers=timer.headers, reason=timer.reason)
+            return
+        headers = [("Contact", str(core.contact)), ("Allow", ALLOW), *core.supported_headers()]
+        if timer is not None:
+            headers += timer.response_headers()
         if not request.body:
             if not is_invite:
                 core.respond(request, 200, now, headers=headers)  # a session refresh
+                core.session_timers.refreshed_by_peer(leg, timer, request, now)
                 return
             offer = fresh_offer(leg.local_sdp, leg.codecs, _keys(leg))
             leg.local_sdp = offer
@@ -78,6 +101,7 @@ class InDialog:
             self._track_reinvite(leg, event)
             headers.append(("Content-Type", "application/sdp"))
             core.respond(request, 200, now, headers=headers, body=bytes(offer))
+            core.session_timers.refreshed_by_peer(leg, timer, request, now)
             return
         if request.content_type != "application/sdp":
             core.respond(request, 415, now, headers=[("Accept", ACCEPT)])
@@ -98,6 +122,7 @@ class InDialog:
             self._track_reinvite(leg, event)
         headers.append(("Content-Type", "application/sdp"))
         core.respond(request, 200, now, headers=headers, body=bytes(answer))
+        core.session_timers.refreshed_by_peer(leg, timer, request, now)
         core.emit(MediaUpdated(leg.leg_id, media))
 
     def _track_reinvite(self, leg: CallLeg, event: RequestReceived) -> None:

@@ -103,6 +103,17 @@ class Inbound:
     def ring(self, leg: CallLeg, now: float, early_sdp: SessionDescription | None) -> bool:
         if leg.state is not LegState.INCOMING:
             return False
+        if leg.uas_reliable is not None:
+            if not leg.invite.body:
+                # RFC 3262 5: the first reliable answer to an offerless INVITE must carry our
+                # offer; we keep the offer for the 200, so such a caller hears no 180 (100 only).
+                return True
+            headers = self._contact()
+            body = b""
+            if early_sdp is not None:
+                headers.append(("Content-Type", "application/sdp"))
+                body = bytes(early_sdp)
+            return self.core.reliable.send(leg, 180 if early_sdp is None else 183, headers, body, now)
         if early_sdp is None:
             sent = self.core.respond(leg.invite, 180, now, to_tag=leg.local_tag, headers=self._contact())
         else:
@@ -119,7 +130,12 @@ class Inbound:
         core = self.core
         if leg.state is not LegState.INCOMING:
             return False
-        headers = [*self._contact(), ("Allow", ALLOW), ("Content-Type", "application/sdp")]
+        if core.reliable.answer_waits(leg, answer_sdp):
+            return True  # sent when our 183's PRACK arrives (RFC 3262 3)
+        headers = [*self._contact(), ("Allow", ALLOW), *core.supported_headers()]
+        if leg.session_agreement is not None:
+            headers += leg.session_agreement.response_headers()
+        headers.append(("Content-Type", "application/sdp"))
         sent = core.respond(
             leg.invite, 200, now, to_tag=leg.local_tag, headers=headers, body=bytes(answer_sdp)
         )
@@ -137,11 +153,13 @@ class Inbound:
         else:
             leg.srtp = _agreed_keys(leg.invite.body, answer_sdp)
         self.core.leg_deadlines.arm(leg, None)
+        core.session_timers.start_inbound(leg, now)
         return True
 
     def reject(self, leg: CallLeg, status: int, now: float, headers: Iterable[tuple[str, str]] = ()) -> bool:
         if leg.state is not LegState.INCOMING:
             return False
+        self.core.reliable.final_sent(leg)
         self.core.respond(leg.invite, status, now, to_tag=leg.local_tag, headers=headers)
         self.core.finish(leg, LegEnded(leg.leg_id, EndReason.LOCAL))
         return True

@@ -1,5 +1,5 @@
-"""SDP offer/answer (RFC 3264) for one audio stream: G.711 plus RFC 4733 telephone events, plain or
-SRTP-protected with SDES keys (RFC 4568, `sdes`).
+"""SDP offer/answer (RFC 3264) for one audio stream: G.711 or G.722, plus RFC 4733 telephone events,
+plain or SRTP-protected with SDES keys (RFC 4568, `sdes`).
 
 We use the first usable `m=audio` line (RTP/AVP, or RTP/SAVP when the call's SRTP policy allows)
 and reject every other m-line with port 0, which RFC 3264 section 6 allows. Either side's outcome
@@ -58,8 +58,24 @@ class Codec:
 
 PCMU: Final = Codec("PCMU", 8000, 0)
 PCMA: Final = Codec("PCMA", 8000, 8)
+# 16 kHz audio, but "G722/8000" on the wire (RFC 3551 4.5.2): so telephone-event/8000 pairs with it.
+G722: Final = Codec("G722", 8000, 9)
 TELEPHONE_EVENT: Final = Codec(_TELEPHONE_EVENT, 8000, 101, fmtp="0-16")
 DEFAULT_CODECS: Final = (PCMU, PCMA, TELEPHONE_EVENT)
+AUDIO_CODECS: Final = {c.encoding: c for c in (PCMU, PCMA, G722)}  # what the media runtime carries
+
+
+def codecs_by_name(names: Sequence[str]) -> tuple[Codec, ...]:
+    """Audio codecs in the given preference order (names of AUDIO_CODECS, any case), followed by
+    telephone-event; ValueError for an unknown or repeated name, or none."""
+    chosen = [AUDIO_CODECS.get(name.upper()) for name in names]
+    if not chosen:
+        raise ValueError("at least one audio codec is needed")
+    if None in chosen:
+        raise ValueError(f"unknown codec in {list(names)}: known are {', '.join(AUDIO_CODECS)}")
+    if len(set(chosen)) != len(chosen):
+        raise ValueError(f"a codec is named twice in {list(names)}")
+    return (*(c for c in chosen if c is not None), TELEPHONE_EVENT)
 
 
 @dataclass(frozen=True, slots=True)

@@ -76,7 +76,13 @@ class Outbound:
             call_id=new_call_id(core.rng, core.sent_by[0]),
             cseq=1,
             contact=core.contact,
-            headers=[*core.ua_headers(), ("Allow", ALLOW), ("Content-Type", "application/sdp")],
+            headers=[
+                *core.ua_headers(),
+                ("Allow", ALLOW),
+                *core.supported_headers(),  # 100rel, timer (reliable_provisional, session_timer)
+                *core.session_timers.invite_headers(),
+                ("Content-Type", "application/sdp"),
+            ],
             body=bytes(offer_sdp),
         )
         key = core.tl.send_request(invite, route.destination, now)
@@ -267,6 +273,7 @@ class Outbound:
         dialog = _uac_dialog(leg, response, core.contact)
         if dialog is None:
             return  # no To tag: unusable; Timer M ends the transaction and `on_invite_gone` the leg
+        dialog.local_seq = max(dialog.local_seq, leg.early_local_seq)  # after our PRACKs (RFC 3262)
         leg.dialog = dialog
         core.track_dialog(leg, dialog.id)
         core.leg_deadlines.arm(leg, None)
@@ -276,9 +283,12 @@ class Outbound:
             core.send_bye(leg, LegFailed(leg.leg_id, 487, FailReason.CANCELLED), now)
             return
         try:
-            if response.content_type != "application/sdp":
+            if not response.body and leg.reliable_answer is not None:
+                answer = leg.reliable_answer  # given in a PRACKed 18x (RFC 3262 5)
+            elif response.content_type != "application/sdp":
                 raise NegotiationError("2xx without an SDP answer")
-            answer = parse_sdp(response.body)
+            else:
+                answer = parse_sdp(response.body)
             media = read_answer(leg.local_sdp, answer) if leg.local_sdp is not None else None
             if media is None:
                 raise NegotiationError("no local offer")

@@ -24,6 +24,7 @@ from bridgeline.adapters.carriers.sip.media_engine import (
     SrtpKeys,
 )
 from bridgeline.adapters.carriers.sip.music_fetch import MediaLimits
+from bridgeline.adapters.carriers.sip.refer_transfers import ReferTransfers, TransferHandler
 from bridgeline.adapters.carriers.sip.settings import SipSettings
 from bridgeline.adapters.carriers.sip.transport_udp import SipUdpTransport
 from bridgeline.app.ports import LegRequest, SignalSink
@@ -41,7 +42,14 @@ from bridgeline.core.effects import MusicSources, SetAudio
 from bridgeline.core.model import LeaveReason
 from bridgeline.sip import events as sip
 from bridgeline.sip.endpoint import SipEndpoint
-from bridgeline.sip.offer_answer import MediaParams, NegotiationError, answer_offer, make_offer
+from bridgeline.sip.offer_answer import (
+    MediaParams,
+    NegotiationError,
+    answer_offer,
+    codecs_by_name,
+    make_offer,
+)
+from bridgeline.sip.refer_policy import LegKind
 from bridgeline.sip.sdes import KEY_LENGTH, OFF, CryptoSuite, SrtpConfig, SrtpParams, SrtpPolicy
 from bridgeline.sip.uri import SipURI, escape_user
 
@@ -76,6 +84,7 @@ class SipLeg:
     answered: bool = False
     dropped: bool = False  # the conference hung it up: do not report its end back
     awaiting_answer: bool = False  # late offer: our offer is in the 200, the answer due in the ACK
+    kind: LegKind = LegKind.URI  # who is on it: may it transfer by REFER (refer.transferors)
 
 
 SIP_COUNTERS: Final = frozenset(
@@ -97,6 +106,13 @@ SIP_COUNTERS: Final = frozenset(
         "srtp_replayed",
         "redirects_followed",
         "redirects_refused",
+        "session_timers_expired",
+        "session_timer_refusals",
+        "prack_timeouts",
+        "refers_accepted",
+        "refers_refused",
+        "trunk_keepalives_sent",
+        "trunk_keepalives_missed",
     }
 )
 
@@ -132,7 +148,18 @@ class SipCarrier:
         self._inbound: InboundHandler | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._session = self._rng.randrange(1, 2**31)
+        self._codecs = codecs_by_name(settings.rtp.codecs)  # + telephone-event, in offer order
         self._ports_exhausted = 0
+        self.refers = ReferTransfers(
+            self.endpoint,
+            settings.refer_policy(),
+            local_hosts=settings.local_hosts(),
+            accounts=frozenset(settings.endpoints),
+            trunk_domain=settings.trunk.domain if settings.trunk else None,
+            now=lambda: self._transport.now if self._transport else 0.0,
+            flush=lambda: self._transport.flush() if self._transport else None,
+            spawn=self._spawn,
+        )
         self.media.on_dtmf(self._on_dtmf)
         self.media.on_media_failed(
             lambda leg_id, setting, reason: self._report(leg_id, LegMediaFailed(leg_id, setting, reason))
@@ -166,6 +193,23 @@ class SipCarrier:
             "redirects_refused": sip["redirect_targets_refused"]  # disallowed, looping, not sip:
             + sip["redirects_not_followed"]  # 305, 380
             + sip["redirect_limit_reached"],
+            "session_timers_expired": sip["session_timers_expired"],  # RFC 4028: BYE sent (docs/sip.md)
+            "session_timer_refusals": sip["session_timer_refusals"],  # 422 and 400 to Session-Expires/Min-SE
+            "prack_timeouts": sip["prack_timeouts"],  # RFC 3262: no PRACK in 64*T1, 504 sent
+            "refers_accepted": self.refers.stats["accepted"],  # REFERs that became cold transfers
+            "refers_refused": self.refers.stats["refused"] + sip["refers_refused"],
+            **self._trunk_stats(),
+        }
+
+    def _trunk_stats(self) -> dict[str, int | float]:
+        trunk = self.settings.trunk
+        if trunk is None or not trunk.keepalive_s:
+            return {}
+        sip = self.endpoint.stats
+        return {
+            "trunk_up": int(self.endpoint.trunk_up),  # 0 after trunk.down_after unanswered OPTIONS
+            "trunk_keepalives_sent": sip["trunk_keepalives_sent"],
+            "trunk_keepalives_missed": sip["trunk_keepalives_missed"],
         }
 
     # ----------------------------------------------------------------- lifecycle
@@ -175,10 +219,15 @@ class SipCarrier:
     def bind_inbound(self, handler: InboundHandler) -> None:
         self._inbound = handler
 
+    def bind_transfers(self, handler: TransferHandler) -> None:
+        """Who applies the cold transfers members' phones ask for with REFER."""
+        self.refers.bind(handler)
+
     async def start(self) -> None:
         await self.media.start()
         host, port = self.settings.listen_address
         self._transport = await SipUdpTransport.listen(self.endpoint, self._on_event, host, port)
+        self._transport.flush()  # arms the endpoint's first deadline (the trunk's first keepalive)
         log.info("sip_listening", host=host, port=port, rtp=self.settings.rtp.ports)
 
     async def stop(self) -> None:
@@ -201,7 +250,14 @@ class SipCarrier:
         """Open the leg's RTP ports and send the INVITE now, within the service's effects: no await
         between the committed `call` and the INVITE on the wire. Failures come back as LegFailed."""
         leg_id = request.leg_id
-        self._legs[leg_id] = SipLeg(request.conference_id)
+        target = self._target(request.to)
+        kind = self._kind_of(target)
+        self._legs[leg_id] = SipLeg(request.conference_id, kind=kind)
+        self.refers.dialing(request.conference_id, request.to, leg_id)
+        if kind is LegKind.TRUNK and self.settings.trunk is not None and not self.endpoint.trunk_up:
+            log.warning("sip_dial_trunk_down", leg_id=leg_id, to=request.to)  # fail fast, no INVITE
+            self._finish(leg_id, LegFailed(leg_id, LeaveReason.FAILED))
+            return
         if self._transport is None:
             log.warning("sip_dial_before_start", leg_id=leg_id)
             self._finish(leg_id, LegFailed(leg_id, LeaveReason.FAILED))
@@ -212,9 +268,8 @@ class SipCarrier:
             self._overloaded(leg_id, exc)
             self._finish(leg_id, LegFailed(leg_id, LeaveReason.FAILED))  # failed, not the callee's "rejected"
             return
-        target = self._target(request.to)
         srtp = _srtp_config(self.settings.srtp_for_dial(target))
-        offer = make_offer(self.settings.rtp.host, port, self._session, 1, srtp=srtp)
+        offer = make_offer(self.settings.rtp.sdp_host, port, self._session, 1, self._codecs, srtp=srtp)
         try:
             self.endpoint.dial(
                 leg_id,
@@ -269,6 +324,7 @@ class SipCarrier:
 
     # ----------------------------------------------------------------- endpoint events
     def _on_event(self, event: sip.EndpointEvent) -> None:
+        self.refers.on_event(event)  # a transfer target's progress, NOTIFYed to its referrer
         if isinstance(event, sip.LegRinging):
             self._report(event.leg_id, LegRinging(event.leg_id))
         elif isinstance(event, sip.LegAnswered):
@@ -286,6 +342,13 @@ class SipCarrier:
             if event.reason is sip.EndReason.BAD_ANSWER:
                 log.warning("sip_ack_answer_unusable", leg_id=event.leg_id, action="bye_sent")
                 self._finish(event.leg_id, LegHungUp(event.leg_id, LeaveReason.FAILED))
+            elif event.reason is sip.EndReason.SESSION_EXPIRED:
+                # RFC 4028: no session refresh in time; the peer (or the path to it) is gone.
+                log.warning("sip_session_expired", leg_id=event.leg_id, action="bye_sent")
+                self._finish(event.leg_id, LegHungUp(event.leg_id, LeaveReason.FAILED))
+            elif event.reason is sip.EndReason.TIMEOUT:
+                log.info("sip_leg_timed_out", leg_id=event.leg_id)  # no ACK, no PRACK, never answered
+                self._finish(event.leg_id, LegHungUp(event.leg_id))
             else:
                 self._finish(event.leg_id, LegHungUp(event.leg_id))
         elif isinstance(event, sip.MediaUpdated):
@@ -302,8 +365,21 @@ class SipCarrier:
                 srtp=_srtp_keys(event.media.srtp),
             )
         elif isinstance(event, sip.IncomingCall):
-            self._legs[event.leg_id] = SipLeg(None, inbound=True)
+            kind = LegKind.TRUNK if event.account is None else LegKind.ENDPOINT  # digest or the trunk
+            self._legs[event.leg_id] = SipLeg(None, inbound=True, kind=kind)
             self._spawn(self._incoming(event))
+        elif isinstance(event, sip.TransferRequested):
+            leg = self._legs.get(event.leg_id)
+            if leg is not None and not leg.dropped:
+                self.refers.requested(event, leg.conference_id, leg.kind)
+            elif self._transport is not None:  # the conference is hanging it up
+                self.endpoint.answer_refer(event.leg_id, 403, self._transport.now, "Call is ending")
+        elif isinstance(event, sip.TrunkStatus):
+            trunk = self.settings.trunk.proxy if self.settings.trunk else None
+            if event.up:
+                log.info("sip_trunk_up", proxy=trunk)
+            else:
+                log.warning("sip_trunk_down", proxy=trunk, unanswered_keepalives=event.misses)
         elif isinstance(event, sip.Registered | sip.Unregistered):
             log.info("sip_registration", kind=type(event).__name__, username=event.username)
 
@@ -326,12 +402,14 @@ class SipCarrier:
         srtp = _srtp_config(
             self.settings.srtp_for_inbound(call.account, call.source[0] if call.source else "")
         )
-        host = self.settings.rtp.host
+        host = self.settings.rtp.sdp_host
         try:
-            if call.offer is None:  # late offer: ours goes in the 200 (G.711 + telephone-event)
-                local_sdp = make_offer(host, port, self._session, 1, srtp=srtp)
+            if call.offer is None:  # late offer: ours goes in the 200 (rtp.codecs + telephone-event)
+                local_sdp = make_offer(host, port, self._session, 1, self._codecs, srtp=srtp)
             else:
-                local_sdp, params = answer_offer(call.offer, host, port, self._session, 1, srtp=srtp)
+                local_sdp, params = answer_offer(
+                    call.offer, host, port, self._session, 1, self._codecs, srtp=srtp
+                )
         except Exception as exc:
             log.warning("inbound_media_failed", leg_id=call.leg_id, error=str(exc), srtp=srtp.policy.value)
             # Warning 399 (RFC 3261 20.43) tells the caller why, e.g. that SRTP is required.
@@ -386,6 +464,7 @@ class SipCarrier:
     def _finish(self, leg_id: str, signal: LegSignal | None) -> None:
         """A leg's terminal event: free its media, and tell the conference unless it asked for it."""
         self.media.close_leg(leg_id)
+        self.refers.leg_gone(leg_id)
         leg = self._legs.pop(leg_id, None)
         if leg is None or leg.dropped or signal is None or leg.conference_id is None:
             return
@@ -408,6 +487,11 @@ class SipCarrier:
             if host.split(";", 1)[0] == self.settings.domain:
                 return user
         return to
+
+    def _kind_of(self, target: str) -> LegKind:
+        if target in self.settings.endpoints:
+            return LegKind.ENDPOINT
+        return LegKind.TRUNK if _E164.fullmatch(target) else LegKind.URI
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)

@@ -2,8 +2,10 @@
 
 ```yaml
 listen: 127.0.0.1:5060          # overridden by --sip-listen
+public_address: 198.51.100.7    # behind NAT: Via and Contact say this (rtp.public_host for SDP)
 domain: bridgeline.local        # digest realm, From host
 rtp: {host: 127.0.0.1, ports: 20000-20999}   # and the limits below (docs/security.md)
+#   codecs: [PCMU, PCMA, G722]   # preference order of our offers; what answers may pick from
 srtp: "off"                     # SDES-SRTP for calls not covered below: required | offered | off
 endpoints:                      # agents' phones: they REGISTER with these credentials
   alice: alice-secret
@@ -14,10 +16,17 @@ trunk:                          # where E.164 numbers are dialed
   username: bridgeline
   password: trunk-secret
   caller_id: "+14150000000"
+  keepalive_s: 30               # OPTIONS to the proxy every 30 s (0: none); down after 3 misses
   srtp: offered                 # default: the top-level srtp
+reliable_provisionals: true     # RFC 3262 100rel/PRACK (docs/sip.md)
+session_timers: {enabled: true, session_expires_s: 1800, min_se_s: 90}   # RFC 4028
 redirects:                      # 3xx answers to our INVITEs (docs/sip.md, docs/security.md)
   max: 3                        # new INVITEs per leg; 0: never follow
   allowed_targets: [trunk.example.com, "10.0.0.7:5060"]   # default: the trunk's domain and proxy host
+refer:                          # REFER from a member's phone: a cold transfer (docs/sip.md)
+  enabled: true
+  allowed: [endpoints, "+1415", "pbx.example.com:5060"]   # default: [endpoints]
+  transferors: [endpoints]      # whose calls may REFER: endpoints, trunk, uris
 inbound:                        # calls to these numbers start a PHLO run
   - number: "+14155550100"
     phlo_id: support
@@ -32,12 +41,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from bridgeline.core.identifiers import check_id
 from bridgeline.core.model import Role
-from bridgeline.sip.events import EndpointConfig, TrunkConfig
+from bridgeline.sip.events import EndpointConfig, SessionTimerSettings, TrunkConfig
+from bridgeline.sip.offer_answer import codecs_by_name
 from bridgeline.sip.redirect import DEFAULT_MAX_REDIRECTS, RedirectPolicy, parse_allowed_targets
+from bridgeline.sip.refer_policy import LegKind, ReferPolicy
 from bridgeline.sip.sdes import SrtpPolicy
 
 
@@ -72,6 +83,24 @@ class RtpSettings(_Strict):
     # --- issue 10: the media thread's SCHED_FIFO priority (0: normal scheduling); refused by the OS
     # without CAP_SYS_NICE or RLIMIT_RTPRIO, then it runs at normal priority (media_thread.py)
     realtime_priority: int = Field(default=10, ge=0, le=99)
+    # --- issue 11: audio codecs in preference order (our offers; answers follow the offerer's order,
+    # RFC 3264 6.1), telephone-event always added. G.711 first: G.711-only conferences keep the cheap
+    # 8 kHz paths, and a G.722 phone that prefers G.722 still gets it (docs/sip.md).
+    codecs: tuple[str, ...] = ("PCMU", "PCMA", "G722")
+
+    @field_validator("codecs")
+    @classmethod
+    def _check_codecs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        codecs_by_name(value)  # ValueError names the bad one
+        return tuple(name.upper() for name in value)
+
+    # NAT: the address put in SDP (c=, o=) when peers reach us at another one than `host`, which
+    # stays the address bound (docs/sip.md "Behind NAT")
+    public_host: str | None = None
+
+    @property
+    def sdp_host(self) -> str:
+        return self.public_host or self.host
 
     @property
     def port_range(self) -> tuple[int, int]:
@@ -95,9 +124,20 @@ class TrunkSettings(_Strict):
     username: str | None = None
     password: str | None = None
     caller_id: str = "bridgeline"
+    # OPTIONS pings of the proxy (sip/keepalive.py): every keepalive_s (0: none), a miss when unanswered
+    # for keepalive_timeout_s, down after down_after misses in a row; dials through a down trunk fail
+    keepalive_s: float = Field(default=30.0, ge=0, le=3600)
+    keepalive_timeout_s: float = Field(default=5.0, gt=0, le=30)
+    down_after: int = Field(default=3, ge=1, le=100)
     srtp: SrtpPolicy | None = None  # None: SipSettings.srtp
 
     _srtp_off = field_validator("srtp", mode="before")(_yaml_off)
+
+    @model_validator(mode="after")
+    def _check_keepalive(self) -> TrunkSettings:
+        if self.keepalive_s and self.keepalive_timeout_s > self.keepalive_s:
+            raise ValueError("trunk.keepalive_timeout_s must not exceed trunk.keepalive_s")
+        return self
 
 
 class EndpointSettings(_Strict):
@@ -124,6 +164,45 @@ class RedirectSettings(_Strict):
         return value
 
 
+class SessionTimerYaml(_Strict):
+    """RFC 4028 session timers. RFC 4028 4 puts the floor of Min-SE at 90 s: a lower `min_se_s` is
+    for tests that want an expiry within seconds, not for production."""
+
+    enabled: bool = True
+    session_expires_s: int = Field(default=1800, ge=1, le=86_400)  # asked for, and the most granted
+    min_se_s: int = Field(default=90, ge=1, le=86_400)  # shorter intervals get 422
+
+    @model_validator(mode="after")
+    def _check_order(self) -> SessionTimerYaml:
+        if self.session_expires_s < self.min_se_s:
+            raise ValueError("session_expires_s must be at least min_se_s")
+        return self
+
+    def settings(self) -> SessionTimerSettings:
+        return SessionTimerSettings(self.enabled, self.session_expires_s, self.min_se_s)
+
+
+class ReferSettings(_Strict):
+    """Transfers members' phones ask for with REFER (sip/refer_policy.py). A REFER makes us dial where a
+    phone says, so targets are allow-listed: `endpoints` (ours), number prefixes (`+1415`; `+`: any
+    number), `host` / `host:port` for SIP URIs; `transferors` says whose calls may ask."""
+
+    enabled: bool = True
+    allowed: list[str] = Field(default_factory=lambda: ["endpoints"], max_length=1000)
+    transferors: list[LegKind] = Field(default_factory=lambda: [LegKind.ENDPOINT])
+
+    @field_validator("allowed")
+    @classmethod
+    def _check_allowed(cls, value: list[str]) -> list[str]:
+        ReferPolicy.from_entries(enabled=True, allowed=value, transferors=())
+        return value
+
+    def policy(self) -> ReferPolicy:
+        return ReferPolicy.from_entries(
+            enabled=self.enabled, allowed=self.allowed, transferors=self.transferors
+        )
+
+
 class InboundRoute(_Strict):
     number: str = Field(description="the dialed number or user")
     phlo_id: str
@@ -139,6 +218,7 @@ class InboundRoute(_Strict):
 
 class SipSettings(_Strict):
     listen: str = "127.0.0.1:5060"
+    public_address: str | None = None  # NAT: host[:port] for Via and Contact (port: listen's)
     domain: str = "bridgeline.local"
     rtp: RtpSettings = RtpSettings()
     # SDES-SRTP (docs/sip.md): for calls to and from endpoints and the trunk without a setting of
@@ -147,6 +227,9 @@ class SipSettings(_Strict):
     endpoints: dict[str, str | EndpointSettings] = Field(default_factory=dict)
     trunk: TrunkSettings | None = None
     redirects: RedirectSettings = RedirectSettings()
+    reliable_provisionals: bool = True  # RFC 3262: advertise 100rel, PRACK, honour Require: 100rel
+    session_timers: SessionTimerYaml = SessionTimerYaml()
+    refer: ReferSettings = ReferSettings()
     inbound: list[InboundRoute] = Field(default_factory=list)
 
     _srtp_off = field_validator("srtp", mode="before")(_yaml_off)
@@ -154,6 +237,21 @@ class SipSettings(_Strict):
     @property
     def listen_address(self) -> tuple[str, int]:
         return parse_host_port(self.listen, 5060)
+
+    @property
+    def public_sip_address(self) -> tuple[str, int] | None:
+        if self.public_address is None:
+            return None
+        return parse_host_port(self.public_address, self.listen_address[1])
+
+    @field_validator("public_address")
+    @classmethod
+    def _check_public_address(cls, value: str | None) -> str | None:
+        if value is not None:
+            host, _ = parse_host_port(value, 5060)
+            if not host or any(c in host for c in " ;,<>@"):
+                raise ValueError(f"public_address {value!r} is not host[:port]")
+        return value
 
     def endpoint_srtp(self, username: str) -> SrtpPolicy:
         entry = self.endpoints.get(username)
@@ -190,9 +288,13 @@ class SipSettings(_Strict):
                 username=self.trunk.username,
                 password=self.trunk.password,
                 from_user=self.trunk.caller_id,
+                keepalive_interval=self.trunk.keepalive_s,
+                keepalive_timeout=self.trunk.keepalive_timeout_s,
+                keepalive_down_after=self.trunk.down_after,
             )
         return EndpointConfig(
             local_address=self.listen_address,
+            public_address=self.public_sip_address,
             domain=self.domain,
             accounts={
                 name: entry.password if isinstance(entry, EndpointSettings) else entry
@@ -200,6 +302,8 @@ class SipSettings(_Strict):
             },
             trunk=trunk,
             redirects=self.redirect_policy(),
+            reliable_provisionals=self.reliable_provisionals,
+            session_timers=self.session_timers.settings(),
         )
 
     def redirect_policy(self) -> RedirectPolicy:
@@ -208,6 +312,16 @@ class SipSettings(_Strict):
             trunk = self.trunk
             targets = [] if trunk is None else [trunk.domain, parse_host_port(trunk.proxy, 5060)[0]]
         return RedirectPolicy(self.redirects.max, parse_allowed_targets(targets))
+
+    def refer_policy(self) -> ReferPolicy:
+        return self.refer.policy()
+
+    def local_hosts(self) -> frozenset[str]:
+        """The hosts that name this server in a URI (lower case): the domain and the listen host."""
+        hosts = {self.domain.lower(), self.listen_address[0].strip("[]").lower()}
+        if self.public_sip_address is not None:
+            hosts.add(self.public_sip_address[0].strip("[]").lower())
+        return frozenset(hosts)
 
     def route_for(self, dialed: str) -> InboundRoute | None:
         return next((r for r in self.inbound if r.number == dialed), None)
