@@ -56,14 +56,13 @@ from bridgeline.sip.transaction import (
 from bridgeline.sip.transaction_layer import TransactionLayer
 from bridgeline.sip.uri import SipURI, parse_uri
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER, REFER"
 EP_ADDR: Address = ("192.0.2.10", 5060)
 PHONE_ADDR: Address = ("198.51.100.7", 5062)
 TRUNK_ADDR: Address = ("203.0.113.5", 5060)
 STRANGER_ADDR: Address = ("198.51.100.99", 5060)
 DOMAIN = "bridge.example"
 ACCOUNTS = {"1001": "secret1001", "alice": "wonderland"}
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER, PRACK"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER, PRACK, REFER"
 TRUNK = TrunkConfig(TRUNK_ADDR, "trunk.example", "bridgeuser", "trunkpass", from_user="+14155550000")
 
 
