@@ -10,7 +10,7 @@ import random
 import numpy as np
 import pylibsrtp
 import pytest
-from media_sim import PCMU, Sim, SimPeer, dominant_freq, level_at, spectrum
+from media_sim import G722, PCMU, Sim, SimPeer, dominant_freq, level_at, spectrum
 
 from bridgeline.core.effects import LegAudio
 from bridgeline.media import g711
@@ -219,3 +219,17 @@ def test_a_context_dropped_by_its_owner_still_protects() -> None:
     protect = SrtpContext(keys()).protect
     gc.collect()
     assert len(protect(bytes([0x80, 0, 0, 1]) + bytes(168))) == 182
+
+
+def test_a_g722_leg_over_srtp_hears_a_g711_leg() -> None:
+    sim = Sim()
+    wide, narrow = sim.peer(1000, G722), sim.peer(440, PCMU)
+    sim.join("w", wide, srtp=keys())
+    sim.join("n", narrow)
+    sim.runtime.set_routes("c1", [LegAudio("w", ("n",), None), LegAudio("n", ("w",), None)], {})
+    mark = sim.settle(0.5)
+    sim.run(0.5)
+    assert {len(d) for d in wide.wire} == {12 + 160 + 10} and {p.payload_type for p in wide.packets} == {G722}
+    assert dominant_freq(wide.pcm_since(mark), wide.rate) == pytest.approx(440, abs=4)
+    assert dominant_freq(narrow.pcm_since(mark)) == pytest.approx(1000, abs=4)
+    assert sim.runtime.counters.srtp_auth_failed == 0
