@@ -41,8 +41,8 @@ deps-browser:
 # Real SIP peers for tests/sip_e2e (sipp, baresip), tone files (sox), packet capture (tshark)
 # (MP3 hold music is decoded in-process by miniaudio: no decoder package).
 deps-sip:
-	@if [ ! -x /usr/bin/sipp ] || [ ! -x /usr/bin/baresip ] || [ ! -x /usr/bin/sox ] || [ ! -x /usr/bin/tshark ]; then \
-		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends sip-tester baresip sox tshark; \
+	@if [ ! -x /usr/bin/sipp ] || [ ! -x /usr/bin/baresip ] || [ ! -x /usr/bin/sox ] || [ ! -x /usr/bin/tshark ] || [ ! -x /usr/sbin/dnsmasq ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends sip-tester baresip sox tshark dnsmasq-base; \
 	fi
 
 test: lint typecheck deps-browser deps-sip

@@ -12,6 +12,13 @@ clocks are this process's perf_counter). The UAS answers those INVITEs 486 Busy,
 leaves; re-dialing a pool number replaces its old member, so the conference stays small. Calls are
 spaced out (the next one starts after the ACK of the 486): this is latency on an idle server.
 
+API -> INVITE with the trunk named by host (RFC 3263): two servers side by side, one whose trunk
+proxy is the UAS's IP address and one whose proxy is a name with an SRV record (dnsmasq on
+127.0.0.1, TTL 1 h) pointing at the same UAS, measured as above in alternating rounds so that
+whatever else the machine does falls on both alike. The conference's first dials look the name up;
+the measured `call`s are served from the cache, which the server's DNS counters around them show
+(no lookup). The p99 ratio name / IP is kept.
+
 Setups per second: sipp (pinned to the load core) calls INBOUND_NUMBER with bench/sipp/
 uac_inbound.xml (INVITE, 100/180, 200, ACK, pause, BYE, 200) at stepped rates, each step on a fresh
 server, bounded by a call count (-m) and a global timeout; a step passes when no call failed and the
@@ -47,6 +54,7 @@ INBOUND_PHLO = "bench-inbound"
 SCENARIO = kit.BENCH / "sipp" / "uac_inbound.xml"
 POOL = 8  # numbers the `call` actions cycle through
 DISTURBED = 0.25  # other processes + hypervisor steal took more than a quarter of a core in the step
+TRUNK_NAME = "trunk.bench.test"  # the by-name comparison's trunk proxy (an SRV record, dnsmasq)
 COMPACT = {"v": "via", "f": "from", "t": "to", "i": "call-id", "m": "contact", "l": "content-length"}
 
 
@@ -181,16 +189,22 @@ class Uas(threading.Thread):
 
 
 # --------------------------------------------------------------------------- the server
-def sip_server(uas_port: int, sip_port: int, rtp_ports: str = "42000-45999") -> kit.Server:
+def sip_server(
+    uas_port: int, sip_port: int, rtp_ports: str = "42000-45999", nameserver: str | None = None
+) -> kit.Server:
+    """With a nameserver, the trunk's proxy is TRUNK_NAME (its SRV record names the UAS)."""
     server = kit.Server(carrier="sip")
     server.root.mkdir(parents=True, exist_ok=True)
-    config = {
+    proxy = f"127.0.0.1:{uas_port}" if nameserver is None else TRUNK_NAME
+    config: dict[str, Any] = {
         "listen": f"127.0.0.1:{sip_port}",
         "domain": "bridgeline.bench",
         "rtp": {"host": "127.0.0.1", "ports": rtp_ports},
-        "trunk": {"proxy": f"127.0.0.1:{uas_port}", "domain": "trunk.bench", "caller_id": "+14150000000"},
+        "trunk": {"proxy": proxy, "domain": "trunk.bench", "caller_id": "+14150000000"},
         "inbound": [{"number": INBOUND_NUMBER, "phlo_id": INBOUND_PHLO, "payload": {"customer": "{{from}}"}}],
     }
+    if nameserver is not None:
+        config["dns"] = {"nameservers": [nameserver]}
     path = server.root / "sip.yaml"
     path.write_text(json.dumps(config))  # JSON is YAML
     server.args = ["--sip-config", str(path)]
@@ -248,6 +262,7 @@ def invite_latency(
     return {
         "calls": calls,
         "warmup_calls": warmup,
+        "samples_s": to_invite,  # merged across rounds by the by-name comparison, then dropped
         "api_to_invite_ms": kit.summary_ms(to_invite),
         "api_answer_ms": kit.summary_ms(to_answer),
         "invite_before_http_answer": invite_first,
@@ -486,6 +501,7 @@ def api_to_invite(
                 run.update(watch.stop())
             tries.append(run)
         best = min(tries, key=_disturbance)
+        best.pop("samples_s", None)
         results["api_to_invite"] = {
             **best,
             "runs": [(t["api_to_invite_ms"]["p99"], _disturbance(t)) for t in tries],
@@ -507,6 +523,86 @@ def api_to_invite(
         server.stop()
 
 
+def start_dnsmasq(port: int, uas_port: int) -> subprocess.Popen[bytes]:
+    """dnsmasq on 127.0.0.1:port answering TRUNK_NAME's SRV (the UAS) and nothing else; stopped by
+    the caller through this Popen (its pid)."""
+    argv = [
+        shutil.which("dnsmasq") or "/usr/sbin/dnsmasq",
+        "--keep-in-foreground",
+        f"--port={port}",
+        "--listen-address=127.0.0.1",
+        "--bind-interfaces",
+        "--no-resolv",
+        "--no-hosts",
+        "--conf-file=/dev/null",
+        "--pid-file=",
+        "--local=/test/",
+        "--local-ttl=3600",
+        f"--srv-host=_sip._udp.{TRUNK_NAME},uas.{TRUNK_NAME},{uas_port},10,0",
+        f"--host-record=uas.{TRUNK_NAME},127.0.0.1",
+    ]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.3)  # it answers within milliseconds; the first dial would retry anyway
+    return proc
+
+
+def dns_counters(server: kit.Server) -> dict[str, float]:
+    with server.client() as client:
+        text = client.get("/metrics").text
+    wanted = ("bridgeline_sip_dns_lookups_total", "bridgeline_sip_dns_cache_hits_total")
+    return {
+        name: float(line.split()[-1])
+        for line in text.splitlines()
+        for name in wanted
+        if line.startswith(name + " ")
+    }
+
+
+def api_to_invite_by_name(results: dict[str, Any], uas: Uas, calls: int, rounds: int = 4) -> None:
+    if shutil.which("dnsmasq") is None and not Path("/usr/sbin/dnsmasq").exists():
+        results["api_to_invite_by_name"] = {"error": "dnsmasq is not installed (make deps-sip)"}
+        return
+    dns_port = kit.free_port(socket.SOCK_DGRAM)
+    dnsmasq = start_dnsmasq(dns_port, uas.port)
+    by_ip = sip_server(uas.port, kit.free_port(socket.SOCK_DGRAM), "46000-46499")
+    by_name = sip_server(uas.port, kit.free_port(socket.SOCK_DGRAM), "46500-46999", f"127.0.0.1:{dns_port}")
+    samples: dict[str, list[float]] = {"ip": [], "name": []}
+    try:
+        by_ip.start()
+        by_name.start()
+        conferences = {"ip": start_sip_conference(by_ip, uas), "name": start_sip_conference(by_name, uas)}
+        servers = {"ip": by_ip, "name": by_name}
+        before = dns_counters(by_name)  # the conference's dials looked the name up: cached from now
+        with kit.timed("API -> INVITE, trunk by IP and by name"):
+            watch = kit.Disturbance(by_name.pid, os.getpid())
+            for n in range(rounds):
+                for kind in ("ip", "name"):
+                    path, agent = conferences[kind]
+                    first = 30_000 + 1000 * n
+                    run = invite_latency(servers[kind], uas, path, agent, calls // rounds, 5, first)
+                    samples[kind] += run["samples_s"]
+            disturbance = watch.stop()
+        after = dns_counters(by_name)
+        p99 = {kind: kit.summary_ms(values)["p99"] for kind, values in samples.items()}
+        results["api_to_invite_by_name"] = {
+            "rounds": rounds,
+            "by_ip_ms": kit.summary_ms(samples["ip"]),
+            "by_name_ms": kit.summary_ms(samples["name"]),
+            "p99_by_name_over_by_ip": round(p99["name"] / p99["ip"], 3) if p99["ip"] else None,
+            "dns_lookups_during": after.get("bridgeline_sip_dns_lookups_total", 0)
+            - before.get("bridgeline_sip_dns_lookups_total", 0),
+            "dns_cache_hits_during": after.get("bridgeline_sip_dns_cache_hits_total", 0)
+            - before.get("bridgeline_sip_dns_cache_hits_total", 0),
+            **disturbance,
+        }
+        results["server_tracebacks_by_name"] = by_ip.tracebacks() + by_name.tracebacks()
+    finally:
+        by_name.stop()
+        by_ip.stop()
+        dnsmasq.terminate()
+        dnsmasq.wait(5)
+
+
 def main(
     calls: int,
     rates: list[int],
@@ -526,6 +622,7 @@ def main(
     try:
         if calls > 0:  # --calls 0: setups per second only
             api_to_invite(results, profiles, uas, calls, profile_dir)
+            api_to_invite_by_name(results, uas, calls)
         if not rates:
             results["setups"] = {"skipped": "no --rates given"}
         elif shutil.which("sipp") is None:

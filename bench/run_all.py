@@ -94,6 +94,27 @@ def run_figure(name: str, results: Path, profiles: Path) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- formatting helpers
+def by_name_lines(b: dict[str, Any] | None) -> list[str]:
+    """The trunk-by-name comparison of bench_sip.py (RFC 3263 lookups served from the cache)."""
+    if not b:
+        return []
+    if "error" in b:
+        return [f"**API -> INVITE, trunk by name:** not measured ({b['error']}).", ""]
+    ip, name = b["by_ip_ms"], b["by_name_ms"]
+    disturbance = pct(b.get("other_cpu_util", 0) + b.get("steal_util", 0))
+    return [
+        "**API -> INVITE, trunk by name (RFC 3263, cached).** Two servers side by side, one whose trunk"
+        " proxy is the UAS's IP address, one whose proxy is a name with an SRV record (dnsmasq on"
+        f" 127.0.0.1) for the same UAS, measured in {b['rounds']} alternating rounds: by IP p50"
+        f" {n2(ip['p50'])} / p99 {n2(ip['p99'])} ms, by name p50 {n2(name['p50'])} / p99"
+        f" {n2(name['p99'])} ms ({name['n']} calls each): p99 ratio name / IP"
+        f" **{n2(b['p99_by_name_over_by_ip'])}**. DNS queries sent during the measured calls:"
+        f" {n0(b['dns_lookups_during'])} ({n0(b['dns_cache_hits_during'])} records served from the"
+        f" cache); other processes and steal took {disturbance} of a core meanwhile.",
+        "",
+    ]
+
+
 def kit_ladder(r: dict[str, Any]) -> list[int]:
     """The leg counts the RTP benchmark tried."""
     return sorted({int(x["legs"]) for x in r.get("runs", [])})
@@ -551,6 +572,8 @@ class Report(TickReport):
             f" {', '.join(f'({n2(p)}, {pct(d)})' for p, d in a.get('runs', []))}). "
             f"INVITE before the HTTP answer in {a['invite_before_http_answer']} of {a['calls']} calls;"
             f" missing INVITEs {a['missing_invites']}; non-201 answers {a['non_201']}.",
+            "",
+            *by_name_lines(s.get("api_to_invite_by_name")),
             "",
         ]
         st = s.get("setups", {})

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from .dialog import Dialog, DialogId
 from .digest import DigestAuth
 from .events import EndpointEvent, FailReason
+from .locate import Target
 from .message import Request
 from .offer_answer import Codec, MediaParams, NegotiationError, answer_offer, make_offer
 from .sdes import OFF, SrtpConfig, SrtpParams, SrtpPolicy
@@ -54,7 +55,7 @@ class CallLeg:
     trying_seen: bool = False
     hangup_requested: bool = False
     cancel_sent: bool = False
-    deadline: float | None = None  # cancel give-up or ring timeout; set via LegDeadlines.arm
+    deadline: float | None = None  # cancel give-up, ring timeout or failover; set via LegDeadlines.arm
     ack: tuple[Request, Address] | None = None  # our ACK for the 2xx, resent on retransmissions
     outcome: EndpointEvent | None = None  # terminal event to report once the BYE completes
     keys: set[TransactionKey] = field(default_factory=set)
@@ -80,6 +81,16 @@ class CallLeg:
     session_timer: SessionTimer | None = None
     session_retried: bool = False  # our INVITE was sent again after a 422 (once)
     refer: ReferState | None = None  # RFC 3515: the REFER this leg sent, until its last NOTIFY
+    # RFC 3263 4.3, outbound: the current Request-URI's other servers, next first (a timeout, a
+    # transport error or a 503 moves on to the next); how many failovers this leg made; the trunk's
+    # servers as located for this dial (a redirect to the trunk's domain goes there).
+    failover: list[Target] = field(default_factory=list)
+    failovers: int = 0
+    trunk_targets: tuple[Target, ...] = ()
+    # A 3xx target named by host, waiting for `resume_redirect`; the status of the last final
+    # response, which the leg fails with when nothing more can be tried.
+    lookup_pending: SipURI | None = None
+    last_status: int = 0
 
 
 _STATUS_REASONS = {

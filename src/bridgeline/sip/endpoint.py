@@ -13,7 +13,7 @@ dropped, and counted in `stats`.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from random import Random
 
 from .call_leg import LegState
@@ -22,6 +22,7 @@ from .events import EndpointConfig, EndpointEvent, EndReason, LegEnded
 from .in_dialog import InDialog
 from .inbound import Inbound
 from .keepalive import TrunkKeepalive
+from .locate import Target
 from .malformed import bad_request
 from .message import MAX_MESSAGE_SIZE, Method, is_keepalive, new_tag
 from .option_tags import unsupported_tags
@@ -120,7 +121,7 @@ class SipEndpoint:
             self._pump(now)
             while (leg := core.leg_deadlines.pop_due(now)) is not None:
                 if leg.outbound:
-                    self._outbound.on_deadline(leg)
+                    self._outbound.on_deadline(leg, now)
                 else:
                     self._inbound.on_deadline(leg, now)
             while (due := core.ext_deadlines.pop_due(now)) is not None:
@@ -154,14 +155,53 @@ class SipEndpoint:
         offer_sdp: SessionDescription,
         now: float,
         caller_name: str | None = None,
+        destinations: Sequence[Target] = (),
     ) -> None:
         """Call target: a SipURI (direct), a registered account name, or an E.164 number (via the
         trunk). The outcome arrives as events. Raises ValueError for a leg id in use or a caller
-        id that cannot be a SIP user part."""
+        id that cannot be a SIP user part.
+
+        `destinations`: the servers located for the target (RFC 3263, done by the caller: the
+        endpoint does no DNS), best first; the INVITE goes to the first and fails over to the
+        next (`EndpointConfig.failover`). Empty: the target's own address, or the trunk's proxy."""
         self._outbound.dial(
-            leg_id, target, caller_id=caller_id, offer_sdp=offer_sdp, now=now, caller_name=caller_name
+            leg_id,
+            target,
+            caller_id=caller_id,
+            offer_sdp=offer_sdp,
+            now=now,
+            caller_name=caller_name,
+            destinations=destinations,
         )
         self._pump(now)
+
+    def resume_redirect(self, leg_id: str, destinations: Sequence[Target], now: float) -> None:
+        """Answer a `TargetLookupNeeded`: the servers found for the redirect target, best first
+        (empty: none). Ignored for a leg that is gone or not waiting."""
+        leg = self._core.legs.get(leg_id)
+        if leg is None or not leg.outbound:
+            return
+        try:
+            self._outbound.resume_redirect(leg, destinations, now)
+            self._pump(now)
+        except Exception as exc:
+            self._internal_error(exc)
+
+    def transport_error(self, destination: Address, now: float) -> None:
+        """The transport could not send to destination (RFC 3261 8.1.3.1, 18.4): outbound legs
+        whose INVITE went there and got nothing back move on to their next server, or fail.
+        Scans the legs: transport errors are rare, and a leg finds no index of its peer."""
+        legs = [
+            leg
+            for leg in self._core.legs.values()
+            if leg.outbound and leg.peer == destination and leg.state is LegState.CALLING
+        ]
+        try:
+            for leg in legs:
+                self._outbound.on_transport_error(leg, now)
+            self._pump(now)
+        except Exception as exc:
+            self._internal_error(exc)
 
     def hangup(self, leg_id: str, now: float) -> bool:
         """End a leg: CANCEL (outbound, unanswered), 480 (inbound, unanswered) or BYE. False for
@@ -355,7 +395,7 @@ class SipEndpoint:
         if self._core.session_timers.owns(leg, event.key):
             self._core.session_timers.on_timeout(leg, now)  # RFC 4028 10: our refresh went unanswered
         elif event.timer == "B" and event.key == leg.invite_key:
-            self._outbound.on_timeout(leg)
+            self._outbound.on_timeout(leg, now)
         elif event.timer == "F" and leg.state is LegState.TERMINATING:
             self._core.finish(leg, leg.outcome or LegEnded(leg.leg_id, EndReason.LOCAL))
         elif event.timer == "L" and leg.state is LegState.CONFIRMED:

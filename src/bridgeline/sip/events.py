@@ -77,6 +77,17 @@ class LegFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class TargetLookupNeeded:
+    """A 3xx sent an outbound leg to a SIP URI whose host is a name (RFC 3263): look its servers up
+    and hand them to `SipEndpoint.resume_redirect(leg_id, destinations, now)` (empty when none was
+    found: the next contact is tried, or the leg fails with the 3xx). The leg waits meanwhile; a
+    hangup ends it at once."""
+
+    leg_id: str
+    uri: SipURI
+
+
+@dataclass(frozen=True, slots=True)
 class LegEnded:
     """Terminal: an answered leg is over (BYE done), or an inbound leg was cancelled, rejected or
     timed out."""
@@ -158,6 +169,7 @@ EndpointEvent = (
     | LegAnswered
     | LegFailed
     | LegEnded
+    | TargetLookupNeeded
     | IncomingCall
     | MediaUpdated
     | Registered
@@ -204,6 +216,17 @@ class SessionTimerSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class FailoverPolicy:
+    """RFC 3263 4.3: an outbound INVITE that gets a 503, a transaction timeout or a transport error
+    is sent to the next target of the list `dial` was given, at most `max_failovers` times per leg.
+    `no_response_s`: with another target left, move on when the current one has not answered
+    anything (not even 100 Trying) this long; None waits for Timer B (64*T1, 32 s)."""
+
+    max_failovers: int = 4
+    no_response_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class EndpointConfig:
     """Static configuration. `domain` is the digest realm and the From host of our requests;
     `accounts` maps endpoint usernames to passwords (they may REGISTER and place calls)."""
@@ -222,3 +245,4 @@ class EndpointConfig:
     reliable_provisionals: bool = True  # RFC 3262 100rel/PRACK: advertised, PRACKed, honoured
     session_timers: SessionTimerSettings = SessionTimerSettings()  # RFC 4028
     public_address: Address | None = None  # NAT: Via sent-by and Contact; the socket stays local
+    failover: FailoverPolicy = FailoverPolicy()  # when a dial moves on to its next target

@@ -5,6 +5,7 @@ INVITE, follow its responses, answer digest challenges once, and cancel or hang 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -12,19 +13,25 @@ from .call_leg import CallLeg, LegState, failure_reason, local_codecs
 from .dialog import Dialog, DialogError, DialogState, dialog_id_of
 from .digest import DigestAuth
 from .endpoint_core import ALLOW, EndpointCore, uri_address
-from .events import FailReason, LegAnswered, LegFailed, LegRinging, LegTrying
+from .events import FailReason, LegAnswered, LegFailed, LegRinging, LegTrying, TargetLookupNeeded
 from .headers import NameAddress
+from .locate import Target, numeric_host
 from .message import Request, Response, make_cancel, make_request, new_call_id, new_tag
 from .offer_answer import MediaParams, NegotiationError, read_answer
 from .redirect import FOLLOWED_STATUSES, redirect_targets, target_key
 from .sdp import SdpParseError, SessionDescription, parse_sdp
 from .syntax import Params, SipParseError
 from .transaction import Address
-from .uri import SipURI, parse_dial_uri
+from .uri import URI, SipURI, parse_dial_uri
 
 _E164_RE: Final = re.compile(r"\+?[0-9]{2,20}")
 _CALLER_ID_RE: Final = re.compile(r"[A-Za-z0-9+._~-]{1,64}")
 MAX_AUTH_ROUNDS: Final = 2  # answer a challenge once, and once more only if the nonce went stale
+
+
+def is_trunk_number(target: str) -> bool:
+    """Whether `dial` sends target to the trunk (when there is one and no account has that name)."""
+    return _E164_RE.fullmatch(target) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +60,7 @@ class Outbound:
         offer_sdp: SessionDescription,
         now: float,
         caller_name: str | None = None,
+        destinations: Sequence[Target] = (),
     ) -> None:
         core = self.core
         if leg_id in core.legs:
@@ -85,14 +93,19 @@ class Outbound:
             ],
             body=bytes(offer_sdp),
         )
-        key = core.tl.send_request(invite, route.destination, now)
-        leg = CallLeg(leg_id, True, invite, key, route.destination, tag, LegState.CALLING, offer_sdp)
+        destination = destinations[0].address if destinations else route.destination
+        key = core.tl.send_request(invite, destination, now)
+        leg = CallLeg(leg_id, True, invite, key, destination, tag, LegState.CALLING, offer_sdp)
+        leg.failover = list(destinations[1:])
+        if trunk is not None and route.destination == trunk.proxy:
+            leg.trunk_targets = tuple(destinations)
         leg.auth = route.auth
         leg.codecs = local_codecs(offer_sdp)
         if isinstance(route.request_uri, SipURI):
             leg.tried_targets.add(target_key(route.request_uri))
         core.legs[leg_id] = leg
         core.track(leg, key)
+        self._arm_no_response(leg, now)
 
     def _route(self, target: SipURI | str, now: float) -> Route | LegFailed:
         """A SipURI (or "sip:..." text) is called directly; an account name goes to its registered
@@ -126,6 +139,9 @@ class Outbound:
         """Before the answer: CANCEL, but only once a provisional has arrived (RFC 3261 9.1);
         until then the wish is remembered and acted on by `on_provisional`."""
         leg.hangup_requested = True
+        if leg.lookup_pending is not None:  # no INVITE is out: nothing to cancel
+            self.core.finish(leg, LegFailed(leg.leg_id, 487, FailReason.CANCELLED))
+            return
         if leg.state is LegState.PROCEEDING:
             self._send_cancel(leg, now)
 
@@ -137,7 +153,13 @@ class Outbound:
         # 9.1: without a final response 64*T1 after the CANCEL, consider the INVITE cancelled.
         self.core.leg_deadlines.arm(leg, now + self.core.config.timers.timeout)
 
-    def on_deadline(self, leg: CallLeg) -> None:
+    def on_deadline(self, leg: CallLeg, now: float) -> None:
+        if not leg.cancel_sent and not leg.hangup_requested and leg.state is LegState.CALLING:
+            # The no-response wait of a server with another one left (`_arm_no_response`).
+            self.core.tl.abandon(leg.invite_key)
+            if not self._fail_over(leg, now, "no_response"):
+                self.core.finish(leg, LegFailed(leg.leg_id, 408, FailReason.FAILED))
+            return
         self.core.tl.abandon(leg.invite_key)
         self.core.finish(leg, LegFailed(leg.leg_id, 408, FailReason.CANCELLED))
 
@@ -146,6 +168,7 @@ class Outbound:
     def on_provisional(self, leg: CallLeg, response: Response, now: float) -> None:
         if leg.state is LegState.CALLING:
             leg.state = LegState.PROCEEDING
+            self._target_answered(leg)
         if leg.hangup_requested:
             self._send_cancel(leg, now)
             return  # progress no longer interests anyone
@@ -173,11 +196,15 @@ class Outbound:
             return
         if leg.state not in (LegState.CALLING, LegState.PROCEEDING):
             return
+        self._target_answered(leg)
         cancelled = leg.hangup_requested
         if status in (401, 407) and not cancelled and self._retry_with_credentials(leg, response, now):
             return
+        if status == 503 and self._fail_over(leg, now, "503"):
+            return  # RFC 3263 4.3: the server is overloaded or down for maintenance
         # After a 3xx, and after any other failure of a redirected target while the 3xx left
         # others to try (sequential search, RFC 3261 16.6's spirit); a 6xx is global: stop.
+        leg.last_status = status
         if not cancelled and status < 600:
             if status in FOLLOWED_STATUSES:
                 self._collect_targets(leg, response)
@@ -210,35 +237,116 @@ class Outbound:
                 leg.redirect_queue.clear()
                 return False
             target = leg.redirect_queue.pop(0)
-            destination = self._redirect_destination(target)
+            destinations, to_trunk = self._redirect_destinations(leg, target)
             key = target_key(target)
-            if destination is None or key in leg.tried_targets:
+            lookup = not destinations and _named(target) and not to_trunk
+            if (not destinations and not lookup) or key in leg.tried_targets:
+                if not destinations:
+                    core.stats["redirect_targets_unresolved"] += 1
                 continue
             leg.tried_targets.add(key)
             leg.redirects += 1
             core.stats["redirects_followed"] += 1
-            trunk = core.config.trunk
-            if trunk is None or destination != trunk.proxy:
+            if not to_trunk:
                 leg.auth = None  # the trunk's credentials are for the trunk only
-            leg.auth_rounds = 0
-            core.by_txn.pop(leg.invite_key, None)  # the old transaction finishes on its own
-            leg.keys.discard(leg.invite_key)
-            leg.invite = self._redirected_invite(leg.invite, target)
-            leg.peer = destination
-            leg.invite_key = core.send_request(leg, leg.invite, destination, now)
-            leg.state = LegState.CALLING
+            if lookup:
+                # The endpoint does no DNS: the carrier looks the name up and resumes the leg.
+                core.by_txn.pop(leg.invite_key, None)  # the 3xx's transaction ends on its own
+                leg.keys.discard(leg.invite_key)
+                leg.lookup_pending = target
+                leg.state = LegState.CALLING
+                core.emit(TargetLookupNeeded(leg.leg_id, target))
+                return True
+            leg.failover = destinations[1:]
+            self._send_again(leg, self._redirected_invite(leg.invite, target), destinations[0], now)
             return True
         return False
 
-    def _redirect_destination(self, target: SipURI) -> Address | None:
-        """The trunk's domain (without a port) is reached through its proxy, as in `_route`;
-        anything else at its own host and port."""
+    def resume_redirect(self, leg: CallLeg, destinations: Sequence[Target], now: float) -> None:
+        """The servers of the named 3xx target `leg` waits for (`TargetLookupNeeded`)."""
+        target, leg.lookup_pending = leg.lookup_pending, None
+        if target is None:
+            return  # not waiting (a late or repeated answer)
+        if destinations:
+            leg.failover = list(destinations[1:])
+            self._send_again(leg, self._redirected_invite(leg.invite, target), destinations[0], now)
+            return
+        self.core.stats["redirect_targets_unresolved"] += 1
+        if not self._follow_next_target(leg, now):
+            status = leg.last_status
+            self.core.finish(leg, LegFailed(leg.leg_id, status, failure_reason(status, cancelled=False)))
+
+    def _redirect_destinations(self, leg: CallLeg, target: SipURI) -> tuple[list[Target], bool]:
+        """Where a 3xx target is sent, and whether that is the trunk. The trunk's domain (without a
+        port) is reached through its proxy, as in `_route` (through the servers located for this
+        dial when the proxy is a host name); anything else at its own host and port, which must be
+        an IP address: the endpoint does no DNS, and a name in a Contact is not followed."""
         trunk = self.core.config.trunk
         if trunk is not None and target.port is None and target.host.lower() == trunk.domain.lower():
-            return trunk.proxy
-        return uri_address(target)
+            if leg.trunk_targets:
+                return list(leg.trunk_targets), True
+            if numeric_host(trunk.proxy[0]) is not None:
+                return [Target(*trunk.proxy)], True
+            return [], True
+        address = uri_address(target)
+        if address is None or numeric_host(address[0]) is None:
+            return [], False
+        return [Target(*address)], trunk is not None and address == trunk.proxy
 
-    def _redirected_invite(self, previous: Request, target: SipURI) -> Request:
+    def _send_again(self, leg: CallLeg, invite: Request, target: Target, now: float) -> None:
+        """The leg's INVITE as a new transaction to target; the old transaction finishes on its own
+        (or was abandoned). Challenges are answered afresh: a nonce belongs to its server."""
+        core = self.core
+        core.by_txn.pop(leg.invite_key, None)
+        leg.keys.discard(leg.invite_key)
+        leg.auth_rounds = 0
+        leg.invite = invite
+        leg.peer = target.address
+        leg.invite_key = core.send_request(leg, invite, leg.peer, now)
+        leg.state = LegState.CALLING
+        self._arm_no_response(leg, now)
+
+    # --- failover (RFC 3263 4.3) --------------------------------------------------------------
+
+    def _fail_over(self, leg: CallLeg, now: float, why: str) -> bool:
+        """Send the INVITE to the next server of the same Request-URI (a new transaction: new
+        branch, CSeq + 1, same Call-ID, From and To). False when none is left, the leg's budget is
+        spent, or we are hanging up anyway."""
+        core = self.core
+        if leg.hangup_requested or not leg.failover:
+            return False
+        if leg.failovers >= core.config.failover.max_failovers:
+            core.stats["failover_limit_reached"] += 1
+            leg.failover.clear()
+            return False
+        target = leg.failover.pop(0)
+        leg.failovers += 1
+        core.stats["failovers"] += 1
+        core.stats[f"failovers.{why}"] += 1
+        self._send_again(leg, self._redirected_invite(leg.invite, leg.invite.uri), target, now)
+        return True
+
+    def _arm_no_response(self, leg: CallLeg, now: float) -> None:
+        """With another server left, give this one `no_response_s` to answer anything."""
+        wait = self.core.config.failover.no_response_s
+        if wait is not None and leg.failover and not leg.cancel_sent:
+            self.core.leg_deadlines.arm(leg, now + wait)
+
+    def _target_answered(self, leg: CallLeg) -> None:
+        if not leg.cancel_sent and leg.deadline is not None:
+            self.core.leg_deadlines.arm(leg, None)  # it is alive: Timer B and the ring timeout rule
+
+    def on_transport_error(self, leg: CallLeg, now: float) -> None:
+        """The transport could not send the INVITE (RFC 3261 8.1.3.1: as a 503): the next server,
+        else the leg fails."""
+        if leg.state is not LegState.CALLING:
+            return  # it did answer: retransmissions and timers decide
+        self.core.tl.abandon(leg.invite_key)
+        if not self._fail_over(leg, now, "transport_error"):
+            cancelled = leg.hangup_requested
+            self.core.finish(leg, LegFailed(leg.leg_id, 503, failure_reason(503, cancelled=cancelled)))
+
+    def _redirected_invite(self, previous: Request, target: URI) -> Request:
         headers = previous.headers.copy()
         headers.remove("Authorization")  # answers to the previous target's challenges
         headers.remove("Proxy-Authorization")
@@ -319,8 +427,10 @@ class Outbound:
         bye = dialog.create_request("BYE", via=core.via(), headers=core.ua_headers())
         core.tl.send_request(bye, destination, now)
 
-    def on_timeout(self, leg: CallLeg) -> None:
-        """Timer B: nobody answered the INVITE at all."""
+    def on_timeout(self, leg: CallLeg, now: float) -> None:
+        """Timer B: nobody answered the INVITE at all; the next server if there is one."""
+        if self._fail_over(leg, now, "timeout"):
+            return
         reason = FailReason.CANCELLED if leg.hangup_requested else FailReason.FAILED
         self.core.finish(leg, LegFailed(leg.leg_id, 408, reason))
 
@@ -328,6 +438,11 @@ class Outbound:
         """The INVITE transaction ended without an outcome we could use (a 2xx without To tag)."""
         if leg.state in (LegState.CALLING, LegState.PROCEEDING):
             self.core.finish(leg, LegFailed(leg.leg_id, 502, FailReason.FAILED))
+
+
+def _named(uri: SipURI) -> bool:
+    """A URI whose host is a name, not an IP address."""
+    return numeric_host(uri.host) is None
 
 
 def _uac_dialog(leg: CallLeg, response: Response, contact: NameAddress) -> Dialog | None:

@@ -17,6 +17,8 @@ from typing import Final
 
 import structlog
 
+from bridgeline.adapters.carriers.sip.dial_lookup import lookup_for
+from bridgeline.adapters.carriers.sip.dns_resolver import DnsFailure, ResolverConfig, SipResolver
 from bridgeline.adapters.carriers.sip.media_engine import (
     LatchPolicy,
     MediaEngine,
@@ -42,6 +44,7 @@ from bridgeline.core.effects import MusicSources, SetAudio
 from bridgeline.core.model import LeaveReason
 from bridgeline.sip import events as sip
 from bridgeline.sip.endpoint import SipEndpoint
+from bridgeline.sip.locate import LocateRequest, RecordType, Target, Transport
 from bridgeline.sip.offer_answer import (
     MediaParams,
     NegotiationError,
@@ -85,6 +88,7 @@ class SipLeg:
     dropped: bool = False  # the conference hung it up: do not report its end back
     awaiting_answer: bool = False  # late offer: our offer is in the 200, the answer due in the ACK
     kind: LegKind = LegKind.URI  # who is on it: may it transfer by REFER (refer.transferors)
+    resolving: bool = False  # outbound: its servers are being looked up; no INVITE yet
 
 
 SIP_COUNTERS: Final = frozenset(
@@ -113,6 +117,10 @@ SIP_COUNTERS: Final = frozenset(
         "refers_refused",
         "trunk_keepalives_sent",
         "trunk_keepalives_missed",
+        "dns_lookups",
+        "dns_cache_hits",
+        "dns_failures",
+        "failovers",
     }
 )
 
@@ -160,6 +168,22 @@ class SipCarrier:
             flush=lambda: self._transport.flush() if self._transport else None,
             spawn=self._spawn,
         )
+        dns = settings.dns
+        self.resolver = SipResolver(
+            ResolverConfig(
+                nameservers=dns.nameserver_addresses(),
+                timeout_s=dns.timeout_s,
+                cache_max=dns.cache_max,
+                negative_ttl_s=dns.negative_ttl_s,
+                max_ttl_s=dns.max_ttl_s,
+            ),
+            self._rng,
+        )
+        self._dns_failed_dials = 0
+        # What our UDP socket can reach: an IPv6 listen address sends to AAAA records only.
+        listen_host = settings.listen_address[0]
+        self._families = (RecordType.AAAA,) if ":" in listen_host else (RecordType.A,)
+        self.supported_transports: tuple[Transport, ...] = (Transport.UDP,)
         self.media.on_dtmf(self._on_dtmf)
         self.media.on_media_failed(
             lambda leg_id, setting, reason: self._report(leg_id, LegMediaFailed(leg_id, setting, reason))
@@ -192,7 +216,13 @@ class SipCarrier:
             "redirects_followed": sip["redirects_followed"],  # 3xx contacts called (docs/sip.md)
             "redirects_refused": sip["redirect_targets_refused"]  # disallowed, looping, not sip:
             + sip["redirects_not_followed"]  # 305, 380
-            + sip["redirect_limit_reached"],
+            + sip["redirect_limit_reached"]
+            + sip["redirect_targets_unresolved"],  # a host name in a Contact (docs/sip.md)
+            "dns_lookups": self.resolver.stats["lookups"],  # queries sent to a nameserver
+            "dns_cache_hits": self.resolver.stats["cache_hits"],  # records served from the cache
+            "dns_failures": self.resolver.stats["failures"],  # timeouts, SERVFAIL, no nameserver
+            "dns_cache_entries": len(self.resolver),
+            "failovers": sip["failovers"],  # INVITEs sent on to a dial's next server (RFC 3263 4.3)
             "session_timers_expired": sip["session_timers_expired"],  # RFC 4028: BYE sent (docs/sip.md)
             "session_timer_refusals": sip["session_timer_refusals"],  # 422 and 400 to Session-Expires/Min-SE
             "prack_timeouts": sip["prack_timeouts"],  # RFC 3262: no PRACK in 64*T1, 504 sent
@@ -268,6 +298,47 @@ class SipCarrier:
             self._overloaded(leg_id, exc)
             self._finish(leg_id, LegFailed(leg_id, LeaveReason.FAILED))  # failed, not the callee's "rejected"
             return
+        where = lookup_for(target, self.settings, self.supported_transports, self._families)
+        if where is None:  # an account, an IP address, or a trunk proxy given as one: no DNS
+            self._send_invite(request, target, port, ())
+            return
+        servers = self.resolver.cached(where)
+        if servers is not None:  # looked up recently: the INVITE goes now, as for an IP address
+            self._send_invite(request, target, port, servers, where)
+            return
+        self._legs[leg_id].resolving = True
+        self._spawn(self._resolve_then_dial(request, target, port, where))
+
+    async def _resolve_then_dial(
+        self, request: LegRequest, target: str, port: int, where: LocateRequest
+    ) -> None:
+        leg_id = request.leg_id
+        try:
+            servers = await self.resolver.locate(where)
+        except DnsFailure as exc:
+            self._dns_failed(leg_id, where, exc.reason)
+            return
+        leg = self._legs.get(leg_id)
+        if leg is None or leg.dropped or self._transport is None:
+            return  # hung up (ring timeout, API) while we looked it up: drop() already cleaned up
+        leg.resolving = False
+        self._send_invite(request, target, port, servers, where)
+
+    def _send_invite(
+        self,
+        request: LegRequest,
+        target: str,
+        port: int,
+        servers: list[Target] | tuple[()],
+        where: LocateRequest | None = None,
+    ) -> None:
+        leg_id = request.leg_id
+        assert self._transport is not None
+        if where is not None and not servers:
+            self._dns_failed(
+                leg_id, where, "no usable server (no record, or none for UDP/our address family)"
+            )
+            return
         srtp = _srtp_config(self.settings.srtp_for_dial(target))
         offer = make_offer(self.settings.rtp.sdp_host, port, self._session, 1, self._codecs, srtp=srtp)
         try:
@@ -277,6 +348,7 @@ class SipCarrier:
                 caller_id=_caller_user(request.caller_id),
                 offer_sdp=offer,
                 now=self._transport.now,
+                destinations=servers,
             )
         except ValueError as exc:
             log.warning("sip_dial_refused", leg_id=leg_id, to=request.to, error=str(exc))
@@ -284,11 +356,40 @@ class SipCarrier:
             return
         self._transport.flush()
 
+    async def _look_up_redirect(self, event: sip.TargetLookupNeeded) -> None:
+        """A 3xx contact named by host (allowed by `redirects.allowed_targets`): its servers, or
+        none, go back to the endpoint, which calls them or moves on."""
+        where = lookup_for(str(event.uri), self.settings, self.supported_transports, self._families)
+        servers: list[Target] = []
+        if where is not None:
+            try:
+                cached = self.resolver.cached(where)
+                servers = cached if cached is not None else await self.resolver.locate(where)
+            except DnsFailure as exc:
+                log.warning(
+                    "sip_dns_failed", leg_id=event.leg_id, host=where.host, reason=exc.reason, redirect=True
+                )
+        if not servers:
+            log.info("sip_redirect_unresolved", leg_id=event.leg_id, target=str(event.uri))
+        if self._transport is not None:
+            self.endpoint.resume_redirect(event.leg_id, servers, self._transport.now)
+            self._transport.flush()
+
+    def _dns_failed(self, leg_id: str, where: LocateRequest, reason: str) -> None:
+        self._dns_failed_dials += 1
+        log.warning("sip_dns_failed", leg_id=leg_id, host=where.host, reason=reason)
+        leg = self._legs.get(leg_id)
+        if leg is not None and not leg.dropped:
+            self._finish(leg_id, LegFailed(leg_id, LeaveReason.FAILED))
+
     def drop(self, leg_id: str, reason: LeaveReason) -> None:
         leg = self._legs.get(leg_id)
         if leg is None:
             return
         leg.dropped = True
+        if leg.resolving:  # no INVITE went out: nothing to cancel; the lookup finds the leg gone
+            self._finish(leg_id, None)
+            return
         if self._transport is not None and self.endpoint.hangup(leg_id, self._transport.now):
             self._transport.flush()
         if leg.answered:
@@ -364,6 +465,8 @@ class SipCarrier:
                 send=event.media.direction.sends,
                 srtp=_srtp_keys(event.media.srtp),
             )
+        elif isinstance(event, sip.TargetLookupNeeded):
+            self._spawn(self._look_up_redirect(event))
         elif isinstance(event, sip.IncomingCall):
             kind = LegKind.TRUNK if event.account is None else LegKind.ENDPOINT  # digest or the trunk
             self._legs[event.leg_id] = SipLeg(None, inbound=True, kind=kind)

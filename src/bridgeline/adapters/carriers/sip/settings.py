@@ -20,6 +20,10 @@ trunk:                          # where E.164 numbers are dialed
   srtp: offered                 # default: the top-level srtp
 reliable_provisionals: true     # RFC 3262 100rel/PRACK (docs/sip.md)
 session_timers: {enabled: true, session_expires_s: 1800, min_se_s: 90}   # RFC 4028
+dns:                            # host names in trunk.proxy and dialled URIs (RFC 3263, docs/sip.md)
+  nameservers: ["127.0.0.1:53"] # default: the system's resolv.conf
+  timeout_s: 2                  # per lookup
+failover: {max: 4, no_response_s: null}   # RFC 3263 4.3: next server on 503/timeout
 redirects:                      # 3xx answers to our INVITEs (docs/sip.md, docs/security.md)
   max: 3                        # new INVITEs per leg; 0: never follow
   allowed_targets: [trunk.example.com, "10.0.0.7:5060"]   # default: the trunk's domain and proxy host
@@ -37,6 +41,7 @@ inbound:                        # calls to these numbers start a PHLO run
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +50,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from bridgeline.core.identifiers import check_id
 from bridgeline.core.model import Role
-from bridgeline.sip.events import EndpointConfig, SessionTimerSettings, TrunkConfig
+from bridgeline.sip.endpoint_core import host_for_uri
+from bridgeline.sip.events import EndpointConfig, FailoverPolicy, SessionTimerSettings, TrunkConfig
+from bridgeline.sip.locate import DEFAULT_MAX_QUERIES, DEFAULT_MAX_TARGETS
 from bridgeline.sip.offer_answer import codecs_by_name
 from bridgeline.sip.redirect import DEFAULT_MAX_REDIRECTS, RedirectPolicy, parse_allowed_targets
 from bridgeline.sip.refer_policy import LegKind, ReferPolicy
@@ -53,9 +60,25 @@ from bridgeline.sip.sdes import SrtpPolicy
 
 
 def parse_host_port(text: str, default_port: int) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        return text, default_port
+    host, port = split_host_port(text)
+    return host, default_port if port is None else port
+
+
+def split_host_port(text: str) -> tuple[str, int | None]:
+    """`host`, `host:port`, `[v6]` or `[v6]:port` -> (host without brackets, port or None)."""
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0 or (text[end + 1 :] and not text[end + 1 :].startswith(":")):
+            raise ValueError(f"invalid IPv6 reference in {text!r}")
+        host, rest = text[1:end], text[end + 1 :]
+        port = rest[1:] if rest else None
+    else:
+        host, sep, after = text.rpartition(":")
+        if not sep or ":" in host:  # no port, or a bare IPv6 address
+            return text, None
+        port = after
+    if port is None:
+        return host, None
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"invalid port in {text!r}")
     return host, int(port)
@@ -138,6 +161,43 @@ class TrunkSettings(_Strict):
         if self.keepalive_s and self.keepalive_timeout_s > self.keepalive_s:
             raise ValueError("trunk.keepalive_timeout_s must not exceed trunk.keepalive_s")
         return self
+
+
+class DnsSettings(_Strict):
+    """RFC 3263 lookups for a trunk proxy or dialled URI given by host name (docs/sip.md)."""
+
+    nameservers: list[str] | None = None  # "ip[:port]"; None: the system's resolv.conf
+    timeout_s: float = Field(default=2.0, gt=0, le=30)  # per lookup: the dial fails after it
+    cache_max: int = Field(default=1000, ge=0, le=1_000_000)  # records kept (least recently used out)
+    negative_ttl_s: float = Field(default=30.0, ge=0, le=3600)  # NXDOMAIN / no data kept this long
+    max_ttl_s: float = Field(default=3600.0, ge=0, le=86_400)  # a longer TTL is shortened to it
+    max_targets: int = Field(default=DEFAULT_MAX_TARGETS, ge=1, le=20)  # servers tried per dial
+    max_queries: int = Field(default=DEFAULT_MAX_QUERIES, ge=1, le=100)  # DNS queries per dial
+
+    @field_validator("nameservers")
+    @classmethod
+    def _check_nameservers(cls, value: list[str] | None) -> list[str] | None:
+        for entry in value or []:
+            host, _ = split_host_port(entry)
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                raise ValueError(f"nameserver {entry!r} is not ip[:port]") from None
+        return value
+
+    def nameserver_addresses(self) -> tuple[tuple[str, int], ...] | None:
+        if self.nameservers is None:
+            return None
+        return tuple(parse_host_port(entry, 53) for entry in self.nameservers)
+
+
+class FailoverSettings(_Strict):
+    """RFC 3263 4.3: a dial's INVITE moves on to the next located server on a 503, a transaction
+    timeout or a transport error, at most `max` times; `no_response_s`: sooner, when the server
+    has not answered anything this long (None: Timer B, 32 s)."""
+
+    max: int = Field(default=4, ge=0, le=20)
+    no_response_s: float | None = Field(default=None, gt=0, le=32)
 
 
 class EndpointSettings(_Strict):
@@ -230,6 +290,8 @@ class SipSettings(_Strict):
     reliable_provisionals: bool = True  # RFC 3262: advertise 100rel, PRACK, honour Require: 100rel
     session_timers: SessionTimerYaml = SessionTimerYaml()
     refer: ReferSettings = ReferSettings()
+    dns: DnsSettings = DnsSettings()
+    failover: FailoverSettings = FailoverSettings()
     inbound: list[InboundRoute] = Field(default_factory=list)
 
     _srtp_off = field_validator("srtp", mode="before")(_yaml_off)
@@ -304,13 +366,14 @@ class SipSettings(_Strict):
             redirects=self.redirect_policy(),
             reliable_provisionals=self.reliable_provisionals,
             session_timers=self.session_timers.settings(),
+            failover=FailoverPolicy(self.failover.max, self.failover.no_response_s),
         )
 
     def redirect_policy(self) -> RedirectPolicy:
         targets = self.redirects.allowed_targets
         if targets is None:
             trunk = self.trunk
-            targets = [] if trunk is None else [trunk.domain, parse_host_port(trunk.proxy, 5060)[0]]
+            targets = [] if trunk is None else [trunk.domain, host_for_uri(split_host_port(trunk.proxy)[0])]
         return RedirectPolicy(self.redirects.max, parse_allowed_targets(targets))
 
     def refer_policy(self) -> ReferPolicy:

@@ -22,6 +22,7 @@ log = structlog.get_logger(__name__)
 
 EventHandler = Callable[[EndpointEvent], None]
 RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
+_MAX_FAILOVER_ROUNDS = 8  # sends retried after transport errors in one flush; the rest at the next
 
 
 class SipUdpTransport(asyncio.DatagramProtocol):
@@ -34,6 +35,11 @@ class SipUdpTransport(asyncio.DatagramProtocol):
         self._timer: asyncio.Handle | None = None
         self._timer_at: float | None = None
         self._loop = asyncio.get_running_loop()
+        # Where the datagram being sent goes: a failed sendto reaches error_received synchronously
+        # without the address (asyncio, and uvloop for OS errors; uvloop raises ValueError for an
+        # address it cannot use); the endpoint is told (RFC 3261 18.4) and moves on.
+        self._sending_to: tuple[str, int] | None = None
+        self._send_failures: list[tuple[str, int]] = []
 
     @classmethod
     async def listen(
@@ -64,19 +70,37 @@ class SipUdpTransport(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable from a peer that went away: retransmission timers handle it.
-        log.debug("sip_socket_error", error=str(exc))
+        log.debug("sip_socket_error", error=str(exc), destination=self._sending_to)
+        if self._sending_to is not None:
+            self._send_failures.append(self._sending_to)
 
     def flush(self) -> None:
         """Send what the endpoint produced, deliver its events, and re-arm the timer."""
-        if self._transport is not None:
-            for data, (host, port) in self.endpoint.datagrams_to_send():
-                self._transport.sendto(data, (host, port))
+        for _ in range(_MAX_FAILOVER_ROUNDS):
+            self._send()
+            if not self._send_failures:
+                break
+            failed, self._send_failures = self._send_failures, []
+            for destination in dict.fromkeys(failed):
+                self.endpoint.transport_error(destination, self.now)  # next server, or the leg fails
         while (event := self.endpoint.next_event()) is not None:
             try:
                 self._on_event(event)
             except Exception:
                 log.exception("sip_event_handler_failed", kind=type(event).__name__)
         self._arm()
+
+    def _send(self) -> None:
+        if self._transport is None:
+            return
+        for data, (host, port) in self.endpoint.datagrams_to_send():
+            self._sending_to = (host, port)
+            try:
+                self._transport.sendto(data, (host, port))
+            except ValueError as exc:  # uvloop: an address of the other family, or a name
+                self.error_received(exc)
+            finally:
+                self._sending_to = None
 
     def _arm(self) -> None:
         deadline = self.endpoint.get_timer()
