@@ -88,9 +88,12 @@ class Lab:
             substitutions["<!--BYE_ANSWER_PAUSE-->"] = f'<pause milliseconds="{bye_answer_ms}"/>'
         return self.sipp(name, "uas_play.xml", substitutions=substitutions, ring_ms=ring_ms)
 
-    def baresip(self, name: str, freq: int, *, account: str | None = None, codecs: str = "PCMU") -> Baresip:
+    def baresip(
+        self, name: str, freq: int, *, account: str | None = None, codecs: str = "PCMU", **kwargs: Any
+    ) -> Baresip:
+        wav = self.tones.s16(freq)
         phone = Baresip(
-            self.procs, self.ports, self.work, name, self.tones.s16(freq), account=account, codecs=codecs
+            self.procs, self.ports, self.work, name, wav, account=account, codecs=codecs, **kwargs
         )
         self.baresips.append(phone)
         return phone
