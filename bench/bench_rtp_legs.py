@@ -14,7 +14,10 @@ used during the window is reported next to it.
 
 The engine runs pinned to one core and the sender to the other (bench/benchkit.py), so "legs per
 core" means one core. Modes: 2-party, 10-party and 100-party conferences (the last at N=100 is one
-100-party conference), and the echo relay baseline. --profile-dir also samples one run with py-spy.
+100-party conference), 2-party conferences over SRTP (AES_CM_128_HMAC_SHA1_80: the sender protects
+every packet, the engine unprotects and protects; to compare with plain 2-party in the same run),
+and the echo relay baseline. With both 2-party modes, plain and SRTP runs are then alternated at
+one N (--pair-legs, 3 pairs) for their ratio. --profile-dir also samples one run with py-spy.
 
 Bounded: every run lasts --run seconds, and no run starts after --budget seconds.
 Run: OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/bench_rtp_legs.py [--budget 180] [--run 4] [--out f.json]
@@ -39,8 +42,9 @@ from typing import Any, cast
 
 import benchkit as kit
 import numpy as np
+import pylibsrtp
 
-from bridgeline.adapters.carriers.sip.media_engine import MediaEngine
+from bridgeline.adapters.carriers.sip.media_engine import MediaEngine, SrtpKeys
 from bridgeline.core.effects import LegAudio
 from bridgeline.main import run_event_loop
 from bridgeline.media import g711
@@ -52,11 +56,17 @@ LATE_S = 0.005
 LADDER = (200, 500, 1000, 1500, 2000, 3000)  # 1,000 is the target; the midpoint refines it
 ATTEMPTS = 3  # runs per setup while late ticks stay >= 1%; the best one is kept
 SLOTS = 10  # sender sub-slots per 20 ms
+SRTP_SUITE = "AES_CM_128_HMAC_SHA1_80"
 
 
 # --------------------------------------------------------------------------- sender (child process)
-def sender_main(fd: int, ports: list[int], seconds: float) -> None:
-    """Send one PCMU packet per port every 20 ms (absolute deadlines) and drain what comes back."""
+def sender_main(fd: int, ports: list[int], seconds: float, srtp_key: bytes | None = None) -> None:
+    """Send one PCMU packet per port every 20 ms (absolute deadlines) and drain what comes back;
+    with `srtp_key`, as SRTP (one libsrtp session, one stream per SSRC: each leg's own stream)."""
+    protect: Callable[[bytes], bytes] = bytes
+    if srtp_key is not None:
+        policy = pylibsrtp.Policy(key=srtp_key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
+        protect = pylibsrtp.Session(policy).protect
     sock = socket.socket(fileno=fd)
     sock.setblocking(False)
     for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
@@ -84,7 +94,7 @@ def sender_main(fd: int, ports: list[int], seconds: float) -> None:
                 late += 1
             for i, dest in slot:
                 try:
-                    sock.sendto(header.pack(0x80, 0, n & 0xFFFF, n * 160, i + 1) + frame, dest)
+                    sock.sendto(protect(header.pack(0x80, 0, n & 0xFFFF, n * 160, i + 1) + frame), dest)
                     sent += 1
                 except OSError:
                     send_errors += 1
@@ -111,10 +121,13 @@ class Sender:
     proc: asyncio.subprocess.Process
 
     @classmethod
-    async def spawn(cls, ports: list[int], seconds: float, sock: socket.socket) -> Sender:
+    async def spawn(
+        cls, ports: list[int], seconds: float, sock: socket.socket, srtp_key: bytes | None = None
+    ) -> Sender:
         """Send from `sock`: its address is the one the engine's legs were given as the peer's SDP."""
+        key = [] if srtp_key is None else [srtp_key.hex()]
         proc = await asyncio.create_subprocess_exec(
-            *(sys.executable, __file__, "--sender", str(sock.fileno()), str(seconds)),
+            *(sys.executable, __file__, "--sender", str(sock.fileno()), str(seconds), *key),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             pass_fds=[sock.fileno()],
@@ -189,9 +202,10 @@ async def measure(
     run_s: float,
     window_start: Callable[[], None],
     sock: socket.socket,
+    srtp_key: bytes | None = None,
 ) -> Result:
     """Feed `ports` from `sock` for run_s seconds; compare snapshots after the warm-up and at the end."""
-    sender = await Sender.spawn(ports, run_s, sock)
+    sender = await Sender.spawn(ports, run_s, sock, srtp_key)
     await asyncio.sleep(WARMUP_S)
     window_start()  # resets the maximum lateness, so it covers the measured window only
     s0, cpu0, t0, (busy0, steal0) = snapshot(), time.process_time(), time.monotonic(), kit.cpu_times()
@@ -218,8 +232,9 @@ async def measure(
     )
 
 
-async def run_engine(legs: int, party: int, run_s: float) -> Result:
+async def run_engine(legs: int, party: int, run_s: float, *, srtp: bool = False) -> Result:
     engine = MediaEngine(port_min=PORT_MIN, port_max=PORT_MAX)
+    sender_key = os.urandom(30) if srtp else None
     try:
         ids = [f"l{i}" for i in range(legs)]
         ports = [engine.open_leg(leg) for leg in ids]
@@ -228,8 +243,14 @@ async def run_engine(legs: int, party: int, run_s: float) -> Result:
         # opening a thousand legs).
         sock = sender_socket()
         for leg in ids:
+            keys = None if sender_key is None else SrtpKeys(SRTP_SUITE, os.urandom(30), sender_key)
             engine.connect_leg(
-                leg, remote=sock.getsockname(), payload_type=g711.PCMU, telephone_event_pt=101, send=True
+                leg,
+                remote=sock.getsockname(),
+                payload_type=g711.PCMU,
+                telephone_event_pt=101,
+                send=True,
+                srtp=keys,
             )
         for c in range(0, legs, party):
             members = ids[c : c + party]
@@ -252,7 +273,12 @@ async def run_engine(legs: int, party: int, run_s: float) -> Result:
             # atomic): the public stats keep the all-time maximum
             engine._runtime.tick_stats.max_lateness = 0.0
 
-        return await measure(f"engine, {party}-party", legs, ports, snapshot, run_s, window_start, sock)
+        label = f"engine, {party}-party" + (", SRTP" if srtp else "")
+        result = await measure(label, legs, ports, snapshot, run_s, window_start, sock, sender_key)
+        dropped = engine.stats["srtp_auth_failed"] + engine.stats["srtp_replayed"]
+        if dropped:
+            print(f"warning: {dropped} SRTP packets refused in {label}", file=sys.stderr)
+        return result
     finally:
         await engine.stop()
 
@@ -329,8 +355,58 @@ MODES: dict[str, tuple[int, Callable[[int, float], Awaitable[Result]]]] = {
     "engine, 2-party": (2, lambda n, run_s: run_engine(n, 2, run_s)),
     "engine, 10-party": (10, lambda n, run_s: run_engine(n, 10, run_s)),
     "engine, 100-party": (100, lambda n, run_s: run_engine(n, 100, run_s)),
+    "engine, 2-party, SRTP": (2, lambda n, run_s: run_engine(n, 2, run_s, srtp=True)),
     "echo relay (baseline)": (10, lambda n, run_s: run_baseline(n, run_s)),
 }
+
+
+PAIR_LEGS, PAIRS = 300, 3
+
+
+async def srtp_pairs(legs: int, run_s: float, pairs: int) -> dict[str, Any]:
+    """Plain and SRTP runs alternated at one N, `pairs` times: on a shared machine the load drifts
+    between the ladders, while neighbouring runs see about the same. The ratio is of the medians
+    of CPU per leg-tick; `max_late_pct` says whether every run kept up (a run that fell behind
+    skips ticks and so spends less per leg-tick: the report then uses the ladders' equal-N figure)."""
+    runs: dict[str, list[Result]] = {"plain": [], "srtp": []}
+    for _ in range(pairs):
+        runs["plain"].append(await run_engine(legs, 2, run_s))
+        runs["srtp"].append(await run_engine(legs, 2, run_s, srtp=True))
+        for r in (runs["plain"][-1], runs["srtp"][-1]):
+            print(r.row().replace("| engine", "| pair: engine", 1), file=sys.stderr, flush=True)
+    medians = {k: float(np.median([r.cpu_us_per_leg_tick for r in v])) for k, v in runs.items()}
+    return {
+        "runs": {k: [asdict(r) | {"late_pct": round(r.late_pct, 3)} for r in v] for k, v in runs.items()},
+        "summary": {
+            "legs": legs,
+            "pairs": pairs,
+            "plain_cpu_us_per_leg_tick": round(medians["plain"], 1),
+            "srtp_cpu_us_per_leg_tick": round(medians["srtp"], 1),
+            "ratio_by_cpu": round(medians["plain"] / medians["srtp"], 3),
+            "max_late_pct": round(max(r.late_pct for v in runs.values() for r in v), 2),
+        },
+    }
+
+
+def srtp_vs_plain(results: list[Result], summary: dict[str, Any]) -> None:
+    """SRTP legs per core as a share of plain ones, same run: CPU per leg-tick compared at the
+    largest N that both modes carried cleanly (< 1% late, full packet rate). A run that fell behind
+    skips ticks and so spends less per leg-tick: such runs are not compared."""
+    clean: dict[str, dict[int, float]] = {}
+    for r in results:
+        if r.late_pct < 1 and r.pps_in >= 0.95 * 50 * r.legs:
+            best = clean.setdefault(r.label, {})
+            best[r.legs] = min(best.get(r.legs, math.inf), r.cpu_us_per_leg_tick)
+    plain, srtp = clean.get("engine, 2-party", {}), clean.get("engine, 2-party, SRTP", {})
+    common = sorted(set(plain) & set(srtp))
+    if common and "engine, 2-party, SRTP" in summary:
+        n = common[-1]
+        summary["engine, 2-party, SRTP"]["vs_plain"] = {
+            "legs": n,
+            "plain_cpu_us_per_leg_tick": round(plain[n], 1),
+            "srtp_cpu_us_per_leg_tick": round(srtp[n], 1),
+            "ratio_by_cpu": round(plain[n] / srtp[n], 3),
+        }
 
 
 async def profile_tick(legs: int, party: int, run_s: float, out: Path) -> dict[str, Any]:
@@ -349,6 +425,7 @@ async def main(
     profile_dir: Path | None,
     ladder: tuple[int, ...] = LADDER,
     only: str | None = None,
+    pair_legs: int = PAIR_LEGS,
 ) -> dict[str, Any]:
     kit.pin_self(kit.SERVER_CPU)  # the engine's core; the sender pins itself to the other one
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -413,6 +490,11 @@ async def main(
             "cpu_us_per_leg_tick": None if cost is None else round(cost, 1),
             "legs_per_core_by_cpu": None if cost is None else round(20_000 / cost),
         }
+    srtp_vs_plain(results, summary)
+    pairs = None
+    if {"engine, 2-party", "engine, 2-party, SRTP"} <= modes.keys():
+        pairs = await srtp_pairs(pair_legs, run_s, PAIRS)
+        summary["engine, 2-party, SRTP"]["vs_plain_pairs"] = pairs["summary"]
     one_conf = [r for r in results if r.label == "engine, 100-party" and r.legs == 100]
     profiles: dict[str, Any] = {}
     if profile_dir is not None:
@@ -436,6 +518,7 @@ async def main(
         if one_conf
         else None,
         "profiles": profiles,
+        "srtp_pairs": pairs,
         "loadavg_start": load0,
         "loadavg_end": kit.loadavg(),
         "command": "OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/bench_rtp_legs.py"
@@ -464,7 +547,8 @@ HEADER = (
 if __name__ == "__main__":
     if len(sys.argv) >= 2 and sys.argv[1] == "--sender":
         kit.pin_self(kit.LOAD_CPU)
-        sender_main(int(sys.argv[2]), json.loads(sys.stdin.read()), float(sys.argv[3]))
+        key = bytes.fromhex(sys.argv[4]) if len(sys.argv) > 4 else None
+        sender_main(int(sys.argv[2]), json.loads(sys.stdin.read()), float(sys.argv[3]), key)
         sys.exit(0)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=180.0, help="seconds after which no run starts")
@@ -475,7 +559,8 @@ if __name__ == "__main__":
         "--legs", default=None, help="comma-separated ladder of N (default: 200,500,1000,...)"
     )
     parser.add_argument("--only", default=None, help="comma-separated words: run the modes naming one")
+    parser.add_argument("--pair-legs", type=int, default=PAIR_LEGS, help="N of the plain/SRTP pairs")
     opts = parser.parse_args()
     steps = LADDER if opts.legs is None else tuple(int(n) for n in opts.legs.split(","))
     # The server's own event loop (uvloop where installed), for the engine and the relay baseline alike.
-    run_event_loop(main(opts.budget, opts.run, opts.out, opts.profile_dir, steps, opts.only))
+    run_event_loop(main(opts.budget, opts.run, opts.out, opts.profile_dir, steps, opts.only, opts.pair_legs))

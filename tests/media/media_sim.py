@@ -30,6 +30,7 @@ from bridgeline.media.leg import Address, LatchPolicy
 from bridgeline.media.player import ToneSource
 from bridgeline.media.rtp import RtpPacket
 from bridgeline.media.runtime import TICK_S, MediaEvent, MediaRuntime
+from bridgeline.media.srtp import SrtpContext, SrtpKeys
 
 __all__ = ["dominant_freq", "level_at", "peak_freqs", "rms", "spectrum"]
 
@@ -50,6 +51,10 @@ class SimPeer(ToneSender):
     seq: int = 1000
     ts: int = 50_000
     received: list[tuple[float, RtpPacket]] = field(default_factory=list)
+    # An SRTP phone (Sim.join with keys): protects what it sends, unprotects what it gets, and
+    # keeps the datagrams as they were on the wire.
+    srtp: SrtpContext | None = None
+    wire: list[bytes] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.freq is None:
@@ -66,7 +71,8 @@ class SimPeer(ToneSender):
         return WIDE_RATE if self.payload_type == G722 else RATE
 
     def audio_packet(self) -> bytes:
-        return self.next_audio_packet().serialize()
+        data = self.next_audio_packet().serialize()
+        return data if self.srtp is None else self.srtp.protect(data)
 
     @property
     def packets(self) -> list[RtpPacket]:
@@ -105,8 +111,12 @@ class Sim:
         telephone_event_pt: int | None = 101,
         ptime_ms: int = 20,
         talk: bool = True,
+        srtp: SrtpKeys | None = None,
     ) -> None:
-        """Open and connect a leg whose SDP address is the peer's, and let the peer talk to it."""
+        """Open and connect a leg whose SDP address is the peer's, and let the peer talk to it;
+        with `srtp` (the leg's keys) the peer speaks SRTP with the mirror image of them."""
+        if srtp is not None:
+            peer.srtp = SrtpContext(SrtpKeys(srtp.suite, srtp.remote_key, srtp.local_key))
         self.runtime.open_leg(leg_id)
         self.runtime.connect_leg(
             leg_id,
@@ -116,6 +126,7 @@ class Sim:
             send=send,
             ptime_ms=ptime_ms,
             now=self.now,
+            srtp=srtp,
         )
         if talk:
             self.start_talking(peer, leg_id)
@@ -145,6 +156,9 @@ class Sim:
             peer = self.peers.get(dest)
             if peer is None:
                 self.stray.append((leg_id, data, dest))
+            elif peer.srtp is not None:
+                peer.wire.append(data)
+                peer.received.append((self.now, RtpPacket.parse(peer.srtp.unprotect(data))))
             else:
                 peer.received.append((self.now, RtpPacket.parse(data)))
 

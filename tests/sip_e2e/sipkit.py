@@ -513,7 +513,9 @@ class Baresip:
     """An auto-answering baresip phone that says a WAV (16-bit, 8 kHz) and is driven over ctrl_tcp.
 
     `account` is the accounts-file line; by default a phone reached directly at its own address,
-    speaking `codecs` (baresip's audio_codecs: "PCMU", or "G722/16000/1" for a wideband phone)."""
+    speaking `codecs` (baresip's audio_codecs: "PCMU", or "G722/16000/1" for a wideband phone).
+    `sip_port`: one the test took beforehand (two in a row); `extra_config`: lines appended to the
+    config file (more modules, their settings)."""
 
     def __init__(
         self,
@@ -526,8 +528,8 @@ class Baresip:
         account: str | None = None,
         codecs: str = "PCMU",
         timeout_s: int = 60,
-        extra_config: str = "",
         sip_port: int | None = None,
+        extra_config: str = "",
     ) -> None:
         self.name = name
         self.sip_port = sip_port or ports.take(2)  # baresip also listens for SIP over TLS on the next port
@@ -541,8 +543,8 @@ class Baresip:
             .replace("@RTP_PORTS@", f"{self.rtp_low}-{self.rtp_low + 3}")
             .replace("@WAV@", str(wav))
             .replace("@CTRL_PORT@", str(control_port))
-        ) + extra_config  # e.g. sip_certificate / sip_cafile for TLS
-        (self.dir / "config").write_text(config)
+        )
+        (self.dir / "config").write_text(config + extra_config)
         if account is None:
             account = (
                 f"<sip:{name}@{LOOPBACK}:{self.sip_port}>;regint=0;answermode=auto;audio_codecs={codecs}"

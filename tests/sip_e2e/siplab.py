@@ -93,26 +93,11 @@ class Lab:
         )
 
     def baresip(
-        self,
-        name: str,
-        freq: int,
-        *,
-        account: str | None = None,
-        codecs: str = "PCMU",
-        extra_config: str = "",
-        sip_port: int | None = None,
+        self, name: str, freq: int, *, account: str | None = None, codecs: str = "PCMU", **kwargs: Any
     ) -> Baresip:
         wav = self.tones.s16(freq)
         phone = Baresip(
-            self.procs,
-            self.ports,
-            self.work,
-            name,
-            wav,
-            account=account,
-            codecs=codecs,
-            extra_config=extra_config,
-            sip_port=sip_port,
+            self.procs, self.ports, self.work, name, wav, account=account, codecs=codecs, **kwargs
         )
         self.baresips.append(phone)
         return phone

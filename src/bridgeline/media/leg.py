@@ -19,6 +19,12 @@ whole runtime, never played or taken as DTMF):
   the latched source has been silent for `relatch_silence_s`.
 RTCP latches on its own: to the first RTCP source on the latched RTP host (before latching, the SDP
 host), any port, since NATs map the RTCP port apart; RTCP from elsewhere is refused the same way.
+
+SRTP (a leg connected with `SrtpKeys`): every datagram is authenticated (and decrypted) before any
+of the above looks at it, so a forged, corrupted or replayed packet is dropped and counted
+(`srtp_auth_failed`, `srtp_replayed`, reported as `SrtpDropped` at most once per refusal interval
+for the whole runtime) and can neither latch nor move the latch. What we send is protected last,
+just before it is queued. RTCP arriving is SRTCP, checked the same way; we still send none.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from bridgeline.media.jitter import Frame, JitterBuffer, decode_frame
 from bridgeline.media.player import AudioSource
 from bridgeline.media.resample import Downsampler, Upsampler
 from bridgeline.media.rtp import RtpPacket, RtpParseError, is_rtcp, parse_rtcp
+from bridgeline.media.srtp import Refusal, SrtpContext, SrtpKeys, SrtpRefused
 
 Address = tuple[str, int]
 # One datagram to send: (leg id, RTP bytes, destination). Only RTP is ever sent.
@@ -83,6 +90,17 @@ class Relatched:
     previous: Address
 
 
+@dataclass(frozen=True, slots=True)
+class SrtpDropped:
+    """SRTP/SRTCP packets failed authentication or the replay check (one event per policy interval)."""
+
+    leg_id: str
+    kind: str  # rtp | rtcp
+    reason: str  # srtp.Refusal: auth | replay | malformed
+    source: Address
+    dropped_since_last: int
+
+
 @dataclass(slots=True)
 class Counters:
     """Runtime-wide packet counters, shared by every leg."""
@@ -97,6 +115,11 @@ class Counters:
     dtmf_refused_foreign_source: int = 0
     rtcp_refused_foreign_source: int = 0
     relatched: int = 0  # NAT rebindings followed
+    srtp_auth_failed: int = 0  # SRTP/SRTCP refused: bad tag, garbage, wrong key, too short or long
+    srtp_replayed: int = 0  # SRTP/SRTCP refused by the replay window
+    srtp_protect_failed: int = 0  # outgoing packets libsrtp would not protect (not sent)
+    srtp_unreported: int = 0
+    srtp_report_after: float = float("-inf")
     # One refusal report per interval for the whole runtime: a spray must not flood the log.
     refusals_unreported: int = 0
     refusal_report_after: float = float("-inf")
@@ -167,6 +190,7 @@ class Leg:
         self._ptime_samples = FRAME_SAMPLES
         self._pending = bytearray()  # encoded audio not yet sent, for ptime other than 20 ms
         self._pending_ts = 0
+        self.srtp: SrtpContext | None = None  # set at connect when the call negotiated SRTP
 
     # ---------------------------------------------------------------- configuration
     def connect(
@@ -177,8 +201,10 @@ class Leg:
         send: bool,
         ptime_ms: int,
         now: float,
+        srtp: SrtpKeys | None = None,
     ) -> None:
         check_media_params(payload_type, ptime_ms)
+        self.srtp = None if srtp is None else SrtpContext(srtp)  # a new session: fresh contexts
         wideband = payload_type == g722.PAYLOAD_TYPE
         if wideband != self.wideband or (wideband and self.g722 is None):
             # A new codec family: a new jitter buffer (codes of the old codec must not be decoded
@@ -194,7 +220,11 @@ class Leg:
         self.update(remote, send, now)
         self.connected = True
 
-    def update(self, remote: Address | None, send: bool | None, now: float) -> None:
+    def update(
+        self, remote: Address | None, send: bool | None, now: float, srtp: SrtpKeys | None = None
+    ) -> None:
+        if srtp is not None and self.srtp is not None:
+            self.srtp.rekey_inbound(srtp)
         if remote is not None:
             self._unroutable = remote[0] in _UNROUTABLE or not remote[1]
             if not self._unroutable and remote != self._sdp_remote:
@@ -255,9 +285,33 @@ class Leg:
             counters.refusals_unreported = 0
             counters.refusal_report_after = now + self.policy.refused_log_interval_s
 
+    def _srtp_drop(self, kind: str, refused: SrtpRefused, addr: Address, now: float) -> None:
+        counters = self.counters
+        if refused.refusal is Refusal.REPLAY:
+            counters.srtp_replayed += 1
+        else:
+            counters.srtp_auth_failed += 1
+        counters.srtp_unreported += 1
+        if now >= counters.srtp_report_after:
+            self._events.append(
+                SrtpDropped(self.leg_id, kind, refused.refusal.value, addr, counters.srtp_unreported)
+            )
+            counters.srtp_unreported = 0
+            counters.srtp_report_after = now + self.policy.refused_log_interval_s
+
     # ---------------------------------------------------------------- receive
     def rtp_received(self, data: bytes, addr: Address, now: float) -> None:
         counters = self.counters
+        srtp = self.srtp
+        if srtp is not None and self.connected:
+            if len(data) > 1 and 192 <= data[1] <= 223:  # SRTCP multiplexed on the port (RFC 5761)
+                self.rtcp_received(data, addr, now)
+                return
+            try:
+                data = srtp.unprotect(data)
+            except SrtpRefused as refused:
+                self._srtp_drop("rtp", refused, addr, now)
+                return
         if (
             len(data) > 12
             and data[0] == 0x80  # version 2; no padding, extension or CSRCs
@@ -305,6 +359,12 @@ class Leg:
             self.jitter.push(packet, now)
 
     def rtcp_received(self, data: bytes, addr: Address, now: float) -> None:
+        if self.srtp is not None and self.connected:
+            try:
+                data = self.srtp.unprotect_rtcp(data)
+            except SrtpRefused as refused:
+                self._srtp_drop("rtcp", refused, addr, now)
+                return
         if self._rtcp_source is None:
             trusted = self._latched or self._sdp_remote
             if trusted is not None and addr[0] == trusted[0]:
@@ -383,7 +443,15 @@ class Leg:
         if size == FRAME_SAMPLES and not self._pending:
             # _emit inlined: this runs for every leg on every tick.
             b1 = self.payload_type | 0x80 if self._marker else self.payload_type
-            self._out.append((self.leg_id, _HEADER.pack(0x80, b1, self._seq, ts, self.ssrc) + codes, dest))
+            packet = _HEADER.pack(0x80, b1, self._seq, ts, self.ssrc) + codes
+            srtp = self.srtp
+            if srtp is None:
+                self._out.append((self.leg_id, packet, dest))
+            else:
+                try:
+                    self._out.append((self.leg_id, srtp.protect(packet), dest))
+                except SrtpRefused:
+                    self.counters.srtp_protect_failed += 1  # the sequence number still advances: a gap
             self._marker = False
             self._seq = (self._seq + 1) & 0xFFFF
             self.counters.packets_out += 1
@@ -417,10 +485,21 @@ class Leg:
             return
         pt = self.payload_type if payload_type is None else payload_type
         b1 = pt | (0x80 if (self._marker if marker is None else marker) else 0)
-        self._out.append((self.leg_id, _HEADER.pack(0x80, b1, self._seq, ts, self.ssrc) + payload, dest))
+        packet = _HEADER.pack(0x80, b1, self._seq, ts, self.ssrc) + payload
+        if self.srtp is not None:
+            self._send_protected(packet, dest)
+        else:
+            self._out.append((self.leg_id, packet, dest))
         self._marker = False
         self._seq = (self._seq + 1) & 0xFFFF
         self.counters.packets_out += 1
+
+    def _send_protected(self, packet: bytes, dest: Address) -> None:
+        assert self.srtp is not None
+        try:
+            self._out.append((self.leg_id, self.srtp.protect(packet), dest))
+        except SrtpRefused:
+            self.counters.srtp_protect_failed += 1  # the sequence number still advances: a gap
 
     def close(self) -> None:
         """Stop sending and drop any message (without its PlaybackFinished). Idempotent."""

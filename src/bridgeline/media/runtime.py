@@ -38,9 +38,11 @@ from bridgeline.media.leg import (
     Outgoing,
     Relatched,
     SourceRefused,
+    SrtpDropped,
 )
 from bridgeline.media.player import AudioSource, SharedSource
 from bridgeline.media.routes import ConferenceMix, run_tick
+from bridgeline.media.srtp import SrtpKeys
 
 __all__ = [
     "DtmfReceived",
@@ -49,6 +51,7 @@ __all__ = [
     "PlaybackFinished",
     "Relatched",
     "SourceRefused",
+    "SrtpDropped",
     "UnknownLeg",
 ]
 
@@ -75,7 +78,7 @@ class PlaybackFinished:
     token: object
 
 
-MediaEvent = DtmfReceived | PlaybackFinished | SourceRefused | Relatched
+MediaEvent = DtmfReceived | PlaybackFinished | SourceRefused | Relatched | SrtpDropped
 
 
 @dataclass(slots=True)
@@ -195,19 +198,27 @@ class MediaRuntime:
         send: bool,
         now: float,
         ptime_ms: int = 20,
+        srtp: SrtpKeys | None = None,
     ) -> None:
         """Start media after SDP negotiation (ValueError for a payload type other than G.711's or
-        G.722's, or an odd ptime);
-        `now` starts the learning window."""
-        self._leg(leg_id).connect(remote, payload_type, telephone_event_pt, send, ptime_ms, now)
+        G.722's, an odd ptime or unusable SRTP keys); `now` starts the learning window; `srtp`:
+        protect and check every packet."""
+        self._leg(leg_id).connect(remote, payload_type, telephone_event_pt, send, ptime_ms, now, srtp)
         self._relayout(leg_id)  # the payload type picks the batch's encodings
 
     def update_leg(
-        self, leg_id: str, *, now: float, remote: Address | None = None, send: bool | None = None
+        self,
+        leg_id: str,
+        *,
+        now: float,
+        remote: Address | None = None,
+        send: bool | None = None,
+        srtp: SrtpKeys | None = None,
     ) -> None:
-        """Apply a peer re-INVITE: new address and/or direction (send=False: hold, send nothing).
-        A new address reopens the leg's source learning."""
-        self._leg(leg_id).update(remote, send, now)
+        """Apply a peer re-INVITE: new address and/or direction (send=False: hold, send nothing),
+        and on an SRTP leg the peer's key, which a re-offer may renew. A new address reopens the
+        leg's source learning."""
+        self._leg(leg_id).update(remote, send, now, srtp)
 
     def close_leg(self, leg_id: str) -> None:
         """Forget the leg and cancel its message (without PlaybackFinished). Idempotent."""

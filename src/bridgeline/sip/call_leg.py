@@ -13,6 +13,7 @@ from .digest import DigestAuth
 from .events import EndpointEvent, FailReason
 from .message import Request
 from .offer_answer import Codec, MediaParams, NegotiationError, answer_offer, make_offer
+from .sdes import OFF, SrtpConfig, SrtpParams, SrtpPolicy
 from .sdp import Direction, SessionDescription
 from .transaction import Destination, TransactionKey
 from .uri import SipURI
@@ -47,6 +48,7 @@ class CallLeg:
     codecs: list[Codec] = field(default_factory=list)  # what we can do: from our first offer/answer
     dialog: Dialog | None = None
     media: MediaParams | None = None
+    srtp: SrtpParams | None = None  # the session's SRTP keys, which re-offers must keep (RFC 4568)
     auth: DigestAuth | None = None
     auth_rounds: int = 0
     trying_seen: bool = False
@@ -134,12 +136,24 @@ def _local_endpoint(sdp: SessionDescription) -> tuple[str, int]:
     raise NegotiationError("our own session description has no audio stream")
 
 
+def _srtp_kept(current: SrtpParams | None) -> SrtpConfig:
+    """An encrypted session stays encrypted, with our key and suite (a peer may renew its own key);
+    a plain one stays plain: a re-offer never turns SRTP off, nor needs new keys from us."""
+    if current is None:
+        return OFF
+    return SrtpConfig(SrtpPolicy.REQUIRED, (current.local_key,), (current.suite,))
+
+
 def answer_new_offer(
-    local: SessionDescription, offer: SessionDescription, codecs: list[Codec]
+    local: SessionDescription,
+    offer: SessionDescription,
+    codecs: list[Codec],
+    current: SrtpParams | None = None,
 ) -> tuple[SessionDescription, MediaParams]:
     """Answer a re-offer with the leg's own address, port and codecs (RFC 3264 8): same o= session
     id, version + 1. The direction mirrors the peer's (sendonly -> recvonly, inactive -> inactive,
-    sendrecv -> sendrecv): we never hold a peer ourselves. Raises NegotiationError (488)."""
+    sendrecv -> sendrecv): we never hold a peer ourselves. `current`: the session's SRTP keys, which
+    the re-offer must keep using (`_srtp_kept`). Raises NegotiationError (488)."""
     ip, port = _local_endpoint(local)
     if not codecs:
         raise NegotiationError("our own session description lists no codec")
@@ -152,14 +166,25 @@ def answer_new_offer(
         codecs,
         direction=Direction.SENDRECV,
         username=local.origin.username,
+        srtp=_srtp_kept(current),
     )
 
 
-def fresh_offer(local: SessionDescription, codecs: list[Codec]) -> SessionDescription:
+def fresh_offer(
+    local: SessionDescription, codecs: list[Codec], current: SrtpParams | None = None
+) -> SessionDescription:
     """A new sendrecv offer from our address, port and codecs, o= version + 1: what we put in the
     2xx to an offerless re-INVITE (RFC 3261 14.2), which is how a peer resumes a held call."""
     ip, port = _local_endpoint(local)
     if not codecs:
         raise NegotiationError("our own session description lists no codec")
     origin = local.origin
-    return make_offer(ip, port, origin.session_id, origin.version + 1, codecs, username=origin.username)
+    return make_offer(
+        ip,
+        port,
+        origin.session_id,
+        origin.version + 1,
+        codecs,
+        username=origin.username,
+        srtp=_srtp_kept(current),
+    )

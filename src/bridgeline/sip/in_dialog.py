@@ -14,6 +14,7 @@ from .events import EndReason, LegEnded, MediaUpdated
 from .message import Method, Request
 from .offer_answer import NegotiationError, read_answer
 from .refer import Refer
+from .sdes import SrtpParams
 from .sdp import SdpParseError, SessionDescription, parse_sdp
 from .session_timer import Refusal
 from .transaction import RequestReceived
@@ -94,7 +95,7 @@ class InDialog:
                 core.respond(request, 200, now, headers=headers)  # a session refresh
                 core.session_timers.refreshed_by_peer(leg, timer, request, now)
                 return
-            offer = fresh_offer(leg.local_sdp, leg.codecs)
+            offer = fresh_offer(leg.local_sdp, leg.codecs, _keys(leg))
             leg.local_sdp = offer
             leg.offer_in_2xx = (request.cseq.seq, offer)
             self._track_reinvite(leg, event)
@@ -106,15 +107,17 @@ class InDialog:
             core.respond(request, 415, now, headers=[("Accept", ACCEPT)])
             return
         try:
-            answer, media = answer_new_offer(leg.local_sdp, parse_sdp(request.body), leg.codecs)
+            answer, media = answer_new_offer(leg.local_sdp, parse_sdp(request.body), leg.codecs, _keys(leg))
         except SdpParseError:
             core.respond(request, 400, now, reason="Bad Session Description")
             return
-        except NegotiationError:
-            core.respond(request, 488, now)  # RFC 3264 8: the old session stays as it was
+        except NegotiationError as exc:
+            # RFC 3264 8: the old session stays as it was. Warning 399 says why (RFC 3261 20.43).
+            warning = f'399 {core.sent_by[0]} "{_quotable(str(exc))}"'
+            core.respond(request, 488, now, headers=[("Warning", warning)])
             return
         leg.local_sdp = answer
-        leg.media = media
+        leg.media, leg.srtp = media, media.srtp
         if is_invite:
             self._track_reinvite(leg, event)
         headers.append(("Content-Type", "application/sdp"))
@@ -150,8 +153,12 @@ class InDialog:
                 core.send_bye(leg, LegEnded(leg.leg_id, EndReason.BAD_ANSWER), now, reason=cause)
             # A re-INVITE's: keep sending as before; the peer may send a new offer.
             return
-        leg.media = media
+        leg.media, leg.srtp = media, media.srtp
         core.emit(MediaUpdated(leg.leg_id, media))
+
+
+def _keys(leg: CallLeg) -> SrtpParams | None:
+    return leg.srtp
 
 
 def _quotable(text: str) -> str:

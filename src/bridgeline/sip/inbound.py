@@ -12,7 +12,8 @@ from .dialog import Dialog, DialogError, DialogId
 from .endpoint_core import ACCEPT, ALLOW, EndpointCore
 from .events import EndReason, IncomingCall, LegEnded
 from .message import Request, new_tag
-from .offer_answer import check_offer
+from .offer_answer import agreed_keys, check_offer
+from .sdes import SrtpParams
 from .sdp import SdpParseError, SessionDescription, parse_sdp
 from .syntax import SipParseError
 from .transaction import RequestReceived
@@ -149,6 +150,8 @@ class Inbound:
         leg.codecs = local_codecs(answer_sdp)
         if not leg.invite.body:
             leg.offer_in_2xx = (leg.invite.cseq.seq, answer_sdp)
+        else:
+            leg.srtp = _agreed_keys(leg.invite.body, answer_sdp)
         self.core.leg_deadlines.arm(leg, None)
         core.session_timers.start_inbound(leg, now)
         return True
@@ -212,3 +215,11 @@ def _dialed(uri: object) -> str | None:
     if isinstance(uri, TelURI):
         return uri.number
     return None
+
+
+def _agreed_keys(offer_body: bytes, answer: SessionDescription) -> SrtpParams | None:
+    """The SRTP keys our answer agreed to (the INVITE's offer parsed when it arrived)."""
+    try:
+        return agreed_keys(parse_sdp(offer_body), answer)
+    except SdpParseError:
+        return None

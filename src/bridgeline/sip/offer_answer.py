@@ -1,7 +1,9 @@
-"""SDP offer/answer (RFC 3264) for one audio stream: G.711 or G.722, plus RFC 4733 telephone events.
+"""SDP offer/answer (RFC 3264) for one audio stream: G.711 or G.722, plus RFC 4733 telephone events,
+plain or SRTP-protected with SDES keys (RFC 4568, `sdes`).
 
-We use the first usable `m=audio RTP/AVP` line and reject every other m-line with port 0, which
-RFC 3264 section 6 allows. Either side's outcome is a `MediaParams`: what the RTP engine needs.
+We use the first usable `m=audio` line (RTP/AVP, or RTP/SAVP when the call's SRTP policy allows)
+and reject every other m-line with port 0, which RFC 3264 section 6 allows. Either side's outcome
+is a `MediaParams`: what the RTP engine needs, keys included.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from .sdes import OFF, Crypto, SrtpConfig, SrtpParams, SrtpPolicy, crypto_lines
 from .sdp import Connection, Direction, Media, Origin, RtpMap, SdpParseError, SessionDescription
 
 DEFAULT_PTIME: Final = 20
 _TELEPHONE_EVENT: Final = "telephone-event"
+AVP: Final = "RTP/AVP"
+SAVP: Final = "RTP/SAVP"
 
 
 class NegotiationError(ValueError):
@@ -86,6 +91,7 @@ class MediaParams:
     ptime: int
     remote_ptime: int | None
     index: int  # position of the m-line in the SDP
+    srtp: SrtpParams | None = None  # None: plain RTP
 
 
 def make_offer(
@@ -98,13 +104,18 @@ def make_offer(
     direction: Direction = Direction.SENDRECV,
     ptime: int = DEFAULT_PTIME,
     username: str = "-",
+    srtp: SrtpConfig = OFF,
 ) -> SessionDescription:
     """An offer with one audio stream listing codecs in preference order (RFC 3264 section 5).
-    Hold is `direction=SENDONLY` (or INACTIVE), the RFC 3264 8.4 way."""
+    Hold is `direction=SENDONLY` (or INACTIVE), the RFC 3264 8.4 way. SRTP `required` offers
+    RTP/SAVP, `offered` RTP/AVP (best effort: a peer without SRTP ignores the crypto lines and
+    answers plain RTP/AVP, RFC 4568 section 7.5), both with one crypto line per suite."""
     if len({c.payload_type for c in codecs}) != len(codecs):
         raise ValueError("codecs must have distinct payload types")
     sdp = _session(local_ip, session_id, version, username, ["0 0"])
-    sdp.media.append(_audio_section(port, codecs, direction, ptime))
+    proto = SAVP if srtp.policy is SrtpPolicy.REQUIRED else AVP
+    crypto = srtp.offer_lines() if srtp.enabled else []
+    sdp.media.append(_audio_section(port, codecs, direction, ptime, proto, crypto))
     return sdp
 
 
@@ -118,6 +129,7 @@ def answer_offer(
     *,
     direction: Direction = Direction.SENDRECV,
     username: str = "-",
+    srtp: SrtpConfig = OFF,
 ) -> tuple[SessionDescription, MediaParams]:
     """Answer an offer (RFC 3264 section 6).
 
@@ -126,35 +138,79 @@ def answer_offer(
     answer's direction mirrors the offer's, narrowed by `direction` (our own wish, e.g. SENDONLY
     to hold). An offer with `c=0.0.0.0` is old-style hold: the offerer will not receive, so we
     answer as if it said sendonly. We take the offer's ptime when present, else 20 ms.
-    Raises NegotiationError when no audio stream is acceptable, SdpParseError when the one we
-    would use has a line that did not parse (see `check_offer`)."""
-    check_offer(offer, supported)
+    SRTP (`srtp`): a stream with a crypto line we support is answered with that line's tag and
+    suite and our own key (RFC 4568 section 7.1.3), whatever its profile, unless the policy is
+    `off`; RTP/SAVP without such a line is declined, and so is a plain stream when the policy is
+    `required`. Raises NegotiationError when no audio stream is acceptable, SdpParseError when the
+    one we would use has a line that did not parse (see `check_offer`)."""
+    check_offer(offer, supported, srtp)
     answer = _session(local_ip, session_id, version, username, list(offer.times))
     result: MediaParams | None = None
+    refusal = _SrtpRefusal()
     for index, media in enumerate(offer.media):
         connection = offer.connection_for(media)
         choice = _choose(media, supported) if result is None and _is_rtp_audio(media) else None
-        if choice is None or connection is None:
+        crypto = _crypto_for(media, srtp, refusal) if choice is not None else None
+        if choice is None or connection is None or crypto is None:
             answer.media.append(Media(media.media, 0, media.proto, list(media.formats)))
             continue
         codec, event = choice
         ours = _as_seen_by_peer(offer.direction_for(media), connection) & direction
         remote_ptime = offer.ptime_for(media)
         ptime = remote_ptime or DEFAULT_PTIME
-        answer.media.append(_audio_section(port, [codec] + ([event] if event else []), ours, ptime))
-        result = MediaParams(codec, event, connection.address, media.port, ours, ptime, remote_ptime, index)
+        theirs = crypto if isinstance(crypto, Crypto) else None
+        lines = [] if theirs is None else [Crypto(theirs.tag, theirs.suite, srtp.keys[0])]
+        codecs = [codec] + ([event] if event else [])
+        answer.media.append(_audio_section(port, codecs, ours, ptime, media.proto, lines))
+        keys = None if theirs is None else SrtpParams(theirs.suite, srtp.keys[0], theirs.key)
+        result = MediaParams(
+            codec, event, connection.address, media.port, ours, ptime, remote_ptime, index, keys
+        )
     if result is None:
-        raise NegotiationError("no audio stream in the offer uses a codec we support")
+        raise NegotiationError(refusal.reason or "no audio stream in the offer uses a codec we support")
     return answer, result
 
 
-def check_offer(offer: SessionDescription, supported: Sequence[Codec] = DEFAULT_CODECS) -> None:
+class _SrtpRefusal:
+    """Why an audio stream with a codec of ours was declined for SRTP reasons (for the 488)."""
+
+    reason: str | None = None
+
+
+_PLAIN: Final = "plain"
+
+
+def _crypto_for(media: Media, srtp: SrtpConfig, refusal: _SrtpRefusal) -> Crypto | str | None:
+    """The offered crypto line we answer with, `_PLAIN` for plain RTP, or None: decline the stream."""
+    secure = media.proto.upper() == SAVP
+    if not srtp.enabled:
+        if secure:
+            refusal.reason = refusal.reason or "RTP/SAVP offered but SRTP is off for this call"
+            return None
+        return _PLAIN
+    usable = [c for c in crypto_lines(media.attribute_values("crypto")) if c.suite in srtp.suites]
+    if usable:
+        return usable[0]  # the offerer's order is its preference (RFC 4568 7.1.3)
+    if secure:
+        refusal.reason = refusal.reason or "no a=crypto line with a suite we support (SRTP)"
+        return None
+    if srtp.policy is SrtpPolicy.REQUIRED:
+        refusal.reason = refusal.reason or "SRTP is required: the offer has no usable a=crypto line"
+        return None
+    return _PLAIN
+
+
+def check_offer(
+    offer: SessionDescription, supported: Sequence[Codec] = DEFAULT_CODECS, srtp: SrtpConfig = OFF
+) -> None:
     """SdpParseError if the stream we would use (the first RTP audio stream with a codec of ours)
     has a line that did not parse. A broken line in a stream we decline anyway (video, another
     profile, no common codec, a second audio stream) is ignored: that stream is declined as it
     would be, and the call goes on."""
     for media in offer.media:
         if _is_rtp_audio(media) and _choose(media, supported) is not None:
+            if media.proto.upper() == SAVP and not srtp.enabled:
+                continue  # declined anyway
             if media.invalid is not None:
                 raise SdpParseError(f"in the audio stream: {media.invalid}")
             return
@@ -162,7 +218,8 @@ def check_offer(offer: SessionDescription, supported: Sequence[Codec] = DEFAULT_
 
 def read_answer(offer: SessionDescription, answer: SessionDescription) -> MediaParams:
     """What the answer to our offer agreed (RFC 3264 section 7). We send with the answer's payload
-    type numbers. Raises NegotiationError if the answer does not fit the offer."""
+    type numbers. Raises NegotiationError if the answer does not fit the offer, or leaves out the
+    crypto our RTP/SAVP offer requires; an RTP/AVP offer's crypto lines were best effort (`sdes`)."""
     if len(answer.media) != len(offer.media):
         raise NegotiationError(f"answer has {len(answer.media)} m-lines, the offer {len(offer.media)}")
     for index, (ours, theirs) in enumerate(zip(offer.media, answer.media, strict=True)):
@@ -180,10 +237,39 @@ def read_answer(offer: SessionDescription, answer: SessionDescription) -> MediaP
         direction = _as_seen_by_peer(answer.direction_for(theirs), connection) & offer.direction_for(ours)
         remote_ptime = answer.ptime_for(theirs)
         ptime = remote_ptime or offer.ptime_for(ours) or DEFAULT_PTIME
+        keys = _answered_keys(ours, theirs)
         return MediaParams(
-            codec, event, connection.address, theirs.port, direction, ptime, remote_ptime, index
+            codec, event, connection.address, theirs.port, direction, ptime, remote_ptime, index, keys
         )
     raise NegotiationError("the answer accepted no audio stream")
+
+
+def agreed_keys(offer: SessionDescription, answer: SessionDescription) -> SrtpParams | None:
+    """For the answerer: the keys of the stream its answer accepted with a crypto line, seen from
+    its side (local: the answer's key, remote: the offer's line with the same tag)."""
+    for theirs, ours in zip(offer.media, answer.media, strict=False):
+        answered = crypto_lines(ours.attribute_values("crypto")) if ours.port else []
+        for crypto in answered:
+            offered = crypto_lines(theirs.attribute_values("crypto"))
+            match = next((c for c in offered if c.tag == crypto.tag and c.suite is crypto.suite), None)
+            if match is not None:
+                return SrtpParams(crypto.suite, crypto.key, match.key)
+    return None
+
+
+def _answered_keys(ours: Media, theirs: Media) -> SrtpParams | None:
+    """The keys an answer agreed to: its crypto line must carry the tag and suite of one of ours."""
+    offered = crypto_lines(ours.attribute_values("crypto"))
+    answered = theirs.attribute_values("crypto")
+    for crypto in crypto_lines(answered):
+        mine = next((c for c in offered if c.tag == crypto.tag and c.suite is crypto.suite), None)
+        if mine is not None:
+            return SrtpParams(crypto.suite, mine.key, crypto.key)
+    if ours.proto.upper() == SAVP:
+        raise NegotiationError("SRTP is required but the answer has no a=crypto line matching our offer")
+    if offered and answered:
+        raise NegotiationError("the answer's a=crypto line matches none of our offer")
+    return None
 
 
 def _session(ip: str, session_id: int, version: int, username: str, times: list[str]) -> SessionDescription:
@@ -192,18 +278,26 @@ def _session(ip: str, session_id: int, version: int, username: str, times: list[
     return SessionDescription(origin, connection=connection, times=times)
 
 
-def _audio_section(port: int, codecs: Sequence[Codec], direction: Direction, ptime: int) -> Media:
+def _audio_section(
+    port: int,
+    codecs: Sequence[Codec],
+    direction: Direction,
+    ptime: int,
+    proto: str = AVP,
+    crypto: Sequence[Crypto] = (),
+) -> Media:
     # rtpmap even for static types: cheap, and some peers mis-handle a bare "0".
     attributes: list[tuple[str, str | None]] = [("rtpmap", f"{c.payload_type} {c.rtpmap}") for c in codecs]
     attributes += [("fmtp", f"{c.payload_type} {c.fmtp}") for c in codecs if c.fmtp]
+    attributes += [("crypto", str(c)) for c in crypto]
     attributes += [("ptime", str(ptime)), (direction.value, None)]
-    return Media("audio", port, "RTP/AVP", [str(c.payload_type) for c in codecs], attributes=attributes)
+    return Media("audio", port, proto, [str(c.payload_type) for c in codecs], attributes=attributes)
 
 
 def _is_rtp_audio(media: Media) -> bool:
-    # RTP/AVPF or SAVP would need feedback/SRTP support we do not have; the answer must use the
-    # offered proto, so such lines are rejected.
-    return media.media == "audio" and media.proto.upper() == "RTP/AVP" and media.port != 0
+    # RTP/AVPF or SAVPF would need feedback support we do not have; the answer must use the offered
+    # proto, so such lines are rejected. RTP/SAVP is usable when the SRTP policy allows (`_crypto_for`).
+    return media.media == "audio" and media.proto.upper() in (AVP, SAVP) and media.port != 0
 
 
 def _payload_type(fmt: str) -> int | None:

@@ -406,12 +406,15 @@ class Outbound:
             media = read_answer(leg.local_sdp, answer) if leg.local_sdp is not None else None
             if media is None:
                 raise NegotiationError("no local offer")
-        except (SdpParseError, NegotiationError):
+        except (SdpParseError, NegotiationError) as exc:
             core.stats["bad_answers"] += 1
-            core.send_bye(leg, LegFailed(leg.leg_id, 488, FailReason.FAILED), now)
+            # RFC 3326: tell the peer why (e.g. that our offer required SRTP keys it did not give).
+            text = "".join(c for c in str(exc) if " " <= c <= "~" and c not in '"\\')[:120]
+            reason = f'SIP;cause=488;text="{text}"'
+            core.send_bye(leg, LegFailed(leg.leg_id, 488, FailReason.FAILED), now, reason=reason)
             return
         leg.state = LegState.CONFIRMED
-        leg.media = media
+        leg.media, leg.srtp = media, media.srtp
         core.emit(LegAnswered(leg.leg_id, media, answer))
 
     def _refuse_fork(self, leg: CallLeg, response: Response, now: float) -> None:

@@ -8,6 +8,7 @@ every path: the media leg is closed when the SIP leg's terminal event arrives.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import re
 from collections.abc import Awaitable, Callable
@@ -18,7 +19,12 @@ import structlog
 
 from bridgeline.adapters.carriers.sip.dial_lookup import lookup_for
 from bridgeline.adapters.carriers.sip.dns_resolver import DnsFailure, ResolverConfig, SipResolver
-from bridgeline.adapters.carriers.sip.media_engine import LatchPolicy, MediaEngine, MediaPortsExhausted
+from bridgeline.adapters.carriers.sip.media_engine import (
+    LatchPolicy,
+    MediaEngine,
+    MediaPortsExhausted,
+    SrtpKeys,
+)
 from bridgeline.adapters.carriers.sip.music_fetch import MediaLimits
 from bridgeline.adapters.carriers.sip.refer_transfers import ReferTransfers, TransferHandler
 from bridgeline.adapters.carriers.sip.settings import SipSettings
@@ -40,8 +46,15 @@ from bridgeline.core.model import LeaveReason
 from bridgeline.sip import events as sip
 from bridgeline.sip.endpoint import SipEndpoint
 from bridgeline.sip.locate import LocateRequest, RecordType
-from bridgeline.sip.offer_answer import MediaParams, answer_offer, codecs_by_name, make_offer
+from bridgeline.sip.offer_answer import (
+    MediaParams,
+    NegotiationError,
+    answer_offer,
+    codecs_by_name,
+    make_offer,
+)
 from bridgeline.sip.refer_policy import LegKind
+from bridgeline.sip.sdes import KEY_LENGTH, OFF, CryptoSuite, SrtpConfig, SrtpParams, SrtpPolicy
 from bridgeline.sip.transaction import Destination, Transport
 from bridgeline.sip.uri import SipURI, escape_user
 
@@ -95,6 +108,8 @@ SIP_COUNTERS: Final = frozenset(
         "rtp_refused_malformed",
         "rtp_refused_unusable",
         "rtp_relatched",
+        "srtp_auth_failed",
+        "srtp_replayed",
         "redirects_followed",
         "redirects_refused",
         "session_timers_expired",
@@ -212,6 +227,8 @@ class SipCarrier:
             "rtp_refused_malformed": int(media["malformed_in"]),
             "rtp_refused_unusable": int(media["ignored_in"]),  # unknown payload type, or before the answer
             "rtp_relatched": int(media["relatched"]),
+            "srtp_auth_failed": int(media["srtp_auth_failed"]),  # bad tag, garbage, wrong key
+            "srtp_replayed": int(media["srtp_replayed"]),
             "redirects_followed": sip["redirects_followed"],  # 3xx contacts called (docs/sip.md)
             "redirects_refused": sip["redirect_targets_refused"]  # disallowed, looping, not sip:
             + sip["redirects_not_followed"]  # 305, 380
@@ -358,7 +375,8 @@ class SipCarrier:
                 f" ({', '.join(t.value for t in where.supported)}) or our address family)",
             )
             return
-        offer = make_offer(self.settings.rtp.sdp_host, port, self._session, 1, self._codecs)
+        srtp = _srtp_config(self.settings.srtp_for_dial(target))
+        offer = make_offer(self.settings.rtp.sdp_host, port, self._session, 1, self._codecs, srtp=srtp)
         try:
             self.endpoint.dial(
                 leg_id,
@@ -453,6 +471,8 @@ class SipCarrier:
                 leg.answered = True
             self._report(event.leg_id, LegAnswered(event.leg_id))
         elif isinstance(event, sip.LegFailed):
+            if event.status == 488:  # the callee refused our offer, or we its answer (e.g. no SRTP keys)
+                log.warning("sip_dial_media_not_acceptable", leg_id=event.leg_id, status=488)
             reason = _FAIL_REASONS.get(event.reason)
             self._finish(event.leg_id, None if reason is None else LegFailed(event.leg_id, reason))
         elif isinstance(event, sip.LegEnded):
@@ -479,6 +499,7 @@ class SipCarrier:
                 event.leg_id,
                 remote=(event.media.remote_address, event.media.remote_port),
                 send=event.media.direction.sends,
+                srtp=_srtp_keys(event.media.srtp),
             )
         elif isinstance(event, sip.TargetLookupNeeded):
             self._spawn(self._look_up_redirect(event))
@@ -517,16 +538,23 @@ class SipCarrier:
             self._transport.flush()
             return
         params: MediaParams | None = None
+        srtp = _srtp_config(
+            self.settings.srtp_for_inbound(call.account, call.source[0] if call.source else "")
+        )
+        host = self.settings.rtp.sdp_host
         try:
             if call.offer is None:  # late offer: ours goes in the 200 (rtp.codecs + telephone-event)
-                local_sdp = make_offer(self.settings.rtp.sdp_host, port, self._session, 1, self._codecs)
+                local_sdp = make_offer(host, port, self._session, 1, self._codecs, srtp=srtp)
             else:
                 local_sdp, params = answer_offer(
-                    call.offer, self.settings.rtp.sdp_host, port, self._session, 1, self._codecs
+                    call.offer, host, port, self._session, 1, self._codecs, srtp=srtp
                 )
         except Exception as exc:
-            log.warning("inbound_media_failed", leg_id=call.leg_id, error=str(exc))
-            self.endpoint.reject_incoming(call.leg_id, 488, self._transport.now)
+            log.warning("inbound_media_failed", leg_id=call.leg_id, error=str(exc), srtp=srtp.policy.value)
+            # Warning 399 (RFC 3261 20.43) tells the caller why, e.g. that SRTP is required.
+            text = str(exc) if isinstance(exc, NegotiationError) else "no acceptable media"
+            warning = f'399 {self.settings.domain} "{_quotable(text)}"'
+            self.endpoint.reject_incoming(call.leg_id, 488, self._transport.now, [("Warning", warning)])
             self._finish(call.leg_id, None)
             self._transport.flush()
             return
@@ -569,6 +597,7 @@ class SipCarrier:
             telephone_event_pt=event_pt,
             send=params.direction.sends,
             ptime_ms=params.ptime,
+            srtp=_srtp_keys(params.srtp),
         )
 
     def _finish(self, leg_id: str, signal: LegSignal | None) -> None:
@@ -607,6 +636,24 @@ class SipCarrier:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _srtp_config(policy: SrtpPolicy) -> SrtpConfig:
+    """Fresh SDES keys for one negotiation, one per suite we offer, from the OS's CSPRNG."""
+    if policy is SrtpPolicy.OFF:
+        return OFF
+    return SrtpConfig(policy, tuple(os.urandom(KEY_LENGTH) for _ in CryptoSuite))
+
+
+def _srtp_keys(params: SrtpParams | None) -> SrtpKeys | None:
+    if params is None:
+        return None
+    return SrtpKeys(params.suite.value, params.local_key, params.remote_key)
+
+
+def _quotable(text: str) -> str:
+    """Text fit for a quoted-string (RFC 3261 25.1): printable ASCII, no quote or backslash."""
+    return "".join(c for c in text if " " <= c <= "~" and c not in '"\\')[:120]
 
 
 def _caller_user(caller_id: str | None) -> str | None:

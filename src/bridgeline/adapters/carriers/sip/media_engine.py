@@ -39,10 +39,12 @@ from bridgeline.media.runtime import (
     PlaybackFinished,
     Relatched,
     SourceRefused,
+    SrtpDropped,
     UnknownLeg,
 )
+from bridgeline.media.srtp import SrtpKeys, check_keys
 
-__all__ = ["LatchPolicy", "MediaEngine", "MediaPortsExhausted", "UnknownLeg"]
+__all__ = ["LatchPolicy", "MediaEngine", "MediaPortsExhausted", "SrtpKeys", "UnknownLeg"]
 
 log = structlog.get_logger(__name__)
 
@@ -143,6 +145,9 @@ class MediaEngine:
             "dtmf_refused_foreign_source": c.dtmf_refused_foreign_source,
             "rtcp_refused_foreign_source": c.rtcp_refused_foreign_source,
             "relatched": c.relatched,
+            "srtp_auth_failed": c.srtp_auth_failed,
+            "srtp_replayed": c.srtp_replayed,
+            "srtp_protect_failed": c.srtp_protect_failed,
         }
 
     @property
@@ -185,10 +190,14 @@ class MediaEngine:
         telephone_event_pt: int | None,
         send: bool,
         ptime_ms: int = 20,
+        srtp: SrtpKeys | None = None,
     ) -> None:
-        """Start media after SDP negotiation (ValueError for a non-G.711 payload type or odd ptime)."""
+        """Start media after SDP negotiation (ValueError for a non-G.711 payload type, odd ptime or
+        unusable SRTP keys); with `srtp` every packet is protected and checked (SRTP)."""
         self._check_open(leg_id)
         check_media_params(payload_type, ptime_ms)
+        if srtp is not None:
+            check_keys(srtp)
         runtime = self._runtime
 
         def connect(now: float) -> None:  # now: the media thread's clock starts the learning window
@@ -200,16 +209,28 @@ class MediaEngine:
                 send=send,
                 ptime_ms=ptime_ms,
                 now=now,
+                srtp=srtp,
             )
 
         self._media.submit(connect)
 
-    def update_leg(self, leg_id: str, *, remote: Address | None = None, send: bool | None = None) -> None:
-        """Apply a peer re-INVITE: new address and/or direction (send=False: hold, send nothing).
-        A new address reopens the leg's source learning."""
+    def update_leg(
+        self,
+        leg_id: str,
+        *,
+        remote: Address | None = None,
+        send: bool | None = None,
+        srtp: SrtpKeys | None = None,
+    ) -> None:
+        """Apply a peer re-INVITE: new address and/or direction (send=False: hold, send nothing),
+        and the peer's SRTP key on an SRTP leg. A new address reopens the leg's source learning."""
         self._check_open(leg_id)
+        if srtp is not None:
+            check_keys(srtp)
         runtime = self._runtime
-        self._media.submit(lambda now: runtime.update_leg(leg_id, remote=remote, send=send, now=now))
+        self._media.submit(
+            lambda now: runtime.update_leg(leg_id, remote=remote, send=send, now=now, srtp=srtp)
+        )
 
     def close_leg(self, leg_id: str) -> None:
         """Close the leg's sockets (on the media thread's next wake-up, within a tick) and cancel its
@@ -371,6 +392,15 @@ class MediaEngine:
                 source=event.source,
                 latched=event.latched,
                 refused_since_last_log=event.refused_since_last,
+            )
+        elif isinstance(event, SrtpDropped):
+            log.warning(
+                "srtp_packets_dropped",
+                leg_id=event.leg_id,
+                kind=event.kind,
+                reason=event.reason,
+                source=event.source,
+                dropped_since_last_log=event.dropped_since_last,
             )
         elif isinstance(event, Relatched):
             log.info(

@@ -6,8 +6,10 @@ public_address: 198.51.100.7    # behind NAT: Via and Contact say this (rtp.publ
 domain: bridgeline.local        # digest realm, From host
 rtp: {host: 127.0.0.1, ports: 20000-20999}   # and the limits below (docs/security.md)
 #   codecs: [PCMU, PCMA, G722]   # preference order of our offers; what answers may pick from
+srtp: "off"                     # SDES-SRTP for calls not covered below: required | offered | off
 endpoints:                      # agents' phones: they REGISTER with these credentials
   alice: alice-secret
+  bob: {password: bob-secret, srtp: required}   # calls to and from bob must be encrypted
 tcp: {listen: 127.0.0.1:5060}   # SIP over TCP (RFC 3261 18); default: not listening
 tls:                            # SIP over TLS; `listen` needs certificate and key (docs/sip.md)
   listen: 127.0.0.1:5061
@@ -25,6 +27,7 @@ trunk:                          # where E.164 numbers are dialed
   password: trunk-secret
   caller_id: "+14150000000"
   keepalive_s: 30               # OPTIONS to the proxy every 30 s (0: none); down after 3 misses
+  srtp: offered                 # default: the top-level srtp
 reliable_provisionals: true     # RFC 3262 100rel/PRACK (docs/sip.md)
 session_timers: {enabled: true, session_expires_s: 1800, min_se_s: 90}   # RFC 4028
 dns:                            # host names in trunk.proxy and dialled URIs (RFC 3263, docs/sip.md)
@@ -64,6 +67,7 @@ from bridgeline.sip.message import MAX_MESSAGE_SIZE
 from bridgeline.sip.offer_answer import codecs_by_name
 from bridgeline.sip.redirect import DEFAULT_MAX_REDIRECTS, RedirectPolicy, parse_allowed_targets
 from bridgeline.sip.refer_policy import LegKind, ReferPolicy
+from bridgeline.sip.sdes import SrtpPolicy
 from bridgeline.sip.stream_framing import FramingLimits
 from bridgeline.sip.transaction import Address, Transport, destination
 
@@ -95,6 +99,11 @@ def split_host_port(text: str) -> tuple[str, int | None]:
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _yaml_off(value: Any) -> Any:
+    """YAML 1.1 reads an unquoted `off` as false: take it as the policy meant."""
+    return SrtpPolicy.OFF.value if value is False else value
 
 
 class RtpSettings(_Strict):
@@ -208,6 +217,9 @@ class TrunkSettings(_Strict):
     keepalive_s: float = Field(default=30.0, ge=0, le=3600)
     keepalive_timeout_s: float = Field(default=5.0, gt=0, le=30)
     down_after: int = Field(default=3, ge=1, le=100)
+    srtp: SrtpPolicy | None = None  # None: SipSettings.srtp
+
+    _srtp_off = field_validator("srtp", mode="before")(_yaml_off)
 
     @model_validator(mode="after")
     def _check_keepalive(self) -> TrunkSettings:
@@ -251,6 +263,15 @@ class FailoverSettings(_Strict):
 
     max: int = Field(default=4, ge=0, le=20)
     no_response_s: float | None = Field(default=None, gt=0, le=32)
+
+
+class EndpointSettings(_Strict):
+    """An endpoint given as a mapping rather than just its password."""
+
+    password: str
+    srtp: SrtpPolicy | None = None  # None: SipSettings.srtp
+
+    _srtp_off = field_validator("srtp", mode="before")(_yaml_off)
 
 
 class RedirectSettings(_Strict):
@@ -328,7 +349,10 @@ class SipSettings(_Strict):
     tls: TlsSettings = TlsSettings()
     connections: ConnectionSettings = ConnectionSettings()
     rtp: RtpSettings = RtpSettings()
-    endpoints: dict[str, str] = Field(default_factory=dict)
+    # SDES-SRTP (docs/sip.md): for calls to and from endpoints and the trunk without a setting of
+    # their own, and for calls to other SIP URIs.
+    srtp: SrtpPolicy = SrtpPolicy.OFF
+    endpoints: dict[str, str | EndpointSettings] = Field(default_factory=dict)
     trunk: TrunkSettings | None = None
     redirects: RedirectSettings = RedirectSettings()
     reliable_provisionals: bool = True  # RFC 3262: advertise 100rel, PRACK, honour Require: 100rel
@@ -337,6 +361,8 @@ class SipSettings(_Strict):
     dns: DnsSettings = DnsSettings()
     failover: FailoverSettings = FailoverSettings()
     inbound: list[InboundRoute] = Field(default_factory=list)
+
+    _srtp_off = field_validator("srtp", mode="before")(_yaml_off)
 
     @property
     def listen_address(self) -> tuple[str, int]:
@@ -379,6 +405,32 @@ class SipSettings(_Strict):
             found.append(Transport.TCP)
         return (*found, Transport.UDP)
 
+    def endpoint_srtp(self, username: str) -> SrtpPolicy:
+        entry = self.endpoints.get(username)
+        own = entry.srtp if isinstance(entry, EndpointSettings) else None
+        return own or self.srtp
+
+    def trunk_srtp(self) -> SrtpPolicy:
+        own = self.trunk.srtp if self.trunk is not None else None
+        return own or self.srtp
+
+    def srtp_for_dial(self, target: str) -> SrtpPolicy:
+        """The policy of a dial target as the endpoint routes it (`sip/outbound.py`): an endpoint's
+        name, else an E.164 number through the trunk, else the default."""
+        if target in self.endpoints:
+            return self.endpoint_srtp(target)
+        if self.trunk is not None and not target.lower().startswith(("sip:", "sips:")):
+            return self.trunk_srtp()
+        return self.srtp
+
+    def srtp_for_inbound(self, account: str | None, source_host: str) -> SrtpPolicy:
+        """An inbound call's policy: the authenticated endpoint's, the trunk's, else the default."""
+        if account is not None:
+            return self.endpoint_srtp(account)
+        if self.trunk is not None and source_host == parse_host_port(self.trunk.proxy, 5060)[0]:
+            return self.trunk_srtp()
+        return self.srtp
+
     def endpoint_config(self) -> EndpointConfig:
         trunk = None
         if self.trunk is not None:
@@ -398,7 +450,10 @@ class SipSettings(_Strict):
             local_address=self.listen_address,
             public_address=self.public_sip_address,
             domain=self.domain,
-            accounts=dict(self.endpoints),
+            accounts={
+                name: entry.password if isinstance(entry, EndpointSettings) else entry
+                for name, entry in self.endpoints.items()
+            },
             trunk=trunk,
             redirects=self.redirect_policy(),
             reliable_provisionals=self.reliable_provisionals,

@@ -1,0 +1,85 @@
+"""What SRTP adds to the media runtime itself (not a test): N legs in 2-party conferences fed
+prebuilt packets on a virtual clock, no sockets, plain and SRTP (AES_CM_128_HMAC_SHA1_80) in the
+same process, alternated. Prints CPU per leg-tick for each and their ratio; the sockets' cost,
+which dominates the real engine, is bench_rtp_legs.py's subject.
+
+Run: .venv/bin/python bench/srtp_runtime_cost.py [--legs 400] [--ticks 150] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import struct
+import time
+
+from bridgeline.core.effects import LegAudio
+from bridgeline.media.runtime import MediaRuntime
+from bridgeline.media.srtp import SrtpContext, SrtpKeys
+
+SUITE = "AES_CM_128_HMAC_SHA1_80"
+Feed = list[list[tuple[str, bytes, tuple[str, int]]]]
+
+
+def build(legs: int, ticks: int, srtp: bool) -> tuple[MediaRuntime, Feed]:
+    runtime = MediaRuntime(rng=random.Random(1), origin=0.0)
+    peers: dict[str, SrtpContext] = {}
+    for i in range(legs):
+        leg_id = f"l{i}"
+        runtime.open_leg(leg_id)
+        keys = SrtpKeys(SUITE, os.urandom(30), os.urandom(30)) if srtp else None
+        remote = ("127.0.0.1", 40000 + 2 * i)
+        runtime.connect_leg(
+            leg_id, remote=remote, payload_type=0, telephone_event_pt=101, send=True, now=0.0, srtp=keys
+        )
+        if keys is not None:
+            peers[leg_id] = SrtpContext(SrtpKeys(SUITE, keys.remote_key, keys.local_key))
+    for c in range(0, legs, 2):
+        a, b = f"l{c}", f"l{c + 1}"
+        runtime.set_routes(f"c{c}", [LegAudio(a, (b,), None), LegAudio(b, (a,), None)], {})
+    header = struct.Struct("!BBHII")
+    feed: Feed = []
+    for t in range(ticks):
+        row = []
+        for i in range(legs):
+            packet = header.pack(0x80, 0, t, t * 160, i + 1) + b"\xff" * 160
+            if srtp:
+                packet = peers[f"l{i}"].protect(packet)
+            row.append((f"l{i}", packet, ("127.0.0.1", 40000 + 2 * i)))
+        feed.append(row)
+    return runtime, feed
+
+
+def run(runtime: MediaRuntime, feed: Feed) -> float:
+    """CPU microseconds per leg-tick: every packet received, then the tick."""
+    start, now = time.process_time(), 0.0
+    for row in feed:
+        for leg_id, packet, source in row:
+            runtime.receive(leg_id, "rtp", packet, source, now)
+        runtime.tick(now)
+        runtime.pop_events()
+        now += 0.02
+    return (time.process_time() - start) / (len(feed) * len(feed[0])) * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--legs", type=int, default=400)
+    parser.add_argument("--ticks", type=int, default=150)
+    parser.add_argument("--rounds", type=int, default=3)
+    opts = parser.parse_args()
+    costs: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(opts.rounds):
+        for srtp in (False, True):
+            costs[srtp].append(run(*build(opts.legs, opts.ticks, srtp)))
+    plain, srtp = statistics.median(costs[False]), statistics.median(costs[True])
+    print(
+        f"{opts.legs} legs, medians of {opts.rounds}: plain {plain:.2f} us per leg-tick,"
+        f" SRTP {srtp:.2f} us (+{srtp - plain:.2f}); ratio {plain / srtp:.0%}"
+    )
+
+
+if __name__ == "__main__":
+    main()
