@@ -61,3 +61,34 @@ def test_codecs_by_name_refuses_unknown_repeated_and_empty() -> None:
     for bad in (["OPUS"], ["PCMU", "pcmu"], []):
         with pytest.raises(ValueError):
             codecs_by_name(bad)
+
+
+def _offer(formats: str, attributes: str) -> bytes:
+    return (
+        "v=0\r\no=- 1 1 IN IP4 192.0.2.7\r\ns=-\r\nc=IN IP4 192.0.2.7\r\nt=0 0\r\n"
+        f"m=audio 30000 RTP/AVP {formats}\r\n{attributes}"
+    ).encode()
+
+
+@pytest.mark.parametrize(("encoding", "static"), [("PCMA", 8), ("G722", 9), ("PCMU", 0)])
+def test_a_codec_under_a_dynamic_type_keeps_the_offerers_number_and_its_static_identity(
+    encoding: str, static: int
+) -> None:
+    offer = _offer("97 101", f"a=rtpmap:97 {encoding}/8000\r\na=rtpmap:101 telephone-event/8000\r\n")
+    answer, params = answer_offer(
+        parse_sdp(offer), "192.0.2.10", 40000, 77, 1, codecs_by_name(["PCMU", "PCMA", "G722"])
+    )
+    assert params.codec.payload_type == 97  # on the wire, as the offerer numbered it
+    assert params.codec.static_payload_type == static  # what the media runtime knows it by
+    assert f"a=rtpmap:97 {encoding}/8000\r\n" in str(answer)
+
+
+@pytest.mark.parametrize(("ptime", "sent"), [(25, 20), (15, 20), (1000, 20), (30, 30), (10, 10)])
+def test_a_ptime_we_cannot_send_is_answered_and_sent_at_20_ms(ptime: int, sent: int) -> None:
+    offer = _offer("8", f"a=rtpmap:8 PCMA/8000\r\na=ptime:{ptime}\r\n")
+    answer, params = answer_offer(parse_sdp(offer), "192.0.2.10", 40000, 77, 1)
+    assert params.ptime == sent
+    assert f"a=ptime:{sent}\r\n" in str(answer)
+    ours = make_offer("192.0.2.10", 40000, 77, 1)
+    theirs = _offer("0", f"a=rtpmap:0 PCMU/8000\r\na=ptime:{ptime}\r\n")
+    assert read_answer(ours, parse_sdp(theirs)).ptime == sent

@@ -154,7 +154,8 @@ class Leg:
         self.on_dtmf = on_dtmf
         self.closed = False
         self.connected = False
-        self.payload_type: int = g711.PCMU
+        self.payload_type: int = g711.PCMU  # the codec (RFC 3551 static number)
+        self.wire_pt: int = g711.PCMU  # its number in the SDP and on the wire
         self.sending = False
         self.policy = policy
         self.dest: Address | None = None  # where we send: the latched source, else the SDP address
@@ -202,7 +203,10 @@ class Leg:
         ptime_ms: int,
         now: float,
         srtp: SrtpKeys | None = None,
+        wire_payload_type: int | None = None,
     ) -> None:
+        """`payload_type`: the codec, by RFC 3551's static number (0, 8, 9); `wire_payload_type`:
+        the number the SDP gave it, when a dynamic one (sent, and mapped back on receipt)."""
         check_media_params(payload_type, ptime_ms)
         self.srtp = None if srtp is None else SrtpContext(srtp)  # a new session: fresh contexts
         wideband = payload_type == g722.PAYLOAD_TYPE
@@ -213,6 +217,7 @@ class Leg:
             self.jitter = JitterBuffer(wideband=self.g722.decode if self.g722 is not None else None)
             self._audio_second_byte = _G722_SECOND_BYTE if wideband else _G711_SECOND_BYTE
         self.payload_type = payload_type
+        self.wire_pt = payload_type if wire_payload_type is None else wire_payload_type
         self.dtmf = DtmfReceiver(telephone_event_pt) if telephone_event_pt is not None else None
         self.event_pt = telephone_event_pt
         self._ptime_samples = ptime_ms * 8
@@ -341,7 +346,9 @@ class Leg:
             counters.ignored_in += 1
             return
         is_event = self.dtmf is not None and pt == self.dtmf.payload_type
-        if not (is_event or (pt == g722.PAYLOAD_TYPE if self.g722 is not None else g711.is_g711(pt))):
+        if pt == self.wire_pt and pt != self.payload_type and not is_event:
+            packet.payload_type = self.payload_type  # a dynamic type: the jitter buffer decodes by codec
+        elif not (is_event or (pt == g722.PAYLOAD_TYPE if self.g722 is not None else g711.is_g711(pt))):
             counters.ignored_in += 1  # comfort noise, unnegotiated types: not evidence of the peer
             return
         # Symmetric RTP (RFC 4961): the peer may sit behind NAT or send from another port than its
@@ -442,7 +449,7 @@ class Leg:
         size = self._ptime_samples
         if size == FRAME_SAMPLES and not self._pending:
             # _emit inlined: this runs for every leg on every tick.
-            b1 = self.payload_type | 0x80 if self._marker else self.payload_type
+            b1 = self.wire_pt | 0x80 if self._marker else self.wire_pt
             packet = _HEADER.pack(0x80, b1, self._seq, ts, self.ssrc) + codes
             srtp = self.srtp
             if srtp is None:
@@ -483,7 +490,7 @@ class Leg:
         dest = self.dest
         if dest is None or self.closed:
             return
-        pt = self.payload_type if payload_type is None else payload_type
+        pt = self.wire_pt if payload_type is None else payload_type
         b1 = pt | (0x80 if (self._marker if marker is None else marker) else 0)
         packet = _HEADER.pack(0x80, b1, self._seq, ts, self.ssrc) + payload
         if self.srtp is not None:

@@ -199,11 +199,15 @@ class MediaRuntime:
         now: float,
         ptime_ms: int = 20,
         srtp: SrtpKeys | None = None,
+        wire_payload_type: int | None = None,
     ) -> None:
         """Start media after SDP negotiation (ValueError for a payload type other than G.711's or
         G.722's, an odd ptime or unusable SRTP keys); `now` starts the learning window; `srtp`:
-        protect and check every packet."""
-        self._leg(leg_id).connect(remote, payload_type, telephone_event_pt, send, ptime_ms, now, srtp)
+        protect and check every packet; `wire_payload_type`: the codec's number in the SDP when it
+        is not its static one."""
+        self._leg(leg_id).connect(
+            remote, payload_type, telephone_event_pt, send, ptime_ms, now, srtp, wire_payload_type
+        )
         self._relayout(leg_id)  # the payload type picks the batch's encodings
 
     def update_leg(

@@ -17,6 +17,12 @@ from .sdes import OFF, Crypto, SrtpConfig, SrtpParams, SrtpPolicy, crypto_lines
 from .sdp import Connection, Direction, Media, Origin, RtpMap, SdpParseError, SessionDescription
 
 DEFAULT_PTIME: Final = 20
+# The packet times the media runtime sends: whole 10 ms frames up to 120 ms. A peer's a=ptime is a
+# wish (RFC 4566 6), not a condition: any other value is answered, and sent, at DEFAULT_PTIME.
+SENDABLE_PTIMES: Final = frozenset(range(10, 121, 10))
+# RFC 3551's static numbers, by which the media runtime knows its codecs whatever number the SDP
+# gave them (a peer may map PCMA or G722 to a dynamic type, RFC 3551 3).
+_STATIC_TYPES: Final = {"pcmu": 0, "pcma": 8, "g722": 9}
 _TELEPHONE_EVENT: Final = "telephone-event"
 AVP: Final = "RTP/AVP"
 SAVP: Final = "RTP/SAVP"
@@ -46,6 +52,11 @@ class Codec:
     @property
     def rtpmap(self) -> RtpMap:
         return RtpMap(self.encoding, self.clock_rate, self.channels)
+
+    @property
+    def static_payload_type(self) -> int:
+        """RFC 3551's number for this encoding, or the negotiated one when it has none."""
+        return _STATIC_TYPES.get(self.encoding.lower(), self.payload_type)
 
     def matches(self, rtpmap: RtpMap) -> bool:
         """Same encoding (case-insensitive, RFC 4855 section 3), clock rate and channel count."""
@@ -137,7 +148,7 @@ def answer_offer(
     payload type; telephone-event is added when both sides have it at the same clock rate. The
     answer's direction mirrors the offer's, narrowed by `direction` (our own wish, e.g. SENDONLY
     to hold). An offer with `c=0.0.0.0` is old-style hold: the offerer will not receive, so we
-    answer as if it said sendonly. We take the offer's ptime when present, else 20 ms.
+    answer as if it said sendonly. We take the offer's ptime when we can send it, else 20 ms.
     SRTP (`srtp`): a stream with a crypto line we support is answered with that line's tag and
     suite and our own key (RFC 4568 section 7.1.3), whatever its profile, unless the policy is
     `off`; RTP/SAVP without such a line is declined, and so is a plain stream when the policy is
@@ -157,7 +168,7 @@ def answer_offer(
         codec, event = choice
         ours = _as_seen_by_peer(offer.direction_for(media), connection) & direction
         remote_ptime = offer.ptime_for(media)
-        ptime = remote_ptime or DEFAULT_PTIME
+        ptime = _sendable(remote_ptime) or DEFAULT_PTIME
         theirs = crypto if isinstance(crypto, Crypto) else None
         lines = [] if theirs is None else [Crypto(theirs.tag, theirs.suite, srtp.keys[0])]
         codecs = [codec] + ([event] if event else [])
@@ -236,7 +247,7 @@ def read_answer(offer: SessionDescription, answer: SessionDescription) -> MediaP
             raise NegotiationError("answer has no connection address")
         direction = _as_seen_by_peer(answer.direction_for(theirs), connection) & offer.direction_for(ours)
         remote_ptime = answer.ptime_for(theirs)
-        ptime = remote_ptime or offer.ptime_for(ours) or DEFAULT_PTIME
+        ptime = _sendable(remote_ptime) or _sendable(offer.ptime_for(ours)) or DEFAULT_PTIME
         keys = _answered_keys(ours, theirs)
         return MediaParams(
             codec, event, connection.address, theirs.port, direction, ptime, remote_ptime, index, keys
@@ -358,3 +369,7 @@ def _as_seen_by_peer(direction: Direction, connection: Connection) -> Direction:
     if connection.is_hold:
         direction = direction & Direction.SENDONLY
     return direction.reversed()
+
+
+def _sendable(ptime: int | None) -> int | None:
+    return ptime if ptime in SENDABLE_PTIMES else None

@@ -465,7 +465,9 @@ class SipCarrier:
         if isinstance(event, sip.LegRinging):
             self._report(event.leg_id, LegRinging(event.leg_id))
         elif isinstance(event, sip.LegAnswered):
-            self._connect_media(event.leg_id, event.media)
+            if not self._connect_media(event.leg_id, event.media):
+                self._media_unusable(event.leg_id)
+                return
             leg = self._legs.get(event.leg_id)
             if leg is not None:
                 leg.answered = True
@@ -493,7 +495,8 @@ class SipCarrier:
             if leg is not None and leg.awaiting_answer:
                 # Late offer: the ACK's answer is the first time we know where to send media.
                 leg.awaiting_answer = False
-                self._connect_media(event.leg_id, event.media)
+                if not self._connect_media(event.leg_id, event.media):
+                    self._media_unusable(event.leg_id)
                 return
             self.media.update_leg(
                 event.leg_id,
@@ -573,8 +576,10 @@ class SipCarrier:
             leg.answered = True
             if params is None:
                 leg.awaiting_answer = True  # nothing is sent until the ACK's answer is applied
-            else:
-                self._connect_media(call.leg_id, params)
+            elif not self._connect_media(call.leg_id, params):
+                self.endpoint.reject_incoming(call.leg_id, 488, self._transport.now)
+                self._transport.flush()
+                return
             self.endpoint.answer_incoming(call.leg_id, local_sdp, self._transport.now)
         self._transport.flush()
 
@@ -588,17 +593,32 @@ class SipCarrier:
     def _on_dtmf(self, leg_id: str, digit: str) -> None:
         self._report(leg_id, LegDtmf(leg_id, digit))  # the media engine already relayed it
 
-    def _connect_media(self, leg_id: str, params: MediaParams) -> None:
+    def _connect_media(self, leg_id: str, params: MediaParams) -> bool:
+        """Start the leg's media; False (logged) when the media runtime cannot carry what was
+        negotiated, which the caller turns into the end of the call."""
         event_pt = params.telephone_event.payload_type if params.telephone_event else None
-        self.media.connect_leg(
-            leg_id,
-            remote=(params.remote_address, params.remote_port),
-            payload_type=params.codec.payload_type,
-            telephone_event_pt=event_pt,
-            send=params.direction.sends,
-            ptime_ms=params.ptime,
-            srtp=_srtp_keys(params.srtp),
-        )
+        codec = params.codec
+        try:
+            self.media.connect_leg(
+                leg_id,
+                remote=(params.remote_address, params.remote_port),
+                payload_type=codec.static_payload_type,
+                wire_payload_type=codec.payload_type,
+                telephone_event_pt=event_pt,
+                send=params.direction.sends,
+                ptime_ms=params.ptime,
+                srtp=_srtp_keys(params.srtp),
+            )
+        except (ValueError, KeyError) as exc:  # KeyError: the leg's ports were closed meanwhile
+            log.warning("sip_media_unusable", leg_id=leg_id, codec=codec.encoding, error=str(exc))
+            return False
+        return True
+
+    def _media_unusable(self, leg_id: str) -> None:
+        """A call whose negotiated media we cannot carry: BYE (or CANCEL) it, and the member fails."""
+        if self._transport is not None:
+            self.endpoint.hangup(leg_id, self._transport.now)
+        self._finish(leg_id, LegHungUp(leg_id, LeaveReason.FAILED))
 
     def _finish(self, leg_id: str, signal: LegSignal | None) -> None:
         """A leg's terminal event: free its media, and tell the conference unless it asked for it."""
