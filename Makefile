@@ -38,11 +38,12 @@ deps-browser:
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver; \
 	fi
 
-# Real SIP peers for tests/sip_e2e (sipp, baresip), tone files (sox), packet capture (tshark)
+# Real SIP peers for tests/sip_e2e (sipp, baresip), tone files (sox), packet capture (tshark),
+# test certificates for SIP over TLS (openssl)
 # (MP3 hold music is decoded in-process by miniaudio: no decoder package).
 deps-sip:
-	@if [ ! -x /usr/bin/sipp ] || [ ! -x /usr/bin/baresip ] || [ ! -x /usr/bin/sox ] || [ ! -x /usr/bin/tshark ] || [ ! -x /usr/sbin/dnsmasq ]; then \
-		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends sip-tester baresip sox tshark dnsmasq-base; \
+	@if [ ! -x /usr/bin/sipp ] || [ ! -x /usr/bin/baresip ] || [ ! -x /usr/bin/sox ] || [ ! -x /usr/bin/tshark ] || [ ! -x /usr/bin/openssl ] || [ ! -x /usr/sbin/dnsmasq ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends sip-tester baresip sox tshark openssl dnsmasq-base; \
 	fi
 
 test: lint typecheck deps-browser deps-sip

@@ -25,6 +25,7 @@ import benchkit as kit
 from report_format import cmd, failed, figure_meta, load, n0, n1, n2, pct, profile_block, verdict
 from report_held import held_advice, held_row, held_section
 from report_tick import TickReport
+from report_tls import tls_row, tls_section
 
 FIGURES: dict[str, tuple[list[str], float]] = {
     # name: (script and arguments, timeout in seconds)
@@ -50,6 +51,8 @@ FIGURES: dict[str, tuple[list[str], float]] = {
     "rtp": (["bench_rtp_legs.py", "--budget", "200", "--run", "6"], 480),
     "outbox": (["bench_outbox.py", "--pending", "100000", "--measure", "8", "--rounds", "3"], 600),
     "tick": (["bench_tick_isolation.py", "--phase", "15"], 300),
+    # setups/s over UDP, TCP and TLS: three interleaved rounds of 10 s each, a fresh server per run (~5 min)
+    "tls": (["bench_sip_tls.py", "--seconds", "10", "--rounds", "3"], 480),
 }
 PROFILED = {"http", "sip", "rtp", "held"}
 
@@ -768,6 +771,7 @@ class Report(TickReport):
         self.rtp_rows()
         self.setup_rows()
         self.held_rows()
+        self.row(*tls_row(self.get("tls")))
         self.mixer_rows()
         self.outbox_rows()
         self.tick_rows()
@@ -818,6 +822,7 @@ class Report(TickReport):
             *self.conference_section(),
             *self.sip_section(),
             *held_section(self.r.get("held")),
+            *tls_section(self.r.get("tls")),
             *self.rtp_section(),
             *self.media_section(),
             *self.outbox_section(),

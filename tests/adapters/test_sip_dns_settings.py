@@ -9,7 +9,8 @@ from pydantic import ValidationError
 from bridgeline.adapters.carriers.sip.dial_lookup import lookup_for
 from bridgeline.adapters.carriers.sip.settings import SipSettings, split_host_port
 from bridgeline.sip.events import FailoverPolicy
-from bridgeline.sip.locate import LocateRequest, RecordType, Transport
+from bridgeline.sip.locate import LocateRequest, RecordType
+from bridgeline.sip.transaction import Transport
 
 UDP = (Transport.UDP,)
 V4 = (RecordType.A,)
@@ -69,10 +70,16 @@ def test_what_a_dial_looks_up() -> None:
     assert lookup("alice") is None
     assert lookup("sip:bob@192.0.2.1:5070") is None
     assert lookup("sip:bob@[::1]") is None
-    assert lookup("sips:bob@secure.test") is None  # refused by the endpoint, never looked up
+    tls_only = (Transport.TLS,)  # sips: NAPTR/SRV, SIPS+D2T and _sips._tcp only
+    assert lookup("sips:bob@secure.test") == LocateRequest(
+        "secure.test", None, None, True, tls_only, V4, 3, 7
+    )
+    sips_tcp = lookup("sips:bob@secure.test;transport=tcp")
+    assert sips_tcp is not None and (sips_tcp.transport, sips_tcp.supported) == (Transport.TLS, tls_only)
     assert lookup("sip:bob@Pbx.Test:5080") == LocateRequest("Pbx.Test", 5080, None, False, UDP, V4, 3, 7)
     by_tcp = lookup("sip:bob@pbx.test;transport=tcp")
-    assert by_tcp is not None and by_tcp.transport is Transport.TCP
+    # Named explicitly: dialled whether or not DNS may choose it (no TCP listener here)
+    assert by_tcp is not None and (by_tcp.transport, by_tcp.supported) == (Transport.TCP, (Transport.TCP,))
     unknown = lookup("sip:bob@pbx.test;transport=sctp")
     assert unknown is not None and unknown.supported == ()  # nothing to send on: no target, no query
     assert lookup("sip:bad@") is None
@@ -80,3 +87,24 @@ def test_what_a_dial_looks_up() -> None:
     assert lookup_for("+14155550100", by_address, UDP, V4) is None
     no_port_v6 = settings(trunk={"proxy": "[2001:db8::1]", "domain": "c.test"})
     assert lookup_for("+14155550100", no_port_v6, UDP, V4) is None
+
+
+def test_what_dns_may_choose_follows_the_listeners_and_a_pinned_trunk_transport() -> None:
+    """TCP only with a TCP listener, TLS once TLS is set up (a listener, a certificate or CAs);
+    `trunk.transport` pins what the trunk's name is looked up for."""
+    assert settings().located_transports == (Transport.UDP,)
+    tcp = settings(tcp={"listen": "127.0.0.1:5070"})
+    assert tcp.located_transports == (Transport.TCP, Transport.UDP)
+    tls = settings(tcp={"listen": "127.0.0.1:5070"}, tls={"ca_file": "/etc/ssl/ca.pem"})
+    assert tls.located_transports == (Transport.TLS, Transport.TCP, Transport.UDP)
+    located = lookup_for("+14155550100", tcp, tcp.located_transports, V4)
+    assert located is not None and (located.transport, located.supported) == (
+        None,
+        (Transport.TCP, Transport.UDP),
+    )
+    pinned = settings(trunk={"proxy": "sip.carrier.test", "domain": "c.test", "transport": "tls"})
+    by_tls = lookup_for("+14155550100", pinned, UDP, V4)
+    assert by_tls is not None and (by_tls.transport, by_tls.supported) == (Transport.TLS, (Transport.TLS,))
+    assert pinned.endpoint_config().trunk is not None
+    assert pinned.endpoint_config().trunk.proxy == ("sip.carrier.test", 5061, Transport.TLS, False, None)
+    assert settings().endpoint_config().trunk.proxy == ("sip.carrier.test", 5060)  # UDP when unpinned

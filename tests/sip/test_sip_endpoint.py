@@ -513,7 +513,7 @@ def test_unreachable_targets_fail_at_once() -> None:
     node.ep.dial("a", "1001", caller_id=None, offer_sdp=offer, now=0.0)  # an account, not registered
     node.ep.dial("b", "nobody", caller_id=None, offer_sdp=offer, now=0.0)
     node.ep.dial("c", "+14155551234", caller_id=None, offer_sdp=offer, now=0.0)  # no trunk configured
-    node.ep.dial("d", "sips:bob@example.com", caller_id=None, offer_sdp=offer, now=0.0)
+    node.ep.dial("d", "sip:bob@example.com;transport=sctp", caller_id=None, offer_sdp=offer, now=0.0)
     node.poll()
     assert node.events == [
         LegFailed("a", 480, FailReason.UNREACHABLE),

@@ -18,16 +18,15 @@ from bridgeline.sip.events import (
     TargetLookupNeeded,
     TrunkConfig,
 )
-from bridgeline.sip.locate import Target
 from bridgeline.sip.message import Request
 from bridgeline.sip.redirect import RedirectPolicy, parse_allowed_targets
-from bridgeline.sip.transaction import Address
+from bridgeline.sip.transaction import Address, Destination
 from bridgeline.sip.uri import SipURI
 
 FIRST: Address = ("198.51.100.7", 5062)
 SECOND: Address = ("198.51.100.8", 5064)
 THIRD: Address = ("198.51.100.9", 5066)
-TARGETS = [Target(*FIRST), Target(*SECOND), Target(*THIRD)]
+TARGETS: list[Destination] = [FIRST, SECOND, THIRD]
 # A trunk named by host: the endpoint never sends to the name, only to the located servers.
 NAMED_TRUNK = TrunkConfig(("sip.trunk.example", 5060), "trunk.example", "bridgeuser", "trunkpass")
 
@@ -36,7 +35,7 @@ def start(
     *,
     failover: FailoverPolicy | None = None,
     trunk: TrunkConfig = TRUNK,
-    targets: list[Target] = TARGETS,
+    targets: list[Destination] = TARGETS,
 ) -> tuple[Net, EpNode, list[Phone]]:
     net = Net()
     redirects = RedirectPolicy(allowed_targets=parse_allowed_targets(["trunk.example", "elsewhere.example"]))
@@ -137,24 +136,27 @@ def test_the_no_response_wait_does_not_apply_to_the_last_server() -> None:
 
 def test_a_transport_error_moves_on_and_fails_the_leg_when_none_is_left() -> None:
     net, node, (first, second, _) = start(targets=TARGETS[:2])
-    node.ep.transport_error(FIRST, net.now)
+    node.ep.transport_failed(FIRST, net.now)
     net.flush()
     pending(second)
-    node.ep.transport_error(SECOND, net.now)
+    node.ep.transport_failed(SECOND, net.now)
     net.flush()
-    assert node.last() == LegFailed("leg1", 503, FailReason.FAILED)
+    assert node.last() == LegFailed("leg1", 503, FailReason.UNREACHABLE)
     assert node.ep.stats["failovers.transport_error"] == 1
     assert_idle(net, node)
     del first
 
 
-def test_a_transport_error_after_an_answer_changes_nothing() -> None:
+def test_a_transport_error_after_a_provisional_does_not_fail_over() -> None:
+    """The server answered, so it is not skipped; but the INVITE's transaction ended with the
+    transport (17.1.4), and the leg with it, at once."""
     net, node, (first, second, _) = start()
     first.respond(pending(first), 180)
     net.flush()
-    node.ep.transport_error(FIRST, net.now)
+    node.ep.transport_failed(FIRST, net.now)
     net.flush()
     assert second.requests == [] and node.ep.stats["failovers"] == 0
+    assert node.last() == LegFailed("leg1", 503, FailReason.UNREACHABLE)
 
 
 def test_failovers_are_bounded_by_the_setting() -> None:
@@ -227,7 +229,7 @@ def redirected_to_a_name() -> tuple[Net, EpNode, Phone, Phone, Request]:
 
 def test_a_redirect_to_a_name_is_called_at_the_servers_found() -> None:
     net, node, first, third, original = redirected_to_a_name()
-    node.ep.resume_redirect("leg1", [Target(*THIRD), Target(*SECOND)], net.now)
+    node.ep.resume_redirect("leg1", [THIRD, SECOND], net.now)
     net.flush()
     invite = pending(third)
     assert str(invite.uri) == "sip:x@elsewhere.example"  # the name stays in the Request-URI
@@ -236,7 +238,7 @@ def test_a_redirect_to_a_name_is_called_at_the_servers_found() -> None:
     third.respond(invite, 503)  # and the servers found fail over like any others
     net.flush()
     assert node.ep.stats["failovers.503"] == 1
-    node.ep.resume_redirect("leg1", [Target(*THIRD)], net.now)  # a late answer changes nothing
+    node.ep.resume_redirect("leg1", [THIRD], net.now)  # a late answer changes nothing
     net.flush()
     assert len(third.requests) == 1 and first.requests == [original]
 
@@ -246,7 +248,7 @@ def test_a_hangup_while_the_redirect_is_looked_up_ends_the_leg_at_once() -> None
     assert node.ep.hangup("leg1", net.now)
     net.flush()
     assert node.last() == LegFailed("leg1", 487, FailReason.CANCELLED)
-    node.ep.resume_redirect("leg1", [Target(*THIRD)], net.now)  # the lookup ends after: ignored
+    node.ep.resume_redirect("leg1", [THIRD], net.now)  # the lookup ends after: ignored
     net.flush()
     assert third.requests == []
     assert_idle(net, node)

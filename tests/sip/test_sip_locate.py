@@ -18,19 +18,23 @@ from bridgeline.sip.locate import (
     Records,
     RecordType,
     Srv,
-    Target,
-    Transport,
     locate,
     naptr_services,
     order_srv,
 )
+from bridgeline.sip.transaction import Destination, Transport, address_of, destination
 
 A, AAAA, SRV, NAPTR = RecordType.A, RecordType.AAAA, RecordType.SRV, RecordType.NAPTR
 UDP, TCP, TLS = Transport.UDP, Transport.TCP, Transport.TLS
 Zone = Mapping[tuple[str, RecordType], Records]
 
 
-def run(request: LocateRequest, zone: Zone, seed: int = 1) -> tuple[list[Target], list[Query]]:
+def target(host: str, port: int, transport: Transport, tls_name: str | None = None) -> Destination:
+    """What locate returns: the transaction layer's destinations (UDP as a plain address)."""
+    return destination(transport, host, port, tls_name=tls_name)
+
+
+def run(request: LocateRequest, zone: Zone, seed: int = 1) -> tuple[list[Destination], list[Query]]:
     """Drive the generator: every query is answered from zone (missing: no records)."""
     asked: list[Query] = []
     steps = locate(request, random.Random(seed))
@@ -44,14 +48,14 @@ def run(request: LocateRequest, zone: Zone, seed: int = 1) -> tuple[list[Target]
 
 
 def test_an_ip_address_needs_no_dns() -> None:
-    assert run(LocateRequest("192.0.2.1"), {}) == ([Target("192.0.2.1", 5060, UDP)], [])
-    assert run(LocateRequest("192.0.2.1", 5080), {})[0] == [Target("192.0.2.1", 5080, UDP)]
+    assert run(LocateRequest("192.0.2.1"), {}) == ([target("192.0.2.1", 5060, UDP)], [])
+    assert run(LocateRequest("192.0.2.1", 5080), {})[0] == [target("192.0.2.1", 5080, UDP)]
     ipv6 = LocateRequest("[::1]", 5062, families=(AAAA,))
-    assert run(ipv6, {}) == ([Target("::1", 5062, UDP)], [])
+    assert run(ipv6, {}) == ([target("::1", 5062, UDP)], [])
     assert run(LocateRequest("[::1]", 5062), {})[0] == []  # our socket cannot reach IPv6
     assert run(LocateRequest("192.0.2.1", transport=TCP), {})[0] == []  # not a transport we speak
     assert run(LocateRequest("192.0.2.1", secure=True, supported=(UDP, TLS)), {})[0] == [
-        Target("192.0.2.1", 5061, TLS)
+        target("192.0.2.1", 5061, TLS)
     ]
 
 
@@ -62,7 +66,7 @@ def test_an_explicit_port_asks_only_for_addresses() -> None:
     }
     targets, asked = run(LocateRequest("PBX.example.", 5070), zone)
     assert asked == [Query("pbx.example", A)]
-    assert targets == [Target("192.0.2.5", 5070, UDP), Target("192.0.2.6", 5070, UDP)]
+    assert targets == [target("192.0.2.5", 5070, UDP), target("192.0.2.6", 5070, UDP)]
 
 
 def test_naptr_then_srv_then_addresses_in_priority_order() -> None:
@@ -80,7 +84,7 @@ def test_naptr_then_srv_then_addresses_in_priority_order() -> None:
         ("b.example.com", A): ["192.0.2.2"],
     }
     targets, asked = run(LocateRequest("example.com"), zone)
-    assert targets == [Target("192.0.2.1", 5060, UDP), Target("192.0.2.2", 5062, UDP)]
+    assert targets == [target("192.0.2.1", 5060, UDP), target("192.0.2.2", 5062, UDP)]
     assert asked == [
         Query("example.com", NAPTR),
         Query("_sip._udp.example.com", SRV),  # the TCP record is skipped: not supported
@@ -90,7 +94,7 @@ def test_naptr_then_srv_then_addresses_in_priority_order() -> None:
     # With TCP supported, its targets follow the UDP ones (NAPTR order 20 after 10).
     zone[("_sip._tcp.example.com", SRV)] = [Srv(1, 0, 5070, "a.example.com")]
     tcp, _ = run(LocateRequest("example.com", supported=(UDP, TCP)), zone)
-    assert tcp[-1] == Target("192.0.2.1", 5070, TCP) and len(tcp) == 3
+    assert tcp[-1] == target("192.0.2.1", 5070, TCP) and len(tcp) == 3
 
 
 def test_without_naptr_srv_of_each_supported_transport_then_a_records() -> None:
@@ -99,7 +103,7 @@ def test_without_naptr_srv_of_each_supported_transport_then_a_records() -> None:
         ("t.example.net", A): ["192.0.2.9"],
     }
     targets, asked = run(LocateRequest("example.net", supported=(UDP, TCP)), zone)
-    assert targets == [Target("192.0.2.9", 5080, TCP)]
+    assert targets == [target("192.0.2.9", 5080, TCP)]
     assert [q.name for q in asked] == [
         "example.net",
         "_sip._udp.example.net",
@@ -108,7 +112,7 @@ def test_without_naptr_srv_of_each_supported_transport_then_a_records() -> None:
     ]
     # No SRV at all: the host's own addresses at 5060 over UDP (RFC 3263 4.2).
     plain, asked = run(LocateRequest("host.example", families=(AAAA, A)), {("host.example", AAAA): ["::1"]})
-    assert plain == [Target("::1", 5060, UDP)]
+    assert plain == [target("::1", 5060, UDP)]
     assert asked[-2:] == [Query("host.example", AAAA), Query("host.example", A)]
 
 
@@ -121,9 +125,10 @@ def test_sips_uses_only_tls_and_a_transport_parameter_picks_its_srv() -> None:
     }
     assert run(LocateRequest("example.org", secure=True), zone)[0] == []  # we speak no TLS
     secure = LocateRequest("example.org", secure=True, supported=(UDP, TLS))
-    assert run(secure, zone)[0] == [Target("192.0.2.7", 5061, TLS)]
+    # RFC 5922 4.1: the certificate is checked against the domain looked up, not the SRV target
+    assert run(secure, zone)[0] == [target("192.0.2.7", 5061, TLS, tls_name="example.org")]
     by_param, asked = run(LocateRequest("example.org", transport=TCP, supported=(UDP, TCP)), zone)
-    assert by_param == [Target("192.0.2.7", 5060, TCP)] and asked[0] == Query("_sip._tcp.example.org", SRV)
+    assert by_param == [target("192.0.2.7", 5060, TCP)] and asked[0] == Query("_sip._tcp.example.org", SRV)
 
 
 def test_a_dot_target_means_no_service_and_nothing_found_means_no_target() -> None:
@@ -140,7 +145,7 @@ def test_hostile_answers_are_bounded() -> None:
         zone[(f"h{i}.example", A)] = [f"10.0.{i // 250}.{i % 250}", "not an address", "::1"]
     targets, asked = run(LocateRequest("big.example", max_targets=3, max_queries=8), zone)
     assert len(targets) == 3 and len(asked) <= 8
-    assert all(t.host.startswith("10.0.") for t in targets)  # the junk and the wrong family dropped
+    assert all(t[0].startswith("10.0.") for t in targets)  # the junk and the wrong family dropped
     starved, asked = run(LocateRequest("big.example", max_targets=50, max_queries=4), zone)
     assert len(asked) == 4 and len(starved) == 2  # NAPTR, SRV, then two address queries
 
@@ -203,8 +208,8 @@ def test_zero_weights_come_last_in_their_priority_and_lower_priority_always_late
     assert all(order_srv(records, rng)[-1].target == "backup" for _ in range(50))
 
 
-def _sequence(targets: Sequence[Target]) -> list[tuple[str, int]]:
-    return [t.address for t in targets]
+def _sequence(targets: Sequence[Destination]) -> list[tuple[str, int]]:
+    return [address_of(t) for t in targets]
 
 
 def test_the_same_seed_gives_the_same_order() -> None:

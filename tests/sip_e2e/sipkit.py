@@ -38,6 +38,7 @@ BINARIES = {
     "sox": "/usr/bin/sox",
     "tshark": "/usr/bin/tshark",  # reads captures (measure_setup_latency.py)
     "dumpcap": "/usr/bin/dumpcap",  # captures (Capture): tshark's own capture engine, from its package
+    "openssl": "/usr/bin/openssl",  # test certificates for SIP over TLS (tlscerts.py)
 }
 STARTUP_TIMEOUT = 30.0
 
@@ -48,7 +49,7 @@ def require_binaries() -> None:
     if missing:
         pytest.fail(
             f"SIP test peers missing: {', '.join(missing)}; install them with `make deps-sip` "
-            "(apt-get install sip-tester baresip sox tshark)",
+            "(apt-get install sip-tester baresip sox tshark openssl)",
             pytrace=False,
         )
 
@@ -376,9 +377,11 @@ class Sipp:
         sip_port: int | None = None,
         calls: int = 1,
         timeout_s: int = 40,
+        transport: str = "u1",
     ) -> None:
         self.name = name
         self.user = user or name
+        self.transport = transport  # sipp's -t: u1 (UDP), t1 (one TCP connection)
         self.sip_port = sip_port or ports.take()
         self.media_port = ports.take(4, even=True)  # sipp binds -mp and -mp + 2 (audio, video)
         control_port = ports.take()
@@ -398,14 +401,15 @@ class Sipp:
             argv += ["-s", service]
         argv += [
             "-i", LOOPBACK, "-p", str(self.sip_port), "-mi", LOOPBACK, "-mp", str(self.media_port),
-            "-cp", str(control_port), "-m", str(calls), "-d", str(ring_ms), "-nostdin",
+            "-cp", str(control_port), "-m", str(calls), "-d", str(ring_ms), "-nostdin", "-t", transport,
             "-timeout", f"{timeout_s}s", "-timeout_error",
             "-trace_msg", "-message_file", str(self.message_file),
             "-trace_err", "-error_file", str(self.error_file),
         ]  # fmt: skip
         self.proc = procs.start(f"sipp-{name}", argv, timeout_s=timeout_s + 10, cwd=self.dir)
+        bound = tcp_listening if transport.startswith("t") else udp_bound
         wait_for(
-            lambda: udp_bound(self.sip_port) or not self.proc.running,
+            lambda: bound(self.sip_port) or not self.proc.running,
             10,
             f"sipp {name} to bind {self.sip_port}",
         )
@@ -414,7 +418,8 @@ class Sipp:
 
     @property
     def uri(self) -> str:
-        return f"sip:{self.user}@{LOOPBACK}:{self.sip_port}"
+        suffix = ";transport=tcp" if self.transport.startswith("t") else ""
+        return f"sip:{self.user}@{LOOPBACK}:{self.sip_port}{suffix}"
 
     @property
     def media_ports(self) -> set[int]:

@@ -80,13 +80,17 @@ class Lab:
         self.sipps.append(sipp)
         return sipp
 
-    def sipp_phone(self, name: str, freq: int, *, ring_ms: int = 0, bye_answer_ms: int = 0) -> Sipp:
+    def sipp_phone(
+        self, name: str, freq: int, *, ring_ms: int = 0, bye_answer_ms: int = 0, transport: str = "u1"
+    ) -> Sipp:
         """A sipp phone that rings for ring_ms, answers and says freq until it gets a BYE, which it
         answers bye_answer_ms later."""
         substitutions = {"AUDIO_WAV": str(self.tones.ulaw(freq))}
         if bye_answer_ms:
             substitutions["<!--BYE_ANSWER_PAUSE-->"] = f'<pause milliseconds="{bye_answer_ms}"/>'
-        return self.sipp(name, "uas_play.xml", substitutions=substitutions, ring_ms=ring_ms)
+        return self.sipp(
+            name, "uas_play.xml", substitutions=substitutions, ring_ms=ring_ms, transport=transport
+        )
 
     def baresip(
         self, name: str, freq: int, *, account: str | None = None, codecs: str = "PCMU", **kwargs: Any

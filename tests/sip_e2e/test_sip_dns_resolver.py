@@ -15,7 +15,7 @@ import pytest
 from dnskit import Dnsmasq, SilentNameserver, host, naptr, srv
 
 from bridgeline.adapters.carriers.sip.dns_resolver import DnsFailure, ResolverConfig, SipResolver
-from bridgeline.sip.locate import LocateRequest, Target
+from bridgeline.sip.locate import LocateRequest
 
 RECORDS = [
     naptr("pbx.test", 10, 10, "SIP+D2U", "_sip._udp.pbx.test"),
@@ -24,7 +24,7 @@ RECORDS = [
     host("one.pbx.test", "127.0.0.11"),
     host("two.pbx.test", "127.0.0.12"),
 ]
-EXPECTED = [Target("127.0.0.11", 5070), Target("127.0.0.12", 5072)]
+EXPECTED = [("127.0.0.11", 5070), ("127.0.0.12", 5072)]  # UDP destinations
 
 
 class Clock:
@@ -134,7 +134,7 @@ async def test_a_server_whose_address_gets_no_answer_is_skipped(tmp_path: Path) 
         ]
         with Dnsmasq(records, log=tmp_path / "dnsmasq.log") as server:
             dns = resolver(server.port, Clock(), timeout_s=0.3)
-            assert await dns.locate(LocateRequest("mixed.test")) == [Target("127.0.0.12", 5072)]
+            assert await dns.locate(LocateRequest("mixed.test")) == [("127.0.0.12", 5072)]
             assert dns.stats["failures"] == 1
             with pytest.raises(DnsFailure, match=re.escape("A a.broken.test: no answer within 0.3 s")):
                 await dns.locate(LocateRequest("a.broken.test", 5060))  # nothing else to try

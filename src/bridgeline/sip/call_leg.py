@@ -11,12 +11,11 @@ from typing import TYPE_CHECKING
 from .dialog import Dialog, DialogId
 from .digest import DigestAuth
 from .events import EndpointEvent, FailReason
-from .locate import Target
 from .message import Request
 from .offer_answer import Codec, MediaParams, NegotiationError, answer_offer, make_offer
 from .sdes import OFF, SrtpConfig, SrtpParams, SrtpPolicy
 from .sdp import Direction, SessionDescription
-from .transaction import Address, TransactionKey
+from .transaction import Destination, TransactionKey
 from .uri import SipURI
 
 if TYPE_CHECKING:
@@ -42,7 +41,7 @@ class CallLeg:
     outbound: bool
     invite: Request  # ours (outbound; replaced on a digest retry) or the peer's initial INVITE
     invite_key: TransactionKey
-    peer: Address  # where the dialog-creating INVITE went, or came from
+    peer: Destination  # where the dialog-creating INVITE went, or came from (its connection)
     local_tag: str
     state: LegState
     local_sdp: SessionDescription | None = None  # our latest offer or answer
@@ -56,7 +55,7 @@ class CallLeg:
     hangup_requested: bool = False
     cancel_sent: bool = False
     deadline: float | None = None  # cancel give-up, ring timeout or failover; set via LegDeadlines.arm
-    ack: tuple[Request, Address] | None = None  # our ACK for the 2xx, resent on retransmissions
+    ack: tuple[Request, Destination] | None = None  # our ACK for the 2xx, resent on retransmissions
     outcome: EndpointEvent | None = None  # terminal event to report once the BYE completes
     keys: set[TransactionKey] = field(default_factory=set)
     dialog_ids: set[DialogId] = field(default_factory=set)
@@ -84,9 +83,9 @@ class CallLeg:
     # RFC 3263 4.3, outbound: the current Request-URI's other servers, next first (a timeout, a
     # transport error or a 503 moves on to the next); how many failovers this leg made; the trunk's
     # servers as located for this dial (a redirect to the trunk's domain goes there).
-    failover: list[Target] = field(default_factory=list)
+    failover: list[Destination] = field(default_factory=list)
     failovers: int = 0
-    trunk_targets: tuple[Target, ...] = ()
+    trunk_targets: tuple[Destination, ...] = ()
     # A 3xx target named by host, waiting for `resume_redirect`; the status of the last final
     # response, which the leg fails with when nothing more can be tried.
     lookup_pending: SipURI | None = None

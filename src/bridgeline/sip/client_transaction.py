@@ -1,8 +1,10 @@
-"""Client transactions over UDP (RFC 3261 section 17.1, with the RFC 6026 Accepted state).
+"""Client transactions (RFC 3261 section 17.1, with the RFC 6026 Accepted state).
 
 The transaction sends the request itself on creation; the caller drains `datagrams_to_send()`.
 It gives up on a silent server (Timer B/F) but not on one that keeps ringing: after a 1xx to an
-INVITE, ending the attempt (CANCEL, Timer C) is the transaction user's decision.
+INVITE, ending the attempt (CANCEL, Timer C) is the transaction user's decision. Over a reliable
+transport (a TCP/TLS `Target`) nothing is retransmitted (Timers A and E unused) and Timers D and K
+are zero (17.1.1.2, 17.1.2.2).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from .headers import Headers
 from .message import Request, Response
 from .transaction import (
     DEFAULT_TIMERS,
-    Address,
+    Destination,
     FinalReceived,
     ProvisionalReceived,
     State,
@@ -19,6 +21,7 @@ from .transaction import (
     TimerSettings,
     Transaction,
     client_key,
+    transport_of,
 )
 
 
@@ -41,16 +44,23 @@ def make_non2xx_ack(invite: Request, response: Response) -> Request:
 
 class _ClientTransaction(Transaction):
     def __init__(
-        self, request: Request, destination: Address, now: float, settings: TimerSettings, state: State
+        self, request: Request, destination: Destination, now: float, settings: TimerSettings, state: State
     ) -> None:
         super().__init__(client_key(request), state, settings)
         self.request = request
         self.destination = destination
+        self.reliable = transport_of(destination).reliable
         self._data = bytes(request)
         self._interval = settings.t1
         self._send(self._data, destination)
-        self._timers["retransmit"] = now + self._interval
+        if not self.reliable:
+            self._timers["retransmit"] = now + self._interval
         self._timers["timeout"] = now + settings.timeout
+
+    def transport_failed(self) -> None:
+        if self.state in (State.CALLING, State.TRYING, State.PROCEEDING):
+            self._emit(TimedOut(self.key, "transport"))
+        super().transport_failed()
 
 
 class InviteClientTransaction(_ClientTransaction):
@@ -62,7 +72,7 @@ class InviteClientTransaction(_ClientTransaction):
     retransmission for Timer D (32 s)."""
 
     def __init__(
-        self, request: Request, destination: Address, now: float, settings: TimerSettings = DEFAULT_TIMERS
+        self, request: Request, destination: Destination, now: float, settings: TimerSettings = DEFAULT_TIMERS
     ) -> None:
         if request.method != "INVITE":
             raise ValueError("InviteClientTransaction is for INVITE requests")
@@ -82,7 +92,7 @@ class InviteClientTransaction(_ClientTransaction):
                 self._emit(FinalReceived(self.key, response))
                 self._ack = bytes(make_non2xx_ack(self.request, response))
                 self._send(self._ack, self.destination)
-                self._enter(State.COMPLETED, "D", now + self.settings.timer_d)
+                self._enter(State.COMPLETED, "D", now + (0 if self.reliable else self.settings.timer_d))
         elif self.state is State.ACCEPTED and 200 <= response.status < 300:
             self._emit(FinalReceived(self.key, response))
         elif self.state is State.COMPLETED and response.status >= 300 and self._ack is not None:
@@ -110,7 +120,7 @@ class NonInviteClientTransaction(_ClientTransaction):
     provisional arrived), Timer F (64*T1) times out, Timer K (T4) absorbs retransmitted finals."""
 
     def __init__(
-        self, request: Request, destination: Address, now: float, settings: TimerSettings = DEFAULT_TIMERS
+        self, request: Request, destination: Destination, now: float, settings: TimerSettings = DEFAULT_TIMERS
     ) -> None:
         if request.method in ("INVITE", "ACK"):
             raise ValueError(f"{request.method} does not use a non-INVITE client transaction")
@@ -126,7 +136,7 @@ class NonInviteClientTransaction(_ClientTransaction):
         self._emit(FinalReceived(self.key, response))
         self.state = State.COMPLETED
         self._timers.clear()
-        self._timers["K"] = now + self.settings.t4
+        self._timers["K"] = now + (0 if self.reliable else self.settings.t4)
 
     def _on_timer(self, name: str, now: float) -> None:
         if name == "retransmit":  # Timer E

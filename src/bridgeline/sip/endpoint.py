@@ -1,9 +1,12 @@
 """`SipEndpoint`: the sans-I/O SIP user agent of the call server (RFC 3261 UAC + UAS + registrar).
 
-Driven like aioquic's connection: feed it `receive_datagram(data, addr, now)` and
-`handle_timer(now)`, call its commands, then drain `datagrams_to_send()` to the UDP socket and
-`next_event()` to the application, and sleep until `get_timer()`. It owns no socket, clock,
-thread or global randomness; media ports are chosen by the caller and only appear in SDP.
+Driven like aioquic's connection: feed it `receive_datagram(data, addr, now)` (a UDP datagram,
+or a whole message framed from a TCP/TLS stream with its source a `Target`) and
+`handle_timer(now)`, call its commands, then drain `datagrams_to_send()` to the sockets (a plain
+address is UDP, a `Target` names its connection) and `next_event()` to the application, and
+sleep until `get_timer()`. The socket shell reports `transport_failed` and `stream_error`. It
+owns no socket, clock, thread or global randomness; media ports are chosen by the caller and
+only appear in SDP.
 
 Commands: `dial`, `hangup`, `answer_incoming`, `ring_incoming`, `reject_incoming`, `lookup`.
 Events: see `events`. Malformed input never raises: it is answered (400 when possible) or
@@ -22,17 +25,17 @@ from .events import EndpointConfig, EndpointEvent, EndReason, LegEnded
 from .in_dialog import InDialog
 from .inbound import Inbound
 from .keepalive import TrunkKeepalive
-from .locate import Target
-from .malformed import bad_request
+from .malformed import bad_request, bad_stream_request
 from .message import MAX_MESSAGE_SIZE, Method, is_keepalive, new_tag
 from .option_tags import unsupported_tags
 from .outbound import Outbound
 from .reliable_provisional import PRACK_TIMER, ReliableProvisionals
 from .sdp import SessionDescription
 from .session_timer import Refusal, SessionTimers
+from .stream_framing import FramingError
 from .transaction import (
     AckReceived,
-    Address,
+    Destination,
     Event,
     FinalReceived,
     MessageDiscarded,
@@ -77,7 +80,7 @@ class SipEndpoint:
 
     # --- outputs ------------------------------------------------------------------------------
 
-    def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
+    def datagrams_to_send(self) -> list[tuple[bytes, Destination]]:
         return self._core.tl.datagrams_to_send()
 
     def next_event(self) -> EndpointEvent | None:
@@ -99,7 +102,7 @@ class SipEndpoint:
 
     # --- inputs -------------------------------------------------------------------------------
 
-    def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
+    def receive_datagram(self, data: bytes, addr: Destination, now: float) -> None:
         stats = self._core.stats
         stats["received"] += 1
         if len(data) > MAX_MESSAGE_SIZE:
@@ -140,6 +143,31 @@ class SipEndpoint:
         except Exception as exc:
             self._internal_error(exc)
 
+    def transport_failed(self, destination: Destination, now: float) -> None:
+        """What was sent to `destination` could not be delivered (RFC 3261 17.1.4, 18.4: a UDP
+        send refused by the OS; TCP/TLS: connection refused, TLS handshake failed, a registration
+        flow gone): its transactions end, and a dial there moves on to its next server (RFC 3263
+        4.3) or fails with 503 (8.1.3.1) at once instead of waiting for Timer B."""
+        try:
+            self._core.tl.transport_failed(destination, now)
+            self._pump(now)
+        except Exception as exc:
+            self._internal_error(exc)
+
+    def stream_error(self, error: FramingError, source: Destination, now: float) -> None:
+        """A TCP/TLS stream could not be framed (the shell closes the connection): counted, and a
+        request whose head was read is answered 400 with the reason."""
+        stats = self._core.stats
+        stats["stream_errors"] += 1
+        stats[f"stream_{error.kind.value}"] += 1
+        if error.head is None:
+            return
+        answer = bad_stream_request(error.head, error.reason, source, new_tag(self._core.rng))
+        if answer is not None:
+            stats["responses_sent"] += 1
+            stats[f"responses_sent.{answer[0].status}"] += 1
+            self._core.tl.send_stateless(*answer)
+
     def _internal_error(self, exc: Exception) -> None:
         self._core.stats["internal_errors"] += 1
         self.last_error = repr(exc)
@@ -155,7 +183,7 @@ class SipEndpoint:
         offer_sdp: SessionDescription,
         now: float,
         caller_name: str | None = None,
-        destinations: Sequence[Target] = (),
+        destinations: Sequence[Destination] = (),
     ) -> None:
         """Call target: a SipURI (direct), a registered account name, or an E.164 number (via the
         trunk). The outcome arrives as events. Raises ValueError for a leg id in use or a caller
@@ -175,7 +203,7 @@ class SipEndpoint:
         )
         self._pump(now)
 
-    def resume_redirect(self, leg_id: str, destinations: Sequence[Target], now: float) -> None:
+    def resume_redirect(self, leg_id: str, destinations: Sequence[Destination], now: float) -> None:
         """Answer a `TargetLookupNeeded`: the servers found for the redirect target, best first
         (empty: none). Ignored for a leg that is gone or not waiting."""
         leg = self._core.legs.get(leg_id)
@@ -183,22 +211,6 @@ class SipEndpoint:
             return
         try:
             self._outbound.resume_redirect(leg, destinations, now)
-            self._pump(now)
-        except Exception as exc:
-            self._internal_error(exc)
-
-    def transport_error(self, destination: Address, now: float) -> None:
-        """The transport could not send to destination (RFC 3261 8.1.3.1, 18.4): outbound legs
-        whose INVITE went there and got nothing back move on to their next server, or fail.
-        Scans the legs: transport errors are rare, and a leg finds no index of its peer."""
-        legs = [
-            leg
-            for leg in self._core.legs.values()
-            if leg.outbound and leg.peer == destination and leg.state is LegState.CALLING
-        ]
-        try:
-            for leg in legs:
-                self._outbound.on_transport_error(leg, now)
             self._pump(now)
         except Exception as exc:
             self._internal_error(exc)
@@ -285,11 +297,11 @@ class SipEndpoint:
 
     # --- transaction-layer events ---------------------------------------------------------------
 
-    def _pump(self, now: float, data: bytes | None = None, source: Address | None = None) -> None:
+    def _pump(self, now: float, data: bytes | None = None, source: Destination | None = None) -> None:
         while (event := self._core.tl.next_event()) is not None:
             self._dispatch(event, now, data, source)
 
-    def _dispatch(self, event: Event, now: float, data: bytes | None, source: Address | None) -> None:
+    def _dispatch(self, event: Event, now: float, data: bytes | None, source: Destination | None) -> None:
         core = self._core
         if isinstance(event, ProvisionalReceived | FinalReceived | TimedOut | Terminated) and (
             self._keepalive.owns(event.key)
@@ -396,7 +408,9 @@ class SipEndpoint:
             self._core.session_timers.on_timeout(leg, now)  # RFC 4028 10: our refresh went unanswered
         elif event.timer == "B" and event.key == leg.invite_key:
             self._outbound.on_timeout(leg, now)
-        elif event.timer == "F" and leg.state is LegState.TERMINATING:
+        elif event.timer == "transport" and event.key == leg.invite_key and leg.outbound:
+            self._outbound.on_transport_error(leg, now)
+        elif event.timer in ("F", "transport") and leg.state is LegState.TERMINATING:
             self._core.finish(leg, leg.outcome or LegEnded(leg.leg_id, EndReason.LOCAL))
         elif event.timer == "L" and leg.state is LegState.CONFIRMED:
             # Our 2xx (to an INVITE or re-INVITE) was never ACKed: RFC 3261 13.3.1.4 says to end

@@ -24,7 +24,14 @@ from .option_tags import RELIABLE_PROVISIONAL, SESSION_TIMER
 from .registrar import Registrar
 from .server_auth import DigestServer
 from .syntax import Params, unbracket
-from .transaction import DEFAULT_PORT, Address, TransactionKey, TransactionStateError
+from .transaction import (
+    Destination,
+    TransactionKey,
+    TransactionStateError,
+    Transport,
+    destination,
+    transport_of,
+)
 from .transaction_layer import TransactionLayer
 from .uri import URI, SipURI
 
@@ -53,12 +60,23 @@ def host_for_uri(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
-def uri_address(uri: URI) -> Address | None:
-    """Where to send a request for uri over UDP, without DNS: its host and port, or None for a
-    URI we cannot reach (tel:, sips: which needs TLS)."""
-    if not isinstance(uri, SipURI) or uri.secure:
+def uri_transport(uri: SipURI) -> Transport | None:
+    """RFC 3263 4.1 without DNS: the `transport` parameter, else UDP; a sips: URI is TLS (its
+    `transport=tcp` means TLS over TCP). None for a transport we do not speak (sctp, ws...)."""
+    if not uri.secure:
+        return Transport.parse(uri.transport)
+    return Transport.TLS if uri.transport in (None, "tcp", "tls") else None
+
+
+def uri_address(uri: URI) -> Destination | None:
+    """Where to send a request for uri, without DNS: its host and port over its transport, or
+    None for a URI we cannot reach (tel:, an unknown transport)."""
+    if not isinstance(uri, SipURI):
         return None
-    return unbracket(uri.host), uri.port or DEFAULT_PORT
+    transport = uri_transport(uri)
+    if transport is None:
+        return None
+    return destination(transport, unbracket(uri.host), uri.port or transport.default_port)
 
 
 class EndpointCore:
@@ -85,13 +103,33 @@ class EndpointCore:
         host, port = config.public_address or config.local_address  # what peers must reach (NAT)
         self.sent_by = (host_for_uri(host), port)
         self.contact = NameAddress(SipURI(self.sent_by[0], user=config.contact_user, port=port))
+        # TCP/TLS: our Via sent-by and a Contact saying the transport, so that in-dialog requests
+        # come back the same way (RFC 3261 8.1.1.8); without a listener, the UDP address.
+        self._stream_sent_by: dict[Transport, tuple[str, int]] = {}
+        self._stream_contacts: dict[Transport, NameAddress] = {}
+        for transport in (Transport.TCP, Transport.TLS):
+            s_host, s_port = config.stream_addresses.get(transport, config.local_address)
+            sent_by = (host_for_uri(s_host), s_port)
+            self._stream_sent_by[transport] = sent_by
+            uri = SipURI(sent_by[0], user=config.contact_user, port=s_port)
+            self._stream_contacts[transport] = NameAddress(uri.with_param("transport", transport.lower()))
 
     # --- building -----------------------------------------------------------------------------
 
-    def via(self) -> Via:
-        """Our Via with a fresh branch and rport (RFC 3261 8.1.1.7, RFC 3581)."""
+    def via(self, dest: Destination | None = None) -> Via:
+        """Our Via for a request to `dest` (its transport), with a fresh branch and rport (RFC 3261
+        8.1.1.7, RFC 3581)."""
         params = Params([("branch", new_branch(self.rng)), ("rport", None)])
-        return Via("UDP", self.sent_by[0], self.sent_by[1], params)
+        transport = Transport.UDP if dest is None else transport_of(dest)
+        if transport is Transport.UDP:
+            return Via("UDP", self.sent_by[0], self.sent_by[1], params)
+        host, port = self._stream_sent_by[transport]
+        return Via(transport.value, host, port, params)
+
+    def contact_for(self, dest: Destination | None) -> NameAddress:
+        """Our Contact for a dialog whose peer is reached at `dest`."""
+        transport = Transport.UDP if dest is None else transport_of(dest)
+        return self.contact if transport is Transport.UDP else self._stream_contacts[transport]
 
     def ua_headers(self) -> list[tuple[str, str]]:
         return [("User-Agent", self.config.user_agent)]
@@ -101,7 +139,7 @@ class EndpointCore:
         tags = [tag for tag in (RELIABLE_PROVISIONAL, SESSION_TIMER) if tag in self.supported]
         return [("Supported", ", ".join(tags))] if tags else []
 
-    def hop(self, leg: CallLeg) -> Address:
+    def hop(self, leg: CallLeg) -> Destination:
         """Next hop for in-dialog requests: the first Record-Route hop if the dialog has one, else
         the transport address of the dialog-creating INVITE. Symmetric signalling is what gets
         through NAT to phones and keeps trunk traffic on the proxy; Contact hosts are often
@@ -114,10 +152,8 @@ class EndpointCore:
 
     # --- sending ------------------------------------------------------------------------------
 
-    def send_request(
-        self, leg: CallLeg, request: Request, destination: Address, now: float
-    ) -> TransactionKey:
-        key = self.tl.send_request(request, destination, now)
+    def send_request(self, leg: CallLeg, request: Request, dest: Destination, now: float) -> TransactionKey:
+        key = self.tl.send_request(request, dest, now)
         self.track(leg, key)
         return key
 
@@ -161,8 +197,9 @@ class EndpointCore:
     def send_ack(self, leg: CallLeg, dialog: Dialog) -> None:
         """The ACK for a 2xx to our INVITE: a request of its own, outside any transaction
         (RFC 3261 13.2.2.4). Kept so 2xx retransmissions can be re-ACKed."""
-        ack = dialog.create_ack(leg.invite.cseq.seq, via=self.via(), headers=self.ua_headers())
-        leg.ack = (ack, self.hop(leg))
+        hop = self.hop(leg)
+        ack = dialog.create_ack(leg.invite.cseq.seq, via=self.via(hop), headers=self.ua_headers())
+        leg.ack = (ack, hop)
         self.tl.send_stateless(*leg.ack)
 
     def send_bye(
@@ -179,12 +216,13 @@ class EndpointCore:
             return
         try:
             headers = self.ua_headers() + ([("Reason", reason)] if reason else [])
-            bye = dialog.create_request("BYE", via=self.via(), headers=headers)
+            hop = self.hop(leg)
+            bye = dialog.create_request("BYE", via=self.via(hop), headers=headers)
         except DialogError:
             self.finish(leg, outcome)
             return
         leg.state = LegState.TERMINATING
-        self.send_request(leg, bye, self.hop(leg), now)
+        self.send_request(leg, bye, hop, now)
 
     # --- events and cleanup -------------------------------------------------------------------
 

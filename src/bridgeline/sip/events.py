@@ -15,7 +15,7 @@ from enum import StrEnum
 from .offer_answer import MediaParams
 from .redirect import RedirectPolicy
 from .sdp import SessionDescription
-from .transaction import DEFAULT_TIMERS, Address, TimerSettings
+from .transaction import DEFAULT_TIMERS, Address, Destination, TimerSettings, Transport
 from .uri import URI, SipURI
 
 
@@ -111,7 +111,7 @@ class IncomingCall:
     offer: SessionDescription | None
     from_display: str | None = None
     account: str | None = None
-    source: Address | None = None
+    source: Destination | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,10 +181,11 @@ EndpointEvent = (
 
 @dataclass(frozen=True, slots=True)
 class TrunkConfig:
-    """A SIP trunk reached through `proxy`. Calls to E.164 numbers go there with Request-URI
-    `sip:<number>@<domain>`; INVITEs from the proxy's host are trusted without digest."""
+    """A SIP trunk reached through `proxy` (a `Target` for TCP/TLS). Calls to E.164 numbers go
+    there with Request-URI `sip:<number>@<domain>`; INVITEs from the proxy's host are trusted
+    without digest."""
 
-    proxy: Address
+    proxy: Destination
     domain: str
     username: str | None = None
     password: str | None = None
@@ -229,7 +230,9 @@ class FailoverPolicy:
 @dataclass(frozen=True, slots=True)
 class EndpointConfig:
     """Static configuration. `domain` is the digest realm and the From host of our requests;
-    `accounts` maps endpoint usernames to passwords (they may REGISTER and place calls)."""
+    `accounts` maps endpoint usernames to passwords (they may REGISTER and place calls).
+    `local_address` is where UDP listens; `stream_addresses` where TCP and TLS listen, if they do
+    (our Via sent-by and Contact for those transports)."""
 
     local_address: Address
     domain: str
@@ -246,3 +249,4 @@ class EndpointConfig:
     session_timers: SessionTimerSettings = SessionTimerSettings()  # RFC 4028
     public_address: Address | None = None  # NAT: Via sent-by and Contact; the socket stays local
     failover: FailoverPolicy = FailoverPolicy()  # when a dial moves on to its next target
+    stream_addresses: Mapping[Transport, Address] = field(default_factory=dict)

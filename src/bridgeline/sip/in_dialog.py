@@ -87,7 +87,7 @@ class InDialog:
             core.stats["session_timer_refusals"] += 1
             core.respond(request, timer.status, now, headers=timer.headers, reason=timer.reason)
             return
-        headers = [("Contact", str(core.contact)), ("Allow", ALLOW), *core.supported_headers()]
+        headers = [("Contact", str(core.contact_for(leg.peer))), ("Allow", ALLOW), *core.supported_headers()]
         if timer is not None:
             headers += timer.response_headers()
         if not request.body:

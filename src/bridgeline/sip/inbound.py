@@ -108,16 +108,16 @@ class Inbound:
                 # RFC 3262 5: the first reliable answer to an offerless INVITE must carry our
                 # offer; we keep the offer for the 200, so such a caller hears no 180 (100 only).
                 return True
-            headers = self._contact()
+            headers = self._contact(leg)
             body = b""
             if early_sdp is not None:
                 headers.append(("Content-Type", "application/sdp"))
                 body = bytes(early_sdp)
             return self.core.reliable.send(leg, 180 if early_sdp is None else 183, headers, body, now)
         if early_sdp is None:
-            sent = self.core.respond(leg.invite, 180, now, to_tag=leg.local_tag, headers=self._contact())
+            sent = self.core.respond(leg.invite, 180, now, to_tag=leg.local_tag, headers=self._contact(leg))
         else:
-            headers = [*self._contact(), ("Content-Type", "application/sdp")]
+            headers = [*self._contact(leg), ("Content-Type", "application/sdp")]
             sent = self.core.respond(
                 leg.invite, 183, now, to_tag=leg.local_tag, headers=headers, body=bytes(early_sdp)
             )
@@ -132,7 +132,7 @@ class Inbound:
             return False
         if core.reliable.answer_waits(leg, answer_sdp):
             return True  # sent when our 183's PRACK arrives (RFC 3262 3)
-        headers = [*self._contact(), ("Allow", ALLOW), *core.supported_headers()]
+        headers = [*self._contact(leg), ("Allow", ALLOW), *core.supported_headers()]
         if leg.session_agreement is not None:
             headers += leg.session_agreement.response_headers()
         headers.append(("Content-Type", "application/sdp"))
@@ -142,7 +142,7 @@ class Inbound:
         if sent is None:
             return False
         try:
-            leg.dialog = Dialog.from_uas(leg.invite, sent, local_contact=core.contact)
+            leg.dialog = Dialog.from_uas(leg.invite, sent, local_contact=core.contact_for(leg.peer))
         except (DialogError, ValueError):
             leg.dialog = None  # checked in on_invite; a BYE can still not be sent without it
         leg.state = LegState.CONFIRMED
@@ -169,8 +169,8 @@ class Inbound:
         self.core.respond(leg.invite, 480, now, to_tag=leg.local_tag)
         self.core.finish(leg, LegEnded(leg.leg_id, EndReason.TIMEOUT))
 
-    def _contact(self) -> list[tuple[str, str]]:
-        return [("Contact", str(self.core.contact))]
+    def _contact(self, leg: CallLeg) -> list[tuple[str, str]]:
+        return [("Contact", str(self.core.contact_for(leg.peer)))]
 
     # --- CANCEL -------------------------------------------------------------------------------
 

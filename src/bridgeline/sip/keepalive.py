@@ -69,7 +69,7 @@ class TrunkKeepalive:
         options = make_request(
             "OPTIONS",
             target,
-            via=core.via(),
+            via=core.via(trunk.proxy),
             from_addr=NameAddress(
                 SipURI(core.config.domain, user=core.config.contact_user),
                 None,

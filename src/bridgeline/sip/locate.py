@@ -1,8 +1,12 @@
 """Locating SIP servers (RFC 3263 section 4): which DNS records to ask for, and the ordered list of
-(address, port, transport) targets a request is tried at, first to last.
+destinations (address, port, transport) a request is tried at, first to last. They are the
+transaction layer's own `Destination` values (a plain `(host, port)` for UDP, a `Target` for
+TCP/TLS), so what is found here is what is sent to, with no conversion. A TLS destination found
+from a name carries that name as `tls_name`: the certificate is checked against the domain looked
+up, not the SRV target (RFC 5922 4.1).
 
 Sans-I/O: `locate` is a generator that yields each `Query` it needs and is sent the records found
-(an empty sequence for NXDOMAIN or no data); it returns the targets. The DNS adapter drives it
+(an empty sequence for NXDOMAIN or no data); it returns the destinations. The DNS adapter drives it
 against a resolver and a cache (adapters/carriers/sip/dns_resolver.py), tests against a dict. The
 randomness of RFC 2782's weighted selection comes from an injected `Random`.
 
@@ -26,12 +30,7 @@ from random import Random
 from typing import Final, TypeVar
 
 from .syntax import unbracket
-
-
-class Transport(StrEnum):
-    UDP = "udp"
-    TCP = "tcp"
-    TLS = "tls"
+from .transaction import Destination, Transport, destination
 
 
 class RecordType(StrEnum):
@@ -41,25 +40,11 @@ class RecordType(StrEnum):
     AAAA = "AAAA"
 
 
-DEFAULT_PORTS: Final = {Transport.UDP: 5060, Transport.TCP: 5060, Transport.TLS: 5061}
 # RFC 3263 4.1 / RFC 3261 26: NAPTR services and SRV prefixes of each transport.
 NAPTR_SERVICES: Final = {"sip+d2u": Transport.UDP, "sip+d2t": Transport.TCP, "sips+d2t": Transport.TLS}
 SRV_PREFIXES: Final = {Transport.UDP: "_sip._udp", Transport.TCP: "_sip._tcp", Transport.TLS: "_sips._tcp"}
 DEFAULT_MAX_TARGETS: Final = 5
 DEFAULT_MAX_QUERIES: Final = 12
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """One place to send a request: an IP address (no brackets), a port and a transport."""
-
-    host: str
-    port: int
-    transport: Transport = Transport.UDP
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return self.host, self.port
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +71,7 @@ class Srv:
 
 
 Records = Sequence[Naptr] | Sequence[Srv] | Sequence[str]  # A/AAAA answers are address strings
-Locating = Generator[Query, Records, list[Target]]
+Locating = Generator[Query, Records, list[Destination]]
 _R = TypeVar("_R", Naptr, Srv)
 
 
@@ -123,7 +108,7 @@ def needs_dns(request: LocateRequest) -> bool:
 
 
 def locate(request: LocateRequest, rng: Random) -> Locating:
-    """Yield queries, receive their records, return the targets best first (possibly none)."""
+    """Yield queries, receive their records, return the destinations best first (possibly none)."""
     budget = _Budget(request.max_queries)
     default_transport = Transport.TLS if request.secure else Transport.UDP
     transport = request.transport
@@ -134,9 +119,9 @@ def locate(request: LocateRequest, rng: Random) -> Locating:
         chosen = transport or default_transport
         if chosen not in request.supported or _family(address) not in request.families:
             return []
-        return [Target(address, request.port or DEFAULT_PORTS[chosen], chosen)]
+        return [destination(chosen, address, request.port or chosen.default_port)]
     name = normalise_name(unbracket(request.host))
-    out = _Targets(request.max_targets)
+    out = _Targets(request.max_targets, tls_name=name)
     if request.port is not None:
         chosen = transport or default_transport
         if chosen in request.supported:
@@ -167,7 +152,7 @@ def locate(request: LocateRequest, rng: Random) -> Locating:
             yield from _addresses(host, srv.port, service_transport, request, out, budget)
     chosen = transport or default_transport
     if not found_srv and chosen in request.supported:
-        yield from _addresses(name, DEFAULT_PORTS[chosen], chosen, request, out, budget)
+        yield from _addresses(name, chosen.default_port, chosen, request, out, budget)
     return out.targets
 
 
@@ -240,17 +225,21 @@ class _Budget:
 
 
 class _Targets:
-    def __init__(self, limit: int) -> None:
+    """The destinations found so far for the name `tls_name`, at most `limit`."""
+
+    def __init__(self, limit: int, tls_name: str) -> None:
         self.limit = limit
-        self.targets: list[Target] = []
+        self.tls_name = tls_name
+        self.targets: list[Destination] = []
 
     @property
     def full(self) -> bool:
         return len(self.targets) >= self.limit
 
-    def add(self, target: Target) -> None:
-        if not self.full and target not in self.targets:
-            self.targets.append(target)
+    def add(self, address: str, port: int, transport: Transport) -> None:
+        found = destination(transport, address, port, tls_name=self.tls_name)
+        if not self.full and found not in self.targets:
+            self.targets.append(found)
 
 
 def _addresses(
@@ -259,7 +248,7 @@ def _addresses(
     literal = numeric_host(name)  # an SRV target should be a name, but take an address as one
     if literal is not None:
         if _family(literal) in request.families:
-            out.add(Target(literal, port, transport))
+            out.add(literal, port, transport)
         return
     for family in request.families:
         if out.full:
@@ -268,7 +257,7 @@ def _addresses(
         for text in records:
             address = numeric_host(text) if isinstance(text, str) else None
             if address is not None and _family(address) is family:
-                out.add(Target(address, port, transport))
+                out.add(address, port, transport)
 
 
 def _family(address: str) -> RecordType:

@@ -20,7 +20,7 @@ from typing import Final
 from .headers import Headers, Via, header_key, parse_call_id, parse_cseq, parse_name_address, parse_via
 from .message import MAX_MESSAGE_SIZE, Response, UnsupportedVersion, parse_message, reason_phrase
 from .syntax import SipParseError, controls_only_quoted, is_token, split_top_level
-from .transaction import Address, response_address
+from .transaction import Destination, address_of, response_address, transport_of
 
 _HEAD_END_RE: Final = re.compile(rb"\r?\n\r?\n")
 _COPIED: Final = ("via", "from", "to", "call-id", "cseq")
@@ -33,7 +33,7 @@ _CHECKS: Final[dict[str, Callable[[str], object]]] = {
 }
 
 
-def bad_request(data: bytes, source: Address, to_tag: str) -> tuple[Response, Address] | None:
+def bad_request(data: bytes, source: Destination, to_tag: str) -> tuple[Response, Destination] | None:
     """The 400 (or 505) to send back for a request that does not parse, and where; None if it
     cannot be answered (a response, an ACK, no readable Via) or does parse."""
     try:
@@ -59,7 +59,21 @@ def _diagnosis(data: bytes) -> tuple[int, str] | None:
     return None
 
 
-def _bad_request(data: bytes, source: Address, to_tag: str) -> tuple[Response, Address] | None:
+def bad_stream_request(
+    head: bytes, reason: str, source: Destination, to_tag: str
+) -> tuple[Response, Destination] | None:
+    """The 400 for a TCP/TLS message whose framing failed (`stream_framing`), e.g. one without
+    Content-Length: `head` is its header block, `reason` the framing error. It goes back over the
+    connection, which the transport then closes. None when there is nothing to answer."""
+    try:
+        return _bad_request(head, source, to_tag, diagnosis=(400, reason))
+    except (SipParseError, ValueError, UnicodeError):
+        return None
+
+
+def _bad_request(
+    data: bytes, source: Destination, to_tag: str, diagnosis: tuple[int, str] | None = None
+) -> tuple[Response, Destination] | None:
     if len(data) > MAX_MESSAGE_SIZE:
         return None
     data = data.lstrip(b"\r\n")
@@ -81,14 +95,14 @@ def _bad_request(data: bytes, source: Address, to_tag: str) -> tuple[Response, A
     vias = [_via(v) for value in found["via"] for v in split_top_level(value, ",")]
     if not vias or vias[0] is None:
         return None
-    diagnosis = _diagnosis(data)
+    diagnosis = diagnosis or _diagnosis(data)
     if diagnosis is None:
         return None
     status, reason = diagnosis
     if not (reason.isascii() and reason.isprintable() and len(reason) <= 80):  # never reflect input
         reason = reason_phrase(status)
     top = vias[0]
-    host, port = source
+    host, port = address_of(source)
     stamped = top.with_param("received", host)
     if top.wants_rport:
         stamped = stamped.with_param("rport", str(port))
@@ -113,4 +127,5 @@ def _bad_request(data: bytes, source: Address, to_tag: str) -> tuple[Response, A
                 pass
         headers.add(name, value)
     headers.add("Content-Length", "0")
-    return Response(status, reason, headers), response_address(stamped)
+    reply_to = source if transport_of(source).reliable else response_address(stamped)
+    return Response(status, reason, headers), reply_to

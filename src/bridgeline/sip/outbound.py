@@ -15,13 +15,13 @@ from .digest import DigestAuth
 from .endpoint_core import ALLOW, EndpointCore, uri_address
 from .events import FailReason, LegAnswered, LegFailed, LegRinging, LegTrying, TargetLookupNeeded
 from .headers import NameAddress
-from .locate import Target, numeric_host
+from .locate import numeric_host
 from .message import Request, Response, make_cancel, make_request, new_call_id, new_tag
 from .offer_answer import MediaParams, NegotiationError, read_answer
 from .redirect import FOLLOWED_STATUSES, redirect_targets, target_key
 from .sdp import SdpParseError, SessionDescription, parse_sdp
 from .syntax import Params, SipParseError
-from .transaction import Address
+from .transaction import Destination, same_destination
 from .uri import URI, SipURI, parse_dial_uri
 
 _E164_RE: Final = re.compile(r"\+?[0-9]{2,20}")
@@ -40,7 +40,7 @@ class Route:
 
     request_uri: SipURI
     to_uri: SipURI
-    destination: Address
+    destination: Destination
     from_host: str
     auth: DigestAuth | None
 
@@ -60,7 +60,7 @@ class Outbound:
         offer_sdp: SessionDescription,
         now: float,
         caller_name: str | None = None,
-        destinations: Sequence[Target] = (),
+        destinations: Sequence[Destination] = (),
     ) -> None:
         core = self.core
         if leg_id in core.legs:
@@ -75,15 +75,16 @@ class Outbound:
             return
         tag = new_tag(core.rng)
         from_addr = NameAddress(SipURI(route.from_host, user=user), caller_name, Params([("tag", tag)]))
+        destination = destinations[0] if destinations else route.destination
         invite = make_request(
             "INVITE",
             route.request_uri,
-            via=core.via(),
+            via=core.via(destination),
             from_addr=from_addr,
             to_addr=NameAddress(route.to_uri),
             call_id=new_call_id(core.rng, core.sent_by[0]),
             cseq=1,
-            contact=core.contact,
+            contact=core.contact_for(destination),
             headers=[
                 *core.ua_headers(),
                 ("Allow", ALLOW),
@@ -93,11 +94,10 @@ class Outbound:
             ],
             body=bytes(offer_sdp),
         )
-        destination = destinations[0].address if destinations else route.destination
         key = core.tl.send_request(invite, destination, now)
         leg = CallLeg(leg_id, True, invite, key, destination, tag, LegState.CALLING, offer_sdp)
         leg.failover = list(destinations[1:])
-        if trunk is not None and route.destination == trunk.proxy:
+        if trunk is not None and same_destination(route.destination, trunk.proxy):
             leg.trunk_targets = tuple(destinations)
         leg.auth = route.auth
         leg.codecs = local_codecs(offer_sdp)
@@ -119,14 +119,17 @@ class Outbound:
         if isinstance(target, SipURI):
             destination = uri_address(target)
             if destination is None:
-                return LegFailed("", 416, FailReason.FAILED)  # sips: would need TLS
+                return LegFailed("", 416, FailReason.FAILED)  # an unknown transport (sctp, ws...)
             return Route(target, target, destination, domain, None)
         if target in core.config.accounts:
-            contact = core.registrar.lookup(target, now)
-            destination = uri_address(contact) if contact is not None else None
-            if contact is None or destination is None:
+            binding = core.registrar.lookup_binding(target, now)
+            destination = None
+            if binding is not None:
+                # A phone registered over TCP/TLS is reached over its own connection only.
+                destination = binding.flow or uri_address(binding.target)
+            if binding is None or destination is None:
                 return LegFailed("", 480, FailReason.UNREACHABLE)
-            return Route(contact, SipURI(domain, user=target), destination, domain, None)
+            return Route(binding.target, SipURI(domain, user=target), destination, domain, None)
         if trunk is not None and _E164_RE.fullmatch(target):
             uri = SipURI(trunk.domain, user=target)
             auth = None
@@ -258,25 +261,25 @@ class Outbound:
                 core.emit(TargetLookupNeeded(leg.leg_id, target))
                 return True
             leg.failover = destinations[1:]
-            self._send_again(leg, self._redirected_invite(leg.invite, target), destinations[0], now)
+            self._send_again(leg, target, destinations[0], now)
             return True
         return False
 
-    def resume_redirect(self, leg: CallLeg, destinations: Sequence[Target], now: float) -> None:
+    def resume_redirect(self, leg: CallLeg, destinations: Sequence[Destination], now: float) -> None:
         """The servers of the named 3xx target `leg` waits for (`TargetLookupNeeded`)."""
         target, leg.lookup_pending = leg.lookup_pending, None
         if target is None:
             return  # not waiting (a late or repeated answer)
         if destinations:
             leg.failover = list(destinations[1:])
-            self._send_again(leg, self._redirected_invite(leg.invite, target), destinations[0], now)
+            self._send_again(leg, target, destinations[0], now)
             return
         self.core.stats["redirect_targets_unresolved"] += 1
         if not self._follow_next_target(leg, now):
             status = leg.last_status
             self.core.finish(leg, LegFailed(leg.leg_id, status, failure_reason(status, cancelled=False)))
 
-    def _redirect_destinations(self, leg: CallLeg, target: SipURI) -> tuple[list[Target], bool]:
+    def _redirect_destinations(self, leg: CallLeg, target: SipURI) -> tuple[list[Destination], bool]:
         """Where a 3xx target is sent, and whether that is the trunk. The trunk's domain (without a
         port) is reached through its proxy, as in `_route` (through the servers located for this
         dial when the proxy is a host name); anything else at its own host and port, which must be
@@ -286,23 +289,24 @@ class Outbound:
             if leg.trunk_targets:
                 return list(leg.trunk_targets), True
             if numeric_host(trunk.proxy[0]) is not None:
-                return [Target(*trunk.proxy)], True
+                return [trunk.proxy], True
             return [], True
-        address = uri_address(target)
-        if address is None or numeric_host(address[0]) is None:
+        destination = uri_address(target)
+        if destination is None or numeric_host(destination[0]) is None:
             return [], False
-        return [Target(*address)], trunk is not None and address == trunk.proxy
+        return [destination], trunk is not None and same_destination(destination, trunk.proxy)
 
-    def _send_again(self, leg: CallLeg, invite: Request, target: Target, now: float) -> None:
-        """The leg's INVITE as a new transaction to target; the old transaction finishes on its own
-        (or was abandoned). Challenges are answered afresh: a nonce belongs to its server."""
+    def _send_again(self, leg: CallLeg, uri: URI, destination: Destination, now: float) -> None:
+        """The leg's INVITE for uri as a new transaction to destination (its Via and Contact
+        for that transport); the old transaction finishes on its own (or was abandoned).
+        Challenges are answered afresh: a nonce belongs to its server."""
         core = self.core
         core.by_txn.pop(leg.invite_key, None)
         leg.keys.discard(leg.invite_key)
         leg.auth_rounds = 0
-        leg.invite = invite
-        leg.peer = target.address
-        leg.invite_key = core.send_request(leg, invite, leg.peer, now)
+        leg.invite = self._redirected_invite(leg.invite, uri, destination)
+        leg.peer = destination
+        leg.invite_key = core.send_request(leg, leg.invite, destination, now)
         leg.state = LegState.CALLING
         self._arm_no_response(leg, now)
 
@@ -319,11 +323,11 @@ class Outbound:
             core.stats["failover_limit_reached"] += 1
             leg.failover.clear()
             return False
-        target = leg.failover.pop(0)
+        destination = leg.failover.pop(0)
         leg.failovers += 1
         core.stats["failovers"] += 1
         core.stats[f"failovers.{why}"] += 1
-        self._send_again(leg, self._redirected_invite(leg.invite, leg.invite.uri), target, now)
+        self._send_again(leg, leg.invite.uri, destination, now)
         return True
 
     def _arm_no_response(self, leg: CallLeg, now: float) -> None:
@@ -337,21 +341,23 @@ class Outbound:
             self.core.leg_deadlines.arm(leg, None)  # it is alive: Timer B and the ring timeout rule
 
     def on_transport_error(self, leg: CallLeg, now: float) -> None:
-        """The transport could not send the INVITE (RFC 3261 8.1.3.1: as a 503): the next server,
-        else the leg fails."""
-        if leg.state is not LegState.CALLING:
-            return  # it did answer: retransmissions and timers decide
-        self.core.tl.abandon(leg.invite_key)
-        if not self._fail_over(leg, now, "transport_error"):
-            cancelled = leg.hangup_requested
-            self.core.finish(leg, LegFailed(leg.leg_id, 503, failure_reason(503, cancelled=cancelled)))
+        """The INVITE could not be delivered, and its transaction has ended: a UDP send the OS
+        refused, a TCP/TLS connection refused or failing its TLS handshake, or (a phone's
+        registration flow) closed. RFC 3261 8.1.3.1: as if a 503 came back, so a server that never
+        answered is left for the next one (RFC 3263 4.3); otherwise the leg fails at once."""
+        if leg.state is LegState.CALLING and self._fail_over(leg, now, "transport_error"):
+            return
+        self.core.stats["transport_failures"] += 1
+        reason = FailReason.CANCELLED if leg.hangup_requested else FailReason.UNREACHABLE
+        self.core.finish(leg, LegFailed(leg.leg_id, 503, reason))
 
-    def _redirected_invite(self, previous: Request, target: URI) -> Request:
+    def _redirected_invite(self, previous: Request, target: URI, destination: Destination) -> Request:
         headers = previous.headers.copy()
         headers.remove("Authorization")  # answers to the previous target's challenges
         headers.remove("Proxy-Authorization")
         headers.set("CSeq", f"{previous.cseq.seq + 1} INVITE")
-        headers.set("Via", str(self.core.via()))
+        headers.set("Via", str(self.core.via(destination)))
+        headers.set("Contact", str(self.core.contact_for(destination)))
         return Request("INVITE", target, headers, previous.body)
 
     def _retry_with_credentials(self, leg: CallLeg, response: Response, now: float) -> bool:
@@ -378,7 +384,7 @@ class Outbound:
             else:
                 self._refuse_fork(leg, response, now)
             return
-        dialog = _uac_dialog(leg, response, core.contact)
+        dialog = _uac_dialog(leg, response, core.contact_for(leg.peer))
         if dialog is None:
             return  # no To tag: unusable; Timer M ends the transaction and `on_invite_gone` the leg
         dialog.local_seq = max(dialog.local_seq, leg.early_local_seq)  # after our PRACKs (RFC 3262)
@@ -415,16 +421,16 @@ class Outbound:
         """A 2xx from a second forked branch (RFC 3261 13.2.2.4): ACK it, then BYE it. The BYE is
         fire-and-forget; nothing maps its transaction back to the leg."""
         core = self.core
-        dialog = _uac_dialog(leg, response, core.contact)
+        dialog = _uac_dialog(leg, response, core.contact_for(leg.peer))
         if dialog is None:
             return
         core.stats["forked_2xx_refused"] += 1
         destination = leg.peer
         if dialog.route_set and (first := uri_address(dialog.route_set[0].uri)) is not None:
             destination = first
-        ack = dialog.create_ack(leg.invite.cseq.seq, via=core.via(), headers=core.ua_headers())
+        ack = dialog.create_ack(leg.invite.cseq.seq, via=core.via(destination), headers=core.ua_headers())
         core.tl.send_stateless(ack, destination)
-        bye = dialog.create_request("BYE", via=core.via(), headers=core.ua_headers())
+        bye = dialog.create_request("BYE", via=core.via(destination), headers=core.ua_headers())
         core.tl.send_request(bye, destination, now)
 
     def on_timeout(self, leg: CallLeg, now: float) -> None:

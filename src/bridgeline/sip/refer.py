@@ -135,14 +135,15 @@ class Refer:
             ("Subscription-State", state),
             ("Content-Type", SIPFRAG),
         ]
+        hop = core.hop(leg)
         try:
             notify = dialog.create_request(
-                "NOTIFY", via=core.via(), headers=headers, body=f"SIP/2.0 {status} {reason}\r\n".encode()
+                "NOTIFY", via=core.via(hop), headers=headers, body=f"SIP/2.0 {status} {reason}\r\n".encode()
             )
         except DialogError:
             return
         core.stats["refer_notifies_sent"] += 1
-        core.send_request(leg, notify, core.hop(leg), now)
+        core.send_request(leg, notify, hop, now)
 
 
 def _phrase(text: str) -> str:

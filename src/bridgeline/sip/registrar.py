@@ -3,7 +3,9 @@
 `register` processes a REGISTER from an already authenticated user and says what to answer;
 `lookup` gives the URI to send an INVITE to. Bindings keep the source address the REGISTER came
 from: when it differs from the Contact's host:port (a phone behind NAT advertising its private
-address), calls go to the source instead, as RFC 3581 does for responses.
+address), calls go to the source instead, as RFC 3581 does for responses. A REGISTER over TCP/TLS
+leaves its connection as the binding's flow: calls go over it (`flow`), and fail at once if it
+has closed (a phone's connection port is not one it listens on).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 from .events import Registered, RegistrationLimits, Unregistered
 from .message import Request
 from .syntax import SipParseError, parse_uint, unbracket
-from .transaction import DEFAULT_PORT, Address
+from .transaction import DEFAULT_PORT, Destination, Target, address_of, transport_of
 from .uri import SipURI
 
 _MAX_EXPIRES = 2**32 - 1  # RFC 3261 20.19: delta-seconds
@@ -28,6 +30,7 @@ class Binding:
     cseq: int
     expires_at: float
     updated: float
+    flow: Target | None = None  # the TCP/TLS connection the REGISTER came on, reuse-only
 
     def remaining(self, now: float) -> int:
         return max(0, round(self.expires_at - now))
@@ -42,9 +45,9 @@ class RegisterResult:
     events: list[Registered | Unregistered] = field(default_factory=list)
 
 
-def reachable_target(contact: SipURI, source: Address) -> SipURI:
+def reachable_target(contact: SipURI, source: Destination) -> SipURI:
     """contact, or contact re-pointed at the address its REGISTER actually came from."""
-    host, port = source
+    host, port = address_of(source)
     if (unbracket(contact.host), contact.port or DEFAULT_PORT) == (host, port):
         return contact
     return dataclasses.replace(contact, host=f"[{host}]" if ":" in host else host, port=port)
@@ -70,7 +73,12 @@ class Registrar:
         live = self.bindings(username, now)
         return live[0].target if live else None
 
-    def register(self, username: str, request: Request, source: Address, now: float) -> RegisterResult:
+    def lookup_binding(self, username: str, now: float) -> Binding | None:
+        """The most recently refreshed live binding, with its flow."""
+        live = self.bindings(username, now)
+        return live[0] if live else None
+
+    def register(self, username: str, request: Request, source: Destination, now: float) -> RegisterResult:
         """RFC 3261 10.3 steps 5-8 for an authenticated `username`. Malformed Contact or Expires
         values raise SipParseError (the caller answers 400)."""
         to_uri = request.to_addr.uri
@@ -114,7 +122,11 @@ class Registrar:
                     result.events.append(Unregistered(username, gone.contact, "removed"))
                 continue
             target = reachable_target(uri, source)
-            current[key] = Binding(uri, target, call_id, cseq, now + expires, now)
+            flow = None
+            if transport_of(source).reliable:
+                host, port = address_of(source)
+                flow = Target(host, port, transport_of(source), reuse_only=True)
+            current[key] = Binding(uri, target, call_id, cseq, now + expires, now, flow)
             result.events.append(Registered(username, uri, target, expires))
         if current:
             self._bindings[username] = current

@@ -30,7 +30,7 @@ from .message import Request, Response
 from .option_tags import RELIABLE_PROVISIONAL, option_tags
 from .sdp import SdpParseError, SessionDescription, parse_sdp
 from .syntax import SipParseError
-from .transaction import Address, TransactionStateError
+from .transaction import Destination, TransactionStateError
 
 if TYPE_CHECKING:
     from .endpoint_core import EndpointCore
@@ -85,7 +85,7 @@ class EarlyDialog:
     """One To tag's early dialog on an outbound leg: where PRACKs go and the RSeq reached."""
 
     dialog: Dialog
-    destination: Address
+    destination: Destination
     last_rseq: int
     prack: Request | None = None  # the latest PRACK, sent again for a retransmitted 18x
 
@@ -263,7 +263,7 @@ class ReliableProvisionals:
     def _early_dialog(self, leg: CallLeg, response: Response, rseq: int) -> EarlyDialog | None:
         core = self.core
         try:
-            dialog = Dialog.from_uac(leg.invite, response, local_contact=core.contact)
+            dialog = Dialog.from_uac(leg.invite, response, local_contact=core.contact_for(leg.peer))
         except (DialogError, SipParseError):
             try:  # no usable Contact: target the Request-URI, as for a 2xx without one
                 dialog = Dialog(
@@ -275,7 +275,7 @@ class ReliableProvisionals:
                     local_seq=leg.invite.cseq.seq,
                     remote_seq=None,
                     state=DialogState.EARLY,
-                    local_contact=core.contact,
+                    local_contact=core.contact_for(leg.peer),
                 )
             except DialogError:
                 return None
@@ -287,7 +287,7 @@ class ReliableProvisionals:
     def _prack(self, leg: CallLeg, early: EarlyDialog, rseq: int, now: float) -> None:
         core = self.core
         headers = [*core.ua_headers(), ("RAck", f"{rseq} {leg.invite.cseq.seq} INVITE")]
-        prack = early.dialog.create_request("PRACK", via=core.via(), headers=headers)
+        prack = early.dialog.create_request("PRACK", via=core.via(early.destination), headers=headers)
         early.prack = prack
         leg.early_local_seq = max(leg.early_local_seq, early.dialog.local_seq)
         core.stats["pracks_sent"] += 1

@@ -1,7 +1,9 @@
-"""Server transactions over UDP (RFC 3261 section 17.2, with the RFC 6026 Accepted state).
+"""Server transactions (RFC 3261 section 17.2, with the RFC 6026 Accepted state).
 
 Responses go to the address RFC 3261 18.2.2 derives from the request's top Via, so the Via
-should already carry the received/rport values (the transaction layer stamps them).
+should already carry the received/rport values (the transaction layer stamps them); a request
+that came over TCP/TLS is answered over its connection (`reply_to`). Over a reliable transport a
+non-2xx final is not retransmitted (Timer G unused) and Timers I and J are zero (17.2.1, 17.2.2).
 
 One deliberate extension: in Accepted, the INVITE server transaction also retransmits the 2xx
 (T1 doubling, capped at T2) until the ACK arrives. RFC 3261 13.3.1.4 gives that job to the UAS
@@ -14,6 +16,7 @@ from .message import Request, Response, make_response
 from .transaction import (
     DEFAULT_TIMERS,
     AckReceived,
+    Destination,
     State,
     TimedOut,
     TimerSettings,
@@ -22,16 +25,23 @@ from .transaction import (
     TransactionStateError,
     response_address,
     server_key,
+    transport_of,
 )
 
 
 class _ServerTransaction(Transaction):
     def __init__(
-        self, request: Request, settings: TimerSettings, state: State, key: TransactionKey | None
+        self,
+        request: Request,
+        settings: TimerSettings,
+        state: State,
+        key: TransactionKey | None,
+        reply_to: Destination | None,
     ) -> None:
         super().__init__(key or server_key(request), state, settings)
         self.request = request
-        self.destination = response_address(request.top_via)
+        self.destination = reply_to if reply_to is not None else response_address(request.top_via)
+        self.reliable = transport_of(self.destination).reliable
         self._last: bytes | None = None  # most recent response, resent on retransmissions
 
     def _respond(self, response: Response) -> None:
@@ -56,10 +66,11 @@ class InviteServerTransaction(_ServerTransaction):
         settings: TimerSettings = DEFAULT_TIMERS,
         *,
         key: TransactionKey | None = None,  # server_key(request), when the caller has it already
+        reply_to: Destination | None = None,  # the connection a TCP/TLS request came on
     ) -> None:
         if request.method != "INVITE":
             raise ValueError("InviteServerTransaction is for INVITE requests")
-        super().__init__(request, settings, State.PROCEEDING, key)
+        super().__init__(request, settings, State.PROCEEDING, key, reply_to)
         self._interval = settings.t1
         self._acked = False
         if settings.trying_delay <= 0:
@@ -77,7 +88,7 @@ class InviteServerTransaction(_ServerTransaction):
             if self.state is State.COMPLETED:
                 self.state = State.CONFIRMED
                 self._timers.clear()
-                self._timers["I"] = now + self.settings.t4
+                self._timers["I"] = now + (0 if self.reliable else self.settings.t4)
             elif self.state is State.ACCEPTED and not self._acked:
                 self._acked = True
                 self._timers.pop("2xx", None)
@@ -107,7 +118,8 @@ class InviteServerTransaction(_ServerTransaction):
             self._timers["L"] = now + self.settings.timeout
         else:
             self.state = State.COMPLETED
-            self._timers["G"] = now + self._interval
+            if not self.reliable:
+                self._timers["G"] = now + self._interval
             self._timers["H"] = now + self.settings.timeout
 
     def _on_timer(self, name: str, now: float) -> None:
@@ -141,10 +153,11 @@ class NonInviteServerTransaction(_ServerTransaction):
         settings: TimerSettings = DEFAULT_TIMERS,
         *,
         key: TransactionKey | None = None,  # server_key(request), when the caller has it already
+        reply_to: Destination | None = None,  # the connection a TCP/TLS request came on
     ) -> None:
         if request.method in ("INVITE", "ACK"):
             raise ValueError(f"{request.method} does not use a non-INVITE server transaction")
-        super().__init__(request, settings, State.TRYING, key)
+        super().__init__(request, settings, State.TRYING, key, reply_to)
 
     def receive(self, request: Request, now: float) -> None:
         """A retransmission of the request."""
@@ -159,7 +172,7 @@ class NonInviteServerTransaction(_ServerTransaction):
             self.state = State.PROCEEDING
         else:
             self.state = State.COMPLETED
-            self._timers["J"] = now + self.settings.timeout
+            self._timers["J"] = now + (0 if self.reliable else self.settings.timeout)
 
     def _on_timer(self, name: str, now: float) -> None:
         self._terminate()  # J

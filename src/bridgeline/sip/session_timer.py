@@ -27,7 +27,7 @@ from .events import EndReason, LegEnded, SessionTimerSettings
 from .message import Message, Request, Response
 from .option_tags import SESSION_TIMER, option_tags
 from .syntax import SipParseError, split_top_level
-from .transaction import Address, TransactionKey
+from .transaction import Destination, TransactionKey
 
 if TYPE_CHECKING:
     from .endpoint_core import EndpointCore
@@ -159,7 +159,7 @@ class SessionTimer:
     started: float
     in_flight: bool = False  # a refresh of ours awaits its final response
     refresh_key: TransactionKey | None = None  # our latest refresh's transaction
-    refresh_ack: tuple[Request, Address] | None = None  # the ACK for a re-INVITE refresh's 2xx
+    refresh_ack: tuple[Request, Destination] | None = None  # the ACK for a re-INVITE refresh's 2xx
     retry_at: float | None = None
 
     @property
@@ -215,7 +215,7 @@ class SessionTimers:
         headers.set("Session-Expires", interval)
         headers.set("Min-SE", interval)
         headers.set("CSeq", f"{leg.invite.cseq.seq + 1} INVITE")
-        headers.set("Via", str(core.via()))
+        headers.set("Via", str(core.via(leg.peer)))
         retry = Request("INVITE", leg.invite.uri, headers, leg.invite.body)
         core.by_txn.pop(leg.invite_key, None)  # the old transaction finishes on its own
         leg.keys.discard(leg.invite_key)
@@ -306,11 +306,12 @@ class SessionTimers:
         if not timer.use_update:
             method, body = "INVITE", bytes(leg.local_sdp)  # the same SDP: nothing changes
             headers += [("Allow", ALLOW), ("Content-Type", "application/sdp")]
+        hop = core.hop(leg)
         try:
-            request = dialog.create_request(method, via=core.via(), headers=headers, body=body)
+            request = dialog.create_request(method, via=core.via(hop), headers=headers, body=body)
         except DialogError:
             return
-        key = core.send_request(leg, request, core.hop(leg), now)
+        key = core.send_request(leg, request, hop, now)
         timer.in_flight, timer.refresh_key, timer.refresh_ack = True, key, None
         if method == "INVITE":
             leg.local_reinvite = key
@@ -374,6 +375,7 @@ class SessionTimers:
         if timer.refresh_ack is None:
             if leg.dialog is None:
                 return
-            ack = leg.dialog.create_ack(response.cseq.seq, via=core.via(), headers=core.ua_headers())
-            timer.refresh_ack = (ack, core.hop(leg))
+            hop = core.hop(leg)
+            ack = leg.dialog.create_ack(response.cseq.seq, via=core.via(hop), headers=core.ua_headers())
+            timer.refresh_ack = (ack, hop)
         core.tl.send_stateless(*timer.refresh_ack)

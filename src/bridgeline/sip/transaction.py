@@ -1,9 +1,10 @@
 """Pieces shared by the RFC 3261 section 17 transactions: keys, timers, events, the base class.
 
-Transactions are sans-I/O state machines over an unreliable transport (UDP). Every input carries
-`now` (seconds, any monotonic origin); outputs are collected until drained:
+Transactions are sans-I/O state machines. Every input carries `now` (seconds, any monotonic
+origin); outputs are collected until drained:
 
-* `datagrams_to_send()` -> list of `(bytes, (host, port))`
+* `datagrams_to_send()` -> list of `(bytes, destination)`: a plain `(host, port)` is UDP, a
+  `Target` names its transport (TCP or TLS: a byte stream, RFC 3261 18.3)
 * `next_event()` -> the next event for the transaction user, or None
 * `get_timer()` -> the earliest deadline, or None; call `handle_timer(now)` once it has passed.
 """
@@ -14,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final
+from typing import Final, NamedTuple
 
 from .headers import Via
 from .message import BRANCH_MAGIC_COOKIE, Message, Request, Response
@@ -22,6 +23,81 @@ from .syntax import unbracket
 
 Address = tuple[str, int]
 DEFAULT_PORT: Final = 5060
+DEFAULT_TLS_PORT: Final = 5061
+
+
+class Transport(StrEnum):
+    """SIP transports, valued as Via's sent-protocol writes them; URIs say them in lower case."""
+
+    UDP = "UDP"
+    TCP = "TCP"
+    TLS = "TLS"
+
+    @property
+    def reliable(self) -> bool:
+        """RFC 3261 17.1.1.2: no retransmissions over a reliable transport."""
+        return self is not Transport.UDP
+
+    @property
+    def default_port(self) -> int:
+        return DEFAULT_TLS_PORT if self is Transport.TLS else DEFAULT_PORT
+
+    @classmethod
+    def parse(cls, text: str | None) -> Transport | None:
+        """A `transport=` URI parameter or a Via's transport; None for one we do not speak."""
+        try:
+            return cls((text or "UDP").upper())
+        except ValueError:
+            return None
+
+
+class Target(NamedTuple):
+    """A destination over a byte stream (TCP or TLS); a UDP destination is a plain `(host, port)`.
+    Build either with `destination()`, so each place has one spelling. Host and port come first
+    so `dest[0]` and `dest[1]` read the same on both. `reuse_only`: reachable only over a
+    connection that is already open (a phone's registration flow, or the source of a request we
+    received): when it is gone, sending fails at once instead of dialling an ephemeral port.
+    `tls_name`: the name the peer's TLS certificate must carry when it is not `host`: the domain
+    that was looked up to find this address (RFC 5922 4.1: not the SRV target's name)."""
+
+    host: str
+    port: int
+    transport: Transport
+    reuse_only: bool = False
+    tls_name: str | None = None
+
+    @property
+    def connection_key(self) -> tuple[Transport, str, int]:
+        """One connection per transport and remote address, whatever name it was checked for (a
+        Record-Route naming the same address reuses it)."""
+        return self.transport, self.host, self.port
+
+
+Destination = Address | Target
+"""Where a message goes: a plain `(host, port)` is UDP (what every UDP-only call site passes)."""
+
+
+def destination(
+    transport: Transport, host: str, port: int, *, reuse_only: bool = False, tls_name: str | None = None
+) -> Destination:
+    """The destination for (transport, host, port), e.g. a located RFC 3263 server: plain for UDP.
+    `tls_name` is kept for TLS only (the name the certificate is checked against)."""
+    if transport is Transport.UDP:
+        return host, port
+    return Target(host, port, transport, reuse_only, tls_name if transport is Transport.TLS else None)
+
+
+def transport_of(dest: Destination) -> Transport:
+    return dest.transport if isinstance(dest, Target) else Transport.UDP
+
+
+def address_of(dest: Destination) -> Address:
+    return dest[0], dest[1]
+
+
+def same_destination(a: Destination, b: Destination) -> bool:
+    """Equal transport, host and port (whether reuse-only or not)."""
+    return transport_of(a) is transport_of(b) and address_of(a) == address_of(b)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,11 +169,13 @@ def server_key(message: Message) -> TransactionKey:
     return TransactionKey(branch, method, sent_by)
 
 
-def response_address(via: Via) -> Address:
-    """Where a response goes over UDP (RFC 3261 18.2.2 with RFC 3581 rport): the received/rport
-    values a server stamped on the Via, else its sent-by. maddr (multicast) is not supported."""
+def response_address(via: Via) -> Destination:
+    """Where a response goes (RFC 3261 18.2.2 with RFC 3581 rport): the received/rport values a
+    server stamped on the Via, else its sent-by, over the Via's transport. maddr (multicast) is not
+    supported. Over TCP/TLS the transaction layer prefers the connection the request came on."""
     host = via.received or via.host
-    return unbracket(host), via.rport or via.port or DEFAULT_PORT
+    transport = Transport.parse(via.transport) or Transport.UDP
+    return destination(transport, unbracket(host), via.rport or via.port or transport.default_port)
 
 
 # --- events to the transaction user ---------------------------------------------------------------
@@ -110,7 +188,7 @@ class RequestReceived:
 
     key: TransactionKey
     request: Request
-    source: Address
+    source: Destination
     cancels: TransactionKey | None = None
 
 
@@ -136,12 +214,13 @@ class AckReceived:
 
     key: TransactionKey | None
     request: Request
-    source: Address | None = None
+    source: Destination | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class TimedOut:
-    """B/F: no final response. H: no ACK for our non-2xx. L: no ACK for our 2xx (send BYE)."""
+    """B/F: no final response. H: no ACK for our non-2xx. L: no ACK for our 2xx (send BYE).
+    "transport": the message could not be sent (RFC 3261 17.1.4: the TU treats it like a 503)."""
 
     key: TransactionKey
     timer: str
@@ -164,7 +243,7 @@ class MessageDiscarded:
     """A datagram that did not parse; for logging only."""
 
     reason: str
-    source: Address
+    source: Destination
 
 
 Event = (
@@ -194,7 +273,7 @@ class Transaction(ABC):
         # Output queues exist only while they hold something: a finished transaction lingers for
         # 32 s, and at hundreds of calls per second every object it keeps is one more for each
         # full pass of the cyclic GC to scan.
-        self._datagrams: list[tuple[bytes, Address]] | None = None
+        self._datagrams: list[tuple[bytes, Destination]] | None = None
         self._events: deque[Event] | None = None
 
     @property
@@ -215,7 +294,7 @@ class Transaction(ABC):
             del self._timers[name]
             self._on_timer(name, now)
 
-    def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
+    def datagrams_to_send(self) -> list[tuple[bytes, Destination]]:
         out, self._datagrams = self._datagrams, None
         return [] if out is None else out
 
@@ -232,11 +311,16 @@ class Transaction(ABC):
     def _on_timer(self, name: str, now: float) -> None:
         """React to the named RFC 3261 timer (A, B, D, E, ...) firing at `now`."""
 
-    def _send(self, data: bytes, destination: Address) -> None:
+    def _send(self, data: bytes, dest: Destination) -> None:
         if self._datagrams is None:
-            self._datagrams = [(data, destination)]
+            self._datagrams = [(data, dest)]
         else:
-            self._datagrams.append((data, destination))
+            self._datagrams.append((data, dest))
+
+    def transport_failed(self) -> None:
+        """The message could not be delivered (connection refused or gone, RFC 3261 17.1.4)."""
+        if self.state is not State.TERMINATED:
+            self._terminate()
 
     def _emit(self, event: Event) -> None:
         if self._events is None:

@@ -1,10 +1,13 @@
-"""The transaction layer: one sans-I/O object between a UDP socket and the transaction user.
+"""The transaction layer: one sans-I/O object between the transports and the transaction user.
 
-Feed it datagrams (`receive_datagram`) and time (`handle_timer`); give it the TU's requests
+Feed it datagrams or whole stream messages (`receive_datagram`, with the source's transport in a
+`Target`) and time (`handle_timer`); give it the TU's requests
 (`send_request`) and responses (`send_response`). Drain `datagrams_to_send()` to the socket and
 `next_event()` to the TU; sleep until `get_timer()`. It routes messages to transactions by key
 (RFC 3261 17.1.3, 17.2.3), creates server transactions for new requests, forgets terminated ones,
-and stamps received/rport on incoming Vias (18.2.1, RFC 3581).
+and stamps received/rport on incoming Vias (18.2.1, RFC 3581). A request from a TCP/TLS
+connection is answered over it (18.2.2); `transport_failed` ends the transactions whose messages
+could not be delivered (17.1.4).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from .syntax import SipParseError, split_top_level, unbracket
 from .transaction import (
     DEFAULT_TIMERS,
     AckReceived,
-    Address,
+    Destination,
     Event,
     MessageDiscarded,
     RequestReceived,
@@ -30,9 +33,12 @@ from .transaction import (
     Terminated,
     TimerSettings,
     TransactionKey,
+    address_of,
     client_key,
     response_address,
+    same_destination,
     server_key,
+    transport_of,
 )
 
 Transaction = ClientTransaction | ServerTransaction
@@ -47,7 +53,7 @@ class TransactionLayer:
         self._clients: dict[TransactionKey, ClientTransaction] = {}
         self._servers: dict[TransactionKey, ServerTransaction] = {}
         self._invites: dict[_DialogInvite, TransactionKey] = {}
-        self._datagrams: list[tuple[bytes, Address]] = []
+        self._datagrams: list[tuple[bytes, Destination]] = []
         self._events: deque[Event] = deque()
         # (deadline, tie-break, transaction), pushed whenever a transaction may have re-armed its
         # timers; entries whose transaction is gone or whose deadline moved are dropped lazily.
@@ -57,7 +63,7 @@ class TransactionLayer:
 
     # --- outputs ----------------------------------------------------------------------------------
 
-    def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
+    def datagrams_to_send(self) -> list[tuple[bytes, Destination]]:
         out, self._datagrams = self._datagrams, []
         return out
 
@@ -92,7 +98,7 @@ class TransactionLayer:
             txn.handle_timer(now)
             self._collect(txn)
 
-    def receive_datagram(self, data: bytes, source: Address, now: float) -> None:
+    def receive_datagram(self, data: bytes, source: Destination, now: float) -> None:
         if is_keepalive(data):
             return
         try:
@@ -105,7 +111,7 @@ class TransactionLayer:
         else:
             self._receive_response(message, now)
 
-    def send_request(self, request: Request, destination: Address, now: float) -> TransactionKey:
+    def send_request(self, request: Request, destination: Destination, now: float) -> TransactionKey:
         """Start a client transaction (the request goes out at once). The request must carry its
         own top Via with a fresh branch. ACK has no transaction: use `send_stateless`."""
         key = client_key(request)
@@ -142,13 +148,27 @@ class TransactionLayer:
         self._forget(txn)
         return True
 
-    def send_stateless(self, message: Message, destination: Address) -> None:
+    def send_stateless(self, message: Message, destination: Destination) -> None:
         """Send outside any transaction: the ACK for a 2xx, or a response to a stray request."""
         self._datagrams.append((bytes(message), destination))
 
+    def transport_failed(self, destination: Destination, now: float) -> int:
+        """Messages for `destination` could not be delivered (a connection refused, failed its TLS
+        handshake, or gone): end every transaction sending there; client transactions report
+        TimedOut(timer="transport"). A scan, but only on a failure. Returns how many ended."""
+        failed = [
+            txn
+            for txn in (*self._clients.values(), *self._servers.values())
+            if same_destination(txn.destination, destination)
+        ]
+        for txn in failed:
+            txn.transport_failed()
+            self._collect(txn)
+        return len(failed)
+
     # --- internals --------------------------------------------------------------------------------
 
-    def _receive_request(self, request: Request, source: Address, now: float) -> None:
+    def _receive_request(self, request: Request, source: Destination, now: float) -> None:
         try:
             _stamp_via(request, source)
             key = server_key(request)
@@ -171,11 +191,12 @@ class TransactionLayer:
             self._collect(txn)
             return
         new: ServerTransaction
+        reply_to = source if transport_of(source).reliable else None  # 18.2.2: the same connection
         if request.method == "INVITE":
-            new = InviteServerTransaction(request, now, self.settings, key=key)
+            new = InviteServerTransaction(request, now, self.settings, key=key, reply_to=reply_to)
             self._invites[dialog_invite] = key
         else:
-            new = NonInviteServerTransaction(request, now, self.settings, key=key)
+            new = NonInviteServerTransaction(request, now, self.settings, key=key, reply_to=reply_to)
         self._servers[key] = new
         cancels = None
         if request.method == "CANCEL":
@@ -193,7 +214,7 @@ class TransactionLayer:
         txn.receive(response, now)
         self._collect(txn)
 
-    def _collect(self, txn: Transaction, source: Address | None = None) -> None:
+    def _collect(self, txn: Transaction, source: Destination | None = None) -> None:
         self._datagrams.extend(txn.datagrams_to_send())
         while (event := txn.next_event()) is not None:
             if isinstance(event, AckReceived) and source is not None:
@@ -222,11 +243,11 @@ class TransactionLayer:
             self._invites.pop((request.call_id, request.cseq.seq, request.from_addr.tag), None)
 
 
-def _stamp_via(request: Request, source: Address) -> None:
+def _stamp_via(request: Request, source: Destination) -> None:
     """RFC 3261 18.2.1 / RFC 3581 4: record the packet's real source on the top Via so responses
     find their way back through NAT."""
     top = request.top_via
-    host, port = source
+    host, port = address_of(source)
     stamped = top
     if unbracket(top.host) != host or top.wants_rport:
         stamped = stamped.with_param("received", host)

@@ -28,6 +28,7 @@ from bridgeline.adapters.carriers.sip.media_engine import (
 from bridgeline.adapters.carriers.sip.music_fetch import MediaLimits
 from bridgeline.adapters.carriers.sip.refer_transfers import ReferTransfers, TransferHandler
 from bridgeline.adapters.carriers.sip.settings import SipSettings
+from bridgeline.adapters.carriers.sip.transport_stream import SipStreamTransport, start_streams
 from bridgeline.adapters.carriers.sip.transport_udp import SipUdpTransport
 from bridgeline.app.ports import LegRequest, SignalSink
 from bridgeline.core.commands import (
@@ -44,7 +45,7 @@ from bridgeline.core.effects import MusicSources, SetAudio
 from bridgeline.core.model import LeaveReason
 from bridgeline.sip import events as sip
 from bridgeline.sip.endpoint import SipEndpoint
-from bridgeline.sip.locate import LocateRequest, RecordType, Target, Transport
+from bridgeline.sip.locate import LocateRequest, RecordType
 from bridgeline.sip.offer_answer import (
     MediaParams,
     NegotiationError,
@@ -54,6 +55,7 @@ from bridgeline.sip.offer_answer import (
 )
 from bridgeline.sip.refer_policy import LegKind
 from bridgeline.sip.sdes import KEY_LENGTH, OFF, CryptoSuite, SrtpConfig, SrtpParams, SrtpPolicy
+from bridgeline.sip.transaction import Destination, Transport
 from bridgeline.sip.uri import SipURI, escape_user
 
 log = structlog.get_logger(__name__)
@@ -117,6 +119,17 @@ SIP_COUNTERS: Final = frozenset(
         "refers_refused",
         "trunk_keepalives_sent",
         "trunk_keepalives_missed",
+        "connections_accepted",
+        "connections_dialled",
+        "connections_refused",
+        "connect_failures",
+        "tls_handshake_failures",
+        "connections_idle_closed",
+        "connections_truncated",
+        "stream_framing_errors",
+        "flows_gone",
+        "write_overflows",
+        "transport_failures",
         "dns_lookups",
         "dns_cache_hits",
         "dns_failures",
@@ -151,6 +164,7 @@ class SipCarrier:
             realtime_priority=rtp.realtime_priority,
         )
         self._transport: SipUdpTransport | None = None
+        self._streams: SipStreamTransport | None = None
         self._legs: dict[str, SipLeg] = {}
         self._sink: SignalSink | None = None
         self._inbound: InboundHandler | None = None
@@ -183,7 +197,8 @@ class SipCarrier:
         # What our UDP socket can reach: an IPv6 listen address sends to AAAA records only.
         listen_host = settings.listen_address[0]
         self._families = (RecordType.AAAA,) if ":" in listen_host else (RecordType.A,)
-        self.supported_transports: tuple[Transport, ...] = (Transport.UDP,)
+        # What DNS may choose for a dial (settings.located_transports: TCP/TLS only when set up).
+        self.supported_transports: tuple[Transport, ...] = settings.located_transports
         self.media.on_dtmf(self._on_dtmf)
         self.media.on_media_failed(
             lambda leg_id, setting, reason: self._report(leg_id, LegMediaFailed(leg_id, setting, reason))
@@ -193,6 +208,7 @@ class SipCarrier:
         """Numbers for monitoring (/metrics): RTP ports, overloads, the RTP/RTCP/DTMF packets refused,
         and the media tick's health; the names in SIP_COUNTERS only grow."""
         media, sip = self.media.stats, self.endpoint.stats
+        streams = self._streams.stats if self._streams is not None else {}
         return {
             "media_ticks": int(media["ticks"]),
             "media_late_ticks": int(media["late_ticks"]),
@@ -228,6 +244,19 @@ class SipCarrier:
             "prack_timeouts": sip["prack_timeouts"],  # RFC 3262: no PRACK in 64*T1, 504 sent
             "refers_accepted": self.refers.stats["accepted"],  # REFERs that became cold transfers
             "refers_refused": self.refers.stats["refused"] + sip["refers_refused"],
+            # SIP over TCP/TLS (docs/sip.md): connections and what went wrong with them
+            "connections_open": self._streams.open_connections if self._streams is not None else 0,
+            "connections_accepted": streams.get("connections_accepted", 0),
+            "connections_dialled": streams.get("connections_dialled", 0),
+            "connections_refused": streams.get("connections_refused", 0),  # max_connections
+            "connect_failures": streams.get("connect_failures", 0),
+            "tls_handshake_failures": streams.get("tls_handshake_failures", 0),
+            "connections_idle_closed": streams.get("connections_idle_closed", 0),
+            "connections_truncated": streams.get("connections_truncated", 0),  # closed mid-message
+            "stream_framing_errors": sip["stream_errors"],  # no/bad Content-Length, too large
+            "flows_gone": streams.get("flows_gone", 0),  # a registered phone's connection closed
+            "write_overflows": streams.get("write_overflows", 0),
+            "transport_failures": sip["transport_failures"],  # dials failed fast with 503
             **self._trunk_stats(),
         }
 
@@ -259,6 +288,7 @@ class SipCarrier:
         self._transport = await SipUdpTransport.listen(self.endpoint, self._on_event, host, port)
         self._transport.flush()  # arms the endpoint's first deadline (the trunk's first keepalive)
         log.info("sip_listening", host=host, port=port, rtp=self.settings.rtp.ports)
+        self._streams = await start_streams(self.settings, self._transport)  # TCP and TLS
 
     async def stop(self) -> None:
         if self._transport is not None:
@@ -269,6 +299,9 @@ class SipCarrier:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._streams is not None:
+            await self._streams.close()
+            self._streams = None
         if self._transport is not None:
             self._transport.close()
             self._transport = None
@@ -329,14 +362,17 @@ class SipCarrier:
         request: LegRequest,
         target: str,
         port: int,
-        servers: list[Target] | tuple[()],
+        servers: list[Destination] | tuple[()],
         where: LocateRequest | None = None,
     ) -> None:
         leg_id = request.leg_id
         assert self._transport is not None
         if where is not None and not servers:
             self._dns_failed(
-                leg_id, where, "no usable server (no record, or none for UDP/our address family)"
+                leg_id,
+                where,
+                "no usable server (no record, or none for a transport we dial"
+                f" ({', '.join(t.value for t in where.supported)}) or our address family)",
             )
             return
         srtp = _srtp_config(self.settings.srtp_for_dial(target))
@@ -360,7 +396,7 @@ class SipCarrier:
         """A 3xx contact named by host (allowed by `redirects.allowed_targets`): its servers, or
         none, go back to the endpoint, which calls them or moves on."""
         where = lookup_for(str(event.uri), self.settings, self.supported_transports, self._families)
-        servers: list[Target] = []
+        servers: list[Destination] = []
         if where is not None:
             try:
                 cached = self.resolver.cached(where)

@@ -33,9 +33,9 @@ from bridgeline.sip.locate import (
     Records,
     RecordType,
     Srv,
-    Target,
     locate,
 )
+from bridgeline.sip.transaction import Destination
 
 
 class DnsFailure(Exception):
@@ -70,7 +70,7 @@ class SipResolver:
 
     # --- the two ways in --------------------------------------------------------------------------
 
-    def cached(self, request: LocateRequest) -> list[Target] | None:
+    def cached(self, request: LocateRequest) -> list[Destination] | None:
         """The targets, if every record needed is cached (and fresh); else None."""
         steps = locate(request, self._rng)
         try:
@@ -84,7 +84,7 @@ class SipResolver:
         except StopIteration as done:
             return list(done.value)
 
-    async def locate(self, request: LocateRequest) -> list[Target]:
+    async def locate(self, request: LocateRequest) -> list[Destination]:
         """Raises DnsFailure when a NAPTR or SRV query gets no answer (the nameserver is not
         answering), or when nothing was found and an address query got none. An address query
         that fails for one server is skipped: the others may still be reached."""

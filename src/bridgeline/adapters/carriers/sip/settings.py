@@ -10,8 +10,18 @@ srtp: "off"                     # SDES-SRTP for calls not covered below: require
 endpoints:                      # agents' phones: they REGISTER with these credentials
   alice: alice-secret
   bob: {password: bob-secret, srtp: required}   # calls to and from bob must be encrypted
+tcp: {listen: 127.0.0.1:5060}   # SIP over TCP (RFC 3261 18); default: not listening
+tls:                            # SIP over TLS; `listen` needs certificate and key (docs/sip.md)
+  listen: 127.0.0.1:5061
+  certificate: /etc/bridgeline/sip.crt
+  key: /etc/bridgeline/sip.key
+  ca_file: /etc/bridgeline/ca.crt   # checks the peers we dial (default: the system's CAs)
+  verify_peers: true            # check the certificate and name of the peers we dial (the trunk)
+  verify_clients: false         # require a client certificate from phones
+connections: {max_connections: 1000, idle_timeout_s: 600}   # TCP/TLS limits (docs/security.md)
 trunk:                          # where E.164 numbers are dialed
   proxy: 127.0.0.1:5080
+  transport: tls                # udp | tcp | tls; default: a name's NAPTR/SRV records choose, else UDP
   domain: trunk.example.com
   username: bridgeline
   password: trunk-secret
@@ -43,7 +53,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -53,10 +63,13 @@ from bridgeline.core.model import Role
 from bridgeline.sip.endpoint_core import host_for_uri
 from bridgeline.sip.events import EndpointConfig, FailoverPolicy, SessionTimerSettings, TrunkConfig
 from bridgeline.sip.locate import DEFAULT_MAX_QUERIES, DEFAULT_MAX_TARGETS
+from bridgeline.sip.message import MAX_MESSAGE_SIZE
 from bridgeline.sip.offer_answer import codecs_by_name
 from bridgeline.sip.redirect import DEFAULT_MAX_REDIRECTS, RedirectPolicy, parse_allowed_targets
 from bridgeline.sip.refer_policy import LegKind, ReferPolicy
 from bridgeline.sip.sdes import SrtpPolicy
+from bridgeline.sip.stream_framing import FramingLimits
+from bridgeline.sip.transaction import Address, Transport, destination
 
 
 def parse_host_port(text: str, default_port: int) -> tuple[str, int]:
@@ -141,8 +154,60 @@ class RtpSettings(_Strict):
         return value
 
 
+class TcpSettings(_Strict):
+    listen: str | None = None  # host:port; None: no TCP listener (dialling TCP still works)
+
+
+class TlsSettings(_Strict):
+    listen: str | None = None  # host:port (default port 5061); needs certificate and key
+    certificate: str | None = None  # PEM certificate chain
+    key: str | None = None  # PEM private key
+    ca_file: str | None = None  # CAs for the peers we dial (and clients, with verify_clients)
+    verify_peers: bool = True  # the trunk's certificate must chain to ca_file and name its host
+    verify_clients: bool = False  # phones must present a certificate from ca_file
+
+    @property
+    def configured(self) -> bool:
+        """TLS was set up (a listener, our certificate, or the CAs to check peers with): DNS may
+        then choose TLS for a dial (NAPTR SIPS+D2T, SRV _sips._tcp)."""
+        return self.listen is not None or self.certificate is not None or self.ca_file is not None
+
+    @model_validator(mode="after")
+    def _check_listen(self) -> TlsSettings:
+        if self.listen is not None and (self.certificate is None or self.key is None):
+            raise ValueError("tls.listen needs tls.certificate and tls.key")
+        if self.verify_clients and self.ca_file is None:
+            raise ValueError("tls.verify_clients needs tls.ca_file")
+        return self
+
+
+class ConnectionSettings(_Strict):
+    """Limits on TCP/TLS connections (docs/security.md)."""
+
+    max_connections: int = Field(default=1000, ge=1, le=100_000)  # beyond: refused, counted
+    idle_timeout_s: float = Field(default=600.0, ge=1, le=86_400)  # nothing received: closed
+    connect_timeout_s: float = Field(default=5.0, ge=0.1, le=60)  # dialling, TLS handshake included
+    handshake_timeout_s: float = Field(default=5.0, ge=0.1, le=60)  # accepted TLS connections
+    max_header_bytes: int = Field(default=16384, ge=1024, le=MAX_MESSAGE_SIZE)  # larger: closed
+    max_body_bytes: int = Field(default=32768, ge=0, le=MAX_MESSAGE_SIZE)  # larger: 400, closed
+    max_write_buffer_bytes: int = Field(default=1 << 20, ge=65536, le=64 << 20)  # unread: closed
+
+    @model_validator(mode="after")
+    def _check_sizes(self) -> ConnectionSettings:
+        if self.max_header_bytes + self.max_body_bytes > MAX_MESSAGE_SIZE:
+            raise ValueError(f"max_header_bytes + max_body_bytes must be at most {MAX_MESSAGE_SIZE}")
+        return self
+
+    @property
+    def framing(self) -> FramingLimits:
+        return FramingLimits(self.max_header_bytes, self.max_body_bytes)
+
+
 class TrunkSettings(_Strict):
     proxy: str
+    # Pinned: only this transport is looked up and dialled. None: for a proxy named by host,
+    # NAPTR/SRV choose among `SipSettings.located_transports`; for an address, UDP.
+    transport: Literal["udp", "tcp", "tls"] | None = None
     domain: str
     username: str | None = None
     password: str | None = None
@@ -280,6 +345,9 @@ class SipSettings(_Strict):
     listen: str = "127.0.0.1:5060"
     public_address: str | None = None  # NAT: host[:port] for Via and Contact (port: listen's)
     domain: str = "bridgeline.local"
+    tcp: TcpSettings = TcpSettings()
+    tls: TlsSettings = TlsSettings()
+    connections: ConnectionSettings = ConnectionSettings()
     rtp: RtpSettings = RtpSettings()
     # SDES-SRTP (docs/sip.md): for calls to and from endpoints and the trunk without a setting of
     # their own, and for calls to other SIP URIs.
@@ -315,6 +383,28 @@ class SipSettings(_Strict):
                 raise ValueError(f"public_address {value!r} is not host[:port]")
         return value
 
+    @property
+    def stream_addresses(self) -> dict[Transport, Address]:
+        """Where TCP and TLS listen, for those that do."""
+        found: dict[Transport, Address] = {}
+        if self.tcp.listen is not None:
+            found[Transport.TCP] = parse_host_port(self.tcp.listen, 5060)
+        if self.tls.listen is not None:
+            found[Transport.TLS] = parse_host_port(self.tls.listen, 5061)
+        return found
+
+    @property
+    def located_transports(self) -> tuple[Transport, ...]:
+        """What RFC 3263 lookups may choose for a dial that names no transport, best first: TLS
+        when configured, TCP when we listen on it, then UDP. A stream transport is offered only
+        when a peer can reach us back over it (or, for TLS set up to dial only, when in-dialog
+        requests reuse our connection, as for `trunk.transport: tls`); a transport named
+        explicitly is dialled whether or not we listen."""
+        found = [Transport.TLS] if self.tls.configured else []
+        if self.tcp.listen is not None:
+            found.append(Transport.TCP)
+        return (*found, Transport.UDP)
+
     def endpoint_srtp(self, username: str) -> SrtpPolicy:
         entry = self.endpoints.get(username)
         own = entry.srtp if isinstance(entry, EndpointSettings) else None
@@ -344,8 +434,10 @@ class SipSettings(_Strict):
     def endpoint_config(self) -> EndpointConfig:
         trunk = None
         if self.trunk is not None:
+            transport = Transport.parse(self.trunk.transport) or Transport.UDP
+            host, port = parse_host_port(self.trunk.proxy, transport.default_port)
             trunk = TrunkConfig(
-                proxy=parse_host_port(self.trunk.proxy, 5060),
+                proxy=destination(transport, host, port),
                 domain=self.trunk.domain,
                 username=self.trunk.username,
                 password=self.trunk.password,
@@ -366,6 +458,7 @@ class SipSettings(_Strict):
             redirects=self.redirect_policy(),
             reliable_provisionals=self.reliable_provisionals,
             session_timers=self.session_timers.settings(),
+            stream_addresses=self.stream_addresses,
             failover=FailoverPolicy(self.failover.max, self.failover.no_response_s),
         )
 

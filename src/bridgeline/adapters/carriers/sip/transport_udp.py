@@ -2,7 +2,9 @@
 
 The pure `SipEndpoint` decides everything; this adapter feeds it datagrams and the loop's
 monotonic clock, sends what it produced, re-arms a single `call_at` for its next deadline,
-and hands its events to the carrier (the aioquic `asyncio/protocol.py` shape).
+and hands its events to the carrier (the aioquic `asyncio/protocol.py` shape). Messages for a
+TCP/TLS `Target` go to `streams` (transport_stream.py), which feeds what it reads back through
+`receive_stream`.
 """
 
 from __future__ import annotations
@@ -11,12 +13,17 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import Callable
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import structlog
 
 from bridgeline.sip.endpoint import SipEndpoint
 from bridgeline.sip.events import EndpointEvent
+from bridgeline.sip.stream_framing import FramingError
+from bridgeline.sip.transaction import Target
+
+if TYPE_CHECKING:
+    from bridgeline.adapters.carriers.sip.transport_stream import SipStreamTransport
 
 log = structlog.get_logger(__name__)
 
@@ -35,6 +42,7 @@ class SipUdpTransport(asyncio.DatagramProtocol):
         self._timer: asyncio.Handle | None = None
         self._timer_at: float | None = None
         self._loop = asyncio.get_running_loop()
+        self.streams: SipStreamTransport | None = None  # TCP/TLS, when configured
         # Where the datagram being sent goes: a failed sendto reaches error_received synchronously
         # without the address (asyncio, and uvloop for OS errors; uvloop raises ValueError for an
         # address it cannot use); the endpoint is told (RFC 3261 18.4) and moves on.
@@ -68,6 +76,19 @@ class SipUdpTransport(asyncio.DatagramProtocol):
         self.endpoint.receive_datagram(data, (addr[0], addr[1]), self.now)
         self.flush()
 
+    def receive_stream(self, data: bytes, source: Target) -> None:
+        """A whole message framed from a TCP/TLS connection."""
+        self.endpoint.receive_datagram(data, source, self.now)
+        self.flush()
+
+    def stream_error(self, error: FramingError, source: Target) -> None:
+        self.endpoint.stream_error(error, source, self.now)
+        self.flush()
+
+    def unreachable(self, target: Target) -> None:
+        self.endpoint.transport_failed(target, self.now)
+        self.flush()
+
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable from a peer that went away: retransmission timers handle it.
         log.debug("sip_socket_error", error=str(exc), destination=self._sending_to)
@@ -82,7 +103,7 @@ class SipUdpTransport(asyncio.DatagramProtocol):
                 break
             failed, self._send_failures = self._send_failures, []
             for destination in dict.fromkeys(failed):
-                self.endpoint.transport_error(destination, self.now)  # next server, or the leg fails
+                self.endpoint.transport_failed(destination, self.now)  # next server, or the leg fails
         while (event := self.endpoint.next_event()) is not None:
             try:
                 self._on_event(event)
@@ -91,9 +112,17 @@ class SipUdpTransport(asyncio.DatagramProtocol):
         self._arm()
 
     def _send(self) -> None:
-        if self._transport is None:
-            return
-        for data, (host, port) in self.endpoint.datagrams_to_send():
+        for data, destination in self.endpoint.datagrams_to_send():
+            if isinstance(destination, Target):  # TCP/TLS: failures come back through `unreachable`
+                if self.streams is not None:
+                    self.streams.send(data, destination)
+                else:
+                    log.warning("sip_stream_transport_off", transport=destination.transport.value)
+                    self._loop.call_soon(self.unreachable, destination)
+                continue
+            if self._transport is None:
+                continue
+            host, port = destination
             self._sending_to = (host, port)
             try:
                 self._transport.sendto(data, (host, port))
