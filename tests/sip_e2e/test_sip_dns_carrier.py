@@ -108,7 +108,7 @@ async def named_trunk(tmp_path: Path, peers: Peers) -> AsyncIterator[tuple[SipCa
         settings = SipSettings(
             listen=f"127.0.0.1:{free_port()}",
             rtp=RtpSettings(ports=free_rtp_range("127.0.0.1")),
-            trunk=TrunkSettings(proxy="trunk.test", domain="carrier.test"),
+            trunk=TrunkSettings(proxy="trunk.test", domain="carrier.test", keepalive_s=0),  # dials only
             dns=DnsSettings(nameservers=[dns.address]),
         )
         carrier, signals = await started(settings)
@@ -199,7 +199,7 @@ def test_ipv6_aaaa_targets_and_literals(tmp_path: Path) -> None:
         settings = SipSettings(
             listen=f"[::1]:{port}",
             rtp=RtpSettings(host="::1", ports=free_rtp_range("::1")),
-            trunk=TrunkSettings(proxy="six.test", domain="carrier.test"),
+            trunk=TrunkSettings(proxy="six.test", domain="carrier.test", keepalive_s=0),
             dns=DnsSettings(nameservers=[dns.address]),
         )
         carrier, _ = await started(settings)

@@ -272,6 +272,11 @@ class SipEndpoint:
         self._pump(now)
         return done
 
+    def set_trunk_servers(self, servers: Sequence[Destination], now: float) -> None:
+        """The servers located (RFC 3263) for a trunk proxy named by host: where its OPTIONS
+        keepalive goes (keepalive.py). Ignored for a proxy given as an address."""
+        self._keepalive.set_servers(servers, now)
+
     @property
     def trunk_up(self) -> bool:
         """False once the trunk missed `keepalive_down_after` OPTIONS pings in a row (keepalive.py)."""

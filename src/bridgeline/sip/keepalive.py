@@ -8,16 +8,33 @@ is down, so recovery is seen. Scheduling is by deadlines (`get_timer`/`handle_ti
 ping is due at once (deadline 0), then every interval from the moment it was sent.
 
 A late answer to an older ping counts too: the proxy is alive, however slow.
+
+A proxy named by host is pinged at the servers DNS gives for it (RFC 3263, located by the carrier
+and handed over with `set_servers`), never at the name: no ping goes out before the first list
+arrives; a ping that goes unanswered moves the next one on to the next server, so the trunk is down
+only when `keepalive_down_after` pings in a row, across its servers, got nothing; an empty list
+(the name did not resolve) counts each due ping as a miss.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from .endpoint_core import ACCEPT, EndpointCore
 from .events import TrunkStatus
 from .headers import NameAddress
+from .locate import numeric_host
 from .message import make_request, new_call_id, new_tag
 from .syntax import Params
-from .transaction import Event, FinalReceived, Terminated, TimedOut, TransactionKey
+from .transaction import (
+    Destination,
+    Event,
+    FinalReceived,
+    Terminated,
+    TimedOut,
+    TransactionKey,
+    address_of,
+)
 from .uri import SipURI
 
 
@@ -28,7 +45,11 @@ class TrunkKeepalive:
         self.enabled = trunk is not None and trunk.keepalive_interval > 0
         self.up = True  # until the pings say otherwise: dials are not refused before a first answer
         self.misses = 0
-        self._next_ping: float | None = 0.0 if self.enabled else None
+        # A proxy named by host: the servers DNS gave (None until the carrier located them).
+        self.named = trunk is not None and numeric_host(address_of(trunk.proxy)[0]) is None
+        self._servers: list[Destination] | None = None
+        self._current = 0  # the server pinged next; moves on after a miss
+        self._next_ping: float | None = 0.0 if self.enabled and not self.named else None
         self._answer_by: float | None = None
         self._waiting: TransactionKey | None = None  # the newest ping, until answered or missed
         self._keys: set[TransactionKey] = set()  # every ping still in the transaction layer
@@ -60,16 +81,40 @@ class TrunkKeepalive:
     def sizes(self) -> int:
         return len(self._keys)
 
+    def set_servers(self, servers: Sequence[Destination], now: float) -> None:
+        """The servers located for a proxy named by host, best first; the first ping goes now."""
+        if not (self.enabled and self.named):
+            return
+        fresh = list(servers)
+        if fresh != self._servers:
+            self._servers, self._current = fresh, 0
+        if self._next_ping is None:
+            self._next_ping = now
+
+    def _destination(self) -> Destination | None:
+        trunk = self.core.config.trunk
+        assert trunk is not None
+        if not self.named:
+            return trunk.proxy
+        if not self._servers:
+            return None
+        return self._servers[self._current % len(self._servers)]
+
     def _ping(self, now: float) -> None:
         core, trunk = self.core, self.core.config.trunk
         assert trunk is not None
         if self._waiting is not None:  # the timeout is shorter than the interval; kept for safety
             self._missed()
+        self._next_ping = now + trunk.keepalive_interval
+        dest = self._destination()
+        if dest is None:  # a name that did not resolve: nothing to ask, and nobody answered
+            self._missed()
+            return
         target = SipURI(trunk.domain)
         options = make_request(
             "OPTIONS",
             target,
-            via=core.via(trunk.proxy),
+            via=core.via(dest),
             from_addr=NameAddress(
                 SipURI(core.config.domain, user=core.config.contact_user),
                 None,
@@ -80,18 +125,18 @@ class TrunkKeepalive:
             cseq=1,
             headers=[*core.ua_headers(), ("Accept", ACCEPT)],
         )
-        key = core.tl.send_request(options, trunk.proxy, now)
+        key = core.tl.send_request(options, dest, now)
         core.stats["trunk_keepalives_sent"] += 1
         self._keys.add(key)
         self._waiting = key
         self._answer_by = now + trunk.keepalive_timeout
-        self._next_ping = now + trunk.keepalive_interval
 
     def _missed(self) -> None:
         trunk = self.core.config.trunk
         assert trunk is not None
         self._waiting = self._answer_by = None
         self.misses += 1
+        self._current += 1  # the next ping tries the next located server
         self.core.stats["trunk_keepalives_missed"] += 1
         if self.up and self.misses >= trunk.keepalive_down_after:
             self.up = False

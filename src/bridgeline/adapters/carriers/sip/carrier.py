@@ -17,7 +17,7 @@ from typing import Final
 
 import structlog
 
-from bridgeline.adapters.carriers.sip.dial_lookup import lookup_for
+from bridgeline.adapters.carriers.sip.dial_lookup import lookup_for, trunk_lookup
 from bridgeline.adapters.carriers.sip.dns_resolver import DnsFailure, ResolverConfig, SipResolver
 from bridgeline.adapters.carriers.sip.media_engine import (
     LatchPolicy,
@@ -289,6 +289,26 @@ class SipCarrier:
         self._transport.flush()  # arms the endpoint's first deadline (the trunk's first keepalive)
         log.info("sip_listening", host=host, port=port, rtp=self.settings.rtp.ports)
         self._streams = await start_streams(self.settings, self._transport)  # TCP and TLS
+        trunk = self.settings.trunk
+        where = trunk_lookup(self.settings, self.supported_transports, self._families)
+        if trunk is not None and trunk.keepalive_s and where is not None:
+            self._spawn(self._locate_trunk_for_pings(where, trunk.keepalive_s))
+
+    async def _locate_trunk_for_pings(self, where: LocateRequest, interval: float) -> None:
+        """A trunk proxy named by host: its OPTIONS keepalive goes to the servers DNS gives for it,
+        looked up again every interval (from the cache while the records live)."""
+        while True:
+            try:
+                servers = self.resolver.cached(where)
+                if servers is None:
+                    servers = await self.resolver.locate(where)
+            except DnsFailure as exc:
+                log.warning("sip_trunk_dns_failed", host=where.host, reason=exc.reason)
+                servers = []  # each due ping is a miss until the name resolves again
+            if self._transport is not None:
+                self.endpoint.set_trunk_servers(servers, self._transport.now)
+                self._transport.flush()  # arms the ping
+            await asyncio.sleep(interval)
 
     async def stop(self) -> None:
         if self._transport is not None:

@@ -55,10 +55,30 @@ def lookup_for(
             return LocateRequest(uri.host, uri.port, Transport.UDP, supported=(), families=families)
         # sips: without a parameter still asks NAPTR (RFC 3263 4.1), keeping SIPS+D2T only
         return request(uri.host, uri.port, transport if uri.transport else None, secure=uri.secure)
-    trunk = settings.trunk
-    if target in settings.endpoints or trunk is None or not is_trunk_number(target):
+    if target in settings.endpoints or not is_trunk_number(target):
         return None
-    host, proxy_port = split_host_port(trunk.proxy)
+    return trunk_lookup(settings, supported, families)
+
+
+def trunk_lookup(
+    settings: SipSettings, supported: tuple[Transport, ...], families: tuple[RecordType, ...]
+) -> LocateRequest | None:
+    """The lookup of the trunk's proxy (its calls and its OPTIONS keepalive), or None when there is
+    no trunk or its proxy is an address."""
+    trunk = settings.trunk
+    if trunk is None:
+        return None
+    host, port = split_host_port(trunk.proxy)
     if numeric_host(host) is not None:
         return None
-    return request(host, proxy_port, Transport.parse(trunk.transport) if trunk.transport else None)
+    transport = Transport.parse(trunk.transport) if trunk.transport else None
+    dns = settings.dns
+    return LocateRequest(
+        host,
+        port,
+        transport,
+        supported=supported if transport is None else (transport,),
+        families=families,
+        max_targets=dns.max_targets,
+        max_queries=dns.max_queries,
+    )
