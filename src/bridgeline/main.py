@@ -199,7 +199,8 @@ async def build(settings: Settings) -> Bridgeline:
         )
     )
     if carrier.name == "sip":
-        from bridgeline.adapters.carriers.sip.carrier import SIP_COUNTERS, SipCarrier
+        from bridgeline.adapters.carriers.sip.carrier import SipCarrier
+        from bridgeline.adapters.carriers.sip.carrier_stats import SIP_COUNTERS
 
         assert isinstance(carrier, SipCarrier)
         metrics.add(Source("sip", carrier.stats, counters=SIP_COUNTERS))

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from bridgeline.adapters.carriers.sip.carrier import SIP_COUNTERS, SipCarrier
+from bridgeline.adapters.carriers.sip.carrier import SipCarrier
+from bridgeline.adapters.carriers.sip.carrier_stats import SIP_COUNTERS
 from bridgeline.adapters.carriers.sip.settings import SipSettings
 
 STREAM_FIGURES = {

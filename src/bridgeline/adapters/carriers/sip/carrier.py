@@ -13,10 +13,10 @@ import random
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Final
 
 import structlog
 
+from bridgeline.adapters.carriers.sip.carrier_stats import sip_stats
 from bridgeline.adapters.carriers.sip.dial_lookup import lookup_for, trunk_lookup
 from bridgeline.adapters.carriers.sip.dns_resolver import DnsFailure, ResolverConfig, SipResolver
 from bridgeline.adapters.carriers.sip.media_engine import (
@@ -93,51 +93,6 @@ class SipLeg:
     resolving: bool = False  # outbound: its servers are being looked up; no INVITE yet
 
 
-SIP_COUNTERS: Final = frozenset(
-    {
-        "media_ticks",
-        "media_late_ticks",
-        "media_skipped_ticks",
-        "rtp_packets_in",
-        "rtp_packets_out",
-        "rtp_send_dropped",
-        "rtp_ports_exhausted",
-        "rtp_refused_foreign_source",
-        "dtmf_refused_foreign_source",
-        "rtcp_refused_foreign_source",
-        "rtp_refused_malformed",
-        "rtp_refused_unusable",
-        "rtp_relatched",
-        "srtp_auth_failed",
-        "srtp_replayed",
-        "redirects_followed",
-        "redirects_refused",
-        "session_timers_expired",
-        "session_timer_refusals",
-        "prack_timeouts",
-        "refers_accepted",
-        "refers_refused",
-        "trunk_keepalives_sent",
-        "trunk_keepalives_missed",
-        "connections_accepted",
-        "connections_dialled",
-        "connections_refused",
-        "connect_failures",
-        "tls_handshake_failures",
-        "connections_idle_closed",
-        "connections_truncated",
-        "stream_framing_errors",
-        "flows_gone",
-        "write_overflows",
-        "transport_failures",
-        "dns_lookups",
-        "dns_cache_hits",
-        "dns_failures",
-        "failovers",
-    }
-)
-
-
 class SipCarrier:
     name = "sip"
 
@@ -205,71 +160,16 @@ class SipCarrier:
         )
 
     def stats(self) -> dict[str, int | float]:
-        """Numbers for monitoring (/metrics): RTP ports, overloads, the RTP/RTCP/DTMF packets refused,
-        and the media tick's health; the names in SIP_COUNTERS only grow."""
-        media, sip = self.media.stats, self.endpoint.stats
-        streams = self._streams.stats if self._streams is not None else {}
-        return {
-            "media_ticks": int(media["ticks"]),
-            "media_late_ticks": int(media["late_ticks"]),
-            "media_skipped_ticks": int(media["skipped_ticks"]),
-            "media_max_lateness_ms": media["max_lateness_ms"],
-            "media_realtime": int(media["realtime"]),  # 1: the media thread runs under SCHED_FIFO
-            "rtp_packets_in": int(media["packets_in"]),
-            "rtp_packets_out": int(media["packets_out"]),
-            "rtp_send_dropped": int(media["send_dropped"]),
-            "rtp_ports_capacity": self.media.port_capacity,
-            "rtp_ports_in_use": int(media["legs"]),
-            "rtp_ports_exhausted": self._ports_exhausted,
-            "rtp_refused_foreign_source": int(media["rtp_refused_foreign_source"]),
-            "dtmf_refused_foreign_source": int(media["dtmf_refused_foreign_source"]),
-            "rtcp_refused_foreign_source": int(media["rtcp_refused_foreign_source"]),
-            "rtp_refused_malformed": int(media["malformed_in"]),
-            "rtp_refused_unusable": int(media["ignored_in"]),  # unknown payload type, or before the answer
-            "rtp_relatched": int(media["relatched"]),
-            "srtp_auth_failed": int(media["srtp_auth_failed"]),  # bad tag, garbage, wrong key
-            "srtp_replayed": int(media["srtp_replayed"]),
-            "redirects_followed": sip["redirects_followed"],  # 3xx contacts called (docs/sip.md)
-            "redirects_refused": sip["redirect_targets_refused"]  # disallowed, looping, not sip:
-            + sip["redirects_not_followed"]  # 305, 380
-            + sip["redirect_limit_reached"]
-            + sip["redirect_targets_unresolved"],  # a host name in a Contact (docs/sip.md)
-            "dns_lookups": self.resolver.stats["lookups"],  # queries sent to a nameserver
-            "dns_cache_hits": self.resolver.stats["cache_hits"],  # records served from the cache
-            "dns_failures": self.resolver.stats["failures"],  # timeouts, SERVFAIL, no nameserver
-            "dns_cache_entries": len(self.resolver),
-            "failovers": sip["failovers"],  # INVITEs sent on to a dial's next server (RFC 3263 4.3)
-            "session_timers_expired": sip["session_timers_expired"],  # RFC 4028: BYE sent (docs/sip.md)
-            "session_timer_refusals": sip["session_timer_refusals"],  # 422 and 400 to Session-Expires/Min-SE
-            "prack_timeouts": sip["prack_timeouts"],  # RFC 3262: no PRACK in 64*T1, 504 sent
-            "refers_accepted": self.refers.stats["accepted"],  # REFERs that became cold transfers
-            "refers_refused": self.refers.stats["refused"] + sip["refers_refused"],
-            # SIP over TCP/TLS (docs/sip.md): connections and what went wrong with them
-            "connections_open": self._streams.open_connections if self._streams is not None else 0,
-            "connections_accepted": streams.get("connections_accepted", 0),
-            "connections_dialled": streams.get("connections_dialled", 0),
-            "connections_refused": streams.get("connections_refused", 0),  # max_connections
-            "connect_failures": streams.get("connect_failures", 0),
-            "tls_handshake_failures": streams.get("tls_handshake_failures", 0),
-            "connections_idle_closed": streams.get("connections_idle_closed", 0),
-            "connections_truncated": streams.get("connections_truncated", 0),  # closed mid-message
-            "stream_framing_errors": sip["stream_errors"],  # no/bad Content-Length, too large
-            "flows_gone": streams.get("flows_gone", 0),  # a registered phone's connection closed
-            "write_overflows": streams.get("write_overflows", 0),
-            "transport_failures": sip["transport_failures"],  # dials failed fast with 503
-            **self._trunk_stats(),
-        }
-
-    def _trunk_stats(self) -> dict[str, int | float]:
-        trunk = self.settings.trunk
-        if trunk is None or not trunk.keepalive_s:
-            return {}
-        sip = self.endpoint.stats
-        return {
-            "trunk_up": int(self.endpoint.trunk_up),  # 0 after trunk.down_after unanswered OPTIONS
-            "trunk_keepalives_sent": sip["trunk_keepalives_sent"],
-            "trunk_keepalives_missed": sip["trunk_keepalives_missed"],
-        }
+        """Numbers for monitoring (/metrics): see carrier_stats.py; the names in SIP_COUNTERS only grow."""
+        return sip_stats(
+            media=self.media,
+            endpoint=self.endpoint,
+            streams=self._streams,
+            resolver=self.resolver,
+            refers=self.refers,
+            ports_exhausted=self._ports_exhausted,
+            keepalive=bool(self.settings.trunk and self.settings.trunk.keepalive_s),
+        )
 
     # ----------------------------------------------------------------- lifecycle
     def bind(self, sink: SignalSink) -> None:
