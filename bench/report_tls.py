@@ -45,8 +45,8 @@ def tls_section(r: dict[str, Any] | None) -> list[str]:
         f" (CPU 0): {r['concurrency']} calls at a time in a closed loop (INVITE, 100/180/200, ACK, BYE, 200)"
         f" for {r['seconds']:g} s after a warm-up, all over one UDP socket or one TCP/TLS connection (the"
         " TLS handshake is paid once, as with a trunk). Debian's sipp has no TLS, hence a Python caller,"
-        " the same for the three transports; it is slower than the server, so setups/s is bounded by the"
-        " caller (see the server CPU column) and the ratio that speaks for the server is its CPU per"
+        " the same for the three transports. When the server CPU column is below 100%, the caller was"
+        " the bound (on a busy machine it is), and the ratio that speaks for the server is its CPU per"
         " call. Transports are run in interleaved rounds; per transport the best round is kept. The other"
         " CPU column includes these callers; on a busy machine rounds vary, CPU per call much less.",
         "",
