@@ -104,7 +104,8 @@ def make_carrier(settings: Settings, phone_book: PhoneBook) -> Carrier:
 def route_inbound_calls(carrier: Carrier, phlos: PhloCache, runs: RunService, main_auth_id: str) -> None:
     """A call to a configured number starts its PHLO run (sip carrier only); a route that names no
     account runs the main account's PHLO."""
-    from bridgeline.adapters.carriers.sip.carrier import InboundCall, SipCarrier
+    from bridgeline.adapters.carriers.sip.carrier import SipCarrier
+    from bridgeline.adapters.carriers.sip.carrier_legs import InboundCall
 
     if not isinstance(carrier, SipCarrier):
         return

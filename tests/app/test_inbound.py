@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from bridgeline.adapters.carriers.sim.carrier import SimCarrier
-from bridgeline.adapters.carriers.sip.carrier import InboundCall, SipCarrier, _address_of
+from bridgeline.adapters.carriers.sip.carrier import SipCarrier
+from bridgeline.adapters.carriers.sip.carrier_legs import InboundCall, address_of
 from bridgeline.adapters.carriers.sip.settings import SipSettings
 from bridgeline.adapters.store import SqlStore
 from bridgeline.app.inbound import start_inbound_run
@@ -123,7 +124,7 @@ async def test_an_inbound_caller_outside_the_address_grammar_is_refused(store: S
     ],
 )
 def test_an_inbound_callers_address_is_its_escaped_sip_uri(from_uri: str, address: str) -> None:
-    assert _address_of(parse_uri(from_uri)) == address
+    assert address_of(parse_uri(from_uri)) == address
     classify(address)  # fits the address grammar
 
 

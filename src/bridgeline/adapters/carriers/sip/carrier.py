@@ -8,14 +8,23 @@ every path: the media leg is closed when the SIP leg's terminal event arrives.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable
 
 import structlog
 
+from bridgeline.adapters.carriers.sip.carrier_legs import (
+    E164,
+    FAIL_REASONS,
+    InboundCall,
+    InboundHandler,
+    SipLeg,
+    address_of,
+    caller_user,
+    quotable,
+    srtp_config,
+    srtp_keys,
+)
 from bridgeline.adapters.carriers.sip.carrier_stats import sip_stats
 from bridgeline.adapters.carriers.sip.dial_lookup import lookup_for, trunk_lookup
 from bridgeline.adapters.carriers.sip.dns_resolver import DnsFailure, ResolverConfig, SipResolver
@@ -23,7 +32,6 @@ from bridgeline.adapters.carriers.sip.media_engine import (
     LatchPolicy,
     MediaEngine,
     MediaPortsExhausted,
-    SrtpKeys,
 )
 from bridgeline.adapters.carriers.sip.music_fetch import MediaLimits
 from bridgeline.adapters.carriers.sip.refer_transfers import ReferTransfers, TransferHandler
@@ -54,43 +62,9 @@ from bridgeline.sip.offer_answer import (
     make_offer,
 )
 from bridgeline.sip.refer_policy import LegKind
-from bridgeline.sip.sdes import KEY_LENGTH, OFF, CryptoSuite, SrtpConfig, SrtpParams, SrtpPolicy
 from bridgeline.sip.transaction import Destination, Transport
-from bridgeline.sip.uri import SipURI, escape_user
 
 log = structlog.get_logger(__name__)
-
-_E164 = re.compile(r"\+?[1-9][0-9]{5,15}", re.ASCII)
-
-_FAIL_REASONS = {
-    sip.FailReason.BUSY: LeaveReason.BUSY,
-    sip.FailReason.REJECTED: LeaveReason.REJECTED,
-    sip.FailReason.NO_ANSWER: LeaveReason.NO_ANSWER,
-    sip.FailReason.UNREACHABLE: LeaveReason.FAILED,
-    sip.FailReason.FAILED: LeaveReason.FAILED,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class InboundCall:
-    leg_id: str
-    caller: str  # the member address the caller gets: a number, an endpoint username, or a SIP URI
-    dialed: str
-
-
-InboundHandler = Callable[[InboundCall], Awaitable[str | None]]
-"""Decides an inbound call: the conference id it joined, or None to reject it."""
-
-
-@dataclass(slots=True)
-class SipLeg:
-    conference_id: str | None
-    inbound: bool = False
-    answered: bool = False
-    dropped: bool = False  # the conference hung it up: do not report its end back
-    awaiting_answer: bool = False  # late offer: our offer is in the 200, the answer due in the ACK
-    kind: LegKind = LegKind.URI  # who is on it: may it transfer by REFER (refer.transferors)
-    resolving: bool = False  # outbound: its servers are being looked up; no INVITE yet
 
 
 class SipCarrier:
@@ -295,13 +269,13 @@ class SipCarrier:
                 f" ({', '.join(t.value for t in where.supported)}) or our address family)",
             )
             return
-        srtp = _srtp_config(self.settings.srtp_for_dial(target))
+        srtp = srtp_config(self.settings.srtp_for_dial(target))
         offer = make_offer(self.settings.rtp.sdp_host, port, self._session, 1, self._codecs, srtp=srtp)
         try:
             self.endpoint.dial(
                 leg_id,
                 target,
-                caller_id=_caller_user(request.caller_id),
+                caller_id=caller_user(request.caller_id),
                 offer_sdp=offer,
                 now=self._transport.now,
                 destinations=servers,
@@ -395,7 +369,7 @@ class SipCarrier:
         elif isinstance(event, sip.LegFailed):
             if event.status == 488:  # the callee refused our offer, or we its answer (e.g. no SRTP keys)
                 log.warning("sip_dial_media_not_acceptable", leg_id=event.leg_id, status=488)
-            reason = _FAIL_REASONS.get(event.reason)
+            reason = FAIL_REASONS.get(event.reason)
             self._finish(event.leg_id, None if reason is None else LegFailed(event.leg_id, reason))
         elif isinstance(event, sip.LegEnded):
             if event.reason is sip.EndReason.BAD_ANSWER:
@@ -422,7 +396,7 @@ class SipCarrier:
                 event.leg_id,
                 remote=(event.media.remote_address, event.media.remote_port),
                 send=event.media.direction.sends,
-                srtp=_srtp_keys(event.media.srtp),
+                srtp=srtp_keys(event.media.srtp),
             )
         elif isinstance(event, sip.TargetLookupNeeded):
             self._spawn(self._look_up_redirect(event))
@@ -447,7 +421,7 @@ class SipCarrier:
 
     async def _incoming(self, call: sip.IncomingCall) -> None:
         assert self._transport is not None
-        caller = call.account or _address_of(call.from_uri)
+        caller = call.account or address_of(call.from_uri)
         try:
             port = self.media.open_leg(call.leg_id)
         except (MediaPortsExhausted, OSError) as exc:
@@ -461,7 +435,7 @@ class SipCarrier:
             self._transport.flush()
             return
         params: MediaParams | None = None
-        srtp = _srtp_config(
+        srtp = srtp_config(
             self.settings.srtp_for_inbound(call.account, call.source[0] if call.source else "")
         )
         host = self.settings.rtp.sdp_host
@@ -476,7 +450,7 @@ class SipCarrier:
             log.warning("inbound_media_failed", leg_id=call.leg_id, error=str(exc), srtp=srtp.policy.value)
             # Warning 399 (RFC 3261 20.43) tells the caller why, e.g. that SRTP is required.
             text = str(exc) if isinstance(exc, NegotiationError) else "no acceptable media"
-            warning = f'399 {self.settings.domain} "{_quotable(text)}"'
+            warning = f'399 {self.settings.domain} "{quotable(text)}"'
             self.endpoint.reject_incoming(call.leg_id, 488, self._transport.now, [("Warning", warning)])
             self._finish(call.leg_id, None)
             self._transport.flush()
@@ -527,7 +501,7 @@ class SipCarrier:
                 telephone_event_pt=event_pt,
                 send=params.direction.sends,
                 ptime_ms=params.ptime,
-                srtp=_srtp_keys(params.srtp),
+                srtp=srtp_keys(params.srtp),
             )
         except (ValueError, KeyError) as exc:  # KeyError: the leg's ports were closed meanwhile
             log.warning("sip_media_unusable", leg_id=leg_id, codec=codec.encoding, error=str(exc))
@@ -570,48 +544,9 @@ class SipCarrier:
     def _kind_of(self, target: str) -> LegKind:
         if target in self.settings.endpoints:
             return LegKind.ENDPOINT
-        return LegKind.TRUNK if _E164.fullmatch(target) else LegKind.URI
+        return LegKind.TRUNK if E164.fullmatch(target) else LegKind.URI
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-def _srtp_config(policy: SrtpPolicy) -> SrtpConfig:
-    """Fresh SDES keys for one negotiation, one per suite we offer, from the OS's CSPRNG."""
-    if policy is SrtpPolicy.OFF:
-        return OFF
-    return SrtpConfig(policy, tuple(os.urandom(KEY_LENGTH) for _ in CryptoSuite))
-
-
-def _srtp_keys(params: SrtpParams | None) -> SrtpKeys | None:
-    if params is None:
-        return None
-    return SrtpKeys(params.suite.value, params.local_key, params.remote_key)
-
-
-def _quotable(text: str) -> str:
-    """Text fit for a quoted-string (RFC 3261 25.1): printable ASCII, no quote or backslash."""
-    return "".join(c for c in text if " " <= c <= "~" and c not in '"\\')[:120]
-
-
-def _caller_user(caller_id: str | None) -> str | None:
-    """The user part for From: a number or a name; a SIP URI contributes its user."""
-    if caller_id is None:
-        return None
-    if caller_id.startswith(("sip:", "sips:")):
-        user = caller_id.split(":", 1)[1].split("@", 1)[0]
-        return user or None
-    return caller_id
-
-
-def _address_of(uri: object) -> str:
-    """A caller's member address: its number when the user part is E.164, else the SIP URI, its user
-    part percent-encoded (non-ASCII, ';', '?') so that it fits the address grammar."""
-    if isinstance(uri, SipURI):
-        user = escape_user(uri.user or "", unreserved="&=+$,/")
-        if _E164.fullmatch(user):
-            return user
-        return f"sip:{user}@{uri.host}" if user else f"sip:{uri.host}"
-    return str(uri)
