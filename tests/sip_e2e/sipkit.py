@@ -97,15 +97,20 @@ class Ports:
         raise AssertionError(f"no block of {count} free loopback ports in {self.LOW}-{self.HIGH}")
 
 
-def udp_bound(port: int) -> bool:
-    """Whether some process has a UDP socket bound to 127.0.0.1:port (or any address) on it."""
-    wanted = {f"0100007F:{port:04X}", f"00000000:{port:04X}"}
+def _proc_address(host: str, port: int) -> str:
+    """An IPv4 address and port as /proc/net/{udp,tcp} spell them (address bytes reversed)."""
+    return f"{bytes(reversed(socket.inet_aton(host))).hex().upper()}:{port:04X}"
+
+
+def udp_bound(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether some process has a UDP socket bound to host:port (or any address) on it."""
+    wanted = {_proc_address(host, port), f"00000000:{port:04X}"}
     with open("/proc/net/udp") as table:
         return any(line.split()[1] in wanted for line in list(table)[1:])
 
 
-def tcp_listening(port: int) -> bool:
-    wanted = {f"0100007F:{port:04X}", f"00000000:{port:04X}"}
+def tcp_listening(port: int, host: str = "127.0.0.1") -> bool:
+    wanted = {_proc_address(host, port), f"00000000:{port:04X}"}
     with open("/proc/net/tcp") as table:
         return any(f[1] in wanted and f[3] == "0A" for f in (line.split() for line in list(table)[1:]))
 
@@ -378,6 +383,7 @@ class Sipp:
         calls: int = 1,
         timeout_s: int = 40,
         transport: str = "u1",
+        local_ip: str = LOOPBACK,
     ) -> None:
         self.name = name
         self.user = user or name
@@ -400,7 +406,7 @@ class Sipp:
         if service is not None:
             argv += ["-s", service]
         argv += [
-            "-i", LOOPBACK, "-p", str(self.sip_port), "-mi", LOOPBACK, "-mp", str(self.media_port),
+            "-i", local_ip, "-p", str(self.sip_port), "-mi", local_ip, "-mp", str(self.media_port),
             "-cp", str(control_port), "-m", str(calls), "-d", str(ring_ms), "-nostdin", "-t", transport,
             "-timeout", f"{timeout_s}s", "-timeout_error",
             "-trace_msg", "-message_file", str(self.message_file),
@@ -409,7 +415,7 @@ class Sipp:
         self.proc = procs.start(f"sipp-{name}", argv, timeout_s=timeout_s + 10, cwd=self.dir)
         bound = tcp_listening if transport.startswith("t") else udp_bound
         wait_for(
-            lambda: bound(self.sip_port) or not self.proc.running,
+            lambda: bound(self.sip_port, local_ip) or not self.proc.running,
             10,
             f"sipp {name} to bind {self.sip_port}",
         )

@@ -44,6 +44,7 @@ from .transaction import (
     StrayResponse,
     Terminated,
     TimedOut,
+    address_of,
 )
 from .uri import SipURI
 
@@ -274,8 +275,11 @@ class SipEndpoint:
 
     def set_trunk_servers(self, servers: Sequence[Destination], now: float) -> None:
         """The servers located (RFC 3263) for a trunk proxy named by host: where its OPTIONS
-        keepalive goes (keepalive.py). Ignored for a proxy given as an address."""
+        keepalive goes (keepalive.py), and the hosts whose INVITEs are the trunk's. An empty list
+        (the name did not resolve) keeps the hosts last located trusted."""
         self._keepalive.set_servers(servers, now)
+        if servers:
+            self._core.trunk_hosts = frozenset(address_of(dest)[0] for dest in servers)
 
     @property
     def trunk_up(self) -> bool:

@@ -83,6 +83,9 @@ class EndpointCore:
     def __init__(self, config: EndpointConfig, rng: Random) -> None:
         self.config = config
         self.rng = rng
+        # The hosts of the servers last located for a trunk proxy named by host (set_trunk_servers):
+        # INVITEs from them are the trunk's, as from the proxy's own host when it is an address.
+        self.trunk_hosts: frozenset[str] = frozenset()
         self.tl = TransactionLayer(config.timers)
         self.auth = DigestServer(config.domain, config.accounts, rng, config.nonce_lifetime)
         self.registrar = Registrar(config.registration)

@@ -80,9 +80,10 @@ class Inbound:
     def _authenticate(self, request: Request, event: RequestReceived, now: float) -> tuple[bool, str | None]:
         """(True, account placing the call), (True, None) for the trusted trunk, or (False, None)
         when answered here with a 407 challenge or a 403. The trunk is trusted by source host:
-        providers often send from other ports than the one we send to."""
+        providers often send from other ports than the one we send to. A proxy named by host is
+        trusted at the hosts of its located servers."""
         core, trunk = self.core, self.core.config.trunk
-        if trunk is not None and event.source[0] == trunk.proxy[0]:
+        if trunk is not None and (event.source[0] == trunk.proxy[0] or event.source[0] in core.trunk_hosts):
             return True, None
         if not core.config.accounts:
             core.respond(request, 403, now)

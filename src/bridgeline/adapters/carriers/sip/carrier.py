@@ -66,6 +66,8 @@ from bridgeline.sip.transaction import Destination, Transport
 
 log = structlog.get_logger(__name__)
 
+TRUNK_RELOCATE_S = 60.0  # how often a trunk named by host is looked up again when keepalive is off
+
 
 class SipCarrier:
     name = "sip"
@@ -165,12 +167,13 @@ class SipCarrier:
         self._streams = await start_streams(self.settings, self._transport)  # TCP and TLS
         trunk = self.settings.trunk
         where = trunk_lookup(self.settings, self.supported_transports, self._families)
-        if trunk is not None and trunk.keepalive_s and where is not None:
-            self._spawn(self._locate_trunk_for_pings(where, trunk.keepalive_s))
+        if trunk is not None and where is not None:
+            self._spawn(self._locate_trunk(where, trunk.keepalive_s or TRUNK_RELOCATE_S))
 
-    async def _locate_trunk_for_pings(self, where: LocateRequest, interval: float) -> None:
+    async def _locate_trunk(self, where: LocateRequest, interval: float) -> None:
         """A trunk proxy named by host: its OPTIONS keepalive goes to the servers DNS gives for it,
-        looked up again every interval (from the cache while the records live)."""
+        and INVITEs from their hosts are the trunk's; looked up again every interval (from the
+        cache while the records live)."""
         while True:
             try:
                 servers = self.resolver.cached(where)
