@@ -178,7 +178,7 @@ class SipCarrier:
             try:
                 servers = self.resolver.cached(where)
                 if servers is None:
-                    servers = await self.resolver.locate(where)
+                    servers = await self.resolver.locate(where, shared=False)
             except DnsFailure as exc:
                 log.warning("sip_trunk_dns_failed", host=where.host, reason=exc.reason)
                 servers = []  # each due ping is a miss until the name resolves again

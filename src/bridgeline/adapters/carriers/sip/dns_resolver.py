@@ -84,10 +84,12 @@ class SipResolver:
         except StopIteration as done:
             return list(done.value)
 
-    async def locate(self, request: LocateRequest) -> list[Destination]:
+    async def locate(self, request: LocateRequest, *, shared: bool = True) -> list[Destination]:
         """Raises DnsFailure when a NAPTR or SRV query gets no answer (the nameserver is not
         answering), or when nothing was found and an address query got none. An address query
-        that fails for one server is skipped: the others may still be reached."""
+        that fails for one server is skipped: the others may still be reached. `shared`: queries
+        in flight are shared with other lookups; a background lookup asks on its own, so that no
+        dial waits on (and fails with) a query sent before the nameserver could answer."""
         steps: Locating = locate(request, self._rng)
         skipped: DnsFailure | None = None
         try:
@@ -96,7 +98,7 @@ class SipResolver:
                 records = self._from_cache(query)
                 if records is None:
                     try:
-                        records = await self._lookup(query)
+                        records = await (self._lookup(query) if shared else self._ask(query))
                     except DnsFailure as failure:
                         if query.rtype not in (RecordType.A, RecordType.AAAA):
                             raise
