@@ -215,9 +215,18 @@ class Leg:
             # by the new one) and fresh codec state.
             self.g722 = g722.G722Stream() if wideband else None
             self.jitter = JitterBuffer(wideband=self.g722.decode if self.g722 is not None else None)
-            self._audio_second_byte = _G722_SECOND_BYTE if wideband else _G711_SECOND_BYTE
         self.payload_type = payload_type
         self.wire_pt = payload_type if wire_payload_type is None else wire_payload_type
+        # The receive fast lane takes a packet's type as its codec: only when the SDP kept the
+        # static numbers. A codec under another number (even a static one: `0 PCMA/8000`) takes the
+        # general path, which maps it.
+        self._audio_second_byte = (
+            frozenset()
+            if self.wire_pt != payload_type
+            else _G722_SECOND_BYTE
+            if wideband
+            else _G711_SECOND_BYTE
+        )
         self.dtmf = DtmfReceiver(telephone_event_pt) if telephone_event_pt is not None else None
         self.event_pt = telephone_event_pt
         self._ptime_samples = ptime_ms * 8
