@@ -398,14 +398,7 @@ class InboundServer:
 
     def __enter__(self) -> InboundServer:
         self.server.start()
-        with self.server.client() as client:
-            definition = {
-                "phlo_id": INBOUND_PHLO,
-                "name": "bench inbound",
-                "nodes": [{"name": "Multi-Party Call_1", "type": "multi_party_call"}],
-                "run": {"mode": "sequential", "dial": [{"to": "{{customer}}", "role": "customer"}]},
-            }
-            client.post("/v1/phlo", json=definition).raise_for_status()
+        kit.create_inbound_phlo(self.server, INBOUND_PHLO)
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -349,6 +349,18 @@ def create_phlo(client: httpx.Client, *, mode: str = "parallel", **node: Any) ->
     return body["phlo_id"], body["nodes"][0]["node_id"]
 
 
+def create_inbound_phlo(server: Server, phlo_id: str) -> None:
+    """The PHLO an inbound route starts: one node dialling nobody but the caller ({{customer}})."""
+    with server.client() as client:
+        definition = {
+            "phlo_id": phlo_id,
+            "name": "bench inbound",
+            "nodes": [{"name": "Multi-Party Call_1", "type": "multi_party_call"}],
+            "run": {"mode": "sequential", "dial": [{"to": "{{customer}}", "role": "customer"}]},
+        }
+        client.post("/v1/phlo", json=definition).raise_for_status()
+
+
 def wait_connected(
     client: httpx.Client, phlo_id: str, node_id: str, addresses: Sequence[str], timeout: float = 60.0
 ) -> None:
