@@ -25,6 +25,7 @@ from peer_audio import (
     spectrum,
 )
 
+from bridgeline.core.effects import LegAudio
 from bridgeline.media import g711, g722
 from bridgeline.media.leg import Address, LatchPolicy
 from bridgeline.media.player import ToneSource
@@ -173,3 +174,36 @@ class Sim:
         """Let the jitter buffers fill, then return the mark where the measurement starts."""
         self.run(seconds)
         return self.now
+
+
+# Six tones apart from each other and from their harmonics: who hears whom, by frequency.
+FREQS = (1430, 1770, 2330, 2590, 2760, 2970)
+
+
+def assert_isolated(conf_of: list[int], hears: list[set[int]], codecs: list[int] | None = None) -> None:
+    """Leg i (saying FREQS[i], in `codecs[i]`, PCMU by default) is in conference conf_of[i] and its
+    route names hears[i]: it hears exactly the legs of its own conference that its route names,
+    never itself, never a stranger."""
+    sim = Sim()
+    legs = [f"l{i}" for i in range(len(FREQS))]
+    peers = [sim.peer(freq, codec) for freq, codec in zip(FREQS, codecs or [PCMU] * len(FREQS), strict=True)]
+    for leg, peer in zip(legs, peers, strict=True):
+        sim.join(leg, peer)
+    for conf in set(conf_of):
+        members = [i for i in range(len(FREQS)) if conf_of[i] == conf]
+        sim.runtime.set_routes(
+            f"c{conf}",
+            [LegAudio(legs[i], tuple(legs[h] for h in sorted(hears[i])), None) for i in members],
+            {},
+        )
+    mark = sim.settle(0.3)
+    sim.run(0.4)
+    for i, peer in enumerate(peers):
+        pcm = peer.pcm_since(mark)
+        expected = {h for h in hears[i] if h != i and conf_of[h] == conf_of[i]}
+        if not expected:
+            assert rms(pcm) < 50
+            continue
+        for j, freq in enumerate(FREQS):
+            level = level_at(pcm, freq, rate=peer.rate)
+            assert level > 0.5 if j in expected else level < 0.02, (i, j, level, codecs)

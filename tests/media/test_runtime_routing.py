@@ -8,7 +8,7 @@ import itertools
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from media_sim import PCMA, PCMU, Sim, dominant_freq, level_at, peak_freqs, rms
+from media_sim import FREQS, PCMA, PCMU, Sim, assert_isolated, dominant_freq, level_at, peak_freqs, rms
 
 from bridgeline.core.effects import LegAudio
 from bridgeline.core.model import Music
@@ -261,7 +261,6 @@ def test_a_closed_leg_leaves_its_conference_and_the_others_go_on() -> None:
 # One per leg, far enough apart to tell in 0.4 s of audio, and chosen so that no 2nd- or 3rd-order
 # product of two or three of them (folded at 4 kHz) lands within 40 Hz of another: a loud mix clips,
 # and evenly spaced tones (2 * 950 - 550 = 1350) would make a leg seem to hear one it does not.
-FREQS = (1430, 1770, 2330, 2590, 2760, 2970)
 
 
 @settings(max_examples=50, deadline=None)
@@ -272,26 +271,4 @@ FREQS = (1430, 1770, 2330, 2590, 2760, 2970)
 def test_nobody_hears_itself_or_another_conference(conf_of: list[int], hears: list[set[int]]) -> None:
     """Random route sets, including routes to oneself and across conferences: a listener hears
     exactly the legs of its own conference that its route names, never itself, never a stranger."""
-    sim = Sim()
-    legs = [f"l{i}" for i in range(len(FREQS))]
-    peers = [sim.peer(freq) for freq in FREQS]
-    for leg, peer in zip(legs, peers, strict=True):
-        sim.join(leg, peer)
-    for conf in set(conf_of):
-        members = [i for i in range(len(FREQS)) if conf_of[i] == conf]
-        sim.runtime.set_routes(
-            f"c{conf}",
-            [LegAudio(legs[i], tuple(legs[h] for h in sorted(hears[i])), None) for i in members],
-            {},
-        )
-    mark = sim.settle(0.3)
-    sim.run(0.4)
-    for i, peer in enumerate(peers):
-        pcm = peer.pcm_since(mark)
-        expected = {h for h in hears[i] if h != i and conf_of[h] == conf_of[i]}
-        if not expected:
-            assert rms(pcm) < 50
-            continue
-        for j, freq in enumerate(FREQS):
-            level = level_at(pcm, freq)
-            assert level > 0.5 if j in expected else level < 0.02, (i, j, level)
+    assert_isolated(conf_of, hears)

@@ -8,7 +8,19 @@ import itertools
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from media_sim import G722, PCMA, PCMU, Sim, dominant_freq, level_at, peak_freqs, rms, spectrum
+from media_sim import (
+    FREQS,
+    G722,
+    PCMA,
+    PCMU,
+    Sim,
+    assert_isolated,
+    dominant_freq,
+    level_at,
+    peak_freqs,
+    rms,
+    spectrum,
+)
 
 from bridgeline.core.effects import LegAudio
 from bridgeline.core.model import Music
@@ -145,7 +157,6 @@ def test_dtmf_from_a_g711_leg_is_relayed_to_a_g722_leg() -> None:
 
 
 # As in test_runtime_routing: distinguishable tones whose low-order products land on none of them.
-FREQS = (1430, 1770, 2330, 2590, 2760, 2970)
 
 
 @settings(max_examples=30, deadline=None)
@@ -157,29 +168,7 @@ FREQS = (1430, 1770, 2330, 2590, 2760, 2970)
 def test_nobody_hears_itself_or_another_conference_whatever_the_codecs(
     conf_of: list[int], hears: list[set[int]], codecs: list[int]
 ) -> None:
-    sim = Sim()
-    legs = [f"l{i}" for i in range(len(FREQS))]
-    peers = [sim.peer(freq, codec) for freq, codec in zip(FREQS, codecs, strict=True)]
-    for leg, peer in zip(legs, peers, strict=True):
-        sim.join(leg, peer)
-    for conf in set(conf_of):
-        members = [i for i in range(len(FREQS)) if conf_of[i] == conf]
-        sim.runtime.set_routes(
-            f"c{conf}",
-            [LegAudio(legs[i], tuple(legs[h] for h in sorted(hears[i])), None) for i in members],
-            {},
-        )
-    mark = sim.settle(0.3)
-    sim.run(0.4)
-    for i, peer in enumerate(peers):
-        pcm = peer.pcm_since(mark)
-        expected = {h for h in hears[i] if h != i and conf_of[h] == conf_of[i]}
-        if not expected:
-            assert rms(pcm) < 50
-            continue
-        for j, freq in enumerate(FREQS):
-            level = level_at(pcm, freq, rate=peer.rate)
-            assert level > 0.5 if j in expected else level < 0.02, (i, j, level, codecs)
+    assert_isolated(conf_of, hears, codecs)
 
 
 @settings(max_examples=40, deadline=None)
