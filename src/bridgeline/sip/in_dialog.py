@@ -17,6 +17,7 @@ from .refer import Refer
 from .sdes import SrtpParams
 from .sdp import SdpParseError, SessionDescription, parse_sdp
 from .session_timer import Refusal
+from .syntax import quotable
 from .transaction import RequestReceived
 
 AnswerIncoming = Callable[[CallLeg, SessionDescription, float], bool]
@@ -113,7 +114,7 @@ class InDialog:
             return
         except NegotiationError as exc:
             # RFC 3264 8: the old session stays as it was. Warning 399 says why (RFC 3261 20.43).
-            warning = f'399 {core.sent_by[0]} "{_quotable(str(exc))}"'
+            warning = f'399 {core.sent_by[0]} "{quotable(str(exc))}"'
             core.respond(request, 488, now, headers=[("Warning", warning)])
             return
         leg.local_sdp = answer
@@ -149,7 +150,7 @@ class InDialog:
         except (SdpParseError, NegotiationError) as exc:
             core.stats["bad_answers"] += 1
             if not leg.outbound and seq == leg.invite.cseq.seq and leg.state is LegState.CONFIRMED:
-                cause = f'SIP;cause=488;text="{_quotable(str(exc))}"'
+                cause = f'SIP;cause=488;text="{quotable(str(exc))}"'
                 core.send_bye(leg, LegEnded(leg.leg_id, EndReason.BAD_ANSWER), now, reason=cause)
             # A re-INVITE's: keep sending as before; the peer may send a new offer.
             return
@@ -159,8 +160,3 @@ class InDialog:
 
 def _keys(leg: CallLeg) -> SrtpParams | None:
     return leg.srtp
-
-
-def _quotable(text: str) -> str:
-    """Text fit for a quoted-string (RFC 3261 25.1): printable ASCII, no quote or backslash."""
-    return "".join(c for c in text if " " <= c <= "~" and c not in '"\\')[:120]

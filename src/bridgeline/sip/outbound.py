@@ -20,7 +20,7 @@ from .message import Request, Response, make_cancel, make_request, new_call_id, 
 from .offer_answer import MediaParams, NegotiationError, read_answer
 from .redirect import FOLLOWED_STATUSES, redirect_targets, target_key
 from .sdp import SdpParseError, SessionDescription, parse_sdp
-from .syntax import Params, SipParseError
+from .syntax import Params, SipParseError, quotable
 from .transaction import Destination, same_destination
 from .uri import URI, SipURI, parse_dial_uri
 
@@ -409,8 +409,7 @@ class Outbound:
         except (SdpParseError, NegotiationError) as exc:
             core.stats["bad_answers"] += 1
             # RFC 3326: tell the peer why (e.g. that our offer required SRTP keys it did not give).
-            text = "".join(c for c in str(exc) if " " <= c <= "~" and c not in '"\\')[:120]
-            reason = f'SIP;cause=488;text="{text}"'
+            reason = f'SIP;cause=488;text="{quotable(str(exc))}"'
             core.send_bye(leg, LegFailed(leg.leg_id, 488, FailReason.FAILED), now, reason=reason)
             return
         leg.state = LegState.CONFIRMED

@@ -20,7 +20,7 @@ from .endpoint_core import EndpointCore
 from .events import TransferRequested
 from .headers import parse_name_address
 from .message import Request, reason_phrase
-from .syntax import SipParseError, split_top_level
+from .syntax import SipParseError, quotable, split_top_level
 from .transaction import RequestReceived, TransactionKey
 from .uri import SipURI
 
@@ -148,4 +148,4 @@ class Refer:
 
 def _phrase(text: str) -> str:
     """A reason phrase (RFC 3261 25.1): printable ASCII on one line, bounded."""
-    return "".join(c for c in text if " " <= c <= "~")[:120].strip() or "Refused"
+    return quotable(text).strip() or "Refused"

@@ -268,3 +268,9 @@ def parse_hostport(text: str) -> tuple[str, int | None]:
 def unbracket(host: str) -> str:
     """`[::1]` -> `::1`, for handing a host to the socket layer."""
     return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
+def quotable(text: str, limit: int = 120) -> str:
+    """Text fit for a quoted-string or a reason phrase (RFC 3261 25.1): printable ASCII, no quote
+    or backslash, at most `limit` characters, so an error that names peer input never reflects it raw."""
+    return "".join(c for c in text if " " <= c <= "~" and c not in '"\\')[:limit]

@@ -21,7 +21,6 @@ from bridgeline.adapters.carriers.sip.carrier_legs import (
     SipLeg,
     address_of,
     caller_user,
-    quotable,
     srtp_config,
     srtp_keys,
 )
@@ -62,6 +61,7 @@ from bridgeline.sip.offer_answer import (
     make_offer,
 )
 from bridgeline.sip.refer_policy import LegKind
+from bridgeline.sip.syntax import quotable
 from bridgeline.sip.transaction import Destination, Transport
 
 log = structlog.get_logger(__name__)

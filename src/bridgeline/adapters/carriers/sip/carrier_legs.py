@@ -62,11 +62,6 @@ def srtp_keys(params: SrtpParams | None) -> SrtpKeys | None:
     return SrtpKeys(params.suite.value, params.local_key, params.remote_key)
 
 
-def quotable(text: str) -> str:
-    """Text fit for a quoted-string (RFC 3261 25.1): printable ASCII, no quote or backslash."""
-    return "".join(c for c in text if " " <= c <= "~" and c not in '"\\')[:120]
-
-
 def caller_user(caller_id: str | None) -> str | None:
     """The user part for From: a number or a name; a SIP URI contributes its user."""
     if caller_id is None:
