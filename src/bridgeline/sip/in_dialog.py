@@ -14,7 +14,6 @@ from .events import EndReason, LegEnded, MediaUpdated
 from .message import Method, Request
 from .offer_answer import NegotiationError, read_answer
 from .refer import Refer
-from .sdes import SrtpParams
 from .sdp import SdpParseError, SessionDescription, parse_sdp
 from .session_timer import Refusal
 from .syntax import quotable
@@ -96,7 +95,7 @@ class InDialog:
                 core.respond(request, 200, now, headers=headers)  # a session refresh
                 core.session_timers.refreshed_by_peer(leg, timer, request, now)
                 return
-            offer = fresh_offer(leg.local_sdp, leg.codecs, _keys(leg))
+            offer = fresh_offer(leg.local_sdp, leg.codecs, leg.srtp)
             leg.local_sdp = offer
             leg.offer_in_2xx = (request.cseq.seq, offer)
             self._track_reinvite(leg, event)
@@ -108,7 +107,7 @@ class InDialog:
             core.respond(request, 415, now, headers=[("Accept", ACCEPT)])
             return
         try:
-            answer, media = answer_new_offer(leg.local_sdp, parse_sdp(request.body), leg.codecs, _keys(leg))
+            answer, media = answer_new_offer(leg.local_sdp, parse_sdp(request.body), leg.codecs, leg.srtp)
         except SdpParseError:
             core.respond(request, 400, now, reason="Bad Session Description")
             return
@@ -156,7 +155,3 @@ class InDialog:
             return
         leg.media, leg.srtp = media, media.srtp
         core.emit(MediaUpdated(leg.leg_id, media))
-
-
-def _keys(leg: CallLeg) -> SrtpParams | None:
-    return leg.srtp
