@@ -282,8 +282,9 @@ class Outbound:
     def _redirect_destinations(self, leg: CallLeg, target: SipURI) -> tuple[list[Destination], bool]:
         """Where a 3xx target is sent, and whether that is the trunk. The trunk's domain (without a
         port) is reached through its proxy, as in `_route` (through the servers located for this
-        dial when the proxy is a host name); anything else at its own host and port, which must be
-        an IP address: the endpoint does no DNS, and a name in a Contact is not followed."""
+        dial when the proxy is a host name); anything else at its own host and port when that is an
+        IP address. No destination for a name: the endpoint does no DNS, so `_follow_next_target` asks the
+        carrier to look it up (`TargetLookupNeeded`)."""
         trunk = self.core.config.trunk
         if trunk is not None and target.port is None and target.host.lower() == trunk.domain.lower():
             if leg.trunk_targets:
