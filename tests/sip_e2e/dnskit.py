@@ -22,9 +22,16 @@ READY = "ready.invalid"  # what the start-up probe asks
 
 
 def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
+    """A port free on 127.0.0.1 for UDP and TCP both: dnsmasq listens on both."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind((LOOPBACK, 0))
+            port: int = sock.getsockname()[1]
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            try:
+                tcp.bind((LOOPBACK, port))
+            except OSError:
+                continue  # taken for TCP (a SIP listener of another test): pick again
         return port
 
 
@@ -73,7 +80,11 @@ class Dnsmasq:
         ]
         self._log_file = open(log, "w") if log is not None else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(argv, stdout=self._log_file, stderr=subprocess.STDOUT)
-        self._wait_ready()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()  # the process, and the log file, whatever went wrong
+            raise
 
     @property
     def address(self) -> str:
