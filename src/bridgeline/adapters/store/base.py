@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bridgeline.adapters.store import sql
+from bridgeline.adapters.store.sip_registrations import SipRegistrationRows
 from bridgeline.adapters.store.sql import Dialect, Migration, Params, Row
 from bridgeline.app.records import (
     JSON,
@@ -38,11 +39,13 @@ class Write:
     one_row_each: bool = False
 
 
-class SqlStore(ABC):
+class SqlStore(SipRegistrationRows, ABC):
     """A store over a SQL database; subclasses supply connections, transactions and migration locking.
 
-    It provides every part of the app's `Store` (app/ports.py) and the sim carrier's `PhoneBook`
-    (adapters/carriers/sim/phones.py), structurally: it imports neither side's protocols.
+    It provides every part of the app's `Store` (app/ports.py), the sim carrier's `PhoneBook`
+    (adapters/carriers/sim/phones.py) and the sip carrier's `RegistrationBook`
+    (adapters/carriers/sip/shared_registrations.py, in sip_registrations.py), structurally: it
+    imports neither side's protocols.
     """
 
     dialect: Dialect
@@ -71,6 +74,9 @@ class SqlStore(ABC):
     async def migrate(self) -> None:
         for migration in sql.load_migrations(self.dialect):
             await self._apply_migration(migration)
+
+    async def _write_statements(self, statements: Sequence[tuple[str, Params]]) -> list[int]:
+        return await self._write([Write(query, [params]) for query, params in statements])
 
     async def _write_one(self, query: str, params: Params) -> int:
         (count,) = await self._write([Write(query, [params])])

@@ -35,6 +35,7 @@ from bridgeline.adapters.carriers.sip.media_engine import (
 from bridgeline.adapters.carriers.sip.music_fetch import MediaLimits
 from bridgeline.adapters.carriers.sip.refer_transfers import ReferTransfers, TransferHandler
 from bridgeline.adapters.carriers.sip.settings import SipSettings
+from bridgeline.adapters.carriers.sip.shared_registrations import SharedRegistrations
 from bridgeline.adapters.carriers.sip.transport_stream import SipStreamTransport, start_streams
 from bridgeline.adapters.carriers.sip.transport_udp import SipUdpTransport
 from bridgeline.app.ports import LegRequest, SignalSink
@@ -61,6 +62,7 @@ from bridgeline.sip.offer_answer import (
     make_offer,
 )
 from bridgeline.sip.refer_policy import LegKind
+from bridgeline.sip.registrar import Binding
 from bridgeline.sip.syntax import quotable
 from bridgeline.sip.transaction import Destination, Transport
 
@@ -73,9 +75,15 @@ class SipCarrier:
     name = "sip"
 
     def __init__(
-        self, settings: SipSettings, *, rng: random.Random | None = None, media: MediaLimits | None = None
+        self,
+        settings: SipSettings,
+        *,
+        rng: random.Random | None = None,
+        media: MediaLimits | None = None,
+        registrations: SharedRegistrations | None = None,  # other nodes' phones (cluster mode)
     ) -> None:
         self.settings = settings
+        self.registrations = registrations
         self._rng = rng or random.Random()
         self.endpoint = SipEndpoint(settings.endpoint_config(), self._rng)
         low, high = settings.rtp.port_range
@@ -204,6 +212,8 @@ class SipCarrier:
             self._transport = None
         await self.media.stop()
         self._legs.clear()
+        if self.registrations is not None:
+            await self.registrations.close()
 
     # ----------------------------------------------------------------- carrier port
     def dial(self, request: LegRequest) -> None:
@@ -228,6 +238,11 @@ class SipCarrier:
             self._overloaded(leg_id, exc)
             self._finish(leg_id, LegFailed(leg_id, LeaveReason.FAILED))  # failed, not the callee's "rejected"
             return
+        elsewhere = kind is LegKind.ENDPOINT and self.endpoint.lookup(target, self._transport.now) is None
+        if self.registrations is not None and elsewhere:  # registered through another node?
+            self._legs[leg_id].resolving = True
+            self._spawn(self._resolve_then_dial(request, target, port, None))
+            return
         where = lookup_for(target, self.settings, self.supported_transports, self._families)
         if where is None:  # an account, an IP address, or a trunk proxy given as one: no DNS
             self._send_invite(request, target, port, ())
@@ -240,19 +255,27 @@ class SipCarrier:
         self._spawn(self._resolve_then_dial(request, target, port, where))
 
     async def _resolve_then_dial(
-        self, request: LegRequest, target: str, port: int, where: LocateRequest
+        self, request: LegRequest, target: str, port: int, where: LocateRequest | None
     ) -> None:
+        """Look the target up (DNS; or, where is None, an endpoint's binding another node stored),
+        then send the INVITE."""
         leg_id = request.leg_id
+        servers: list[Destination] | tuple[()] = ()
+        stored = None
         try:
-            servers = await self.resolver.locate(where)
+            if where is not None:
+                servers = await self.resolver.locate(where)
+            elif self.registrations is not None:
+                stored = await self.registrations.lookup(target)
         except DnsFailure as exc:
+            assert where is not None
             self._dns_failed(leg_id, where, exc.reason)
             return
         leg = self._legs.get(leg_id)
         if leg is None or leg.dropped or self._transport is None:
             return  # hung up (ring timeout, API) while we looked it up: drop() already cleaned up
         leg.resolving = False
-        self._send_invite(request, target, port, servers, where)
+        self._send_invite(request, target, port, servers, where, stored)
 
     def _send_invite(
         self,
@@ -261,6 +284,7 @@ class SipCarrier:
         port: int,
         servers: list[Destination] | tuple[()],
         where: LocateRequest | None = None,
+        stored: Binding | None = None,
     ) -> None:
         leg_id = request.leg_id
         assert self._transport is not None
@@ -282,6 +306,7 @@ class SipCarrier:
                 offer_sdp=offer,
                 now=self._transport.now,
                 destinations=servers,
+                stored=stored,
             )
         except ValueError as exc:
             log.warning("sip_dial_refused", leg_id=leg_id, to=request.to, error=str(exc))
@@ -421,6 +446,8 @@ class SipCarrier:
                 log.warning("sip_trunk_down", proxy=trunk, unanswered_keepalives=event.misses)
         elif isinstance(event, sip.Registered | sip.Unregistered):
             log.info("sip_registration", kind=type(event).__name__, username=event.username)
+            if self.registrations is not None:
+                self.registrations.record(event)  # for the other nodes
 
     async def _incoming(self, call: sip.IncomingCall) -> None:
         assert self._transport is not None
@@ -479,9 +506,6 @@ class SipCarrier:
                 return
             self.endpoint.answer_incoming(call.leg_id, local_sdp, self._transport.now)
         self._transport.flush()
-
-    def _on_media_failed(self, leg_id: str, setting: str, reason: str) -> None:
-        self._report(leg_id, LegMediaFailed(leg_id, setting, reason))  # the default music plays
 
     def _overloaded(self, leg_id: str, exc: Exception) -> None:
         self._ports_exhausted += 1
