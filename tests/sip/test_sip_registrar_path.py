@@ -11,7 +11,7 @@ import pytest
 from bridgeline.sip.endpoint import SipEndpoint
 from bridgeline.sip.events import EndpointConfig, LegFailed, Registered, RegistrationLimits
 from bridgeline.sip.headers import parse_name_address, parse_via
-from bridgeline.sip.message import Request, make_request, parse_message
+from bridgeline.sip.message import Request, make_request, make_response, parse_message
 from bridgeline.sip.offer_answer import make_offer
 from bridgeline.sip.registrar import Binding, Registrar
 from bridgeline.sip.syntax import SipParseError
@@ -148,3 +148,40 @@ def test_without_any_binding_the_dial_fails_unreachable() -> None:
     while (event := ep.next_event()) is not None:
         events.append(event)
     assert [type(e) for e in events] == [LegFailed] and events[0].status == 480  # type: ignore[union-attr]
+
+
+# --- Record-Route in our answers (RFC 3261 12.1.1) --------------------------------------------
+
+
+def test_answers_that_establish_a_dialog_carry_the_invite_s_record_route() -> None:
+    """Behind a record-routing proxy the caller's ACK and BYE must come back through it: our 18x
+    and 2xx to an INVITE copy its Record-Route, in order; other answers do not."""
+    invite = make_request(
+        "INVITE",
+        parse_uri("sip:+14155550100@127.0.0.1:5070"),
+        via=parse_via("SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKp1"),
+        from_addr=parse_name_address("<sip:+1415@127.0.0.1>;tag=a"),
+        to_addr=parse_name_address("<sip:+14155550100@127.0.0.1>"),
+        call_id="rr1",
+        cseq=1,
+        headers=[("Record-Route", "<sip:127.0.0.1:5060;lr>"), ("Record-Route", "<sip:10.0.0.1;lr;x=y>")],
+    )
+    for status in (180, 183, 200):
+        response = make_response(invite, status, to_tag="t")
+        assert response.headers.get_all("Record-Route") == [
+            "<sip:127.0.0.1:5060;lr>",
+            "<sip:10.0.0.1;lr;x=y>",
+        ]
+    for status in (100, 486, 503):
+        assert make_response(invite, status, to_tag="t").headers.get_all("Record-Route") == []
+    options = make_request(
+        "OPTIONS",
+        parse_uri("sip:127.0.0.1:5070"),
+        via=parse_via("SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKp2"),
+        from_addr=parse_name_address("<sip:k@127.0.0.1>;tag=a"),
+        to_addr=parse_name_address("<sip:127.0.0.1:5070>"),
+        call_id="rr2",
+        cseq=1,
+        headers=[("Record-Route", "<sip:127.0.0.1:5060;lr>")],
+    )
+    assert make_response(options, 200).headers.get_all("Record-Route") == []

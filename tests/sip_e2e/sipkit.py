@@ -249,6 +249,7 @@ class SipServer:
     config: dict[str, Any] = field(default_factory=dict)
     auth: tuple[str, str] = ("", "")
     rtp_ports: int = 60
+    env: dict[str, str] = field(default_factory=dict)  # on top of ours (DATABASE_URL: a shared store)
     port: int = 0
     sip_port: int = 0
     rtp_low: int = 0
@@ -293,6 +294,7 @@ class SipServer:
             "PYTHONUNBUFFERED": "1",
         }
         env.pop("DATABASE_URL", None)
+        env.update(self.env)
         argv = [
             sys.executable,
             "-m",
@@ -384,6 +386,7 @@ class Sipp:
         timeout_s: int = 40,
         transport: str = "u1",
         local_ip: str = LOOPBACK,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.name = name
         self.user = user or name
@@ -410,7 +413,7 @@ class Sipp:
             "-cp", str(control_port), "-m", str(calls), "-d", str(ring_ms), "-nostdin", "-t", transport,
             "-timeout", f"{timeout_s}s", "-timeout_error",
             "-trace_msg", "-message_file", str(self.message_file),
-            "-trace_err", "-error_file", str(self.error_file),
+            "-trace_err", "-error_file", str(self.error_file), *extra_args,
         ]  # fmt: skip
         self.proc = procs.start(f"sipp-{name}", argv, timeout_s=timeout_s + 10, cwd=self.dir)
         bound = tcp_listening if transport.startswith("t") else udp_bound
