@@ -73,6 +73,12 @@ async def test_shared_registrations_write_in_order_and_find_what_another_node_st
     found = await node_b.lookup("alice")
     assert found is not None and found.target == contact and found.path == path
     assert await node_b.lookup("bob") is None
+    # Refreshed through node B since: node A's own copy expiring must not remove B's row.
+    node_b.record(Registered("alice", contact, contact, 600, path, Transport.UDP))
+    await node_b.close()
+    node_a.record(Unregistered("alice", contact, "expired"))
+    await node_a.close()
+    assert await node_b.lookup("alice") is not None
     node_a.record(Registered("alice", contact, contact, 600, path, Transport.UDP))
     node_a.record(Unregistered("alice", contact, "removed"))  # in order: the removal wins
     await node_a.close()

@@ -132,7 +132,11 @@ class SharedRegistrations:
         self.stored = self.lookups = self.found = self.write_failures = 0
 
     def record(self, event: Registered | Unregistered) -> None:
-        """A binding added, refreshed or removed here: written to the book soon, in order."""
+        """A binding added, refreshed or removed here: written to the book soon, in order. One
+        that merely expired here is left to its row's own expiry: the phone may have refreshed it
+        through another node since (after a failover), and that row must stay."""
+        if isinstance(event, Unregistered) and event.reason == "expired":
+            return
         if self._writer is None or self._writer.done():
             self._writer = asyncio.get_running_loop().create_task(self._write_all())
         if self._queue.full():
