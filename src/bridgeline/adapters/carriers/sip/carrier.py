@@ -24,6 +24,7 @@ from bridgeline.adapters.carriers.sip.carrier_legs import (
     srtp_config,
     srtp_keys,
 )
+from bridgeline.adapters.carriers.sip.carrier_lookups import CarrierLookups
 from bridgeline.adapters.carriers.sip.carrier_stats import sip_stats
 from bridgeline.adapters.carriers.sip.dial_lookup import lookup_for, trunk_lookup
 from bridgeline.adapters.carriers.sip.dns_resolver import DnsFailure, ResolverConfig, SipResolver
@@ -71,7 +72,7 @@ log = structlog.get_logger(__name__)
 TRUNK_RELOCATE_S = 60.0  # how often a trunk named by host is looked up again when keepalive is off
 
 
-class SipCarrier:
+class SipCarrier(CarrierLookups):
     name = "sip"
 
     def __init__(
@@ -177,23 +178,6 @@ class SipCarrier:
         where = trunk_lookup(self.settings, self.supported_transports, self._families)
         if trunk is not None and where is not None:
             self._spawn(self._locate_trunk(where, trunk.keepalive_s or TRUNK_RELOCATE_S))
-
-    async def _locate_trunk(self, where: LocateRequest, interval: float) -> None:
-        """A trunk proxy named by host: its OPTIONS keepalive goes to the servers DNS gives for it,
-        and INVITEs from their hosts are the trunk's; looked up again every interval (from the
-        cache while the records live)."""
-        while True:
-            try:
-                servers = self.resolver.cached(where)
-                if servers is None:
-                    servers = await self.resolver.locate(where, shared=False)
-            except DnsFailure as exc:
-                log.warning("sip_trunk_dns_failed", host=where.host, reason=exc.reason)
-                servers = []  # each due ping is a miss until the name resolves again
-            if self._transport is not None:
-                self.endpoint.set_trunk_servers(servers, self._transport.now)
-                self._transport.flush()  # arms the ping
-            await asyncio.sleep(interval)
 
     async def stop(self) -> None:
         if self._transport is not None:
@@ -313,25 +297,6 @@ class SipCarrier:
             self._finish(leg_id, LegFailed(leg_id, LeaveReason.FAILED))
             return
         self._transport.flush()
-
-    async def _look_up_redirect(self, event: sip.TargetLookupNeeded) -> None:
-        """A 3xx contact named by host (allowed by `redirects.allowed_targets`): its servers, or
-        none, go back to the endpoint, which calls them or moves on."""
-        where = lookup_for(str(event.uri), self.settings, self.supported_transports, self._families)
-        servers: list[Destination] = []
-        if where is not None:
-            try:
-                cached = self.resolver.cached(where)
-                servers = cached if cached is not None else await self.resolver.locate(where)
-            except DnsFailure as exc:
-                log.warning(
-                    "sip_dns_failed", leg_id=event.leg_id, host=where.host, reason=exc.reason, redirect=True
-                )
-        if not servers:
-            log.info("sip_redirect_unresolved", leg_id=event.leg_id, target=str(event.uri))
-        if self._transport is not None:
-            self.endpoint.resume_redirect(event.leg_id, servers, self._transport.now)
-            self._transport.flush()
 
     def _dns_failed(self, leg_id: str, where: LocateRequest, reason: str) -> None:
         self._dns_failed_dials += 1
