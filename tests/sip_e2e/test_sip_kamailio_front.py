@@ -113,6 +113,13 @@ def call_in(lab: Lab, name: str, kamailio: Kamailio, call_id: str) -> Sipp:
     )
 
 
+def sent_ack(sipp: Sipp) -> str:
+    """The ACK a sipp caller sent, as text."""
+    sent = re.compile(r"message sent \(\d+ bytes\):\s*\n(ACK .*?)(?=^-{10,}|\Z)", re.M | re.S)
+    found = sent.search(sipp.messages())
+    return found.group(1) if found else ""
+
+
 def answered_by(front: Front, phlo: Phlo, call_id: str, sip_address: str) -> None:
     """The call is in a conference on the node at sip_address; it hangs up there, and the caller
     gets the BYE through Kamailio (its call ends as scripted)."""
@@ -144,6 +151,8 @@ def test_inbound_calls_reach_a_live_node_and_fail_over_when_it_dies(front: Front
     answered_by(front, phlo, call_id, first)
     caller.assert_succeeded()
     assert kam.failovers(call_id) == []
+    # Our 200 carried Kamailio's Record-Route (RFC 3261 12.1.1): the caller's ACK is routed by it.
+    assert f"Route: <sip:{kam.address};lr>" in sent_ack(caller), sent_ack(caller)
 
     dead = next(n for n in front.nodes if n.sip_address == first)
     survivor = front.other(first)
