@@ -188,7 +188,11 @@ async def build(settings: Settings) -> Bridgeline:
         store,
         AuthSettings(settings.auth_cache_seconds, settings.auth_failure_rate, settings.auth_failure_burst),
     )
+    retries = IdempotentRequests(store, retry_settings(settings))
     metrics = Metrics(reader=credentials.auth_id)
+    metrics.add(
+        Source("idempotency", retries.stats, counters=frozenset({"requests"}), labels={"requests": "outcome"})
+    )
     metrics.add(Source("auth", authenticator.stats, counters=frozenset({"failed", "throttled"})))
     metrics.add(Source("events", hub.stats, counters=frozenset({"refused_streams"})))
     metrics.add(Source("conferences", lambda: {"live": conferences.live_count}))
@@ -215,7 +219,7 @@ async def build(settings: Settings) -> Bridgeline:
         authenticator=authenticator,
         phlos=phlos,
         sim=sim,
-        retries=IdempotentRequests(store, retry_settings(settings)),
+        retries=retries,
         hub=hub,
         metrics=metrics,
     )

@@ -25,6 +25,7 @@ from e2ekit import (
     wait_until,
 )
 from openapi_spec_validator import validate
+from prometheus_client.parser import text_string_to_metric_families
 
 KEY = "Idempotency-Key"
 REPLAYED = "idempotent-replayed"
@@ -193,3 +194,24 @@ def test_the_openapi_document_names_the_header_on_every_post(api: Api) -> None:
             else:
                 assert headers == [], (method, path)
     assert posts == 5
+
+
+def test_keyed_requests_are_counted_by_outcome(api: Api) -> None:
+    def counts() -> dict[str, float]:
+        text = api.http.get("/metrics").text
+        return {
+            sample.labels["outcome"]: sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "bridgeline_idempotency_requests_total"
+        }
+
+    before = counts()
+    phlo = api.create_phlo()
+    payload, key = {"agent": number(), "customer": number()}, new_key()
+    assert keyed(phlo.http, run_path(phlo), payload, key).status_code == 201
+    assert keyed(phlo.http, run_path(phlo), payload, key).status_code == 201
+    assert_plivo_error(keyed(phlo.http, run_path(phlo), {}, key), 422)
+    after = counts()
+    for outcome, more in {"ran": 1, "replayed": 1, "mismatched": 1}.items():
+        assert after[outcome] >= before.get(outcome, 0) + more, outcome

@@ -113,6 +113,12 @@ class IdempotentRequests:
         self.settings = settings
         self._clock = clock
         self._new_token = new_token
+        # Keyed requests by outcome, for /metrics: ran, replayed, in_progress (409), mismatched (422),
+        # and given_back (a 500 that changed nothing).
+        self._outcomes = dict.fromkeys(("ran", "replayed", "in_progress", "mismatched", "given_back"), 0)
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        return {"requests": dict(self._outcomes)}
 
     async def respond(
         self,
@@ -131,24 +137,27 @@ class IdempotentRequests:
         holder = await self._store.claim_key(claim, expired_before=now - self.settings.ttl_s)
         if holder is not None:
             return self._answer_of(holder, request_fingerprint)
+        self._outcomes["ran"] += 1
         response = await run()
         await self._settle(claim, response, committed())
         return response
 
-    @staticmethod
-    def _answer_of(holder: KeyHolder, request_fingerprint: str) -> Response:
+    def _answer_of(self, holder: KeyHolder, request_fingerprint: str) -> Response:
         if holder.fingerprint != request_fingerprint:
+            self._outcomes["mismatched"] += 1
             raise ApiError(
                 422,
                 f"this {HEADER} was first used for another request (method, path or body differ);"
                 " use a new key for a new request",
             )
         if holder.answer is None:
+            self._outcomes["in_progress"] += 1
             raise ApiError(
                 409,
                 f"a request with this {HEADER} is still in progress; retry once it has answered",
                 {"Retry-After": "1"},
             )
+        self._outcomes["replayed"] += 1
         answer = holder.answer
         headers = {"content-type": answer.content_type, REPLAYED: "true"}
         return Response(answer.body, status_code=answer.status_code, headers=headers)
@@ -161,6 +170,7 @@ class IdempotentRequests:
         try:
             if response.status_code >= 500 and not committed:
                 await self._store.release_key(claim)
+                self._outcomes["given_back"] += 1
                 return
             content_type = response.headers.get("content-type", "application/json")
             answer = StoredAnswer(response.status_code, content_type, bytes(response.body))
