@@ -26,7 +26,9 @@ from test_honest_500 import (
 from test_service import settle
 
 from bridgeline.adapters.http.app import build_routes
+from bridgeline.adapters.http.idempotency import fingerprint
 from bridgeline.app.ports import LegRequest
+from bridgeline.app.records import KeyClaim
 from bridgeline.app.retention import Pruner
 from bridgeline.config import Settings
 from bridgeline.main import Bridgeline, build
@@ -224,3 +226,28 @@ async def test_the_pruner_deletes_keys_past_their_retention(
     )
     assert (await pruner.prune_once()).idempotency_keys == 5
     assert (await pruner.prune_once()).idempotency_keys == 0
+
+
+async def test_a_claim_left_by_a_dead_process_is_taken_over_after_the_lock_setting(tmp_path: Path) -> None:
+    """A claim nobody answers (its process died) holds the key for `idempotency_lock_s`, then the same
+    request runs."""
+    settings = Settings(
+        data_dir=tmp_path, auth_id=AUTH[0], auth_token=AUTH[1], sim_answer_delay_ms=0, idempotency_lock_s=0.3
+    )
+    app = await build(settings)
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app.api), base_url="http://bridgeline", auth=AUTH
+        ) as client:
+            phlo_id, node_id, live = await connected(app, client)
+            path = node_path(phlo_id, node_id)
+            now = time.time()
+            dead = KeyClaim(AUTH[0], "orphan", fingerprint("POST", path, CALL_THIRD), "dead", now, now + 0.3)
+            assert await app.store.claim_key(dead, expired_before=0) is None
+            assert (await call_third(client, path, "orphan")).status_code == 409
+            await asyncio.sleep(0.4)
+            taken_over = await call_third(client, path, "orphan")
+            assert taken_over.status_code == 201, taken_over.text
+            assert live.conf.live_member(THIRD) is not None
+    finally:
+        await app.stop()
