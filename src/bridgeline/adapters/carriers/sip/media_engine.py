@@ -192,11 +192,12 @@ class MediaEngine:
         ptime_ms: int = 20,
         srtp: SrtpKeys | None = None,
         wire_payload_type: int | None = None,
+        fmtp: str | None = None,
     ) -> None:
-        """Start media after SDP negotiation (ValueError for a codec other than G.711 or G.722, an
-        odd ptime or unusable SRTP keys); `payload_type` names the codec by its static number and
-        `wire_payload_type` the number the SDP gave it; with `srtp` every packet is protected and
-        checked (SRTP)."""
+        """Start media after SDP negotiation (ValueError for a codec other than G.711, G.722 or
+        Opus, an odd ptime or unusable SRTP keys); `payload_type` names the codec by its static
+        number (Opus: `opus.CODEC_ID`), `wire_payload_type` the number the SDP gave it and `fmtp`
+        the peer's format parameters; with `srtp` every packet is protected and checked (SRTP)."""
         self._check_open(leg_id)
         check_media_params(payload_type, ptime_ms)
         if srtp is not None:
@@ -214,6 +215,7 @@ class MediaEngine:
                 now=now,
                 srtp=srtp,
                 wire_payload_type=wire_payload_type,
+                fmtp=fmtp,
             )
 
         self._media.submit(connect)
