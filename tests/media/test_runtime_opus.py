@@ -8,10 +8,27 @@ import itertools
 
 import numpy as np
 import pytest
-from media_sim import G722, OPUS, PCMU, Sim, SimPeer, dominant_freq, level_at, peak_freqs, rms
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from media_sim import (
+    FREQS,
+    G722,
+    OPUS,
+    PCMA,
+    PCMU,
+    Sim,
+    SimPeer,
+    assert_isolated,
+    dominant_freq,
+    level_at,
+    peak_freqs,
+    rms,
+)
 
 from bridgeline.core.effects import LegAudio
+from bridgeline.media.dtmf import dtmf_packets
 from bridgeline.media.rtp import RtpPacket
+from bridgeline.media.runtime import DtmfReceived
 
 
 def talk(*pairs: tuple[str, tuple[str, ...]]) -> list[LegAudio]:
@@ -205,3 +222,71 @@ def test_garbage_and_foreign_payload_types_on_an_opus_leg_are_ignored() -> None:
     assert sim.runtime._legs["o"].jitter.stats.ignored == 4
     assert dominant_freq(n.pcm_since(mark)) == pytest.approx(900, abs=4)
     assert min(frame_levels(n.pcm_since(mark), 8000)) > 3000
+
+
+def test_dtmf_crosses_between_an_opus_leg_and_a_g711_leg_on_each_ones_clock() -> None:
+    """telephone-event/48000 beside Opus (RFC 4733 2.1: the audio codec's clock): a digit from the
+    Opus phone is read, and one relayed to it grows by 960 per 20 ms packet."""
+    sim = Sim()
+    o, n = sim.peer(None, OPUS), sim.peer(None, PCMU)
+    sim.join("o", o, telephone_event_pt=110)
+    sim.join("n", n)
+    sim.runtime.set_routes("c1", talk(("o", ("n",)), ("n", ("o",))), {})
+    sim.run(0.1)
+    for digit, leg, peer, pt, clock in (("7", "o", o, 110, 48000), ("5", "n", n, 101, 8000)):
+        for _, packet in dtmf_packets(
+            digit,
+            ssrc=peer.ssrc,
+            sequence=peer.seq + 100,
+            timestamp=77_000,
+            payload_type=pt,
+            clock_rate=clock,
+        ):
+            sim.send(leg, packet.serialize(), peer.address)
+    sim.run(0.4)
+    assert DtmfReceived("o", "7") in sim.events and DtmfReceived("n", "5") in sim.events
+    to_opus = [p for p in o.packets if p.payload_type == 110]
+    assert to_opus and to_opus[0].payload[0] == 5 and to_opus[0].marker
+    durations = [int.from_bytes(p.payload[2:4], "big") for p in to_opus]
+    assert durations[:5] == [960, 1920, 2880, 3840, 4800]  # 100 ms on the 48 kHz clock
+    to_g711 = [p for p in n.packets if p.payload_type == 101]
+    assert [int.from_bytes(p.payload[2:4], "big") for p in to_g711][:2] == [160, 320]
+    audio = [p for p in o.packets if p.payload_type == OPUS]
+    gaps = {(b.timestamp - a.timestamp) & 0xFFFF_FFFF for a, b in itertools.pairwise(audio)}
+    assert gaps <= {960, 960 * 6, 960 * 7, 960 * 8}  # audio resumes on the same clock after the event
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(st.integers(0, 2), min_size=len(FREQS), max_size=len(FREQS)),  # conference of each leg
+    st.lists(st.sets(st.integers(0, len(FREQS) - 1)), min_size=len(FREQS), max_size=len(FREQS)),
+    st.lists(st.sampled_from((PCMU, PCMA, G722, OPUS)), min_size=len(FREQS), max_size=len(FREQS)),
+)
+def test_nobody_hears_itself_or_another_conference_with_opus_legs_among_them(
+    conf_of: list[int], hears: list[set[int]], codecs: list[int]
+) -> None:
+    assert_isolated(conf_of, hears, codecs)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.binary(max_size=1200), st.integers(0, 6000)), min_size=1, max_size=30))
+def test_hostile_opus_payloads_never_break_the_mix(packets: list[tuple[bytes, int]]) -> None:
+    """Any bytes at any size and timestamp under the Opus number: every leg still gets its packet
+    each tick, the Opus one a real Opus packet on the 48 kHz clock."""
+    sim = Sim()
+    o, n = sim.peer(None, OPUS), sim.peer(None, PCMU)
+    sim.join("o", o, talk=False)
+    sim.join("n", n)
+    sim.runtime.set_routes("c1", talk(("o", ("n",)), ("n", ("o",))), {})
+    for i, (payload, ts_step) in enumerate(packets):
+        packet = RtpPacket(
+            payload_type=OPUS, sequence=i, timestamp=5000 + i * ts_step, ssrc=7, payload=payload
+        )
+        sim.send("o", packet.serialize(), o.address)
+        sim.step()
+    sim.run(0.3)
+    ticks = len(packets) + 15
+    assert len(o.packets) == len(n.packets) == ticks
+    assert {(b.timestamp - a.timestamp) & 0xFFFF_FFFF for a, b in itertools.pairwise(o.packets)} <= {960}
+    assert o.pcm_since(0.0).size == ticks * 320  # each decodes to 20 ms
+    assert {len(p.payload) for p in n.packets if p.payload_type == PCMU} == {160}

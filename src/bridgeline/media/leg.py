@@ -459,7 +459,7 @@ class Leg:
         """Send a digit as RFC 4733 events over the next ticks; False if the peer negotiated none."""
         if self.event_pt is None or not self.connected:
             return False
-        self._dtmf_out.extend(dtmf_events(digit))
+        self._dtmf_out.extend(dtmf_events(digit, clock_rate=self._ts_step * 50))
         return True
 
     @property
@@ -529,12 +529,12 @@ class Leg:
 
         Every packet of an event carries the event's start timestamp; the marker flags its first."""
         event = self._dtmf_out.popleft()
-        first = event.duration <= FRAME_SAMPLES and not event.end
+        first = event.duration <= self._ts_step and not event.end
         if first:
             self._event_ts = ts
         self._pending.clear()
         self._emit(bytes(event), self._event_ts, payload_type=self.event_pt, marker=first)
-        if not self._dtmf_out or (self._dtmf_out[0].duration <= FRAME_SAMPLES and not self._dtmf_out[0].end):
+        if not self._dtmf_out or (self._dtmf_out[0].duration <= self._ts_step and not self._dtmf_out[0].end):
             self._marker = True  # audio after an event starts a new talkspurt
 
     def _emit(
