@@ -28,7 +28,7 @@ from peer_audio import (
 
 from bridgeline.core.effects import LegAudio
 from bridgeline.media import g711, g722, opus
-from bridgeline.media.leg import Address, LatchPolicy
+from bridgeline.media.leg_types import Address, LatchPolicy
 from bridgeline.media.player import ToneSource
 from bridgeline.media.rtp import RtpPacket
 from bridgeline.media.runtime import TICK_S, MediaEvent, MediaRuntime

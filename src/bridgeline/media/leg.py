@@ -33,7 +33,6 @@ import random
 import struct
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
@@ -42,13 +41,22 @@ from numpy.typing import NDArray
 from bridgeline.media import g711, g722, opus
 from bridgeline.media.dtmf import DtmfReceiver, TelephoneEvent, dtmf_events
 from bridgeline.media.jitter import Frame, JitterBuffer, decode_frame
+from bridgeline.media.leg_types import (
+    DEFAULT_LATCH,
+    Address,
+    Counters,
+    LatchPolicy,
+    Relatched,
+    SourceRefused,
+    SrtpDropped,
+    check_media_params,
+)
 from bridgeline.media.opus_jitter import OpusJitterBuffer
 from bridgeline.media.player import AudioSource
 from bridgeline.media.resample import Downsampler, Upsampler
 from bridgeline.media.rtp import RtpPacket, RtpParseError, is_rtcp, parse_rtcp
 from bridgeline.media.srtp import Refusal, SrtpContext, SrtpKeys, SrtpRefused
 
-Address = tuple[str, int]
 # One datagram to send: (leg id, RTP bytes, destination). Only RTP is ever sent.
 Outgoing = tuple[str, bytes, Address]
 FRAME_SAMPLES: Final = 160  # one 20 ms tick at 8 kHz; G.711 is one byte per sample
@@ -56,85 +64,6 @@ _HEADER = struct.Struct("!BBHII")
 _UNROUTABLE: Final = frozenset({"0.0.0.0", "::"})  # RFC 2543-style hold address: send nothing
 _G711_SECOND_BYTE: Final = frozenset({g711.PCMU, g711.PCMA, 0x80 | g711.PCMU, 0x80 | g711.PCMA})  # +marker
 _G722_SECOND_BYTE: Final = frozenset({g722.PAYLOAD_TYPE, 0x80 | g722.PAYLOAD_TYPE})
-
-
-@dataclass(frozen=True, slots=True)
-class LatchPolicy:
-    """The latching rules' knobs (see the module docstring); from the SIP YAML's `rtp:` block."""
-
-    learning_window_s: float = 2.0
-    relatch_silence_s: float = 1.0
-    relatch_packets: int = 10
-    refused_log_interval_s: float = 10.0
-
-
-DEFAULT_LATCH: Final = LatchPolicy()
-
-
-@dataclass(frozen=True, slots=True)
-class SourceRefused:
-    """Packets from a foreign source were refused (at most one such event per policy interval)."""
-
-    leg_id: str
-    kind: str  # rtp | dtmf | rtcp
-    source: Address
-    latched: Address | None
-    refused_since_last: int
-
-
-@dataclass(frozen=True, slots=True)
-class Relatched:
-    """A leg's media source moved (a NAT rebinding, or the SDP address won over a learned source)."""
-
-    leg_id: str
-    source: Address
-    previous: Address
-
-
-@dataclass(frozen=True, slots=True)
-class SrtpDropped:
-    """SRTP/SRTCP packets failed authentication or the replay check (one event per policy interval)."""
-
-    leg_id: str
-    kind: str  # rtp | rtcp
-    reason: str  # srtp.Refusal: auth | replay | malformed
-    source: Address
-    dropped_since_last: int
-
-
-@dataclass(slots=True)
-class Counters:
-    """Runtime-wide packet counters, shared by every leg."""
-
-    packets_in: int = 0
-    packets_out: int = 0  # datagrams handed to the shell
-    malformed_in: int = 0
-    rtcp_in: int = 0
-    ignored_in: int = 0  # valid RTP we do not use: unknown payload type, or before connect_leg
-    # Packets refused because they came from another source than the leg's latched one.
-    rtp_refused_foreign_source: int = 0
-    dtmf_refused_foreign_source: int = 0
-    rtcp_refused_foreign_source: int = 0
-    relatched: int = 0  # NAT rebindings followed
-    srtp_auth_failed: int = 0  # SRTP/SRTCP refused: bad tag, garbage, wrong key, too short or long
-    srtp_replayed: int = 0  # SRTP/SRTCP refused by the replay window
-    srtp_protect_failed: int = 0  # outgoing packets libsrtp would not protect (not sent)
-    srtp_unreported: int = 0
-    srtp_report_after: float = float("-inf")
-    # One refusal report per interval for the whole runtime: a spray must not flood the log.
-    refusals_unreported: int = 0
-    refusal_report_after: float = float("-inf")
-
-
-def check_media_params(payload_type: int, ptime_ms: int) -> None:
-    """ValueError unless the leg's negotiated media is something the runtime can send."""
-    if payload_type == opus.CODEC_ID:
-        if not opus.AVAILABLE:
-            raise ValueError("Opus needs libopus (Debian: libopus0), which is not installed")
-    elif not (g711.is_g711(payload_type) or payload_type == g722.PAYLOAD_TYPE):
-        raise ValueError(f"payload type {payload_type} is not G.711 (PCMU 0 / PCMA 8), G.722 (9) or Opus")
-    if not (10 <= ptime_ms <= 120 and ptime_ms % 10 == 0):
-        raise ValueError(f"unsupported ptime {ptime_ms} ms (10..120, multiple of 10)")
 
 
 class Leg:

@@ -29,13 +29,12 @@ from typing import Final, Literal
 from bridgeline.core.effects import LegAudio
 from bridgeline.core.model import Music
 from bridgeline.media.layout import TickLayout
-from bridgeline.media.leg import (
+from bridgeline.media.leg import Leg, Outgoing
+from bridgeline.media.leg_types import (
     DEFAULT_LATCH,
     Address,
     Counters,
     LatchPolicy,
-    Leg,
-    Outgoing,
     Relatched,
     SourceRefused,
     SrtpDropped,

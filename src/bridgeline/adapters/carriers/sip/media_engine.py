@@ -30,7 +30,7 @@ from bridgeline.adapters.carriers.sip.music_fetch import MediaLimits
 from bridgeline.adapters.carriers.sip.rtp_udp import MediaPortsExhausted, PortPool
 from bridgeline.core.effects import LegAudio, MusicSources
 from bridgeline.core.model import Music
-from bridgeline.media.leg import DEFAULT_LATCH, Address, LatchPolicy, check_media_params
+from bridgeline.media.leg_types import DEFAULT_LATCH, Address, LatchPolicy, check_media_params
 from bridgeline.media.player import AudioSource, SharedSource
 from bridgeline.media.runtime import (
     DtmfReceived,
