@@ -86,10 +86,12 @@ def rtp_frames(
     return frames
 
 
-def audio(frames: Iterable[RtpFrame], start: float, end: float) -> NDArray[np.float64]:
+def audio(
+    frames: Iterable[RtpFrame], start: float, end: float, *, opus_pt: int = OPUS_PT
+) -> NDArray[np.float64]:
     """The decoded samples of the G.711, G.722 or Opus packets captured in [start, end), in arrival
     order (G.722 decoded at 8 kHz, libg722's narrowband output mode, and Opus by a decoder at 8 kHz,
-    so that every stretch has one rate)."""
+    so that every stretch has one rate; `opus_pt`: the number the peer's SDP gave Opus)."""
     wideband = G722.G722(8000, 64000, use_numpy=False)  # one stream's decoder state
     opus = opuslib_next.Decoder(8000, 1)
     chunks = []
@@ -100,7 +102,7 @@ def audio(frames: Iterable[RtpFrame], start: float, end: float) -> NDArray[np.fl
             chunks.append(DECODE[f.payload_type][np.frombuffer(f.payload, np.uint8)])
         elif f.payload_type == G722_PT:
             chunks.append(np.frombuffer(wideband.decode(f.payload), np.int16))
-        elif f.payload_type == OPUS_PT:
+        elif f.payload_type == opus_pt:
             chunks.append(np.frombuffer(opus.decode(f.payload, 960), np.int16))  # up to 120 ms
     return np.concatenate(chunks).astype(np.float64) if chunks else np.zeros(0)
 
