@@ -94,3 +94,15 @@ def test_a_packet_the_decoder_refuses_is_concealed() -> None:
         buffer.pop_payload()
     assert buffer.stats.concealed == 1
     assert buffer.stats.played == len(packets) - 3  # (two ticks of prefill)
+
+
+def test_a_flood_of_tiny_packets_parks_at_most_max_packets() -> None:
+    """2.5 ms packets at distinct timestamps inside the playout window: the buffer keeps 64 (the
+    bound), drops and counts the rest, and still plays what it kept."""
+    encoder = OpusStream()
+    buffer = OpusJitterBuffer(OpusStream(), max_packets=64)
+    frame = voice_like(1)[:40]  # 2.5 ms at 16 kHz: libopus's shortest frame
+    kept = sum(buffer.push_payload(CODEC_ID, i, 120 * i, 7, encoder.encode(frame), 0.0) for i in range(80))
+    assert kept == 64 and buffer.stats.dropped == 16
+    played = [buffer.pop_payload() for _ in range(4)]
+    assert [p is None for p in played] == [True, True, False, False]  # prefill, then audio
