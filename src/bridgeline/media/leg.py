@@ -109,7 +109,7 @@ class Leg:
         self.opus: opus.OpusStream | None = None  # an Opus leg's codec state
         self._up_in: Upsampler | None = None  # a G.711 leg's voice, to 16 kHz
         self._down_out: Downsampler | None = None  # a wideband mix, to a G.711 leg
-        self._up_out: Upsampler | None = None  # 8 kHz material (messages, music), to a G.722 leg
+        self._up_out: Upsampler | None = None  # 8 kHz material (messages, music), to a wideband leg
         self.dtmf: DtmfReceiver | None = None
         self.event_pt: int | None = None  # the peer's telephone-event payload type, if negotiated
         self._dtmf_out: deque[TelephoneEvent] = deque()  # DTMF to send, one packet per tick
@@ -388,6 +388,7 @@ class Leg:
         """Send a digit as RFC 4733 events over the next ticks; False if the peer negotiated none."""
         if self.event_pt is None or not self.connected:
             return False
+        # Events run on the audio's RTP clock (RFC 4733 2.1): 50 ticks a second.
         self._dtmf_out.extend(dtmf_events(digit, clock_rate=self._ts_step * 50))
         return True
 
