@@ -26,9 +26,12 @@ from media_sim import (
 )
 
 from bridgeline.core.effects import LegAudio
+from bridgeline.core.model import Music
 from bridgeline.media.dtmf import dtmf_packets
+from bridgeline.media.player import ToneSource
 from bridgeline.media.rtp import RtpPacket
 from bridgeline.media.runtime import DtmfReceived
+from bridgeline.media.srtp import SrtpKeys
 
 
 def talk(*pairs: tuple[str, tuple[str, ...]]) -> list[LegAudio]:
@@ -290,3 +293,34 @@ def test_hostile_opus_payloads_never_break_the_mix(packets: list[tuple[bytes, in
     assert {(b.timestamp - a.timestamp) & 0xFFFF_FFFF for a, b in itertools.pairwise(o.packets)} <= {960}
     assert o.pcm_since(0.0).size == ticks * 320  # each decodes to 20 ms
     assert {len(p.payload) for p in n.packets if p.payload_type == PCMU} == {160}
+
+
+def test_hold_music_and_a_message_reach_an_opus_leg() -> None:
+    """Music and messages are 8 kHz sources: upsampled, then encoded into the Opus leg's packets."""
+    sim = Sim()
+    held, b, c = sim.peer(None, OPUS), sim.peer(700, PCMU), sim.peer(1100, PCMU)
+    for leg, peer in (("a", held), ("b", b), ("c", c)):
+        sim.join(leg, peer)
+    legs = [LegAudio("a", (), Music.AGENT_HOLD), *talk(("b", ("c",)), ("c", ("b",)))]
+    sim.runtime.set_routes("c1", legs, {Music.AGENT_HOLD: ToneSource(300)})
+    mark = sim.settle(0.5)
+    sim.run(0.5)
+    assert dominant_freq(held.pcm_since(mark), held.rate) == pytest.approx(300, abs=4)
+    assert level_at(held.pcm_since(mark), 700, rate=held.rate) < 0.05
+    sim.runtime.play("a", ToneSource(1200), token="hello")
+    mark = sim.settle(0.1)
+    sim.run(0.4)
+    assert dominant_freq(held.pcm_since(mark), held.rate) == pytest.approx(1200, abs=4)
+
+
+def test_an_srtp_opus_leg_hears_and_is_heard() -> None:
+    sim = Sim()
+    o, n = sim.peer(1000, OPUS), sim.peer(440, PCMU)
+    sim.join("o", o, srtp=SrtpKeys("AES_CM_128_HMAC_SHA1_80", bytes(range(30)), bytes(range(30, 60))))
+    sim.join("n", n)
+    sim.runtime.set_routes("c1", talk(("o", ("n",)), ("n", ("o",))), {})
+    mark = sim.settle(0.5)
+    sim.run(0.5)
+    assert o.wire and all(len(d) == 12 + len(p.payload) + 10 for d, p in zip(o.wire, o.packets, strict=True))
+    assert dominant_freq(o.pcm_since(mark), o.rate) == pytest.approx(440, abs=4)
+    assert dominant_freq(n.pcm_since(mark)) == pytest.approx(1000, abs=4)
