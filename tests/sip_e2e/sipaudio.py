@@ -18,7 +18,7 @@ import G722
 import numpy as np
 import opuslib_next
 from numpy.typing import NDArray
-from sipkit import Datagram
+from pcapkit import Datagram
 
 RATE = 8000
 PCMU, PCMA, G722_PT = 0, 8, 9

@@ -9,7 +9,10 @@ from typing import Final
 
 from bridgeline.media import g711, g722, opus
 
-Address = tuple[str, int]
+# Where a peer is. The SDP names (host, port); an AF_INET6 socket's recvfrom gives (host, port,
+# flowinfo, scope_id), kept whole so that sendto reaches a link-local peer on its interface. Hosts
+# are compared as strings: the shell writes SDP hosts the way recvfrom does (rtp_udp.py).
+Address = tuple[str, int] | tuple[str, int, int, int]
 
 
 @dataclass(frozen=True, slots=True)
