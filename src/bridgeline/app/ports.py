@@ -20,6 +20,7 @@ from bridgeline.app.records import (
     DeliveryRecord,
     EventRecord,
     NewDelivery,
+    NodeRecord,
     PhloRecord,
     RunEnd,
     RunRecord,
@@ -150,6 +151,25 @@ class Store(
     Protocol,
 ):
     """Every part at once: what a store adapter provides and `main.py` wires; no consumer takes it."""
+
+
+@runtime_checkable
+class ClusterDirectory(Protocol):
+    """Which node runs what: read by the HTTP edge to carry requests to a conference's owner."""
+
+    async def live_nodes(self) -> list[NodeRecord]:
+        """Nodes whose lease has not expired (draining ones included)."""
+        ...
+
+    async def conference_owner(self, conference_id: str) -> NodeRecord | None:
+        """The live node that owns a live conference; None if it ended or its owner's lease expired."""
+        ...
+
+    async def conference_for_address(
+        self, auth_id: str, phlo_id: str, node_id: str, address: str
+    ) -> str | None:
+        """The live conference of that PHLO node whose members include the address, on any node."""
+        ...
 
 
 # --- the carrier ------------------------------------------------------------------------------------------

@@ -126,3 +126,20 @@ class ClaimedPage:
 
     heads: list[DeliveryRecord]
     full: bool
+
+
+class NodeState(StrEnum):
+    UP = "up"
+    DRAINING = "draining"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRecord:
+    """One server node of a cluster, as its heartbeat left it in the store."""
+
+    node_id: str
+    epoch: int
+    internal_url: str
+    state: NodeState
+    live_conferences: int = 0
+    live_legs: int = 0

@@ -18,6 +18,7 @@ from bridgeline.adapters.http import console_routes, ext_routes, plivo_routes
 from bridgeline.adapters.http.bodies import parse_body, read_body
 from bridgeline.adapters.http.context import ApiRequest, AppContext
 from bridgeline.adapters.http.errors import ApiError, error_response
+from bridgeline.adapters.http.forwarding import Forward
 from bridgeline.adapters.http.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bridgeline.adapters.http.openapi import openapi_document
 from bridgeline.adapters.http.routing import Route, Router
@@ -54,7 +55,13 @@ def build_routes() -> list[Route]:
         Route("GET", "/health", health, "Liveness check", authenticated=False),
         Route("GET", "/metrics", metrics, "Prometheus metrics, main account only (Bridgeline)"),
         Route(
-            "POST", "/v1/account/{auth_id}/phlo/{phlo_id}", p.run_phlo, "Run a PHLO", body=RunBody, status=201
+            "POST",
+            "/v1/account/{auth_id}/phlo/{phlo_id}",
+            p.run_phlo,
+            "Run a PHLO",
+            body=RunBody,
+            status=201,
+            forward=Forward.PLACE,
         ),
         Route("GET", "/v1/phlo", e.list_phlos, "List PHLOs (Bridgeline)"),
         Route(
@@ -66,10 +73,26 @@ def build_routes() -> list[Route]:
         Route(
             "GET", NODE + "/instances", e.list_instances, "Live and recent conferences of a node (Bridgeline)"
         ),
-        Route("GET", MEMBER, e.get_member, "A member's live state (Bridgeline)"),
-        Route("POST", MEMBER, p.member_action, "Member action", body=MemberActionBody, status=201),
+        Route("GET", MEMBER, e.get_member, "A member's live state (Bridgeline)", forward=Forward.MEMBER),
+        Route(
+            "POST",
+            MEMBER,
+            p.member_action,
+            "Member action",
+            body=MemberActionBody,
+            status=201,
+            forward=Forward.MEMBER,
+        ),
         Route("GET", NODE, p.get_node, "Retrieve a Multi-Party Call node"),
-        Route("POST", NODE, p.mpc_action, "Multi-Party Call action", body=MpcActionBody, status=201),
+        Route(
+            "POST",
+            NODE,
+            p.mpc_action,
+            "Multi-Party Call action",
+            body=MpcActionBody,
+            status=201,
+            forward=Forward.TRIGGER,
+        ),
         Route("POST", PHONE + "/hangup", e.hang_up_sim_phone, "Make a virtual phone hang up", status=201),
         Route("PUT", PHONE, e.put_sim_phone, "Set how a virtual phone answers", body=SimPhoneBody),
         Route("GET", PHONE, e.get_sim_phone, "A virtual phone's behaviour and calls"),
@@ -111,8 +134,16 @@ class BridgelineApi:
                 raise ApiError(403, "cross-origin requests are refused")
             account = await self.ctx.authenticator.authenticate(request) if route.authenticated else None
             body: dict[str, Any] = {}
+            raw = b""
             if method in ("POST", "PUT"):
-                body = parse_body(await read_body(request.receive), request.headers.get("content-type", ""))
+                raw = await read_body(request.receive)
+                body = parse_body(raw, request.headers.get("content-type", ""))
+            if route.forward is not None and self.ctx.forwarder is not None and account is not None:
+                forwarded = await self.ctx.forwarder.route(
+                    route.forward, request, account.auth_id, params, body, raw
+                )
+                if forwarded is not None:
+                    return forwarded
             return await route.handler(self.ctx, ApiRequest(request, account, params, body, route.body))
         except ApiError as exc:
             return error_response(exc.status, exc.message, exc.headers)

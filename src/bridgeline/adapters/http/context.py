@@ -12,6 +12,7 @@ from bridgeline.adapters.carriers.sim.carrier import SimCarrier
 from bridgeline.adapters.console.hub import EventHub
 from bridgeline.adapters.http.auth import Authenticator
 from bridgeline.adapters.http.errors import ApiError, invalid, missing
+from bridgeline.adapters.http.forwarding import Forwarder
 from bridgeline.adapters.http.metrics import Metrics
 from bridgeline.adapters.http.schemas import PlivoBody
 from bridgeline.app.phlos import PhloCache
@@ -36,6 +37,7 @@ class AppContext:
     sim: SimCarrier | None
     hub: EventHub | None = None  # the live console's event stream
     metrics: Metrics | None = None  # what /metrics renders
+    forwarder: Forwarder | None = None  # a cluster: requests for other nodes' conferences go there
 
 
 Model = TypeVar("Model", bound=BaseModel)
