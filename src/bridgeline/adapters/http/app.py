@@ -19,6 +19,7 @@ from bridgeline.adapters.http.bodies import parse_body, read_body
 from bridgeline.adapters.http.context import ApiRequest, AppContext
 from bridgeline.adapters.http.errors import ApiError, error_response
 from bridgeline.adapters.http.forwarding import Forward
+from bridgeline.adapters.http.idempotency import fingerprint, request_key
 from bridgeline.adapters.http.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bridgeline.adapters.http.openapi import openapi_document
 from bridgeline.adapters.http.routing import Route, Router
@@ -50,6 +51,8 @@ async def metrics(ctx: AppContext, api: ApiRequest) -> Response:
 
 
 def build_routes() -> list[Route]:
+    """Every POST changes state, so every POST honours Idempotency-Key; PUT and DELETE are
+    idempotent by their method (docs/semantics.md, "Retries and Idempotency-Key")."""
     p, e, c = plivo_routes, ext_routes, console_routes
     return [
         Route("GET", "/health", health, "Liveness check", authenticated=False),
@@ -62,10 +65,17 @@ def build_routes() -> list[Route]:
             body=RunBody,
             status=201,
             forward=Forward.PLACE,
+            idempotent_retries=True,
         ),
         Route("GET", "/v1/phlo", e.list_phlos, "List PHLOs (Bridgeline)"),
         Route(
-            "POST", "/v1/phlo", e.create_phlo, "Create a PHLO (Bridgeline)", body=PhloDefinition, status=201
+            "POST",
+            "/v1/phlo",
+            e.create_phlo,
+            "Create a PHLO (Bridgeline)",
+            body=PhloDefinition,
+            status=201,
+            idempotent_retries=True,
         ),
         Route("GET", PHLO, p.get_phlo, "Retrieve a PHLO"),
         Route("DELETE", PHLO, e.delete_phlo, "Delete a PHLO (Bridgeline)"),
@@ -82,6 +92,7 @@ def build_routes() -> list[Route]:
             body=MemberActionBody,
             status=201,
             forward=Forward.MEMBER,
+            idempotent_retries=True,
         ),
         Route("GET", NODE, p.get_node, "Retrieve a Multi-Party Call node"),
         Route(
@@ -92,8 +103,16 @@ def build_routes() -> list[Route]:
             body=MpcActionBody,
             status=201,
             forward=Forward.TRIGGER,
+            idempotent_retries=True,
         ),
-        Route("POST", PHONE + "/hangup", e.hang_up_sim_phone, "Make a virtual phone hang up", status=201),
+        Route(
+            "POST",
+            PHONE + "/hangup",
+            e.hang_up_sim_phone,
+            "Make a virtual phone hang up",
+            status=201,
+            idempotent_retries=True,
+        ),
         Route("PUT", PHONE, e.put_sim_phone, "Set how a virtual phone answers", body=SimPhoneBody),
         Route("GET", PHONE, e.get_sim_phone, "A virtual phone's behaviour and calls"),
         Route("GET", "/console", c.console_page, "The live console page (Bridgeline)"),
@@ -133,18 +152,44 @@ class BridgelineApi:
             if console_routes.cross_origin(request):  # another site using a browser's cached credentials
                 raise ApiError(403, "cross-origin requests are refused")
             account = await self.ctx.authenticator.authenticate(request) if route.authenticated else None
+            retries = self.ctx.retries
+            key = None
+            if route.idempotent_retries and account is not None:
+                key = request_key(request.headers, retries.settings.max_key_length)
             body: dict[str, Any] = {}
             raw = b""
             if method in ("POST", "PUT"):
                 raw = await read_body(request.receive)
                 body = parse_body(raw, request.headers.get("content-type", ""))
+            # Before the key is claimed: only the node that runs the request claims it.
             if route.forward is not None and self.ctx.forwarder is not None and account is not None:
                 forwarded = await self.ctx.forwarder.route(
                     route.forward, request, account.auth_id, params, body, raw
                 )
                 if forwarded is not None:
                     return forwarded
-            return await route.handler(self.ctx, ApiRequest(request, account, params, body, route.body))
+            api = ApiRequest(request, account, params, body, route.body)
+            if key is None:
+                return await self._handle(route, api, mark)
+            return await retries.respond(
+                api.auth_id,
+                key,
+                fingerprint(method, request.scope["path"], body),
+                lambda: self._handle(route, api, mark),
+                committed=lambda: mark.committed,
+            )
+        except ApiError as exc:
+            return error_response(exc.status, exc.message, exc.headers)
+        except ClientDisconnect:  # gone, or refused mid-body by the server (server.py): nobody to answer
+            return error_response(400, "the request ended before its body")
+        except Exception:
+            return self._failed(method, path, mark)
+
+    async def _handle(self, route: Route, api: ApiRequest, mark: commit_mark.CommitMark) -> Response:
+        """The route's answer, whatever happens: every failure becomes an answer in Plivo's shape, so an
+        Idempotency-Key can keep it."""
+        try:
+            return await route.handler(self.ctx, api)
         except ApiError as exc:
             return error_response(exc.status, exc.message, exc.headers)
         except ActionRefused as exc:
@@ -153,13 +198,15 @@ class BridgelineApi:
             return error_response(404, exc.message)
         except ValidationError as exc:
             return error_response(400, ext_routes.describe_validation_error(exc))
-        except ClientDisconnect:  # gone, or refused mid-body by the server (server.py): nobody to answer
-            return error_response(400, "the request ended before its body")
         except Exception:
-            if mark.committed:  # e.g. a carrier command failed after the store commit
-                log.exception("request_failed_after_commit", method=method, path=path)
-                return error_response(
-                    500, "internal server error; the change was saved but not fully carried out"
-                )
-            log.exception("request_failed", method=method, path=path)
-            return error_response(500, "internal server error; nothing was changed by this request")
+            return self._failed(api.request.method, api.request.url.path, mark)
+
+    @staticmethod
+    def _failed(method: str, path: str, mark: commit_mark.CommitMark) -> Response:
+        if mark.committed:  # e.g. a carrier command failed after the store commit
+            log.exception("request_failed_after_commit", method=method, path=path)
+            return error_response(
+                500, "internal server error; the change was saved but not fully carried out"
+            )
+        log.exception("request_failed", method=method, path=path)
+        return error_response(500, "internal server error; nothing was changed by this request")

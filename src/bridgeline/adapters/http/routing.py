@@ -26,6 +26,8 @@ class Route:
     body: type[BaseModel] | None = None  # validates the body (ApiRequest.parse) and describes it in OpenAPI
     status: int = 200
     forward: Forward | None = None  # how a cluster finds the node that answers it (forwarding.py)
+    # It changes state and a retry must not act twice: honours the Idempotency-Key header (idempotency.py).
+    idempotent_retries: bool = False
 
     @property
     def pattern(self) -> re.Pattern[str]:
