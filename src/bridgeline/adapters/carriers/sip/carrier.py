@@ -350,6 +350,16 @@ class SipCarrier:
     def conference_ended(self, conference_id: str) -> None:
         self.media.set_routes(conference_id, (), MusicSources())
 
+    def release_conference(self, conference_id: str) -> None:
+        """Another node owns the conference now: forget its legs' dialogs and RTP without a BYE (the new
+        owner recovers them from the dialog state kept in the store)."""
+        self.media.set_routes(conference_id, (), MusicSources())
+        for leg_id, leg in list(self._legs.items()):
+            if leg.conference_id == conference_id:
+                del self._legs[leg_id]
+                self.endpoint.forget(leg_id)
+                self.media.close_leg(leg_id)
+
     def adopt(self, leg_id: str, conference_id: str) -> None:
         """An accepted inbound leg now belongs to a conference."""
         leg = self._legs.get(leg_id)
