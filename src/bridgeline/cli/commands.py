@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, TypeVar
 from bridgeline.cli.calls import add_commands
 from bridgeline.cli.client import EXIT_OK, EXIT_REFUSED, CliError, client_options, request
 from bridgeline.config import (
+    CLUSTER_SETTINGS,
     DEFAULT_HOST,
     DEFAULT_PORT,
     EDGE_SETTINGS,
@@ -69,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     for name, kind in EDGE_SETTINGS.items():  # HTTP edge and authentication limits (docs/security.md)
         flag = "--" + name.replace("_", "-")
         serve.add_argument(flag, type=kind, default=None, help=f"env BRIDGELINE_{name.upper()}")
+    for name, cluster_kind in CLUSTER_SETTINGS.items():  # the cluster (docs/cluster.md)
+        flag = "--" + name.replace("_", "-")
+        serve.add_argument(flag, type=cluster_kind, default=None, help=f"env BRIDGELINE_{name.upper()}")
     serve.set_defaults(func=_serve)
 
     phlo = commands.add_parser("phlo", help="manage PHLOs").add_subparsers(required=True, metavar="ACTION")
@@ -142,6 +146,7 @@ def _serve(args: argparse.Namespace) -> int:
         media_dir=args.media_dir,
         log_level=args.log_level,
         **{name: getattr(args, name) for name in EDGE_SETTINGS},
+        **{name: getattr(args, name) for name in CLUSTER_SETTINGS},
     )
     try:
         level = log_level(settings.log_level)
