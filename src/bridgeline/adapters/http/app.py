@@ -131,8 +131,8 @@ class BridgelineApi:
             return error_response(400, exc.message)
         except NotFound as exc:
             return error_response(404, exc.message)
-        except ConferenceMoved as exc:  # fenced: another node took it over while this request waited
-            return error_response(503, exc.message, {"Retry-After": "1"})
+        except ConferenceMoved as exc:  # fenced: another node took it over; a 4xx, as SDKs choke on 5xx
+            return error_response(409, exc.message)
         except ValidationError as exc:
             return error_response(400, ext_routes.describe_validation_error(exc))
         except ClientDisconnect:  # gone, or refused mid-body by the server (server.py): nobody to answer
