@@ -239,6 +239,15 @@ def test_a_drained_node_hands_its_conference_over_and_exits_cleanly(cluster: Clu
     assert b.process is not None
     b.process.send_signal(signal.SIGTERM)
     drained_at = time.monotonic()
+
+    def not_ready() -> bool:
+        with httpx.Client(timeout=5) as http:
+            if http.get(f"{b.url}/ready").status_code != 503:
+                return False
+            assert http.get(f"{b.url}/health").status_code == 200  # alive all the same
+            return True
+
+    wait_until(not_ready, timeout=5, interval=0.01, what="b's /ready to answer 503 while it drains")
     assert b.process.wait(timeout=15) == 0  # drained, then exited by itself
     new_owner = cluster.wait_owned_by_another(mpc_uuid, "b")
     report("SIGTERM drain", first_accepted_hold(cluster.nodes[new_owner], phlo, customer, drained_at))

@@ -125,6 +125,7 @@ class ClusterNode:
         await self.beat()  # tell the others now: they stop placing work here
         handed = 0
         given: dict[str, int] = {}
+        others = False  # other live nodes: balancers in front must get to see /ready answer 503
         for conference_id in self._conferences.conference_ids:
             if self._monotonic() > deadline or self.epoch is None:
                 break
@@ -137,6 +138,7 @@ class ClusterNode:
             if target is None:
                 log.warning("drain_no_live_node", node_id=self.node_id, left=self._conferences.live_count)
                 break
+            others = True
             epoch = self.epoch
 
             async def give(
@@ -151,6 +153,10 @@ class ClusterNode:
                 given[target.node_id] = given.get(target.node_id, 0) + 1
                 log.info("conference_handed_off", conference_id=conference_id, to=target.node_id)
         log.info("node_drained", node_id=self.node_id, handed_off=handed, kept=self._conferences.live_count)
+        if others or any(n.node_id != self.node_id for n in await self._directory.live_nodes()):
+            # Keep serving (503 on /ready) for a heartbeat, so whoever polls /ready stops sending work
+            # here before the port closes; a lone node has nobody to tell and exits at once.
+            await asyncio.sleep(max(0.0, min(self.settings.heartbeat_s, deadline - self._monotonic())))
         return handed
 
     # ----------------------------------------------------------------- the loop
