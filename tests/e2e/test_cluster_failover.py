@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 import psycopg
 import pytest
-from e2ekit import Api, Phlo, ServerProcess, number, sdk_client, sdk_mpc, wait_until
+from e2ekit import AUTH_ID, AUTH_TOKEN, Api, Phlo, ServerProcess, number, sdk_client, sdk_mpc, wait_until
 from psycopg import sql
 
 pytestmark = pytest.mark.postgres
@@ -183,6 +183,23 @@ def test_a_killed_owners_conference_carries_on_at_another_node(cluster: Cluster)
     assert seqs[: len(seqs_before)] == seqs_before and len(seqs) > len(seqs_before)
     assert seqs == sorted(set(seqs)) == list(range(1, len(seqs) + 1))  # continued, no gap, no repeat
     assert cluster.owner(mpc_uuid) == (new_owner, cluster.epoch(new_owner))
+    figures = metrics(server)
+    assert figures["bridgeline_node_lease_held"] == 1
+    assert figures["bridgeline_node_epoch"] == cluster.epoch(new_owner)
+    assert figures["bridgeline_node_takeovers_total"] >= 1
+    assert figures["bridgeline_node_conferences_owned"] >= 1
+
+
+def metrics(server: ServerProcess) -> dict[str, float]:
+    with httpx.Client(auth=(AUTH_ID, AUTH_TOKEN), timeout=5) as http:
+        text = http.get(f"{server.url}/metrics").text
+    return {
+        name: float(value)
+        for name, value in (
+            line.split(" ", 1) for line in text.splitlines() if line and not line.startswith("#")
+        )
+        if "{" not in name
+    }
 
 
 def test_a_paused_owner_is_fenced_out_and_lets_the_conference_go(cluster: Cluster) -> None:
