@@ -262,3 +262,29 @@ async def test_nodes_claiming_at_once_share_the_orphans_without_overlap(postgres
     finally:
         for one in stores:
             await one.close()
+
+
+async def test_orphans_are_counted_and_claimed_from_every_source(store: SqlStore) -> None:
+    """The heartbeat's cheap count and the claim agree on what is claimable, source by source."""
+    dead = await register(store, "dead", SHORT)
+    await store.commit_conference(conference("of-dead", dead))
+    old_me = await register(store, "me")
+    await store.commit_conference(conference("of-my-earlier-life", old_me))
+    old_x = await register(store, "x")
+    await store.commit_conference(conference("of-x-earlier-life", old_x))
+    y = await register(store, "y")
+    await store.commit_conference(conference("handed-to-x", y))
+    await store.commit_conference(conference("handed-to-me", y))
+    await store.commit_conference(conference("healthy", y))
+    await store.commit_conference(conference("from-before-clusters", None))
+    me = await register(store, "me")
+    await register(store, "x")  # x restarted: its earlier life's conferences are orphans
+    assert await store.hand_off_conference("handed-to-x", *y, "x", time.time())  # waits for x, alive
+    assert await store.hand_off_conference("handed-to-me", *y, "me", time.time())
+    await asyncio.sleep(SHORT + 0.2)
+    await store.renew_node("me", me[1], LONG, NodeLoad(NodeState.UP, 0, 0), time.time())
+    expected = {"of-dead", "of-my-earlier-life", "of-x-earlier-life", "handed-to-me", "from-before-clusters"}
+    assert await store.count_orphans(*me, time.time()) == len(expected)
+    claimed = await store.claim_conferences(*me, 100, time.time())
+    assert {record.conference_id for record in claimed} == expected
+    assert await store.count_orphans(*me, time.time()) == 0

@@ -313,7 +313,9 @@ class SqlStore(ABC):
         )
 
     async def count_orphans(self, node_id: str, epoch: int, now: float) -> int:
-        rows = await self._read_clocked(cluster_sql.COUNT_ORPHANS, (node_id, epoch), now)
+        rows = await self._read_clocked(
+            cluster_sql.COUNT_ORPHANS, (node_id, node_id, epoch, node_id, node_id), now
+        )
         return int(rows[0][0])
 
     async def claim_conferences(

@@ -22,8 +22,9 @@ CREATE TABLE nodes (
 ALTER TABLE conferences ADD COLUMN owner_node TEXT;
 ALTER TABLE conferences ADD COLUMN owner_epoch BIGINT;
 
--- Takeover scans read only live conferences, by owner.
-CREATE INDEX conferences_live_owner ON conferences (owner_node, owner_epoch) WHERE status = 'live';
+-- Takeover scans count live conferences by owner every heartbeat: each part of the count is a range of
+-- this index (status and owner_node equal, owner_epoch a range), so healthy conferences are never read.
+CREATE INDEX conferences_live_owner ON conferences (status, owner_node, owner_epoch);
 
 -- One row per member address a live conference holds (per PHLO node of an account): the primary key
 -- is what makes the same address added on two cluster nodes at once have exactly one winner.
