@@ -135,8 +135,8 @@ class ClusterNode:
                 if n.node_id != self.node_id and n.state is NodeState.UP
             ]
             target = least_loaded(nodes)
-            if target is None:
-                log.warning("drain_no_live_node", node_id=self.node_id, left=self._conferences.live_count)
+            if target is None:  # alone (one node, SQLite): its conferences wait for its restart
+                log.info("drain_no_other_node", node_id=self.node_id, left=self._conferences.live_count)
                 break
             others = True
             epoch = self.epoch
