@@ -114,6 +114,13 @@ def _parser() -> argparse.ArgumentParser:
         help="e.g. 30d, 12h, 90m, 0s (default: BRIDGELINE_RETENTION_DAYS, 30 days); conferences and runs",
     )
     prune.set_defaults(func=_prune)
+
+    nodes = commands.add_parser(
+        "nodes", help="the live nodes of the cluster sharing this store (docs/cluster.md)"
+    )
+    nodes.add_argument("--data-dir", type=Path, default=Path("data"))
+    nodes.add_argument("--database-url", default=None)
+    nodes.set_defaults(func=_nodes)
     return parser
 
 
@@ -270,4 +277,37 @@ def _prune(args: argparse.Namespace) -> int:
 
     pruned_conferences, pruned_runs = asyncio.run(prune())
     print(f"pruned {pruned_conferences} conferences (with their events and deliveries), {pruned_runs} runs")
+    return EXIT_OK
+
+
+def _nodes(args: argparse.Namespace) -> int:
+    """One line per node whose lease holds: id, epoch, state, load, and where it is reached."""
+    import asyncio
+
+    from bridgeline.adapters.store import open_store
+
+    settings = Settings.from_env(data_dir=args.data_dir, database_url=args.database_url)
+
+    async def live() -> list[tuple[str, ...]]:
+        store = open_store(settings.store_url)
+        try:
+            await store.migrate()
+            now = time.time()
+            return [
+                (
+                    node.node_id,
+                    str(node.epoch),
+                    node.state.value,
+                    f"{node.live_conferences} conferences",
+                    f"{node.live_legs} legs",
+                    node.internal_url,
+                    f"lease {max(0.0, node.lease_until - now):.1f} s",
+                )
+                for node in await store.live_nodes()
+            ]
+        finally:
+            await store.close()
+
+    for row in asyncio.run(live()):
+        print("  ".join(row))
     return EXIT_OK
