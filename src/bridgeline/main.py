@@ -70,11 +70,12 @@ class Bridgeline:
         if self.stopped:
             return
         self.stopped = True
+        await self.node.stop_heartbeats()  # adopts nothing more
         await self.pruner.stop()
         await self.dispatcher.stop()
         await self.conferences.shutdown()
-        await self.node.stop()  # what this node still owns is claimable by the others at once
         await self.carrier.stop()
+        await self.node.leave()  # what this node still owns is claimable by the others at once
         await self.http_client.aclose()
         await self.store.close()
 

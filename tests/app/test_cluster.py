@@ -49,9 +49,10 @@ class Node:
         return await self.node.start()
 
     async def stop(self) -> None:
+        await self.node.stop_heartbeats()
         await self.service.shutdown()
-        await self.node.stop()
         await self.carrier.stop()
+        await self.node.leave()
 
     async def connect(self) -> str:
         conference_id = await self.service.start_conference(

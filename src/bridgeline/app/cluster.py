@@ -104,12 +104,17 @@ class ClusterNode:
         self._task = asyncio.create_task(self._run())
         return adopted
 
-    async def stop(self) -> None:
-        """Stop heartbeats and end the lease, so what this node still owns is claimable at once."""
+    async def stop_heartbeats(self) -> None:
+        """No more renewals or claims (the process is stopping; the lease runs out unless `leave`)."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+
+    async def leave(self) -> None:
+        """End the lease now, so what this node still owns is claimable at once: the last step of a stop,
+        once nothing here will touch those calls again."""
+        await self.stop_heartbeats()
         if self.epoch is not None:
             try:
                 await self._leases.leave_cluster(self.node_id, self.epoch)
