@@ -13,7 +13,8 @@ import pytest
 
 from bridgeline.adapters.carriers.sim.carrier import SimCarrier
 from bridgeline.adapters.store import SqlStore
-from bridgeline.app.cluster import ClusterNode, ClusterSettings
+from bridgeline.adapters.store.base import Write
+from bridgeline.app.cluster import ClusterNode, ClusterSettings, NodeIdInUse
 from bridgeline.app.lease import Load, LocalLease, claim_share, least_loaded
 from bridgeline.app.service import ConferenceMoved, ConferenceService
 from bridgeline.core.commands import Hold
@@ -78,6 +79,11 @@ async def settle(predicate: Callable[[], object], within: float = 5.0) -> None:
         await asyncio.sleep(0.005)
 
 
+async def expire_lease(store: SqlStore, node_id: str) -> None:
+    """What time does to a dead node's lease (the store's directory reads the real clock on SQLite)."""
+    await store._write([Write("UPDATE nodes SET lease_until = 0 WHERE node_id = ?", [(node_id,)])])
+
+
 @pytest.fixture
 def clocks() -> tuple[Clock, Clock]:
     # The wall clock starts at the real time: on SQLite the store's directory (live_nodes) reads it.
@@ -137,8 +143,10 @@ async def test_a_restarted_node_takes_its_conferences_back_with_a_new_epoch(
     await first.start()
     conference_id = await first.connect()
     await first.service.member_action(ACCOUNT, "p", "n", Hold(CUSTOMER))
-    await first.service.shutdown()  # as a crash: no leave, the old epoch still "holds"
+    await first.node.stop_heartbeats()  # as a crash: no leave; then its lease runs out
+    await first.service.shutdown()
     await first.carrier.stop()
+    await expire_lease(store, "solo")
 
     again = Node(store, "solo", wall, mono)
     assert await again.start() == 1
@@ -215,7 +223,7 @@ async def test_a_draining_node_hands_its_conference_to_the_least_loaded_node(
     await a.start()
     await b.start()
     conference_id = await a.connect()
-    assert await a.node.drain(timeout_s=5.0) == 1
+    assert await a.node.drain(timeout_s=0.2) == 1  # (it also waits that long for balancers to see 503)
     assert not a.node.ready and a.service.live_count == 0
     assert a.carrier.calls_of(ACCOUNT, AGENT) == []  # forgotten without hang-up
     await b.node.beat()  # the receiver claims it like an orphan
@@ -224,3 +232,25 @@ async def test_a_draining_node_hands_its_conference_to_the_least_loaded_node(
     await b.service.member_action(ACCOUNT, "p", "n", Hold(CUSTOMER))
     await a.stop()
     await b.stop()
+
+
+async def test_a_second_live_process_with_the_same_node_id_is_refused_at_start(
+    store: SqlStore, clocks: tuple[Clock, Clock]
+) -> None:
+    wall, mono = clocks
+    first = Node(store, "twin", wall, mono)
+    await first.start()
+    renewals = asyncio.create_task(keep_renewing(first, wall))  # alive: its heartbeat moves
+    second = Node(store, "twin", wall, mono)
+    with pytest.raises(NodeIdInUse, match="give each node its own BRIDGELINE_NODE_ID"):
+        await second.node.start()
+    renewals.cancel()
+    assert first.node.epoch == 1 and await first.node.beat() is None and first.node.leases_lost == 0
+    await first.stop()
+
+
+async def keep_renewing(node: Node, wall: Clock) -> None:
+    while True:
+        await asyncio.sleep(0.05)
+        wall.now += 0.05
+        await node.node.beat()

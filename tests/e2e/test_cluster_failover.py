@@ -289,3 +289,14 @@ def test_a_node_restarted_alone_gets_its_conference_back(cluster: Cluster) -> No
     view = view_on(solo, phlo)
     view.wait_member(customer, status="on_hold")
     view.wait_member(agent, status="connected")
+
+
+def test_a_second_process_with_a_node_id_in_use_refuses_to_start(cluster: Cluster, tmp_path: Path) -> None:
+    a = cluster.start("a")
+    twin = ServerProcess(data_dir=tmp_path / "twin" / "data", log_dir=tmp_path / "twin" / "logs", env=a.env)
+    with pytest.raises(AssertionError, match="exited with 2 during startup"):  # the CLI's usage error
+        twin.start()
+    assert "node id 'a' is in use by a live node" in twin.stderr()
+    assert "Traceback" not in twin.stderr()
+    assert cluster.epoch("a") == 1  # the live node was not fenced out
+    assert Api(a).http.get("/v1/phlo").status_code == 200

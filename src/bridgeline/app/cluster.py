@@ -27,6 +27,11 @@ log = structlog.get_logger(__name__)
 
 # Startup claims back what a previous life left, scan after scan, up to this many (then the loop goes on).
 STARTUP_SCANS = 1000
+START_POLL_S = 0.1  # how often a starting node looks whether its id's earlier lease ran out
+
+
+class NodeIdInUse(Exception):
+    """Another live process has this node id."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +99,7 @@ class ClusterNode:
     # ----------------------------------------------------------------- life
     async def start(self) -> int:
         """Register, take back what is this node's (or nobody's), then keep the lease. How many adopted."""
+        await self._wait_for_earlier_life()
         await self._register()
         adopted = 0
         for _ in range(STARTUP_SCANS):
@@ -207,6 +213,26 @@ class ClusterNode:
         for conference_id in self._conferences.conference_ids:
             await self._conferences.release(conference_id)
         await self._register()
+
+    async def _wait_for_earlier_life(self) -> None:
+        """Start only once no live process holds this node id: an earlier life killed a moment ago still
+        holds its lease (at most node_lease_s more, unless it left cleanly); a lease renewed meanwhile is
+        another process with the same id, which would fence this one out and back again every second."""
+        held_since: float | None = None
+        for _ in range(int((self.settings.lease_s + self.settings.heartbeat_s) / START_POLL_S) + 1):
+            mine = [node for node in await self._directory.live_nodes() if node.node_id == self.node_id]
+            if not mine:
+                return
+            if held_since is None:
+                held_since = mine[0].heartbeat_at
+                log.info("node_id_held_waiting", node_id=self.node_id, epoch=mine[0].epoch)
+            elif mine[0].heartbeat_at != held_since:
+                break  # renewed: alive
+            await asyncio.sleep(START_POLL_S)
+        raise NodeIdInUse(
+            f"node id {self.node_id!r} is in use by a live node ({mine[0].internal_url}):"
+            " give each node its own BRIDGELINE_NODE_ID"
+        )
 
     async def _register(self) -> NodeRecord:
         s = self.settings

@@ -160,7 +160,12 @@ def _serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CliError(str(exc)) from None
     configure_logging(settings.log_format, level)
-    run_event_loop(serve(settings))
+    from bridgeline.app.cluster import NodeIdInUse
+
+    try:
+        run_event_loop(serve(settings))
+    except NodeIdInUse as exc:  # a configuration mistake, said plainly rather than as a traceback
+        raise CliError(str(exc)) from None
     return EXIT_OK
 
 
