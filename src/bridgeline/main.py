@@ -251,7 +251,7 @@ def cluster_settings(settings: Settings, carrier: Carrier) -> ClusterSettings:
 
         assert isinstance(carrier, SipCarrier)
         host, port = carrier.settings.listen_address
-        sip_address = f"{host}:{port}"
+        sip_address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     return ClusterSettings(
         node_id=settings.node_id,
         internal_url=settings.node_url,
