@@ -27,7 +27,8 @@ KEY = ("acct", "phlo", "mpc", "+14155550100")
 
 
 def node(node_id: str, *, legs: int = 0, conferences: int = 0, state: NodeState = NodeState.UP) -> NodeRecord:
-    return NodeRecord(node_id, 1, f"http://{node_id}.internal:8081", state, conferences, legs)
+    url = f"http://{node_id}.internal:8081"
+    return NodeRecord(node_id, 1, url, None, state, conferences, legs, 0.0, 0.0, 9e9)
 
 
 class Directory:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -40,6 +41,7 @@ class AppContext:
     hub: EventHub | None = None  # the live console's event stream
     metrics: Metrics | None = None  # what /metrics renders
     forwarder: Forwarder | None = None  # a cluster: requests for other nodes' conferences go there
+    ready: Callable[[], bool] = lambda: True  # /ready: the node's lease holds and it is not draining
 
 
 Model = TypeVar("Model", bound=BaseModel)

@@ -27,7 +27,7 @@ import structlog
 from bridgeline.adapters.carriers.sip.media_thread import MediaLoop
 from bridgeline.adapters.carriers.sip.music import DEFAULT_SPECS, SETTING_FOR, SILENCE, MusicLibrary, spec_for
 from bridgeline.adapters.carriers.sip.music_fetch import MediaLimits
-from bridgeline.adapters.carriers.sip.rtp_udp import MediaPortsExhausted, PortPool
+from bridgeline.adapters.carriers.sip.rtp_udp import MediaPortsExhausted, PortPool, peer_address
 from bridgeline.core.effects import LegAudio, MusicSources
 from bridgeline.core.model import Music
 from bridgeline.media.leg import DEFAULT_LATCH, Address, LatchPolicy, check_media_params
@@ -96,6 +96,10 @@ class MediaEngine:
         self._dtmf_callback: Callable[[str, str], None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
+    def fence(self, fenced: Callable[[], bool]) -> None:
+        """Asked by the media thread before it sends: True while the node's lease does not hold."""
+        self._media.fenced = fenced
+
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         if self._media.running:
@@ -131,11 +135,12 @@ class MediaEngine:
             "legs": len(self._ports),
             "conferences": len(self._confs),
             "packets_in": c.packets_in,
-            "packets_out": c.packets_out - self._media.send_dropped,
+            "packets_out": c.packets_out - self._media.send_dropped - self._media.send_fenced,
             "malformed_in": c.malformed_in,
             "rtcp_in": c.rtcp_in,
             "ignored_in": c.ignored_in,
             "send_dropped": self._media.send_dropped,
+            "send_fenced": self._media.send_fenced,
             "open_sockets": self._sockets_opened - self._media.sockets_closed,
             "free_ports": self._pool.free,
             "media_loading": self._library.loading,
@@ -194,11 +199,12 @@ class MediaEngine:
         wire_payload_type: int | None = None,
     ) -> None:
         """Start media after SDP negotiation (ValueError for a codec other than G.711 or G.722, an
-        odd ptime or unusable SRTP keys); `payload_type` names the codec by its static number and
-        `wire_payload_type` the number the SDP gave it; with `srtp` every packet is protected and
-        checked (SRTP)."""
+        odd ptime, unusable SRTP keys or a remote address of the other IP family); `payload_type`
+        names the codec by its static number and `wire_payload_type` the number the SDP gave it;
+        with `srtp` every packet is protected and checked (SRTP)."""
         self._check_open(leg_id)
         check_media_params(payload_type, ptime_ms)
+        remote = peer_address(self._pool.family, remote[0], remote[1])
         if srtp is not None:
             check_keys(srtp)
         runtime = self._runtime
@@ -227,8 +233,11 @@ class MediaEngine:
         srtp: SrtpKeys | None = None,
     ) -> None:
         """Apply a peer re-INVITE: new address and/or direction (send=False: hold, send nothing),
-        and the peer's SRTP key on an SRTP leg. A new address reopens the leg's source learning."""
+        and the peer's SRTP key on an SRTP leg. A new address reopens the leg's source learning.
+        ValueError for an address of the other IP family (nothing changed)."""
         self._check_open(leg_id)
+        if remote is not None:
+            remote = peer_address(self._pool.family, remote[0], remote[1])
         if srtp is not None:
             check_keys(srtp)
         runtime = self._runtime

@@ -28,6 +28,7 @@ from typing import Final, Literal
 import structlog
 
 from bridgeline.adapters.carriers.sip.rtp_udp import PortPool
+from bridgeline.media.leg import Address, Outgoing
 from bridgeline.media.runtime import MediaEvent, MediaRuntime
 
 log = structlog.get_logger(__name__)
@@ -38,7 +39,7 @@ MAX_RECEIVE_ROUNDS: Final = 8
 _DATAGRAM_MAX: Final = 2048  # larger than any G.711 packet up to 120 ms; longer datagrams are cut
 
 Command = Callable[[float], None]  # applied with the media thread's clock
-_Reader = tuple[Callable[[int], tuple[bytes, tuple[str, int]]], str, Literal["rtp", "rtcp"]]
+_Reader = tuple[Callable[[int], tuple[bytes, Address]], str, Literal["rtp", "rtcp"]]
 
 
 class MediaLoop:
@@ -53,6 +54,9 @@ class MediaLoop:
         realtime_priority: int = 0,
     ) -> None:
         self.runtime = runtime
+        # Asked before each send, from this thread: True while the node's lease does not hold (cluster).
+        self.fenced: Callable[[], bool] = _never
+        self.send_fenced = 0
         self.realtime_priority = realtime_priority  # asked for; 0: normal scheduling
         self.realtime = False  # granted: the thread runs under SCHED_FIFO
         self._started = threading.Event()
@@ -207,7 +211,10 @@ class MediaLoop:
                 receive(leg_id, kind, data, addr, now)
             ready = self._poller.poll(0)
 
-    def _send(self, datagrams: list[tuple[str, bytes, tuple[str, int]]]) -> None:
+    def _send(self, datagrams: list[Outgoing]) -> None:
+        if datagrams and self.fenced():  # the node's lease does not hold: its calls may be another's now
+            self.send_fenced += len(datagrams)
+            return
         sockets = self._sockets
         for leg_id, data, dest in datagrams:
             entry = sockets.get(leg_id)
@@ -218,6 +225,10 @@ class MediaLoop:
                 entry[1].sendto(data, dest)
             except OSError:  # BlockingIOError (buffer full), or an ICMP error reported late
                 self.send_dropped += 1
+
+
+def _never() -> bool:
+    return False
 
 
 def claim_realtime(priority: int) -> bool:
