@@ -24,7 +24,7 @@ from bridgeline.adapters.http.openapi import openapi_document
 from bridgeline.adapters.http.routing import Route, Router
 from bridgeline.adapters.http.schemas import MemberActionBody, MpcActionBody, RunBody, SimPhoneBody
 from bridgeline.app import commit_mark
-from bridgeline.app.service import NotFound
+from bridgeline.app.service import ConferenceMoved, NotFound
 from bridgeline.core.errors import ActionRefused
 from bridgeline.phlo.definition import PhloDefinition
 
@@ -38,6 +38,14 @@ PHONE = "/v1/sim/phones/{address:path}"
 
 async def health(ctx: AppContext, api: ApiRequest) -> Response:
     return JSONResponse({"status": "ok"})
+
+
+async def ready(ctx: AppContext, api: ApiRequest) -> Response:
+    """For load balancers and the SIP front: 200 while this node may take new work (its lease holds and
+    it is not draining), 503 otherwise. /health says only that the process answers."""
+    if ctx.ready():
+        return JSONResponse({"status": "ready"})
+    return JSONResponse({"status": "not ready"}, status_code=503)
 
 
 async def metrics(ctx: AppContext, api: ApiRequest) -> Response:
@@ -55,6 +63,9 @@ def build_routes() -> list[Route]:
     p, e, c = plivo_routes, ext_routes, console_routes
     return [
         Route("GET", "/health", health, "Liveness check", authenticated=False),
+        Route(
+            "GET", "/ready", ready, "Readiness: lease held and not draining (Bridgeline)", authenticated=False
+        ),
         Route("GET", "/metrics", metrics, "Prometheus metrics, main account only (Bridgeline)"),
         Route(
             "POST",
@@ -183,6 +194,8 @@ class BridgelineApi:
             return error_response(400, exc.message)
         except NotFound as exc:
             return error_response(404, exc.message)
+        except ConferenceMoved as exc:  # fenced: another node took it over; a 4xx, as SDKs choke on 5xx
+            return error_response(409, exc.message, {"Retry-After": "1"})  # nothing done: a retry runs
         except ValidationError as exc:
             return error_response(400, ext_routes.describe_validation_error(exc))
         except Exception:

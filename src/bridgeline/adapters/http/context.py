@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -38,6 +39,7 @@ class AppContext:
     retries: IdempotentRequests  # the Idempotency-Key of the routes that honour it
     hub: EventHub | None = None  # the live console's event stream
     metrics: Metrics | None = None  # what /metrics renders
+    ready: Callable[[], bool] = lambda: True  # /ready: the node's lease holds and it is not draining
 
 
 Model = TypeVar("Model", bound=BaseModel)
