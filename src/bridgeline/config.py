@@ -80,6 +80,8 @@ class Settings:
     node_lease_s: float = 3.0  # a node silent this long loses its conferences to the others
     node_heartbeat_s: float = 1.0  # lease renewal and takeover scan period
     drain_timeout_s: float = 10.0  # SIGTERM: at most this long handing conferences over, then exit
+    forward_timeout_s: float = 10.0  # a request carried to its conference's owner: the owner's answer
+    forward_retry_s: float = 10.0  # an owner unreachable this long (lease + takeover): 503 + Retry-After
 
     def __post_init__(self) -> None:
         for name in EDGE_SETTINGS:
@@ -91,6 +93,11 @@ class Settings:
             raise ValueError(
                 "node_heartbeat_s must be positive and shorter than node_lease_s"
                 " (BRIDGELINE_NODE_HEARTBEAT_S, BRIDGELINE_NODE_LEASE_S)"
+            )
+        if self.forward_timeout_s <= 0 or self.forward_retry_s < 0:
+            raise ValueError(
+                "forward_timeout_s must be positive and forward_retry_s not negative"
+                " (BRIDGELINE_FORWARD_TIMEOUT_S, BRIDGELINE_FORWARD_RETRY_S)"
             )
         if self.drain_timeout_s < 0:
             raise ValueError("drain_timeout_s (BRIDGELINE_DRAIN_TIMEOUT_S) must not be negative")
@@ -128,6 +135,8 @@ CLUSTER_SETTINGS: dict[str, type[str] | type[float]] = {
     "node_lease_s": float,
     "node_heartbeat_s": float,
     "drain_timeout_s": float,
+    "forward_timeout_s": float,
+    "forward_retry_s": float,
 }
 
 # The limits above that must be positive; each is also a `serve` flag (cli/commands.py).

@@ -26,6 +26,7 @@ from bridgeline.adapters.egress import EgressPolicy
 from bridgeline.adapters.http.app import BridgelineApi
 from bridgeline.adapters.http.auth import Authenticator, AuthSettings
 from bridgeline.adapters.http.context import AppContext
+from bridgeline.adapters.http.forwarding import Forwarder
 from bridgeline.adapters.http.idempotency import IdempotentRequests, RetrySettings
 from bridgeline.adapters.http.metrics import Metrics, Source
 from bridgeline.adapters.http.server import HttpLimits, guarded_protocol
@@ -34,7 +35,7 @@ from bridgeline.adapters.webhooks.dispatcher import WebhookDispatcher
 from bridgeline.app.cluster import ClusterNode, ClusterSettings
 from bridgeline.app.inbound import start_inbound_run
 from bridgeline.app.phlos import PhloCache
-from bridgeline.app.ports import Carrier, RetentionStore, Store
+from bridgeline.app.ports import Carrier, ClusterDirectory, RetentionStore, Store
 from bridgeline.app.records import Account
 from bridgeline.app.retention import DAY, Pruner
 from bridgeline.app.runs import RunService
@@ -64,6 +65,7 @@ class Bridgeline:
     api: BridgelineApi
     pruner: Pruner
     node: ClusterNode
+    forward_client: httpx.AsyncClient  # node to node (internal URLs from the store, not the egress policy)
 
     stopped: bool = False
 
@@ -78,6 +80,7 @@ class Bridgeline:
         await self.carrier.stop()
         await self.node.leave()  # what this node still owns is claimable by the others at once
         await self.http_client.aclose()
+        await self.forward_client.aclose()
         await self.store.close()
 
 
@@ -221,6 +224,8 @@ async def build(settings: Settings) -> Bridgeline:
 
         assert isinstance(carrier, SipCarrier)
         metrics.add(Source("sip", carrier.stats, counters=SIP_COUNTERS))
+    forwarder = make_forwarder(settings, store, conferences)
+    metrics.add(Source("forwarding", forwarder.stats, counters=frozenset(forwarder.stats())))
     ctx = AppContext(
         phlo_store=store,
         run_store=store,
@@ -234,13 +239,40 @@ async def build(settings: Settings) -> Bridgeline:
         hub=hub,
         metrics=metrics,
         ready=lambda: node.ready,
+        forwarder=forwarder,
     )
     api = BridgelineApi(ctx)
     log.info(
         "bridgeline_started", carrier=carrier.name, store=settings.store_url.split("@")[-1], restored=restored
     )
     return Bridgeline(
-        settings, credentials, store, carrier, conferences, runs, dispatcher, http_client, api, pruner, node
+        settings,
+        credentials,
+        store,
+        carrier,
+        conferences,
+        runs,
+        dispatcher,
+        http_client,
+        api,
+        pruner,
+        node,
+        forwarder.client,
+    )
+
+
+def make_forwarder(
+    settings: Settings, directory: ClusterDirectory, conferences: ConferenceService
+) -> Forwarder:
+    """Requests for another node's conference go to its owner; new runs to the least loaded node."""
+    client = httpx.AsyncClient(timeout=settings.forward_timeout_s, follow_redirects=False, trust_env=False)
+    return Forwarder(
+        node_id=settings.node_id,
+        directory=directory,
+        is_local=lambda *key: conferences.find(*key) is not None,
+        client=client,
+        retry_for_s=settings.forward_retry_s,
+        nodes_ttl_s=settings.node_heartbeat_s,
     )
 
 

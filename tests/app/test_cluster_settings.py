@@ -7,7 +7,7 @@ import pytest
 
 from bridgeline.cli.commands import _parser
 from bridgeline.config import CLUSTER_SETTINGS, Settings
-from bridgeline.main import cluster_settings, make_carrier
+from bridgeline.main import cluster_settings, make_carrier, make_forwarder
 
 
 def test_defaults_make_one_node_that_is_reached_where_it_listens() -> None:
@@ -47,6 +47,8 @@ def test_environment_variables_and_flags(monkeypatch: pytest.MonkeyPatch) -> Non
         ("node_heartbeat_s", 3.0, "shorter than node_lease_s"),
         ("node_heartbeat_s", 0.0, "positive"),
         ("drain_timeout_s", -1.0, "drain_timeout_s"),
+        ("forward_timeout_s", 0.0, "forward_timeout_s"),
+        ("forward_retry_s", -1.0, "forward_retry_s"),
     ],
 )
 def test_bad_values_are_refused_at_start(field: str, value: object, message: str) -> None:
@@ -60,3 +62,14 @@ def test_the_node_is_registered_with_these_settings(tmp_path: object) -> None:
     cluster = cluster_settings(settings, carrier)
     assert (cluster.node_id, cluster.internal_url, cluster.sip_address) == ("n1", "http://n1:9000", None)
     assert (cluster.lease_s, cluster.heartbeat_s) == (6.0, 2.0)
+
+
+def test_the_forwarder_is_built_with_these_settings() -> None:
+    settings = Settings(node_id="n1", node_heartbeat_s=0.5, forward_timeout_s=4.0, forward_retry_s=7.0)
+    forwarder = make_forwarder(settings, directory=None, conferences=None)  # type: ignore[arg-type]
+    assert (forwarder.node_id, forwarder.retry_for_s, forwarder.nodes_ttl_s) == ("n1", 7.0, 0.5)
+    assert forwarder.client.timeout.read == 4.0
+    args = _parser().parse_args(["serve", "--forward-retry-s", "3"])
+    assert (
+        Settings.from_env(**{name: getattr(args, name) for name in CLUSTER_SETTINGS}).forward_retry_s == 3.0
+    )

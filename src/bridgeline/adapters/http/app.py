@@ -18,6 +18,7 @@ from bridgeline.adapters.http import console_routes, ext_routes, plivo_routes
 from bridgeline.adapters.http.bodies import parse_body, read_body
 from bridgeline.adapters.http.context import ApiRequest, AppContext
 from bridgeline.adapters.http.errors import ApiError, error_response
+from bridgeline.adapters.http.forwarding import Forward
 from bridgeline.adapters.http.idempotency import fingerprint, request_key
 from bridgeline.adapters.http.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bridgeline.adapters.http.openapi import openapi_document
@@ -74,6 +75,7 @@ def build_routes() -> list[Route]:
             "Run a PHLO",
             body=RunBody,
             status=201,
+            forward=Forward.PLACE,
             idempotent_retries=True,
         ),
         Route("GET", "/v1/phlo", e.list_phlos, "List PHLOs (Bridgeline)"),
@@ -92,7 +94,7 @@ def build_routes() -> list[Route]:
         Route(
             "GET", NODE + "/instances", e.list_instances, "Live and recent conferences of a node (Bridgeline)"
         ),
-        Route("GET", MEMBER, e.get_member, "A member's live state (Bridgeline)"),
+        Route("GET", MEMBER, e.get_member, "A member's live state (Bridgeline)", forward=Forward.MEMBER),
         Route(
             "POST",
             MEMBER,
@@ -100,6 +102,7 @@ def build_routes() -> list[Route]:
             "Member action",
             body=MemberActionBody,
             status=201,
+            forward=Forward.MEMBER,
             idempotent_retries=True,
         ),
         Route("GET", NODE, p.get_node, "Retrieve a Multi-Party Call node"),
@@ -110,6 +113,7 @@ def build_routes() -> list[Route]:
             "Multi-Party Call action",
             body=MpcActionBody,
             status=201,
+            forward=Forward.TRIGGER,
             idempotent_retries=True,
         ),
         Route(
@@ -164,8 +168,17 @@ class BridgelineApi:
             if route.idempotent_retries and account is not None:
                 key = request_key(request.headers, retries.settings.max_key_length)
             body: dict[str, Any] = {}
+            raw = b""
             if method in ("POST", "PUT"):
-                body = parse_body(await read_body(request.receive), request.headers.get("content-type", ""))
+                raw = await read_body(request.receive)
+                body = parse_body(raw, request.headers.get("content-type", ""))
+            # Before the key is claimed: only the node that runs the request claims it.
+            if route.forward is not None and self.ctx.forwarder is not None and account is not None:
+                forwarded = await self.ctx.forwarder.route(
+                    route.forward, request, account.auth_id, params, body, raw
+                )
+                if forwarded is not None:
+                    return forwarded
             api = ApiRequest(request, account, params, body, route.body)
             if key is None:
                 return await self._handle(route, api, mark)
