@@ -122,7 +122,9 @@ class FakeStore:
         due = [r for r in pending if r.next_attempt_at <= now]
         return sorted(due, key=lambda r: (r.next_attempt_at, r.delivery_id))[:limit]
 
-    async def claim_deliveries(self, now: float, limit: int = 100) -> ClaimedPage:
+    async def claim_deliveries(
+        self, now: float, limit: int = 100, lease_until: float | None = None
+    ) -> ClaimedPage:
         """The heads of the (conference, URL) queues among the due deliveries, as the SQL stores hand out."""
         self.due_calls += 1
         self.changed.set()
@@ -137,7 +139,15 @@ class FakeStore:
             heads.setdefault((record.conference_id, record.url), record)
         due = [r for r in heads.values() if r.next_attempt_at <= now]
         page = sorted(due, key=lambda r: (r.next_attempt_at, r.delivery_id))[:limit]
+        if lease_until is not None:
+            page = [replace(r, next_attempt_at=lease_until) for r in page]
+            self.rows.update((r.delivery_id, r) for r in page)
         return ClaimedPage(page, full=len(page) >= limit)
+
+    async def outbox_backlog(self, now: float) -> tuple[int, float]:
+        pending = [r for r in self.rows.values() if r.status is DeliveryStatus.PENDING]
+        overdue = [now - r.next_attempt_at for r in pending if r.next_attempt_at < now]
+        return len(pending), max(overdue, default=0.0)
 
     async def reschedule_deliveries(self, next_attempts: list[tuple[int, float]]) -> None:
         for delivery_id, at in next_attempts:
@@ -145,6 +155,8 @@ class FakeStore:
                 self.rows[delivery_id] = replace(self.rows[delivery_id], next_attempt_at=at)
 
     async def update_delivery(self, delivery: DeliveryRecord) -> None:
+        if self.rows[delivery.delivery_id].status is not DeliveryStatus.PENDING:
+            raise LookupError(f"no pending delivery {delivery.delivery_id} to update")
         self.rows[delivery.delivery_id] = delivery
         self.changed.set()
 

@@ -246,9 +246,32 @@ SELECT_CONFERENCES_BY_STATUS = _select(
 
 INSERT_EVENT = _insert("events", EVENT_COLUMNS)
 SELECT_EVENTS_AFTER = _select("events", EVENT_COLUMNS, "WHERE conference_id = ? AND seq > ? ORDER BY seq")
+SELECT_EVENTS_BETWEEN = _select(
+    "events", EVENT_COLUMNS, "WHERE conference_id = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
+)
+# The event feed's poll (other nodes' events): each conference's last event seq, a keyset page at a time,
+# live ones by creation (conferences_by_status) and recently ended ones by end (conferences_ended).
+_LAST_SEQ = "COALESCE((SELECT MAX(e.seq) FROM events e WHERE e.conference_id = c.conference_id), 0)"
+SELECT_LIVE_MARKS = (
+    f"SELECT c.conference_id, c.auth_id, c.created_at, {_LAST_SEQ} FROM conferences c"
+    " WHERE c.status = 'live' AND c.created_at >= ? AND (c.created_at > ? OR c.conference_id > ?)"
+    " ORDER BY c.created_at, c.conference_id LIMIT ?"
+)
+SELECT_ENDED_MARKS = (
+    f"SELECT c.conference_id, c.auth_id, c.ended_at, {_LAST_SEQ} FROM conferences c"
+    " WHERE c.status = 'ended' AND c.ended_at >= ? AND (c.ended_at > ? OR c.conference_id > ?)"
+    " ORDER BY c.ended_at, c.conference_id LIMIT ?"
+)
+# The outbox's backlog for /metrics: how many deliveries are pending, and when the most overdue was due.
+SELECT_OUTBOX_BACKLOG = (
+    "SELECT COUNT(*), MIN(CASE WHEN next_attempt_at < ? THEN next_attempt_at END)"
+    " FROM deliveries WHERE status = 'pending'"
+)
 
 INSERT_DELIVERY = _insert("deliveries", NEW_DELIVERY_COLUMNS)
-UPDATE_DELIVERY = _update("deliveries", DELIVERY_PROGRESS_COLUMNS, "delivery_id")
+# Only a pending delivery takes an attempt's outcome: a finished one (delivered or given up, maybe by
+# another node whose claim came after ours ran out) stays as it is.
+UPDATE_DELIVERY = _update("deliveries", DELIVERY_PROGRESS_COLUMNS, "delivery_id") + " AND status = 'pending'"
 _EARLIER_PENDING = (
     "SELECT 1 FROM deliveries e WHERE e.status = 'pending' AND e.conference_id = {t}.conference_id"
     " AND e.url = {t}.url AND e.delivery_id < {t}.delivery_id"
