@@ -48,12 +48,7 @@ GC_THRESHOLDS = (50_000, 20, 20)
 
 log = structlog.get_logger(__name__)
 
-WEBHOOK_COUNTERS = (
-    "attempts",
-    "delivery_latency_seconds_sum",
-    "delivery_latency_seconds_count",
-    "leases_expired",
-)
+WEBHOOK_COUNTERS = ("attempts", "delivery_latency_seconds", "leases_expired")
 
 
 @dataclass
@@ -258,14 +253,7 @@ async def build(settings: Settings) -> Bridgeline:
         Source(
             "webhooks",
             dispatcher.stats,
-            counters=frozenset(
-                {
-                    "attempts",
-                    "delivery_latency_seconds_sum",
-                    "delivery_latency_seconds_count",
-                    "leases_expired",
-                }
-            ),
+            counters=frozenset(WEBHOOK_COUNTERS),
             labels={"attempts": "outcome"},
         )
     )
