@@ -86,11 +86,13 @@ def metric(server: ServerProcess, name: str) -> float:
     return float(found.group(1))
 
 
-def run_a_call(phlo: Phlo) -> str:
+def run_a_call(phlo: Phlo, while_live: Callable[[str], None] | None = None) -> str:
     """On the node `phlo` speaks to: connect two phones, hold and unhold one, hang up; the mpc_uuid."""
     agent, customer = number(), number()
     phlo.connect(agent, customer)
     mpc_uuid = str(phlo.member(agent)["mpc_uuid"])
+    if while_live is not None:
+        while_live(mpc_uuid)
     mpc = sdk_mpc(sdk_client(phlo.api.url), phlo)
     assert mpc.member(customer).hold().error == ""
     assert mpc.member(customer).unhold().error == ""
@@ -113,7 +115,13 @@ def test_a_conference_on_one_node_streams_live_on_the_others(
     wait_until(lambda: all(s.named("hello") for s in streams), what="the streams to open")
 
     phlo = Api(a).create_phlo()
-    mpc_uuid = run_a_call(phlo)
+
+    def shown_live_on_b(mpc_uuid: str) -> None:  # the console's JSON on B lists A's live conference
+        state = Api(b).http.get("/v1/console/state", params={"phlo_id": phlo.phlo_id}).json()
+        shown = [c for c in state["conferences"] if c["mpc_uuid"] == mpc_uuid]
+        assert [c["view"]["status"] for c in shown] == ["live"], state
+
+    mpc_uuid = run_a_call(phlo, shown_live_on_b)
     expected = stored_events(database_url, mpc_uuid)
     assert expected[-1][1] == "conference_ended"
     for stream in (on_b, on_c):
