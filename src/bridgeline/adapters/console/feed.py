@@ -94,6 +94,7 @@ class EventFeed:
         self._marks: dict[str, _Mark] = {}
         self._pass = 0
         self._baseline = False  # the first pass only records where every conference stands
+        self.ready = asyncio.Event()  # set once it has: later commits are published from then on
         self._notices: dict[str, tuple[str, bool]] = {}  # conference -> (account, view-only change)
         self._poll_now = False
         self._wake = asyncio.Event()
@@ -204,6 +205,7 @@ class EventFeed:
             for conference_id in [c for c, m in self._marks.items() if m.pass_number < self._pass]:
                 del self._marks[conference_id]
         self._baseline = True
+        self.ready.set()
         return complete
 
     async def _poll_one(self, mark: ConferenceMark, budget: int) -> tuple[int, bool]:
