@@ -15,6 +15,7 @@ from bridgeline.adapters.console.feed import EventFeed
 from bridgeline.adapters.console.hub import EventHub, Subscription
 from bridgeline.adapters.store import SqliteStore
 from bridgeline.app.records import ConferenceRecord, ConferenceStatus, EventRecord
+from bridgeline.config import FEED_SETTINGS, Settings
 from bridgeline.core import snapshot
 from bridgeline.core.conference import Conference, ConferenceRules
 from bridgeline.core.model import QueuedDial, Role
@@ -95,3 +96,19 @@ async def test_other_nodes_events_reach_the_hub_once_in_order_per_account(store:
         assert feed.remote_events == 10  # 7 + 1 + 2 from the store; seq 8 came from the service
     finally:
         await feed.stop()
+
+
+@pytest.mark.parametrize("name", sorted(FEED_SETTINGS))
+def test_the_feed_settings_must_be_positive(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(f"BRIDGELINE_{name.upper()}", "0")
+    with pytest.raises(ValueError, match=name):
+        Settings.from_env()
+
+
+def test_the_feed_settings_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BRIDGELINE_EVENT_FEED_POLL_INTERVAL", "0.25")
+    monkeypatch.setenv("BRIDGELINE_EVENT_FEED_MAX_EVENTS", "50")
+    monkeypatch.setenv("BRIDGELINE_WEBHOOK_POLL_INTERVAL", "2")
+    settings = Settings.from_env()
+    assert (settings.event_feed_poll_interval, settings.event_feed_max_events) == (0.25, 50)
+    assert settings.webhook_poll_interval == 2.0
