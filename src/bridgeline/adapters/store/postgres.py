@@ -32,6 +32,7 @@ LOCK_QUEUES = (
 )
 LOCK_QUEUE = f"SELECT pg_advisory_xact_lock({QUEUE_LOCK_CLASS}, hashtext(? || ' ' || ?))"
 NOTIFY = "SELECT pg_notify(?, ?)"
+NOTIFY_BOTH = "SELECT pg_notify(?, ?), pg_notify(?, ?)"
 
 
 @functools.cache
@@ -75,12 +76,15 @@ class PostgresStore(SqlStore):
             min(seqs, default=0),
             max(seqs, default=0),
         )
-        writes = []
-        if payload is not None:  # None: too long for NOTIFY; the other nodes' polls still find it
-            writes.append(Write(NOTIFY, [(notifications.EVENTS_CHANNEL, payload)]))
-        if deliveries:
-            writes.append(Write(NOTIFY, [(notifications.OUTBOX_CHANNEL, self.origin)]))
-        return writes
+        # One statement (one round trip) for both. A payload of None (too long for NOTIFY) is not sent;
+        # the other nodes' polls still find the commit.
+        outbox = (notifications.OUTBOX_CHANNEL, self.origin)
+        events_notice = None if payload is None else (notifications.EVENTS_CHANNEL, payload)
+        if events_notice is not None and deliveries:
+            return [Write(NOTIFY_BOTH, [(*events_notice, *outbox)])]
+        if events_notice is not None or deliveries:
+            return [Write(NOTIFY, [events_notice or outbox])]
+        return []
 
     def _queue_lock(self, conference_id: str, url: str) -> list[Write]:
         return [Write(LOCK_QUEUE, [(conference_id, url)])]
