@@ -198,6 +198,7 @@ def test_every_node_works_the_outbox_and_a_killed_node_leaves_its_callbacks_to_t
             assert len(receiver.delivered(mpc_uuid)) == len(stored_events(database_url, mpc_uuid))
         delivered = 'bridgeline_webhooks_attempts_total{outcome="delivered"}'
         assert metric(a, delivered) > 0 and metric(b, delivered) > 0  # both nodes post callbacks
+        assert metric(b, "bridgeline_events_notifications_received_total") > 0  # A's NOTIFYs reach B
 
         # The receiver goes down; calls go on on both nodes; then node A dies with callbacks pending.
         down["now"] = True

@@ -126,7 +126,8 @@ class EventFeed:
     def notified(self, notice: CommitNotice) -> None:
         """Another node committed: read its new events soon (after the baseline, if it is not done)."""
         if self._baseline and not self._hub.watches(notice.auth_id):
-            self._advance(notice.conference_id, notice.last_seq)  # nobody sees it here: read nothing
+            if notice.last_seq:  # nobody sees it here: read nothing, just move its mark on
+                self._advance(notice.conference_id, notice.last_seq)
             return
         view_only = notice.last_seq == 0
         previous = self._notices.get(notice.conference_id)
