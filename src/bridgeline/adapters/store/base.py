@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from bridgeline.adapters.store import sql
+from bridgeline.adapters.store import sql, sql_cluster
 from bridgeline.adapters.store.sql import Dialect, Migration, Params, Row
 from bridgeline.app.records import (
     JSON,
@@ -18,11 +18,18 @@ from bridgeline.app.records import (
     DeliveryRecord,
     DeliveryStatus,
     EventRecord,
+    KeyClaim,
+    KeyHolder,
     NewDelivery,
     PhloRecord,
     RunEnd,
     RunRecord,
+    StoredAnswer,
 )
+
+# A claim that lost reads the holder; a holder gone meanwhile (its key given back, or pruned) means
+# the key is free again, so the claim is tried once more, a bounded number of times.
+CLAIM_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +207,7 @@ class SqlStore(ABC):
     ) -> list[ConferenceMark]:
         """A page of live conferences (by creation; or, `live=False`, of those ended at `since` or later,
         by end), each with its last event seq, after the key `after` = (time, conference_id)."""
-        query = sql.SELECT_LIVE_MARKS if live else sql.SELECT_ENDED_MARKS
+        query = sql_cluster.SELECT_LIVE_MARKS if live else sql_cluster.SELECT_ENDED_MARKS
         rows = await self._read(query, (float(since), float(after[0]), after[1], limit))
         return [ConferenceMark(row[0], row[1], float(row[2]), int(row[3])) for row in rows]
 
@@ -208,14 +215,16 @@ class SqlStore(ABC):
         self, conference_id: str, after_seq: int, up_to_seq: int, limit: int
     ) -> list[EventRecord]:
         """A conference's events with after_seq < seq <= up_to_seq, in order, at most `limit`."""
-        rows = await self._read(sql.SELECT_EVENTS_BETWEEN, (conference_id, after_seq, up_to_seq, limit))
+        rows = await self._read(
+            sql_cluster.SELECT_EVENTS_BETWEEN, (conference_id, after_seq, up_to_seq, limit)
+        )
         return [sql.event_from_row(row) for row in rows]
 
     # --- callback deliveries ---
 
     async def outbox_backlog(self, now: float) -> tuple[int, float]:
         """How many deliveries are pending, and how long ago the most overdue one was due (0 if none is)."""
-        row = await self._read_one(sql.SELECT_OUTBOX_BACKLOG, (float(now),))
+        row = await self._read_one(sql_cluster.SELECT_OUTBOX_BACKLOG, (float(now),))
         assert row is not None  # an aggregate always answers one row
         oldest_due = None if row[1] is None else float(row[1])
         return int(row[0]), 0.0 if oldest_due is None else max(0.0, float(now) - oldest_due)
@@ -287,6 +296,49 @@ class SqlStore(ABC):
     async def prune_runs(self, finished_before: float, limit: int) -> int:
         """Delete up to `limit` finished runs last changed before `finished_before`; how many went."""
         return await self._write_one(sql.DELETE_FINISHED_RUNS, (float(finished_before), limit))
+
+    async def prune_idempotency_keys(self, created_before: float, limit: int) -> int:
+        """Delete up to `limit` Idempotency-Keys first used before `created_before`, oldest first."""
+        rows = await self._read(sql.SELECT_PRUNABLE_IDEMPOTENCY_KEYS, (float(created_before), limit))
+        if not rows:
+            return 0
+        keys = [(auth_id, key, float(created_before)) for auth_id, key in rows]
+        (count,) = await self._write([Write(sql.DELETE_IDEMPOTENCY_KEY, keys)])
+        return count
+
+    # --- Idempotency-Keys ---
+
+    async def claim_key(self, claim: KeyClaim, expired_before: float) -> KeyHolder | None:
+        """None when the key is now this claim's; else what holds it (see IdempotencyStore)."""
+        row = (claim.auth_id, claim.key, claim.fingerprint, claim.token, claim.created_at, claim.locked_until)
+        for _ in range(CLAIM_ATTEMPTS):
+            if await self._write_one(sql.CLAIM_IDEMPOTENCY_KEY, (*row, float(expired_before))) == 1:
+                return None
+            held = await self._read_one(sql.SELECT_IDEMPOTENCY_KEY, (claim.auth_id, claim.key))
+            if held is not None:
+                fingerprint, status_code, content_type, body = held
+                if status_code is None:
+                    return KeyHolder(fingerprint, None)
+                return KeyHolder(fingerprint, StoredAnswer(int(status_code), content_type, body.encode()))
+        raise RuntimeError(f"Idempotency-Key claim kept losing to a key that vanished: {claim.key!r}")
+
+    async def record_answer(self, claim: KeyClaim, answer: StoredAnswer) -> bool:
+        """Keep the answer with the key; False if this claim no longer holds it."""
+        row = (
+            answer.status_code,
+            answer.content_type,
+            answer.body.decode(),
+            claim.auth_id,
+            claim.key,
+            claim.token,
+        )
+        return await self._write_one(sql.RECORD_IDEMPOTENT_ANSWER, row) == 1
+
+    async def release_key(self, claim: KeyClaim) -> bool:
+        """Give an unanswered key back; False if this claim no longer holds it."""
+        return (
+            await self._write_one(sql.RELEASE_IDEMPOTENCY_KEY, (claim.auth_id, claim.key, claim.token)) == 1
+        )
 
     # --- simulated phones: the sim carrier's PhoneBook ---
 

@@ -246,27 +246,6 @@ SELECT_CONFERENCES_BY_STATUS = _select(
 
 INSERT_EVENT = _insert("events", EVENT_COLUMNS)
 SELECT_EVENTS_AFTER = _select("events", EVENT_COLUMNS, "WHERE conference_id = ? AND seq > ? ORDER BY seq")
-SELECT_EVENTS_BETWEEN = _select(
-    "events", EVENT_COLUMNS, "WHERE conference_id = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
-)
-# The event feed's poll (other nodes' events): each conference's last event seq, a keyset page at a time,
-# live ones by creation (conferences_by_status) and recently ended ones by end (conferences_ended).
-_LAST_SEQ = "COALESCE((SELECT MAX(e.seq) FROM events e WHERE e.conference_id = c.conference_id), 0)"
-SELECT_LIVE_MARKS = (
-    f"SELECT c.conference_id, c.auth_id, c.created_at, {_LAST_SEQ} FROM conferences c"
-    " WHERE c.status = 'live' AND c.created_at >= ? AND (c.created_at > ? OR c.conference_id > ?)"
-    " ORDER BY c.created_at, c.conference_id LIMIT ?"
-)
-SELECT_ENDED_MARKS = (
-    f"SELECT c.conference_id, c.auth_id, c.ended_at, {_LAST_SEQ} FROM conferences c"
-    " WHERE c.status = 'ended' AND c.ended_at >= ? AND (c.ended_at > ? OR c.conference_id > ?)"
-    " ORDER BY c.ended_at, c.conference_id LIMIT ?"
-)
-# The outbox's backlog for /metrics: how many deliveries are pending, and when the most overdue was due.
-SELECT_OUTBOX_BACKLOG = (
-    "SELECT COUNT(*), MIN(CASE WHEN next_attempt_at < ? THEN next_attempt_at END)"
-    " FROM deliveries WHERE status = 'pending'"
-)
 
 INSERT_DELIVERY = _insert("deliveries", NEW_DELIVERY_COLUMNS)
 # Only a pending delivery takes an attempt's outcome: a finished one (delivered or given up, maybe by
@@ -323,6 +302,35 @@ DELETE_CONFERENCE = "DELETE FROM conferences WHERE conference_id = ?"
 DELETE_FINISHED_RUNS = (
     "DELETE FROM runs WHERE run_id IN (SELECT run_id FROM runs WHERE status <> 'running' AND updated_at < ?"
     " ORDER BY updated_at LIMIT ?)"
+)
+
+# Idempotency-Keys. A claim inserts the key, or takes over a row that no longer counts: first used before
+# the retention (the parameter after the row's), or unanswered past its lock by the same request (its
+# process died). Otherwise it changes nothing (count 0) and the holder is read.
+_NEW_CLAIM = ("fingerprint", "claim_token", "created_at", "locked_until")
+CLAIM_IDEMPOTENCY_KEY = (
+    _insert("idempotency_keys", ("auth_id", "idempotency_key", *_NEW_CLAIM))
+    + " ON CONFLICT (auth_id, idempotency_key) DO UPDATE SET "
+    + ", ".join(f"{column} = excluded.{column}" for column in _NEW_CLAIM)
+    + ", status_code = NULL, content_type = NULL, body = NULL"
+    " WHERE idempotency_keys.created_at < ? OR (idempotency_keys.status_code IS NULL"
+    " AND idempotency_keys.locked_until < excluded.created_at"
+    " AND idempotency_keys.fingerprint = excluded.fingerprint)"
+)
+SELECT_IDEMPOTENCY_KEY = (
+    "SELECT fingerprint, status_code, content_type, body FROM idempotency_keys"
+    " WHERE auth_id = ? AND idempotency_key = ?"
+)
+_THIS_CLAIM = "auth_id = ? AND idempotency_key = ? AND claim_token = ? AND status_code IS NULL"
+RECORD_IDEMPOTENT_ANSWER = (
+    f"UPDATE idempotency_keys SET status_code = ?, content_type = ?, body = ? WHERE {_THIS_CLAIM}"
+)
+RELEASE_IDEMPOTENCY_KEY = f"DELETE FROM idempotency_keys WHERE {_THIS_CLAIM}"
+SELECT_PRUNABLE_IDEMPOTENCY_KEYS = (
+    "SELECT auth_id, idempotency_key FROM idempotency_keys WHERE created_at < ? ORDER BY created_at LIMIT ?"
+)
+DELETE_IDEMPOTENCY_KEY = (
+    "DELETE FROM idempotency_keys WHERE auth_id = ? AND idempotency_key = ? AND created_at < ?"
 )
 
 UPSERT_SIM_PHONE = _upsert(
