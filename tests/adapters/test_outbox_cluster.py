@@ -1,6 +1,7 @@
 """Several processes work one outbox on PostgreSQL (issue #12): claims never hand one delivery to two
 workers at once, a (conference, URL) queue still goes out in event order, and a crashed worker's leases
-run out. Each worker is a store of its own (its own connection), all claiming at the same time."""
+run out. Each worker is a store of its own (its own connection), all claiming at the same time. And the
+event feed's poll stays on indexes."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import psycopg
 import pytest
 from test_store_contract import conference, delivery, event
 
-from bridgeline.adapters.store import SqlStore, open_store
+from bridgeline.adapters.store import SqlStore, open_store, sql_cluster
 from bridgeline.app.records import DeliveryRecord, DeliveryStatus
 
 pytestmark = pytest.mark.postgres
@@ -110,3 +111,17 @@ async def test_a_crashed_worker_s_leases_run_out(database: str) -> None:
     finally:
         for one in (store, survivor):
             await one.close()
+
+
+@pytest.mark.parametrize("query", ["SELECT_LIVE_MARKS", "SELECT_ENDED_MARKS"])
+def test_the_feed_s_poll_reads_indexes_not_the_whole_history(database: str, query: str) -> None:
+    """A poll walks the live (or recently ended) conferences by index, however many ended ones are kept."""
+    text = getattr(sql_cluster, query)
+    for value in ("0", "0", "''", "500"):
+        text = text.replace("?", value, 1)
+    with psycopg.connect(database) as connection:
+        connection.execute("SET enable_seqscan = off")  # an empty table would be scanned otherwise
+        plan = " | ".join(row[0] for row in connection.execute(f"EXPLAIN {text}".encode()))
+    index = "conferences_by_status" if query == "SELECT_LIVE_MARKS" else "conferences_ended"
+    assert index in plan, plan
+    assert "events_pkey" in plan, plan  # each conference's last seq: one index probe
