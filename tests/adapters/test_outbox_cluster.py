@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from test_store_contract import conference, delivery, event
 
-from bridgeline.adapters.store import SqlStore, open_store, sql_cluster
+from bridgeline.adapters.store import SqlStore, feed_sql, open_store
 from bridgeline.app.records import DeliveryRecord, DeliveryStatus
 
 pytestmark = pytest.mark.postgres
@@ -116,7 +116,7 @@ async def test_a_crashed_worker_s_leases_run_out(database: str) -> None:
 @pytest.mark.parametrize("query", ["SELECT_LIVE_MARKS", "SELECT_ENDED_MARKS"])
 def test_the_feed_s_poll_reads_indexes_not_the_whole_history(database: str, query: str) -> None:
     """A poll walks the live (or recently ended) conferences by index, however many ended ones are kept."""
-    text = getattr(sql_cluster, query)
+    text = getattr(feed_sql, query)
     for value in ("0", "0", "''", "500"):
         text = text.replace("?", value, 1)
     with psycopg.connect(database) as connection:
