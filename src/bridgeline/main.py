@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 
 from bridgeline.adapters.carriers.sim.carrier import SimCarrier
 from bridgeline.adapters.carriers.sim.phones import PhoneBook
+from bridgeline.adapters.console.feed import EventFeed
 from bridgeline.adapters.console.hub import EventHub
 from bridgeline.adapters.egress import EgressPolicy
 from bridgeline.adapters.http.app import BridgelineApi
@@ -30,7 +31,8 @@ from bridgeline.adapters.http.forwarding import Forwarder
 from bridgeline.adapters.http.idempotency import IdempotentRequests, RetrySettings
 from bridgeline.adapters.http.metrics import Metrics, Source
 from bridgeline.adapters.http.server import HttpLimits, guarded_protocol
-from bridgeline.adapters.store import open_store
+from bridgeline.adapters.store import PostgresStore, SqlStore, open_store
+from bridgeline.adapters.store.notifications import PostgresListener
 from bridgeline.adapters.webhooks.dispatcher import WebhookDispatcher
 from bridgeline.app.cluster import ClusterNode, ClusterSettings
 from bridgeline.app.inbound import start_inbound_run
@@ -51,6 +53,8 @@ GC_THRESHOLDS = (50_000, 20, 20)
 
 log = structlog.get_logger(__name__)
 
+WEBHOOK_COUNTERS = ("attempts", "delivery_latency_seconds", "leases_expired")
+
 
 @dataclass
 class Bridgeline:
@@ -66,6 +70,7 @@ class Bridgeline:
     pruner: Pruner
     node: ClusterNode
     forward_client: httpx.AsyncClient  # node to node (internal URLs from the store, not the egress policy)
+    cluster_feed: ClusterFeed | None = None
 
     stopped: bool = False
 
@@ -75,6 +80,8 @@ class Bridgeline:
         self.stopped = True
         await self.node.stop_heartbeats()  # adopts nothing more
         await self.pruner.stop()
+        if self.cluster_feed is not None:
+            await self.cluster_feed.stop()
         await self.dispatcher.stop()
         await self.conferences.shutdown()
         await self.carrier.stop()
@@ -82,6 +89,53 @@ class Bridgeline:
         await self.http_client.aclose()
         await self.forward_client.aclose()
         await self.store.close()
+
+
+@dataclass
+class ClusterFeed:
+    """Other nodes' commits, on PostgreSQL: their events to this node's hub, their callbacks to this
+    node's dispatcher (docs/cluster.md "Events and callbacks across nodes")."""
+
+    feed: EventFeed
+    listener: PostgresListener
+    reader: SqlStore  # the feed's own connection, so its polls never wait behind the commits
+
+    def start(self) -> None:
+        self.feed.start()
+        self.listener.start()
+
+    async def stop(self) -> None:
+        await self.listener.stop()
+        await self.feed.stop()
+        await self.reader.close()
+
+    def stats(self) -> dict[str, int]:
+        return {**self.feed.stats(), **self.listener.stats()}
+
+
+def cluster_feed(
+    settings: Settings, store: Store, hub: EventHub, dispatcher: WebhookDispatcher
+) -> ClusterFeed | None:
+    """The feed and its LISTEN connection when the store is shared (PostgreSQL), else None: a single
+    process hears all its commits itself."""
+    if not isinstance(store, PostgresStore):
+        return None
+    reader = open_store(store.url)
+    feed = EventFeed(
+        hub,
+        reader,
+        poll_interval=settings.event_feed_poll_interval,
+        max_events=settings.event_feed_max_events,
+    )
+
+    def reconnected() -> None:
+        feed.poll_soon()
+        dispatcher.wake()
+
+    listener = PostgresListener(
+        store.url, store.origin, on_commit=feed.notified, on_outbox=dispatcher.wake, on_connected=reconnected
+    )
+    return ClusterFeed(feed, listener, reader)
 
 
 def egress_policy(settings: Settings) -> EgressPolicy:
@@ -182,18 +236,22 @@ async def build(settings: Settings) -> Bridgeline:
         timeout=settings.webhook_timeout,
         per_destination=settings.webhook_per_destination,
         max_in_flight=settings.webhook_max_in_flight,
+        poll_interval=settings.webhook_poll_interval,
     )
     conferences.listeners.append(lambda meta, conf, events: dispatcher.wake() if events else None)
     hub = EventHub(
         max_subscribers=settings.sse_max_streams, max_per_account=settings.sse_max_streams_per_account
     )
-    conferences.listeners.append(hub.publish)
+    feed = cluster_feed(settings, store, hub, dispatcher)
+    conferences.listeners.append(hub.publish if feed is None else feed.feed.local_commit)
     await carrier.start()
     # Register with a new epoch and claim back what was live (this node's earlier life, or nobody's).
     restored = await node.start()
     # Runs a crash left running though their conference ended (a minute's grace for other processes).
     await runs.reconcile(started_before=time.time() - 60.0)
     dispatcher.start()
+    if feed is not None:
+        feed.start()
     pruner = make_pruner(settings, store)
     pruner.start()
     sim = carrier if isinstance(carrier, SimCarrier) else None
@@ -214,10 +272,14 @@ async def build(settings: Settings) -> Bridgeline:
         Source(
             "webhooks",
             dispatcher.stats,
-            counters=frozenset({"attempts"}),
+            counters=frozenset(WEBHOOK_COUNTERS),
             labels={"attempts": "outcome"},
         )
     )
+    if feed is not None:
+        feed_counters = {"from_other_nodes", "feed_polls", "feed_failures", "listen_connections"}
+        feed_counters.add("notifications_received")
+        metrics.add(Source("events", feed.stats, counters=frozenset(feed_counters)))
     if carrier.name == "sip":
         from bridgeline.adapters.carriers.sip.carrier import SipCarrier
         from bridgeline.adapters.carriers.sip.carrier_stats import SIP_COUNTERS
@@ -258,6 +320,7 @@ async def build(settings: Settings) -> Bridgeline:
         pruner,
         node,
         forwarder.client,
+        feed,
     )
 
 

@@ -257,7 +257,9 @@ INSERT_EVENT = _insert("events", EVENT_COLUMNS)
 SELECT_EVENTS_AFTER = _select("events", EVENT_COLUMNS, "WHERE conference_id = ? AND seq > ? ORDER BY seq")
 
 INSERT_DELIVERY = _insert("deliveries", NEW_DELIVERY_COLUMNS)
-UPDATE_DELIVERY = _update("deliveries", DELIVERY_PROGRESS_COLUMNS, "delivery_id")
+# Only a pending delivery takes an attempt's outcome: a finished one (delivered or given up, maybe by
+# another node whose claim came after ours ran out) stays as it is.
+UPDATE_DELIVERY = _update("deliveries", DELIVERY_PROGRESS_COLUMNS, "delivery_id") + " AND status = 'pending'"
 _EARLIER_PENDING = (
     "SELECT 1 FROM deliveries e WHERE e.status = 'pending' AND e.conference_id = {t}.conference_id"
     " AND e.url = {t}.url AND e.delivery_id < {t}.delivery_id"
