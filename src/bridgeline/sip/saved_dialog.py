@@ -84,8 +84,9 @@ class SavedDialog:
             },
             "origin": {
                 "username": self.origin.username,
-                "session_id": self.origin.session_id,
-                "version": self.origin.version,
+                # text: o= numbers may exceed 64 bits, which JSON encoders need not carry
+                "session_id": str(self.origin.session_id),
+                "version": str(self.origin.version),
             },
             "codec": {
                 "encoding": self.codec.encoding,
@@ -121,7 +122,7 @@ class SavedDialog:
                     tls_name=peer["tls_name"],
                 ),
                 origin=Origin(
-                    _text(origin["username"]), _int(origin["session_id"], 0), _int(origin["version"], 0)
+                    _text(origin["username"]), _digits(origin["session_id"]), _digits(origin["version"])
                 ),
                 codec=Codec(
                     _text(codec["encoding"]),
@@ -217,6 +218,12 @@ def _int(value: object, low: int, high: int | None = None) -> int:
     if high is not None and value > high:
         raise SavedDialogError(f"integer out of range: {value!r}"[:80])
     return value
+
+
+def _digits(value: object) -> int:
+    if not isinstance(value, str) or not value.isascii() or not value.isdigit() or len(value) > 40:
+        raise SavedDialogError(f"expected a decimal number, got {value!r}"[:80])
+    return int(value)
 
 
 def _list(value: object) -> list[object]:
