@@ -139,6 +139,7 @@ class SipCarrier:
             refers=self.refers,
             ports_exhausted=self._ports_exhausted,
             keepalive=bool(self.settings.trunk and self.settings.trunk.keepalive_s),
+            dialogs=self.recovery.keeper,
         )
 
     # ----------------------------------------------------------------- lifecycle
