@@ -4,6 +4,7 @@ target-refresh re-INVITE in the old dialog, and the phone's later requests find 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 
@@ -367,3 +368,24 @@ def test_a_saved_dialog_of_another_format_is_refused() -> None:
     )
     with pytest.raises(SavedDialogError, match="format"):
         SavedDialog.from_json({**saved.to_json(), "format": 2})
+
+
+def test_a_released_leg_is_forgotten_without_a_word_and_the_new_owner_takes_it() -> None:
+    net = Net()
+    old = net.add(EpNode(make_endpoint()))
+    phone = net.add(Phone(PHONE_ADDR))
+    answered_outbound(net, old, phone)
+    saved = saved_of(old, "leg1")
+    sent_before = len(phone.requests)
+    assert old.ep.release("leg1") and not old.ep.release("leg1")
+    net.run(40.0)
+    assert len(phone.requests) == sent_before  # no BYE
+    assert old.events[-1].__class__.__name__ == "LegAnswered"  # and no event
+    assert old.ep.state_sizes() == dict.fromkeys(old.ep.state_sizes(), 0)
+
+    config = dataclasses.replace(make_endpoint().config, local_address=NEW_ADDR)
+    node = net.add(EpNode(SipEndpoint(config, random.Random(3))))
+    phone_accepts_reinvites(phone)
+    node.ep.recover("leg1", saved, recovery_offer(saved, NEW_ADDR[0], 31000, CODECS, None), net.now)
+    net.flush()
+    assert isinstance(node.last(), LegRecovered)

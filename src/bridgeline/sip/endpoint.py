@@ -32,7 +32,7 @@ from .option_tags import unsupported_tags
 from .outbound import Outbound
 from .recovery import RECOVERY_TIMER, Recoveries
 from .reliable_provisional import PRACK_TIMER, ReliableProvisionals
-from .saved_dialog import SavedDialog, save_dialog
+from .saved_dialog import SavedDialog
 from .sdp import SessionDescription
 from .session_timer import Refusal, SessionTimers
 from .stream_framing import FramingError
@@ -310,20 +310,22 @@ class SipEndpoint:
         """These saved dialogs will not be recovered here: 481 for their requests from now on."""
         self._core.recoveries.forget(dialog_ids)
 
+    def release(self, leg_id: str) -> bool:
+        """Forget a leg without a word to its peer (no BYE, no event): another node has taken its
+        call over and will recover it. Its transactions are abandoned. False for an unknown leg."""
+        core = self._core
+        leg = core.legs.get(leg_id)
+        if leg is None:
+            return False
+        for key in list(leg.keys):
+            core.tl.abandon(key)
+        core.drop(leg)
+        return True
+
     def saved_dialog(self, leg_id: str) -> SavedDialog | None:
         """The leg's dialog as a plain value, once it is confirmed with a session; else None."""
         leg = self._core.legs.get(leg_id)
-        if leg is None or leg.state is not LegState.CONFIRMED or leg.dialog is None or leg.local_sdp is None:
-            return None
-        timer = leg.session_timer
-        return save_dialog(
-            outbound=leg.outbound,
-            dialog=leg.dialog,
-            peer=leg.peer,
-            local_sdp=leg.local_sdp,
-            srtp=leg.srtp,
-            session_interval=timer.interval if timer is not None else None,
-        )
+        return None if leg is None else self._core.recoveries.export(leg)
 
     def take_changed_dialogs(self) -> list[str]:
         """Legs whose `saved_dialog` may have changed since the last call (answered, CSeq, target,

@@ -27,7 +27,7 @@ from .endpoint_core import ALLOW, uri_address
 from .events import EndReason, LegEnded, LegRecovered
 from .message import Request, Response
 from .offer_answer import NegotiationError, read_answer
-from .saved_dialog import SavedDialog
+from .saved_dialog import SavedDialog, save_dialog
 from .sdp import SdpParseError, SessionDescription, parse_sdp
 from .session_timer import request_headers
 from .syntax import SipParseError, quotable
@@ -72,6 +72,21 @@ class Recoveries:
 
     def expected(self) -> int:
         return len(self._expected)
+
+    # --- saving ---------------------------------------------------------------------------------
+
+    def export(self, leg: CallLeg) -> SavedDialog | None:
+        if leg.state is not LegState.CONFIRMED or leg.dialog is None or leg.local_sdp is None:
+            return None
+        timer = leg.session_timer
+        return save_dialog(
+            outbound=leg.outbound,
+            dialog=leg.dialog,
+            peer=leg.peer,
+            local_sdp=leg.local_sdp,
+            srtp=leg.srtp,
+            session_interval=timer.interval if timer is not None else None,
+        )
 
     # --- recovering ------------------------------------------------------------------------------
 

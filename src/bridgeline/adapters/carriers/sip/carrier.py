@@ -346,6 +346,11 @@ class SipCarrier:
         signal = LegFailed(request.leg_id, LeaveReason.FAILED)
         asyncio.get_running_loop().call_soon(self._signal, request.conference_id, signal)
 
+    def release(self, leg_id: str) -> None:
+        """Forget a leg whose conference another node took over: no BYE, its dialog stays saved."""
+        self.refers.leg_gone(leg_id)
+        self.recovery.release(leg_id)
+
     def conference_ended(self, conference_id: str) -> None:
         self.media.set_routes(conference_id, (), MusicSources())
 

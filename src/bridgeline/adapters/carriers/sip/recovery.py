@@ -89,6 +89,11 @@ class DialogKeeper:
         if leg_id in self._written or self._pending.get(leg_id) is not None:
             self._queue(leg_id, None)
 
+    def release(self, leg_id: str) -> None:
+        """Stop keeping this leg's dialog without deleting it (its call moved to another node)."""
+        self._pending.pop(leg_id, None)
+        self._written.pop(leg_id, None)
+
     def known(self, leg_id: str, saved: SavedDialog) -> None:
         """A dialog read back from the store: the store holds it already."""
         self._written[leg_id] = saved
@@ -209,6 +214,16 @@ class CallRecovery:
         self._preloaded.pop(leg_id, None)
         if self.keeper is not None:
             self.keeper.forget(leg_id)
+
+    def release(self, leg_id: str) -> None:
+        """Another node owns the leg's conference now: forget the leg here without BYE, free its
+        RTP port, and leave its saved dialog in the store for the new owner to recover."""
+        self._preloaded.pop(leg_id, None)
+        if self.keeper is not None:
+            self.keeper.release(leg_id)
+        self._endpoint.release(leg_id)
+        self._media.close_leg(leg_id)
+        self._hooks.legs.pop(leg_id, None)
 
     def restore(self, request: LegRequest) -> None:
         """Take an answered leg back from its saved dialog; report it hung up when there is none."""
