@@ -78,12 +78,18 @@ class Recoveries:
     def export(self, leg: CallLeg) -> SavedDialog | None:
         if leg.state is not LegState.CONFIRMED or leg.dialog is None or leg.local_sdp is None:
             return None
+        # The codec in use: the negotiated one, else (an inbound leg before any re-offer) the first
+        # of our answer, which is the one agreed.
+        codec = leg.media.codec if leg.media is not None else leg.codecs[0] if leg.codecs else None
+        if codec is None:
+            return None
         timer = leg.session_timer
         return save_dialog(
             outbound=leg.outbound,
             dialog=leg.dialog,
             peer=leg.peer,
             local_sdp=leg.local_sdp,
+            codec=codec,
             srtp=leg.srtp,
             session_interval=timer.interval if timer is not None else None,
         )

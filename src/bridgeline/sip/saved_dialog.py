@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from .call_leg import local_codecs
 from .dialog import Dialog, DialogId
 from .headers import NameAddress, parse_name_address
 from .offer_answer import Codec, make_offer
@@ -158,14 +157,13 @@ def save_dialog(
     dialog: Dialog,
     peer: Destination,
     local_sdp: SessionDescription,
+    codec: Codec,
     srtp: SrtpParams | None,
     session_interval: int | None,
 ) -> SavedDialog | None:
-    """The saved form of a confirmed dialog; None when our SDP names no audio codec. The codec is
-    the first of our latest SDP's audio stream: in an answer, the one agreed; in an offer, ours."""
+    """The saved form of a confirmed dialog; None when our SDP has no active audio stream."""
     audio = next((m for m in local_sdp.media if m.media == "audio" and m.port != 0), None)
-    codecs = local_codecs(local_sdp)
-    if audio is None or not codecs:
+    if audio is None:
         return None
     origin = local_sdp.origin
     return SavedDialog(
@@ -179,7 +177,7 @@ def save_dialog(
         remote_seq=dialog.remote_seq,
         peer=peer,
         origin=Origin(origin.username, origin.session_id, origin.version),
-        codec=codecs[0],
+        codec=codec,
         srtp_suite=srtp.suite if srtp else None,
         srtp_required=audio.proto.upper() == SAVP,
         session_interval=session_interval,
