@@ -115,6 +115,11 @@ async def test_a_leg_saved_by_one_carrier_is_recovered_by_another_which_can_hang
         await until(lambda: second is not None and second.stats()["recoveries_succeeded"] == 1, "recovery")
         assert any(isinstance(e, MediaUpdated) for e in phone.events)  # the re-INVITE's new offer
         await until(lambda: store.rows.get("leg-1", {}).get("local_seq", 0) > 100, "the new CSeq saved")
+        second.restore(request, answered=True)  # told twice (a takeover racing a start): no harm
+        await asyncio.sleep(0.1)
+        assert second.stats()["recoveries_started"] == 1 and not any(
+            isinstance(signal, LegHungUp) for _, signal in signals
+        )
 
         second.drop("leg-1", LeaveReason.HANGUP)  # the new owner hangs up: its BYE ends the phone's call
         await until(lambda: any(isinstance(e, LegEnded) for e in phone.events), "the phone's call ended")

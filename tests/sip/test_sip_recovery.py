@@ -389,3 +389,22 @@ def test_a_released_leg_is_forgotten_without_a_word_and_the_new_owner_takes_it()
     node.ep.recover("leg1", saved, recovery_offer(saved, NEW_ADDR[0], 31000, CODECS, None), net.now)
     net.flush()
     assert isinstance(node.last(), LegRecovered)
+
+
+NESTED_KEYS = [("peer", k) for k in ("transport", "host", "port", "tls_name")]
+NESTED_KEYS += [("origin", k) for k in ("username", "session_id", "version")]
+NESTED_KEYS += [("codec", k) for k in ("encoding", "clock_rate", "payload_type", "channels", "fmtp")]
+
+
+@given(saved_dialogs, st.sampled_from(NESTED_KEYS), json_values)
+def test_a_damaged_part_of_a_saved_dialog_is_refused_with_its_own_error(
+    saved: SavedDialog, path: tuple[str, str], value: object
+) -> None:
+    raw = saved.to_json()
+    outer, inner = path
+    raw[outer] = {**raw[outer], inner: value}
+    try:
+        read = SavedDialog.from_json(raw)
+    except SavedDialogError:
+        return
+    assert read.to_json()[outer][inner] == value

@@ -105,6 +105,9 @@ class SavedDialog:
             if raw["format"] != FORMAT:
                 raise SavedDialogError(f"saved dialog format {raw['format']!r}, expected {FORMAT}")
             peer, origin, codec = raw["peer"], raw["origin"], raw["codec"]
+            transport = Transport(peer["transport"])
+            if peer["tls_name"] is not None and transport is not Transport.TLS:
+                raise SavedDialogError("a TLS name for a peer not reached over TLS")
             saved = cls(
                 outbound=_bool(raw["outbound"]),
                 call_id=_text(raw["call_id"]),
@@ -115,10 +118,10 @@ class SavedDialog:
                 local_seq=_int(raw["local_seq"], 0, 2**31 - 1),
                 remote_seq=None if raw["remote_seq"] is None else _int(raw["remote_seq"], 0, 2**32 - 1),
                 peer=destination(
-                    Transport(peer["transport"]),
+                    transport,
                     _text(peer["host"]),
                     _int(peer["port"], 1, 65535),
-                    tls_name=peer["tls_name"],
+                    tls_name=_optional_text(peer["tls_name"]),
                 ),
                 origin=Origin(
                     _text(origin["username"]), _digits(origin["session_id"]), _digits(origin["version"])
@@ -128,7 +131,7 @@ class SavedDialog:
                     _int(codec["clock_rate"], 1),
                     _int(codec["payload_type"], 0, 127),
                     _int(codec["channels"], 1, 8),
-                    codec["fmtp"],
+                    _optional_text(codec["fmtp"]),
                 ),
                 srtp_suite=None if raw["srtp_suite"] is None else CryptoSuite(raw["srtp_suite"]),
                 srtp_required=_bool(raw["srtp_required"]),
@@ -210,6 +213,10 @@ def _text(value: object) -> str:
     return value
 
 
+def _optional_text(value: object) -> str | None:
+    return None if value is None else _text(value)
+
+
 def _int(value: object, low: int, high: int | None = None) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
         raise SavedDialogError(f"integer out of range: {value!r}"[:80])
@@ -220,6 +227,8 @@ def _int(value: object, low: int, high: int | None = None) -> int:
 
 def _digits(value: object) -> int:
     if not isinstance(value, str) or not value.isascii() or not value.isdigit() or len(value) > 40:
+        raise SavedDialogError(f"expected a decimal number, got {value!r}"[:80])
+    if value != str(int(value)):  # as written: no leading zero
         raise SavedDialogError(f"expected a decimal number, got {value!r}"[:80])
     return int(value)
 

@@ -190,7 +190,10 @@ class CallRecovery:
         if self.keeper is None:
             return
         self.keeper.start()
-        self._preloaded = await self.keeper.load_all()
+        try:
+            self._preloaded = await self.keeper.load_all()
+        except Exception as exc:  # the server starts anyway; each restore reads its own row then
+            log.warning("sip_dialogs_unreadable", error=repr(exc)[:300])
         self._endpoint.expect_recoveries([s.dialog_id for s in self._preloaded.values()], now)
 
     async def stop(self, hung_up: Sequence[str]) -> None:
@@ -245,6 +248,9 @@ class CallRecovery:
 
     def _recover(self, request: LegRequest, saved: SavedDialog | None) -> None:
         hooks, leg_id = self._hooks, request.leg_id
+        if leg_id in hooks.legs:
+            log.info("sip_recovery_skipped", leg_id=leg_id, reason="the leg is live here")
+            return
         transport = hooks.transport()
         if saved is None or transport is None:
             log.info("sip_recovery_impossible", leg_id=leg_id, saved=saved is not None)
