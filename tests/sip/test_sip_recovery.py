@@ -408,3 +408,21 @@ def test_a_damaged_part_of_a_saved_dialog_is_refused_with_its_own_error(
     except SavedDialogError:
         return
     assert read.to_json()[outer][inner] == value
+
+
+def test_a_dialog_reports_the_changes_a_saved_copy_holds() -> None:
+    net = Net()
+    node = net.add(EpNode(make_endpoint()))
+    phone = net.add(Phone(PHONE_ADDR))
+    answered_outbound(net, node, phone)
+    dialog = node.ep._core.legs["leg1"].dialog
+    assert dialog is not None
+    changes: list[int] = []
+    dialog.on_change = lambda: changes.append(dialog.local_seq)
+    dialog.create_request("INFO", via=node.ep._core.via())  # our CSeq moves on
+    assert changes == [2]
+    refresh = phone.in_dialog("UPDATE")  # the same Contact: no change of target
+    assert dialog.receive_request(refresh) and changes == [2]
+    moved = phone.in_dialog("UPDATE")
+    moved.headers.set("Contact", "<sip:alice@198.51.100.8:5099>")  # the phone moved
+    assert dialog.receive_request(moved) and len(changes) == 2  # a target refresh
