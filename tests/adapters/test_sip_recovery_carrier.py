@@ -5,6 +5,7 @@ another port restores it with a re-INVITE to a phone (a SipEndpoint on its own U
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import socket
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from bridgeline.sip.events import (
     TrunkConfig,
 )
 from bridgeline.sip.offer_answer import answer_offer
+from bridgeline.sip.refer_policy import LegKind
 
 
 def free_udp_port() -> int:
@@ -111,8 +113,13 @@ async def test_a_leg_saved_by_one_carrier_is_recovered_by_another_which_can_hang
 
         second = carrier(store, signals)
         await second.start()
+        # The member as the conference knows it: a number dialled through a trunk, say (the saved
+        # dialog says where the call is; the address says who is on it, for REFER's transferors).
+        request = dataclasses.replace(request, to="+14155550100")
         second.restore(request, answered=True)
         await until(lambda: second is not None and second.stats()["recoveries_succeeded"] == 1, "recovery")
+        leg = second._legs["leg-1"]
+        assert (leg.kind, leg.inbound, leg.answered) == (LegKind.TRUNK, False, True)
         assert any(isinstance(e, MediaUpdated) for e in phone.events)  # the re-INVITE's new offer
         await until(lambda: store.rows.get("leg-1", {}).get("local_seq", 0) > 100, "the new CSeq saved")
         second.restore(request, answered=True)  # told twice (a takeover racing a start): no harm

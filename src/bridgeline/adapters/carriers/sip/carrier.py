@@ -120,7 +120,7 @@ class SipCarrier:
         self.media.on_dtmf(self._on_dtmf)
         hooks = CarrierHooks(
             self._legs, lambda: self._transport, self._signal, self._finish, self._connect_media,
-            self._media_unusable, self._spawn,
+            self._media_unusable, self._spawn, lambda to: self._kind_of(self._target(to)),
         )  # fmt: skip
         self.recovery = CallRecovery(
             self.endpoint, self.media, dialogs, hooks, offer_host=settings.rtp.sdp_host, codecs=self._codecs

@@ -33,6 +33,7 @@ from bridgeline.core.model import LeaveReason
 from bridgeline.sip import events as sip
 from bridgeline.sip.endpoint import SipEndpoint
 from bridgeline.sip.offer_answer import Codec, MediaParams
+from bridgeline.sip.refer_policy import LegKind
 from bridgeline.sip.saved_dialog import SavedDialog, SavedDialogError, recovery_offer
 from bridgeline.sip.sdes import KEY_LENGTH
 
@@ -161,6 +162,7 @@ class CarrierHooks:
     connect_media: Callable[[str, MediaParams], bool]
     media_unusable: Callable[[str], None]
     spawn: Callable[[Coroutine[Any, Any, None]], None]
+    kind_of: Callable[[str], LegKind]  # who a member address is (REFER's transferors)
 
 
 class CallRecovery:
@@ -258,7 +260,8 @@ class CallRecovery:
             return
         if self.keeper is not None:
             self.keeper.known(leg_id, saved)
-        hooks.legs[leg_id] = SipLeg(request.conference_id, inbound=not saved.outbound, answered=True)
+        kind = hooks.kind_of(request.to)
+        hooks.legs[leg_id] = SipLeg(request.conference_id, not saved.outbound, True, kind=kind)
         try:
             port = self._media.open_leg(leg_id)
             key = os.urandom(KEY_LENGTH) if saved.srtp_suite is not None else None
