@@ -426,3 +426,32 @@ def test_a_dialog_reports_the_changes_a_saved_copy_holds() -> None:
     moved = phone.in_dialog("UPDATE")
     moved.headers.set("Contact", "<sip:alice@198.51.100.8:5099>")  # the phone moved
     assert dialog.receive_request(moved) and len(changes) == 2  # a target refresh
+
+
+def test_an_opus_call_offers_opus_first_again_with_our_parameters_and_its_number() -> None:
+    from bridgeline.sip.offer_answer import OPUS
+
+    saved = SavedDialog.from_json(
+        SavedDialog(
+            outbound=True,
+            call_id="c@h",
+            local="<sip:a@h>;tag=1",
+            remote="<sip:b@h>;tag=2",
+            remote_target="sip:b@h",
+            route_set=(),
+            local_seq=1,
+            remote_seq=None,
+            peer=PHONE_ADDR,
+            origin=Origin("-", 1, 1),
+            codec=dataclasses.replace(OPUS, payload_type=96, fmtp="useinbandfec=1"),  # as agreed
+            srtp_suite=None,
+            srtp_required=False,
+            session_interval=None,
+        ).to_json()
+    )
+    offer = recovery_offer(saved, "192.0.2.20", 32000, (*CODECS, OPUS), None)
+    audio = offer.media[0]
+    assert audio.formats[0] == "96"  # the number the call agreed on
+    assert audio.rtpmap("96") == OPUS.rtpmap
+    assert audio.fmtp("96") == OPUS.fmtp  # what we want to receive, not the peer's answer
+    assert str(OPUS.payload_type) not in audio.formats  # offered once

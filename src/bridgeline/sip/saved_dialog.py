@@ -10,6 +10,7 @@ using a master key again with the same index).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -191,9 +192,13 @@ def recovery_offer(
     saved: SavedDialog, ip: str, port: int, codecs: Sequence[Codec], srtp_key: bytes | None
 ) -> SessionDescription:
     """Our re-offer for a recovered leg (RFC 3264 8): our new RTP address, the same o= session id
-    with the version raised, the codec in use first (with its agreed payload type), then the others
+    with the version raised, the codec in use first (our parameters, its agreed payload type), then the others
     of `codecs`; an encrypted call offers its suite again with `srtp_key` (fresh, see module doc)."""
     current = saved.codec
+    # Our own entry for it (our fmtp says what we want to receive), under the agreed number.
+    ours = next((c for c in codecs if c.matches(current.rtpmap)), None)
+    if ours is not None:
+        current = dataclasses.replace(ours, payload_type=current.payload_type)
     ordered = [current] + [
         c for c in codecs if not c.matches(current.rtpmap) and c.payload_type != current.payload_type
     ]
