@@ -107,7 +107,7 @@ async def test_a_leg_saved_by_one_carrier_is_recovered_by_another_which_can_hang
         first.dial(request)
         await until(lambda: ("conf-1", LegAnswered("leg-1")) in signals, "the answer")
         await until(lambda: "leg-1" in store.rows, "the saved dialog")
-        first.release("leg-1")  # its conference moved: no BYE, the row stays
+        first.release_conference("conf-1")  # it moved: no BYE, the row stays
         await first.stop()
         assert "leg-1" in store.rows and store.rows["leg-1"]["local_seq"] == 1
 

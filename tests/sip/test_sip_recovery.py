@@ -377,7 +377,7 @@ def test_a_released_leg_is_forgotten_without_a_word_and_the_new_owner_takes_it()
     answered_outbound(net, old, phone)
     saved = saved_of(old, "leg1")
     sent_before = len(phone.requests)
-    assert old.ep.release("leg1") and not old.ep.release("leg1")
+    assert old.ep.forget("leg1") and not old.ep.forget("leg1")
     net.run(40.0)
     assert len(phone.requests) == sent_before  # no BYE
     assert old.events[-1].__class__.__name__ == "LegAnswered"  # and no event

@@ -238,6 +238,18 @@ class SipEndpoint:
         self._pump(now)
         return True
 
+    def forget(self, leg_id: str) -> bool:
+        """Drop a leg without a word to its peer (no BYE, no event): another node took its call over.
+        False for a leg that is unknown."""
+        core = self._core
+        leg = core.legs.get(leg_id)
+        if leg is None:
+            return False
+        for key in list(leg.keys):
+            core.tl.abandon(key)  # nothing more goes out for it: the new owner speaks for the call
+        core.drop(leg)
+        return True
+
     def answer_incoming(self, leg_id: str, answer_sdp: SessionDescription, now: float) -> bool:
         """200 OK with answer_sdp. False if the call is gone (cancelled meanwhile) or answered."""
         leg = self._core.legs.get(leg_id)
@@ -309,18 +321,6 @@ class SipEndpoint:
     def forget_recoveries(self, dialog_ids: Iterable[DialogId]) -> None:
         """These saved dialogs will not be recovered here: 481 for their requests from now on."""
         self._core.recoveries.forget(dialog_ids)
-
-    def release(self, leg_id: str) -> bool:
-        """Forget a leg without a word to its peer (no BYE, no event): another node has taken its
-        call over and will recover it. Its transactions are abandoned. False for an unknown leg."""
-        core = self._core
-        leg = core.legs.get(leg_id)
-        if leg is None:
-            return False
-        for key in list(leg.keys):
-            core.tl.abandon(key)
-        core.drop(leg)
-        return True
 
     def saved_dialog(self, leg_id: str) -> SavedDialog | None:
         """The leg's dialog as a plain value, once it is confirmed with a session; else None."""

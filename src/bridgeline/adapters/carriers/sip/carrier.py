@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 import structlog
 
@@ -84,6 +84,7 @@ class SipCarrier:
         self._transport: SipUdpTransport | None = None
         self._streams: SipStreamTransport | None = None
         self._legs: dict[str, SipLeg] = {}
+        self._fenced: Callable[[], bool] = lambda: False
         self._sink: SignalSink | None = None
         self._inbound: InboundHandler | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -153,12 +154,20 @@ class SipCarrier:
         """Who applies the cold transfers members' phones ask for with REFER."""
         self.refers.bind(handler)
 
+    def fence(self, fenced: Callable[[], bool]) -> None:
+        """Send no RTP and no SIP while `fenced()` (the node's lease does not hold: docs/cluster.md)."""
+        self._fenced = fenced
+        self.media.fence(fenced)
+        if self._transport is not None:
+            self._transport.fenced = fenced
+
     async def start(self) -> None:
         await self.media.start()
         host, port = self.settings.listen_address
         self._transport = await SipUdpTransport.listen(self.endpoint, self._on_event, host, port)
         self._transport.on_flushed = self.recovery.save_changed
         await self.recovery.start(self._transport.now)  # saved dialogs: held until restored
+        self._transport.fenced = self._fenced
         self._transport.flush()  # arms the endpoint's first deadline (the trunk's first keepalive)
         log.info("sip_listening", host=host, port=port, rtp=self.settings.rtp.ports)
         self._streams = await start_streams(self.settings, self._transport)  # TCP and TLS
@@ -346,13 +355,17 @@ class SipCarrier:
         signal = LegFailed(request.leg_id, LeaveReason.FAILED)
         asyncio.get_running_loop().call_soon(self._signal, request.conference_id, signal)
 
-    def release(self, leg_id: str) -> None:
-        """Forget a leg whose conference another node took over: no BYE, its dialog stays saved."""
-        self.refers.leg_gone(leg_id)
-        self.recovery.release(leg_id)
-
     def conference_ended(self, conference_id: str) -> None:
         self.media.set_routes(conference_id, (), MusicSources())
+
+    def release_conference(self, conference_id: str) -> None:
+        """Another node owns the conference now: forget its legs' dialogs and RTP without a BYE (the new
+        owner recovers them from the dialog state kept in the store)."""
+        self.media.set_routes(conference_id, (), MusicSources())
+        for leg_id, leg in list(self._legs.items()):
+            if leg.conference_id == conference_id:
+                self.refers.leg_gone(leg_id)
+                self.recovery.release(leg_id)  # endpoint and RTP port; its saved dialog stays stored
 
     def adopt(self, leg_id: str, conference_id: str) -> None:
         """An accepted inbound leg now belongs to a conference."""

@@ -226,7 +226,7 @@ class CallRecovery:
         self._preloaded.pop(leg_id, None)
         if self.keeper is not None:
             self.keeper.release(leg_id)
-        self._endpoint.release(leg_id)
+        self._endpoint.forget(leg_id)
         self._media.close_leg(leg_id)
         self._hooks.legs.pop(leg_id, None)
 
