@@ -12,7 +12,7 @@ import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import structlog
@@ -43,6 +43,9 @@ from bridgeline.app.retention import DAY, Pruner
 from bridgeline.app.runs import RunService
 from bridgeline.app.service import ConferenceService
 from bridgeline.config import Credentials, Settings, load_or_create_credentials
+
+if TYPE_CHECKING:
+    from bridgeline.adapters.carriers.sip.recovery import DialogStore
 
 # Files the process needs besides HTTP connections: store, SIP and RTP sockets, logs.
 FILES_BESIDES_CONNECTIONS = 1024
@@ -143,7 +146,7 @@ def egress_policy(settings: Settings) -> EgressPolicy:
     return EgressPolicy.from_settings(settings.egress_profile, settings.egress_allow, settings.egress_deny)
 
 
-def make_carrier(settings: Settings, phone_book: PhoneBook) -> Carrier:
+def make_carrier(settings: Settings, phone_book: PhoneBook, dialogs: DialogStore | None = None) -> Carrier:
     if settings.carrier == "sim":
         return SimCarrier(
             phone_book, answer_delay_ms=settings.sim_answer_delay_ms, playback_ms=settings.sim_playback_ms
@@ -161,7 +164,8 @@ def make_carrier(settings: Settings, phone_book: PhoneBook) -> Carrier:
             cache_bytes=settings.media_cache_bytes,
             egress=egress_policy(settings),
         )
-        return SipCarrier(load_sip_settings(settings.sip_config, listen=settings.sip_listen), media=media)
+        sip = load_sip_settings(settings.sip_config, listen=settings.sip_listen)
+        return SipCarrier(sip, media=media, dialogs=dialogs)  # answered legs' dialogs: recoverable
     raise ValueError(f"unknown carrier {settings.carrier!r} (available: sim, sip)")
 
 
@@ -210,7 +214,8 @@ async def build(settings: Settings) -> Bridgeline:
     await store.migrate()
     if await store.get_account(credentials.auth_id) is None:
         await store.put_account(Account(credentials.auth_id, credentials.auth_token, time.time()))
-    carrier = make_carrier(settings, phone_book=store)  # the sim carrier keeps its phones in the store
+    # The sim carrier keeps its phones in the store, the SIP carrier its answered legs' dialogs.
+    carrier = make_carrier(settings, phone_book=store, dialogs=store)
     # Commits are fenced as this node's current epoch (the node registers in start(), before any input).
     conferences = ConferenceService(store, carrier, owner=lambda: node.owner())
     node = ClusterNode(store, store, conferences, cluster_settings(settings, carrier))

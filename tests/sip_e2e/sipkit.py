@@ -289,6 +289,24 @@ class SipServer:
         self.sip_port = self.ports.take()
         self.rtp_low = self.ports.take(self.rtp_ports, even=True)
         self.port = self.ports.take()
+        self._launch()
+
+    def kill(self) -> None:
+        """kill -9: the server's process group dies at once (no BYE, nothing flushed or closed)."""
+        assert self.proc is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def restart(self, *, sip_port: int | None = None) -> None:
+        """Start again on the same data directory, HTTP port and RTP range; `sip_port`: listen for
+        SIP elsewhere (another node's address) instead of the same port."""
+        assert self.proc is not None and not self.proc.running, "stop or kill the server first"
+        if sip_port is not None:
+            self.sip_port = sip_port
+        self._launch()
+
+    def _launch(self) -> None:
         config = {
             "listen": self.sip_address,
             **self.config,

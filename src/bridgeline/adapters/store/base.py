@@ -57,8 +57,9 @@ class Write:
 class SqlStore(ABC):
     """A store over a SQL database; subclasses supply connections, transactions and migration locking.
 
-    It provides every part of the app's `Store` (app/ports.py) and the sim carrier's `PhoneBook`
-    (adapters/carriers/sim/phones.py), structurally: it imports neither side's protocols.
+    It provides every part of the app's `Store` (app/ports.py), the sim carrier's `PhoneBook`
+    (adapters/carriers/sim/phones.py) and the SIP carrier's `DialogStore`
+    (adapters/carriers/sip/recovery.py), structurally: it imports none of their protocols.
     """
 
     dialect: Dialect
@@ -469,3 +470,20 @@ class SqlStore(ABC):
     async def list_sim_phones(self) -> dict[tuple[str, str], JSON]:
         rows = await self._read(sql.SELECT_SIM_PHONES)
         return {(auth_id, address): sql.load_json(text) for auth_id, address, text in rows}
+
+    # --- saved SIP dialogs: the SIP carrier's DialogStore ---
+
+    async def put_sip_dialog(self, leg_id: str, conference_id: str, dialog: JSON, saved_at: float) -> None:
+        row = (leg_id, conference_id, sql.dump_json(dialog), float(saved_at))
+        await self._write_one(sql.UPSERT_SIP_DIALOG, row)
+
+    async def get_sip_dialog(self, leg_id: str) -> JSON | None:
+        row = await self._read_one(sql.SELECT_SIP_DIALOG, (leg_id,))
+        return None if row is None else sql.load_json(row[0])
+
+    async def list_sip_dialogs(self) -> dict[str, JSON]:
+        return {leg_id: sql.load_json(text) for leg_id, text in await self._read(sql.SELECT_SIP_DIALOGS)}
+
+    async def delete_sip_dialogs(self, leg_ids: Sequence[str]) -> None:
+        if leg_ids:
+            await self._write([Write(sql.DELETE_SIP_DIALOG, [(leg_id,) for leg_id in leg_ids])])

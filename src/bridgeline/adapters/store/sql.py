@@ -347,6 +347,11 @@ UPSERT_SIM_PHONE = _upsert(
 )
 SELECT_SIM_PHONES = "SELECT auth_id, address, behaviour FROM sim_phones ORDER BY auth_id, address"
 
+UPSERT_SIP_DIALOG = _upsert("sip_dialogs", ("leg_id", "conference_id", "dialog", "saved_at"), "leg_id")
+SELECT_SIP_DIALOG = "SELECT dialog FROM sip_dialogs WHERE leg_id = ?"
+SELECT_SIP_DIALOGS = "SELECT leg_id, dialog FROM sip_dialogs ORDER BY leg_id"
+DELETE_SIP_DIALOG = "DELETE FROM sip_dialogs WHERE leg_id = ?"
+
 
 # --- records <-> rows -----------------------------------------------------------------------------------
 
