@@ -90,6 +90,8 @@ def _address(name: str) -> int:
 _PROTECT: Final = _address("srtp_protect")
 _UNPROTECT: Final = _address("srtp_unprotect")
 _UNPROTECT_RTCP: Final = _address("srtp_unprotect_rtcp")
+_OUTBOUND: Final = pylibsrtp.Policy.SSRC_ANY_OUTBOUND
+_INBOUND: Final = pylibsrtp.Policy.SSRC_ANY_INBOUND
 
 
 class SrtpContext:
@@ -115,10 +117,6 @@ class SrtpContext:
         if keys.remote_key != self.keys.remote_key:
             self.keys = SrtpKeys(self.keys.suite, self.keys.local_key, keys.remote_key)
             self._set_inbound(keys.remote_key)
-
-
-_OUTBOUND: Final = pylibsrtp.Policy.SSRC_ANY_OUTBOUND
-_INBOUND: Final = pylibsrtp.Policy.SSRC_ANY_INBOUND
 
 
 def _processor(function: int, session: pylibsrtp.Session) -> Processor:
