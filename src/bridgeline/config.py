@@ -68,6 +68,10 @@ class Settings:
     auth_cache_seconds: float = 5.0  # a changed or removed account is noticed within this time
     auth_failure_rate: float = 2.0  # failed logins per second a source IP earns back
     auth_failure_burst: int = 100  # failed logins a source IP may make at once; then 429
+    # --- safe retries: Idempotency-Key (issue #12; docs/semantics.md, docs/security.md) ---
+    idempotency_ttl_s: float = 86_400.0  # a key and its answer are kept this long, then pruned
+    idempotency_key_max_length: int = 255  # characters of a key; longer: 400
+    idempotency_lock_s: float = 60.0  # an unanswered key older than this is taken for abandoned
 
     def __post_init__(self) -> None:
         for name in EDGE_SETTINGS:
@@ -109,6 +113,9 @@ EDGE_SETTINGS: dict[str, type[int] | type[float]] = {
     "auth_cache_seconds": float,
     "auth_failure_rate": float,
     "auth_failure_burst": int,
+    "idempotency_ttl_s": float,
+    "idempotency_key_max_length": int,
+    "idempotency_lock_s": float,
 }
 
 # Every setting read from the environment as BRIDGELINE_<FIELD NAME IN CAPITALS>, with its type.

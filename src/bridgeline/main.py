@@ -24,6 +24,7 @@ from bridgeline.adapters.egress import EgressPolicy
 from bridgeline.adapters.http.app import BridgelineApi
 from bridgeline.adapters.http.auth import Authenticator, AuthSettings
 from bridgeline.adapters.http.context import AppContext
+from bridgeline.adapters.http.idempotency import IdempotentRequests, RetrySettings
 from bridgeline.adapters.http.metrics import Metrics, Source
 from bridgeline.adapters.http.server import HttpLimits, guarded_protocol
 from bridgeline.adapters.store import open_store
@@ -187,7 +188,11 @@ async def build(settings: Settings) -> Bridgeline:
         store,
         AuthSettings(settings.auth_cache_seconds, settings.auth_failure_rate, settings.auth_failure_burst),
     )
+    retries = IdempotentRequests(store, retry_settings(settings))
     metrics = Metrics(reader=credentials.auth_id)
+    metrics.add(
+        Source("idempotency", retries.stats, counters=frozenset({"requests"}), labels={"requests": "outcome"})
+    )
     metrics.add(Source("auth", authenticator.stats, counters=frozenset({"failed", "throttled"})))
     metrics.add(Source("events", hub.stats, counters=frozenset({"refused_streams"})))
     metrics.add(Source("conferences", lambda: {"live": conferences.live_count}))
@@ -214,6 +219,7 @@ async def build(settings: Settings) -> Bridgeline:
         authenticator=authenticator,
         phlos=phlos,
         sim=sim,
+        retries=retries,
         hub=hub,
         metrics=metrics,
     )
@@ -226,11 +232,20 @@ async def build(settings: Settings) -> Bridgeline:
     )
 
 
+def retry_settings(settings: Settings) -> RetrySettings:
+    return RetrySettings(
+        ttl_s=settings.idempotency_ttl_s,
+        max_key_length=settings.idempotency_key_max_length,
+        lock_s=settings.idempotency_lock_s,
+    )
+
+
 def make_pruner(settings: Settings, store: RetentionStore) -> Pruner:
     return Pruner(
         store,
         conference_retention=settings.retention_days * DAY,
         run_retention=settings.run_retention_days * DAY,
+        idempotency_retention=settings.idempotency_ttl_s,
         batch=settings.prune_batch,
         interval=settings.prune_interval,
     )

@@ -56,10 +56,12 @@ class RtpPeer(ToneSender, asyncio.DatagramProtocol):
         self.ts = 50_000
 
     @classmethod
-    async def open(cls, freq: float | tuple[float, ...] | None, *, payload_type: int = g711.PCMU) -> RtpPeer:
+    async def open(
+        cls, freq: float | tuple[float, ...] | None, *, payload_type: int = g711.PCMU, host: str = "127.0.0.1"
+    ) -> RtpPeer:
         loop = asyncio.get_running_loop()
         _, peer = await loop.create_datagram_endpoint(
-            lambda: cls(freq, payload_type=payload_type), local_addr=("127.0.0.1", 0)
+            lambda: cls(freq, payload_type=payload_type), local_addr=(host, 0)
         )
         return peer
 
@@ -138,9 +140,9 @@ async def until(condition: Callable[[], bool], within: float = 3.0) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def peers(*specs: tuple[float | None, int]) -> AsyncIterator[list[RtpPeer]]:
-    """Open RtpPeers for (freq, payload_type) pairs and close them afterwards."""
-    opened = [await RtpPeer.open(freq, payload_type=pt) for freq, pt in specs]
+async def peers(*specs: tuple[float | None, int], host: str = "127.0.0.1") -> AsyncIterator[list[RtpPeer]]:
+    """Open RtpPeers for (freq, payload_type) pairs (on `host`) and close them afterwards."""
+    opened = [await RtpPeer.open(freq, payload_type=pt, host=host) for freq, pt in specs]
     try:
         yield opened
     finally:
@@ -162,19 +164,21 @@ def join(
     telephone_event_pt: int | None = 101,
     ptime_ms: int = 20,
     talk: bool = True,
+    sdp_host: str | None = None,
 ) -> int:
-    """Open and connect a leg for `peer` (SDP address = the peer's socket); the peer talks back."""
+    """Open and connect a leg for `peer` (SDP address = the peer's socket, its host spelt `sdp_host`
+    if given); the peer talks back to the engine's host."""
     port = engine.open_leg(leg_id)
     engine.connect_leg(
         leg_id,
-        remote=peer.address,
+        remote=(sdp_host or peer.address[0], peer.address[1]),
         payload_type=peer.payload_type,
         telephone_event_pt=telephone_event_pt,
         send=send,
         ptime_ms=ptime_ms,
     )
     if talk:
-        peer.talk_to = ("127.0.0.1", port)
+        peer.talk_to = (engine.host, port)
     return port
 
 

@@ -2,8 +2,9 @@
 peers per test (`lab`), and what they heard.
 
 A module may define `sip_config(ports) -> dict` for its server's SIP configuration (endpoints, trunk,
-inbound numbers); `listen` and `rtp` are always filled in by the fixture. Such a module, and one that
-sets `OWN_SERVER = True` (to start it with settings of its own), gets a server of its own; the other
+inbound numbers); `listen` and `rtp` are always filled in by the fixture, on `SIP_HOST` if the module
+sets it (`"::1"`: SIP and RTP over IPv6). Such a module, and one that sets `OWN_SERVER = True` (to
+start it with settings of its own), gets a server of its own; the other
 modules share one server with the default configuration, each test placing calls of its own. When a
 test fails, the server's stderr and every peer's logs are attached to its report.
 """
@@ -22,7 +23,7 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent / "e2e"))  # e2ekit: the sim suite's HTTP and SDK helpers
 
 from e2ekit import AUTH_ID, AUTH_TOKEN  # noqa: E402
-from sipkit import Ports, ProcSet, SipServer, require_binaries  # noqa: E402
+from sipkit import LOOPBACK, Ports, ProcSet, SipServer, require_binaries  # noqa: E402
 from siplab import Lab, Tones  # noqa: E402
 
 LAB = pytest.StashKey[Lab]()
@@ -62,10 +63,12 @@ def tones(tmp_path_factory: pytest.TempPathFactory) -> Tones:
 
 
 @contextmanager
-def sip_server(root: Path, ports: Ports, config: dict[str, Any]) -> Iterator[SipServer]:
+def sip_server(
+    root: Path, ports: Ports, config: dict[str, Any], sip_host: str = LOOPBACK
+) -> Iterator[SipServer]:
     """A started server; at the end it must exit cleanly and leave no process behind."""
     procs = ProcSet(root / "logs")
-    process = SipServer(root, ports, procs, config, auth=(AUTH_ID, AUTH_TOKEN))
+    process = SipServer(root, ports, procs, config, auth=(AUTH_ID, AUTH_TOKEN), sip_host=sip_host)
     try:
         process.start()
         yield process
@@ -89,11 +92,12 @@ def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, ports: Ports
 ) -> Iterator[SipServer]:
     make_config = getattr(request.module, "sip_config", None)
-    if make_config is None and not getattr(request.module, "OWN_SERVER", False):
+    sip_host = getattr(request.module, "SIP_HOST", LOOPBACK)
+    if make_config is None and not getattr(request.module, "OWN_SERVER", False) and sip_host == LOOPBACK:
         yield request.getfixturevalue("shared_server")
         return
     config = make_config(ports) if make_config is not None else {}
-    with sip_server(tmp_path_factory.mktemp("bridgeline-sip"), ports, config) as process:
+    with sip_server(tmp_path_factory.mktemp("bridgeline-sip"), ports, config, sip_host) as process:
         yield process
 
 

@@ -23,7 +23,8 @@ HERE = Path(__file__).parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "e2e")]
 
 from e2ekit import AUTH_ID, AUTH_TOKEN  # noqa: E402
-from sipkit import Capture, Ports, ProcSet, Sipp, SipServer, require_binaries  # noqa: E402
+from pcapkit import Capture  # noqa: E402
+from sipkit import Ports, ProcSet, Sipp, SipServer, require_binaries  # noqa: E402
 from siplab import Lab, Tones  # noqa: E402
 
 

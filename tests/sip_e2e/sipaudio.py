@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import G722
 import numpy as np
 from numpy.typing import NDArray
-from sipkit import Datagram
+from pcapkit import Datagram
 
 RATE = 8000
 PCMU, PCMA, G722_PT = 0, 8, 9

@@ -1,26 +1,27 @@
 """Helpers of the SIP end-to-end suite: a real `bridgeline serve --carrier sip` process, real SIP peers
-(sipp scenarios and baresip phones), packet capture with dumpcap, and process bookkeeping.
+(sipp scenarios and baresip phones; capture is pcapkit.py), and process bookkeeping.
 
 Every process is started under `timeout` in a process group of its own, stopped by its PID at the end
-of the test that started it, and checked to be gone. Everything listens on 127.0.0.1 only, on ports
-taken from `Ports`, so tests never share a port. What each peer heard is measured in `sipaudio`.
+of the test that started it, and checked to be gone. Everything listens on 127.0.0.1 (or ::1) only,
+on ports taken from `Ports`, so tests never share a port. What each peer heard is measured in
+`sipaudio`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import queue
 import re
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from prometheus_client.parser import text_string_to_metric_families
 HERE = Path(__file__).parent
 SCENARIOS = HERE / "scenarios"
 LOOPBACK = "127.0.0.1"
+LOOPBACK6 = "::1"
 BINARIES = {
     "sipp": "/usr/bin/sipp",
     "baresip": "/usr/bin/baresip",
@@ -67,12 +69,18 @@ def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.02) 
 
 # --------------------------------------------------------------------------- ports
 def _port_free(port: int) -> bool:
-    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-        with socket.socket(socket.AF_INET, kind) as sock:
-            try:
-                sock.bind((LOOPBACK, port))
-            except OSError:
-                return False
+    """Free on 127.0.0.1 and, where the host has it, on ::1 (the IPv6 tests' peers bind there)."""
+    for family, host in ((socket.AF_INET, LOOPBACK), (socket.AF_INET6, LOOPBACK6)):
+        for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+            with socket.socket(family, kind) as sock:
+                try:
+                    sock.bind((host, port))
+                except OSError as exc:
+                    # No IPv6 loopback on this host: the IPv4 check is all there is.
+                    return family == socket.AF_INET6 and exc.errno in (
+                        errno.EADDRNOTAVAIL,
+                        errno.EAFNOSUPPORT,
+                    )
     return True
 
 
@@ -98,14 +106,18 @@ class Ports:
 
 
 def _proc_address(host: str, port: int) -> str:
-    """An IPv4 address and port as /proc/net/{udp,tcp} spell them (address bytes reversed)."""
-    return f"{bytes(reversed(socket.inet_aton(host))).hex().upper()}:{port:04X}"
+    """An address and port as /proc/net/{udp,tcp}[6] spell them: the address as 32-bit words in
+    host (little-endian) byte order."""
+    packed = socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+    words = (packed[i : i + 4] for i in range(0, len(packed), 4))
+    return f"{b''.join(bytes(reversed(w)) for w in words).hex().upper()}:{port:04X}"
 
 
 def udp_bound(port: int, host: str = "127.0.0.1") -> bool:
     """Whether some process has a UDP socket bound to host:port (or any address) on it."""
-    wanted = {_proc_address(host, port), f"00000000:{port:04X}"}
-    with open("/proc/net/udp") as table:
+    table_path = "/proc/net/udp6" if ":" in host else "/proc/net/udp"
+    wanted = {_proc_address(host, port), _proc_address("::" if ":" in host else "0.0.0.0", port)}
+    with open(table_path) as table:
         return any(line.split()[1] in wanted for line in list(table)[1:])
 
 
@@ -113,6 +125,11 @@ def tcp_listening(port: int, host: str = "127.0.0.1") -> bool:
     wanted = {_proc_address(host, port), f"00000000:{port:04X}"}
     with open("/proc/net/tcp") as table:
         return any(f[1] in wanted and f[3] == "0A" for f in (line.split() for line in list(table)[1:]))
+
+
+def uri_host(host: str) -> str:
+    """A host as a SIP URI writes it: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host else host
 
 
 # --------------------------------------------------------------------------- processes
@@ -249,6 +266,7 @@ class SipServer:
     config: dict[str, Any] = field(default_factory=dict)
     auth: tuple[str, str] = ("", "")
     rtp_ports: int = 60
+    sip_host: str = LOOPBACK  # where SIP listens, and RTP unless the config's rtp.host says otherwise
     port: int = 0
     sip_port: int = 0
     rtp_low: int = 0
@@ -261,7 +279,7 @@ class SipServer:
 
     @property
     def sip_address(self) -> str:
-        return f"{LOOPBACK}:{self.sip_port}"
+        return f"{uri_host(self.sip_host)}:{self.sip_port}"
 
     @property
     def rtp_range(self) -> range:
@@ -276,7 +294,7 @@ class SipServer:
             **self.config,
             # the test's own rtp settings (a public_host) on top of the bound host and the port range
             "rtp": {
-                "host": LOOPBACK,
+                "host": self.sip_host,
                 "ports": f"{self.rtp_range[0]}-{self.rtp_range[-1]}",
                 **self.config.get("rtp", {}),
             },
@@ -384,10 +402,12 @@ class Sipp:
         timeout_s: int = 40,
         transport: str = "u1",
         local_ip: str = LOOPBACK,
+        media_ip: str | None = None,
     ) -> None:
         self.name = name
         self.user = user or name
         self.transport = transport  # sipp's -t: u1 (UDP), t1 (one TCP connection)
+        self.local_ip = local_ip
         self.sip_port = sip_port or ports.take()
         self.media_port = ports.take(4, even=True)  # sipp binds -mp and -mp + 2 (audio, video)
         control_port = ports.take()
@@ -406,7 +426,8 @@ class Sipp:
         if service is not None:
             argv += ["-s", service]
         argv += [
-            "-i", local_ip, "-p", str(self.sip_port), "-mi", local_ip, "-mp", str(self.media_port),
+            "-i", local_ip, "-p", str(self.sip_port), "-mi", media_ip or local_ip,
+            "-mp", str(self.media_port),
             "-cp", str(control_port), "-m", str(calls), "-d", str(ring_ms), "-nostdin", "-t", transport,
             "-timeout", f"{timeout_s}s", "-timeout_error",
             "-trace_msg", "-message_file", str(self.message_file),
@@ -425,7 +446,7 @@ class Sipp:
     @property
     def uri(self) -> str:
         suffix = ";transport=tcp" if self.transport.startswith("t") else ""
-        return f"sip:{self.user}@{LOOPBACK}:{self.sip_port}{suffix}"
+        return f"sip:{self.user}@{uri_host(self.local_ip)}:{self.sip_port}{suffix}"
 
     @property
     def media_ports(self) -> set[int]:
@@ -588,108 +609,3 @@ class Baresip:
     def stop(self) -> None:
         self.control.close()
         self.proc.stop()
-
-
-# --------------------------------------------------------------------------- capture
-@dataclass(frozen=True, slots=True)
-class Datagram:
-    at: float  # capture time, seconds since the epoch (same clock as time.time())
-    src: str
-    sport: int
-    dst: str
-    dport: int
-    payload: bytes
-
-
-class Capture:
-    """dumpcap on the loopback interface, filtered on the given UDP (and TCP) ports, either direction.
-
-    dumpcap is what tshark captures with; run by itself it is capturing in ~20 ms, where tshark first
-    loads every dissector (~0.3 s), and every test starts a capture."""
-
-    def __init__(
-        self, procs: ProcSet, work: Path, name: str, ports: Iterable[int], tcp_ports: Iterable[int] = ()
-    ) -> None:
-        port_list = sorted(set(ports))
-        assert port_list, "nothing to capture"
-        self.path = work / f"{name}.pcap"
-        expression = "(udp and (" + " or ".join(f"port {p}" for p in port_list) + "))"
-        if tcp_ports:
-            expression += " or (tcp and (" + " or ".join(f"port {p}" for p in sorted(set(tcp_ports))) + "))"
-        argv = ["dumpcap", "-i", "lo", "-f", expression, "-w", str(self.path), "-P", "-q"]  # -P: libpcap
-        self.proc = procs.start(f"dumpcap-{name}", argv, timeout_s=120)
-        wait_for(
-            lambda: "Capturing on" in self.proc.stderr() or not self.proc.running,
-            20,
-            "dumpcap to start capturing",
-        )
-        if not self.proc.running:
-            raise AssertionError(f"dumpcap exited at start:\n{self.proc.tail()}")
-        self._datagrams: list[Datagram] | None = None
-
-    def stop(self) -> list[Datagram]:
-        if self._datagrams is None:
-            time.sleep(0.1)  # let the last packets reach the capture buffer
-            self.proc.stop(signal.SIGINT, grace=10)
-            self._datagrams = read_pcap(self.path)
-        return self._datagrams
-
-
-def read_pcap(path: Path) -> list[Datagram]:
-    """IPv4/UDP datagrams of a libpcap file (Ethernet, Linux cooked v1/v2, null or raw link types)."""
-    data = path.read_bytes()
-    if len(data) < 24:
-        return []
-    magic = data[:4]
-    if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
-        endian = "<"
-    elif magic in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
-        endian = ">"
-    else:
-        raise AssertionError(f"{path}: not a libpcap file")
-    nanos = magic in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
-    linktype = struct.unpack_from(endian + "I", data, 20)[0] & 0x0FFFFFFF
-    record = struct.Struct(endian + "IIII")
-    out: list[Datagram] = []
-    offset = 24
-    while offset + 16 <= len(data):
-        sec, frac, caplen, _ = record.unpack_from(data, offset)
-        frame = data[offset + 16 : offset + 16 + caplen]
-        offset += 16 + caplen
-        if len(frame) < caplen:
-            break  # the last record was cut short
-        ip = _ip_packet(frame, linktype)
-        if ip is None or len(ip) < 28 or ip[0] >> 4 != 4 or ip[9] != 17:
-            continue
-        ihl = (ip[0] & 0x0F) * 4
-        src, dst = socket.inet_ntoa(ip[12:16]), socket.inet_ntoa(ip[16:20])
-        sport, dport, length = struct.unpack_from("!HHH", ip, ihl)
-        payload = ip[ihl + 8 : ihl + length]
-        out.append(Datagram(sec + frac / (1e9 if nanos else 1e6), src, sport, dst, dport, payload))
-    return out
-
-
-def _ip_packet(frame: bytes, linktype: int) -> bytes | None:
-    if linktype == 1:  # Ethernet
-        return frame[14:] if frame[12:14] == b"\x08\x00" else None
-    if linktype == 113:  # Linux cooked v1
-        return frame[16:] if frame[14:16] == b"\x08\x00" else None
-    if linktype == 276:  # Linux cooked v2
-        return frame[20:] if frame[0:2] == b"\x08\x00" else None
-    if linktype == 0:  # BSD loopback
-        return frame[4:]
-    if linktype in (12, 101):  # raw IP
-        return frame
-    return None
-
-
-def sip_messages(datagrams: Iterable[Datagram], port: int) -> list[tuple[Datagram, str]]:
-    """SIP messages to or from a port: (datagram, first line)."""
-    found = []
-    for d in datagrams:
-        if port not in (d.sport, d.dport) or not d.payload[:3].isalpha():
-            continue
-        first = d.payload.split(b"\r\n", 1)[0].decode(errors="replace")
-        if first.startswith("SIP/2.0 ") or first.endswith(" SIP/2.0"):
-            found.append((d, first))
-    return found

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from e2ekit import Api, Phlo, sdk_client
+from pcapkit import Capture, Datagram
 from sipaudio import Heard, RtpFrame, audio, rtp_frames
-from sipkit import Baresip, Capture, Datagram, Ports, ProcSet, Sipp, SipServer
+from sipkit import LOOPBACK, Baresip, Ports, ProcSet, Sipp, SipServer
 
 # Every sound source is a tone of its own (Hz), far enough from the others and their products.
 TONE_A, TONE_B, TONE_C, TONE_D = 600, 1000, 1400, 1800
@@ -81,15 +82,30 @@ class Lab:
         return sipp
 
     def sipp_phone(
-        self, name: str, freq: int, *, ring_ms: int = 0, bye_answer_ms: int = 0, transport: str = "u1"
+        self,
+        name: str,
+        freq: int,
+        *,
+        ring_ms: int = 0,
+        bye_answer_ms: int = 0,
+        talk_after_ms: int = 0,
+        transport: str = "u1",
+        local_ip: str = LOOPBACK,
     ) -> Sipp:
-        """A sipp phone that rings for ring_ms, answers and says freq until it gets a BYE, which it
-        answers bye_answer_ms later."""
+        """A sipp phone (on local_ip) that rings for ring_ms, answers, and talk_after_ms after the ACK
+        says freq until it gets a BYE, which it answers bye_answer_ms later."""
         substitutions = {"AUDIO_WAV": str(self.tones.ulaw(freq))}
         if bye_answer_ms:
             substitutions["<!--BYE_ANSWER_PAUSE-->"] = f'<pause milliseconds="{bye_answer_ms}"/>'
+        if talk_after_ms:
+            substitutions["<!--TALK_AFTER_PAUSE-->"] = f'<pause milliseconds="{talk_after_ms}"/>'
         return self.sipp(
-            name, "uas_play.xml", substitutions=substitutions, ring_ms=ring_ms, transport=transport
+            name,
+            "uas_play.xml",
+            substitutions=substitutions,
+            ring_ms=ring_ms,
+            transport=transport,
+            local_ip=local_ip,
         )
 
     def baresip(

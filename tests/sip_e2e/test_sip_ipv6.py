@@ -1,7 +1,7 @@
 """SIP signalling over IPv6 with a real peer: a server listening on [::1] calls a sipp UAS on ::1,
 dialled as a `sip:user@[::1]:port` literal and through a trunk named by host whose SRV target has
-only an AAAA record (dnsmasq on 127.0.0.1). RTP stays on 127.0.0.1 here: media over IPv6 is only
-covered at the socket level (test_sip_dns_carrier.py)."""
+only an AAAA record (dnsmasq on 127.0.0.1). RTP stays on 127.0.0.1 here (signalling and media may be
+of different families); media over IPv6 is test_sip_ipv6_media.py's."""
 
 from __future__ import annotations
 

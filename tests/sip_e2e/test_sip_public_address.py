@@ -7,7 +7,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sipkit import Ports, sip_messages
+from pcapkit import sip_messages
+from sipkit import Ports
 from siplab import Lab
 
 PUBLIC = "198.51.100.7"

@@ -8,8 +8,9 @@ import time
 from typing import Any
 
 from e2ekit import CallbackReceiver, wait_until
+from pcapkit import sip_messages
 from sipaudio import assert_hears
-from sipkit import Ports, sip_messages
+from sipkit import Ports
 from siplab import ALL_TONES, TONE_A, TONE_B, TONE_C, Lab
 
 TARGET = "+14155550123"

@@ -8,8 +8,9 @@ import socket
 import time
 from typing import Any
 
+from pcapkit import Datagram, sip_messages
 from sipaudio import assert_hears
-from sipkit import Datagram, Ports, sip_messages
+from sipkit import Ports
 from siplab import ALL_TONES, TONE_A, TONE_B, TONE_C, Lab
 
 

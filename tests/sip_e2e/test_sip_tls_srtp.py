@@ -12,8 +12,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from pcapkit import Capture
 from sipaudio import assert_hears
-from sipkit import Baresip, Capture, Ports, wait_for
+from sipkit import Baresip, Ports, wait_for
 from siplab import ALL_TONES, TONE_A, TONE_B, Lab
 from test_sip_srtp import SRTP_MODULES, assert_not_g711_of, recorded
 from tlscerts import CertFiles, make_certs

@@ -19,10 +19,13 @@ from bridgeline.app.records import (
     ConferenceRecord,
     DeliveryRecord,
     EventRecord,
+    KeyClaim,
+    KeyHolder,
     NewDelivery,
     PhloRecord,
     RunEnd,
     RunRecord,
+    StoredAnswer,
 )
 from bridgeline.core.commands import LegSignal
 from bridgeline.core.effects import MusicSources, SetAudio
@@ -136,6 +139,33 @@ class RetentionStore(Protocol):
         """Delete a batch of finished runs; how many."""
         ...
 
+    async def prune_idempotency_keys(self, created_before: float, limit: int) -> int:
+        """Delete a batch of Idempotency-Keys first used before `created_before`; how many."""
+        ...
+
+
+@runtime_checkable
+class IdempotencyStore(Protocol):
+    """Idempotency-Keys of POST requests, per account (the HTTP edge's safe retries).
+
+    A key is claimed before its request runs, so that of two requests with one key, in one process or
+    several, exactly one runs; then the claim records the answer (replayed to every retry) or gives the
+    key back (the request changed nothing: a retry may run it for real).
+    """
+
+    async def claim_key(self, claim: KeyClaim, expired_before: float) -> KeyHolder | None:
+        """None when the key is now this claim's: unknown, first used before `expired_before`, or held by
+        an unanswered claim of the same request past its `locked_until`. Else what holds it."""
+        ...
+
+    async def record_answer(self, claim: KeyClaim, answer: StoredAnswer) -> bool:
+        """Keep the answer with the key; False if this claim no longer holds it."""
+        ...
+
+    async def release_key(self, claim: KeyClaim) -> bool:
+        """Give an unanswered key back; False if this claim no longer holds it."""
+        ...
+
 
 @runtime_checkable
 class Store(
@@ -147,6 +177,7 @@ class Store(
     ConferenceHistory,
     DeliveryOutbox,
     RetentionStore,
+    IdempotencyStore,
     Protocol,
 ):
     """Every part at once: what a store adapter provides and `main.py` wires; no consumer takes it."""

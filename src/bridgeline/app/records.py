@@ -126,3 +126,34 @@ class ClaimedPage:
 
     heads: list[DeliveryRecord]
     full: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAnswer:
+    """The HTTP answer given to the first request with an Idempotency-Key, replayed as it was."""
+
+    status_code: int
+    content_type: str
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class KeyClaim:
+    """A request's claim on its account's Idempotency-Key: what it is (fingerprint), which claim it is
+    (token: only it may record the answer or give the key back), and until when, unanswered, it is
+    presumed still running (past `locked_until` its process is taken for dead)."""
+
+    auth_id: str
+    key: str
+    fingerprint: str
+    token: str
+    created_at: float
+    locked_until: float
+
+
+@dataclass(frozen=True, slots=True)
+class KeyHolder:
+    """What holds a key another request tried to claim: its request, and its answer once given."""
+
+    fingerprint: str
+    answer: StoredAnswer | None

@@ -1,5 +1,5 @@
-"""Retention: ended conferences (with their events and deliveries) and finished runs are deleted once
-older than their retention, in small batches, by a background task and by `bridgeline prune`.
+"""Retention: ended conferences (with their events and deliveries), finished runs and old Idempotency-Keys
+are deleted once older than their retention, in small batches, by a background task and by `bridgeline prune`.
 
 Each batch is one short transaction; the task yields between batches, so the event loop never waits
 for a long delete. A retention of 0 keeps everything forever.
@@ -26,6 +26,7 @@ DAY = 86_400.0
 class Pruned:
     conferences: int = 0
     runs: int = 0
+    idempotency_keys: int = 0
 
 
 class Pruner:
@@ -35,17 +36,22 @@ class Pruner:
         *,
         conference_retention: float = 30 * DAY,
         run_retention: float = 30 * DAY,
+        idempotency_retention: float = 0.0,
         batch: int = 200,
         interval: float = 300.0,
         pause: float = 0.01,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """Retentions in seconds (0 = forever); `pause` is the breath between two batches."""
+        """Retentions in seconds (0 = forever); `pause` is the breath between two batches.
+
+        An Idempotency-Key older than its retention already counts as unknown (the store's claim ignores
+        it): pruning only gives the room back."""
         if batch < 1:
             raise ValueError("the prune batch must be at least 1")
         self._store = store
         self._conference_retention = conference_retention
         self._run_retention = run_retention
+        self._idempotency_retention = idempotency_retention
         self._batch = batch
         self._interval = interval
         self._pause = pause
@@ -54,16 +60,17 @@ class Pruner:
 
     @property
     def enabled(self) -> bool:
-        return self._conference_retention > 0 or self._run_retention > 0
+        return self._conference_retention > 0 or self._run_retention > 0 or self._idempotency_retention > 0
 
     async def prune_once(self) -> Pruned:
         """Delete everything past its retention now, batch after batch."""
         now = self._clock()
         conferences = await self._in_batches(self._store.prune_conferences, now, self._conference_retention)
         runs = await self._in_batches(self._store.prune_runs, now, self._run_retention)
-        if conferences or runs:
-            log.info("pruned", conferences=conferences, runs=runs)
-        return Pruned(conferences, runs)
+        keys = await self._in_batches(self._store.prune_idempotency_keys, now, self._idempotency_retention)
+        if conferences or runs or keys:
+            log.info("pruned", conferences=conferences, runs=runs, idempotency_keys=keys)
+        return Pruned(conferences, runs, keys)
 
     async def _in_batches(
         self, prune: Callable[[float, int], Awaitable[int]], now: float, retention: float

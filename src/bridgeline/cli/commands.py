@@ -251,18 +251,25 @@ def _prune(args: argparse.Namespace) -> int:
     if args.older_than == 0:
         conferences = runs = 1e-9  # "older than nothing": everything finished, not "keep forever"
 
-    async def prune() -> tuple[int, int]:
+    async def prune() -> tuple[int, int, int]:
         store = open_store(settings.store_url)
         try:
             await store.migrate()
             pruner = Pruner(
-                store, conference_retention=conferences, run_retention=runs, batch=settings.prune_batch
+                store,
+                conference_retention=conferences,
+                run_retention=runs,
+                idempotency_retention=settings.idempotency_ttl_s,  # past it a key is unknown anyway
+                batch=settings.prune_batch,
             )
             done = await pruner.prune_once()
-            return done.conferences, done.runs
+            return done.conferences, done.runs, done.idempotency_keys
         finally:
             await store.close()
 
-    pruned_conferences, pruned_runs = asyncio.run(prune())
-    print(f"pruned {pruned_conferences} conferences (with their events and deliveries), {pruned_runs} runs")
+    pruned_conferences, pruned_runs, pruned_keys = asyncio.run(prune())
+    print(
+        f"pruned {pruned_conferences} conferences (with their events and deliveries), {pruned_runs} runs,"
+        f" {pruned_keys} idempotency keys"
+    )
     return EXIT_OK

@@ -10,7 +10,8 @@ media comes from, but following every packet would let one datagram from anywher
 reported as a `SourceRefused` event at most once per `LatchPolicy.refused_log_interval_s` for the
 whole runtime, never played or taken as DTMF):
 - a usable packet (the leg's audio codec or the negotiated telephone-event) from exactly the SDP
-  address latches at once, and for good: it even replaces a source learned earlier (so an attacker
+  address and port (an IPv6 source's flow label and scope aside: the SDP has neither) latches at
+  once, and for good: it even replaces a source learned earlier (so an attacker
   racing a peer that is not behind NAT loses as soon as the peer speaks);
 - until then, within `learning_window_s` of connect, the first usable packet's source latches (a
   peer behind NAT sends from another address than its SDP names);
@@ -47,7 +48,10 @@ from bridgeline.media.resample import Downsampler, Upsampler
 from bridgeline.media.rtp import RtpPacket, RtpParseError, is_rtcp, parse_rtcp
 from bridgeline.media.srtp import Refusal, SrtpContext, SrtpKeys, SrtpRefused
 
-Address = tuple[str, int]
+# Where a peer is. The SDP names (host, port); an AF_INET6 socket's recvfrom gives (host, port,
+# flowinfo, scope_id), kept whole so that sendto reaches a link-local peer on its interface. Hosts
+# are compared as strings: the shell writes SDP hosts the way recvfrom does (rtp_udp.py).
+Address = tuple[str, int] | tuple[str, int, int, int]
 # One datagram to send: (leg id, RTP bytes, destination). Only RTP is ever sent.
 Outgoing = tuple[str, bytes, Address]
 FRAME_SAMPLES: Final = 160  # one 20 ms tick at 8 kHz; G.711 is one byte per sample
@@ -267,7 +271,7 @@ class Leg:
     def _admit(self, addr: Address, ssrc: int, now: float) -> bool:
         """Whether a usable packet from `addr`, which is not the latched source, may be used; it
         latches (or re-latches) when the rules in the module docstring allow."""
-        if addr == self._sdp_remote or (self._latched is None and now <= self._learn_until):
+        if self._from_sdp_address(addr) or (self._latched is None and now <= self._learn_until):
             self._latch(addr)
             return True
         if self._latched is None or ssrc != self._ssrc:
@@ -282,6 +286,11 @@ class Leg:
             return False
         self._latch(addr)
         return True
+
+    def _from_sdp_address(self, addr: Address) -> bool:
+        """The source is the SDP's host and port (an IPv6 source is a 4-tuple, the SDP's a pair)."""
+        sdp = self._sdp_remote
+        return sdp is not None and addr[1] == sdp[1] and addr[0] == sdp[0]
 
     def _refuse(self, kind: str, addr: Address, now: float) -> None:
         counters = self.counters

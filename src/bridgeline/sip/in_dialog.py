@@ -112,8 +112,8 @@ class InDialog:
             core.respond(request, 400, now, reason="Bad Session Description")
             return
         except NegotiationError as exc:
-            # RFC 3264 8: the old session stays as it was. Warning 399 says why (RFC 3261 20.43).
-            warning = f'399 {core.sent_by[0]} "{quotable(str(exc))}"'
+            # RFC 3264 8: the old session stays as it was. A Warning says why (RFC 3261 20.43).
+            warning = f'{exc.warning_code} {core.sent_by[0]} "{quotable(str(exc))}"'
             core.respond(request, 488, now, headers=[("Warning", warning)])
             return
         leg.local_sdp = answer

@@ -9,6 +9,7 @@ is a `MediaParams`: what the RTP engine needs, keys included.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -29,9 +30,20 @@ SAVP: Final = "RTP/SAVP"
 
 
 class NegotiationError(ValueError):
-    """No acceptable audio stream. For an incoming offer, answer 488 Not Acceptable Here."""
+    """No acceptable audio stream. For an incoming offer, answer 488 Not Acceptable Here, with a
+    Warning of `warning_code` (RFC 3261 20.43: 301 for an address family we cannot reach, else 399)."""
 
     status: Final = 488
+
+    def __init__(self, reason: str, warning_code: int = 399) -> None:
+        super().__init__(reason)
+        self.warning_code = warning_code
+
+
+# RFC 3261 20.43's Warning for "the session description contains network addresses in formats not
+# available": a c= line of the other IP family than our RTP sockets.
+INCOMPATIBLE_ADDRESS_FORMATS: Final = 301
+_FAMILY_NAMES: Final = {"IP4": "IPv4", "IP6": "IPv6"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,15 +164,21 @@ def answer_offer(
     SRTP (`srtp`): a stream with a crypto line we support is answered with that line's tag and
     suite and our own key (RFC 4568 section 7.1.3), whatever its profile, unless the policy is
     `off`; RTP/SAVP without such a line is declined, and so is a plain stream when the policy is
-    `required`. Raises NegotiationError when no audio stream is acceptable, SdpParseError when the
-    one we would use has a line that did not parse (see `check_offer`)."""
+    `required`. One server's RTP speaks one IP family, `local_ip`'s: a stream whose address is of
+    the other is declined (Warning 301). Raises NegotiationError when no audio stream is
+    acceptable, SdpParseError when the one we would use has a line that did not parse (see
+    `check_offer`)."""
     check_offer(offer, supported, srtp)
     answer = _session(local_ip, session_id, version, username, list(offer.times))
     result: MediaParams | None = None
-    refusal = _SrtpRefusal()
+    refusal = _Refusal()
+    ours_family = address_family(local_ip)
     for index, media in enumerate(offer.media):
         connection = offer.connection_for(media)
         choice = _choose(media, supported) if result is None and _is_rtp_audio(media) else None
+        if choice is not None and connection is not None and not _reachable(connection, ours_family):
+            refusal.refuse(_family_refusal(connection, ours_family), INCOMPATIBLE_ADDRESS_FORMATS)
+            choice = None
         crypto = _crypto_for(media, srtp, refusal) if choice is not None else None
         if choice is None or connection is None or crypto is None:
             answer.media.append(Media(media.media, 0, media.proto, list(media.formats)))
@@ -178,35 +196,69 @@ def answer_offer(
             codec, event, connection.address, media.port, ours, ptime, remote_ptime, index, keys
         )
     if result is None:
-        raise NegotiationError(refusal.reason or "no audio stream in the offer uses a codec we support")
+        raise NegotiationError(
+            refusal.reason or "no audio stream in the offer uses a codec we support", refusal.warning_code
+        )
     return answer, result
 
 
-class _SrtpRefusal:
-    """Why an audio stream with a codec of ours was declined for SRTP reasons (for the 488)."""
+class _Refusal:
+    """Why an audio stream with a codec of ours was declined (for the 488): the first reason."""
 
     reason: str | None = None
+    warning_code: int = 399
+
+    def refuse(self, reason: str, warning_code: int = 399) -> None:
+        if self.reason is None:
+            self.reason, self.warning_code = reason, warning_code
+
+
+def address_family(address: str, addrtype: str = "") -> str | None:
+    """The family, as SDP names it (IP4, IP6), of an address literal, else the one the SDP line
+    says (a host name); None when neither tells."""
+    try:
+        return "IP6" if ipaddress.ip_address(address).version == 6 else "IP4"
+    except ValueError:
+        kind = addrtype.upper()
+        return kind if kind in _FAMILY_NAMES else None
+
+
+def _reachable(connection: Connection, ours: str | None) -> bool:
+    """Our RTP socket can send to the c= address: same family, or an unspecified address (hold:
+    nothing is sent to it), or a family we cannot tell (left to the socket)."""
+    theirs = address_family(connection.address, connection.addrtype)
+    if theirs is None or ours is None or theirs == ours:
+        return True
+    return connection.address in ("0.0.0.0", "::")
+
+
+def _family_refusal(connection: Connection, ours: str | None) -> str:
+    theirs = address_family(connection.address, connection.addrtype) or connection.addrtype
+    return (
+        f"the media address {connection.address} is {_FAMILY_NAMES.get(theirs, theirs)} and this server's "
+        f"RTP is {_FAMILY_NAMES.get(ours or '', ours)} only"
+    )
 
 
 _PLAIN: Final = "plain"
 
 
-def _crypto_for(media: Media, srtp: SrtpConfig, refusal: _SrtpRefusal) -> Crypto | str | None:
+def _crypto_for(media: Media, srtp: SrtpConfig, refusal: _Refusal) -> Crypto | str | None:
     """The offered crypto line we answer with, `_PLAIN` for plain RTP, or None: decline the stream."""
     secure = media.proto.upper() == SAVP
     if not srtp.enabled:
         if secure:
-            refusal.reason = refusal.reason or "RTP/SAVP offered but SRTP is off for this call"
+            refusal.refuse("RTP/SAVP offered but SRTP is off for this call")
             return None
         return _PLAIN
     usable = [c for c in crypto_lines(media.attribute_values("crypto")) if c.suite in srtp.suites]
     if usable:
         return usable[0]  # the offerer's order is its preference (RFC 4568 7.1.3)
     if secure:
-        refusal.reason = refusal.reason or "no a=crypto line with a suite we support (SRTP)"
+        refusal.refuse("no a=crypto line with a suite we support (SRTP)")
         return None
     if srtp.policy is SrtpPolicy.REQUIRED:
-        refusal.reason = refusal.reason or "SRTP is required: the offer has no usable a=crypto line"
+        refusal.refuse("SRTP is required: the offer has no usable a=crypto line")
         return None
     return _PLAIN
 
@@ -245,6 +297,10 @@ def read_answer(offer: SessionDescription, answer: SessionDescription) -> MediaP
         connection = answer.connection_for(theirs)
         if connection is None:
             raise NegotiationError("answer has no connection address")
+        ours_connection = offer.connection_for(ours)
+        ours_family = None if ours_connection is None else address_family(ours_connection.address)
+        if not _reachable(connection, ours_family):
+            raise NegotiationError(_family_refusal(connection, ours_family), INCOMPATIBLE_ADDRESS_FORMATS)
         direction = _as_seen_by_peer(answer.direction_for(theirs), connection) & offer.direction_for(ours)
         remote_ptime = answer.ptime_for(theirs)
         ptime = _sendable(remote_ptime) or _sendable(offer.ptime_for(ours)) or DEFAULT_PTIME

@@ -18,6 +18,7 @@ from bridgeline.adapters.http import console_routes, ext_routes, plivo_routes
 from bridgeline.adapters.http.bodies import parse_body, read_body
 from bridgeline.adapters.http.context import ApiRequest, AppContext
 from bridgeline.adapters.http.errors import ApiError, error_response
+from bridgeline.adapters.http.idempotency import fingerprint, request_key
 from bridgeline.adapters.http.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bridgeline.adapters.http.openapi import openapi_document
 from bridgeline.adapters.http.routing import Route, Router
@@ -49,16 +50,30 @@ async def metrics(ctx: AppContext, api: ApiRequest) -> Response:
 
 
 def build_routes() -> list[Route]:
+    """Every POST changes state, so every POST honours Idempotency-Key; PUT and DELETE are
+    idempotent by their method (docs/semantics.md, "Retries and Idempotency-Key")."""
     p, e, c = plivo_routes, ext_routes, console_routes
     return [
         Route("GET", "/health", health, "Liveness check", authenticated=False),
         Route("GET", "/metrics", metrics, "Prometheus metrics, main account only (Bridgeline)"),
         Route(
-            "POST", "/v1/account/{auth_id}/phlo/{phlo_id}", p.run_phlo, "Run a PHLO", body=RunBody, status=201
+            "POST",
+            "/v1/account/{auth_id}/phlo/{phlo_id}",
+            p.run_phlo,
+            "Run a PHLO",
+            body=RunBody,
+            status=201,
+            idempotent_retries=True,
         ),
         Route("GET", "/v1/phlo", e.list_phlos, "List PHLOs (Bridgeline)"),
         Route(
-            "POST", "/v1/phlo", e.create_phlo, "Create a PHLO (Bridgeline)", body=PhloDefinition, status=201
+            "POST",
+            "/v1/phlo",
+            e.create_phlo,
+            "Create a PHLO (Bridgeline)",
+            body=PhloDefinition,
+            status=201,
+            idempotent_retries=True,
         ),
         Route("GET", PHLO, p.get_phlo, "Retrieve a PHLO"),
         Route("DELETE", PHLO, e.delete_phlo, "Delete a PHLO (Bridgeline)"),
@@ -67,10 +82,33 @@ def build_routes() -> list[Route]:
             "GET", NODE + "/instances", e.list_instances, "Live and recent conferences of a node (Bridgeline)"
         ),
         Route("GET", MEMBER, e.get_member, "A member's live state (Bridgeline)"),
-        Route("POST", MEMBER, p.member_action, "Member action", body=MemberActionBody, status=201),
+        Route(
+            "POST",
+            MEMBER,
+            p.member_action,
+            "Member action",
+            body=MemberActionBody,
+            status=201,
+            idempotent_retries=True,
+        ),
         Route("GET", NODE, p.get_node, "Retrieve a Multi-Party Call node"),
-        Route("POST", NODE, p.mpc_action, "Multi-Party Call action", body=MpcActionBody, status=201),
-        Route("POST", PHONE + "/hangup", e.hang_up_sim_phone, "Make a virtual phone hang up", status=201),
+        Route(
+            "POST",
+            NODE,
+            p.mpc_action,
+            "Multi-Party Call action",
+            body=MpcActionBody,
+            status=201,
+            idempotent_retries=True,
+        ),
+        Route(
+            "POST",
+            PHONE + "/hangup",
+            e.hang_up_sim_phone,
+            "Make a virtual phone hang up",
+            status=201,
+            idempotent_retries=True,
+        ),
         Route("PUT", PHONE, e.put_sim_phone, "Set how a virtual phone answers", body=SimPhoneBody),
         Route("GET", PHONE, e.get_sim_phone, "A virtual phone's behaviour and calls"),
         Route("GET", "/console", c.console_page, "The live console page (Bridgeline)"),
@@ -110,10 +148,35 @@ class BridgelineApi:
             if console_routes.cross_origin(request):  # another site using a browser's cached credentials
                 raise ApiError(403, "cross-origin requests are refused")
             account = await self.ctx.authenticator.authenticate(request) if route.authenticated else None
+            retries = self.ctx.retries
+            key = None
+            if route.idempotent_retries and account is not None:
+                key = request_key(request.headers, retries.settings.max_key_length)
             body: dict[str, Any] = {}
             if method in ("POST", "PUT"):
                 body = parse_body(await read_body(request.receive), request.headers.get("content-type", ""))
-            return await route.handler(self.ctx, ApiRequest(request, account, params, body, route.body))
+            api = ApiRequest(request, account, params, body, route.body)
+            if key is None:
+                return await self._handle(route, api, mark)
+            return await retries.respond(
+                api.auth_id,
+                key,
+                fingerprint(method, request.scope["path"], body),
+                lambda: self._handle(route, api, mark),
+                committed=lambda: mark.committed,
+            )
+        except ApiError as exc:
+            return error_response(exc.status, exc.message, exc.headers)
+        except ClientDisconnect:  # gone, or refused mid-body by the server (server.py): nobody to answer
+            return error_response(400, "the request ended before its body")
+        except Exception:
+            return self._failed(method, path, mark)
+
+    async def _handle(self, route: Route, api: ApiRequest, mark: commit_mark.CommitMark) -> Response:
+        """The route's answer, whatever happens: every failure becomes an answer in Plivo's shape, so an
+        Idempotency-Key can keep it."""
+        try:
+            return await route.handler(self.ctx, api)
         except ApiError as exc:
             return error_response(exc.status, exc.message, exc.headers)
         except ActionRefused as exc:
@@ -122,13 +185,15 @@ class BridgelineApi:
             return error_response(404, exc.message)
         except ValidationError as exc:
             return error_response(400, ext_routes.describe_validation_error(exc))
-        except ClientDisconnect:  # gone, or refused mid-body by the server (server.py): nobody to answer
-            return error_response(400, "the request ended before its body")
         except Exception:
-            if mark.committed:  # e.g. a carrier command failed after the store commit
-                log.exception("request_failed_after_commit", method=method, path=path)
-                return error_response(
-                    500, "internal server error; the change was saved but not fully carried out"
-                )
-            log.exception("request_failed", method=method, path=path)
-            return error_response(500, "internal server error; nothing was changed by this request")
+            return self._failed(api.request.method, api.request.url.path, mark)
+
+    @staticmethod
+    def _failed(method: str, path: str, mark: commit_mark.CommitMark) -> Response:
+        if mark.committed:  # e.g. a carrier command failed after the store commit
+            log.exception("request_failed_after_commit", method=method, path=path)
+            return error_response(
+                500, "internal server error; the change was saved but not fully carried out"
+            )
+        log.exception("request_failed", method=method, path=path)
+        return error_response(500, "internal server error; nothing was changed by this request")

@@ -12,6 +12,7 @@ from bridgeline.adapters.carriers.sim.carrier import SimCarrier
 from bridgeline.adapters.console.hub import EventHub
 from bridgeline.adapters.http.auth import Authenticator
 from bridgeline.adapters.http.errors import ApiError, invalid, missing
+from bridgeline.adapters.http.idempotency import IdempotentRequests
 from bridgeline.adapters.http.metrics import Metrics
 from bridgeline.adapters.http.schemas import PlivoBody
 from bridgeline.app.phlos import PhloCache
@@ -34,6 +35,7 @@ class AppContext:
     authenticator: Authenticator
     phlos: PhloCache
     sim: SimCarrier | None
+    retries: IdempotentRequests  # the Idempotency-Key of the routes that honour it
     hub: EventHub | None = None  # the live console's event stream
     metrics: Metrics | None = None  # what /metrics renders
 

@@ -7,6 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from bridgeline.adapters.http.idempotency import DESCRIPTION as IDEMPOTENCY_KEY_DESCRIPTION
+from bridgeline.adapters.http.idempotency import HEADER as IDEMPOTENCY_KEY
+from bridgeline.adapters.http.idempotency import REPLAYED
 from bridgeline.adapters.http.routing import Route
 
 _ERROR = {
@@ -25,6 +28,20 @@ _ERROR = {
 
 _REF_TEMPLATE = "#/components/schemas/{model}"
 
+_IDEMPOTENCY_KEY_PARAMETER = {
+    "name": IDEMPOTENCY_KEY,
+    "in": "header",
+    "required": False,
+    "description": IDEMPOTENCY_KEY_DESCRIPTION,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 257},  # 255, or 255 in quotes
+}
+_REPLAYED_HEADER = {
+    REPLAYED: {
+        "description": "`true` when the answer is the one kept with the Idempotency-Key (nothing ran again)",
+        "schema": {"type": "string", "enum": ["true"]},
+    }
+}
+
 
 def openapi_document(routes: list[Route]) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
@@ -40,6 +57,9 @@ def openapi_document(routes: list[Route]) -> dict[str, Any]:
             ],
             "responses": {str(route.status): {"description": "success"}, "4XX": _ERROR},
         }
+        if route.idempotent_retries:
+            operation["parameters"].append(_IDEMPOTENCY_KEY_PARAMETER)
+            operation["responses"][str(route.status)]["headers"] = _REPLAYED_HEADER
         if route.authenticated:
             operation["security"] = [{"basic": []}]
         if route.body is not None and issubclass(route.body, BaseModel):

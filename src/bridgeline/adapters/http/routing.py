@@ -23,6 +23,8 @@ class Route:
     authenticated: bool = True
     body: type[BaseModel] | None = None  # validates the body (ApiRequest.parse) and describes it in OpenAPI
     status: int = 200
+    # It changes state and a retry must not act twice: honours the Idempotency-Key header (idempotency.py).
+    idempotent_retries: bool = False
 
     @property
     def pattern(self) -> re.Pattern[str]:

@@ -17,11 +17,18 @@ from bridgeline.app.records import (
     DeliveryRecord,
     DeliveryStatus,
     EventRecord,
+    KeyClaim,
+    KeyHolder,
     NewDelivery,
     PhloRecord,
     RunEnd,
     RunRecord,
+    StoredAnswer,
 )
+
+# A claim that lost reads the holder; a holder gone meanwhile (its key given back, or pruned) means
+# the key is free again, so the claim is tried once more, a bounded number of times.
+CLAIM_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +243,49 @@ class SqlStore(ABC):
     async def prune_runs(self, finished_before: float, limit: int) -> int:
         """Delete up to `limit` finished runs last changed before `finished_before`; how many went."""
         return await self._write_one(sql.DELETE_FINISHED_RUNS, (float(finished_before), limit))
+
+    async def prune_idempotency_keys(self, created_before: float, limit: int) -> int:
+        """Delete up to `limit` Idempotency-Keys first used before `created_before`, oldest first."""
+        rows = await self._read(sql.SELECT_PRUNABLE_IDEMPOTENCY_KEYS, (float(created_before), limit))
+        if not rows:
+            return 0
+        keys = [(auth_id, key, float(created_before)) for auth_id, key in rows]
+        (count,) = await self._write([Write(sql.DELETE_IDEMPOTENCY_KEY, keys)])
+        return count
+
+    # --- Idempotency-Keys ---
+
+    async def claim_key(self, claim: KeyClaim, expired_before: float) -> KeyHolder | None:
+        """None when the key is now this claim's; else what holds it (see IdempotencyStore)."""
+        row = (claim.auth_id, claim.key, claim.fingerprint, claim.token, claim.created_at, claim.locked_until)
+        for _ in range(CLAIM_ATTEMPTS):
+            if await self._write_one(sql.CLAIM_IDEMPOTENCY_KEY, (*row, float(expired_before))) == 1:
+                return None
+            held = await self._read_one(sql.SELECT_IDEMPOTENCY_KEY, (claim.auth_id, claim.key))
+            if held is not None:
+                fingerprint, status_code, content_type, body = held
+                if status_code is None:
+                    return KeyHolder(fingerprint, None)
+                return KeyHolder(fingerprint, StoredAnswer(int(status_code), content_type, body.encode()))
+        raise RuntimeError(f"Idempotency-Key claim kept losing to a key that vanished: {claim.key!r}")
+
+    async def record_answer(self, claim: KeyClaim, answer: StoredAnswer) -> bool:
+        """Keep the answer with the key; False if this claim no longer holds it."""
+        row = (
+            answer.status_code,
+            answer.content_type,
+            answer.body.decode(),
+            claim.auth_id,
+            claim.key,
+            claim.token,
+        )
+        return await self._write_one(sql.RECORD_IDEMPOTENT_ANSWER, row) == 1
+
+    async def release_key(self, claim: KeyClaim) -> bool:
+        """Give an unanswered key back; False if this claim no longer holds it."""
+        return (
+            await self._write_one(sql.RELEASE_IDEMPOTENCY_KEY, (claim.auth_id, claim.key, claim.token)) == 1
+        )
 
     # --- simulated phones: the sim carrier's PhoneBook ---
 

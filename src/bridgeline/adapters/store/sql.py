@@ -302,6 +302,35 @@ DELETE_FINISHED_RUNS = (
     " ORDER BY updated_at LIMIT ?)"
 )
 
+# Idempotency-Keys. A claim inserts the key, or takes over a row that no longer counts: first used before
+# the retention (the parameter after the row's), or unanswered past its lock by the same request (its
+# process died). Otherwise it changes nothing (count 0) and the holder is read.
+_NEW_CLAIM = ("fingerprint", "claim_token", "created_at", "locked_until")
+CLAIM_IDEMPOTENCY_KEY = (
+    _insert("idempotency_keys", ("auth_id", "idempotency_key", *_NEW_CLAIM))
+    + " ON CONFLICT (auth_id, idempotency_key) DO UPDATE SET "
+    + ", ".join(f"{column} = excluded.{column}" for column in _NEW_CLAIM)
+    + ", status_code = NULL, content_type = NULL, body = NULL"
+    " WHERE idempotency_keys.created_at < ? OR (idempotency_keys.status_code IS NULL"
+    " AND idempotency_keys.locked_until < excluded.created_at"
+    " AND idempotency_keys.fingerprint = excluded.fingerprint)"
+)
+SELECT_IDEMPOTENCY_KEY = (
+    "SELECT fingerprint, status_code, content_type, body FROM idempotency_keys"
+    " WHERE auth_id = ? AND idempotency_key = ?"
+)
+_THIS_CLAIM = "auth_id = ? AND idempotency_key = ? AND claim_token = ? AND status_code IS NULL"
+RECORD_IDEMPOTENT_ANSWER = (
+    f"UPDATE idempotency_keys SET status_code = ?, content_type = ?, body = ? WHERE {_THIS_CLAIM}"
+)
+RELEASE_IDEMPOTENCY_KEY = f"DELETE FROM idempotency_keys WHERE {_THIS_CLAIM}"
+SELECT_PRUNABLE_IDEMPOTENCY_KEYS = (
+    "SELECT auth_id, idempotency_key FROM idempotency_keys WHERE created_at < ? ORDER BY created_at LIMIT ?"
+)
+DELETE_IDEMPOTENCY_KEY = (
+    "DELETE FROM idempotency_keys WHERE auth_id = ? AND idempotency_key = ? AND created_at < ?"
+)
+
 UPSERT_SIM_PHONE = _upsert(
     "sim_phones", ("auth_id", "address", "behaviour"), "auth_id, address", ["behaviour"]
 )

@@ -395,12 +395,16 @@ class SipCarrier:
                 if not self._connect_media(event.leg_id, event.media):
                     self._media_unusable(event.leg_id)
                 return
-            self.media.update_leg(
-                event.leg_id,
-                remote=(event.media.remote_address, event.media.remote_port),
-                send=event.media.direction.sends,
-                srtp=srtp_keys(event.media.srtp),
-            )
+            try:
+                self.media.update_leg(
+                    event.leg_id,
+                    remote=(event.media.remote_address, event.media.remote_port),
+                    send=event.media.direction.sends,
+                    srtp=srtp_keys(event.media.srtp),
+                )
+            except ValueError as exc:  # what offer_answer lets through and the sockets cannot reach
+                log.warning("sip_media_unusable", leg_id=event.leg_id, error=str(exc))
+                self._media_unusable(event.leg_id)
         elif isinstance(event, sip.TargetLookupNeeded):
             self._spawn(self._look_up_redirect(event))
         elif isinstance(event, sip.IncomingCall):
@@ -451,9 +455,12 @@ class SipCarrier:
                 )
         except Exception as exc:
             log.warning("inbound_media_failed", leg_id=call.leg_id, error=str(exc), srtp=srtp.policy.value)
-            # Warning 399 (RFC 3261 20.43) tells the caller why, e.g. that SRTP is required.
-            text = str(exc) if isinstance(exc, NegotiationError) else "no acceptable media"
-            warning = f'399 {self.settings.domain} "{quotable(text)}"'
+            # A Warning (RFC 3261 20.43) tells the caller why, e.g. that SRTP is required (399), or
+            # that its media address is of the IP family our RTP does not speak (301).
+            text, code = "no acceptable media", 399
+            if isinstance(exc, NegotiationError):
+                text, code = str(exc), exc.warning_code
+            warning = f'{code} {self.settings.domain} "{quotable(text)}"'
             self.endpoint.reject_incoming(call.leg_id, 488, self._transport.now, [("Warning", warning)])
             self._finish(call.leg_id, None)
             self._transport.flush()

@@ -27,7 +27,7 @@ import structlog
 from bridgeline.adapters.carriers.sip.media_thread import MediaLoop
 from bridgeline.adapters.carriers.sip.music import DEFAULT_SPECS, SETTING_FOR, SILENCE, MusicLibrary, spec_for
 from bridgeline.adapters.carriers.sip.music_fetch import MediaLimits
-from bridgeline.adapters.carriers.sip.rtp_udp import MediaPortsExhausted, PortPool
+from bridgeline.adapters.carriers.sip.rtp_udp import MediaPortsExhausted, PortPool, peer_address
 from bridgeline.core.effects import LegAudio, MusicSources
 from bridgeline.core.model import Music
 from bridgeline.media.leg import DEFAULT_LATCH, Address, LatchPolicy, check_media_params
@@ -194,11 +194,12 @@ class MediaEngine:
         wire_payload_type: int | None = None,
     ) -> None:
         """Start media after SDP negotiation (ValueError for a codec other than G.711 or G.722, an
-        odd ptime or unusable SRTP keys); `payload_type` names the codec by its static number and
-        `wire_payload_type` the number the SDP gave it; with `srtp` every packet is protected and
-        checked (SRTP)."""
+        odd ptime, unusable SRTP keys or a remote address of the other IP family); `payload_type`
+        names the codec by its static number and `wire_payload_type` the number the SDP gave it;
+        with `srtp` every packet is protected and checked (SRTP)."""
         self._check_open(leg_id)
         check_media_params(payload_type, ptime_ms)
+        remote = peer_address(self._pool.family, remote[0], remote[1])
         if srtp is not None:
             check_keys(srtp)
         runtime = self._runtime
@@ -227,8 +228,11 @@ class MediaEngine:
         srtp: SrtpKeys | None = None,
     ) -> None:
         """Apply a peer re-INVITE: new address and/or direction (send=False: hold, send nothing),
-        and the peer's SRTP key on an SRTP leg. A new address reopens the leg's source learning."""
+        and the peer's SRTP key on an SRTP leg. A new address reopens the leg's source learning.
+        ValueError for an address of the other IP family (nothing changed)."""
         self._check_open(leg_id)
+        if remote is not None:
+            remote = peer_address(self._pool.family, remote[0], remote[1])
         if srtp is not None:
             check_keys(srtp)
         runtime = self._runtime

@@ -28,6 +28,7 @@ from typing import Final, Literal
 import structlog
 
 from bridgeline.adapters.carriers.sip.rtp_udp import PortPool
+from bridgeline.media.leg import Address, Outgoing
 from bridgeline.media.runtime import MediaEvent, MediaRuntime
 
 log = structlog.get_logger(__name__)
@@ -38,7 +39,7 @@ MAX_RECEIVE_ROUNDS: Final = 8
 _DATAGRAM_MAX: Final = 2048  # larger than any G.711 packet up to 120 ms; longer datagrams are cut
 
 Command = Callable[[float], None]  # applied with the media thread's clock
-_Reader = tuple[Callable[[int], tuple[bytes, tuple[str, int]]], str, Literal["rtp", "rtcp"]]
+_Reader = tuple[Callable[[int], tuple[bytes, Address]], str, Literal["rtp", "rtcp"]]
 
 
 class MediaLoop:
@@ -214,7 +215,7 @@ class MediaLoop:
             arrived.clear()
             ready = self._poller.poll(0)
 
-    def _send(self, datagrams: list[tuple[str, bytes, tuple[str, int]]]) -> None:
+    def _send(self, datagrams: list[Outgoing]) -> None:
         sockets = self._sockets
         for leg_id, data, dest in datagrams:
             entry = sockets.get(leg_id)

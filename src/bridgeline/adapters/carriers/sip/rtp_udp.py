@@ -17,11 +17,43 @@ class MediaPortsExhausted(RuntimeError):
     """No free RTP/RTCP port pair is left in the configured range."""
 
 
+_HOLD_ADDRESSES = frozenset({"0.0.0.0", "::"})  # an SDP's "send nothing": the leg never sends to it
+
+
+def family_of(host: str) -> socket.AddressFamily:
+    """The RTP sockets' family for `rtp.host`: IPv6 for an IPv6 literal, else IPv4."""
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def peer_address(family: socket.AddressFamily, host: str, port: int) -> tuple[str, int]:
+    """A peer's SDP address as our sockets' recvfrom spells it (`::1` for `0:0::1`, lower case), so
+    that the leg's latching, which compares strings, knows the peer's packets. ValueError for an
+    address of the other family (the offer/answer check refuses those first: this is the last
+    line); a host name is left as it is, for sendto to look up."""
+    if host in _HOLD_ADDRESSES:
+        return host, port
+    try:
+        return socket.inet_ntop(family, socket.inet_pton(family, host)), port
+    except OSError:
+        pass
+    other = socket.AF_INET if family == socket.AF_INET6 else socket.AF_INET6
+    try:
+        socket.inet_pton(other, host)
+    except OSError:
+        return host, port
+    ours, theirs = ("IPv6", "IPv4") if family == socket.AF_INET6 else ("IPv4", "IPv6")
+    raise ValueError(f"the media address {host} is {theirs} and the RTP sockets are {ours}")
+
+
 def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    family = family_of(host)
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         sock.setblocking(False)
+        if family == socket.AF_INET6:
+            # One family per server (docs/sip.md "IPv6"): `::` must not take IPv4 too, whatever the
+            # system's bindv6only says, or IPv4 peers would arrive as ::ffff:a.b.c.d sources.
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((host, port))
     except OSError:
         sock.close()
@@ -41,6 +73,7 @@ class PortPool:
         if not 0 < port_min <= port_max <= 65535:
             raise ValueError(f"bad RTP port range {port_min}-{port_max}")
         self.host = host
+        self.family = family_of(host)
         first = port_min + (port_min & 1)
         self._free: deque[int] = deque(range(first, port_max, 2))  # range end excludes an even port_max
         self.capacity = len(self._free)

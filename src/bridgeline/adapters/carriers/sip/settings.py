@@ -97,6 +97,14 @@ def split_host_port(text: str) -> tuple[str, int | None]:
     return host, int(port)
 
 
+def _ip_version(host: str) -> int | None:
+    """4 or 6 for an IP address literal, None for a name."""
+    try:
+        return ipaddress.ip_address(host).version
+    except ValueError:
+        return None
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -133,6 +141,17 @@ class RtpSettings(_Strict):
     # NAT: the address put in SDP (c=, o=) when peers reach us at another one than `host`, which
     # stays the address bound (docs/sip.md "Behind NAT")
     public_host: str | None = None
+
+    @model_validator(mode="after")
+    def _one_family(self) -> RtpSettings:
+        """Our RTP sockets speak `host`'s family only: the SDP must not name the other one."""
+        public = None if self.public_host is None else _ip_version(self.public_host)
+        if public is not None and public != _ip_version(self.host):
+            raise ValueError(
+                f"rtp.public_host {self.public_host} and rtp.host {self.host} are of different IP "
+                "families: RTP speaks host's only"
+            )
+        return self
 
     @property
     def sdp_host(self) -> str:
@@ -363,6 +382,28 @@ class SipSettings(_Strict):
     inbound: list[InboundRoute] = Field(default_factory=list)
 
     _srtp_off = field_validator("srtp", mode="before")(_yaml_off)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rtp_host_follows_listen(cls, data: Any) -> Any:
+        """`rtp.host` left out, and SIP listening on IPv6: RTP on `::1`, the IPv6 loopback, as it
+        is on 127.0.0.1 by default for IPv4 (one family per server, docs/sip.md "IPv6")."""
+        if not isinstance(data, dict):
+            return data
+        try:
+            listen_host = split_host_port(str(data.get("listen") or "127.0.0.1"))[0]
+        except ValueError:
+            return data  # the field's own validation says what is wrong
+        if _ip_version(listen_host) != 6:
+            return data
+        rtp = data.get("rtp")
+        if rtp is None:
+            return {**data, "rtp": {"host": "::1"}}
+        if isinstance(rtp, dict) and "host" not in rtp:
+            return {**data, "rtp": {**rtp, "host": "::1"}}
+        if isinstance(rtp, RtpSettings) and "host" not in rtp.model_fields_set:
+            return {**data, "rtp": rtp.model_copy(update={"host": "::1"})}
+        return data
 
     @property
     def listen_address(self) -> tuple[str, int]:
