@@ -8,7 +8,7 @@ PORT   ?= 8080
 DATA   ?= ./data
 CARRIER ?= sim
 
-.PHONY: run test lint typecheck unit e2e install clean bench deps-browser deps-sip
+.PHONY: run test lint typecheck unit e2e install clean bench deps-browser deps-sip deps-codecs
 
 # pip also compiles media/_srtp_call.c (a C compiler and Python's headers): rebuilt when it changes.
 $(BIN)/.installed: pyproject.toml src/bridgeline/media/_srtp_call.c
@@ -19,7 +19,7 @@ $(BIN)/.installed: pyproject.toml src/bridgeline/media/_srtp_call.c
 
 install: $(BIN)/.installed
 
-run: install
+run: install deps-codecs
 	$(BIN)/bridgeline serve --host $(HOST) --port $(PORT) --data-dir $(DATA) --carrier $(CARRIER)
 
 # The rule between layers (docs/architecture.md): import contracts in pyproject.toml, then the
@@ -32,6 +32,13 @@ lint: install
 
 typecheck: install
 	$(BIN)/mypy
+
+# libopus for Opus SIP legs (media/opus.py calls it through opuslib-next's ctypes bindings, which
+# bring no library of their own). Without it the server runs, and `rtp.codecs` may not name OPUS.
+deps-codecs:
+	@if ! ldconfig -p | grep -q 'libopus\.so\.0'; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libopus0; \
+	fi
 
 # Headless Chromium for the console's browser tests (Debian packages; installed once, as root in CI).
 deps-browser:
@@ -47,12 +54,12 @@ deps-sip:
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends sip-tester baresip sox tshark openssl dnsmasq-base; \
 	fi
 
-test: lint typecheck deps-browser deps-sip
+test: lint typecheck deps-browser deps-sip deps-codecs
 	$(BIN)/pytest
 
 # The benchmark suite (~12 minutes, loopback only): writes docs/benchmarks.md. Needs sipp (deps-sip)
 # and py-spy (for the profiles, installed into the venv). BENCH_ONLY=http,sip reruns some figures.
-bench: install deps-sip
+bench: install deps-sip deps-codecs
 	@test -x $(BIN)/py-spy || $(BIN)/pip install --quiet py-spy
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/run_all.py --out docs/benchmarks.md $(if $(BENCH_ONLY),--only $(BENCH_ONLY))
 

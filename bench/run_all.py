@@ -718,6 +718,23 @@ class Report(TickReport):
                     f" | {w['all_g722_us_per_leg_tick']} ({n0(w['all_g722_legs_per_core'])})"
                     f" | {w['all_g722_ratio']}x |"
                 )
+            if "all_opus_us_per_leg_tick" in m["wideband"][0]:
+                lines += [
+                    "",
+                    "Opus in the same run (`one Opus`, `all Opus`: as above with Opus legs, 20 ms packets"
+                    " decoded to and encoded from 16 kHz by libopus):",
+                    "",
+                    "| N | G.711 µs | one Opus µs (legs/core) | ratio | all Opus µs (legs/core) | ratio |",
+                    "|---:|---:|---:|---:|---:|---:|",
+                ]
+                for w in m["wideband"]:
+                    lines.append(
+                        f"| {w['members']} | {w['g711_us_per_leg_tick']}"
+                        f" | {w['one_opus_us_per_leg_tick']} ({n0(w['one_opus_legs_per_core'])})"
+                        f" | {w['one_opus_ratio']}x"
+                        f" | {w['all_opus_us_per_leg_tick']} ({n0(w['all_opus_legs_per_core'])})"
+                        f" | {w['all_opus_ratio']}x |"
+                    )
             lines.append("")
         return lines
 

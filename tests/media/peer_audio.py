@@ -12,12 +12,13 @@ from collections.abc import Iterable
 import numpy as np
 from numpy.typing import NDArray
 
-from bridgeline.media import g711, g722
+from bridgeline.media import g711, g722, opus
 from bridgeline.media.player import ToneSource
 from bridgeline.media.rtp import RtpPacket
 
 RATE = 8000
 WIDE_RATE = 16000
+OPUS_PT = 111  # the dynamic number the test phones give Opus (the runtime knows it as opus.CODEC_ID)
 
 
 class WideTone:
@@ -47,8 +48,39 @@ class ToneSender:
     ssrc: int
     seq: int
     ts: int
+    opus_ms: int = 20  # an Opus phone's packet time (10, 20, 40, 60 ms)
+    opus_fec: bool = False  # an Opus phone adding in-band FEC (asked to by our useinbandfec=1)
+
+    def next_audio_packets(self) -> list[RtpPacket]:
+        """What the phone sends in one 20 ms tick: one packet, except an Opus phone whose packet
+        time is not 20 ms (two 10 ms packets; a 60 ms one every third tick)."""
+        if self.payload_type != OPUS_PT or self.opus_ms == 20:
+            return [self.next_audio_packet()]
+        pcm = self.__dict__.setdefault("_opus_pcm", [])
+        pcm.append(self.tone.next_frame() if self.tone is not None else np.zeros(320, dtype=np.int16))
+        samples = np.concatenate(pcm)
+        size = self.opus_ms * 16
+        packets = []
+        while samples.size >= size:
+            packets.append(self._opus_packet(samples[:size]))
+            samples = samples[size:]
+        pcm[:] = [samples] if samples.size else []
+        return packets
+
+    def _opus_packet(self, samples: NDArray[np.int16]) -> RtpPacket:
+        encoder = self.__dict__.setdefault("_opus", opus.OpusStream(opus.OpusParams(fec=self.opus_fec)))
+        packet = RtpPacket(
+            OPUS_PT, self.seq & 0xFFFF, self.ts & 0xFFFF_FFFF, self.ssrc, encoder.encode(samples)
+        )
+        self.seq += 1
+        self.ts += samples.size * opus.TS_PER_SAMPLE  # the 48 kHz RTP clock
+        return packet
 
     def next_audio_packet(self) -> RtpPacket:
+        if self.payload_type == OPUS_PT:
+            return self._opus_packet(
+                self.tone.next_frame() if self.tone is not None else np.zeros(320, dtype=np.int16)
+            )
         if self.payload_type == g722.PAYLOAD_TYPE:
             frame = self.tone.next_frame() if self.tone is not None else np.zeros(320, dtype=np.int16)
             encoder = self.__dict__.setdefault("_g722", g722.G722Stream())  # one stream: stateful
@@ -72,6 +104,9 @@ def decoded(packets: Iterable[RtpPacket]) -> NDArray[np.int16]:
     """The G.711 audio of the packets, in sequence order (other payload types are left out); for
     G.722 packets (a G.722 phone receives no G.711), their 16 kHz audio, decoded by one decoder."""
     ordered = sorted(packets, key=lambda p: p.sequence)
+    if any(p.payload_type == OPUS_PT for p in ordered):  # an Opus phone: 16 kHz, one decoder
+        decoder = opus.OpusStream()
+        return np.concatenate([decoder.decode(p.payload) for p in ordered if p.payload_type == OPUS_PT])
     wide = [p for p in ordered if p.payload_type == g722.PAYLOAD_TYPE]
     if wide:
         decoder = g722.G722Stream()

@@ -8,7 +8,7 @@ from media_sim import PCMU, Sim, SimPeer, dominant_freq, level_at
 
 from bridgeline.core.effects import LegAudio
 from bridgeline.media.dtmf import dtmf_packets
-from bridgeline.media.leg import LatchPolicy, Relatched, SourceRefused
+from bridgeline.media.leg_types import LatchPolicy, Relatched, SourceRefused
 from bridgeline.media.runtime import DtmfReceived
 
 RTCP_RR = bytes([0x81, 201, 0x00, 0x01]) + (0x1234).to_bytes(4, "big")

@@ -9,7 +9,7 @@ import pytest
 from media_sim import Sim, SimPeer, dominant_freq, level_at
 from test_runtime_latching import RTCP_RR, TWO_WAY, spray
 
-from bridgeline.media.leg import Address, LatchPolicy, Relatched
+from bridgeline.media.leg_types import Address, LatchPolicy, Relatched
 
 
 def ipv6_peer(freq: float | None, host: str, port: int, scope_id: int = 0) -> tuple[SimPeer, Address]:

@@ -14,7 +14,7 @@ from media_sim import G722, PCMU, Sim, SimPeer, dominant_freq, level_at, spectru
 
 from bridgeline.core.effects import LegAudio
 from bridgeline.media import g711
-from bridgeline.media.leg import LatchPolicy, SrtpDropped
+from bridgeline.media.leg_types import LatchPolicy, SrtpDropped
 from bridgeline.media.srtp import SrtpContext, SrtpKeys, SrtpRefused
 
 TWO_WAY = [LegAudio("a", ("b",), None), LegAudio("b", ("a",), None)]

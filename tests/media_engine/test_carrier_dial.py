@@ -18,6 +18,7 @@ from bridgeline.adapters.carriers.sip.settings import RtpSettings, SipSettings, 
 from bridgeline.app.ports import LegRequest
 from bridgeline.core.commands import LegFailed, LegSignal
 from bridgeline.core.model import LeaveReason, Role
+from bridgeline.media import opus
 
 
 @pytest.fixture
@@ -165,6 +166,14 @@ def test_rtp_codecs_setting_defaults_to_g711_first_and_is_validated() -> None:
     for bad in (("G729",), (), ("PCMU", "PCMU")):
         with pytest.raises(ValidationError):
             RtpSettings(codecs=bad)
+
+
+def test_opus_is_opt_in_and_refused_without_libopus(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert "OPUS" not in RtpSettings().codecs
+    assert RtpSettings(codecs=("opus", "PCMU")).codecs == ("OPUS", "PCMU")
+    monkeypatch.setattr(opus, "AVAILABLE", False)  # a machine without Debian's libopus0
+    with pytest.raises(ValidationError, match="libopus"):
+        RtpSettings(codecs=("opus", "PCMU"))
 
 
 async def test_the_invite_offers_the_codecs_setting_in_its_order(trunk: socket.socket) -> None:

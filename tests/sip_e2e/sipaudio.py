@@ -1,6 +1,7 @@
 """What a peer heard: the RTP that reached its media ports in a capture, decoded (G.711, with tables
-of our own rather than the server's codec; G.722 by libg722 itself, to 8 kHz, not through the
-server's glue) and measured by its spectrum.
+of our own rather than the server's codec; G.722 by libg722 itself and Opus by libopus through
+opuslib-next's own decoder class, both to 8 kHz, not through the server's glue) and measured by its
+spectrum.
 
 Every sound source in these tests is a pure tone of a distinct frequency (each phone says its own,
 and every kind of music is set to a tone by the node's settings), so "who hears whom" is the set of
@@ -15,11 +16,13 @@ from dataclasses import dataclass
 
 import G722
 import numpy as np
+import opuslib_next
 from numpy.typing import NDArray
 from pcapkit import Datagram
 
 RATE = 8000
 PCMU, PCMA, G722_PT = 0, 8, 9
+OPUS_PT = 111  # the number Bridgeline's offers give Opus (sip/offer_answer.py), which answers keep
 BAND_HZ = 25.0  # a tone's energy is counted within +/- this of its frequency
 HEARD_SHARE = 0.10  # a source is heard when its band holds at least this share of the energy
 ABSENT_SHARE = 0.02  # ... and not heard when it holds at most this share
@@ -58,6 +61,7 @@ class RtpFrame:
     sequence: int
     ssrc: int
     payload: bytes
+    timestamp: int = 0
 
 
 def rtp_frames(
@@ -69,7 +73,7 @@ def rtp_frames(
     for d in datagrams:
         if d.dport not in to_ports or d.sport not in sources or len(d.payload) < 12:
             continue
-        b0, b1, sequence, _, ssrc = struct.unpack_from("!BBHII", d.payload)
+        b0, b1, sequence, timestamp, ssrc = struct.unpack_from("!BBHII", d.payload)
         if b0 >> 6 != 2:
             continue
         offset = 12 + 4 * (b0 & 0x0F)
@@ -78,14 +82,18 @@ def rtp_frames(
         payload = d.payload[offset:]
         if b0 & 0x20 and payload:
             payload = payload[: -payload[-1]]
-        frames.append(RtpFrame(d.at, d.sport, d.dport, b1 & 0x7F, sequence, ssrc, payload))
+        frames.append(RtpFrame(d.at, d.sport, d.dport, b1 & 0x7F, sequence, ssrc, payload, timestamp))
     return frames
 
 
-def audio(frames: Iterable[RtpFrame], start: float, end: float) -> NDArray[np.float64]:
-    """The decoded samples of the G.711 or G.722 packets captured in [start, end), in arrival order
-    (G.722 decoded at 8 kHz, libg722's narrowband output mode, so that every stretch has one rate)."""
+def audio(
+    frames: Iterable[RtpFrame], start: float, end: float, *, opus_pt: int = OPUS_PT
+) -> NDArray[np.float64]:
+    """The decoded samples of the G.711, G.722 or Opus packets captured in [start, end), in arrival
+    order (G.722 decoded at 8 kHz, libg722's narrowband output mode, and Opus by a decoder at 8 kHz,
+    so that every stretch has one rate; `opus_pt`: the number the peer's SDP gave Opus)."""
     wideband = G722.G722(8000, 64000, use_numpy=False)  # one stream's decoder state
+    opus = opuslib_next.Decoder(8000, 1)
     chunks = []
     for f in frames:
         if not start <= f.at < end:
@@ -94,6 +102,8 @@ def audio(frames: Iterable[RtpFrame], start: float, end: float) -> NDArray[np.fl
             chunks.append(DECODE[f.payload_type][np.frombuffer(f.payload, np.uint8)])
         elif f.payload_type == G722_PT:
             chunks.append(np.frombuffer(wideband.decode(f.payload), np.int16))
+        elif f.payload_type == opus_pt:
+            chunks.append(np.frombuffer(opus.decode(f.payload, 960), np.int16))  # up to 120 ms
     return np.concatenate(chunks).astype(np.float64) if chunks else np.zeros(0)
 
 

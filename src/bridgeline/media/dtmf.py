@@ -96,11 +96,18 @@ def dtmf_packets(
 
 
 def dtmf_events(
-    digit: str, *, duration_ms: int = 100, ptime_ms: int = 20, volume: int = 10, end_repeats: int = 3
+    digit: str,
+    *,
+    duration_ms: int = 100,
+    ptime_ms: int = 20,
+    volume: int = 10,
+    end_repeats: int = 3,
+    clock_rate: int = 8000,
 ) -> list[TelephoneEvent]:
     """The event payloads of one digit, one per packet (a sender with its own RTP stream numbers them).
 
-    Durations grow by one ptime per packet; the end packet is repeated, as in `dtmf_packets`."""
+    Durations grow by one ptime per packet (in units of `clock_rate`: the audio codec's RTP
+    clock, 48 kHz beside Opus); the end packet is repeated, as in `dtmf_packets`."""
     return [
         TelephoneEvent.parse(packet.payload)
         for _, packet in dtmf_packets(
@@ -112,6 +119,7 @@ def dtmf_events(
             ptime_ms=ptime_ms,
             volume=volume,
             end_repeats=end_repeats,
+            clock_rate=clock_rate,
         )
     ]
 

@@ -34,24 +34,30 @@ import random
 import struct
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
 from numpy.typing import NDArray
 
-from bridgeline.media import g711, g722
+from bridgeline.media import g711, g722, opus
 from bridgeline.media.dtmf import DtmfReceiver, TelephoneEvent, dtmf_events
 from bridgeline.media.jitter import Frame, JitterBuffer, decode_frame
+from bridgeline.media.leg_types import (
+    DEFAULT_LATCH,
+    Address,
+    Counters,
+    LatchPolicy,
+    Relatched,
+    SourceRefused,
+    SrtpDropped,
+    check_media_params,
+)
+from bridgeline.media.opus_jitter import OpusJitterBuffer
 from bridgeline.media.player import AudioSource
 from bridgeline.media.resample import Downsampler, Upsampler
 from bridgeline.media.rtp import RtpPacket, RtpParseError, is_rtcp, parse_rtcp
 from bridgeline.media.srtp import Refusal, SrtpContext, SrtpKeys, SrtpRefused
 
-# Where a peer is. The SDP names (host, port); an AF_INET6 socket's recvfrom gives (host, port,
-# flowinfo, scope_id), kept whole so that sendto reaches a link-local peer on its interface. Hosts
-# are compared as strings: the shell writes SDP hosts the way recvfrom does (rtp_udp.py).
-Address = tuple[str, int] | tuple[str, int, int, int]
 # One datagram to send: (leg id, RTP bytes, destination). Only RTP is ever sent.
 Outgoing = tuple[str, bytes, Address]
 FRAME_SAMPLES: Final = 160  # one 20 ms tick at 8 kHz; G.711 is one byte per sample
@@ -59,82 +65,6 @@ _HEADER = struct.Struct("!BBHII")
 _UNROUTABLE: Final = frozenset({"0.0.0.0", "::"})  # RFC 2543-style hold address: send nothing
 _G711_SECOND_BYTE: Final = frozenset({g711.PCMU, g711.PCMA, 0x80 | g711.PCMU, 0x80 | g711.PCMA})  # +marker
 _G722_SECOND_BYTE: Final = frozenset({g722.PAYLOAD_TYPE, 0x80 | g722.PAYLOAD_TYPE})
-
-
-@dataclass(frozen=True, slots=True)
-class LatchPolicy:
-    """The latching rules' knobs (see the module docstring); from the SIP YAML's `rtp:` block."""
-
-    learning_window_s: float = 2.0
-    relatch_silence_s: float = 1.0
-    relatch_packets: int = 10
-    refused_log_interval_s: float = 10.0
-
-
-DEFAULT_LATCH: Final = LatchPolicy()
-
-
-@dataclass(frozen=True, slots=True)
-class SourceRefused:
-    """Packets from a foreign source were refused (at most one such event per policy interval)."""
-
-    leg_id: str
-    kind: str  # rtp | dtmf | rtcp
-    source: Address
-    latched: Address | None
-    refused_since_last: int
-
-
-@dataclass(frozen=True, slots=True)
-class Relatched:
-    """A leg's media source moved (a NAT rebinding, or the SDP address won over a learned source)."""
-
-    leg_id: str
-    source: Address
-    previous: Address
-
-
-@dataclass(frozen=True, slots=True)
-class SrtpDropped:
-    """SRTP/SRTCP packets failed authentication or the replay check (one event per policy interval)."""
-
-    leg_id: str
-    kind: str  # rtp | rtcp
-    reason: str  # srtp.Refusal: auth | replay | malformed
-    source: Address
-    dropped_since_last: int
-
-
-@dataclass(slots=True)
-class Counters:
-    """Runtime-wide packet counters, shared by every leg."""
-
-    packets_in: int = 0
-    packets_out: int = 0  # datagrams handed to the shell
-    malformed_in: int = 0
-    rtcp_in: int = 0
-    ignored_in: int = 0  # valid RTP we do not use: unknown payload type, or before connect_leg
-    # Packets refused because they came from another source than the leg's latched one.
-    rtp_refused_foreign_source: int = 0
-    dtmf_refused_foreign_source: int = 0
-    rtcp_refused_foreign_source: int = 0
-    relatched: int = 0  # NAT rebindings followed
-    srtp_auth_failed: int = 0  # SRTP/SRTCP refused: bad tag, garbage, wrong key, too short or long
-    srtp_replayed: int = 0  # SRTP/SRTCP refused by the replay window
-    srtp_protect_failed: int = 0  # outgoing packets libsrtp would not protect (not sent)
-    srtp_unreported: int = 0
-    srtp_report_after: float = float("-inf")
-    # One refusal report per interval for the whole runtime: a spray must not flood the log.
-    refusals_unreported: int = 0
-    refusal_report_after: float = float("-inf")
-
-
-def check_media_params(payload_type: int, ptime_ms: int) -> None:
-    """ValueError unless the leg's negotiated media is something the runtime can send."""
-    if not (g711.is_g711(payload_type) or payload_type == g722.PAYLOAD_TYPE):
-        raise ValueError(f"payload type {payload_type} is not G.711 (PCMU 0 / PCMA 8) or G.722 (9)")
-    if not (10 <= ptime_ms <= 120 and ptime_ms % 10 == 0):
-        raise ValueError(f"unsupported ptime {ptime_ms} ms (10..120, multiple of 10)")
 
 
 class Leg:
@@ -172,14 +102,15 @@ class Leg:
         self._candidate: Address | None = None  # a source that may be the peer after a NAT rebinding
         self._candidate_packets = 0
         self._rtcp_source: Address | None = None  # RTCP's own latch, on the RTP source's host
-        self.jitter = JitterBuffer()
+        self.jitter: JitterBuffer | OpusJitterBuffer = JitterBuffer()
         self._audio_second_byte = _G711_SECOND_BYTE  # the receive fast lane's audio types
         # G.722 legs: the codec's per-leg state; in a wideband mix, G.711 legs' resamplers (made
         # when first needed: an all-G.711 server never builds one).
         self.g722: g722.G722Stream | None = None
+        self.opus: opus.OpusStream | None = None  # an Opus leg's codec state
         self._up_in: Upsampler | None = None  # a G.711 leg's voice, to 16 kHz
         self._down_out: Downsampler | None = None  # a wideband mix, to a G.711 leg
-        self._up_out: Upsampler | None = None  # 8 kHz material (messages, music), to a G.722 leg
+        self._up_out: Upsampler | None = None  # 8 kHz material (messages, music), to a wideband leg
         self.dtmf: DtmfReceiver | None = None
         self.event_pt: int | None = None  # the peer's telephone-event payload type, if negotiated
         self._dtmf_out: deque[TelephoneEvent] = deque()  # DTMF to send, one packet per tick
@@ -193,6 +124,7 @@ class Leg:
         self._ts = rng.getrandbits(32)
         self._marker = True
         self._ptime_samples = FRAME_SAMPLES
+        self._ts_step = FRAME_SAMPLES  # RTP timestamp units per tick: 960 on Opus's 48 kHz clock
         self._pending = bytearray()  # encoded audio not yet sent, for ptime other than 20 ms
         self._pending_ts = 0
         self.srtp: SrtpContext | None = None  # set at connect when the call negotiated SRTP
@@ -208,15 +140,23 @@ class Leg:
         now: float,
         srtp: SrtpKeys | None = None,
         wire_payload_type: int | None = None,
+        fmtp: str | None = None,
     ) -> None:
-        """`payload_type`: the codec, by RFC 3551's static number (0, 8, 9); `wire_payload_type`:
-        the number the SDP gave it, when a dynamic one (sent, and mapped back on receipt)."""
+        """`payload_type`: the codec, by RFC 3551's static number (0, 8, 9; `opus.CODEC_ID` for
+        Opus, which has none); `wire_payload_type`: the number the SDP gave it, when a dynamic one
+        (sent, and mapped back on receipt); `fmtp`: the peer's format parameters (Opus reads them)."""
         check_media_params(payload_type, ptime_ms)
         self.srtp = None if srtp is None else SrtpContext(srtp)  # a new session: fresh contexts
+        is_opus = payload_type == opus.CODEC_ID
         wideband = payload_type == g722.PAYLOAD_TYPE
-        if wideband != self.wideband or (wideband and self.g722 is None):
+        if is_opus and self.opus is None:
+            self.g722 = None
+            self.opus = opus.OpusStream(opus.OpusParams.from_fmtp(fmtp))
+            self.jitter = OpusJitterBuffer(self.opus)
+        elif not is_opus and (self.opus is not None or wideband != (self.g722 is not None)):
             # A new codec family: a new jitter buffer (codes of the old codec must not be decoded
             # by the new one) and fresh codec state.
+            self.opus = None
             self.g722 = g722.G722Stream() if wideband else None
             self.jitter = JitterBuffer(wideband=self.g722.decode if self.g722 is not None else None)
         self.payload_type = payload_type
@@ -234,6 +174,10 @@ class Leg:
         self.dtmf = DtmfReceiver(telephone_event_pt) if telephone_event_pt is not None else None
         self.event_pt = telephone_event_pt
         self._ptime_samples = ptime_ms * 8
+        self._ts_step = FRAME_SAMPLES
+        if is_opus:  # the packetiser gathers 16 kHz PCM (2 bytes a sample), encoded per packet
+            self._ptime_samples = (ptime_ms if ptime_ms in opus.SENDABLE_PTIMES else 20) * 32
+            self._ts_step = opus.TICK_TS
         self._pending.clear()
         self.update(remote, send, now)
         self.connected = True
@@ -366,7 +310,10 @@ class Leg:
         is_event = self.dtmf is not None and pt == self.dtmf.payload_type
         if pt == self.wire_pt and pt != self.payload_type and not is_event:
             packet.payload_type = self.payload_type  # a dynamic type: the jitter buffer decodes by codec
-        elif not (is_event or (pt == g722.PAYLOAD_TYPE if self.g722 is not None else g711.is_g711(pt))):
+        elif not is_event and (
+            self.opus is not None  # Opus has no static number: only the negotiated one is taken
+            or not (pt == g722.PAYLOAD_TYPE if self.g722 is not None else g711.is_g711(pt))
+        ):
             counters.ignored_in += 1  # comfort noise, unnegotiated types: not evidence of the peer
             return
         # Symmetric RTP (RFC 4961): the peer may sit behind NAT or send from another port than its
@@ -408,22 +355,27 @@ class Leg:
     # ---------------------------------------------------------------- codec
     @property
     def wideband(self) -> bool:
-        """The leg speaks G.722 (16 kHz audio): its conference mixes at 16 kHz."""
-        return self.payload_type == g722.PAYLOAD_TYPE
+        """The leg speaks G.722 or Opus (16 kHz audio here): its conference mixes at 16 kHz."""
+        return self.payload_type in (g722.PAYLOAD_TYPE, opus.CODEC_ID)
 
     def encode_narrow(self, pcm: NDArray[np.int16]) -> bytes:
-        """One 8 kHz frame (160 samples) in the leg's codec: G.711 directly, G.722 upsampled."""
-        if self.g722 is None:
+        """One 8 kHz frame (160 samples) for send_tick: G.711 directly, G.722 upsampled, Opus as
+        upsampled PCM (see encode_wide)."""
+        if self.g722 is None and self.opus is None:
             return g711.encode_array(self.payload_type, pcm).tobytes()
         if self._up_out is None:
             self._up_out = Upsampler()
-        return self.g722.encode(self._up_out.process(pcm))
+        wide = self._up_out.process(pcm)
+        return wide.tobytes() if self.g722 is None else self.g722.encode(wide)
 
     def encode_wide(self, pcm: NDArray[np.int16]) -> bytes:
-        """One 16 kHz frame (320 samples) in the leg's codec: G.722 directly, G.711 through the
-        anti-alias filter."""
+        """One 16 kHz frame (320 samples) for send_tick: G.722 directly, G.711 through the
+        anti-alias filter. Opus: the samples' bytes, which send_tick encodes a whole packet at a
+        time (one Opus frame of the packet time, which may span several ticks)."""
         if self.g722 is not None:
             return self.g722.encode(pcm)
+        if self.opus is not None:
+            return pcm.tobytes()
         if self._down_out is None:
             self._down_out = Downsampler()
         return g711.encode_array(self.payload_type, self._down_out.process(pcm)).tobytes()
@@ -442,7 +394,8 @@ class Leg:
         """Send a digit as RFC 4733 events over the next ticks; False if the peer negotiated none."""
         if self.event_pt is None or not self.connected:
             return False
-        self._dtmf_out.extend(dtmf_events(digit))
+        # Events run on the audio's RTP clock (RFC 4733 2.1): 50 ticks a second.
+        self._dtmf_out.extend(dtmf_events(digit, clock_rate=self._ts_step * 50))
         return True
 
     @property
@@ -452,9 +405,10 @@ class Leg:
         return not (self.sending and self.connected and self.dest is not None)
 
     def send_tick(self, codes: bytes) -> None:
-        """Queue one tick (160 encoded samples). The RTP clock advances even while nothing is sent."""
+        """Queue one tick (160 encoded samples; an Opus leg's 320 samples of 16 kHz PCM). The RTP
+        clock advances even while nothing is sent."""
         ts = self._ts
-        self._ts = (ts + FRAME_SAMPLES) & 0xFFFF_FFFF
+        self._ts = (ts + self._ts_step) & 0xFFFF_FFFF
         dest = self.dest
         if not (self.sending and self.connected and dest is not None):  # self.silent; closing disconnects
             self._pending.clear()
@@ -465,6 +419,9 @@ class Leg:
             self._send_event(ts)
             return
         size = self._ptime_samples
+        if self.opus is not None:
+            self._send_opus(codes, ts, size)
+            return
         if size == FRAME_SAMPLES and not self._pending:
             # _emit inlined: this runs for every leg on every tick.
             b1 = self.wire_pt | 0x80 if self._marker else self.wire_pt
@@ -489,17 +446,31 @@ class Leg:
             del self._pending[:size]
             self._pending_ts = (self._pending_ts + size) & 0xFFFF_FFFF
 
+    def _send_opus(self, pcm: bytes, ts: int, size: int) -> None:
+        """Gather 16 kHz PCM until a packet time's worth (`size` bytes) is there, then encode it as
+        one Opus packet stamped with its first sample's time on the 48 kHz clock."""
+        assert self.opus is not None
+        if not self._pending:
+            self._pending_ts = ts
+        self._pending += pcm
+        if len(self._pending) < size:
+            return
+        samples = np.frombuffer(bytes(self._pending[:size]), dtype=np.int16)
+        del self._pending[:size]
+        self._emit(self.opus.encode(samples), self._pending_ts)
+        self._pending_ts = (self._pending_ts + size // 2 * opus.TS_PER_SAMPLE) & 0xFFFF_FFFF
+
     def _send_event(self, ts: int) -> None:
         """One telephone-event packet instead of this tick's audio (RFC 4733 2.5: no audio meanwhile).
 
         Every packet of an event carries the event's start timestamp; the marker flags its first."""
         event = self._dtmf_out.popleft()
-        first = event.duration <= FRAME_SAMPLES and not event.end
+        first = event.duration <= self._ts_step and not event.end
         if first:
             self._event_ts = ts
         self._pending.clear()
         self._emit(bytes(event), self._event_ts, payload_type=self.event_pt, marker=first)
-        if not self._dtmf_out or (self._dtmf_out[0].duration <= FRAME_SAMPLES and not self._dtmf_out[0].end):
+        if not self._dtmf_out or (self._dtmf_out[0].duration <= self._ts_step and not self._dtmf_out[0].end):
             self._marker = True  # audio after an event starts a new talkspurt
 
     def _emit(

@@ -8,9 +8,9 @@ the row bookkeeping in the same place as the loops that read it.
 Routing changes compile each conference once (`ConferenceMix.configure`) into one of three
 shapes: direct (every leg hears at most one source: forwarded or re-encoded, no mixer), plain
 (everyone hears everyone else, no music: mixed with the other plain conferences of the same size
-in one `MixMinusBatch`), or mixed (its own `Mixer`). A conference with a wideband (G.722) leg is
-always mixed, at 16 kHz (`_tick_wideband`): G.711 legs' voices and the 8 kHz music are upsampled
-into it, and G.711 listeners get their rows through the anti-alias filter; all-G.711 conferences
+in one `MixMinusBatch`), or mixed (its own `Mixer`). A conference with a wideband (G.722 or Opus)
+leg is always mixed, at 16 kHz (`_tick_wideband`): G.711 legs' voices and the 8 kHz music are
+upsampled into it, and G.711 listeners get their rows through the anti-alias filter; all-G.711 conferences
 keep the 8 kHz paths unchanged. `layout.py` keeps them, with the legs in no
 conference, flattened into a `TickLayout` that the tick walks without looking legs up by id.
 """
@@ -60,13 +60,13 @@ class ConferenceMix:
         # Everyone hears everyone else, no music (3 members or more): mixed with the other plain
         # conferences of the same size in one batch, not by its own mixer.
         self.plain = False
-        self.wideband = False  # mixed at 16 kHz: some leg speaks G.722
+        self.wideband = False  # mixed at 16 kHz: some leg speaks G.722 or Opus
 
     def configure(
         self, legs: tuple[LegAudio, ...], music: Mapping[Music, SharedSource], wideband: bool = False
     ) -> None:
         """Compile the members' routes (and their music: a kind missing from `music` is silent);
-        `wideband`: some leg speaks G.722, so the conference is mixed at 16 kHz."""
+        `wideband`: some leg speaks G.722 or Opus, so the conference is mixed at 16 kHz."""
         self.legs, self.music, self.wideband = legs, music, wideband
         self.mixer.frame_samples = g722.FRAME_SAMPLES if wideband else FRAME_SAMPLES
         members = {la.leg_id for la in legs}
@@ -130,7 +130,8 @@ def run_tick(layout: TickLayout, legs: dict[str, Leg], n: int) -> list[Leg]:
 
 
 def _silence(leg: Leg) -> bytes:
-    """A silent frame in the leg's codec (G.722's encoder has state: it encodes the silence)."""
+    """A silent frame in the leg's codec (G.722's and Opus's encoders have state: they encode the
+    silence)."""
     codes = _SILENT_CODES.get(leg.payload_type)
     return leg.encode_narrow(_SILENT_FRAME) if codes is None else codes
 
@@ -236,8 +237,9 @@ def _tick_mixed(conf: ConferenceMix, legs: dict[str, Leg], n: int, finished: lis
 
 
 def _tick_wideband(conf: ConferenceMix, legs: dict[str, Leg], n: int, finished: list[Leg]) -> None:
-    """_tick_mixed at 16 kHz: every input widened (G.722 decoded, G.711 and music upsampled), every
-    output encoded by its listener's own codec state (G.722 is stateful; G.711 is filtered down)."""
+    """_tick_mixed at 16 kHz: every input widened (G.722 and Opus decoded, G.711 and music
+    upsampled), every output encoded by its listener's own codec state (G.722 and Opus are
+    stateful; G.711 is filtered down)."""
     inputs = conf.mixer.inputs
     for leg_id, row in conf.leg_rows:
         leg = legs.get(leg_id)

@@ -29,13 +29,12 @@ from typing import Final, Literal
 from bridgeline.core.effects import LegAudio
 from bridgeline.core.model import Music
 from bridgeline.media.layout import TickLayout
-from bridgeline.media.leg import (
+from bridgeline.media.leg import Leg, Outgoing
+from bridgeline.media.leg_types import (
     DEFAULT_LATCH,
     Address,
     Counters,
     LatchPolicy,
-    Leg,
-    Outgoing,
     Relatched,
     SourceRefused,
     SrtpDropped,
@@ -200,13 +199,14 @@ class MediaRuntime:
         ptime_ms: int = 20,
         srtp: SrtpKeys | None = None,
         wire_payload_type: int | None = None,
+        fmtp: str | None = None,
     ) -> None:
-        """Start media after SDP negotiation (ValueError for a payload type other than G.711's or
-        G.722's, an odd ptime or unusable SRTP keys); `now` starts the learning window; `srtp`:
-        protect and check every packet; `wire_payload_type`: the codec's number in the SDP when it
-        is not its static one."""
+        """Start media after SDP negotiation (ValueError for a codec other than G.711, G.722 or Opus
+        (`opus.CODEC_ID`), an odd ptime or unusable SRTP keys); `now` starts the learning window;
+        `srtp`: protect and check every packet; `wire_payload_type`: the codec's number in the SDP
+        when it is not its static one; `fmtp`: the peer's format parameters for it (Opus)."""
         self._leg(leg_id).connect(
-            remote, payload_type, telephone_event_pt, send, ptime_ms, now, srtp, wire_payload_type
+            remote, payload_type, telephone_event_pt, send, ptime_ms, now, srtp, wire_payload_type, fmtp
         )
         self._relayout(leg_id)  # the payload type picks the batch's encodings
 
@@ -243,12 +243,12 @@ class MediaRuntime:
         else:
             conf = self._confs[cid]
             wideband = self._wideband(la.leg_id for la in conf.legs)
-            if wideband != conf.wideband:  # a G.722 leg came or went: the mix rate changes
+            if wideband != conf.wideband:  # a G.722/Opus leg came or went: the mix rate changes
                 conf.configure(conf.legs, conf.music, wideband)
             self._layout.place(conf)
 
     def _wideband(self, leg_ids: Iterable[str]) -> bool:
-        """Some of the legs speaks G.722: their conference is mixed at 16 kHz."""
+        """Some of the legs speaks G.722 or Opus: their conference is mixed at 16 kHz."""
         legs = self._legs
         return any(leg.wideband for leg in map(legs.get, leg_ids) if leg is not None)
 

@@ -1,4 +1,4 @@
-"""SDP offer/answer (RFC 3264) for one audio stream: G.711 or G.722, plus RFC 4733 telephone events,
+"""SDP offer/answer (RFC 3264) for one audio stream: G.711, G.722 or Opus, plus RFC 4733 telephone events,
 plain or SRTP-protected with SDES keys (RFC 4568, `sdes`).
 
 We use the first usable `m=audio` line (RTP/AVP, or RTP/SAVP when the call's SRTP policy allows)
@@ -21,9 +21,13 @@ DEFAULT_PTIME: Final = 20
 # The packet times the media runtime sends: whole 10 ms frames up to 120 ms. A peer's a=ptime is a
 # wish (RFC 4566 6), not a condition: any other value is answered, and sent, at DEFAULT_PTIME.
 SENDABLE_PTIMES: Final = frozenset(range(10, 121, 10))
+# Opus sends one frame per packet, and an Opus frame lasts 10, 20, 40, 60, 80, 100 or 120 ms.
+OPUS_PTIMES: Final = frozenset({10, 20, 40, 60, 80, 100, 120})
 # RFC 3551's static numbers, by which the media runtime knows its codecs whatever number the SDP
-# gave them (a peer may map PCMA or G722 to a dynamic type, RFC 3551 3).
-_STATIC_TYPES: Final = {"pcmu": 0, "pcma": 8, "g722": 9}
+# gave them (a peer may map PCMA or G722 to a dynamic type, RFC 3551 3). Opus has none: 256 is the
+# media runtime's own key for it (media/opus.py CODEC_ID), outside RTP's 7 bits.
+_STATIC_TYPES: Final = {"pcmu": 0, "pcma": 8, "g722": 9, "opus": 256}
+_OPUS: Final = "opus"
 _TELEPHONE_EVENT: Final = "telephone-event"
 AVP: Final = "RTP/AVP"
 SAVP: Final = "RTP/SAVP"
@@ -67,8 +71,13 @@ class Codec:
 
     @property
     def static_payload_type(self) -> int:
-        """RFC 3551's number for this encoding, or the negotiated one when it has none."""
+        """RFC 3551's number for this encoding (Opus: the media runtime's own key, 256), or the
+        negotiated one when it has none."""
         return _STATIC_TYPES.get(self.encoding.lower(), self.payload_type)
+
+    @property
+    def is_opus(self) -> bool:
+        return self.encoding.lower() == _OPUS
 
     def matches(self, rtpmap: RtpMap) -> bool:
         """Same encoding (case-insensitive, RFC 4855 section 3), clock rate and channel count."""
@@ -83,14 +92,29 @@ PCMU: Final = Codec("PCMU", 8000, 0)
 PCMA: Final = Codec("PCMA", 8000, 8)
 # 16 kHz audio, but "G722/8000" on the wire (RFC 3551 4.5.2): so telephone-event/8000 pairs with it.
 G722: Final = Codec("G722", 8000, 9)
+# RFC 7587: always "opus/48000/2" (the RTP clock; the channels say only that stereo may be sent).
+# Our fmtp says what we like to receive (RFC 7587 7.1): no more than 16 kHz audio (we decode and mix
+# at 16 kHz), mono, and in-band FEC (which we decode: media/opus_jitter.py); the sprop- parameters
+# say what we send. The peer's own fmtp shapes our encoder (media/opus.py OpusParams).
+OPUS: Final = Codec(
+    "opus",
+    48000,
+    111,
+    channels=2,
+    fmtp="maxplaybackrate=16000;sprop-maxcapturerate=16000;stereo=0;sprop-stereo=0;useinbandfec=1",
+)
 TELEPHONE_EVENT: Final = Codec(_TELEPHONE_EVENT, 8000, 101, fmtp="0-16")
+# RFC 4733 events ride the audio codec's clock: Opus legs get their own, at 48 kHz.
+TELEPHONE_EVENT_48K: Final = Codec(_TELEPHONE_EVENT, 48000, 102, fmtp="0-16")
 DEFAULT_CODECS: Final = (PCMU, PCMA, TELEPHONE_EVENT)
-AUDIO_CODECS: Final = {c.encoding: c for c in (PCMU, PCMA, G722)}  # what the media runtime carries
+# What the media runtime carries, by name in upper case (as `rtp.codecs` names them).
+AUDIO_CODECS: Final = {c.encoding.upper(): c for c in (PCMU, PCMA, G722, OPUS)}
 
 
 def codecs_by_name(names: Sequence[str]) -> tuple[Codec, ...]:
     """Audio codecs in the given preference order (names of AUDIO_CODECS, any case), followed by
-    telephone-event; ValueError for an unknown or repeated name, or none."""
+    telephone-event (and its 48 kHz twin when Opus is named); ValueError for an unknown or repeated
+    name, or none."""
     chosen = [AUDIO_CODECS.get(name.upper()) for name in names]
     if not chosen:
         raise ValueError("at least one audio codec is needed")
@@ -98,7 +122,8 @@ def codecs_by_name(names: Sequence[str]) -> tuple[Codec, ...]:
         raise ValueError(f"unknown codec in {list(names)}: known are {', '.join(AUDIO_CODECS)}")
     if len(set(chosen)) != len(chosen):
         raise ValueError(f"a codec is named twice in {list(names)}")
-    return (*(c for c in chosen if c is not None), TELEPHONE_EVENT)
+    events = (TELEPHONE_EVENT, TELEPHONE_EVENT_48K) if OPUS in chosen else (TELEPHONE_EVENT,)
+    return (*(c for c in chosen if c is not None), *events)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,10 +211,12 @@ def answer_offer(
         codec, event = choice
         ours = _as_seen_by_peer(offer.direction_for(media), connection) & direction
         remote_ptime = offer.ptime_for(media)
-        ptime = _sendable(remote_ptime) or DEFAULT_PTIME
+        ptime = _sendable(remote_ptime, codec) or DEFAULT_PTIME
         theirs = crypto if isinstance(crypto, Crypto) else None
         lines = [] if theirs is None else [Crypto(theirs.tag, theirs.suite, srtp.keys[0])]
-        codecs = [codec] + ([event] if event else [])
+        # Opus's fmtp is each side's own (what it likes to receive): ours goes in the answer.
+        answered = dataclasses.replace(codec, fmtp=OPUS.fmtp) if codec.is_opus else codec
+        codecs = [answered] + ([event] if event else [])
         answer.media.append(_audio_section(port, codecs, ours, ptime, media.proto, lines))
         keys = None if theirs is None else SrtpParams(theirs.suite, srtp.keys[0], theirs.key)
         result = MediaParams(
@@ -303,7 +330,7 @@ def read_answer(offer: SessionDescription, answer: SessionDescription) -> MediaP
             raise NegotiationError(_family_refusal(connection, ours_family), INCOMPATIBLE_ADDRESS_FORMATS)
         direction = _as_seen_by_peer(answer.direction_for(theirs), connection) & offer.direction_for(ours)
         remote_ptime = answer.ptime_for(theirs)
-        ptime = _sendable(remote_ptime) or _sendable(offer.ptime_for(ours)) or DEFAULT_PTIME
+        ptime = _sendable(remote_ptime, codec) or _sendable(offer.ptime_for(ours), codec) or DEFAULT_PTIME
         keys = _answered_keys(ours, theirs)
         return MediaParams(
             codec, event, connection.address, theirs.port, direction, ptime, remote_ptime, index, keys
@@ -382,7 +409,9 @@ def _choose(media: Media, supported: Sequence[Codec]) -> tuple[Codec, Codec | No
             continue
         codec = next((c for c in supported if not c.is_telephone_event and c.matches(rtpmap)), None)
         if codec is not None:
-            chosen = dataclasses.replace(codec, payload_type=pt, fmtp=media.fmtp(fmt) or codec.fmtp)
+            # The peer's fmtp; for Opus only the peer's (ours would claim it asked for FEC).
+            fmtp = media.fmtp(fmt) if codec.is_opus else media.fmtp(fmt) or codec.fmtp
+            chosen = dataclasses.replace(codec, payload_type=pt, fmtp=fmtp)
             break
     if chosen is None:
         return None
@@ -427,5 +456,5 @@ def _as_seen_by_peer(direction: Direction, connection: Connection) -> Direction:
     return direction.reversed()
 
 
-def _sendable(ptime: int | None) -> int | None:
-    return ptime if ptime in SENDABLE_PTIMES else None
+def _sendable(ptime: int | None, codec: Codec) -> int | None:
+    return ptime if ptime in (OPUS_PTIMES if codec.is_opus else SENDABLE_PTIMES) else None

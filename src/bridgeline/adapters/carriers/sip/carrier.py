@@ -508,6 +508,7 @@ class SipCarrier:
                 remote=(params.remote_address, params.remote_port),
                 payload_type=codec.static_payload_type,
                 wire_payload_type=codec.payload_type,
+                fmtp=codec.fmtp,
                 telephone_event_pt=event_pt,
                 send=params.direction.sends,
                 ptime_ms=params.ptime,

@@ -30,7 +30,7 @@ from bridgeline.adapters.carriers.sip.music_fetch import MediaLimits
 from bridgeline.adapters.carriers.sip.rtp_udp import MediaPortsExhausted, PortPool, peer_address
 from bridgeline.core.effects import LegAudio, MusicSources
 from bridgeline.core.model import Music
-from bridgeline.media.leg import DEFAULT_LATCH, Address, LatchPolicy, check_media_params
+from bridgeline.media.leg_types import DEFAULT_LATCH, Address, LatchPolicy, check_media_params
 from bridgeline.media.player import AudioSource, SharedSource
 from bridgeline.media.runtime import (
     DtmfReceived,
@@ -192,10 +192,12 @@ class MediaEngine:
         ptime_ms: int = 20,
         srtp: SrtpKeys | None = None,
         wire_payload_type: int | None = None,
+        fmtp: str | None = None,
     ) -> None:
-        """Start media after SDP negotiation (ValueError for a codec other than G.711 or G.722, an
-        odd ptime, unusable SRTP keys or a remote address of the other IP family); `payload_type`
-        names the codec by its static number and `wire_payload_type` the number the SDP gave it;
+        """Start media after SDP negotiation (ValueError for a codec other than G.711, G.722 or
+        Opus, an odd ptime, unusable SRTP keys or a remote address of the other IP family);
+        `payload_type` names the codec by its static number (Opus: `opus.CODEC_ID`),
+        `wire_payload_type` the number the SDP gave it and `fmtp` the peer's format parameters;
         with `srtp` every packet is protected and checked (SRTP)."""
         self._check_open(leg_id)
         check_media_params(payload_type, ptime_ms)
@@ -215,6 +217,7 @@ class MediaEngine:
                 now=now,
                 srtp=srtp,
                 wire_payload_type=wire_payload_type,
+                fmtp=fmtp,
             )
 
         self._media.submit(connect)

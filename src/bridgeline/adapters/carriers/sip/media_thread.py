@@ -28,7 +28,8 @@ from typing import Final, Literal
 import structlog
 
 from bridgeline.adapters.carriers.sip.rtp_udp import PortPool
-from bridgeline.media.leg import Address, Outgoing
+from bridgeline.media.leg import Outgoing
+from bridgeline.media.leg_types import Address
 from bridgeline.media.runtime import MediaEvent, MediaRuntime
 
 log = structlog.get_logger(__name__)

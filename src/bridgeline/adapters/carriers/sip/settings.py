@@ -60,6 +60,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from bridgeline.core.identifiers import check_id
 from bridgeline.core.model import Role
+from bridgeline.media import opus
 from bridgeline.sip.endpoint_core import host_for_uri
 from bridgeline.sip.events import EndpointConfig, FailoverPolicy, SessionTimerSettings, TrunkConfig
 from bridgeline.sip.locate import DEFAULT_MAX_QUERIES, DEFAULT_MAX_TARGETS
@@ -129,14 +130,19 @@ class RtpSettings(_Strict):
     realtime_priority: int = Field(default=10, ge=0, le=99)
     # --- issue 11: audio codecs in preference order (our offers; answers follow the offerer's order,
     # RFC 3264 6.1), telephone-event always added. G.711 first: G.711-only conferences keep the cheap
-    # 8 kHz paths, and a G.722 phone that prefers G.722 still gets it (docs/sip.md).
+    # 8 kHz paths, and a G.722 phone that prefers G.722 still gets it (docs/sip.md). "OPUS" is
+    # opt-in: a leg costs several times a G.722 one (docs/benchmarks.md), and phones that list Opus
+    # first would all move to it.
     codecs: tuple[str, ...] = ("PCMU", "PCMA", "G722")
 
     @field_validator("codecs")
     @classmethod
     def _check_codecs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         codecs_by_name(value)  # ValueError names the bad one
-        return tuple(name.upper() for name in value)
+        names = tuple(name.upper() for name in value)
+        if "OPUS" in names and not opus.AVAILABLE:
+            raise ValueError("OPUS needs libopus (Debian: libopus0, `make deps-codecs`)")
+        return names
 
     # NAT: the address put in SDP (c=, o=) when peers reach us at another one than `host`, which
     # stays the address bound (docs/sip.md "Behind NAT")
