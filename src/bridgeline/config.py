@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import string
 from collections.abc import Mapping
@@ -73,10 +74,38 @@ class Settings:
     idempotency_key_max_length: int = 255  # characters of a key; longer: 400
     idempotency_lock_s: float = 60.0  # an unanswered key older than this is taken for abandoned
 
+    # --- the cluster (issue #12; docs/cluster.md "Ownership, failover and drain") -----------
+    node_id: str = "local"  # this process among the nodes sharing one database
+    internal_url: str | None = None  # how other nodes reach this one; default http://{host}:{port}
+    node_lease_s: float = 3.0  # a node silent this long loses its conferences to the others
+    node_heartbeat_s: float = 1.0  # lease renewal and takeover scan period
+    drain_timeout_s: float = 10.0  # SIGTERM: at most this long handing conferences over, then exit
+    forward_timeout_s: float = 10.0  # a request carried to its conference's owner: the owner's answer
+    forward_retry_s: float = 10.0  # an owner unreachable this long (lease + takeover): 503 + Retry-After
+
     def __post_init__(self) -> None:
         for name in EDGE_SETTINGS:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} (BRIDGELINE_{name.upper()}) must be positive")
+        if not NODE_ID.fullmatch(self.node_id):
+            raise ValueError("node_id (BRIDGELINE_NODE_ID) must be 1-64 letters, digits, '.', '_' or '-'")
+        if not 0 < self.node_heartbeat_s < self.node_lease_s:
+            raise ValueError(
+                "node_heartbeat_s must be positive and shorter than node_lease_s"
+                " (BRIDGELINE_NODE_HEARTBEAT_S, BRIDGELINE_NODE_LEASE_S)"
+            )
+        if self.forward_timeout_s <= 0 or self.forward_retry_s < 0:
+            raise ValueError(
+                "forward_timeout_s must be positive and forward_retry_s not negative"
+                " (BRIDGELINE_FORWARD_TIMEOUT_S, BRIDGELINE_FORWARD_RETRY_S)"
+            )
+        if self.drain_timeout_s < 0:
+            raise ValueError("drain_timeout_s (BRIDGELINE_DRAIN_TIMEOUT_S) must not be negative")
+
+    @property
+    def node_url(self) -> str:
+        """What other nodes use to reach this one."""
+        return self.internal_url or f"http://{self.host}:{self.port}"
 
     @property
     def store_url(self) -> str:
@@ -96,6 +125,19 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 
+
+NODE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+# The cluster's settings; each is also a `serve` flag (cli/commands.py).
+CLUSTER_SETTINGS: dict[str, type[str] | type[float]] = {
+    "node_id": str,
+    "internal_url": str,
+    "node_lease_s": float,
+    "node_heartbeat_s": float,
+    "drain_timeout_s": float,
+    "forward_timeout_s": float,
+    "forward_retry_s": float,
+}
 
 # The limits above that must be positive; each is also a `serve` flag (cli/commands.py).
 EDGE_SETTINGS: dict[str, type[int] | type[float]] = {
@@ -133,6 +175,7 @@ ENV_SETTINGS: dict[str, type[str] | type[int] | type[float] | type[Path]] = {
     "prune_interval": float,
     "prune_batch": int,
     **EDGE_SETTINGS,
+    **CLUSTER_SETTINGS,
     "media_dir": Path,
     "media_max_bytes": int,
     "media_fetch_timeout_s": float,

@@ -6,10 +6,12 @@ import asyncio
 import dataclasses
 import gc
 import resource
+import signal
 import socket
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any
 
 import httpx
@@ -24,14 +26,16 @@ from bridgeline.adapters.egress import EgressPolicy
 from bridgeline.adapters.http.app import BridgelineApi
 from bridgeline.adapters.http.auth import Authenticator, AuthSettings
 from bridgeline.adapters.http.context import AppContext
+from bridgeline.adapters.http.forwarding import Forwarder
 from bridgeline.adapters.http.idempotency import IdempotentRequests, RetrySettings
 from bridgeline.adapters.http.metrics import Metrics, Source
 from bridgeline.adapters.http.server import HttpLimits, guarded_protocol
 from bridgeline.adapters.store import open_store
 from bridgeline.adapters.webhooks.dispatcher import WebhookDispatcher
+from bridgeline.app.cluster import ClusterNode, ClusterSettings
 from bridgeline.app.inbound import start_inbound_run
 from bridgeline.app.phlos import PhloCache
-from bridgeline.app.ports import Carrier, RetentionStore, Store
+from bridgeline.app.ports import Carrier, ClusterDirectory, RetentionStore, Store
 from bridgeline.app.records import Account
 from bridgeline.app.retention import DAY, Pruner
 from bridgeline.app.runs import RunService
@@ -60,6 +64,8 @@ class Bridgeline:
     http_client: httpx.AsyncClient
     api: BridgelineApi
     pruner: Pruner
+    node: ClusterNode
+    forward_client: httpx.AsyncClient  # node to node (internal URLs from the store, not the egress policy)
 
     stopped: bool = False
 
@@ -67,11 +73,14 @@ class Bridgeline:
         if self.stopped:
             return
         self.stopped = True
+        await self.node.stop_heartbeats()  # adopts nothing more
         await self.pruner.stop()
         await self.dispatcher.stop()
         await self.conferences.shutdown()
         await self.carrier.stop()
+        await self.node.leave()  # what this node still owns is claimable by the others at once
         await self.http_client.aclose()
+        await self.forward_client.aclose()
         await self.store.close()
 
 
@@ -148,7 +157,10 @@ async def build(settings: Settings) -> Bridgeline:
     if await store.get_account(credentials.auth_id) is None:
         await store.put_account(Account(credentials.auth_id, credentials.auth_token, time.time()))
     carrier = make_carrier(settings, phone_book=store)  # the sim carrier keeps its phones in the store
-    conferences = ConferenceService(store, carrier)
+    # Commits are fenced as this node's current epoch (the node registers in start(), before any input).
+    conferences = ConferenceService(store, carrier, owner=lambda: node.owner())
+    node = ClusterNode(store, store, conferences, cluster_settings(settings, carrier))
+    fence_carrier(carrier, node)
     runs = RunService(store, store, conferences)
     phlos = PhloCache(store)  # one cache, so a deleted PHLO is forgotten for API and inbound calls alike
     if settings.carrier == "sip":  # not even imported otherwise: the sim server starts faster without it
@@ -177,7 +189,8 @@ async def build(settings: Settings) -> Bridgeline:
     )
     conferences.listeners.append(hub.publish)
     await carrier.start()
-    restored = await conferences.restore()
+    # Register with a new epoch and claim back what was live (this node's earlier life, or nobody's).
+    restored = await node.start()
     # Runs a crash left running though their conference ended (a minute's grace for other processes).
     await runs.reconcile(started_before=time.time() - 60.0)
     dispatcher.start()
@@ -196,6 +209,7 @@ async def build(settings: Settings) -> Bridgeline:
     metrics.add(Source("auth", authenticator.stats, counters=frozenset({"failed", "throttled"})))
     metrics.add(Source("events", hub.stats, counters=frozenset({"refused_streams"})))
     metrics.add(Source("conferences", lambda: {"live": conferences.live_count}))
+    metrics.add(Source("node", node.stats, counters=frozenset({"takeovers", "leases_lost"})))
     metrics.add(
         Source(
             "webhooks",
@@ -210,6 +224,8 @@ async def build(settings: Settings) -> Bridgeline:
 
         assert isinstance(carrier, SipCarrier)
         metrics.add(Source("sip", carrier.stats, counters=SIP_COUNTERS))
+    forwarder = make_forwarder(settings, store, conferences)
+    metrics.add(Source("forwarding", forwarder.stats, counters=frozenset(forwarder.stats())))
     ctx = AppContext(
         phlo_store=store,
         run_store=store,
@@ -222,14 +238,68 @@ async def build(settings: Settings) -> Bridgeline:
         retries=retries,
         hub=hub,
         metrics=metrics,
+        ready=lambda: node.ready,
+        forwarder=forwarder,
     )
     api = BridgelineApi(ctx)
     log.info(
         "bridgeline_started", carrier=carrier.name, store=settings.store_url.split("@")[-1], restored=restored
     )
     return Bridgeline(
-        settings, credentials, store, carrier, conferences, runs, dispatcher, http_client, api, pruner
+        settings,
+        credentials,
+        store,
+        carrier,
+        conferences,
+        runs,
+        dispatcher,
+        http_client,
+        api,
+        pruner,
+        node,
+        forwarder.client,
     )
+
+
+def make_forwarder(
+    settings: Settings, directory: ClusterDirectory, conferences: ConferenceService
+) -> Forwarder:
+    """Requests for another node's conference go to its owner; new runs to the least loaded node."""
+    client = httpx.AsyncClient(timeout=settings.forward_timeout_s, follow_redirects=False, trust_env=False)
+    return Forwarder(
+        node_id=settings.node_id,
+        directory=directory,
+        is_local=lambda *key: conferences.find(*key) is not None,
+        client=client,
+        retry_for_s=settings.forward_retry_s,
+        nodes_ttl_s=settings.node_heartbeat_s,
+    )
+
+
+def cluster_settings(settings: Settings, carrier: Carrier) -> ClusterSettings:
+    sip_address = None
+    if carrier.name == "sip":
+        from bridgeline.adapters.carriers.sip.carrier import SipCarrier
+
+        assert isinstance(carrier, SipCarrier)
+        host, port = carrier.settings.listen_address
+        sip_address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return ClusterSettings(
+        node_id=settings.node_id,
+        internal_url=settings.node_url,
+        sip_address=sip_address,
+        lease_s=settings.node_lease_s,
+        heartbeat_s=settings.node_heartbeat_s,
+    )
+
+
+def fence_carrier(carrier: Carrier, node: ClusterNode) -> None:
+    """The SIP carrier sends no RTP and no SIP while the node's lease does not hold locally."""
+    if carrier.name == "sip":
+        from bridgeline.adapters.carriers.sip.carrier import SipCarrier
+
+        assert isinstance(carrier, SipCarrier)
+        carrier.fence(node.fenced)
 
 
 def retry_settings(settings: Settings) -> RetrySettings:
@@ -273,11 +343,36 @@ class WithLifespan:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn drains open responses before the lifespan shutdown: end the console's streams first."""
+    """uvicorn drains open responses before the lifespan shutdown: end the console's streams first.
 
-    def __init__(self, config: uvicorn.Config, hub: EventHub | None) -> None:
+    The first SIGTERM drains the node first (docs/cluster.md): /ready answers 503 while the conferences
+    are handed to other nodes, then the server exits as usual. Another signal exits at once."""
+
+    def __init__(self, config: uvicorn.Config, hub: EventHub | None, app: Bridgeline | None = None) -> None:
         super().__init__(config)
         self.hub = hub
+        self.app = app
+        self._drain: asyncio.Task[None] | None = None
+        self._loop = asyncio.get_running_loop()
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if sig == signal.SIGTERM and self.app is not None and self._drain is None and not self.should_exit:
+            self._loop.call_soon_threadsafe(self._start_drain)
+            return
+        super().handle_exit(sig, frame)
+
+    def _start_drain(self) -> None:
+        if self._drain is None:
+            self._drain = self._loop.create_task(self._drain_then_exit())
+
+    async def _drain_then_exit(self) -> None:
+        assert self.app is not None
+        timeout = self.app.settings.drain_timeout_s
+        try:
+            await asyncio.wait_for(self.app.node.drain(timeout), timeout + 1.0)
+        except Exception as error:  # a drain that fails must not keep the process up
+            log.warning("drain_failed", error=repr(error))
+        self.should_exit = True
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         if self.hub is not None:
@@ -325,7 +420,7 @@ async def serve(settings: Settings) -> None:
         server_header=False,  # no "server: uvicorn" banner for scanners
     )
     try:
-        await _Server(config, app.api.ctx.hub).serve()
+        await _Server(config, app.api.ctx.hub, app).serve()
     finally:
         await app.stop()
 

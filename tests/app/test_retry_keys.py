@@ -28,7 +28,7 @@ from test_service import settle
 from bridgeline.adapters.http.app import build_routes
 from bridgeline.adapters.http.idempotency import fingerprint
 from bridgeline.app.ports import LegRequest
-from bridgeline.app.records import KeyClaim
+from bridgeline.app.records import KeyClaim, LeaseLost
 from bridgeline.app.retention import Pruner
 from bridgeline.config import Settings
 from bridgeline.main import Bridgeline, build
@@ -251,3 +251,25 @@ async def test_a_claim_left_by_a_dead_process_is_taken_over_after_the_lock_setti
             assert live.conf.live_member(THIRD) is not None
     finally:
         await app.stop()
+
+
+async def test_an_action_on_a_conference_that_moved_gives_the_key_back(
+    app: Bridgeline, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fenced (another node took the conference over): 409 with Retry-After, nothing done, and the key is
+    free for the retry (which the owner, or forwarding, answers for real)."""
+    phlo_id, node_id, live = await connected(app, client)
+    commit = app.store.commit_conference
+
+    async def fenced_commit(*args: Any) -> None:
+        raise LeaseLost("another node owns it")
+
+    monkeypatch.setattr(app.store, "commit_conference", fenced_commit)
+    moved = await call_third(client, node_path(phlo_id, node_id), "after-move")
+    assert (moved.status_code, moved.headers["retry-after"]) == (409, "1")
+    assert "moved to another node" in moved.json()["error"]
+    assert app.conferences.get_live(live.meta.conference_id) is None  # forgotten here, no hang-up
+    monkeypatch.setattr(app.store, "commit_conference", commit)
+    retried = await call_third(client, node_path(phlo_id, node_id), "after-move")
+    assert "idempotent-replayed" not in retried.headers  # not the kept 409: it ran again
+    assert retried.status_code == 400  # this node no longer has the conference

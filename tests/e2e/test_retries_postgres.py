@@ -41,8 +41,12 @@ def database_url() -> Iterator[str]:
 
 
 def two_nodes(database_url: str, server_factory: Callable[..., ServerProcess]) -> tuple[Api, Api]:
-    first = server_factory(env={"DATABASE_URL": database_url})
-    second = server_factory(data_dir=first.data_dir.parent / "data-2", env={"DATABASE_URL": database_url})
+    # two nodes of one cluster: each its own node id (docs/cluster.md)
+    first = server_factory(env={"DATABASE_URL": database_url, "BRIDGELINE_NODE_ID": "node-1"})
+    second = server_factory(
+        data_dir=first.data_dir.parent / "data-2",
+        env={"DATABASE_URL": database_url, "BRIDGELINE_NODE_ID": "node-2"},
+    )
     return Api(first), Api(second)
 
 

@@ -22,6 +22,8 @@ from bridgeline.app.records import (
     KeyClaim,
     KeyHolder,
     NewDelivery,
+    NodeLoad,
+    NodeRecord,
     PhloRecord,
     RunEnd,
     RunRecord,
@@ -84,8 +86,15 @@ class ConferenceStore(Protocol):
         events: Sequence[EventRecord] = (),
         deliveries: Sequence[NewDelivery] = (),
         run_end: RunEnd | None = None,
+        claimed: Sequence[str] = (),
+        released: Sequence[str] = (),
     ) -> None:
-        """Upsert the conference row, append its events, queue their callbacks, finish its run: atomically."""
+        """Upsert the conference row, append its events, queue their callbacks, finish its run, claim and
+        release member addresses: atomically.
+
+        A record with an owner is fenced: LeaseLost unless the row's owner is (owner_node, owner_epoch)
+        and that node's lease holds; AddressTaken if another live conference holds a claimed address.
+        """
         ...
 
     async def load_live_conferences(self) -> list[ConferenceRecord]: ...
@@ -168,6 +177,64 @@ class IdempotencyStore(Protocol):
 
 
 @runtime_checkable
+class NodeLeases(Protocol):
+    """Node registration, lease renewal and conference ownership, for the cluster loop (app/cluster.py).
+
+    `now` is the caller's clock; PostgreSQL ignores it and judges leases by the database's clock.
+    """
+
+    async def register_node(
+        self, node_id: str, internal_url: str, sip_address: str | None, lease_s: float, now: float
+    ) -> NodeRecord:
+        """Start a new life of the node: epoch + 1, state up, lease from now."""
+        ...
+
+    async def renew_node(self, node_id: str, epoch: int, lease_s: float, load: NodeLoad, now: float) -> bool:
+        """Extend the lease of this epoch; False if it had expired or a newer epoch registered."""
+        ...
+
+    async def count_orphans(self, node_id: str, epoch: int, now: float) -> int:
+        """Live conferences this node may claim (owner gone, expired, an older epoch, or handed to it)."""
+        ...
+
+    async def claim_conferences(
+        self, node_id: str, epoch: int, limit: int, now: float
+    ) -> list[ConferenceRecord]:
+        """Take up to `limit` of them (owner := this node and epoch, while its lease holds)."""
+        ...
+
+    async def hand_off_conference(
+        self, conference_id: str, node_id: str, epoch: int, to_node: str, now: float
+    ) -> bool:
+        """Give a conference this node owns to `to_node`, which claims it on its next scan."""
+        ...
+
+    async def leave_cluster(self, node_id: str, epoch: int) -> None:
+        """End this epoch's lease now: what it still owns becomes claimable at once."""
+        ...
+
+
+@runtime_checkable
+class ClusterDirectory(Protocol):
+    """Who is up and who owns what: the read side request forwarding relies on."""
+
+    async def live_nodes(self) -> list[NodeRecord]:
+        """Nodes whose lease holds, by node_id."""
+        ...
+
+    async def conference_owner(self, conference_id: str) -> NodeRecord | None:
+        """The node whose current epoch owns this live conference under a held lease; None otherwise
+        (ended, unknown, or between owners)."""
+        ...
+
+    async def conference_for_address(
+        self, auth_id: str, phlo_id: str, node_id: str, address: str
+    ) -> str | None:
+        """The live conference of this PHLO node that holds the member address, on any cluster node."""
+        ...
+
+
+@runtime_checkable
 class Store(
     StoreLifecycle,
     AccountStore,
@@ -177,6 +244,8 @@ class Store(
     ConferenceHistory,
     DeliveryOutbox,
     RetentionStore,
+    NodeLeases,
+    ClusterDirectory,
     IdempotencyStore,
     Protocol,
 ):
@@ -222,3 +291,6 @@ class Carrier(Protocol):
         ...
 
     def conference_ended(self, conference_id: str) -> None: ...
+    def release_conference(self, conference_id: str) -> None:
+        """Forget the conference's legs without hanging them up: another node owns them now."""
+        ...

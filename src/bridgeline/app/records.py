@@ -74,6 +74,9 @@ class ConferenceRecord:
     created_at: float
     updated_at: float
     ended_at: float | None = None
+    # The node process that may commit it (issue #12): None for a store used without a cluster (tests).
+    owner_node: str | None = None
+    owner_epoch: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +129,54 @@ class ClaimedPage:
 
     heads: list[DeliveryRecord]
     full: bool
+
+
+# --- the cluster (issue #12): nodes, their leases, and who owns a live conference ------------------------
+
+
+class NodeState(StrEnum):
+    UP = "up"
+    DRAINING = "draining"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRecord:
+    """One `bridgeline serve` process as the store knows it. `epoch` grows by one at every start, so a
+    conference owned by an earlier life of the node is told apart from one owned by the running process."""
+
+    node_id: str
+    epoch: int
+    internal_url: str
+    sip_address: str | None
+    state: NodeState
+    live_conferences: int
+    live_legs: int
+    started_at: float
+    heartbeat_at: float
+    lease_until: float  # on PostgreSQL by the database's clock
+
+
+@dataclass(frozen=True, slots=True)
+class NodeLoad:
+    """What a node reports with each heartbeat: its state and how much it carries."""
+
+    state: NodeState
+    live_conferences: int
+    live_legs: int
+
+
+class LeaseLost(Exception):
+    """A commit refused by fencing: the conference is owned by another node (or another epoch of this one),
+    or this node's lease expired. Nothing was written."""
+
+
+class AddressTaken(Exception):
+    """A commit refused because a member address it claims is held by another live conference."""
+
+    def __init__(self, address: str, conference_id: str | None) -> None:
+        super().__init__(f"{address} is already in a live conference")
+        self.address = address
+        self.conference_id = conference_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,78 +14,61 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import structlog
 
 from bridgeline.app.commit_mark import mark_committed
+from bridgeline.app.live import (
+    ConferenceMeta,
+    Listener,
+    LiveConference,
+    NotFound,
+    callback_params,
+    rules_for,
+    run_end_of,
+)
 from bridgeline.app.ports import Carrier, ConferenceStore, LegRequest
 from bridgeline.app.records import (
+    AddressTaken,
     ConferenceRecord,
     ConferenceStatus,
     EventRecord,
+    LeaseLost,
     NewDelivery,
-    RunEnd,
-    RunStatus,
 )
 from bridgeline.core import snapshot
 from bridgeline.core.audio import set_audio
 from bridgeline.core.commands import LegColdTransfer, LegSignal, MemberAction, MpcAction
-from bridgeline.core.conference import Conference, ConferenceRules
+from bridgeline.core.conference import Conference
 from bridgeline.core.effects import DialLeg, DropLeg, Effect, PlayMessage, Publish, SetAudio
 from bridgeline.core.errors import ActionRefused
 from bridgeline.core.model import AnsweredParty, ConferencePhase, QueuedDial, Role
 from bridgeline.phlo.definition import NodeSettings
 
+__all__ = [
+    "ConferenceMeta",
+    "ConferenceService",
+    "LiveConference",
+    "NotFound",
+    "callback_params",
+    "run_end_of",
+]
+
 log = structlog.get_logger(__name__)
 
-
-class NotFound(Exception):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+Owner = Callable[[], tuple[str, int] | None]
+"""The (node_id, epoch) whose commits the store accepts for this node's conferences; None: no cluster."""
 
 
-@dataclass(frozen=True, slots=True)
-class ConferenceMeta:
-    conference_id: str
-    auth_id: str
-    phlo_id: str
-    node_id: str
-    run_id: str | None
-    settings: NodeSettings
-    created_at: float
-    # The settings as stored in every snapshot; they never change, so they are dumped once.
-    settings_data: dict[str, object] = field(init=False, repr=False, compare=False)
+class ConferenceMoved(Exception):
+    """The conference is no longer this node's (another node took it over): ask its owner."""
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "settings_data", self.settings.model_dump())
-
-
-@dataclass(slots=True)
-class LiveConference:
-    meta: ConferenceMeta
-    conf: Conference
-    last_state: dict[str, object]
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    timer: asyncio.TimerHandle | None = None
-    timer_deadline: float | None = None  # what `timer` was armed for
-    addresses: set[str] = field(default_factory=set)
-
-
-Listener = Callable[[ConferenceMeta, Conference, list[EventRecord]], None]
-
-
-def rules_for(settings: NodeSettings) -> ConferenceRules:
-    return ConferenceRules(
-        max_participants=settings.max_participants,
-        max_duration=float(settings.max_duration),
-        ring_timeout=float(settings.ring_timeout),
-        voicemail_configured=settings.voicemail_message is not None,
-    )
+    def __init__(self, conference_id: str) -> None:
+        super().__init__(f"conference {conference_id} moved to another node; retry")
+        self.message = str(self)
+        self.conference_id = conference_id
 
 
 class ConferenceService:
@@ -96,8 +79,10 @@ class ConferenceService:
         *,
         clock: Callable[[], float] = time.time,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        owner: Owner = lambda: None,
     ) -> None:
         self._store = store
+        self._owner = owner
         self._carrier = carrier
         self._clock = clock
         self._new_id = new_id
@@ -131,6 +116,14 @@ class ConferenceService:
 
     def get_live(self, conference_id: str) -> LiveConference | None:
         return self._live.get(conference_id)
+
+    @property
+    def conference_ids(self) -> list[str]:
+        return list(self._live)
+
+    @property
+    def live_leg_count(self) -> int:
+        return sum(len(live.conf.live_members()) for live in self._live.values())
 
     # ----------------------------------------------------------------- inputs
     async def start_conference(
@@ -231,32 +224,62 @@ class ConferenceService:
         self._spawn(self._apply_quietly(live, lambda conf, now: conf.handle(signal, now)))
 
     async def restore(self) -> int:
-        """Take back the conferences that were live when the server stopped."""
+        """Take back the conferences that were live when the server stopped (no cluster: all of them)."""
         records = await self._store.load_live_conferences()
         for record in records:
-            conf = snapshot.load(record.state["core"])
-            settings = NodeSettings.model_validate(record.state["settings"])
-            meta = ConferenceMeta(
-                record.conference_id,
-                record.auth_id,
-                record.phlo_id,
-                record.node_id,
-                record.run_id,
-                settings,
-                record.created_at,
-            )
-            live = LiveConference(meta, conf, last_state=record.state)
-            self._live[record.conference_id] = live
-            self._index(live)
-            for member in conf.live_members():
-                request = self._leg_request(meta, member.leg_id, member.address, member.role)
-                self._carrier.restore(request, answered=member.answered)
-            self._carrier.set_audio(record.conference_id, set_audio(conf), settings.music_sources())
-            for member in conf.live_members():
-                if member.playing_voicemail:  # the message starts over: its end hangs the leg up
-                    self._carrier.play(member.leg_id, settings.voicemail_message)
-            self._arm_timer(live)
+            self.adopt(record)
         return len(records)
+
+    def adopt(self, record: ConferenceRecord) -> None:
+        """Take over one live conference from its stored snapshot (after a restart, or from another node):
+        its legs are handed to the carrier (which recovers or re-rings them), its audio and deadlines
+        set up again."""
+        existing = self._live.get(record.conference_id)
+        if existing is not None:
+            self._release(
+                existing
+            )  # an older copy (e.g. from before a lease was lost): the store is the truth
+        conf = snapshot.load(record.state["core"])
+        settings = NodeSettings.model_validate(record.state["settings"])
+        meta = ConferenceMeta(
+            record.conference_id,
+            record.auth_id,
+            record.phlo_id,
+            record.node_id,
+            record.run_id,
+            settings,
+            record.created_at,
+        )
+        live = LiveConference(meta, conf, last_state=record.state)
+        self._live[record.conference_id] = live
+        self._index(live)
+        for member in conf.live_members():
+            request = self._leg_request(meta, member.leg_id, member.address, member.role)
+            self._carrier.restore(request, answered=member.answered)
+        self._carrier.set_audio(record.conference_id, set_audio(conf), settings.music_sources())
+        for member in conf.live_members():
+            if member.playing_voicemail:  # the message starts over: its end hangs the leg up
+                self._carrier.play(member.leg_id, settings.voicemail_message)
+        self._arm_timer(live)
+
+    async def release(self, conference_id: str) -> None:
+        """Forget a conference without hanging up its legs: another node owns it now."""
+        live = self._live.get(conference_id)
+        if live is not None:
+            async with live.lock:
+                self._release(live)
+
+    async def hand_off(self, conference_id: str, give: Callable[[], Awaitable[bool]]) -> bool:
+        """Give a conference away (drain): `give` records the new owner in the store; once it has, the
+        conference is forgotten here without a word to its legs. Under its lock, so no input is half-way."""
+        live = self._live.get(conference_id)
+        if live is None:
+            return False
+        async with live.lock:
+            if self._live.get(conference_id) is not live or not await give():
+                return False
+            self._release(live)
+            return True
 
     async def shutdown(self) -> None:
         for live in self._live.values():
@@ -270,6 +293,8 @@ class ConferenceService:
     async def _apply(self, live: LiveConference, step: Callable[[Conference, float], list[Effect]]) -> None:
         async with live.lock:
             if self._live.get(live.meta.conference_id) is not live:
+                if live.moved:
+                    raise ConferenceMoved(live.meta.conference_id)
                 raise ActionRefused("the conference has ended")
             effects = step(live.conf, self._clock())
             if not effects:
@@ -281,7 +306,8 @@ class ConferenceService:
             try:
                 await self._commit(live, effects)
             except BaseException:
-                self._index(live)  # the failed commit put the state (and its addresses) back
+                if not live.moved:
+                    self._index(live)  # the failed commit put the state (and its addresses) back
                 raise
             self._carry_out(live, effects)
 
@@ -292,6 +318,8 @@ class ConferenceService:
             await self._apply(live, step)
         except ActionRefused:
             pass  # the conference ended while the signal or timer waited
+        except ConferenceMoved:
+            pass  # logged once, when the store refused the commit
         except Exception:
             log.exception("conference_input_failed", conference_id=live.meta.conference_id)
 
@@ -309,6 +337,7 @@ class ConferenceService:
             if url
         ]
         state: dict[str, object] = {"core": snapshot.dump(conf), "settings": meta.settings_data}
+        owner = self._owner()
         record = ConferenceRecord(
             conference_id=meta.conference_id,
             auth_id=meta.auth_id,
@@ -320,20 +349,32 @@ class ConferenceService:
             created_at=meta.created_at,
             updated_at=self._clock(),
             ended_at=conf.ended_at,
+            owner_node=None if owner is None else owner[0],
+            owner_epoch=None if owner is None else owner[1],
         )
         # The conference's last commit finishes its run in the same transaction: a crash never leaves
         # an ended conference with a running run.
         run_end = (
             None if conf.live or meta.run_id is None else run_end_of(conf, meta.run_id, record.updated_at)
         )
+        claimed = sorted(live.addresses - live.committed_addresses)
+        released = sorted(live.committed_addresses - live.addresses)
         try:
-            await self._store.commit_conference(record, events, deliveries, run_end)
-        except BaseException:
+            await self._store.commit_conference(record, events, deliveries, run_end, claimed, released)
+        except BaseException as error:
             if live.last_state:
                 live.conf = snapshot.load(live.last_state["core"])  # type: ignore[arg-type]
+            if isinstance(error, LeaseLost):
+                # Fenced: someone else owns it now (or this node's lease ran out). Its legs are theirs.
+                log.warning("lease_lost", conference_id=meta.conference_id, reason=str(error))
+                self._release(live)
+                raise ConferenceMoved(meta.conference_id) from None
+            if isinstance(error, AddressTaken):  # by a conference of another cluster node
+                raise ActionRefused(str(error)) from None
             raise
         mark_committed()
         live.last_state = state
+        live.committed_addresses = set(live.addresses)
         if log.is_enabled_for(logging.DEBUG):  # the events API and the console show every event anyway
             for event in events:
                 log.debug("event", mpc_uuid=meta.conference_id, seq=event.seq, type=event.type, **event.data)
@@ -387,6 +428,22 @@ class ConferenceService:
         self._live.pop(conference_id, None)
         self._carrier.conference_ended(conference_id)
 
+    def _release(self, live: LiveConference) -> None:
+        """Forget a live conference here only: no effect, no hang-up (its owner is elsewhere now)."""
+        conference_id = live.meta.conference_id
+        live.moved = True
+        if live.timer is not None:
+            live.timer.cancel()
+            live.timer = None
+        if self._live.get(conference_id) is live:
+            del self._live[conference_id]
+        for address in live.addresses:
+            key = (live.meta.auth_id, live.meta.phlo_id, live.meta.node_id, address)
+            if self._by_address.get(key) == conference_id:
+                del self._by_address[key]
+        live.addresses = set()
+        self._carrier.release_conference(conference_id)
+
     def _arm_timer(self, live: LiveConference) -> None:
         deadline = live.conf.next_deadline()
         if live.timer is not None:
@@ -409,27 +466,3 @@ class ConferenceService:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-def run_end_of(conf: Conference, run_id: str, at: float) -> RunEnd:
-    """A run ends with its conference: completed if anybody was connected, failed otherwise."""
-    connected = any(m.connected_at is not None for m in conf.members.values())
-    reason = conf.end_reason.value if conf.end_reason else "ended"
-    status = RunStatus.COMPLETED if connected else RunStatus.FAILED
-    return RunEnd(run_id, status, f"; conference ended ({reason})", at)
-
-
-def callback_params(meta: ConferenceMeta, event: EventRecord) -> dict[str, str]:
-    """The form fields POSTed to the node's callback URL for one event."""
-    params = {
-        "event": event.type,
-        "sequence": str(event.seq),
-        "timestamp": datetime.fromtimestamp(event.at, UTC).isoformat(timespec="milliseconds"),
-        "mpc_uuid": meta.conference_id,
-        "phlo_id": meta.phlo_id,
-        "node_id": meta.node_id,
-        "phlo_run_id": meta.run_id or "",
-    }
-    for key, value in event.data.items():
-        params[key] = "" if value is None else str(value)
-    return params

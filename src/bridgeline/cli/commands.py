@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, TypeVar
 from bridgeline.cli.calls import add_commands
 from bridgeline.cli.client import EXIT_OK, EXIT_REFUSED, CliError, client_options, request
 from bridgeline.config import (
+    CLUSTER_SETTINGS,
     DEFAULT_HOST,
     DEFAULT_PORT,
     EDGE_SETTINGS,
@@ -69,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     for name, kind in EDGE_SETTINGS.items():  # HTTP edge and authentication limits (docs/security.md)
         flag = "--" + name.replace("_", "-")
         serve.add_argument(flag, type=kind, default=None, help=f"env BRIDGELINE_{name.upper()}")
+    for name, cluster_kind in CLUSTER_SETTINGS.items():  # the cluster (docs/cluster.md)
+        flag = "--" + name.replace("_", "-")
+        serve.add_argument(flag, type=cluster_kind, default=None, help=f"env BRIDGELINE_{name.upper()}")
     serve.set_defaults(func=_serve)
 
     phlo = commands.add_parser("phlo", help="manage PHLOs").add_subparsers(required=True, metavar="ACTION")
@@ -110,6 +114,13 @@ def _parser() -> argparse.ArgumentParser:
         help="e.g. 30d, 12h, 90m, 0s (default: BRIDGELINE_RETENTION_DAYS, 30 days); conferences and runs",
     )
     prune.set_defaults(func=_prune)
+
+    nodes = commands.add_parser(
+        "nodes", help="the live nodes of the cluster sharing this store (docs/cluster.md)"
+    )
+    nodes.add_argument("--data-dir", type=Path, default=Path("data"))
+    nodes.add_argument("--database-url", default=None)
+    nodes.set_defaults(func=_nodes)
     return parser
 
 
@@ -142,13 +153,19 @@ def _serve(args: argparse.Namespace) -> int:
         media_dir=args.media_dir,
         log_level=args.log_level,
         **{name: getattr(args, name) for name in EDGE_SETTINGS},
+        **{name: getattr(args, name) for name in CLUSTER_SETTINGS},
     )
     try:
         level = log_level(settings.log_level)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     configure_logging(settings.log_format, level)
-    run_event_loop(serve(settings))
+    from bridgeline.app.cluster import NodeIdInUse
+
+    try:
+        run_event_loop(serve(settings))
+    except NodeIdInUse as exc:  # a configuration mistake, said plainly rather than as a traceback
+        raise CliError(str(exc)) from None
     return EXIT_OK
 
 
@@ -272,4 +289,37 @@ def _prune(args: argparse.Namespace) -> int:
         f"pruned {pruned_conferences} conferences (with their events and deliveries), {pruned_runs} runs,"
         f" {pruned_keys} idempotency keys"
     )
+    return EXIT_OK
+
+
+def _nodes(args: argparse.Namespace) -> int:
+    """One line per node whose lease holds: id, epoch, state, load, and where it is reached."""
+    import asyncio
+
+    from bridgeline.adapters.store import open_store
+
+    settings = Settings.from_env(data_dir=args.data_dir, database_url=args.database_url)
+
+    async def live() -> list[tuple[str, ...]]:
+        store = open_store(settings.store_url)
+        try:
+            await store.migrate()
+            now = time.time()
+            return [
+                (
+                    node.node_id,
+                    str(node.epoch),
+                    node.state.value,
+                    f"{node.live_conferences} conferences",
+                    f"{node.live_legs} legs",
+                    node.internal_url,
+                    f"lease {max(0.0, node.lease_until - now):.1f} s",
+                )
+                for node in await store.live_nodes()
+            ]
+        finally:
+            await store.close()
+
+    for row in asyncio.run(live()):
+        print("  ".join(row))
     return EXIT_OK

@@ -232,6 +232,15 @@ class SipEndpoint:
         self._pump(now)
         return True
 
+    def forget(self, leg_id: str) -> bool:
+        """Drop a leg without a word to its peer (no BYE, no event): another node took its call over.
+        False for a leg that is unknown."""
+        leg = self._core.legs.get(leg_id)
+        if leg is None:
+            return False
+        self._core.drop(leg)
+        return True
+
     def answer_incoming(self, leg_id: str, answer_sdp: SessionDescription, now: float) -> bool:
         """200 OK with answer_sdp. False if the call is gone (cancelled meanwhile) or answered."""
         leg = self._core.legs.get(leg_id)

@@ -18,13 +18,14 @@ from bridgeline.adapters.http import console_routes, ext_routes, plivo_routes
 from bridgeline.adapters.http.bodies import parse_body, read_body
 from bridgeline.adapters.http.context import ApiRequest, AppContext
 from bridgeline.adapters.http.errors import ApiError, error_response
+from bridgeline.adapters.http.forwarding import Forward
 from bridgeline.adapters.http.idempotency import fingerprint, request_key
 from bridgeline.adapters.http.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bridgeline.adapters.http.openapi import openapi_document
 from bridgeline.adapters.http.routing import Route, Router
 from bridgeline.adapters.http.schemas import MemberActionBody, MpcActionBody, RunBody, SimPhoneBody
 from bridgeline.app import commit_mark
-from bridgeline.app.service import NotFound
+from bridgeline.app.service import ConferenceMoved, NotFound
 from bridgeline.core.errors import ActionRefused
 from bridgeline.phlo.definition import PhloDefinition
 
@@ -38,6 +39,14 @@ PHONE = "/v1/sim/phones/{address:path}"
 
 async def health(ctx: AppContext, api: ApiRequest) -> Response:
     return JSONResponse({"status": "ok"})
+
+
+async def ready(ctx: AppContext, api: ApiRequest) -> Response:
+    """For load balancers and the SIP front: 200 while this node may take new work (its lease holds and
+    it is not draining), 503 otherwise. /health says only that the process answers."""
+    if ctx.ready():
+        return JSONResponse({"status": "ready"})
+    return JSONResponse({"status": "not ready"}, status_code=503)
 
 
 async def metrics(ctx: AppContext, api: ApiRequest) -> Response:
@@ -55,6 +64,9 @@ def build_routes() -> list[Route]:
     p, e, c = plivo_routes, ext_routes, console_routes
     return [
         Route("GET", "/health", health, "Liveness check", authenticated=False),
+        Route(
+            "GET", "/ready", ready, "Readiness: lease held and not draining (Bridgeline)", authenticated=False
+        ),
         Route("GET", "/metrics", metrics, "Prometheus metrics, main account only (Bridgeline)"),
         Route(
             "POST",
@@ -63,6 +75,7 @@ def build_routes() -> list[Route]:
             "Run a PHLO",
             body=RunBody,
             status=201,
+            forward=Forward.PLACE,
             idempotent_retries=True,
         ),
         Route("GET", "/v1/phlo", e.list_phlos, "List PHLOs (Bridgeline)"),
@@ -81,7 +94,7 @@ def build_routes() -> list[Route]:
         Route(
             "GET", NODE + "/instances", e.list_instances, "Live and recent conferences of a node (Bridgeline)"
         ),
-        Route("GET", MEMBER, e.get_member, "A member's live state (Bridgeline)"),
+        Route("GET", MEMBER, e.get_member, "A member's live state (Bridgeline)", forward=Forward.MEMBER),
         Route(
             "POST",
             MEMBER,
@@ -89,6 +102,7 @@ def build_routes() -> list[Route]:
             "Member action",
             body=MemberActionBody,
             status=201,
+            forward=Forward.MEMBER,
             idempotent_retries=True,
         ),
         Route("GET", NODE, p.get_node, "Retrieve a Multi-Party Call node"),
@@ -99,6 +113,7 @@ def build_routes() -> list[Route]:
             "Multi-Party Call action",
             body=MpcActionBody,
             status=201,
+            forward=Forward.TRIGGER,
             idempotent_retries=True,
         ),
         Route(
@@ -153,8 +168,17 @@ class BridgelineApi:
             if route.idempotent_retries and account is not None:
                 key = request_key(request.headers, retries.settings.max_key_length)
             body: dict[str, Any] = {}
+            raw = b""
             if method in ("POST", "PUT"):
-                body = parse_body(await read_body(request.receive), request.headers.get("content-type", ""))
+                raw = await read_body(request.receive)
+                body = parse_body(raw, request.headers.get("content-type", ""))
+            # Before the key is claimed: only the node that runs the request claims it.
+            if route.forward is not None and self.ctx.forwarder is not None and account is not None:
+                forwarded = await self.ctx.forwarder.route(
+                    route.forward, request, account.auth_id, params, body, raw
+                )
+                if forwarded is not None:
+                    return forwarded
             api = ApiRequest(request, account, params, body, route.body)
             if key is None:
                 return await self._handle(route, api, mark)
@@ -183,6 +207,8 @@ class BridgelineApi:
             return error_response(400, exc.message)
         except NotFound as exc:
             return error_response(404, exc.message)
+        except ConferenceMoved as exc:  # fenced: another node took it over; a 4xx, as SDKs choke on 5xx
+            return error_response(409, exc.message, {"Retry-After": "1"})  # nothing done: a retry runs
         except ValidationError as exc:
             return error_response(400, ext_routes.describe_validation_error(exc))
         except Exception:

@@ -121,7 +121,10 @@ async def console_state(ctx: AppContext, api: ApiRequest) -> Response:
             )
             for record in records:
                 recent = record.ended_at is not None and record.ended_at >= now - RECENT_SECONDS
-                if record.conference_id in seen or record.status is ConferenceStatus.LIVE or not recent:
+                # A live conference not held here is another node's: its last commit is its state.
+                if record.conference_id in seen or (
+                    record.status is not ConferenceStatus.LIVE and not recent
+                ):
                     continue
                 conferences.append(await _details(ctx, snapshot.load(record.state["core"]), record))
     return ok(

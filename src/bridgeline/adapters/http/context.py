@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -12,6 +13,7 @@ from bridgeline.adapters.carriers.sim.carrier import SimCarrier
 from bridgeline.adapters.console.hub import EventHub
 from bridgeline.adapters.http.auth import Authenticator
 from bridgeline.adapters.http.errors import ApiError, invalid, missing
+from bridgeline.adapters.http.forwarding import Forwarder
 from bridgeline.adapters.http.idempotency import IdempotentRequests
 from bridgeline.adapters.http.metrics import Metrics
 from bridgeline.adapters.http.schemas import PlivoBody
@@ -38,6 +40,8 @@ class AppContext:
     retries: IdempotentRequests  # the Idempotency-Key of the routes that honour it
     hub: EventHub | None = None  # the live console's event stream
     metrics: Metrics | None = None  # what /metrics renders
+    forwarder: Forwarder | None = None  # a cluster: requests for other nodes' conferences go there
+    ready: Callable[[], bool] = lambda: True  # /ready: the node's lease holds and it is not draining
 
 
 Model = TypeVar("Model", bound=BaseModel)

@@ -5,7 +5,9 @@ The key is per account. The first request with it claims it in the store before 
 simultaneous requests, in one process or several on one database, exactly one runs), then keeps its
 answer with the key; a retry of the same request gets that answer again, byte for byte, and changes
 nothing. The same key with another request is refused with 422, a retry while the first still runs with
-409. A 5xx of a request that committed nothing gives the key back: its retry runs for real.
+409. A 5xx of a request that committed nothing gives the key back: its retry runs for real, and so does
+an answer that asks for a retry without having committed anything (a `Retry-After`: the conference moved
+to another node, docs/cluster.md).
 """
 
 from __future__ import annotations
@@ -163,12 +165,12 @@ class IdempotentRequests:
         return Response(answer.body, status_code=answer.status_code, headers=headers)
 
     async def _settle(self, claim: KeyClaim, response: Response, committed: bool) -> None:
-        """Keep the answer with the key, or give the key back when a 5xx changed nothing.
+        """Keep the answer with the key, or give the key back when a 5xx (or a "retry later") changed nothing.
 
         A failure here is logged, not answered: the request's own answer is the truth the client needs,
         and the claim, unanswered, is taken over by a retry once its lock has passed."""
         try:
-            if response.status_code >= 500 and not committed:
+            if not committed and (response.status_code >= 500 or "retry-after" in response.headers):
                 await self._store.release_key(claim)
                 self._outcomes["given_back"] += 1
                 return

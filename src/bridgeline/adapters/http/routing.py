@@ -10,6 +10,8 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
+from bridgeline.adapters.http.forwarding import Forward
+
 Handler = Callable[..., Awaitable[Response]]
 _PARAM = re.compile(r"\{(\w+)(:path)?\}")
 
@@ -23,6 +25,7 @@ class Route:
     authenticated: bool = True
     body: type[BaseModel] | None = None  # validates the body (ApiRequest.parse) and describes it in OpenAPI
     status: int = 200
+    forward: Forward | None = None  # how a cluster finds the node that answers it (forwarding.py)
     # It changes state and a retry must not act twice: honours the Idempotency-Key header (idempotency.py).
     idempotent_retries: bool = False
 

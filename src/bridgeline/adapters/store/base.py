@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bridgeline.adapters.store import sql
-from bridgeline.adapters.store.sql import Dialect, Migration, Params, Row
+from bridgeline.adapters.store import cluster_sql, sql
+from bridgeline.adapters.store.sql import Dialect, Migration, Params, Row, RowsUnchanged
 from bridgeline.app.records import (
     JSON,
     Account,
+    AddressTaken,
     ClaimedPage,
     ConferenceRecord,
     ConferenceStatus,
@@ -19,7 +21,11 @@ from bridgeline.app.records import (
     EventRecord,
     KeyClaim,
     KeyHolder,
+    LeaseLost,
     NewDelivery,
+    NodeLoad,
+    NodeRecord,
+    NodeState,
     PhloRecord,
     RunEnd,
     RunRecord,
@@ -43,6 +49,8 @@ class Write:
     sql: str
     rows: Sequence[Params]
     one_row_each: bool = False
+    # Every parameter row must change exactly one row, or the adapter raises RowsUnchanged (rolling back).
+    required: bool = False
 
 
 class SqlStore(ABC):
@@ -64,6 +72,10 @@ class SqlStore(ABC):
 
         Raises StoreIntegrityError (after rolling back) when a constraint is violated.
         """
+
+    @abstractmethod
+    async def _write_returning(self, query: str, params: Params) -> list[Row]:
+        """Run one statement that changes rows and returns some (RETURNING) in a transaction of its own."""
 
     @abstractmethod
     async def _apply_migration(self, migration: Migration) -> None:
@@ -146,20 +158,53 @@ class SqlStore(ABC):
         events: Sequence[EventRecord] = (),
         deliveries: Sequence[NewDelivery] = (),
         run_end: RunEnd | None = None,
+        claimed: Sequence[str] = (),
+        released: Sequence[str] = (),
     ) -> None:
-        """Upsert the conference row, append its new events, queue their callbacks and (at its end) finish
-        its run, atomically.
+        """Upsert the conference row, append its new events, queue their callbacks, (at its end) finish
+        its run, and claim or release member addresses, atomically.
 
         A seq that already exists raises StoreIntegrityError and writes nothing: events are append-only.
+        A conference with an owner is fenced (LeaseLost); a claimed address held by another live
+        conference raises AddressTaken. Either way nothing is written.
         """
-        writes = [
-            Write(sql.UPSERT_CONFERENCE, [sql.conference_to_row(conference)], True),
+        c = conference
+        if c.owner_node is None:
+            upsert = Write(sql.UPSERT_CONFERENCE, [sql.conference_to_row(c)], True)
+        else:
+            fenced = cluster_sql.FENCED_UPSERT_CONFERENCE
+            row = (*sql.conference_to_row(c), c.owner_node, c.owner_epoch, c.owner_node, c.owner_epoch)
+            upsert = Write(
+                fenced.text(self.dialect), [fenced.params(self.dialect, row, c.updated_at)], True, True
+            )
+        key = (c.auth_id, c.phlo_id, c.node_id)
+        writes = [upsert]
+        # Only when there are some, so most commits keep one shape (SQLite merges identical batches).
+        if released:
+            rows = [(*key, address, c.conference_id) for address in released]
+            writes.append(Write(cluster_sql.RELEASE_ADDRESS, rows))
+        if claimed:
+            rows = [(*key, address, c.conference_id) for address in claimed]
+            writes.append(Write(cluster_sql.CLAIM_ADDRESS, rows, True, True))
+        writes += [
             Write(sql.INSERT_EVENT, [sql.event_to_row(event) for event in events], True),
             Write(sql.INSERT_DELIVERY, sql.new_deliveries_to_rows(deliveries), True),
         ]
         if run_end is not None:
             writes.append(Write(sql.END_RUN, [sql.run_end_to_row(run_end)]))
-        await self._write(writes)
+        try:
+            await self._write(writes)
+        except RowsUnchanged as refused:
+            if refused.statement == upsert.sql:
+                raise LeaseLost(
+                    f"conference {c.conference_id} is not owned by {c.owner_node} #{c.owner_epoch}"
+                    " under a held lease"
+                ) from None
+            for address in claimed:
+                holder = await self.conference_for_address(*key, address)
+                if holder is not None and holder != c.conference_id:
+                    raise AddressTaken(address, holder) from None
+            raise AddressTaken(claimed[0] if claimed else "", None) from None
 
     async def get_conference(self, conference_id: str) -> ConferenceRecord | None:
         row = await self._read_one(sql.SELECT_CONFERENCE, (conference_id,))
@@ -243,6 +288,84 @@ class SqlStore(ABC):
     async def prune_runs(self, finished_before: float, limit: int) -> int:
         """Delete up to `limit` finished runs last changed before `finished_before`; how many went."""
         return await self._write_one(sql.DELETE_FINISHED_RUNS, (float(finished_before), limit))
+
+    # --- the cluster: node leases and conference ownership (NodeLeases, ClusterDirectory) ---
+
+    async def _read_clocked(self, statement: cluster_sql.Clocked, params: Params, now: float) -> list[Row]:
+        return await self._read(statement.text(self.dialect), statement.params(self.dialect, params, now))
+
+    async def register_node(
+        self, node_id: str, internal_url: str, sip_address: str | None, lease_s: float, now: float
+    ) -> NodeRecord:
+        statement = cluster_sql.REGISTER_NODE
+        params = statement.params(self.dialect, (node_id, internal_url, sip_address, float(lease_s)), now)
+        await self._write_one(statement.text(self.dialect), params)
+        row = await self._read_one(cluster_sql.SELECT_NODE, (node_id,))
+        assert row is not None
+        return cluster_sql.node_from_row(row)
+
+    async def renew_node(self, node_id: str, epoch: int, lease_s: float, load: NodeLoad, now: float) -> bool:
+        statement = cluster_sql.RENEW_NODE
+        values = (
+            float(lease_s),
+            NodeState(load.state).value,
+            load.live_conferences,
+            load.live_legs,
+            node_id,
+            epoch,
+        )
+        return (
+            await self._write_one(statement.text(self.dialect), statement.params(self.dialect, values, now))
+            == 1
+        )
+
+    async def count_orphans(self, node_id: str, epoch: int, now: float) -> int:
+        rows = await self._read_clocked(
+            cluster_sql.COUNT_ORPHANS, (node_id, node_id, epoch, node_id, node_id), now
+        )
+        return int(rows[0][0])
+
+    async def claim_conferences(
+        self, node_id: str, epoch: int, limit: int, now: float
+    ) -> list[ConferenceRecord]:
+        if limit <= 0:
+            return []
+        statement = cluster_sql.CLAIM_CONFERENCES
+        values = (node_id, epoch, node_id, epoch, limit, node_id, epoch)
+        rows = await self._write_returning(
+            statement.text(self.dialect), statement.params(self.dialect, values, now)
+        )
+        records = [sql.conference_from_row(row) for row in rows]
+        return sorted(records, key=lambda record: (record.created_at, record.conference_id))
+
+    async def hand_off_conference(
+        self, conference_id: str, node_id: str, epoch: int, to_node: str, now: float
+    ) -> bool:
+        statement = cluster_sql.HAND_OFF_CONFERENCE
+        values = (to_node, conference_id, node_id, epoch, node_id, epoch)
+        return (
+            await self._write_one(statement.text(self.dialect), statement.params(self.dialect, values, now))
+            == 1
+        )
+
+    async def leave_cluster(self, node_id: str, epoch: int) -> None:
+        await self._write_one(cluster_sql.LEAVE_NODE, (node_id, epoch))
+
+    async def live_nodes(self) -> list[NodeRecord]:
+        rows = await self._read_clocked(cluster_sql.SELECT_LIVE_NODES, (), time.time())
+        return [cluster_sql.node_from_row(row) for row in rows]
+
+    async def conference_owner(self, conference_id: str) -> NodeRecord | None:
+        rows = await self._read_clocked(cluster_sql.SELECT_CONFERENCE_OWNER, (conference_id,), time.time())
+        return cluster_sql.node_from_row(rows[0]) if rows else None
+
+    async def conference_for_address(
+        self, auth_id: str, phlo_id: str, node_id: str, address: str
+    ) -> str | None:
+        row = await self._read_one(
+            cluster_sql.SELECT_CONFERENCE_FOR_ADDRESS, (auth_id, phlo_id, node_id, address)
+        )
+        return None if row is None else str(row[0])
 
     async def prune_idempotency_keys(self, created_before: float, limit: int) -> int:
         """Delete up to `limit` Idempotency-Keys first used before `created_before`, oldest first."""

@@ -12,7 +12,7 @@ import psycopg
 
 from bridgeline.adapters.store import sql
 from bridgeline.adapters.store.base import SqlStore, Write
-from bridgeline.adapters.store.sql import Dialect, Migration, Params, Row, StoreIntegrityError
+from bridgeline.adapters.store.sql import Dialect, Migration, Params, Row, RowsUnchanged, StoreIntegrityError
 
 # Any fixed 64-bit number works, as long as nothing else in the database uses it as an advisory lock key.
 MIGRATION_LOCK_KEY = 0x6272_6964_6765_6C6E  # "bridgeln"
@@ -81,7 +81,20 @@ class PostgresStore(SqlStore):
             await cursor.execute(query, write.rows[0])
         else:
             await cursor.executemany(query, write.rows)
-        return cursor.rowcount
+        changed = cursor.rowcount
+        if write.required and changed != len(write.rows):
+            raise RowsUnchanged(write.sql)
+        return changed
+
+    async def _write_returning(self, query: str, params: Params) -> list[Row]:
+        async with self._lock:
+            connection = await self._connect()
+            try:
+                async with connection.transaction():
+                    cursor = await connection.execute(_placeholders(query), params)
+                    return list(await cursor.fetchall())
+            except psycopg.IntegrityError as error:
+                raise StoreIntegrityError(str(error)) from error
 
     async def _apply_migration(self, migration: Migration) -> None:
         async with self._lock:

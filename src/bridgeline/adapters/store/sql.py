@@ -35,6 +35,15 @@ Params = Sequence[Any]
 Row = Sequence[Any]
 
 
+class RowsUnchanged(Exception):
+    """A write marked `required` changed fewer rows than it had parameter rows (a fenced commit refused, an
+    address held by another conference); raised inside the transaction, so nothing was written."""
+
+    def __init__(self, statement: str) -> None:
+        super().__init__(statement[:80])
+        self.statement = statement
+
+
 class StoreIntegrityError(Exception):
     """A write broke a uniqueness or reference rule (e.g. a duplicate event seq); nothing was written.
 
@@ -409,6 +418,8 @@ def conference_from_row(row: Row) -> ConferenceRecord:
         created_at=float(row[7]),
         updated_at=float(row[8]),
         ended_at=None if row[9] is None else float(row[9]),
+        owner_node=row[10] if len(row) > 10 else None,
+        owner_epoch=int(row[11]) if len(row) > 11 and row[11] is not None else None,
     )
 
 

@@ -14,7 +14,7 @@ from typing import TypeVar
 from bridgeline.adapters.store import sql
 from bridgeline.adapters.store.base import SqlStore, Write
 from bridgeline.adapters.store.checkpoint import BACKSTOP_PAGES, Checkpointer
-from bridgeline.adapters.store.sql import Dialect, Migration, Params, Row, StoreIntegrityError
+from bridgeline.adapters.store.sql import Dialect, Migration, Params, Row, RowsUnchanged, StoreIntegrityError
 
 MEMORY = ":memory:"
 
@@ -132,7 +132,10 @@ class SqliteStore(SqlStore):
         for index, statement in enumerate(shape):
             rows = [row for q in queued for row in q.writes[index].rows]
             if rows:
-                self._connection.executemany(statement, rows)
+                changed = self._connection.executemany(statement, rows).rowcount
+                if queued[0].writes[index].required and changed != len(rows):
+                    # Somebody's required write failed: _flush retries each caller alone to find whose.
+                    raise RowsUnchanged(statement)
         return [[len(write.rows) for write in q.writes] for q in queued]
 
     def _execute_all(self, writes: Sequence[Write]) -> list[int]:
@@ -142,8 +145,16 @@ class SqliteStore(SqlStore):
         if not write.rows:
             return 0
         if len(write.rows) == 1:
-            return self._connection.execute(write.sql, write.rows[0]).rowcount
-        return self._connection.executemany(write.sql, write.rows).rowcount
+            changed = self._connection.execute(write.sql, write.rows[0]).rowcount
+        else:
+            changed = self._connection.executemany(write.sql, write.rows).rowcount
+        if write.required and changed != len(write.rows):
+            raise RowsUnchanged(write.sql)
+        return changed
+
+    async def _write_returning(self, query: str, params: Params) -> list[Row]:
+        self._flush()  # writes queued earlier commit first, in order
+        return self._in_transaction(lambda: self._connection.execute(query, params).fetchall())
 
     async def _apply_migration(self, migration: Migration) -> None:
         def apply() -> None:

@@ -148,6 +148,10 @@ class SimCarrier:
             self.dial(request)  # the virtual phone rings again, as it would after a failover
 
     def conference_ended(self, conference_id: str) -> None:
+        self.release_conference(conference_id)
+
+    def release_conference(self, conference_id: str) -> None:
+        # A virtual phone has no far end to tell: dropping the leg's timers is all there is to forget.
         for leg_id, leg in list(self._legs.items()):
             if leg.request.conference_id == conference_id:
                 _cancel(leg)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 import structlog
 
@@ -97,6 +97,7 @@ class SipCarrier:
         self._transport: SipUdpTransport | None = None
         self._streams: SipStreamTransport | None = None
         self._legs: dict[str, SipLeg] = {}
+        self._fenced: Callable[[], bool] = lambda: False
         self._sink: SignalSink | None = None
         self._inbound: InboundHandler | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -158,10 +159,18 @@ class SipCarrier:
         """Who applies the cold transfers members' phones ask for with REFER."""
         self.refers.bind(handler)
 
+    def fence(self, fenced: Callable[[], bool]) -> None:
+        """Send no RTP and no SIP while `fenced()` (the node's lease does not hold: docs/cluster.md)."""
+        self._fenced = fenced
+        self.media.fence(fenced)
+        if self._transport is not None:
+            self._transport.fenced = fenced
+
     async def start(self) -> None:
         await self.media.start()
         host, port = self.settings.listen_address
         self._transport = await SipUdpTransport.listen(self.endpoint, self._on_event, host, port)
+        self._transport.fenced = self._fenced
         self._transport.flush()  # arms the endpoint's first deadline (the trunk's first keepalive)
         log.info("sip_listening", host=host, port=port, rtp=self.settings.rtp.ports)
         self._streams = await start_streams(self.settings, self._transport)  # TCP and TLS
@@ -349,6 +358,16 @@ class SipCarrier:
 
     def conference_ended(self, conference_id: str) -> None:
         self.media.set_routes(conference_id, (), MusicSources())
+
+    def release_conference(self, conference_id: str) -> None:
+        """Another node owns the conference now: forget its legs' dialogs and RTP without a BYE (the new
+        owner recovers them from the dialog state kept in the store)."""
+        self.media.set_routes(conference_id, (), MusicSources())
+        for leg_id, leg in list(self._legs.items()):
+            if leg.conference_id == conference_id:
+                del self._legs[leg_id]
+                self.endpoint.forget(leg_id)
+                self.media.close_leg(leg_id)
 
     def adopt(self, leg_id: str, conference_id: str) -> None:
         """An accepted inbound leg now belongs to a conference."""

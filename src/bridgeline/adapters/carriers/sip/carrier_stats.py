@@ -20,6 +20,7 @@ SIP_COUNTERS: Final = frozenset(
         "rtp_packets_in",
         "rtp_packets_out",
         "rtp_send_dropped",
+        "rtp_send_fenced",
         "rtp_ports_exhausted",
         "rtp_refused_foreign_source",
         "dtmf_refused_foreign_source",
@@ -78,6 +79,7 @@ def sip_stats(
         "rtp_packets_in": int(media_figures["packets_in"]),
         "rtp_packets_out": int(media_figures["packets_out"]),
         "rtp_send_dropped": int(media_figures["send_dropped"]),
+        "rtp_send_fenced": int(media_figures["send_fenced"]),  # not sent: the node's lease did not hold
         "rtp_ports_capacity": media.port_capacity,
         "rtp_ports_in_use": int(media_figures["legs"]),
         "rtp_ports_exhausted": ports_exhausted,

@@ -96,6 +96,10 @@ class MediaEngine:
         self._dtmf_callback: Callable[[str, str], None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
+    def fence(self, fenced: Callable[[], bool]) -> None:
+        """Asked by the media thread before it sends: True while the node's lease does not hold."""
+        self._media.fenced = fenced
+
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         if self._media.running:
@@ -131,11 +135,12 @@ class MediaEngine:
             "legs": len(self._ports),
             "conferences": len(self._confs),
             "packets_in": c.packets_in,
-            "packets_out": c.packets_out - self._media.send_dropped,
+            "packets_out": c.packets_out - self._media.send_dropped - self._media.send_fenced,
             "malformed_in": c.malformed_in,
             "rtcp_in": c.rtcp_in,
             "ignored_in": c.ignored_in,
             "send_dropped": self._media.send_dropped,
+            "send_fenced": self._media.send_fenced,
             "open_sockets": self._sockets_opened - self._media.sockets_closed,
             "free_ports": self._pool.free,
             "media_loading": self._library.loading,

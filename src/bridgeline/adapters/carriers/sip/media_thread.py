@@ -55,6 +55,9 @@ class MediaLoop:
         realtime_priority: int = 0,
     ) -> None:
         self.runtime = runtime
+        # Asked before each send, from this thread: True while the node's lease does not hold (cluster).
+        self.fenced: Callable[[], bool] = _never
+        self.send_fenced = 0
         self.realtime_priority = realtime_priority  # asked for; 0: normal scheduling
         self.realtime = False  # granted: the thread runs under SCHED_FIFO
         self._started = threading.Event()
@@ -218,6 +221,9 @@ class MediaLoop:
             ready = self._poller.poll(0)
 
     def _send(self, datagrams: list[Outgoing]) -> None:
+        if datagrams and self.fenced():  # the node's lease does not hold: its calls may be another's now
+            self.send_fenced += len(datagrams)
+            return
         sockets = self._sockets
         for leg_id, data, dest in datagrams:
             entry = sockets.get(leg_id)
@@ -228,6 +234,10 @@ class MediaLoop:
                 entry[1].sendto(data, dest)
             except OSError:  # BlockingIOError (buffer full), or an ICMP error reported late
                 self.send_dropped += 1
+
+
+def _never() -> bool:
+    return False
 
 
 def claim_realtime(priority: int) -> bool:

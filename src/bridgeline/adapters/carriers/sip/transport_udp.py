@@ -48,6 +48,10 @@ class SipUdpTransport(asyncio.DatagramProtocol):
         # address it cannot use); the endpoint is told (RFC 3261 18.4) and moves on.
         self._sending_to: tuple[str, int] | None = None
         self._send_failures: list[tuple[str, int]] = []
+        # True while the node's lease does not hold (cluster): nothing leaves, UDP or TCP/TLS, since
+        # every SIP message goes out through _send.
+        self.fenced: Callable[[], bool] = lambda: False
+        self.fenced_drops = 0
 
     @classmethod
     async def listen(
@@ -112,7 +116,11 @@ class SipUdpTransport(asyncio.DatagramProtocol):
         self._arm()
 
     def _send(self) -> None:
-        for data, destination in self.endpoint.datagrams_to_send():
+        outgoing = self.endpoint.datagrams_to_send()
+        if outgoing and self.fenced():
+            self.fenced_drops += len(outgoing)
+            return
+        for data, destination in outgoing:
             if isinstance(destination, Target):  # TCP/TLS: failures come back through `unreachable`
                 if self.streams is not None:
                     self.streams.send(data, destination)

@@ -1,0 +1,172 @@
+"""The cluster's SQL (issue #12): node leases, fenced conference commits, claims and handoffs.
+
+A lease is judged by "now": the database's clock on PostgreSQL (every node agrees on it), the caller's
+on SQLite (one process per file). Statements are written with `{now}` where that clock is read;
+`Clocked` renders the text per dialect and puts the caller's `now` among the parameters where SQLite
+needs it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bridgeline.adapters.store.sql import CONFERENCE_CHANGING_COLUMNS, CONFERENCE_COLUMNS, Dialect, Row
+from bridgeline.app.records import NodeRecord, NodeState
+
+_DB_NOW: dict[Dialect, str] = {
+    "sqlite": "?",
+    "postgresql": "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)",
+}
+# Claims skip rows another node is claiming at the same moment instead of waiting for them.
+_SKIP_LOCKED: dict[Dialect, str] = {"sqlite": "", "postgresql": " FOR UPDATE SKIP LOCKED"}
+
+
+@dataclass(frozen=True, slots=True)
+class Clocked:
+    """A statement that reads the clock at each `{now}` (and may say `{skip_locked}`)."""
+
+    template: str
+
+    def text(self, dialect: Dialect) -> str:
+        return self.template.replace("{now}", _DB_NOW[dialect]).replace(
+            "{skip_locked}", _SKIP_LOCKED[dialect]
+        )
+
+    def params(self, dialect: Dialect, params: Sequence[Any], now: float) -> tuple[Any, ...]:
+        """`params` for the `?` of the template; on SQLite `now` goes in at each `{now}` as well."""
+        if dialect != "sqlite":
+            return tuple(params)
+        spliced: list[Any] = []
+        given = iter(params)
+        for token in re.findall(r"\?|\{now\}", self.template):
+            spliced.append(float(now) if token == "{now}" else next(given))
+        rest = list(given)
+        if rest:
+            raise ValueError(f"{len(rest)} parameters too many for {self.template[:60]!r}")
+        return tuple(spliced)
+
+
+NODE_COLUMNS = (
+    "node_id",
+    "epoch",
+    "internal_url",
+    "sip_address",
+    "state",
+    "live_conferences",
+    "live_legs",
+    "started_at",
+    "heartbeat_at",
+    "lease_until",
+)
+_NODE_SELECT = "SELECT " + ", ".join(f"n.{column}" for column in NODE_COLUMNS) + " FROM nodes n"
+
+# A new life of the node: its epoch is the last one plus one, whatever the old life left behind.
+REGISTER_NODE = Clocked(
+    "INSERT INTO nodes ("
+    + ", ".join(NODE_COLUMNS)
+    + ") VALUES (?, 1, ?, ?, 'up', 0, 0, {now}, {now}, {now} + ?)"
+    " ON CONFLICT (node_id) DO UPDATE SET epoch = nodes.epoch + 1, internal_url = excluded.internal_url,"
+    " sip_address = excluded.sip_address, state = 'up', live_conferences = 0, live_legs = 0,"
+    " started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,"
+    " lease_until = excluded.lease_until"
+)
+SELECT_NODE = _NODE_SELECT + " WHERE n.node_id = ?"
+# A lease that expired is not renewed: others may have claimed its conferences; the node registers anew.
+RENEW_NODE = Clocked(
+    "UPDATE nodes SET heartbeat_at = {now}, lease_until = {now} + ?, state = ?, live_conferences = ?,"
+    " live_legs = ? WHERE node_id = ? AND epoch = ? AND lease_until > {now}"
+)
+LEAVE_NODE = "UPDATE nodes SET lease_until = 0, state = 'draining' WHERE node_id = ? AND epoch = ?"
+SELECT_LIVE_NODES = Clocked(_NODE_SELECT + " WHERE n.lease_until > {now} ORDER BY n.node_id")
+SELECT_CONFERENCE_OWNER = Clocked(
+    _NODE_SELECT + " JOIN conferences c ON c.owner_node = n.node_id AND c.owner_epoch = n.epoch"
+    " WHERE c.conference_id = ? AND c.status = 'live' AND n.lease_until > {now}"
+)
+_ADDRESS_KEY = "auth_id = ? AND phlo_id = ? AND node_id = ? AND address = ?"
+SELECT_CONFERENCE_FOR_ADDRESS = "SELECT conference_id FROM conference_addresses WHERE " + _ADDRESS_KEY
+
+_LEASE_HELD = "EXISTS (SELECT 1 FROM nodes h WHERE h.node_id = ? AND h.epoch = ? AND h.lease_until > {now})"
+
+# Fencing: the row is written only by its owner (node and epoch) while that node's lease holds. The lease
+# gates the SELECT (so a new conference is not inserted either), the owner gates the update.
+_CASTS = (
+    "TEXT", "TEXT", "TEXT", "TEXT", "TEXT", "TEXT", "TEXT",
+    "DOUBLE PRECISION", "DOUBLE PRECISION", "DOUBLE PRECISION", "TEXT", "BIGINT",
+)  # fmt: skip
+FENCED_CONFERENCE_COLUMNS = (*CONFERENCE_COLUMNS, "owner_node", "owner_epoch")
+FENCED_UPSERT_CONFERENCE = Clocked(
+    f"INSERT INTO conferences ({', '.join(FENCED_CONFERENCE_COLUMNS)}) SELECT "
+    + ", ".join(f"CAST(? AS {cast})" for cast in _CASTS)
+    + f" WHERE {_LEASE_HELD} ON CONFLICT (conference_id) DO UPDATE SET "
+    + ", ".join(f"{column} = excluded.{column}" for column in CONFERENCE_CHANGING_COLUMNS)
+    + " WHERE conferences.owner_node = excluded.owner_node AND conferences.owner_epoch = excluded.owner_epoch"
+)
+
+# An address held by this same conference is claimed again harmlessly (after a takeover the new owner
+# re-claims them all); one held by another conference changes no row, which the store reports.
+CLAIM_ADDRESS = (
+    "INSERT INTO conference_addresses (auth_id, phlo_id, node_id, address, conference_id)"
+    " VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (auth_id, phlo_id, node_id, address) DO UPDATE SET conference_id = excluded.conference_id"
+    " WHERE conference_addresses.conference_id = excluded.conference_id"
+)
+RELEASE_ADDRESS = (
+    "DELETE FROM conference_addresses WHERE auth_id = ? AND phlo_id = ? AND node_id = ? AND address = ?"
+    " AND conference_id = ?"
+)
+
+# Which live conferences node (?, epoch ?) may claim: its own from an earlier epoch or handed to it (epoch
+# NULL), those from before clusters (no owner), and those whose owner's lease expired or whose owner has
+# since restarted (another epoch). A conference handed to a live node waits for that node.
+_ORPHAN = (
+    "c.status = 'live' AND ((c.owner_node = ? AND (c.owner_epoch IS NULL OR c.owner_epoch <> ?))"
+    " OR c.owner_node IS NULL OR NOT EXISTS (SELECT 1 FROM nodes o WHERE o.node_id = c.owner_node"
+    " AND o.lease_until > {now} AND (c.owner_epoch IS NULL OR o.epoch = c.owner_epoch)))"
+)
+# The same set counted cheaply, as it is every heartbeat: four disjoint parts (no owner; this node's
+# earlier epochs or handed to it; owned by a node whose lease expired; by an older epoch of a live node),
+# each a range of conferences_live_owner, so a node with thousands of healthy conferences counts none
+# of them. (The claim itself, which runs only when this is not 0, may scan.)
+_LIVE = "c.status = 'live'"
+COUNT_ORPHANS = Clocked(
+    f"SELECT (SELECT count(*) FROM conferences c WHERE {_LIVE} AND c.owner_node IS NULL)"
+    f" + (SELECT count(*) FROM conferences c WHERE {_LIVE} AND c.owner_node = ? AND c.owner_epoch IS NULL)"
+    f" + (SELECT count(*) FROM conferences c WHERE {_LIVE} AND c.owner_node = ? AND c.owner_epoch < ?)"
+    # per other node (a few rows), its conferences' range: all of them if its lease expired, else those
+    # of its earlier epochs
+    " + (SELECT COALESCE(SUM((SELECT count(*) FROM conferences c"
+    f" WHERE {_LIVE} AND c.owner_node = n.node_id)), 0) FROM nodes n"
+    " WHERE n.node_id <> ? AND n.lease_until <= {now})"
+    " + (SELECT COALESCE(SUM((SELECT count(*) FROM conferences c"
+    f" WHERE {_LIVE} AND c.owner_node = n.node_id AND c.owner_epoch < n.epoch)), 0) FROM nodes n"
+    " WHERE n.node_id <> ? AND n.lease_until > {now})"
+)
+CLAIM_CONFERENCES = Clocked(
+    "UPDATE conferences SET owner_node = ?, owner_epoch = ? WHERE conference_id IN ("
+    f"SELECT c.conference_id FROM conferences c WHERE {_ORPHAN}"
+    " ORDER BY c.created_at, c.conference_id LIMIT ?{skip_locked})"
+    f" AND {_LEASE_HELD} RETURNING " + ", ".join(FENCED_CONFERENCE_COLUMNS)
+)
+# Drain: the owner gives a conference to another node (epoch NULL until that node claims it).
+HAND_OFF_CONFERENCE = Clocked(
+    "UPDATE conferences SET owner_node = ?, owner_epoch = NULL WHERE conference_id = ? AND status = 'live'"
+    f" AND owner_node = ? AND owner_epoch = ? AND {_LEASE_HELD}"
+)
+
+
+def node_from_row(row: Row) -> NodeRecord:
+    return NodeRecord(
+        node_id=row[0],
+        epoch=int(row[1]),
+        internal_url=row[2],
+        sip_address=row[3],
+        state=NodeState(row[4]),
+        live_conferences=int(row[5]),
+        live_legs=int(row[6]),
+        started_at=float(row[7]),
+        heartbeat_at=float(row[8]),
+        lease_until=float(row[9]),
+    )
