@@ -272,6 +272,7 @@ class SipServer:
     rtp_low: int = 0
     proc: Proc | None = None
     clients: list[httpx.Client] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # more environment (a cluster node: its database, id)
 
     @property
     def url(self) -> str:
@@ -329,6 +330,7 @@ class SipServer:
             "PYTHONUNBUFFERED": "1",
         }
         env.pop("DATABASE_URL", None)
+        env.update(self.env)
         argv = [
             sys.executable,
             "-m",
