@@ -12,7 +12,8 @@ NODES  ?= 3
 
 .PHONY: run test lint typecheck unit e2e install clean bench deps-browser deps-sip deps-codecs cluster
 
-$(BIN)/.installed: pyproject.toml
+# pip also compiles media/_srtp_call.c (a C compiler and Python's headers): rebuilt when it changes.
+$(BIN)/.installed: pyproject.toml src/bridgeline/media/_srtp_call.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'

@@ -55,6 +55,16 @@ WARMUP_S = 0.5
 LATE_S = 0.005
 LADDER = (200, 500, 1000, 1500, 2000, 3000)  # 1,000 is the target; the midpoint refines it
 ATTEMPTS = 3  # runs per setup while late ticks stay >= 1%; the best one is kept
+# --realtime N: the media thread (the server's own `realtime_priority` setting) and the sender run
+# under SCHED_FIFO, for every mode alike, so that on a machine shared with other work a tick is not
+# late because another process held the core. The sender learns it from its environment.
+REALTIME_ENV = "BENCH_RTP_REALTIME"
+
+
+def realtime_priority() -> int:
+    return int(os.environ.get(REALTIME_ENV, "0"))
+
+
 SLOTS = 10  # sender sub-slots per 20 ms
 SRTP_SUITE = "AES_CM_128_HMAC_SHA1_80"
 
@@ -233,7 +243,7 @@ async def measure(
 
 
 async def run_engine(legs: int, party: int, run_s: float, *, srtp: bool = False) -> Result:
-    engine = MediaEngine(port_min=PORT_MIN, port_max=PORT_MAX)
+    engine = MediaEngine(port_min=PORT_MIN, port_max=PORT_MAX, realtime_priority=realtime_priority())
     sender_key = os.urandom(30) if srtp else None
     try:
         ids = [f"l{i}" for i in range(legs)]
@@ -257,6 +267,8 @@ async def run_engine(legs: int, party: int, run_s: float, *, srtp: bool = False)
             routes = [LegAudio(m, tuple(x for x in members if x != m), None) for m in members]
             engine.set_routes(f"conf{c}", routes, NodeSettings())
         await engine.start()
+        if realtime_priority() and not engine.stats["realtime"]:
+            print("warning: the media thread did not get SCHED_FIFO", file=sys.stderr)
 
         def snapshot() -> dict[str, float]:
             s = engine.stats
@@ -522,7 +534,8 @@ async def main(
         "loadavg_start": load0,
         "loadavg_end": kit.loadavg(),
         "command": "OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/bench_rtp_legs.py"
-        f" --budget {budget_s:g} --run {run_s:g}",
+        f" --budget {budget_s:g} --run {run_s:g}"
+        + (f" --realtime {realtime_priority()}" if realtime_priority() else ""),
     }
     print(
         f"\nMediaEngine load on loopback ({os.cpu_count()} CPUs, Python {sys.version.split()[0]}), "
@@ -547,6 +560,8 @@ HEADER = (
 if __name__ == "__main__":
     if len(sys.argv) >= 2 and sys.argv[1] == "--sender":
         kit.pin_self(kit.LOAD_CPU)
+        if realtime_priority():
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(realtime_priority()))
         key = bytes.fromhex(sys.argv[4]) if len(sys.argv) > 4 else None
         sender_main(int(sys.argv[2]), json.loads(sys.stdin.read()), float(sys.argv[3]), key)
         sys.exit(0)
@@ -560,7 +575,11 @@ if __name__ == "__main__":
     )
     parser.add_argument("--only", default=None, help="comma-separated words: run the modes naming one")
     parser.add_argument("--pair-legs", type=int, default=PAIR_LEGS, help="N of the plain/SRTP pairs")
+    parser.add_argument(
+        "--realtime", type=int, default=0, help="SCHED_FIFO priority of the media thread and the sender"
+    )
     opts = parser.parse_args()
+    os.environ[REALTIME_ENV] = str(opts.realtime)
     steps = LADDER if opts.legs is None else tuple(int(n) for n in opts.legs.split(","))
     # The server's own event loop (uvloop where installed), for the engine and the relay baseline alike.
     run_event_loop(main(opts.budget, opts.run, opts.out, opts.profile_dir, steps, opts.only, opts.pair_legs))

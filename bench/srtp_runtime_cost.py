@@ -3,7 +3,11 @@ prebuilt packets on a virtual clock, no sockets, plain and SRTP (AES_CM_128_HMAC
 same process, alternated. Prints CPU per leg-tick for each and their ratio; the sockets' cost,
 which dominates the real engine, is bench_rtp_legs.py's subject.
 
-Run: .venv/bin/python bench/srtp_runtime_cost.py [--legs 400] [--ticks 150] [--rounds 3]
+--instructions counts CPU instructions instead (valgrind's callgrind, which the load from other
+processes does not change): each mode runs twice, SHORT and LONG ticks over the same prebuilt
+packets, and the difference divided by the extra leg-ticks leaves out setup and interpreter start.
+
+Run: .venv/bin/python bench/srtp_runtime_cost.py [--legs 400] [--ticks 150] [--rounds 3] [--instructions]
 """
 
 from __future__ import annotations
@@ -11,8 +15,11 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import statistics
 import struct
+import subprocess
+import sys
 import time
 
 from bridgeline.core.effects import LegAudio
@@ -64,12 +71,54 @@ def run(runtime: MediaRuntime, feed: Feed) -> float:
     return (time.process_time() - start) / (len(feed) * len(feed[0])) * 1e6
 
 
+SHORT, LONG = 15, 75  # ticks per --instructions run
+
+
+def instructions(legs: int, srtp: bool) -> float:
+    """CPU instructions per leg-tick under callgrind: (LONG run - SHORT run) / extra leg-ticks."""
+    counts = []
+    for ticks in (SHORT, LONG):
+        child = [sys.executable, __file__, "--legs", str(legs), "--child", str(ticks)] + ["--srtp"] * srtp
+        done = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *child],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=900,
+            env=os.environ | {"PYTHONHASHSEED": "0"},  # the same dict layouts in every run
+        )
+        found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
+        assert found is not None, done.stderr[-2000:]
+        counts.append(int(found.group(1).replace(",", "")))
+    return (counts[1] - counts[0]) / ((LONG - SHORT) * legs)
+
+
+def child(legs: int, ticks: int, srtp: bool) -> None:
+    """One run under callgrind: packets for LONG ticks are always built, `ticks` of them fed."""
+    runtime, feed = build(legs, LONG, srtp)
+    run(runtime, feed[:ticks])
+    assert runtime.counters.packets_in == legs * ticks and not runtime.counters.srtp_auth_failed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--legs", type=int, default=400)
     parser.add_argument("--ticks", type=int, default=150)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--instructions", action="store_true", help="count instructions with callgrind")
+    parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--srtp", action="store_true", help=argparse.SUPPRESS)
     opts = parser.parse_args()
+    if opts.child is not None:
+        child(opts.legs, opts.child, opts.srtp)
+        return
+    if opts.instructions:
+        plain, srtp = (instructions(opts.legs, mode) for mode in (False, True))
+        print(
+            f"{opts.legs} legs, callgrind: plain {plain:,.0f} instructions per leg-tick,"
+            f" SRTP {srtp:,.0f} (+{srtp - plain:,.0f}); ratio {plain / srtp:.0%}"
+        )
+        return
     costs: dict[bool, list[float]] = {False: [], True: []}
     for _ in range(opts.rounds):
         for srtp in (False, True):

@@ -53,6 +53,10 @@ class Settings:
     run_retention_days: float = 30.0  # finished runs; 0 = forever
     prune_interval: float = 300.0  # seconds between background pruning passes
     prune_batch: int = 100  # conferences (or runs) deleted per pruning transaction
+    # --- events and callbacks across nodes (issue #12: docs/cluster.md) -------------------
+    webhook_poll_interval: float = 0.5  # s between outbox claims when no commit or NOTIFY wakes the worker
+    event_feed_poll_interval: float = 1.0  # s between polls for other nodes' events (PostgreSQL)
+    event_feed_max_events: int = 500  # other nodes' events read per feed round, at most
 
     # --- HTTP edge and authentication (issue #9, items 4-7 and 13; docs/security.md) ---
     http_max_connections: int = 1000  # open connections; one more is answered 503 and closed
@@ -84,7 +88,7 @@ class Settings:
     forward_retry_s: float = 10.0  # an owner unreachable this long (lease + takeover): 503 + Retry-After
 
     def __post_init__(self) -> None:
-        for name in EDGE_SETTINGS:
+        for name in (*EDGE_SETTINGS, *FEED_SETTINGS):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} (BRIDGELINE_{name.upper()}) must be positive")
         if not NODE_ID.fullmatch(self.node_id):
@@ -160,8 +164,16 @@ EDGE_SETTINGS: dict[str, type[int] | type[float]] = {
     "idempotency_lock_s": float,
 }
 
+# The event feed's and the outbox worker's polling (cluster mode); each must be positive too.
+FEED_SETTINGS: dict[str, type[int] | type[float]] = {
+    "webhook_poll_interval": float,
+    "event_feed_poll_interval": float,
+    "event_feed_max_events": int,
+}
+
 # Every setting read from the environment as BRIDGELINE_<FIELD NAME IN CAPITALS>, with its type.
 ENV_SETTINGS: dict[str, type[str] | type[int] | type[float] | type[Path]] = {
+    **FEED_SETTINGS,
     "sim_answer_delay_ms": int,
     "sim_playback_ms": int,
     "egress_profile": str,

@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 
 from bridgeline.adapters.carriers.sim.carrier import SimCarrier
 from bridgeline.adapters.carriers.sim.phones import PhoneBook
+from bridgeline.adapters.console.feed import EventFeed
 from bridgeline.adapters.console.hub import EventHub
 from bridgeline.adapters.egress import EgressPolicy
 from bridgeline.adapters.http.app import BridgelineApi
@@ -30,7 +31,8 @@ from bridgeline.adapters.http.forwarding import Forwarder
 from bridgeline.adapters.http.idempotency import IdempotentRequests, RetrySettings
 from bridgeline.adapters.http.metrics import Metrics, Source
 from bridgeline.adapters.http.server import HttpLimits, guarded_protocol
-from bridgeline.adapters.store import open_store
+from bridgeline.adapters.store import PostgresStore, SqlStore, open_store
+from bridgeline.adapters.store.notifications import PostgresListener
 from bridgeline.adapters.webhooks.dispatcher import WebhookDispatcher
 from bridgeline.app.cluster import ClusterNode, ClusterSettings
 from bridgeline.app.inbound import start_inbound_run
@@ -43,6 +45,7 @@ from bridgeline.app.service import ConferenceService
 from bridgeline.config import Credentials, Settings, load_or_create_credentials
 
 if TYPE_CHECKING:  # imported when the sip carrier is chosen: the sim server starts faster without it
+    from bridgeline.adapters.carriers.sip.recovery import DialogStore
     from bridgeline.adapters.carriers.sip.shared_registrations import RegistrationBook
 
 # Files the process needs besides HTTP connections: store, SIP and RTP sockets, logs.
@@ -53,6 +56,8 @@ FILES_BESIDES_CONNECTIONS = 1024
 GC_THRESHOLDS = (50_000, 20, 20)
 
 log = structlog.get_logger(__name__)
+
+WEBHOOK_COUNTERS = ("attempts", "delivery_latency_seconds", "leases_expired")
 
 
 @dataclass
@@ -69,6 +74,7 @@ class Bridgeline:
     pruner: Pruner
     node: ClusterNode
     forward_client: httpx.AsyncClient  # node to node (internal URLs from the store, not the egress policy)
+    cluster_feed: ClusterFeed | None = None
 
     stopped: bool = False
 
@@ -78,6 +84,8 @@ class Bridgeline:
         self.stopped = True
         await self.node.stop_heartbeats()  # adopts nothing more
         await self.pruner.stop()
+        if self.cluster_feed is not None:
+            await self.cluster_feed.stop()
         await self.dispatcher.stop()
         await self.conferences.shutdown()
         await self.carrier.stop()
@@ -87,16 +95,66 @@ class Bridgeline:
         await self.store.close()
 
 
+@dataclass
+class ClusterFeed:
+    """Other nodes' commits, on PostgreSQL: their events to this node's hub, their callbacks to this
+    node's dispatcher (docs/cluster.md "Events and callbacks across nodes")."""
+
+    feed: EventFeed
+    listener: PostgresListener
+    reader: SqlStore  # the feed's own connection, so its polls never wait behind the commits
+
+    def start(self) -> None:
+        self.feed.start()
+        self.listener.start()
+
+    async def stop(self) -> None:
+        await self.listener.stop()
+        await self.feed.stop()
+        await self.reader.close()
+
+    def stats(self) -> dict[str, int]:
+        return {**self.feed.stats(), **self.listener.stats()}
+
+
+def cluster_feed(
+    settings: Settings, store: Store, hub: EventHub, dispatcher: WebhookDispatcher
+) -> ClusterFeed | None:
+    """The feed and its LISTEN connection when the store is shared (PostgreSQL), else None: a single
+    process hears all its commits itself."""
+    if not isinstance(store, PostgresStore):
+        return None
+    reader = open_store(store.url)
+    feed = EventFeed(
+        hub,
+        reader,
+        poll_interval=settings.event_feed_poll_interval,
+        max_events=settings.event_feed_max_events,
+    )
+
+    def reconnected() -> None:
+        feed.poll_soon()
+        dispatcher.wake()
+
+    listener = PostgresListener(
+        store.url, store.origin, on_commit=feed.notified, on_outbox=dispatcher.wake, on_connected=reconnected
+    )
+    return ClusterFeed(feed, listener, reader)
+
+
 def egress_policy(settings: Settings) -> EgressPolicy:
     """Where callbacks and music URLs may lead (docs/security.md)."""
     return EgressPolicy.from_settings(settings.egress_profile, settings.egress_allow, settings.egress_deny)
 
 
 def make_carrier(
-    settings: Settings, phone_book: PhoneBook, registrations: RegistrationBook | None = None
+    settings: Settings,
+    phone_book: PhoneBook,
+    dialogs: DialogStore | None = None,
+    registrations: RegistrationBook | None = None,
 ) -> Carrier:
-    """`registrations`: where the sip carrier shares its phones' bindings (a RegistrationBook: the
-    store), so that every node on the database can call them."""
+    """`dialogs`: where the sip carrier keeps answered legs' dialogs (recoverable); `registrations`:
+    where it shares its phones' bindings, so that every node on the database can call them."""
     if settings.carrier == "sim":
         return SimCarrier(
             phone_book, answer_delay_ms=settings.sim_answer_delay_ms, playback_ms=settings.sim_playback_ms
@@ -116,11 +174,12 @@ def make_carrier(
         )
         from bridgeline.adapters.carriers.sip.shared_registrations import SharedRegistrations
 
-        sip_settings = load_sip_settings(settings.sip_config, listen=settings.sip_listen)
+        sip = load_sip_settings(settings.sip_config, listen=settings.sip_listen)
         shared = None
-        if registrations is not None and sip_settings.registrations.shared:
-            shared = SharedRegistrations(registrations, sip_settings.domain)
-        return SipCarrier(sip_settings, media=media, registrations=shared)
+        if registrations is not None and sip.registrations.shared:
+            shared = SharedRegistrations(registrations, sip.domain)
+        # answered legs' dialogs: recoverable; phones' bindings: shared with the other nodes
+        return SipCarrier(sip, media=media, dialogs=dialogs, registrations=shared)
     raise ValueError(f"unknown carrier {settings.carrier!r} (available: sim, sip)")
 
 
@@ -169,8 +228,9 @@ async def build(settings: Settings) -> Bridgeline:
     await store.migrate()
     if await store.get_account(credentials.auth_id) is None:
         await store.put_account(Account(credentials.auth_id, credentials.auth_token, time.time()))
-    # the sim carrier keeps its phones in the store, the sip carrier its phones' registrations
-    carrier = make_carrier(settings, phone_book=store, registrations=store)
+    # The sim carrier keeps its phones in the store, the SIP carrier its answered legs' dialogs and
+    # its phones' registrations.
+    carrier = make_carrier(settings, phone_book=store, dialogs=store, registrations=store)
     # Commits are fenced as this node's current epoch (the node registers in start(), before any input).
     conferences = ConferenceService(store, carrier, owner=lambda: node.owner())
     node = ClusterNode(store, store, conferences, cluster_settings(settings, carrier))
@@ -196,18 +256,22 @@ async def build(settings: Settings) -> Bridgeline:
         timeout=settings.webhook_timeout,
         per_destination=settings.webhook_per_destination,
         max_in_flight=settings.webhook_max_in_flight,
+        poll_interval=settings.webhook_poll_interval,
     )
     conferences.listeners.append(lambda meta, conf, events: dispatcher.wake() if events else None)
     hub = EventHub(
         max_subscribers=settings.sse_max_streams, max_per_account=settings.sse_max_streams_per_account
     )
-    conferences.listeners.append(hub.publish)
+    feed = cluster_feed(settings, store, hub, dispatcher)
+    conferences.listeners.append(hub.publish if feed is None else feed.feed.local_commit)
     await carrier.start()
     # Register with a new epoch and claim back what was live (this node's earlier life, or nobody's).
     restored = await node.start()
     # Runs a crash left running though their conference ended (a minute's grace for other processes).
     await runs.reconcile(started_before=time.time() - 60.0)
     dispatcher.start()
+    if feed is not None:
+        feed.start()
     pruner = make_pruner(settings, store)
     pruner.start()
     sim = carrier if isinstance(carrier, SimCarrier) else None
@@ -228,10 +292,14 @@ async def build(settings: Settings) -> Bridgeline:
         Source(
             "webhooks",
             dispatcher.stats,
-            counters=frozenset({"attempts"}),
+            counters=frozenset(WEBHOOK_COUNTERS),
             labels={"attempts": "outcome"},
         )
     )
+    if feed is not None:
+        feed_counters = {"from_other_nodes", "feed_polls", "feed_failures", "listen_connections"}
+        feed_counters.add("notifications_received")
+        metrics.add(Source("events", feed.stats, counters=frozenset(feed_counters)))
     if carrier.name == "sip":
         from bridgeline.adapters.carriers.sip.carrier import SipCarrier
         from bridgeline.adapters.carriers.sip.carrier_stats import SIP_COUNTERS
@@ -272,6 +340,7 @@ async def build(settings: Settings) -> Bridgeline:
         pruner,
         node,
         forwarder.client,
+        feed,
     )
 
 

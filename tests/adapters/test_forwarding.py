@@ -255,3 +255,15 @@ def test_a_new_run_goes_to_the_least_loaded_node_or_stays_here_when_it_cannot_be
     assert asyncio.run(fwd.route(Forward.PLACE, run, "acct", {}, {}, b"{}")) is None
     directory.nodes = [node("a", legs=0), node("b", legs=1)]
     assert asyncio.run(fwd.route(Forward.PLACE, run, "acct", {}, {}, b"{}")) is None
+
+
+def test_a_conference_the_store_says_is_this_nodes_is_answered_here_without_waiting() -> None:
+    """Not held here though the store names this node (it lost it, or a member it held has left): the
+    local answer at once, never a wait for a takeover that will not come."""
+    directory = Directory()
+    directory.conferences[KEY] = "conf-1"
+    directory.owners["conf-1"] = node("a")
+    clock = Clock()
+    fwd = forwarder(directory, lambda r: httpx.Response(500), clock=clock)
+    assert member_route(fwd, request()) is None
+    assert clock.now == 0.0

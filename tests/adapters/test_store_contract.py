@@ -397,9 +397,8 @@ async def test_update_delivery_overwrites_progress(store: SqlStore) -> None:
     await store.commit_conference(conference(), [event(1)], [delivery(1)])
     (queued,) = await store.list_deliveries("conf-1")
     attempt = {"at": 12.5, "status_code": 503, "error": UNICODE, "headers": {"retry-after": ["5"]}}
-    failed = dataclasses.replace(
+    retrying = dataclasses.replace(
         queued,
-        status=DeliveryStatus.FAILED,
         attempts=7,
         next_attempt_at=99.5,
         last_status_code=503,
@@ -407,12 +406,24 @@ async def test_update_delivery_overwrites_progress(store: SqlStore) -> None:
         updated_at=12.5,
         history=(attempt, {"at": 13.0, "status_code": None}),
     )
+    await store.update_delivery(retrying)
+    assert await store.list_deliveries("conf-1") == [retrying]
+
+    failed = dataclasses.replace(retrying, status=DeliveryStatus.FAILED, attempts=8, history=())
     await store.update_delivery(failed)
     assert await store.list_deliveries("conf-1") == [failed]
 
-    cleared = dataclasses.replace(failed, last_status_code=None, last_error=None, history=())
-    await store.update_delivery(cleared)
-    assert await store.list_deliveries("conf-1") == [cleared]
+
+async def test_a_finished_delivery_is_never_overwritten(store: SqlStore) -> None:
+    """A node whose lease ran out may report its attempt after another node finished the delivery."""
+    await store.commit_conference(conference(), [event(1)], [delivery(1)])
+    (queued,) = await store.list_deliveries("conf-1")
+    delivered = dataclasses.replace(queued, status=DeliveryStatus.DELIVERED, attempts=1, last_status_code=200)
+    await store.update_delivery(delivered)
+    late = dataclasses.replace(queued, attempts=1, next_attempt_at=50.0, last_error="timeout")
+    with pytest.raises(LookupError):
+        await store.update_delivery(late)
+    assert await store.list_deliveries("conf-1") == [delivered]
 
 
 async def test_update_delivery_of_an_unknown_id_fails(store: SqlStore) -> None:

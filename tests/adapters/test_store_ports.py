@@ -1,4 +1,5 @@
-"""The store's narrow ports (app/ports.py) and the sim carrier's PhoneBook, as both SQL stores provide them.
+"""The store's narrow ports (app/ports.py) and the carriers' own (the sim carrier's PhoneBook, the SIP
+carrier's DialogStore), as both SQL stores provide them.
 
 The store contract suite checks what the methods do; this checks that each port is one the stores
 satisfy as declared (same names, parameters, defaults and annotations), and that the app's `Store` is
@@ -14,6 +15,7 @@ from typing import Protocol
 import pytest
 
 from bridgeline.adapters.carriers.sim.phones import PhoneBook
+from bridgeline.adapters.carriers.sip.recovery import DialogStore
 from bridgeline.adapters.store import PostgresStore, SqliteStore
 from bridgeline.app.ports import Store
 
@@ -42,10 +44,21 @@ def test_the_apps_store_knows_nothing_about_simulated_phones() -> None:
     assert members(PhoneBook) == {"put_sim_phone", "list_sim_phones"}
 
 
+def test_the_apps_store_knows_nothing_about_sip_dialogs() -> None:
+    """Saved SIP dialogs belong to the SIP carrier, which declares its own DialogStore."""
+    assert not any("sip" in name for name in dir(Store))
+    assert members(DialogStore) == {
+        "put_sip_dialog",
+        "get_sip_dialog",
+        "list_sip_dialogs",
+        "delete_sip_dialogs",
+    }
+
+
 @pytest.mark.parametrize("store_class", STORE_CLASSES, ids=lambda c: c.__name__)
-@pytest.mark.parametrize("port", [*STORE_PARTS, PhoneBook], ids=lambda p: p.__name__)
+@pytest.mark.parametrize("port", [*STORE_PARTS, PhoneBook, DialogStore], ids=lambda p: p.__name__)
 def test_both_sql_stores_provide_every_port_as_declared(store_class: type, port: type) -> None:
-    if port is not PhoneBook:  # PhoneBook is a plain Protocol: the carrier needs no isinstance
+    if port not in (PhoneBook, DialogStore):  # plain Protocols: the carriers need no isinstance
         assert issubclass(store_class, port)
     for name in members(port):
         declared = getattr(port, name)

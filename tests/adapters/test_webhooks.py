@@ -122,7 +122,9 @@ class FakeStore:
         due = [r for r in pending if r.next_attempt_at <= now]
         return sorted(due, key=lambda r: (r.next_attempt_at, r.delivery_id))[:limit]
 
-    async def claim_deliveries(self, now: float, limit: int = 100) -> ClaimedPage:
+    async def claim_deliveries(
+        self, now: float, limit: int = 100, lease_until: float | None = None
+    ) -> ClaimedPage:
         """The heads of the (conference, URL) queues among the due deliveries, as the SQL stores hand out."""
         self.due_calls += 1
         self.changed.set()
@@ -137,7 +139,15 @@ class FakeStore:
             heads.setdefault((record.conference_id, record.url), record)
         due = [r for r in heads.values() if r.next_attempt_at <= now]
         page = sorted(due, key=lambda r: (r.next_attempt_at, r.delivery_id))[:limit]
+        if lease_until is not None:
+            page = [replace(r, next_attempt_at=lease_until) for r in page]
+            self.rows.update((r.delivery_id, r) for r in page)
         return ClaimedPage(page, full=len(page) >= limit)
+
+    async def outbox_backlog(self, now: float) -> tuple[int, float]:
+        pending = [r for r in self.rows.values() if r.status is DeliveryStatus.PENDING]
+        overdue = [now - r.next_attempt_at for r in pending if r.next_attempt_at < now]
+        return len(pending), max(overdue, default=0.0)
 
     async def reschedule_deliveries(self, next_attempts: list[tuple[int, float]]) -> None:
         for delivery_id, at in next_attempts:
@@ -145,6 +155,8 @@ class FakeStore:
                 self.rows[delivery_id] = replace(self.rows[delivery_id], next_attempt_at=at)
 
     async def update_delivery(self, delivery: DeliveryRecord) -> None:
+        if self.rows[delivery.delivery_id].status is not DeliveryStatus.PENDING:
+            raise LookupError(f"no pending delivery {delivery.delivery_id} to update")
         self.rows[delivery.delivery_id] = delivery
         self.changed.set()
 
@@ -456,3 +468,31 @@ async def test_a_destination_that_answers_again_is_resumed(
         lambda: all(store.rows[d.delivery_id].status is DeliveryStatus.DELIVERED for d in (first, second)),
     )
     await asyncio.wait_for(dispatcher.stop(), 5.0)
+
+
+async def test_a_delivery_whose_lease_ran_out_in_the_queue_is_not_attempted_on_it(
+    receiver: Receiver, store: FakeStore, make: Make
+) -> None:
+    """Several nodes work one outbox: once a claimed delivery's lease is too short for an attempt,
+    another node may claim it, so this one drops it (and attempts it only once claimed again)."""
+    receiver.delay = 0.3
+    clock = FakeClock()
+    dispatcher = make(clock=clock, timeout=1.0, per_destination=1, poll_interval=0.05)
+    first = store.add(new_delivery(receiver.url(), conference_id="c-1"))
+    second = store.add(new_delivery(receiver.url(), conference_id="c-2"))
+    dispatcher.start()
+    try:
+        async with asyncio.timeout(5):
+            await receiver.arrived.wait()  # the first is in flight, the second waits in the queue
+            leased_until = store.rows[second.delivery_id].next_attempt_at
+            clock.now = leased_until - 1.0  # less than the attempt's timeout is left
+            await wait_until(store, lambda: dispatcher.stats()["leases_expired"] == 1)
+            assert store.rows[first.delivery_id].status is DeliveryStatus.DELIVERED
+            assert len(receiver.requests) == 1 and store.rows[second.delivery_id].attempts == 0
+            clock.now = leased_until  # its lease has run out: due again, for any node
+            await wait_until(store, lambda: store.rows[second.delivery_id].status is DeliveryStatus.DELIVERED)
+    finally:
+        await dispatcher.stop()
+    # Dropped, then claimed again once its lease had run out, with a new lease: attempted once.
+    assert [r.target for r in receiver.requests] == ["/cb", "/cb"]
+    assert store.rows[second.delivery_id].attempts == 1

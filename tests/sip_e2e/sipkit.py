@@ -266,13 +266,13 @@ class SipServer:
     config: dict[str, Any] = field(default_factory=dict)
     auth: tuple[str, str] = ("", "")
     rtp_ports: int = 60
-    env: dict[str, str] = field(default_factory=dict)  # on top of ours (DATABASE_URL: a shared store)
     sip_host: str = LOOPBACK  # where SIP listens, and RTP unless the config's rtp.host says otherwise
     port: int = 0
     sip_port: int = 0
     rtp_low: int = 0
     proc: Proc | None = None
     clients: list[httpx.Client] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # more environment (a cluster node: its database, id)
 
     @property
     def url(self) -> str:
@@ -290,6 +290,24 @@ class SipServer:
         self.sip_port = self.ports.take()
         self.rtp_low = self.ports.take(self.rtp_ports, even=True)
         self.port = self.ports.take()
+        self._launch()
+
+    def kill(self) -> None:
+        """kill -9: the server's process group dies at once (no BYE, nothing flushed or closed)."""
+        assert self.proc is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def restart(self, *, sip_port: int | None = None) -> None:
+        """Start again on the same data directory, HTTP port and RTP range; `sip_port`: listen for
+        SIP elsewhere (another node's address) instead of the same port."""
+        assert self.proc is not None and not self.proc.running, "stop or kill the server first"
+        if sip_port is not None:
+            self.sip_port = sip_port
+        self._launch()
+
+    def _launch(self) -> None:
         config = {
             "listen": self.sip_address,
             **self.config,

@@ -123,8 +123,15 @@ class DeliveryOutbox(Protocol):
         """Due pending deliveries heading their conference's queue (no earlier pending one), oldest first."""
         ...
 
-    async def claim_deliveries(self, now: float, limit: int = 100) -> ClaimedPage:
-        """A bounded page of due queue heads, most overdue first (blocked ones are parked meanwhile)."""
+    async def claim_deliveries(
+        self, now: float, limit: int = 100, lease_until: float | None = None
+    ) -> ClaimedPage:
+        """A bounded page of due queue heads, most overdue first (blocked ones are parked meanwhile),
+        leased until `lease_until` in the same transaction: no other claim returns them before it."""
+        ...
+
+    async def outbox_backlog(self, now: float) -> tuple[int, float]:
+        """(pending deliveries, seconds the most overdue one has been due): for /metrics."""
         ...
 
     async def reschedule_deliveries(self, next_attempts: Sequence[tuple[int, float]]) -> None:
@@ -132,7 +139,9 @@ class DeliveryOutbox(Protocol):
         ...
 
     async def update_delivery(self, delivery: DeliveryRecord) -> None:
-        """Store an attempt's outcome; once finished, the next delivery of its queue becomes due."""
+        """Store an attempt's outcome; once finished, the next delivery of its queue becomes due.
+
+        Raises LookupError if the delivery is not pending (unknown, or finished already)."""
         ...
 
 

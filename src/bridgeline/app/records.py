@@ -208,3 +208,15 @@ class KeyHolder:
 
     fingerprint: str
     answer: StoredAnswer | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConferenceMark:
+    """Where a conference's event log stands: what the event feed compares to what it has published.
+
+    `key` is its creation time (live) or end time (ended): the order the feed pages through them in."""
+
+    conference_id: str
+    auth_id: str
+    key: float
+    last_seq: int

@@ -7,15 +7,18 @@ libsrtp session: we protect with our key and unprotect with the peer's (RFC 4568
 protection is libsrtp's (a 128-packet window per SSRC); a stream is only created for an SSRC once
 one of its packets authenticated, so forged packets cannot use up memory.
 
-Per packet we call libsrtp through pylibsrtp's own cffi `lib` with a buffer and length cell
-allocated once per context: `Session.protect` allocates a length cell and checks types on every
-call, which cost 4.3 µs a packet against 1.2 µs this way (bench/bench_rtp_legs.py's SRTP mode is
-the budget: SRTP legs per core within 80% of plain ones). Sessions are still made by pylibsrtp.
+Per packet we call libsrtp from a few lines of C (`_srtp_call.c`, built by `pip install`): the
+function and the libsrtp session come as addresses from pylibsrtp's own cffi binding (the function
+types checked below), and the C copies the packet into a buffer made once per processor, calls
+libsrtp in place and returns new bytes. In the runtime with 400 legs SRTP adds about 16,000 CPU
+instructions per leg-tick this way, 14,000 of them libsrtp's own two calls; a cffi call wrapped in
+a Python closure added 24,800 (and `Session.protect`, which allocates and checks types per call,
+more still). bench/bench_rtp_legs.py's SRTP mode is the budget: SRTP legs per core within 80% of
+plain ones (docs/benchmarks.md 4b). Sessions are still made, owned and freed by pylibsrtp.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
@@ -23,14 +26,15 @@ from typing import Final
 import pylibsrtp
 from pylibsrtp import ffi, lib  # type: ignore[attr-defined]  # its cffi module: public, not in __all__
 
+from bridgeline.media._srtp_call import BUFFER_SIZE, Processor
+
 _PROFILES: Final = {
     "AES_CM_128_HMAC_SHA1_80": pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
     "AES_CM_128_HMAC_SHA1_32": pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_32,
 }
 SUITES: Final = frozenset(_PROFILES)
-_BUFFER: Final = 1500
 # Room for the longest trailer libsrtp may add: longer packets (we read up to 2048) are malformed.
-MAX_PACKET: Final = _BUFFER - pylibsrtp.SRTP_MAX_SRTCP_TRAILER_LEN
+MAX_PACKET: Final = BUFFER_SIZE - pylibsrtp.SRTP_MAX_SRTCP_TRAILER_LEN
 # libsrtp's status codes, by the messages pylibsrtp lists in their order.
 _AUTH_FAIL: Final = pylibsrtp.ERRORS.index("authentication failure")
 _REPLAYS: Final = frozenset(i for i, text in enumerate(pylibsrtp.ERRORS) if text.startswith("replay"))
@@ -75,24 +79,37 @@ def _session(suite: str, key: bytes, ssrc_type: int) -> pylibsrtp.Session:
     return pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=ssrc_type, srtp_profile=_PROFILES[suite]))
 
 
+def _address(name: str) -> int:
+    """The address of libsrtp's function `name`, once its type is the one _srtp_call.c calls."""
+    function = ffi.addressof(lib, name)
+    if ffi.typeof(function) != ffi.typeof("srtp_err_status_t(*)(srtp_t, void *, int *)"):
+        raise ImportError(f"pylibsrtp's {name} is {ffi.typeof(function).cname}: not libsrtp 2's")
+    return int(ffi.cast("uintptr_t", function))
+
+
+_PROTECT: Final = _address("srtp_protect")
+_UNPROTECT: Final = _address("srtp_unprotect")
+_UNPROTECT_RTCP: Final = _address("srtp_unprotect_rtcp")
+_OUTBOUND: Final = pylibsrtp.Policy.SSRC_ANY_OUTBOUND
+_INBOUND: Final = pylibsrtp.Policy.SSRC_ANY_INBOUND
+
+
 class SrtpContext:
     """Protect what a leg sends, unprotect what it receives: `protect`, `unprotect` and
     `unprotect_rtcp` take a packet and return the result, or raise SrtpRefused (never anything else
-    on bad input). Not thread-safe: one buffer serves both directions (the leg's one thread)."""
+    on bad input). Not thread-safe: each keeps one buffer (the leg's one thread calls them)."""
 
     def __init__(self, keys: SrtpKeys) -> None:
         check_keys(keys)
         self.keys = keys
-        # pylibsrtp's Session owns each libsrtp context (and frees it); we call into it directly.
-        self._out = _session(keys.suite, keys.local_key, pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
-        self._buf = ffi.new("char[]", _BUFFER)
-        self.protect = self._processor(lib.srtp_protect, self._out)
+        # pylibsrtp's Session owns each libsrtp context (and frees it); the processors keep it alive.
+        self.protect = _processor(_PROTECT, _session(keys.suite, keys.local_key, _OUTBOUND))
         self._set_inbound(keys.remote_key)
 
     def _set_inbound(self, key: bytes) -> None:
-        self._in = _session(self.keys.suite, key, pylibsrtp.Policy.SSRC_ANY_INBOUND)
-        self.unprotect = self._processor(lib.srtp_unprotect, self._in)
-        self.unprotect_rtcp = self._processor(lib.srtp_unprotect_rtcp, self._in)
+        inbound = _session(self.keys.suite, key, _INBOUND)
+        self.unprotect = _processor(_UNPROTECT, inbound)
+        self.unprotect_rtcp = _processor(_UNPROTECT_RTCP, inbound)
 
     def rekey_inbound(self, keys: SrtpKeys) -> None:
         """The peer announced a new key in a re-offer (RFC 4568 7.1.4); ours and the suite stay."""
@@ -101,25 +118,14 @@ class SrtpContext:
             self.keys = SrtpKeys(self.keys.suite, self.keys.local_key, keys.remote_key)
             self._set_inbound(keys.remote_key)
 
-    def _processor(self, func: Callable[..., int], session: pylibsrtp.Session) -> Callable[[bytes], bytes]:
-        # A closure over everything a call needs: this runs twice per packet per leg.
-        buf = self._buf
-        view, length, context = ffi.buffer(buf), ffi.new("int *"), session._srtp[0]
 
-        # `_owner` keeps the Session (which frees the libsrtp context) alive as long as the closure.
-        def process(packet: bytes, _owner: pylibsrtp.Session = session) -> bytes:
-            size = len(packet)
-            if size > MAX_PACKET:
-                raise SrtpRefused(Refusal.MALFORMED)
-            view[0:size] = packet
-            length[0] = size
-            status = func(context, buf, length)
-            if status:
-                raise SrtpRefused(_refusal(status))
-            result: bytes = view[0 : length[0]]
-            return result
+def _processor(function: int, session: pylibsrtp.Session) -> Processor:
+    context = int(ffi.cast("uintptr_t", session._srtp[0]))
+    return Processor(function, context, session, _refused, MAX_PACKET)
 
-        return process
+
+def _refused(status: int) -> SrtpRefused:
+    return SrtpRefused(_refusal(status))
 
 
 def _refusal(status: int) -> Refusal:

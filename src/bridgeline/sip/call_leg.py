@@ -90,6 +90,9 @@ class CallLeg:
     # response, which the leg fails with when nothing more can be tried.
     lookup_pending: SipURI | None = None
     last_status: int = 0
+    # recovery.py: the re-INVITE that takes a saved dialog back, and its retries after a 491.
+    recovering: TransactionKey | None = None
+    recovery_retries: int = 0
 
 
 _STATUS_REASONS = {

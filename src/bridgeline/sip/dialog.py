@@ -8,7 +8,7 @@ checks the CSeq order of requests the peer sends (12.2.2).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
@@ -90,6 +90,12 @@ class Dialog:
         self.remote_seq = remote_seq
         self.state = state
         self.local_contact = local_contact
+        # Told when what a saved copy holds changes (our CSeq, the target, the route set).
+        self.on_change: Callable[[], None] | None = None
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
     @classmethod
     def from_uac(
@@ -150,8 +156,12 @@ class Dialog:
                 self.route_set = list(reversed(response.record_routes))
             if response.status >= 200:
                 self.state = DialogState.CONFIRMED
+            self._changed()
         if method in TARGET_REFRESH_METHODS and response.contacts:
-            self.remote_target = _remote_target(response)
+            target = _remote_target(response)
+            if target != self.remote_target:
+                self.remote_target = target
+                self._changed()
 
     def receive_request(self, request: Request) -> bool:
         """Account for a request from the peer (RFC 3261 12.2.2). False means its CSeq is lower
@@ -163,7 +173,10 @@ class Dialog:
                 return False
             self.remote_seq = seq
         if request.method in TARGET_REFRESH_METHODS and request.contacts:
-            self.remote_target = _remote_target(request)
+            target = _remote_target(request)
+            if target != self.remote_target:
+                self.remote_target = target
+                self._changed()
         if request.method == "BYE":
             self.state = DialogState.TERMINATED
         return True
@@ -193,6 +206,7 @@ class Dialog:
         if self.state is DialogState.TERMINATED:
             raise DialogError("the dialog has terminated")
         self.local_seq += 1
+        self._changed()
         contact = self.local_contact if method in TARGET_REFRESH_METHODS else None
         return self._build(method, self.local_seq, via, contact, headers, body)
 

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from random import Random
 
 from .call_leg import LegState
+from .dialog import DialogId
 from .endpoint_core import ACCEPT, ALLOW, EndpointCore
 from .events import EndpointConfig, EndpointEvent, EndReason, LegEnded
 from .in_dialog import InDialog
@@ -29,8 +30,10 @@ from .malformed import bad_request, bad_stream_request
 from .message import MAX_MESSAGE_SIZE, Method, is_keepalive, new_tag
 from .option_tags import unsupported_tags
 from .outbound import Outbound
+from .recovery import RECOVERY_TIMER, Recoveries
 from .registrar import Binding
 from .reliable_provisional import PRACK_TIMER, ReliableProvisionals
+from .saved_dialog import SavedDialog
 from .sdp import SessionDescription
 from .session_timer import Refusal, SessionTimers
 from .stream_framing import FramingError
@@ -58,6 +61,7 @@ class SipEndpoint:
         self._core = core = EndpointCore(config, rng)
         core.reliable = ReliableProvisionals(core)
         core.session_timers = SessionTimers(core)
+        core.recoveries = Recoveries(core)
         self._outbound = Outbound(core)
         self._inbound = Inbound(core)
         self._in_dialog = InDialog(core, self._inbound.answer)
@@ -135,6 +139,8 @@ class SipEndpoint:
                     continue
                 if kind == PRACK_TIMER:
                     core.reliable.on_timer(leg, now)
+                elif kind == RECOVERY_TIMER:
+                    core.recoveries.on_timer(leg, now)
                 else:
                     core.session_timers.on_timer(leg, now)
             for event in core.registrar.expire(now):
@@ -239,10 +245,13 @@ class SipEndpoint:
     def forget(self, leg_id: str) -> bool:
         """Drop a leg without a word to its peer (no BYE, no event): another node took its call over.
         False for a leg that is unknown."""
-        leg = self._core.legs.get(leg_id)
+        core = self._core
+        leg = core.legs.get(leg_id)
         if leg is None:
             return False
-        self._core.drop(leg)
+        for key in list(leg.keys):
+            core.tl.abandon(key)  # nothing more goes out for it: the new owner speaks for the call
+        core.drop(leg)
         return True
 
     def answer_incoming(self, leg_id: str, answer_sdp: SessionDescription, now: float) -> bool:
@@ -299,6 +308,36 @@ class SipEndpoint:
         """False once the trunk missed `keepalive_down_after` OPTIONS pings in a row (keepalive.py)."""
         return self._keepalive.up
 
+    # --- recovery (recovery.py, saved_dialog.py) --------------------------------------------------
+
+    def recover(self, leg_id: str, saved: SavedDialog, offer_sdp: SessionDescription, now: float) -> None:
+        """Take back a saved answered leg: its dialog, and a re-INVITE offering `offer_sdp` (see
+        `saved_dialog.recovery_offer`). `LegRecovered` or `LegEnded(RECOVERY_FAILED)` follows.
+        Raises ValueError for a leg id in use or a dialog already live here."""
+        self._core.recoveries.recover(leg_id, saved, offer_sdp, now)
+        self._pump(now)
+
+    def expect_recoveries(self, dialog_ids: Iterable[DialogId], now: float) -> None:
+        """Saved dialogs that may be recovered here soon: until then (at most one transaction
+        timeout, 64*T1) their requests are held unanswered instead of getting 481."""
+        self._core.recoveries.expect(dialog_ids, now + self._core.config.timers.timeout)
+
+    def forget_recoveries(self, dialog_ids: Iterable[DialogId]) -> None:
+        """These saved dialogs will not be recovered here: 481 for their requests from now on."""
+        self._core.recoveries.forget(dialog_ids)
+
+    def saved_dialog(self, leg_id: str) -> SavedDialog | None:
+        """The leg's dialog as a plain value, once it is confirmed with a session; else None."""
+        leg = self._core.legs.get(leg_id)
+        return None if leg is None else self._core.recoveries.export(leg)
+
+    def take_changed_dialogs(self) -> list[str]:
+        """Legs whose `saved_dialog` may have changed since the last call (answered, CSeq, target,
+        route set or session); each is listed once however many changes it had."""
+        changed = [leg_id for leg_id in self._core.changed if leg_id in self._core.legs]
+        self._core.changed.clear()
+        return changed
+
     def lookup(self, username: str, now: float) -> SipURI | None:
         """The URI an account is reachable at now (its freshest registration), or None."""
         return self._core.registrar.lookup(username, now)
@@ -314,6 +353,8 @@ class SipEndpoint:
             "bindings": len(core.registrar),
             "nonces": len(core.auth),
             "extension_timers": len(core.ext_deadlines),
+            "expected_recoveries": core.recoveries.expected(),
+            "changed_dialogs": len(core.changed),
             "keepalive_pings": self._keepalive.sizes(),
         }
 
@@ -406,6 +447,9 @@ class SipEndpoint:
         if leg is not None and core.session_timers.owns(leg, event.key):
             core.session_timers.on_response(leg, response, now)
             return
+        if leg is not None and core.recoveries.owns(leg, event.key):
+            core.recoveries.on_response(leg, response, now)
+            return
         if leg is None or not leg.outbound or event.key != leg.invite_key:
             # A BYE finishing, or a CANCEL's answer (the INVITE gets its own final response).
             if leg is not None and response.status >= 200 and response.cseq.method == "BYE":
@@ -428,6 +472,8 @@ class SipEndpoint:
             return
         if self._core.session_timers.owns(leg, event.key):
             self._core.session_timers.on_timeout(leg, now)  # RFC 4028 10: our refresh went unanswered
+        elif self._core.recoveries.owns(leg, event.key) and leg.media is None:
+            self._core.recoveries.on_timeout(leg, now)  # Timer B or a transport error: the peer is gone
         elif event.timer == "B" and event.key == leg.invite_key:
             self._outbound.on_timeout(leg, now)
         elif event.timer == "transport" and event.key == leg.invite_key and leg.outbound:

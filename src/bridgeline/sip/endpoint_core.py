@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Final
 
 from .call_leg import CallLeg, LegState
 from .dialog import Dialog, DialogError, DialogId
-from .events import EndpointConfig, EndpointEvent
+from .events import EndpointConfig, EndpointEvent, LegRecovered, MediaUpdated
 from .headers import NameAddress, Via
 from .keyed_deadlines import KeyedDeadlines
 from .leg_timers import LegDeadlines
@@ -36,6 +36,7 @@ from .transaction_layer import TransactionLayer
 from .uri import URI, SipURI
 
 if TYPE_CHECKING:
+    from .recovery import Recoveries
     from .reliable_provisional import ReliableProvisionals
     from .session_timer import SessionTimers
 
@@ -99,9 +100,12 @@ class EndpointCore:
         )
         self.reliable: ReliableProvisionals  # set by SipEndpoint (they need this core)
         self.session_timers: SessionTimers
+        self.recoveries: Recoveries
         self.by_txn: dict[TransactionKey, str] = {}
         self.by_dialog: dict[DialogId, str] = {}
         self.events: deque[EndpointEvent] = deque()
+        # Legs whose saved dialog (saved_dialog.py) may be out of date: drained by the endpoint.
+        self.changed: set[str] = set()
         self.stats: Counter[str] = Counter()
         host, port = config.public_address or config.local_address  # what peers must reach (NAT)
         self.sent_by = (host_for_uri(host), port)
@@ -163,6 +167,13 @@ class EndpointCore:
     def track(self, leg: CallLeg, key: TransactionKey) -> None:
         self.by_txn[key] = leg.leg_id
         leg.keys.add(key)
+
+    def set_dialog(self, leg: CallLeg, dialog: Dialog) -> None:
+        """The leg's dialog from now on; its changes mark the leg for saving."""
+        leg.dialog = dialog
+        leg_id, changed = leg.leg_id, self.changed
+        dialog.on_change = lambda: changed.add(leg_id)
+        changed.add(leg_id)
 
     def track_dialog(self, leg: CallLeg, dialog_id: DialogId) -> None:
         self.by_dialog[dialog_id] = leg.leg_id
@@ -230,6 +241,8 @@ class EndpointCore:
     # --- events and cleanup -------------------------------------------------------------------
 
     def emit(self, event: EndpointEvent) -> None:
+        if isinstance(event, MediaUpdated | LegRecovered):
+            self.changed.add(event.leg_id)  # the session changed: our SDP, the codec
         self.events.append(event)
 
     def finish(self, leg: CallLeg, outcome: EndpointEvent) -> None:
@@ -239,8 +252,11 @@ class EndpointCore:
 
     def drop(self, leg: CallLeg) -> None:
         self.legs.pop(leg.leg_id, None)
-        for kind in ("prack", "session"):
+        self.changed.discard(leg.leg_id)
+        for kind in ("prack", "session", "recovery"):
             self.ext_deadlines.arm((leg, kind), None)
+        if leg.recovering is not None and leg.media is None:
+            self.tl.abandon(leg.recovering)  # an unanswered recovery re-INVITE (no Timer C here)
         timer = leg.session_timer
         if timer is not None and timer.in_flight and timer.refresh_key is not None:
             # A refresh INVITE left in Proceeding has no timer of its own (no Timer C here).

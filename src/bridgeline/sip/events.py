@@ -39,6 +39,7 @@ class EndReason(StrEnum):
     TIMEOUT = "timeout"  # no ACK for our 2xx, or an inbound call left unanswered too long
     BAD_ANSWER = "bad_answer"  # the ACK to our offer in the 2xx had no usable answer: we sent BYE
     SESSION_EXPIRED = "session_expired"  # RFC 4028: no session refresh in time; we sent BYE
+    RECOVERY_FAILED = "recovery_failed"  # a recovered leg's re-INVITE failed (recovery.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +126,15 @@ class MediaUpdated:
 
 
 @dataclass(frozen=True, slots=True)
+class LegRecovered:
+    """A leg taken back from a saved dialog (`SipEndpoint.recover`): the peer accepted our
+    re-INVITE; `media` is the session it answered, on the leg's new RTP port."""
+
+    leg_id: str
+    media: MediaParams
+
+
+@dataclass(frozen=True, slots=True)
 class Registered:
     """A binding was added or refreshed. `contact` is as registered; `target` is what `lookup`
     returns: the contact with host and port replaced by the packets' source when they differ
@@ -175,6 +185,7 @@ EndpointEvent = (
     | TargetLookupNeeded
     | IncomingCall
     | MediaUpdated
+    | LegRecovered
     | Registered
     | Unregistered
     | TransferRequested

@@ -31,8 +31,15 @@ class InDialog:
     def on_request(self, event: RequestReceived, now: float) -> None:
         """Any request with a To tag except CANCEL. No matching dialog: 481 (12.2.2)."""
         core, request = self.core, event.request
-        leg = core.leg_for_dialog(dialog_id_of(request))
+        dialog_id = dialog_id_of(request)
+        leg = core.leg_for_dialog(dialog_id)
         if leg is None:
+            if core.recoveries.holds(dialog_id, now):
+                # Saved, not recovered yet (recovery.py): no answer; forgetting the transaction
+                # lets the peer's retransmission reach the recovered leg.
+                core.stats["requests_held_for_recovery"] += 1
+                core.tl.abandon(event.key)
+                return
             core.respond(request, 481, now)
             return
         method = request.method

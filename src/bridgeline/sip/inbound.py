@@ -143,7 +143,7 @@ class Inbound:
         if sent is None:
             return False
         try:
-            leg.dialog = Dialog.from_uas(leg.invite, sent, local_contact=core.contact_for(leg.peer))
+            core.set_dialog(leg, Dialog.from_uas(leg.invite, sent, local_contact=core.contact_for(leg.peer)))
         except (DialogError, ValueError):
             leg.dialog = None  # checked in on_invite; a BYE can still not be sent without it
         leg.state = LegState.CONFIRMED

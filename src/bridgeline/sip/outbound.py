@@ -398,7 +398,7 @@ class Outbound:
         if dialog is None:
             return  # no To tag: unusable; Timer M ends the transaction and `on_invite_gone` the leg
         dialog.local_seq = max(dialog.local_seq, leg.early_local_seq)  # after our PRACKs (RFC 3262)
-        leg.dialog = dialog
+        core.set_dialog(leg, dialog)
         core.track_dialog(leg, dialog.id)
         core.leg_deadlines.arm(leg, None)
         core.send_ack(leg, dialog)

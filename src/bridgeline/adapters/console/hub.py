@@ -11,13 +11,12 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import deque
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
 from bridgeline.adapters.console.payloads import conference_entry, event_view
 from bridgeline.app.records import EventRecord
-from bridgeline.app.service import ConferenceMeta
 from bridgeline.core.conference import Conference
 
 log = structlog.get_logger(__name__)
@@ -25,6 +24,22 @@ log = structlog.get_logger(__name__)
 DEFAULT_BUFFER = 1000  # messages; a conference commit is a handful of them
 DEFAULT_MAX_SUBSCRIBERS = 64  # on the server
 DEFAULT_MAX_PER_ACCOUNT = 8  # so that one account cannot take every slot
+
+
+class ConferenceInfo(Protocol):
+    """Whose conference it is: the live one's ConferenceMeta, or its stored ConferenceRecord (the event
+    feed's, for a conference of another node)."""
+
+    @property
+    def conference_id(self) -> str: ...
+    @property
+    def auth_id(self) -> str: ...
+    @property
+    def phlo_id(self) -> str: ...
+    @property
+    def node_id(self) -> str: ...
+    @property
+    def run_id(self) -> str | None: ...
 
 
 def sse_message(event: str, data: dict[str, Any]) -> bytes:
@@ -44,7 +59,7 @@ class Subscription:
         self._items: deque[bytes] = deque()
         self._ready = asyncio.Event()
 
-    def wants(self, meta: ConferenceMeta) -> bool:
+    def wants(self, meta: ConferenceInfo) -> bool:
         return meta.auth_id == self.auth_id and self.phlo_id in (None, meta.phlo_id)
 
     def offer(self, messages: list[bytes]) -> None:
@@ -107,6 +122,10 @@ class EventHub:
     def subscriber_count(self) -> int:
         return len(self._subscriptions)
 
+    def watches(self, auth_id: str) -> bool:
+        """Whether any stream of this account is open (the feed reads nothing for accounts nobody watches)."""
+        return auth_id in self._per_account
+
     def subscribe(self, auth_id: str, phlo_id: str | None = None) -> Subscription:
         if self._per_account.get(auth_id, 0) >= self._max_per_account:
             self.refused += 1
@@ -144,8 +163,9 @@ class EventHub:
         for subscription in list(self._subscriptions):
             self.unsubscribe(subscription)
 
-    def publish(self, meta: ConferenceMeta, conf: Conference, events: list[EventRecord]) -> None:
-        """The ConferenceService listener: called after every commit, with the committed state."""
+    def publish(self, meta: ConferenceInfo, conf: Conference, events: list[EventRecord]) -> None:
+        """After every commit, with the committed state: the ConferenceService listener on a single node,
+        called through the event feed (adapters/console/feed.py) in a cluster."""
         try:
             targets = [s for s in self._subscriptions if s.wants(meta)]
             if not targets:
@@ -160,7 +180,7 @@ class EventHub:
             log.exception("console_publish_failed", conference_id=meta.conference_id)
 
     @staticmethod
-    def _encode(meta: ConferenceMeta, conf: Conference, events: list[EventRecord]) -> list[bytes]:
+    def _encode(meta: ConferenceInfo, conf: Conference, events: list[EventRecord]) -> list[bytes]:
         entry = conference_entry(conf, phlo_id=meta.phlo_id, node_id=meta.node_id, run_id=meta.run_id)
         if not events:  # a change without an event (a dial placed, audio rerouted): the view only
             return [sse_message("conference", {**entry, "event": None})]

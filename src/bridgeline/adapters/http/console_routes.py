@@ -30,6 +30,7 @@ from bridgeline.phlo.definition import PhloDefinition
 
 RECENT_SECONDS = 15 * 60  # ended conferences stay on the console this long
 RECENT_PER_NODE = 5
+STORED_LIVE_PER_NODE = 200  # other nodes' live conferences shown per PHLO node (newest first)
 EVENTS_PER_CONFERENCE = 200
 RETRY_AFTER_SECONDS = 5  # when the stream slots are all taken
 
@@ -116,6 +117,14 @@ async def console_state(ctx: AppContext, api: ApiRequest) -> Response:
             for item in live:
                 conferences.append(await _details(ctx, item.conf, item.meta))
             seen = {item.meta.conference_id for item in live}
+            # In a cluster, the live conferences other nodes own: their last committed snapshots.
+            stored_live = await ctx.history.list_conferences(
+                api.auth_id, phlo.phlo_id, node.node_id, live_only=True, limit=STORED_LIVE_PER_NODE
+            )
+            for record in stored_live:
+                if record.conference_id not in seen:
+                    seen.add(record.conference_id)
+                    conferences.append(await _details(ctx, snapshot.load(record.state["core"]), record))
             records = await ctx.history.list_conferences(
                 api.auth_id, phlo.phlo_id, node.node_id, limit=RECENT_PER_NODE
             )

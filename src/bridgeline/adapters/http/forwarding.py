@@ -119,9 +119,11 @@ class Forwarder:
                     log.warning(
                         "forward_failed", node=owner.node_id, conference_id=conference_id, error=repr(exc)
                     )
-            elif owner is not None and self.is_local(*key):
-                return None  # this node has taken it over meanwhile
-            # The owner is unreachable, or this node has claimed it but not loaded it yet: wait for takeover.
+            elif owner is not None:
+                # This node owns it: it took it over meanwhile, or lost it and the store does not say so yet.
+                # Either way the answer is this node's own (the conference, or "not in a live conference").
+                return None
+            # The owner is unreachable, or the conference is between owners: wait for the takeover.
             if self.clock() >= deadline:
                 self._stats["forward_failed"] += 1
                 raise ApiError(

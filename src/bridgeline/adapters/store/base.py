@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from bridgeline.adapters.store import cluster_sql, sql
+from bridgeline.adapters.store import cluster_sql, feed_sql, sql
 from bridgeline.adapters.store.sip_registrations import SipRegistrationRows
 from bridgeline.adapters.store.sql import Dialect, Migration, Params, Row, RowsUnchanged
 from bridgeline.app.records import (
@@ -15,6 +15,7 @@ from bridgeline.app.records import (
     Account,
     AddressTaken,
     ClaimedPage,
+    ConferenceMark,
     ConferenceRecord,
     ConferenceStatus,
     DeliveryRecord,
@@ -58,9 +59,10 @@ class SqlStore(SipRegistrationRows, ABC):
     """A store over a SQL database; subclasses supply connections, transactions and migration locking.
 
     It provides every part of the app's `Store` (app/ports.py), the sim carrier's `PhoneBook`
-    (adapters/carriers/sim/phones.py) and the sip carrier's `RegistrationBook`
-    (adapters/carriers/sip/shared_registrations.py, in sip_registrations.py), structurally: it
-    imports neither side's protocols.
+    (adapters/carriers/sim/phones.py), and the SIP carrier's `DialogStore`
+    (adapters/carriers/sip/recovery.py) and `RegistrationBook` (adapters/carriers/sip/
+    shared_registrations.py, in sip_registrations.py), structurally: it imports none of their
+    protocols.
     """
 
     dialect: Dialect
@@ -198,6 +200,7 @@ class SqlStore(SipRegistrationRows, ABC):
         ]
         if run_end is not None:
             writes.append(Write(sql.END_RUN, [sql.run_end_to_row(run_end)]))
+        writes.extend(self._commit_notifications(conference, events, deliveries))
         try:
             await self._write(writes)
         except RowsUnchanged as refused:
@@ -211,6 +214,18 @@ class SqlStore(SipRegistrationRows, ABC):
                 if holder is not None and holder != c.conference_id:
                     raise AddressTaken(address, holder) from None
             raise AddressTaken(claimed[0] if claimed else "", None) from None
+
+    def _commit_notifications(
+        self, conference: ConferenceRecord, events: Sequence[EventRecord], deliveries: Sequence[NewDelivery]
+    ) -> list[Write]:
+        """What a commit tells the other processes on the same database, sent when it commits (none on
+        a store only one process uses)."""
+        return []
+
+    def _queue_lock(self, conference_id: str, url: str) -> list[Write]:
+        """Writes that serialise the finishing of a (conference, URL) queue's delivery with the parking
+        of the one behind it, where several processes claim (none on a single-process store)."""
+        return []
 
     async def get_conference(self, conference_id: str) -> ConferenceRecord | None:
         row = await self._read_one(sql.SELECT_CONFERENCE, (conference_id,))
@@ -237,23 +252,57 @@ class SqlStore(SipRegistrationRows, ABC):
         rows = await self._read(sql.SELECT_EVENTS_AFTER, (conference_id, after_seq))
         return [sql.event_from_row(row) for row in rows]
 
+    # --- the event feed: other processes' commits, read back (adapters/console/feed.py) ---
+
+    async def conference_marks(
+        self, *, live: bool, since: float, after: tuple[float, str], limit: int
+    ) -> list[ConferenceMark]:
+        """A page of live conferences (by creation; or, `live=False`, of those ended at `since` or later,
+        by end), each with its last event seq, after the key `after` = (time, conference_id)."""
+        query = feed_sql.SELECT_LIVE_MARKS if live else feed_sql.SELECT_ENDED_MARKS
+        rows = await self._read(query, (float(since), float(after[0]), after[1], limit))
+        return [ConferenceMark(row[0], row[1], float(row[2]), int(row[3])) for row in rows]
+
+    async def events_between(
+        self, conference_id: str, after_seq: int, up_to_seq: int, limit: int
+    ) -> list[EventRecord]:
+        """A conference's events with after_seq < seq <= up_to_seq, in order, at most `limit`."""
+        rows = await self._read(feed_sql.SELECT_EVENTS_BETWEEN, (conference_id, after_seq, up_to_seq, limit))
+        return [sql.event_from_row(row) for row in rows]
+
     # --- callback deliveries ---
+
+    async def outbox_backlog(self, now: float) -> tuple[int, float]:
+        """How many deliveries are pending, and how long ago the most overdue one was due (0 if none is)."""
+        row = await self._read_one(feed_sql.SELECT_OUTBOX_BACKLOG, (float(now),))
+        assert row is not None  # an aggregate always answers one row
+        oldest_due = None if row[1] is None else float(row[1])
+        return int(row[0]), 0.0 if oldest_due is None else max(0.0, float(now) - oldest_due)
 
     async def due_deliveries(self, now: float, limit: int = 100) -> list[DeliveryRecord]:
         """Pending deliveries whose next attempt is due, oldest first."""
         rows = await self._read(sql.SELECT_DUE_DELIVERIES, (float(now), limit))
         return [sql.delivery_from_row(row) for row in rows]
 
-    async def claim_deliveries(self, now: float, limit: int = 100) -> ClaimedPage:
-        """A bounded page of due deliveries that head their (conference, URL) queue, most overdue first.
+    async def claim_deliveries(
+        self, now: float, limit: int = 100, lease_until: float | None = None
+    ) -> ClaimedPage:
+        """A bounded page of due deliveries that head their (conference, URL) queue, most overdue first,
+        leased until `lease_until` (when given: nobody else claims them before it).
 
         The due deliveries of the page that wait behind an earlier one are parked until it finishes.
+        This is the single-process claim (SQLite: one connection, no other claimer); the PostgreSQL
+        store claims with row locks instead.
         """
         rows = await self._read(sql.SELECT_DUE_PAGE, (float(now), limit))
         blocked = [(sql.PARKED_AT, row[0]) for row in rows if row[-1]]
-        if blocked:
-            await self._write([Write(sql.PARK_DELIVERY, blocked)])
         heads = [sql.delivery_from_row(row[:-1]) for row in rows if not row[-1]]
+        writes = [Write(sql.PARK_DELIVERY, blocked)]
+        if lease_until is not None:
+            writes.append(Write(sql.RESCHEDULE_DELIVERY, [(lease_until, d.delivery_id) for d in heads]))
+            heads = [replace(d, next_attempt_at=lease_until) for d in heads]
+        if blocked or (heads and lease_until is not None):
+            await self._write(writes)
         return ClaimedPage(heads, full=len(rows) >= limit)
 
     async def reschedule_deliveries(self, next_attempts: Sequence[tuple[int, float]]) -> None:
@@ -263,12 +312,15 @@ class SqlStore(SipRegistrationRows, ABC):
 
     async def update_delivery(self, delivery: DeliveryRecord) -> None:
         """Store an attempt's outcome; a finished delivery makes the next one of its queue due."""
-        writes = [Write(sql.UPDATE_DELIVERY, [sql.delivery_progress_to_row(delivery)])]
+        writes = self._queue_lock(delivery.conference_id, delivery.url)
+        first = len(writes)
+        writes.append(Write(sql.UPDATE_DELIVERY, [sql.delivery_progress_to_row(delivery)]))
         if delivery.status is not DeliveryStatus.PENDING:
             release = (0.0, sql.PARKED_AT, delivery.conference_id, delivery.url)
             writes.append(Write(sql.RELEASE_NEXT_DELIVERY, [release]))
-        if (await self._write(writes))[0] == 0:
-            raise LookupError(f"no delivery {delivery.delivery_id} to update")
+        if (await self._write(writes))[first] == 0:
+            # Unknown, or already finished (by another process, after our lease ran out): kept as it is.
+            raise LookupError(f"no pending delivery {delivery.delivery_id} to update")
 
     async def list_deliveries(self, conference_id: str) -> list[DeliveryRecord]:
         rows = await self._read(sql.SELECT_DELIVERIES_OF_CONFERENCE, (conference_id,))
@@ -424,3 +476,20 @@ class SqlStore(SipRegistrationRows, ABC):
     async def list_sim_phones(self) -> dict[tuple[str, str], JSON]:
         rows = await self._read(sql.SELECT_SIM_PHONES)
         return {(auth_id, address): sql.load_json(text) for auth_id, address, text in rows}
+
+    # --- saved SIP dialogs: the SIP carrier's DialogStore ---
+
+    async def put_sip_dialog(self, leg_id: str, conference_id: str, dialog: JSON, saved_at: float) -> None:
+        row = (leg_id, conference_id, sql.dump_json(dialog), float(saved_at))
+        await self._write_one(sql.UPSERT_SIP_DIALOG, row)
+
+    async def get_sip_dialog(self, leg_id: str) -> JSON | None:
+        row = await self._read_one(sql.SELECT_SIP_DIALOG, (leg_id,))
+        return None if row is None else sql.load_json(row[0])
+
+    async def list_sip_dialogs(self) -> dict[str, JSON]:
+        return {leg_id: sql.load_json(text) for leg_id, text in await self._read(sql.SELECT_SIP_DIALOGS)}
+
+    async def delete_sip_dialogs(self, leg_ids: Sequence[str]) -> None:
+        if leg_ids:
+            await self._write([Write(sql.DELETE_SIP_DIALOG, [(leg_id,) for leg_id in leg_ids])])

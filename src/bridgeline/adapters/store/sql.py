@@ -257,7 +257,9 @@ INSERT_EVENT = _insert("events", EVENT_COLUMNS)
 SELECT_EVENTS_AFTER = _select("events", EVENT_COLUMNS, "WHERE conference_id = ? AND seq > ? ORDER BY seq")
 
 INSERT_DELIVERY = _insert("deliveries", NEW_DELIVERY_COLUMNS)
-UPDATE_DELIVERY = _update("deliveries", DELIVERY_PROGRESS_COLUMNS, "delivery_id")
+# Only a pending delivery takes an attempt's outcome: a finished one (delivered or given up, maybe by
+# another node whose claim came after ours ran out) stays as it is.
+UPDATE_DELIVERY = _update("deliveries", DELIVERY_PROGRESS_COLUMNS, "delivery_id") + " AND status = 'pending'"
 _EARLIER_PENDING = (
     "SELECT 1 FROM deliveries e WHERE e.status = 'pending' AND e.conference_id = {t}.conference_id"
     " AND e.url = {t}.url AND e.delivery_id < {t}.delivery_id"
@@ -344,6 +346,11 @@ UPSERT_SIM_PHONE = _upsert(
     "sim_phones", ("auth_id", "address", "behaviour"), "auth_id, address", ["behaviour"]
 )
 SELECT_SIM_PHONES = "SELECT auth_id, address, behaviour FROM sim_phones ORDER BY auth_id, address"
+
+UPSERT_SIP_DIALOG = _upsert("sip_dialogs", ("leg_id", "conference_id", "dialog", "saved_at"), "leg_id")
+SELECT_SIP_DIALOG = "SELECT dialog FROM sip_dialogs WHERE leg_id = ?"
+SELECT_SIP_DIALOGS = "SELECT leg_id, dialog FROM sip_dialogs ORDER BY leg_id"
+DELETE_SIP_DIALOG = "DELETE FROM sip_dialogs WHERE leg_id = ?"
 
 
 # --- records <-> rows -----------------------------------------------------------------------------------

@@ -12,6 +12,12 @@ ends frees its slot at once and wakes the worker for what it unblocked. Claimed 
 whose queue is full gets its other due deliveries deferred rather than held in memory. A crash loses
 nothing: an unfinished delivery becomes due again when its lease runs out (at-least-once). Order per
 (conference, URL) comes from the store, which only hands out the head of each queue.
+
+Several nodes work one outbox (PostgreSQL): the store leases what a claim returns in the claiming
+transaction, so two claims never return the same delivery while its lease lasts, and this worker starts
+an attempt only while enough of its lease is left for the attempt to end inside it. A delivery whose
+lease ran out while it waited here is dropped (whoever claims it next attempts it), and nothing is
+rescheduled on an expired lease. Node clocks must agree to well within `LEASE_MARGIN`.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from urllib.parse import urlencode, urlsplit
 
 import httpx
@@ -37,6 +44,11 @@ log = structlog.get_logger(__name__)
 USER_AGENT = "Bridgeline"
 UNKNOWN_ACCOUNT = "unknown account"
 _JITTER = 0.2
+# Seconds of its lease an attempt must have left beyond `timeout` to start (the token lookup and the
+# outcome's write, and the nodes' clock differences, fit in it).
+LEASE_MARGIN = 2.0
+# How often the outbox's backlog (for /metrics) is counted, at most.
+BACKLOG_INTERVAL = 5.0
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -131,15 +143,19 @@ class WebhookDispatcher:
         self._rng = rng or random.Random()
         self._failures = failure_log or FailureLog()
         # Long enough for a claimed delivery to wait out a full destination queue and its own attempt.
-        self._lease = timeout * (2 + queue_per_destination / per_destination) + 1.0
+        self._lease = timeout * (2 + queue_per_destination / per_destination) + LEASE_MARGIN + 1.0
         self._destinations: dict[str, _Destination] = {}
         # Destinations that failed at the transport level or with 5xx: (consecutive failures, pause
         # until). Their due deliveries wait out the pause without an attempt, so a dead receiver
         # costs a few probes per backoff period rather than an attempt for every queued callback.
         self._down: dict[str, tuple[int, float]] = {}
-        self._claimed: set[int] = set()  # queued or in flight in this process
+        self._claimed: dict[int, float] = {}  # queued or in flight in this process -> lease end
         self._in_flight = 0
         self._outcomes: Counter[str] = Counter()  # attempts by the delivery's status after them
+        self._latency_sum = 0.0  # event -> 2xx, seconds, over the delivered callbacks
+        self._lost_leases = 0  # claimed here, dropped unattempted: the lease ran out first
+        self._backlog: tuple[int, float] = (0, 0.0)
+        self._backlog_at = -BACKLOG_INTERVAL
         self._attempts: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._stopping = False
@@ -147,14 +163,25 @@ class WebhookDispatcher:
         self._stopped = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    def stats(self) -> dict[str, int | dict[str, int]]:
+    def stats(self) -> dict[str, float | dict[str, int]]:
         """For /metrics: attempts by outcome (delivered, pending = will retry, failed = gave up), and
         what is in flight or paused now."""
         return {
             "attempts": dict(self._outcomes),
             "in_flight": self._in_flight,
             "destinations_paused": sum(1 for _, until in self._down.values() if until > self._clock()),
+            "pending": self._backlog[0],
+            "oldest_due_seconds": self._backlog[1],
+            # Seconds from event to 2xx, summed over delivered callbacks (mean: divide its rate by
+            # that of attempts{outcome="delivered"}).
+            "delivery_latency_seconds": self._latency_sum,
+            "leases_expired": self._lost_leases,
         }
+
+    def _has_lease(self, delivery_id: int, needed: float = 0.0) -> bool:
+        """Whether this worker still holds the delivery's lease, with `needed` seconds to spare."""
+        leased_until = self._claimed.get(delivery_id)
+        return leased_until is not None and leased_until - self._clock() >= needed
 
     def start(self) -> asyncio.Task[None]:
         """Run the loop as a background task, so callers never wait on a delivery."""
@@ -175,7 +202,12 @@ class WebhookDispatcher:
         if self._task is not None:
             await self._task
         await asyncio.gather(*self._attempts, return_exceptions=True)
-        queued = [d.delivery_id for dest in self._destinations.values() for d in dest.queue]
+        queued = [
+            d.delivery_id
+            for dest in self._destinations.values()
+            for d in dest.queue
+            if self._has_lease(d.delivery_id, LEASE_MARGIN)
+        ]
         self._destinations.clear()
         if queued:  # their lease would hold them back after a restart: make them due now
             with contextlib.suppress(Exception):
@@ -190,6 +222,7 @@ class WebhookDispatcher:
                 # Cleared before claiming, so a wake() that arrives meanwhile triggers another pass.
                 self._wake.clear()
                 try:
+                    await self._count_backlog()
                     if await self._claim_page():
                         await asyncio.sleep(0)  # a full page: more is due, after letting others run
                         continue
@@ -215,15 +248,31 @@ class WebhookDispatcher:
         await self._store.update_delivery(updated)
         self._outcomes[updated.status.value] += 1
         if updated.last_error is None:
+            self._note_latency(updated)
             log.debug("webhook_delivered", delivery_id=delivery.delivery_id, attempt=updated.attempts)
         else:
             self._failures.failed(updated)
         return updated
 
+    def _note_latency(self, delivered: DeliveryRecord) -> None:
+        """Seconds from the event (its callback's timestamp) to the 2xx."""
+        try:
+            happened = datetime.fromisoformat(delivered.params["timestamp"]).timestamp()
+        except (KeyError, ValueError):
+            return
+        self._latency_sum += max(0.0, delivered.updated_at - happened)
+
+    async def _count_backlog(self) -> None:
+        now = self._clock()
+        if now - self._backlog_at >= BACKLOG_INTERVAL:
+            self._backlog_at = now
+            self._backlog = await self._store.outbox_backlog(now)
+
     async def _claim_page(self) -> bool:
         """Claim one page of due deliveries and hand them to their destinations; True if the page was full."""
         now = self._clock()
-        claimed = await self._store.claim_deliveries(now, limit=self._page_size)
+        lease_until = now + self._lease
+        claimed = await self._store.claim_deliveries(now, limit=self._page_size, lease_until=lease_until)
         page = claimed.heads
         schedule: list[tuple[int, float]] = []
         for delivery in page:
@@ -232,14 +281,16 @@ class WebhookDispatcher:
             key = destination_of(delivery.url)
             paused_until = self._down.get(key, (0, 0.0))[1]
             destination = self._destinations.setdefault(key, _Destination())
-            if paused_until > now and delivery.delivery_id not in self._claimed:
+            if delivery.delivery_id in self._claimed:
+                # Its lease ran out while it waited here, and this claim leased it again: the stored
+                # record is the one to attempt (another node may have attempted it meanwhile).
+                self._claimed[delivery.delivery_id] = lease_until
+                _replace_queued(destination, delivery)
+            elif paused_until > now:
                 schedule.append((delivery.delivery_id, self._after_pause(now, paused_until)))
-            elif delivery.delivery_id in self._claimed:
-                schedule.append((delivery.delivery_id, now + self._lease))  # lease ran out in our queue
             elif len(destination.queue) + destination.active < self._per_destination + self._queue_size:
-                self._claimed.add(delivery.delivery_id)
+                self._claimed[delivery.delivery_id] = lease_until
                 destination.queue.append(delivery)
-                schedule.append((delivery.delivery_id, now + self._lease))
             else:
                 # The destination is saturated: look again about when its queue should have drained.
                 backlog = (len(destination.queue) + destination.active) / self._per_destination
@@ -261,6 +312,11 @@ class WebhookDispatcher:
             and not self._stopping
         ):
             delivery = destination.queue.popleft()
+            if not self._has_lease(delivery.delivery_id, self._timeout + LEASE_MARGIN):
+                # Too little of its lease is left: another node may claim it before the attempt ends.
+                self._claimed.pop(delivery.delivery_id, None)
+                self._lost_leases += 1
+                continue
             destination.active += 1
             self._in_flight += 1
             task = asyncio.create_task(self._attempt(key, destination, delivery))
@@ -288,10 +344,10 @@ class WebhookDispatcher:
         self._down[key] = (failures, max(paused_until, self._down.get(key, (0, 0.0))[1]))
         if len(self._down) > 10_000:  # bounded: forget the destination whose pause ends first
             del self._down[min(self._down, key=lambda k: self._down[k][1])]
-        held = list(destination.queue)
+        held = [d for d in destination.queue if self._has_lease(d.delivery_id, LEASE_MARGIN)]
+        for delivery in destination.queue:
+            self._claimed.pop(delivery.delivery_id, None)
         destination.queue.clear()
-        for delivery in held:
-            self._claimed.discard(delivery.delivery_id)
         if held:
             schedule = [(d.delivery_id, self._after_pause(now, paused_until)) for d in held]
             await self._store.reschedule_deliveries(schedule)
@@ -300,13 +356,16 @@ class WebhookDispatcher:
         try:
             updated = await self.deliver_once(delivery)
             await self._note_outcome(key, destination, updated)
+        except LookupError:
+            # Finished by another node after our lease ran out (at-least-once: it may have gone twice).
+            log.info("webhook_delivery_finished_elsewhere", delivery_id=delivery.delivery_id)
         except Exception:
             log.exception("webhook_delivery_failed", delivery_id=delivery.delivery_id)
         finally:
             saturated = self._in_flight >= self._max_in_flight
             destination.active -= 1
             self._in_flight -= 1
-            self._claimed.discard(delivery.delivery_id)
+            self._claimed.pop(delivery.delivery_id, None)
             self._pump(key)
             if saturated:  # a worker-wide slot opened: other destinations may have been waiting for it
                 for other in [k for k, d in self._destinations.items() if d.queue]:
@@ -380,3 +439,11 @@ class WebhookDispatcher:
         # The exponent is bounded so a large max_attempts cannot overflow the float.
         delay = min(self._max_delay, self._base_delay * 2.0 ** min(attempts - 1, 64))
         return delay * self._rng.uniform(1 - _JITTER, 1 + _JITTER)
+
+
+def _replace_queued(destination: _Destination, fresh: DeliveryRecord) -> None:
+    """Swap the queued copy of a delivery for the one just claimed (no-op if it is in flight already)."""
+    for index, queued in enumerate(destination.queue):
+        if queued.delivery_id == fresh.delivery_id:
+            destination.queue[index] = fresh
+            return

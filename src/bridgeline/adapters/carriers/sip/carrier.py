@@ -28,12 +28,9 @@ from bridgeline.adapters.carriers.sip.carrier_lookups import CarrierLookups
 from bridgeline.adapters.carriers.sip.carrier_stats import sip_stats
 from bridgeline.adapters.carriers.sip.dial_lookup import lookup_for, trunk_lookup
 from bridgeline.adapters.carriers.sip.dns_resolver import DnsFailure, ResolverConfig, SipResolver
-from bridgeline.adapters.carriers.sip.media_engine import (
-    LatchPolicy,
-    MediaEngine,
-    MediaPortsExhausted,
-)
+from bridgeline.adapters.carriers.sip.media_engine import MediaEngine, MediaPortsExhausted
 from bridgeline.adapters.carriers.sip.music_fetch import MediaLimits
+from bridgeline.adapters.carriers.sip.recovery import CallRecovery, CarrierHooks, DialogStore
 from bridgeline.adapters.carriers.sip.refer_transfers import ReferTransfers, TransferHandler
 from bridgeline.adapters.carriers.sip.settings import SipSettings
 from bridgeline.adapters.carriers.sip.shared_registrations import SharedRegistrations
@@ -82,27 +79,13 @@ class SipCarrier(CarrierLookups):
         rng: random.Random | None = None,
         media: MediaLimits | None = None,
         registrations: SharedRegistrations | None = None,  # other nodes' phones (cluster mode)
+        dialogs: DialogStore | None = None,  # where answered legs' dialogs are kept (recovery.py)
     ) -> None:
         self.settings = settings
         self.registrations = registrations
         self._rng = rng or random.Random()
         self.endpoint = SipEndpoint(settings.endpoint_config(), self._rng)
-        low, high = settings.rtp.port_range
-        rtp = settings.rtp
-        latch = LatchPolicy(
-            learning_window_s=rtp.learning_window_ms / 1000,
-            relatch_silence_s=rtp.relatch_silence_ms / 1000,
-            relatch_packets=rtp.relatch_packets,
-            refused_log_interval_s=rtp.refused_log_interval_s,
-        )
-        self.media = MediaEngine(
-            host=rtp.host,
-            port_min=low,
-            port_max=high,
-            latch=latch,
-            media=media,
-            realtime_priority=rtp.realtime_priority,
-        )
+        self.media = MediaEngine.for_rtp(settings.rtp, media)
         self._transport: SipUdpTransport | None = None
         self._streams: SipStreamTransport | None = None
         self._legs: dict[str, SipLeg] = {}
@@ -141,6 +124,13 @@ class SipCarrier(CarrierLookups):
         # What DNS may choose for a dial (settings.located_transports: TCP/TLS only when set up).
         self.supported_transports: tuple[Transport, ...] = settings.located_transports
         self.media.on_dtmf(self._on_dtmf)
+        hooks = CarrierHooks(
+            self._legs, lambda: self._transport, self._signal, self._finish, self._connect_media,
+            self._media_unusable, self._spawn, lambda to: self._kind_of(self._target(to)),
+        )  # fmt: skip
+        self.recovery = CallRecovery(
+            self.endpoint, self.media, dialogs, hooks, offer_host=settings.rtp.sdp_host, codecs=self._codecs
+        )
         self.media.on_media_failed(
             lambda leg_id, setting, reason: self._report(leg_id, LegMediaFailed(leg_id, setting, reason))
         )
@@ -155,6 +145,7 @@ class SipCarrier(CarrierLookups):
             refers=self.refers,
             ports_exhausted=self._ports_exhausted,
             keepalive=bool(self.settings.trunk and self.settings.trunk.keepalive_s),
+            dialogs=self.recovery.keeper,
         )
 
     # ----------------------------------------------------------------- lifecycle
@@ -179,6 +170,8 @@ class SipCarrier(CarrierLookups):
         await self.media.start()
         host, port = self.settings.listen_address
         self._transport = await SipUdpTransport.listen(self.endpoint, self._on_event, host, port)
+        self._transport.on_flushed = self.recovery.save_changed
+        await self.recovery.start(self._transport.now)  # saved dialogs: held until restored
         self._transport.fenced = self._fenced
         self._transport.flush()  # arms the endpoint's first deadline (the trunk's first keepalive)
         log.info("sip_listening", host=host, port=port, rtp=self.settings.rtp.ports)
@@ -194,6 +187,7 @@ class SipCarrier(CarrierLookups):
             for leg_id in list(self._legs):
                 self.endpoint.hangup(leg_id, now)
             self._transport.flush()
+        await self.recovery.stop(list(self._legs))  # hung up: nothing to recover
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -340,10 +334,11 @@ class SipCarrier(CarrierLookups):
         self.media.set_routes(conference_id, audio.legs, music)
 
     def restore(self, request: LegRequest, *, answered: bool) -> None:
-        # SIP dialogs and RTP sockets do not survive a restart: report the calls gone.
-        signal: LegSignal = (
-            LegHungUp(request.leg_id) if answered else LegFailed(request.leg_id, LeaveReason.FAILED)
-        )
+        """An answered leg is recovered from its saved dialog (recovery.py); a ringing one is gone."""
+        if answered:
+            self.recovery.restore(request)
+            return
+        signal = LegFailed(request.leg_id, LeaveReason.FAILED)
         asyncio.get_running_loop().call_soon(self._signal, request.conference_id, signal)
 
     def conference_ended(self, conference_id: str) -> None:
@@ -355,9 +350,8 @@ class SipCarrier(CarrierLookups):
         self.media.set_routes(conference_id, (), MusicSources())
         for leg_id, leg in list(self._legs.items()):
             if leg.conference_id == conference_id:
-                del self._legs[leg_id]
-                self.endpoint.forget(leg_id)
-                self.media.close_leg(leg_id)
+                self.refers.leg_gone(leg_id)
+                self.recovery.release(leg_id)  # endpoint and RTP port; its saved dialog stays stored
 
     def adopt(self, leg_id: str, conference_id: str) -> None:
         """An accepted inbound leg now belongs to a conference."""
@@ -391,6 +385,9 @@ class SipCarrier(CarrierLookups):
                 # RFC 4028: no session refresh in time; the peer (or the path to it) is gone.
                 log.warning("sip_session_expired", leg_id=event.leg_id, action="bye_sent")
                 self._finish(event.leg_id, LegHungUp(event.leg_id, LeaveReason.FAILED))
+            elif event.reason is sip.EndReason.RECOVERY_FAILED:
+                log.warning("sip_recovery_failed", leg_id=event.leg_id, action="leg_ended")
+                self._finish(event.leg_id, LegHungUp(event.leg_id))
             elif event.reason is sip.EndReason.TIMEOUT:
                 log.info("sip_leg_timed_out", leg_id=event.leg_id)  # no ACK, no PRACK, never answered
                 self._finish(event.leg_id, LegHungUp(event.leg_id))
@@ -414,6 +411,8 @@ class SipCarrier(CarrierLookups):
             except ValueError as exc:  # what offer_answer lets through and the sockets cannot reach
                 log.warning("sip_media_unusable", leg_id=event.leg_id, error=str(exc))
                 self._media_unusable(event.leg_id)
+        elif isinstance(event, sip.LegRecovered):
+            self.recovery.on_recovered(event)
         elif isinstance(event, sip.TargetLookupNeeded):
             self._spawn(self._look_up_redirect(event))
         elif isinstance(event, sip.IncomingCall):
@@ -537,6 +536,7 @@ class SipCarrier(CarrierLookups):
         """A leg's terminal event: free its media, and tell the conference unless it asked for it."""
         self.media.close_leg(leg_id)
         self.refers.leg_gone(leg_id)
+        self.recovery.forget(leg_id)  # its saved dialog is deleted
         leg = self._legs.pop(leg_id, None)
         if leg is None or leg.dropped or signal is None or leg.conference_id is None:
             return

@@ -8,6 +8,7 @@ from typing import Final
 
 from bridgeline.adapters.carriers.sip.dns_resolver import SipResolver
 from bridgeline.adapters.carriers.sip.media_engine import MediaEngine
+from bridgeline.adapters.carriers.sip.recovery import DialogKeeper
 from bridgeline.adapters.carriers.sip.refer_transfers import ReferTransfers
 from bridgeline.adapters.carriers.sip.transport_stream import SipStreamTransport
 from bridgeline.sip.endpoint import SipEndpoint
@@ -54,6 +55,12 @@ SIP_COUNTERS: Final = frozenset(
         "dns_cache_hits",
         "dns_failures",
         "failovers",
+        "recoveries_started",
+        "recoveries_succeeded",
+        "recoveries_failed",
+        "requests_held_for_recovery",
+        "dialog_saves",
+        "dialog_save_failures",
     }
 )
 
@@ -67,6 +74,7 @@ def sip_stats(
     refers: ReferTransfers,
     ports_exhausted: int,
     keepalive: bool,
+    dialogs: DialogKeeper | None = None,
 ) -> dict[str, int | float]:
     media_figures, sip = media.stats, endpoint.stats
     stream_figures = streams.stats if streams is not None else {}
@@ -121,6 +129,13 @@ def sip_stats(
         "flows_gone": stream_figures.get("flows_gone", 0),  # a registered phone's connection closed
         "write_overflows": stream_figures.get("write_overflows", 0),
         "transport_failures": sip["transport_failures"],  # dials failed fast with 503
+        # Calls taken back after a restart or a move (docs/sip.md, "Recovering calls")
+        "recoveries_started": sip["recoveries_started"],  # re-INVITEs sent for saved dialogs
+        "recoveries_succeeded": sip["recoveries_succeeded"],
+        "recoveries_failed": sip["recoveries_failed"],  # refused, unanswered: the member left
+        "requests_held_for_recovery": sip["requests_held_for_recovery"],
+        "dialog_saves": dialogs.writes if dialogs is not None else 0,  # rows written or deleted
+        "dialog_save_failures": dialogs.failures if dialogs is not None else 0,
         **(_trunk_stats(endpoint) if keepalive else {}),
     }
 

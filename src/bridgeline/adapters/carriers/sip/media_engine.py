@@ -28,6 +28,7 @@ from bridgeline.adapters.carriers.sip.media_thread import MediaLoop
 from bridgeline.adapters.carriers.sip.music import DEFAULT_SPECS, SETTING_FOR, SILENCE, MusicLibrary, spec_for
 from bridgeline.adapters.carriers.sip.music_fetch import MediaLimits
 from bridgeline.adapters.carriers.sip.rtp_udp import MediaPortsExhausted, PortPool, peer_address
+from bridgeline.adapters.carriers.sip.settings import RtpSettings
 from bridgeline.core.effects import LegAudio, MusicSources
 from bridgeline.core.model import Music
 from bridgeline.media.leg_types import DEFAULT_LATCH, Address, LatchPolicy, check_media_params
@@ -95,6 +96,25 @@ class MediaEngine:
         self._media_failed: Callable[[str, str, str], None] | None = None
         self._dtmf_callback: Callable[[str, str], None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def for_rtp(cls, rtp: RtpSettings, media: MediaLimits | None = None) -> MediaEngine:
+        """The engine the SIP YAML's `rtp` section describes."""
+        low, high = rtp.port_range
+        latch = LatchPolicy(
+            learning_window_s=rtp.learning_window_ms / 1000,
+            relatch_silence_s=rtp.relatch_silence_ms / 1000,
+            relatch_packets=rtp.relatch_packets,
+            refused_log_interval_s=rtp.refused_log_interval_s,
+        )
+        return cls(
+            host=rtp.host,
+            port_min=low,
+            port_max=high,
+            latch=latch,
+            media=media,
+            realtime_priority=rtp.realtime_priority,
+        )
 
     def fence(self, fenced: Callable[[], bool]) -> None:
         """Asked by the media thread before it sends: True while the node's lease does not hold."""

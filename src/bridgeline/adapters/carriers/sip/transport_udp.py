@@ -48,6 +48,7 @@ class SipUdpTransport(asyncio.DatagramProtocol):
         # address it cannot use); the endpoint is told (RFC 3261 18.4) and moves on.
         self._sending_to: tuple[str, int] | None = None
         self._send_failures: list[tuple[str, int]] = []
+        self.on_flushed: Callable[[], None] | None = None  # after each batch: the carrier saves dialogs
         # True while the node's lease does not hold (cluster): nothing leaves, UDP or TCP/TLS, since
         # every SIP message goes out through _send.
         self.fenced: Callable[[], bool] = lambda: False
@@ -113,6 +114,8 @@ class SipUdpTransport(asyncio.DatagramProtocol):
                 self._on_event(event)
             except Exception:
                 log.exception("sip_event_handler_failed", kind=type(event).__name__)
+        if self.on_flushed is not None:
+            self.on_flushed()
         self._arm()
 
     def _send(self) -> None:

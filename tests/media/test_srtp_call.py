@@ -1,0 +1,117 @@
+"""media/srtp.py's C call into libsrtp (`_srtp_call.c`): it must give byte for byte what pylibsrtp's
+own API gives, refuse each bad packet with the right reason, one packet at a time, and never crash
+on input of the wrong kind or size."""
+
+from __future__ import annotations
+
+import random
+
+import pylibsrtp
+import pytest
+
+from bridgeline.media import srtp
+from bridgeline.media._srtp_call import BUFFER_SIZE, Processor
+from bridgeline.media.srtp import MAX_PACKET, Refusal, SrtpContext, SrtpKeys, SrtpRefused
+
+SUITE = "AES_CM_128_HMAC_SHA1_80"
+_rng = random.Random(11)
+
+
+def rtp(seq: int, ssrc: int = 0x1234, payload: bytes = bytes(160)) -> bytes:
+    return (
+        bytes([0x80, 0])
+        + seq.to_bytes(2, "big")
+        + (seq * 160).to_bytes(4, "big")
+        + ssrc.to_bytes(4, "big")
+        + payload
+    )
+
+
+def pair() -> tuple[SrtpContext, SrtpContext]:
+    """Our context and the peer's (the mirror image of our keys)."""
+    ours = SrtpKeys(SUITE, _rng.randbytes(30), _rng.randbytes(30))
+    return SrtpContext(ours), SrtpContext(SrtpKeys(SUITE, ours.remote_key, ours.local_key))
+
+
+def reference(key: bytes, ssrc_type: int) -> pylibsrtp.Session:
+    return pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=ssrc_type))
+
+
+def test_protect_and_unprotect_match_pylibsrtp_byte_for_byte() -> None:
+    ours, _ = pair()
+    sender = reference(ours.keys.local_key, pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
+    receiver = reference(ours.keys.local_key, pylibsrtp.Policy.SSRC_ANY_INBOUND)
+    peer_sender = reference(ours.keys.remote_key, pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
+    for seq in range(5):
+        packet = rtp(seq, payload=_rng.randbytes(160))
+        protected = ours.protect(packet)
+        assert protected == sender.protect(packet)
+        assert receiver.unprotect(protected) == packet
+        from_peer = peer_sender.protect(packet)
+        assert ours.unprotect(from_peer) == packet
+    rtcp = bytes([0x81, 201, 0, 1]) + (0x77).to_bytes(4, "big")
+    assert ours.unprotect_rtcp(peer_sender.protect_rtcp(rtcp)) == rtcp
+
+
+def test_each_bad_packet_is_refused_with_its_reason_and_good_ones_still_pass() -> None:
+    ours, peer = pair()
+    first, second = peer.protect(rtp(1)), peer.protect(rtp(2))
+    tampered = bytearray(second)
+    tampered[-1] ^= 1
+    refusals = []
+    for data in (bytes(tampered), first, first, b"\x80\x00", second, second):
+        try:
+            ours.unprotect(data)
+            refusals.append(None)
+        except SrtpRefused as refused:
+            refusals.append(refused.refusal)
+    # The tampered packet did not consume the genuine one's index: it still authenticates once.
+    assert refusals == [Refusal.AUTH, None, Refusal.REPLAY, Refusal.MALFORMED, None, Refusal.REPLAY]
+
+
+def test_a_packet_too_long_for_the_buffer_is_malformed_and_the_longest_that_fits_passes() -> None:
+    ours, peer = pair()
+    assert len(ours.protect(rtp(1, payload=bytes(MAX_PACKET - 12)))) == MAX_PACKET + 10
+    fits = rtp(2, payload=bytes(MAX_PACKET - 12 - 10))  # protected, exactly MAX_PACKET long
+    assert peer.unprotect(ours.protect(fits)) == fits
+    for data in (rtp(3, payload=bytes(MAX_PACKET - 11)), bytes(4000)):
+        with pytest.raises(SrtpRefused) as refused:
+            ours.protect(data)
+        assert refused.value.refusal is Refusal.MALFORMED
+        with pytest.raises(SrtpRefused):
+            ours.unprotect(data)
+
+
+def test_any_bytes_like_packet_is_taken_and_anything_else_is_a_type_error() -> None:
+    ours, peer = pair()
+    packet = rtp(3)
+    protected = ours.protect(bytearray(packet))
+    assert isinstance(protected, bytes) and peer.unprotect(memoryview(protected)) == packet
+    for wrong in ("text", 42, None):
+        with pytest.raises(TypeError):
+            ours.protect(wrong)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        ours.protect(packet, packet)  # type: ignore[call-arg]
+
+
+def test_a_processor_refuses_arguments_it_cannot_use() -> None:
+    session = reference(bytes(30), pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
+    for function, context, max_packet in (
+        (srtp._PROTECT, 0, 100),
+        (0, 1, 100),
+        (srtp._PROTECT, 1, BUFFER_SIZE + 1),
+    ):
+        with pytest.raises(ValueError):
+            Processor(function, context, session, srtp._refused, max_packet)
+    with pytest.raises(TypeError):
+        Processor(srtp._PROTECT, 1, session, "not callable", 100)  # type: ignore[arg-type]
+
+
+def test_an_error_raised_while_refusing_is_the_one_raised() -> None:
+    def broken(status: int) -> SrtpRefused:
+        raise LookupError(status)
+
+    # Too long: refused before libsrtp would see the (bogus) session address.
+    strict = Processor(srtp._UNPROTECT, 1, object(), broken, 100)
+    with pytest.raises(LookupError):
+        strict(bytes(101))
