@@ -8,7 +8,9 @@ PORT   ?= 8080
 DATA   ?= ./data
 CARRIER ?= sim
 
-.PHONY: run test lint typecheck unit e2e install clean bench deps-browser deps-sip deps-codecs
+NODES  ?= 3
+
+.PHONY: run test lint typecheck unit e2e install clean bench deps-browser deps-sip deps-codecs cluster
 
 # pip also compiles media/_srtp_call.c (a C compiler and Python's headers): rebuilt when it changes.
 $(BIN)/.installed: pyproject.toml src/bridgeline/media/_srtp_call.c
@@ -47,12 +49,18 @@ deps-browser:
 	fi
 
 # Real SIP peers for tests/sip_e2e (sipp, baresip), tone files (sox), packet capture (tshark),
-# test certificates for SIP over TLS (openssl)
+# test certificates for SIP over TLS (openssl), the SIP front of a cluster (kamailio: its base
+# package has dispatcher, path, tm and rr)
 # (MP3 hold music is decoded in-process by miniaudio: no decoder package).
 deps-sip:
-	@if [ ! -x /usr/bin/sipp ] || [ ! -x /usr/bin/baresip ] || [ ! -x /usr/bin/sox ] || [ ! -x /usr/bin/tshark ] || [ ! -x /usr/bin/openssl ] || [ ! -x /usr/sbin/dnsmasq ]; then \
-		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends sip-tester baresip sox tshark openssl dnsmasq-base; \
+	@if [ ! -x /usr/bin/sipp ] || [ ! -x /usr/bin/baresip ] || [ ! -x /usr/bin/sox ] || [ ! -x /usr/bin/tshark ] || [ ! -x /usr/bin/openssl ] || [ ! -x /usr/sbin/dnsmasq ] || [ ! -x /usr/sbin/kamailio ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends sip-tester baresip sox tshark openssl dnsmasq-base kamailio; \
 	fi
+
+# A local cluster for development (docs/cluster.md): the local PostgreSQL, Kamailio in front and
+# NODES nodes; Ctrl-C stops them all. CLUSTER_ARGS passes more options (tools/cluster.py --help).
+cluster: install deps-sip
+	$(BIN)/python tools/cluster.py --nodes $(NODES) $(CLUSTER_ARGS)
 
 test: lint typecheck deps-browser deps-sip deps-codecs
 	$(BIN)/pytest

@@ -44,8 +44,9 @@ from bridgeline.app.runs import RunService
 from bridgeline.app.service import ConferenceService
 from bridgeline.config import Credentials, Settings, load_or_create_credentials
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported when the sip carrier is chosen: the sim server starts faster without it
     from bridgeline.adapters.carriers.sip.recovery import DialogStore
+    from bridgeline.adapters.carriers.sip.shared_registrations import RegistrationBook
 
 # Files the process needs besides HTTP connections: store, SIP and RTP sockets, logs.
 FILES_BESIDES_CONNECTIONS = 1024
@@ -146,7 +147,14 @@ def egress_policy(settings: Settings) -> EgressPolicy:
     return EgressPolicy.from_settings(settings.egress_profile, settings.egress_allow, settings.egress_deny)
 
 
-def make_carrier(settings: Settings, phone_book: PhoneBook, dialogs: DialogStore | None = None) -> Carrier:
+def make_carrier(
+    settings: Settings,
+    phone_book: PhoneBook,
+    dialogs: DialogStore | None = None,
+    registrations: RegistrationBook | None = None,
+) -> Carrier:
+    """`dialogs`: where the sip carrier keeps answered legs' dialogs (recoverable); `registrations`:
+    where it shares its phones' bindings, so that every node on the database can call them."""
     if settings.carrier == "sim":
         return SimCarrier(
             phone_book, answer_delay_ms=settings.sim_answer_delay_ms, playback_ms=settings.sim_playback_ms
@@ -164,8 +172,14 @@ def make_carrier(settings: Settings, phone_book: PhoneBook, dialogs: DialogStore
             cache_bytes=settings.media_cache_bytes,
             egress=egress_policy(settings),
         )
+        from bridgeline.adapters.carriers.sip.shared_registrations import SharedRegistrations
+
         sip = load_sip_settings(settings.sip_config, listen=settings.sip_listen)
-        return SipCarrier(sip, media=media, dialogs=dialogs)  # answered legs' dialogs: recoverable
+        shared = None
+        if registrations is not None and sip.registrations.shared:
+            shared = SharedRegistrations(registrations, sip.domain)
+        # answered legs' dialogs: recoverable; phones' bindings: shared with the other nodes
+        return SipCarrier(sip, media=media, dialogs=dialogs, registrations=shared)
     raise ValueError(f"unknown carrier {settings.carrier!r} (available: sim, sip)")
 
 
@@ -214,8 +228,9 @@ async def build(settings: Settings) -> Bridgeline:
     await store.migrate()
     if await store.get_account(credentials.auth_id) is None:
         await store.put_account(Account(credentials.auth_id, credentials.auth_token, time.time()))
-    # The sim carrier keeps its phones in the store, the SIP carrier its answered legs' dialogs.
-    carrier = make_carrier(settings, phone_book=store, dialogs=store)
+    # The sim carrier keeps its phones in the store, the SIP carrier its answered legs' dialogs and
+    # its phones' registrations.
+    carrier = make_carrier(settings, phone_book=store, dialogs=store, registrations=store)
     # Commits are fenced as this node's current epoch (the node registers in start(), before any input).
     conferences = ConferenceService(store, carrier, owner=lambda: node.owner())
     node = ClusterNode(store, store, conferences, cluster_settings(settings, carrier))

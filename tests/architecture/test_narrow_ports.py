@@ -15,12 +15,13 @@ from typing import Protocol
 
 from bridgeline.adapters.carriers.sim.phones import PhoneBook
 from bridgeline.adapters.carriers.sip.recovery import DialogStore
+from bridgeline.adapters.carriers.sip.shared_registrations import RegistrationBook
 from bridgeline.app.ports import Store
 
 PACKAGE = Path(__file__).resolve().parents[2] / "src" / "bridgeline"
 PORTS: dict[str, type] = {
     port.__name__: port
-    for port in [*(b for b in Store.__bases__ if b is not Protocol), PhoneBook, DialogStore]
+    for port in [*(b for b in Store.__bases__ if b is not Protocol), PhoneBook, DialogStore, RegistrationBook]
 }
 WIRING = "main.py"  # chooses the adapters and hands the one store to every consumer
 # Where a port's declarations and its use may sit in different modules: the route handlers use the
@@ -83,7 +84,7 @@ def test_the_check_sees_the_consumers() -> None:
     assert named["adapters/webhooks/dispatcher.py"] == {"DeliveryOutbox"}
     assert {"PhloStore", "RunStore", "ConferenceHistory", "AccountStore"} <= named["adapters/http"]
     assert named["adapters/carriers/sim"] == {"PhoneBook"}
-    assert named["adapters/carriers/sip"] == {"DialogStore"}
+    assert named["adapters/carriers/sip"] == {"DialogStore", "RegistrationBook"}
     assert "Store" in named[WIRING]
 
 

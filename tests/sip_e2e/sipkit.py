@@ -423,6 +423,7 @@ class Sipp:
         transport: str = "u1",
         local_ip: str = LOOPBACK,
         media_ip: str | None = None,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.name = name
         self.user = user or name
@@ -451,7 +452,7 @@ class Sipp:
             "-cp", str(control_port), "-m", str(calls), "-d", str(ring_ms), "-nostdin", "-t", transport,
             "-timeout", f"{timeout_s}s", "-timeout_error",
             "-trace_msg", "-message_file", str(self.message_file),
-            "-trace_err", "-error_file", str(self.error_file),
+            "-trace_err", "-error_file", str(self.error_file), *extra_args,
         ]  # fmt: skip
         self.proc = procs.start(f"sipp-{name}", argv, timeout_s=timeout_s + 10, cwd=self.dir)
         bound = tcp_listening if transport.startswith("t") else udp_bound

@@ -31,6 +31,7 @@ from .message import MAX_MESSAGE_SIZE, Method, is_keepalive, new_tag
 from .option_tags import unsupported_tags
 from .outbound import Outbound
 from .recovery import RECOVERY_TIMER, Recoveries
+from .registrar import Binding
 from .reliable_provisional import PRACK_TIMER, ReliableProvisionals
 from .saved_dialog import SavedDialog
 from .sdp import SessionDescription
@@ -191,10 +192,12 @@ class SipEndpoint:
         now: float,
         caller_name: str | None = None,
         destinations: Sequence[Destination] = (),
+        stored: Binding | None = None,
     ) -> None:
         """Call target: a SipURI (direct), a registered account name, or an E.164 number (via the
         trunk). The outcome arrives as events. Raises ValueError for a leg id in use or a caller
-        id that cannot be a SIP user part.
+        id that cannot be a SIP user part. `stored`: the account's binding as another node keeps
+        it (shared registrations), used when it has none registered here.
 
         `destinations`: the servers located for the target (RFC 3263, done by the caller: the
         endpoint does no DNS), best first; the INVITE goes to the first and fails over to the
@@ -207,6 +210,7 @@ class SipEndpoint:
             now=now,
             caller_name=caller_name,
             destinations=destinations,
+            stored=stored,
         )
         self._pump(now)
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from .headers import NameAddress
 from .offer_answer import MediaParams
 from .redirect import RedirectPolicy
 from .sdp import SessionDescription
@@ -143,6 +144,8 @@ class Registered:
     contact: SipURI
     target: SipURI
     expires: int
+    path: tuple[NameAddress, ...] = ()  # RFC 3327: the proxies it came through, nearest us first
+    transport: Transport = Transport.UDP  # what the REGISTER came on
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +217,10 @@ class RegistrationLimits:
     minimum: int = 60  # shorter (non-zero) requests get 423 Interval Too Brief
     maximum: int = 7200  # longer ones are clamped
     max_bindings: int = 10  # per user, so one account cannot grow the table without bound
+    # RFC 3327: a REGISTER from one of these (host, port or None for any port) keeps its Path, and
+    # calls to the binding go through it; from anyone else Path is ignored (a phone could name any host).
+    path_proxies: frozenset[tuple[str, int | None]] = frozenset()
+    max_path: int = 4  # Path entries kept from a trusted proxy; more: 400
 
 
 @dataclass(frozen=True, slots=True)

@@ -438,7 +438,7 @@ def make_response(
 ) -> Response:
     """Build a response per RFC 3261 8.2.6: Via (all, in order), From, To, Call-ID and CSeq copied
     verbatim; `to_tag` is added to To unless it already has a tag or the status is 100 (8.2.6.2).
-    A 100 also echoes Timestamp (8.2.6.1)."""
+    A 100 also echoes Timestamp (8.2.6.1); a 101-299 to an INVITE, Record-Route (12.1.1)."""
     req = request.headers
     # Values copied from the request are as valid as they were there; only ours are checked.
     items = [("Via", via) for via in req.get_all("Via")]
@@ -449,6 +449,10 @@ def make_response(
         to = f"{to};tag={to_tag}"
     items += [("From", req.single("From")), ("To", to), ("Call-ID", req.single("Call-ID"))]
     items.append(("CSeq", req.single("CSeq")))
+    if request.method == "INVITE" and 100 < status < 300:
+        # RFC 3261 12.1.1: a response that may establish a dialog carries the request's
+        # Record-Route, so the caller's ACK, BYE and re-INVITEs pass through the same proxies.
+        items += [("Record-Route", value) for value in req.get_all("Record-Route")]
     timestamp = req.get("Timestamp")
     if status == 100 and timestamp is not None:
         items.append(("Timestamp", timestamp))

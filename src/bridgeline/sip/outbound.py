@@ -19,6 +19,7 @@ from .locate import numeric_host
 from .message import Request, Response, make_cancel, make_request, new_call_id, new_tag
 from .offer_answer import MediaParams, NegotiationError, read_answer
 from .redirect import FOLLOWED_STATUSES, redirect_targets, target_key
+from .registrar import Binding
 from .sdp import SdpParseError, SessionDescription, parse_sdp
 from .syntax import Params, SipParseError, quotable
 from .transaction import Destination, same_destination
@@ -36,13 +37,15 @@ def is_trunk_number(target: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """Where a dial target goes: Request-URI, To, the first hop, our From host, credentials."""
+    """Where a dial target goes: Request-URI, To, the first hop, our From host, credentials, and
+    the Route set preloaded for it (a registration's Path, RFC 3327)."""
 
     request_uri: SipURI
     to_uri: SipURI
     destination: Destination
     from_host: str
     auth: DigestAuth | None
+    routes: tuple[NameAddress, ...] = ()
 
 
 class Outbound:
@@ -61,6 +64,7 @@ class Outbound:
         now: float,
         caller_name: str | None = None,
         destinations: Sequence[Destination] = (),
+        stored: Binding | None = None,
     ) -> None:
         core = self.core
         if leg_id in core.legs:
@@ -69,7 +73,7 @@ class Outbound:
         user = caller_id or (trunk.from_user if trunk else core.config.contact_user)
         if not _CALLER_ID_RE.fullmatch(user):
             raise ValueError(f"caller id {user!r} is not usable as a SIP user part")
-        route = self._route(target, now)
+        route = self._route(target, now, stored)
         if isinstance(route, LegFailed):
             core.emit(LegFailed(leg_id, route.status, route.reason))
             return
@@ -85,6 +89,7 @@ class Outbound:
             call_id=new_call_id(core.rng, core.sent_by[0]),
             cseq=1,
             contact=core.contact_for(destination),
+            routes=route.routes,
             headers=[
                 *core.ua_headers(),
                 ("Allow", ALLOW),
@@ -107,9 +112,10 @@ class Outbound:
         core.track(leg, key)
         self._arm_no_response(leg, now)
 
-    def _route(self, target: SipURI | str, now: float) -> Route | LegFailed:
+    def _route(self, target: SipURI | str, now: float, stored: Binding | None = None) -> Route | LegFailed:
         """A SipURI (or "sip:..." text) is called directly; an account name goes to its registered
-        contact; a number goes to the trunk. Account names win over numbers ("1001")."""
+        contact (here, else `stored`: one another node took, from the shared store); a number goes
+        to the trunk. Account names win over numbers ("1001")."""
         core, trunk, domain = self.core, self.core.config.trunk, self.core.config.domain
         if isinstance(target, str) and target.lower().startswith(("sip:", "sips:")):
             try:
@@ -122,14 +128,17 @@ class Outbound:
                 return LegFailed("", 416, FailReason.FAILED)  # an unknown transport (sctp, ws...)
             return Route(target, target, destination, domain, None)
         if target in core.config.accounts:
-            binding = core.registrar.lookup_binding(target, now)
+            binding = core.registrar.lookup_binding(target, now) or stored
             destination = None
-            if binding is not None:
+            if binding is not None and binding.path:  # through the proxy it registered through
+                destination = uri_address(binding.path[0].uri)
+            elif binding is not None:
                 # A phone registered over TCP/TLS is reached over its own connection only.
                 destination = binding.flow or uri_address(binding.target)
             if binding is None or destination is None:
                 return LegFailed("", 480, FailReason.UNREACHABLE)
-            return Route(binding.target, SipURI(domain, user=target), destination, domain, None)
+            to_uri = SipURI(domain, user=target)
+            return Route(binding.target, to_uri, destination, domain, None, binding.path)
         if trunk is not None and _E164_RE.fullmatch(target):
             uri = SipURI(trunk.domain, user=target)
             auth = None

@@ -6,6 +6,11 @@ from: when it differs from the Contact's host:port (a phone behind NAT advertisi
 address), calls go to the source instead, as RFC 3581 does for responses. A REGISTER over TCP/TLS
 leaves its connection as the binding's flow: calls go over it (`flow`), and fail at once if it
 has closed (a phone's connection port is not one it listens on).
+
+Path (RFC 3327): a REGISTER relayed by a proxy in front of us (Kamailio) carries the proxy's own
+URI in `Path`; calls to the binding must go back through it (its URIs as the INVITE's Route set,
+the contact unchanged as Request-URI). Path is kept only from the proxies the settings trust
+(`RegistrationLimits.path_proxies`): from anyone else it is ignored, since it names where calls go.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from .events import Registered, RegistrationLimits, Unregistered
+from .headers import NameAddress, parse_name_addresses
 from .message import Request
+from .option_tags import option_tags
 from .syntax import SipParseError, parse_uint, unbracket
 from .transaction import DEFAULT_PORT, Destination, Target, address_of, transport_of
 from .uri import SipURI
@@ -31,6 +38,7 @@ class Binding:
     expires_at: float
     updated: float
     flow: Target | None = None  # the TCP/TLS connection the REGISTER came on, reuse-only
+    path: tuple[NameAddress, ...] = ()  # RFC 3327: the trusted proxies to call it through
 
     def remaining(self, now: float) -> int:
         return max(0, round(self.expires_at - now))
@@ -94,6 +102,7 @@ class Registrar:
             ]
             self._bindings.pop(username, None)
             return RegisterResult(200, events=events)
+        path = self._trusted_path(request, source)
         plan: list[tuple[SipURI, int]] = []
         for contact in request.contacts:
             if not isinstance(contact.uri, SipURI):
@@ -121,13 +130,14 @@ class Registrar:
                 if (gone := current.pop(key, None)) is not None:
                     result.events.append(Unregistered(username, gone.contact, "removed"))
                 continue
-            target = reachable_target(uri, source)
+            # Through a proxy the contact stays as registered: the proxy knows where the phone is.
+            target = uri if path else reachable_target(uri, source)
             flow = None
-            if transport_of(source).reliable:
+            if transport_of(source).reliable and not path:
                 host, port = address_of(source)
                 flow = Target(host, port, transport_of(source), reuse_only=True)
-            current[key] = Binding(uri, target, call_id, cseq, now + expires, now, flow)
-            result.events.append(Registered(username, uri, target, expires))
+            current[key] = Binding(uri, target, call_id, cseq, now + expires, now, flow, path)
+            result.events.append(Registered(username, uri, target, expires, path, transport_of(source)))
         if current:
             self._bindings[username] = current
         else:
@@ -136,7 +146,23 @@ class Registrar:
         result.headers = [
             ("Contact", f"<{b.contact}>;expires={b.remaining(now)}") for b in self.bindings(username, now)
         ]
+        if path and "path" in option_tags(request, "Supported"):
+            result.headers += [("Path", str(hop)) for hop in path]  # RFC 3327 5.3
         return result
+
+    def _trusted_path(self, request: Request, source: Destination) -> tuple[NameAddress, ...]:
+        """The REGISTER's Path when it came from a trusted proxy, else (); SipParseError when a
+        trusted proxy's Path is malformed or longer than the limit."""
+        host, port = address_of(source)
+        proxies = self.limits.path_proxies
+        if (host, port) not in proxies and (host, None) not in proxies:
+            return ()
+        path = tuple(parse_name_addresses(request.headers.get_all("Path")))
+        if len(path) > self.limits.max_path:
+            raise SipParseError(f"more than {self.limits.max_path} Path entries")
+        if any(not isinstance(hop.uri, SipURI) for hop in path):
+            raise SipParseError("a Path entry is not a SIP URI")
+        return path
 
     def next_expiry(self) -> float | None:
         return min((b.expires_at for bs in self._bindings.values() for b in bs.values()), default=None)

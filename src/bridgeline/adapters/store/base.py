@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from bridgeline.adapters.store import cluster_sql, feed_sql, sql
+from bridgeline.adapters.store.sip_registrations import SipRegistrationRows
 from bridgeline.adapters.store.sql import Dialect, Migration, Params, Row, RowsUnchanged
 from bridgeline.app.records import (
     JSON,
@@ -54,12 +55,14 @@ class Write:
     required: bool = False
 
 
-class SqlStore(ABC):
+class SqlStore(SipRegistrationRows, ABC):
     """A store over a SQL database; subclasses supply connections, transactions and migration locking.
 
     It provides every part of the app's `Store` (app/ports.py), the sim carrier's `PhoneBook`
-    (adapters/carriers/sim/phones.py) and the SIP carrier's `DialogStore`
-    (adapters/carriers/sip/recovery.py), structurally: it imports none of their protocols.
+    (adapters/carriers/sim/phones.py), and the SIP carrier's `DialogStore`
+    (adapters/carriers/sip/recovery.py) and `RegistrationBook` (adapters/carriers/sip/
+    shared_registrations.py, in sip_registrations.py), structurally: it imports none of their
+    protocols.
     """
 
     dialect: Dialect
@@ -92,6 +95,9 @@ class SqlStore(ABC):
     async def migrate(self) -> None:
         for migration in sql.load_migrations(self.dialect):
             await self._apply_migration(migration)
+
+    async def _write_statements(self, statements: Sequence[tuple[str, Params]]) -> list[int]:
+        return await self._write([Write(query, [params]) for query, params in statements])
 
     async def _write_one(self, query: str, params: Params) -> int:
         (count,) = await self._write([Write(query, [params])])

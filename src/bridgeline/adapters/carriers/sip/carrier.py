@@ -24,6 +24,7 @@ from bridgeline.adapters.carriers.sip.carrier_legs import (
     srtp_config,
     srtp_keys,
 )
+from bridgeline.adapters.carriers.sip.carrier_lookups import CarrierLookups
 from bridgeline.adapters.carriers.sip.carrier_stats import sip_stats
 from bridgeline.adapters.carriers.sip.dial_lookup import lookup_for, trunk_lookup
 from bridgeline.adapters.carriers.sip.dns_resolver import DnsFailure, ResolverConfig, SipResolver
@@ -32,6 +33,7 @@ from bridgeline.adapters.carriers.sip.music_fetch import MediaLimits
 from bridgeline.adapters.carriers.sip.recovery import CallRecovery, CarrierHooks, DialogStore
 from bridgeline.adapters.carriers.sip.refer_transfers import ReferTransfers, TransferHandler
 from bridgeline.adapters.carriers.sip.settings import SipSettings
+from bridgeline.adapters.carriers.sip.shared_registrations import SharedRegistrations
 from bridgeline.adapters.carriers.sip.transport_stream import SipStreamTransport, start_streams
 from bridgeline.adapters.carriers.sip.transport_udp import SipUdpTransport
 from bridgeline.app.ports import LegRequest, SignalSink
@@ -58,6 +60,7 @@ from bridgeline.sip.offer_answer import (
     make_offer,
 )
 from bridgeline.sip.refer_policy import LegKind
+from bridgeline.sip.registrar import Binding
 from bridgeline.sip.syntax import quotable
 from bridgeline.sip.transaction import Destination, Transport
 
@@ -66,7 +69,7 @@ log = structlog.get_logger(__name__)
 TRUNK_RELOCATE_S = 60.0  # how often a trunk named by host is looked up again when keepalive is off
 
 
-class SipCarrier:
+class SipCarrier(CarrierLookups):
     name = "sip"
 
     def __init__(
@@ -75,9 +78,11 @@ class SipCarrier:
         *,
         rng: random.Random | None = None,
         media: MediaLimits | None = None,
+        registrations: SharedRegistrations | None = None,  # other nodes' phones (cluster mode)
         dialogs: DialogStore | None = None,  # where answered legs' dialogs are kept (recovery.py)
     ) -> None:
         self.settings = settings
+        self.registrations = registrations
         self._rng = rng or random.Random()
         self.endpoint = SipEndpoint(settings.endpoint_config(), self._rng)
         self.media = MediaEngine.for_rtp(settings.rtp, media)
@@ -176,23 +181,6 @@ class SipCarrier:
         if trunk is not None and where is not None:
             self._spawn(self._locate_trunk(where, trunk.keepalive_s or TRUNK_RELOCATE_S))
 
-    async def _locate_trunk(self, where: LocateRequest, interval: float) -> None:
-        """A trunk proxy named by host: its OPTIONS keepalive goes to the servers DNS gives for it,
-        and INVITEs from their hosts are the trunk's; looked up again every interval (from the
-        cache while the records live)."""
-        while True:
-            try:
-                servers = self.resolver.cached(where)
-                if servers is None:
-                    servers = await self.resolver.locate(where, shared=False)
-            except DnsFailure as exc:
-                log.warning("sip_trunk_dns_failed", host=where.host, reason=exc.reason)
-                servers = []  # each due ping is a miss until the name resolves again
-            if self._transport is not None:
-                self.endpoint.set_trunk_servers(servers, self._transport.now)
-                self._transport.flush()  # arms the ping
-            await asyncio.sleep(interval)
-
     async def stop(self) -> None:
         if self._transport is not None:
             now = self._transport.now
@@ -211,6 +199,8 @@ class SipCarrier:
             self._transport = None
         await self.media.stop()
         self._legs.clear()
+        if self.registrations is not None:
+            await self.registrations.close()
 
     # ----------------------------------------------------------------- carrier port
     def dial(self, request: LegRequest) -> None:
@@ -235,6 +225,11 @@ class SipCarrier:
             self._overloaded(leg_id, exc)
             self._finish(leg_id, LegFailed(leg_id, LeaveReason.FAILED))  # failed, not the callee's "rejected"
             return
+        elsewhere = kind is LegKind.ENDPOINT and self.endpoint.lookup(target, self._transport.now) is None
+        if self.registrations is not None and elsewhere:  # registered through another node?
+            self._legs[leg_id].resolving = True
+            self._spawn(self._resolve_then_dial(request, target, port, None))
+            return
         where = lookup_for(target, self.settings, self.supported_transports, self._families)
         if where is None:  # an account, an IP address, or a trunk proxy given as one: no DNS
             self._send_invite(request, target, port, ())
@@ -247,19 +242,27 @@ class SipCarrier:
         self._spawn(self._resolve_then_dial(request, target, port, where))
 
     async def _resolve_then_dial(
-        self, request: LegRequest, target: str, port: int, where: LocateRequest
+        self, request: LegRequest, target: str, port: int, where: LocateRequest | None
     ) -> None:
+        """Look the target up (DNS; or, where is None, an endpoint's binding another node stored),
+        then send the INVITE."""
         leg_id = request.leg_id
+        servers: list[Destination] | tuple[()] = ()
+        stored = None
         try:
-            servers = await self.resolver.locate(where)
+            if where is not None:
+                servers = await self.resolver.locate(where)
+            elif self.registrations is not None:
+                stored = await self.registrations.lookup(target)
         except DnsFailure as exc:
+            assert where is not None
             self._dns_failed(leg_id, where, exc.reason)
             return
         leg = self._legs.get(leg_id)
         if leg is None or leg.dropped or self._transport is None:
             return  # hung up (ring timeout, API) while we looked it up: drop() already cleaned up
         leg.resolving = False
-        self._send_invite(request, target, port, servers, where)
+        self._send_invite(request, target, port, servers, where, stored)
 
     def _send_invite(
         self,
@@ -268,6 +271,7 @@ class SipCarrier:
         port: int,
         servers: list[Destination] | tuple[()],
         where: LocateRequest | None = None,
+        stored: Binding | None = None,
     ) -> None:
         leg_id = request.leg_id
         assert self._transport is not None
@@ -289,31 +293,13 @@ class SipCarrier:
                 offer_sdp=offer,
                 now=self._transport.now,
                 destinations=servers,
+                stored=stored,
             )
         except ValueError as exc:
             log.warning("sip_dial_refused", leg_id=leg_id, to=request.to, error=str(exc))
             self._finish(leg_id, LegFailed(leg_id, LeaveReason.FAILED))
             return
         self._transport.flush()
-
-    async def _look_up_redirect(self, event: sip.TargetLookupNeeded) -> None:
-        """A 3xx contact named by host (allowed by `redirects.allowed_targets`): its servers, or
-        none, go back to the endpoint, which calls them or moves on."""
-        where = lookup_for(str(event.uri), self.settings, self.supported_transports, self._families)
-        servers: list[Destination] = []
-        if where is not None:
-            try:
-                cached = self.resolver.cached(where)
-                servers = cached if cached is not None else await self.resolver.locate(where)
-            except DnsFailure as exc:
-                log.warning(
-                    "sip_dns_failed", leg_id=event.leg_id, host=where.host, reason=exc.reason, redirect=True
-                )
-        if not servers:
-            log.info("sip_redirect_unresolved", leg_id=event.leg_id, target=str(event.uri))
-        if self._transport is not None:
-            self.endpoint.resume_redirect(event.leg_id, servers, self._transport.now)
-            self._transport.flush()
 
     def _dns_failed(self, leg_id: str, where: LocateRequest, reason: str) -> None:
         self._dns_failed_dials += 1
@@ -447,6 +433,8 @@ class SipCarrier:
                 log.warning("sip_trunk_down", proxy=trunk, unanswered_keepalives=event.misses)
         elif isinstance(event, sip.Registered | sip.Unregistered):
             log.info("sip_registration", kind=type(event).__name__, username=event.username)
+            if self.registrations is not None:
+                self.registrations.record(event)  # for the other nodes
 
     async def _incoming(self, call: sip.IncomingCall) -> None:
         assert self._transport is not None

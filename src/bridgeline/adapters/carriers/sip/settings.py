@@ -58,6 +58,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from bridgeline.adapters.carriers.sip.shared_registrations import RegistrationSettings
 from bridgeline.core.identifiers import check_id
 from bridgeline.core.model import Role
 from bridgeline.media import opus
@@ -386,6 +387,7 @@ class SipSettings(_Strict):
     dns: DnsSettings = DnsSettings()
     failover: FailoverSettings = FailoverSettings()
     inbound: list[InboundRoute] = Field(default_factory=list)
+    registrations: RegistrationSettings = RegistrationSettings()  # Path, sharing (cluster mode)
 
     _srtp_off = field_validator("srtp", mode="before")(_yaml_off)
 
@@ -507,6 +509,7 @@ class SipSettings(_Strict):
             session_timers=self.session_timers.settings(),
             stream_addresses=self.stream_addresses,
             failover=FailoverPolicy(self.failover.max, self.failover.no_response_s),
+            registration=self.registrations.limits(),
         )
 
     def redirect_policy(self) -> RedirectPolicy:
