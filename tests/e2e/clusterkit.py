@@ -7,21 +7,16 @@ the store directly to prove who owns what.
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import psycopg
 import pytest
 from e2ekit import AUTH_ID, AUTH_TOKEN, Api, Phlo, ServerProcess, number, sdk_client, wait_until
-from psycopg import sql
-
-ADMIN_URL = os.environ.get("BRIDGELINE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-
+from pgkit import database_url as database_url  # the fixture, for the cluster tests
 
 LEASE_S = 3.0  # the defaults: a dead node's conferences move within lease + one scan
 
@@ -30,18 +25,6 @@ HEARTBEAT_S = 1.0
 
 
 TAKEOVER_BOUND = 15.0  # every wait for a takeover gives up after this (under a loaded machine)
-
-
-@pytest.fixture
-def database_url() -> Iterator[str]:
-    name = f"bridgeline_cluster_{secrets.token_hex(6)}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield urlsplit(ADMIN_URL)._replace(path=f"/{name}").geturl()
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 class Cluster:

@@ -5,10 +5,7 @@ Needs the local PostgreSQL server (127.0.0.1:5432, user postgres, trust auth); n
 
 from __future__ import annotations
 
-import os
-import secrets
-from collections.abc import Callable, Iterator
-from urllib.parse import urlsplit
+from collections.abc import Callable
 
 import psycopg
 import pytest
@@ -22,23 +19,10 @@ from e2e_scenarios import (
     run_walkthrough,
 )
 from e2ekit import Api, Phlo, ServerProcess, add_account, assert_plivo_error, guarded_client, sdk_client
-from psycopg import sql
+from pgkit import database_url
 
 pytestmark = pytest.mark.postgres
-
-ADMIN_URL = os.environ.get("BRIDGELINE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-@pytest.fixture
-def database_url() -> Iterator[str]:
-    name = f"bridgeline_e2e_{secrets.token_hex(6)}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield urlsplit(ADMIN_URL)._replace(path=f"/{name}").geturl()
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+__all__ = ["database_url"]  # a fixture, used by name
 
 
 def test_walkthrough_and_restart_on_postgres(

@@ -6,38 +6,23 @@ Needs the local PostgreSQL server (127.0.0.1:5432, user postgres, trust auth); n
 
 from __future__ import annotations
 
-import os
-import secrets
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import urlsplit
 
 import httpx
 import psycopg
 import pytest
 from e2ekit import Api, Phlo, ServerProcess, assert_plivo_error, number, wait_until
-from psycopg import sql
+from pgkit import database_url
 
 pytestmark = pytest.mark.postgres
+__all__ = ["database_url"]  # a fixture, used by name
 
-ADMIN_URL = os.environ.get("BRIDGELINE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 KEY = "Idempotency-Key"
 REPLAYED = "idempotent-replayed"
 CONCURRENT = 8  # requests with one key, spread over the two processes
-
-
-@pytest.fixture
-def database_url() -> Iterator[str]:
-    name = f"bridgeline_e2e_{secrets.token_hex(6)}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield urlsplit(ADMIN_URL)._replace(path=f"/{name}").geturl()
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def two_nodes(database_url: str, server_factory: Callable[..., ServerProcess]) -> tuple[Api, Api]:

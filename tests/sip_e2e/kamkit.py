@@ -6,16 +6,12 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import secrets
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
-import psycopg
-from psycopg import sql
+from pgkit import fresh_database
 from sipkit import LOOPBACK, Proc, ProcSet, SipServer, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,20 +21,11 @@ import cluster  # noqa: E402  - tools/cluster.py: the one renderer of the Kamail
 
 KAMAILIO = "/usr/sbin/kamailio"
 KAMCMD = "/usr/sbin/kamcmd"
-ADMIN_URL = os.environ.get("BRIDGELINE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-@contextlib.contextmanager
-def database() -> Iterator[str]:
+def database() -> contextlib.AbstractContextManager[str]:
     """A new PostgreSQL database's URL, dropped at the end (after the nodes using it stopped)."""
-    name = f"bridgeline_cluster_{secrets.token_hex(6)}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield urlsplit(ADMIN_URL)._replace(path=f"/{name}").geturl()
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    return fresh_database("bridgeline_cluster")
 
 
 def check_config(path: Path) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,8 @@ from urllib.parse import urlsplit
 import httpx
 import psycopg
 import pytest
-from kamkit import ADMIN_URL, REPO, cluster
+from kamkit import REPO, cluster
+from pgkit import ADMIN_URL
 from psycopg import sql
 from sipkit import Ports, ProcSet, wait_for
 
