@@ -24,11 +24,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import psycopg
@@ -38,6 +35,7 @@ from benchkit import (
     LOAD_CPU,
     Server,
     create_phlo,
+    fresh_database,
     loadavg,
     machine,
     pin_self,
@@ -46,23 +44,9 @@ from benchkit import (
     wait_connected,
     write_result,
 )
-from psycopg import sql
 
-ADMIN_URL = os.environ.get("BRIDGELINE_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 HERE = {"X-Bridgeline-Forwarded-By": "bench"}  # run where it lands (how a conference is put on a node)
 LEASE_S, HEARTBEAT_S = 3.0, 1.0
-
-
-@contextmanager
-def fresh_database() -> Iterator[str]:
-    name = f"bridgeline_bench_{secrets.token_hex(6)}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield urlsplit(ADMIN_URL)._replace(path=f"/{name}").geturl()
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def node(database_url: str, node_id: str) -> Server:

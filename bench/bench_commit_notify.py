@@ -13,20 +13,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import secrets
 import statistics
 import time
 from collections.abc import Sequence
-from urllib.parse import urlsplit
 
 import psycopg
-from psycopg import sql
+from benchkit import fresh_database
 
 from bridgeline.adapters.store import PostgresStore
 from bridgeline.adapters.store.base import Write
 from bridgeline.app.records import ConferenceRecord, ConferenceStatus, EventRecord, NewDelivery
-
-ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 class SilentStore(PostgresStore):
@@ -54,11 +50,7 @@ async def commits_per_second(store: PostgresStore, prefix: str, count: int) -> f
 
 
 async def main(commits: int, rounds: int) -> None:
-    name = f"bridgeline_bench_{secrets.token_hex(4)}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = urlsplit(ADMIN_URL)._replace(path=f"/{name}").geturl()
-    try:
+    with fresh_database() as url:
         shipped, silent = PostgresStore(url), SilentStore(url)
         await shipped.migrate()
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as listener:
@@ -70,9 +62,6 @@ async def main(commits: int, rounds: int) -> None:
                 without.append(await commits_per_second(silent, f"s{round_}", commits))
         await shipped.close()
         await silent.close()
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
     a, b = statistics.median(with_notify), statistics.median(without)
     print(f"commits/s with NOTIFY: {a:.0f}  without: {b:.0f}  ratio: {a / b:.2f} (median of {rounds} rounds)")
 

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import platform
+import secrets
 import shutil
 import signal
 import socket
@@ -22,8 +23,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
+import psycopg
+from psycopg import sql
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -383,6 +387,25 @@ def timed(label: str) -> Iterator[None]:
     start = time.monotonic()
     yield
     print(f"[{label}: {time.monotonic() - start:.1f} s]", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+POSTGRES_ADMIN_URL = os.environ.get(
+    "BRIDGELINE_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+@contextlib.contextmanager
+def fresh_database(prefix: str = "bridgeline_bench") -> Iterator[str]:
+    """A new database on this machine's PostgreSQL; its URL, dropped (WITH FORCE) at the end."""
+    name = f"{prefix}_{secrets.token_hex(6)}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield urlsplit(POSTGRES_ADMIN_URL)._replace(path=f"/{name}").geturl()
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 # --------------------------------------------------------------------------- load generator, profiler
