@@ -160,9 +160,12 @@ class SipCarrier(CarrierLookups):
         self.refers.bind(handler)
 
     def fence(self, fenced: Callable[[], bool]) -> None:
-        """Send no RTP and no SIP while `fenced()` (the node's lease does not hold: docs/cluster.md)."""
+        """Send no RTP and no SIP, and write no saved dialog, while `fenced()` (the node's lease does
+        not hold: docs/cluster.md)."""
         self._fenced = fenced
         self.media.fence(fenced)
+        if self.recovery.keeper is not None:
+            self.recovery.keeper.fenced = fenced
         if self._transport is not None:
             self._transport.fenced = fenced
 
