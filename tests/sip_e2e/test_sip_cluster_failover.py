@@ -7,24 +7,22 @@ capture of its SIP and RTP ports) and commit nothing for it (by the store)."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from clusterkit import Cluster, database_url
-from e2ekit import AUTH_ID, AUTH_TOKEN, Api, Phlo, sdk_client
+from e2ekit import Phlo
 from sipaudio import assert_hears
-from sipkit import Baresip, Ports, ProcSet, SipServer, wait_for
+from sipcluster import TAKEN_OVER_S, dialogs, drive_through, recovered_by, sip_nodes
+from sipkit import Baresip, Ports, SipServer, wait_for
 from siplab import ALL_TONES, CUSTOMER_HOLD, TONE_A, TONE_B, TONE_C, Lab, Tones
 
 pytestmark = pytest.mark.postgres
 __all__ = ["database_url"]  # a fixture, used by name
-TAKEN_OVER_S = 20.0  # from the signal to both legs recovered at a: lease, scan, two re-INVITEs (loaded CI)
 
 
 def others(*heard: int) -> list[int]:
@@ -33,28 +31,8 @@ def others(*heard: int) -> list[int]:
 
 @pytest.fixture
 def nodes(tmp_path: Path, ports: Ports, database_url: str) -> Iterator[dict[str, SipServer]]:
-    started: dict[str, SipServer] = {}
-    procs: list[ProcSet] = []
-    try:
-        for node_id in (
-            "b",
-            "a",
-        ):  # b first: the run placed from b stays there (a tie goes to the local node)
-            env = {"DATABASE_URL": database_url, "BRIDGELINE_NODE_ID": node_id}
-            procs.append(ProcSet(tmp_path / node_id / "logs"))  # a log of its own: stderr() is this node's
-            server = SipServer(tmp_path / node_id, ports, procs[-1], {}, auth=(AUTH_ID, AUTH_TOKEN), env=env)
-            server.start()
-            started[node_id] = server
+    with sip_nodes(tmp_path, ports, database_url, ("b", "a")) as started:  # b's run stays at b
         yield started
-    finally:
-        for server in started.values():
-            if server.proc is not None and server.proc.running:
-                os.killpg(server.proc.pid, signal.SIGCONT)  # a paused one must be able to stop
-                server.stop()
-            for client in server.clients:  # a killed node's API clients (stop() closes a live one's)
-                client.close()
-        leaked = [name for node_procs in procs for name in node_procs.stop_all()]
-        assert not leaked, f"processes left behind: {leaked}"
 
 
 @pytest.fixture
@@ -75,27 +53,6 @@ def talking(lab: Lab, agent: Baresip, customer: Baresip) -> tuple[Phlo, str]:
     view = lab.connected(phlo, customer.uri, hears=[agent.uri])
     lab.connected(phlo, agent.uri, hears=[customer.uri])
     return phlo, str(view["mpc_uuid"])
-
-
-def drive_through(lab: Lab, node: SipServer, phlo: Phlo) -> Phlo:
-    """From now on the API, the SDK and what `lab.heard` reads are node's (the old owner's are gone)."""
-    lab.sdk.session.close()
-    lab.server, lab.api, lab.sdk = node, Api(node), sdk_client(node.url)  # type: ignore[arg-type]
-    return Phlo(lab.api, phlo.phlo_id, phlo.node_id)
-
-
-def recovered_by(node: SipServer, legs: int = 2) -> None:
-    wait_for(
-        lambda: node.metrics().get("bridgeline_sip_recoveries_succeeded_total") == legs,
-        TAKEN_OVER_S,
-        f"{legs} legs recovered by node {node.env['BRIDGELINE_NODE_ID']}",
-    )
-
-
-def dialogs(store: Cluster, mpc_uuid: str) -> dict[str, dict[str, Any]]:
-    """The conference's saved SIP dialogs, by leg id."""
-    rows = store.query("SELECT leg_id, dialog FROM sip_dialogs WHERE conference_id = %s", mpc_uuid)
-    return {leg_id: json.loads(dialog) for leg_id, dialog in rows}
 
 
 def test_a_killed_nodes_sip_calls_go_on_at_the_node_that_takes_them(
