@@ -53,6 +53,16 @@ def sip_nodes(
         assert not leaked, f"processes left behind: {leaked}"
 
 
+def drain(node: SipServer) -> None:
+    """SIGTERM to the node's own process, not to its `timeout` wrapper: `timeout -k 2` SIGKILLs the
+    command 2 s after passing any signal on, and a drain (hand-offs, a heartbeat to let balancers
+    see /ready answer 503) may take longer on a loaded machine. The node's exit is the wrapper's."""
+    assert node.proc is not None
+    wrapper = node.proc.pid
+    (child,) = Path(f"/proc/{wrapper}/task/{wrapper}/children").read_text().split()
+    os.kill(int(child), signal.SIGTERM)
+
+
 def drive_through(lab: Lab, node: SipServer, phlo: Phlo) -> Phlo:
     """From now on the API, the SDK and what `lab.heard` reads are node's (the old owner's are gone)."""
     lab.sdk.session.close()

@@ -17,7 +17,7 @@ import pytest
 from clusterkit import Cluster, database_url
 from e2ekit import Phlo
 from sipaudio import assert_hears
-from sipcluster import TAKEN_OVER_S, dialogs, drive_through, recovered_by, sip_nodes
+from sipcluster import TAKEN_OVER_S, dialogs, drain, drive_through, recovered_by, sip_nodes
 from sipkit import Baresip, Ports, SipServer, wait_for
 from siplab import ALL_TONES, CUSTOMER_HOLD, TONE_A, TONE_B, TONE_C, Lab, Tones
 
@@ -199,7 +199,7 @@ def test_a_drained_nodes_sip_calls_move_with_a_reinvite_and_it_exits_cleanly(
         phlo, mpc_uuid = talking(lab, agent, customer)
         before = lab.listen()
 
-        os.kill(b.proc.pid, signal.SIGTERM)  # `timeout` passes it on: drain, hand the call over, exit
+        drain(b)  # SIGTERM: hand the call over, then exit
         assert b.proc.wait(timeout=TAKEN_OVER_S) == 0, b.stderr()[-4000:]
         assert "conference_handed_off" in b.stderr() and "lease_lost" not in b.stderr()
         recovered_by(a)
