@@ -22,6 +22,7 @@ from corekit import (
 )
 
 from bridgeline.core.audio import Listening
+from bridgeline.core.model import MAIN_ROOM
 from bridgeline.core.commands import (
     AbortTransfer,
     Call,
@@ -138,11 +139,14 @@ def test_who_hears_whom(steps: list[Step], expected: dict[str, Listening]) -> No
         step(h)
     plan = h.plan()
     assert plan == expected
+    # The conference recording hears the main room's talkers (core/recording.py).
+    talkers = tuple(m.leg_id for m in h.conf.members.values() if m.talking and m.room == MAIN_ROOM)
     assert h.routing == SetAudio(
         tuple(
             LegAudio(h.leg(a), tuple(h.leg(x) for x in listening.hears), listening.music)
             for a, listening in plan.items()
-        )
+        ),
+        talkers,
     )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from bridgeline.core import transfers
 from bridgeline.core.effects import DialLeg, DropLeg, Effect, Publish
 from bridgeline.core.errors import ActionRefused
+from bridgeline.core.recording import Recording
 from bridgeline.core.model import (
     ConferenceRules,
     Event,
@@ -42,6 +43,9 @@ class Floor:
         self.next_seq = 1
         self.leg_counter = 0
         self.transfer_counter = 0
+        self.recordings: list[Recording] = []  # core/recording.py
+        self.recording_counter = 0
+        self.auto_recorded: set[str] = set()  # recordings auto-started once ("" = the conference's)
         self.effects: list[Effect] = []  # what the current input has produced so far
 
     # ----------------------------------------------------------------- queries
