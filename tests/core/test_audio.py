@@ -22,7 +22,6 @@ from corekit import (
 )
 
 from bridgeline.core.audio import Listening
-from bridgeline.core.model import MAIN_ROOM
 from bridgeline.core.commands import (
     AbortTransfer,
     Call,
@@ -35,6 +34,7 @@ from bridgeline.core.commands import (
     WarmTransfer,
 )
 from bridgeline.core.effects import LegAudio, SetAudio
+from bridgeline.core.model import MAIN_ROOM
 
 Step = Callable[[Harness], object]
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bridgeline.core.effects import LegAudio, SetAudio
-from bridgeline.core.recording import recorded_legs
 from bridgeline.core.model import MAIN_ROOM, Member, MemberStatus, Music, TransferKind
+from bridgeline.core.recording import recorded_legs
 
 if TYPE_CHECKING:
     from bridgeline.core.conference import Conference

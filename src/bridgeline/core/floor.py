@@ -17,7 +17,6 @@ from typing import Any
 from bridgeline.core import transfers
 from bridgeline.core.effects import DialLeg, DropLeg, Effect, Publish
 from bridgeline.core.errors import ActionRefused
-from bridgeline.core.recording import Recording
 from bridgeline.core.model import (
     ConferenceRules,
     Event,
@@ -29,6 +28,7 @@ from bridgeline.core.model import (
     Role,
     Transfer,
 )
+from bridgeline.core.recording import Recording
 
 
 class Floor:
