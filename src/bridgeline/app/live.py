@@ -58,6 +58,10 @@ def rules_for(settings: NodeSettings) -> ConferenceRules:
         max_duration=float(settings.max_duration),
         ring_timeout=float(settings.ring_timeout),
         voicemail_configured=settings.voicemail_message is not None,
+        record=settings.record,
+        record_participant_track=settings.record_participant_track,
+        record_file_format=settings.record_file_format,
+        record_min_member_count=settings.record_min_member_count,
     )
 
 

@@ -25,6 +25,9 @@ from bridgeline.app.records import (
     NodeLoad,
     NodeRecord,
     PhloRecord,
+    RecordingEnd,
+    RecordingQuery,
+    RecordingRow,
     RunEnd,
     RunRecord,
     StoredAnswer,
@@ -244,6 +247,30 @@ class ClusterDirectory(Protocol):
 
 
 @runtime_checkable
+class RecordingStore(Protocol):
+    """Recording rows (issue #13): written by the recording manager, read by the recordings API."""
+
+    async def add_recording(self, row: RecordingRow) -> None: ...
+    async def finish_recording(self, end: RecordingEnd) -> bool:
+        """Finish a row still 'recording'; False if it was already finished (or is unknown)."""
+        ...
+
+    async def unfinished_recordings(self, node_id: str) -> list[RecordingRow]:
+        """Rows left 'recording' (by a crash) of conferences this node recorded."""
+        ...
+
+    async def get_recording(self, auth_id: str, recording_id: str) -> RecordingRow | None:
+        """The account's own recording only: another account's is None."""
+        ...
+
+    async def list_recordings(self, query: RecordingQuery) -> tuple[list[RecordingRow], int]:
+        """A page and the total count matching the filters."""
+        ...
+
+    async def delete_recording(self, auth_id: str, recording_id: str) -> bool: ...
+
+
+@runtime_checkable
 class Store(
     StoreLifecycle,
     AccountStore,
@@ -256,6 +283,7 @@ class Store(
     NodeLeases,
     ClusterDirectory,
     IdempotencyStore,
+    RecordingStore,
     Protocol,
 ):
     """Every part at once: what a store adapter provides and `main.py` wires; no consumer takes it."""
