@@ -78,6 +78,7 @@ class ControlRecording:
     action: RecordingAction
     leg_id: str | None = None
     file_format: str = "wav"
+    member: str | None = None  # a participant track's member address
 
 
 @dataclass(frozen=True, slots=True)

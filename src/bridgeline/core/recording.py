@@ -159,7 +159,13 @@ def start(floor: Floor, member: Member | None, file_format: RecordFormat, now: f
     floor.recordings.append(recording)
     floor.auto_recorded.add(CONFERENCE_MARK if member is None else member.address)
     floor.effects.append(
-        ControlRecording(recording.recording_id, RecordingAction.START, recording.leg_id, file_format.value)
+        ControlRecording(
+            recording.recording_id,
+            RecordingAction.START,
+            recording.leg_id,
+            file_format.value,
+            recording.member,
+        )
     )
     _emit(floor, recording, "initiated", now)
     return recording

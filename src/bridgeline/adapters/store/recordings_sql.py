@@ -44,7 +44,8 @@ DELETE_ONE = "DELETE FROM recordings WHERE auth_id = ? AND recording_id = ?"
 
 
 def _filters(query: RecordingQuery) -> tuple[str, list[object]]:
-    clauses, params = ["auth_id = ?"], [query.auth_id]
+    clauses: list[str] = ["auth_id = ?"]
+    params: list[object] = [query.auth_id]
     if query.conference_id is not None:
         clauses.append("conference_id = ?")
         params.append(query.conference_id)
@@ -66,7 +67,7 @@ def _row(row: Row) -> RecordingRow:
     for key in ("duration_ms", "size_bytes"):
         if values[key] is not None:
             values[key] = int(values[key])
-    return RecordingRow(**values)  # type: ignore[arg-type]
+    return RecordingRow(**values)
 
 
 class RecordingRows:
