@@ -1,0 +1,46 @@
+"""Recording files: written off the tick and the loop, repaired after a crash, stored locally or in S3.
+
+The conference engine's recording (rec-core) feeds PCM to `RecordingWriters`; finished files go to a
+`RecordingStorage`. docs/architecture.md, "Recording storage", has the map.
+"""
+
+from .files import (
+    PART_SUFFIX,
+    InvalidRecordingId,
+    RecordingFileInfo,
+    RecordingFormat,
+    check_id,
+    failure_reason,
+    find_unfinished,
+    format_of,
+    part_path,
+    recording_path,
+    recordings_root,
+)
+from .mp3 import repair_mp3
+from .recover import finalize_unfinished
+from .wav import NotARecording, repair_wav
+from .writers import QUEUE_FULL, TOO_LONG, OnFinished, RecordingWriters, WriterSettings
+
+__all__ = [
+    "PART_SUFFIX",
+    "QUEUE_FULL",
+    "TOO_LONG",
+    "InvalidRecordingId",
+    "NotARecording",
+    "OnFinished",
+    "RecordingFileInfo",
+    "RecordingFormat",
+    "RecordingWriters",
+    "WriterSettings",
+    "check_id",
+    "failure_reason",
+    "finalize_unfinished",
+    "find_unfinished",
+    "format_of",
+    "part_path",
+    "recording_path",
+    "recordings_root",
+    "repair_mp3",
+    "repair_wav",
+]
