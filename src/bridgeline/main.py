@@ -31,6 +31,8 @@ from bridgeline.adapters.http.forwarding import Forwarder
 from bridgeline.adapters.http.idempotency import IdempotentRequests, RetrySettings
 from bridgeline.adapters.http.metrics import Metrics, Source
 from bridgeline.adapters.http.server import HttpLimits, guarded_protocol
+from bridgeline.adapters.recordings.engine_files import WriterFiles
+from bridgeline.adapters.recordings.writers import WriterSettings
 from bridgeline.adapters.store import PostgresStore, SqlStore, open_store
 from bridgeline.adapters.store.notifications import PostgresListener
 from bridgeline.adapters.webhooks.dispatcher import WebhookDispatcher
@@ -38,6 +40,7 @@ from bridgeline.app.cluster import ClusterNode, ClusterSettings
 from bridgeline.app.inbound import start_inbound_run
 from bridgeline.app.phlos import PhloCache
 from bridgeline.app.ports import Carrier, ClusterDirectory, RetentionStore, Store
+from bridgeline.app.recordings import RecordingManager
 from bridgeline.app.records import Account
 from bridgeline.app.retention import DAY, Pruner
 from bridgeline.app.runs import RunService
@@ -75,6 +78,8 @@ class Bridgeline:
     node: ClusterNode
     forward_client: httpx.AsyncClient  # node to node (internal URLs from the store, not the egress policy)
     cluster_feed: ClusterFeed | None = None
+    recordings: RecordingManager | None = None
+    recording_files: WriterFiles | None = None
 
     stopped: bool = False
 
@@ -89,10 +94,19 @@ class Bridgeline:
         await self.dispatcher.stop()
         await self.conferences.shutdown()
         await self.carrier.stop()
+        await self.stop_recordings()
         await self.node.leave()  # what this node still owns is claimable by the others at once
         await self.http_client.aclose()
         await self.forward_client.aclose()
         await self.store.close()
+
+    async def stop_recordings(self) -> None:
+        """Flush and close every open recording file; their rows and Completed events are committed."""
+        if self.recording_files is None or self.recordings is None:
+            return
+        await asyncio.to_thread(self.recording_files.stop)
+        await asyncio.sleep(0)  # the writers' answers, queued on the loop, spawn their finishes
+        await self.recordings.stop()
 
 
 @dataclass
@@ -232,7 +246,11 @@ async def build(settings: Settings) -> Bridgeline:
     # its phones' registrations.
     carrier = make_carrier(settings, phone_book=store, dialogs=store, registrations=store)
     # Commits are fenced as this node's current epoch (the node registers in start(), before any input).
-    conferences = ConferenceService(store, carrier, owner=lambda: node.owner())
+    conferences = ConferenceService(store, carrier, owner=lambda: node.owner(), public_url=settings.node_url)
+    recording_files = WriterFiles(settings.recordings_directory, WriterSettings.from_settings(settings))
+    recordings = RecordingManager(
+        store, store, recording_files, carrier, conferences, recorder_node=settings.node_id
+    )
     node = ClusterNode(store, store, conferences, cluster_settings(settings, carrier))
     fence_carrier(carrier, node)
     runs = RunService(store, store, conferences)
@@ -267,6 +285,7 @@ async def build(settings: Settings) -> Bridgeline:
     await carrier.start()
     # Register with a new epoch and claim back what was live (this node's earlier life, or nobody's).
     restored = await node.start()
+    await recordings.recover()  # files a crash left open: repaired, their Completed/Failed committed
     # Runs a crash left running though their conference ended (a minute's grace for other processes).
     await runs.reconcile(started_before=time.time() - 60.0)
     dispatcher.start()
@@ -322,6 +341,9 @@ async def build(settings: Settings) -> Bridgeline:
         metrics=metrics,
         ready=lambda: node.ready,
         forwarder=forwarder,
+        recordings=store,
+        recording_files=recording_files,
+        public_url=settings.node_url,
     )
     api = BridgelineApi(ctx)
     log.info(
@@ -341,6 +363,8 @@ async def build(settings: Settings) -> Bridgeline:
         node,
         forwarder.client,
         feed,
+        recordings,
+        recording_files,
     )
 
 

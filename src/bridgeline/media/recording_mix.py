@@ -1,24 +1,29 @@
 """What a recording hears, for carriers with synthetic voices (the sim carrier's virtual phones).
 
 Pure: frame numbers in, 8 kHz int16 PCM out. Each virtual phone "says" a steady tone of its own
-(`phone_tone_hz`, derived from its address), so a recording's spectrum shows who was heard. Frame n
-of a tone is the same whoever asks, so a recording that starts late, or is paused, stays in phase
-with the phone.
+(`phone_tone_hz`, derived from its address), so a recording's spectrum shows who was heard.
+
+Plain Python (no numpy): a sim server starts without loading numpy (tests/app/test_startup_imports).
+Every tone is a multiple of 100 Hz, so it repeats every 80 samples and each 20 ms frame (160 samples)
+of it is the same: one frame per tone is computed once, and a recording stays in phase with the phone
+whenever it starts or pauses.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
+import sys
+from array import array
 from collections.abc import Iterable
+from functools import cache
 from typing import Final
-
-import numpy as np
-from numpy.typing import NDArray
 
 SAMPLE_RATE: Final = 8000
 FRAME_SAMPLES: Final = 160  # 20 ms
-TONE_AMPLITUDE: Final = 6000  # a phone's tone peak: several summed stay far from clipping
-_TONE_STEPS: Final = 24  # 400, 500, ..., 2700 Hz: inside G.711's band, a bin apart in a 1 s FFT
+TONE_AMPLITUDE: Final = 6000  # a phone's tone peak: five summed stay below int16's limit
+_TONE_STEPS: Final = 24  # 400, 500, ..., 2700 Hz: inside G.711's band
+_SILENCE: Final = bytes(2 * FRAME_SAMPLES)
 
 
 def phone_tone_hz(address: str) -> int:
@@ -27,15 +32,25 @@ def phone_tone_hz(address: str) -> int:
     return 400 + 100 * (int.from_bytes(digest[:4], "big") % _TONE_STEPS)
 
 
-def tone_frame(hz: int, n: int) -> NDArray[np.int16]:
-    """Frame n (20 ms) of a steady tone."""
-    t = (np.arange(FRAME_SAMPLES) + n * FRAME_SAMPLES) / SAMPLE_RATE
-    return (TONE_AMPLITUDE * np.sin(2 * np.pi * hz * t)).astype(np.int16)
+@cache
+def tone_frame(hz: int) -> tuple[int, ...]:
+    """Every 20 ms frame of a tone whose frequency is a multiple of 100 Hz (checked)."""
+    if hz % 100 or hz <= 0:
+        raise ValueError("a phone's tone is a positive multiple of 100 Hz")
+    return tuple(
+        round(TONE_AMPLITUDE * math.sin(2 * math.pi * hz * i / SAMPLE_RATE)) for i in range(FRAME_SAMPLES)
+    )
 
 
-def mix_tones(tones: Iterable[int], n: int) -> bytes:
-    """Frame n of the given tones summed (clipped to int16), as little-endian PCM; silence for none."""
-    total = np.zeros(FRAME_SAMPLES, dtype=np.int32)
-    for hz in tones:
-        total += tone_frame(hz, n)
-    return np.clip(total, -32768, 32767).astype("<i2").tobytes()
+def mix_tones(tones: Iterable[int]) -> bytes:
+    """One 20 ms frame of the given tones summed (clipped to int16), little-endian PCM; silence for none."""
+    frames = [tone_frame(hz) for hz in tones]
+    if not frames:
+        return _SILENCE
+    if len(frames) == 1:
+        samples = array("h", frames[0])
+    else:
+        samples = array("h", (max(-32768, min(32767, sum(column))) for column in zip(*frames, strict=True)))
+    if sys.byteorder != "little":
+        samples.byteswap()
+    return samples.tobytes()

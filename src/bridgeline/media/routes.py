@@ -31,6 +31,7 @@ from bridgeline.media.jitter import FRAME_SAMPLES, Frame, decode_frame
 from bridgeline.media.leg import Leg
 from bridgeline.media.mixer import Mixer
 from bridgeline.media.player import SharedSource
+from bridgeline.media.resample import Downsampler
 
 if TYPE_CHECKING:  # layout.py imports ConferenceMix from here
     from bridgeline.media.layout import Batch, TickLayout
@@ -38,6 +39,7 @@ if TYPE_CHECKING:  # layout.py imports ConferenceMix from here
 __all__ = ["ConferenceMix", "run_tick"]
 
 _MUSIC_KEY: Final = "\x00music:"  # mixer keys for music; leg ids never start with NUL
+_TAP_KEY: Final = "\x00tap:"  # mixer listener keys of recording taps
 _SILENT_FRAME = np.zeros(160, dtype=np.int16)
 _SILENT_WIDE = np.zeros(g722.FRAME_SAMPLES, dtype=np.int16)
 _SILENT_CODES: Final = {pt: g711.encode_array(pt, _SILENT_FRAME).tobytes() for pt in (g711.PCMU, g711.PCMA)}
@@ -61,6 +63,11 @@ class ConferenceMix:
         # conferences of the same size in one batch, not by its own mixer.
         self.plain = False
         self.wideband = False  # mixed at 16 kHz: some leg speaks G.722 or Opus
+        # Recording taps: recording id -> the legs it hears. A conference with a tap is always mixed
+        # by its own mixer, the tap being one more listener row (8 kHz PCM out, per tick).
+        self.taps: dict[str, tuple[str, ...]] = {}
+        self.tap_rows: list[tuple[str, int]] = []  # recording id, mixer output row
+        self._tap_down: dict[str, Downsampler] = {}  # a wideband conference's taps, to 8 kHz
 
     def configure(
         self, legs: tuple[LegAudio, ...], music: Mapping[Music, SharedSource], wideband: bool = False
@@ -80,13 +87,18 @@ class ConferenceMix:
                 sources[key] = source
                 heard.add(key)
             routes[la.leg_id] = heard
+        for recording_id, heard_legs in self.taps.items():
+            routes[_TAP_KEY + recording_id] = set(heard_legs) & members
         self.plain = (
-            not wideband
+            not self.taps
+            and not wideband
             and not sources
             and len(routes) > 2
             and all(len(h) == len(routes) - 1 for h in routes.values())
         )
-        if self.plain or (not wideband and all(len(heard) <= 1 for heard in routes.values())):
+        if self.plain or (
+            not wideband and not self.taps and all(len(heard) <= 1 for heard in routes.values())
+        ):
             self.direct = (
                 None
                 if self.plain
@@ -96,7 +108,7 @@ class ConferenceMix:
                 ]
             )
             self.leg_rows = [(la.leg_id, -1) for la in legs]
-            self.music_rows, self.outputs = [], []
+            self.music_rows, self.outputs, self.tap_rows = [], [], []
             self.mixer.configure((), {})  # drop the previous routing's buffers
             return
         self.direct = None
@@ -106,19 +118,38 @@ class ConferenceMix:
         self.leg_rows = [(la.leg_id, mixer.source_row[la.leg_id]) for la in legs]
         self.music_rows = [(src, mixer.source_row[key]) for key, src in sources.items()]
         self.outputs = [(la.leg_id, mixer.output_row.get(la.leg_id)) for la in legs]
+        # A tap that hears nobody has no output row: it records silence.
+        self.tap_rows = [(rid, mixer.output_row.get(_TAP_KEY + rid, -1)) for rid in self.taps]
+        self._tap_down = (
+            {rid: self._tap_down.get(rid) or Downsampler() for rid in self.taps} if wideband else {}
+        )
+
+    def record(self, out: NDArray[np.int16], recorded: list[tuple[str, bytes]]) -> None:
+        """Append each tap's 20 ms (8 kHz int16 PCM) from this tick's mix `out`."""
+        for recording_id, row in self.tap_rows:
+            if row < 0:
+                recorded.append((recording_id, _SILENT_FRAME.tobytes()))
+            elif self.wideband:
+                recorded.append((recording_id, self._tap_down[recording_id].process(out[row]).tobytes()))
+            else:
+                recorded.append((recording_id, out[row].tobytes()))
 
 
-def run_tick(layout: TickLayout, legs: dict[str, Leg], n: int) -> list[Leg]:
-    """Queue tick n for every leg; return the legs whose message ended with this tick."""
+def run_tick(
+    layout: TickLayout, legs: dict[str, Leg], n: int, recorded: list[tuple[str, bytes]] | None = None
+) -> list[Leg]:
+    """Queue tick n for every leg; return the legs whose message ended with this tick. `recorded`
+    receives the recording taps' frames (conferences with taps are mixed ones)."""
     finished: list[Leg] = []
+    recorded = [] if recorded is None else recorded
     _tick_direct(layout, n, finished)
     for batch in layout.batches:
         _tick_batch(batch, finished)
     for conf in layout.mixed.values():
         if conf.wideband:
-            _tick_wideband(conf, legs, n, finished)
+            _tick_wideband(conf, legs, n, finished, recorded)
         else:
-            _tick_mixed(conf, legs, n, finished)
+            _tick_mixed(conf, legs, n, finished, recorded)
     for leg in layout.loose.values():
         if leg.connected:
             leg.jitter.pop_frame()  # keep its playout clock running; nobody hears it
@@ -209,7 +240,9 @@ def _write_rows(inputs: NDArray[np.int16], rows: list[tuple[int, Frame | None]])
         inputs[rows_of] = g711.decode(pt, b"".join(chunks)).reshape(len(rows_of), FRAME_SAMPLES)
 
 
-def _tick_mixed(conf: ConferenceMix, legs: dict[str, Leg], n: int, finished: list[Leg]) -> None:
+def _tick_mixed(
+    conf: ConferenceMix, legs: dict[str, Leg], n: int, finished: list[Leg], recorded: list[tuple[str, bytes]]
+) -> None:
     inputs = conf.mixer.inputs
     frames: list[tuple[int, Frame | None]] = []
     for leg_id, row in conf.leg_rows:
@@ -219,6 +252,8 @@ def _tick_mixed(conf: ConferenceMix, legs: dict[str, Leg], n: int, finished: lis
     for source, row in conf.music_rows:
         inputs[row] = source.frame_at(n)  # shared: advances once per tick runtime-wide
     out = conf.mixer.mix_inputs()
+    if conf.tap_rows:
+        conf.record(out, recorded)
     encoded: dict[int, NDArray[np.uint8]] = {}  # the whole output matrix, once per codec
     for leg_id, out_row in conf.outputs:
         leg = legs.get(leg_id)
@@ -236,7 +271,9 @@ def _tick_mixed(conf: ConferenceMix, legs: dict[str, Leg], n: int, finished: lis
             leg.send_tick(codes[out_row].tobytes())
 
 
-def _tick_wideband(conf: ConferenceMix, legs: dict[str, Leg], n: int, finished: list[Leg]) -> None:
+def _tick_wideband(
+    conf: ConferenceMix, legs: dict[str, Leg], n: int, finished: list[Leg], recorded: list[tuple[str, bytes]]
+) -> None:
     """_tick_mixed at 16 kHz: every input widened (G.722 and Opus decoded, G.711 and music
     upsampled), every output encoded by its listener's own codec state (G.722 and Opus are
     stateful; G.711 is filtered down)."""
@@ -251,6 +288,8 @@ def _tick_wideband(conf: ConferenceMix, legs: dict[str, Leg], n: int, finished: 
     for source, row in conf.music_rows:
         inputs[row] = source.wide_frame_at(n)  # shared: upsampled once per tick runtime-wide
     out = conf.mixer.mix_inputs()
+    if conf.tap_rows:
+        conf.record(out, recorded)
     for leg_id, out_row in conf.outputs:
         leg = legs.get(leg_id)
         if leg is None:

@@ -227,8 +227,9 @@ class SimCarrier:
         now = self._frame_now(asyncio.get_running_loop().time())
         for recording_id, tap in list(self._taps.items()):
             tones = self._tones_of(tap)
-            for n in range(tap.next_frame, now):
-                tap.sink(recording_id, mix_tones(tones, n))
+            frame = mix_tones(tones)  # every frame of a steady tone is the same
+            for _ in range(tap.next_frame, now):
+                tap.sink(recording_id, frame)
             tap.next_frame = max(tap.next_frame, now)
 
     def _tones_of(self, tap: SimTap) -> list[int]:
