@@ -12,6 +12,7 @@ from recordkit import Finished, decode, frames, peak_hz, tone
 
 from bridgeline.adapters.recordings import (
     QUEUE_FULL,
+    TOO_LONG,
     RecordingFormat,
     RecordingWriters,
     WriterSettings,
@@ -205,3 +206,18 @@ def test_an_id_in_use_is_refused(tmp_path: Path) -> None:
 def test_writer_settings_are_checked(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         WriterSettings(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_wav_that_would_pass_the_riff_size_limit_fails_and_keeps_what_fits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The real limit is 4 GiB (the RIFF size field is 32 bits): lowered so the test writes 1 kB, not 4 GB.
+    monkeypatch.setattr("bridgeline.adapters.recordings.wav.MAX_DATA_BYTES", 1000)
+    finished = Finished()
+    writers = RecordingWriters(finished)
+    record(writers, "long", tmp_path / "long.wav", RecordingFormat.WAV, tone(400, 0.2))  # 3,200 bytes
+    info, error = finished.wait("long")
+    writers.stop()
+    assert (info, error) == (None, TOO_LONG)
+    with wave.open(str(tmp_path / "long.wav")) as reader:
+        assert reader.getnframes() * 2 <= 1000

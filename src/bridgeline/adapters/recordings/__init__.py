@@ -18,7 +18,17 @@ from .files import (
     recordings_root,
 )
 from .mp3 import repair_mp3
+from .ranges import ByteRange, RangeNotSatisfiable, parse_range
 from .recover import finalize_unfinished
+from .s3 import S3Settings, S3Storage
+from .storage import (
+    LocalStorage,
+    RecordingNotFound,
+    RecordingStorage,
+    RecordingStorageError,
+    StoredRecording,
+    prune_recordings,
+)
 from .wav import NotARecording, repair_wav
 from .writers import QUEUE_FULL, TOO_LONG, OnFinished, RecordingWriters, WriterSettings
 
@@ -26,19 +36,30 @@ __all__ = [
     "PART_SUFFIX",
     "QUEUE_FULL",
     "TOO_LONG",
+    "ByteRange",
     "InvalidRecordingId",
+    "LocalStorage",
     "NotARecording",
     "OnFinished",
+    "RangeNotSatisfiable",
     "RecordingFileInfo",
     "RecordingFormat",
+    "RecordingNotFound",
+    "RecordingStorage",
+    "RecordingStorageError",
     "RecordingWriters",
+    "S3Settings",
+    "S3Storage",
+    "StoredRecording",
     "WriterSettings",
     "check_id",
     "failure_reason",
     "finalize_unfinished",
     "find_unfinished",
     "format_of",
+    "parse_range",
     "part_path",
+    "prune_recordings",
     "recording_path",
     "recordings_root",
     "repair_mp3",
