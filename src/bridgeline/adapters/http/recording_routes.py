@@ -17,6 +17,7 @@ from bridgeline.adapters.http.context import ApiRequest, AppContext, checked_add
 from bridgeline.adapters.http.errors import ApiError, invalid, new_api_id, ok
 from bridgeline.adapters.http.schemas import MemberRecordingBody, RecordingActionBody
 from bridgeline.adapters.recordings.ranges import RangeNotSatisfiable, parse_range
+from bridgeline.adapters.recordings.storage import RecordingStorageError
 from bridgeline.app.live import recording_urls
 from bridgeline.app.ports import RecordingStore
 from bridgeline.app.records import RecordingQuery, RecordingRow, RecordingStatus
@@ -169,7 +170,7 @@ async def download_recording(ctx: AppContext, api: ApiRequest) -> Response:
         raise ApiError(404, f"recording {row.recording_id} has no file to download (state: {row.state})")
     try:
         total = await files.size(row.location)
-    except (OSError, ValueError):
+    except (RecordingStorageError, ValueError):
         raise ApiError(404, f"the file of recording {row.recording_id} is gone") from None
     headers = {"Accept-Ranges": "bytes"}
     try:
@@ -196,4 +197,4 @@ async def delete_recording(ctx: AppContext, api: ApiRequest) -> Response:
     if row.location is not None and ctx.recording_files is not None:
         await ctx.recording_files.delete(row.location)
     await _store(ctx).delete_recording(api.auth_id, row.recording_id)
-    return Response(status_code=204)
+    return ok({"recording_id": row.recording_id, "message": "recording deleted"})

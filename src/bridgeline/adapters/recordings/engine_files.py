@@ -1,14 +1,17 @@
-"""The app's `RecordingFiles` port (app/ports.py) over `RecordingWriters`, with files in the data directory.
+"""The app's `RecordingFiles` port (app/ports.py) over `RecordingWriters` and a `RecordingStorage`.
 
-The conference engine records 8 kHz mono (what every leg's audio is mixed down to); files live at
-`<data-dir>/recordings/<account>/<recording id>.<wav|mp3>` and a location is that path relative to
-the recordings directory, so a stored row never names a path outside it. The writers' answer comes on
-their thread and is passed on as it is (the recording manager hops to the loop).
+The conference engine records 8 kHz mono (what every leg's audio is mixed down to). Files are written
+at `<data-dir>/recordings/<account>/<recording id>.<wav|mp3>`; once the writer has closed one, the
+storage keeps it (the local one leaves it there, S3 uploads it) and gives its location. The writer
+answers on its thread; the storage's save runs on the event loop (`bind` is called there), and only
+then is the recording manager told: a storage that fails makes the recording Failed with its reason,
+and the local file stays.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,10 +19,10 @@ from bridgeline.app.ports import FileFinished, RecordedFile
 
 from .files import InvalidRecordingId, RecordingFileInfo, RecordingFormat, part_path, recording_path
 from .recover import finalize_unfinished
+from .storage import RecordingStorage, RecordingStorageError
 from .wav import NotARecording, repair_wav
 from .writers import RecordingWriters, WriterSettings
 
-CHUNK_BYTES = 64 * 1024
 SAMPLE_RATE = 8000
 CHANNELS = 1
 
@@ -27,13 +30,17 @@ CHANNELS = 1
 class WriterFiles:
     """`open`/`write`/`close` for the recording manager; `recover` for what a crash left open."""
 
-    def __init__(self, root: Path, settings: WriterSettings | None = None) -> None:
+    def __init__(self, root: Path, storage: RecordingStorage, settings: WriterSettings | None = None) -> None:
         self.root = root
+        self.storage = storage
         self._finished: FileFinished | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._writers = RecordingWriters(self._on_finished, settings)
 
     def bind(self, finished: FileFinished) -> None:
+        """`finished` is called on the loop that calls this."""
         self._finished = finished
+        self._loop = asyncio.get_running_loop()
 
     def open(self, auth_id: str, recording_id: str, file_format: str) -> None:
         try:
@@ -54,34 +61,15 @@ class WriterFiles:
         """Server shutdown: flush and close every open file (their answers follow, on this thread)."""
         self._writers.stop()
 
-    def path_of(self, location: str) -> Path:
-        """The file at a stored location; ValueError for one that would leave the recordings directory."""
-        path = (self.root / location).resolve()
-        if not path.is_relative_to(self.root.resolve()):
-            raise ValueError("a recording location outside the recordings directory")
-        return path
-
     async def size(self, location: str) -> int:
-        return (await asyncio.to_thread(self.path_of(location).stat)).st_size
+        return await self.storage.size(location)
 
-    async def read_range(self, location: str, start: int, end: int) -> AsyncIterator[bytes]:
-        """Bytes start..end (included) of the file, in chunks read off the loop."""
-        path = self.path_of(location)
-        handle = await asyncio.to_thread(path.open, "rb")
-        try:
-            await asyncio.to_thread(handle.seek, start)
-            left = end - start + 1
-            while left > 0:
-                chunk = await asyncio.to_thread(handle.read, min(CHUNK_BYTES, left))
-                if not chunk:
-                    return
-                left -= len(chunk)
-                yield chunk
-        finally:
-            handle.close()
+    def read_range(self, location: str, start: int, end: int) -> AsyncIterator[bytes]:
+        """Bytes start..end (included) of the stored file, in chunks."""
+        return self.storage.open_range(location, start, end)
 
     async def delete(self, location: str) -> None:
-        await asyncio.to_thread(self.path_of(location).unlink, True)
+        await self.storage.delete(location)
 
     async def recover(self, auth_id: str, recording_id: str, file_format: str) -> RecordedFile:
         try:
@@ -104,11 +92,29 @@ class WriterFiles:
             raise ValueError(f"its file holds no audio ({exc})") from None
         except OSError as exc:
             raise ValueError(f"its file could not be repaired: {exc.strerror or exc}") from None
-        return self._recorded(info)
+        try:
+            return await self._stored(info)
+        except RecordingStorageError as exc:
+            raise ValueError(f"its file could not be stored: {exc}") from None
 
-    def _recorded(self, info: RecordingFileInfo) -> RecordedFile:
-        return RecordedFile(str(info.path.relative_to(self.root)), info.size_bytes, info.duration_ms)
+    async def _stored(self, info: RecordingFileInfo) -> RecordedFile:
+        location = await self.storage.save(info)
+        return RecordedFile(location, info.size_bytes, info.duration_ms)
 
     def _on_finished(self, recording_id: str, info: RecordingFileInfo | None, error: str | None) -> None:
+        """On the writer thread: store the file on the loop, then report."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):  # the loop stopped meanwhile
+            asyncio.run_coroutine_threadsafe(self._report(recording_id, info, error), loop)
+
+    async def _report(self, recording_id: str, info: RecordingFileInfo | None, error: str | None) -> None:
+        stored: RecordedFile | None = None
+        if info is not None and error is None:
+            try:
+                stored = await self._stored(info)
+            except RecordingStorageError as exc:
+                error = f"storage failed: {exc}"
         if self._finished is not None:
-            self._finished(recording_id, None if info is None else self._recorded(info), error)
+            self._finished(recording_id, stored, error)
