@@ -10,15 +10,18 @@ from __future__ import annotations
 import io
 import time
 import wave
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+import miniaudio
 import numpy as np
 import plivo.utils
 from e2ekit import (
     AUTH_TOKEN,
     Api,
     CallbackReceiver,
+    Phlo,
     ServerProcess,
     add_account,
     guarded_client,
@@ -201,3 +204,91 @@ def test_recordings_are_the_accounts_own_listed_and_downloaded_with_ranges(
     deleted = api.http.delete(path)
     assert deleted.status_code == 200 and deleted.json()["recording_id"] == recording["recording_id"]
     assert api.http.get(path).status_code == 404
+
+
+def test_a_recording_cut_by_kill_9_is_finished_on_the_next_start_with_a_completed_event(
+    server_factory: Callable[..., ServerProcess], receiver: CallbackReceiver
+) -> None:
+    server = server_factory()
+    api = Api(server)
+    url = receiver.url("/recordings")
+    phlo = api.create_phlo(record=True, record_min_member_count=2, recording_callback_url=url)
+    agent, customer = two_voices()
+    phlo.connect(agent, customer)
+    mpc_uuid = phlo.conference()["mpc_uuid"]
+    wait_until(lambda: recording_events(receiver, mpc_uuid), what="the recording initiated")
+    time.sleep(3.0)  # past a few header rewrites (every 1 s of audio)
+    server.kill()  # SIGKILL: no flush, no header, no Completed
+    assert [e["EventName"] for e in recording_events(receiver, mpc_uuid)] == ["MPCRecordingInitiated"]
+
+    server.start()
+    api = Api(server)
+    wait_until(
+        lambda: len(recording_events(receiver, mpc_uuid)) >= 2, timeout=15, what="the recovered recording"
+    )
+    done = sorted(recording_events(receiver, mpc_uuid), key=lambda p: int(p["SequenceNumber"]))[-1]
+    assert done["EventName"] == "MPCRecordingCompleted", done
+    assert_v3_signed(receiver, url, mpc_uuid)
+    duration_s = int(done["RecordingDurationMs"]) / 1000
+    assert 1.5 <= duration_s <= 4.0, duration_s  # up to the crash, less what was not flushed yet
+    response = api.http.get(f"/v1/recordings/{done['RecordingUUID']}/download")
+    assert response.status_code == 200
+    with wave.open(io.BytesIO(response.content)) as wav:  # a playable file: sizes repaired
+        pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    assert abs(len(pcm) / RATE - duration_s) < 0.05
+    body = stretch(pcm, 0.0, duration_s)
+    assert level_at(body, phone_tone_hz(agent)) > 0.1 and level_at(body, phone_tone_hz(customer)) > 0.1
+    # The conference itself goes on after the restart; its end is clean.
+    api.hang_up_phone(agent)
+    api.hang_up_phone(customer)
+    Phlo(api, phlo.phlo_id, phlo.node_id).wait_ended(mpc_uuid, timeout=10)
+
+
+def test_participant_tracks_hold_only_their_members_voice(api: Api, receiver: CallbackReceiver) -> None:
+    url = receiver.url("/tracks")
+    phlo = api.create_phlo(record_participant_track=True, recording_callback_url=url)
+    agent, customer = two_voices()
+    phlo.connect(agent, customer)
+    mpc_uuid = phlo.conference()["mpc_uuid"]
+    time.sleep(1.0)
+    member_path = f"{phlo.node_path}/member_recording/{customer}"
+    stopped = phlo.http.post(member_path, json={"action": "stop"})
+    assert stopped.status_code == 201, stopped.text
+    again = phlo.http.post(member_path, json={"action": "stop"})
+    assert again.status_code == 400 and "not being recorded" in again.json()["error"]
+    assert phlo.http.post(member_path, json={"action": "start", "file_format": "mp3"}).status_code == 201
+    time.sleep(1.0)
+    api.hang_up_phone(agent)
+    api.hang_up_phone(customer)
+    phlo.wait_ended(mpc_uuid)
+
+    wait_until(lambda: len(recording_events(receiver, mpc_uuid)) >= 6, timeout=10, what="the tracks' events")
+    events = sorted(recording_events(receiver, mpc_uuid), key=lambda p: int(p["SequenceNumber"]))
+    by_member: dict[str, list[str]] = {}
+    for event in events:
+        by_member.setdefault(event["MemberID"], []).append(event["EventName"])
+    track = ["ParticipantRecordingCompleted", "ParticipantRecordingInitiated"]
+    # A stopped track's Completed may follow the next track's Initiated (its file closes meanwhile).
+    assert {member: sorted(names) for member, names in by_member.items()} == {
+        agent: track,
+        customer: sorted(track + track),
+    }
+    assert_v3_signed(receiver, url, mpc_uuid)
+
+    rows = api.http.get("/v1/recordings", params={"mpc_uuid": mpc_uuid, "member": agent}).json()["objects"]
+    assert [r["recording_type"] for r in rows] == ["participant"]
+    wav_bytes = api.http.get(f"/v1/recordings/{rows[0]['recording_id']}/download").content
+    with wave.open(io.BytesIO(wav_bytes)) as wav:
+        pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    body = stretch(pcm, 0.0, len(pcm) / RATE)
+    assert level_at(body, phone_tone_hz(agent)) > 0.1
+    assert level_at(body, phone_tone_hz(customer)) < 0.005
+    mp3 = api.http.get("/v1/recordings", params={"member": customer}).json()["objects"][0]
+    assert mp3["recording_format"] == "mp3" and mp3["state"] == "completed"
+    download = api.http.get(f"/v1/recordings/{mp3['recording_id']}/download")
+    assert download.headers["content-type"] == "audio/mpeg" and len(download.content) == mp3["size_bytes"]
+    decoded = miniaudio.decode(
+        download.content, output_format=miniaudio.SampleFormat.SIGNED16, nchannels=1, sample_rate=RATE
+    )
+    voice = stretch(np.frombuffer(decoded.samples, dtype="<i2"), 0.0, decoded.duration)
+    assert level_at(voice, phone_tone_hz(customer)) > 0.1 and level_at(voice, phone_tone_hz(agent)) < 0.01
