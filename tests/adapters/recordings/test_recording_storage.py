@@ -69,7 +69,10 @@ async def test_local_storage_serves_ranges_of_the_files_in_place(tmp_path: Path)
         await storage.size(location)
 
 
-@pytest.mark.parametrize("location", ["../x/y.wav", "a/../../y.wav", "/etc/passwd", "a/b/c.wav", "a\x00/b"])
+@pytest.mark.parametrize(
+    "location",
+    ["../x/y.wav", "a/../../y.wav", "/etc/passwd", "a/b/c.wav", "a\x00/b.wav", "a/b.txt", "a/b.wav.part"],
+)
 async def test_hostile_locations_never_reach_a_file(tmp_path: Path, location: str) -> None:
     storage = LocalStorage(tmp_path / "recordings")
     with pytest.raises(InvalidRecordingId):
@@ -87,6 +90,7 @@ async def test_a_file_outside_the_root_is_not_saved(tmp_path: Path) -> None:
 async def test_retention_deletes_only_recordings_older_than_the_setting(tmp_path: Path) -> None:
     old, new = _recorded(tmp_path, "MA1", "old"), _recorded(tmp_path, "MA2", "new")
     (tmp_path / "MA1" / "open.wav.part").write_bytes(b"")  # still being written: never pruned
+    (tmp_path / "MA1" / "notes.txt").write_bytes(b"")  # not a recording: never pruned
     now = datetime(2026, 6, 1, tzinfo=UTC)
     ten_days_ago = (now - timedelta(days=10)).timestamp()
     os.utime(old.path, (ten_days_ago, ten_days_ago))
@@ -95,7 +99,8 @@ async def test_retention_deletes_only_recordings_older_than_the_setting(tmp_path
     assert await prune_recordings(storage, 0, now) == []  # 0 keeps everything
     assert await prune_recordings(storage, 11, now) == []
     assert await prune_recordings(storage, 9, now) == ["MA1/old.wav"]
-    assert not old.path.exists() and new.path.exists() and (tmp_path / "MA1" / "open.wav.part").exists()
+    assert not old.path.exists() and new.path.exists()
+    assert (tmp_path / "MA1" / "open.wav.part").exists() and (tmp_path / "MA1" / "notes.txt").exists()
 
 
 async def test_s3_storage_uploads_serves_ranges_lists_and_deletes(
