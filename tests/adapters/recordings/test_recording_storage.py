@@ -16,6 +16,7 @@ from bridgeline.adapters.recordings import (
     RecordingFormat,
     RecordingWriters,
     recording_path,
+    storage_from_settings,
 )
 from bridgeline.adapters.recordings.s3 import S3Settings, S3Storage
 from bridgeline.adapters.recordings.storage import (
@@ -166,3 +167,12 @@ def test_s3_settings_come_from_the_server_settings() -> None:
         "hush",
     )
     assert "hush" not in repr(s3)
+
+
+def test_the_settings_choose_the_storage(tmp_path: Path) -> None:
+    local = storage_from_settings(Settings(data_dir=tmp_path))
+    assert isinstance(local, LocalStorage) and local.root == tmp_path / "recordings"
+    s3 = storage_from_settings(
+        Settings(data_dir=tmp_path, recordings_s3_endpoint="http://127.0.0.1:9", recordings_s3_bucket="b")
+    )
+    assert isinstance(s3, S3Storage) and s3.root == tmp_path / "recordings" and s3.settings.bucket == "b"
