@@ -32,8 +32,7 @@ from bridgeline.adapters.http.idempotency import IdempotentRequests, RetrySettin
 from bridgeline.adapters.http.metrics import Metrics, Source
 from bridgeline.adapters.http.server import HttpLimits, guarded_protocol
 from bridgeline.adapters.recordings.engine_files import WriterFiles
-from bridgeline.adapters.recordings.s3 import S3Settings, S3Storage
-from bridgeline.adapters.recordings.storage import LocalStorage, RecordingStorage
+from bridgeline.adapters.recordings.factory import storage_from_settings
 from bridgeline.adapters.recordings.writers import WriterSettings
 from bridgeline.adapters.store import PostgresStore, SqlStore, open_store
 from bridgeline.adapters.store.notifications import PostgresListener
@@ -158,13 +157,6 @@ def cluster_feed(
     return ClusterFeed(feed, listener, reader)
 
 
-def recording_storage(settings: Settings) -> RecordingStorage:
-    """S3-compatible object storage when configured, else the data directory."""
-    s3 = S3Settings.from_settings(settings)
-    root = settings.recordings_directory
-    return LocalStorage(root) if s3 is None else S3Storage(s3, root)
-
-
 def egress_policy(settings: Settings) -> EgressPolicy:
     """Where callbacks and music URLs may lead (docs/security.md)."""
     return EgressPolicy.from_settings(settings.egress_profile, settings.egress_allow, settings.egress_deny)
@@ -257,7 +249,7 @@ async def build(settings: Settings) -> Bridgeline:
     # Commits are fenced as this node's current epoch (the node registers in start(), before any input).
     conferences = ConferenceService(store, carrier, owner=lambda: node.owner(), public_url=settings.node_url)
     recording_files = WriterFiles(
-        settings.recordings_directory, recording_storage(settings), WriterSettings.from_settings(settings)
+        settings.recordings_directory, storage_from_settings(settings), WriterSettings.from_settings(settings)
     )
     recordings = RecordingManager(
         store, store, recording_files, carrier, conferences, recorder_node=settings.node_id

@@ -16,6 +16,7 @@ from bridgeline.adapters.recordings import (
     RecordingFormat,
     RecordingWriters,
     recording_path,
+    storage_from_settings,
 )
 from bridgeline.adapters.recordings.s3 import S3Settings, S3Storage
 from bridgeline.adapters.recordings.storage import (
@@ -69,7 +70,10 @@ async def test_local_storage_serves_ranges_of_the_files_in_place(tmp_path: Path)
         await storage.size(location)
 
 
-@pytest.mark.parametrize("location", ["../x/y.wav", "a/../../y.wav", "/etc/passwd", "a/b/c.wav", "a\x00/b"])
+@pytest.mark.parametrize(
+    "location",
+    ["../x/y.wav", "a/../../y.wav", "/etc/passwd", "a/b/c.wav", "a\x00/b.wav", "a/b.txt", "a/b.wav.part"],
+)
 async def test_hostile_locations_never_reach_a_file(tmp_path: Path, location: str) -> None:
     storage = LocalStorage(tmp_path / "recordings")
     with pytest.raises(InvalidRecordingId):
@@ -87,6 +91,7 @@ async def test_a_file_outside_the_root_is_not_saved(tmp_path: Path) -> None:
 async def test_retention_deletes_only_recordings_older_than_the_setting(tmp_path: Path) -> None:
     old, new = _recorded(tmp_path, "MA1", "old"), _recorded(tmp_path, "MA2", "new")
     (tmp_path / "MA1" / "open.wav.part").write_bytes(b"")  # still being written: never pruned
+    (tmp_path / "MA1" / "notes.txt").write_bytes(b"")  # not a recording: never pruned
     now = datetime(2026, 6, 1, tzinfo=UTC)
     ten_days_ago = (now - timedelta(days=10)).timestamp()
     os.utime(old.path, (ten_days_ago, ten_days_ago))
@@ -95,7 +100,8 @@ async def test_retention_deletes_only_recordings_older_than_the_setting(tmp_path
     assert await prune_recordings(storage, 0, now) == []  # 0 keeps everything
     assert await prune_recordings(storage, 11, now) == []
     assert await prune_recordings(storage, 9, now) == ["MA1/old.wav"]
-    assert not old.path.exists() and new.path.exists() and (tmp_path / "MA1" / "open.wav.part").exists()
+    assert not old.path.exists() and new.path.exists()
+    assert (tmp_path / "MA1" / "open.wav.part").exists() and (tmp_path / "MA1" / "notes.txt").exists()
 
 
 async def test_s3_storage_uploads_serves_ranges_lists_and_deletes(
@@ -161,3 +167,12 @@ def test_s3_settings_come_from_the_server_settings() -> None:
         "hush",
     )
     assert "hush" not in repr(s3)
+
+
+def test_the_settings_choose_the_storage(tmp_path: Path) -> None:
+    local = storage_from_settings(Settings(data_dir=tmp_path))
+    assert isinstance(local, LocalStorage) and local.root == tmp_path / "recordings"
+    s3 = storage_from_settings(
+        Settings(data_dir=tmp_path, recordings_s3_endpoint="http://127.0.0.1:9", recordings_s3_bucket="b")
+    )
+    assert isinstance(s3, S3Storage) and s3.root == tmp_path / "recordings" and s3.settings.bucket == "b"

@@ -221,3 +221,30 @@ def test_a_wav_that_would_pass_the_riff_size_limit_fails_and_keeps_what_fits(
     assert (info, error) == (None, TOO_LONG)
     with wave.open(str(tmp_path / "long.wav")) as reader:
         assert reader.getnframes() * 2 <= 1000
+
+
+def test_interleaved_recordings_fed_from_a_tick_thread_each_hold_their_own_tone(tmp_path: Path) -> None:
+    finished = Finished()
+    writers = RecordingWriters(finished)
+    tones = {f"c{i}": 300.0 + 150 * i for i in range(20)}
+    fmt_of = {rid: (RecordingFormat.MP3 if i % 2 else RecordingFormat.WAV) for i, rid in enumerate(tones)}
+    for rid, fmt in fmt_of.items():
+        writers.open(rid, tmp_path / f"{rid}.{fmt.value}", fmt, 8000, 1)
+    feeds = {rid: frames(tone(hz, 1.0)) for rid, hz in tones.items()}
+
+    def tick_thread() -> None:  # as the media thread: every recording's frame, then the next tick
+        for n in range(50):
+            for rid in tones:
+                writers.write(rid, feeds[rid][n])
+
+    feeder = threading.Thread(target=tick_thread)
+    feeder.start()
+    feeder.join()
+    for rid in tones:
+        writers.close(rid)
+    writers.stop()
+    for rid, hz in tones.items():
+        info, error = finished.wait(rid)
+        assert error is None and info is not None and info.duration_ms == 1000
+        samples = decode(info.path.read_bytes())
+        assert abs(peak_hz(samples[800:7200], 8000) - hz) < 10, rid

@@ -4,6 +4,7 @@ The conference engine's recording (rec-core) feeds PCM to `RecordingWriters`; fi
 `RecordingStorage`. docs/architecture.md, "Recording storage", has the map.
 """
 
+from .factory import storage_from_settings
 from .files import (
     PART_SUFFIX,
     InvalidRecordingId,
@@ -64,4 +65,5 @@ __all__ = [
     "recordings_root",
     "repair_mp3",
     "repair_wav",
+    "storage_from_settings",
 ]

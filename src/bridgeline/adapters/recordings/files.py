@@ -6,7 +6,7 @@ import errno
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
+from pathlib import Path, PurePath
 
 # A file being written carries this suffix; it is renamed away when the recording is closed, so
 # whatever still carries it after a crash was left open (find_unfinished).
@@ -79,7 +79,7 @@ def find_unfinished(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: (p.stat().st_mtime, str(p)))
 
 
-def format_of(path: Path) -> RecordingFormat | None:
+def format_of(path: PurePath) -> RecordingFormat | None:
     """The format named by a file's extension (`.wav`, `.mp3`, or either followed by `.part`)."""
     name = path.name.removesuffix(PART_SUFFIX)
     for fmt in RecordingFormat:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
-from .files import PART_SUFFIX, InvalidRecordingId, RecordingFileInfo, check_id
+from .files import PART_SUFFIX, InvalidRecordingId, RecordingFileInfo, check_id, format_of
 
 CHUNK_BYTES = 64 * 1024  # what open_range yields at a time
 
@@ -56,13 +56,16 @@ class RecordingStorage(Protocol):
 
 
 def check_location(location: str) -> PurePosixPath:
-    """`<account>/<file name>`, both parts safe names: anything else could reach outside the root."""
+    """`<account>/<id>.<wav|mp3>`, both parts safe names: anything else could reach outside the root."""
     parts = location.split("/")
     if len(parts) != 2:
-        raise InvalidRecordingId("a recording location is <account>/<file name>")
+        raise InvalidRecordingId("a recording location is <account>/<recording id>.<wav|mp3>")
     check_id(parts[0], "account id")
     check_id(parts[1], "recording file name")
-    return PurePosixPath(location)
+    path = PurePosixPath(location)
+    if format_of(path) is None or parts[1].endswith(PART_SUFFIX):
+        raise InvalidRecordingId("a recording location ends in .wav or .mp3")
+    return path
 
 
 def location_of(root: Path, path: Path) -> str:
@@ -133,12 +136,12 @@ class LocalStorage:
             if not account.is_dir(follow_symlinks=False):
                 continue
             for entry in sorted(os.scandir(account.path), key=lambda e: e.name):
-                if entry.name.endswith(PART_SUFFIX) or not entry.is_file(follow_symlinks=False):
+                if not entry.is_file(follow_symlinks=False):
                     continue
                 try:
                     location = check_location(f"{account.name}/{entry.name}").as_posix()
                 except InvalidRecordingId:
-                    continue  # not ours
+                    continue  # not a finished recording (a .part being written, another file)
                 stat = entry.stat(follow_symlinks=False)
                 modified = datetime.fromtimestamp(stat.st_mtime, UTC)
                 found.append(StoredRecording(location, stat.st_size, modified))

@@ -220,7 +220,8 @@ class RecordingWriters:
         return True
 
     def _append(self, rec: _Recording, recording_id: str, pcm: bytes) -> bool:
-        pcm = pcm[: len(pcm) - len(pcm) % rec.block]  # a torn sample would shift every later one
+        if len(pcm) % rec.block:  # a torn sample would shift every later one
+            pcm = pcm[: len(pcm) - len(pcm) % rec.block]
         assert rec.file is not None
         try:
             if rec.encoder is not None:
