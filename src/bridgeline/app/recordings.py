@@ -59,6 +59,7 @@ class RecordingManager:
         self._paused: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._drained: asyncio.Event | None = None  # set by the last answer during stop()
         files.bind(self._finished_any_thread)
         service.recorder = self.control
 
@@ -120,6 +121,8 @@ class RecordingManager:
         entry = self._open.pop(recording_id, None)
         if entry is None:
             return  # answered twice
+        if not self._open and self._drained is not None:
+            self._drained.set()
         self._paused.discard(recording_id)
         self._carrier.stop_recording(recording_id)  # a writer that failed on its own: stop the tap
         self._spawn(self._finish(entry, recording_id, file, error))
@@ -170,7 +173,12 @@ class RecordingManager:
         return len(rows)
 
     async def stop(self) -> None:
-        """Server shutdown: open recordings are closed by the writers' stop; wait for their rows."""
+        """Server shutdown, once the writers have closed every file: wait until each open recording
+        has been answered (its file stored, on this loop), then for their finishes. The caller
+        bounds the wait (asyncio.timeout)."""
+        if self._open:
+            self._drained = asyncio.Event()
+            await self._drained.wait()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
