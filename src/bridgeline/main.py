@@ -9,8 +9,9 @@ import resource
 import signal
 import socket
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,7 @@ from bridgeline.adapters.http.metrics import Metrics, Source
 from bridgeline.adapters.http.server import HttpLimits, guarded_protocol
 from bridgeline.adapters.recordings.engine_files import WriterFiles
 from bridgeline.adapters.recordings.factory import storage_from_settings
+from bridgeline.adapters.recordings.storage import RecordingStorage, prune_recordings
 from bridgeline.adapters.recordings.writers import WriterSettings
 from bridgeline.adapters.store import PostgresStore, SqlStore, open_store
 from bridgeline.adapters.store.notifications import PostgresListener
@@ -40,7 +42,7 @@ from bridgeline.adapters.webhooks.dispatcher import WebhookDispatcher
 from bridgeline.app.cluster import ClusterNode, ClusterSettings
 from bridgeline.app.inbound import start_inbound_run
 from bridgeline.app.phlos import PhloCache
-from bridgeline.app.ports import Carrier, ClusterDirectory, RetentionStore, Store
+from bridgeline.app.ports import Carrier, ClusterDirectory, RecordingStore, RetentionStore, Store
 from bridgeline.app.recordings import RecordingManager
 from bridgeline.app.records import Account
 from bridgeline.app.retention import DAY, Pruner
@@ -299,7 +301,7 @@ async def build(settings: Settings) -> Bridgeline:
     dispatcher.start()
     if feed is not None:
         feed.start()
-    pruner = make_pruner(settings, store)
+    pruner = make_pruner(settings, store, recording_retention(settings, store, recording_files.storage))
     pruner.start()
     sim = carrier if isinstance(carrier, SimCarrier) else None
     authenticator = Authenticator(
@@ -425,7 +427,9 @@ def retry_settings(settings: Settings) -> RetrySettings:
     )
 
 
-def make_pruner(settings: Settings, store: RetentionStore) -> Pruner:
+def make_pruner(
+    settings: Settings, store: RetentionStore, prune_recordings: Callable[[], Awaitable[int]] | None = None
+) -> Pruner:
     return Pruner(
         store,
         conference_retention=settings.retention_days * DAY,
@@ -433,7 +437,24 @@ def make_pruner(settings: Settings, store: RetentionStore) -> Pruner:
         idempotency_retention=settings.idempotency_ttl_s,
         batch=settings.prune_batch,
         interval=settings.prune_interval,
+        prune_recordings=prune_recordings,
     )
+
+
+def recording_retention(
+    settings: Settings, rows: RecordingStore, storage: RecordingStorage
+) -> Callable[[], Awaitable[int]] | None:
+    """Recordings older than `recordings_retention_days`: their files (by age), then their rows; None
+    when recordings are kept forever."""
+    days = settings.recordings_retention_days
+    if days <= 0:
+        return None
+
+    async def prune() -> int:
+        deleted = await prune_recordings(storage, days, datetime.now(UTC))
+        return await rows.delete_recordings_at(deleted)
+
+    return prune
 
 
 class WithLifespan:

@@ -66,3 +66,14 @@ async def test_the_list_filters_pages_and_counts(store: SqlStore) -> None:
     )
     assert [r.recording_id for r in page] == ["c1-r4", "c1-r3"]
     assert (await store.list_recordings(RecordingQuery("MA2")))[1] == 1
+
+
+async def test_retention_deletes_finished_rows_by_location_never_a_recording_one(store: SqlStore) -> None:
+    await store.add_recording(row(1))
+    await store.add_recording(row(2))
+    end = RecordingEnd("c1-r1", RecordingStatus.COMPLETED, T0 + 9, 8000, 100, "MA1/c1-r1.wav", None)
+    assert await store.finish_recording(end)
+    assert await store.delete_recordings_at([]) == 0
+    assert await store.delete_recordings_at(["MA1/c1-r1.wav", "MA1/unknown.wav"]) == 1
+    assert await store.get_recording("MA1", "c1-r1") is None
+    assert await store.get_recording("MA1", "c1-r2") is not None  # still recording: never pruned

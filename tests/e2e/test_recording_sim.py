@@ -292,3 +292,28 @@ def test_participant_tracks_hold_only_their_members_voice(api: Api, receiver: Ca
     )
     voice = stretch(np.frombuffer(decoded.samples, dtype="<i2"), 0.0, decoded.duration)
     assert level_at(voice, phone_tone_hz(customer)) > 0.1 and level_at(voice, phone_tone_hz(agent)) < 0.01
+
+
+def test_recordings_past_their_retention_are_deleted_file_and_row(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    env = {"BRIDGELINE_RECORDINGS_RETENTION_DAYS": "0.00002", "BRIDGELINE_PRUNE_INTERVAL": "0.5"}  # 1.7 s
+    server = server_factory(env=env)
+    api = Api(server)
+    phlo = api.create_phlo(record=True)
+    agent, customer = two_voices()
+    phlo.connect(agent, customer)
+    mpc_uuid = phlo.conference()["mpc_uuid"]
+    api.hang_up_phone(agent)
+    api.hang_up_phone(customer)
+    phlo.wait_ended(mpc_uuid)
+
+    def listed() -> list[dict[str, Any]]:
+        return list(api.http.get("/v1/recordings", params={"mpc_uuid": mpc_uuid}).json()["objects"])
+
+    recording = wait_until(lambda: [r for r in listed() if r["state"] == "completed"], what="completed")[0]
+    folder = server.data_dir / "recordings" / api.auth_id
+    assert (folder / f"{recording['recording_id']}.wav").is_file()
+    wait_until(lambda: not listed(), timeout=15, what="the row pruned")
+    assert not (folder / f"{recording['recording_id']}.wav").exists()
+    assert api.http.get(f"/v1/recordings/{recording['recording_id']}").status_code == 404

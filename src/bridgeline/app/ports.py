@@ -268,6 +268,9 @@ class RecordingStore(Protocol):
         ...
 
     async def delete_recording(self, auth_id: str, recording_id: str) -> bool: ...
+    async def delete_recordings_at(self, locations: Sequence[str]) -> int:
+        """Retention: the finished rows whose files were deleted; how many."""
+        ...
 
 
 @runtime_checkable

@@ -41,6 +41,7 @@ FINISH_RECORDING = (
 SELECT_UNFINISHED = f"{_SELECT} WHERE state = 'recording' AND recorder_node = ? ORDER BY started_at"
 SELECT_ONE = f"{_SELECT} WHERE auth_id = ? AND recording_id = ?"
 DELETE_ONE = "DELETE FROM recordings WHERE auth_id = ? AND recording_id = ?"
+DELETE_AT = "DELETE FROM recordings WHERE location = ? AND state <> 'recording'"
 
 
 def _filters(query: RecordingQuery) -> tuple[str, list[object]]:
@@ -112,6 +113,12 @@ class RecordingRows:
         )
         (total,) = (await self._read(f"SELECT COUNT(*) FROM recordings{where}", tuple(params)))[0]
         return [_row(r) for r in page], int(total)
+
+    async def delete_recordings_at(self, locations: Sequence[str]) -> int:
+        if not locations:
+            return 0
+        counts = await self._write_statements([(DELETE_AT, (location,)) for location in locations])
+        return sum(counts)
 
     async def delete_recording(self, auth_id: str, recording_id: str) -> bool:
         (count,) = await self._write_statements([(DELETE_ONE, (auth_id, recording_id))])
