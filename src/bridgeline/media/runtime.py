@@ -40,7 +40,7 @@ from bridgeline.media.leg_types import (
     SrtpDropped,
 )
 from bridgeline.media.player import AudioSource, SharedSource
-from bridgeline.media.routes import ConferenceMix, run_tick
+from bridgeline.media.routes import ConferenceMix, record_taps, run_tick
 from bridgeline.media.srtp import SrtpKeys
 
 __all__ = [
@@ -146,9 +146,12 @@ class MediaRuntime:
         self._out.clear()  # what a tick that raised had queued
         layout = self._layout
         layout.refresh()
-        for leg in run_tick(layout, self._legs, n, self._recorded):
+        taps = self._narrow_taps() if self._taps else None
+        for leg in run_tick(layout, self._legs, n, self._recorded, taps is not None):
             self._events.append(PlaybackFinished(leg.leg_id, leg.message_token))
             leg.message_token = None
+        if taps:
+            record_taps(taps, self._recorded)
         out = self._out[:]
         self._out.clear()  # the legs keep appending to this same list
         return out
@@ -175,6 +178,16 @@ class MediaRuntime:
                 if not taps:
                     del self._taps[conference_id]
                 self._retap(conference_id)
+
+    def _narrow_taps(self) -> list[tuple[str, list[Leg | None]]]:
+        """The taps of narrowband conferences, with their legs (wideband ones are mixer rows)."""
+        legs, confs = self._legs, self._confs
+        return [
+            (recording_id, [legs.get(leg_id) for leg_id in leg_ids])
+            for conference_id, taps in self._taps.items()
+            if (conf := confs.get(conference_id)) is not None and not conf.wideband
+            for recording_id, leg_ids in taps.items()
+        ]
 
     def _retap(self, conference_id: str) -> None:
         conf = self._confs.get(conference_id)
