@@ -8,7 +8,7 @@ import re
 import secrets
 import string
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_HOST = "127.0.0.1"
@@ -87,6 +87,23 @@ class Settings:
     forward_timeout_s: float = 10.0  # a request carried to its conference's owner: the owner's answer
     forward_retry_s: float = 10.0  # an owner unreachable this long (lease + takeover): 503 + Retry-After
 
+    # --- recordings (issue #13; docs/security.md "Recordings", adapters/recordings) ---------
+    recording_queue_frames: int = 500  # frames waiting for the writer thread per recording; past it: failed
+    recording_header_interval_s: float = 1.0  # audio s between WAV header rewrites (what a crash can lose)
+    recording_mp3_bitrate_kbps: int = 32  # constant MP3 bitrate (8 kHz mono speech)
+    recordings_retention_days: float = 0.0  # recordings older than this are deleted; 0 = kept forever
+    recordings_s3_endpoint: str = ""  # S3-compatible object storage URL; empty: <data-dir>/recordings
+    recordings_s3_bucket: str = ""
+    recordings_s3_region: str = "us-east-1"
+    recordings_s3_prefix: str = ""  # key prefix inside the bucket, e.g. "bridgeline/"
+    recordings_s3_access_key_id: str = ""
+    recordings_s3_secret_access_key: str = field(default="", repr=False)
+    recordings_s3_timeout_s: float = 30.0  # one object store request, connect to last byte
+
+    @property
+    def recordings_directory(self) -> Path:
+        return self.data_dir / "recordings"
+
     def __post_init__(self) -> None:
         for name in (*EDGE_SETTINGS, *FEED_SETTINGS):
             if getattr(self, name) <= 0:
@@ -105,6 +122,17 @@ class Settings:
             )
         if self.drain_timeout_s < 0:
             raise ValueError("drain_timeout_s (BRIDGELINE_DRAIN_TIMEOUT_S) must not be negative")
+        for name in ("recording_queue_frames", "recording_header_interval_s", "recordings_s3_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} (BRIDGELINE_{name.upper()}) must be positive")
+        if self.recordings_retention_days < 0:
+            raise ValueError(
+                "recordings_retention_days (BRIDGELINE_RECORDINGS_RETENTION_DAYS) must not be negative"
+            )
+        if self.recordings_s3_endpoint and not self.recordings_s3_bucket:
+            raise ValueError(
+                "recordings_s3_endpoint needs recordings_s3_bucket (BRIDGELINE_RECORDINGS_S3_BUCKET)"
+            )
 
     @property
     def node_url(self) -> str:
@@ -171,6 +199,21 @@ FEED_SETTINGS: dict[str, type[int] | type[float]] = {
     "event_feed_max_events": int,
 }
 
+# Recordings (adapters/recordings; docs/security.md "Recordings").
+RECORDING_SETTINGS: dict[str, type[str] | type[int] | type[float]] = {
+    "recording_queue_frames": int,
+    "recording_header_interval_s": float,
+    "recording_mp3_bitrate_kbps": int,
+    "recordings_retention_days": float,
+    "recordings_s3_endpoint": str,
+    "recordings_s3_bucket": str,
+    "recordings_s3_region": str,
+    "recordings_s3_prefix": str,
+    "recordings_s3_access_key_id": str,
+    "recordings_s3_secret_access_key": str,
+    "recordings_s3_timeout_s": float,
+}
+
 # Every setting read from the environment as BRIDGELINE_<FIELD NAME IN CAPITALS>, with its type.
 ENV_SETTINGS: dict[str, type[str] | type[int] | type[float] | type[Path]] = {
     **FEED_SETTINGS,
@@ -193,6 +236,7 @@ ENV_SETTINGS: dict[str, type[str] | type[int] | type[float] | type[Path]] = {
     "media_fetch_timeout_s": float,
     "media_max_seconds": float,
     "media_cache_bytes": int,
+    **RECORDING_SETTINGS,
 }
 
 

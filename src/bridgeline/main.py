@@ -9,8 +9,9 @@ import resource
 import signal
 import socket
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -31,13 +32,18 @@ from bridgeline.adapters.http.forwarding import Forwarder
 from bridgeline.adapters.http.idempotency import IdempotentRequests, RetrySettings
 from bridgeline.adapters.http.metrics import Metrics, Source
 from bridgeline.adapters.http.server import HttpLimits, guarded_protocol
+from bridgeline.adapters.recordings.engine_files import WriterFiles
+from bridgeline.adapters.recordings.factory import storage_from_settings
+from bridgeline.adapters.recordings.storage import RecordingStorage, prune_recordings
+from bridgeline.adapters.recordings.writers import WriterSettings
 from bridgeline.adapters.store import PostgresStore, SqlStore, open_store
 from bridgeline.adapters.store.notifications import PostgresListener
 from bridgeline.adapters.webhooks.dispatcher import WebhookDispatcher
 from bridgeline.app.cluster import ClusterNode, ClusterSettings
 from bridgeline.app.inbound import InboundRefusal, start_inbound_run
 from bridgeline.app.phlos import PhloCache
-from bridgeline.app.ports import Carrier, ClusterDirectory, RetentionStore, Store
+from bridgeline.app.ports import Carrier, ClusterDirectory, RecordingStore, RetentionStore, Store
+from bridgeline.app.recordings import RecordingManager
 from bridgeline.app.records import Account
 from bridgeline.app.retention import DAY, Pruner
 from bridgeline.app.runs import RunService
@@ -57,6 +63,8 @@ GC_THRESHOLDS = (50_000, 20, 20)
 
 log = structlog.get_logger(__name__)
 
+RECORDINGS_STOP_S = 5.0  # at shutdown, at most this long for open recordings' files to be stored
+
 WEBHOOK_COUNTERS = ("attempts", "delivery_latency_seconds", "leases_expired")
 
 
@@ -75,6 +83,8 @@ class Bridgeline:
     node: ClusterNode
     forward_client: httpx.AsyncClient  # node to node (internal URLs from the store, not the egress policy)
     cluster_feed: ClusterFeed | None = None
+    recordings: RecordingManager | None = None
+    recording_files: WriterFiles | None = None
 
     stopped: bool = False
 
@@ -89,10 +99,22 @@ class Bridgeline:
         await self.dispatcher.stop()
         await self.conferences.shutdown()
         await self.carrier.stop()
+        await self.stop_recordings()
         await self.node.leave()  # what this node still owns is claimable by the others at once
         await self.http_client.aclose()
         await self.forward_client.aclose()
         await self.store.close()
+
+    async def stop_recordings(self) -> None:
+        """Flush and close every open recording file; their rows and Completed events are committed."""
+        if self.recording_files is None or self.recordings is None:
+            return
+        await asyncio.to_thread(self.recording_files.stop)
+        try:
+            async with asyncio.timeout(RECORDINGS_STOP_S):
+                await self.recordings.stop()
+        except TimeoutError:  # left 'recording': the next start repairs and finishes them
+            log.warning("recordings_not_finished_at_stop", open=self.recordings.recording_count)
 
 
 @dataclass
@@ -232,7 +254,13 @@ async def build(settings: Settings) -> Bridgeline:
     # its phones' registrations.
     carrier = make_carrier(settings, phone_book=store, dialogs=store, registrations=store)
     # Commits are fenced as this node's current epoch (the node registers in start(), before any input).
-    conferences = ConferenceService(store, carrier, owner=lambda: node.owner())
+    conferences = ConferenceService(store, carrier, owner=lambda: node.owner(), public_url=settings.node_url)
+    recording_files = WriterFiles(
+        settings.recordings_directory, storage_from_settings(settings), WriterSettings.from_settings(settings)
+    )
+    recordings = RecordingManager(
+        store, store, recording_files, carrier, conferences, recorder_node=settings.node_id
+    )
     node = ClusterNode(store, store, conferences, cluster_settings(settings, carrier))
     fence_carrier(carrier, node)
     runs = RunService(store, store, conferences)
@@ -267,12 +295,13 @@ async def build(settings: Settings) -> Bridgeline:
     await carrier.start()
     # Register with a new epoch and claim back what was live (this node's earlier life, or nobody's).
     restored = await node.start()
+    await recordings.recover()  # files a crash left open: repaired, their Completed/Failed committed
     # Runs a crash left running though their conference ended (a minute's grace for other processes).
     await runs.reconcile(started_before=time.time() - 60.0)
     dispatcher.start()
     if feed is not None:
         feed.start()
-    pruner = make_pruner(settings, store)
+    pruner = make_pruner(settings, store, recording_retention(settings, store, recording_files.storage))
     pruner.start()
     sim = carrier if isinstance(carrier, SimCarrier) else None
     authenticator = Authenticator(
@@ -322,6 +351,9 @@ async def build(settings: Settings) -> Bridgeline:
         metrics=metrics,
         ready=lambda: node.ready,
         forwarder=forwarder,
+        recordings=store,
+        recording_files=recording_files,
+        public_url=settings.node_url,
     )
     api = BridgelineApi(ctx)
     log.info(
@@ -341,6 +373,8 @@ async def build(settings: Settings) -> Bridgeline:
         node,
         forwarder.client,
         feed,
+        recordings,
+        recording_files,
     )
 
 
@@ -393,7 +427,9 @@ def retry_settings(settings: Settings) -> RetrySettings:
     )
 
 
-def make_pruner(settings: Settings, store: RetentionStore) -> Pruner:
+def make_pruner(
+    settings: Settings, store: RetentionStore, prune_recordings: Callable[[], Awaitable[int]] | None = None
+) -> Pruner:
     return Pruner(
         store,
         conference_retention=settings.retention_days * DAY,
@@ -401,7 +437,24 @@ def make_pruner(settings: Settings, store: RetentionStore) -> Pruner:
         idempotency_retention=settings.idempotency_ttl_s,
         batch=settings.prune_batch,
         interval=settings.prune_interval,
+        prune_recordings=prune_recordings,
     )
+
+
+def recording_retention(
+    settings: Settings, rows: RecordingStore, storage: RecordingStorage
+) -> Callable[[], Awaitable[int]] | None:
+    """Recordings older than `recordings_retention_days`: their files (by age), then their rows; None
+    when recordings are kept forever."""
+    days = settings.recordings_retention_days
+    if days <= 0:
+        return None
+
+    async def prune() -> int:
+        deleted = await prune_recordings(storage, days, datetime.now(UTC))
+        return await rows.delete_recordings_at(deleted)
+
+    return prune
 
 
 class WithLifespan:

@@ -43,6 +43,9 @@ FLOOR_STATE = {
     "next_seq",
     "leg_counter",
     "transfer_counter",
+    "recordings",  # core/recording.py
+    "recording_counter",
+    "auto_recorded",
 }
 # The steps the transfer machine uses; none of them may be reachable on the Conference.
 FLOOR_STEPS = {"require_member", "require_trigger", "require_can_add", "new_transfer_id", "dial"}

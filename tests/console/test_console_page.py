@@ -183,3 +183,23 @@ def test_callback_deliveries_show_their_status(api: Api, browser: WebDriver) -> 
 def _fresh_page(browser: WebDriver) -> None:
     browser.get("about:blank")
     browser.get_log("browser")  # forget the previous test's console messages
+
+
+def test_the_recording_buttons_start_pause_and_stop_the_conference_recording(
+    api: Api, browser: WebDriver
+) -> None:
+    phlo = api.create_phlo()
+    page = Page(browser, phlo)
+    agent, customer = number(), number()
+    phlo.connect(agent, customer)
+    bar = "article.conference div.record-bar"
+    page.wait(lambda: page.find(bar).get_attribute("data-recording") == "none", what="not recording")
+    for action, state in (("start", "recording"), ("pause", "paused"), ("resume", "recording")):
+        page.wait(lambda action=action: page.find(f'{bar} button[data-record="{action}"]').click() or True)
+        page.wait(lambda state=state: page.find(bar).get_attribute("data-recording") == state, what=state)
+    assert phlo.conference()["recording"]["state"] == "recording"  # the page used the API
+    page.wait(lambda: page.find(f'{bar} button[data-record="stop"]').click() or True)
+    page.wait(lambda: page.find(bar).get_attribute("data-recording") == "none", what="stopped")
+    page.wait(lambda: page.find('ol.timeline li[data-event="MPCRecordingCompleted"]'), what="Completed")
+    assert page.text('ol.timeline li[data-event="MPCRecordingPaused"] span.subject') == "conference"
+    assert page.script_errors() == []

@@ -34,6 +34,7 @@ from bridgeline.core.commands import (
     WarmTransfer,
 )
 from bridgeline.core.effects import LegAudio, SetAudio
+from bridgeline.core.model import MAIN_ROOM
 
 Step = Callable[[Harness], object]
 
@@ -138,11 +139,14 @@ def test_who_hears_whom(steps: list[Step], expected: dict[str, Listening]) -> No
         step(h)
     plan = h.plan()
     assert plan == expected
+    # The conference recording hears the main room's talkers (core/recording.py).
+    talkers = tuple(m.leg_id for m in h.conf.members.values() if m.talking and m.room == MAIN_ROOM)
     assert h.routing == SetAudio(
         tuple(
             LegAudio(h.leg(a), tuple(h.leg(x) for x in listening.hears), listening.music)
             for a, listening in plan.items()
-        )
+        ),
+        talkers,
     )
 
 

@@ -58,6 +58,10 @@ def rules_for(settings: NodeSettings) -> ConferenceRules:
         max_duration=float(settings.max_duration),
         ring_timeout=float(settings.ring_timeout),
         voicemail_configured=settings.voicemail_message is not None,
+        record=settings.record,
+        record_participant_track=settings.record_participant_track,
+        record_file_format=settings.record_file_format,
+        record_min_member_count=settings.record_min_member_count,
     )
 
 
@@ -69,8 +73,57 @@ def run_end_of(conf: Conference, run_id: str, at: float) -> RunEnd:
     return RunEnd(run_id, status, f"; conference ended ({reason})", at)
 
 
-def callback_params(meta: ConferenceMeta, event: EventRecord) -> dict[str, str]:
-    """The form fields POSTed to the node's callback URL for one event."""
+RECORDING_EVENTS = frozenset(
+    f"{prefix}Recording{what}"
+    for prefix in ("MPC", "Participant")
+    for what in ("Initiated", "Paused", "Resumed", "Completed", "Failed")
+)
+
+
+def _iso(at: object) -> str:
+    return (
+        ""
+        if not isinstance(at, int | float)
+        else datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
+    )
+
+
+def recording_urls(public_url: str, recording_id: str) -> tuple[str, str]:
+    """(the file's download URL, the recording resource's URL) as the recordings API serves them."""
+    resource = f"{public_url.rstrip('/')}/v1/recordings/{recording_id}"
+    return f"{resource}/download", resource
+
+
+def recording_params(meta: ConferenceMeta, event: EventRecord, public_url: str) -> dict[str, str]:
+    """Plivo's fields of a recording event (core/recording.py's data, renamed and completed)."""
+    data = event.data
+    download, resource = recording_urls(public_url, str(data["recording_id"]))
+    duration_ms = data.get("duration_ms")
+    params = {
+        "EventName": event.type,
+        "EventTimestamp": _iso(event.at),
+        "MPCName": meta.node_id,
+        "MPCUUID": meta.conference_id,
+        "SequenceNumber": str(event.seq),
+        "RecordingUUID": str(data["recording_id"]),
+        "RecordingFormat": str(data["recording_format"]),
+        "RecordingStartTime": _iso(data.get("started_at")),
+        "RecordingEndTime": _iso(data.get("ended_at")),
+        "RecordingDuration": "" if duration_ms is None else str(round(int(duration_ms) / 1000)),
+        "RecordingDurationMs": "" if duration_ms is None else str(duration_ms),
+        "RecordingURL": download,
+        "RecordingResourceURL": resource,
+    }
+    if data.get("member_address") is not None:
+        params["MemberID"] = str(data["member_address"])
+    if data.get("reason") is not None:
+        params["FailureReason"] = str(data["reason"])
+    return params
+
+
+def callback_params(meta: ConferenceMeta, event: EventRecord, public_url: str = "") -> dict[str, str]:
+    """The form fields POSTed to the node's callback URL for one event (a recording event also
+    carries Plivo's Recording* fields)."""
     params = {
         "event": event.type,
         "sequence": str(event.seq),
@@ -82,4 +135,6 @@ def callback_params(meta: ConferenceMeta, event: EventRecord) -> dict[str, str]:
     }
     for key, value in event.data.items():
         params[key] = "" if value is None else str(value)
+    if event.type in RECORDING_EVENTS:
+        params.update(recording_params(meta, event, public_url))
     return params

@@ -25,6 +25,9 @@ from bridgeline.app.records import (
     NodeLoad,
     NodeRecord,
     PhloRecord,
+    RecordingEnd,
+    RecordingQuery,
+    RecordingRow,
     RunEnd,
     RunRecord,
     StoredAnswer,
@@ -244,6 +247,33 @@ class ClusterDirectory(Protocol):
 
 
 @runtime_checkable
+class RecordingStore(Protocol):
+    """Recording rows (issue #13): written by the recording manager, read by the recordings API."""
+
+    async def add_recording(self, row: RecordingRow) -> None: ...
+    async def finish_recording(self, end: RecordingEnd) -> bool:
+        """Finish a row still 'recording'; False if it was already finished (or is unknown)."""
+        ...
+
+    async def unfinished_recordings(self, node_id: str) -> list[RecordingRow]:
+        """Rows left 'recording' (by a crash) of conferences this node recorded."""
+        ...
+
+    async def get_recording(self, auth_id: str, recording_id: str) -> RecordingRow | None:
+        """The account's own recording only: another account's is None."""
+        ...
+
+    async def list_recordings(self, query: RecordingQuery) -> tuple[list[RecordingRow], int]:
+        """A page and the total count matching the filters."""
+        ...
+
+    async def delete_recording(self, auth_id: str, recording_id: str) -> bool: ...
+    async def delete_recordings_at(self, locations: Sequence[str]) -> int:
+        """Retention: the finished rows whose files were deleted; how many."""
+        ...
+
+
+@runtime_checkable
 class Store(
     StoreLifecycle,
     AccountStore,
@@ -256,9 +286,47 @@ class Store(
     NodeLeases,
     ClusterDirectory,
     IdempotencyStore,
+    RecordingStore,
     Protocol,
 ):
     """Every part at once: what a store adapter provides and `main.py` wires; no consumer takes it."""
+
+
+# --- recording files ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedFile:
+    """A finished recording file, where its storage keeps it."""
+
+    location: str
+    size_bytes: int
+    duration_ms: int
+
+
+FileFinished = Callable[[str, RecordedFile | None, str | None], None]
+"""(recording_id, the file or None, the failure reason or None): called on any thread."""
+
+
+class RecordingFiles(Protocol):
+    """Writes recordings' files off the event loop and the media tick (adapters/recordings)."""
+
+    def bind(self, finished: FileFinished) -> None: ...
+    def open(self, auth_id: str, recording_id: str, file_format: str) -> None:
+        """Start a file; ValueError (the reason) if it cannot be."""
+        ...
+
+    def write(self, recording_id: str, pcm: bytes) -> None:
+        """Queue 8 kHz mono int16 PCM; never blocks (a full queue fails the recording)."""
+        ...
+
+    def close(self, recording_id: str) -> None:
+        """Finish the file; `finished` follows, once."""
+        ...
+
+    async def recover(self, auth_id: str, recording_id: str, file_format: str) -> RecordedFile:
+        """The file a crash left open, repaired and stored; ValueError (the reason) if it cannot be."""
+        ...
 
 
 # --- the carrier ------------------------------------------------------------------------------------------
@@ -282,6 +350,11 @@ SignalSink = Callable[[str, LegSignal], None]
 """Carriers report leg signals as (conference_id, signal); the call must not block."""
 
 
+RecordingSink = Callable[[str, bytes], None]
+"""A recording's audio as (recording_id, 20 ms of 8 kHz mono int16 little-endian PCM), in order; the
+call must not block (the SIP carrier calls it from its media thread)."""
+
+
 class Carrier(Protocol):
     """Places calls and moves audio. Methods return at once; outcomes come back as signals."""
 
@@ -298,6 +371,15 @@ class Carrier(Protocol):
     def restore(self, request: LegRequest, *, answered: bool) -> None:
         """Take back a leg that was live before a restart (or report it gone)."""
         ...
+
+    def start_recording(
+        self, conference_id: str, recording_id: str, leg_id: str | None, sink: RecordingSink
+    ) -> None:
+        """Tap the conference's recorded mix (`SetAudio.recorded`), or one leg's voice, into `sink`
+        every 20 ms until stop_recording."""
+        ...
+
+    def stop_recording(self, recording_id: str) -> None: ...
 
     def conference_ended(self, conference_id: str) -> None: ...
     def release_conference(self, conference_id: str) -> None:

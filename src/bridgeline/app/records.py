@@ -220,3 +220,59 @@ class ConferenceMark:
     auth_id: str
     key: float
     last_seq: int
+
+
+class RecordingStatus(StrEnum):
+    """A recording row's state: written 'recording' at the start, finished once its file is closed."""
+
+    RECORDING = "recording"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingRow:
+    """One recording file: the conference mix, or a member's track (`member_address`)."""
+
+    recording_id: str
+    auth_id: str
+    conference_id: str
+    phlo_id: str
+    node_id: str
+    member_address: str | None
+    kind: str  # conference | participant (core/recording.py RecordingKind)
+    file_format: str  # wav | mp3
+    state: RecordingStatus
+    started_at: float
+    ended_at: float | None = None
+    duration_ms: int | None = None
+    size_bytes: int | None = None
+    location: str | None = None  # where the storage keeps the file (its own spelling)
+    failure_reason: str | None = None
+    recorder_node: str = "local"  # the cluster node whose writer has the file open
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingEnd:
+    """How a recording row is finished."""
+
+    recording_id: str
+    state: RecordingStatus
+    ended_at: float
+    duration_ms: int | None
+    size_bytes: int | None
+    location: str | None
+    failure_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingQuery:
+    """A page of an account's recordings, newest first (the list API's filters)."""
+
+    auth_id: str
+    conference_id: str | None = None
+    member_address: str | None = None
+    started_after: float | None = None
+    started_before: float | None = None
+    limit: int = 20
+    offset: int = 0

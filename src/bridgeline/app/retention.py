@@ -1,5 +1,6 @@
-"""Retention: ended conferences (with their events and deliveries), finished runs and old Idempotency-Keys
-are deleted once older than their retention, in small batches, by a background task and by `bridgeline prune`.
+"""Retention: ended conferences (with their events and deliveries), finished runs, old Idempotency-Keys
+and, when a recording retention is set, recordings (their files, then their rows) are deleted once older
+than their retention, in small batches, by a background task and by `bridgeline prune`.
 
 Each batch is one short transaction; the task yields between batches, so the event loop never waits
 for a long delete. A retention of 0 keeps everything forever.
@@ -27,6 +28,7 @@ class Pruned:
     conferences: int = 0
     runs: int = 0
     idempotency_keys: int = 0
+    recordings: int = 0
 
 
 class Pruner:
@@ -41,6 +43,7 @@ class Pruner:
         interval: float = 300.0,
         pause: float = 0.01,
         clock: Callable[[], float] = time.time,
+        prune_recordings: Callable[[], Awaitable[int]] | None = None,
     ) -> None:
         """Retentions in seconds (0 = forever); `pause` is the breath between two batches.
 
@@ -57,10 +60,17 @@ class Pruner:
         self._pause = pause
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
+        # Recordings past their retention (files, then rows); None: kept forever.
+        self._prune_recordings = prune_recordings
 
     @property
     def enabled(self) -> bool:
-        return self._conference_retention > 0 or self._run_retention > 0 or self._idempotency_retention > 0
+        return (
+            self._conference_retention > 0
+            or self._run_retention > 0
+            or self._idempotency_retention > 0
+            or self._prune_recordings is not None
+        )
 
     async def prune_once(self) -> Pruned:
         """Delete everything past its retention now, batch after batch."""
@@ -68,9 +78,12 @@ class Pruner:
         conferences = await self._in_batches(self._store.prune_conferences, now, self._conference_retention)
         runs = await self._in_batches(self._store.prune_runs, now, self._run_retention)
         keys = await self._in_batches(self._store.prune_idempotency_keys, now, self._idempotency_retention)
-        if conferences or runs or keys:
-            log.info("pruned", conferences=conferences, runs=runs, idempotency_keys=keys)
-        return Pruned(conferences, runs, keys)
+        recordings = 0 if self._prune_recordings is None else await self._prune_recordings()
+        if conferences or runs or keys or recordings:
+            log.info(
+                "pruned", conferences=conferences, runs=runs, idempotency_keys=keys, recordings=recordings
+            )
+        return Pruned(conferences, runs, keys, recordings)
 
     async def _in_batches(
         self, prune: Callable[[float, int], Awaitable[int]], now: float, retention: float

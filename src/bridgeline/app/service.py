@@ -21,6 +21,7 @@ import structlog
 
 from bridgeline.app.commit_mark import mark_committed
 from bridgeline.app.live import (
+    RECORDING_EVENTS,
     ConferenceMeta,
     Listener,
     LiveConference,
@@ -40,11 +41,27 @@ from bridgeline.app.records import (
 )
 from bridgeline.core import snapshot
 from bridgeline.core.audio import set_audio
-from bridgeline.core.commands import LegColdTransfer, LegSignal, MemberAction, MpcAction
+from bridgeline.core.commands import (
+    LegColdTransfer,
+    LegSignal,
+    MemberAction,
+    MpcAction,
+    RecordingCommand,
+    RecordingFinished,
+)
 from bridgeline.core.conference import Conference
-from bridgeline.core.effects import DialLeg, DropLeg, Effect, PlayMessage, Publish, SetAudio
+from bridgeline.core.effects import (
+    ControlRecording,
+    DialLeg,
+    DropLeg,
+    Effect,
+    PlayMessage,
+    Publish,
+    SetAudio,
+)
 from bridgeline.core.errors import ActionRefused, AddressInUse
 from bridgeline.core.model import AnsweredParty, ConferencePhase, QueuedDial, Role
+from bridgeline.core.recording import RecordingState
 from bridgeline.phlo.definition import NodeSettings
 
 __all__ = [
@@ -57,6 +74,9 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
+
+RecordingControl = Callable[[ConferenceMeta, ControlRecording], None]
+"""Carries out a committed ControlRecording effect (app/recordings.py)."""
 
 Owner = Callable[[], tuple[str, int] | None]
 """The (node_id, epoch) whose commits the store accepts for this node's conferences; None: no cluster."""
@@ -80,6 +100,7 @@ class ConferenceService:
         clock: Callable[[], float] = time.time,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
         owner: Owner = lambda: None,
+        public_url: str = "",
     ) -> None:
         self._store = store
         self._owner = owner
@@ -91,6 +112,10 @@ class ConferenceService:
         self._by_address: dict[tuple[str, str, str, str], str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.listeners: list[Listener] = []
+        self.recorder: RecordingControl | None = None
+        self._public_url = public_url  # the base of recordings' URLs in callbacks
+        # Ended conferences whose recordings' files are still being finished, for RecordingFinished.
+        self._finishing: dict[str, LiveConference] = {}
         carrier.bind(self.on_signal)
 
     # ----------------------------------------------------------------- queries
@@ -199,6 +224,49 @@ class ConferenceService:
             )
         await self._apply(live, lambda conf, now: conf.handle(command, now))
         return live.meta.conference_id
+
+    async def recording_action(
+        self, auth_id: str, phlo_id: str, node_id: str, address: str, command: RecordingCommand
+    ) -> str:
+        """Start/stop/pause/resume the recording of the conference that holds `address` (the
+        conference's when command.member is None, else that member's track)."""
+        live = self.find(auth_id, phlo_id, node_id, address)
+        if live is None:
+            raise NotFound(f"{address} is not in a live conference of this node")
+        await self._apply(live, lambda conf, now: conf.handle(command, now))
+        return live.meta.conference_id
+
+    async def recording_finished(
+        self, conference_id: str, signal: RecordingFinished, record: ConferenceRecord | None = None
+    ) -> None:
+        """A recording's file is finished (or failed): its Completed/Failed event, committed like any
+        other. The conference may be live, ended here, or (`record`, after a crash) only stored."""
+        live = self._live.get(conference_id) or self._finishing.get(conference_id)
+        if live is None and record is not None:
+            conf = snapshot.load(record.state["core"])
+            settings = NodeSettings.model_validate(record.state["settings"])
+            meta = ConferenceMeta(
+                conference_id,
+                record.auth_id,
+                record.phlo_id,
+                record.node_id,
+                record.run_id,
+                settings,
+                record.created_at,
+            )
+            live = LiveConference(meta, conf, last_state=record.state)
+        if live is None:
+            log.warning("recording_finished_unknown_conference", conference_id=conference_id)
+            return
+        if live.conf.live:
+            await self._apply(live, lambda conf, now: conf.handle(signal, now))
+            return
+        async with live.lock:
+            effects = live.conf.handle(signal, self._clock())
+            if effects:
+                await self._commit(live, effects, finish_run=False)
+            if not any(r.state is RecordingState.STOPPING for r in live.conf.recordings):
+                self._finishing.pop(conference_id, None)
 
     async def leg_cold_transfer(self, conference_id: str, leg_id: str, to: str) -> None:
         """A member's phone asked for a cold transfer (SIP REFER): applied like the API's, with the
@@ -323,18 +391,19 @@ class ConferenceService:
         except Exception:
             log.exception("conference_input_failed", conference_id=live.meta.conference_id)
 
-    async def _commit(self, live: LiveConference, effects: list[Effect]) -> None:
+    async def _commit(self, live: LiveConference, effects: list[Effect], *, finish_run: bool = True) -> None:
         meta, conf = live.meta, live.conf
         events = [
             EventRecord(meta.conference_id, e.event.seq, e.event.type.value, e.event.at, e.event.data)
             for e in effects
             if isinstance(e, Publish)
         ]
-        url = meta.settings.callback_url
         deliveries = [
-            NewDelivery(meta.conference_id, ev.seq, url, meta.auth_id, callback_params(meta, ev))
+            NewDelivery(
+                meta.conference_id, ev.seq, url, meta.auth_id, callback_params(meta, ev, self._public_url)
+            )
             for ev in events
-            if url
+            if (url := self._callback_url(meta, ev))
         ]
         state: dict[str, object] = {"core": snapshot.dump(conf), "settings": meta.settings_data}
         owner = self._owner()
@@ -355,7 +424,9 @@ class ConferenceService:
         # The conference's last commit finishes its run in the same transaction: a crash never leaves
         # an ended conference with a running run.
         run_end = (
-            None if conf.live or meta.run_id is None else run_end_of(conf, meta.run_id, record.updated_at)
+            None
+            if conf.live or meta.run_id is None or not finish_run
+            else run_end_of(conf, meta.run_id, record.updated_at)
         )
         claimed = sorted(live.addresses - live.committed_addresses)
         released = sorted(live.committed_addresses - live.addresses)
@@ -384,6 +455,12 @@ class ConferenceService:
             except Exception:
                 log.exception("listener_failed", conference_id=meta.conference_id)
 
+    @staticmethod
+    def _callback_url(meta: ConferenceMeta, event: EventRecord) -> str | None:
+        if event.type in RECORDING_EVENTS:
+            return meta.settings.recording_events_url
+        return meta.settings.callback_url
+
     def _carry_out(self, live: LiveConference, effects: list[Effect]) -> None:
         """Run the effects of a committed input (its addresses were indexed before the commit)."""
         meta = live.meta
@@ -396,6 +473,11 @@ class ConferenceService:
                 self._carrier.play(effect.leg_id, meta.settings.voicemail_message)
             elif isinstance(effect, SetAudio):
                 self._carrier.set_audio(meta.conference_id, effect, meta.settings.music_sources())
+            elif isinstance(effect, ControlRecording):
+                if self.recorder is not None:
+                    self.recorder(meta, effect)
+                else:  # no recording files wired (a bare test service): logged, the call goes on
+                    log.warning("recording_not_wired", recording_id=effect.recording_id)
         if live.conf.live:
             self._arm_timer(live)
         else:
@@ -426,6 +508,8 @@ class ConferenceService:
         if live.timer is not None:
             live.timer.cancel()
         self._live.pop(conference_id, None)
+        if any(r.state is RecordingState.STOPPING for r in live.conf.recordings):
+            self._finishing[conference_id] = live
         self._carrier.conference_ended(conference_id)
 
     def _release(self, live: LiveConference) -> None:

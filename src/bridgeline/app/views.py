@@ -62,4 +62,17 @@ def conference_view(conf: Conference, *, phlo_id: str, node_id: str, run_id: str
         ],
         "transfers": [transfer_data(t) for t in conf.transfers],
         "queued": [asdict(q) for q in conf.queued],
+        "recording": conference_recording(conf),
     }
+
+
+def conference_recording(conf: Conference) -> dict[str, Any] | None:
+    """The newest conference recording (not a participant track): its id, state and format."""
+    for recording in reversed(conf.recordings):
+        if recording.member is None:
+            return {
+                "recording_id": recording.recording_id,
+                "state": recording.state.value,
+                "format": recording.file_format.value,
+            }
+    return None

@@ -1,4 +1,5 @@
-"""`bridgeline calls`, `bridgeline member ACTION`, `bridgeline mpc ACTION`: live calls from a terminal.
+"""`bridgeline calls`, `bridgeline member ACTION`, `bridgeline mpc ACTION`, `bridgeline record ACTION`:
+live calls from a terminal.
 
 They use the same HTTP API as every client (the Plivo-compatible POST routes for actions, the
 console's state and event stream for listing and watching), with client.py's conventions: 0 done,
@@ -29,6 +30,13 @@ MPC_ACTIONS = {
     "call": "dial a party into the conference",
     "warm_transfer": "consult a party privately; then hang up to hand over, or resume_call",
     "cold_transfer": "dial a party that replaces the trigger source once it answers",
+}
+
+RECORD_ACTIONS = {
+    "start": "start the conference recording (or --member's track)",
+    "stop": "stop it; its file is finished and a Completed event follows",
+    "pause": "pause it: silence is recorded meanwhile, so the timeline is kept",
+    "resume": "resume a paused recording",
 }
 
 ClientOptions = Callable[[argparse.ArgumentParser], None]
@@ -67,6 +75,19 @@ def add_commands(commands: Any, client_options: ClientOptions) -> None:
         client_options(parser)
         parser.set_defaults(func=_mpc_action, action=action)
 
+    record = commands.add_parser("record", help="start, stop, pause or resume a live conference's recording")
+    actions = record.add_subparsers(required=True, metavar="ACTION")
+    for action, text in RECORD_ACTIONS.items():
+        parser = actions.add_parser(action, help=text)
+        _node_options(parser)
+        who = parser.add_mutually_exclusive_group(required=True)
+        who.add_argument("--trigger-source", help="a member of the conference whose recording it is")
+        who.add_argument("--member", help="that member's own track (participant recording)")
+        if action == "start":
+            parser.add_argument("--format", choices=["wav", "mp3"], help="default: the node's setting")
+        client_options(parser)
+        parser.set_defaults(func=_record_action, action=action)
+
 
 def _node_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--phlo", required=True, help="the PHLO id")
@@ -104,6 +125,21 @@ def _mpc_action(args: argparse.Namespace) -> int:
         print(json.dumps(data))
     else:
         print(f"{args.action} {args.to} ({args.role}) from {args.trigger_source}: ok")
+    return EXIT_OK
+
+
+def _record_action(args: argparse.Namespace) -> int:
+    body: dict[str, str] = {"action": args.action}
+    if getattr(args, "format", None):
+        body["file_format"] = args.format
+    if args.member:
+        path = f"{_node_path(args)}/member_recording/{quote(args.member, safe='')}"
+        what = f"{args.member}'s track"
+    else:
+        path, what = f"{_node_path(args)}/recording", "the conference recording"
+        body["trigger_source"] = args.trigger_source
+    data = request(args, "POST", path, body)
+    print(json.dumps(data) if args.json else f"{args.action} {what}: ok ({data.get('mpc_uuid', '')})")
     return EXIT_OK
 
 
@@ -178,11 +214,14 @@ def event_line(message: dict[str, Any]) -> str:
     data = event["data"]
     when = time.strftime("%H:%M:%S", time.localtime(event["at"])) + f".{int(event['at'] * 1000) % 1000:03d}"
     subject = ""
-    if "member_address" in data:
+    if "recording_id" in data:  # a recording event (a participant track's also names its member)
+        member = f" of {data['member_address']}" if data.get("member_address") else ""
+        subject = f"{data['recording_id']}{member}"
+    elif "member_address" in data:
         subject = f"{data['member_address']} ({data['role']})"
     elif "transfer_type" in data:
         subject = f"{data['transfer_type']} {data['initiator']} -> {data['target']}"
-    keys = ("status", "reason", "outcome", "transfer_state")
+    keys = ("status", "reason", "outcome", "transfer_state", "recording_state")
     details = [f"{key}={data[key]}" for key in keys if key in data]
     text = f"{when}  {message['mpc_uuid'][:8]}  #{event['sequence']:<3} {event['event']:<19} {subject}"
     return f"{text}  {' '.join(details)}".rstrip()

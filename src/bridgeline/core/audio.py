@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from bridgeline.core.effects import LegAudio, SetAudio
 from bridgeline.core.model import MAIN_ROOM, Member, MemberStatus, Music, TransferKind
+from bridgeline.core.recording import recorded_legs
 
 if TYPE_CHECKING:
     from bridgeline.core.conference import Conference
@@ -58,7 +59,8 @@ def set_audio(conf: Conference) -> SetAudio:
         tuple(
             LegAudio(member.leg_id, tuple(o.leg_id for o in heard), music)
             for member, heard, music in _routes(conf)
-        )
+        ),
+        recorded_legs([m for m in conf.members.values() if m.status in _ANSWERED]),
     )
 
 

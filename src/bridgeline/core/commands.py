@@ -72,6 +72,42 @@ class LegColdTransfer:
     to: str
 
 
+@dataclass(frozen=True, slots=True)
+class StartRecording:
+    """Start the conference recording (`member` None) or that member's participant track."""
+
+    member: str | None = None
+    file_format: str | None = None  # wav | mp3; None: the node's record_file_format
+
+
+@dataclass(frozen=True, slots=True)
+class StopRecording:
+    member: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PauseRecording:
+    member: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeRecording:
+    member: str | None = None
+
+
+RecordingCommand = StartRecording | StopRecording | PauseRecording | ResumeRecording
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingFinished:
+    """The recording's file was closed (after a stop, the conference's end, or a failure of its
+    writer or storage): `error` None means completed. Accepted after the conference has ended."""
+
+    recording_id: str
+    duration_ms: int | None = None
+    error: str | None = None
+
+
 MpcAction = Call | WarmTransfer | ColdTransfer
 MemberAction = Hold | Unhold | Hangup | ResumeCall | VoicemailDrop | AbortTransfer
 
@@ -129,4 +165,4 @@ class LegMediaFailed:
 
 
 LegSignal = LegRinging | LegAnswered | LegFailed | LegHungUp | PlaybackFinished | LegDtmf | LegMediaFailed
-Command = MpcAction | MemberAction | LegSignal | LegColdTransfer
+Command = MpcAction | MemberAction | LegSignal | LegColdTransfer | RecordingCommand | RecordingFinished

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from bridgeline.core import audio, transfers
+from bridgeline.core import audio, recording, transfers
 from bridgeline.core.address import InvalidAddress, classify
 from bridgeline.core.commands import (
     AbortTransfer,
@@ -41,8 +41,13 @@ from bridgeline.core.commands import (
     LegMediaFailed,
     LegRinging,
     LegSignal,
+    PauseRecording,
     PlaybackFinished,
+    RecordingFinished,
     ResumeCall,
+    ResumeRecording,
+    StartRecording,
+    StopRecording,
     Unhold,
     VoicemailDrop,
     WarmTransfer,
@@ -223,6 +228,20 @@ class Conference:
         deadlines += [m.ring_deadline for m in self.live_members() if m.ring_deadline is not None]
         return min(deadlines)
 
+    @property
+    def recordings(self) -> list[recording.Recording]:
+        """Every recording of this conference, oldest first; read, do not change."""
+        return self._floor.recordings
+
+    @property
+    def recording_counter(self) -> int:
+        return self._floor.recording_counter
+
+    @property
+    def auto_recorded(self) -> frozenset[str]:
+        """The recordings already auto-started once ("": the conference's; else member addresses)."""
+        return frozenset(self._floor.auto_recorded)
+
     def audio_plan(self) -> dict[str, audio.Listening]:
         return audio.plan(self)
 
@@ -232,6 +251,9 @@ class Conference:
         if handler is None:
             raise TypeError(f"not a conference command: {command!r}")
         if not self.live:
+            if isinstance(command, RecordingFinished):  # a file finishes after its conference
+                recording.finished(self._floor, command, now)
+                return self._floor.take_effects()
             if isinstance(command, LegSignal):
                 return []
             raise ActionRefused("the conference has ended")
@@ -313,6 +335,14 @@ class Conference:
     def _abort_transfer(self, command: AbortTransfer, now: float) -> None:
         transfers.abort_transfer(self._floor, command, now)
 
+    def _recording_command(
+        self, command: StartRecording | StopRecording | PauseRecording | ResumeRecording, now: float
+    ) -> None:
+        recording.handle_command(self._floor, command, now)
+
+    def _recording_finished(self, signal: RecordingFinished, now: float) -> None:
+        recording.finished(self._floor, signal, now)
+
     # ----------------------------------------------------------------- leg signals
     def _leg_ringing(self, signal: LegRinging, now: float) -> None:
         member = self._dialing_member(signal.leg_id)
@@ -388,6 +418,8 @@ class Conference:
         return member
 
     def _after_input(self, now: float) -> None:
+        if self.live:
+            recording.after_input(self._floor, now)
         if self.live and not any(m.live for m in self.members.values()):
             self._end(now, EndReason.EMPTY)
         self._trim_history()
@@ -414,6 +446,7 @@ class Conference:
         for member in floor.live_members():
             floor.member_left(member, leave, now, drop_leg=True)
         floor.queued = []
+        recording.conference_ended(floor, now)
         self.phase = ConferencePhase.ENDED
         self.ended_at = now
         self.end_reason = reason
@@ -454,4 +487,9 @@ _HANDLERS: dict[type, Callable[[Conference, Any, float], None]] = {
     PlaybackFinished: Conference._playback_finished,
     LegDtmf: Conference._leg_dtmf,
     LegMediaFailed: Conference._leg_media_failed,
+    StartRecording: Conference._recording_command,
+    StopRecording: Conference._recording_command,
+    PauseRecording: Conference._recording_command,
+    ResumeRecording: Conference._recording_command,
+    RecordingFinished: Conference._recording_finished,
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from bridgeline.core.model import Event, LeaveReason, Music, Role
 
@@ -57,6 +58,27 @@ class SetAudio:
     """The complete audio routing of the conference's answered legs (replaces the previous one)."""
 
     legs: tuple[LegAudio, ...]
+    # The legs the conference recording hears: the main room's talkers (core/recording.py).
+    recorded: tuple[str, ...] = ()
+
+
+class RecordingAction(StrEnum):
+    START = "start"
+    PAUSE = "pause"
+    RESUME = "resume"
+    STOP = "stop"
+
+
+@dataclass(frozen=True, slots=True)
+class ControlRecording:
+    """Start, pause, resume or stop one recording's tap and file. `leg_id`: a participant track's
+    member leg, None for the conference mix. A stop is answered by `RecordingFinished`."""
+
+    recording_id: str
+    action: RecordingAction
+    leg_id: str | None = None
+    file_format: str = "wav"
+    member: str | None = None  # a participant track's member address
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,4 +86,4 @@ class Publish:
     event: Event
 
 
-Effect = DialLeg | DropLeg | PlayMessage | SetAudio | Publish
+Effect = DialLeg | DropLeg | PlayMessage | SetAudio | Publish | ControlRecording

@@ -28,6 +28,7 @@ from bridgeline.core.model import (
     Role,
     Transfer,
 )
+from bridgeline.core.recording import Recording
 
 
 class Floor:
@@ -42,6 +43,9 @@ class Floor:
         self.next_seq = 1
         self.leg_counter = 0
         self.transfer_counter = 0
+        self.recordings: list[Recording] = []  # core/recording.py
+        self.recording_counter = 0
+        self.auto_recorded: set[str] = set()  # recordings auto-started once ("" = the conference's)
         self.effects: list[Effect] = []  # what the current input has produced so far
 
     # ----------------------------------------------------------------- queries

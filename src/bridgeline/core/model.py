@@ -111,6 +111,17 @@ class EventType(StrEnum):
     TRANSFER_COMPLETED = "transfer_completed"
     TRANSFER_ABORTED = "transfer_aborted"
     TRANSFER_FAILED = "transfer_failed"
+    # Recording events carry Plivo's own event names (core/recording.py).
+    RECORDING_INITIATED = "MPCRecordingInitiated"
+    RECORDING_PAUSED = "MPCRecordingPaused"
+    RECORDING_RESUMED = "MPCRecordingResumed"
+    RECORDING_COMPLETED = "MPCRecordingCompleted"
+    RECORDING_FAILED = "MPCRecordingFailed"
+    PARTICIPANT_RECORDING_INITIATED = "ParticipantRecordingInitiated"
+    PARTICIPANT_RECORDING_PAUSED = "ParticipantRecordingPaused"
+    PARTICIPANT_RECORDING_RESUMED = "ParticipantRecordingResumed"
+    PARTICIPANT_RECORDING_COMPLETED = "ParticipantRecordingCompleted"
+    PARTICIPANT_RECORDING_FAILED = "ParticipantRecordingFailed"
 
 
 @dataclass(slots=True)
@@ -164,6 +175,10 @@ class ConferenceRules:
     max_duration: float = 14400.0
     ring_timeout: float = 45.0
     voicemail_configured: bool = False
+    record: bool = False  # record the conference (the main room's mix)
+    record_participant_track: bool = False  # record each answered member's own voice
+    record_file_format: str = "wav"  # wav | mp3 (core/recording.py RecordFormat)
+    record_min_member_count: int = 1  # the conference recording starts once this many are on the line
 
 
 @dataclass(frozen=True, slots=True)

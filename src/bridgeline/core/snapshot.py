@@ -10,6 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from bridgeline.core import recording
 from bridgeline.core.conference import Conference
 from bridgeline.core.floor import Floor
 from bridgeline.core.model import (
@@ -34,7 +35,7 @@ _E = TypeVar("_E", bound=StrEnum)
 
 def dump(conf: Conference) -> dict[str, Any]:
     rules = conf.rules
-    return {
+    data = {
         "version": FORMAT_VERSION,
         "conference_id": conf.conference_id,
         "rules": {
@@ -42,6 +43,7 @@ def dump(conf: Conference) -> dict[str, Any]:
             "max_duration": rules.max_duration,
             "ring_timeout": rules.ring_timeout,
             "voicemail_configured": rules.voicemail_configured,
+            **_recording_rules(rules),
         },
         "started_at": conf.started_at,
         "phase": conf.phase.value,
@@ -54,6 +56,19 @@ def dump(conf: Conference) -> dict[str, Any]:
         "leg_counter": conf.leg_counter,
         "transfer_counter": conf.transfer_counter,
     }
+    # Written only once a conference has recorded (or may): older snapshots, and those of conferences
+    # that never record, keep the first format byte for byte; load reads the keys' absence as none.
+    if conf.recording_counter:
+        data["recordings"] = [recording.dump(r) for r in conf.recordings]
+        data["recording_counter"] = conf.recording_counter
+        data["auto_recorded"] = sorted(conf.auto_recorded)
+    return data
+
+
+def _recording_rules(rules: ConferenceRules) -> dict[str, Any]:
+    defaults = ConferenceRules()
+    names = ("record", "record_participant_track", "record_file_format", "record_min_member_count")
+    return {n: getattr(rules, n) for n in names if getattr(rules, n) != getattr(defaults, n)}
 
 
 def load(data: dict[str, Any]) -> Conference:
@@ -68,6 +83,9 @@ def load(data: dict[str, Any]) -> Conference:
     floor.next_seq = data["next_seq"]
     floor.leg_counter = data["leg_counter"]
     floor.transfer_counter = data["transfer_counter"]
+    floor.recordings = [recording.load(raw) for raw in data.get("recordings", ())]
+    floor.recording_counter = data.get("recording_counter", 0)
+    floor.auto_recorded = set(data.get("auto_recorded", ()))
     phase, end_reason = ConferencePhase(data["phase"]), _opt(EndReason, data["end_reason"])
     return Conference.restore(floor, data["started_at"], phase, data["ended_at"], end_reason)
 

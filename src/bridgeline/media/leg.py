@@ -117,6 +117,8 @@ class Leg:
         self._event_ts = 0
         self.message: AudioSource | None = None
         self.message_token: object = None  # handed back in PlaybackFinished
+        # This tick's frame from the jitter buffer, kept only while recording taps run (routes.py).
+        self.last_frame: Frame | None = None
         # Random initial SSRC, sequence and timestamp, as RFC 3550 asks (makes streams unguessable:
         # the shell passes an OS-entropy generator).
         self.ssrc = rng.getrandbits(32)

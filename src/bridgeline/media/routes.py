@@ -29,8 +29,9 @@ from bridgeline.media import g711, g722
 from bridgeline.media.batch_mix import encode_rows
 from bridgeline.media.jitter import FRAME_SAMPLES, Frame, decode_frame
 from bridgeline.media.leg import Leg
-from bridgeline.media.mixer import Mixer
+from bridgeline.media.mixer import Mixer, saturate
 from bridgeline.media.player import SharedSource
+from bridgeline.media.resample import Downsampler
 
 if TYPE_CHECKING:  # layout.py imports ConferenceMix from here
     from bridgeline.media.layout import Batch, TickLayout
@@ -38,6 +39,7 @@ if TYPE_CHECKING:  # layout.py imports ConferenceMix from here
 __all__ = ["ConferenceMix", "run_tick"]
 
 _MUSIC_KEY: Final = "\x00music:"  # mixer keys for music; leg ids never start with NUL
+_TAP_KEY: Final = "\x00tap:"  # mixer listener keys of recording taps
 _SILENT_FRAME = np.zeros(160, dtype=np.int16)
 _SILENT_WIDE = np.zeros(g722.FRAME_SAMPLES, dtype=np.int16)
 _SILENT_CODES: Final = {pt: g711.encode_array(pt, _SILENT_FRAME).tobytes() for pt in (g711.PCMU, g711.PCMA)}
@@ -61,6 +63,12 @@ class ConferenceMix:
         # conferences of the same size in one batch, not by its own mixer.
         self.plain = False
         self.wideband = False  # mixed at 16 kHz: some leg speaks G.722 or Opus
+        # Recording taps: recording id -> the legs it hears. A wideband conference (always mixed)
+        # gives each tap a listener row of its mixer; a narrowband one keeps its cheap path and its
+        # taps are mixed after the tick from the legs' frames, all taps at once (`record_taps`).
+        self.taps: dict[str, tuple[str, ...]] = {}
+        self.tap_rows: list[tuple[str, int]] = []  # recording id, mixer output row
+        self._tap_down: dict[str, Downsampler] = {}  # a wideband conference's taps, to 8 kHz
 
     def configure(
         self, legs: tuple[LegAudio, ...], music: Mapping[Music, SharedSource], wideband: bool = False
@@ -80,6 +88,8 @@ class ConferenceMix:
                 sources[key] = source
                 heard.add(key)
             routes[la.leg_id] = heard
+        for recording_id, heard_legs in self.taps.items() if wideband else ():
+            routes[_TAP_KEY + recording_id] = set(heard_legs) & members
         self.plain = (
             not wideband
             and not sources
@@ -96,7 +106,7 @@ class ConferenceMix:
                 ]
             )
             self.leg_rows = [(la.leg_id, -1) for la in legs]
-            self.music_rows, self.outputs = [], []
+            self.music_rows, self.outputs, self.tap_rows = [], [], []
             self.mixer.configure((), {})  # drop the previous routing's buffers
             return
         self.direct = None
@@ -106,20 +116,48 @@ class ConferenceMix:
         self.leg_rows = [(la.leg_id, mixer.source_row[la.leg_id]) for la in legs]
         self.music_rows = [(src, mixer.source_row[key]) for key, src in sources.items()]
         self.outputs = [(la.leg_id, mixer.output_row.get(la.leg_id)) for la in legs]
+        # A tap that hears nobody has no output row: it records silence.
+        self.tap_rows = (
+            [(rid, mixer.output_row.get(_TAP_KEY + rid, -1)) for rid in self.taps] if wideband else []
+        )
+        self._tap_down = (
+            {rid: self._tap_down.get(rid) or Downsampler() for rid in self.taps} if wideband else {}
+        )
+
+    def record(self, out: NDArray[np.int16], recorded: list[tuple[str, bytes]]) -> None:
+        """Append each tap's 20 ms (8 kHz int16 PCM) from this tick's mix `out`."""
+        for recording_id, row in self.tap_rows:
+            if row < 0:
+                recorded.append((recording_id, _SILENT_FRAME.tobytes()))
+            elif self.wideband:
+                recorded.append((recording_id, self._tap_down[recording_id].process(out[row]).tobytes()))
+            else:
+                recorded.append((recording_id, out[row].tobytes()))
 
 
-def run_tick(layout: TickLayout, legs: dict[str, Leg], n: int) -> list[Leg]:
-    """Queue tick n for every leg; return the legs whose message ended with this tick."""
+def run_tick(
+    layout: TickLayout,
+    legs: dict[str, Leg],
+    n: int,
+    recorded: list[tuple[str, bytes]] | None = None,
+    keep_frames: bool = False,
+) -> list[Leg]:
+    """Queue tick n for every leg; return the legs whose message ended with this tick. `recorded`
+    receives the wideband conferences' taps' frames; `keep_frames`: leave each leg's frame of the
+    tick in `leg.last_frame`, for `record_taps`."""
     finished: list[Leg] = []
-    _tick_direct(layout, n, finished)
+    recorded = [] if recorded is None else recorded
+    _tick_direct(layout, n, finished, keep_frames)
     for batch in layout.batches:
-        _tick_batch(batch, finished)
+        _tick_batch(batch, finished, keep_frames)
     for conf in layout.mixed.values():
         if conf.wideband:
-            _tick_wideband(conf, legs, n, finished)
+            _tick_wideband(conf, legs, n, finished, recorded)
         else:
-            _tick_mixed(conf, legs, n, finished)
+            _tick_mixed(conf, legs, n, finished, recorded, keep_frames)
     for leg in layout.loose.values():
+        if keep_frames:
+            leg.last_frame = None  # in no conference: no tap hears it
         if leg.connected:
             leg.jitter.pop_frame()  # keep its playout clock running; nobody hears it
         if leg.message is not None:
@@ -136,10 +174,14 @@ def _silence(leg: Leg) -> bytes:
     return leg.encode_narrow(_SILENT_FRAME) if codes is None else codes
 
 
-def _tick_direct(layout: TickLayout, n: int, finished: list[Leg]) -> None:
+def _tick_direct(layout: TickLayout, n: int, finished: list[Leg], keep_frames: bool) -> None:
     frames = [
         leg.jitter.pop_payload() if leg is not None and leg.connected else None for leg in layout.pulled
     ]
+    if keep_frames:
+        for leg, kept in zip(layout.pulled, frames, strict=True):
+            if leg is not None:
+                leg.last_frame = kept
     for leg, source in layout.direct:
         if leg.message is not None:
             _send_message(leg, finished)
@@ -165,13 +207,15 @@ def _tick_direct(layout: TickLayout, n: int, finished: list[Leg]) -> None:
             leg.send_tick(g711.encode_array(pt, decode_frame(frame)).tobytes())
 
 
-def _tick_batch(batch: Batch, finished: list[Leg]) -> None:
+def _tick_batch(batch: Batch, finished: list[Leg], keep_frames: bool) -> None:
     legs, mixer, pt = batch.legs, batch.mixer, batch.pt
     chunks: list[bytes] = []
     others: list[tuple[int, Frame | None]] = []  # rows not in codec `pt`: silent, decoded or other codec
     placeholder = _SILENT_CODES[pt]
     for row, leg in enumerate(legs):
         frame = leg.jitter.pop_payload() if leg is not None and leg.connected else None
+        if keep_frames and leg is not None:
+            leg.last_frame = frame
         if type(frame) is tuple and frame[0] == pt:
             chunks.append(frame[1])
         else:
@@ -209,12 +253,22 @@ def _write_rows(inputs: NDArray[np.int16], rows: list[tuple[int, Frame | None]])
         inputs[rows_of] = g711.decode(pt, b"".join(chunks)).reshape(len(rows_of), FRAME_SAMPLES)
 
 
-def _tick_mixed(conf: ConferenceMix, legs: dict[str, Leg], n: int, finished: list[Leg]) -> None:
+def _tick_mixed(
+    conf: ConferenceMix,
+    legs: dict[str, Leg],
+    n: int,
+    finished: list[Leg],
+    recorded: list[tuple[str, bytes]],
+    keep_frames: bool,
+) -> None:
     inputs = conf.mixer.inputs
     frames: list[tuple[int, Frame | None]] = []
     for leg_id, row in conf.leg_rows:
         leg = legs.get(leg_id)
-        frames.append((row, leg.jitter.pop_payload() if leg is not None and leg.connected else None))
+        frame = leg.jitter.pop_payload() if leg is not None and leg.connected else None
+        if keep_frames and leg is not None:
+            leg.last_frame = frame
+        frames.append((row, frame))
     _write_rows(inputs, frames)
     for source, row in conf.music_rows:
         inputs[row] = source.frame_at(n)  # shared: advances once per tick runtime-wide
@@ -236,7 +290,9 @@ def _tick_mixed(conf: ConferenceMix, legs: dict[str, Leg], n: int, finished: lis
             leg.send_tick(codes[out_row].tobytes())
 
 
-def _tick_wideband(conf: ConferenceMix, legs: dict[str, Leg], n: int, finished: list[Leg]) -> None:
+def _tick_wideband(
+    conf: ConferenceMix, legs: dict[str, Leg], n: int, finished: list[Leg], recorded: list[tuple[str, bytes]]
+) -> None:
     """_tick_mixed at 16 kHz: every input widened (G.722 and Opus decoded, G.711 and music
     upsampled), every output encoded by its listener's own codec state (G.722 and Opus are
     stateful; G.711 is filtered down)."""
@@ -251,6 +307,8 @@ def _tick_wideband(conf: ConferenceMix, legs: dict[str, Leg], n: int, finished: 
     for source, row in conf.music_rows:
         inputs[row] = source.wide_frame_at(n)  # shared: upsampled once per tick runtime-wide
     out = conf.mixer.mix_inputs()
+    if conf.tap_rows:
+        conf.record(out, recorded)
     for leg_id, out_row in conf.outputs:
         leg = legs.get(leg_id)
         if leg is None:
@@ -272,3 +330,32 @@ def _send_message(leg: Leg, finished: list[Leg]) -> None:
     if message.finished:
         leg.message = None
         finished.append(leg)  # the runtime reports it with the leg's message token
+
+
+def record_taps(taps: list[tuple[str, list[Leg | None]]], recorded: list[tuple[str, bytes]]) -> None:
+    """Each narrowband tap's 20 ms: the sum of its legs' frames of this tick (`leg.last_frame`), all
+    taps at once: one G.711 decode per codec for every tapped frame, one scatter-add, one clip."""
+    if not taps:
+        return
+    total = np.zeros((len(taps), FRAME_SAMPLES), dtype=np.int32)
+    coded: dict[int, tuple[list[int], list[bytes]]] = {}  # payload type -> tap rows, codes
+    for row, (_, tap_legs) in enumerate(taps):
+        for leg in tap_legs:
+            frame = None if leg is None else leg.last_frame
+            if frame is None:
+                continue
+            if type(frame) is tuple:
+                rows_of, chunks = coded.setdefault(frame[0], ([], []))
+                rows_of.append(row)
+                chunks.append(frame[1])
+            elif len(frame) == FRAME_SAMPLES:
+                total[row] += frame
+    for pt, (rows_of, chunks) in coded.items():
+        decoded = g711.decode(pt, b"".join(chunks)).reshape(len(rows_of), FRAME_SAMPLES)
+        rows = np.asarray(rows_of)  # ascending: each tap's frames are consecutive
+        starts = np.flatnonzero(np.concatenate(([True], rows[1:] != rows[:-1])))
+        total[rows[starts]] += np.add.reduceat(decoded, starts, axis=0, dtype=np.int32)
+    mixed = np.empty(total.shape, dtype=np.int16)
+    saturate(total, mixed)
+    for row, (recording_id, _) in enumerate(taps):
+        recorded.append((recording_id, mixed[row].tobytes()))

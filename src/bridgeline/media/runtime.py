@@ -40,7 +40,7 @@ from bridgeline.media.leg_types import (
     SrtpDropped,
 )
 from bridgeline.media.player import AudioSource, SharedSource
-from bridgeline.media.routes import ConferenceMix, run_tick
+from bridgeline.media.routes import ConferenceMix, record_taps, run_tick
 from bridgeline.media.srtp import SrtpKeys
 
 __all__ = [
@@ -110,6 +110,9 @@ class MediaRuntime:
         self._unused: set[int] = set()
         self._out: list[Outgoing] = []  # filled by the legs during a tick
         self._events: list[MediaEvent] = []
+        # Recording taps by conference: recording id -> the legs it hears; their frames per tick.
+        self._taps: dict[str, dict[str, tuple[str, ...]]] = {}
+        self._recorded: list[tuple[str, bytes]] = []
         self._layout = TickLayout(self._legs, self._member_of)  # patched on every change
         self._origin = origin
         self._n = 0  # the next tick's number
@@ -143,12 +146,55 @@ class MediaRuntime:
         self._out.clear()  # what a tick that raised had queued
         layout = self._layout
         layout.refresh()
-        for leg in run_tick(layout, self._legs, n):
+        taps = self._narrow_taps() if self._taps else None
+        for leg in run_tick(layout, self._legs, n, self._recorded, taps is not None):
             self._events.append(PlaybackFinished(leg.leg_id, leg.message_token))
             leg.message_token = None
+        if taps:
+            record_taps(taps, self._recorded)
         out = self._out[:]
         self._out.clear()  # the legs keep appending to this same list
         return out
+
+    def pop_recorded(self) -> list[tuple[str, bytes]]:
+        """The recording taps' frames since the last call, (recording id, 20 ms of 8 kHz int16 PCM),
+        in tick order."""
+        recorded, self._recorded = self._recorded, []
+        return recorded
+
+    def set_tap(self, conference_id: str, recording_id: str, leg_ids: Sequence[str]) -> None:
+        """Record what `leg_ids` of the conference say, mixed, every tick (a conference recording: its
+        main room's talkers, changed with each routing; a participant track: one leg). A tap is
+        moved by calling this again, removed by `remove_tap`; a tap of a conference without routes
+        waits for them (its frames start with the conference's first mixed tick)."""
+        for taps in self._taps.values():
+            taps.pop(recording_id, None)
+        self._taps.setdefault(conference_id, {})[recording_id] = tuple(leg_ids)
+        self._retap(conference_id)
+
+    def remove_tap(self, recording_id: str) -> None:
+        for conference_id, taps in list(self._taps.items()):
+            if taps.pop(recording_id, None) is not None:
+                if not taps:
+                    del self._taps[conference_id]
+                self._retap(conference_id)
+
+    def _narrow_taps(self) -> list[tuple[str, list[Leg | None]]]:
+        """The taps of narrowband conferences, with their legs (wideband ones are mixer rows)."""
+        legs, confs = self._legs, self._confs
+        return [
+            (recording_id, [legs.get(leg_id) for leg_id in leg_ids])
+            for conference_id, taps in self._taps.items()
+            if (conf := confs.get(conference_id)) is not None and not conf.wideband
+            for recording_id, leg_ids in taps.items()
+        ]
+
+    def _retap(self, conference_id: str) -> None:
+        conf = self._confs.get(conference_id)
+        if conf is not None:
+            conf.taps = dict(self._taps.get(conference_id, {}))
+            conf.configure(conf.legs, conf.music, conf.wideband)
+            self._layout.place(conf)
 
     def pop_events(self) -> list[MediaEvent]:
         """The events since the last call, oldest first."""
@@ -291,6 +337,7 @@ class MediaRuntime:
                 layout.remove(conference_id)
         else:
             conf = old if old is not None else ConferenceMix(conference_id)
+            conf.taps = dict(self._taps.get(conference_id, {}))
             self._confs[conference_id] = conf
             for leg_id in new:
                 self._member_of[leg_id] = conference_id

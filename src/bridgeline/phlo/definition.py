@@ -59,6 +59,13 @@ def check_callback_url(url: str) -> str:
 
 
 MPC_NODE_TYPE = "multi_party_call"
+RECORD_FILE_FORMATS = ("wav", "mp3")
+
+
+def check_record_file_format(value: str) -> str:
+    if value not in RECORD_FILE_FORMATS:
+        raise ValueError(f"record_file_format must be wav or mp3, not {value[:50]!r}")
+    return value
 
 
 class _Strict(BaseModel):
@@ -78,13 +85,29 @@ class MpcNode(_Strict):
     wait_music: str | None = None
     voicemail_message: str | None = None
     callback_url: str | None = None
+    # Recording (docs/semantics.md "Recording"); Plivo's names.
+    record: bool = False
+    record_participant_track: bool = False
+    record_file_format: str = Field(default="wav", max_length=200, description="wav | mp3, or a template")
+    record_min_member_count: int = Field(default=1, ge=1, le=2)
+    recording_callback_url: str | None = None
+    recording_callback_method: Literal["POST"] = Field(
+        default="POST", description="callbacks are POSTed (form-encoded, V3-signed)"
+    )
+
+    @field_validator("record_file_format")
+    @classmethod
+    def _check_format(cls, value: str) -> str:
+        if "{{" not in value:
+            check_record_file_format(value)
+        return value
 
     @field_validator("node_id")
     @classmethod
     def _check_node_id(cls, value: str) -> str:
         return check_id("node_id", value)
 
-    @field_validator("callback_url")
+    @field_validator("callback_url", "recording_callback_url")
     @classmethod
     def _callback_url_is_http(cls, value: str | None) -> str | None:
         """A literal URL is checked now; a templated one once the run payload fills it."""
@@ -163,6 +186,16 @@ class NodeSettings(BaseModel):
     wait_music: str | None = None
     voicemail_message: str | None = None
     callback_url: str | None = None
+    record: bool = False
+    record_participant_track: bool = False
+    record_file_format: str = "wav"
+    record_min_member_count: int = 1
+    recording_callback_url: str | None = None
+
+    @property
+    def recording_events_url(self) -> str | None:
+        """Where recording events go: recording_callback_url, else the node's callback_url."""
+        return self.recording_callback_url or self.callback_url
 
     def music_sources(self) -> MusicSources:
         """The music settings alone: what a carrier's media needs of the node."""
@@ -181,6 +214,8 @@ _TEMPLATED = (
     "wait_music",
     "voicemail_message",
     "callback_url",
+    "recording_callback_url",
+    "record_file_format",
 )
 
 
@@ -189,11 +224,13 @@ def resolve_settings(node: MpcNode, payload: dict[str, Any]) -> NodeSettings:
     for key in _TEMPLATED:
         if values.get(key) is not None:
             values[key] = fill(values[key], payload) or None
-    if values.get("callback_url") is not None:
-        try:
-            check_callback_url(values["callback_url"])
-        except ValueError as exc:
-            raise SettingError(str(exc)) from None
+    try:
+        for key in ("callback_url", "recording_callback_url"):
+            if values.get(key) is not None:
+                check_callback_url(values[key])
+        values["record_file_format"] = check_record_file_format(values.get("record_file_format") or "wav")
+    except ValueError as exc:
+        raise SettingError(str(exc)) from None
     for key in MEDIA_SETTINGS:  # a payload must not turn a setting into a path the server would read
         check_filled_media(key, values.get(key))
     return NodeSettings(**values)

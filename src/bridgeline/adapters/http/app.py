@@ -14,7 +14,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from bridgeline.adapters.http import console_routes, ext_routes, plivo_routes
+from bridgeline.adapters.http import console_routes, ext_routes, plivo_routes, recording_routes
 from bridgeline.adapters.http.bodies import parse_body, read_body
 from bridgeline.adapters.http.context import ApiRequest, AppContext
 from bridgeline.adapters.http.errors import ApiError, error_response
@@ -23,7 +23,14 @@ from bridgeline.adapters.http.idempotency import fingerprint, request_key
 from bridgeline.adapters.http.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bridgeline.adapters.http.openapi import openapi_document
 from bridgeline.adapters.http.routing import Route, Router
-from bridgeline.adapters.http.schemas import MemberActionBody, MpcActionBody, RunBody, SimPhoneBody
+from bridgeline.adapters.http.schemas import (
+    MemberActionBody,
+    MemberRecordingBody,
+    MpcActionBody,
+    RecordingActionBody,
+    RunBody,
+    SimPhoneBody,
+)
 from bridgeline.app import commit_mark
 from bridgeline.app.service import ConferenceMoved, NotFound
 from bridgeline.core.errors import ActionRefused
@@ -35,6 +42,7 @@ PHLO = "/v1/phlo/{phlo_id}"
 NODE = PHLO + "/{node_type}/{node_id}"
 MEMBER = NODE + "/members/{member_address:path}"
 PHONE = "/v1/sim/phones/{address:path}"
+RECORDING = "/v1/recordings/{recording_id}"
 
 
 async def health(ctx: AppContext, api: ApiRequest) -> Response:
@@ -61,7 +69,7 @@ async def metrics(ctx: AppContext, api: ApiRequest) -> Response:
 def build_routes() -> list[Route]:
     """Every POST changes state, so every POST honours Idempotency-Key; PUT and DELETE are
     idempotent by their method (docs/semantics.md, "Retries and Idempotency-Key")."""
-    p, e, c = plivo_routes, ext_routes, console_routes
+    p, e, c, r = plivo_routes, ext_routes, console_routes, recording_routes
     return [
         Route("GET", "/health", health, "Liveness check", authenticated=False),
         Route(
@@ -116,6 +124,35 @@ def build_routes() -> list[Route]:
             forward=Forward.TRIGGER,
             idempotent_retries=True,
         ),
+        Route(
+            "POST",
+            NODE + "/recording",
+            r.conference_recording,
+            "Start, stop, pause or resume the conference recording (Bridgeline)",
+            body=RecordingActionBody,
+            status=201,
+            forward=Forward.TRIGGER,
+            idempotent_retries=True,
+        ),
+        Route(
+            "POST",
+            NODE + "/member_recording/{member_address:path}",
+            r.member_recording,
+            "Start, stop, pause or resume a member's participant track (Bridgeline)",
+            body=MemberRecordingBody,
+            status=201,
+            forward=Forward.MEMBER,
+            idempotent_retries=True,
+        ),
+        Route("GET", "/v1/recordings", r.list_recordings, "List recordings, newest first (Bridgeline)"),
+        Route("GET", RECORDING, r.get_recording, "Retrieve a recording (Bridgeline)"),
+        Route(
+            "GET",
+            RECORDING + "/download",
+            r.download_recording,
+            "Download a recording's file, Range supported",
+        ),
+        Route("DELETE", RECORDING, r.delete_recording, "Delete a recording and its file (Bridgeline)"),
         Route(
             "POST",
             PHONE + "/hangup",

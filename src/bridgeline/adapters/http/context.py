@@ -17,8 +17,9 @@ from bridgeline.adapters.http.forwarding import Forwarder
 from bridgeline.adapters.http.idempotency import IdempotentRequests
 from bridgeline.adapters.http.metrics import Metrics
 from bridgeline.adapters.http.schemas import PlivoBody
+from bridgeline.adapters.recordings.engine_files import WriterFiles
 from bridgeline.app.phlos import PhloCache
-from bridgeline.app.ports import ConferenceHistory, PhloStore, RunStore
+from bridgeline.app.ports import ConferenceHistory, PhloStore, RecordingStore, RunStore
 from bridgeline.app.records import Account, PhloRecord
 from bridgeline.app.runs import RunService
 from bridgeline.app.service import ConferenceService
@@ -42,6 +43,9 @@ class AppContext:
     metrics: Metrics | None = None  # what /metrics renders
     forwarder: Forwarder | None = None  # a cluster: requests for other nodes' conferences go there
     ready: Callable[[], bool] = lambda: True  # /ready: the node's lease holds and it is not draining
+    recordings: RecordingStore | None = None  # recording rows (the recordings API)
+    recording_files: WriterFiles | None = None  # their files (downloads)
+    public_url: str = ""  # the base of recordings' URLs
 
 
 Model = TypeVar("Model", bound=BaseModel)

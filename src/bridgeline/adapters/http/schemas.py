@@ -133,3 +133,41 @@ class RunBody(PlivoBody):
     """Free-form payload: the keys the PHLO's templates use (e.g. agent, customer)."""
 
     model_config = ConfigDict(extra="allow")
+
+
+RecordingActionName = Literal["start", "stop", "pause", "resume"]
+RecordFileFormat = Literal["wav", "mp3"]
+
+
+def _file_format(value: Any) -> str | None:
+    raw = _text(value, "file_format")
+    if raw is None:
+        return None
+    if raw.lower() not in get_args(RecordFileFormat):
+        raise invalid_error("Allowed values are 'wav' and 'mp3'.")
+    return raw.lower()
+
+
+class RecordingActionBody(PlivoBody):
+    """The conference recording of the live conference that holds `trigger_source` (Bridgeline)."""
+
+    action: Annotated[RecordingActionName, _action(RecordingActionName)] = Field(
+        description="start, stop, pause (silence is written: the timeline is kept) or resume"
+    )
+    trigger_source: Annotated[str, _address("trigger_source")] = Field(
+        description="a member of the conference to record"
+    )
+    file_format: Annotated[RecordFileFormat | None, BeforeValidator(_file_format)] = Field(
+        default=None, description="start only: wav or mp3; default the node's record_file_format"
+    )
+
+
+class MemberRecordingBody(PlivoBody):
+    """A member's participant track: what that member says (Bridgeline)."""
+
+    action: Annotated[RecordingActionName, _action(RecordingActionName)] = Field(
+        description="start, stop, pause (silence is written: the timeline is kept) or resume"
+    )
+    file_format: Annotated[RecordFileFormat | None, BeforeValidator(_file_format)] = Field(
+        default=None, description="start only: wav or mp3; default the node's record_file_format"
+    )

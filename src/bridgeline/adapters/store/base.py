@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from bridgeline.adapters.store import cluster_sql, feed_sql, sql
+from bridgeline.adapters.store.recordings_sql import RecordingRows
 from bridgeline.adapters.store.sip_registrations import SipRegistrationRows
 from bridgeline.adapters.store.sql import Dialect, Migration, Params, Row, RowsUnchanged
 from bridgeline.app.records import (
@@ -55,7 +56,7 @@ class Write:
     required: bool = False
 
 
-class SqlStore(SipRegistrationRows, ABC):
+class SqlStore(SipRegistrationRows, RecordingRows, ABC):
     """A store over a SQL database; subclasses supply connections, transactions and migration locking.
 
     It provides every part of the app's `Store` (app/ports.py), the sim carrier's `PhoneBook`

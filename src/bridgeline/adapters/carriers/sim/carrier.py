@@ -5,6 +5,10 @@ phones.py, so a restart keeps it): answer, busy, no_answer (rings until the ring
 voicemail (answers as a machine). Unknown addresses answer after the default delay. What each
 phone hears is recorded from the conference's audio routing, so tests and demos can ask.
 
+Phones "say" a tone of their own (media/recording_mix.py: a frequency derived from the address), so
+recordings of sim conferences hold the tones of the phones they heard: a 20 ms loop timer writes
+each recording's frames, catching up to the loop's clock, so a file's length is the wall clock.
+
 Phones are per account: what account A configures for an address applies to the calls A's
 conferences place to it, never to B's (B's calls to the same address follow B's own setting, or the
 default), and an account sees and hangs up only the calls of its own conferences.
@@ -17,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridgeline.adapters.carriers.sim.phones import AnswerMode, PhoneBehaviour, PhoneBook, VirtualPhones
-from bridgeline.app.ports import LegRequest, SignalSink
+from bridgeline.app.ports import LegRequest, RecordingSink, SignalSink
 from bridgeline.core.commands import (
     LegAnswered,
     LegFailed,
@@ -28,6 +32,19 @@ from bridgeline.core.commands import (
 )
 from bridgeline.core.effects import MusicSources, SetAudio
 from bridgeline.core.model import AnsweredBy, LeaveReason
+from bridgeline.media.recording_mix import mix_tones, phone_tone_hz
+
+FRAME_S = 0.020
+
+
+@dataclass(slots=True)
+class SimTap:
+    """One recording: the conference's recorded legs (leg_id None) or one leg's voice."""
+
+    conference_id: str
+    leg_id: str | None
+    sink: RecordingSink
+    next_frame: int  # the recordings' frame clock: frame n covers [origin + n*20 ms, +20 ms)
 
 
 @dataclass(slots=True)
@@ -50,6 +67,10 @@ class SimCarrier:
         self._playback = playback_ms / 1000
         self._legs: dict[str, SimLeg] = {}
         self._sink: SignalSink | None = None
+        self._taps: dict[str, SimTap] = {}  # by recording id
+        self._recorded: dict[str, tuple[str, ...]] = {}  # conference id -> the legs its recording hears
+        self._frame_origin: float | None = None  # loop time of frame 0
+        self._ticker: asyncio.TimerHandle | None = None
 
     # ----------------------------------------------------------------- lifecycle
     def bind(self, sink: SignalSink) -> None:
@@ -62,6 +83,10 @@ class SimCarrier:
         for leg in self._legs.values():
             _cancel(leg)
         self._legs.clear()
+        self._taps.clear()
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
 
     # ----------------------------------------------------------------- phones
     async def configure_phone(self, auth_id: str, address: str, behaviour: PhoneBehaviour) -> None:
@@ -82,6 +107,7 @@ class SimCarrier:
                 "state": "answered" if leg.answered else "ringing",
                 "hears": [self._legs[h].request.to for h in leg.hears if h in self._legs],
                 "music": leg.music,
+                "tone_hz": phone_tone_hz(address),
             }
             for leg_id, leg in self._legs.items()
             if leg.request.to == address and leg.request.auth_id == auth_id
@@ -135,6 +161,8 @@ class SimCarrier:
         )
 
     def set_audio(self, conference_id: str, audio: SetAudio, music: MusicSources) -> None:
+        self._write_due()  # what was recorded up to now was heard with the old routing
+        self._recorded[conference_id] = audio.recorded
         for routing in audio.legs:
             leg = self._legs.get(routing.leg_id)
             if leg is not None:
@@ -156,6 +184,58 @@ class SimCarrier:
             if leg.request.conference_id == conference_id:
                 _cancel(leg)
                 del self._legs[leg_id]
+        self._recorded.pop(conference_id, None)
+        for recording_id, tap in list(self._taps.items()):
+            if tap.conference_id == conference_id:  # the core stops its recordings before this
+                del self._taps[recording_id]
+
+    # ----------------------------------------------------------------- recording
+    def start_recording(
+        self, conference_id: str, recording_id: str, leg_id: str | None, sink: RecordingSink
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        if self._frame_origin is None:
+            self._frame_origin = loop.time()
+        self._write_due()
+        self._taps[recording_id] = SimTap(conference_id, leg_id, sink, self._frame_now(loop.time()))
+        if self._ticker is None:
+            self._schedule(loop)
+
+    def stop_recording(self, recording_id: str) -> None:
+        self._write_due()
+        self._taps.pop(recording_id, None)
+
+    def _frame_now(self, now: float) -> int:
+        assert self._frame_origin is not None
+        return int((now - self._frame_origin) / FRAME_S)
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        assert self._frame_origin is not None
+        due = self._frame_origin + (self._frame_now(loop.time()) + 1) * FRAME_S
+        self._ticker = loop.call_at(due, self._tick)
+
+    def _tick(self) -> None:
+        self._ticker = None
+        self._write_due()
+        if self._taps:
+            self._schedule(asyncio.get_running_loop())
+
+    def _write_due(self) -> None:
+        """Every tap's frames up to the loop's clock (a late timer catches up; nothing is skipped)."""
+        if not self._taps or self._frame_origin is None:
+            return
+        now = self._frame_now(asyncio.get_running_loop().time())
+        for recording_id, tap in list(self._taps.items()):
+            tones = self._tones_of(tap)
+            frame = mix_tones(tones)  # every frame of a steady tone is the same
+            for _ in range(tap.next_frame, now):
+                tap.sink(recording_id, frame)
+            tap.next_frame = max(tap.next_frame, now)
+
+    def _tones_of(self, tap: SimTap) -> list[int]:
+        leg_ids = self._recorded.get(tap.conference_id, ()) if tap.leg_id is None else (tap.leg_id,)
+        legs = [self._legs.get(leg_id) for leg_id in leg_ids]
+        return [phone_tone_hz(leg.request.to) for leg in legs if leg is not None and leg.answered]
 
     # ----------------------------------------------------------------- internals
     def _settle(self, leg_id: str, outcome: LegSignal) -> None:

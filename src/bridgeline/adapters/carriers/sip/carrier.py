@@ -38,7 +38,7 @@ from bridgeline.adapters.carriers.sip.shared_registrations import SharedRegistra
 from bridgeline.adapters.carriers.sip.transport_stream import SipStreamTransport, start_streams
 from bridgeline.adapters.carriers.sip.transport_udp import SipUdpTransport
 from bridgeline.app.inbound import InboundRefusal
-from bridgeline.app.ports import LegRequest, SignalSink
+from bridgeline.app.ports import LegRequest, RecordingSink, SignalSink
 from bridgeline.core.commands import (
     LegAnswered,
     LegDtmf,
@@ -337,6 +337,15 @@ class SipCarrier(CarrierLookups):
 
     def set_audio(self, conference_id: str, audio: SetAudio, music: MusicSources) -> None:
         self.media.set_routes(conference_id, audio.legs, music)
+        self.media.set_recorded(conference_id, audio.recorded)
+
+    def start_recording(
+        self, conference_id: str, recording_id: str, leg_id: str | None, sink: RecordingSink
+    ) -> None:
+        self.media.start_recording(conference_id, recording_id, leg_id, sink)
+
+    def stop_recording(self, recording_id: str) -> None:
+        self.media.stop_recording(recording_id)
 
     def restore(self, request: LegRequest, *, answered: bool) -> None:
         """An answered leg is recovered from its saved dialog (recovery.py); a ringing one is gone."""
@@ -348,11 +357,13 @@ class SipCarrier(CarrierLookups):
 
     def conference_ended(self, conference_id: str) -> None:
         self.media.set_routes(conference_id, (), MusicSources())
+        self.media.forget_recorded(conference_id)
 
     def release_conference(self, conference_id: str) -> None:
         """Another node owns the conference now: forget its legs' dialogs and RTP without a BYE (the new
         owner recovers them from the dialog state kept in the store)."""
         self.media.set_routes(conference_id, (), MusicSources())
+        self.media.forget_recorded(conference_id)
         for leg_id, leg in list(self._legs.items()):
             if leg.conference_id == conference_id:
                 self.refers.leg_gone(leg_id)

@@ -75,6 +75,8 @@ class MediaLoop:
         self._stopping = False
         self.sockets_closed = 0  # counted here, opened counted by the engine: no shared += across threads
         self.send_dropped = 0
+        # Called on this thread with each tick's recording frames (runtime.pop_recorded); must not block.
+        self.record: Callable[[list[tuple[str, bytes]]], None] | None = None
 
     @staticmethod
     def _open_poller() -> tuple[select.epoll, int]:
@@ -177,6 +179,9 @@ class MediaLoop:
                 self._apply_commands(now)
                 if now >= runtime.next_tick_at:
                     self._send(runtime.tick(now))
+                    recorded = runtime.pop_recorded()
+                    if recorded and self.record is not None:
+                        self.record(recorded)
                 events = runtime.pop_events()
                 if events:
                     self._deliver(events)

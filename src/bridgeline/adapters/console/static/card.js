@@ -66,7 +66,8 @@ export function describeEvent(event) {
   const d = event.data || {};
   const label = EVENT_LABELS[event.event] || words(event.event);
   let subject = "";
-  if (d.member_address) subject = `${d.member_address} (${d.role})`;
+  if (d.member_address) subject = d.role ? `${d.member_address} (${d.role})` : d.member_address;
+  if (d.recording_id) subject = d.member_address ? `track of ${d.member_address}` : "conference";
   if (d.transfer_type) subject = `${d.transfer_type}: ${d.initiator} → ${d.target}`;
   const details = [d.reason, d.outcome, d.answered_by === "machine" ? "machine" : null].filter(Boolean);
   return { label, subject, details: details.map(words).join(", ") };
@@ -196,6 +197,27 @@ function mpcForm(onSubmit) {
   return form;
 }
 
+// The conference recording: its state and the buttons that apply to it (the API's
+// POST …/recording, on behalf of the first member on the line).
+const RECORD_BUTTONS = {
+  none: [["start", "Record"]],
+  recording: [["pause", "Pause recording"], ["stop", "Stop recording"]],
+  paused: [["resume", "Resume recording"], ["stop", "Stop recording"]],
+};
+
+function recordBar(view, onRecord) {
+  const recording = view.recording;
+  const state = recording && ["recording", "paused"].includes(recording.state) ? recording.state : "none";
+  const label = state === "none" ? "not recording" : `${state} (${recording.format})`;
+  const onLine = view.members.find((m) => m.status === "connected" || m.status === "on_hold");
+  const buttons = view.status === "live" && onLine
+    ? RECORD_BUTTONS[state].map(([action, text]) =>
+        h("button", { type: "button", "data-record": action, onclick: () => onRecord(action, onLine.member_address) }, text),
+      )
+    : [];
+  return h("div", { class: "record-bar", "data-recording": state }, h("span", { class: "badge rec" }, `● ${label}`), buttons);
+}
+
 function refreshTriggers(select, view) {
   const current = select.value;
   const choices = view.members.filter((m) => m.status !== "left").map((m) => m.member_address);
@@ -215,6 +237,8 @@ export class ConferenceCard {
     this.timeline = h("div", { class: "timeline-wrap" });
     this.deliveries = h("div", { class: "deliveries-wrap" });
     this.onAction = (address, action, label) => handlers.memberAction(this.entry, address, action, label);
+    this.onRecord = (action, trigger) => handlers.recordingAction(this.entry, action, trigger);
+    this.recording = h("div", { class: "record-wrap" });
     this.onDismiss = () => handlers.dismiss(this.uuid);
     const legend = h("p", { class: "legend" }, "→ hears   ♪ hears music   dashed: dialing or on hold");
     this.root = h(
@@ -224,7 +248,16 @@ export class ConferenceCard {
       h(
         "div",
         { class: "card-body" },
-        h("section", { class: "left" }, this.picture, legend, this.members, this.feedback, this.form),
+        h(
+          "section",
+          { class: "left" },
+          this.picture,
+          legend,
+          this.members,
+          this.recording,
+          this.feedback,
+          this.form,
+        ),
         h(
           "section",
           { class: "right" },
@@ -260,6 +293,7 @@ export class ConferenceCard {
     this.header.replaceChildren(...head);
     this.picture.replaceChildren(audioPicture(view));
     this.members.replaceChildren(membersTable(view, this.onAction));
+    this.recording.replaceChildren(recordBar(view, this.onRecord));
     this.form.hidden = !live;
     refreshTriggers(this.form.elements.trigger_source, view);
     this.timeline.replaceChildren(timeline(entry.events));

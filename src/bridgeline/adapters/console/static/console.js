@@ -211,6 +211,17 @@ const handlers = {
       card.say("error", `${what} refused (${error.status || "network"}): ${error.message}`);
     }
   },
+  async recordingAction(entry, action, trigger) {
+    const card = cards.get(entry.mpc_uuid);
+    const what = `${action[0].toUpperCase()}${action.slice(1)} the recording`;
+    card.say("pending", `${what}…`);
+    try {
+      await postJson(`${nodePath(entry.phlo_id, entry.node_id)}/recording`, { action, trigger_source: trigger });
+      card.say("ok", `${what}: done`);
+    } catch (error) {
+      card.say("error", `${what} refused (${error.status || "network"}): ${error.message}`);
+    }
+  },
   dismiss(uuid) {
     dismissed.add(uuid);
     render();

@@ -1,0 +1,109 @@
+"""The recording manager with real parts: SQLite store, sim carrier, the real writers and local storage.
+
+What the HTTP tests cannot arrange: a recording file that cannot be written fails that recording
+(row and event, with the reason) while the call goes on; a file finished after its conference ended
+still gets its Completed event, in the conference's own sequence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import wave
+from pathlib import Path
+
+from test_service import ACCOUNT, AGENT, CUSTOMER, settle
+
+from bridgeline.adapters.carriers.sim.carrier import SimCarrier
+from bridgeline.adapters.recordings.engine_files import WriterFiles
+from bridgeline.adapters.recordings.storage import LocalStorage
+from bridgeline.adapters.store import SqlStore
+from bridgeline.app.recordings import RecordingManager
+from bridgeline.app.records import RecordingQuery, RecordingStatus
+from bridgeline.app.service import ConferenceService
+from bridgeline.core.commands import Hangup, Hold
+from bridgeline.core.model import MemberStatus, Role
+from bridgeline.phlo.definition import NodeSettings
+
+
+async def recorded_pair(
+    store: SqlStore, root: Path
+) -> tuple[ConferenceService, SimCarrier, WriterFiles, str]:
+    carrier = SimCarrier(store, answer_delay_ms=0)
+    service = ConferenceService(store, carrier)
+    files = WriterFiles(root, LocalStorage(root))
+    RecordingManager(store, store, files, carrier, service)
+    await carrier.start()
+    conference_id = await service.start_conference(
+        auth_id=ACCOUNT,
+        phlo_id="p",
+        node_id="n",
+        run_id=None,
+        settings=NodeSettings(record=True, record_min_member_count=2),
+        dials=[(AGENT, Role.AGENT), (CUSTOMER, Role.CUSTOMER)],
+        sequential=True,
+    )
+    live = service.get_live(conference_id)
+    assert live is not None
+    await settle(lambda: live.conf.recordings)
+    return service, carrier, files, conference_id
+
+
+async def events_of(store: SqlStore, conference_id: str) -> list[str]:
+    return [e.type for e in await store.list_events(conference_id)]
+
+
+async def test_a_file_that_cannot_be_written_fails_the_recording_and_the_call_goes_on(
+    store: SqlStore, tmp_path: Path
+) -> None:
+    root = tmp_path / "recordings"
+    root.write_text("a file where the recordings directory should be")  # mkdir of <root>/<account> fails
+    service, carrier, files, conference_id = await recorded_pair(store, root)
+    types = await wait_for_event(store, conference_id, "MPCRecordingFailed")
+    assert types.count("MPCRecordingInitiated") == 1
+    await settle_rows(store, RecordingStatus.FAILED)
+    rows, _ = await store.list_recordings(RecordingQuery(ACCOUNT))
+    assert rows[0].failure_reason is not None and "cannot start the recording file" in rows[0].failure_reason
+    await service.member_action(ACCOUNT, "p", "n", Hold(CUSTOMER))  # the call goes on
+    live = service.get_live(conference_id)
+    assert live is not None and live.conf.members[CUSTOMER].status is MemberStatus.ON_HOLD
+    await service.shutdown()
+    await carrier.stop()
+    files.stop()
+
+
+async def test_a_file_finished_after_the_conference_ended_is_completed_in_its_sequence(
+    store: SqlStore, tmp_path: Path
+) -> None:
+    service, carrier, files, conference_id = await recorded_pair(store, tmp_path / "recordings")
+    await service.member_action(ACCOUNT, "p", "n", Hangup(AGENT))
+    await service.member_action(ACCOUNT, "p", "n", Hangup(CUSTOMER))
+    assert service.get_live(conference_id) is None
+    await settle_rows(store, RecordingStatus.COMPLETED)
+    types = await wait_for_event(store, conference_id, "MPCRecordingCompleted")
+    assert types.index("conference_ended") < types.index("MPCRecordingCompleted") == len(types) - 1
+    record = await store.get_conference(conference_id)
+    assert record is not None and record.status == "ended"
+    rows, _ = await store.list_recordings(RecordingQuery(ACCOUNT))
+    with wave.open(str(tmp_path / "recordings" / (rows[0].location or ""))) as wav:
+        assert wav.getnframes() == rows[0].duration_ms * 8  # 8 kHz: the row's duration is the file's
+    await service.shutdown()
+    await carrier.stop()
+    files.stop()
+
+
+async def settle_rows(store: SqlStore, state: RecordingStatus) -> None:
+    for _ in range(500):
+        rows, _ = await store.list_recordings(RecordingQuery(ACCOUNT))
+        if rows and rows[0].state is state:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"no recording row became {state}")
+
+
+async def wait_for_event(store: SqlStore, conference_id: str, name: str) -> list[str]:
+    for _ in range(500):
+        types = await events_of(store, conference_id)
+        if name in types:
+            return types
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"no {name} event: {await events_of(store, conference_id)}")

@@ -1,0 +1,70 @@
+"""Recording taps in the MediaRuntime (routes.py): what a tap records, per tick, on a virtual clock."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from media_sim import G722, Sim, dominant_freq, level_at, rms
+
+from bridgeline.core.effects import LegAudio
+from bridgeline.core.model import Music
+from bridgeline.media.player import ToneSource
+
+
+def frames_of(sim: Sim, recording_id: str) -> np.ndarray:
+    pcm = b"".join(data for rid, data in sim.runtime.pop_recorded() if rid == recording_id)
+    return np.frombuffer(pcm, dtype="<i2")
+
+
+def three_party(sim: Sim, *, wide: bool = False) -> None:
+    sim.join("a", sim.peer(700, G722 if wide else 0))
+    sim.join("b", sim.peer(1300))
+    sim.join("c", sim.peer(2100))
+    hold = LegAudio("c", (), Music.CUSTOMER_HOLD)
+    routes = [LegAudio("a", ("b",), None), LegAudio("b", ("a",), None), hold]
+    sim.runtime.set_routes("c1", routes, {Music.CUSTOMER_HOLD: ToneSource(400)})
+
+
+@pytest.mark.parametrize("wide", [False, True], ids=["g711", "with a g722 leg"])
+def test_a_conference_tap_records_the_talkers_mixed_and_not_the_held_member(wide: bool) -> None:
+    sim = Sim()
+    three_party(sim, wide=wide)
+    sim.runtime.set_tap("c1", "r1", ["a", "b"])  # the main room's talkers; c is on hold
+    sim.settle(0.5)
+    sim.runtime.pop_recorded()
+    sim.run(1.0)
+    pcm = frames_of(sim, "r1")
+    assert len(pcm) == 8000  # one 8 kHz frame per tick: the file's length is the clock's
+    assert level_at(pcm, 700) > 0.2 and level_at(pcm, 1300) > 0.2
+    assert level_at(pcm, 2100) < 0.02  # the held member
+    assert level_at(pcm, 400) < 0.02  # hold music is not recorded
+
+
+def test_a_participant_tap_records_only_its_leg_and_a_removed_tap_stops() -> None:
+    sim = Sim()
+    three_party(sim)
+    sim.runtime.set_tap("c1", "r2", ["b"])
+    sim.settle(0.5)
+    sim.runtime.pop_recorded()
+    sim.run(0.5)
+    pcm = frames_of(sim, "r2")
+    assert dominant_freq(pcm) == pytest.approx(1300, abs=4)
+    assert level_at(pcm, 700) < 0.02
+    sim.runtime.remove_tap("r2")
+    sim.run(0.2)
+    assert sim.runtime.pop_recorded() == []
+
+
+def test_a_tap_hearing_nobody_records_silence_and_moves_with_the_routing() -> None:
+    sim = Sim()
+    three_party(sim)
+    sim.runtime.set_tap("c1", "r1", [])
+    sim.settle(0.3)
+    sim.runtime.pop_recorded()
+    sim.run(0.2)
+    assert rms(frames_of(sim, "r1")) == 0
+    sim.runtime.set_tap("c1", "r1", ["c"])  # c unheld: the tap follows
+    sim.settle(0.3)
+    sim.runtime.pop_recorded()
+    sim.run(0.5)
+    assert dominant_freq(frames_of(sim, "r1")) == pytest.approx(2100, abs=4)
