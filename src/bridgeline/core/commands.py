@@ -43,6 +43,16 @@ class Unhold:
 
 
 @dataclass(frozen=True, slots=True)
+class Mute:
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unmute:
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
 class Hangup:
     address: str
 
@@ -73,7 +83,7 @@ class LegColdTransfer:
 
 
 MpcAction = Call | WarmTransfer | ColdTransfer
-MemberAction = Hold | Unhold | Hangup | ResumeCall | VoicemailDrop | AbortTransfer
+MemberAction = Hold | Unhold | Mute | Unmute | Hangup | ResumeCall | VoicemailDrop | AbortTransfer
 
 
 @dataclass(frozen=True, slots=True)
