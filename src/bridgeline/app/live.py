@@ -81,5 +81,14 @@ def callback_params(meta: ConferenceMeta, event: EventRecord) -> dict[str, str]:
         "phlo_run_id": meta.run_id or "",
     }
     for key, value in event.data.items():
-        params[key] = "" if value is None else str(value)
+        params[key] = _form_value(value)
     return params
+
+
+def _form_value(value: object) -> str:
+    """A form field's text: JSON's spelling for booleans (`mute=true`), not Python's."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
