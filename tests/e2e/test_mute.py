@@ -72,7 +72,7 @@ def test_mute_and_unmute_are_published_and_called_back_signed(
     api: Api, sdk: Any, receiver: CallbackReceiver
 ) -> None:
     url = receiver.url("/events")
-    phlo, agent, customer, _ = connected(api, callback_url=url)
+    phlo, _, customer, _ = connected(api, callback_url=url)
     mpc_uuid = phlo.conference()["mpc_uuid"]
     mpc = sdk_mpc(sdk, phlo)
     assert mpc.member(customer).mute().error == ""
