@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from bridgeline.adapters.http.context import ApiRequest, AppContext, checked_address, mpc_node, owned_phlo
-from bridgeline.adapters.http.errors import ApiError, invalid, missing, new_api_id, ok
+from bridgeline.adapters.http.errors import ApiError, invalid, new_api_id, ok
 from bridgeline.adapters.http.schemas import MemberActionBody, MpcActionBody, RunBody
 from bridgeline.app.views import plivo_time
 from bridgeline.core import commands
@@ -81,14 +81,11 @@ async def mpc_action(ctx: AppContext, api: ApiRequest) -> Response:
     phlo, definition = await owned_phlo(ctx, api.auth_id, api.params["phlo_id"])
     node = mpc_node(definition, phlo.phlo_id, api.params["node_type"], api.params["node_id"])
     body = api.parse(MpcActionBody)
-    if body.action in MPC_ACTIONS:
-        if body.to is None:
-            raise missing("to")
+    if body.action in MPC_ACTIONS:  # the body's check made `to` present for these
+        assert body.to is not None
         command = MPC_ACTIONS[body.action](to=body.to, role=body.role, trigger_source=body.trigger_source)
         await ctx.conferences.mpc_action(api.auth_id, phlo.phlo_id, node.node_id, command)
     else:  # resume_call / abort_transfer: the same path as on the initiator's member URI
-        if body.to is not None:
-            raise invalid("to", f"{body.action} dials nobody; trigger_source names the member.")
         await ctx.conferences.member_action(
             api.auth_id, phlo.phlo_id, node.node_id, MEMBER_ACTIONS[body.action](body.trigger_source)
         )
@@ -110,8 +107,7 @@ async def member_action(ctx: AppContext, api: ApiRequest) -> Response:
             "/members/{member_address} (Python SDK: node_type='multi_party_call').",
         )
     if body.action in MPC_ACTIONS:  # Java's updater with .member(addr): the path names the trigger_source
-        if body.to is None:
-            raise missing("to")
+        assert body.to is not None  # the body's check made `to` present for these
         if body.trigger_source is not None and body.trigger_source != address:
             raise invalid(
                 "trigger_source",
@@ -120,8 +116,6 @@ async def member_action(ctx: AppContext, api: ApiRequest) -> Response:
         command = MPC_ACTIONS[body.action](to=body.to, role=body.role, trigger_source=address)
         await ctx.conferences.mpc_action(api.auth_id, phlo.phlo_id, node.node_id, command)
         return ok({"api_id": new_api_id(), "error": ""}, 201)
-    if body.to is not None:
-        raise invalid("to", f"{body.action} dials nobody.")
     await ctx.conferences.member_action(
         api.auth_id, phlo.phlo_id, node.node_id, MEMBER_ACTIONS[body.action](address)
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from bridgeline.core.address import InvalidAddress, classify
@@ -24,6 +24,7 @@ MemberAction = Literal[
 # MultiPartyCallUpdater and Go's free `Action` field post them to the node URI too.
 InitiatorAction = Literal["resume_call", "abort_transfer"]
 NodeUriAction = Literal["call", "warm_transfer", "cold_transfer", "resume_call", "abort_transfer"]
+MEMBER_URI_ONLY = "'{action}' acts on one member: POST it to …/members/{{member_address}}."
 # Java's MultiPartyCallUpdater posts any action to a member's URI (`.member(addr)`), the transfers too.
 MemberUriAction = Literal[
     "hold",
@@ -96,6 +97,17 @@ def _action(allowed: Any, elsewhere: str = "") -> BeforeValidator:
     return BeforeValidator(check)
 
 
+def _to_fits_the_action(to: str | None, info: ValidationInfo) -> str | None:
+    """`to` is required by the actions that dial and refused by the others (a valid action only:
+    an invalid one has already answered)."""
+    action = info.data.get("action")
+    if action in get_args(MpcAction) and to is None:
+        raise missing_error()
+    if action is not None and action not in get_args(MpcAction) and to is not None:
+        raise invalid_error(f"{action} dials nobody.")
+    return to
+
+
 def _optional_address(name: str) -> BeforeValidator:
     def check(value: Any) -> str | None:
         text = _text(value, name)
@@ -143,12 +155,12 @@ class MpcActionBody(PlivoBody):
     """The node URI. `resume_call` and `abort_transfer` are member actions whose member is the
     transfer's initiator: here `trigger_source` names it (the SDKs that send them here: Java, Go)."""
 
-    action: Annotated[
-        NodeUriAction,
-        _action(NodeUriAction, "'{action}' acts on one member: POST it to …/members/{{member_address}}."),
-    ] = Field(description="case-insensitive; `-` reads as `_`")
+    action: Annotated[NodeUriAction, _action(NodeUriAction, MEMBER_URI_ONLY)] = Field(
+        description="case-insensitive; `-` reads as `_`"
+    )
     to: Annotated[str | None, _optional_address("to")] = Field(
         default=None,
+        validate_default=True,
         description="E.164 number, SIP URI or endpoint username to dial (a number is accepted); "
         "required by call, warm_transfer and cold_transfer, refused with resume_call and abort_transfer",
     )
@@ -160,6 +172,8 @@ class MpcActionBody(PlivoBody):
         "the member acted on"
     )
 
+    _check_to = field_validator("to")(_to_fits_the_action)
+
 
 class MemberActionBody(PlivoBody):
     """A member's URI. `call`, `warm_transfer` and `cold_transfer` are accepted here too (Java's
@@ -170,6 +184,7 @@ class MemberActionBody(PlivoBody):
     )
     to: Annotated[str | None, _optional_address("to")] = Field(
         default=None,
+        validate_default=True,
         description="call, warm_transfer, cold_transfer: the party to dial (required); refused with the "
         "member actions",
     )
@@ -182,6 +197,8 @@ class MemberActionBody(PlivoBody):
         description="call, warm_transfer, cold_transfer: optional, and then the member in the path; "
         "ignored by the member actions (who asks)",
     )
+
+    _check_to = field_validator("to")(_to_fits_the_action)
 
 
 class SimPhoneBody(PlivoBody):
