@@ -20,9 +20,8 @@ MpcAction = Literal["call", "warm_transfer", "cold_transfer"]
 MemberAction = Literal[
     "hold", "unhold", "mute", "unmute", "hangup", "resume_call", "voicemail_drop", "abort_transfer"
 ]
-# The member actions whose member is the initiator of a transfer, so that trigger_source names it: Java's
+# resume_call and abort_transfer act on a transfer's initiator, whom trigger_source names: Java's
 # MultiPartyCallUpdater and Go's free `Action` field post them to the node URI too.
-InitiatorAction = Literal["resume_call", "abort_transfer"]
 NodeUriAction = Literal["call", "warm_transfer", "cold_transfer", "resume_call", "abort_transfer"]
 MEMBER_URI_ONLY = "'{action}' acts on one member: POST it to …/members/{{member_address}}."
 # Java's MultiPartyCallUpdater posts any action to a member's URI (`.member(addr)`), the transfers too.
