@@ -70,7 +70,18 @@ def test_mpc_action_leniency(fields: dict[str, Any], action: str, to: str, role:
         ({"action": "", "to": "1"}, "action is a mandatory param."),
         (
             {"action": "dial"},
-            "Invalid value provided for action. 'dial' is not one of: call, warm_transfer, cold_transfer.",
+            "Invalid value provided for action. 'dial' is not one of: call, warm_transfer, cold_transfer, "
+            "resume_call, abort_transfer.",
+        ),
+        (
+            {"action": "hold", "trigger_source": AGENT},
+            "Invalid value provided for action. 'hold' is not one of: call, warm_transfer, cold_transfer, "
+            "resume_call, abort_transfer. 'hold' acts on one member: POST it to …/members/{member_address}.",
+        ),
+        ({"action": "resume_call"}, "trigger_source is a mandatory param."),
+        (
+            {"action": "abort_transfer", "to": "14155550100", "trigger_source": AGENT},
+            "Invalid value provided for to. abort_transfer dials nobody.",
         ),
         ({"action": "call"}, "to is a mandatory param."),
         ({"action": "call", "to": True}, "Invalid value provided for to. to expects a string."),
@@ -93,6 +104,41 @@ def test_member_action() -> None:
     assert refusal(MemberActionBody, {"action": 3}).startswith(
         "Invalid value provided for action. '3' is not"
     )
+
+
+def test_the_node_uri_takes_the_initiators_member_actions_as_go_sends_them() -> None:
+    body = parse(MpcActionBody, {"action": "resume_call", "to": "", "role": "", "trigger_source": AGENT})
+    assert (body.action, body.to, body.trigger_source) == ("resume_call", None, AGENT)
+
+
+def test_a_member_uri_takes_the_transfers_as_java_sends_them() -> None:
+    body = parse(MemberActionBody, {"to": "14155550100", "role": "customer", "action": "COLD-TRANSFER"})
+    assert (body.action, body.to, body.role, body.trigger_source) == (
+        "cold_transfer",
+        "14155550100",
+        Role.CUSTOMER,
+        None,
+    )
+    # a member action keeps ignoring who asks, and the `role` only a transfer reads
+    body = parse(MemberActionBody, {"action": "mute", "trigger_source": AGENT, "role": "agent"})
+    assert (body.action, body.to) == ("mute", None)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"action": "warm_transfer"}, "to is a mandatory param."),
+        ({"action": "warm_transfer", "to": "x y"}, "Invalid value provided for to."),
+        ({"action": "unmute", "to": "14155550100"}, "Invalid value provided for to. unmute dials nobody."),
+        (
+            {"action": "call", "to": "14155550100", "trigger_source": "+0"},
+            "Invalid value provided for trigger_source.",
+        ),
+        ({"action": "dance"}, "Invalid value provided for action. 'dance' is not one of:"),
+    ],
+)
+def test_member_uri_refusals(body: dict[str, Any], message: str) -> None:
+    assert refusal(MemberActionBody, body).startswith(message)
 
 
 def test_sim_phone() -> None:

@@ -83,6 +83,16 @@ def test_member_actions_drive_the_member(api: Api) -> None:
     assert (done.returncode, done.stdout) == (0, f"unhold {customer}: ok\n")
     phlo.wait_member(customer, status="connected")
 
+    done = cli(*member_args(phlo, "mute", customer), url=api.url)
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"mute {customer}: ok\n", "")
+    phlo.wait_member(customer, mute=True)
+    phlo.wait_member(agent, hears=[])
+    done = cli(*member_args(phlo, "mute", customer), url=api.url)
+    assert (done.returncode, done.stderr) == (1, f"error: 400: member {customer} is already muted\n")
+    done = cli(*member_args(phlo, "unmute", customer), url=api.url)
+    assert (done.returncode, done.stdout) == (0, f"unmute {customer}: ok\n")
+    phlo.wait_member(agent, hears=[customer])
+
     done = cli(*member_args(phlo, "hangup", agent), "--json", url=api.url)
     assert done.returncode == 0
     assert json.loads(done.stdout)["error"] == ""

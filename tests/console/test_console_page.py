@@ -107,6 +107,18 @@ def test_a_conference_appears_and_hold_changes_the_audio_picture(api: Api, brows
     assert page.text('ol.timeline li[data-event="member_held"]').endswith(f"held {customer} (customer)")
     assert phlo.member(customer)["status"] == "on_hold"  # the page used the API
 
+    # Mute: the row says so and the agent is heard by nobody (the held customer hears music anyway).
+    page.press(agent, "mute")
+    page.wait(lambda: page.find(page.row(agent)).get_attribute("data-mute") == "true", what="the mute flag")
+    assert page.text(f"{page.row(agent)} .badge.muted-flag") == "muted"
+    page.wait(
+        lambda: page.text('ol.timeline li[data-event="member_muted"]').endswith(f"muted {agent} (agent)")
+    )
+    assert phlo.member(agent)["mute"] is True
+    page.press(agent, "unmute")
+    page.wait(lambda: page.find(page.row(agent)).get_attribute("data-mute") == "false", what="unmuted")
+    assert page.all(f"{page.row(agent)} .badge.muted-flag") == []
+
     page.press(agent, "unhold")  # the agent is not on hold: the server refuses, the page says why
     page.wait(lambda: page.feedback()[0] == "error", what="the refusal")
     assert page.feedback()[1] == (

@@ -28,8 +28,10 @@ from bridgeline.core.commands import (
     ColdTransfer,
     Hangup,
     Hold,
+    Mute,
     ResumeCall,
     Unhold,
+    Unmute,
     VoicemailDrop,
     WarmTransfer,
 )
@@ -83,6 +85,34 @@ SCENARIOS: dict[str, tuple[list[Step], dict[str, Listening]]] = {
     "unhold restores the conversation": (
         [*AC, do(Hold("C")), do(Unhold("C"))],
         {"A": hears("C"), "C": hears("A")},
+    ),
+    "muted customer: heard by nobody, still hears the agent; the agent hears silence, no music": (
+        [*AC, do(Mute("C"))],
+        {"A": SILENCE, "C": hears("A")},
+    ),
+    "one of three muted: the other two hear each other, the muted one hears both": (
+        [*AC, do(Call("D", AGENT, "A")), answered("D"), do(Mute("C"))],
+        {"A": hears("D"), "C": hears("A", "D"), "D": hears("A")},
+    ),
+    "unmute restores the conversation": (
+        [*AC, do(Mute("C")), do(Unmute("C"))],
+        {"A": hears("C"), "C": hears("A")},
+    ),
+    "muted then held: hold music; unheld it is still muted": (
+        [*AC, do(Mute("C")), do(Hold("C")), do(Unhold("C"))],
+        {"A": SILENCE, "C": hears("A")},
+    ),
+    "muted U1 consulting: U3 hears silence, U1 hears U3": (
+        [*CONSULT, do(Mute("A"))],
+        {"A": hears("B"), "B": SILENCE, "C": CUSTOMER_HOLD},
+    ),
+    "muted U3 stays muted after resume_call": (
+        [*CONSULT, do(Mute("B")), do(ResumeCall("A"))],
+        {"A": hears("C"), "B": hears("A", "C"), "C": hears("A")},
+    ),
+    "warm transfer with only a muted agent left beside the customer: customer hold music": (
+        [*AC, do(Call("D", AGENT, "A")), answered("D"), do(Mute("D")), do(WarmTransfer("B", AGENT, "A"))],
+        {"A": WAIT, "C": CUSTOMER_HOLD, "D": hears("C")},
     ),
     "voicemail drop: the member hears the message, the other waits": (
         [*AC, do(VoicemailDrop("C"))],

@@ -32,9 +32,11 @@ from bridgeline.core.commands import (
     LegFailed,
     LegHungUp,
     LegRinging,
+    Mute,
     PlaybackFinished,
     ResumeCall,
     Unhold,
+    Unmute,
     VoicemailDrop,
     WarmTransfer,
 )
@@ -124,6 +126,20 @@ REFUSALS: dict[str, dict[str, str | None]] = {
         "left": "not a member",
         "voicemail": "voicemail drop is playing",
     },
+    "mute": {
+        "dialing": "has not answered yet",
+        "connected": None,
+        "on_hold": None,
+        "left": "not a member",
+        "voicemail": "voicemail drop is playing",
+    },
+    "unmute": {
+        "dialing": "is not muted",
+        "connected": "is not muted",
+        "on_hold": "is not muted",
+        "left": "not a member",
+        "voicemail": "is not muted",
+    },
     "resume_call": {
         "dialing": "no warm transfer in progress",
         "connected": "no warm transfer in progress",
@@ -164,6 +180,8 @@ REFUSALS: dict[str, dict[str, str | None]] = {
 COMMANDS: dict[str, Command] = {
     "hold": Hold("X"),
     "unhold": Unhold("X"),
+    "mute": Mute("X"),
+    "unmute": Unmute("X"),
     "hangup": Hangup("X"),
     "voicemail_drop": VoicemailDrop("X"),
     "resume_call": ResumeCall("X"),
@@ -176,6 +194,7 @@ COMMANDS: dict[str, Command] = {
 ACCEPTED_EVENT = {
     "hold": EventType.MEMBER_HELD,
     "unhold": EventType.MEMBER_UNHELD,
+    "mute": EventType.MEMBER_MUTED,
     "hangup": EventType.MEMBER_LEFT,
     "voicemail_drop": EventType.VOICEMAIL_STARTED,
     "call": EventType.MEMBER_DIALING,
@@ -274,6 +293,7 @@ def test_call_dials_the_new_party_with_its_role() -> None:
         "role": "customer",
         "status": "dialing",
         "leg_id": h.leg("X"),
+        "mute": False,
     }
     assert h.audio() == []  # a ringing party changes nobody's audio
 

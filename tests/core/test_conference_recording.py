@@ -9,11 +9,13 @@ from corekit import AGENT, CUSTOMER, RULES, Harness, agent_and_customer, start
 from bridgeline.core import snapshot
 from bridgeline.core.commands import (
     Hold,
+    Mute,
     PauseRecording,
     RecordingFinished,
     ResumeRecording,
     StartRecording,
     StopRecording,
+    Unmute,
     WarmTransfer,
 )
 from bridgeline.core.effects import ControlRecording, RecordingAction
@@ -97,6 +99,14 @@ def test_the_recording_hears_the_main_rooms_talkers_only() -> None:
     h.do(WarmTransfer("B", AGENT, "A"))
     h.answer("B")
     assert h.routing.recorded == ()  # A consults B privately; C is on hold
+
+
+def test_a_muted_member_is_not_in_the_conference_recording_until_unmuted() -> None:
+    h = agent_and_customer(RECORD)
+    h.do(Mute("C"))
+    assert h.routing is not None and h.routing.recorded == (h.leg("A"),)
+    h.do(Unmute("C"))
+    assert set(h.routing.recorded) == {h.leg("A"), h.leg("C")}
 
 
 def test_participant_tracks_start_per_member_and_stop_when_it_leaves() -> None:

@@ -21,6 +21,7 @@ def test_a_failed_source_is_published_with_the_member_the_setting_and_the_reason
         "role": "customer",
         "status": "on_hold",
         "leg_id": h.leg("C"),
+        "mute": False,
         "answered_by": "human",
         "setting": "customer_hold_music",
         "reason": "hold.wav: not a regular file",

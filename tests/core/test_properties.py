@@ -22,9 +22,11 @@ from bridgeline.core.commands import (
     LegFailed,
     LegHungUp,
     LegRinging,
+    Mute,
     PlaybackFinished,
     ResumeCall,
     Unhold,
+    Unmute,
     VoicemailDrop,
     WarmTransfer,
 )
@@ -49,7 +51,7 @@ ADDRESSES = ["a1", "a2", "c1", "c2", "c3"]
 addresses = st.sampled_from(ADDRESSES)
 roles = st.sampled_from(list(Role))
 NEW_PARTY = (Call, WarmTransfer, ColdTransfer)
-ON_MEMBER = (Hold, Unhold, Hangup, ResumeCall, VoicemailDrop, AbortTransfer)
+ON_MEMBER = (Hold, Unhold, Mute, Unmute, Hangup, ResumeCall, VoicemailDrop, AbortTransfer)
 # Weighted towards answers, so that conferences live long enough to get interesting.
 SIGNALS = (LegRinging, LegAnswered, LegAnswered, LegAnswered, LegFailed, LegHungUp, PlaybackFinished)
 # Leaves the carrier reports itself: the conference must not drop those legs again.
@@ -309,7 +311,8 @@ class ConferenceMachine(RuleBasedStateMachine):
                 other = conf.members[heard]
                 assert other.talking, f"{address} hears {heard} who is {other.status}"
                 assert other.room == member.room
-            if member.talking:  # and hears every other talking member of its room
+            # A muted member is heard by nobody (it is not `talking`) but hears its room like the others.
+            if member.status is MemberStatus.CONNECTED and not member.playing_voicemail:
                 room = {m.address for m in conf.members.values() if m.room == member.room and m.talking}
                 assert set(listening.hears) == room - {address}
             else:

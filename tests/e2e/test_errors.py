@@ -91,6 +91,11 @@ def _hold_customer(lv: Live) -> None:
     lv.phlo.wait_member(lv.customer, status="on_hold")
 
 
+def _mute_customer(lv: Live) -> None:
+    assert_action_ok(lv.phlo.member_action(lv.customer, "mute"))
+    lv.phlo.wait_member(lv.customer, mute=True)
+
+
 def _second_conference(lv: Live) -> None:
     other_agent, other_customer = number(), number()
     lv.phlo.connect(other_agent, other_customer)
@@ -135,12 +140,47 @@ REFUSALS = [
     Refusal(
         "member action on the node",
         lambda lv: lv.phlo.action(action="hold", to=number(), trigger_source=lv.agent),
-        r"^Invalid value provided for action\.",
+        r"^Invalid value provided for action\..*acts on one member: POST it to …/members/\{member_address\}",
+        sdk=lambda lv, sdk: sdk_mpc(sdk, lv.phlo).update("hold", lv.agent, None, None),
     ),
     Refusal(
-        "node action on a member",
+        "node action on a member without to",
         lambda lv: lv.phlo.member_action(lv.customer, "call"),
-        r"^Invalid value provided for action\.",
+        r"^to is a mandatory param\.$",
+    ),
+    Refusal(
+        "resume_call on the node without trigger_source",
+        lambda lv: lv.phlo.action(action="resume_call"),
+        r"^trigger_source is a mandatory param\.$",
+    ),
+    Refusal(
+        "resume_call on the node with a to",
+        lambda lv: lv.phlo.action(action="resume_call", to=number(), trigger_source=lv.agent),
+        r"^Invalid value provided for to\. resume_call dials nobody",
+        setup=_pending_warm_transfer,
+    ),
+    Refusal(
+        "warm_transfer on a member with another trigger_source",
+        lambda lv: lv.http.post(
+            lv.phlo.member_path(lv.agent),
+            json={"action": "warm_transfer", "to": number(), "trigger_source": lv.customer},
+        ),
+        r"^Invalid value provided for trigger_source\..*not the member in the path",
+    ),
+    Refusal(
+        "a member action with a to",
+        lambda lv: lv.http.post(lv.phlo.member_path(lv.customer), json={"action": "mute", "to": number()}),
+        r"^Invalid value provided for to\. mute dials nobody",
+    ),
+    Refusal(
+        "an MPC-only action on the legacy conference_bridge URI",
+        lambda lv: lv.http.post(
+            f"/v1/phlo/{lv.phlo.phlo_id}/conference_bridge/{lv.phlo.node_id}/members/{lv.customer}/",
+            json={"action": "hold"},
+        ),
+        r"^Invalid value provided for action\. conference_bridge takes hangup, mute, unmute; hold is a "
+        r"multi_party_call action: POST it to /v1/phlo/.*/multi_party_call/",
+        sdk=lambda lv, sdk: sdk.phlo.member(lv.phlo.phlo_id, lv.phlo.node_id, lv.customer, "hold"),
     ),
     Refusal(
         "action that is not a string",
@@ -154,16 +194,23 @@ REFUSALS = [
         sdk=lambda lv, sdk: sdk_mpc(sdk, lv.phlo).call(lv.agent, number(), "supervisor"),
     ),
     Refusal(
-        "mute on an MPC member",
+        "mute a muted member",
         lambda lv: lv.phlo.member_action(lv.customer, "mute"),
-        r"^Invalid value provided for action\.",
+        r"already muted",
+        setup=_mute_customer,
         sdk=lambda lv, sdk: sdk_mpc(sdk, lv.phlo).member(lv.customer).mute(),
     ),
     Refusal(
-        "unmute on an MPC member",
+        "unmute a member that is not muted",
         lambda lv: lv.phlo.member_action(lv.customer, "unmute"),
-        r"^Invalid value provided for action\.",
+        r"is not muted",
         sdk=lambda lv, sdk: sdk_mpc(sdk, lv.phlo).member(lv.customer).unmute(),
+    ),
+    Refusal(
+        "mute a member still ringing",
+        lambda lv: lv.phlo.member_action(lv.extra["ringing"], "mute"),
+        r"has not answered yet",
+        setup=_ringing_member,
     ),
     Refusal(
         "hold a held member",
@@ -486,19 +533,29 @@ def test_unknown_phlo_node_member_and_run(live: Live, sdk: Any) -> None:
         sdk_phlo.multi_party_call("no-such-node")
     assert_plivo_error(live.http.post(f"/v1/phlo/{phlo.phlo_id}/multi_party_call/no-such-node", json={}), 404)
 
-    # the legacy conference bridge node type, which Python's interface helper still defaults to
-    with pytest.raises(plivo.exceptions.ResourceNotFoundError):
-        sdk.phlo.member(phlo.phlo_id, phlo.node_id, live.customer, "hold")
+    # the legacy conference bridge node type, which Python's interface helper still defaults to: only
+    # its member URI is served (for MPC nodes, test_mute.py); the node itself is no conference bridge
     with pytest.raises(plivo.exceptions.ResourceNotFoundError):
         sdk_phlo.node("conference_bridge", phlo.node_id)
     bridge = f"/v1/phlo/{phlo.phlo_id}/conference_bridge/{phlo.node_id}"
-    assert_plivo_error(live.http.post(f"{bridge}/members/{live.customer}", json={"action": "mute"}), 404)
     assert_plivo_error(live.http.post(bridge, json={"action": "call"}), 404)
+    with pytest.raises(plivo.exceptions.ResourceNotFoundError):
+        sdk.phlo.member(phlo.phlo_id, phlo.node_id, number(), "mute")
+    assert_plivo_error(live.http.post(f"{bridge}/members/{number()}", json={"action": "hangup"}), 404)
 
     before = phlo.instances()
     mpc = sdk_phlo.multi_party_call(phlo.node_id)
     stranger = number()
-    for action in ("hold", "unhold", "hangup", "resume_call", "voicemail_drop", "abort_transfer"):
+    for action in (
+        "hold",
+        "unhold",
+        "mute",
+        "unmute",
+        "hangup",
+        "resume_call",
+        "voicemail_drop",
+        "abort_transfer",
+    ):
         with pytest.raises(plivo.exceptions.ResourceNotFoundError):
             getattr(mpc.member(stranger), action)()
         assert_plivo_error(phlo.member_action(stranger, action), 404)

@@ -134,7 +134,16 @@ def callback_params(meta: ConferenceMeta, event: EventRecord, public_url: str = 
         "phlo_run_id": meta.run_id or "",
     }
     for key, value in event.data.items():
-        params[key] = "" if value is None else str(value)
+        params[key] = _form_value(value)
     if event.type in RECORDING_EVENTS:
         params.update(recording_params(meta, event, public_url))
     return params
+
+
+def _form_value(value: object) -> str:
+    """A form field's text: JSON's spelling for booleans (`mute=true`), not Python's."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

@@ -28,6 +28,7 @@ def member_view(
         "member_address": member.address,
         "role": member.role.value,
         "status": member.status.value,
+        "mute": member.muted,
         "hears": list(listening.hears) if listening else [],
         "music": listening.music.value if listening and listening.music else None,
         "room": member.room,

@@ -21,6 +21,8 @@ from bridgeline.cli.client import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, CliError, r
 MEMBER_ACTIONS = {
     "hold": "put a member on hold (they hear hold music)",
     "unhold": "take a member off hold",
+    "mute": "mute a member: nobody hears them, they still hear the call",
+    "unmute": "let a muted member be heard again",
     "hangup": "hang a member up",
     "resume_call": "end a warm transfer's consultation: initiator and target join the main room",
     "voicemail_drop": "play the node's voicemail message to a member, then hang up",

@@ -3,10 +3,12 @@
 Rules, for every answered member:
 - playing a voicemail drop: hears the message; nobody hears it;
 - on hold: hears its role's hold music; nobody hears it;
-- connected: hears every other connected member of its room (the main room, or the private
-  room of a warm transfer). When nobody else in its room is audible it hears:
+- muted (connected or held): heard by nobody; what it hears is unchanged;
+- connected: hears every other connected, unmuted member of its room (the main room, or the
+  private room of a warm transfer). When nobody else in its room is audible it hears:
   - its role's hold music, in the main room while a warm-transfer initiator is consulting;
-  - nothing, when the others in its room are on hold (whoever held them is not "waiting");
+  - nothing, when the others in its room are on hold (whoever held them is not "waiting") or
+    muted (they are there, only not speaking: music would burst in on every mute);
   - wait music otherwise (alone, waiting for somebody to be dialed in).
 """
 
@@ -32,14 +34,14 @@ class Listening:
 _ANSWERED = (MemberStatus.CONNECTED, MemberStatus.ON_HOLD)
 
 # What a routing is computed from: each answered member (its leg id stands for its address and role,
-# which never change), its status, room and voicemail flag, in member order; and whether a warm
+# which never change), its status, room, voicemail and mute flags, in member order; and whether a warm
 # transfer is consulting away. Equal keys give equal routings.
 RoutingKey = tuple[object, ...]
 
 
 def routing_key(conf: Conference) -> RoutingKey:
     key: list[object] = [
-        (m.leg_id, m.status, m.room, m.playing_voicemail)
+        (m.leg_id, m.status, m.room, m.playing_voicemail, m.muted)
         for m in conf.members.values()
         if m.status in _ANSWERED
     ]
@@ -86,13 +88,14 @@ def _listening(
     if member.status is MemberStatus.ON_HOLD:
         return [], Music.hold_for(member.role)
     # Member.talking, spelled out: this runs after most inputs.
-    talkers = [
+    present = [
         o for o in room if o is not member and o.status is MemberStatus.CONNECTED and not o.playing_voicemail
     ]
+    talkers = [o for o in present if not o.muted]
     if talkers:
         return talkers, None
     if member.room == MAIN_ROOM and consulting_away:
         return [], Music.hold_for(member.role)
-    if any(o.status is MemberStatus.ON_HOLD for o in room if o is not member):
+    if present or any(o.status is MemberStatus.ON_HOLD for o in room if o is not member):
         return [], None
     return [], Music.WAIT

@@ -43,6 +43,16 @@ class Unhold:
 
 
 @dataclass(frozen=True, slots=True)
+class Mute:
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unmute:
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
 class Hangup:
     address: str
 
@@ -109,7 +119,7 @@ class RecordingFinished:
 
 
 MpcAction = Call | WarmTransfer | ColdTransfer
-MemberAction = Hold | Unhold | Hangup | ResumeCall | VoicemailDrop | AbortTransfer
+MemberAction = Hold | Unhold | Mute | Unmute | Hangup | ResumeCall | VoicemailDrop | AbortTransfer
 
 
 @dataclass(frozen=True, slots=True)

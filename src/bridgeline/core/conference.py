@@ -41,6 +41,7 @@ from bridgeline.core.commands import (
     LegMediaFailed,
     LegRinging,
     LegSignal,
+    Mute,
     PauseRecording,
     PlaybackFinished,
     RecordingFinished,
@@ -49,6 +50,7 @@ from bridgeline.core.commands import (
     StartRecording,
     StopRecording,
     Unhold,
+    Unmute,
     VoicemailDrop,
     WarmTransfer,
 )
@@ -297,6 +299,26 @@ class Conference:
         member.status = MemberStatus.CONNECTED
         floor.emit(now, EventType.MEMBER_UNHELD, floor.member_data(member))
 
+    # Mute is a flag beside the status, not a status: a held member can be muted (it stays muted once
+    # unheld), a muted member can be held, moved by a transfer or voicemail-dropped. Repeats are
+    # refused like hold's.
+    def _mute(self, command: Mute, now: float) -> None:
+        floor = self._floor
+        member = floor.require_member(command.address)
+        if member.muted:
+            raise ActionRefused(f"member {member.address} is already muted")
+        self._require_answered(member, "mute")
+        member.muted = True
+        floor.emit(now, EventType.MEMBER_MUTED, floor.member_data(member))
+
+    def _unmute(self, command: Unmute, now: float) -> None:
+        floor = self._floor
+        member = floor.require_member(command.address)
+        if not member.muted:
+            raise ActionRefused(f"member {member.address} is not muted")
+        member.muted = False
+        floor.emit(now, EventType.MEMBER_UNMUTED, floor.member_data(member))
+
     def _hangup(self, command: Hangup, now: float) -> None:
         member = self._floor.require_member(command.address)
         self._floor.member_left(member, LeaveReason.HANGUP, now, drop_leg=True)
@@ -476,6 +498,8 @@ _HANDLERS: dict[type, Callable[[Conference, Any, float], None]] = {
     LegColdTransfer: Conference._leg_cold_transfer,
     Hold: Conference._hold,
     Unhold: Conference._unhold,
+    Mute: Conference._mute,
+    Unmute: Conference._unmute,
     Hangup: Conference._hangup,
     ResumeCall: Conference._resume_call,
     VoicemailDrop: Conference._voicemail_drop,

@@ -139,6 +139,7 @@ class Floor:
             "role": member.role.value,
             "status": member.status.value,
             "leg_id": member.leg_id,
+            "mute": member.muted,
         }
         if member.leave_reason is not None:
             data["reason"] = member.leave_reason.value

@@ -102,6 +102,8 @@ class EventType(StrEnum):
     MEMBER_CONNECTED = "member_connected"
     MEMBER_HELD = "member_held"
     MEMBER_UNHELD = "member_unheld"
+    MEMBER_MUTED = "member_muted"
+    MEMBER_UNMUTED = "member_unmuted"
     MEMBER_LEFT = "member_left"
     VOICEMAIL_STARTED = "voicemail_started"
     MEMBER_DTMF = "member_dtmf"
@@ -139,6 +141,7 @@ class Member:
     answered_by: AnsweredBy | None = None
     playing_voicemail: bool = False
     ringing: bool = False
+    muted: bool = False  # heard by nobody, still hears its room; independent of hold
 
     @property
     def live(self) -> bool:
@@ -151,7 +154,7 @@ class Member:
     @property
     def talking(self) -> bool:
         """Heard by the others in its room."""
-        return self.status is MemberStatus.CONNECTED and not self.playing_voicemail
+        return self.status is MemberStatus.CONNECTED and not self.playing_voicemail and not self.muted
 
 
 @dataclass(slots=True)

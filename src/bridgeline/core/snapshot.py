@@ -91,7 +91,7 @@ def load(data: dict[str, Any]) -> Conference:
 
 
 def _dump_member(m: Member) -> dict[str, Any]:
-    return {
+    data: dict[str, Any] = {
         "address": m.address,
         "role": m.role.value,
         "leg_id": m.leg_id,
@@ -106,6 +106,9 @@ def _dump_member(m: Member) -> dict[str, Any]:
         "playing_voicemail": m.playing_voicemail,
         "ringing": m.ringing,
     }
+    if m.muted:  # only when set, so an unmuted member's record is as the first format wrote it
+        data["muted"] = True
+    return data
 
 
 def _load_member(raw: dict[str, Any]) -> Member:
@@ -123,6 +126,7 @@ def _load_member(raw: dict[str, Any]) -> Member:
         answered_by=_opt(AnsweredBy, raw["answered_by"]),
         playing_voicemail=raw["playing_voicemail"],
         ringing=raw["ringing"],
+        muted=raw.get("muted", False),  # snapshots written before mute existed
     )
 
 

@@ -107,7 +107,8 @@ def build_routes() -> list[Route]:
             "POST",
             MEMBER,
             p.member_action,
-            "Member action",
+            "Member action; also call, warm_transfer, cold_transfer asked by this member (Java's shape); "
+            "node_type conference_bridge (legacy): mute, unmute, hangup",
             body=MemberActionBody,
             status=201,
             forward=Forward.MEMBER,
@@ -118,7 +119,7 @@ def build_routes() -> list[Route]:
             "POST",
             NODE,
             p.mpc_action,
-            "Multi-Party Call action",
+            "Multi-Party Call action; also resume_call, abort_transfer of the trigger_source (Java, Go)",
             body=MpcActionBody,
             status=201,
             forward=Forward.TRIGGER,

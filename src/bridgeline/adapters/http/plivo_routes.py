@@ -5,13 +5,14 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from bridgeline.adapters.http.context import ApiRequest, AppContext, checked_address, mpc_node, owned_phlo
-from bridgeline.adapters.http.errors import ApiError, new_api_id, ok
+from bridgeline.adapters.http.errors import ApiError, invalid, new_api_id, ok
 from bridgeline.adapters.http.schemas import MemberActionBody, MpcActionBody, RunBody
 from bridgeline.app.views import plivo_time
 from bridgeline.core import commands
 from bridgeline.phlo.definition import MPC_NODE_TYPE
 
-MPC_ACTIONS: dict[str, type[commands.Call | commands.WarmTransfer | commands.ColdTransfer]] = {
+MpcCommand = commands.Call | commands.WarmTransfer | commands.ColdTransfer
+MPC_ACTIONS: dict[str, type[MpcCommand]] = {
     "call": commands.Call,
     "warm_transfer": commands.WarmTransfer,
     "cold_transfer": commands.ColdTransfer,
@@ -21,6 +22,8 @@ MEMBER_ACTIONS: dict[
     type[
         commands.Hold
         | commands.Unhold
+        | commands.Mute
+        | commands.Unmute
         | commands.Hangup
         | commands.ResumeCall
         | commands.VoicemailDrop
@@ -29,11 +32,18 @@ MEMBER_ACTIONS: dict[
 ] = {
     "hold": commands.Hold,
     "unhold": commands.Unhold,
+    "mute": commands.Mute,
+    "unmute": commands.Unmute,
     "hangup": commands.Hangup,
     "resume_call": commands.ResumeCall,
     "voicemail_drop": commands.VoicemailDrop,
     "abort_transfer": commands.AbortTransfer,
 }
+# The legacy Conference Bridge node's member URI (`…/conference_bridge/{node}/members/{addr}`), where the
+# Python SDK's `client.phlo.member(...)` posts by default: served for MPC nodes with that node's own
+# vocabulary; an MPC-only action there is refused with the URI to use.
+LEGACY_NODE_TYPE = "conference_bridge"
+LEGACY_ACTIONS = frozenset({"mute", "unmute", "hangup"})
 
 
 async def run_phlo(ctx: AppContext, api: ApiRequest) -> Response:
@@ -71,18 +81,43 @@ async def mpc_action(ctx: AppContext, api: ApiRequest) -> Response:
     phlo, definition = await owned_phlo(ctx, api.auth_id, api.params["phlo_id"])
     node = mpc_node(definition, phlo.phlo_id, api.params["node_type"], api.params["node_id"])
     body = api.parse(MpcActionBody)
-    command = MPC_ACTIONS[body.action](to=body.to, role=body.role, trigger_source=body.trigger_source)
-    await ctx.conferences.mpc_action(api.auth_id, phlo.phlo_id, node.node_id, command)
+    if body.action in MPC_ACTIONS:  # the body's check made `to` present for these
+        assert body.to is not None
+        command = MPC_ACTIONS[body.action](to=body.to, role=body.role, trigger_source=body.trigger_source)
+        await ctx.conferences.mpc_action(api.auth_id, phlo.phlo_id, node.node_id, command)
+    else:  # resume_call / abort_transfer: the same path as on the initiator's member URI
+        await ctx.conferences.member_action(
+            api.auth_id, phlo.phlo_id, node.node_id, MEMBER_ACTIONS[body.action](body.trigger_source)
+        )
     return ok({"api_id": new_api_id(), "error": ""}, 201)
 
 
 async def member_action(ctx: AppContext, api: ApiRequest) -> Response:
     phlo, definition = await owned_phlo(ctx, api.auth_id, api.params["phlo_id"])
-    node = mpc_node(definition, phlo.phlo_id, api.params["node_type"], api.params["node_id"])
+    node_type = api.params["node_type"]
+    legacy = node_type == LEGACY_NODE_TYPE
+    node = mpc_node(definition, phlo.phlo_id, MPC_NODE_TYPE if legacy else node_type, api.params["node_id"])
     address = checked_address("member_address", api.params["member_address"])
-    action = api.parse(MemberActionBody).action
+    body = api.parse(MemberActionBody)
+    if legacy and body.action not in LEGACY_ACTIONS:
+        raise invalid(
+            "action",
+            f"{LEGACY_NODE_TYPE} takes {', '.join(sorted(LEGACY_ACTIONS))}; {body.action} is a "
+            f"{MPC_NODE_TYPE} action: POST it to /v1/phlo/{phlo.phlo_id}/{MPC_NODE_TYPE}/{node.node_id}"
+            "/members/{member_address} (Python SDK: node_type='multi_party_call').",
+        )
+    if body.action in MPC_ACTIONS:  # Java's updater with .member(addr): the path names the trigger_source
+        assert body.to is not None  # the body's check made `to` present for these
+        if body.trigger_source is not None and body.trigger_source != address:
+            raise invalid(
+                "trigger_source",
+                f"{body.trigger_source} is not the member in the path ({address}), who asks for it.",
+            )
+        command = MPC_ACTIONS[body.action](to=body.to, role=body.role, trigger_source=address)
+        await ctx.conferences.mpc_action(api.auth_id, phlo.phlo_id, node.node_id, command)
+        return ok({"api_id": new_api_id(), "error": ""}, 201)
     await ctx.conferences.member_action(
-        api.auth_id, phlo.phlo_id, node.node_id, MEMBER_ACTIONS[action](address)
+        api.auth_id, phlo.phlo_id, node.node_id, MEMBER_ACTIONS[body.action](address)
     )
     return ok({"api_id": new_api_id(), "error": ""}, 201)
 

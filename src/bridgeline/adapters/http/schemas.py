@@ -10,14 +10,34 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from bridgeline.core.address import InvalidAddress, classify
 from bridgeline.core.model import Role
 
 MpcAction = Literal["call", "warm_transfer", "cold_transfer"]
-MemberAction = Literal["hold", "unhold", "hangup", "resume_call", "voicemail_drop", "abort_transfer"]
+MemberAction = Literal[
+    "hold", "unhold", "mute", "unmute", "hangup", "resume_call", "voicemail_drop", "abort_transfer"
+]
+# resume_call and abort_transfer act on a transfer's initiator, whom trigger_source names: Java's
+# MultiPartyCallUpdater and Go's free `Action` field post them to the node URI too.
+NodeUriAction = Literal["call", "warm_transfer", "cold_transfer", "resume_call", "abort_transfer"]
+MEMBER_URI_ONLY = "'{action}' acts on one member: POST it to …/members/{{member_address}}."
+# Java's MultiPartyCallUpdater posts any action to a member's URI (`.member(addr)`), the transfers too.
+MemberUriAction = Literal[
+    "hold",
+    "unhold",
+    "mute",
+    "unmute",
+    "hangup",
+    "resume_call",
+    "voicemail_drop",
+    "abort_transfer",
+    "call",
+    "warm_transfer",
+    "cold_transfer",
+]
 AnswerName = Literal["answer", "busy", "no_answer", "reject", "voicemail"]
 MAX_ANSWER_DELAY_MS = 600_000
 
@@ -59,16 +79,43 @@ def _address(name: str) -> BeforeValidator:
     return BeforeValidator(check)
 
 
-def _action(allowed: Any) -> BeforeValidator:
+def _action(allowed: Any, elsewhere: str = "") -> BeforeValidator:
+    """`elsewhere`: what to say of a known action this URI does not take (where to send it)."""
     names = get_args(allowed)
+    known = set(get_args(MemberUriAction))
 
     def check(value: Any) -> str:
         raw = _required_text(value, "action")
         # Java's shared ObjectMapper may write `cold-transfer`; the action names are otherwise exact.
         action = raw.lower().replace("-", "_")
         if action not in names:
-            raise invalid_error(f"'{raw}' is not one of: {', '.join(names)}.")
+            hint = f" {elsewhere.format(action=action)}" if elsewhere and action in known else ""
+            raise invalid_error(f"'{raw}' is not one of: {', '.join(names)}.{hint}")
         return action
+
+    return BeforeValidator(check)
+
+
+def _to_fits_the_action(to: str | None, info: ValidationInfo) -> str | None:
+    """`to` is required by the actions that dial and refused by the others (a valid action only:
+    an invalid one has already answered)."""
+    action = info.data.get("action")
+    if action in get_args(MpcAction) and to is None:
+        raise missing_error()
+    if action is not None and action not in get_args(MpcAction) and to is not None:
+        raise invalid_error(f"{action} dials nobody.")
+    return to
+
+
+def _optional_address(name: str) -> BeforeValidator:
+    def check(value: Any) -> str | None:
+        text = _text(value, name)
+        if text is not None:
+            try:
+                classify(text)
+            except InvalidAddress as exc:
+                raise invalid_error(str(exc)) from None
+        return text
 
     return BeforeValidator(check)
 
@@ -104,22 +151,53 @@ class PlivoBody(BaseModel):
 
 
 class MpcActionBody(PlivoBody):
-    action: Annotated[MpcAction, _action(MpcAction)] = Field(description="case-insensitive; `-` reads as `_`")
-    to: Annotated[str, _address("to")] = Field(
-        description="E.164 number, SIP URI or endpoint username to dial (a number is accepted)"
+    """The node URI. `resume_call` and `abort_transfer` are member actions whose member is the
+    transfer's initiator: here `trigger_source` names it (the SDKs that send them here: Java, Go)."""
+
+    action: Annotated[NodeUriAction, _action(NodeUriAction, MEMBER_URI_ONLY)] = Field(
+        description="case-insensitive; `-` reads as `_`"
+    )
+    to: Annotated[str | None, _optional_address("to")] = Field(
+        default=None,
+        validate_default=True,
+        description="E.164 number, SIP URI or endpoint username to dial (a number is accepted); "
+        "required by call, warm_transfer and cold_transfer, refused with resume_call and abort_transfer",
     )
     role: Annotated[Role, BeforeValidator(_role)] = Field(
         default=Role.AGENT, description="case-insensitive; missing or empty means agent"
     )
     trigger_source: Annotated[str, _address("trigger_source")] = Field(
-        description="the member (usually the agent) that asks"
+        description="the member (usually the agent) that asks; for resume_call and abort_transfer, "
+        "the member acted on"
     )
+
+    _check_to = field_validator("to")(_to_fits_the_action)
 
 
 class MemberActionBody(PlivoBody):
-    action: Annotated[MemberAction, _action(MemberAction)] = Field(
+    """A member's URI. `call`, `warm_transfer` and `cold_transfer` are accepted here too (Java's
+    MultiPartyCallUpdater with `.member(addr)`): the member in the path is their trigger_source."""
+
+    action: Annotated[MemberUriAction, _action(MemberUriAction)] = Field(
         description="case-insensitive; `-` reads as `_`"
     )
+    to: Annotated[str | None, _optional_address("to")] = Field(
+        default=None,
+        validate_default=True,
+        description="call, warm_transfer, cold_transfer: the party to dial (required); refused with the "
+        "member actions",
+    )
+    role: Annotated[Role, BeforeValidator(_role)] = Field(
+        default=Role.AGENT,
+        description="call, warm_transfer, cold_transfer: case-insensitive; missing or empty means agent",
+    )
+    trigger_source: Annotated[str | None, _optional_address("trigger_source")] = Field(
+        default=None,
+        description="call, warm_transfer, cold_transfer: optional, and then the member in the path; "
+        "ignored by the member actions (who asks)",
+    )
+
+    _check_to = field_validator("to")(_to_fits_the_action)
 
 
 class SimPhoneBody(PlivoBody):

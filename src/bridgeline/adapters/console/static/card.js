@@ -7,6 +7,8 @@ import { audioPicture, musicLabel } from "./audio.js";
 export const MEMBER_ACTIONS = [
   ["hold", "Hold"],
   ["unhold", "Unhold"],
+  ["mute", "Mute"],
+  ["unmute", "Unmute"],
   ["hangup", "Hang up"],
   ["resume_call", "Resume"],
   ["voicemail_drop", "Voicemail"],
@@ -20,6 +22,8 @@ const EVENT_LABELS = {
   member_connected: "answered",
   member_held: "held",
   member_unheld: "unheld",
+  member_muted: "muted",
+  member_unmuted: "unmuted",
   member_left: "left",
   voicemail_started: "voicemail drop",
   transfer_started: "transfer started",
@@ -97,10 +101,20 @@ function memberRow(member, live, onAction) {
   const status = member.status === "left" ? `left · ${words(member.leave_reason || "")}` : words(member.status);
   const row = h(
     "tr",
-    { "data-member": member.member_address, "data-status": member.status, "data-role": member.role },
+    {
+      "data-member": member.member_address,
+      "data-status": member.status,
+      "data-role": member.role,
+      "data-mute": member.mute ? "true" : "false",
+    },
     h("td", { class: "addr" }, member.member_address),
     h("td", {}, h("span", { class: `role role-${member.role}` }, member.role)),
-    h("td", {}, h("span", { class: `badge status-${member.status}` }, status)),
+    h(
+      "td",
+      {},
+      h("span", { class: `badge status-${member.status}` }, status),
+      member.mute && member.status !== "left" ? h("span", { class: "badge muted-flag" }, "muted") : null,
+    ),
     durationCell(member),
     hearsCell(member),
     h("td", { class: "room" }, member.room === "main" ? "main" : "private"),
