@@ -35,7 +35,8 @@ def test_mute_sends_the_new_routing_without_the_muted_leg() -> None:
     h = agent_and_customer()
     effects = h.do(Mute("C"))
     assert effects[-1] == SetAudio(
-        (LegAudio(h.leg("A"), (), None), LegAudio(h.leg("C"), (h.leg("A"),), None))
+        (LegAudio(h.leg("A"), (), None), LegAudio(h.leg("C"), (h.leg("A"),), None)),
+        recorded=(h.leg("A"),),  # what a conference recording would hear: not C
     )
 
 
