@@ -81,12 +81,12 @@ def ready(node: SipServer) -> bool:
 
 class Bench:
     def __init__(
-        self, work: Path, database_url: str, lease_s: float | None, heartbeat_s: float | None
+        self, work: Path, database_url: str, budget_s: float, lease_s: float | None, heartbeat_s: float | None
     ) -> None:
         self.work = work
         self.ports = Ports()
         self.procs = ProcSet(work / "node-logs")
-        self.tones = Tones(work / "tones")
+        self.tones = Tones(work / "tones", seconds=int(budget_s) + 300)  # the phones talk for the whole run
         env = {"DATABASE_URL": database_url, "BRIDGELINE_LOG_LEVEL": "warning"}
         if lease_s is not None:
             env["BRIDGELINE_NODE_LEASE_S"] = str(lease_s)
@@ -183,7 +183,7 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
     load0 = kit.loadavg()
     results: list[dict[str, Any]] = []
     with kit.fresh_database() as database_url:
-        bench = Bench(work, database_url, opts.lease, opts.heartbeat)
+        bench = Bench(work, database_url, opts.budget, opts.lease, opts.heartbeat)
         try:
             lab = bench.lab
             agent = lab.baresip("agent", TONE_A, timeout_s=PHONE_LIFETIME_S)
