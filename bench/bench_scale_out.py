@@ -375,6 +375,14 @@ def passed(run: dict[str, Any]) -> bool:
     return bool(run["late_pct"] < 1 and run["input_share"] >= 0.95)
 
 
+def limited_by(run: dict[str, Any]) -> str | None:
+    """Why a run missed: the nodes' media ticks, or the sender, which could not send it all (it shares
+    a core with node 2, and the rest of the machine takes what it takes)."""
+    if passed(run):
+        return None
+    return "nodes (late ticks)" if run["late_pct"] >= 1 else "generator (< 95% of the packets sent)"
+
+
 def rtp_cluster(size: int, opts: argparse.Namespace) -> dict[str, Any]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
@@ -436,7 +444,7 @@ def rtp_cluster(size: int, opts: argparse.Namespace) -> dict[str, Any]:
                         if passed(best) or saturated:
                             break
                     assert best is not None
-                    runs.append(best)
+                    runs.append({**best, "limited_by": limited_by(best)})
                     if not passed(best):
                         break
                     largest = legs
@@ -445,7 +453,14 @@ def rtp_cluster(size: int, opts: argparse.Namespace) -> dict[str, Any]:
     finally:
         uas.stop()
         sock.close()
-    return {"nodes": size, "largest_legs_passed": largest, "ladder": list(opts.ladder), "runs": runs}
+    stopped = runs[-1]["limited_by"] if runs else None
+    return {
+        "nodes": size,
+        "largest_legs_passed": largest,
+        "stopped_by": stopped or "the ladder's top or the budget",
+        "ladder": list(opts.ladder),
+        "runs": runs,
+    }
 
 
 def rtp_part(opts: argparse.Namespace) -> dict[str, Any]:
