@@ -35,7 +35,7 @@ from bridgeline.adapters.store import PostgresStore, SqlStore, open_store
 from bridgeline.adapters.store.notifications import PostgresListener
 from bridgeline.adapters.webhooks.dispatcher import WebhookDispatcher
 from bridgeline.app.cluster import ClusterNode, ClusterSettings
-from bridgeline.app.inbound import start_inbound_run
+from bridgeline.app.inbound import InboundRefusal, start_inbound_run
 from bridgeline.app.phlos import PhloCache
 from bridgeline.app.ports import Carrier, ClusterDirectory, RetentionStore, Store
 from bridgeline.app.records import Account
@@ -193,11 +193,11 @@ def route_inbound_calls(carrier: Carrier, phlos: PhloCache, runs: RunService, ma
         return
     sip = carrier
 
-    async def on_inbound(call: InboundCall) -> str | None:
+    async def on_inbound(call: InboundCall) -> str | InboundRefusal:
         route = sip.settings.route_for(call.dialed)
         if route is None:
             log.info("inbound_no_route", dialed=call.dialed, caller=call.caller)
-            return None
+            return InboundRefusal.UNROUTABLE
         return await start_inbound_run(
             phlos,
             runs,

@@ -8,7 +8,7 @@ import dataclasses
 
 import pytest
 
-from bridgeline.adapters.carriers.sip.recovery import DialogKeeper, DialogStore
+from bridgeline.adapters.carriers.sip.recovery import FENCE_RECHECK_S, DialogKeeper, DialogStore
 from bridgeline.adapters.store import open_store
 from bridgeline.adapters.store.base import SqlStore
 from bridgeline.app.records import JSON
@@ -158,3 +158,73 @@ async def test_stop_waits_for_queued_writes(legs: int) -> None:
         keeper.save(f"leg-{n}", "conf-1", saved(call_id=f"c{n}@h"))
     await keeper.stop()
     assert len(memory.rows) == legs
+
+
+class Fence:
+    """The node's local lease as the keeper sees it: `held` False means fenced."""
+
+    def __init__(self) -> None:
+        self.held = True
+
+    def __call__(self) -> bool:
+        return not self.held
+
+
+async def test_a_fenced_keeper_writes_nothing_until_its_lease_holds_again() -> None:
+    memory = MemoryDialogs()
+    memory.rows = {"moved": saved(call_id="moved@h").to_json(), "gone": saved(call_id="gone@h").to_json()}
+    keeper, fence = DialogKeeper(memory), Fence()
+    keeper.fenced = fence
+    keeper.start()
+    keeper.known("moved", saved(call_id="moved@h"))
+    keeper.known("gone", saved(call_id="gone@h"))
+    fence.held = False  # paused past the lease: the legs may be another node's by now
+    keeper.save("moved", "conf-1", saved(call_id="moved@h", local_seq=99))
+    keeper.forget("gone")
+    keeper.save("kept", "conf-2", saved(call_id="kept@h"))
+    await asyncio.sleep(FENCE_RECHECK_S * 4)  # several looks at the fence: nothing written meanwhile
+    assert memory.puts == 0 and set(memory.rows) == {"moved", "gone"}
+
+    keeper.release("moved")  # the lease was lost: the node lets conf-1's legs go
+    keeper.release("gone")
+    fence.held = True  # registered again
+    await keeper.flush()
+    assert SavedDialog.from_json(memory.rows["moved"]).local_seq == 7  # the new owner's row, untouched
+    assert "gone" in memory.rows and "kept" in memory.rows and memory.puts == 1
+    await keeper.stop()
+
+
+async def test_a_fence_that_falls_during_a_batch_holds_the_rest_of_it() -> None:
+    memory, fence = MemoryDialogs(), Fence()
+    put = memory.put_sip_dialog
+
+    async def pause_after_first(leg_id: str, conference_id: str, dialog: JSON, saved_at: float) -> None:
+        await put(leg_id, conference_id, dialog, saved_at)
+        fence.held = False  # the process was paused while this statement ran
+
+    memory.put_sip_dialog = pause_after_first  # type: ignore[method-assign]
+    keeper = DialogKeeper(memory)
+    keeper.fenced = fence
+    keeper.start()
+    for n in range(3):
+        keeper.save(f"leg-{n}", "conf-1", saved(call_id=f"c{n}@h"))
+    keeper.forget("leg-0")  # queued behind: a delete is a write too
+    await asyncio.sleep(FENCE_RECHECK_S * 4)
+    assert list(memory.rows) == ["leg-1"]  # the first of the batch (leg-0 became a delete)
+    fence.held = True
+    memory.put_sip_dialog = put  # type: ignore[method-assign]
+    await keeper.flush()
+    assert sorted(memory.rows) == ["leg-1", "leg-2"]
+    await keeper.stop()
+
+
+async def test_stopping_without_a_lease_drops_the_held_writes_and_counts_them() -> None:
+    memory, fence = MemoryDialogs(), Fence()
+    keeper = DialogKeeper(memory)
+    keeper.fenced = fence
+    keeper.start()
+    fence.held = False
+    keeper.save("leg-1", "conf-1", saved())
+    keeper.save("leg-2", "conf-1", saved(call_id="other@h"))
+    await keeper.stop()  # returns: it does not wait for a lease that will not come back
+    assert memory.rows == {} and keeper.fenced_drops == 2 and keeper.writes == 0

@@ -10,7 +10,7 @@ from bridgeline.adapters.carriers.sip.carrier import SipCarrier
 from bridgeline.adapters.carriers.sip.carrier_legs import InboundCall, address_of
 from bridgeline.adapters.carriers.sip.settings import SipSettings
 from bridgeline.adapters.store import SqlStore
-from bridgeline.app.inbound import start_inbound_run
+from bridgeline.app.inbound import InboundRefusal, start_inbound_run
 from bridgeline.app.phlos import PhloCache
 from bridgeline.app.records import PhloRecord
 from bridgeline.app.runs import RunService
@@ -53,7 +53,7 @@ async def test_an_inbound_call_runs_the_phlo_of_the_routes_account(store: SqlSto
             role=Role.CUSTOMER,
             leg_id=f"in-{auth_id}",
         )
-        assert conference_id is not None
+        assert isinstance(conference_id, str)
         started[auth_id] = conference_id
     for auth_id, agent in ((MAIN, "+14155550001"), (OTHER, "+14155550002")):
         live = conferences.get_live(started[auth_id])
@@ -70,7 +70,36 @@ async def test_an_inbound_call_runs_the_phlo_of_the_routes_account(store: SqlSto
         role=Role.CUSTOMER,
         leg_id="in-c",
     )
-    assert missing is None
+    assert missing is InboundRefusal.UNROUTABLE
+    await conferences.shutdown()
+    await carrier.stop()
+
+
+async def test_a_call_that_needs_an_address_already_in_a_live_conference_is_busy(store: SqlStore) -> None:
+    """Two callers to one number whose run dials the same agent: the second is busy (486 at the SIP
+    carrier), its run fails and nothing of it is live; the first call is untouched."""
+    await store.create_phlo(support(MAIN, "+14155550001"))
+    carrier = SimCarrier(store, answer_delay_ms=0)
+    conferences = ConferenceService(store, carrier)
+    await carrier.start()
+    runs, phlos = RunService(store, store, conferences), PhloCache(store)
+    outcomes = [
+        await start_inbound_run(
+            phlos,
+            runs,
+            auth_id=MAIN,
+            phlo_id="support",
+            payload_template={},
+            caller=caller,
+            dialed="+14150000000",
+            role=Role.CUSTOMER,
+            leg_id=f"in-{caller}",
+        )
+        for caller in ("+14155550101", "+14155550102")
+    ]
+    assert isinstance(outcomes[0], str) and outcomes[1] is InboundRefusal.BUSY
+    assert [c.meta.conference_id for c in conferences.live_conferences(MAIN, "support")] == [outcomes[0]]
+    assert len(await store.running_runs()) == 1  # the busy call's run failed at once
     await conferences.shutdown()
     await carrier.stop()
 
@@ -107,7 +136,7 @@ async def test_an_inbound_caller_outside_the_address_grammar_is_refused(store: S
             role=Role.CUSTOMER,
             leg_id="in-1",
         )
-        assert refused is None, caller
+        assert refused is InboundRefusal.UNROUTABLE, caller
     assert conferences.live_conferences(MAIN, "support") == []
     await conferences.shutdown()
     await carrier.stop()
@@ -147,7 +176,8 @@ async def test_an_inbound_route_without_an_account_runs_the_main_accounts_phlo(s
         ("+14150000002", OTHER, "+14155550002"),
     ):
         conference_id = await sip._inbound(InboundCall(f"in-{dialed}", CALLER, dialed))
-        live = None if conference_id is None else conferences.get_live(conference_id)
+        assert isinstance(conference_id, str)
+        live = conferences.get_live(conference_id)
         assert live is not None and live.meta.auth_id == owner
         assert set(live.conf.members) == {CALLER, agent}
     await conferences.shutdown()

@@ -149,9 +149,11 @@ def _group_members(pgid: int) -> list[int]:
 
 
 class Proc:
-    """One command run as `timeout -k 2 <seconds> <argv>`, in a new process group whose id is the
+    """One command run as `timeout -k 60 <seconds> <argv>`, in a new process group whose id is the
     PID of `timeout`. `stop()` signals that PID (timeout forwards the signal to its command), and
-    SIGKILLs the group if it does not exit in time."""
+    SIGKILLs the group if it does not exit within its grace. timeout arms its kill-after on a
+    forwarded signal too, so it must outlast every grace a test gives a clean exit (a drain, a
+    cluster's Ctrl-C): with 2 s, a slow but clean stop under load showed as -9."""
 
     def __init__(
         self,
@@ -170,7 +172,7 @@ class Proc:
         self.stderr_path = log_dir / f"{name}.stderr"
         with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
             self.popen = subprocess.Popen(
-                ["timeout", "-k", "2", f"{timeout_s:g}", *argv],
+                ["timeout", "-k", "60", f"{timeout_s:g}", *argv],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,

@@ -5,7 +5,9 @@
   Kamailio picks first, a new call is answered by the other node (failover on no answer), and
   OPTIONS probing keeps a silent destination out of the rotation;
 - a phone registered through Kamailio (landing on one node) is called by the other node: the
-  binding is shared through the store, and the INVITE goes through Kamailio along the Path.
+  binding is shared through the store, and the INVITE goes through Kamailio along the Path;
+- a call through Kamailio whose node is killed is recovered by the other node along the route set,
+  and the phone's BYE reaches the new owner through Kamailio.
 """
 
 from __future__ import annotations
@@ -215,3 +217,53 @@ def test_a_phone_registered_through_one_node_is_called_by_the_other(front: Front
     alice.wait_event("CALL_CLOSED")
     assert_hears(lab.heard(alice, window), [TONE_C], [f for f in ALL_TONES if f != TONE_C])
     assert_hears(lab.heard(agent, window), [TONE_A], [f for f in ALL_TONES if f != TONE_A])
+
+
+def test_a_call_through_kamailio_moves_with_its_node_and_the_phones_requests_follow(front: Front) -> None:
+    """The caller's dialog is record-routed by Kamailio. Its node is killed; the survivor recovers the leg
+    with a re-INVITE along the saved route set (through Kamailio, with the survivor's Contact), so the
+    phone's next in-dialog request (its BYE) is relayed by Kamailio to the survivor, which owns the
+    dialog: no request meets a node without it, no 481 (docs/cluster.md, "Why 481 there")."""
+    kam = front.kamailio
+    labs = list(front.labs.values())
+    agent = labs[0].baresip("agent", TONE_C)  # dialed by the run, straight from the node
+    caller = labs[0].baresip("caller", TONE_A)
+    created = labs[0].create_phlo(dial=[("{{customer}}", "customer"), (agent.uri, "agent")], phlo_id=PHLO_ID)
+    caller.command("dial", f"sip:{NUMBER}@{kam.address}")
+
+    def live() -> tuple[str, str] | None:
+        with psycopg.connect(front.database_url) as connection:
+            rows = connection.execute(
+                "SELECT conference_id, owner_node FROM conferences WHERE status = 'live'"
+            )
+            found = rows.fetchall()
+        return (found[0][0], found[0][1]) if found else None
+
+    mpc_uuid, owner_id = wait_for(live, 15, "the inbound call's conference")
+    owner = next(n for n in front.nodes if n.env["BRIDGELINE_NODE_ID"] == owner_id)
+    survivor = front.other(owner.sip_address)
+    lab = front.lab(survivor.sip_address)
+    phlo = Phlo(lab.api, PHLO_ID, created.node_id)  # driven through the survivor from the start
+    members = {m["member_address"]: m for m in phlo.conference(mpc_uuid)["members"]}
+    (caller_address,) = [a for a in members if a != agent.uri]
+    phlo.wait_member(caller_address, status="connected", hears=[agent.uri], timeout=10)
+    phlo.wait_member(agent.uri, status="connected", hears=[caller_address], timeout=10)
+    lab.capture(caller, agent)
+
+    kill_node(owner)
+    wait_for(
+        lambda: survivor.metrics().get("bridgeline_sip_recoveries_succeeded_total") == 2,
+        20,
+        "the survivor to recover both legs",
+    )
+    phlo.wait_member(caller_address, status="connected", hears=[agent.uri], timeout=10)
+    after = lab.listen(seconds=1.0, settle=1.0)
+
+    caller.command("hangup")  # along the route set: Kamailio, then the survivor's Contact
+    # taken by the survivor (a node without the dialog would answer 481 and the member would stay)
+    phlo.wait_member(caller_address, status="left", leave_reason="remote_hangup", timeout=10)
+    assert phlo.member_action(agent.uri, "hangup").status_code == 201
+    phlo.wait_ended(mpc_uuid, timeout=10)
+    agent.wait_event("CALL_CLOSED")
+    assert_hears(lab.heard(caller, after), [TONE_C], [f for f in ALL_TONES if f != TONE_C])
+    assert_hears(lab.heard(agent, after), [TONE_A], [f for f in ALL_TONES if f != TONE_A])

@@ -43,7 +43,7 @@ from bridgeline.core.audio import set_audio
 from bridgeline.core.commands import LegColdTransfer, LegSignal, MemberAction, MpcAction
 from bridgeline.core.conference import Conference
 from bridgeline.core.effects import DialLeg, DropLeg, Effect, PlayMessage, Publish, SetAudio
-from bridgeline.core.errors import ActionRefused
+from bridgeline.core.errors import ActionRefused, AddressInUse
 from bridgeline.core.model import AnsweredParty, ConferencePhase, QueuedDial, Role
 from bridgeline.phlo.definition import NodeSettings
 
@@ -143,7 +143,7 @@ class ConferenceService:
         answered = answered or []
         for address, *_ in [*dials, *answered]:
             if (auth_id, phlo_id, node_id, address) in self._by_address:
-                raise ActionRefused(f"{address} is already in a live conference of this node")
+                raise AddressInUse(f"{address} is already in a live conference of this node")
         conference_id = conference_id or self._new_id()
         now = self._clock()
         conf, effects = Conference.start(
@@ -183,7 +183,7 @@ class ConferenceService:
         def step(conf: Conference, now: float) -> list[Effect]:
             owner = self._by_address.get((auth_id, phlo_id, node_id, command.to))
             if owner is not None and owner != conf.conference_id:
-                raise ActionRefused(f"{command.to} is already in another live conference of this node")
+                raise AddressInUse(f"{command.to} is already in another live conference of this node")
             return conf.handle(command, now)
 
         await self._apply(live, step)
@@ -370,7 +370,7 @@ class ConferenceService:
                 self._release(live)
                 raise ConferenceMoved(meta.conference_id) from None
             if isinstance(error, AddressTaken):  # by a conference of another cluster node
-                raise ActionRefused(str(error)) from None
+                raise AddressInUse(str(error)) from None
             raise
         mark_committed()
         live.last_state = state

@@ -16,6 +16,7 @@ import structlog
 from bridgeline.adapters.carriers.sip.carrier_legs import (
     E164,
     FAIL_REASONS,
+    REFUSAL_STATUS,
     InboundCall,
     InboundHandler,
     SipLeg,
@@ -36,6 +37,7 @@ from bridgeline.adapters.carriers.sip.settings import SipSettings
 from bridgeline.adapters.carriers.sip.shared_registrations import SharedRegistrations
 from bridgeline.adapters.carriers.sip.transport_stream import SipStreamTransport, start_streams
 from bridgeline.adapters.carriers.sip.transport_udp import SipUdpTransport
+from bridgeline.app.inbound import InboundRefusal
 from bridgeline.app.ports import LegRequest, SignalSink
 from bridgeline.core.commands import (
     LegAnswered,
@@ -160,9 +162,12 @@ class SipCarrier(CarrierLookups):
         self.refers.bind(handler)
 
     def fence(self, fenced: Callable[[], bool]) -> None:
-        """Send no RTP and no SIP while `fenced()` (the node's lease does not hold: docs/cluster.md)."""
+        """Send no RTP and no SIP, and write no saved dialog, while `fenced()` (the node's lease does
+        not hold: docs/cluster.md)."""
         self._fenced = fenced
         self.media.fence(fenced)
+        if self.recovery.keeper is not None:
+            self.recovery.keeper.fenced = fenced
         if self._transport is not None:
             self._transport.fenced = fenced
 
@@ -477,16 +482,16 @@ class SipCarrier(CarrierLookups):
             return
         self.endpoint.ring_incoming(call.leg_id, self._transport.now)
         self._transport.flush()
-        conference_id = None
+        decided: str | InboundRefusal = InboundRefusal.UNROUTABLE
         if self._inbound is not None:
-            conference_id = await self._inbound(InboundCall(call.leg_id, caller, call.to_user))
+            decided = await self._inbound(InboundCall(call.leg_id, caller, call.to_user))
         leg = self._legs.get(call.leg_id)
         if leg is None:
             return  # the caller hung up while we decided
-        if conference_id is None:
-            self.endpoint.reject_incoming(call.leg_id, 404, self._transport.now)
+        if isinstance(decided, InboundRefusal):
+            self.endpoint.reject_incoming(call.leg_id, REFUSAL_STATUS[decided], self._transport.now)
         else:
-            leg.conference_id = conference_id
+            leg.conference_id = decided
             leg.answered = True
             if params is None:
                 leg.awaiting_answer = True  # nothing is sent until the ACK's answer is applied

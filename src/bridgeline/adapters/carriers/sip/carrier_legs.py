@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bridgeline.adapters.carriers.sip.media_engine import SrtpKeys
+from bridgeline.app.inbound import InboundRefusal
 from bridgeline.core.model import LeaveReason
 from bridgeline.sip import events as sip
 from bridgeline.sip.refer_policy import LegKind
@@ -34,8 +35,12 @@ class InboundCall:
     dialed: str
 
 
-InboundHandler = Callable[[InboundCall], Awaitable[str | None]]
-"""Decides an inbound call: the conference id it joined, or None to reject it."""
+InboundHandler = Callable[[InboundCall], Awaitable[str | InboundRefusal]]
+"""Decides an inbound call: the conference id it joined, or why it is refused."""
+
+# RFC 3261 21.4.5: nothing here answers for that number; 21.4.24: the call reached us, but a party
+# it needs is in another call (never 5xx: a proxy in front would try the same call on another node).
+REFUSAL_STATUS = {InboundRefusal.UNROUTABLE: 404, InboundRefusal.BUSY: 486}
 
 
 @dataclass(slots=True)

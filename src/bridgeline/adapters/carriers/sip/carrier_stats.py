@@ -61,6 +61,7 @@ SIP_COUNTERS: Final = frozenset(
         "requests_held_for_recovery",
         "dialog_saves",
         "dialog_save_failures",
+        "dialog_save_fenced",
     }
 )
 
@@ -136,6 +137,8 @@ def sip_stats(
         "requests_held_for_recovery": sip["requests_held_for_recovery"],
         "dialog_saves": dialogs.writes if dialogs is not None else 0,  # rows written or deleted
         "dialog_save_failures": dialogs.failures if dialogs is not None else 0,
+        # dropped: the process stopped while its lease did not hold (the legs may be another node's)
+        "dialog_save_fenced": dialogs.fenced_drops if dialogs is not None else 0,
         **(_trunk_stats(endpoint) if keepalive else {}),
     }
 

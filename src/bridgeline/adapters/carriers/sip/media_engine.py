@@ -278,10 +278,14 @@ class MediaEngine:
         if cid is not None:
             self._leave(cid, {leg_id})
         media, runtime = self._media, self._runtime
+        # Silent from now, not from the media thread's next wake-up: a tick already mixed must not
+        # reach a leg released to another node once this node's lease holds again (docs/cluster.md).
+        media.closing.add(leg_id)
 
         def close(now: float) -> None:
             runtime.close_leg(leg_id)
             media.close_sockets(leg_id)
+            media.closing.discard(leg_id)
 
         media.submit(close)
 

@@ -57,6 +57,9 @@ class MediaLoop:
         self.runtime = runtime
         # Asked before each send, from this thread: True while the node's lease does not hold (cluster).
         self.fenced: Callable[[], bool] = _never
+        # Legs closed on the event loop's thread whose close the media thread has not applied yet: sent
+        # nothing (set operations are atomic under the GIL; an empty set costs one test per tick).
+        self.closing: set[str] = set()
         self.send_fenced = 0
         self.realtime_priority = realtime_priority  # asked for; 0: normal scheduling
         self.realtime = False  # granted: the thread runs under SCHED_FIFO
@@ -224,6 +227,9 @@ class MediaLoop:
         if datagrams and self.fenced():  # the node's lease does not hold: its calls may be another's now
             self.send_fenced += len(datagrams)
             return
+        closing = self.closing
+        if closing:
+            datagrams = [d for d in datagrams if d[0] not in closing]
         sockets = self._sockets
         for leg_id, data, dest in datagrams:
             entry = sockets.get(leg_id)

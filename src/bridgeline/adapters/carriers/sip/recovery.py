@@ -39,6 +39,8 @@ from bridgeline.sip.sdes import KEY_LENGTH
 
 log = structlog.get_logger(__name__)
 
+FENCE_RECHECK_S = 0.05  # how often held dialog writes look whether the lease holds again
+
 
 class DialogStore(Protocol):
     """Saved dialogs by leg id, as `SavedDialog.to_json()` documents."""
@@ -60,6 +62,10 @@ class DialogKeeper:
     def __init__(self, store: DialogStore, clock: Callable[[], float] = time.time) -> None:
         self._store = store
         self._clock = clock
+        # True while the node's lease does not hold locally (docs/cluster.md, "Local fencing"): the
+        # legs may be another node's already, whose rows this node must not overwrite or delete.
+        self.fenced: Callable[[], bool] = lambda: False
+        self._stopping = False
         self._written: dict[str, SavedDialog] = {}  # what the store holds, by leg
         self._pending: dict[str, tuple[str, SavedDialog] | None] = {}  # None: delete
         self._wake = asyncio.Event()
@@ -68,12 +74,14 @@ class DialogKeeper:
         self._task: asyncio.Task[None] | None = None
         self.writes = 0  # rows written (upserts and deletes), for /metrics and tests
         self.failures = 0
+        self.fenced_drops = 0  # rows not written: the process stopped while its lease did not hold
 
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.ensure_future(self._run())
 
     async def stop(self) -> None:
+        self._stopping = True
         await self.flush()
         if self._task is not None:
             self._task.cancel()
@@ -121,26 +129,52 @@ class DialogKeeper:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            # Fenced, writes wait: a renewal lets them go; a lost lease releases the legs first
+            # (`release` drops their writes), so a paused node that wakes up writes nothing for them.
+            # Polled: a lease runs out with the clock, which signals nothing.
+            while self._pending and self.fenced() and not self._stopping:  # noqa: ASYNC110
+                await asyncio.sleep(FENCE_RECHECK_S)
+            if self.fenced():  # stopping without a lease: these rows may be another node's now
+                self.fenced_drops += len(self._pending)
+                self._pending.clear()
             batch, self._pending = self._pending, {}
-            deletes = [leg_id for leg_id, entry in batch.items() if entry is None]
             try:
-                for leg_id, entry in batch.items():
-                    if entry is not None:
-                        conference_id, saved = entry
-                        row = saved.to_json()
-                        await self._store.put_sip_dialog(leg_id, conference_id, row, self._clock())
-                        self._written[leg_id] = saved
-                        self.writes += 1
-                if deletes:
-                    await self._store.delete_sip_dialogs(deletes)
-                    self.writes += len(deletes)
+                await self._write(batch)
             except Exception as exc:  # the call goes on; only its recovery is at stake
                 self.failures += 1
                 log.warning("sip_dialog_save_failed", error=repr(exc)[:300], legs=len(batch))
-            for leg_id in deletes:
-                self._written.pop(leg_id, None)
-            if not self._pending:
+            if self._pending:
+                self._wake.set()  # queued meanwhile, or put back by a fence
+            else:
                 self._idle.set()
+
+    async def _write(self, batch: dict[str, tuple[str, SavedDialog] | None]) -> None:
+        """Write a batch, checking the fence before each statement (the process may have been paused
+        during the one before); what a fence stops is put back, unless a newer entry replaced it."""
+        left = dict(batch)
+        for leg_id, entry in batch.items():
+            if entry is None:
+                continue
+            if self.fenced():
+                self._put_back(left)
+                return
+            conference_id, saved = entry
+            await self._store.put_sip_dialog(leg_id, conference_id, saved.to_json(), self._clock())
+            del left[leg_id]
+            self._written[leg_id] = saved
+            self.writes += 1
+        if left:  # the deletes, in one statement
+            if self.fenced():
+                self._put_back(left)
+                return
+            await self._store.delete_sip_dialogs(list(left))
+            self.writes += len(left)
+            for leg_id in left:
+                self._written.pop(leg_id, None)
+
+    def _put_back(self, entries: dict[str, tuple[str, SavedDialog] | None]) -> None:
+        for leg_id, entry in entries.items():
+            self._pending.setdefault(leg_id, entry)
 
 
 def _read(leg_id: str, raw: JSON) -> SavedDialog | None:
