@@ -139,7 +139,8 @@ def encode(host: str, auth: str, method: str, path: str, body: Any) -> bytes:
 
 
 async def main(spec: dict[str, Any]) -> dict[str, Any]:
-    """spec: host, port, auth ("Basic ..."), connections: [[{method, path, body?}, ...], ...],
+    """spec: host, port (or ports: one per connection, e.g. each to the node that owns its conference),
+    auth ("Basic ..."), connections: [[{method, path, body?}, ...], ...],
     warmup_s, measure_s, rate (null: closed loop), expect (statuses counted as success),
     once (send each connection's script once, then stop; measure_s is then a time limit)."""
     loop = asyncio.get_running_loop()
@@ -148,10 +149,11 @@ async def main(spec: dict[str, Any]) -> dict[str, Any]:
     n = len(spec["connections"])
     interval = n / rate if rate else None
     conns: list[Conn] = []
+    ports = spec.get("ports") or [spec["port"]] * n
     for i, script in enumerate(spec["connections"]):
         requests = [encode(spec["host"], spec["auth"], r["method"], r["path"], r.get("body")) for r in script]
         _, conn = await loop.create_connection(
-            lambda i=i, requests=requests: Conn(run, i, requests, interval), spec["host"], spec["port"]
+            lambda i=i, requests=requests: Conn(run, i, requests, interval), spec["host"], ports[i]
         )
         conns.append(conn)
     warmup, measure = float(spec["warmup_s"]), float(spec["measure_s"])

@@ -21,7 +21,7 @@ from bridgeline.adapters.http.forwarding import (
     Forwarder,
     choose_node,
 )
-from bridgeline.app.records import NodeRecord, NodeState
+from bridgeline.app.records import AddressOwner, NodeRecord, NodeState
 
 KEY = ("acct", "phlo", "mpc", "+14155550100")
 
@@ -42,15 +42,12 @@ class Directory:
         self.calls += 1
         return list(self.nodes)
 
-    async def conference_owner(self, conference_id: str) -> NodeRecord | None:
-        self.calls += 1
-        return self.owners.get(conference_id)
-
-    async def conference_for_address(
+    async def address_owner(
         self, auth_id: str, phlo_id: str, node_id: str, address: str
-    ) -> str | None:
+    ) -> AddressOwner | None:
         self.calls += 1
-        return self.conferences.get((auth_id, phlo_id, node_id, address))
+        conference_id = self.conferences.get((auth_id, phlo_id, node_id, address))
+        return None if conference_id is None else AddressOwner(conference_id, self.owners.get(conference_id))
 
 
 class Clock:
@@ -146,6 +143,7 @@ def test_another_nodes_conference_is_replayed_there_as_it_came() -> None:
     assert sent.headers[FORWARDED_BY] == "a"
     assert sent.headers[IDEMPOTENCY_KEY].startswith("forwarded-")
     assert fwd.stats()["forwarded"] == 1
+    assert directory.calls == 1  # the conference and its owner come in one store read
 
 
 def test_a_forwarded_request_is_never_forwarded_again() -> None:

@@ -17,6 +17,7 @@ import pytest
 from bridgeline.adapters.store import open_store
 from bridgeline.adapters.store.base import SqlStore
 from bridgeline.app.records import (
+    AddressOwner,
     AddressTaken,
     ConferenceRecord,
     ConferenceStatus,
@@ -140,6 +141,20 @@ async def test_an_address_is_held_by_one_live_conference_across_nodes(store: Sql
     await store.commit_conference(conference("cb", b), [event("cb", 2)], claimed=["+1555"])
 
 
+async def test_an_address_leads_to_its_conference_and_its_live_owner_in_one_read(store: SqlStore) -> None:
+    a, gone = await register(store, "a"), await register(store, "gone", SHORT)
+    await store.commit_conference(conference("ca", a), claimed=["+1555"])
+    await store.commit_conference(conference("cg", gone), claimed=["+1666"])
+    assert await store.address_owner(*KEY, "+1777") is None  # held by no conference
+    held = await store.address_owner(*KEY, "+1555")
+    assert held is not None and held.conference_id == "ca" and held.node is not None
+    assert (held.node.node_id, held.node.epoch, held.node.internal_url) == (*a, "http://a")
+    await asyncio.sleep(SHORT + 0.2)
+    assert await store.address_owner(*KEY, "+1666") == AddressOwner("cg", None)  # its owner's lease lapsed
+    await register(store, "a")  # a new life of a: the conference belongs to the earlier one until claimed
+    assert await store.address_owner(*KEY, "+1555") == AddressOwner("ca", None)
+
+
 async def test_the_same_address_added_on_two_nodes_at_once_has_one_winner(store_url: str) -> None:
     stores = [open_store(store_url), open_store(store_url)]
     for one in stores:
@@ -170,7 +185,7 @@ async def test_orphans_are_claimed_in_bounded_batches_and_then_owned(
     dead = await register(store, "dead", SHORT)
     alive = await register(store, "alive")
     for index in range(5):
-        await store.commit_conference(conference(f"d{index}", dead))
+        await store.commit_conference(conference(f"d{index}", dead), claimed=[f"+1{index}"])
     await store.commit_conference(conference("mine", alive))
     await store.commit_conference(
         conference("ended", dead, status=ConferenceStatus.ENDED, ended_at=time.time())
@@ -189,8 +204,9 @@ async def test_orphans_are_claimed_in_bounded_batches_and_then_owned(
     assert await store.count_orphans(*taker, time.time()) == 0
     assert owner_row(raw_query, "mine")[:2] == alive
     assert owner_row(raw_query, "ended")[:2] == dead  # ended conferences are nobody's concern
-    owner = await store.conference_owner("d3")
-    assert owner is not None and (owner.node_id, owner.epoch) == taker
+    held = await store.address_owner(*KEY, "+13")
+    assert held is not None and held.conference_id == "d3"
+    assert held.node is not None and (held.node.node_id, held.node.epoch) == taker
     # the new owner commits; the dead one, were it to come back, may not
     await store.commit_conference(conference("d3", taker, state={"v": "taker"}))
     with pytest.raises(LeaseLost):
@@ -207,10 +223,10 @@ async def test_a_restarted_node_takes_back_what_its_earlier_life_owned(store: Sq
 
 async def test_a_handed_off_conference_waits_for_its_new_owner(store: SqlStore) -> None:
     a, b, c = await register(store, "a"), await register(store, "b"), await register(store, "c")
-    await store.commit_conference(conference("c1", a))
+    await store.commit_conference(conference("c1", a), claimed=["+1555"])
     assert not await store.hand_off_conference("c1", "b", b[1], "c", time.time())  # only the owner may
     assert await store.hand_off_conference("c1", *a, "b", time.time())
-    assert await store.conference_owner("c1") is None  # between owners
+    assert await store.address_owner(*KEY, "+1555") == AddressOwner("c1", None)  # between owners
     with pytest.raises(LeaseLost):  # the giver no longer commits
         await store.commit_conference(conference("c1", a, state={"late": 1}))
     assert await store.claim_conferences(*c, 10, time.time()) == []  # not c's: b is alive

@@ -28,10 +28,12 @@ Peer = Sipp | Baresip
 
 
 class Tones:
-    """Tone WAV files made with sox: u-law for sipp's rtp_stream, 16-bit for baresip's aufile."""
+    """Tone WAV files made with sox: u-law for sipp's rtp_stream, 16-bit for baresip's aufile. A phone
+    falls silent when its file ends (neither loops it): `seconds` must outlast the call."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, seconds: int = 30) -> None:
         self.root = root
+        self.seconds = seconds
         root.mkdir(parents=True, exist_ok=True)
 
     def _make(self, name: str, freq: int, encoding: list[str]) -> Path:
@@ -47,7 +49,7 @@ class Tones:
                 *encoding,
                 str(path),
                 "synth",
-                "30",
+                str(self.seconds),
                 "sine",
                 str(freq),
             ]
@@ -55,10 +57,10 @@ class Tones:
         return path
 
     def ulaw(self, freq: int) -> Path:
-        return self._make(f"tone{freq}-ulaw.wav", freq, ["-e", "u-law"])
+        return self._make(f"tone{freq}-{self.seconds}s-ulaw.wav", freq, ["-e", "u-law"])
 
     def s16(self, freq: int) -> Path:
-        return self._make(f"tone{freq}-s16.wav", freq, ["-b", "16", "-e", "signed-integer"])
+        return self._make(f"tone{freq}-{self.seconds}s-s16.wav", freq, ["-b", "16", "-e", "signed-integer"])
 
 
 class Lab:

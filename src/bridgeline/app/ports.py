@@ -15,6 +15,7 @@ from typing import Protocol, runtime_checkable
 
 from bridgeline.app.records import (
     Account,
+    AddressOwner,
     ClaimedPage,
     ConferenceRecord,
     DeliveryRecord,
@@ -234,15 +235,12 @@ class ClusterDirectory(Protocol):
         """Nodes whose lease holds, by node_id."""
         ...
 
-    async def conference_owner(self, conference_id: str) -> NodeRecord | None:
-        """The node whose current epoch owns this live conference under a held lease; None otherwise
-        (ended, unknown, or between owners)."""
-        ...
-
-    async def conference_for_address(
+    async def address_owner(
         self, auth_id: str, phlo_id: str, node_id: str, address: str
-    ) -> str | None:
-        """The live conference of this PHLO node that holds the member address, on any cluster node."""
+    ) -> AddressOwner | None:
+        """The live conference of this PHLO node that holds the member address (on any cluster node) and
+        the node whose current epoch owns it under a held lease, in one read; None when no conference
+        holds the address."""
         ...
 
 

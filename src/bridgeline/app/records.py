@@ -157,6 +157,15 @@ class NodeRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class AddressOwner:
+    """The live conference that holds a member address, and the node that runs it now: None while the
+    conference is between owners (its owner's lease lapsed, or it was handed off and not yet claimed)."""
+
+    conference_id: str
+    node: NodeRecord | None
+
+
+@dataclass(frozen=True, slots=True)
 class NodeLoad:
     """What a node reports with each heartbeat: its state and how much it carries."""
 

@@ -108,10 +108,10 @@ class Forwarder:
         headers = _carried_headers(request, self.node_id)
         deadline = self.clock() + self.retry_for_s
         while True:
-            conference_id = await self.directory.conference_for_address(*key)
-            if conference_id is None:
+            held = await self.directory.address_owner(*key)  # one store read
+            if held is None:
                 return None  # no live conference holds it anywhere: the local answer (404/400) is right
-            owner = await self.directory.conference_owner(conference_id)
+            conference_id, owner = held.conference_id, held.node
             if owner is not None and owner.node_id != self.node_id:
                 try:
                     return await self._send(owner, request, raw, headers)

@@ -14,6 +14,7 @@ from bridgeline.adapters.store.sql import Dialect, Migration, Params, Row, RowsU
 from bridgeline.app.records import (
     JSON,
     Account,
+    AddressOwner,
     AddressTaken,
     ClaimedPage,
     ConferenceMark,
@@ -414,9 +415,15 @@ class SqlStore(SipRegistrationRows, RecordingRows, ABC):
         rows = await self._read_clocked(cluster_sql.SELECT_LIVE_NODES, (), time.time())
         return [cluster_sql.node_from_row(row) for row in rows]
 
-    async def conference_owner(self, conference_id: str) -> NodeRecord | None:
-        rows = await self._read_clocked(cluster_sql.SELECT_CONFERENCE_OWNER, (conference_id,), time.time())
-        return cluster_sql.node_from_row(rows[0]) if rows else None
+    async def address_owner(
+        self, auth_id: str, phlo_id: str, node_id: str, address: str
+    ) -> AddressOwner | None:
+        statement = cluster_sql.SELECT_ADDRESS_OWNER
+        rows = await self._read_clocked(statement, (auth_id, phlo_id, node_id, address), time.time())
+        if not rows:
+            return None
+        conference_id, *node = rows[0]
+        return AddressOwner(str(conference_id), None if node[0] is None else cluster_sql.node_from_row(node))
 
     async def conference_for_address(
         self, auth_id: str, phlo_id: str, node_id: str, address: str

@@ -81,12 +81,18 @@ RENEW_NODE = Clocked(
 )
 LEAVE_NODE = "UPDATE nodes SET lease_until = 0, state = 'draining' WHERE node_id = ? AND epoch = ?"
 SELECT_LIVE_NODES = Clocked(_NODE_SELECT + " WHERE n.lease_until > {now} ORDER BY n.node_id")
-SELECT_CONFERENCE_OWNER = Clocked(
-    _NODE_SELECT + " JOIN conferences c ON c.owner_node = n.node_id AND c.owner_epoch = n.epoch"
-    " WHERE c.conference_id = ? AND c.status = 'live' AND n.lease_until > {now}"
-)
 _ADDRESS_KEY = "auth_id = ? AND phlo_id = ? AND node_id = ? AND address = ?"
 SELECT_CONFERENCE_FOR_ADDRESS = "SELECT conference_id FROM conference_addresses WHERE " + _ADDRESS_KEY
+# What forwarding asks per request, in one read: the conference holding the address and, when its
+# (node, epoch) owner's lease holds, that node (NULL columns while it is between owners).
+SELECT_ADDRESS_OWNER = Clocked(
+    "SELECT a.conference_id, "
+    + ", ".join(f"n.{column}" for column in NODE_COLUMNS)
+    + " FROM conference_addresses a"
+    " LEFT JOIN conferences c ON c.conference_id = a.conference_id AND c.status = 'live'"
+    " LEFT JOIN nodes n ON n.node_id = c.owner_node AND n.epoch = c.owner_epoch AND n.lease_until > {now}"
+    " WHERE a.auth_id = ? AND a.phlo_id = ? AND a.node_id = ? AND a.address = ?"
+)
 
 _LEASE_HELD = "EXISTS (SELECT 1 FROM nodes h WHERE h.node_id = ? AND h.epoch = ? AND h.lease_until > {now})"
 
