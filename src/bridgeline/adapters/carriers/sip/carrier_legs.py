@@ -13,7 +13,7 @@ from bridgeline.adapters.carriers.sip.media_engine import SrtpKeys
 from bridgeline.core.model import LeaveReason
 from bridgeline.sip import events as sip
 from bridgeline.sip.refer_policy import LegKind
-from bridgeline.sip.sdes import KEY_LENGTH, OFF, CryptoSuite, SrtpConfig, SrtpParams, SrtpPolicy
+from bridgeline.sip.sdes import SrtpConfig, SrtpParams, SrtpPolicy, fresh_config
 from bridgeline.sip.uri import SipURI, escape_user
 
 E164 = re.compile(r"\+?[1-9][0-9]{5,15}", re.ASCII)
@@ -51,9 +51,7 @@ class SipLeg:
 
 def srtp_config(policy: SrtpPolicy) -> SrtpConfig:
     """Fresh SDES keys for one negotiation, one per suite we offer, from the OS's CSPRNG."""
-    if policy is SrtpPolicy.OFF:
-        return OFF
-    return SrtpConfig(policy, tuple(os.urandom(KEY_LENGTH) for _ in CryptoSuite))
+    return fresh_config(policy, os.urandom)
 
 
 def srtp_keys(params: SrtpParams | None) -> SrtpKeys | None:
