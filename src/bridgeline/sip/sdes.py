@@ -129,12 +129,16 @@ class SrtpConfig:
 OFF: Final = SrtpConfig(SrtpPolicy.OFF)
 
 
-def fresh_config(policy: SrtpPolicy, random_bytes: Callable[[int], bytes]) -> SrtpConfig:
-    """An SrtpConfig for one negotiation with a key per suite from `random_bytes(n)` (the caller's
-    CSPRNG: this module reads no entropy)."""
+def fresh_config(
+    policy: SrtpPolicy,
+    random_bytes: Callable[[int], bytes],
+    suites: tuple[CryptoSuite, ...] = tuple(CryptoSuite),
+) -> SrtpConfig:
+    """An SrtpConfig for one negotiation over `suites` (in offer order), with a key per suite from
+    `random_bytes(n)` (the caller's CSPRNG: this module reads no entropy)."""
     if policy is SrtpPolicy.OFF:
         return OFF
-    return SrtpConfig(policy, tuple(random_bytes(suite.key_length) for suite in CryptoSuite))
+    return SrtpConfig(policy, tuple(random_bytes(suite.key_length) for suite in suites), suites)
 
 
 def parse_crypto(value: str) -> Crypto | None:
