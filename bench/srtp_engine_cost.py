@@ -18,7 +18,7 @@ real ratio of legs per core lies between this figure and 100%. valgrind also hid
 extensions (SHA-NI) from the program, so the AES_CM suites' HMAC-SHA1 is counted on OpenSSL's AVX2
 path: natively it takes fewer instructions (see 4b).
 
-Run: .venv/bin/python bench/srtp_engine_cost.py [--legs 400] [--suite all|<suite>[,<suite>...]]
+Run: .venv/bin/python bench/srtp_engine_cost.py [--legs 400] [--suite all|<suite>[,<suite>...]] [--jobs 2]
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import struct
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from bridgeline.adapters.carriers.sip import media_thread
 from bridgeline.adapters.carriers.sip.media_engine import MediaEngine, SrtpKeys
@@ -40,7 +41,7 @@ from bridgeline.media.srtp import SrtpContext, key_length
 
 SUITES = ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32", "AEAD_AES_128_GCM", "AEAD_AES_256_GCM")
 SHORT, LONG = 15, 75  # ticks per run
-PORT_BASE = 33000  # below the ephemeral range, above bench_rtp_legs.py's
+PORT_BASE, PORT_SPAN = 12000, 1000  # run i's RTP ports: below the ephemeral range and bench_rtp_legs.py's
 
 
 def sender(peer_fd: int) -> None:
@@ -60,9 +61,9 @@ def sender(peer_fd: int) -> None:
             peer.sendto(packet if context is None else context.protect(packet), ("127.0.0.1", port))
 
 
-def engine_run(legs: int, ticks: int, suite: str) -> None:
+def engine_run(legs: int, ticks: int, suite: str, port_min: int) -> None:
     """One traced run: set up, let the helper queue the packets, then `ticks` ticks."""
-    engine = MediaEngine(port_min=PORT_BASE, port_max=PORT_BASE + 2 * legs + 1)
+    engine = MediaEngine(port_min=port_min, port_max=port_min + 2 * legs + 1)
     peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # the legs' peer: what we send, nobody reads
     peer.bind(("127.0.0.1", 0))
     ports, keys = [], []
@@ -102,58 +103,60 @@ def engine_run(legs: int, ticks: int, suite: str) -> None:
     assert stats["packets_out"] >= legs * (ticks - 5), stats
 
 
-def instructions(legs: int, suite: str) -> float:
-    """Instructions per leg-tick under callgrind: (LONG run - SHORT run) / extra leg-ticks."""
-    counts = []
-    for ticks in (SHORT, LONG):
-        done = subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                "--callgrind-out-file=/dev/null",
-                sys.executable,
-                __file__,
-                "--legs",
-                str(legs),
-                "--suite",
-                suite,
-                "--child",
-                str(ticks),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=1800,
-            env=os.environ | {"PYTHONHASHSEED": "0"},  # the same dict layouts in every run
-        )
-        found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
-        assert found is not None, done.stderr[-2000:]
-        counts.append(int(found.group(1).replace(",", "")))
-    return (counts[1] - counts[0]) / ((LONG - SHORT) * legs)
+def count(legs: int, suite: str, ticks: int, port_min: int) -> int:
+    """All instructions of one traced run of `ticks` ticks."""
+    child = [sys.executable, __file__, "--legs", str(legs), "--suite", suite, "--child", str(ticks)]
+    child += ["--port-min", str(port_min)]  # a range of its own: runs in parallel bind no port twice
+    done = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *child],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=3600,
+        env=os.environ | {"PYTHONHASHSEED": "0"},  # the same dict layouts in every run
+    )
+    found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
+    assert found is not None, done.stderr[-2000:]
+    return int(found.group(1).replace(",", ""))
+
+
+def per_leg_tick(legs: int, suites: list[str], jobs: int) -> dict[str, float]:
+    """Instructions per leg-tick for each mode: (LONG run - SHORT run) / extra leg-ticks. The runs
+    are independent (instruction counts do not depend on what else runs): `jobs` at once."""
+    runs = [(suite, ticks) for suite in suites for ticks in (SHORT, LONG)]
+    with ThreadPoolExecutor(jobs) as pool:
+        ranges = [PORT_BASE + i * PORT_SPAN for i in range(len(runs))]
+        counted = pool.map(lambda run, port_min: count(legs, *run, port_min), runs, ranges)
+        counts = dict(zip(runs, counted, strict=True))
+    return {s: (counts[s, LONG] - counts[s, SHORT]) / ((LONG - SHORT) * legs) for s in suites}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--legs", type=int, default=400)
     parser.add_argument("--suite", default="all", help="all, plain, a suite or suites separated by commas")
+    parser.add_argument("--jobs", type=int, default=2, help="valgrind runs at once")
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--port-min", type=int, default=PORT_BASE, help=argparse.SUPPRESS)
     parser.add_argument("--sender", type=int, default=None, help=argparse.SUPPRESS)
     opts = parser.parse_args()
     if any(s not in (*SUITES, "all", "plain") for s in opts.suite.split(",")):
         parser.error(f"--suite: each of {', '.join(SUITES)}, all or plain")
+    if 2 * opts.legs + 2 > PORT_SPAN:
+        parser.error(f"--legs: at most {PORT_SPAN // 2 - 1}")
     if opts.sender is not None:
         sender(opts.sender)
         return
     if opts.child is not None:
-        engine_run(opts.legs, opts.child, opts.suite)
+        engine_run(opts.legs, opts.child, opts.suite, opts.port_min)
         return
-    plain = instructions(opts.legs, "plain")
+    suites = [s for s in (SUITES if opts.suite == "all" else opts.suite.split(",")) if s != "plain"]
+    counts = per_leg_tick(opts.legs, ["plain", *suites], opts.jobs)
+    plain = counts["plain"]
     print(f"{opts.legs} legs, whole engine path, callgrind: plain {plain:,.0f} instructions per leg-tick")
-    for suite in SUITES if opts.suite == "all" else opts.suite.split(","):
-        if suite == "plain":
-            continue
-        srtp = instructions(opts.legs, suite)
-        print(f"  {suite}: {srtp:,.0f} (+{srtp - plain:,.0f}); ratio {plain / srtp:.0%}", flush=True)
+    for suite in suites:
+        srtp = counts[suite]
+        print(f"  {suite}: {srtp:,.0f} (+{srtp - plain:,.0f}); ratio {plain / srtp:.0%}")
 
 
 if __name__ == "__main__":

@@ -95,7 +95,7 @@ def instructions(legs: int, suite: str | None) -> float:
             capture_output=True,
             text=True,
             check=True,
-            timeout=900,
+            timeout=3600,
             env=os.environ | {"PYTHONHASHSEED": "0"},  # the same dict layouts in every run
         )
         found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
