@@ -3,10 +3,9 @@
 libsrtp (through `pylibsrtp`) does the cryptography: AES-CM and HMAC-SHA1, or AES-GCM (RFC 7714),
 over bytes we hand it, with keys that come in from the SIP layer, so a context is computation like
 the jitter buffer and lives in the pure leg (`media/leg.py`): no clock, no entropy, no I/O. Each
-direction has its own
-libsrtp session: we protect with our key and unprotect with the peer's (RFC 4568 6.1). Replay
-protection is libsrtp's (a 128-packet window per SSRC); a stream is only created for an SSRC once
-one of its packets authenticated, so forged packets cannot use up memory.
+direction has its own libsrtp session: we protect with our key and unprotect with the peer's (RFC
+4568 6.1). Replay protection is libsrtp's (a 128-packet window per SSRC); a stream is only created
+for an SSRC once one of its packets authenticated, so forged packets cannot use up memory.
 
 Per packet we call libsrtp from a few lines of C (`_srtp_call.c`, built by `pip install`): the
 function and the libsrtp session come as addresses from pylibsrtp's own cffi binding (the function
