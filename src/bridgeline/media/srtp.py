@@ -12,7 +12,8 @@ function and the libsrtp session come as addresses from pylibsrtp's own cffi bin
 types checked below), and the C copies the packet into a buffer made once per processor, calls
 libsrtp in place and returns new bytes. In the runtime with 400 legs AES_CM_128_HMAC_SHA1_80 adds
 about 16,000 CPU instructions per leg-tick this way, 14,000 of them libsrtp's own two calls, and
-AEAD_AES_128_GCM about half as much (one AES-GCM pass, no HMAC); a cffi call wrapped in a Python
+AEAD_AES_128_GCM about half as much (one AES-GCM pass, no HMAC: 83% of plain's legs per core
+by the whole engine path's instructions, 71% for AES_CM); a cffi call wrapped in a Python
 closure added 24,800 (and `Session.protect`, which allocates and checks types per call, more
 still). The budget: SRTP legs per core within 80% of plain ones (docs/benchmarks.md 4b,
 bench/srtp_engine_cost.py and bench/bench_rtp_legs.py). Sessions are still made, owned and freed by
