@@ -10,7 +10,7 @@ CARRIER ?= sim
 
 NODES  ?= 3
 
-.PHONY: run test lint typecheck unit e2e install clean bench deps-browser deps-sip deps-codecs cluster
+.PHONY: run test lint typecheck unit e2e install clean bench bench-srtp deps-browser deps-sip deps-codecs cluster
 
 # pip also compiles media/_srtp_call.c (a C compiler and Python's headers): rebuilt when it changes.
 $(BIN)/.installed: pyproject.toml src/bridgeline/media/_srtp_call.c
@@ -70,6 +70,15 @@ test: lint typecheck deps-browser deps-sip deps-codecs
 bench: install deps-sip deps-codecs
 	@test -x $(BIN)/py-spy || $(BIN)/pip install --quiet py-spy
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/run_all.py --out docs/benchmarks.md $(if $(BENCH_ONLY),--only $(BENCH_ONLY))
+
+# SRTP legs against plain ones, timed (docs/benchmarks.md 4b; ~10 minutes, run as root on a quiet
+# machine): the ladders and alternated pairs for AES_CM_128_HMAC_SHA1_80, then for AEAD_AES_128_GCM.
+# The load-independent figure is `.venv/bin/python bench/srtp_engine_cost.py` (valgrind).
+bench-srtp: install
+	for suite in AES_CM_128_HMAC_SHA1_80 AEAD_AES_128_GCM; do \
+		OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/bench_rtp_legs.py --budget 150 --run 5 --only 2-party \
+			--legs 200,500,1000 --realtime 10 --srtp-suite $$suite --out artifacts/bench-srtp-$$suite.json || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .grimp_cache

@@ -14,13 +14,15 @@ used during the window is reported next to it.
 
 The engine runs pinned to one core and the sender to the other (bench/benchkit.py), so "legs per
 core" means one core. Modes: 2-party, 10-party and 100-party conferences (the last at N=100 is one
-100-party conference), 2-party conferences over SRTP (AES_CM_128_HMAC_SHA1_80: the sender protects
-every packet, the engine unprotects and protects; to compare with plain 2-party in the same run),
+100-party conference), 2-party conferences over SRTP (--srtp-suite, AES_CM_128_HMAC_SHA1_80 by
+default: the sender protects every packet, the engine unprotects and protects; to compare with plain
+2-party in the same run),
 and the echo relay baseline. With both 2-party modes, plain and SRTP runs are then alternated at
 one N (--pair-legs, 3 pairs) for their ratio. --profile-dir also samples one run with py-spy.
 
 Bounded: every run lasts --run seconds, and no run starts after --budget seconds.
 Run: OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/bench_rtp_legs.py [--budget 180] [--run 4] [--out f.json]
+     [--srtp-suite AEAD_AES_128_GCM]   (`make bench-srtp`: the SRTP ladders and pairs, AES_CM then GCM)
 """
 
 from __future__ import annotations
@@ -42,12 +44,12 @@ from typing import Any, cast
 
 import benchkit as kit
 import numpy as np
-import pylibsrtp
 
 from bridgeline.adapters.carriers.sip.media_engine import MediaEngine, SrtpKeys
 from bridgeline.core.effects import LegAudio
 from bridgeline.main import run_event_loop
 from bridgeline.media import g711
+from bridgeline.media.srtp import SUITES, SrtpContext, key_length
 from bridgeline.phlo.definition import NodeSettings
 
 PORT_MIN, PORT_MAX = 24000, 31999  # below the ephemeral range; room for 4000 legs
@@ -66,7 +68,11 @@ def realtime_priority() -> int:
 
 
 SLOTS = 10  # sender sub-slots per 20 ms
-SRTP_SUITE = "AES_CM_128_HMAC_SHA1_80"
+SRTP_SUITE_ENV = "BENCH_RTP_SRTP_SUITE"  # --srtp-suite, for the sender too
+
+
+def srtp_suite() -> str:
+    return os.environ.get(SRTP_SUITE_ENV, "AES_CM_128_HMAC_SHA1_80")
 
 
 # --------------------------------------------------------------------------- sender (child process)
@@ -74,9 +80,8 @@ def sender_main(fd: int, ports: list[int], seconds: float, srtp_key: bytes | Non
     """Send one PCMU packet per port every 20 ms (absolute deadlines) and drain what comes back;
     with `srtp_key`, as SRTP (one libsrtp session, one stream per SSRC: each leg's own stream)."""
     protect: Callable[[bytes], bytes] = bytes
-    if srtp_key is not None:
-        policy = pylibsrtp.Policy(key=srtp_key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
-        protect = pylibsrtp.Session(policy).protect
+    if srtp_key is not None:  # one outbound session: a stream per SSRC
+        protect = SrtpContext(SrtpKeys(srtp_suite(), srtp_key, bytes(len(srtp_key)))).protect
     sock = socket.socket(fileno=fd)
     sock.setblocking(False)
     for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
@@ -244,7 +249,8 @@ async def measure(
 
 async def run_engine(legs: int, party: int, run_s: float, *, srtp: bool = False) -> Result:
     engine = MediaEngine(port_min=PORT_MIN, port_max=PORT_MAX, realtime_priority=realtime_priority())
-    sender_key = os.urandom(30) if srtp else None
+    suite = srtp_suite()
+    sender_key = os.urandom(key_length(suite)) if srtp else None
     try:
         ids = [f"l{i}" for i in range(legs)]
         ports = [engine.open_leg(leg) for leg in ids]
@@ -253,7 +259,7 @@ async def run_engine(legs: int, party: int, run_s: float, *, srtp: bool = False)
         # opening a thousand legs).
         sock = sender_socket()
         for leg in ids:
-            keys = None if sender_key is None else SrtpKeys(SRTP_SUITE, os.urandom(30), sender_key)
+            keys = None if sender_key is None else SrtpKeys(suite, os.urandom(len(sender_key)), sender_key)
             engine.connect_leg(
                 leg,
                 remote=sock.getsockname(),
@@ -535,7 +541,8 @@ async def main(
         "loadavg_end": kit.loadavg(),
         "command": "OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/bench_rtp_legs.py"
         f" --budget {budget_s:g} --run {run_s:g}"
-        + (f" --realtime {realtime_priority()}" if realtime_priority() else ""),
+        + (f" --realtime {realtime_priority()}" if realtime_priority() else "")
+        + f" --srtp-suite {srtp_suite()}",
     }
     print(
         f"\nMediaEngine load on loopback ({os.cpu_count()} CPUs, Python {sys.version.split()[0]}), "
@@ -578,8 +585,12 @@ if __name__ == "__main__":
     parser.add_argument(
         "--realtime", type=int, default=0, help="SCHED_FIFO priority of the media thread and the sender"
     )
+    parser.add_argument(
+        "--srtp-suite", default=srtp_suite(), choices=sorted(SUITES), help="the SRTP mode's suite"
+    )
     opts = parser.parse_args()
     os.environ[REALTIME_ENV] = str(opts.realtime)
+    os.environ[SRTP_SUITE_ENV] = opts.srtp_suite
     steps = LADDER if opts.legs is None else tuple(int(n) for n in opts.legs.split(","))
     # The server's own event loop (uvloop where installed), for the engine and the relay baseline alike.
     run_event_loop(main(opts.budget, opts.run, opts.out, opts.profile_dir, steps, opts.only, opts.pair_legs))

@@ -1,5 +1,5 @@
 """The SRTP settings of the SIP YAML: the policy per endpoint, trunk and default, which one a dial
-or an inbound call gets, and YAML's unquoted `off`."""
+or an inbound call gets, YAML's unquoted `off`, and the suites we offer and accept."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from bridgeline.adapters.carriers.sip.carrier_legs import srtp_config
 from bridgeline.adapters.carriers.sip.settings import SipSettings, load_sip_settings
-from bridgeline.sip.sdes import SrtpPolicy
+from bridgeline.sip.sdes import CryptoSuite, SrtpPolicy
 
 CONFIG = """
 srtp: off
@@ -61,3 +62,33 @@ def test_the_default_covers_endpoints_and_trunk_without_their_own(tmp_path: Path
 def test_a_bad_policy_stops_the_server(tmp_path: Path, bad: str) -> None:
     with pytest.raises(ValidationError):
         settings(tmp_path, bad)
+
+
+def test_the_suites_default_to_all_with_gcm_first_and_can_be_narrowed(tmp_path: Path) -> None:
+    assert SipSettings().srtp_suites == (
+        CryptoSuite.AEAD_AES_128_GCM,
+        CryptoSuite.AEAD_AES_256_GCM,
+        CryptoSuite.AES_CM_128_HMAC_SHA1_80,
+        CryptoSuite.AES_CM_128_HMAC_SHA1_32,
+    )
+    narrowed = settings(tmp_path, "srtp_suites: [AES_CM_128_HMAC_SHA1_32, AEAD_AES_256_GCM]\n")
+    assert narrowed.srtp_suites == (CryptoSuite.AES_CM_128_HMAC_SHA1_32, CryptoSuite.AEAD_AES_256_GCM)
+    config = srtp_config(SrtpPolicy.REQUIRED, narrowed.srtp_suites)
+    assert [(c.suite, len(c.key)) for c in config.offer_lines()] == [
+        (CryptoSuite.AES_CM_128_HMAC_SHA1_32, 30),
+        (CryptoSuite.AEAD_AES_256_GCM, 44),
+    ]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "srtp_suites: []",
+        "srtp_suites: [AEAD_AES_128_GCM, AEAD_AES_128_GCM]",
+        "srtp_suites: [AES_256_CM_HMAC_SHA1_80]",
+        "srtp_suites: AEAD_AES_128_GCM",
+    ],
+)
+def test_bad_suites_stop_the_server(tmp_path: Path, bad: str) -> None:
+    with pytest.raises(ValidationError):
+        settings(tmp_path, bad + "\n")

@@ -15,7 +15,7 @@ from media_sim import G722, PCMU, Sim, SimPeer, dominant_freq, level_at, spectru
 from bridgeline.core.effects import LegAudio
 from bridgeline.media import g711
 from bridgeline.media.leg_types import LatchPolicy, SrtpDropped
-from bridgeline.media.srtp import SrtpContext, SrtpKeys, SrtpRefused
+from bridgeline.media.srtp import SrtpContext, SrtpKeys, SrtpRefused, key_length
 
 TWO_WAY = [LegAudio("a", ("b",), None), LegAudio("b", ("a",), None)]
 RTCP_RR = bytes([0x81, 201, 0x00, 0x01]) + (0x1234).to_bytes(4, "big")
@@ -23,7 +23,7 @@ _rng = random.Random(7)
 
 
 def keys(suite: str = "AES_CM_128_HMAC_SHA1_80") -> SrtpKeys:
-    return SrtpKeys(suite, _rng.randbytes(30), _rng.randbytes(30))
+    return SrtpKeys(suite, _rng.randbytes(key_length(suite)), _rng.randbytes(key_length(suite)))
 
 
 def srtp_call(sim: Sim, suite: str = "AES_CM_128_HMAC_SHA1_80") -> tuple[SimPeer, SimPeer, SrtpKeys]:
@@ -47,12 +47,20 @@ def forged(peer: SimPeer, wrong_key: bytes | None = None) -> bytes:
     """The peer's next audio packet, protected with a key that is not the peer's."""
     packet = peer.next_audio_packet().serialize()
     assert peer.srtp is not None
-    return SrtpContext(SrtpKeys(peer.srtp.keys.suite, wrong_key or _rng.randbytes(30), bytes(30))).protect(
-        packet
-    )
+    suite = peer.srtp.keys.suite
+    length = key_length(suite)
+    return SrtpContext(SrtpKeys(suite, wrong_key or _rng.randbytes(length), bytes(length))).protect(packet)
 
 
-@pytest.mark.parametrize(("suite", "tag"), [("AES_CM_128_HMAC_SHA1_80", 10), ("AES_CM_128_HMAC_SHA1_32", 4)])
+@pytest.mark.parametrize(
+    ("suite", "tag"),
+    [
+        ("AES_CM_128_HMAC_SHA1_80", 10),
+        ("AES_CM_128_HMAC_SHA1_32", 4),
+        ("AEAD_AES_128_GCM", 16),
+        ("AEAD_AES_256_GCM", 16),
+    ],
+)
 def test_audio_flows_both_ways_and_the_wire_does_not_carry_g711(suite: str, tag: int) -> None:
     sim = Sim()
     a, b, _ = srtp_call(sim, suite)
@@ -199,6 +207,8 @@ def test_unusable_keys_are_refused_at_connect() -> None:
     for bad in (
         SrtpKeys("AES_256_CM_HMAC_SHA1_80", bytes(30), bytes(30)),
         SrtpKeys(keys().suite, b"k", b"k"),
+        SrtpKeys("AEAD_AES_128_GCM", bytes(30), bytes(30)),  # an AES_CM key length
+        SrtpKeys("AEAD_AES_256_GCM", bytes(28), bytes(28)),
     ):
         with pytest.raises(ValueError):
             sim.runtime.connect_leg(

@@ -11,9 +11,17 @@ import pytest
 
 from bridgeline.media import srtp
 from bridgeline.media._srtp_call import BUFFER_SIZE, Processor
-from bridgeline.media.srtp import MAX_PACKET, Refusal, SrtpContext, SrtpKeys, SrtpRefused
+from bridgeline.media.srtp import MAX_PACKET, Refusal, SrtpContext, SrtpKeys, SrtpRefused, key_length
 
 SUITE = "AES_CM_128_HMAC_SHA1_80"
+# Each suite's pylibsrtp profile and the bytes its tag adds to an RTP packet.
+SUITES = {
+    "AES_CM_128_HMAC_SHA1_80": (pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80, 10),
+    "AES_CM_128_HMAC_SHA1_32": (pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_32, 4),
+    "AEAD_AES_128_GCM": (pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM, 16),
+    "AEAD_AES_256_GCM": (pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_256_GCM, 16),
+}
+each_suite = pytest.mark.parametrize("suite", list(SUITES))
 _rng = random.Random(11)
 
 
@@ -27,21 +35,24 @@ def rtp(seq: int, ssrc: int = 0x1234, payload: bytes = bytes(160)) -> bytes:
     )
 
 
-def pair() -> tuple[SrtpContext, SrtpContext]:
+def pair(suite: str = SUITE) -> tuple[SrtpContext, SrtpContext]:
     """Our context and the peer's (the mirror image of our keys)."""
-    ours = SrtpKeys(SUITE, _rng.randbytes(30), _rng.randbytes(30))
-    return SrtpContext(ours), SrtpContext(SrtpKeys(SUITE, ours.remote_key, ours.local_key))
+    length = key_length(suite)
+    ours = SrtpKeys(suite, _rng.randbytes(length), _rng.randbytes(length))
+    return SrtpContext(ours), SrtpContext(SrtpKeys(suite, ours.remote_key, ours.local_key))
 
 
-def reference(key: bytes, ssrc_type: int) -> pylibsrtp.Session:
-    return pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=ssrc_type))
+def reference(key: bytes, ssrc_type: int, suite: str = SUITE) -> pylibsrtp.Session:
+    return pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=ssrc_type, srtp_profile=SUITES[suite][0]))
 
 
-def test_protect_and_unprotect_match_pylibsrtp_byte_for_byte() -> None:
-    ours, _ = pair()
-    sender = reference(ours.keys.local_key, pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
-    receiver = reference(ours.keys.local_key, pylibsrtp.Policy.SSRC_ANY_INBOUND)
-    peer_sender = reference(ours.keys.remote_key, pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
+@each_suite
+def test_protect_and_unprotect_match_pylibsrtp_byte_for_byte(suite: str) -> None:
+    ours, _ = pair(suite)
+    sender = reference(ours.keys.local_key, pylibsrtp.Policy.SSRC_ANY_OUTBOUND, suite)
+    receiver = reference(ours.keys.local_key, pylibsrtp.Policy.SSRC_ANY_INBOUND, suite)
+    peer_sender = reference(ours.keys.remote_key, pylibsrtp.Policy.SSRC_ANY_OUTBOUND, suite)
+    assert len(ours.protect(rtp(99))) == 12 + 160 + SUITES[suite][1]
     for seq in range(5):
         packet = rtp(seq, payload=_rng.randbytes(160))
         protected = ours.protect(packet)
@@ -53,8 +64,9 @@ def test_protect_and_unprotect_match_pylibsrtp_byte_for_byte() -> None:
     assert ours.unprotect_rtcp(peer_sender.protect_rtcp(rtcp)) == rtcp
 
 
-def test_each_bad_packet_is_refused_with_its_reason_and_good_ones_still_pass() -> None:
-    ours, peer = pair()
+@each_suite
+def test_each_bad_packet_is_refused_with_its_reason_and_good_ones_still_pass(suite: str) -> None:
+    ours, peer = pair(suite)
     first, second = peer.protect(rtp(1)), peer.protect(rtp(2))
     tampered = bytearray(second)
     tampered[-1] ^= 1
@@ -69,10 +81,12 @@ def test_each_bad_packet_is_refused_with_its_reason_and_good_ones_still_pass() -
     assert refusals == [Refusal.AUTH, None, Refusal.REPLAY, Refusal.MALFORMED, None, Refusal.REPLAY]
 
 
-def test_a_packet_too_long_for_the_buffer_is_malformed_and_the_longest_that_fits_passes() -> None:
-    ours, peer = pair()
-    assert len(ours.protect(rtp(1, payload=bytes(MAX_PACKET - 12)))) == MAX_PACKET + 10
-    fits = rtp(2, payload=bytes(MAX_PACKET - 12 - 10))  # protected, exactly MAX_PACKET long
+@each_suite
+def test_a_packet_too_long_for_the_buffer_is_malformed_and_the_longest_that_fits_passes(suite: str) -> None:
+    ours, peer = pair(suite)
+    tag = SUITES[suite][1]
+    assert len(ours.protect(rtp(1, payload=bytes(MAX_PACKET - 12)))) == MAX_PACKET + tag
+    fits = rtp(2, payload=bytes(MAX_PACKET - 12 - tag))  # protected, exactly MAX_PACKET long
     assert peer.unprotect(ours.protect(fits)) == fits
     for data in (rtp(3, payload=bytes(MAX_PACKET - 11)), bytes(4000)):
         with pytest.raises(SrtpRefused) as refused:

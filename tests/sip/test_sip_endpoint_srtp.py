@@ -11,14 +11,14 @@ from test_sip_endpoint import EP_ADDR, EpNode, Net, Phone, assert_idle, make_end
 from bridgeline.sip.digest import DigestAuth
 from bridgeline.sip.events import IncomingCall, LegFailed, MediaUpdated
 from bridgeline.sip.offer_answer import answer_offer, make_offer
-from bridgeline.sip.sdes import SrtpConfig, SrtpPolicy, crypto_lines
+from bridgeline.sip.sdes import SrtpConfig, SrtpPolicy, crypto_lines, fresh_config
 from bridgeline.sip.sdp import parse_sdp
 
 _rng = random.Random(5)
 
 
 def required() -> SrtpConfig:
-    return SrtpConfig(SrtpPolicy.REQUIRED, (_rng.randbytes(30), _rng.randbytes(30)))
+    return fresh_config(SrtpPolicy.REQUIRED, _rng.randbytes)
 
 
 def encrypted_inbound(net: Net, node: EpNode, phone: Phone) -> tuple[IncomingCall, SrtpConfig]:

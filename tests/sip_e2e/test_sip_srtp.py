@@ -4,13 +4,16 @@ where the tones are checked: on the wire the audio is encrypted, which the captu
 sent to a phone does not decode as G.711 of the tone it hears). Phones without SRTP get a 488 when
 they call in, and a callee that answers an SRTP-required offer without keys is hung up on.
 
-The server requires SRTP by default here, and from the trunk (every loopback caller is "the trunk").
+The server requires SRTP by default here, and from the trunk (every loopback caller is "the trunk"),
+with the AES_CM suites only (`srtp_suites`): baresip also knows the GCM ones we offer first by
+default (test_sip_srtp_gcm.py), so these calls prove the setting and keep AES_CM covered.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import socket
 import struct
 import time
@@ -26,6 +29,7 @@ NUMBER, PHLO = "+14155550188", "sip-e2e-srtp"
 AGENT: dict[str, int] = {}
 SRTP_MODULES = "module srtp.so\nmodule sndfile.so\n"
 AES_CM_80_TAG = 10  # bytes of authentication tag after each packet
+AES_CM_ONLY = ["AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32"]
 
 
 def sip_config(ports: Ports) -> dict[str, Any]:
@@ -33,6 +37,7 @@ def sip_config(ports: Ports) -> dict[str, Any]:
     agent = f"sip:agent@127.0.0.1:{AGENT['port']}"
     return {
         "srtp": "required",
+        "srtp_suites": AES_CM_ONLY,
         "trunk": {"proxy": f"127.0.0.1:{ports.take()}", "domain": "trunk.test", "srtp": "required"},
         "inbound": [{"number": NUMBER, "phlo_id": PHLO, "payload": {"customer": "{{from}}", "agent": agent}}],
     }
@@ -66,12 +71,15 @@ def recorded(phone: Baresip) -> Heard:
     return Heard(tail, f"{phone.name}'s recording, last second")
 
 
-def assert_not_g711_of(lab: Lab, phone: Baresip, freq: int, window: tuple[float, float]) -> None:
-    """The RTP sent to the phone is there, carries an SRTP tag, and decodes as noise, not the tone."""
+def assert_not_g711_of(
+    lab: Lab, phone: Baresip, freq: int, window: tuple[float, float], tag: int = AES_CM_80_TAG
+) -> None:
+    """The RTP sent to the phone is there, carries an SRTP tag of `tag` bytes, and decodes as
+    noise, not the tone."""
     frames = [f for f in lab.frames(phone) if window[0] <= f.at < window[1]]
     assert len(frames) >= 25, f"too few RTP packets to {phone.name}: {len(frames)}"
     sizes = {len(f.payload) for f in frames}
-    assert sizes == {160 + AES_CM_80_TAG}, f"unexpected SRTP payload sizes {sizes}"
+    assert sizes == {160 + tag}, f"unexpected SRTP payload sizes {sizes}"
     stripped = [dataclasses.replace(f, payload=f.payload[:160]) for f in frames]  # without the tag
     wire = Heard(audio(stripped, *window), f"RTP to {phone.name} decoded as G.711")
     assert wire.share(freq) < HEARD_SHARE / 2, f"the tone is audible on the wire: {wire.describe()}"
@@ -105,8 +113,15 @@ def test_a_run_dials_two_srtp_phones_that_hear_each_other_over_encrypted_media(l
     assert_hears(recorded(customer), [TONE_A], others(TONE_A))
     assert_not_g711_of(lab, agent, TONE_B, talking)
     assert_not_g711_of(lab, customer, TONE_A, talking)
+    assert_suite(agent, "AES_CM_128_HMAC_SHA1_80")  # our first suite here, though baresip knows GCM
     assert lab.server.metrics()["bridgeline_sip_srtp_auth_failed_total"] - dropped_before >= 40
     assert lab.server.stderr().count("srtp_packets_dropped") >= 1
+
+
+def assert_suite(phone: Baresip, suite: str) -> None:
+    """The phone's srtp module says it encrypts with `suite`, and with no other."""
+    used = set(re.findall(r"SRTP is Enabled \(cryptosuite=([A-Z0-9_]+)\)", phone.proc.stdout()))
+    assert used == {suite}, f"{phone.name} used {used or 'no SRTP'}"
 
 
 def spray_forgeries(ports: range) -> None:

@@ -16,7 +16,8 @@ from pcapkit import Capture
 from sipaudio import assert_hears
 from sipkit import Baresip, Ports, wait_for
 from siplab import ALL_TONES, TONE_A, TONE_B, Lab
-from test_sip_srtp import SRTP_MODULES, assert_not_g711_of, recorded
+from test_sip_srtp import SRTP_MODULES, assert_not_g711_of, assert_suite, recorded
+from test_sip_srtp_gcm import GCM_TAG
 from tlscerts import CertFiles, make_certs
 
 DOMAIN = "bridgeline.test"
@@ -88,7 +89,8 @@ def test_a_phone_on_tls_with_srtp_talks_with_a_plain_udp_phone(lab: Lab) -> None
 
     assert_hears(recorded(alice), [TONE_B], others(TONE_B))  # decrypted by alice herself
     assert_hears(lab.heard(customer, talking), [TONE_A], others(TONE_A))  # plain G.711 to sipp
-    assert_not_g711_of(lab, alice, TONE_B, talking)  # SRTP with its tag, not the tone, on the wire
+    assert_suite(alice, "AEAD_AES_128_GCM")  # the first suite of our default offer
+    assert_not_g711_of(lab, alice, TONE_B, talking, tag=GCM_TAG)  # SRTP with its tag, not the tone
 
     # The call went over alice's TLS connection (opened by her REGISTER, none accepted since),
     # in records no one on the wire can read: no SIP, no a=crypto key, nothing on her UDP port.

@@ -1,20 +1,23 @@
 """One leg's SRTP/SRTCP contexts (RFC 3711), with the SDES keys offer/answer agreed on.
 
-libsrtp (through `pylibsrtp`) does the cryptography: AES-CM and HMAC-SHA1 over bytes we hand it,
-with keys that come in from the SIP layer, so a context is computation like the jitter buffer and
-lives in the pure leg (`media/leg.py`): no clock, no entropy, no I/O. Each direction has its own
-libsrtp session: we protect with our key and unprotect with the peer's (RFC 4568 6.1). Replay
-protection is libsrtp's (a 128-packet window per SSRC); a stream is only created for an SSRC once
-one of its packets authenticated, so forged packets cannot use up memory.
+libsrtp (through `pylibsrtp`) does the cryptography: AES-CM and HMAC-SHA1, or AES-GCM (RFC 7714),
+over bytes we hand it, with keys that come in from the SIP layer, so a context is computation like
+the jitter buffer and lives in the pure leg (`media/leg.py`): no clock, no entropy, no I/O. Each
+direction has its own libsrtp session: we protect with our key and unprotect with the peer's (RFC
+4568 6.1). Replay protection is libsrtp's (a 128-packet window per SSRC); a stream is only created
+for an SSRC once one of its packets authenticated, so forged packets cannot use up memory.
 
 Per packet we call libsrtp from a few lines of C (`_srtp_call.c`, built by `pip install`): the
 function and the libsrtp session come as addresses from pylibsrtp's own cffi binding (the function
 types checked below), and the C copies the packet into a buffer made once per processor, calls
-libsrtp in place and returns new bytes. In the runtime with 400 legs SRTP adds about 16,000 CPU
-instructions per leg-tick this way, 14,000 of them libsrtp's own two calls; a cffi call wrapped in
-a Python closure added 24,800 (and `Session.protect`, which allocates and checks types per call,
-more still). bench/bench_rtp_legs.py's SRTP mode is the budget: SRTP legs per core within 80% of
-plain ones (docs/benchmarks.md 4b). Sessions are still made, owned and freed by pylibsrtp.
+libsrtp in place and returns new bytes. In the runtime with 400 legs AES_CM_128_HMAC_SHA1_80 adds
+about 16,000 CPU instructions per leg-tick this way, 14,000 of them libsrtp's own two calls, and
+AEAD_AES_128_GCM about half as much (one AES-GCM pass, no HMAC: 83% of plain's legs per core
+by the whole engine path's instructions, 71% for AES_CM); a cffi call wrapped in a Python
+closure added 24,800 (and `Session.protect`, which allocates and checks types per call, more
+still). The budget: SRTP legs per core within 80% of plain ones (docs/benchmarks.md 4b,
+bench/srtp_engine_cost.py and bench/bench_rtp_legs.py). Sessions are still made, owned and freed by
+pylibsrtp, whose wheel's libsrtp (on OpenSSL) was measured cheaper than the other builds (4b).
 """
 
 from __future__ import annotations
@@ -28,9 +31,12 @@ from pylibsrtp import ffi, lib  # type: ignore[attr-defined]  # its cffi module:
 
 from bridgeline.media._srtp_call import BUFFER_SIZE, Processor
 
+# Each suite's libsrtp profile and its master key || salt length in bytes (RFC 4568 6.2, RFC 7714 12).
 _PROFILES: Final = {
-    "AES_CM_128_HMAC_SHA1_80": pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
-    "AES_CM_128_HMAC_SHA1_32": pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_32,
+    "AEAD_AES_128_GCM": (pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM, 16 + 12),
+    "AEAD_AES_256_GCM": (pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_256_GCM, 32 + 12),
+    "AES_CM_128_HMAC_SHA1_80": (pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80, 16 + 14),
+    "AES_CM_128_HMAC_SHA1_32": (pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_32, 16 + 14),
 }
 SUITES: Final = frozenset(_PROFILES)
 # Room for the longest trailer libsrtp may add: longer packets (we read up to 2048) are malformed.
@@ -56,8 +62,9 @@ class SrtpRefused(Exception):
 
 @dataclass(frozen=True, slots=True)
 class SrtpKeys:
-    """A leg's keys: `suite` (an RFC 4568 name in SUITES), `local_key` protects what we send,
-    `remote_key` checks what the peer sends; master key || salt, 30 bytes each."""
+    """A leg's keys: `suite` (an RFC 4568/7714 name in SUITES), `local_key` protects what we send,
+    `remote_key` checks what the peer sends; master key || salt each (30 bytes for AES_CM, 28 for
+    AEAD_AES_128_GCM, 44 for AEAD_AES_256_GCM)."""
 
     suite: str
     local_key: bytes
@@ -67,16 +74,23 @@ class SrtpKeys:
         return f"SrtpKeys(suite={self.suite})"
 
 
+def key_length(suite: str) -> int:
+    """Bytes of master key || salt that `suite` (one of SUITES) takes."""
+    return _PROFILES[suite][1]
+
+
 def check_keys(keys: SrtpKeys) -> None:
     """ValueError unless the runtime can use these keys."""
     if keys.suite not in _PROFILES:
         raise ValueError(f"unsupported SRTP suite {keys.suite!r}")
-    if len(keys.local_key) != 30 or len(keys.remote_key) != 30:
-        raise ValueError("SRTP master key and salt must be 30 bytes")
+    length = _PROFILES[keys.suite][1]
+    if len(keys.local_key) != length or len(keys.remote_key) != length:
+        raise ValueError(f"{keys.suite} master key and salt must be {length} bytes")
 
 
 def _session(suite: str, key: bytes, ssrc_type: int) -> pylibsrtp.Session:
-    return pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=ssrc_type, srtp_profile=_PROFILES[suite]))
+    profile = _PROFILES[suite][0]
+    return pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=ssrc_type, srtp_profile=profile))
 
 
 def _address(name: str) -> int:

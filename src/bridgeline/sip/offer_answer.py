@@ -213,12 +213,12 @@ def answer_offer(
         remote_ptime = offer.ptime_for(media)
         ptime = _sendable(remote_ptime, codec) or DEFAULT_PTIME
         theirs = crypto if isinstance(crypto, Crypto) else None
-        lines = [] if theirs is None else [Crypto(theirs.tag, theirs.suite, srtp.keys[0])]
+        lines = [] if theirs is None else [Crypto(theirs.tag, theirs.suite, srtp.key_for(theirs.suite))]
         # Opus's fmtp is each side's own (what it likes to receive): ours goes in the answer.
         answered = dataclasses.replace(codec, fmtp=OPUS.fmtp) if codec.is_opus else codec
         codecs = [answered] + ([event] if event else [])
         answer.media.append(_audio_section(port, codecs, ours, ptime, media.proto, lines))
-        keys = None if theirs is None else SrtpParams(theirs.suite, srtp.keys[0], theirs.key)
+        keys = None if theirs is None else SrtpParams(theirs.suite, srtp.key_for(theirs.suite), theirs.key)
         result = MediaParams(
             codec, event, connection.address, media.port, ours, ptime, remote_ptime, index, keys
         )

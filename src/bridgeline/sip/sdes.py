@@ -6,19 +6,24 @@ to the media runtime, which protects and unprotects with them (`media/srtp.py`).
 
 What we accept of RFC 4568's grammar: `a=crypto:<tag> <suite> inline:<base64 key||salt>[|lifetime]`
 with one key, no MKI and no session parameters. A crypto line with anything else (an MKI, several
-keys, UNENCRYPTED_SRTP and friends, a key of the wrong length) is one we do not support: it is
-skipped like an unknown suite, so another line of the offer may still be used.
+keys, UNENCRYPTED_SRTP and friends, a key of the wrong length for its suite) is one we do not
+support: it is skipped like an unknown suite, so another line of the offer may still be used.
+
+Suites: the AEAD AES-GCM ones of RFC 7714 first, then RFC 4568's AES_CM with HMAC-SHA1. A GCM
+packet costs libsrtp less than half the CPU of an AES_CM/HMAC-SHA1 one (docs/benchmarks.md 4b), and
+peers that answer with the first line they support (baresip, for one) then pick it; an answerer
+takes the offerer's order, so a peer that offers AES_CM first gets AES_CM.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
-KEY_LENGTH: Final = 30  # AES_CM_128: 16-byte master key + 14-byte master salt (RFC 4568 6.2)
 _MAX_TAG: Final = 999_999_999  # RFC 4568 9.1: 1*9DIGIT
 
 
@@ -33,10 +38,25 @@ class SrtpPolicy(StrEnum):
 
 
 class CryptoSuite(StrEnum):
-    """The suites we offer, in our preference order (RFC 4568 6.2.1, 6.2.2)."""
+    """The suites we offer, in our preference order (RFC 7714 14.2, RFC 4568 6.2.1, 6.2.2)."""
 
+    AEAD_AES_128_GCM = "AEAD_AES_128_GCM"
+    AEAD_AES_256_GCM = "AEAD_AES_256_GCM"
     AES_CM_128_HMAC_SHA1_80 = "AES_CM_128_HMAC_SHA1_80"
     AES_CM_128_HMAC_SHA1_32 = "AES_CM_128_HMAC_SHA1_32"
+
+    @property
+    def key_length(self) -> int:
+        """Bytes of master key || master salt in its `inline:` key."""
+        return _KEY_LENGTHS[self]
+
+
+_KEY_LENGTHS: Final = {
+    CryptoSuite.AEAD_AES_128_GCM: 16 + 12,  # RFC 7714 12: 96-bit master salt
+    CryptoSuite.AEAD_AES_256_GCM: 32 + 12,
+    CryptoSuite.AES_CM_128_HMAC_SHA1_80: 16 + 14,  # RFC 4568 6.2: 112-bit master salt
+    CryptoSuite.AES_CM_128_HMAC_SHA1_32: 16 + 14,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +65,7 @@ class Crypto:
 
     tag: int
     suite: CryptoSuite
-    key: bytes  # master key || master salt, KEY_LENGTH bytes
+    key: bytes  # master key || master salt, suite.key_length bytes
     lifetime: str | None = None  # kept for the record; libsrtp's own limit (2^48 packets) applies
 
     def __str__(self) -> str:
@@ -70,8 +90,9 @@ class SrtpParams:
 
 @dataclass(frozen=True, slots=True)
 class SrtpConfig:
-    """Our side of one negotiation: the policy and fresh keys (KEY_LENGTH bytes each). An offer
-    uses one key per suite in `suites` order; an answer uses the first."""
+    """Our side of one negotiation: the policy and fresh keys, `keys[i]` for `suites[i]` (of its
+    suite's key_length). An offer has one line per suite in `suites` order; an answer uses the key
+    of the suite it answers with."""
 
     policy: SrtpPolicy
     keys: tuple[bytes, ...] = ()
@@ -80,10 +101,13 @@ class SrtpConfig:
     suites: tuple[CryptoSuite, ...] = tuple(CryptoSuite)
 
     def __post_init__(self) -> None:
-        if self.policy is not SrtpPolicy.OFF and not self.keys:
-            raise ValueError("an SRTP policy other than off needs keys")
-        if any(len(k) != KEY_LENGTH for k in self.keys):
-            raise ValueError(f"SRTP keys must be {KEY_LENGTH} bytes")
+        if self.policy is SrtpPolicy.OFF:
+            return
+        if len(self.keys) != len(self.suites) or not self.suites:
+            raise ValueError("an SRTP policy other than off needs one key per suite")
+        for suite, key in zip(self.suites, self.keys, strict=True):
+            if len(key) != suite.key_length:
+                raise ValueError(f"an SRTP key for {suite.value} must be {suite.key_length} bytes")
 
     def __repr__(self) -> str:
         return f"SrtpConfig(policy={self.policy.value})"
@@ -93,14 +117,28 @@ class SrtpConfig:
         return self.policy is not SrtpPolicy.OFF
 
     def offer_lines(self) -> list[Crypto]:
-        """Our offer's crypto lines: tag n for the n-th suite, each with a key of its own (or all
-        with the one key given)."""
-        keys = self.keys * len(self.suites) if len(self.keys) == 1 else self.keys
-        pairs = zip(self.suites, keys, strict=False)
+        """Our offer's crypto lines: tag n for the n-th suite, each with its own key."""
+        pairs = zip(self.suites, self.keys, strict=True)
         return [Crypto(i + 1, suite, key) for i, (suite, key) in enumerate(pairs)]
+
+    def key_for(self, suite: CryptoSuite) -> bytes:
+        """Our key for `suite`, one of `suites`."""
+        return self.keys[self.suites.index(suite)]
 
 
 OFF: Final = SrtpConfig(SrtpPolicy.OFF)
+
+
+def fresh_config(
+    policy: SrtpPolicy,
+    random_bytes: Callable[[int], bytes],
+    suites: tuple[CryptoSuite, ...] = tuple(CryptoSuite),
+) -> SrtpConfig:
+    """An SrtpConfig for one negotiation over `suites` (in offer order), with a key per suite from
+    `random_bytes(n)` (the caller's CSPRNG: this module reads no entropy)."""
+    if policy is SrtpPolicy.OFF:
+        return OFF
+    return SrtpConfig(policy, tuple(random_bytes(suite.key_length) for suite in suites), suites)
 
 
 def parse_crypto(value: str) -> Crypto | None:
@@ -129,7 +167,7 @@ def parse_crypto(value: str) -> Crypto | None:
         key = base64.b64decode(key_text, validate=True)
     except (binascii.Error, ValueError):
         return None
-    if len(key) != KEY_LENGTH:
+    if len(key) != suite.key_length:
         return None
     return Crypto(int(tag_text), suite, key, lifetime)
 

@@ -288,7 +288,7 @@ class SipCarrier(CarrierLookups):
                 f" ({', '.join(t.value for t in where.supported)}) or our address family)",
             )
             return
-        srtp = srtp_config(self.settings.srtp_for_dial(target))
+        srtp = srtp_config(self.settings.srtp_for_dial(target), self.settings.srtp_suites)
         offer = make_offer(self.settings.rtp.sdp_host, port, self._session, 1, self._codecs, srtp=srtp)
         try:
             self.endpoint.dial(
@@ -469,7 +469,8 @@ class SipCarrier(CarrierLookups):
             return
         params: MediaParams | None = None
         srtp = srtp_config(
-            self.settings.srtp_for_inbound(call.account, call.source[0] if call.source else "")
+            self.settings.srtp_for_inbound(call.account, call.source[0] if call.source else ""),
+            self.settings.srtp_suites,
         )
         host = self.settings.rtp.sdp_host
         try:

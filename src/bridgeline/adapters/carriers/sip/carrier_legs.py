@@ -14,7 +14,7 @@ from bridgeline.app.inbound import InboundRefusal
 from bridgeline.core.model import LeaveReason
 from bridgeline.sip import events as sip
 from bridgeline.sip.refer_policy import LegKind
-from bridgeline.sip.sdes import KEY_LENGTH, OFF, CryptoSuite, SrtpConfig, SrtpParams, SrtpPolicy
+from bridgeline.sip.sdes import CryptoSuite, SrtpConfig, SrtpParams, SrtpPolicy, fresh_config
 from bridgeline.sip.uri import SipURI, escape_user
 
 E164 = re.compile(r"\+?[1-9][0-9]{5,15}", re.ASCII)
@@ -54,11 +54,9 @@ class SipLeg:
     resolving: bool = False  # outbound: its servers are being looked up; no INVITE yet
 
 
-def srtp_config(policy: SrtpPolicy) -> SrtpConfig:
+def srtp_config(policy: SrtpPolicy, suites: tuple[CryptoSuite, ...]) -> SrtpConfig:
     """Fresh SDES keys for one negotiation, one per suite we offer, from the OS's CSPRNG."""
-    if policy is SrtpPolicy.OFF:
-        return OFF
-    return SrtpConfig(policy, tuple(os.urandom(KEY_LENGTH) for _ in CryptoSuite))
+    return fresh_config(policy, os.urandom, suites)
 
 
 def srtp_keys(params: SrtpParams | None) -> SrtpKeys | None:

@@ -35,7 +35,6 @@ from bridgeline.sip.endpoint import SipEndpoint
 from bridgeline.sip.offer_answer import Codec, MediaParams
 from bridgeline.sip.refer_policy import LegKind
 from bridgeline.sip.saved_dialog import SavedDialog, SavedDialogError, recovery_offer
-from bridgeline.sip.sdes import KEY_LENGTH
 
 log = structlog.get_logger(__name__)
 
@@ -298,7 +297,7 @@ class CallRecovery:
         hooks.legs[leg_id] = SipLeg(request.conference_id, not saved.outbound, True, kind=kind)
         try:
             port = self._media.open_leg(leg_id)
-            key = os.urandom(KEY_LENGTH) if saved.srtp_suite is not None else None
+            key = os.urandom(saved.srtp_suite.key_length) if saved.srtp_suite is not None else None
             offer = recovery_offer(saved, self._offer_host, port, self._codecs, key)
             self._endpoint.recover(leg_id, saved, offer, transport.now)
         except (MediaPortsExhausted, OSError, ValueError) as exc:

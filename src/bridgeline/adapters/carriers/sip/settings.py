@@ -7,6 +7,8 @@ domain: bridgeline.local        # digest realm, From host
 rtp: {host: 127.0.0.1, ports: 20000-20999}   # and the limits below (docs/security.md)
 #   codecs: [PCMU, PCMA, G722]   # preference order of our offers; what answers may pick from
 srtp: "off"                     # SDES-SRTP for calls not covered below: required | offered | off
+srtp_suites: [AEAD_AES_128_GCM, AEAD_AES_256_GCM, AES_CM_128_HMAC_SHA1_80, AES_CM_128_HMAC_SHA1_32]
+#                               # ^ the default: what we offer (in this order) and accept
 endpoints:                      # agents' phones: they REGISTER with these credentials
   alice: alice-secret
   bob: {password: bob-secret, srtp: required}   # calls to and from bob must be encrypted
@@ -69,7 +71,7 @@ from bridgeline.sip.message import MAX_MESSAGE_SIZE
 from bridgeline.sip.offer_answer import codecs_by_name
 from bridgeline.sip.redirect import DEFAULT_MAX_REDIRECTS, RedirectPolicy, parse_allowed_targets
 from bridgeline.sip.refer_policy import LegKind, ReferPolicy
-from bridgeline.sip.sdes import SrtpPolicy
+from bridgeline.sip.sdes import CryptoSuite, SrtpPolicy
 from bridgeline.sip.stream_framing import FramingLimits
 from bridgeline.sip.transaction import Address, Transport, destination
 
@@ -378,6 +380,8 @@ class SipSettings(_Strict):
     # SDES-SRTP (docs/sip.md): for calls to and from endpoints and the trunk without a setting of
     # their own, and for calls to other SIP URIs.
     srtp: SrtpPolicy = SrtpPolicy.OFF
+    # The SDES suites we offer, in this order, and accept (docs/sip.md): all of them by default.
+    srtp_suites: tuple[CryptoSuite, ...] = tuple(CryptoSuite)
     endpoints: dict[str, str | EndpointSettings] = Field(default_factory=dict)
     trunk: TrunkSettings | None = None
     redirects: RedirectSettings = RedirectSettings()
@@ -390,6 +394,13 @@ class SipSettings(_Strict):
     registrations: RegistrationSettings = RegistrationSettings()  # Path, sharing (cluster mode)
 
     _srtp_off = field_validator("srtp", mode="before")(_yaml_off)
+
+    @field_validator("srtp_suites")
+    @classmethod
+    def _suites_listed_once(cls, suites: tuple[CryptoSuite, ...]) -> tuple[CryptoSuite, ...]:
+        if not suites or len(set(suites)) != len(suites):
+            raise ValueError("srtp_suites must name at least one suite, each once")
+        return suites
 
     @model_validator(mode="before")
     @classmethod
