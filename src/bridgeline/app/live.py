@@ -118,6 +118,8 @@ def recording_params(meta: ConferenceMeta, event: EventRecord, public_url: str) 
         params["MemberID"] = str(data["member_address"])
     if data.get("reason") is not None:
         params["FailureReason"] = str(data["reason"])
+    if data.get("previous_recording_id") is not None:  # Bridgeline's: the segment this one continues
+        params["PreviousRecordingUUID"] = str(data["previous_recording_id"])
     return params
 
 

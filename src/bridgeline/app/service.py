@@ -46,6 +46,7 @@ from bridgeline.core.commands import (
     LegSignal,
     MemberAction,
     MpcAction,
+    RecorderChanged,
     RecordingCommand,
     RecordingFinished,
 )
@@ -294,14 +295,15 @@ class ConferenceService:
     async def restore(self) -> int:
         """Take back the conferences that were live when the server stopped (no cluster: all of them)."""
         records = await self._store.load_live_conferences()
-        for record in records:
-            self.adopt(record)
+        segments = [task for record in records if (task := self.adopt(record)) is not None]
+        await asyncio.gather(*segments, return_exceptions=True)
         return len(records)
 
-    def adopt(self, record: ConferenceRecord) -> None:
+    def adopt(self, record: ConferenceRecord) -> asyncio.Task[None] | None:
         """Take over one live conference from its stored snapshot (after a restart, or from another node):
         its legs are handed to the carrier (which recovers or re-rings them), its audio and deadlines
-        set up again."""
+        set up again, and its active recordings go on in new segments (`RecorderChanged`, committed
+        like any input; the task is returned, None when nothing is recorded)."""
         existing = self._live.get(record.conference_id)
         if existing is not None:
             self._release(
@@ -329,6 +331,11 @@ class ConferenceService:
             if member.playing_voicemail:  # the message starts over: its end hangs the leg up
                 self._carrier.play(member.leg_id, settings.voicemail_message)
         self._arm_timer(live)
+        if not any(r.state.active for r in conf.recordings):
+            return None
+        # Spawned before any other input of this conference can exist, so it takes the lock first:
+        # the old segments are STOPPING before recover() hands their RecordingFinished in.
+        return self._spawn(self._apply_quietly(live, lambda c, now: c.handle(RecorderChanged(), now)))
 
     async def release(self, conference_id: str) -> None:
         """Forget a conference without hanging up its legs: another node owns it now."""
@@ -546,7 +553,8 @@ class ConferenceService:
         live.timer = None
         self._spawn(self._apply_quietly(live, lambda conf, now: conf.handle_timer(now)))
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
