@@ -22,6 +22,7 @@ from bridgeline.app.records import RecordingQuery, RecordingStatus
 from bridgeline.app.service import ConferenceService
 from bridgeline.core.commands import Hangup, Hold
 from bridgeline.core.model import MemberStatus, Role
+from bridgeline.core.recording import RecordingState
 from bridgeline.phlo.definition import NodeSettings
 
 
@@ -107,3 +108,38 @@ async def wait_for_event(store: SqlStore, conference_id: str, name: str) -> list
             return types
         await asyncio.sleep(0.01)
     raise AssertionError(f"no {name} event: {await events_of(store, conference_id)}")
+
+
+async def test_a_restored_conference_goes_on_recording_in_a_new_segment(
+    store: SqlStore, tmp_path: Path
+) -> None:
+    """Another process restores the conference (as after a crash): the old recording ends as a
+    segment and the new process records a new one, its Initiated committed and naming the old."""
+    service, carrier, files, conference_id = await recorded_pair(store, tmp_path / "recordings")
+    await service.shutdown()  # the first process stops taking inputs; its writer is left open
+    later = SimCarrier(store, answer_delay_ms=0)
+    restored = ConferenceService(store, later)
+    later_files = WriterFiles(tmp_path / "later", LocalStorage(tmp_path / "later"))
+    manager = RecordingManager(store, store, later_files, later, restored)
+    await later.start()
+    assert await restored.restore() == 1
+    live = restored.get_live(conference_id)
+    assert live is not None
+    old, new = live.conf.recordings
+    assert old.state is RecordingState.STOPPING and new.state is RecordingState.RECORDING
+    assert new.previous_recording_id == old.recording_id and manager.recording_count == 1
+    events = await store.list_events(conference_id)
+    initiated = [e.data for e in events if e.type == "MPCRecordingInitiated"]
+    assert [d["recording_id"] for d in initiated] == [old.recording_id, new.recording_id]
+    assert initiated[1]["previous_recording_id"] == old.recording_id
+    for _ in range(500):  # the row is inserted as the effect is carried out
+        row = await store.get_recording(ACCOUNT, new.recording_id)
+        if row is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert row is not None and row.state is RecordingStatus.RECORDING
+    await restored.shutdown()
+    await later.stop()
+    await carrier.stop()
+    later_files.stop()
+    files.stop()
