@@ -143,3 +143,30 @@ async def test_a_restored_conference_goes_on_recording_in_a_new_segment(
     await carrier.stop()
     later_files.stop()
     files.stop()
+
+
+async def test_recovery_of_a_file_whose_conference_is_live_elsewhere_finishes_only_the_row(
+    store: SqlStore, tmp_path: Path
+) -> None:
+    """The recorder node restarts, but its conference lives on under another process: the file is
+    repaired and the row finished, and no event is committed by this node, which does not own it."""
+    service, carrier, files, conference_id = await recorded_pair(store, tmp_path / "recordings")
+    live = service.get_live(conference_id)
+    assert live is not None
+    recording_id = live.conf.recordings[0].recording_id
+    await settle_rows(store, RecordingStatus.RECORDING)
+    await asyncio.sleep(0.3)  # some audio in the file
+    await service.shutdown()
+    files.bind(lambda *_: None)  # the process dies once the file is flushed, before its row is finished
+    files.stop()
+    before = await events_of(store, conference_id)
+    elsewhere = SimCarrier(store, answer_delay_ms=0)
+    recovering = ConferenceService(store, elsewhere)  # the conference is not adopted here
+    later_files = WriterFiles(tmp_path / "recordings", LocalStorage(tmp_path / "recordings"))
+    manager = RecordingManager(store, store, later_files, elsewhere, recovering)
+    assert await manager.recover() == 1
+    row = await store.get_recording(ACCOUNT, recording_id)
+    assert row is not None and row.state is RecordingStatus.COMPLETED and row.location is not None
+    assert await events_of(store, conference_id) == before
+    await carrier.stop()
+    later_files.stop()
