@@ -138,6 +138,13 @@ async def test_a_restored_conference_goes_on_recording_in_a_new_segment(
             break
         await asyncio.sleep(0.01)
     assert row is not None and row.state is RecordingStatus.RECORDING
+    # The conference ends: the new segment is finished here; the old one's file is the first
+    # process's, so the ended conference is not kept waiting for it.
+    await restored.member_action(ACCOUNT, "p", "n", Hangup(AGENT))
+    await restored.member_action(ACCOUNT, "p", "n", Hangup(CUSTOMER))
+    types = await wait_for_event(store, conference_id, "MPCRecordingCompleted")
+    assert types.count("MPCRecordingCompleted") == 1
+    assert conference_id not in restored._finishing  # not held in memory for a file it will never see
     await restored.shutdown()
     await later.stop()
     await carrier.stop()

@@ -266,7 +266,7 @@ class ConferenceService:
             effects = live.conf.handle(signal, self._clock())
             if effects:
                 await self._commit(live, effects, finish_run=False)
-            if not any(r.state is RecordingState.STOPPING for r in live.conf.recordings):
+            if not self._awaits_files(live):
                 self._finishing.pop(conference_id, None)
 
     async def leg_cold_transfer(self, conference_id: str, leg_id: str, to: str) -> None:
@@ -321,6 +321,9 @@ class ConferenceService:
             record.created_at,
         )
         live = LiveConference(meta, conf, last_state=record.state)
+        live.inherited_files = frozenset(
+            r.recording_id for r in conf.recordings if r.state.active or r.state is RecordingState.STOPPING
+        )
         self._live[record.conference_id] = live
         self._index(live)
         for member in conf.live_members():
@@ -515,9 +518,17 @@ class ConferenceService:
         if live.timer is not None:
             live.timer.cancel()
         self._live.pop(conference_id, None)
-        if any(r.state is RecordingState.STOPPING for r in live.conf.recordings):
+        if self._awaits_files(live):
             self._finishing[conference_id] = live
         self._carrier.conference_ended(conference_id)
+
+    @staticmethod
+    def _awaits_files(live: LiveConference) -> bool:
+        """A recording of this process is still being finished (its Completed/Failed is due)."""
+        return any(
+            r.state is RecordingState.STOPPING and r.recording_id not in live.inherited_files
+            for r in live.conf.recordings
+        )
 
     def _release(self, live: LiveConference) -> None:
         """Forget a live conference here only: no effect, no hang-up (its owner is elsewhere now)."""
