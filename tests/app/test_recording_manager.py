@@ -22,6 +22,7 @@ from bridgeline.app.records import RecordingQuery, RecordingStatus
 from bridgeline.app.service import ConferenceService
 from bridgeline.core.commands import Hangup, Hold
 from bridgeline.core.model import MemberStatus, Role
+from bridgeline.core.recording import RecordingState
 from bridgeline.phlo.definition import NodeSettings
 
 
@@ -107,3 +108,72 @@ async def wait_for_event(store: SqlStore, conference_id: str, name: str) -> list
             return types
         await asyncio.sleep(0.01)
     raise AssertionError(f"no {name} event: {await events_of(store, conference_id)}")
+
+
+async def test_a_restored_conference_goes_on_recording_in_a_new_segment(
+    store: SqlStore, tmp_path: Path
+) -> None:
+    """Another process restores the conference (as after a crash): the old recording ends as a
+    segment and the new process records a new one, its Initiated committed and naming the old."""
+    service, carrier, files, conference_id = await recorded_pair(store, tmp_path / "recordings")
+    await service.shutdown()  # the first process stops taking inputs; its writer is left open
+    later = SimCarrier(store, answer_delay_ms=0)
+    restored = ConferenceService(store, later)
+    later_files = WriterFiles(tmp_path / "later", LocalStorage(tmp_path / "later"))
+    manager = RecordingManager(store, store, later_files, later, restored)
+    await later.start()
+    assert await restored.restore() == 1
+    live = restored.get_live(conference_id)
+    assert live is not None
+    old, new = live.conf.recordings
+    assert old.state is RecordingState.STOPPING and new.state is RecordingState.RECORDING
+    assert new.previous_recording_id == old.recording_id and manager.recording_count == 1
+    events = await store.list_events(conference_id)
+    initiated = [e.data for e in events if e.type == "MPCRecordingInitiated"]
+    assert [d["recording_id"] for d in initiated] == [old.recording_id, new.recording_id]
+    assert initiated[1]["previous_recording_id"] == old.recording_id
+    for _ in range(500):  # the row is inserted as the effect is carried out
+        row = await store.get_recording(ACCOUNT, new.recording_id)
+        if row is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert row is not None and row.state is RecordingStatus.RECORDING
+    # The conference ends: the new segment is finished here; the old one's file is the first
+    # process's, so the ended conference is not kept waiting for it.
+    await restored.member_action(ACCOUNT, "p", "n", Hangup(AGENT))
+    await restored.member_action(ACCOUNT, "p", "n", Hangup(CUSTOMER))
+    types = await wait_for_event(store, conference_id, "MPCRecordingCompleted")
+    assert types.count("MPCRecordingCompleted") == 1
+    assert conference_id not in restored._finishing  # not held in memory for a file it will never see
+    await restored.shutdown()
+    await later.stop()
+    await carrier.stop()
+    later_files.stop()
+    files.stop()
+
+
+async def test_recovery_of_a_file_whose_conference_is_live_elsewhere_finishes_only_the_row(
+    store: SqlStore, tmp_path: Path
+) -> None:
+    """The recorder node restarts, but its conference lives on under another process: the file is
+    repaired and the row finished, and no event is committed by this node, which does not own it."""
+    service, carrier, files, conference_id = await recorded_pair(store, tmp_path / "recordings")
+    live = service.get_live(conference_id)
+    assert live is not None
+    recording_id = live.conf.recordings[0].recording_id
+    await settle_rows(store, RecordingStatus.RECORDING)
+    await asyncio.sleep(0.3)  # some audio in the file
+    await service.shutdown()
+    files.bind(lambda *_: None)  # the process dies once the file is flushed, before its row is finished
+    files.stop()
+    before = await events_of(store, conference_id)
+    elsewhere = SimCarrier(store, answer_delay_ms=0)
+    recovering = ConferenceService(store, elsewhere)  # the conference is not adopted here
+    later_files = WriterFiles(tmp_path / "recordings", LocalStorage(tmp_path / "recordings"))
+    manager = RecordingManager(store, store, later_files, elsewhere, recovering)
+    assert await manager.recover() == 1
+    row = await store.get_recording(ACCOUNT, recording_id)
+    assert row is not None and row.state is RecordingStatus.COMPLETED and row.location is not None
+    assert await events_of(store, conference_id) == before
+    await carrier.stop()
+    later_files.stop()

@@ -206,7 +206,18 @@ def test_recordings_are_the_accounts_own_listed_and_downloaded_with_ranges(
     assert api.http.get(path).status_code == 404
 
 
-def test_a_recording_cut_by_kill_9_is_finished_on_the_next_start_with_a_completed_event(
+def by_name(receiver: CallbackReceiver, mpc_uuid: str, name: str) -> list[dict[str, str]]:
+    return [e for e in recording_events(receiver, mpc_uuid) if e["EventName"] == name]
+
+
+def downloaded_pcm(api: Api, recording_id: str) -> np.ndarray:
+    response = api.http.get(f"/v1/recordings/{recording_id}/download")
+    assert response.status_code == 200
+    with wave.open(io.BytesIO(response.content)) as wav:  # a playable file: sizes repaired
+        return np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+
+
+def test_a_recording_cut_by_kill_9_is_finished_and_goes_on_in_a_new_segment(
     server_factory: Callable[..., ServerProcess], receiver: CallbackReceiver
 ) -> None:
     server = server_factory()
@@ -219,29 +230,53 @@ def test_a_recording_cut_by_kill_9_is_finished_on_the_next_start_with_a_complete
     wait_until(lambda: recording_events(receiver, mpc_uuid), what="the recording initiated")
     time.sleep(3.0)  # past a few header rewrites (every 1 s of audio)
     server.kill()  # SIGKILL: no flush, no header, no Completed
-    assert [e["EventName"] for e in recording_events(receiver, mpc_uuid)] == ["MPCRecordingInitiated"]
+    [first] = recording_events(receiver, mpc_uuid)
+    assert first["EventName"] == "MPCRecordingInitiated"
+    old_id = first["RecordingUUID"]
 
     server.start()
     api = Api(server)
+    # The old segment is repaired and Completed; the recording goes on in a new one that names it.
     wait_until(
-        lambda: len(recording_events(receiver, mpc_uuid)) >= 2, timeout=15, what="the recovered recording"
+        lambda: (
+            by_name(receiver, mpc_uuid, "MPCRecordingCompleted")
+            and len(by_name(receiver, mpc_uuid, "MPCRecordingInitiated")) >= 2
+        ),
+        timeout=15,
+        what="the old segment completed and the new one initiated",
     )
-    done = sorted(recording_events(receiver, mpc_uuid), key=lambda p: int(p["SequenceNumber"]))[-1]
-    assert done["EventName"] == "MPCRecordingCompleted", done
+    [done] = by_name(receiver, mpc_uuid, "MPCRecordingCompleted")
+    assert done["RecordingUUID"] == old_id
+    [segment] = [
+        e for e in by_name(receiver, mpc_uuid, "MPCRecordingInitiated") if e["RecordingUUID"] != old_id
+    ]
+    assert segment["PreviousRecordingUUID"] == old_id and "PreviousRecordingUUID" not in first
+    assert int(segment["SequenceNumber"]) < int(done["SequenceNumber"])  # started, then the old file done
     assert_v3_signed(receiver, url, mpc_uuid)
     duration_s = int(done["RecordingDurationMs"]) / 1000
     assert 1.5 <= duration_s <= 4.0, duration_s  # up to the crash, less what was not flushed yet
-    response = api.http.get(f"/v1/recordings/{done['RecordingUUID']}/download")
-    assert response.status_code == 200
-    with wave.open(io.BytesIO(response.content)) as wav:  # a playable file: sizes repaired
-        pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    pcm = downloaded_pcm(api, old_id)
     assert abs(len(pcm) / RATE - duration_s) < 0.05
     body = stretch(pcm, 0.0, duration_s)
     assert level_at(body, phone_tone_hz(agent)) > 0.1 and level_at(body, phone_tone_hz(customer)) > 0.1
-    # The conference itself goes on after the restart; its end is clean.
+
+    time.sleep(2.0)  # both talk into the new segment
     api.hang_up_phone(agent)
     api.hang_up_phone(customer)
     Phlo(api, phlo.phlo_id, phlo.node_id).wait_ended(mpc_uuid, timeout=10)
+    wait_until(
+        lambda: len(by_name(receiver, mpc_uuid, "MPCRecordingCompleted")) >= 2,
+        timeout=10,
+        what="the new segment completed",
+    )
+    [last] = [e for e in by_name(receiver, mpc_uuid, "MPCRecordingCompleted") if e["RecordingUUID"] != old_id]
+    assert last["RecordingUUID"] == segment["RecordingUUID"]
+    assert last["PreviousRecordingUUID"] == old_id
+    new_s = int(last["RecordingDurationMs"]) / 1000
+    assert new_s >= 1.5, new_s
+    new_pcm = downloaded_pcm(api, last["RecordingUUID"])
+    after = stretch(new_pcm, 0.0, new_s)
+    assert level_at(after, phone_tone_hz(agent)) > 0.1 and level_at(after, phone_tone_hz(customer)) > 0.1
 
 
 def test_participant_tracks_hold_only_their_members_voice(api: Api, receiver: CallbackReceiver) -> None:

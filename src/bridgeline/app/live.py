@@ -47,6 +47,9 @@ class LiveConference:
     # is the difference. Empty after a takeover, so the new owner's first commit claims them all again.
     committed_addresses: set[str] = field(default_factory=set)
     moved: bool = False  # released to another node: inputs still queued on the lock are told so
+    # Recordings whose file an earlier process holds (open or stopping when this one adopted it): their
+    # end comes from that process's recovery, or not at all, so an ended conference never waits for them.
+    inherited_files: frozenset[str] = frozenset()
 
 
 Listener = Callable[[ConferenceMeta, Conference, list[EventRecord]], None]
@@ -118,6 +121,8 @@ def recording_params(meta: ConferenceMeta, event: EventRecord, public_url: str) 
         params["MemberID"] = str(data["member_address"])
     if data.get("reason") is not None:
         params["FailureReason"] = str(data["reason"])
+    if data.get("previous_recording_id") is not None:  # Bridgeline's: the segment this one continues
+        params["PreviousRecordingUUID"] = str(data["previous_recording_id"])
     return params
 
 

@@ -9,8 +9,9 @@ outbox like every other callback. A writer that fails on its own (disk full, que
 same way without a stop: the tap is stopped, the recording Failed, the call goes on.
 
 At startup (`recover`), rows still 'recording' were left by a crash: each file is repaired and
-stored (or found unusable), the row finished, and the conference told, from its stored snapshot if it
-is no longer live here.
+stored (or found unusable), the row finished, and the conference told: live here (restored, its
+recording going on in a new segment), or ended, from its stored snapshot. A conference live under
+another node is not told: its owner alone commits its events.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ import structlog
 from bridgeline.app.live import ConferenceMeta
 from bridgeline.app.ports import Carrier, ConferenceHistory, RecordedFile, RecordingFiles, RecordingStore
 from bridgeline.app.records import RecordingEnd, RecordingRow, RecordingStatus
-from bridgeline.app.service import ConferenceService
+from bridgeline.app.service import ConferenceMoved, ConferenceService
 from bridgeline.core.commands import RecordingFinished
 from bridgeline.core.effects import ControlRecording, RecordingAction
+from bridgeline.core.errors import ActionRefused
 from bridgeline.core.recording import RecordingKind
 
 log = structlog.get_logger(__name__)
@@ -168,7 +170,13 @@ class RecordingManager:
             await self._end_row(row.recording_id, file, error)
             record = await self._history.get_conference(row.conference_id)
             signal = RecordingFinished(row.recording_id, None if file is None else file.duration_ms, error)
-            await self._service.recording_finished(row.conference_id, signal, record)
+            try:
+                await self._service.recording_finished(row.conference_id, signal, record)
+            except (ActionRefused, ConferenceMoved):
+                # Live, but owned by another node (taken over while this one was down): only the row
+                # is finished here; this node must not commit for a conference it does not own.
+                log.warning("recording_recovered_owned_elsewhere", recording_id=row.recording_id)
+                continue
             log.info("recording_recovered", recording_id=row.recording_id, error=error)
         return len(rows)
 

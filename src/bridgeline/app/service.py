@@ -46,6 +46,7 @@ from bridgeline.core.commands import (
     LegSignal,
     MemberAction,
     MpcAction,
+    RecorderChanged,
     RecordingCommand,
     RecordingFinished,
 )
@@ -265,7 +266,7 @@ class ConferenceService:
             effects = live.conf.handle(signal, self._clock())
             if effects:
                 await self._commit(live, effects, finish_run=False)
-            if not any(r.state is RecordingState.STOPPING for r in live.conf.recordings):
+            if not self._awaits_files(live):
                 self._finishing.pop(conference_id, None)
 
     async def leg_cold_transfer(self, conference_id: str, leg_id: str, to: str) -> None:
@@ -294,14 +295,15 @@ class ConferenceService:
     async def restore(self) -> int:
         """Take back the conferences that were live when the server stopped (no cluster: all of them)."""
         records = await self._store.load_live_conferences()
-        for record in records:
-            self.adopt(record)
+        segments = [task for record in records if (task := self.adopt(record)) is not None]
+        await asyncio.gather(*segments, return_exceptions=True)
         return len(records)
 
-    def adopt(self, record: ConferenceRecord) -> None:
+    def adopt(self, record: ConferenceRecord) -> asyncio.Task[None] | None:
         """Take over one live conference from its stored snapshot (after a restart, or from another node):
         its legs are handed to the carrier (which recovers or re-rings them), its audio and deadlines
-        set up again."""
+        set up again, and its active recordings go on in new segments (`RecorderChanged`, committed
+        like any input; the task is returned, None when nothing is recorded)."""
         existing = self._live.get(record.conference_id)
         if existing is not None:
             self._release(
@@ -319,6 +321,9 @@ class ConferenceService:
             record.created_at,
         )
         live = LiveConference(meta, conf, last_state=record.state)
+        live.inherited_files = frozenset(
+            r.recording_id for r in conf.recordings if r.state.active or r.state is RecordingState.STOPPING
+        )
         self._live[record.conference_id] = live
         self._index(live)
         for member in conf.live_members():
@@ -329,6 +334,11 @@ class ConferenceService:
             if member.playing_voicemail:  # the message starts over: its end hangs the leg up
                 self._carrier.play(member.leg_id, settings.voicemail_message)
         self._arm_timer(live)
+        if not any(r.state.active for r in conf.recordings):
+            return None
+        # Spawned before any other input of this conference can exist, so it takes the lock first:
+        # the old segments are STOPPING before recover() hands their RecordingFinished in.
+        return self._spawn(self._apply_quietly(live, lambda c, now: c.handle(RecorderChanged(), now)))
 
     async def release(self, conference_id: str) -> None:
         """Forget a conference without hanging up its legs: another node owns it now."""
@@ -508,9 +518,17 @@ class ConferenceService:
         if live.timer is not None:
             live.timer.cancel()
         self._live.pop(conference_id, None)
-        if any(r.state is RecordingState.STOPPING for r in live.conf.recordings):
+        if self._awaits_files(live):
             self._finishing[conference_id] = live
         self._carrier.conference_ended(conference_id)
+
+    @staticmethod
+    def _awaits_files(live: LiveConference) -> bool:
+        """A recording of this process is still being finished (its Completed/Failed is due)."""
+        return any(
+            r.state is RecordingState.STOPPING and r.recording_id not in live.inherited_files
+            for r in live.conf.recordings
+        )
 
     def _release(self, live: LiveConference) -> None:
         """Forget a live conference here only: no effect, no hang-up (its owner is elsewhere now)."""
@@ -546,7 +564,8 @@ class ConferenceService:
         live.timer = None
         self._spawn(self._apply_quietly(live, lambda conf, now: conf.handle_timer(now)))
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task

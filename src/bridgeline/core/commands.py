@@ -118,6 +118,13 @@ class RecordingFinished:
     error: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class RecorderChanged:
+    """The conference was adopted by a process that does not hold its recordings' files (a restart,
+    a takeover after a node died, a drain hand-off): each active recording ends as a segment and
+    goes on in a new one (docs/semantics.md "Recording", "Segments")."""
+
+
 MpcAction = Call | WarmTransfer | ColdTransfer
 MemberAction = Hold | Unhold | Mute | Unmute | Hangup | ResumeCall | VoicemailDrop | AbortTransfer
 
@@ -175,4 +182,12 @@ class LegMediaFailed:
 
 
 LegSignal = LegRinging | LegAnswered | LegFailed | LegHungUp | PlaybackFinished | LegDtmf | LegMediaFailed
-Command = MpcAction | MemberAction | LegSignal | LegColdTransfer | RecordingCommand | RecordingFinished
+Command = (
+    MpcAction
+    | MemberAction
+    | LegSignal
+    | LegColdTransfer
+    | RecordingCommand
+    | RecordingFinished
+    | RecorderChanged
+)

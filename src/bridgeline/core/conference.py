@@ -44,6 +44,7 @@ from bridgeline.core.commands import (
     Mute,
     PauseRecording,
     PlaybackFinished,
+    RecorderChanged,
     RecordingFinished,
     ResumeCall,
     ResumeRecording,
@@ -365,6 +366,9 @@ class Conference:
     def _recording_finished(self, signal: RecordingFinished, now: float) -> None:
         recording.finished(self._floor, signal, now)
 
+    def _recorder_changed(self, signal: RecorderChanged, now: float) -> None:
+        recording.recorder_changed(self._floor, now)
+
     # ----------------------------------------------------------------- leg signals
     def _leg_ringing(self, signal: LegRinging, now: float) -> None:
         member = self._dialing_member(signal.leg_id)
@@ -516,4 +520,5 @@ _HANDLERS: dict[type, Callable[[Conference, Any, float], None]] = {
     PauseRecording: Conference._recording_command,
     ResumeRecording: Conference._recording_command,
     RecordingFinished: Conference._recording_finished,
+    RecorderChanged: Conference._recorder_changed,
 }

@@ -12,6 +12,10 @@ What is recorded (docs/semantics.md "Recording"):
 - a participant track is what that member says.
 Pausing keeps the timeline: the tap goes on writing silence, so the file's length is the wall clock.
 
+Segments: a process that adopts a conference (restart, takeover, hand-off) cannot write the files
+the previous one opened, so `RecorderChanged` ends each active recording there (its file is finished
+by the process that wrote it) and starts a new one, `previous_recording_id` naming the segment before.
+
 Auto start: with `record` on, the conference recording starts once `record_min_member_count`
 members are on the line (answered, in the main room); with `record_participant_track` on, each
 member's track starts when it answers. Each starts once: stopped through the API, it stays stopped.
@@ -75,6 +79,7 @@ class Recording:
     ended_at: float | None = None
     duration_ms: int | None = None
     failure: str | None = None
+    previous_recording_id: str | None = None  # the segment this one continues (after a restart)
 
 
 _EVENTS = {
@@ -145,7 +150,13 @@ def handle_command(floor: Floor, command: RecordingCommand, now: float) -> None:
         _emit(floor, current, "resumed", now)
 
 
-def start(floor: Floor, member: Member | None, file_format: RecordFormat, now: float) -> Recording:
+def start(
+    floor: Floor,
+    member: Member | None,
+    file_format: RecordFormat,
+    now: float,
+    previous_recording_id: str | None = None,
+) -> Recording:
     floor.recording_counter += 1
     recording = Recording(
         recording_id=f"{floor.conference_id}-r{floor.recording_counter}",
@@ -155,6 +166,7 @@ def start(floor: Floor, member: Member | None, file_format: RecordFormat, now: f
         file_format=file_format,
         state=RecordingState.RECORDING,
         started_at=now,
+        previous_recording_id=previous_recording_id,
     )
     floor.recordings.append(recording)
     floor.auto_recorded.add(CONFERENCE_MARK if member is None else member.address)
@@ -175,6 +187,22 @@ def stop(floor: Floor, recording: Recording, now: float) -> None:
     recording.state = RecordingState.STOPPING
     recording.ended_at = now
     floor.effects.append(ControlRecording(recording.recording_id, RecordingAction.STOP))
+
+
+def recorder_changed(floor: Floor, now: float) -> None:
+    """A new process records this conference: each active recording becomes a finished segment
+    (STOPPING until its writer's RecordingFinished) and goes on in a new one, paused if it was."""
+    for previous in [r for r in floor.recordings if r.state.active]:
+        was_paused = previous.state is RecordingState.PAUSED
+        stop(floor, previous, now)
+        member = None if previous.member is None else floor.live_member(previous.member)
+        if previous.member is not None and (member is None or member.leg_id != previous.leg_id):
+            continue  # the member left meanwhile: nothing to go on with
+        segment = start(floor, member, previous.file_format, now, previous.recording_id)
+        if was_paused:
+            segment.state = RecordingState.PAUSED
+            floor.effects.append(ControlRecording(segment.recording_id, RecordingAction.PAUSE))
+            _emit(floor, segment, "paused", now)
 
 
 def finished(floor: Floor, signal: RecordingFinished, now: float) -> None:
@@ -247,6 +275,8 @@ def recording_data(recording: Recording) -> dict[str, Any]:
         data["leg_id"] = recording.leg_id
     if recording.failure is not None:
         data["reason"] = recording.failure
+    if recording.previous_recording_id is not None:
+        data["previous_recording_id"] = recording.previous_recording_id
     return data
 
 
@@ -262,6 +292,7 @@ def dump(recording: Recording) -> dict[str, Any]:
         "ended_at": recording.ended_at,
         "duration_ms": recording.duration_ms,
         "failure": recording.failure,
+        "previous_recording_id": recording.previous_recording_id,
     }
 
 
@@ -277,4 +308,5 @@ def load(raw: dict[str, Any]) -> Recording:
         ended_at=raw["ended_at"],
         duration_ms=raw["duration_ms"],
         failure=raw["failure"],
+        previous_recording_id=raw.get("previous_recording_id"),  # absent in older snapshots
     )
