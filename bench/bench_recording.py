@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -30,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from benchkit import callgrind_instructions
 
 from bridgeline.adapters.recordings import RecordingFileInfo, RecordingFormat, RecordingWriters
 
@@ -99,17 +97,7 @@ def instructions(mode: str, recordings: int) -> float:
             "--frames",
             str(frames),
         ]
-        done = subprocess.run(
-            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *child],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=1800,
-            env=os.environ | {"PYTHONHASHSEED": "0"},
-        )
-        found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
-        assert found is not None, done.stderr[-2000:]
-        counts.append(int(found.group(1).replace(",", "")))
+        counts.append(callgrind_instructions(child, timeout=1800))
     return (counts[1] - counts[0]) / ((LONG - SHORT) * recordings)
 
 

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import secrets
 import shutil
 import signal
@@ -182,6 +183,23 @@ def rss_kb(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for {pid}")
+
+
+# --------------------------------------------------------------------------- instruction counts
+def callgrind_instructions(argv: Sequence[str], timeout: float = 3600) -> int:
+    """All instructions of one run of `argv` under valgrind's callgrind: a count that other processes'
+    load does not change. PYTHONHASHSEED is fixed so that every run lays out its dicts the same."""
+    done = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=timeout,
+        env=os.environ | {"PYTHONHASHSEED": "0"},
+    )
+    found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
+    assert found is not None, done.stderr[-2000:]
+    return int(found.group(1).replace(",", ""))
 
 
 # --------------------------------------------------------------------------- statistics

@@ -15,16 +15,15 @@ Run: .venv/bin/python bench/recording_runtime_cost.py [--legs 400] [--ticks 150]
 from __future__ import annotations
 
 import argparse
-import os
 import random
-import re
 import statistics
 import struct
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchkit import callgrind_instructions
 
 from bridgeline.adapters.recordings.files import RecordingFormat
 from bridgeline.adapters.recordings.writers import RecordingWriters
@@ -96,17 +95,7 @@ def instructions(legs: int, mode: str) -> float:
     counts = []
     for ticks in (SHORT, LONG):
         child = [sys.executable, __file__, "--legs", str(legs), "--child", str(ticks), "--mode", mode]
-        done = subprocess.run(
-            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *child],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=1800,
-            env=os.environ | {"PYTHONHASHSEED": "0"},
-        )
-        found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
-        assert found is not None, done.stderr[-2000:]
-        counts.append(int(found.group(1).replace(",", "")))
+        counts.append(callgrind_instructions(child, timeout=1800))
     return (counts[1] - counts[0]) / ((LONG - SHORT) * legs)
 
 

@@ -26,13 +26,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import socket
 import struct
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+
+from benchkit import callgrind_instructions
 
 from bridgeline.adapters.carriers.sip import media_thread
 from bridgeline.adapters.carriers.sip.media_engine import MediaEngine, SrtpKeys
@@ -107,17 +108,7 @@ def count(legs: int, suite: str, ticks: int, port_min: int) -> int:
     """All instructions of one traced run of `ticks` ticks."""
     child = [sys.executable, __file__, "--legs", str(legs), "--suite", suite, "--child", str(ticks)]
     child += ["--port-min", str(port_min)]  # a range of its own: runs in parallel bind no port twice
-    done = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *child],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=3600,
-        env=os.environ | {"PYTHONHASHSEED": "0"},  # the same dict layouts in every run
-    )
-    found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
-    assert found is not None, done.stderr[-2000:]
-    return int(found.group(1).replace(",", ""))
+    return callgrind_instructions(child, timeout=3600)
 
 
 def per_leg_tick(legs: int, suites: list[str], jobs: int) -> dict[str, float]:

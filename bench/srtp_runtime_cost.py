@@ -21,12 +21,12 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import re
 import statistics
 import struct
-import subprocess
 import sys
 import time
+
+from benchkit import callgrind_instructions
 
 from bridgeline.core.effects import LegAudio
 from bridgeline.media.runtime import MediaRuntime
@@ -90,17 +90,7 @@ def instructions(legs: int, suite: str | None) -> float:
     for ticks in (SHORT, LONG):
         child = [sys.executable, __file__, "--legs", str(legs), "--child", str(ticks)]
         child += ["--suite", suite] if suite else ["--suite", "plain"]
-        done = subprocess.run(
-            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *child],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=3600,
-            env=os.environ | {"PYTHONHASHSEED": "0"},  # the same dict layouts in every run
-        )
-        found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
-        assert found is not None, done.stderr[-2000:]
-        counts.append(int(found.group(1).replace(",", "")))
+        counts.append(callgrind_instructions(child, timeout=3600))
     return (counts[1] - counts[0]) / ((LONG - SHORT) * legs)
 
 
