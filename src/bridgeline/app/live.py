@@ -7,7 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from bridgeline.app.records import EventRecord, RunEnd, RunStatus
+from bridgeline.app.records import ConferenceRecord, EventRecord, RunEnd, RunStatus
+from bridgeline.core import snapshot
 from bridgeline.core.conference import Conference, ConferenceRules
 from bridgeline.phlo.definition import NodeSettings
 
@@ -50,6 +51,20 @@ class LiveConference:
     # Recordings whose file an earlier process holds (open or stopping when this one adopted it): their
     # end comes from that process's recovery, or not at all, so an ended conference never waits for them.
     inherited_files: frozenset[str] = frozenset()
+
+
+def live_from_record(record: ConferenceRecord) -> LiveConference:
+    """A conference as its stored snapshot holds it (a restart, a takeover, a crashed recording's end)."""
+    meta = ConferenceMeta(
+        record.conference_id,
+        record.auth_id,
+        record.phlo_id,
+        record.node_id,
+        record.run_id,
+        NodeSettings.model_validate(record.state["settings"]),
+        record.created_at,
+    )
+    return LiveConference(meta, snapshot.load(record.state["core"]), last_state=record.state)
 
 
 Listener = Callable[[ConferenceMeta, Conference, list[EventRecord]], None]

@@ -27,6 +27,7 @@ from bridgeline.app.live import (
     LiveConference,
     NotFound,
     callback_params,
+    live_from_record,
     rules_for,
     run_end_of,
 )
@@ -244,18 +245,7 @@ class ConferenceService:
         other. The conference may be live, ended here, or (`record`, after a crash) only stored."""
         live = self._live.get(conference_id) or self._finishing.get(conference_id)
         if live is None and record is not None:
-            conf = snapshot.load(record.state["core"])
-            settings = NodeSettings.model_validate(record.state["settings"])
-            meta = ConferenceMeta(
-                conference_id,
-                record.auth_id,
-                record.phlo_id,
-                record.node_id,
-                record.run_id,
-                settings,
-                record.created_at,
-            )
-            live = LiveConference(meta, conf, last_state=record.state)
+            live = live_from_record(record)
         if live is None:
             log.warning("recording_finished_unknown_conference", conference_id=conference_id)
             return
@@ -309,18 +299,8 @@ class ConferenceService:
             self._release(
                 existing
             )  # an older copy (e.g. from before a lease was lost): the store is the truth
-        conf = snapshot.load(record.state["core"])
-        settings = NodeSettings.model_validate(record.state["settings"])
-        meta = ConferenceMeta(
-            record.conference_id,
-            record.auth_id,
-            record.phlo_id,
-            record.node_id,
-            record.run_id,
-            settings,
-            record.created_at,
-        )
-        live = LiveConference(meta, conf, last_state=record.state)
+        live = live_from_record(record)
+        conf, meta, settings = live.conf, live.meta, live.meta.settings
         live.inherited_files = frozenset(
             r.recording_id for r in conf.recordings if r.state.active or r.state is RecordingState.STOPPING
         )
