@@ -5,8 +5,9 @@ from __future__ import annotations
 import errno
 import re
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path, PurePath
+
+from bridgeline.core.recording import RecordFormat
 
 # A file being written carries this suffix; it is renamed away when the recording is closed, so
 # whatever still carries it after a crash was left open (find_unfinished).
@@ -17,9 +18,8 @@ PART_SUFFIX = ".part"
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
-class RecordingFormat(StrEnum):
-    WAV = "wav"
-    MP3 = "mp3"
+# The engine's own enum (a node's record_file_format): one list of formats, not two to keep in step.
+RecordingFormat = RecordFormat
 
 
 @dataclass(frozen=True, slots=True)
