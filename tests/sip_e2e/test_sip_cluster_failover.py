@@ -86,13 +86,7 @@ def test_a_killed_nodes_sip_calls_go_on_at_the_node_that_takes_them(
         lab.assert_ended(at_a, mpc_uuid)
         customer.wait_event("CALL_CLOSED")
 
-        lab.server = b  # what b sent before it died
-        assert_hears(lab.heard(agent, before), [TONE_B], others(TONE_B))
-        assert_hears(lab.heard(customer, before), [TONE_A], others(TONE_A))
-        lab.server = a  # what a sends since it took the calls
-        assert_hears(lab.heard(agent, after), [TONE_B], others(TONE_B))
-        assert_hears(lab.heard(customer, after), [TONE_A], others(TONE_A))
-        assert_hears(lab.heard(customer, held), [CUSTOMER_HOLD], others(CUSTOMER_HOLD))
+        heard_through_the_move(lab, b, a, agent, customer, before, after, held)  # b died
     finally:
         leaked = lab.close()
         assert not leaked, f"processes left behind: {leaked}"
@@ -177,6 +171,27 @@ def test_a_paused_owner_resumes_fenced_and_sends_and_commits_nothing_for_the_cal
         assert not leaked, f"processes left behind: {leaked}"
 
 
+def heard_through_the_move(
+    lab: Lab,
+    old: SipServer,
+    new: SipServer,
+    agent: Baresip,
+    customer: Baresip,
+    before: tuple[float, float],
+    after: tuple[float, float],
+    held: tuple[float, float],
+) -> None:
+    """Each phone heard the other's tone from the old owner, then from the new one, and the held
+    customer its hold music from the new one."""
+    lab.server = old
+    assert_hears(lab.heard(agent, before), [TONE_B], others(TONE_B))
+    assert_hears(lab.heard(customer, before), [TONE_A], others(TONE_A))
+    lab.server = new
+    assert_hears(lab.heard(agent, after), [TONE_B], others(TONE_B))
+    assert_hears(lab.heard(customer, after), [TONE_A], others(TONE_A))
+    assert_hears(lab.heard(customer, held), [CUSTOMER_HOLD], others(CUSTOMER_HOLD))
+
+
 def assert_sent_before(lab: Lab, node: SipServer, moment: float) -> int:
     """How many datagrams the capture saw leave node's SIP and RTP ports before `moment`."""
     return sum(
@@ -226,13 +241,7 @@ def test_a_drained_nodes_sip_calls_move_with_a_reinvite_and_it_exits_cleanly(
         lab.assert_ended(at_a, mpc_uuid, target)
         customer.wait_event("CALL_CLOSED")
 
-        lab.server = b  # what b sent before it drained
-        assert_hears(lab.heard(agent, before), [TONE_B], others(TONE_B))
-        assert_hears(lab.heard(customer, before), [TONE_A], others(TONE_A))
-        lab.server = a  # what a sends since it took the calls
-        assert_hears(lab.heard(agent, after), [TONE_B], others(TONE_B))
-        assert_hears(lab.heard(customer, after), [TONE_A], others(TONE_A))
-        assert_hears(lab.heard(customer, held), [CUSTOMER_HOLD], others(CUSTOMER_HOLD))
+        heard_through_the_move(lab, b, a, agent, customer, before, after, held)  # b drained
         assert_hears(lab.heard(customer, transferred), [TONE_C], others(TONE_C))
         assert_hears(lab.heard(target, transferred), [TONE_B], others(TONE_B))
     finally:
