@@ -137,6 +137,8 @@ class MediaEngine:
         self._media.request_stop()
         await asyncio.to_thread(self._media.join)  # the loop goes on meanwhile, queueing commands
         self._media.stopped()
+        self._runtime.flush_taps()  # the recordings' last block: the writers close them next
+        self._record(self._runtime.pop_recorded())
         for leg_id in list(self._ports):
             self.close_leg(leg_id)
         self._media.close()
@@ -379,9 +381,27 @@ class MediaEngine:
                 self._tap(recording_id)
 
     def stop_recording(self, recording_id: str) -> None:
-        if self._recordings.pop(recording_id, None) is not None:
-            runtime = self._runtime
-            self._media.submit(lambda now: runtime.remove_tap(recording_id))
+        entry = self._recordings.pop(recording_id, None)
+        if entry is not None:
+            runtime, last = self._runtime, {recording_id: entry[2]}
+
+            def stop(now: float) -> None:
+                runtime.remove_tap(recording_id)
+                self._record(runtime.pop_recorded(), last)  # its last frames, to its sink still
+
+            self._media.submit(stop)
+
+    def flush_recording(self, recording_id: str, then: Callable[[], None]) -> None:
+        """On the media thread, in order with the other commands: the tap's frames so far to its sink
+        (a removed tap's last ones), then `then`."""
+        runtime = self._runtime
+
+        def flush(now: float) -> None:
+            runtime.flush_tap(recording_id)
+            self._record(runtime.pop_recorded())
+            then()
+
+        self._media.submit(flush)
 
     def forget_recorded(self, conference_id: str) -> None:
         self._recorded_legs.pop(conference_id, None)
@@ -394,14 +414,20 @@ class MediaEngine:
         runtime = self._runtime
         self._media.submit(lambda now: runtime.set_tap(conference_id, recording_id, legs))
 
-    def _record(self, recorded: list[tuple[str, bytes]]) -> None:
-        """On the media thread: each frame to its recording's sink (which only queues)."""
+    def _record(
+        self,
+        recorded: list[tuple[str, bytes]],
+        stopped: dict[str, Callable[[str, bytes], None]] | None = None,
+    ) -> None:
+        """On the media thread: each chunk to its recording's sink (which only queues); `stopped`: the
+        sinks of recordings stopped since, for their last chunk."""
         recordings = self._recordings
         for recording_id, pcm in recorded:
             entry = recordings.get(recording_id)
-            if entry is not None:
+            sink = entry[2] if entry is not None else stopped.get(recording_id) if stopped else None
+            if sink is not None:
                 try:
-                    entry[2](recording_id, pcm)
+                    sink(recording_id, pcm)
                 except Exception:  # a sink's bug must not stop the tick
                     log.exception("media.recording_sink_failed", recording_id=recording_id)
 

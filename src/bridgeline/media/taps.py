@@ -1,0 +1,175 @@
+"""Recording taps of narrowband conferences: each tick's mix of the tapped legs' frames, written into
+a block of BLOCK_TICKS ticks, and handed out as ONE chunk per recording and block.
+
+Why a block: a frame per recording and tick cost a bytes copy, a tuple and a queue put on the tick's
+thread, and a file write on the writer's; once per block (200 ms) they cost a tenth. The tap layout
+(which legs, which block row) is compiled by `plan` when taps, routes or legs change, not per tick.
+
+The timeline stays exact: row r holds its recording's frames from the block's tick `start[r]` up to
+the tick being filled. A tap added mid-block starts at the current tick; one removed (or moved off
+the narrowband path) hands out its partial chunk at once; `flush` hands one out early (a pause or
+stop boundary), and `flush_all` every one (a shutdown). A recording's chunks come out in tick order
+and hold every tick it was tapped, nothing twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+import numpy as np
+from numpy.typing import NDArray
+
+from bridgeline.media import g711
+from bridgeline.media.jitter import FRAME_SAMPLES, Frame, decode_frame
+from bridgeline.media.leg import Leg
+from bridgeline.media.mixer import saturate
+
+__all__ = ["BLOCK_TICKS", "TapBlock"]
+
+BLOCK_TICKS: Final = 10  # 200 ms per chunk: a stop or pause flushes early, so it never delays one
+# Stands in for a frame that is not the main codec's codes, in the joined codes; its row is fixed after.
+_PLACEHOLDER: Final = bytes(FRAME_SAMPLES)
+_NARROW_PTS: Final = (g711.PCMU, g711.PCMA)
+
+
+class TapBlock:
+    """The narrowband taps' block; see the module docstring. Single-threaded, like the runtime."""
+
+    def __init__(self) -> None:
+        self._ids: list[str | None] = []  # block row -> recording id (None: removed during this block)
+        self._row: dict[str, int] = {}  # recording id -> block row
+        self._start: list[int] = []  # block row -> the block's first tick it holds
+        self._block = np.zeros((0, BLOCK_TICKS, FRAME_SAMPLES), dtype=np.int16)
+        self._filled = 0  # ticks of the block written
+        self._taps: list[tuple[str, list[Leg]]] = []  # the taps last planned
+        # The gather plan: the tapped legs row by row, the rows that have legs and their first slot.
+        self._legs: list[Leg] = []
+        self._used: NDArray[np.intp] = np.zeros(0, dtype=np.intp)
+        self._starts: NDArray[np.intp] = np.zeros(0, dtype=np.intp)
+        self._per_row = 0  # > 0: every row has this many legs (one reshape and sum, no scatter)
+        self._pt = g711.PCMU  # the codec most tapped legs speak: decoded in one table lookup
+
+    @property
+    def active(self) -> bool:
+        """Some tap records: the tick must keep each leg's frame (`leg.last_frame`)."""
+        return bool(self._row)
+
+    def plan(self, taps: Sequence[tuple[str, Sequence[Leg | None]]], out: list[tuple[str, bytes]]) -> None:
+        """The narrowband taps now, (recording id, the legs it hears; None: not opened). A recording
+        no longer among them hands its partial chunk to `out`; a new one starts at the next tick."""
+        wanted = {recording_id for recording_id, _ in taps}
+        for recording_id in [rid for rid in self._row if rid not in wanted]:
+            self.flush(recording_id, out)
+            self._ids[self._row.pop(recording_id)] = None
+        for recording_id, _ in taps:
+            if recording_id not in self._row:
+                self._add_row(recording_id)
+        self._taps = [(rid, [leg for leg in legs if leg is not None]) for rid, legs in taps]
+        if not self._row:
+            self._filled = 0  # nothing records: the next tap starts a block of its own
+        if self._filled == 0:
+            self._compact()
+        self._compile()
+
+    def flush(self, recording_id: str, out: list[tuple[str, bytes]]) -> None:
+        """Hand the recording's frames so far to `out` now; its next chunk starts at the next tick."""
+        row = self._row.get(recording_id)
+        if row is not None and self._start[row] < self._filled:
+            out.append((recording_id, self._block[row, self._start[row] : self._filled].tobytes()))
+            self._start[row] = self._filled
+
+    def flush_all(self, out: list[tuple[str, bytes]]) -> None:
+        """Hand every recording's frames so far to `out`, and start a new block."""
+        filled, block = self._filled, self._block
+        for row, recording_id in enumerate(self._ids):
+            start = self._start[row]
+            if recording_id is not None and start < filled:
+                out.append((recording_id, block[row, start:filled].tobytes()))
+        self._filled = 0
+        self._start = [0] * len(self._ids)
+        if len(self._row) < len(self._ids):
+            self._compact()
+            self._compile()
+
+    def record(self, out: list[tuple[str, bytes]]) -> None:
+        """Mix this tick's frames into the block (after a tick run with `keep_frames`); a full block
+        goes to `out`, one chunk per recording."""
+        column = self._block[: len(self._ids), self._filled]
+        legs = self._legs
+        if not legs:
+            column.fill(0)
+        else:
+            decoded = self._decode([leg.last_frame for leg in legs])
+            k = self._per_row
+            if k == 1:
+                column[:] = decoded
+            elif k:
+                acc = decoded.reshape(len(self._ids), k, FRAME_SAMPLES).sum(axis=1, dtype=np.int32)
+                saturate(acc, column)
+            else:
+                acc = np.zeros(column.shape, dtype=np.int32)
+                acc[self._used] = np.add.reduceat(decoded, self._starts, axis=0, dtype=np.int32)
+                saturate(acc, column)
+        self._filled += 1
+        if self._filled == BLOCK_TICKS:
+            self.flush_all(out)
+
+    def _decode(self, frames: list[Frame | None]) -> NDArray[np.int16]:
+        """The frames as rows of samples: one table lookup for the main codec's codes; silence for
+        no frame; other codecs and concealed (already decoded) frames one by one."""
+        pt, placeholder = self._pt, _PLACEHOLDER
+        codes = [f[1] if type(f) is tuple and f[0] == pt else placeholder for f in frames]
+        decoded = g711.decode(pt, b"".join(codes)).reshape(len(frames), FRAME_SAMPLES)
+        if placeholder in codes:  # some frame is not the main codec's codes (rare): fix its row
+            for slot, frame in enumerate(frames):
+                if frame is None:
+                    decoded[slot] = 0
+                elif isinstance(frame, tuple):
+                    if frame[0] != pt:
+                        decoded[slot] = decode_frame(frame)
+                else:  # concealed samples (a 20 ms frame; anything else is not heard)
+                    decoded[slot] = frame if len(frame) == FRAME_SAMPLES else 0
+        return decoded
+
+    def _add_row(self, recording_id: str) -> None:
+        row = len(self._ids)
+        if row == len(self._block):  # grow, keeping what the block holds
+            grown = np.zeros((max(8, 2 * row), BLOCK_TICKS, FRAME_SAMPLES), dtype=np.int16)
+            grown[:row] = self._block
+            self._block = grown
+        self._ids.append(recording_id)
+        self._start.append(self._filled)
+        self._row[recording_id] = row
+
+    def _compact(self) -> None:
+        """Drop the rows of removed recordings (only between blocks: the others' rows move)."""
+        live = [rid for rid in self._ids if rid is not None]
+        self._ids = list(live)
+        self._row = {rid: row for row, rid in enumerate(live)}
+        self._start = [0] * len(live)
+
+    def _compile(self) -> None:
+        """The gather plan from the taps last planned and the current rows."""
+        row_of = self._row
+        legs: list[Leg] = []
+        used: list[int] = []
+        starts: list[int] = []
+        sizes: set[int] = set()
+        for row, tap_legs in sorted(((row_of[rid], tap_legs) for rid, tap_legs in self._taps), key=_first):
+            sizes.add(len(tap_legs))
+            if tap_legs:
+                used.append(row)
+                starts.append(len(legs))
+                legs.extend(tap_legs)
+        self._legs = legs
+        self._used = np.asarray(used, dtype=np.intp)
+        self._starts = np.asarray(starts, dtype=np.intp)
+        every_row = len(used) == len(self._ids)
+        self._per_row = sizes.pop() if every_row and len(sizes) == 1 else 0
+        pts = [leg.payload_type for leg in legs if leg.payload_type in _NARROW_PTS]
+        self._pt = max(set(pts), key=lambda pt: (pts.count(pt), -pt)) if pts else g711.PCMU
+
+
+def _first(pair: tuple[int, list[Leg]]) -> int:
+    return pair[0]
