@@ -1,10 +1,11 @@
 """What recording every conference adds to the media runtime (not a test): N legs in 2-party
 conferences fed prebuilt G.711 packets on a virtual clock, no sockets; unrecorded, then every
-conference recorded with its frames handed to the real RecordingWriters (WAV, then MP3), as the SIP
-media thread does. Modes alternate in each round; prints CPU per leg-tick (this process: the tick
-and `write`; the writer thread's file and encoder work is measured separately, process-wide) and the
-ratios. The sockets' cost, which dominates the real engine, is bench_rtp_legs.py's subject, so the
-ratios here are the runtime's worst case.
+conference recorded with its audio handed to the real RecordingWriters (WAV, then MP3), as the SIP
+media thread does (a chunk of up to 10 frames per recording, as `pop_recorded` returns them). Modes
+alternate in each round; prints CPU per leg-tick (this thread: the tick and `write`; and the whole
+process, the writer thread's file and encoder work included) and the ratios to the unrecorded mode.
+The sockets' cost, which dominates the real engine, is bench_rtp_legs.py's subject, so the ratios
+here are the runtime's worst case.
 
 --instructions counts CPU instructions instead (valgrind's callgrind, unaffected by other processes'
 load): each mode runs SHORT and LONG ticks, the difference divided by the extra leg-ticks.
@@ -80,6 +81,9 @@ def run(legs: int, ticks: int, mode: str, folder: Path) -> tuple[float, float]:
         now += 0.02
     thread = time.thread_time() - thread_start
     if writers is not None:
+        runtime.flush_taps()  # the last block's frames too, as a shutdown would
+        for recording_id, pcm in runtime.pop_recorded():
+            writers.write(recording_id, pcm)
         for c in range(0, legs, 2):
             writers.close(f"r{c}")
         writers.stop()

@@ -171,3 +171,20 @@ def test_without_taps_the_block_is_idle() -> None:
     block.record(out)
     block.plan([], out)
     assert not block.active and out == [("r0", bytes(2 * FRAME_SAMPLES))]
+
+
+def test_two_party_taps_sum_both_legs_and_clip() -> None:
+    model = Model(g711.PCMU)
+    model.taps = {"r0": [0, 1], "r1": [2, 3], "r2": [4, 0]}  # every tap hears two legs
+    model.plan()
+    for t in range(BLOCK_TICKS + 3):
+        model.tick([1] * LEGS, t)
+    model.block.flush_all(model.got)
+    for rid in RECORDINGS:
+        assert model.joined(rid) == b"".join(model.expected[rid])
+    loudest = (g711.PCMU, bytes([0x80]) * FRAME_SAMPLES)  # +32124 each: the sum clips
+    for leg in model.legs:
+        leg.last_frame = loudest
+    model.block.record(model.got)
+    model.block.flush_all(model.got)
+    assert set(np.frombuffer(model.got[-1][1], "<i2")) == {32767}
