@@ -21,6 +21,7 @@ import statistics
 import struct
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -63,9 +64,13 @@ def build(legs: int, ticks: int, record: bool) -> tuple[MediaRuntime, Feed]:
 
 
 def run(legs: int, ticks: int, mode: str, folder: Path) -> tuple[float, float]:
-    """(CPU us per leg-tick of this thread, of the whole process) for one mode."""
+    """(CPU us per leg-tick of this thread, of the whole process) for one mode. The process's CPU is
+    taken once the writer thread has written every frame queued (a marker recording's close is
+    answered after them), before the recordings' closes: a close (fsync, rename) is a cost per
+    recording, not per tick (docs/benchmarks.md 12)."""
     runtime, feed = build(legs, ticks, mode != "none")
-    writers = RecordingWriters(lambda *_: None) if mode != "none" else None
+    drained = threading.Event()
+    writers = RecordingWriters(lambda rid, *_: rid == "marker" and drained.set()) if mode != "none" else None
     if writers is not None:
         for c in range(0, legs, 2):
             writers.open(f"r{c}", folder / f"r{c}-{mode}.{mode}", RecordingFormat(mode), 8000, 1)
@@ -80,14 +85,15 @@ def run(legs: int, ticks: int, mode: str, folder: Path) -> tuple[float, float]:
             writers.write(recording_id, pcm)
         now += 0.02
     thread = time.thread_time() - thread_start
+    if writers is not None:  # the last partial block stays in the runtime: a cost of the next block
+        writers.open("marker", folder / f"marker-{mode}.wav", RecordingFormat.WAV, 8000, 1)
+        writers.close("marker")
+        assert drained.wait(600)
+    process = time.process_time() - process_start
     if writers is not None:
-        runtime.flush_taps()  # the last block's frames too, as a shutdown would
-        for recording_id, pcm in runtime.pop_recorded():
-            writers.write(recording_id, pcm)
         for c in range(0, legs, 2):
             writers.close(f"r{c}")
         writers.stop()
-    process = time.process_time() - process_start
     leg_ticks = len(feed) * legs
     return thread / leg_ticks * 1e6, process / leg_ticks * 1e6
 
