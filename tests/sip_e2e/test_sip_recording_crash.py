@@ -16,6 +16,7 @@ from e2ekit import wait_until
 from sipaudio import Heard, assert_hears
 from sipkit import SipServer, wait_for
 from siplab import ALL_TONES, TONE_A, TONE_B, Lab
+from test_sip_recording import recorded_call
 
 OWN_SERVER = True  # killed and restarted by its test
 RECOVERED_S = 15.0  # from the restart to both legs recovered (start, store, re-INVITE)
@@ -47,13 +48,7 @@ def middle(pcm: np.ndarray, label: str) -> Heard:
 def test_a_recording_cut_by_kill_9_is_repaired_and_goes_on_in_a_new_segment(
     lab: Lab, server: SipServer
 ) -> None:
-    agent = lab.baresip("agent", TONE_A)
-    customer = lab.sipp_phone("customer", TONE_B)
-    phlo = lab.create_phlo(record=True, record_min_member_count=2)
-    lab.run(phlo, agent=agent.uri, customer=customer.uri)
-    view = lab.connected(phlo, customer.uri, hears=[agent.uri])
-    lab.connected(phlo, agent.uri, hears=[customer.uri])
-    mpc_uuid = view["mpc_uuid"]
+    agent, customer, phlo, mpc_uuid = recorded_call(lab)
     [first] = wait_until(lambda: recordings(lab, mpc_uuid), what="the recording's row")
     time.sleep(2.5)  # past two WAV header rewrites
 
