@@ -117,6 +117,7 @@ async def test_a_restored_conference_goes_on_recording_in_a_new_segment(
     """Another process restores the conference (as after a crash): the old recording ends as a
     segment and the new process records a new one, its Initiated committed and naming the old."""
     service, carrier, files, conference_id = await recorded_pair(store, tmp_path / "recordings")
+    await wait_for_event(store, conference_id, "MPCRecordingInitiated")  # committed, not only decided
     await service.shutdown()  # the first process stops taking inputs; its writer is left open
     later = SimCarrier(store, answer_delay_ms=0)
     restored = ConferenceService(store, later)

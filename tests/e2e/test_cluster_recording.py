@@ -129,6 +129,11 @@ def test_a_segment_whose_recorder_node_never_returns_ends_failed(
     [_, segment] = by_name(receiver, mpc_uuid, "MPCRecordingInitiated")  # the new segment goes on
     assert segment["PreviousRecordingUUID"] == old_id
     assert not by_name(receiver, mpc_uuid, "MPCRecordingCompleted")
+    listed = Api(a).http.get("/v1/recordings", params={"mpc_uuid": mpc_uuid}).json()["objects"]
+    assert {o["recording_id"]: o["previous_recording_id"] for o in listed} == {
+        old_id: None,
+        segment["RecordingUUID"]: old_id,
+    }
 
 
 def test_a_drained_owners_recording_goes_on_at_the_receiver_in_a_new_segment(

@@ -264,6 +264,7 @@ class RecordingRow:
     location: str | None = None  # where the storage keeps the file (its own spelling)
     failure_reason: str | None = None
     recorder_node: str = "local"  # the cluster node whose writer has the file open
+    previous_recording_id: str | None = None  # the segment this one continues (docs/semantics.md)
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,6 +82,7 @@ def recording_object(row: RecordingRow, public_url: str) -> dict[str, Any]:
         "state": row.state.value,
         "size_bytes": row.size_bytes,
         "failure_reason": row.failure_reason,
+        "previous_recording_id": row.previous_recording_id,  # the segment this one continues
     }
 
 

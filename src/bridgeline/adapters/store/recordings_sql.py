@@ -29,6 +29,7 @@ _COLUMNS = (
     "location",
     "failure_reason",
     "recorder_node",
+    "previous_recording_id",
 )
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM recordings"
 INSERT_RECORDING = (
