@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cache
-from operator import attrgetter, itemgetter
 from typing import Final
 
 import numpy as np
@@ -31,10 +30,6 @@ __all__ = ["BLOCK_TICKS", "TapBlock"]
 
 BLOCK_TICKS: Final = 10  # 200 ms per chunk: a stop or pause flushes early, so it never delays one
 _NARROW_PTS: Final = (g711.PCMU, g711.PCMA)
-_LAST_FRAME: Final = attrgetter("last_frame")
-_PAYLOAD_TYPE: Final = itemgetter(0)
-_CODES: Final = itemgetter(1)
-_CODES_ONLY: Final = {tuple}
 
 
 @cache
@@ -137,16 +132,17 @@ class TapBlock:
     def _decode(self) -> NDArray[np.int16]:
         """The tapped legs' frames of the tick as rows of samples. When every frame is the main codec's
         codes (the common case): one lookup per two samples; otherwise frame by frame."""
-        frames = list(map(_LAST_FRAME, self._legs))  # C-level loops: this runs per tapped leg and tick
+        frames = [leg.last_frame for leg in self._legs]
         pt = self._pt
-        # The fast path: every frame a (payload type, codes) tuple of the main codec (codes are whole
-        # 20 ms packets). None, concealed samples or another codec's frames take the slow one.
-        if set(map(type, frames)) == _CODES_ONLY and set(map(_PAYLOAD_TYPE, frames)) == {pt}:
-            codes = b"".join(map(_CODES, frames))
-            if len(codes) == 2 * self._pairs.size:
-                index = np.frombuffer(codes, dtype=np.uint16).astype(np.intp)
-                _pair_table(pt).take(index, out=self._pairs)
-                return self._decoded
+        # None (TypeError) or concealed samples (ValueError: an array's truth) leave the fast path, and
+        # so does another codec's frame (left out: too few codes). Codes are whole 20 ms packets.
+        try:
+            codes = b"".join([f[1] for f in frames if f[0] == pt])  # type: ignore[index]
+        except (TypeError, ValueError):
+            codes = b""
+        if len(codes) == 2 * self._pairs.size:
+            _pair_table(pt).take(np.frombuffer(codes, dtype=np.uint16).astype(np.intp), out=self._pairs)
+            return self._decoded
         decoded = self._decoded
         for slot, frame in enumerate(frames):
             if frame is None:
