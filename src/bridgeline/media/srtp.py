@@ -24,12 +24,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final
+from typing import Any, Final
 
 import pylibsrtp
 from pylibsrtp import ffi, lib  # type: ignore[attr-defined]  # its cffi module: public, not in __all__
 
 from bridgeline.media._srtp_call import BUFFER_SIZE, Processor
+from bridgeline.media._srtp_call import protect_all as protect_all  # the runtime's, at each tick's end
+
+# A datagram to protect at the end of the tick: (leg id, RTP packet, destination, its leg's
+# `SrtpContext.protect`). `protect_all(pending, out)` protects a list of them in one C call,
+# appends (leg id, SRTP packet, destination) to `out` and returns how many libsrtp refused.
+ToProtect = tuple[str, bytes, Any, Processor]
 
 # Each suite's libsrtp profile and its master key || salt length in bytes (RFC 4568 6.2, RFC 7714 12).
 _PROFILES: Final = {
