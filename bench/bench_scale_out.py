@@ -105,8 +105,12 @@ def actions_window(cluster: Cluster, spec: dict[str, Any], opts: argparse.Namesp
     nodes_cpu = sum(cpu[f"n{i + 1}"] or 0.0 for i in range(cluster.size))
     # Disturbance counts the generator and the database as "other": take out what is known.
     known = (load["generator_cpu_util"] + (cpu["postgres backends"] or 0.0)) * opts.measure / wall
+    budget = opts.node_cpu or 1.0
     return {
         "ok_per_s": load["ok_per_s"],
+        # the figure is the nodes' only if they were at their budget while the rest had CPU to spare
+        "nodes_at_budget": all((cpu[f"n{i + 1}"] or 0.0) >= 0.9 * budget for i in range(cluster.size)),
+        "machine_idle_cpu": cpu["idle"],
         "not_ok": load["not_ok"],
         "statuses": load["statuses"],
         "unexpected": load["unexpected_samples"],
@@ -135,7 +139,8 @@ def actions_part(opts: argparse.Namespace, quotas: QuotaGroups | None) -> dict[s
                     print(
                         f"actions round {round_ + 1}, {size} node(s): {window['ok_per_s']:,.0f}/s"
                         f" (not OK {window['not_ok']}), p99 {window['latency_ms']['p99']} ms,"
-                        f" CPU {window['cpu']}, rest of machine {window['rest_of_machine_cpu']}",
+                        f" CPU {window['cpu']}, rest of machine {window['rest_of_machine_cpu']},"
+                        f" nodes at their budget: {window['nodes_at_budget']}",
                         file=sys.stderr,
                         flush=True,
                     )
@@ -168,6 +173,9 @@ def main() -> None:
     parser.add_argument("--part", choices=("actions", "rtp", "both"), default="both")
     parser.add_argument("--node-cpu", type=float, default=None, help="each node's CPU budget, in cores")
     parser.add_argument("--cpu-period-ms", type=float, default=10.0, help="the quota's period (--node-cpu)")
+    parser.add_argument(
+        "--cpu-burst-ms", type=float, default=0.0, help="unused quota a period may carry over (--node-cpu)"
+    )
     parser.add_argument("--connections", type=int, default=50, help="conferences and connections (actions)")
     parser.add_argument("--rounds", type=int, default=3, help="alternated windows per cluster (actions)")
     parser.add_argument("--warmup", type=float, default=1.0)
@@ -193,8 +201,14 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         quotas = None
         if opts.node_cpu:
-            quotas = stack.enter_context(QuotaGroups(opts.node_cpu, round(opts.cpu_period_ms * 1000)))
-            result["node_cpu"] = {"cores": opts.node_cpu, "period_ms": opts.cpu_period_ms, "pinned": False}
+            period_us, burst_us = round(opts.cpu_period_ms * 1000), round(opts.cpu_burst_ms * 1000)
+            quotas = stack.enter_context(QuotaGroups(opts.node_cpu, period_us, burst_us))
+            result["node_cpu"] = {
+                "cores": opts.node_cpu,
+                "period_ms": opts.cpu_period_ms,
+                "burst_ms": opts.cpu_burst_ms,
+                "pinned": False,
+            }
         else:
             kit.pin_self(kit.LOAD_CPU)  # this process and its UAS thread
         if opts.part in ("actions", "both"):
