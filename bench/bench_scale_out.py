@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import statistics
 import sys
 import time
 from typing import Any
@@ -42,7 +43,15 @@ from typing import Any
 import benchkit as kit
 from bench_tick_isolation import CpuSampler
 from cpu_quota import QuotaGroups
-from scale_cluster import Cluster, Node, node_env, node_placement, place_runs, window_cpu
+from scale_cluster import (
+    Cluster,
+    Node,
+    node_env,
+    node_placement,
+    place_runs,
+    set_async_commit,
+    window_cpu,
+)
 from scale_out_rtp import rtp_part
 
 LADDER = (250, 500, 1000, 1500, 2000, 2500, 3000, 4000, 5000, 6000)
@@ -53,11 +62,12 @@ BUDGET_LADDER = tuple(2 * round(50 * 1.12**k) for k in range(28))
 
 # --------------------------------------------------------------------------- member actions/s
 def actions_cluster(
-    size: int, database_url: str, connections: int, quotas: QuotaGroups | None
+    size: int, database_url: str, connections: int, quotas: QuotaGroups | None, nice: int
 ) -> tuple[Cluster, dict[str, Any]]:
     cluster = Cluster(size, database_url)
     for i in range(size):
-        node = Node(env=node_env(i), args=["--database-url", database_url], **node_placement(i, quotas))
+        placement = node_placement(i, quotas, nice)
+        node = Node(env=node_env(i), args=["--database-url", database_url], **placement)
         cluster.nodes.append(node.start())
     with cluster.nodes[0].client() as client:
         phlo_id, node_id = kit.create_phlo(client)
@@ -97,6 +107,7 @@ def actions_window(cluster: Cluster, spec: dict[str, Any], opts: argparse.Namesp
         load = kit.run_load(
             {**spec, "warmup_s": opts.warmup, "measure_s": opts.measure},
             cpu=None if opts.node_cpu else kit.LOAD_CPU,
+            nice=opts.nice,
         )
         wall = time.monotonic() - started
     b0, b1 = (int(x * 1e9) for x in load["window_perf_s"])
@@ -128,8 +139,10 @@ def actions_part(opts: argparse.Namespace, quotas: QuotaGroups | None) -> dict[s
         clusters: dict[int, tuple[Cluster, dict[str, Any]]] = {}
         try:
             for size, url in ((1, one_url), (2, two_url)):
+                if opts.pg_async_commit:
+                    set_async_commit(url)
                 with kit.timed(f"actions: {size}-node cluster and {opts.connections} conferences"):
-                    clusters[size] = actions_cluster(size, url, opts.connections, quotas)
+                    clusters[size] = actions_cluster(size, url, opts.connections, quotas, opts.nice)
             windows: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
             for round_ in range(opts.rounds):
                 for size in (1, 2):
@@ -162,6 +175,11 @@ def actions_part(opts: argparse.Namespace, quotas: QuotaGroups | None) -> dict[s
             round(two["ok_per_s"] / one["ok_per_s"], 3)
             for one, two in zip(windows[1], windows[2], strict=True)
         ],
+        "ratio_of_medians": round(
+            statistics.median(w["ok_per_s"] for w in windows[2])
+            / statistics.median(w["ok_per_s"] for w in windows[1]),
+            3,
+        ),
         "ratio_per_node_cpu_s": round(per_cpu[1] / per_cpu[0], 3) if all(per_cpu) else None,
     }
 
@@ -185,6 +203,18 @@ def main() -> None:
     parser.add_argument("--rtp-warmup", type=float, default=1.5, help="seconds of RTP before the window")
     parser.add_argument(
         "--sender-realtime", type=int, default=0, help="SCHED_FIFO priority of the RTP senders (0: none)"
+    )
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="nice of the nodes and generators (e.g. -5 on a machine shared with other work; PostgreSQL"
+        " keeps its own): they then get their budget first; nothing changes on a quiet machine",
+    )
+    parser.add_argument(
+        "--pg-async-commit",
+        action="store_true",
+        help="synchronous_commit = off on the benchmark's databases: commits stop waiting for the disk",
     )
     parser.add_argument("--budget", type=float, default=300.0, help="per cluster: no RTP run starts after")
     parser.add_argument("--quick", action="store_true", help="a smoke run: small sizes, short windows")

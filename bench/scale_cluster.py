@@ -17,6 +17,7 @@ import benchkit as kit
 import psycopg
 from bench_tick_isolation import CpuSampler
 from cpu_quota import CpuQuota, QuotaGroups
+from psycopg import sql
 
 HEARTBEAT_S = 1.0  # the default; placement reads the loads at most once per heartbeat
 PLACE_BATCH = 40  # runs sent between two heartbeats: the most that can land on one node at once
@@ -29,6 +30,7 @@ class Node(kit.Server):
 
     cpu: int | None = kit.SERVER_CPU
     quota: CpuQuota | None = None
+    nice: int = 0
 
     def command(self) -> list[str]:
         command = super().command()[len(kit.pin_prefix(kit.SERVER_CPU)) :]
@@ -38,6 +40,9 @@ class Node(kit.Server):
         super().start(timeout)
         if self.quota is not None:  # after start-up (imports, migrations), which the budget would slow
             self.quota.add(self.pid)
+        if self.nice:  # per thread on Linux: every thread it has now; later ones inherit it
+            for tid in os.listdir(f"/proc/{self.pid}/task"):
+                os.setpriority(os.PRIO_PROCESS, int(tid), self.nice)
         return self
 
 
@@ -49,11 +54,15 @@ def node_env(index: int) -> dict[str, str]:
     }
 
 
-def node_placement(index: int, quotas: QuotaGroups | None) -> dict[str, Any]:
+def node_placement(index: int, quotas: QuotaGroups | None, nice: int = 0) -> dict[str, Any]:
     """Node keyword arguments: its own core, or (with a budget) no pinning and its own quota group."""
     if quotas is None:
-        return {"cpu": NODE_CPUS[index]}
-    return {"cpu": None, "quota": quotas.new(f"n{index + 1}")}
+        return {"cpu": NODE_CPUS[index], "nice": nice}
+    return {"cpu": None, "quota": quotas.new(f"n{index + 1}"), "nice": nice}
+
+
+def nice_prefix(nice: int) -> list[str]:
+    return ["nice", "-n", str(nice)] if nice else []
 
 
 @dataclass
@@ -101,6 +110,17 @@ class Cluster:
         samplers["busiest backend"] = BusiestSampler(backends)
         samplers["idle"] = FnSampler(idle_cpu_s)
         return samplers
+
+
+def set_async_commit(database_url: str) -> None:
+    """synchronous_commit = off for every later session of this database (and of no other): a commit
+    no longer waits for its WAL flush (at most 3 x wal_writer_delay of commits lost on a crash of the
+    database server, never corruption), so that the nodes' commit latency is not the disk's."""
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        name = connection.info.dbname
+        connection.execute(
+            sql.SQL("ALTER DATABASE {} SET synchronous_commit = off").format(sql.Identifier(name))
+        )
 
 
 def place_runs(cluster: Cluster, phlo_id: str, pairs: list[tuple[str, str]]) -> None:

@@ -44,7 +44,16 @@ import httpx
 from bench_rtp_legs import REALTIME_ENV, SENDER_CPU_ENV
 from bench_sip import Uas, sip_server
 from cpu_quota import QuotaGroups
-from scale_cluster import Cluster, Node, node_env, node_placement, place_runs, window_cpu
+from scale_cluster import (
+    Cluster,
+    Node,
+    nice_prefix,
+    node_env,
+    node_placement,
+    place_runs,
+    set_async_commit,
+    window_cpu,
+)
 
 BENCH = Path(__file__).resolve().parent
 RTP_RANGES = ("40000-47999", "48000-55999")  # 4,000 legs per node (two ports per leg)
@@ -104,6 +113,7 @@ def rtp_senders(
         for sock, legs in zip(socks, ports, strict=True):
             proc = subprocess.Popen(
                 [
+                    *nice_prefix(opts.nice),
                     kit.PYTHON,
                     str(BENCH / "bench_rtp_legs.py"),
                     "--sender",
@@ -285,7 +295,7 @@ def write_node_rtp_settings(node_root: Path, realtime_priority: int) -> None:
 
 
 def start_cluster(
-    size: int, database_url: str, uas: Uas, quotas: QuotaGroups | None, cluster: Cluster
+    size: int, database_url: str, uas: Uas, quotas: QuotaGroups | None, cluster: Cluster, nice: int = 0
 ) -> None:
     for i in range(size):
         server = sip_server(uas.port, kit.free_port(socket.SOCK_DGRAM), RTP_RANGES[i])
@@ -296,7 +306,7 @@ def start_cluster(
             env=node_env(i),
             args=[*server.args, "--database-url", database_url],
             root=server.root,
-            **node_placement(i, quotas),
+            **node_placement(i, quotas, nice),
         )
         cluster.nodes.append(node.start())
 
@@ -315,9 +325,11 @@ def rtp_cluster(size: int, opts: argparse.Namespace, quotas: QuotaGroups | None)
     deadline = time.monotonic() + opts.budget
     try:
         with kit.fresh_database() as database_url:
+            if opts.pg_async_commit:
+                set_async_commit(database_url)
             cluster = Cluster(size, database_url)
             try:
-                start_cluster(size, database_url, uas, quotas, cluster)
+                start_cluster(size, database_url, uas, quotas, cluster, opts.nice)
                 with cluster.nodes[0].client() as client:
                     phlo_id, _ = kit.create_phlo(client)
                 pairs: list[tuple[str, str]] = []
