@@ -6,8 +6,8 @@ process, on one fresh PostgreSQL database per cluster; runs placed by load.
   batches a heartbeat apart, since placement reads the loads the nodes' heartbeats wrote). Each
   connection of the load generator (bench/httpload.py: closed loop, one request in flight) alternates
   hold / unhold of its conference's customer and talks to the node that owns it, so the generator
-  sends to every node and nothing is forwarded. Windows alternate 1 node / 2 nodes (--rounds), the
-  best of each is kept.
+  sends to every node and nothing is forwarded. Windows alternate 1 node / 2 nodes (--rounds); the
+  ratio of the best windows and the ratio of the rounds' medians are both given.
 - rtp: SIP/RTP legs, 2-party conferences, one sender process per node (bench/scale_out_rtp.py).
 
 The ratio is 2 nodes / 1 node (issue #12: >= 1.8x). Two ways to give each node its CPU:
@@ -21,14 +21,19 @@ The ratio is 2 nodes / 1 node (issue #12: >= 1.8x). Two ways to give each node i
   to spare per node. The nodes' media threads then run at normal priority (a SCHED_FIFO thread is
   not bounded by the CFS quota). Each window reports each node's CPU (/proc/<pid>/stat) and the
   share of quota periods in which it was throttled, PostgreSQL's backends (all, and the busiest),
-  the generators' CPU and the machine's idle CPU.
+  the generators' CPU and the machine's idle CPU; an actions window says whether every node was at
+  >= 90% of its budget. --cpu-burst-ms lets a period spend quota that earlier periods left unused.
+- On a machine shared with other work, --nice (e.g. -10) lets the nodes and generators take their
+  budget before other processes do (PostgreSQL keeps its own priority), and --pg-async-commit sets
+  synchronous_commit = off on this script's databases: a node's store runs one transaction at a time,
+  so a commit waiting on a busy disk would otherwise bound a node below its budget.
 
 Bounded: windows of --measure seconds, RTP runs of --run seconds, no RTP run starts after --budget
 seconds per cluster; only the processes and cgroups this script made are stopped and removed, on
 failure and on SIGTERM too.
 Run: OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/bench_scale_out.py [--part actions|rtp|both]
-     [--node-cpu 0.35] [--connections 50] [--rounds 3] [--legs 250,500,...] [--budget 300] [--quick]
-     [--out f.json]
+     [--node-cpu 0.35 [--cpu-period-ms 10] [--cpu-burst-ms 0]] [--nice -10] [--pg-async-commit]
+     [--connections 50] [--rounds 3] [--legs 250,500,...] [--budget 300] [--quick] [--out f.json]
 """
 
 from __future__ import annotations
