@@ -91,6 +91,8 @@ class Settings:
     recording_queue_frames: int = 500  # frames waiting for the writer thread per recording; past it: failed
     recording_header_interval_s: float = 1.0  # audio s between WAV header rewrites (what a crash can lose)
     recording_mp3_bitrate_kbps: int = 32  # constant MP3 bitrate (8 kHz mono speech)
+    # A segment whose recorder node stays down this long is given up: Failed, "recorder node lost".
+    recording_lost_after_s: float = 300.0
     recordings_retention_days: float = 0.0  # recordings older than this are deleted; 0 = kept forever
     recordings_s3_endpoint: str = ""  # S3-compatible object storage URL; empty: <data-dir>/recordings
     recordings_s3_bucket: str = ""
@@ -122,7 +124,12 @@ class Settings:
             )
         if self.drain_timeout_s < 0:
             raise ValueError("drain_timeout_s (BRIDGELINE_DRAIN_TIMEOUT_S) must not be negative")
-        for name in ("recording_queue_frames", "recording_header_interval_s", "recordings_s3_timeout_s"):
+        for name in (
+            "recording_queue_frames",
+            "recording_header_interval_s",
+            "recording_lost_after_s",
+            "recordings_s3_timeout_s",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} (BRIDGELINE_{name.upper()}) must be positive")
         if self.recordings_retention_days < 0:
@@ -204,6 +211,7 @@ RECORDING_SETTINGS: dict[str, type[str] | type[int] | type[float]] = {
     "recording_queue_frames": int,
     "recording_header_interval_s": float,
     "recording_mp3_bitrate_kbps": int,
+    "recording_lost_after_s": float,
     "recordings_retention_days": float,
     "recordings_s3_endpoint": str,
     "recordings_s3_bucket": str,

@@ -47,6 +47,7 @@ from bridgeline.app.recordings import RecordingManager
 from bridgeline.app.records import Account
 from bridgeline.app.retention import DAY, Pruner
 from bridgeline.app.runs import RunService
+from bridgeline.app.segments import SegmentSweeper
 from bridgeline.app.service import ConferenceService
 from bridgeline.config import Credentials, Settings, load_or_create_credentials
 
@@ -262,6 +263,10 @@ async def build(settings: Settings) -> Bridgeline:
         store, store, recording_files, carrier, conferences, recorder_node=settings.node_id
     )
     node = ClusterNode(store, store, conferences, cluster_settings(settings, carrier))
+    segments = SegmentSweeper(
+        store, store, conferences, node_id=settings.node_id, lost_after_s=settings.recording_lost_after_s
+    )
+    node.after_beat.append(segments.sweep)
     fence_carrier(carrier, node)
     runs = RunService(store, store, conferences)
     phlos = PhloCache(store)  # one cache, so a deleted PHLO is forgotten for API and inbound calls alike

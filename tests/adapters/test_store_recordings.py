@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from bridgeline.adapters.store.base import SqlStore
-from bridgeline.app.records import RecordingEnd, RecordingQuery, RecordingRow, RecordingStatus
+from bridgeline.app.records import RECORDER_LOST, RecordingEnd, RecordingQuery, RecordingRow, RecordingStatus
 
 T0 = 1_700_000_000.0
 
@@ -77,3 +77,31 @@ async def test_retention_deletes_finished_rows_by_location_never_a_recording_one
     assert await store.delete_recordings_at(["MA1/c1-r1.wav", "MA1/unknown.wav"]) == 1
     assert await store.get_recording("MA1", "c1-r1") is None
     assert await store.get_recording("MA1", "c1-r2") is not None  # still recording: never pruned
+
+
+async def test_a_segment_names_the_one_before_and_rows_are_read_by_id_for_any_account(
+    store: SqlStore,
+) -> None:
+    await store.add_recording(row(1))
+    await store.add_recording(dataclasses.replace(row(2, auth_id="MA2"), previous_recording_id="c1-r1"))
+    found = await store.recordings_by_id(["c1-r1", "c1-r2", "c1-r9"])
+    assert sorted(found) == ["c1-r1", "c1-r2"] and found["c1-r2"].previous_recording_id == "c1-r1"
+    assert found["c1-r2"].auth_id == "MA2" and await store.recordings_by_id([]) == {}
+
+
+async def test_a_row_given_up_as_recorder_lost_is_recovered_by_its_node_then_settled(store: SqlStore) -> None:
+    await store.add_recording(row(1))
+    lost = RecordingEnd("c1-r1", RecordingStatus.FAILED, T0 + 5, None, None, None, RECORDER_LOST)
+    assert await store.finish_recording(lost)
+    assert [r.recording_id for r in await store.unfinished_recordings("node-a")] == ["c1-r1"]
+    assert await store.unfinished_recordings("node-b") == []
+    done = RecordingEnd("c1-r1", RecordingStatus.COMPLETED, T0 + 9, 4000, 64_044, "MA1/c1-r1.wav", None)
+    assert await store.finish_recording(done)  # its node came back with the file
+    assert await store.unfinished_recordings("node-a") == []
+    assert not await store.finish_recording(lost)  # completed stays completed
+    got = await store.get_recording("MA1", "c1-r1")
+    assert got is not None and got.state is RecordingStatus.COMPLETED and got.location == "MA1/c1-r1.wav"
+    failed = RecordingEnd("c1-r2", RecordingStatus.FAILED, T0 + 5, None, None, None, "disk full")
+    await store.add_recording(row(2))
+    assert await store.finish_recording(failed)
+    assert not await store.finish_recording(dataclasses.replace(done, recording_id="c1-r2"))  # failed stays

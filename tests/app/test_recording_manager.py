@@ -19,6 +19,7 @@ from bridgeline.adapters.recordings.storage import LocalStorage
 from bridgeline.adapters.store import SqlStore
 from bridgeline.app.recordings import RecordingManager
 from bridgeline.app.records import RecordingQuery, RecordingStatus
+from bridgeline.app.segments import SegmentSweeper
 from bridgeline.app.service import ConferenceService
 from bridgeline.core.commands import Hangup, Hold
 from bridgeline.core.model import MemberStatus, Role
@@ -27,12 +28,12 @@ from bridgeline.phlo.definition import NodeSettings
 
 
 async def recorded_pair(
-    store: SqlStore, root: Path
+    store: SqlStore, root: Path, recorder_node: str = "local"
 ) -> tuple[ConferenceService, SimCarrier, WriterFiles, str]:
     carrier = SimCarrier(store, answer_delay_ms=0)
     service = ConferenceService(store, carrier)
     files = WriterFiles(root, LocalStorage(root))
-    RecordingManager(store, store, files, carrier, service)
+    RecordingManager(store, store, files, carrier, service, recorder_node=recorder_node)
     await carrier.start()
     conference_id = await service.start_conference(
         auth_id=ACCOUNT,
@@ -116,6 +117,7 @@ async def test_a_restored_conference_goes_on_recording_in_a_new_segment(
     """Another process restores the conference (as after a crash): the old recording ends as a
     segment and the new process records a new one, its Initiated committed and naming the old."""
     service, carrier, files, conference_id = await recorded_pair(store, tmp_path / "recordings")
+    await wait_for_event(store, conference_id, "MPCRecordingInitiated")  # committed, not only decided
     await service.shutdown()  # the first process stops taking inputs; its writer is left open
     later = SimCarrier(store, answer_delay_ms=0)
     restored = ConferenceService(store, later)
@@ -139,17 +141,30 @@ async def test_a_restored_conference_goes_on_recording_in_a_new_segment(
         await asyncio.sleep(0.01)
     assert row is not None and row.state is RecordingStatus.RECORDING
     # The conference ends: the new segment is finished here; the old one's file is the first
-    # process's, so the ended conference is not kept waiting for it.
+    # process's, so the ended conference waits for that process's row (app/segments.py).
     await restored.member_action(ACCOUNT, "p", "n", Hangup(AGENT))
     await restored.member_action(ACCOUNT, "p", "n", Hangup(CUSTOMER))
     types = await wait_for_event(store, conference_id, "MPCRecordingCompleted")
     assert types.count("MPCRecordingCompleted") == 1
-    assert conference_id not in restored._finishing  # not held in memory for a file it will never see
+    assert restored.inherited_segments() == [(conference_id, old.recording_id)]
+    sweeper = SegmentSweeper(store, store, restored, node_id="local", lost_after_s=60.0)
+    assert await sweeper.sweep() == 0  # its row is still 'recording', by this node's earlier life
+    files.stop()  # the first process closes its file and finishes its row (as a drained node does)
+    for _ in range(500):
+        row = await store.get_recording(ACCOUNT, old.recording_id)
+        if row is not None and row.state is RecordingStatus.COMPLETED:
+            break
+        await asyncio.sleep(0.01)
+    assert (await events_of(store, conference_id)).count("MPCRecordingCompleted") == 1  # not published yet
+    assert await sweeper.sweep() == 1
+    types = await wait_for_event(store, conference_id, "MPCRecordingCompleted")
+    assert types.count("MPCRecordingCompleted") == 2
+    assert restored.inherited_segments() == [] and conference_id not in restored._finishing
+    assert await sweeper.sweep() == 0
     await restored.shutdown()
     await later.stop()
     await carrier.stop()
     later_files.stop()
-    files.stop()
 
 
 async def test_recovery_of_a_file_whose_conference_is_live_elsewhere_finishes_only_the_row(

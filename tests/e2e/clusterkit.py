@@ -35,7 +35,8 @@ class Cluster:
         self.database_url = database_url
         self.nodes: dict[str, ServerProcess] = {}
 
-    def start(self, node_id: str) -> ServerProcess:
+    def start(self, node_id: str, settings: dict[str, str] | None = None) -> ServerProcess:
+        """Start (or start again) the node; `settings`: more environment, at its first start."""
         server = self.nodes.get(node_id)
         if server is None:
             env = {
@@ -44,6 +45,7 @@ class Cluster:
                 "BRIDGELINE_NODE_LEASE_S": str(LEASE_S),
                 "BRIDGELINE_NODE_HEARTBEAT_S": str(HEARTBEAT_S),
                 "BRIDGELINE_DRAIN_TIMEOUT_S": "5",
+                **(settings or {}),
             }
             server = ServerProcess(
                 data_dir=self.root / node_id / "data", log_dir=self.root / node_id / "logs", env=env

@@ -9,8 +9,9 @@ import wave
 from typing import Any
 
 import numpy as np
-from e2ekit import wait_until
+from e2ekit import Phlo, wait_until
 from sipaudio import Heard, assert_hears
+from sipkit import Baresip, Sipp
 from siplab import ALL_TONES, TONE_A, TONE_B, Lab
 
 RATE = 8000
@@ -26,14 +27,19 @@ def part(pcm: np.ndarray, start_s: float, end_s: float, label: str) -> Heard:
     return Heard(chunk.astype(np.float64), label)
 
 
-def test_the_conference_recording_holds_both_phones_and_not_the_held_one(lab: Lab) -> None:
+def recorded_call(lab: Lab) -> tuple[Baresip, Sipp, Phlo, str]:
+    """A baresip agent (TONE_A) and a sipp customer (TONE_B) talking in a recorded conference."""
     agent = lab.baresip("agent", TONE_A)
     customer = lab.sipp_phone("customer", TONE_B)
     phlo = lab.create_phlo(record=True, record_min_member_count=2)
     lab.run(phlo, agent=agent.uri, customer=customer.uri)
     view = lab.connected(phlo, customer.uri, hears=[agent.uri])
     lab.connected(phlo, agent.uri, hears=[customer.uri])
-    mpc_uuid = view["mpc_uuid"]
+    return agent, customer, phlo, view["mpc_uuid"]
+
+
+def test_the_conference_recording_holds_both_phones_and_not_the_held_one(lab: Lab) -> None:
+    agent, customer, phlo, mpc_uuid = recorded_call(lab)
     mpc = lab.mpc(phlo)
     time.sleep(2.0)
     held_at = time.time()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
@@ -68,6 +68,8 @@ class ClusterNode:
         self.leases_lost = 0
         self._task: asyncio.Task[None] | None = None
         self._beat_lock = asyncio.Lock()
+        # Work that follows each heartbeat on the loop (app/segments.py's sweep); a failure is logged.
+        self.after_beat: list[Callable[[], Awaitable[object]]] = []
 
     # ----------------------------------------------------------------- what others ask
     @property
@@ -180,6 +182,14 @@ class ClusterNode:
                 raise
             except Exception as error:  # the database away: the local lease runs out and fences the node
                 log.warning("node_heartbeat_failed", node_id=self.node_id, error=repr(error))
+                continue
+            for work in self.after_beat:
+                try:
+                    await work()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:
+                    log.warning("after_beat_failed", node_id=self.node_id, error=repr(error))
 
     async def beat(self) -> None:
         """One heartbeat: renew (or, lost, start over with a new epoch), then claim a share of orphans."""

@@ -49,7 +49,7 @@ class LiveConference:
     committed_addresses: set[str] = field(default_factory=set)
     moved: bool = False  # released to another node: inputs still queued on the lock are told so
     # Recordings whose file an earlier process holds (open or stopping when this one adopted it): their
-    # end comes from that process's recovery, or not at all, so an ended conference never waits for them.
+    # end comes from that process's row, read by app/segments.py, or is declared lost.
     inherited_files: frozenset[str] = frozenset()
 
 

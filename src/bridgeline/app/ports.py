@@ -250,11 +250,17 @@ class RecordingStore(Protocol):
 
     async def add_recording(self, row: RecordingRow) -> None: ...
     async def finish_recording(self, end: RecordingEnd) -> bool:
-        """Finish a row still 'recording'; False if it was already finished (or is unknown)."""
+        """Finish a row still 'recording' (or failed as RECORDER_LOST); False if it was already finished
+        (or is unknown)."""
         ...
 
     async def unfinished_recordings(self, node_id: str) -> list[RecordingRow]:
-        """Rows left 'recording' (by a crash) of conferences this node recorded."""
+        """Rows left 'recording' (by a crash) of conferences this node recorded, and those failed as
+        RECORDER_LOST while it was down."""
+        ...
+
+    async def recordings_by_id(self, recording_ids: Sequence[str]) -> dict[str, RecordingRow]:
+        """Rows by id, whatever their account (the segment sweep: the server's own bookkeeping)."""
         ...
 
     async def get_recording(self, auth_id: str, recording_id: str) -> RecordingRow | None:

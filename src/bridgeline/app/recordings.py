@@ -97,6 +97,7 @@ class RecordingManager:
             state=RecordingStatus.RECORDING,
             started_at=self._clock(),
             recorder_node=self._node,
+            previous_recording_id=effect.previous_recording_id,
         )
         inserted = asyncio.ensure_future(self._store.add_recording(row))
         self._open[recording_id] = _Open(meta.conference_id, inserted)

@@ -239,6 +239,11 @@ class RecordingStatus(StrEnum):
     FAILED = "failed"
 
 
+# The failure of a segment whose recorder node stayed down (app/segments.py). Its row may still be
+# completed later, if that node comes back with the file: nothing on its disk is thrown away.
+RECORDER_LOST = "recorder node lost"
+
+
 @dataclass(frozen=True, slots=True)
 class RecordingRow:
     """One recording file: the conference mix, or a member's track (`member_address`)."""
@@ -259,6 +264,7 @@ class RecordingRow:
     location: str | None = None  # where the storage keeps the file (its own spelling)
     failure_reason: str | None = None
     recorder_node: str = "local"  # the cluster node whose writer has the file open
+    previous_recording_id: str | None = None  # the segment this one continues (docs/semantics.md)
 
 
 @dataclass(frozen=True, slots=True)

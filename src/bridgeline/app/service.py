@@ -504,11 +504,20 @@ class ConferenceService:
 
     @staticmethod
     def _awaits_files(live: LiveConference) -> bool:
-        """A recording of this process is still being finished (its Completed/Failed is due)."""
-        return any(
-            r.state is RecordingState.STOPPING and r.recording_id not in live.inherited_files
+        """A recording is still being finished (its Completed/Failed is due): by this process, or by the
+        one it was adopted from (app/segments.py settles those)."""
+        return any(r.state is RecordingState.STOPPING for r in live.conf.recordings)
+
+    def inherited_segments(self) -> list[tuple[str, str]]:
+        """(conference id, recording id) of the segments still being finished by an earlier process
+        (the one this conference was adopted from), in live conferences and those ended here."""
+        return [
+            (conference_id, r.recording_id)
+            for conferences in (self._live, self._finishing)
+            for conference_id, live in conferences.items()
             for r in live.conf.recordings
-        )
+            if r.state is RecordingState.STOPPING and r.recording_id in live.inherited_files
+        ]
 
     def _release(self, live: LiveConference) -> None:
         """Forget a live conference here only: no effect, no hang-up (its owner is elsewhere now)."""

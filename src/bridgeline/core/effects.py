@@ -79,6 +79,7 @@ class ControlRecording:
     leg_id: str | None = None
     file_format: str = "wav"
     member: str | None = None  # a participant track's member address
+    previous_recording_id: str | None = None  # the segment a START continues
 
 
 @dataclass(frozen=True, slots=True)

@@ -177,6 +177,7 @@ def start(
             recording.leg_id,
             file_format.value,
             recording.member,
+            previous_recording_id,
         )
     )
     _emit(floor, recording, "initiated", now)

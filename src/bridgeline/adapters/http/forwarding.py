@@ -29,8 +29,9 @@ from enum import StrEnum
 
 import httpx
 import structlog
+from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from bridgeline.adapters.http.errors import ApiError
 from bridgeline.app.ports import ClusterDirectory
@@ -45,6 +46,9 @@ IDEMPOTENCY_KEY = "idempotency-key"
 _CARRIED = ("authorization", "content-type", "accept", "user-agent", IDEMPOTENCY_KEY)
 # Response headers worth carrying back; the rest (length, encoding, connection) the server redoes.
 _RETURNED = ("content-type", "retry-after", "allow", "www-authenticate")
+# A file's download (`to_node`) also carries the range asked for and answered, and its length.
+_FILE_CARRIED = (*_CARRIED, "range")
+_FILE_RETURNED = (*_RETURNED, "content-range", "accept-ranges", "content-length", "content-encoding")
 
 
 class Forward(StrEnum):
@@ -137,17 +141,41 @@ class Forwarder:
     async def _send(
         self, owner: NodeRecord, request: Request, raw: bytes, headers: dict[str, str]
     ) -> Response:
-        # The path as it came (still percent-encoded), so the owner decodes exactly what this node did.
-        raw_path = request.scope.get("raw_path") or request.url.path.encode()
-        target = raw_path.decode("latin-1")
-        if request.url.query:
-            target += "?" + request.url.query
-        url = httpx.URL(owner.internal_url.rstrip("/") + "/").join(target.lstrip("/"))
-        answer = await self.client.request(request.method, url, content=raw, headers=headers)
+        answer = await self.client.request(
+            request.method, _url_at(owner, request), content=raw, headers=headers
+        )
         self._stats["forwarded"] += 1
         returned = {name: answer.headers[name] for name in _RETURNED if name in answer.headers}
         returned[ANSWERED_BY] = owner.node_id
         return Response(answer.content, status_code=answer.status_code, headers=returned)
+
+    # ----------------------------------------------------------------- a node's own files
+    async def to_node(self, node_id: str, request: Request, what: str) -> Response:
+        """Replay a bodiless request (a recording's download or delete) at `node_id`, whose disk holds
+        `what`, and stream its answer back; 503 with Retry-After while that node is not up."""
+        node = next((n for n in await self.directory.live_nodes() if n.node_id == node_id), None)
+        unreachable = ApiError(
+            503, f"{what} is on node {node_id}, which is not up; retry later", {"Retry-After": "5"}
+        )
+        if node is None:
+            raise unreachable
+        headers = {name: request.headers[name] for name in _FILE_CARRIED if name in request.headers}
+        headers[FORWARDED_BY] = self.node_id
+        outgoing = self.client.build_request(request.method, _url_at(node, request), headers=headers)
+        try:
+            answer = await self.client.send(outgoing, stream=True)
+        except httpx.TransportError as exc:
+            log.warning("forward_failed", node=node_id, error=repr(exc))
+            raise unreachable from None
+        self._stats["forwarded"] += 1
+        returned = {name: answer.headers[name] for name in _FILE_RETURNED if name in answer.headers}
+        returned[ANSWERED_BY] = node_id
+        return StreamingResponse(
+            answer.aiter_raw(),
+            status_code=answer.status_code,
+            headers=returned,
+            background=BackgroundTask(answer.aclose),
+        )
 
     # ----------------------------------------------------------------- placement
     async def _place(self, request: Request, raw: bytes) -> Response | None:
@@ -179,6 +207,15 @@ def choose_node(nodes: list[NodeRecord], local_node: str) -> NodeRecord | None:
     return min(
         candidates, key=lambda n: (n.live_legs, n.live_conferences, n.node_id != local_node, n.node_id)
     )
+
+
+def _url_at(node: NodeRecord, request: Request) -> httpx.URL:
+    # The path as it came (still percent-encoded), so the node decodes exactly what this one did.
+    raw_path = request.scope.get("raw_path") or request.url.path.encode()
+    target = raw_path.decode("latin-1")
+    if request.url.query:
+        target += "?" + request.url.query
+    return httpx.URL(node.internal_url.rstrip("/") + "/").join(target.lstrip("/"))
 
 
 def _carried_headers(request: Request, node_id: str) -> dict[str, str]:

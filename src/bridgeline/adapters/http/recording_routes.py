@@ -15,6 +15,7 @@ from starlette.responses import Response, StreamingResponse
 
 from bridgeline.adapters.http.context import ApiRequest, AppContext, checked_address, mpc_node, owned_phlo
 from bridgeline.adapters.http.errors import ApiError, invalid, new_api_id, ok
+from bridgeline.adapters.http.forwarding import FORWARDED_BY
 from bridgeline.adapters.http.schemas import MemberRecordingBody, RecordingActionBody
 from bridgeline.adapters.recordings.ranges import RangeNotSatisfiable, parse_range
 from bridgeline.adapters.recordings.storage import RecordingStorageError
@@ -81,6 +82,7 @@ def recording_object(row: RecordingRow, public_url: str) -> dict[str, Any]:
         "state": row.state.value,
         "size_bytes": row.size_bytes,
         "failure_reason": row.failure_reason,
+        "previous_recording_id": row.previous_recording_id,  # the segment this one continues
     }
 
 
@@ -163,8 +165,19 @@ async def get_recording(ctx: AppContext, api: ApiRequest) -> Response:
     return ok(recording_object(await _owned(ctx, api), ctx.public_url))
 
 
+def _elsewhere(ctx: AppContext, api: ApiRequest, row: RecordingRow) -> str | None:
+    """The node whose disk holds the row's file, when that is not this node (a cluster with local
+    storage: a segment recorded before a takeover); a request already carried here is answered here."""
+    forwarder, files = ctx.forwarder, ctx.recording_files
+    if forwarder is None or files is None or files.storage.shared or FORWARDED_BY in api.request.headers:
+        return None
+    return None if row.recorder_node == forwarder.node_id else row.recorder_node
+
+
 async def download_recording(ctx: AppContext, api: ApiRequest) -> Response:
     row = await _owned(ctx, api)
+    if row.state is RecordingStatus.COMPLETED and (node := _elsewhere(ctx, api, row)) and ctx.forwarder:
+        return await ctx.forwarder.to_node(node, api.request, f"the file of recording {row.recording_id}")
     files = ctx.recording_files
     if row.state is not RecordingStatus.COMPLETED or row.location is None or files is None:
         raise ApiError(404, f"recording {row.recording_id} has no file to download (state: {row.state})")
@@ -194,6 +207,8 @@ async def delete_recording(ctx: AppContext, api: ApiRequest) -> Response:
     row = await _owned(ctx, api)
     if row.state is RecordingStatus.RECORDING:
         raise ApiError(409, f"recording {row.recording_id} is still being recorded: stop it first")
+    if row.location is not None and (node := _elsewhere(ctx, api, row)) and ctx.forwarder:
+        return await ctx.forwarder.to_node(node, api.request, f"the file of recording {row.recording_id}")
     if row.location is not None and ctx.recording_files is not None:
         await ctx.recording_files.delete(row.location)
     await _store(ctx).delete_recording(api.auth_id, row.recording_id)

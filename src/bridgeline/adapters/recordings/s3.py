@@ -67,6 +67,8 @@ def _reason(error: Exception) -> str:
 class S3Storage:
     """A bucket (and key prefix) of S3-compatible object storage; local files are staged under root."""
 
+    shared = True  # every node reads the same bucket
+
     def __init__(self, settings: S3Settings, root: Path) -> None:
         self.root = root
         self.settings = settings

@@ -36,6 +36,10 @@ class StoredRecording:
 
 
 class RecordingStorage(Protocol):
+    # Every node of a cluster reads what any node stored (object storage), or only the node whose
+    # disk holds it (the data directory): then the API carries a download to that node.
+    shared: bool
+
     async def save(self, info: RecordingFileInfo) -> str:
         """Keep a finished file; its location. Raises RecordingStorageError, and the local file stays."""
         ...
@@ -77,6 +81,8 @@ def location_of(root: Path, path: Path) -> str:
 
 class LocalStorage:
     """Recordings stay where the writers put them, under `<data-dir>/recordings`."""
+
+    shared = False  # on this node's disk
 
     def __init__(self, root: Path) -> None:
         self.root = root

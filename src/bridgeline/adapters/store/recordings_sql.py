@@ -10,7 +10,7 @@ from abc import abstractmethod
 from collections.abc import Sequence
 
 from bridgeline.adapters.store.sql import Params, Row
-from bridgeline.app.records import RecordingEnd, RecordingQuery, RecordingRow, RecordingStatus
+from bridgeline.app.records import RECORDER_LOST, RecordingEnd, RecordingQuery, RecordingRow, RecordingStatus
 
 _COLUMNS = (
     "recording_id",
@@ -29,6 +29,7 @@ _COLUMNS = (
     "location",
     "failure_reason",
     "recorder_node",
+    "previous_recording_id",
 )
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM recordings"
 INSERT_RECORDING = (
@@ -36,9 +37,13 @@ INSERT_RECORDING = (
 )
 FINISH_RECORDING = (
     "UPDATE recordings SET state = ?, ended_at = ?, duration_ms = ?, size_bytes = ?, location = ?,"
-    " failure_reason = ? WHERE recording_id = ? AND state = 'recording'"
+    " failure_reason = ? WHERE recording_id = ? AND (state = 'recording' OR failure_reason = ?)"
 )
-SELECT_UNFINISHED = f"{_SELECT} WHERE state = 'recording' AND recorder_node = ? ORDER BY started_at"
+# Left 'recording' by a crash, or given up on while this node was down (its file may be here still).
+SELECT_UNFINISHED = (
+    f"{_SELECT} WHERE (state = 'recording' OR (failure_reason = ? AND location IS NULL))"
+    " AND recorder_node = ? ORDER BY started_at"
+)
 SELECT_ONE = f"{_SELECT} WHERE auth_id = ? AND recording_id = ?"
 DELETE_ONE = "DELETE FROM recordings WHERE auth_id = ? AND recording_id = ?"
 DELETE_AT = "DELETE FROM recordings WHERE location = ? AND state <> 'recording'"
@@ -94,12 +99,20 @@ class RecordingRows:
             end.location,
             end.failure_reason,
             end.recording_id,
+            RECORDER_LOST,  # given up on, then finished by its node after all: the row tells the truth
         )
         (count,) = await self._write_statements([(FINISH_RECORDING, params)])
         return count == 1
 
     async def unfinished_recordings(self, node_id: str) -> list[RecordingRow]:
-        return [_row(r) for r in await self._read(SELECT_UNFINISHED, (node_id,))]
+        return [_row(r) for r in await self._read(SELECT_UNFINISHED, (RECORDER_LOST, node_id))]
+
+    async def recordings_by_id(self, recording_ids: Sequence[str]) -> dict[str, RecordingRow]:
+        if not recording_ids:
+            return {}
+        marks = ", ".join("?" for _ in recording_ids)
+        rows = await self._read(f"{_SELECT} WHERE recording_id IN ({marks})", tuple(recording_ids))
+        return {row.recording_id: row for row in map(_row, rows)}
 
     async def get_recording(self, auth_id: str, recording_id: str) -> RecordingRow | None:
         rows = await self._read(SELECT_ONE, (auth_id, recording_id))
