@@ -63,6 +63,7 @@ from scale_cluster import (
 from scale_out_rtp import rtp_part
 
 LADDER = (250, 500, 1000, 1500, 2000, 2500, 3000, 4000, 5000, 6000)
+RT_PERIOD_US = 20_000  # --rtp-realtime: the media tick's period, so each period holds one tick's work
 # With a budget, even steps of 12% (100, 112, 126, ..., 2136): the ratio of two ladders is only as
 # fine as their steps.
 BUDGET_LADDER = tuple(2 * round(50 * 1.12**k) for k in range(28))
@@ -213,6 +214,12 @@ def main() -> None:
     parser.add_argument("--run", type=float, default=6.0, help="seconds per RTP run, warm-up included")
     parser.add_argument("--rtp-warmup", type=float, default=1.5, help="seconds of RTP before the window")
     parser.add_argument(
+        "--rtp-realtime",
+        action="store_true",
+        help="with --node-cpu: the nodes' media threads keep SCHED_FIFO, bounded by the same share of the"
+        " real-time budget (cpu.rt_runtime_us) as the quota gives their other threads",
+    )
+    parser.add_argument(
         "--sender-realtime", type=int, default=0, help="SCHED_FIFO priority of the RTP senders (0: none)"
     )
     parser.add_argument(
@@ -245,11 +252,15 @@ def main() -> None:
             if opts.cpu_burst_ms is None:  # a 20 ms tick's burst may spend two 10 ms periods' quota
                 opts.cpu_burst_ms = opts.node_cpu * opts.cpu_period_ms
             period_us, burst_us = round(opts.cpu_period_ms * 1000), round(opts.cpu_burst_ms * 1000)
-            quotas = stack.enter_context(QuotaGroups(opts.node_cpu, period_us, burst_us))
+            rt_period_us = RT_PERIOD_US if opts.rtp_realtime else 0
+            quotas = stack.enter_context(QuotaGroups(opts.node_cpu, period_us, burst_us, rt_period_us))
             result["node_cpu"] = {
                 "cores": opts.node_cpu,
                 "period_ms": opts.cpu_period_ms,
                 "burst_ms": opts.cpu_burst_ms,
+                "media_thread": f"SCHED_FIFO, {opts.node_cpu:g} of each {RT_PERIOD_US // 1000} ms"
+                if opts.rtp_realtime
+                else "normal priority",
                 "pinned": False,
             }
         else:

@@ -7,7 +7,8 @@ removes its groups when its `with` block ends, on an exception too (a process st
 back to the parent group first). Groups left by a creator that was killed (SIGKILL leaves no chance
 to clean up) are removed by the next `QuotaGroups` once empty; nothing else under the hierarchy is
 touched. The quota bounds SCHED_OTHER threads only: a SCHED_FIFO thread is bounded by the separate
-real-time budget (cpu.rt_runtime_us), so a capped process must not run real-time threads.
+real-time budget (cpu.rt_runtime_us per cpu.rt_period_us, per CPU): with `rt_period_us` a group gets
+the same share of it, else (runtime 0) the kernel refuses it any real-time thread.
 """
 
 from __future__ import annotations
@@ -38,11 +39,14 @@ class CpuQuota:
     Linux 5.14): the average stays at `cores`, but a 20 ms media tick's burst need not be cut at a
     10 ms period's boundary."""
 
-    def __init__(self, path: Path, cores: float, period_us: int, burst_us: int = 0) -> None:
+    def __init__(
+        self, path: Path, cores: float, period_us: int, burst_us: int = 0, rt_period_us: int = 0
+    ) -> None:
         self.path = path
         self.cores = cores
         self.period_us = period_us
         self.burst_us = burst_us
+        self.rt_period_us = rt_period_us
 
     def create(self) -> CpuQuota:
         self.path.mkdir()
@@ -50,6 +54,9 @@ class CpuQuota:
         (self.path / "cpu.cfs_quota_us").write_text(str(round(self.cores * self.period_us)))
         if self.burst_us:
             (self.path / "cpu.cfs_burst_us").write_text(str(self.burst_us))
+        if self.rt_period_us:  # the same share for its SCHED_FIFO threads (per CPU), period first
+            (self.path / "cpu.rt_period_us").write_text(str(self.rt_period_us))
+            (self.path / "cpu.rt_runtime_us").write_text(str(round(self.cores * self.rt_period_us)))
         return self
 
     def add(self, pid: int) -> None:
@@ -95,7 +102,9 @@ class QuotaGroups:
     """The groups of one run; all removed when the `with` block ends. SIGTERM and SIGHUP become
     SystemExit inside it, so that being stopped still runs the cleanup."""
 
-    def __init__(self, cores: float, period_us: int = 10_000, burst_us: int = 0) -> None:
+    def __init__(
+        self, cores: float, period_us: int = 10_000, burst_us: int = 0, rt_period_us: int = 0
+    ) -> None:
         if not 0.01 <= cores <= (os.cpu_count() or 1):
             raise ValueError(f"a node's CPU budget must be 0.01..{os.cpu_count()} cores, not {cores}")
         if not 1_000 <= period_us <= 1_000_000:
@@ -105,12 +114,13 @@ class QuotaGroups:
         self.cores = cores
         self.period_us = period_us
         self.burst_us = burst_us
+        self.rt_period_us = rt_period_us  # 0: the groups' processes may not run real-time threads
         self.groups: list[CpuQuota] = []
         self._previous: dict[int, object] = {}
 
     def new(self, label: str) -> CpuQuota:
         path = CPU_HIERARCHY / f"{PREFIX}{os.getpid()}-{label}-{len(self.groups)}"
-        group = CpuQuota(path, self.cores, self.period_us, self.burst_us)
+        group = CpuQuota(path, self.cores, self.period_us, self.burst_us, self.rt_period_us)
         self.groups.append(group)  # before create(): a half-made group is removed too
         return group.create()
 

@@ -299,7 +299,7 @@ def start_cluster(
 ) -> None:
     for i in range(size):
         server = sip_server(uas.port, kit.free_port(socket.SOCK_DGRAM), RTP_RANGES[i])
-        if quotas is not None:  # a real-time media thread would escape the CFS quota
+        if quotas is not None and not quotas.rt_period_us:  # a SCHED_FIFO thread escapes the CFS quota
             write_node_rtp_settings(server.root, 0)
         node = Node(
             carrier="sip",
