@@ -118,9 +118,12 @@ class QuotaGroups:
         self.groups: list[CpuQuota] = []
         self._previous: dict[int, object] = {}
 
-    def new(self, label: str) -> CpuQuota:
+    def new(self, label: str, realtime: bool = False) -> CpuQuota:
+        """A group; with `realtime` (and an rt_period_us), also its share of the real-time budget: the
+        kernel lets all groups together have at most 95% of it, so only the groups that need it."""
         path = CPU_HIERARCHY / f"{PREFIX}{os.getpid()}-{label}-{len(self.groups)}"
-        group = CpuQuota(path, self.cores, self.period_us, self.burst_us, self.rt_period_us)
+        rt_period_us = self.rt_period_us if realtime else 0
+        group = CpuQuota(path, self.cores, self.period_us, self.burst_us, rt_period_us)
         self.groups.append(group)  # before create(): a half-made group is removed too
         return group.create()
 

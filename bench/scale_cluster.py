@@ -54,11 +54,14 @@ def node_env(index: int) -> dict[str, str]:
     }
 
 
-def node_placement(index: int, quotas: QuotaGroups | None, nice: int = 0) -> dict[str, Any]:
-    """Node keyword arguments: its own core, or (with a budget) no pinning and its own quota group."""
+def node_placement(
+    index: int, quotas: QuotaGroups | None, nice: int = 0, realtime: bool = False
+) -> dict[str, Any]:
+    """Node keyword arguments: its own core, or (with a budget) no pinning and its own quota group
+    (with `realtime`, a share of the real-time budget too, for its media thread)."""
     if quotas is None:
         return {"cpu": NODE_CPUS[index], "nice": nice}
-    return {"cpu": None, "quota": quotas.new(f"n{index + 1}"), "nice": nice}
+    return {"cpu": None, "quota": quotas.new(f"n{index + 1}", realtime), "nice": nice}
 
 
 def nice_prefix(nice: int) -> list[str]:
@@ -74,6 +77,8 @@ class Cluster:
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
+            if node.quota is not None:  # now, not at the end: the next cluster's groups need the budget
+                node.quota.remove()
 
     def owners(self) -> dict[str, str]:
         """Live conferences' member addresses -> the owning node's id (from the store)."""

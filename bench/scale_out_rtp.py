@@ -306,7 +306,7 @@ def start_cluster(
             env=node_env(i),
             args=[*server.args, "--database-url", database_url],
             root=server.root,
-            **node_placement(i, quotas, nice),
+            **node_placement(i, quotas, nice, realtime=True),
         )
         cluster.nodes.append(node.start())
 
