@@ -18,11 +18,14 @@ The ratio is 2 nodes / 1 node (issue #12: >= 1.8x). Two ways to give each node i
   (bench/cpu_quota.py; --cpu-period-ms, 10 ms by default, keeps the throttled gaps short for the
   media tick), and nothing is pinned: with C well under half a core, the capped nodes, not
   PostgreSQL or the generators, are the bottleneck in both clusters, on a machine without a core
-  to spare per node. The nodes' media threads then run at normal priority (a SCHED_FIFO thread is
-  not bounded by the CFS quota). Each window reports each node's CPU (/proc/<pid>/stat) and the
-  share of quota periods in which it was throttled, PostgreSQL's backends (all, and the busiest),
-  the generators' CPU and the machine's idle CPU; an actions window says whether every node was at
-  >= 90% of its budget. --cpu-burst-ms (default: one period's quota) lets a period also spend quota
+  to spare per node. A SCHED_FIFO thread is not bounded by the CFS quota: the nodes' media threads
+  run at normal priority, or, with --rtp-realtime, keep SCHED_FIFO and get the same share (C per
+  20 ms) of the real-time budget (cpu.rt_runtime_us): then other work on the machine cannot make
+  their ticks late, and a node's RTP capacity is its budget's. Each window reports each node's CPU
+  (/proc/<pid>/stat) and the share of quota periods in which it was throttled, PostgreSQL's
+  backends (all, and the busiest), the generators' CPU and the machine's idle CPU; each actions
+  window says whether every node was at >= 90% of its budget, each RTP run whether one was.
+  --cpu-burst-ms (default: one period's quota) lets a period also spend quota
   that earlier periods left unused (cpu.cfs_burst_us): the average stays at C, but the media tick's
   work, which comes every 20 ms, is not cut at every other 10 ms boundary (with no burst, a node at
   176 legs was throttled in 8-20% of its periods while using 0.25-0.28 of its 0.35 on average).
@@ -35,7 +38,8 @@ Bounded: windows of --measure seconds, RTP runs of --run seconds, no RTP run sta
 seconds per cluster; only the processes and cgroups this script made are stopped and removed, on
 failure and on SIGTERM too.
 Run: OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/bench_scale_out.py [--part actions|rtp|both]
-     [--node-cpu 0.35 [--cpu-period-ms 10] [--cpu-burst-ms 0]] [--nice -10] [--pg-async-commit]
+     [--node-cpu 0.35 [--cpu-period-ms 10] [--cpu-burst-ms 3.5] [--rtp-realtime]] [--nice -10]
+     [--pg-async-commit]
      [--connections 50] [--rounds 3] [--legs 250,500,...] [--budget 300] [--quick] [--out f.json]
 """
 
