@@ -379,9 +379,14 @@ def rtp_cluster(size: int, opts: argparse.Namespace, quotas: QuotaGroups | None)
         uas.stop()
         for sock in socks:
             sock.close()
+    passed = [run for run in runs if run["legs"] == largest]
+    cpu = sum(n["cpu"] or 0.0 for n in passed[0]["nodes"]) if passed else 0.0
     return {
         "nodes": size,
         "largest_legs_passed": largest,
+        # legs per CPU-second of the nodes at that N: on a machine whose speed drifts between the two
+        # ladders (other work, caches), the ratio of these says how far the clusters' CPU differed
+        "legs_per_node_cpu_s": round(largest / cpu) if cpu else None,
         "stopped_by": runs[-1]["limited_by"]
         if runs and runs[-1]["limited_by"]
         else "the ladder's top or the budget",
@@ -395,9 +400,11 @@ def rtp_part(opts: argparse.Namespace, quotas: QuotaGroups | None) -> dict[str, 
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the nodes inherit it: two sockets per leg
     result = {str(size): rtp_cluster(size, opts, quotas) for size in (1, 2)}
     one, two = result["1"]["largest_legs_passed"], result["2"]["largest_legs_passed"]
+    per_cpu = [result[size]["legs_per_node_cpu_s"] for size in ("1", "2")]
     return {
         "run_s": opts.run,
         "clusters": result,
         "ratio_2_over_1": round(two / one, 3) if one else None,
+        "ratio_per_node_cpu_s": round(per_cpu[1] / per_cpu[0], 3) if all(per_cpu) else None,
         "ladder_top_reached": two == opts.ladder[-1],
     }
