@@ -238,7 +238,7 @@ def rtp_run(
                 "node": f"n{i + 1}",
                 "legs": len(legs),
                 "late_pct": round(100 * late / ticks, 3) if ticks else 100.0,
-                "taken_share": round(taken / out["sent"], 4) if out["sent"] else 0.0,
+                "taken_share": round(taken / out["sent"], 4) if out["sent"] else 1.0,  # no legs: none lost
                 "sender_pace": round(sent_in_window / (PACKETS_PER_S * len(legs) * window), 3)
                 if legs
                 else 1.0,
