@@ -188,14 +188,17 @@ def rss_kb(pid: int) -> int:
 # --------------------------------------------------------------------------- instruction counts
 def callgrind_instructions(argv: Sequence[str], timeout: float = 3600) -> int:
     """All instructions of one run of `argv` under valgrind's callgrind: a count that other processes'
-    load does not change. PYTHONHASHSEED is fixed so that every run lays out its dicts the same."""
+    load does not change. PYTHONHASHSEED is fixed so that every run lays out its dicts the same, and
+    OpenBLAS (numpy's) gets one thread: its idle worker threads spin, so what they count grows with
+    the run's wall time, hence with the load (two srtp_runtime_cost.py runs differed by ~100
+    instructions per leg-tick in blas_thread_server alone)."""
     done = subprocess.run(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv],
         capture_output=True,
         text=True,
         check=True,
         timeout=timeout,
-        env=os.environ | {"PYTHONHASHSEED": "0"},
+        env=os.environ | {"PYTHONHASHSEED": "0", "OPENBLAS_NUM_THREADS": "1"},
     )
     found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
     assert found is not None, done.stderr[-2000:]

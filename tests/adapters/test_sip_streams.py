@@ -440,7 +440,7 @@ async def test_a_phone_whose_connection_closed_fails_the_call_at_once(stack: Sta
 
 
 def test_the_same_on_uvloop(certs: CertFiles) -> None:
-    """The server runs on uvloop where it is installed (main.py): TLS accepted and refused, a
+    """The server runs on uvloop where it is installed (main/serving.py): TLS accepted and refused, a
     request answered, an unframeable stream closed, on its loop too."""
 
     async def scenario() -> None:

@@ -77,7 +77,8 @@ async def test_a_failed_commit_changed_nothing(
     app: Bridgeline, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     phlo_id, node_id, live = await connected(app, client)
-    stored = await app.store.get_conference(live.meta.conference_id)
+    async with live.lock:  # the answers' commits are done under it: the store holds what memory does
+        stored = await app.store.get_conference(live.meta.conference_id)
 
     async def failing_commit(*args: Any) -> None:
         raise RuntimeError("the store broke")

@@ -3,13 +3,16 @@
 Issue #10: the Conference used to expose `dial`, `member_left`, `emit`, `require_*` ... only so that
 the transfer machine could call them. These tests pin the narrowing: the Conference's public names
 are exactly the list below, the state it shares with the floor cannot be reassigned through it,
-and `transfers.py` works on a `Floor` and never names the Conference.
+and the input handlers (`transfers.py`, `member_actions.py`, `leg_signals.py`) work on a `Floor`
+and never name the Conference.
 """
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
+
+import pytest
 
 from bridgeline.core import transfers
 from bridgeline.core.conference import Conference, ConferenceRules
@@ -83,8 +86,9 @@ def _module(name: str) -> ast.Module:
     return ast.parse(path.read_text(), path.name)
 
 
-def test_transfers_never_names_or_imports_the_conference() -> None:
-    tree = _module("transfers.py")
+@pytest.mark.parametrize("handlers", ["transfers.py", "member_actions.py", "leg_signals.py"])
+def test_the_handlers_never_name_or_import_the_conference(handlers: str) -> None:
+    tree = _module(handlers)
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     imported |= {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
     assert "bridgeline.core.conference" not in imported

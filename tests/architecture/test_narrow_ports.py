@@ -1,7 +1,7 @@
 """Every consumer of the store names only the ports it uses (docs/architecture.md, "narrow ports").
 
 mypy already holds each consumer to the methods of the ports it names; this checks the other side,
-from the source: no consumer takes the whole `Store` (only main.py, which wires), and every store port
+from the source: no consumer takes the whole `Store` (only main/, which wires), and every store port
 a consumer names is one whose methods it calls. The parts share no method, so a consumer's ports are
 then the fewest that cover what it calls.
 """
@@ -23,11 +23,11 @@ PORTS: dict[str, type] = {
     port.__name__: port
     for port in [*(b for b in Store.__bases__ if b is not Protocol), PhoneBook, DialogStore, RegistrationBook]
 }
-WIRING = "main.py"  # chooses the adapters and hands the one store to every consumer
+WIRING = "main"  # chooses the adapters and hands the one store to every consumer
 # Where a port's declarations and its use may sit in different modules: the route handlers use the
 # context's ports (http/context.py), the sim carrier its phone book (carriers/sim/phones.py), the SIP
 # carrier its dialog store (taken by carrier.py, used by carriers/sip/recovery.py).
-PACKAGES_AS_ONE = ("adapters/http", "adapters/carriers/sim", "adapters/carriers/sip", "cli")
+PACKAGES_AS_ONE = ("adapters/http", "adapters/carriers/sim", "adapters/carriers/sip", "cli", "main")
 
 
 def methods(port: type) -> set[str]:

@@ -13,7 +13,8 @@ import pytest
 from media_sim import G722, PCMU, Sim, SimPeer, dominant_freq, level_at, spectrum
 
 from bridgeline.core.effects import LegAudio
-from bridgeline.media import g711
+from bridgeline.media import g711, srtp
+from bridgeline.media._srtp_call import Processor
 from bridgeline.media.leg_types import LatchPolicy, SrtpDropped
 from bridgeline.media.srtp import SrtpContext, SrtpKeys, SrtpRefused, key_length
 
@@ -242,4 +243,27 @@ def test_a_g722_leg_over_srtp_hears_a_g711_leg() -> None:
     assert {len(d) for d in wide.wire} == {12 + 160 + 10} and {p.payload_type for p in wide.packets} == {G722}
     assert dominant_freq(wide.pcm_since(mark), wide.rate) == pytest.approx(440, abs=4)
     assert dominant_freq(narrow.pcm_since(mark)) == pytest.approx(1000, abs=4)
+    assert sim.runtime.counters.srtp_auth_failed == 0
+
+
+def test_a_packet_libsrtp_will_not_protect_is_counted_and_not_sent_and_the_other_legs_still_send() -> None:
+    sim = Sim()
+    a, b = sim.peer(440), sim.peer(880)
+    sim.join("a", a, srtp=keys("AEAD_AES_128_GCM"))
+    sim.join("b", b, srtp=keys())
+    sim.runtime.set_routes("c1", TWO_WAY, {})
+    sim.run(0.2)
+    context = sim.runtime._legs["a"].srtp
+    assert context is not None
+    working = context.protect
+    # A processor whose buffer takes no packet: each one is refused before libsrtp sees it.
+    context.protect = Processor(srtp._PROTECT, 1, object(), srtp._refused, 0)
+    sent_to_a, mark = len(a.received), sim.now
+    sim.run(0.2)
+    assert len(a.received) == sent_to_a and sim.runtime.counters.srtp_protect_failed == 10
+    assert b.count_since(mark) == 10  # the tick's other SRTP packets were protected and sent
+    context.protect = working
+    sim.run(0.1)
+    sequences = [p.sequence for p in a.packets]
+    assert sequences[sent_to_a] - sequences[sent_to_a - 1] == 11  # the refused ones left a gap
     assert sim.runtime.counters.srtp_auth_failed == 0

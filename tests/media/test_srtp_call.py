@@ -1,13 +1,17 @@
 """media/srtp.py's C call into libsrtp (`_srtp_call.c`): it must give byte for byte what pylibsrtp's
 own API gives, refuse each bad packet with the right reason, one packet at a time, and never crash
-on input of the wrong kind or size."""
+on input of the wrong kind or size; `protect_all`, a tick's packets in one call, must give what the
+single-packet path gives, in order, leaving out and counting what libsrtp refuses."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 
 import pylibsrtp
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bridgeline.media import srtp
 from bridgeline.media._srtp_call import BUFFER_SIZE, Processor
@@ -129,3 +133,83 @@ def test_an_error_raised_while_refusing_is_the_one_raised() -> None:
     strict = Processor(srtp._UNPROTECT, 1, object(), broken, 100)
     with pytest.raises(LookupError):
         strict(bytes(101))
+
+
+# ------------------------------------------------------------------ protect_all: a tick's batch
+def twins(suite: str) -> tuple[SrtpContext, SrtpContext, SrtpContext]:
+    """Two contexts with the same keys (one for the batch, one for the single-packet path) and the
+    peer that checks what they send."""
+    ours, peer = pair(suite)
+    return ours, SrtpContext(ours.keys), peer
+
+
+@each_suite
+def test_a_batch_protects_as_the_single_packet_path_does_in_order(suite: str) -> None:
+    legs = [twins(suite) for _ in range(4)]
+    dest = ("127.0.0.1", 4000)
+    for seq in range(3):
+        packets = [rtp(seq, ssrc=0x100 + i, payload=_rng.randbytes(160)) for i in range(len(legs))]
+        pending = [
+            (f"l{i}", p, dest, batch.protect)
+            for i, (p, (batch, _, _)) in enumerate(zip(packets, legs, strict=True))
+        ]
+        out: list[tuple[str, bytes, tuple[str, int]]] = [("plain", b"already there", dest)]
+        assert srtp.protect_all(pending, out) == 0
+        assert out[0] == ("plain", b"already there", dest)
+        assert [(leg_id, d) for leg_id, _, d in out[1:]] == [(f"l{i}", dest) for i in range(len(legs))]
+        for (_, protected, _), packet, (_, single, peer) in zip(out[1:], packets, legs, strict=True):
+            assert protected == single.protect(packet)
+            assert peer.unprotect(protected) == packet
+
+
+def test_a_refused_packet_in_the_middle_of_a_batch_is_counted_and_left_out() -> None:
+    (first, _, first_peer), (second, _, _), (third, _, third_peer) = (twins(SUITE) for _ in range(3))
+    dest = ("127.0.0.1", 4000)
+    pending = [
+        ("a", rtp(1, ssrc=1), dest, first.protect),
+        ("b", rtp(1, ssrc=2, payload=bytes(MAX_PACKET)), dest, second.protect),  # too long
+        ("b", b"\x80\x00\x00", dest, second.protect),  # too short for an RTP header
+        ("c", rtp(1, ssrc=3), dest, third.protect),
+    ]
+    out: list[tuple[str, bytes, tuple[str, int]]] = []
+    assert srtp.protect_all(pending, out) == 2
+    assert [leg_id for leg_id, _, _ in out] == ["a", "c"]
+    assert first_peer.unprotect(out[0][1]) == rtp(1, ssrc=1)
+    assert third_peer.unprotect(out[1][1]) == rtp(1, ssrc=3)
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 2), st.integers(0, 0xFFFF), st.integers(0, MAX_PACKET + 40)),
+        max_size=12,
+    )
+)
+@settings(max_examples=60, deadline=None)
+def test_any_batch_gives_what_the_single_packet_path_gives(items: list[tuple[int, int, int]]) -> None:
+    legs = [twins("AEAD_AES_128_GCM"), twins(SUITE), twins("AES_CM_128_HMAC_SHA1_32")]
+    dest = ("::1", 5004, 0, 0)
+    pending, expected = [], []
+    for leg, seq, size in items:
+        packet = rtp(seq, ssrc=leg + 1)[: min(size, 12)] + bytes(max(size - 12, 0))
+        batch, single, _ = legs[leg]
+        pending.append((str(leg), packet, dest, batch.protect))
+        with contextlib.suppress(SrtpRefused):  # refused one at a time: left out of the batch's output
+            expected.append((str(leg), single.protect(packet), dest))
+    out: list[tuple[str, bytes, tuple[str, int, int, int]]] = []
+    assert srtp.protect_all(pending, out) == len(items) - len(expected)
+    assert out == expected
+
+
+def test_a_batch_of_the_wrong_shape_is_a_type_error() -> None:
+    ours, _ = pair()
+    dest = ("127.0.0.1", 4000)
+    for pending, out in (
+        ((("a", rtp(1), dest, ours.protect),), []),  # not a list
+        ([("a", rtp(1), dest, ours.protect)], ()),
+        ([("a", rtp(1), dest)], []),
+        ([("a", bytearray(rtp(1)), dest, ours.protect)], []),
+        ([("a", rtp(1), dest, lambda packet: packet)], []),
+        (["a"], []),
+    ):
+        with pytest.raises(TypeError):
+            srtp.protect_all(pending, out)  # type: ignore[arg-type]

@@ -118,7 +118,7 @@ async def named_trunk(tmp_path: Path, peers: Peers) -> AsyncIterator[tuple[SipCa
             await carrier.stop()
 
 
-# Each test runs on uvloop, the loop main.py runs the server on (its sendto differs from asyncio's).
+# Each test runs on uvloop, the loop main/serving.py runs the server on (its sendto differs from asyncio's).
 
 
 def test_a_cached_name_is_dialled_without_an_await(tmp_path: Path, peers: Peers) -> None:

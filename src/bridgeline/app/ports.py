@@ -1,6 +1,6 @@
 """The ports: what the application needs from the outside world, as typing.Protocols.
 
-Adapters (stores, carriers, event sinks) implement these; only `main.py` chooses which. The store
+Adapters (stores, carriers, event sinks) implement these; only `main/` chooses which. The store
 is split by concern, so each consumer names only the part it uses (the conference service cannot
 touch accounts, the webhook dispatcher sees only the outbox); the SQL stores implement every part,
 and `Store` gathers them for the wiring. What an adapter needs for itself (the sim carrier's phone
@@ -293,7 +293,7 @@ class Store(
     RecordingStore,
     Protocol,
 ):
-    """Every part at once: what a store adapter provides and `main.py` wires; no consumer takes it."""
+    """Every part at once: what a store adapter provides and `main/` wires; no consumer takes it."""
 
 
 # --- recording files ------------------------------------------------------------------------------------

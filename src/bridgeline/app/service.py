@@ -6,6 +6,10 @@ and its events are committed to the store in one transaction, and only then are 
 carried out (carrier commands, callbacks, listeners). If the commit fails, the in-memory state
 goes back to the last committed one and no effect runs. Each commit sets the request's
 `commit_mark`, so a failure after it is not reported as "nothing was changed".
+
+This module keeps that order and the live conferences; the translations around it live beside it:
+`commit_rows.py` (what one commit writes), `carry_out.py` (committed effects to the carrier and
+the recording manager), `address_index.py` (which live conference holds each address).
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ from typing import Any
 
 import structlog
 
+from bridgeline.app.address_index import AddressIndex
+from bridgeline.app.carry_out import RecordingControl, carry_out, leg_request
 from bridgeline.app.commit_mark import mark_committed
+from bridgeline.app.commit_rows import commit_rows
 from bridgeline.app.live import (
-    RECORDING_EVENTS,
     ConferenceMeta,
     Listener,
     LiveConference,
@@ -31,15 +37,8 @@ from bridgeline.app.live import (
     rules_for,
     run_end_of,
 )
-from bridgeline.app.ports import Carrier, ConferenceStore, LegRequest
-from bridgeline.app.records import (
-    AddressTaken,
-    ConferenceRecord,
-    ConferenceStatus,
-    EventRecord,
-    LeaseLost,
-    NewDelivery,
-)
+from bridgeline.app.ports import Carrier, ConferenceStore
+from bridgeline.app.records import AddressTaken, ConferenceRecord, LeaseLost
 from bridgeline.core import snapshot
 from bridgeline.core.audio import set_audio
 from bridgeline.core.commands import (
@@ -52,15 +51,7 @@ from bridgeline.core.commands import (
     RecordingFinished,
 )
 from bridgeline.core.conference import Conference
-from bridgeline.core.effects import (
-    ControlRecording,
-    DialLeg,
-    DropLeg,
-    Effect,
-    PlayMessage,
-    Publish,
-    SetAudio,
-)
+from bridgeline.core.effects import Effect
 from bridgeline.core.errors import ActionRefused, AddressInUse
 from bridgeline.core.model import AnsweredParty, ConferencePhase, QueuedDial, Role
 from bridgeline.core.recording import RecordingState
@@ -76,9 +67,6 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
-
-RecordingControl = Callable[[ConferenceMeta, ControlRecording], None]
-"""Carries out a committed ControlRecording effect (app/recordings.py)."""
 
 Owner = Callable[[], tuple[str, int] | None]
 """The (node_id, epoch) whose commits the store accepts for this node's conferences; None: no cluster."""
@@ -110,8 +98,7 @@ class ConferenceService:
         self._clock = clock
         self._new_id = new_id
         self._live: dict[str, LiveConference] = {}
-        # (auth_id, phlo_id, node_id, address) -> conference_id: PHLO ids are per account.
-        self._by_address: dict[tuple[str, str, str, str], str] = {}
+        self._addresses = AddressIndex()
         self._tasks: set[asyncio.Task[None]] = set()
         self.listeners: list[Listener] = []
         self.recorder: RecordingControl | None = None
@@ -122,7 +109,7 @@ class ConferenceService:
 
     # ----------------------------------------------------------------- queries
     def find(self, auth_id: str, phlo_id: str, node_id: str, address: str) -> LiveConference | None:
-        conference_id = self._by_address.get((auth_id, phlo_id, node_id, address))
+        conference_id = self._addresses.holder(auth_id, phlo_id, node_id, address)
         return None if conference_id is None else self._live.get(conference_id)
 
     @property
@@ -169,7 +156,7 @@ class ConferenceService:
         """Open a conference; `answered` are inbound legs already connected (address, role, leg id)."""
         answered = answered or []
         for address, *_ in [*dials, *answered]:
-            if (auth_id, phlo_id, node_id, address) in self._by_address:
+            if self._addresses.holder(auth_id, phlo_id, node_id, address) is not None:
                 raise AddressInUse(f"{address} is already in a live conference of this node")
         conference_id = conference_id or self._new_id()
         now = self._clock()
@@ -184,7 +171,8 @@ class ConferenceService:
         meta = ConferenceMeta(conference_id, auth_id, phlo_id, node_id, run_id, settings, now)
         live = LiveConference(meta, conf, last_state={})
         self._live[conference_id] = live
-        self._index(live)  # claimed before the first await, so a concurrent start sees the addresses
+        # Claimed before the first await, so a concurrent start sees the addresses.
+        self._addresses.update(live)
         committed = False
         try:
             async with live.lock:
@@ -196,7 +184,7 @@ class ConferenceService:
                 raise
             self._live.pop(conference_id, None)
             live.conf.phase = ConferencePhase.ENDED
-            self._index(live)
+            self._addresses.update(live)
             raise
         return conference_id
 
@@ -208,7 +196,7 @@ class ConferenceService:
             )
 
         def step(conf: Conference, now: float) -> list[Effect]:
-            owner = self._by_address.get((auth_id, phlo_id, node_id, command.to))
+            owner = self._addresses.holder(auth_id, phlo_id, node_id, command.to)
             if owner is not None and owner != conf.conference_id:
                 raise AddressInUse(f"{command.to} is already in another live conference of this node")
             return conf.handle(command, now)
@@ -268,7 +256,7 @@ class ConferenceService:
         meta = live.meta
 
         def step(conf: Conference, now: float) -> list[Effect]:
-            owner = self._by_address.get((meta.auth_id, meta.phlo_id, meta.node_id, to))
+            owner = self._addresses.holder(meta.auth_id, meta.phlo_id, meta.node_id, to)
             if owner is not None and owner != conf.conference_id:
                 raise ActionRefused(f"{to} is already in another live conference of this node")
             return conf.handle(LegColdTransfer(leg_id, to), now)
@@ -305,9 +293,9 @@ class ConferenceService:
             r.recording_id for r in conf.recordings if r.state.active or r.state is RecordingState.STOPPING
         )
         self._live[record.conference_id] = live
-        self._index(live)
+        self._addresses.update(live)
         for member in conf.live_members():
-            request = self._leg_request(meta, member.leg_id, member.address, member.role)
+            request = leg_request(meta, member.leg_id, member.address, member.role)
             self._carrier.restore(request, answered=member.answered)
         self._carrier.set_audio(record.conference_id, set_audio(conf), settings.music_sources())
         for member in conf.live_members():
@@ -360,12 +348,12 @@ class ConferenceService:
                 return
             # Claim new addresses before awaiting the store: an input for another conference of the
             # node, running while this commit waits, must already see them.
-            self._index(live)
+            self._addresses.update(live)
             try:
                 await self._commit(live, effects)
             except BaseException:
                 if not live.moved:
-                    self._index(live)  # the failed commit put the state (and its addresses) back
+                    self._addresses.update(live)  # the failed commit put the state (and its addresses) back
                 raise
             self._carry_out(live, effects)
 
@@ -383,45 +371,19 @@ class ConferenceService:
 
     async def _commit(self, live: LiveConference, effects: list[Effect], *, finish_run: bool = True) -> None:
         meta, conf = live.meta, live.conf
-        events = [
-            EventRecord(meta.conference_id, e.event.seq, e.event.type.value, e.event.at, e.event.data)
-            for e in effects
-            if isinstance(e, Publish)
-        ]
-        deliveries = [
-            NewDelivery(
-                meta.conference_id, ev.seq, url, meta.auth_id, callback_params(meta, ev, self._public_url)
-            )
-            for ev in events
-            if (url := self._callback_url(meta, ev))
-        ]
-        state: dict[str, object] = {"core": snapshot.dump(conf), "settings": meta.settings_data}
-        owner = self._owner()
-        record = ConferenceRecord(
-            conference_id=meta.conference_id,
-            auth_id=meta.auth_id,
-            phlo_id=meta.phlo_id,
-            node_id=meta.node_id,
-            run_id=meta.run_id,
-            status=ConferenceStatus.LIVE if conf.live else ConferenceStatus.ENDED,
-            state=state,
-            created_at=meta.created_at,
+        rows = commit_rows(
+            live,
+            effects,
+            owner=self._owner(),
             updated_at=self._clock(),
-            ended_at=conf.ended_at,
-            owner_node=None if owner is None else owner[0],
-            owner_epoch=None if owner is None else owner[1],
+            public_url=self._public_url,
+            finish_run=finish_run,
         )
-        # The conference's last commit finishes its run in the same transaction: a crash never leaves
-        # an ended conference with a running run.
-        run_end = (
-            None
-            if conf.live or meta.run_id is None or not finish_run
-            else run_end_of(conf, meta.run_id, record.updated_at)
-        )
-        claimed = sorted(live.addresses - live.committed_addresses)
-        released = sorted(live.committed_addresses - live.addresses)
+        events = rows.events
         try:
-            await self._store.commit_conference(record, events, deliveries, run_end, claimed, released)
+            await self._store.commit_conference(
+                rows.record, events, rows.deliveries, rows.run_end, rows.claimed, rows.released
+            )
         except BaseException as error:
             if live.last_state:
                 live.conf = snapshot.load(live.last_state["core"])  # type: ignore[arg-type]
@@ -434,7 +396,7 @@ class ConferenceService:
                 raise AddressInUse(str(error)) from None
             raise
         mark_committed()
-        live.last_state = state
+        live.last_state = rows.state
         live.committed_addresses = set(live.addresses)
         if log.is_enabled_for(logging.DEBUG):  # the events API and the console show every event anyway
             for event in events:
@@ -445,53 +407,13 @@ class ConferenceService:
             except Exception:
                 log.exception("listener_failed", conference_id=meta.conference_id)
 
-    @staticmethod
-    def _callback_url(meta: ConferenceMeta, event: EventRecord) -> str | None:
-        if event.type in RECORDING_EVENTS:
-            return meta.settings.recording_events_url
-        return meta.settings.callback_url
-
     def _carry_out(self, live: LiveConference, effects: list[Effect]) -> None:
         """Run the effects of a committed input (its addresses were indexed before the commit)."""
-        meta = live.meta
-        for effect in effects:
-            if isinstance(effect, DialLeg):
-                self._carrier.dial(self._leg_request(meta, effect.leg_id, effect.to, effect.role))
-            elif isinstance(effect, DropLeg):
-                self._carrier.drop(effect.leg_id, effect.reason)
-            elif isinstance(effect, PlayMessage):
-                self._carrier.play(effect.leg_id, meta.settings.voicemail_message)
-            elif isinstance(effect, SetAudio):
-                self._carrier.set_audio(meta.conference_id, effect, meta.settings.music_sources())
-            elif isinstance(effect, ControlRecording):
-                if self.recorder is not None:
-                    self.recorder(meta, effect)
-                else:  # no recording files wired (a bare test service): logged, the call goes on
-                    log.warning("recording_not_wired", recording_id=effect.recording_id)
+        carry_out(self._carrier, self.recorder, live.meta, effects)
         if live.conf.live:
             self._arm_timer(live)
         else:
             self._forget(live)
-
-    def _leg_request(self, meta: ConferenceMeta, leg_id: str, to: str, role: Role) -> LegRequest:
-        return LegRequest(
-            meta.conference_id,
-            leg_id,
-            to,
-            role,
-            meta.settings.caller_id,
-            float(meta.settings.ring_timeout),
-            meta.auth_id,
-        )
-
-    def _index(self, live: LiveConference) -> None:
-        meta = live.meta
-        current = live.conf.claimed_addresses() if live.conf.live else set()
-        for address in live.addresses - current:
-            self._by_address.pop((meta.auth_id, meta.phlo_id, meta.node_id, address), None)
-        for address in current - live.addresses:
-            self._by_address[(meta.auth_id, meta.phlo_id, meta.node_id, address)] = meta.conference_id
-        live.addresses = current
 
     def _forget(self, live: LiveConference) -> None:
         conference_id = live.meta.conference_id
@@ -528,11 +450,7 @@ class ConferenceService:
             live.timer = None
         if self._live.get(conference_id) is live:
             del self._live[conference_id]
-        for address in live.addresses:
-            key = (live.meta.auth_id, live.meta.phlo_id, live.meta.node_id, address)
-            if self._by_address.get(key) == conference_id:
-                del self._by_address[key]
-        live.addresses = set()
+        self._addresses.release(live)
         self._carrier.release_conference(conference_id)
 
     def _arm_timer(self, live: LiveConference) -> None:

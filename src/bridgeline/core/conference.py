@@ -12,10 +12,13 @@ Rules of this file:
    on changed); a `SetAudio` effect is emitted only when it changed.
 
 U1 is the member that triggers an action (`trigger_source`), U3 the party being dialed.
-The transfer rules live in `transfers.py` and its table `transfer_table.py`, the audio rules in `audio.py`.
+This file keeps the conference's lifecycle (start, timers, the end) and dispatches each input to its
+family's handlers (`_HANDLERS`): the API's member actions in `member_actions.py`, transfers in
+`transfers.py` (its table in `transfer_table.py`), recordings in `recording.py`, what carriers
+report about legs in `leg_signals.py`. The audio rules live in `audio.py`.
 
 The members, transfers and queued dials, and the steps that change them (dial, take a member out,
-publish an event), live in a private `Floor` (`floor.py`) that the transfer machine is handed too:
+publish an event), live in a private `Floor` (`floor.py`) that every handler is handed:
 this class's public API is only its inputs and its queries (a test pins the list).
 """
 
@@ -24,8 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from bridgeline.core import audio, recording, transfers
-from bridgeline.core.address import InvalidAddress, classify
+from bridgeline.core import audio, leg_signals, member_actions, recording, transfers
 from bridgeline.core.commands import (
     AbortTransfer,
     Call,
@@ -55,11 +57,10 @@ from bridgeline.core.commands import (
     VoicemailDrop,
     WarmTransfer,
 )
-from bridgeline.core.effects import Effect, PlayMessage, SetAudio
+from bridgeline.core.effects import Effect, SetAudio
 from bridgeline.core.errors import ActionRefused
 from bridgeline.core.floor import Floor
 from bridgeline.core.model import (
-    DIAL_FAILURES,
     MAIN_ROOM,
     AnsweredBy,
     AnsweredParty,
@@ -260,7 +261,7 @@ class Conference:
             if isinstance(command, LegSignal):
                 return []
             raise ActionRefused("the conference has ended")
-        handler(self, command, now)
+        handler(self._floor, command, now)
         self._after_input(now)
         return self._flush()
 
@@ -276,173 +277,7 @@ class Conference:
         self._after_input(now)
         return self._flush()
 
-    # ----------------------------------------------------------------- API actions
-    def _call(self, command: Call, now: float) -> None:
-        floor = self._floor
-        floor.require_trigger(command.trigger_source)
-        floor.require_can_add(command.to)
-        floor.dial(command.to, command.role, MAIN_ROOM, now)
-
-    def _hold(self, command: Hold, now: float) -> None:
-        floor = self._floor
-        member = floor.require_member(command.address)
-        if member.status is MemberStatus.ON_HOLD:
-            raise ActionRefused(f"member {member.address} is already on hold")
-        self._require_answered(member, "hold")
-        member.status = MemberStatus.ON_HOLD
-        floor.emit(now, EventType.MEMBER_HELD, floor.member_data(member))
-
-    def _unhold(self, command: Unhold, now: float) -> None:
-        floor = self._floor
-        member = floor.require_member(command.address)
-        if member.status is not MemberStatus.ON_HOLD:
-            raise ActionRefused(f"member {member.address} is not on hold (status: {member.status})")
-        member.status = MemberStatus.CONNECTED
-        floor.emit(now, EventType.MEMBER_UNHELD, floor.member_data(member))
-
-    # Mute is a flag beside the status, not a status: a held member can be muted (it stays muted once
-    # unheld), a muted member can be held, moved by a transfer or voicemail-dropped. Repeats are
-    # refused like hold's.
-    def _mute(self, command: Mute, now: float) -> None:
-        floor = self._floor
-        member = floor.require_member(command.address)
-        if member.muted:
-            raise ActionRefused(f"member {member.address} is already muted")
-        self._require_answered(member, "mute")
-        member.muted = True
-        floor.emit(now, EventType.MEMBER_MUTED, floor.member_data(member))
-
-    def _unmute(self, command: Unmute, now: float) -> None:
-        floor = self._floor
-        member = floor.require_member(command.address)
-        if not member.muted:
-            raise ActionRefused(f"member {member.address} is not muted")
-        member.muted = False
-        floor.emit(now, EventType.MEMBER_UNMUTED, floor.member_data(member))
-
-    def _hangup(self, command: Hangup, now: float) -> None:
-        member = self._floor.require_member(command.address)
-        self._floor.member_left(member, LeaveReason.HANGUP, now, drop_leg=True)
-
-    def _voicemail_drop(self, command: VoicemailDrop, now: float) -> None:
-        floor = self._floor
-        member = floor.require_member(command.address)
-        if not self.rules.voicemail_configured:
-            raise ActionRefused("this node has no voicemail_message configured")
-        self._require_answered(member, "voicemail_drop")
-        member.status = MemberStatus.CONNECTED
-        member.playing_voicemail = True
-        floor.effects.append(PlayMessage(member.leg_id))
-        floor.emit(now, EventType.VOICEMAIL_STARTED, floor.member_data(member))
-
-    # The transfer actions run on the floor: the transfer machine is never handed the Conference.
-    def _warm_transfer(self, command: WarmTransfer, now: float) -> None:
-        transfers.warm_transfer(self._floor, command, now)
-
-    def _cold_transfer(self, command: ColdTransfer, now: float) -> None:
-        transfers.cold_transfer(self._floor, command, now)
-
-    def _leg_cold_transfer(self, command: LegColdTransfer, now: float) -> None:
-        member = self.member_by_leg(command.leg_id)
-        if member is None or not member.live:
-            raise ActionRefused("the call asking for a transfer is not a member of this conference")
-        try:
-            classify(command.to)
-        except InvalidAddress as exc:
-            raise ActionRefused(str(exc)) from exc
-        transfers.cold_transfer(self._floor, ColdTransfer(command.to, member.role, member.address), now)
-
-    def _resume_call(self, command: ResumeCall, now: float) -> None:
-        transfers.resume_call(self._floor, command, now)
-
-    def _abort_transfer(self, command: AbortTransfer, now: float) -> None:
-        transfers.abort_transfer(self._floor, command, now)
-
-    def _recording_command(
-        self, command: StartRecording | StopRecording | PauseRecording | ResumeRecording, now: float
-    ) -> None:
-        recording.handle_command(self._floor, command, now)
-
-    def _recording_finished(self, signal: RecordingFinished, now: float) -> None:
-        recording.finished(self._floor, signal, now)
-
-    def _recorder_changed(self, signal: RecorderChanged, now: float) -> None:
-        recording.recorder_changed(self._floor, now)
-
-    # ----------------------------------------------------------------- leg signals
-    def _leg_ringing(self, signal: LegRinging, now: float) -> None:
-        member = self._dialing_member(signal.leg_id)
-        if member is None or member.ringing:
-            return
-        member.ringing = True
-        self._floor.emit(now, EventType.MEMBER_RINGING, self._floor.member_data(member))
-
-    def _leg_answered(self, signal: LegAnswered, now: float) -> None:
-        floor = self._floor
-        member = self._dialing_member(signal.leg_id)
-        if member is None:
-            return
-        member.status = MemberStatus.CONNECTED
-        member.connected_at = now
-        member.ring_deadline = None
-        member.answered_by = signal.answered_by
-        floor.emit(now, EventType.MEMBER_CONNECTED, floor.member_data(member))
-        transfers.on_target_answered(floor, member, now)
-        if floor.queued:
-            nxt = floor.queued.pop(0)
-            floor.dial(nxt.address, nxt.role, MAIN_ROOM, now)
-
-    def _leg_failed(self, signal: LegFailed, now: float) -> None:
-        member = self._dialing_member(signal.leg_id)
-        if member is None:
-            return
-        reason = signal.reason if signal.reason in DIAL_FAILURES else LeaveReason.FAILED
-        self._floor.member_left(member, reason, now, drop_leg=False)
-
-    def _leg_hung_up(self, signal: LegHungUp, now: float) -> None:
-        member = self.member_by_leg(signal.leg_id)
-        if member is None or not member.live:
-            return
-        if member.status is MemberStatus.DIALING:
-            # A carrier that reports a hang-up before the answer means the dial failed.
-            self._floor.member_left(member, LeaveReason.FAILED, now, drop_leg=False)
-        else:
-            self._floor.member_left(member, signal.reason, now, drop_leg=False)
-
-    def _leg_dtmf(self, signal: LegDtmf, now: float) -> None:
-        member = self.member_by_leg(signal.leg_id)
-        if member is None or not member.answered:
-            return
-        data = {**self._floor.member_data(member), "digit": signal.digit}
-        self._floor.emit(now, EventType.MEMBER_DTMF, data)
-
-    def _leg_media_failed(self, signal: LegMediaFailed, now: float) -> None:
-        member = self.member_by_leg(signal.leg_id)
-        if member is None or not member.live:
-            return
-        data = {**self._floor.member_data(member), "setting": signal.setting, "reason": signal.reason}
-        self._floor.emit(now, EventType.MEDIA_FALLBACK, data)
-
-    def _playback_finished(self, signal: PlaybackFinished, now: float) -> None:
-        member = self.member_by_leg(signal.leg_id)
-        if member is None or not member.live or not member.playing_voicemail:
-            return
-        self._floor.member_left(member, LeaveReason.VOICEMAIL_DROPPED, now, drop_leg=True)
-
-    # ----------------------------------------------------------------- shared rules
-    @staticmethod
-    def _require_answered(member: Member, action: str) -> None:
-        if member.status is MemberStatus.DIALING:
-            raise ActionRefused(f"cannot {action} {member.address}: the member has not answered yet")
-        if member.playing_voicemail:
-            raise ActionRefused(f"cannot {action} {member.address}: a voicemail drop is playing")
-
-    def _dialing_member(self, leg_id: str) -> Member | None:
-        member = self.member_by_leg(leg_id)
-        if member is None or member.status is not MemberStatus.DIALING:
-            return None
-        return member
-
+    # ----------------------------------------------------------------- after every input
     def _after_input(self, now: float) -> None:
         if self.live:
             recording.after_input(self._floor, now)
@@ -495,30 +330,30 @@ def _left_at(member: Member) -> float:
     return member.left_at if member.left_at is not None else 0.0
 
 
-_HANDLERS: dict[type, Callable[[Conference, Any, float], None]] = {
-    Call: Conference._call,
-    WarmTransfer: Conference._warm_transfer,
-    ColdTransfer: Conference._cold_transfer,
-    LegColdTransfer: Conference._leg_cold_transfer,
-    Hold: Conference._hold,
-    Unhold: Conference._unhold,
-    Mute: Conference._mute,
-    Unmute: Conference._unmute,
-    Hangup: Conference._hangup,
-    ResumeCall: Conference._resume_call,
-    VoicemailDrop: Conference._voicemail_drop,
-    AbortTransfer: Conference._abort_transfer,
-    LegRinging: Conference._leg_ringing,
-    LegAnswered: Conference._leg_answered,
-    LegFailed: Conference._leg_failed,
-    LegHungUp: Conference._leg_hung_up,
-    PlaybackFinished: Conference._playback_finished,
-    LegDtmf: Conference._leg_dtmf,
-    LegMediaFailed: Conference._leg_media_failed,
-    StartRecording: Conference._recording_command,
-    StopRecording: Conference._recording_command,
-    PauseRecording: Conference._recording_command,
-    ResumeRecording: Conference._recording_command,
-    RecordingFinished: Conference._recording_finished,
-    RecorderChanged: Conference._recorder_changed,
+_HANDLERS: dict[type, Callable[[Floor, Any, float], None]] = {
+    Call: member_actions.call,
+    WarmTransfer: transfers.warm_transfer,
+    ColdTransfer: transfers.cold_transfer,
+    LegColdTransfer: transfers.leg_cold_transfer,
+    Hold: member_actions.hold,
+    Unhold: member_actions.unhold,
+    Mute: member_actions.mute,
+    Unmute: member_actions.unmute,
+    Hangup: member_actions.hangup,
+    ResumeCall: transfers.resume_call,
+    VoicemailDrop: member_actions.voicemail_drop,
+    AbortTransfer: transfers.abort_transfer,
+    LegRinging: leg_signals.ringing,
+    LegAnswered: leg_signals.answered,
+    LegFailed: leg_signals.failed,
+    LegHungUp: leg_signals.hung_up,
+    PlaybackFinished: leg_signals.playback_finished,
+    LegDtmf: leg_signals.dtmf,
+    LegMediaFailed: leg_signals.media_failed,
+    StartRecording: recording.handle_command,
+    StopRecording: recording.handle_command,
+    PauseRecording: recording.handle_command,
+    ResumeRecording: recording.handle_command,
+    RecordingFinished: recording.finished,
+    RecorderChanged: lambda floor, _signal, now: recording.recorder_changed(floor, now),  # no fields
 }

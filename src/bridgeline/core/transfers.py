@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from bridgeline.core.commands import AbortTransfer, ColdTransfer, ResumeCall, WarmTransfer
+from bridgeline.core.address import InvalidAddress, classify
+from bridgeline.core.commands import AbortTransfer, ColdTransfer, LegColdTransfer, ResumeCall, WarmTransfer
 from bridgeline.core.errors import ActionRefused
 from bridgeline.core.model import (
     DIAL_FAILURES,
@@ -34,7 +35,7 @@ from bridgeline.core.transfer_table import REFUSALS, TABLE, Fate, TransferInput
 if TYPE_CHECKING:
     from bridgeline.core.floor import Floor
 
-__all__ = ["abort_transfer", "cold_transfer", "resume_call", "warm_transfer"]
+__all__ = ["abort_transfer", "cold_transfer", "leg_cold_transfer", "resume_call", "warm_transfer"]
 
 _FINAL_EVENTS = {
     TransferState.COMPLETED: EventType.TRANSFER_COMPLETED,
@@ -57,6 +58,19 @@ def cold_transfer(floor: Floor, command: ColdTransfer, now: float) -> None:
     floor.require_can_add(command.to)
     _open(floor, TransferKind.COLD, initiator, command.to, now)
     floor.dial(command.to, command.role, MAIN_ROOM, now)
+
+
+def leg_cold_transfer(floor: Floor, command: LegColdTransfer, now: float) -> None:
+    """A member's phone asked for a cold transfer itself (SIP REFER): the API's cold transfer, with
+    that member as its trigger."""
+    member = floor.member_by_leg(command.leg_id)
+    if member is None or not member.live:
+        raise ActionRefused("the call asking for a transfer is not a member of this conference")
+    try:
+        classify(command.to)
+    except InvalidAddress as exc:
+        raise ActionRefused(str(exc)) from exc
+    cold_transfer(floor, ColdTransfer(command.to, member.role, member.address), now)
 
 
 def resume_call(floor: Floor, command: ResumeCall, now: float) -> None:

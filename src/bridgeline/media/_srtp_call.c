@@ -9,6 +9,8 @@
  * libsrtp on it in place and returns the result as new bytes; any status other than 0 calls
  * `refuse(status)` and raises the exception that returns. A packet longer than `max_packet` is
  * refused as libsrtp refuses a short one (srtp_err_status_bad_param), without calling libsrtp.
+ * `protect_all` runs a whole tick's SRTP packets through their processors in one call from Python
+ * (the runtime's, at the end of each tick), counting refusals instead of raising.
  *
  * The GIL stays held: a call takes 1-2 us, less than handing the GIL to another thread and back.
  * One buffer per processor, so a processor must not be called from two threads at once (the
@@ -46,17 +48,31 @@ refused(Processor *self, int status)
     return NULL;
 }
 
+/* libsrtp on a copy of `data`: new bytes, or NULL with *status set to libsrtp's refusal (no Python
+ * exception), or NULL with *status 0 and a Python exception (no memory). */
+static PyObject *
+run(Processor *self, const char *data, Py_ssize_t size, int *status)
+{
+    if (size > self->max_packet) {
+        *status = STATUS_BAD_PARAM;
+        return NULL;
+    }
+    memcpy(self->buffer, data, (size_t)size);
+    int length = (int)size;
+    *status = self->function(self->session, self->buffer, &length);
+    if (*status != 0)
+        return NULL;
+    return PyBytes_FromStringAndSize(self->buffer, length);
+}
+
 static PyObject *
 process(Processor *self, const char *data, Py_ssize_t size)
 {
-    if (size > self->max_packet)
-        return refused(self, STATUS_BAD_PARAM);
-    memcpy(self->buffer, data, (size_t)size);
-    int length = (int)size;
-    int status = self->function(self->session, self->buffer, &length);
-    if (status != 0)
+    int status = 0;
+    PyObject *result = run(self, data, size, &status);
+    if (result == NULL && status != 0)
         return refused(self, status);
-    return PyBytes_FromStringAndSize(self->buffer, length);
+    return result;
 }
 
 static PyObject *
@@ -155,8 +171,65 @@ static PyTypeObject ProcessorType = {
     .tp_dealloc = (destructor)processor_dealloc,
 };
 
+/* protect_all(pending, out): the tick's SRTP datagrams in one call. Each item of `pending` is
+ * (leg_id, packet, dest, processor); what the processor returns is appended to `out` as
+ * (leg_id, protected, dest), in order. A packet the processor refuses is left out and counted (no
+ * exception: the others still go): returns how many were refused. */
+static PyObject *
+protect_all(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyList_CheckExact(args[0]) || !PyList_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "protect_all(pending: list, out: list)");
+        return NULL;
+    }
+    PyObject *pending = args[0], *out = args[1];
+    Py_ssize_t refused_count = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pending); i++) {
+        PyObject *item = PyList_GET_ITEM(pending, i);
+        if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 4 ||
+            !PyBytes_CheckExact(PyTuple_GET_ITEM(item, 1)) ||
+            Py_TYPE(PyTuple_GET_ITEM(item, 3)) != &ProcessorType) {
+            PyErr_SetString(PyExc_TypeError, "each item must be (leg_id, bytes, dest, Processor)");
+            return NULL;
+        }
+        Processor *processor = (Processor *)PyTuple_GET_ITEM(item, 3);
+        PyObject *packet = PyTuple_GET_ITEM(item, 1);
+        int status = STATUS_BAD_PARAM;
+        PyObject *done = run(processor, PyBytes_AS_STRING(packet), PyBytes_GET_SIZE(packet), &status);
+        if (done == NULL) {
+            if (status == 0)
+                return NULL; /* out of memory */
+            refused_count++;
+            continue;
+        }
+        PyObject *datagram = PyTuple_New(3);
+        if (datagram == NULL) {
+            Py_DECREF(done);
+            return NULL;
+        }
+        PyObject *leg_id = PyTuple_GET_ITEM(item, 0), *dest = PyTuple_GET_ITEM(item, 2);
+        Py_INCREF(leg_id);
+        Py_INCREF(dest);
+        PyTuple_SET_ITEM(datagram, 0, leg_id);
+        PyTuple_SET_ITEM(datagram, 1, done);
+        PyTuple_SET_ITEM(datagram, 2, dest);
+        int appended = PyList_Append(out, datagram);
+        Py_DECREF(datagram);
+        if (appended < 0)
+            return NULL;
+    }
+    return PyLong_FromSsize_t(refused_count);
+}
+
+static PyMethodDef functions[] = {
+    {"protect_all", (PyCFunction)(void (*)(void))protect_all, METH_FASTCALL,
+     "protect_all(pending, out) -> refused: protect (leg_id, packet, dest, processor) items into out"},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
+    .m_methods = functions,
     .m_name = "bridgeline.media._srtp_call",
     .m_doc = "libsrtp's per-packet functions called from C (see media/srtp.py)",
     .m_size = -1,

@@ -1,6 +1,8 @@
 # The C extension _srtp_call.c: libsrtp's per-packet functions called from C.
 from collections.abc import Callable
-from typing import Final
+from typing import Final, TypeVar
+
+_Dest = TypeVar("_Dest")
 
 BUFFER_SIZE: Final[int]
 
@@ -14,3 +16,7 @@ class Processor:
         max_packet: int,
     ) -> None: ...
     def __call__(self, packet: bytes | bytearray | memoryview, /) -> bytes: ...
+
+def protect_all(
+    pending: list[tuple[str, bytes, _Dest, Processor]], out: list[tuple[str, bytes, _Dest]], /
+) -> int: ...

@@ -25,7 +25,9 @@ SRTP (a leg connected with `SrtpKeys`): every datagram is authenticated (and dec
 of the above looks at it, so a forged, corrupted or replayed packet is dropped and counted
 (`srtp_auth_failed`, `srtp_replayed`, reported as `SrtpDropped` at most once per refusal interval
 for the whole runtime) and can neither latch nor move the latch. What we send is protected last,
-just before it is queued. RTCP arriving is SRTCP, checked the same way; we still send none.
+at the end of the tick, every SRTP leg's packets in one call (`srtp.protect_all`); a packet libsrtp
+refuses to protect is counted (`srtp_protect_failed`) and not sent, and its sequence number is a
+gap. RTCP arriving is SRTCP, checked the same way; we still send none.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ from bridgeline.media.opus_jitter import OpusJitterBuffer
 from bridgeline.media.player import AudioSource
 from bridgeline.media.resample import Downsampler, Upsampler
 from bridgeline.media.rtp import RtpPacket, RtpParseError, is_rtcp, parse_rtcp
-from bridgeline.media.srtp import Refusal, SrtpContext, SrtpKeys, SrtpRefused
+from bridgeline.media.srtp import Refusal, SrtpContext, SrtpKeys, SrtpRefused, ToProtect
 
 # One datagram to send: (leg id, RTP bytes, destination). Only RTP is ever sent.
 Outgoing = tuple[str, bytes, Address]
@@ -76,6 +78,7 @@ class Leg:
         leg_id: str,
         counters: Counters,
         out: list[Outgoing],
+        to_protect: list[ToProtect],
         events: list[Any],  # the runtime's event list (runtime.MediaEvent values)
         on_dtmf: Callable[[str, str], None],
         rng: random.Random,
@@ -84,6 +87,7 @@ class Leg:
         self.leg_id = leg_id
         self.counters = counters
         self._out = out  # the runtime's outbox, emptied by the shell after each tick
+        self._to_protect = to_protect  # SRTP datagrams, protected into `out` at the end of the tick
         self._events = events
         self.on_dtmf = on_dtmf
         self.closed = False
@@ -276,8 +280,10 @@ class Leg:
             if len(data) > 1 and 192 <= data[1] <= 223:  # SRTCP multiplexed on the port (RFC 5761)
                 self.rtcp_received(data, addr, now)
                 return
+            # An attribute, not a method: read first, since `srtp.unprotect(data)` is looked up the slow way.
+            unprotect = srtp.unprotect
             try:
-                data = srtp.unprotect(data)
+                data = unprotect(data)
             except SrtpRefused as refused:
                 self._srtp_drop("rtp", refused, addr, now)
                 return
@@ -432,10 +438,7 @@ class Leg:
             if srtp is None:
                 self._out.append((self.leg_id, packet, dest))
             else:
-                try:
-                    self._out.append((self.leg_id, srtp.protect(packet), dest))
-                except SrtpRefused:
-                    self.counters.srtp_protect_failed += 1  # the sequence number still advances: a gap
+                self._to_protect.append((self.leg_id, packet, dest, srtp.protect))
             self._marker = False
             self._seq = (self._seq + 1) & 0xFFFF
             self.counters.packets_out += 1
@@ -484,20 +487,14 @@ class Leg:
         pt = self.wire_pt if payload_type is None else payload_type
         b1 = pt | (0x80 if (self._marker if marker is None else marker) else 0)
         packet = _HEADER.pack(0x80, b1, self._seq, ts, self.ssrc) + payload
-        if self.srtp is not None:
-            self._send_protected(packet, dest)
-        else:
+        srtp = self.srtp
+        if srtp is None:
             self._out.append((self.leg_id, packet, dest))
+        else:
+            self._to_protect.append((self.leg_id, packet, dest, srtp.protect))
         self._marker = False
         self._seq = (self._seq + 1) & 0xFFFF
         self.counters.packets_out += 1
-
-    def _send_protected(self, packet: bytes, dest: Address) -> None:
-        assert self.srtp is not None
-        try:
-            self._out.append((self.leg_id, self.srtp.protect(packet), dest))
-        except SrtpRefused:
-            self.counters.srtp_protect_failed += 1  # the sequence number still advances: a gap
 
     def close(self) -> None:
         """Stop sending and drop any message (without its PlaybackFinished). Idempotent."""

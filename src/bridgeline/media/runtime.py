@@ -41,7 +41,7 @@ from bridgeline.media.leg_types import (
 )
 from bridgeline.media.player import AudioSource, SharedSource
 from bridgeline.media.routes import ConferenceMix, record_taps, run_tick
-from bridgeline.media.srtp import SrtpKeys
+from bridgeline.media.srtp import SrtpKeys, ToProtect, protect_all
 
 __all__ = [
     "DtmfReceived",
@@ -109,6 +109,7 @@ class MediaRuntime:
         self._wrapped: dict[int, int] = {}
         self._unused: set[int] = set()
         self._out: list[Outgoing] = []  # filled by the legs during a tick
+        self._to_protect: list[ToProtect] = []  # SRTP legs' datagrams, protected into _out at its end
         self._events: list[MediaEvent] = []
         # Recording taps by conference: recording id -> the legs it hears; their frames per tick.
         self._taps: dict[str, dict[str, tuple[str, ...]]] = {}
@@ -144,6 +145,7 @@ class MediaRuntime:
         n = self._n
         self._n = n + 1  # first: a tick that raises is not retried at once, and again, and again
         self._out.clear()  # what a tick that raised had queued
+        self._to_protect.clear()
         layout = self._layout
         layout.refresh()
         taps = self._narrow_taps() if self._taps else None
@@ -152,6 +154,9 @@ class MediaRuntime:
             leg.message_token = None
         if taps:
             record_taps(taps, self._recorded)
+        if self._to_protect:  # one call into libsrtp for every SRTP leg (media/srtp.py)
+            self.counters.srtp_protect_failed += protect_all(self._to_protect, self._out)
+            self._to_protect.clear()
         out = self._out[:]
         self._out.clear()  # the legs keep appending to this same list
         return out
@@ -229,7 +234,14 @@ class MediaRuntime:
         if leg_id in self._legs:
             return
         self._legs[leg_id] = Leg(
-            leg_id, self.counters, self._out, self._events, self._dtmf_received, self._rng, self.latch
+            leg_id,
+            self.counters,
+            self._out,
+            self._to_protect,
+            self._events,
+            self._dtmf_received,
+            self._rng,
+            self.latch,
         )
         self._relayout(leg_id)
 

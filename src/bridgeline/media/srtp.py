@@ -7,29 +7,37 @@ direction has its own libsrtp session: we protect with our key and unprotect wit
 4568 6.1). Replay protection is libsrtp's (a 128-packet window per SSRC); a stream is only created
 for an SSRC once one of its packets authenticated, so forged packets cannot use up memory.
 
-Per packet we call libsrtp from a few lines of C (`_srtp_call.c`, built by `pip install`): the
-function and the libsrtp session come as addresses from pylibsrtp's own cffi binding (the function
-types checked below), and the C copies the packet into a buffer made once per processor, calls
-libsrtp in place and returns new bytes. In the runtime with 400 legs AES_CM_128_HMAC_SHA1_80 adds
-about 16,000 CPU instructions per leg-tick this way, 14,000 of them libsrtp's own two calls, and
-AEAD_AES_128_GCM about half as much (one AES-GCM pass, no HMAC: 83% of plain's legs per core
-by the whole engine path's instructions, 71% for AES_CM); a cffi call wrapped in a Python
-closure added 24,800 (and `Session.protect`, which allocates and checks types per call, more
-still). The budget: SRTP legs per core within 80% of plain ones (docs/benchmarks.md 4b,
-bench/srtp_engine_cost.py and bench/bench_rtp_legs.py). Sessions are still made, owned and freed by
-pylibsrtp, whose wheel's libsrtp (on OpenSSL) was measured cheaper than the other builds (4b).
+We call libsrtp from a few lines of C (`_srtp_call.c`, built by `pip install`): the function and
+the libsrtp session come as addresses from pylibsrtp's own cffi binding (the function types checked
+below), and the C copies the packet into a buffer made once per processor, calls libsrtp in place
+and returns new bytes. A received packet is one such call; what a tick sends is protected at its
+end, every SRTP leg's packets in one call (`protect_all`, made by the runtime), so libsrtp's calls
+run back to back, which keeps its code in the CPU's caches (simulated L1i misses per GCM leg-tick:
+1,364 -> 890). libsrtp's two calls take ~6,000 instructions per leg-tick with AEAD_AES_128_GCM
+and ~14,000 with AES_CM_128_HMAC_SHA1_80 (its HMAC-SHA1), the Python and C around them ~2,000 (a
+cffi call wrapped in a Python closure added 24,800; `Session.protect`, which allocates and checks
+types per call, more still). The budget: SRTP legs per core within 80% of plain ones
+(docs/benchmarks.md 4b, bench/srtp_engine_cost.py and bench/bench_rtp_legs.py). Sessions are still
+made, owned and freed by pylibsrtp, whose wheel's libsrtp (on OpenSSL) was measured cheaper than the
+other builds (4b).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final
+from typing import Any, Final
 
 import pylibsrtp
 from pylibsrtp import ffi, lib  # type: ignore[attr-defined]  # its cffi module: public, not in __all__
 
 from bridgeline.media._srtp_call import BUFFER_SIZE, Processor
+from bridgeline.media._srtp_call import protect_all as protect_all  # the runtime's, at each tick's end
+
+# A datagram to protect at the end of the tick: (leg id, RTP packet, destination, its leg's
+# `SrtpContext.protect`). `protect_all(pending, out)` protects a list of them in one C call,
+# appends (leg id, SRTP packet, destination) to `out` and returns how many libsrtp refused.
+ToProtect = tuple[str, bytes, Any, Processor]
 
 # Each suite's libsrtp profile and its master key || salt length in bytes (RFC 4568 6.2, RFC 7714 12).
 _PROFILES: Final = {

@@ -173,7 +173,7 @@ def build_routes() -> list[Route]:
 
 
 class BridgelineApi:
-    """An ASGI app; lifespan is handled by the server that wires it (see main.py)."""
+    """An ASGI app; lifespan is handled by the server that wires it (see main/serving.py)."""
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx

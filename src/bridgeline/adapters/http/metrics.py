@@ -63,7 +63,7 @@ def _family(source: Source, name: str, value: Value) -> Metric:
 
 
 class Metrics:
-    """The registry the `/metrics` route renders; sources are added by the wiring in main.py.
+    """The registry the `/metrics` route renders; sources are added by the wiring in main/.
 
     `reader` is the one account that may scrape it (the server's main account): the figures are
     server-wide, so no tenant should see them."""

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from bridgeline.adapters.store import cluster_sql, feed_sql, sql
+from bridgeline.adapters.store.cluster_sql import ClusterRows
 from bridgeline.adapters.store.recordings_sql import RecordingRows
 from bridgeline.adapters.store.sip_registrations import SipRegistrationRows
 from bridgeline.adapters.store.sql import Dialect, Migration, Params, Row, RowsUnchanged
 from bridgeline.app.records import (
     JSON,
     Account,
-    AddressOwner,
     AddressTaken,
     ClaimedPage,
     ConferenceMark,
@@ -27,9 +26,6 @@ from bridgeline.app.records import (
     KeyHolder,
     LeaseLost,
     NewDelivery,
-    NodeLoad,
-    NodeRecord,
-    NodeState,
     PhloRecord,
     RunEnd,
     RunRecord,
@@ -57,11 +53,12 @@ class Write:
     required: bool = False
 
 
-class SqlStore(SipRegistrationRows, RecordingRows, ABC):
+class SqlStore(ClusterRows, SipRegistrationRows, RecordingRows, ABC):
     """A store over a SQL database; subclasses supply connections, transactions and migration locking.
 
-    It provides every part of the app's `Store` (app/ports.py), the sim carrier's `PhoneBook`
-    (adapters/carriers/sim/phones.py), and the SIP carrier's `DialogStore`
+    It provides every part of the app's `Store` (app/ports.py; the cluster's `NodeLeases` and
+    `ClusterDirectory` in cluster_sql.py, recordings in recordings_sql.py), the sim carrier's
+    `PhoneBook` (adapters/carriers/sim/phones.py), and the SIP carrier's `DialogStore`
     (adapters/carriers/sip/recovery.py) and `RegistrationBook` (adapters/carriers/sip/
     shared_registrations.py, in sip_registrations.py), structurally: it imports none of their
     protocols.
@@ -348,90 +345,6 @@ class SqlStore(SipRegistrationRows, RecordingRows, ABC):
     async def prune_runs(self, finished_before: float, limit: int) -> int:
         """Delete up to `limit` finished runs last changed before `finished_before`; how many went."""
         return await self._write_one(sql.DELETE_FINISHED_RUNS, (float(finished_before), limit))
-
-    # --- the cluster: node leases and conference ownership (NodeLeases, ClusterDirectory) ---
-
-    async def _read_clocked(self, statement: cluster_sql.Clocked, params: Params, now: float) -> list[Row]:
-        return await self._read(statement.text(self.dialect), statement.params(self.dialect, params, now))
-
-    async def register_node(
-        self, node_id: str, internal_url: str, sip_address: str | None, lease_s: float, now: float
-    ) -> NodeRecord:
-        statement = cluster_sql.REGISTER_NODE
-        params = statement.params(self.dialect, (node_id, internal_url, sip_address, float(lease_s)), now)
-        await self._write_one(statement.text(self.dialect), params)
-        row = await self._read_one(cluster_sql.SELECT_NODE, (node_id,))
-        assert row is not None
-        return cluster_sql.node_from_row(row)
-
-    async def renew_node(self, node_id: str, epoch: int, lease_s: float, load: NodeLoad, now: float) -> bool:
-        statement = cluster_sql.RENEW_NODE
-        values = (
-            float(lease_s),
-            NodeState(load.state).value,
-            load.live_conferences,
-            load.live_legs,
-            node_id,
-            epoch,
-        )
-        return (
-            await self._write_one(statement.text(self.dialect), statement.params(self.dialect, values, now))
-            == 1
-        )
-
-    async def count_orphans(self, node_id: str, epoch: int, now: float) -> int:
-        rows = await self._read_clocked(
-            cluster_sql.COUNT_ORPHANS, (node_id, node_id, epoch, node_id, node_id), now
-        )
-        return int(rows[0][0])
-
-    async def claim_conferences(
-        self, node_id: str, epoch: int, limit: int, now: float
-    ) -> list[ConferenceRecord]:
-        if limit <= 0:
-            return []
-        statement = cluster_sql.CLAIM_CONFERENCES
-        values = (node_id, epoch, node_id, epoch, limit, node_id, epoch)
-        rows = await self._write_returning(
-            statement.text(self.dialect), statement.params(self.dialect, values, now)
-        )
-        records = [sql.conference_from_row(row) for row in rows]
-        return sorted(records, key=lambda record: (record.created_at, record.conference_id))
-
-    async def hand_off_conference(
-        self, conference_id: str, node_id: str, epoch: int, to_node: str, now: float
-    ) -> bool:
-        statement = cluster_sql.HAND_OFF_CONFERENCE
-        values = (to_node, conference_id, node_id, epoch, node_id, epoch)
-        return (
-            await self._write_one(statement.text(self.dialect), statement.params(self.dialect, values, now))
-            == 1
-        )
-
-    async def leave_cluster(self, node_id: str, epoch: int) -> None:
-        await self._write_one(cluster_sql.LEAVE_NODE, (node_id, epoch))
-
-    async def live_nodes(self) -> list[NodeRecord]:
-        rows = await self._read_clocked(cluster_sql.SELECT_LIVE_NODES, (), time.time())
-        return [cluster_sql.node_from_row(row) for row in rows]
-
-    async def address_owner(
-        self, auth_id: str, phlo_id: str, node_id: str, address: str
-    ) -> AddressOwner | None:
-        statement = cluster_sql.SELECT_ADDRESS_OWNER
-        rows = await self._read_clocked(statement, (auth_id, phlo_id, node_id, address), time.time())
-        if not rows:
-            return None
-        conference_id, *node = rows[0]
-        return AddressOwner(str(conference_id), None if node[0] is None else cluster_sql.node_from_row(node))
-
-    async def conference_for_address(
-        self, auth_id: str, phlo_id: str, node_id: str, address: str
-    ) -> str | None:
-        row = await self._read_one(
-            cluster_sql.SELECT_CONFERENCE_FOR_ADDRESS, (auth_id, phlo_id, node_id, address)
-        )
-        return None if row is None else str(row[0])
 
     async def prune_idempotency_keys(self, created_before: float, limit: int) -> int:
         """Delete up to `limit` Idempotency-Keys first used before `created_before`, oldest first."""

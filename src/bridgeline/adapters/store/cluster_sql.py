@@ -4,17 +4,29 @@ A lease is judged by "now": the database's clock on PostgreSQL (every node agree
 on SQLite (one process per file). Statements are written with `{now}` where that clock is read;
 `Clocked` renders the text per dialect and puts the caller's `now` among the parameters where SQLite
 needs it.
+
+`ClusterRows`, at the end, runs them: the store's node-lease and cluster-directory methods, a mixin
+of `SqlStore` (base.py) that keeps them out of the store's core file.
 """
 
 from __future__ import annotations
 
 import re
+import time
+from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bridgeline.adapters.store.sql import CONFERENCE_CHANGING_COLUMNS, CONFERENCE_COLUMNS, Dialect, Row
-from bridgeline.app.records import NodeRecord, NodeState
+from bridgeline.adapters.store import sql
+from bridgeline.adapters.store.sql import (
+    CONFERENCE_CHANGING_COLUMNS,
+    CONFERENCE_COLUMNS,
+    Dialect,
+    Params,
+    Row,
+)
+from bridgeline.app.records import AddressOwner, ConferenceRecord, NodeLoad, NodeRecord, NodeState
 
 _DB_NOW: dict[Dialect, str] = {
     "sqlite": "?",
@@ -176,3 +188,103 @@ def node_from_row(row: Row) -> NodeRecord:
         heartbeat_at=float(row[8]),
         lease_until=float(row[9]),
     )
+
+
+class ClusterRows:
+    """The store's `NodeLeases` and `ClusterDirectory` parts over its primitives: node registration
+    and renewal, orphans claimed, conferences handed off, who is up and who holds an address.
+
+    A mixin of `SqlStore`, like sip_registrations.py and recordings_sql.py, so the store's core file
+    does not grow with the cluster; the statements are those above."""
+
+    dialect: Dialect
+
+    @abstractmethod
+    async def _read(self, query: str, params: Params = ()) -> list[Row]: ...
+
+    @abstractmethod
+    async def _read_one(self, query: str, params: Params) -> Row | None: ...
+
+    @abstractmethod
+    async def _write_one(self, query: str, params: Params) -> int: ...
+
+    @abstractmethod
+    async def _write_returning(self, query: str, params: Params) -> list[Row]: ...
+
+    async def _read_clocked(self, statement: Clocked, params: Params, now: float) -> list[Row]:
+        return await self._read(statement.text(self.dialect), statement.params(self.dialect, params, now))
+
+    async def register_node(
+        self, node_id: str, internal_url: str, sip_address: str | None, lease_s: float, now: float
+    ) -> NodeRecord:
+        statement = REGISTER_NODE
+        params = statement.params(self.dialect, (node_id, internal_url, sip_address, float(lease_s)), now)
+        await self._write_one(statement.text(self.dialect), params)
+        row = await self._read_one(SELECT_NODE, (node_id,))
+        assert row is not None
+        return node_from_row(row)
+
+    async def renew_node(self, node_id: str, epoch: int, lease_s: float, load: NodeLoad, now: float) -> bool:
+        statement = RENEW_NODE
+        values = (
+            float(lease_s),
+            NodeState(load.state).value,
+            load.live_conferences,
+            load.live_legs,
+            node_id,
+            epoch,
+        )
+        return (
+            await self._write_one(statement.text(self.dialect), statement.params(self.dialect, values, now))
+            == 1
+        )
+
+    async def count_orphans(self, node_id: str, epoch: int, now: float) -> int:
+        rows = await self._read_clocked(COUNT_ORPHANS, (node_id, node_id, epoch, node_id, node_id), now)
+        return int(rows[0][0])
+
+    async def claim_conferences(
+        self, node_id: str, epoch: int, limit: int, now: float
+    ) -> list[ConferenceRecord]:
+        if limit <= 0:
+            return []
+        statement = CLAIM_CONFERENCES
+        values = (node_id, epoch, node_id, epoch, limit, node_id, epoch)
+        rows = await self._write_returning(
+            statement.text(self.dialect), statement.params(self.dialect, values, now)
+        )
+        records = [sql.conference_from_row(row) for row in rows]
+        return sorted(records, key=lambda record: (record.created_at, record.conference_id))
+
+    async def hand_off_conference(
+        self, conference_id: str, node_id: str, epoch: int, to_node: str, now: float
+    ) -> bool:
+        statement = HAND_OFF_CONFERENCE
+        values = (to_node, conference_id, node_id, epoch, node_id, epoch)
+        return (
+            await self._write_one(statement.text(self.dialect), statement.params(self.dialect, values, now))
+            == 1
+        )
+
+    async def leave_cluster(self, node_id: str, epoch: int) -> None:
+        await self._write_one(LEAVE_NODE, (node_id, epoch))
+
+    async def live_nodes(self) -> list[NodeRecord]:
+        rows = await self._read_clocked(SELECT_LIVE_NODES, (), time.time())
+        return [node_from_row(row) for row in rows]
+
+    async def address_owner(
+        self, auth_id: str, phlo_id: str, node_id: str, address: str
+    ) -> AddressOwner | None:
+        statement = SELECT_ADDRESS_OWNER
+        rows = await self._read_clocked(statement, (auth_id, phlo_id, node_id, address), time.time())
+        if not rows:
+            return None
+        conference_id, *node = rows[0]
+        return AddressOwner(str(conference_id), None if node[0] is None else node_from_row(node))
+
+    async def conference_for_address(
+        self, auth_id: str, phlo_id: str, node_id: str, address: str
+    ) -> str | None:
+        row = await self._read_one(SELECT_CONFERENCE_FOR_ADDRESS, (auth_id, phlo_id, node_id, address))
+        return None if row is None else str(row[0])

@@ -49,327 +49,72 @@ inbound:                        # calls to these numbers start a PHLO run
     auth_id: MA...                 # the PHLO's account; default: the main account
     payload: {customer: "{{from}}", agent: alice}
 ```
+
+The sections live in `settings_network.py` (listeners, RTP, TLS, connections, DNS, failover) and
+`settings_parties.py` (trunk, endpoints, redirects, session timers, REFER, inbound routes); this
+module gathers them into `SipSettings`, with the rules that span sections (each call's SRTP policy,
+the endpoint's configuration, which hosts are ours), and loads the file.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from bridgeline.adapters.carriers.sip.settings_network import (
+    ConnectionSettings,
+    DnsSettings,
+    FailoverSettings,
+    RtpSettings,
+    StrictSettings,
+    TcpSettings,
+    TlsSettings,
+    ip_version,
+    parse_host_port,
+    split_host_port,
+)
+from bridgeline.adapters.carriers.sip.settings_parties import (
+    EndpointSettings,
+    InboundRoute,
+    RedirectSettings,
+    ReferSettings,
+    SessionTimerYaml,
+    TrunkSettings,
+    yaml_off,
+)
 from bridgeline.adapters.carriers.sip.shared_registrations import RegistrationSettings
-from bridgeline.core.identifiers import check_id
-from bridgeline.core.model import Role
-from bridgeline.media import opus
 from bridgeline.sip.endpoint_core import host_for_uri
-from bridgeline.sip.events import EndpointConfig, FailoverPolicy, SessionTimerSettings, TrunkConfig
-from bridgeline.sip.locate import DEFAULT_MAX_QUERIES, DEFAULT_MAX_TARGETS
-from bridgeline.sip.message import MAX_MESSAGE_SIZE
-from bridgeline.sip.offer_answer import codecs_by_name
-from bridgeline.sip.redirect import DEFAULT_MAX_REDIRECTS, RedirectPolicy, parse_allowed_targets
-from bridgeline.sip.refer_policy import LegKind, ReferPolicy
+from bridgeline.sip.events import EndpointConfig, FailoverPolicy, TrunkConfig
+from bridgeline.sip.redirect import RedirectPolicy, parse_allowed_targets
+from bridgeline.sip.refer_policy import ReferPolicy
 from bridgeline.sip.sdes import CryptoSuite, SrtpPolicy
-from bridgeline.sip.stream_framing import FramingLimits
 from bridgeline.sip.transaction import Address, Transport, destination
 
-
-def parse_host_port(text: str, default_port: int) -> tuple[str, int]:
-    host, port = split_host_port(text)
-    return host, default_port if port is None else port
-
-
-def split_host_port(text: str) -> tuple[str, int | None]:
-    """`host`, `host:port`, `[v6]` or `[v6]:port` -> (host without brackets, port or None)."""
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0 or (text[end + 1 :] and not text[end + 1 :].startswith(":")):
-            raise ValueError(f"invalid IPv6 reference in {text!r}")
-        host, rest = text[1:end], text[end + 1 :]
-        port = rest[1:] if rest else None
-    else:
-        host, sep, after = text.rpartition(":")
-        if not sep or ":" in host:  # no port, or a bare IPv6 address
-            return text, None
-        port = after
-    if port is None:
-        return host, None
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"invalid port in {text!r}")
-    return host, int(port)
+# The sections, from settings_network.py and settings_parties.py, where callers have always found them.
+__all__ = [
+    "ConnectionSettings",
+    "DnsSettings",
+    "EndpointSettings",
+    "FailoverSettings",
+    "InboundRoute",
+    "RedirectSettings",
+    "ReferSettings",
+    "RtpSettings",
+    "SessionTimerYaml",
+    "SipSettings",
+    "TcpSettings",
+    "TlsSettings",
+    "TrunkSettings",
+    "load_sip_settings",
+    "parse_host_port",
+    "split_host_port",
+]
 
 
-def _ip_version(host: str) -> int | None:
-    """4 or 6 for an IP address literal, None for a name."""
-    try:
-        return ipaddress.ip_address(host).version
-    except ValueError:
-        return None
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _yaml_off(value: Any) -> Any:
-    """YAML 1.1 reads an unquoted `off` as false: take it as the policy meant."""
-    return SrtpPolicy.OFF.value if value is False else value
-
-
-class RtpSettings(_Strict):
-    host: str = "127.0.0.1"
-    ports: str = "20000-20999"
-    # --- issue 9, media hardening: RTP source latching (media/leg.py) -----------------------------------
-    learning_window_ms: int = Field(default=2000, ge=0, le=60_000)  # any first source may latch
-    relatch_silence_ms: int = Field(default=1000, ge=20, le=60_000)  # NAT rebinding: old source quiet
-    relatch_packets: int = Field(default=10, ge=1, le=1000)  # NAT rebinding: packets from the new one
-    refused_log_interval_s: float = Field(default=10.0, ge=0.1, le=3600)  # one refusal log line per
-    # --- issue 9: a full port range is an overload: inbound INVITEs get 503 with this Retry-After
-    overload_retry_after_s: int = Field(default=5, ge=1, le=3600)
-    # --- issue 10: the media thread's SCHED_FIFO priority (0: normal scheduling); refused by the OS
-    # without CAP_SYS_NICE or RLIMIT_RTPRIO, then it runs at normal priority (media_thread.py)
-    realtime_priority: int = Field(default=10, ge=0, le=99)
-    # --- issue 11: audio codecs in preference order (our offers; answers follow the offerer's order,
-    # RFC 3264 6.1), telephone-event always added. G.711 first: G.711-only conferences keep the cheap
-    # 8 kHz paths, and a G.722 phone that prefers G.722 still gets it (docs/sip.md). "OPUS" is
-    # opt-in: a leg costs several times a G.722 one (docs/benchmarks.md), and phones that list Opus
-    # first would all move to it.
-    codecs: tuple[str, ...] = ("PCMU", "PCMA", "G722")
-
-    @field_validator("codecs")
-    @classmethod
-    def _check_codecs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        codecs_by_name(value)  # ValueError names the bad one
-        names = tuple(name.upper() for name in value)
-        if "OPUS" in names and not opus.AVAILABLE:
-            raise ValueError("OPUS needs libopus (Debian: libopus0, `make deps-codecs`)")
-        return names
-
-    # NAT: the address put in SDP (c=, o=) when peers reach us at another one than `host`, which
-    # stays the address bound (docs/sip.md "Behind NAT")
-    public_host: str | None = None
-
-    @model_validator(mode="after")
-    def _one_family(self) -> RtpSettings:
-        """Our RTP sockets speak `host`'s family only: the SDP must not name the other one."""
-        public = None if self.public_host is None else _ip_version(self.public_host)
-        if public is not None and public != _ip_version(self.host):
-            raise ValueError(
-                f"rtp.public_host {self.public_host} and rtp.host {self.host} are of different IP "
-                "families: RTP speaks host's only"
-            )
-        return self
-
-    @property
-    def sdp_host(self) -> str:
-        return self.public_host or self.host
-
-    @property
-    def port_range(self) -> tuple[int, int]:
-        low, _, high = self.ports.partition("-")
-        return int(low), int(high or low)
-
-    @field_validator("ports")
-    @classmethod
-    def _check_ports(cls, value: str) -> str:
-        low, _, high = value.partition("-")
-        if not (low.isdigit() and (not high or high.isdigit())):
-            raise ValueError("ports must look like 20000-20999")
-        if int(high or low) - int(low) < 1:
-            raise ValueError("the RTP port range needs at least two ports")
-        return value
-
-
-class TcpSettings(_Strict):
-    listen: str | None = None  # host:port; None: no TCP listener (dialling TCP still works)
-
-
-class TlsSettings(_Strict):
-    listen: str | None = None  # host:port (default port 5061); needs certificate and key
-    certificate: str | None = None  # PEM certificate chain
-    key: str | None = None  # PEM private key
-    ca_file: str | None = None  # CAs for the peers we dial (and clients, with verify_clients)
-    verify_peers: bool = True  # the trunk's certificate must chain to ca_file and name its host
-    verify_clients: bool = False  # phones must present a certificate from ca_file
-
-    @property
-    def configured(self) -> bool:
-        """TLS was set up (a listener, our certificate, or the CAs to check peers with): DNS may
-        then choose TLS for a dial (NAPTR SIPS+D2T, SRV _sips._tcp)."""
-        return self.listen is not None or self.certificate is not None or self.ca_file is not None
-
-    @model_validator(mode="after")
-    def _check_listen(self) -> TlsSettings:
-        if self.listen is not None and (self.certificate is None or self.key is None):
-            raise ValueError("tls.listen needs tls.certificate and tls.key")
-        if self.verify_clients and self.ca_file is None:
-            raise ValueError("tls.verify_clients needs tls.ca_file")
-        return self
-
-
-class ConnectionSettings(_Strict):
-    """Limits on TCP/TLS connections (docs/security.md)."""
-
-    max_connections: int = Field(default=1000, ge=1, le=100_000)  # beyond: refused, counted
-    idle_timeout_s: float = Field(default=600.0, ge=1, le=86_400)  # nothing received: closed
-    connect_timeout_s: float = Field(default=5.0, ge=0.1, le=60)  # dialling, TLS handshake included
-    handshake_timeout_s: float = Field(default=5.0, ge=0.1, le=60)  # accepted TLS connections
-    max_header_bytes: int = Field(default=16384, ge=1024, le=MAX_MESSAGE_SIZE)  # larger: closed
-    max_body_bytes: int = Field(default=32768, ge=0, le=MAX_MESSAGE_SIZE)  # larger: 400, closed
-    max_write_buffer_bytes: int = Field(default=1 << 20, ge=65536, le=64 << 20)  # unread: closed
-
-    @model_validator(mode="after")
-    def _check_sizes(self) -> ConnectionSettings:
-        if self.max_header_bytes + self.max_body_bytes > MAX_MESSAGE_SIZE:
-            raise ValueError(f"max_header_bytes + max_body_bytes must be at most {MAX_MESSAGE_SIZE}")
-        return self
-
-    @property
-    def framing(self) -> FramingLimits:
-        return FramingLimits(self.max_header_bytes, self.max_body_bytes)
-
-
-class TrunkSettings(_Strict):
-    proxy: str
-    # Pinned: only this transport is looked up and dialled. None: for a proxy named by host,
-    # NAPTR/SRV choose among `SipSettings.located_transports`; for an address, UDP.
-    transport: Literal["udp", "tcp", "tls"] | None = None
-    domain: str
-    username: str | None = None
-    password: str | None = None
-    caller_id: str = "bridgeline"
-    # OPTIONS pings of the proxy (sip/keepalive.py): every keepalive_s (0: none), a miss when unanswered
-    # for keepalive_timeout_s, down after down_after misses in a row; dials through a down trunk fail
-    keepalive_s: float = Field(default=30.0, ge=0, le=3600)
-    keepalive_timeout_s: float = Field(default=5.0, gt=0, le=30)
-    down_after: int = Field(default=3, ge=1, le=100)
-    srtp: SrtpPolicy | None = None  # None: SipSettings.srtp
-
-    _srtp_off = field_validator("srtp", mode="before")(_yaml_off)
-
-    @model_validator(mode="after")
-    def _check_keepalive(self) -> TrunkSettings:
-        if self.keepalive_s and self.keepalive_timeout_s > self.keepalive_s:
-            raise ValueError("trunk.keepalive_timeout_s must not exceed trunk.keepalive_s")
-        return self
-
-
-class DnsSettings(_Strict):
-    """RFC 3263 lookups for a trunk proxy or dialled URI given by host name (docs/sip.md)."""
-
-    nameservers: list[str] | None = None  # "ip[:port]"; None: the system's resolv.conf
-    timeout_s: float = Field(default=2.0, gt=0, le=30)  # per lookup: the dial fails after it
-    cache_max: int = Field(default=1000, ge=0, le=1_000_000)  # records kept (least recently used out)
-    negative_ttl_s: float = Field(default=30.0, ge=0, le=3600)  # NXDOMAIN / no data kept this long
-    max_ttl_s: float = Field(default=3600.0, ge=0, le=86_400)  # a longer TTL is shortened to it
-    max_targets: int = Field(default=DEFAULT_MAX_TARGETS, ge=1, le=20)  # servers tried per dial
-    max_queries: int = Field(default=DEFAULT_MAX_QUERIES, ge=1, le=100)  # DNS queries per dial
-
-    @field_validator("nameservers")
-    @classmethod
-    def _check_nameservers(cls, value: list[str] | None) -> list[str] | None:
-        for entry in value or []:
-            host, _ = split_host_port(entry)
-            try:
-                ipaddress.ip_address(host)
-            except ValueError:
-                raise ValueError(f"nameserver {entry!r} is not ip[:port]") from None
-        return value
-
-    def nameserver_addresses(self) -> tuple[tuple[str, int], ...] | None:
-        if self.nameservers is None:
-            return None
-        return tuple(parse_host_port(entry, 53) for entry in self.nameservers)
-
-
-class FailoverSettings(_Strict):
-    """RFC 3263 4.3: a dial's INVITE moves on to the next located server on a 503, a transaction
-    timeout or a transport error, at most `max` times; `no_response_s`: sooner, when the server
-    has not answered anything this long (None: Timer B, 32 s)."""
-
-    max: int = Field(default=4, ge=0, le=20)
-    no_response_s: float | None = Field(default=None, gt=0, le=32)
-
-
-class EndpointSettings(_Strict):
-    """An endpoint given as a mapping rather than just its password."""
-
-    password: str
-    srtp: SrtpPolicy | None = None  # None: SipSettings.srtp
-
-    _srtp_off = field_validator("srtp", mode="before")(_yaml_off)
-
-
-class RedirectSettings(_Strict):
-    """Which 3xx targets a dial follows. A redirect makes us call somewhere the network chose, so
-    only hosts (any port) or host:port entries listed here; None: the trunk's domain and proxy host."""
-
-    max: int = Field(default=DEFAULT_MAX_REDIRECTS, ge=0, le=10)
-    allowed_targets: list[str] | None = None
-
-    @field_validator("allowed_targets")
-    @classmethod
-    def _check_targets(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None:
-            parse_allowed_targets(value)
-        return value
-
-
-class SessionTimerYaml(_Strict):
-    """RFC 4028 session timers. RFC 4028 4 puts the floor of Min-SE at 90 s: a lower `min_se_s` is
-    for tests that want an expiry within seconds, not for production."""
-
-    enabled: bool = True
-    session_expires_s: int = Field(default=1800, ge=1, le=86_400)  # asked for, and the most granted
-    min_se_s: int = Field(default=90, ge=1, le=86_400)  # shorter intervals get 422
-
-    @model_validator(mode="after")
-    def _check_order(self) -> SessionTimerYaml:
-        if self.session_expires_s < self.min_se_s:
-            raise ValueError("session_expires_s must be at least min_se_s")
-        return self
-
-    def settings(self) -> SessionTimerSettings:
-        return SessionTimerSettings(self.enabled, self.session_expires_s, self.min_se_s)
-
-
-class ReferSettings(_Strict):
-    """Transfers members' phones ask for with REFER (sip/refer_policy.py). A REFER makes us dial where a
-    phone says, so targets are allow-listed: `endpoints` (ours), number prefixes (`+1415`; `+`: any
-    number), `host` / `host:port` for SIP URIs; `transferors` says whose calls may ask."""
-
-    enabled: bool = True
-    allowed: list[str] = Field(default_factory=lambda: ["endpoints"], max_length=1000)
-    transferors: list[LegKind] = Field(default_factory=lambda: [LegKind.ENDPOINT])
-
-    @field_validator("allowed")
-    @classmethod
-    def _check_allowed(cls, value: list[str]) -> list[str]:
-        ReferPolicy.from_entries(enabled=True, allowed=value, transferors=())
-        return value
-
-    def policy(self) -> ReferPolicy:
-        return ReferPolicy.from_entries(
-            enabled=self.enabled, allowed=self.allowed, transferors=self.transferors
-        )
-
-
-class InboundRoute(_Strict):
-    number: str = Field(description="the dialed number or user")
-    phlo_id: str
-    auth_id: str | None = Field(default=None, description="the PHLO's account; None: the main account")
-    role: Role = Role.CUSTOMER
-    payload: dict[str, str] = Field(default_factory=dict, description="run payload; {{from}} is the caller")
-
-    @field_validator("phlo_id", "auth_id")
-    @classmethod
-    def _check_ids(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return None if value is None else check_id(str(info.field_name), value)
-
-
-class SipSettings(_Strict):
+class SipSettings(StrictSettings):
     listen: str = "127.0.0.1:5060"
     public_address: str | None = None  # NAT: host[:port] for Via and Contact (port: listen's)
     domain: str = "bridgeline.local"
@@ -393,7 +138,7 @@ class SipSettings(_Strict):
     inbound: list[InboundRoute] = Field(default_factory=list)
     registrations: RegistrationSettings = RegistrationSettings()  # Path, sharing (cluster mode)
 
-    _srtp_off = field_validator("srtp", mode="before")(_yaml_off)
+    _srtp_off = field_validator("srtp", mode="before")(yaml_off)
 
     @field_validator("srtp_suites")
     @classmethod
@@ -413,7 +158,7 @@ class SipSettings(_Strict):
             listen_host = split_host_port(str(data.get("listen") or "127.0.0.1"))[0]
         except ValueError:
             return data  # the field's own validation says what is wrong
-        if _ip_version(listen_host) != 6:
+        if ip_version(listen_host) != 6:
             return data
         rtp = data.get("rtp")
         if rtp is None:
