@@ -67,6 +67,9 @@ def realtime_priority() -> int:
     return int(os.environ.get(REALTIME_ENV, "0"))
 
 
+# The sender's core (default: the load core, kit.LOAD_CPU); "any" leaves it to the kernel. The
+# sender learns it from its environment, as REALTIME_ENV.
+SENDER_CPU_ENV = "BENCH_RTP_SENDER_CPU"
 SLOTS = 10  # sender sub-slots per 20 ms
 SRTP_SUITE_ENV = "BENCH_RTP_SRTP_SUITE"  # --srtp-suite, for the sender too
 
@@ -92,6 +95,9 @@ def sender_main(fd: int, ports: list[int], seconds: float, srtp_key: bytes | Non
     header = struct.Struct("!BBHII")
     dests = [("127.0.0.1", p) for p in ports]
     sent = received = send_errors = late = 0
+    # (monotonic time, packets sent so far) every 5 periods: how much was sent inside a window that
+    # the parent measures on its own clock (CLOCK_MONOTONIC is the machine's, not the process's)
+    marks: list[tuple[float, int]] = []
     buf = bytearray(2048)
     ready_cpu = time.process_time()
     print("ready", flush=True)  # imports and setup are done: the measured window can start
@@ -100,6 +106,8 @@ def sender_main(fd: int, ports: list[int], seconds: float, srtp_key: bytes | Non
     # send each leg in one of SLOTS evenly spaced slots instead of one burst per period.
     slots = [list(enumerate(dests))[k::SLOTS] for k in range(SLOTS)]
     for n in range(int(seconds * 50)):
+        if n % 5 == 0:
+            marks.append((time.monotonic(), sent))
         frame = frames[n % 50]
         for k, slot in enumerate(slots):
             delay = start + n * 0.02 + k * 0.02 / SLOTS - time.monotonic()
@@ -120,9 +128,9 @@ def sender_main(fd: int, ports: list[int], seconds: float, srtp_key: bytes | Non
                     break
                 received += 1
     cpu_s = round(time.process_time() - ready_cpu, 3)  # while sending only
-    print(
-        json.dumps({"sent": sent, "received": received, "errors": send_errors, "late": late, "cpu_s": cpu_s})
-    )
+    marks.append((time.monotonic(), sent))
+    result = {"sent": sent, "received": received, "errors": send_errors, "late": late, "cpu_s": cpu_s}
+    print(json.dumps({**result, "marks": marks}))
 
 
 def sender_socket() -> socket.socket:
@@ -566,7 +574,9 @@ HEADER = (
 
 if __name__ == "__main__":
     if len(sys.argv) >= 2 and sys.argv[1] == "--sender":
-        kit.pin_self(kit.LOAD_CPU)
+        sender_cpu = os.environ.get(SENDER_CPU_ENV, str(kit.LOAD_CPU))
+        if sender_cpu != "any":
+            kit.pin_self(int(sender_cpu))
         if realtime_priority():
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(realtime_priority()))
         key = bytes.fromhex(sys.argv[4]) if len(sys.argv) > 4 else None

@@ -1,29 +1,45 @@
 """Scale-out (issue #12): 1 node against 2 nodes in the same run, each node its own `bridgeline serve`
-process pinned to a core of its own, on one fresh PostgreSQL database per cluster; runs placed by load.
+process, on one fresh PostgreSQL database per cluster; runs placed by load.
 
 - actions: member actions/s. A 1-node and a 2-node cluster (sim carrier) are both started; --connections
   conferences on each, created by runs sent to each node in turn (the cluster places them by load, in
   batches a heartbeat apart, since placement reads the loads the nodes' heartbeats wrote). Each
   connection of the load generator (bench/httpload.py: closed loop, one request in flight) alternates
   hold / unhold of its conference's customer and talks to the node that owns it, so the generator
-  sends to every node. Windows alternate 1 node / 2 nodes (--rounds), the best of each is kept.
-- rtp: SIP/RTP legs. A cluster of sip-carrier nodes whose trunk is bench_sip.py's UAS; 2-party
-  conferences are added (runs placed by load) up to each N of a ladder, then bench_rtp_legs.py's sender
-  (one socket, the address every leg's SDP answer names) sends each leg a PCMU packet every 20 ms and
-  drains what comes back. bench_rtp_legs.py's criterion: an N passes when every node has < 1% late (or
-  skipped) media ticks (> 5 ms after the deadline, from each node's /metrics) and the nodes take in
-  >= 95% of the packets sent; a miss is retried (3 runs at most) unless a node's core was saturated.
-  The capacity is the largest N that passed; the ladder stops at the first N that fails.
+  sends to every node and nothing is forwarded. Windows alternate 1 node / 2 nodes (--rounds); the
+  ratio of the best windows and the ratio of the rounds' medians are both given.
+- rtp: SIP/RTP legs, 2-party conferences, one sender process per node (bench/scale_out_rtp.py).
 
-The ratio is 2 nodes / 1 node (issue #12: >= 1.8x). Cores: node 1 on CPU 1 and node 2 on CPU 0; the
-load generators (httpload, the RTP sender) run on CPU 0 as in the other benchmarks, so with 2 nodes
-they share node 2's core, and PostgreSQL runs wherever the kernel puts it: every window reports the
-CPU of each node, of the generator, of the database's backends and of the rest of the machine, and
-the actions part also gives actions per CPU-second of the nodes.
+The ratio is 2 nodes / 1 node (issue #12: >= 1.8x). Two ways to give each node its CPU:
+- default: node 1 pinned to CPU 1 and node 2 to CPU 0, the generators on CPU 0 (as the other
+  benchmarks), PostgreSQL wherever the kernel puts it: on a 2-core machine the generators and the
+  database then share the nodes' cores, so the 2-node figure is a floor.
+- --node-cpu C: every node gets the same fixed budget, C of a core, by a cgroup-v1 CPU quota
+  (bench/cpu_quota.py; --cpu-period-ms, 10 ms by default, keeps the throttled gaps short for the
+  media tick), and nothing is pinned: with C well under half a core, the capped nodes, not
+  PostgreSQL or the generators, are the bottleneck in both clusters, on a machine without a core
+  to spare per node. A SCHED_FIFO thread is not bounded by the CFS quota: the nodes' media threads
+  run at normal priority, or, with --rtp-realtime, keep SCHED_FIFO and get the same share (C per
+  20 ms) of the real-time budget (cpu.rt_runtime_us): then other work on the machine cannot make
+  their ticks late, and a node's RTP capacity is its budget's. Each window reports each node's CPU
+  (/proc/<pid>/stat) and the share of quota periods in which it was throttled, PostgreSQL's
+  backends (all, and the busiest), the generators' CPU and the machine's idle CPU; each actions
+  window says whether every node was at >= 90% of its budget, each RTP run whether one was.
+  --cpu-burst-ms (default: one period's quota) lets a period also spend quota
+  that earlier periods left unused (cpu.cfs_burst_us): the average stays at C, but the media tick's
+  work, which comes every 20 ms, is not cut at every other 10 ms boundary (with no burst, a node at
+  176 legs was throttled in 8-20% of its periods while using 0.25-0.28 of its 0.35 on average).
+- On a machine shared with other work, --nice (e.g. -10) lets the nodes and generators take their
+  budget before other processes do (PostgreSQL keeps its own priority), and --pg-async-commit sets
+  synchronous_commit = off on this script's databases: a node's store runs one transaction at a time,
+  so a commit waiting on a busy disk would otherwise bound a node below its budget.
 
 Bounded: windows of --measure seconds, RTP runs of --run seconds, no RTP run starts after --budget
-seconds per cluster; only the processes this script started are stopped, by pid.
+seconds per cluster; only the processes and cgroups this script made are stopped and removed, on
+failure and on SIGTERM too.
 Run: OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/bench_scale_out.py [--part actions|rtp|both]
+     [--node-cpu 0.35 [--cpu-period-ms 10] [--cpu-burst-ms 3.5] [--rtp-realtime]] [--nice -10]
+     [--pg-async-commit]
      [--connections 50] [--rounds 3] [--legs 250,500,...] [--budget 300] [--quick] [--out f.json]
 """
 
@@ -31,131 +47,41 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import re
-import resource
-import select
-import socket
-import subprocess
+import statistics
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import benchkit as kit
-import psycopg
-from bench_sip import Uas, sip_server
 from bench_tick_isolation import CpuSampler
+from cpu_quota import QuotaGroups
+from scale_cluster import (
+    Cluster,
+    Node,
+    node_env,
+    node_placement,
+    place_runs,
+    set_async_commit,
+    window_cpu,
+)
+from scale_out_rtp import rtp_part
 
-BENCH = Path(__file__).resolve().parent
-HEARTBEAT_S = 1.0  # the default; placement reads the loads at most once per heartbeat
-PLACE_BATCH = 40  # runs sent between two heartbeats: the most that can land on one node at once
 LADDER = (250, 500, 1000, 1500, 2000, 2500, 3000, 4000, 5000, 6000)
-ATTEMPTS = 3
-RTP_RANGES = ("40000-47999", "48000-55999")  # 4,000 legs per node (two ports per leg)
-NODE_CPUS = (kit.SERVER_CPU, kit.LOAD_CPU)  # node i runs on NODE_CPUS[i]
-
-
-@dataclass
-class Node(kit.Server):
-    """benchkit's server process, pinned to `cpu` instead of the server core."""
-
-    cpu: int = kit.SERVER_CPU
-
-    def command(self) -> list[str]:
-        command = super().command()
-        return [*kit.pin_prefix(self.cpu), *command[len(kit.pin_prefix(kit.SERVER_CPU)) :]]
-
-
-def node_env(index: int) -> dict[str, str]:
-    return {
-        "BRIDGELINE_NODE_ID": f"n{index + 1}",
-        "BRIDGELINE_NODE_HEARTBEAT_S": str(HEARTBEAT_S),
-        "BRIDGELINE_LOG_LEVEL": "warning",
-    }
-
-
-@dataclass
-class Cluster:
-    size: int
-    database_url: str
-    nodes: list[Node] = field(default_factory=list)
-
-    def stop(self) -> None:
-        for node in self.nodes:
-            node.stop()
-
-    def owners(self) -> dict[str, str]:
-        """Live conferences' member addresses -> the owning node's id (from the store)."""
-        with psycopg.connect(self.database_url) as connection:
-            rows = connection.execute(
-                "SELECT a.address, c.owner_node FROM conference_addresses a JOIN conferences c"
-                " USING (conference_id) WHERE c.status = 'live'"
-            ).fetchall()
-        return {str(address): str(owner) for address, owner in rows}
-
-    def backend_pids(self) -> list[int]:
-        with psycopg.connect(self.database_url) as connection:
-            name = connection.info.dbname
-            rows = connection.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (name,)
-            ).fetchall()
-        return [int(pid) for (pid,) in rows]
-
-    def by_id(self, node_id: str) -> Node:
-        return self.nodes[int(node_id.removeprefix("n")) - 1]
-
-
-def place_runs(cluster: Cluster, phlo_id: str, pairs: list[tuple[str, str]]) -> None:
-    """One run per (agent, customer), sent to each node in turn and placed by the cluster; a heartbeat
-    between batches, so that placement sees the loads the previous batch made."""
-    clients = [node.client() for node in cluster.nodes]
-    try:
-        for start in range(0, len(pairs), PLACE_BATCH):
-            for i, (agent, customer) in enumerate(pairs[start : start + PLACE_BATCH]):
-                client = clients[(start + i) % len(clients)]
-                run = client.post(
-                    f"/v1/account/{kit.AUTH_ID}/phlo/{phlo_id}", json={"agent": agent, "customer": customer}
-                )
-                run.raise_for_status()
-            if cluster.size > 1 and start + PLACE_BATCH < len(pairs):
-                time.sleep(HEARTBEAT_S * 1.2)
-    finally:
-        for client in clients:
-            client.close()
-
-
-def window_cpu(samplers: dict[str, CpuSampler], t0_ns: int, t1_ns: int) -> dict[str, float | None]:
-    return {name: sampler.util(t0_ns, t1_ns) for name, sampler in samplers.items()}
-
-
-class PidsSampler(CpuSampler):
-    """CPU of a set of processes (the database's backends) every 100 ms."""
-
-    def __init__(self, pids: list[int]) -> None:
-        super().__init__(0)
-        self.pids = pids
-
-    def run(self) -> None:
-        while True:
-            total = 0.0
-            for pid in self.pids:
-                with contextlib.suppress(OSError, ValueError):
-                    total += kit.process_cpu_s(pid)
-            self.samples.append((time.perf_counter_ns(), total))
-            if self.done.wait(0.1):
-                return
+RT_PERIOD_US = 20_000  # --rtp-realtime: the media tick's period, so each period holds one tick's work
+# With a budget, even steps of 12% (100, 112, 126, ..., 2136): the ratio of two ladders is only as
+# fine as their steps.
+BUDGET_LADDER = tuple(2 * round(50 * 1.12**k) for k in range(28))
 
 
 # --------------------------------------------------------------------------- member actions/s
-def actions_cluster(size: int, database_url: str, connections: int) -> tuple[Cluster, dict[str, Any]]:
+def actions_cluster(
+    size: int, database_url: str, connections: int, quotas: QuotaGroups | None, nice: int
+) -> tuple[Cluster, dict[str, Any]]:
     cluster = Cluster(size, database_url)
     for i in range(size):
-        cluster.nodes.append(
-            Node(env=node_env(i), args=["--database-url", database_url], cpu=NODE_CPUS[i]).start()
-        )
+        placement = node_placement(i, quotas, nice)
+        node = Node(env=node_env(i), args=["--database-url", database_url], **placement)
+        cluster.nodes.append(node.start())
     with cluster.nodes[0].client() as client:
         phlo_id, node_id = kit.create_phlo(client)
     pairs = [(f"+1555{size}{2 * i:06d}", f"+1555{size}{2 * i + 1:06d}") for i in range(connections)]
@@ -184,26 +110,31 @@ def actions_cluster(size: int, database_url: str, connections: int) -> tuple[Clu
     return cluster, {"spec": spec, "conferences_per_node": split}
 
 
-def actions_window(cluster: Cluster, spec: dict[str, Any], warmup: float, measure: float) -> dict[str, Any]:
-    samplers: dict[str, CpuSampler] = {
-        f"n{i + 1}": CpuSampler(node.pid) for i, node in enumerate(cluster.nodes)
-    }
-    samplers["postgres backends"] = PidsSampler(cluster.backend_pids())
+def actions_window(cluster: Cluster, spec: dict[str, Any], opts: argparse.Namespace) -> dict[str, Any]:
+    samplers: dict[str, CpuSampler] = cluster.samplers()
     watch = kit.Disturbance(*(node.pid for node in cluster.nodes))
     with contextlib.ExitStack() as stack:
         for sampler in samplers.values():
             stack.enter_context(sampler)
         started = time.monotonic()
-        load = kit.run_load({**spec, "warmup_s": warmup, "measure_s": measure})
+        load = kit.run_load(
+            {**spec, "warmup_s": opts.warmup, "measure_s": opts.measure},
+            cpu=None if opts.node_cpu else kit.LOAD_CPU,
+            nice=opts.nice,
+        )
         wall = time.monotonic() - started
     b0, b1 = (int(x * 1e9) for x in load["window_perf_s"])
     cpu = window_cpu(samplers, b0, b1)
     other = watch.stop()
-    nodes_cpu = sum(v or 0.0 for k, v in cpu.items() if k.startswith("n"))
+    nodes_cpu = sum(cpu[f"n{i + 1}"] or 0.0 for i in range(cluster.size))
     # Disturbance counts the generator and the database as "other": take out what is known.
-    known = load["generator_cpu_util"] * measure / wall + (cpu["postgres backends"] or 0.0) * measure / wall
+    known = (load["generator_cpu_util"] + (cpu["postgres backends"] or 0.0)) * opts.measure / wall
+    budget = opts.node_cpu or 1.0
     return {
         "ok_per_s": load["ok_per_s"],
+        # the figure is the nodes' only if they were at their budget while the rest had CPU to spare
+        "nodes_at_budget": all((cpu[f"n{i + 1}"] or 0.0) >= 0.9 * budget for i in range(cluster.size)),
+        "machine_idle_cpu": cpu["idle"],
         "not_ok": load["not_ok"],
         "statuses": load["statuses"],
         "unexpected": load["unexpected_samples"],
@@ -216,24 +147,26 @@ def actions_window(cluster: Cluster, spec: dict[str, Any], warmup: float, measur
     }
 
 
-def actions_part(opts: argparse.Namespace) -> dict[str, Any]:
+def actions_part(opts: argparse.Namespace, quotas: QuotaGroups | None) -> dict[str, Any]:
     with kit.fresh_database() as one_url, kit.fresh_database() as two_url:
         clusters: dict[int, tuple[Cluster, dict[str, Any]]] = {}
         try:
             for size, url in ((1, one_url), (2, two_url)):
+                if opts.pg_async_commit:
+                    set_async_commit(url)
                 with kit.timed(f"actions: {size}-node cluster and {opts.connections} conferences"):
-                    clusters[size] = actions_cluster(size, url, opts.connections)
+                    clusters[size] = actions_cluster(size, url, opts.connections, quotas, opts.nice)
             windows: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
             for round_ in range(opts.rounds):
                 for size in (1, 2):
                     cluster, setup = clusters[size]
-                    window = actions_window(cluster, setup["spec"], opts.warmup, opts.measure)
+                    window = actions_window(cluster, setup["spec"], opts)
                     windows[size].append(window)
                     print(
                         f"actions round {round_ + 1}, {size} node(s): {window['ok_per_s']:,.0f}/s"
                         f" (not OK {window['not_ok']}), p99 {window['latency_ms']['p99']} ms,"
-                        f" CPU {window['cpu']},"
-                        f" rest of machine {window['rest_of_machine_cpu']}",
+                        f" CPU {window['cpu']}, rest of machine {window['rest_of_machine_cpu']},"
+                        f" nodes at their budget: {window['nodes_at_budget']}",
                         file=sys.stderr,
                         flush=True,
                     )
@@ -244,235 +177,23 @@ def actions_part(opts: argparse.Namespace) -> dict[str, Any]:
     per_cpu = [best[s]["actions_per_node_cpu_s"] for s in (1, 2)]
     return {
         "connections": opts.connections,
+        "forwarded": "none: each connection talks to the node that owns its conference",
         "warmup_s": opts.warmup,
         "measure_s": opts.measure,
         "conferences_per_node": {size: clusters[size][1]["conferences_per_node"] for size in (1, 2)},
         "windows": {str(size): ws for size, ws in windows.items()},
         "best": {str(size): w for size, w in best.items()},
         "ratio_2_over_1": round(best[2]["ok_per_s"] / best[1]["ok_per_s"], 3),
+        "ratio_per_round": [
+            round(two["ok_per_s"] / one["ok_per_s"], 3)
+            for one, two in zip(windows[1], windows[2], strict=True)
+        ],
+        "ratio_of_medians": round(
+            statistics.median(w["ok_per_s"] for w in windows[2])
+            / statistics.median(w["ok_per_s"] for w in windows[1]),
+            3,
+        ),
         "ratio_per_node_cpu_s": round(per_cpu[1] / per_cpu[0], 3) if all(per_cpu) else None,
-    }
-
-
-# --------------------------------------------------------------------------- RTP legs
-class SharedPortUas(Uas):
-    """bench_sip's UAS answering every call with one RTP address (the sender's socket), noting the
-    server's RTP port from each offer."""
-
-    def __init__(self, rtp_port: int) -> None:
-        super().__init__(set())
-        self.rtp_port = rtp_port
-        self.server_ports: dict[str, int] = {}  # call-id -> the port the node offered
-
-    def answer_sdp(self, number: str, call_id: str, offer: bytes) -> bytes:
-        port = re.search(rb"^m=audio (\d+)", offer, re.M)
-        assert port, f"INVITE for {number} without an audio offer: {offer!r}"
-        with self.cond:
-            self.server_ports[call_id] = int(port.group(1))
-        return self.sdp(self.rtp_port)
-
-    def answered_calls(self) -> int:
-        with self.cond:
-            return len(self.acked & self.server_ports.keys())
-
-
-@contextlib.contextmanager
-def rtp_sender(sock: socket.socket, ports: list[int], seconds: float) -> Iterator[subprocess.Popen[str]]:
-    """bench_rtp_legs.py's sender (its own process, on the load core) sending from `sock` to `ports`."""
-    fd = sock.fileno()
-    proc = subprocess.Popen(
-        [kit.PYTHON, str(BENCH / "bench_rtp_legs.py"), "--sender", str(fd), f"{seconds:g}"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        pass_fds=[fd],
-    )
-    try:
-        assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(json.dumps(ports))
-        proc.stdin.close()
-        started, _, _ = select.select([proc.stdout], [], [], 30)
-        line = proc.stdout.readline() if started else "(nothing within 30 s)"
-        if line.strip() != "ready":
-            raise RuntimeError(f"RTP sender failed to start: {line!r}")
-        yield proc
-    finally:
-        if proc.poll() is None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=seconds + 10)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
-COUNTER = re.compile(
-    r"^bridgeline_\w+?_(media_ticks|media_late_ticks|media_skipped_ticks|rtp_packets_in)_total (\S+)$"
-)
-
-
-def media_counters(node: Node) -> dict[str, float]:
-    with node.client(timeout=10) as client:
-        text = client.get("/metrics").text
-    values: dict[str, float] = {}
-    for line in text.splitlines():
-        m = COUNTER.match(line)
-        if m:
-            values[m.group(1)] = float(m.group(2))
-    return values
-
-
-def rtp_run(
-    cluster: Cluster, sock: socket.socket, ports: list[int], run_s: float, warmup: float
-) -> dict[str, Any]:
-    """One run of the sender at the legs set up so far: each node's late ticks, input, CPU."""
-    samplers = {f"n{i + 1}": CpuSampler(node.pid) for i, node in enumerate(cluster.nodes)}
-    watch = kit.Disturbance(*(node.pid for node in cluster.nodes))
-    with contextlib.ExitStack() as stack:
-        for sampler in samplers.values():
-            stack.enter_context(sampler)
-        sender = stack.enter_context(rtp_sender(sock, ports, run_s))
-        time.sleep(warmup)
-        before = [media_counters(node) for node in cluster.nodes]
-        t0, w0 = time.perf_counter_ns(), time.monotonic()
-        time.sleep(run_s - warmup - 0.3)
-        after = [media_counters(node) for node in cluster.nodes]
-        t1, wall = time.perf_counter_ns(), time.monotonic() - w0
-        sender.wait(timeout=run_s + 10)  # it stops on its own after run_s
-        assert sender.stdout is not None
-        out = sender.stdout.read()
-    other = watch.stop()
-    child = json.loads(out.strip().splitlines()[-1])
-    nodes = []
-    for i, (b, a) in enumerate(zip(before, after, strict=True)):
-        d = {k: a.get(k, 0.0) - b.get(k, 0.0) for k in a}
-        ticks = d.get("media_ticks", 0.0) + d.get("media_skipped_ticks", 0.0)
-        late = d.get("media_late_ticks", 0.0) + d.get("media_skipped_ticks", 0.0)
-        low, high = (int(x) for x in RTP_RANGES[i].split("-"))
-        legs = sum(1 for p in ports if low <= p <= high)
-        nodes.append(
-            {
-                "node": f"n{i + 1}",
-                "legs": legs,
-                "late_pct": round(100 * late / ticks, 3) if ticks else 100.0,
-                "packets_in_per_s": round(d.get("rtp_packets_in", 0.0) / wall),
-                "cpu": samplers[f"n{i + 1}"].util(t0, t1),
-            }
-        )
-    sender_cpu = child["cpu_s"] / run_s
-    packets_in = sum(n["packets_in_per_s"] for n in nodes)
-    return {
-        "legs": len(ports),
-        "nodes": nodes,
-        "late_pct": max(n["late_pct"] for n in nodes),
-        "input_share": round(packets_in / (50 * len(ports)), 3),
-        "sender": {"cpu": round(sender_cpu, 3), "late_sends": child["late"], "received": child["received"]},
-        "rest_of_machine_cpu": round(max(other["other_cpu_util"] - sender_cpu, 0.0), 3),
-        "steal": other["steal_util"],
-    }
-
-
-def passed(run: dict[str, Any]) -> bool:
-    return bool(run["late_pct"] < 1 and run["input_share"] >= 0.95)
-
-
-def limited_by(run: dict[str, Any]) -> str | None:
-    """Why a run missed: the nodes' media ticks, or the sender, which could not send it all (it shares
-    a core with node 2, and the rest of the machine takes what it takes)."""
-    if passed(run):
-        return None
-    return "nodes (late ticks)" if run["late_pct"] >= 1 else "generator (< 95% of the packets sent)"
-
-
-def rtp_cluster(size: int, opts: argparse.Namespace) -> dict[str, Any]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    uas = SharedPortUas(sock.getsockname()[1])
-    uas.start()
-    runs: list[dict[str, Any]] = []
-    largest = 0
-    deadline = time.monotonic() + opts.budget
-    try:
-        with kit.fresh_database() as database_url:
-            cluster = Cluster(size, database_url)
-            try:
-                for i in range(size):
-                    server = sip_server(uas.port, kit.free_port(socket.SOCK_DGRAM), RTP_RANGES[i])
-                    node = Node(
-                        carrier="sip",
-                        env=node_env(i),
-                        args=[*server.args, "--database-url", database_url],
-                        root=server.root,
-                        cpu=NODE_CPUS[i],
-                    )
-                    cluster.nodes.append(node.start())
-                with cluster.nodes[0].client() as client:
-                    phlo_id, _ = kit.create_phlo(client)
-                pairs: list[tuple[str, str]] = []
-                for legs in opts.ladder:
-                    if time.monotonic() > deadline:
-                        break
-                    new = [
-                        (f"+1415{size}{2 * i:06d}", f"+1415{size}{2 * i + 1:06d}")
-                        for i in range(len(pairs), legs // 2)
-                    ]
-                    uas.answer.update(x for pair in new for x in pair)
-                    with kit.timed(f"rtp: {size} node(s), {legs} legs set up"):
-                        place_runs(cluster, phlo_id, new)
-                        pairs += new
-                        end = time.monotonic() + 120
-                        while uas.answered_calls() < 2 * len(pairs):
-                            if time.monotonic() > end:
-                                raise RuntimeError(
-                                    f"{uas.answered_calls()} of {2 * len(pairs)} legs answered"
-                                )
-                            time.sleep(0.1)
-                    with uas.cond:
-                        ports = sorted(uas.server_ports.values())
-                    best: dict[str, Any] | None = None
-                    for _ in range(ATTEMPTS):
-                        run = rtp_run(cluster, sock, ports, opts.run, opts.rtp_warmup)
-                        print(
-                            f"rtp {size} node(s), {legs} legs: late {run['late_pct']}%, input"
-                            f" {run['input_share']:.0%}, nodes {run['nodes']}, sender {run['sender']},"
-                            f" rest {run['rest_of_machine_cpu']}",
-                            file=sys.stderr,
-                            flush=True,
-                        )
-                        if best is None or run["late_pct"] < best["late_pct"]:
-                            best = run
-                        saturated = any((n["cpu"] or 0) >= 0.9 for n in run["nodes"])
-                        if passed(best) or saturated:
-                            break
-                    assert best is not None
-                    runs.append({**best, "limited_by": limited_by(best)})
-                    if not passed(best):
-                        break
-                    largest = legs
-            finally:
-                cluster.stop()
-    finally:
-        uas.stop()
-        sock.close()
-    stopped = runs[-1]["limited_by"] if runs else None
-    return {
-        "nodes": size,
-        "largest_legs_passed": largest,
-        "stopped_by": stopped or "the ladder's top or the budget",
-        "ladder": list(opts.ladder),
-        "runs": runs,
-    }
-
-
-def rtp_part(opts: argparse.Namespace) -> dict[str, Any]:
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the nodes inherit it: two sockets per leg
-    result = {str(size): rtp_cluster(size, opts) for size in (1, 2)}
-    one, two = result["1"]["largest_legs_passed"], result["2"]["largest_legs_passed"]
-    return {
-        "run_s": opts.run,
-        "clusters": result,
-        "ratio_2_over_1": round(two / one, 3) if one else None,
-        "ladder_top_reached": two == opts.ladder[-1],
     }
 
 
@@ -481,6 +202,14 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--part", choices=("actions", "rtp", "both"), default="both")
+    parser.add_argument("--node-cpu", type=float, default=None, help="each node's CPU budget, in cores")
+    parser.add_argument("--cpu-period-ms", type=float, default=10.0, help="the quota's period (--node-cpu)")
+    parser.add_argument(
+        "--cpu-burst-ms",
+        type=float,
+        default=None,
+        help="unused quota a period may carry over (--node-cpu; default: one period's quota, 0: none)",
+    )
     parser.add_argument("--connections", type=int, default=50, help="conferences and connections (actions)")
     parser.add_argument("--rounds", type=int, default=3, help="alternated windows per cluster (actions)")
     parser.add_argument("--warmup", type=float, default=1.0)
@@ -488,20 +217,62 @@ def main() -> None:
     parser.add_argument("--legs", default=None, help="comma-separated ladder of total legs (rtp)")
     parser.add_argument("--run", type=float, default=6.0, help="seconds per RTP run, warm-up included")
     parser.add_argument("--rtp-warmup", type=float, default=1.5, help="seconds of RTP before the window")
+    parser.add_argument(
+        "--rtp-realtime",
+        action="store_true",
+        help="with --node-cpu: the nodes' media threads keep SCHED_FIFO, bounded by the same share of the"
+        " real-time budget (cpu.rt_runtime_us) as the quota gives their other threads",
+    )
+    parser.add_argument(
+        "--sender-realtime", type=int, default=0, help="SCHED_FIFO priority of the RTP senders (0: none)"
+    )
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="nice of the nodes and generators (e.g. -5 on a machine shared with other work; PostgreSQL"
+        " keeps its own): they then get their budget first; nothing changes on a quiet machine",
+    )
+    parser.add_argument(
+        "--pg-async-commit",
+        action="store_true",
+        help="synchronous_commit = off on the benchmark's databases: commits stop waiting for the disk",
+    )
     parser.add_argument("--budget", type=float, default=300.0, help="per cluster: no RTP run starts after")
     parser.add_argument("--quick", action="store_true", help="a smoke run: small sizes, short windows")
     parser.add_argument("--out", default=None, help="JSON results file")
     opts = parser.parse_args()
-    opts.ladder = LADDER if opts.legs is None else tuple(int(n) for n in opts.legs.split(","))
+    default_ladder = BUDGET_LADDER if opts.node_cpu else LADDER
+    opts.ladder = default_ladder if opts.legs is None else tuple(int(n) for n in opts.legs.split(","))
     if opts.quick:
         opts.connections, opts.rounds, opts.measure, opts.run = 10, 1, 2.0, 4.0
         opts.ladder = opts.ladder if opts.legs else (100, 200)
-    kit.pin_self(kit.LOAD_CPU)  # this process and its UAS thread
+    if opts.run - opts.rtp_warmup < 1.5:
+        parser.error("--run must leave at least 1.5 s after --rtp-warmup")
     result: dict[str, Any] = {"machine": kit.machine(), "loadavg_start": kit.loadavg()}
-    if opts.part in ("actions", "both"):
-        result["actions"] = actions_part(opts)
-    if opts.part in ("rtp", "both"):
-        result["rtp"] = rtp_part(opts)
+    with contextlib.ExitStack() as stack:
+        quotas = None
+        if opts.node_cpu:
+            if opts.cpu_burst_ms is None:  # a 20 ms tick's burst may spend two 10 ms periods' quota
+                opts.cpu_burst_ms = opts.node_cpu * opts.cpu_period_ms
+            period_us, burst_us = round(opts.cpu_period_ms * 1000), round(opts.cpu_burst_ms * 1000)
+            rt_period_us = RT_PERIOD_US if opts.rtp_realtime else 0
+            quotas = stack.enter_context(QuotaGroups(opts.node_cpu, period_us, burst_us, rt_period_us))
+            result["node_cpu"] = {
+                "cores": opts.node_cpu,
+                "period_ms": opts.cpu_period_ms,
+                "burst_ms": opts.cpu_burst_ms,
+                "media_thread": f"SCHED_FIFO, {opts.node_cpu:g} of each {RT_PERIOD_US // 1000} ms"
+                if opts.rtp_realtime
+                else "normal priority",
+                "pinned": False,
+            }
+        else:
+            kit.pin_self(kit.LOAD_CPU)  # this process and its UAS thread
+        if opts.part in ("actions", "both"):
+            result["actions"] = actions_part(opts, quotas)
+        if opts.part in ("rtp", "both"):
+            result["rtp"] = rtp_part(opts, quotas)
     result["loadavg_end"] = kit.loadavg()
     result["command"] = "OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/bench_scale_out.py " + " ".join(
         sys.argv[1:]

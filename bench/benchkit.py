@@ -430,11 +430,12 @@ def fresh_database(prefix: str = "bridgeline_bench") -> Iterator[str]:
 
 
 # --------------------------------------------------------------------------- load generator, profiler
-def run_load(spec: dict[str, Any], *, cpu: int = LOAD_CPU) -> dict[str, Any]:
-    """bench/httpload.py in its own process on the load core; its JSON answer."""
+def run_load(spec: dict[str, Any], *, cpu: int | None = LOAD_CPU, nice: int = 0) -> dict[str, Any]:
+    """bench/httpload.py in its own process on the load core (None: any core); its JSON answer."""
     budget = float(spec["warmup_s"]) + float(spec["measure_s"]) + 60
+    prefix = (pin_prefix(cpu) if cpu is not None else []) + (["nice", "-n", str(nice)] if nice else [])
     done = subprocess.run(
-        [*pin_prefix(cpu), PYTHON, str(BENCH / "httpload.py")],
+        [*prefix, PYTHON, str(BENCH / "httpload.py")],
         input=json.dumps(spec),
         capture_output=True,
         text=True,
