@@ -496,3 +496,25 @@ async def test_a_delivery_whose_lease_ran_out_in_the_queue_is_not_attempted_on_i
     # Dropped, then claimed again once its lease had run out, with a new lease: attempted once.
     assert [r.target for r in receiver.requests] == ["/cb", "/cb"]
     assert store.rows[second.delivery_id].attempts == 1
+
+
+async def test_what_a_saturated_destination_put_off_goes_out_once_it_drains(
+    store: FakeStore, make: Make
+) -> None:
+    # The clock stands still: the deferred deliveries come due only because the destination drained
+    # (a burst, e.g. every conference's recording finished at once, to one fast receiver).
+    fast = Receiver(delay=0.01)
+    await fast.start()
+    dispatcher = make(
+        clock=FakeClock(), timeout=10.0, per_destination=1, queue_per_destination=2, poll_interval=30.0
+    )
+    try:
+        records = [store.add(numbered(fast.url(), f"c{n}", 1)) for n in range(8)]
+        dispatcher.start()
+        await wait_until(
+            store, lambda: all(store.rows[r.delivery_id].status is DeliveryStatus.DELIVERED for r in records)
+        )
+        assert fast.max_in_flight == 1 and len(fast.requests) == 8
+    finally:
+        await asyncio.wait_for(dispatcher.stop(), 5.0)
+        await fast.close()

@@ -355,8 +355,9 @@ SignalSink = Callable[[str, LegSignal], None]
 
 
 RecordingSink = Callable[[str, bytes], None]
-"""A recording's audio as (recording_id, 20 ms of 8 kHz mono int16 little-endian PCM), in order; the
-call must not block (the SIP carrier calls it from its media thread)."""
+"""A recording's audio as (recording_id, 8 kHz mono int16 little-endian PCM: one or more 20 ms frames),
+in order; the call must not block (the SIP carrier calls it from its media thread, in chunks of up to
+200 ms)."""
 
 
 class Carrier(Protocol):
@@ -384,6 +385,11 @@ class Carrier(Protocol):
         ...
 
     def stop_recording(self, recording_id: str) -> None: ...
+    def flush_recording(self, recording_id: str, then: Callable[[], None]) -> None:
+        """Hand the tap's audio up to now to its sink, then call `then` (on any thread): what follows
+        reaches the sink after `then` (a pause, resume or stop takes effect at that boundary; after
+        stop_recording, nothing follows)."""
+        ...
 
     def conference_ended(self, conference_id: str) -> None: ...
     def release_conference(self, conference_id: str) -> None:

@@ -2,11 +2,13 @@
 
 Per recording, after its start was committed: the row is written ('recording'), the file opened by
 the writer (`RecordingFiles`), and the carrier taps the audio into `write`. Pausing keeps the
-timeline: while paused, every frame is written as silence of the same length. A stop stops the tap
-and closes the file; the writer's answer (on its own thread) hops to the loop, finishes the row, and
-hands `RecordingFinished` to the conference service, whose Completed/Failed event goes through the
-outbox like every other callback. A writer that fails on its own (disk full, queue full) answers the
-same way without a stop: the tap is stopped, the recording Failed, the call goes on.
+timeline: while paused, every frame is written as silence of the same length; the carrier hands its
+buffered audio over first (`flush_recording`), so the pause starts and ends at the tick it was asked
+at. A stop stops the tap and, after the tap's last audio, closes the file; the writer's answer (on
+its own thread) hops to the loop, finishes the row, and hands `RecordingFinished` to the conference
+service, whose Completed/Failed event goes through the outbox like every other callback. A writer
+that fails on its own (disk full, queue full) answers the same way without a stop: the tap is
+stopped, the recording Failed, the call goes on.
 
 At startup (`recover`), rows still 'recording' were left by a crash: each file is repaired and
 stored (or found unusable), the row finished, and the conference told: live here (restored, its
@@ -76,12 +78,15 @@ class RecordingManager:
         if effect.action is RecordingAction.START:
             self._start(meta, effect)
         elif effect.action is RecordingAction.PAUSE:
-            self._paused.add(recording_id)
+            paused = self._paused
+            self._carrier.flush_recording(recording_id, lambda: paused.add(recording_id))
         elif effect.action is RecordingAction.RESUME:
-            self._paused.discard(recording_id)
+            paused = self._paused
+            self._carrier.flush_recording(recording_id, lambda: paused.discard(recording_id))
         elif recording_id in self._open:  # STOP
+            files = self._files
             self._carrier.stop_recording(recording_id)
-            self._files.close(recording_id)
+            self._carrier.flush_recording(recording_id, lambda: files.close(recording_id))
 
     def _start(self, meta: ConferenceMeta, effect: ControlRecording) -> None:
         recording_id = effect.recording_id

@@ -29,7 +29,7 @@ from bridgeline.media import g711, g722
 from bridgeline.media.batch_mix import encode_rows
 from bridgeline.media.jitter import FRAME_SAMPLES, Frame, decode_frame
 from bridgeline.media.leg import Leg
-from bridgeline.media.mixer import Mixer, saturate
+from bridgeline.media.mixer import Mixer
 from bridgeline.media.player import SharedSource
 from bridgeline.media.resample import Downsampler
 
@@ -65,7 +65,7 @@ class ConferenceMix:
         self.wideband = False  # mixed at 16 kHz: some leg speaks G.722 or Opus
         # Recording taps: recording id -> the legs it hears. A wideband conference (always mixed)
         # gives each tap a listener row of its mixer; a narrowband one keeps its cheap path and its
-        # taps are mixed after the tick from the legs' frames, all taps at once (`record_taps`).
+        # taps are mixed after the tick from the legs' frames, all taps at once (`taps.TapBlock`).
         self.taps: dict[str, tuple[str, ...]] = {}
         self.tap_rows: list[tuple[str, int]] = []  # recording id, mixer output row
         self._tap_down: dict[str, Downsampler] = {}  # a wideband conference's taps, to 8 kHz
@@ -144,7 +144,7 @@ def run_tick(
 ) -> list[Leg]:
     """Queue tick n for every leg; return the legs whose message ended with this tick. `recorded`
     receives the wideband conferences' taps' frames; `keep_frames`: leave each leg's frame of the
-    tick in `leg.last_frame`, for `record_taps`."""
+    tick in `leg.last_frame`, for the recording taps (`taps.TapBlock`)."""
     finished: list[Leg] = []
     recorded = [] if recorded is None else recorded
     _tick_direct(layout, n, finished, keep_frames)
@@ -330,32 +330,3 @@ def _send_message(leg: Leg, finished: list[Leg]) -> None:
     if message.finished:
         leg.message = None
         finished.append(leg)  # the runtime reports it with the leg's message token
-
-
-def record_taps(taps: list[tuple[str, list[Leg | None]]], recorded: list[tuple[str, bytes]]) -> None:
-    """Each narrowband tap's 20 ms: the sum of its legs' frames of this tick (`leg.last_frame`), all
-    taps at once: one G.711 decode per codec for every tapped frame, one scatter-add, one clip."""
-    if not taps:
-        return
-    total = np.zeros((len(taps), FRAME_SAMPLES), dtype=np.int32)
-    coded: dict[int, tuple[list[int], list[bytes]]] = {}  # payload type -> tap rows, codes
-    for row, (_, tap_legs) in enumerate(taps):
-        for leg in tap_legs:
-            frame = None if leg is None else leg.last_frame
-            if frame is None:
-                continue
-            if type(frame) is tuple:
-                rows_of, chunks = coded.setdefault(frame[0], ([], []))
-                rows_of.append(row)
-                chunks.append(frame[1])
-            elif len(frame) == FRAME_SAMPLES:
-                total[row] += frame
-    for pt, (rows_of, chunks) in coded.items():
-        decoded = g711.decode(pt, b"".join(chunks)).reshape(len(rows_of), FRAME_SAMPLES)
-        rows = np.asarray(rows_of)  # ascending: each tap's frames are consecutive
-        starts = np.flatnonzero(np.concatenate(([True], rows[1:] != rows[:-1])))
-        total[rows[starts]] += np.add.reduceat(decoded, starts, axis=0, dtype=np.int32)
-    mixed = np.empty(total.shape, dtype=np.int16)
-    saturate(total, mixed)
-    for row, (recording_id, _) in enumerate(taps):
-        recorded.append((recording_id, mixed[row].tobytes()))

@@ -40,8 +40,9 @@ from bridgeline.media.leg_types import (
     SrtpDropped,
 )
 from bridgeline.media.player import AudioSource, SharedSource
-from bridgeline.media.routes import ConferenceMix, record_taps, run_tick
+from bridgeline.media.routes import ConferenceMix, run_tick
 from bridgeline.media.srtp import SrtpKeys, ToProtect, protect_all
+from bridgeline.media.taps import TapBlock
 
 __all__ = [
     "DtmfReceived",
@@ -111,9 +112,12 @@ class MediaRuntime:
         self._out: list[Outgoing] = []  # filled by the legs during a tick
         self._to_protect: list[ToProtect] = []  # SRTP legs' datagrams, protected into _out at its end
         self._events: list[MediaEvent] = []
-        # Recording taps by conference: recording id -> the legs it hears; their frames per tick.
+        # Recording taps by conference: recording id -> the legs it hears; their audio in chunks. The
+        # narrowband ones' block is planned again at the next tick after a change of taps, routes or legs.
         self._taps: dict[str, dict[str, tuple[str, ...]]] = {}
         self._recorded: list[tuple[str, bytes]] = []
+        self._tap_block = TapBlock()
+        self._taps_changed = False
         self._layout = TickLayout(self._legs, self._member_of)  # patched on every change
         self._origin = origin
         self._n = 0  # the next tick's number
@@ -148,12 +152,16 @@ class MediaRuntime:
         self._to_protect.clear()
         layout = self._layout
         layout.refresh()
-        taps = self._narrow_taps() if self._taps else None
-        for leg in run_tick(layout, self._legs, n, self._recorded, taps is not None):
+        block = self._tap_block
+        if self._taps_changed:
+            self._taps_changed = False
+            block.plan(self._narrow_taps(), self._recorded)
+        keep_frames = block.active
+        for leg in run_tick(layout, self._legs, n, self._recorded, keep_frames):
             self._events.append(PlaybackFinished(leg.leg_id, leg.message_token))
             leg.message_token = None
-        if taps:
-            record_taps(taps, self._recorded)
+        if keep_frames:
+            block.record(self._recorded)
         if self._to_protect:  # one call into libsrtp for every SRTP leg (media/srtp.py)
             self.counters.srtp_protect_failed += protect_all(self._to_protect, self._out)
             self._to_protect.clear()
@@ -162,10 +170,20 @@ class MediaRuntime:
         return out
 
     def pop_recorded(self) -> list[tuple[str, bytes]]:
-        """The recording taps' frames since the last call, (recording id, 20 ms of 8 kHz int16 PCM),
-        in tick order."""
+        """The recording taps' audio since the last call, (recording id, 8 kHz int16 PCM: one or more
+        20 ms frames), each recording's in tick order. A narrowband conference's taps come in chunks
+        of up to `taps.BLOCK_TICKS` frames (`flush_tap` hands out the frames so far)."""
         recorded, self._recorded = self._recorded, []
         return recorded
+
+    def flush_tap(self, recording_id: str) -> None:
+        """Let the next `pop_recorded` hold every frame the tap recorded up to now (a pause, resume or
+        stop boundary: what follows is in later chunks)."""
+        self._tap_block.flush(recording_id, self._recorded)
+
+    def flush_taps(self) -> None:
+        """`flush_tap` for every tap (a shutdown)."""
+        self._tap_block.flush_all(self._recorded)
 
     def set_tap(self, conference_id: str, recording_id: str, leg_ids: Sequence[str]) -> None:
         """Record what `leg_ids` of the conference say, mixed, every tick (a conference recording: its
@@ -178,6 +196,8 @@ class MediaRuntime:
         self._retap(conference_id)
 
     def remove_tap(self, recording_id: str) -> None:
+        """Stop the tap; its last frames are in the next `pop_recorded`."""
+        self._tap_block.flush(recording_id, self._recorded)
         for conference_id, taps in list(self._taps.items()):
             if taps.pop(recording_id, None) is not None:
                 if not taps:
@@ -195,6 +215,7 @@ class MediaRuntime:
         ]
 
     def _retap(self, conference_id: str) -> None:
+        self._taps_changed = True
         conf = self._confs.get(conference_id)
         if conf is not None:
             conf.taps = dict(self._taps.get(conference_id, {}))
@@ -243,6 +264,7 @@ class MediaRuntime:
             self._rng,
             self.latch,
         )
+        self._taps_changed = bool(self._taps)  # a tap may name it before it was opened
         self._relayout(leg_id)
 
     def connect_leg(
@@ -288,6 +310,7 @@ class MediaRuntime:
         if leg is None:
             return
         leg.close()
+        self._taps_changed = bool(self._taps)  # a tap may name it, in its conference or not
         cid = self._member_of.get(leg_id)
         if cid is not None:
             self._leave(cid, {leg_id})
@@ -299,6 +322,7 @@ class MediaRuntime:
         if cid is None:
             self._layout.sync_leg(leg_id)
         else:
+            self._taps_changed |= cid in self._taps
             conf = self._confs[cid]
             wideband = self._wideband(la.leg_id for la in conf.legs)
             if wideband != conf.wideband:  # a G.722/Opus leg came or went: the mix rate changes
@@ -331,6 +355,7 @@ class MediaRuntime:
         legs outside this conference are ignored. Leg ids not opened yet are accepted (they are
         silent until opened and connected)."""
         layout = self._layout
+        self._taps_changed |= conference_id in self._taps  # its taps' legs, or its path, may change
         new = {la.leg_id: la for la in legs}  # one entry per leg: the last wins
         old = self._confs.get(conference_id)
         if old is not None:
@@ -389,6 +414,7 @@ class MediaRuntime:
 
     def _leave(self, conference_id: str, leg_ids: set[str]) -> None:
         """The legs leave the conference (closed, or moved elsewhere: the caller syncs them)."""
+        self._taps_changed |= conference_id in self._taps
         conf = self._confs[conference_id]
         for leg_id in leg_ids:
             self._member_of.pop(leg_id, None)

@@ -111,6 +111,61 @@ def test_a_full_queue_fails_that_recording_only_and_reports_it_once(tmp_path: Pa
         assert reader.getnframes() <= 3 * 160
 
 
+@pytest.mark.parametrize("fmt", [RecordingFormat.WAV, RecordingFormat.MP3])
+def test_chunks_of_several_frames_make_the_same_file_as_frame_by_frame_writes(
+    tmp_path: Path, fmt: RecordingFormat
+) -> None:
+    # The media runtime hands a chunk of up to 10 frames per recording; chunk sizes vary at a flush.
+    finished = Finished()
+    writers = RecordingWriters(finished, WriterSettings(header_interval_s=0.5))
+    pcm = tone(700, 2.0)
+    one_by_one = frames(pcm)
+    record(writers, "frames", tmp_path / f"frames.{fmt.value}", fmt, pcm)
+    writers.open("chunks", tmp_path / f"chunks.{fmt.value}", fmt, 8000, 1)
+    sizes, at = [10, 3, 10, 1, 7, 10, 10, 49], 0
+    for size in sizes:
+        writers.write("chunks", b"".join(one_by_one[at : at + size]))
+        at += size
+    assert at == len(one_by_one)
+    writers.close("chunks")
+    by_frame, by_chunk = finished.wait("frames"), finished.wait("chunks")
+    writers.stop()
+    assert by_frame[1] is None and by_chunk[1] is None
+    assert by_frame[0] is not None and by_chunk[0] is not None
+    assert by_chunk[0].duration_ms == by_frame[0].duration_ms == 2000
+    if fmt is RecordingFormat.WAV:  # byte for byte (the encoder's frames may group differently)
+        assert by_chunk[0].path.read_bytes() == by_frame[0].path.read_bytes()
+    else:
+        assert abs(peak_hz(decode(by_chunk[0].path.read_bytes())[800:15200], 8000) - 700) < 10
+
+
+def test_the_queue_limit_counts_audio_not_writes(tmp_path: Path) -> None:
+    # queue_frames is 20 ms frames of audio waiting: chunks of 10 frames fill it as fast as frames do.
+    release = threading.Event()
+    finished = Finished()
+
+    def on_finished(rid: str, info: object, error: str | None) -> None:
+        finished(rid, info, error)  # type: ignore[arg-type]
+        if rid == "blocker":
+            release.wait(20)
+
+    writers = RecordingWriters(on_finished, WriterSettings(queue_frames=25))
+    writers.open("blocker", tmp_path / "blocker.wav", RecordingFormat.WAV, 8000, 1)
+    writers.open("victim", tmp_path / "victim.wav", RecordingFormat.WAV, 8000, 1)
+    writers.close("blocker")
+    finished.wait("blocker")
+    chunk = b"".join(frames(tone(300, 0.2)))  # 10 frames
+    for _ in range(4):  # 30 frames fit under 25 (the third chunk starts at 20), the fourth does not
+        writers.write("victim", chunk)
+    writers.close("victim")
+    release.set()
+    info, error = finished.wait("victim")
+    writers.stop()
+    assert (info, error) == (None, QUEUE_FULL)
+    with wave.open(str(tmp_path / "victim.wav")) as reader:
+        assert reader.getnframes() == 3 * 10 * 160  # the chunks taken before the failure
+
+
 def test_a_failed_open_is_reported_not_raised_and_others_go_on(tmp_path: Path) -> None:
     finished = Finished()
     writers = RecordingWriters(finished)

@@ -1,9 +1,10 @@
 """One writer thread for every recording of the process: the tick and the event loop only enqueue.
 
-`write` is called for every 20 ms frame, from the media tick or the event loop, and must never wait on
-a disk or on the MP3 encoder: it appends to an in-memory queue (SimpleQueue.put never blocks) and
-returns. The thread drains that queue, writes WAV or encodes MP3, rewrites WAV headers as files grow,
-and reports each recording's end once through `on_finished`.
+`write` is called with one or more 20 ms frames (the media runtime hands a chunk of up to 200 ms per
+recording), from the media tick or the event loop, and must never wait on a disk or on the MP3
+encoder: it appends to an in-memory queue (SimpleQueue.put never blocks) and returns. The thread
+drains that queue, writes WAV or encodes MP3 (one write or one encode per chunk), rewrites WAV
+headers as files grow, and reports each recording's end once through `on_finished`.
 
 Threads: `open`, `write` and `close` of one recording may be called from different threads, but
 `write` of one recording from one thread at a time (its queue counter has a single writer).
@@ -46,7 +47,7 @@ _BUFFER_BYTES = 64 * 1024  # Python's buffer per file; emptied at least at every
 
 @dataclass(frozen=True, slots=True)
 class WriterSettings:
-    queue_frames: int = 500  # writes waiting per recording (10 s of 20 ms frames); past it: failed
+    queue_frames: int = 500  # audio waiting per recording, in 20 ms frames (10 s); past it: failed
     header_interval_s: float = 1.0  # audio seconds between WAV header rewrites / MP3 flushes to the OS
     mp3_bitrate_kbps: int = 32  # constant bitrate; 32 kbit/s is transparent for 8 kHz telephone speech
 
@@ -68,13 +69,15 @@ class WriterSettings:
 
 
 class _Producer:
-    """What the callers' side keeps per recording: writes queued, writes taken, and a failed flag."""
+    """What the callers' side keeps per recording: bytes queued, bytes taken, the most that may wait,
+    and a failed flag."""
 
-    __slots__ = ("failed", "queued", "taken")
+    __slots__ = ("failed", "limit", "queued", "taken")
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int) -> None:
         self.queued = 0  # written only by the caller's thread
         self.taken = 0  # written only by the writer thread
+        self.limit = limit
         self.failed = False
 
 
@@ -141,7 +144,8 @@ class RecordingWriters:
             raise RuntimeError("the recording writers are stopped")
         if recording_id in self._producers:
             raise ValueError(f"recording {recording_id} is already open")
-        producer = _Producer()
+        frame_bytes = sample_rate // 50 * channels * wav.SAMPLE_BYTES  # 20 ms
+        producer = _Producer(self._settings.queue_frames * frame_bytes)
         self._producers[recording_id] = producer
         recording = _Recording(
             Path(path), fmt, sample_rate, channels, self._settings.header_interval_s, producer
@@ -149,15 +153,16 @@ class RecordingWriters:
         self._queue.put((_OPEN, recording_id, recording))
 
     def write(self, recording_id: str, pcm: bytes) -> None:
-        """Queue int16 little-endian interleaved samples. A recording not open (or failed) ignores it."""
+        """Queue int16 little-endian interleaved samples (any whole number of samples; a chunk of several
+        frames is written at once). A recording not open (or failed) ignores it."""
         producer = self._producers.get(recording_id)
         if producer is None or producer.failed:
             return
-        if producer.queued - producer.taken >= self._settings.queue_frames:
+        if producer.queued - producer.taken >= producer.limit:
             producer.failed = True
             self._queue.put((_FAIL, recording_id, QUEUE_FULL))
             return
-        producer.queued += 1
+        producer.queued += len(pcm)
         self._queue.put((_WRITE, recording_id, pcm))
 
     def close(self, recording_id: str) -> None:
@@ -195,7 +200,7 @@ class RecordingWriters:
             if found is None:
                 continue  # already finished (failed): later messages for it are dropped
             if kind == _WRITE:
-                found.producer.taken += 1
+                found.producer.taken += len(payload)  # type: ignore[arg-type]
                 if not self._append(found, recording_id, payload):  # type: ignore[arg-type]
                     del recordings[recording_id]
             elif kind == _CLOSE:

@@ -9,7 +9,10 @@ hands each to its destination (host:port): at most `per_destination` attempts in
 queue behind them, and each attempt bounded by `timeout`. Nothing waits for a batch: an attempt that
 ends frees its slot at once and wakes the worker for what it unblocked. Claimed deliveries are leased
 (rescheduled in the store past the time their attempt can take), so pages skip them; a destination
-whose queue is full gets its other due deliveries deferred rather than held in memory. A crash loses
+whose queue is full gets its other due deliveries deferred rather than held in memory, until about
+when its queue would drain if every attempt took the whole timeout, or until it does drain: a fast
+receiver gets a burst (a hundred conferences' recordings finished at once) in one go, not the
+queue's worth then the rest tens of seconds later. A crash loses
 nothing: an unfinished delivery becomes due again when its lease runs out (at-least-once). Order per
 (conference, URL) comes from the store, which only hands out the head of each queue.
 
@@ -150,6 +153,8 @@ class WebhookDispatcher:
         # costs a few probes per backoff period rather than an attempt for every queued callback.
         self._down: dict[str, tuple[int, float]] = {}
         self._claimed: dict[int, float] = {}  # queued or in flight in this process -> lease end
+        # Deliveries put off while their destination was saturated, made due again when it drains.
+        self._deferred: dict[str, set[int]] = {}
         self._in_flight = 0
         self._outcomes: Counter[str] = Counter()  # attempts by the delivery's status after them
         self._latency_sum = 0.0  # event -> 2xx, seconds, over the delivered callbacks
@@ -295,6 +300,7 @@ class WebhookDispatcher:
                 # The destination is saturated: look again about when its queue should have drained.
                 backlog = (len(destination.queue) + destination.active) / self._per_destination
                 schedule.append((delivery.delivery_id, now + self._timeout * (1 + backlog)))
+                self._deferred.setdefault(key, set()).add(delivery.delivery_id)
         await self._store.reschedule_deliveries(schedule)
         for key in {destination_of(d.url) for d in page}:
             self._pump(key)
@@ -370,7 +376,19 @@ class WebhookDispatcher:
             if saturated:  # a worker-wide slot opened: other destinations may have been waiting for it
                 for other in [k for k, d in self._destinations.items() if d.queue]:
                     self._pump(other)
+            if not destination.queue and key in self._deferred:
+                await self._make_deferred_due(key)
             self._wake.set()  # a finished delivery may have made the next one of its queue due
+
+    async def _make_deferred_due(self, key: str) -> None:
+        """The destination's queue drained: what it had no room for is due now (a next claim takes
+        it; a destination still busy defers it again)."""
+        deferred = self._deferred.pop(key, set()) - self._claimed.keys()  # claimed again: leased, kept
+        now = self._clock()
+        try:
+            await self._store.reschedule_deliveries([(delivery_id, now) for delivery_id in sorted(deferred)])
+        except Exception:  # they come due at their deferred time instead
+            log.exception("webhook_reschedule_failed", destination=key)
 
     async def _post(self, delivery: DeliveryRecord, token: str) -> tuple[int | None, str | None]:
         """One signed POST; returns (status code, error), at least one of them set."""

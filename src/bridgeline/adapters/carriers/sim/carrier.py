@@ -17,6 +17,7 @@ default), and an account sees and hangs up only the calls of its own conferences
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -205,6 +206,10 @@ class SimCarrier:
         self._write_due()
         self._taps.pop(recording_id, None)
 
+    def flush_recording(self, recording_id: str, then: Callable[[], None]) -> None:
+        self._write_due()
+        then()
+
     def _frame_now(self, now: float) -> int:
         assert self._frame_origin is not None
         return int((now - self._frame_origin) / FRAME_S)
@@ -227,10 +232,9 @@ class SimCarrier:
         now = self._frame_now(asyncio.get_running_loop().time())
         for recording_id, tap in list(self._taps.items()):
             tones = self._tones_of(tap)
-            frame = mix_tones(tones)  # every frame of a steady tone is the same
-            for _ in range(tap.next_frame, now):
-                tap.sink(recording_id, frame)
-            tap.next_frame = max(tap.next_frame, now)
+            if now > tap.next_frame:  # every frame of a steady tone is the same: one chunk of them
+                tap.sink(recording_id, mix_tones(tones) * (now - tap.next_frame))
+                tap.next_frame = now
 
     def _tones_of(self, tap: SimTap) -> list[int]:
         leg_ids = self._recorded.get(tap.conference_id, ()) if tap.leg_id is None else (tap.leg_id,)

@@ -245,6 +245,9 @@ class SipCarrier(CarrierDialing, CarrierLookups):
     def stop_recording(self, recording_id: str) -> None:
         self.media.stop_recording(recording_id)
 
+    def flush_recording(self, recording_id: str, then: Callable[[], None]) -> None:
+        self.media.flush_recording(recording_id, then)
+
     def restore(self, request: LegRequest, *, answered: bool) -> None:
         """An answered leg is recovered from its saved dialog (recovery.py); a ringing one is gone."""
         if answered:

@@ -24,6 +24,7 @@ from typing import Final
 
 import structlog
 
+from bridgeline.adapters.carriers.sip.media_taps import MediaTaps
 from bridgeline.adapters.carriers.sip.media_thread import MediaLoop
 from bridgeline.adapters.carriers.sip.music import DEFAULT_SPECS, SETTING_FOR, SILENCE, MusicLibrary, spec_for
 from bridgeline.adapters.carriers.sip.music_fetch import MediaLimits
@@ -58,7 +59,7 @@ log = structlog.get_logger(__name__)
 SWITCH_INTERVAL_S: Final = 0.0001
 
 
-class MediaEngine:
+class MediaEngine(MediaTaps):
     """See the module docstring."""
 
     def __init__(
@@ -137,6 +138,8 @@ class MediaEngine:
         self._media.request_stop()
         await asyncio.to_thread(self._media.join)  # the loop goes on meanwhile, queueing commands
         self._media.stopped()
+        self._runtime.flush_taps()  # the recordings' last block: the writers close them next
+        self._record(self._runtime.pop_recorded())
         for leg_id in list(self._ports):
             self.close_leg(leg_id)
         self._media.close()
@@ -360,51 +363,7 @@ class MediaEngine:
             if la.music is not None
         }
 
-    # ------------------------------------------------------------------ recording taps
-    def start_recording(
-        self, conference_id: str, recording_id: str, leg_id: str | None, sink: Callable[[str, bytes], None]
-    ) -> None:
-        """Tap the conference's recorded legs (leg_id None) or one leg into `sink`, called on the
-        media thread with each tick's 20 ms of 8 kHz PCM."""
-        self._recordings[recording_id] = (conference_id, leg_id, sink)
-        self._tap(recording_id)
-
-    def set_recorded(self, conference_id: str, legs: tuple[str, ...]) -> None:
-        """The legs the conference's recording hears now (SetAudio.recorded)."""
-        if self._recorded_legs.get(conference_id) == legs:
-            return
-        self._recorded_legs[conference_id] = legs
-        for recording_id, (cid, leg_id, _) in self._recordings.items():
-            if cid == conference_id and leg_id is None:
-                self._tap(recording_id)
-
-    def stop_recording(self, recording_id: str) -> None:
-        if self._recordings.pop(recording_id, None) is not None:
-            runtime = self._runtime
-            self._media.submit(lambda now: runtime.remove_tap(recording_id))
-
-    def forget_recorded(self, conference_id: str) -> None:
-        self._recorded_legs.pop(conference_id, None)
-        for recording_id in [r for r, (cid, _, _) in self._recordings.items() if cid == conference_id]:
-            self.stop_recording(recording_id)
-
-    def _tap(self, recording_id: str) -> None:
-        conference_id, leg_id, _ = self._recordings[recording_id]
-        legs = self._recorded_legs.get(conference_id, ()) if leg_id is None else (leg_id,)
-        runtime = self._runtime
-        self._media.submit(lambda now: runtime.set_tap(conference_id, recording_id, legs))
-
-    def _record(self, recorded: list[tuple[str, bytes]]) -> None:
-        """On the media thread: each frame to its recording's sink (which only queues)."""
-        recordings = self._recordings
-        for recording_id, pcm in recorded:
-            entry = recordings.get(recording_id)
-            if entry is not None:
-                try:
-                    entry[2](recording_id, pcm)
-                except Exception:  # a sink's bug must not stop the tick
-                    log.exception("media.recording_sink_failed", recording_id=recording_id)
-
+    # ------------------------------------------------------------------ recording taps: media_taps.py
     def play(self, leg_id: str, media: str | None, on_finished: Callable[[], None]) -> None:
         """Play a message once into the leg instead of its routes; on_finished runs on the event loop
         after its last frame. media: a tone spec (2 s), a WAV path, or None / unusable -> built-in
