@@ -63,6 +63,19 @@ async def test_reschedule_leases_pending_deliveries_only(store: Store) -> None:
     assert [d.delivery_id for d in (await store.claim_deliveries(now=99.0)).heads] == [first.delivery_id]
 
 
+async def test_advance_moves_only_a_delivery_still_due_when_it_was_put_off(store: Store) -> None:
+    await store.commit_conference(conference("conf-1"), [event(1)], [delivery(1), delivery(1, url="u2")])
+    first, second = await store.list_deliveries("conf-1")
+    await store.reschedule_deliveries([(first.delivery_id, 99.0), (second.delivery_id, 99.0)])
+    await store.reschedule_deliveries([(second.delivery_id, 120.0)])  # leased by another claim meanwhile
+    await store.advance_deliveries([(first.delivery_id, 99.0, 10.0), (second.delivery_id, 99.0, 10.0)])
+    assert [d.next_attempt_at for d in await store.list_deliveries("conf-1")] == [10.0, 120.0]
+    done = dataclasses.replace(first, status=DeliveryStatus.DELIVERED, attempts=1, next_attempt_at=10.0)
+    await store.update_delivery(done)
+    await store.advance_deliveries([(first.delivery_id, 10.0, 5.0)])  # finished: left alone
+    assert [d.next_attempt_at for d in await store.list_deliveries("conf-1")] == [10.0, 120.0]
+
+
 def test_the_due_page_is_an_index_range_scan(store_url: str, store: Store) -> None:
     """No full scan and no sort, however large the outbox (EXPLAIN on both databases)."""
     query = sql.SELECT_DUE_PAGE.replace("?", "1e9", 1).replace("?", "200", 1)

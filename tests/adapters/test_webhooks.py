@@ -154,6 +154,12 @@ class FakeStore:
             if self.rows[delivery_id].status is DeliveryStatus.PENDING:
                 self.rows[delivery_id] = replace(self.rows[delivery_id], next_attempt_at=at)
 
+    async def advance_deliveries(self, moves: list[tuple[int, float, float]]) -> None:
+        for delivery_id, due_at, new_at in moves:
+            row = self.rows[delivery_id]
+            if row.status is DeliveryStatus.PENDING and row.next_attempt_at == due_at:
+                self.rows[delivery_id] = replace(row, next_attempt_at=new_at)
+
     async def update_delivery(self, delivery: DeliveryRecord) -> None:
         if self.rows[delivery.delivery_id].status is not DeliveryStatus.PENDING:
             raise LookupError(f"no pending delivery {delivery.delivery_id} to update")

@@ -142,6 +142,11 @@ class DeliveryOutbox(Protocol):
         """(delivery_id, time): when each pending delivery is next due (a lease or a deferral)."""
         ...
 
+    async def advance_deliveries(self, moves: Sequence[tuple[int, float, float]]) -> None:
+        """(delivery_id, due_at, new_at): due at new_at instead, only where the delivery is still pending and
+        still due at due_at (not leased or moved by another claim meanwhile)."""
+        ...
+
     async def update_delivery(self, delivery: DeliveryRecord) -> None:
         """Store an attempt's outcome; once finished, the next delivery of its queue becomes due.
 

@@ -309,6 +309,10 @@ class SqlStore(ClusterRows, SipRegistrationRows, RecordingRows, ABC):
         if next_attempts:
             await self._write([Write(sql.RESCHEDULE_DELIVERY, [(at, id_) for id_, at in next_attempts])])
 
+    async def advance_deliveries(self, moves: Sequence[tuple[int, float, float]]) -> None:
+        if moves:
+            await self._write([Write(sql.ADVANCE_DELIVERY, [(new, id_, due) for id_, due, new in moves])])
+
     async def update_delivery(self, delivery: DeliveryRecord) -> None:
         """Store an attempt's outcome; a finished delivery makes the next one of its queue due."""
         writes = self._queue_lock(delivery.conference_id, delivery.url)

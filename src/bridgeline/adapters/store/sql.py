@@ -294,6 +294,10 @@ RELEASE_NEXT_DELIVERY = (
 )
 # Leases and deferrals: when the worker will look at a pending delivery again.
 RESCHEDULE_DELIVERY = "UPDATE deliveries SET next_attempt_at = ? WHERE delivery_id = ? AND status = 'pending'"
+ADVANCE_DELIVERY = (
+    "UPDATE deliveries SET next_attempt_at = ? WHERE delivery_id = ? AND status = 'pending'"
+    " AND next_attempt_at = ?"
+)
 SELECT_DELIVERIES_OF_CONFERENCE = _select(
     "deliveries", DELIVERY_COLUMNS, "WHERE conference_id = ? ORDER BY delivery_id"
 )

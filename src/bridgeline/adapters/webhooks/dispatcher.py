@@ -153,8 +153,9 @@ class WebhookDispatcher:
         # costs a few probes per backoff period rather than an attempt for every queued callback.
         self._down: dict[str, tuple[int, float]] = {}
         self._claimed: dict[int, float] = {}  # queued or in flight in this process -> lease end
-        # Deliveries put off while their destination was saturated, made due again when it drains.
-        self._deferred: dict[str, set[int]] = {}
+        # Deliveries put off while their destination was saturated (id -> the time they were put off
+        # to), made due again when it drains.
+        self._deferred: dict[str, dict[int, float]] = {}
         self._in_flight = 0
         self._outcomes: Counter[str] = Counter()  # attempts by the delivery's status after them
         self._latency_sum = 0.0  # event -> 2xx, seconds, over the delivered callbacks
@@ -299,8 +300,9 @@ class WebhookDispatcher:
             else:
                 # The destination is saturated: look again about when its queue should have drained.
                 backlog = (len(destination.queue) + destination.active) / self._per_destination
-                schedule.append((delivery.delivery_id, now + self._timeout * (1 + backlog)))
-                self._deferred.setdefault(key, set()).add(delivery.delivery_id)
+                later = now + self._timeout * (1 + backlog)
+                schedule.append((delivery.delivery_id, later))
+                self._deferred.setdefault(key, {})[delivery.delivery_id] = later
         await self._store.reschedule_deliveries(schedule)
         for key in {destination_of(d.url) for d in page}:
             self._pump(key)
@@ -382,11 +384,13 @@ class WebhookDispatcher:
 
     async def _make_deferred_due(self, key: str) -> None:
         """The destination's queue drained: what it had no room for is due now (a next claim takes
-        it; a destination still busy defers it again)."""
-        deferred = self._deferred.pop(key, set()) - self._claimed.keys()  # claimed again: leased, kept
+        it; a destination still busy defers it again). Only where nobody claimed it meanwhile: a
+        delivery leased by another node (its due time moved) is left to that node."""
+        deferred = self._deferred.pop(key, {})
         now = self._clock()
+        moves = [(i, at, now) for i, at in sorted(deferred.items()) if i not in self._claimed]
         try:
-            await self._store.reschedule_deliveries([(delivery_id, now) for delivery_id in sorted(deferred)])
+            await self._store.advance_deliveries(moves)
         except Exception:  # they come due at their deferred time instead
             log.exception("webhook_reschedule_failed", destination=key)
 
