@@ -8,7 +8,7 @@ import itertools
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from media_sim import (
     FREQS,
@@ -260,6 +260,11 @@ def test_dtmf_crosses_between_an_opus_leg_and_a_g711_leg_on_each_ones_clock() ->
 
 
 @settings(max_examples=25, deadline=None)
+@example(  # an Opus listener hearing two G.711 legs: the second tone ramps in over about a second
+    [1, 2, 2, 1, 2, 2],
+    [{0, 3}, {0, 4, 5}, {0, 1, 4}, {2}, {1, 2, 4, 5}, {1, 3, 4}],
+    [PCMU, PCMA, OPUS, PCMU, PCMA, PCMU],
+)
 @given(
     st.lists(st.integers(0, 2), min_size=len(FREQS), max_size=len(FREQS)),  # conference of each leg
     st.lists(st.sets(st.integers(0, len(FREQS) - 1)), min_size=len(FREQS), max_size=len(FREQS)),
