@@ -122,7 +122,8 @@ async def test_a_retry_while_the_first_runs_is_a_409_and_then_gets_the_first_ans
     app: Bridgeline, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     phlo_id, node_id, live = await connected(app, client)
-    commit = app.store.commit_conference
+    async with live.lock:  # the answers' commits are done under it: none may meet the broken store
+        commit = app.store.commit_conference
     entered, release = asyncio.Event(), asyncio.Event()
 
     async def slow_commit(*args: Any, **kwargs: Any) -> None:
@@ -151,7 +152,8 @@ async def test_a_500_that_changed_nothing_gives_the_key_back_and_the_retry_runs(
     app: Bridgeline, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     phlo_id, node_id, live = await connected(app, client)
-    commit = app.store.commit_conference
+    async with live.lock:  # the answers' commits are done under it: none may meet the broken store
+        commit = app.store.commit_conference
 
     async def failing_commit(*args: Any) -> None:
         raise RuntimeError("the store broke")
@@ -259,7 +261,8 @@ async def test_an_action_on_a_conference_that_moved_gives_the_key_back(
     """Fenced (another node took the conference over): 409 with Retry-After, nothing done, and the key is
     free for the retry (which the owner, or forwarding, answers for real)."""
     phlo_id, node_id, live = await connected(app, client)
-    commit = app.store.commit_conference
+    async with live.lock:  # the answers' commits are done under it: none may meet the broken store
+        commit = app.store.commit_conference
 
     async def fenced_commit(*args: Any) -> None:
         raise LeaseLost("another node owns it")
