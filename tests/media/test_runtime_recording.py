@@ -136,3 +136,24 @@ def test_no_tick_is_lost_or_doubled_while_taps_and_routes_change_mid_block() -> 
     ran = sim.runtime.tick_stats.ticks - ticks
     assert sum(chunk_frames(recorded, "r1")) == ran
     assert sum(chunk_frames(recorded, "r2")) == 3 + 5 + 6  # tapped from its set_tap to its remove_tap
+
+
+@pytest.mark.parametrize("wide", [False, True], ids=["g711", "with a g722 leg"])
+def test_ticks_skipped_by_a_stalled_thread_are_silence_in_the_recording(wide: bool) -> None:
+    sim = Sim()
+    three_party(sim, wide=wide)
+    sim.runtime.set_tap("c1", "r1", ["a", "b"])
+    sim.settle(0.5)
+    drop_recorded(sim)
+    sim.run(0.4)  # 20 ticks of both voices
+    skipped_before = sim.runtime.tick_stats.skipped
+    sim.now = round(sim.now + 0.5, 6)  # the thread stalls for half a second: 25 ticks are skipped
+    sim.run(0.4)
+    skipped = sim.runtime.tick_stats.skipped - skipped_before
+    assert skipped >= 20
+    pcm = frames_of(sim, "r1")
+    ticks = len(pcm) // 160
+    assert ticks == 20 + skipped + 20  # every tick of the wall clock is in the file, once
+    gap = pcm[20 * 160 : (20 + skipped) * 160]
+    assert rms(gap) == 0  # the stall is silence, where it happened
+    assert level_at(pcm[: 20 * 160], 700) > 0.2 and level_at(pcm[(21 + skipped) * 160 :], 1300) > 0.2

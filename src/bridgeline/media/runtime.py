@@ -28,6 +28,7 @@ from typing import Final, Literal
 
 from bridgeline.core.effects import LegAudio
 from bridgeline.core.model import Music
+from bridgeline.media.jitter import FRAME_SAMPLES
 from bridgeline.media.layout import TickLayout
 from bridgeline.media.leg import Leg, Outgoing
 from bridgeline.media.leg_types import (
@@ -58,6 +59,9 @@ __all__ = [
 TICK_S: Final = 0.020
 LATE_S: Final = 0.005  # a tick starting more than 5 ms after its deadline counts as late
 MAX_BEHIND_TICKS: Final = 3  # further behind than this: skip the missed ticks instead of bursting
+# Skipped ticks are silence in recordings, up to a minute's worth per stall (a clock jump of hours
+# would otherwise make one tick write hours of silence).
+MAX_SILENCE_TICKS: Final = 3000
 
 
 class UnknownLeg(KeyError):
@@ -145,6 +149,8 @@ class MediaRuntime:
             behind = int(lateness // TICK_S)
             self._n += behind
             stats.skipped += behind
+            if self._taps:
+                self._record_skipped(min(behind, MAX_SILENCE_TICKS))
         stats.ticks += 1
         n = self._n
         self._n = n + 1  # first: a tick that raises is not retried at once, and again, and again
@@ -168,6 +174,15 @@ class MediaRuntime:
         out = self._out[:]
         self._out.clear()  # the legs keep appending to this same list
         return out
+
+    def _record_skipped(self, ticks: int) -> None:
+        """Silence for the skipped ticks in every recording (narrowband taps' block, wideband taps'
+        frames), before this tick's: a stalled thread shows in the file as a gap, not as lost time."""
+        self._tap_block.skip(ticks, self._recorded)
+        silence = bytes(2 * FRAME_SAMPLES * ticks)
+        for conf in self._layout.mixed.values():
+            if conf.wideband:
+                self._recorded.extend((recording_id, silence) for recording_id, _ in conf.tap_rows)
 
     def pop_recorded(self) -> list[tuple[str, bytes]]:
         """The recording taps' audio since the last call, (recording id, 8 kHz int16 PCM: one or more

@@ -104,6 +104,15 @@ class TapBlock:
             self._compact()
             self._compile()
 
+    def skip(self, ticks: int, out: list[tuple[str, bytes]]) -> None:
+        """Ticks the runtime skipped (it fell too far behind): silence in every recording, so a file's
+        length stays the wall clock and what follows stays where it happened."""
+        for _ in range(ticks if self._row else 0):
+            self._block[self._filled, : len(self._ids)].fill(0)
+            self._filled += 1
+            if self._filled == BLOCK_TICKS:
+                self.flush_all(out)
+
     def record(self, out: list[tuple[str, bytes]]) -> None:
         """Mix this tick's frames into the block (after a tick run with `keep_frames`); a full block
         goes to `out`, one chunk per recording."""
