@@ -83,8 +83,9 @@ def test_an_mp3_recording_decodes_to_the_tone_that_was_recorded(tmp_path: Path) 
     assert abs(peak_hz(samples[800:15200], 8000) - 440) < 10
 
 
-def test_a_full_queue_fails_that_recording_only_and_reports_it_once(tmp_path: Path) -> None:
-    # The writer thread is held inside another recording's on_finished, so nothing is taken meanwhile.
+def held_writer(tmp_path: Path, queue_frames: int) -> tuple[RecordingWriters, Finished, threading.Event]:
+    """Writers whose thread is held inside another recording's on_finished until `release` is set, so
+    nothing is taken from the queue meanwhile; "victim" is open, for the test to fill."""
     release = threading.Event()
     finished = Finished()
 
@@ -93,11 +94,16 @@ def test_a_full_queue_fails_that_recording_only_and_reports_it_once(tmp_path: Pa
         if rid == "blocker":
             release.wait(20)
 
-    writers = RecordingWriters(on_finished, WriterSettings(queue_frames=3))
+    writers = RecordingWriters(on_finished, WriterSettings(queue_frames=queue_frames))
     writers.open("blocker", tmp_path / "blocker.wav", RecordingFormat.WAV, 8000, 1)
     writers.open("victim", tmp_path / "victim.wav", RecordingFormat.WAV, 8000, 1)
     writers.close("blocker")
     finished.wait("blocker")
+    return writers, finished, release
+
+
+def test_a_full_queue_fails_that_recording_only_and_reports_it_once(tmp_path: Path) -> None:
+    writers, finished, release = held_writer(tmp_path, queue_frames=3)
     for frame in frames(tone(300, 0.2)):  # 10 frames: 3 fit
         writers.write("victim", frame)
     writers.close("victim")
@@ -141,19 +147,7 @@ def test_chunks_of_several_frames_make_the_same_file_as_frame_by_frame_writes(
 
 def test_the_queue_limit_counts_audio_not_writes(tmp_path: Path) -> None:
     # queue_frames is 20 ms frames of audio waiting: chunks of 10 frames fill it as fast as frames do.
-    release = threading.Event()
-    finished = Finished()
-
-    def on_finished(rid: str, info: object, error: str | None) -> None:
-        finished(rid, info, error)  # type: ignore[arg-type]
-        if rid == "blocker":
-            release.wait(20)
-
-    writers = RecordingWriters(on_finished, WriterSettings(queue_frames=25))
-    writers.open("blocker", tmp_path / "blocker.wav", RecordingFormat.WAV, 8000, 1)
-    writers.open("victim", tmp_path / "victim.wav", RecordingFormat.WAV, 8000, 1)
-    writers.close("blocker")
-    finished.wait("blocker")
+    writers, finished, release = held_writer(tmp_path, queue_frames=25)
     chunk = b"".join(frames(tone(300, 0.2)))  # 10 frames
     for _ in range(4):  # 30 frames fit under 25 (the third chunk starts at 20), the fourth does not
         writers.write("victim", chunk)
