@@ -14,7 +14,7 @@ import random
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 import httpx
 import plivo
@@ -36,6 +36,8 @@ from e2ekit import (
     wait_until,
 )
 from openapi_spec_validator import validate
+
+from bridgeline.adapters.http.schemas import MemberAction
 
 
 @dataclass
@@ -546,16 +548,7 @@ def test_unknown_phlo_node_member_and_run(live: Live, sdk: Any) -> None:
     before = phlo.instances()
     mpc = sdk_phlo.multi_party_call(phlo.node_id)
     stranger = number()
-    for action in (
-        "hold",
-        "unhold",
-        "mute",
-        "unmute",
-        "hangup",
-        "resume_call",
-        "voicemail_drop",
-        "abort_transfer",
-    ):
+    for action in get_args(MemberAction):  # every member action the SDK's Member has
         with pytest.raises(plivo.exceptions.ResourceNotFoundError):
             getattr(mpc.member(stranger), action)()
         assert_plivo_error(phlo.member_action(stranger, action), 404)

@@ -25,19 +25,7 @@ MemberAction = Literal[
 NodeUriAction = Literal["call", "warm_transfer", "cold_transfer", "resume_call", "abort_transfer"]
 MEMBER_URI_ONLY = "'{action}' acts on one member: POST it to …/members/{{member_address}}."
 # Java's MultiPartyCallUpdater posts any action to a member's URI (`.member(addr)`), the transfers too.
-MemberUriAction = Literal[
-    "hold",
-    "unhold",
-    "mute",
-    "unmute",
-    "hangup",
-    "resume_call",
-    "voicemail_drop",
-    "abort_transfer",
-    "call",
-    "warm_transfer",
-    "cold_transfer",
-]
+MemberUriAction = Literal[MemberAction, "call", "warm_transfer", "cold_transfer"]
 AnswerName = Literal["answer", "busy", "no_answer", "reject", "voicemail"]
 MAX_ANSWER_DELAY_MS = 600_000
 
@@ -67,16 +55,17 @@ def _required_text(value: Any, name: str) -> str:
     return text
 
 
-def _address(name: str) -> BeforeValidator:
-    def check(value: Any) -> str:
-        text = _required_text(value, name)
-        try:
-            classify(text)
-        except InvalidAddress as exc:
-            raise invalid_error(str(exc)) from None
-        return text
+def _classified(text: str) -> str:
+    """`text` if it is an address Bridgeline can dial (classify's reason otherwise)."""
+    try:
+        classify(text)
+    except InvalidAddress as exc:
+        raise invalid_error(str(exc)) from None
+    return text
 
-    return BeforeValidator(check)
+
+def _address(name: str) -> BeforeValidator:
+    return BeforeValidator(lambda value: _classified(_required_text(value, name)))
 
 
 def _action(allowed: Any, elsewhere: str = "") -> BeforeValidator:
@@ -110,12 +99,7 @@ def _to_fits_the_action(to: str | None, info: ValidationInfo) -> str | None:
 def _optional_address(name: str) -> BeforeValidator:
     def check(value: Any) -> str | None:
         text = _text(value, name)
-        if text is not None:
-            try:
-                classify(text)
-            except InvalidAddress as exc:
-                raise invalid_error(str(exc)) from None
-        return text
+        return None if text is None else _classified(text)
 
     return BeforeValidator(check)
 
