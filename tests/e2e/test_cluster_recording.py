@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import signal
 import time
+from dataclasses import dataclass
 
 import httpx
 import numpy as np
 import pytest
 from clusterkit import TAKEOVER_BOUND, Cluster, cluster, database_url, view_on
-from e2ekit import AUTH_ID, AUTH_TOKEN, Api, CallbackReceiver, wait_until
+from e2ekit import AUTH_ID, AUTH_TOKEN, Api, CallbackReceiver, Phlo, ServerProcess, wait_until
 from test_recording_sim import RATE, by_name, downloaded_pcm, level_at, stretch, two_voices
 
 from bridgeline.media.recording_mix import phone_tone_hz
@@ -24,31 +25,84 @@ pytestmark = pytest.mark.postgres
 __all__ = ["cluster", "database_url"]  # fixtures, used by name
 
 
-def test_a_killed_owners_recording_goes_on_at_the_new_owner_in_a_new_segment(
-    cluster: Cluster, receiver: CallbackReceiver
-) -> None:
-    a, b = cluster.start("a"), cluster.start("b")
+@dataclass(frozen=True)
+class RecordedOnB:
+    """Nodes a and b; a two-voice conference owned and recorded by b; its first recording's id."""
+
+    a: ServerProcess
+    b: ServerProcess
+    phlo: Phlo
+    agent: str
+    customer: str
+    mpc_uuid: str
+    old_id: str
+
+
+def recorded_on_b(
+    cluster: Cluster, receiver: CallbackReceiver, settings: dict[str, str] | None = None
+) -> RecordedOnB:
+    a, b = cluster.start("a", settings), cluster.start("b", settings)
     url = receiver.url("/recordings")
     phlo = Api(b).create_phlo(record=True, record_min_member_count=2, recording_callback_url=url)
     agent, customer = two_voices()
     phlo.connect(agent, customer)
     mpc_uuid = phlo.conference()["mpc_uuid"]
-    wait_until(lambda: by_name(receiver, mpc_uuid, "MPCRecordingInitiated"), what="the recording initiated")
-    time.sleep(2.0)  # past a header rewrite of the old file
-    [first] = by_name(receiver, mpc_uuid, "MPCRecordingInitiated")
-    old_id = first["RecordingUUID"]
+    [first] = wait_until(
+        lambda: by_name(receiver, mpc_uuid, "MPCRecordingInitiated"), what="the recording initiated"
+    )
+    return RecordedOnB(a, b, phlo, agent, customer, mpc_uuid, first["RecordingUUID"])
 
-    b.kill()  # SIGKILL: its file is left open on its disk
-    assert cluster.wait_owned_by_another(mpc_uuid, "b") == "a"
-    segment = wait_until(
+
+def segment_event(
+    receiver: CallbackReceiver, call: RecordedOnB, name: str, *, old: bool, what: str, timeout: float
+) -> dict[str, str]:
+    """The `name` event of the old segment (`old`) or of the other one, once it has come."""
+    return wait_until(
         lambda: next(
-            (e for e in by_name(receiver, mpc_uuid, "MPCRecordingInitiated") if e["RecordingUUID"] != old_id),
+            (e for e in by_name(receiver, call.mpc_uuid, name) if (e["RecordingUUID"] == call.old_id) == old),
             None,
         ),
-        timeout=TAKEOVER_BOUND,
-        what="the new segment initiated by the new owner",
+        timeout=timeout,
+        what=what,
     )
-    assert segment["PreviousRecordingUUID"] == old_id and segment["MPCUUID"] == mpc_uuid
+
+
+def new_segment_holds_both_voices(receiver: CallbackReceiver, call: RecordedOnB) -> dict[str, str]:
+    """Both talk into the new segment at node a, then hang up: its Completed, and both tones in it."""
+    time.sleep(1.5)
+    api_a = Api(call.a)
+    api_a.hang_up_phone(call.agent)
+    api_a.hang_up_phone(call.customer)
+    view_on(call.a, call.phlo).wait_ended(call.mpc_uuid, timeout=10)
+    last = segment_event(
+        receiver, call, "MPCRecordingCompleted", old=False, what="the new segment completed", timeout=10
+    )
+    new_s = int(last["RecordingDurationMs"]) / 1000
+    assert new_s >= 1.0, new_s
+    after = stretch(downloaded_pcm(api_a, last["RecordingUUID"]), 0.0, new_s)
+    assert level_at(after, phone_tone_hz(call.agent)) > 0.1
+    assert level_at(after, phone_tone_hz(call.customer)) > 0.1
+    return last
+
+
+def test_a_killed_owners_recording_goes_on_at_the_new_owner_in_a_new_segment(
+    cluster: Cluster, receiver: CallbackReceiver
+) -> None:
+    call = recorded_on_b(cluster, receiver)
+    a, b, old_id = call.a, call.b, call.old_id
+    time.sleep(2.0)  # past a header rewrite of the old file
+
+    b.kill()  # SIGKILL: its file is left open on its disk
+    assert cluster.wait_owned_by_another(call.mpc_uuid, "b") == "a"
+    segment = segment_event(
+        receiver,
+        call,
+        "MPCRecordingInitiated",
+        old=False,
+        what="the new segment initiated by the new owner",
+        timeout=TAKEOVER_BOUND,
+    )
+    assert segment["PreviousRecordingUUID"] == old_id and segment["MPCUUID"] == call.mpc_uuid
 
     # The recorder node comes back: its file and row are finished, and it publishes nothing for a
     # conference that node a owns now.
@@ -61,15 +115,15 @@ def test_a_killed_owners_recording_goes_on_at_the_new_owner_in_a_new_segment(
     wait_until(old_row_completed, timeout=TAKEOVER_BOUND, what="the old segment's row finished by node b")
     old_pcm = downloaded_pcm(Api(b), old_id)  # the file is on the recorder node's disk
     assert len(old_pcm) / RATE >= 1.0
-    assert cluster.owner(mpc_uuid)[0] == "a"
+    assert cluster.owner(call.mpc_uuid)[0] == "a"
     # ... and node a, the owner, publishes its Completed with the row's facts, after a heartbeat or two.
-    old_done = wait_until(
-        lambda: next(
-            (e for e in by_name(receiver, mpc_uuid, "MPCRecordingCompleted") if e["RecordingUUID"] == old_id),
-            None,
-        ),
-        timeout=TAKEOVER_BOUND,
+    old_done = segment_event(
+        receiver,
+        call,
+        "MPCRecordingCompleted",
+        old=True,
         what="the old segment's Completed, published by the owner",
+        timeout=TAKEOVER_BOUND,
     )
     assert abs(int(old_done["RecordingDurationMs"]) - 1000 * len(old_pcm) / RATE) <= 1
     # Node a answers a download of it from node b's disk (the request is carried there).
@@ -78,24 +132,10 @@ def test_a_killed_owners_recording_goes_on_at_the_new_owner_in_a_new_segment(
     assert through_a.content == Api(b).http.get(f"/v1/recordings/{old_id}/download").content[:100]
     assert np.array_equal(downloaded_pcm(api_a, old_id), old_pcm)
 
-    time.sleep(1.5)  # both talk into the new segment
-    api_a.hang_up_phone(agent)
-    api_a.hang_up_phone(customer)
-    view_on(a, phlo).wait_ended(mpc_uuid, timeout=10)
-    wait_until(
-        lambda: [
-            e for e in by_name(receiver, mpc_uuid, "MPCRecordingCompleted") if e["RecordingUUID"] != old_id
-        ],
-        timeout=10,
-        what="the new segment completed",
-    )
-    [old_done, last] = by_name(receiver, mpc_uuid, "MPCRecordingCompleted")  # each segment's, once
+    last = new_segment_holds_both_voices(receiver, call)
+    [old_done, _] = by_name(receiver, call.mpc_uuid, "MPCRecordingCompleted")  # each segment's, once
     assert old_done["RecordingUUID"] == old_id
     assert last["RecordingUUID"] == segment["RecordingUUID"] and last["PreviousRecordingUUID"] == old_id
-    new_s = int(last["RecordingDurationMs"]) / 1000
-    assert new_s >= 1.0, new_s
-    after = stretch(downloaded_pcm(api_a, last["RecordingUUID"]), 0.0, new_s)
-    assert level_at(after, phone_tone_hz(agent)) > 0.1 and level_at(after, phone_tone_hz(customer)) > 0.1
     b.kill()  # the old segment's file is out of reach while its node is down: a clear 503
     with httpx.Client(base_url=a.url, auth=(AUTH_ID, AUTH_TOKEN)) as plain:  # no guard against 5xx
         gone = plain.get(f"/v1/recordings/{old_id}/download")
@@ -105,18 +145,9 @@ def test_a_killed_owners_recording_goes_on_at_the_new_owner_in_a_new_segment(
 def test_a_segment_whose_recorder_node_never_returns_ends_failed(
     cluster: Cluster, receiver: CallbackReceiver
 ) -> None:
-    quick = {"BRIDGELINE_RECORDING_LOST_AFTER_S": "1"}
-    a, b = cluster.start("a", quick), cluster.start("b", quick)
-    url = receiver.url("/recordings")
-    phlo = Api(b).create_phlo(record=True, record_min_member_count=2, recording_callback_url=url)
-    agent, customer = two_voices()
-    phlo.connect(agent, customer)
-    mpc_uuid = phlo.conference()["mpc_uuid"]
-    [first] = wait_until(
-        lambda: by_name(receiver, mpc_uuid, "MPCRecordingInitiated"), what="the recording initiated"
-    )
-    old_id = first["RecordingUUID"]
-    b.kill()
+    call = recorded_on_b(cluster, receiver, {"BRIDGELINE_RECORDING_LOST_AFTER_S": "1"})
+    old_id, mpc_uuid = call.old_id, call.mpc_uuid
+    call.b.kill()
     assert cluster.wait_owned_by_another(mpc_uuid, "b") == "a"
     failed = wait_until(
         lambda: by_name(receiver, mpc_uuid, "MPCRecordingFailed"),
@@ -124,12 +155,12 @@ def test_a_segment_whose_recorder_node_never_returns_ends_failed(
         what="the old segment failed by the owner",
     )
     assert [(e["RecordingUUID"], e["FailureReason"]) for e in failed] == [(old_id, "recorder node lost")]
-    row = Api(a).http.get(f"/v1/recordings/{old_id}").json()
+    row = Api(call.a).http.get(f"/v1/recordings/{old_id}").json()
     assert row["state"] == "failed" and row["failure_reason"] == "recorder node lost"
     [_, segment] = by_name(receiver, mpc_uuid, "MPCRecordingInitiated")  # the new segment goes on
     assert segment["PreviousRecordingUUID"] == old_id
     assert not by_name(receiver, mpc_uuid, "MPCRecordingCompleted")
-    listed = Api(a).http.get("/v1/recordings", params={"mpc_uuid": mpc_uuid}).json()["objects"]
+    listed = Api(call.a).http.get("/v1/recordings", params={"mpc_uuid": mpc_uuid}).json()["objects"]
     assert {o["recording_id"]: o["previous_recording_id"] for o in listed} == {
         old_id: None,
         segment["RecordingUUID"]: old_id,
@@ -139,28 +170,21 @@ def test_a_segment_whose_recorder_node_never_returns_ends_failed(
 def test_a_drained_owners_recording_goes_on_at_the_receiver_in_a_new_segment(
     cluster: Cluster, receiver: CallbackReceiver
 ) -> None:
-    a, b = cluster.start("a"), cluster.start("b")
-    url = receiver.url("/recordings")
-    phlo = Api(b).create_phlo(record=True, record_min_member_count=2, recording_callback_url=url)
-    agent, customer = two_voices()
-    phlo.connect(agent, customer)
-    mpc_uuid = phlo.conference()["mpc_uuid"]
-    wait_until(lambda: by_name(receiver, mpc_uuid, "MPCRecordingInitiated"), what="the recording initiated")
-    [first] = by_name(receiver, mpc_uuid, "MPCRecordingInitiated")
-    old_id = first["RecordingUUID"]
+    call = recorded_on_b(cluster, receiver)
+    b, old_id = call.b, call.old_id
     time.sleep(1.0)
 
     assert b.process is not None
     b.process.send_signal(signal.SIGTERM)
     assert b.process.wait(timeout=15) == 0  # drained (the conference handed to a), then exited
-    assert cluster.wait_owned_by_another(mpc_uuid, "b") == "a"
-    segment = wait_until(
-        lambda: next(
-            (e for e in by_name(receiver, mpc_uuid, "MPCRecordingInitiated") if e["RecordingUUID"] != old_id),
-            None,
-        ),
-        timeout=TAKEOVER_BOUND,
+    assert cluster.wait_owned_by_another(call.mpc_uuid, "b") == "a"
+    segment = segment_event(
+        receiver,
+        call,
+        "MPCRecordingInitiated",
+        old=False,
         what="the new segment initiated by the receiver",
+        timeout=TAKEOVER_BOUND,
     )
     assert segment["PreviousRecordingUUID"] == old_id
     # The giving node closed its file as it exited: the row is finished with the file's facts.
@@ -169,28 +193,13 @@ def test_a_drained_owners_recording_goes_on_at_the_receiver_in_a_new_segment(
     )
     assert state == "completed" and location
     # ... which the receiver, the owner now, publishes as the old segment's Completed.
-    wait_until(
-        lambda: [
-            e for e in by_name(receiver, mpc_uuid, "MPCRecordingCompleted") if e["RecordingUUID"] == old_id
-        ],
-        timeout=TAKEOVER_BOUND,
+    segment_event(
+        receiver,
+        call,
+        "MPCRecordingCompleted",
+        old=True,
         what="the old segment's Completed, published by the receiver",
+        timeout=TAKEOVER_BOUND,
     )
-
-    time.sleep(1.5)  # both talk into the new segment
-    api_a = Api(a)
-    api_a.hang_up_phone(agent)
-    api_a.hang_up_phone(customer)
-    view_on(a, phlo).wait_ended(mpc_uuid, timeout=10)
-    last = wait_until(
-        lambda: next(
-            (e for e in by_name(receiver, mpc_uuid, "MPCRecordingCompleted") if e["RecordingUUID"] != old_id),
-            None,
-        ),
-        timeout=10,
-        what="the new segment completed",
-    )
+    last = new_segment_holds_both_voices(receiver, call)
     assert last["RecordingUUID"] == segment["RecordingUUID"]
-    new_s = int(last["RecordingDurationMs"]) / 1000
-    after = stretch(downloaded_pcm(api_a, last["RecordingUUID"]), 0.0, new_s)
-    assert level_at(after, phone_tone_hz(agent)) > 0.1 and level_at(after, phone_tone_hz(customer)) > 0.1
