@@ -255,7 +255,19 @@ async def measure(
     )
 
 
-async def run_engine(legs: int, party: int, run_s: float, *, srtp: bool = False) -> Result:
+# Called per conference after its routes are set: (engine, conference id, its legs), e.g. to record it.
+ConferenceHook = Callable[[MediaEngine, str, tuple[str, ...]], None]
+
+
+async def run_engine(
+    legs: int,
+    party: int,
+    run_s: float,
+    *,
+    srtp: bool = False,
+    each_conference: ConferenceHook | None = None,
+    label: str | None = None,
+) -> Result:
     engine = MediaEngine(port_min=PORT_MIN, port_max=PORT_MAX, realtime_priority=realtime_priority())
     suite = srtp_suite()
     sender_key = os.urandom(key_length(suite)) if srtp else None
@@ -280,6 +292,8 @@ async def run_engine(legs: int, party: int, run_s: float, *, srtp: bool = False)
             members = ids[c : c + party]
             routes = [LegAudio(m, tuple(x for x in members if x != m), None) for m in members]
             engine.set_routes(f"conf{c}", routes, NodeSettings())
+            if each_conference is not None:
+                each_conference(engine, f"conf{c}", tuple(members))
         await engine.start()
         if realtime_priority() and not engine.stats["realtime"]:
             print("warning: the media thread did not get SCHED_FIFO", file=sys.stderr)
@@ -299,7 +313,7 @@ async def run_engine(legs: int, party: int, run_s: float, *, srtp: bool = False)
             # atomic): the public stats keep the all-time maximum
             engine._runtime.tick_stats.max_lateness = 0.0
 
-        label = f"engine, {party}-party" + (", SRTP" if srtp else "")
+        label = label or f"engine, {party}-party" + (", SRTP" if srtp else "")
         result = await measure(label, legs, ports, snapshot, run_s, window_start, sock, sender_key)
         dropped = engine.stats["srtp_auth_failed"] + engine.stats["srtp_replayed"]
         if dropped:

@@ -150,7 +150,9 @@ class TapBlock:
         except (TypeError, ValueError):
             codes = b""
         if len(codes) == 2 * self._pairs.size:
-            _pair_table(pt).take(np.frombuffer(codes, dtype=np.uint16).astype(np.intp), out=self._pairs)
+            # mode="clip": every uint16 is a row of the table, so no bounds check is needed (a third faster)
+            indexes = np.frombuffer(codes, dtype=np.uint16).astype(np.intp)
+            _pair_table(pt).take(indexes, out=self._pairs, mode="clip")
             return self._decoded
         decoded = self._decoded
         for slot, frame in enumerate(frames):

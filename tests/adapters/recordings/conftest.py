@@ -8,8 +8,7 @@ from collections.abc import Iterator
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
-
-S3_KEY, S3_SECRET = "bridgeline-test", "bridgeline-test-secret"
+from recordkit import S3_KEY, S3_SECRET
 
 
 @pytest.fixture(scope="session")

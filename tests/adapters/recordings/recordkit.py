@@ -11,6 +11,7 @@ import numpy as np
 from bridgeline.adapters.recordings import RecordingFileInfo
 
 FRAME_MS = 20
+S3_KEY, S3_SECRET = "bridgeline-test", "bridgeline-test-secret"  # the moto server's credentials
 
 
 def tone(freq_hz: float, seconds: float, rate: int = 8000, channels: int = 1) -> bytes:

@@ -8,8 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import S3_KEY, S3_SECRET
-from recordkit import Finished, frames, tone
+from recordkit import S3_KEY, S3_SECRET, Finished, frames, tone
 
 from bridgeline.adapters.recordings import (
     RecordingFileInfo,

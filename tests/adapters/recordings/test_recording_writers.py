@@ -297,3 +297,27 @@ def test_interleaved_recordings_fed_from_a_tick_thread_each_hold_their_own_tone(
         assert error is None and info is not None and info.duration_ms == 1000
         samples = decode(info.path.read_bytes())
         assert abs(peak_hz(samples[800:7200], 8000) - hz) < 10, rid
+
+
+def test_a_bug_while_writing_one_recording_fails_it_and_the_thread_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # fault injection: the writer thread's handling raises for one recording, as a bug would
+    real_append = RecordingWriters._append
+
+    def append(self: RecordingWriters, rec: object, recording_id: str, pcm: bytes) -> bool:
+        if recording_id == "buggy":
+            raise RuntimeError("a bug")
+        return real_append(self, rec, recording_id, pcm)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(RecordingWriters, "_append", append)
+    finished = Finished()
+    writers = RecordingWriters(finished)
+    pcm = tone(500, 0.4)
+    record(writers, "buggy", tmp_path / "buggy.wav", RecordingFormat.WAV, pcm)
+    record(writers, "fine", tmp_path / "fine.wav", RecordingFormat.WAV, pcm)
+    (_, error), (info, fine_error) = finished.wait("buggy"), finished.wait("fine")
+    writers.stop()
+    assert error == "write failed: internal error" and finished.count("buggy") == 1
+    assert fine_error is None and info is not None and info.duration_ms == 400
+    assert (tmp_path / "buggy.wav").exists()  # its header, playable (no audio reached it)

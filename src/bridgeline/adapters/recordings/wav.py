@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import struct
 from pathlib import Path
-from typing import BinaryIO
 
 from .files import RecordingFileInfo, RecordingFormat
 
@@ -45,14 +44,9 @@ def header(sample_rate: int, channels: int, data_bytes: int) -> bytes:
     )
 
 
-def write_sizes(file: BinaryIO, data_bytes: int) -> None:
-    """Rewrite the two size fields in place and go back to the end (flushes Python's buffer)."""
-    file.seek(4)
-    file.write(struct.pack("<I", HEADER_BYTES - 8 + data_bytes))
-    file.seek(40)
-    file.write(struct.pack("<I", data_bytes))
-    file.seek(0, os.SEEK_END)
-    file.flush()
+def write_header(fd: int, sample_rate: int, channels: int, data_bytes: int) -> None:
+    """Rewrite the header with these sizes in one pwrite (the file's offset does not move)."""
+    os.pwrite(fd, header(sample_rate, channels, data_bytes), 0)
 
 
 def read_format(head: bytes) -> tuple[int, int]:
@@ -83,7 +77,7 @@ def repair_wav(path: Path) -> RecordingFileInfo:
         data_bytes -= data_bytes % block
         if HEADER_BYTES + data_bytes != length:
             file.truncate(HEADER_BYTES + data_bytes)
-        write_sizes(file, data_bytes)
+        write_header(file.fileno(), rate, channels, data_bytes)
         os.fsync(file.fileno())
     return RecordingFileInfo(
         path=path,
