@@ -172,7 +172,12 @@ def test_a_segment_whose_recorder_node_never_returns_ends_failed(
     assert [(e["RecordingUUID"], e["FailureReason"]) for e in failed] == [(old_id, "recorder node lost")]
     row = Api(call.a).http.get(f"/v1/recordings/{old_id}").json()
     assert row["state"] == "failed" and row["failure_reason"] == "recorder node lost"
-    [_, segment] = once_each(receiver, mpc_uuid, "MPCRecordingInitiated")  # the new segment goes on
+    # the new segment goes on (waited for: its Initiated and the Failed are separate deliveries, and
+    # nothing here needs them in order)
+    [_, segment] = wait_until(
+        lambda: (both := once_each(receiver, mpc_uuid, "MPCRecordingInitiated"))[1:] and both,
+        what="the new segment initiated",
+    )
     assert segment["PreviousRecordingUUID"] == old_id
     assert not once_each(receiver, mpc_uuid, "MPCRecordingCompleted")
     listed = Api(call.a).http.get("/v1/recordings", params={"mpc_uuid": mpc_uuid}).json()["objects"]
