@@ -24,7 +24,10 @@ host), any port, since NATs map the RTCP port apart; RTCP from elsewhere is refu
 SRTP (a leg connected with `SrtpKeys`): every datagram is authenticated (and decrypted) before any
 of the above looks at it, so a forged, corrupted or replayed packet is dropped and counted
 (`srtp_auth_failed`, `srtp_replayed`, reported as `SrtpDropped` at most once per refusal interval
-for the whole runtime) and can neither latch nor move the latch. What we send is protected last,
+for the whole runtime) and can neither latch nor move the latch. A read round's RTP is unprotected
+before any leg sees it, every SRTP leg's in one call (`srtp.unprotect_all`, from the runtime's
+`receive_all`, which hands each leg its result in arrival order); the legs keep the runtime's map of
+whose RTP that call checks (`_sync_inbound`). What we send is protected last,
 at the end of the tick, every SRTP leg's packets in one call (`srtp.protect_all`); a packet libsrtp
 refuses to protect is counted (`srtp_protect_failed`) and not sent, and its sequence number is a
 gap. RTCP arriving is SRTCP, checked the same way; we still send none.
@@ -58,7 +61,7 @@ from bridgeline.media.opus_jitter import OpusJitterBuffer
 from bridgeline.media.player import AudioSource
 from bridgeline.media.resample import Downsampler, Upsampler
 from bridgeline.media.rtp import RtpPacket, RtpParseError, is_rtcp, parse_rtcp
-from bridgeline.media.srtp import Refusal, SrtpContext, SrtpKeys, SrtpRefused, ToProtect
+from bridgeline.media.srtp import Inbound, Refusal, SrtpContext, SrtpKeys, SrtpRefused, ToProtect
 
 # One datagram to send: (leg id, RTP bytes, destination). Only RTP is ever sent.
 Outgoing = tuple[str, bytes, Address]
@@ -79,6 +82,7 @@ class Leg:
         counters: Counters,
         out: list[Outgoing],
         to_protect: list[ToProtect],
+        inbound: Inbound,
         events: list[Any],  # the runtime's event list (runtime.MediaEvent values)
         on_dtmf: Callable[[str, str], None],
         rng: random.Random,
@@ -88,6 +92,9 @@ class Leg:
         self.counters = counters
         self._out = out  # the runtime's outbox, emptied by the shell after each tick
         self._to_protect = to_protect  # SRTP datagrams, protected into `out` at the end of the tick
+        # The runtime's map of connected SRTP legs to their unprotect, which it applies to a read
+        # round's RTP before handing it over (`receive_all`): in step with `srtp` and `connected`.
+        self._inbound = inbound
         self._events = events
         self.on_dtmf = on_dtmf
         self.closed = False
@@ -152,6 +159,8 @@ class Leg:
         Opus, which has none); `wire_payload_type`: the number the SDP gave it, when a dynamic one
         (sent, and mapped back on receipt); `fmtp`: the peer's format parameters (Opus reads them)."""
         check_media_params(payload_type, ptime_ms)
+        # Until connected again, this leg's packets take the path that unprotects them one by one.
+        self._inbound.pop(self.leg_id, None)
         self.srtp = None if srtp is None else SrtpContext(srtp)  # a new session: fresh contexts
         is_opus = payload_type == opus.CODEC_ID
         wideband = payload_type == g722.PAYLOAD_TYPE
@@ -187,12 +196,14 @@ class Leg:
         self._pending.clear()
         self.update(remote, send, now)
         self.connected = True
+        self._sync_inbound()
 
     def update(
         self, remote: Address | None, send: bool | None, now: float, srtp: SrtpKeys | None = None
     ) -> None:
         if srtp is not None and self.srtp is not None:
             self.srtp.rekey_inbound(srtp)
+            self._sync_inbound()
         if remote is not None:
             self._unroutable = remote[0] in _UNROUTABLE or not remote[1]
             if not self._unroutable and remote != self._sdp_remote:
@@ -204,6 +215,13 @@ class Leg:
             self._aim()
         if send is not None:
             self.sending = send
+
+    def _sync_inbound(self) -> None:
+        srtp = self.srtp
+        if srtp is not None and self.connected:
+            self._inbound[self.leg_id] = srtp.unprotect
+        else:
+            self._inbound.pop(self.leg_id, None)
 
     def _aim(self) -> None:
         self.dest = None if self._unroutable else self._latched or self._sdp_remote
@@ -258,25 +276,26 @@ class Leg:
             counters.refusals_unreported = 0
             counters.refusal_report_after = now + self.policy.refused_log_interval_s
 
-    def _srtp_drop(self, kind: str, refused: SrtpRefused, addr: Address, now: float) -> None:
+    def srtp_refused(self, kind: str, refusal: Refusal, addr: Address, now: float) -> None:
+        """libsrtp refused a packet the leg received (its RTP unprotected by the runtime's batch
+        comes here too): counted, and reported at most once per refusal interval."""
         counters = self.counters
-        if refused.refusal is Refusal.REPLAY:
+        if refusal is Refusal.REPLAY:
             counters.srtp_replayed += 1
         else:
             counters.srtp_auth_failed += 1
         counters.srtp_unreported += 1
         if now >= counters.srtp_report_after:
-            self._events.append(
-                SrtpDropped(self.leg_id, kind, refused.refusal.value, addr, counters.srtp_unreported)
-            )
+            self._events.append(SrtpDropped(self.leg_id, kind, refusal.value, addr, counters.srtp_unreported))
             counters.srtp_unreported = 0
             counters.srtp_report_after = now + self.policy.refused_log_interval_s
 
     # ---------------------------------------------------------------- receive
-    def rtp_received(self, data: bytes, addr: Address, now: float) -> None:
+    def rtp_received(self, data: bytes, addr: Address, now: float, unprotected: bool = False) -> None:
+        """A datagram from the RTP port; `unprotected`: SRTP the runtime's batch already checked."""
         counters = self.counters
         srtp = self.srtp
-        if srtp is not None and self.connected:
+        if srtp is not None and self.connected and not unprotected:
             if len(data) > 1 and 192 <= data[1] <= 223:  # SRTCP multiplexed on the port (RFC 5761)
                 self.rtcp_received(data, addr, now)
                 return
@@ -285,7 +304,7 @@ class Leg:
             try:
                 data = unprotect(data)
             except SrtpRefused as refused:
-                self._srtp_drop("rtp", refused, addr, now)
+                self.srtp_refused("rtp", refused.refusal, addr, now)
                 return
         if (
             len(data) > 12
@@ -343,7 +362,7 @@ class Leg:
             try:
                 data = self.srtp.unprotect_rtcp(data)
             except SrtpRefused as refused:
-                self._srtp_drop("rtcp", refused, addr, now)
+                self.srtp_refused("rtcp", refused.refusal, addr, now)
                 return
         if self._rtcp_source is None:
             trusted = self._latched or self._sdp_remote
@@ -500,4 +519,5 @@ class Leg:
         """Stop sending and drop any message (without its PlaybackFinished). Idempotent."""
         self.closed = True
         self.connected = False
+        self._inbound.pop(self.leg_id, None)
         self.message = self.message_token = None
