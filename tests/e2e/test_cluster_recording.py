@@ -160,17 +160,16 @@ def test_a_killed_owners_recording_goes_on_at_the_new_owner_in_a_new_segment(
 def test_a_segment_whose_recorder_node_never_returns_ends_failed(
     cluster: Cluster, receiver: CallbackReceiver
 ) -> None:
-    # A 1 s callback timeout: b may die holding the lease of a delivery it was posting (the Initiated
-    # the receiver just got, not yet marked delivered); the Failed queues behind it until that lease
-    # ends, webhook_timeout x (2 + 32 / 4) + 3 s = 13 s (docs/cluster.md, "At-least-once").
-    settings = {"BRIDGELINE_RECORDING_LOST_AFTER_S": "1", "BRIDGELINE_WEBHOOK_TIMEOUT": "1"}
-    call = recorded_on_b(cluster, receiver, settings)
+    # b may die holding the lease of a delivery it was posting (the Initiated the receiver just got,
+    # not yet marked delivered): the Failed queues behind it until b's node lease ends and a makes it
+    # due again (test_cluster_delivery_leases.py).
+    call = recorded_on_b(cluster, receiver, {"BRIDGELINE_RECORDING_LOST_AFTER_S": "1"})
     old_id, mpc_uuid = call.old_id, call.mpc_uuid
     call.b.kill()
     assert cluster.wait_owned_by_another(mpc_uuid, "b") == "a"
     failed = wait_until(
         lambda: once_each(receiver, mpc_uuid, "MPCRecordingFailed"),
-        timeout=TAKEOVER_BOUND + 13,
+        timeout=TAKEOVER_BOUND,
         what="the old segment failed by the owner",
     )
     assert [(e["RecordingUUID"], e["FailureReason"]) for e in failed] == [(old_id, "recorder node lost")]
