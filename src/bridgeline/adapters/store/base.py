@@ -284,7 +284,11 @@ class SqlStore(ClusterRows, SipRegistrationRows, RecordingRows, ABC):
         return [sql.delivery_from_row(row) for row in rows]
 
     async def claim_deliveries(
-        self, now: float, limit: int = 100, lease_until: float | None = None
+        self,
+        now: float,
+        limit: int = 100,
+        lease_until: float | None = None,
+        holder: tuple[str, int] | None = None,
     ) -> ClaimedPage:
         """A bounded page of due deliveries that head their (conference, URL) queue, most overdue first,
         leased until `lease_until` (when given: nobody else claims them before it).
@@ -298,7 +302,7 @@ class SqlStore(ClusterRows, SipRegistrationRows, RecordingRows, ABC):
         heads = [sql.delivery_from_row(row[:-1]) for row in rows if not row[-1]]
         writes = [Write(sql.PARK_DELIVERY, blocked)]
         if lease_until is not None:
-            writes.append(Write(sql.RESCHEDULE_DELIVERY, [(lease_until, d.delivery_id) for d in heads]))
+            writes.append(Write(sql.LEASE_DELIVERY, sql.lease_rows(heads, lease_until, holder)))
             heads = [replace(d, next_attempt_at=lease_until) for d in heads]
         if blocked or (heads and lease_until is not None):
             await self._write(writes)

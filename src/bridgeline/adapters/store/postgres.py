@@ -90,7 +90,11 @@ class PostgresStore(SqlStore):
         return [Write(LOCK_QUEUE, [(conference_id, url)])]
 
     async def claim_deliveries(
-        self, now: float, limit: int = 100, lease_until: float | None = None
+        self,
+        now: float,
+        limit: int = 100,
+        lease_until: float | None = None,
+        holder: tuple[str, int] | None = None,
     ) -> ClaimedPage:
         """The claim of several nodes at once: one transaction locks a page of due deliveries (skipping
         rows another claim holds), leases its queue heads and parks the blocked ones.
@@ -107,8 +111,8 @@ class PostgresStore(SqlStore):
                 heads = [sql.delivery_from_row(row[:-1]) for row in rows if not row[-1]]
                 blocked = [row[0] for row in rows if row[-1]]
                 if lease_until is not None and heads:
-                    leases = [(lease_until, d.delivery_id) for d in heads]
-                    await cursor.executemany(_placeholders(sql.RESCHEDULE_DELIVERY), leases)
+                    leases = sql.lease_rows(heads, lease_until, holder)
+                    await cursor.executemany(_placeholders(sql.LEASE_DELIVERY), leases)
                     heads = [replace(d, next_attempt_at=lease_until) for d in heads]
                 if blocked:
                     await cursor.execute(_placeholders(LOCK_QUEUES), (blocked,))

@@ -259,7 +259,13 @@ SELECT_EVENTS_AFTER = _select("events", EVENT_COLUMNS, "WHERE conference_id = ? 
 INSERT_DELIVERY = _insert("deliveries", NEW_DELIVERY_COLUMNS)
 # Only a pending delivery takes an attempt's outcome: a finished one (delivered or given up, maybe by
 # another node whose claim came after ours ran out) stays as it is.
-UPDATE_DELIVERY = _update("deliveries", DELIVERY_PROGRESS_COLUMNS, "delivery_id") + " AND status = 'pending'"
+# An attempt's outcome: the delivery is no longer leased by anyone (a retry is due by its backoff).
+UPDATE_DELIVERY = (
+    _update("deliveries", DELIVERY_PROGRESS_COLUMNS, "delivery_id").replace(
+        " WHERE ", ", leased_node = NULL, leased_epoch = NULL WHERE ", 1
+    )
+    + " AND status = 'pending'"
+)
 _EARLIER_PENDING = (
     "SELECT 1 FROM deliveries e WHERE e.status = 'pending' AND e.conference_id = {t}.conference_id"
     " AND e.url = {t}.url AND e.delivery_id < {t}.delivery_id"
@@ -294,6 +300,12 @@ RELEASE_NEXT_DELIVERY = (
 )
 # Leases and deferrals: when the worker will look at a pending delivery again.
 RESCHEDULE_DELIVERY = "UPDATE deliveries SET next_attempt_at = ? WHERE delivery_id = ? AND status = 'pending'"
+# A claim's lease: not due again before the lease ends, and who holds it (node, epoch; NULL: a
+# process that is no cluster node, as in some tests).
+LEASE_DELIVERY = (
+    "UPDATE deliveries SET next_attempt_at = ?, leased_node = ?, leased_epoch = ?"
+    " WHERE delivery_id = ? AND status = 'pending'"
+)
 ADVANCE_DELIVERY = (
     "UPDATE deliveries SET next_attempt_at = ? WHERE delivery_id = ? AND status = 'pending'"
     " AND next_attempt_at = ?"
@@ -469,6 +481,14 @@ def new_delivery_to_row(delivery: NewDelivery, *, parked: bool = False) -> tuple
         0.0,
         dump_json([]),
     )
+
+
+def lease_rows(
+    heads: Sequence[DeliveryRecord], lease_until: float, holder: tuple[str, int] | None
+) -> list[tuple[Any, ...]]:
+    """LEASE_DELIVERY's parameters for a claim's queue heads."""
+    node, epoch = holder if holder is not None else (None, None)
+    return [(lease_until, node, epoch, d.delivery_id) for d in heads]
 
 
 def delivery_progress_to_row(delivery: DeliveryRecord) -> tuple[Any, ...]:
