@@ -423,6 +423,10 @@ async def srtp_pairs(legs: int, run_s: float, pairs: int) -> dict[str, Any]:
             "plain_cpu_us_per_leg_tick": round(medians["plain"], 1),
             "srtp_cpu_us_per_leg_tick": round(medians["srtp"], 1),
             "ratio_by_cpu": round(medians["plain"] / medians["srtp"], 3),
+            "ratio_per_pair": [
+                round(p.cpu_us_per_leg_tick / q.cpu_us_per_leg_tick, 3)
+                for p, q in zip(runs["plain"], runs["srtp"], strict=True)
+            ],
             "max_late_pct": round(max(r.late_pct for v in runs.values() for r in v), 2),
         },
     }
@@ -466,6 +470,7 @@ async def main(
     ladder: tuple[int, ...] = LADDER,
     only: str | None = None,
     pair_legs: int = PAIR_LEGS,
+    pair_count: int = PAIRS,
 ) -> dict[str, Any]:
     kit.pin_self(kit.SERVER_CPU)  # the engine's core; the sender pins itself to the other one
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -533,7 +538,7 @@ async def main(
     srtp_vs_plain(results, summary)
     pairs = None
     if {"engine, 2-party", "engine, 2-party, SRTP"} <= modes.keys():
-        pairs = await srtp_pairs(pair_legs, run_s, PAIRS)
+        pairs = await srtp_pairs(pair_legs, run_s, pair_count)
         summary["engine, 2-party, SRTP"]["vs_plain_pairs"] = pairs["summary"]
     one_conf = [r for r in results if r.label == "engine, 100-party" and r.legs == 100]
     profiles: dict[str, Any] = {}
@@ -606,6 +611,7 @@ if __name__ == "__main__":
     )
     parser.add_argument("--only", default=None, help="comma-separated words: run the modes naming one")
     parser.add_argument("--pair-legs", type=int, default=PAIR_LEGS, help="N of the plain/SRTP pairs")
+    parser.add_argument("--pairs", type=int, default=PAIRS, help="how many plain/SRTP pairs")
     parser.add_argument(
         "--realtime", type=int, default=0, help="SCHED_FIFO priority of the media thread and the sender"
     )
@@ -617,4 +623,6 @@ if __name__ == "__main__":
     os.environ[SRTP_SUITE_ENV] = opts.srtp_suite
     steps = LADDER if opts.legs is None else tuple(int(n) for n in opts.legs.split(","))
     # The server's own event loop (uvloop where installed), for the engine and the relay baseline alike.
-    run_event_loop(main(opts.budget, opts.run, opts.out, opts.profile_dir, steps, opts.only, opts.pair_legs))
+    run_event_loop(
+        main(opts.budget, opts.run, opts.out, opts.profile_dir, steps, opts.only, opts.pair_legs, opts.pairs)
+    )

@@ -1,8 +1,8 @@
 """What SRTP adds to the media runtime itself (not a test): N legs in 2-party conferences fed
-prebuilt packets on a virtual clock, no sockets, plain and SRTP (--suite, AES_CM_128_HMAC_SHA1_80 by
-default; `all` measures each suite) in the same process, alternated. Prints CPU per leg-tick for
-each and their ratio; the sockets' cost, which dominates the real engine, is bench_rtp_legs.py's
-subject.
+prebuilt packets on a virtual clock (each tick a read round of one packet per leg), no sockets,
+plain and SRTP (--suite, AES_CM_128_HMAC_SHA1_80 by default; `all` measures each suite) in the
+same process, alternated. Prints CPU per leg-tick for each and their ratio; the sockets' cost,
+which dominates the real engine, is bench_rtp_legs.py's subject.
 
 --instructions counts CPU instructions instead (valgrind's callgrind, which the load from other
 processes does not change): each mode runs twice, SHORT and LONG ticks over the same prebuilt
@@ -29,13 +29,13 @@ import time
 from benchkit import callgrind_instructions
 
 from bridgeline.core.effects import LegAudio
-from bridgeline.media.runtime import MediaRuntime
+from bridgeline.media.runtime import Arrived, MediaRuntime
 from bridgeline.media.srtp import SUITES, SrtpContext, SrtpKeys, key_length
 
 SUITE = "AES_CM_128_HMAC_SHA1_80"
 SUITE_ORDER = ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32", "AEAD_AES_128_GCM", "AEAD_AES_256_GCM")
 assert set(SUITE_ORDER) == SUITES
-Feed = list[list[tuple[str, bytes, tuple[str, int]]]]
+Feed = list[list[Arrived]]  # each tick's read round
 
 
 def build(legs: int, ticks: int, suite: str | None) -> tuple[MediaRuntime, Feed]:
@@ -64,17 +64,16 @@ def build(legs: int, ticks: int, suite: str | None) -> tuple[MediaRuntime, Feed]
             packet = header.pack(0x80, 0, t, t * 160, i + 1) + b"\xff" * 160
             if suite:
                 packet = peers[f"l{i}"].protect(packet)
-            row.append((f"l{i}", packet, ("127.0.0.1", 40000 + 2 * i)))
+            row.append((f"l{i}", "rtp", packet, ("127.0.0.1", 40000 + 2 * i)))
         feed.append(row)
     return runtime, feed
 
 
 def run(runtime: MediaRuntime, feed: Feed) -> float:
-    """CPU microseconds per leg-tick: every packet received, then the tick."""
+    """CPU microseconds per leg-tick: every packet received as one read round, then the tick."""
     start, now = time.process_time(), 0.0
     for row in feed:
-        for leg_id, packet, source in row:
-            runtime.receive(leg_id, "rtp", packet, source, now)
+        runtime.receive_all(row, now)
         runtime.tick(now)
         runtime.pop_events()
         now += 0.02

@@ -13,6 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from test_store_contract import conference as conference_record
+from test_store_contract import delivery
+from test_store_contract import event as event_record
 
 from bridgeline.adapters.store import open_store
 from bridgeline.adapters.store.base import SqlStore
@@ -304,3 +307,25 @@ async def test_orphans_are_counted_and_claimed_from_every_source(store: SqlStore
     claimed = await store.claim_conferences(*me, 100, time.time())
     assert {record.conference_id for record in claimed} == expected
     assert await store.count_orphans(*me, time.time()) == 0
+
+
+async def test_a_dead_node_s_delivery_leases_end_with_its_node_lease(store: SqlStore) -> None:
+    """A node that dies while posting callbacks holds them back only until its node lease ends: then
+    they are due again, however long their own lease (with its epoch; a live node's are kept)."""
+    dying, living = await register(store, "dying", SHORT), await register(store, "living")
+    for name in ("conf-d", "conf-l"):
+        await store.commit_conference(conference_record(name), [event_record(1, name)], [delivery(1, name)])
+    now = time.time()
+    far = now + 600.0  # the delivery lease: far longer than the node lease
+    [by_dying] = (await store.claim_deliveries(now, limit=1, lease_until=far, holder=dying)).heads
+    [by_living] = (await store.claim_deliveries(now, limit=1, lease_until=far, holder=living)).heads
+    assert await store.release_dead_leases(time.time()) == 0  # both lives hold their node leases
+    await asyncio.sleep(SHORT + 0.2)
+    assert await store.release_dead_leases(time.time()) == 1
+    assert await store.release_dead_leases(time.time()) == 0  # once
+    [again] = (await store.claim_deliveries(time.time(), lease_until=far, holder=living)).heads
+    assert again.delivery_id == by_dying.delivery_id != by_living.delivery_id
+    # An outcome ends the lease: nothing of it is released when its holder dies later.
+    await store.update_delivery(dataclasses.replace(again, attempts=1, next_attempt_at=far))
+    await store.leave_cluster(*living)
+    assert await store.release_dead_leases(time.time()) == 1  # by_living's, still leased; not `again`

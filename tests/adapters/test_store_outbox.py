@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from test_store_contract import conference, delivery, event, run
 
-from bridgeline.adapters.store import StoreIntegrityError, sql
+from bridgeline.adapters.store import StoreIntegrityError, outbox_sql
 from bridgeline.app.ports import Store
 from bridgeline.app.records import ConferenceStatus, DeliveryStatus, RunEnd, RunStatus
 
@@ -25,7 +25,7 @@ async def test_claim_hands_out_queue_heads_and_parks_the_rest(store: Store) -> N
     claimed = (await store.claim_deliveries(now=10.0)).heads
     assert [d.delivery_id for d in claimed] == [first.delivery_id, other.delivery_id]
     parked = {d.delivery_id: d.next_attempt_at for d in await store.list_deliveries("conf-1")}
-    assert parked[second.delivery_id] == parked[third.delivery_id] == sql.PARKED_AT
+    assert parked[second.delivery_id] == parked[third.delivery_id] == outbox_sql.PARKED_AT
     assert (await store.claim_deliveries(now=10.0)).heads == [first, other]  # nothing parked is read again
 
     # Finishing the head makes the next one due, in the same transaction; the one after stays parked.
@@ -78,7 +78,7 @@ async def test_advance_moves_only_a_delivery_still_due_when_it_was_put_off(store
 
 def test_the_due_page_is_an_index_range_scan(store_url: str, store: Store) -> None:
     """No full scan and no sort, however large the outbox (EXPLAIN on both databases)."""
-    query = sql.SELECT_DUE_PAGE.replace("?", "1e9", 1).replace("?", "200", 1)
+    query = outbox_sql.SELECT_DUE_PAGE.replace("?", "1e9", 1).replace("?", "200", 1)
     if store_url.startswith("sqlite:///"):
         with closing(sqlite3.connect(store_url.removeprefix("sqlite:///"))) as connection:
             plan = " | ".join(str(row[-1]) for row in connection.execute(f"EXPLAIN QUERY PLAN {query}"))

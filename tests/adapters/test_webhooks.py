@@ -94,6 +94,7 @@ class FakeStore:
     def __init__(self) -> None:
         self.rows: dict[int, DeliveryRecord] = {}
         self.due_calls = 0
+        self.holders: list[tuple[str, int] | None] = []  # each claim's holder
         self.fail_next_due = False
         self.changed = asyncio.Event()  # set on every call, so tests can wait without polling
 
@@ -123,9 +124,14 @@ class FakeStore:
         return sorted(due, key=lambda r: (r.next_attempt_at, r.delivery_id))[:limit]
 
     async def claim_deliveries(
-        self, now: float, limit: int = 100, lease_until: float | None = None
+        self,
+        now: float,
+        limit: int = 100,
+        lease_until: float | None = None,
+        holder: tuple[str, int] | None = None,
     ) -> ClaimedPage:
         """The heads of the (conference, URL) queues among the due deliveries, as the SQL stores hand out."""
+        self.holders.append(holder)
         self.due_calls += 1
         self.changed.set()
         if self.fail_next_due:
@@ -327,6 +333,29 @@ async def test_run_delivers_after_wake_and_stops(receiver: Receiver, store: Fake
     await asyncio.wait_for(dispatcher.stop(), 1.0)
     assert task.done() and task.exception() is None
     assert len(receiver.requests) == 1
+
+
+async def test_claims_are_leased_in_the_name_of_the_node_s_current_life(
+    receiver: Receiver, store: FakeStore, make: Make
+) -> None:
+    life: dict[str, tuple[str, int] | None] = {"now": None}
+    dispatcher = make(poll_interval=30.0, holder=lambda: life["now"])
+    dispatcher.start()
+    await wait_until(store, lambda: store.due_calls >= 1)
+    life["now"] = ("node-a", 7)  # registered (again: a new epoch)
+    delivery = store.add(new_delivery(receiver.url()))
+    dispatcher.wake()
+    await wait_until(store, lambda: store.rows[delivery.delivery_id].status is DeliveryStatus.DELIVERED)
+    await asyncio.wait_for(dispatcher.stop(), 1.0)
+    assert (
+        store.holders[0] is None
+        and ("node-a", 7) in store.holders
+        and set(store.holders)
+        <= {
+            None,
+            ("node-a", 7),
+        }
+    )
 
 
 async def test_run_survives_store_errors(receiver: Receiver, store: FakeStore, make: Make) -> None:

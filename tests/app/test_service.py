@@ -50,6 +50,8 @@ async def connected_pair(store: SqlStore) -> tuple[ConferenceService, SimCarrier
     live = service.get_live(conference_id)
     assert live is not None
     await settle(lambda: live.conf.members.get(CUSTOMER) and live.conf.members[CUSTOMER].answered)
+    async with live.lock:  # the answer's commit is done under it: the store holds what memory does
+        pass
     return service, carrier, conference_id
 
 

@@ -490,9 +490,10 @@ class CallbackReceiver:
     """A tiny HTTP server on 127.0.0.1 that records every POST and answers as `respond` says."""
 
     def __init__(self, respond: Callable[[int], int] = lambda index: 200) -> None:
-        self.respond = respond
+        self.respond = respond  # called with the POST's index, outside the lock: it may hold a POST
         self.received: list[Callback] = []
         self._lock = threading.Lock()
+        self._posts = 0
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -503,7 +504,9 @@ class CallbackReceiver:
                 body = self.rfile.read(length)
                 split = urlsplit(self.path)
                 with receiver._lock:
-                    status = receiver.respond(len(receiver.received))
+                    index, receiver._posts = receiver._posts, receiver._posts + 1
+                status = receiver.respond(index)
+                with receiver._lock:
                     receiver.received.append(
                         Callback(
                             path=split.path,

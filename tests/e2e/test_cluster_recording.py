@@ -160,6 +160,9 @@ def test_a_killed_owners_recording_goes_on_at_the_new_owner_in_a_new_segment(
 def test_a_segment_whose_recorder_node_never_returns_ends_failed(
     cluster: Cluster, receiver: CallbackReceiver
 ) -> None:
+    # b may die holding the lease of a delivery it was posting (the Initiated the receiver just got,
+    # not yet marked delivered): the Failed queues behind it until b's node lease ends and a makes it
+    # due again (test_cluster_delivery_leases.py).
     call = recorded_on_b(cluster, receiver, {"BRIDGELINE_RECORDING_LOST_AFTER_S": "1"})
     old_id, mpc_uuid = call.old_id, call.mpc_uuid
     call.b.kill()

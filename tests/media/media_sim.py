@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import random
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -31,7 +32,7 @@ from bridgeline.media import g711, g722, opus
 from bridgeline.media.leg_types import Address, LatchPolicy
 from bridgeline.media.player import ToneSource
 from bridgeline.media.rtp import RtpPacket
-from bridgeline.media.runtime import TICK_S, MediaEvent, MediaRuntime
+from bridgeline.media.runtime import TICK_S, Arrived, MediaEvent, MediaRuntime
 from bridgeline.media.srtp import SrtpContext, SrtpKeys
 
 __all__ = ["dominant_freq", "level_at", "peak_freqs", "rms", "spectrum"]
@@ -95,7 +96,12 @@ class SimPeer(ToneSender):
 
 
 class Sim:
-    """A runtime, its virtual clock and the peers; `talking` maps a peer to (leg id, source address)."""
+    """A runtime, its virtual clock and the peers; `talking` maps a peer to (leg id, source address).
+    With `rounds` (a test module's fixture may set it for all its Sims) what is sent waits for the
+    next `flush` or `step` and is handed over as one read round (`receive_all`), as the SIP
+    carrier's media thread does; without, each datagram is handed over as it is sent (`receive`)."""
+
+    rounds: ClassVar[bool] = False
 
     def __init__(self, latch: LatchPolicy | None = None, *, seed: int = 1) -> None:
         self.now = 1000.0
@@ -104,6 +110,7 @@ class Sim:
         self.talking: dict[int, tuple[SimPeer, str, Address]] = {}  # id(peer) -> peer, leg, from
         self.events: list[MediaEvent] = []
         self.stray: list[tuple[str, bytes, Address]] = []
+        self._round: list[Arrived] = []
 
     def peer(self, freq: float | tuple[float, ...] | None, payload_type: int = PCMU) -> SimPeer:
         peer = SimPeer(freq, payload_type)
@@ -152,13 +159,24 @@ class Sim:
 
     def send(self, leg_id: str, data: bytes, source: Address, kind: str = "rtp") -> None:
         assert kind in ("rtp", "rtcp")
-        self.runtime.receive(leg_id, "rtp" if kind == "rtp" else "rtcp", data, source, self.now)
+        arrived: Arrived = (leg_id, "rtp" if kind == "rtp" else "rtcp", data, source)
+        if self.rounds:
+            self._round.append(arrived)
+        else:
+            self.runtime.receive(*arrived, self.now)
+
+    def flush(self) -> None:
+        """Hand over the read round sent so far (with `rounds`)."""
+        round_, self._round = self._round, []
+        if round_:
+            self.runtime.receive_all(round_, self.now)
 
     def step(self) -> None:
         """One tick: the talkers' packets arrive, then the runtime's tick is due and runs."""
         for peer, leg_id, source in list(self.talking.values()):
             for datagram in peer.audio_packets():
                 self.send(leg_id, datagram, source)
+        self.flush()
         self.deliver(self.runtime.tick(self.now))
         self.events += self.runtime.pop_events()
         self.now = round(self.now + TICK_S, 6)

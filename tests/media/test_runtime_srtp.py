@@ -1,6 +1,8 @@
 """SRTP legs in the media runtime on a virtual clock: audio flows both ways encrypted, and forged,
 corrupted, replayed or garbage packets are dropped, counted and reported once per interval, and
-never latch the leg or move its latch (the open-network protections of media/leg.py still hold)."""
+never latch the leg or move its latch (the open-network protections of media/leg.py still hold).
+Every test runs twice: datagrams handed over one by one (`receive`), and as read rounds
+(`receive_all`, which unprotects a round's SRTP in one call), as the SIP carrier does."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from media_sim import G722, PCMU, Sim, SimPeer, dominant_freq, level_at, spectru
 
 from bridgeline.core.effects import LegAudio
 from bridgeline.media import g711, srtp
+from bridgeline.media import runtime as runtime_module
 from bridgeline.media._srtp_call import Processor
 from bridgeline.media.leg_types import LatchPolicy, SrtpDropped
 from bridgeline.media.srtp import SrtpContext, SrtpKeys, SrtpRefused, key_length
@@ -21,6 +24,11 @@ from bridgeline.media.srtp import SrtpContext, SrtpKeys, SrtpRefused, key_length
 TWO_WAY = [LegAudio("a", ("b",), None), LegAudio("b", ("a",), None)]
 RTCP_RR = bytes([0x81, 201, 0x00, 0x01]) + (0x1234).to_bytes(4, "big")
 _rng = random.Random(7)
+
+
+@pytest.fixture(autouse=True, params=["one by one", "in rounds"])
+def handed_over(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Sim, "rounds", request.param == "in rounds")
 
 
 def keys(suite: str = "AES_CM_128_HMAC_SHA1_80") -> SrtpKeys:
@@ -184,6 +192,7 @@ def test_srtcp_is_checked_and_counted() -> None:
     bad = bytearray(peer_rtcp.protect_rtcp(RTCP_RR))
     bad[-1] ^= 1
     sim.send("a", bytes(bad), a.address, kind="rtcp")
+    sim.flush()
     c = sim.runtime.counters
     assert c.rtcp_in == 2 and c.srtp_auth_failed == 1
 
@@ -267,3 +276,56 @@ def test_a_packet_libsrtp_will_not_protect_is_counted_and_not_sent_and_the_other
     sequences = [p.sequence for p in a.packets]
     assert sequences[sent_to_a] - sequences[sent_to_a - 1] == 11  # the refused ones left a gap
     assert sim.runtime.counters.srtp_auth_failed == 0
+
+
+def test_the_map_of_legs_whose_rtp_a_round_checks_follows_connect_rekey_and_close() -> None:
+    """`receive_all` unprotects with what this map holds, so it must always be each connected SRTP
+    leg's current context: never a key the leg has left, never a leg that is not SRTP any more."""
+    sim = Sim()
+    runtime, peer = sim.runtime, sim.peer(440)
+
+    def connect(srtp: SrtpKeys | None) -> None:
+        remote = peer.address
+        runtime.connect_leg(
+            "a", remote=remote, payload_type=PCMU, telephone_event_pt=None, send=True, now=sim.now, srtp=srtp
+        )
+
+    def current() -> Processor | None:
+        context = runtime._legs["a"].srtp
+        return None if context is None else context.unprotect
+
+    runtime.open_leg("a")
+    assert runtime._inbound == {}  # opened, not connected
+    first = keys()
+    connect(first)
+    assert runtime._inbound == {"a": current()}
+    before = current()
+    runtime.update_leg("a", now=sim.now, srtp=SrtpKeys(first.suite, first.local_key, _rng.randbytes(30)))
+    assert runtime._inbound == {"a": current()} and current() is not before
+    with pytest.raises(ValueError):
+        connect(SrtpKeys(first.suite, b"short", b"short"))  # refused: the leg keeps no stale entry
+    assert runtime._inbound.get("a") in (None, current())
+    connect(None)
+    assert runtime._inbound == {}
+    connect(keys("AEAD_AES_128_GCM"))
+    assert runtime._inbound == {"a": current()}
+    runtime.close_leg("a")
+    assert runtime._inbound == {}
+
+
+def test_a_read_round_is_unprotected_in_one_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Sim, "rounds", True)
+    calls: list[list[bytes | int | None]] = []
+
+    def spy(arrived: list[runtime_module.Arrived], inbound: srtp.Inbound) -> list[bytes | int | None]:
+        calls.append(srtp.unprotect_all(arrived, inbound))
+        return calls[-1]
+
+    monkeypatch.setattr(runtime_module, "unprotect_all", spy)
+    sim = Sim()
+    _, b, _ = srtp_call(sim)
+    mark = sim.settle()
+    sim.run(0.2)
+    # Each tick's round: a's SRTP came back unprotected from the batch, b's plain RTP as it was.
+    assert len(calls) == 25 and all([type(checked) for checked in c] == [bytes, type(None)] for c in calls)
+    assert dominant_freq(b.pcm_since(mark)) == pytest.approx(440, abs=4)

@@ -213,3 +213,122 @@ def test_a_batch_of_the_wrong_shape_is_a_type_error() -> None:
     ):
         with pytest.raises(TypeError):
             srtp.protect_all(pending, out)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ unprotect_all: a read round's batch
+SOURCE = ("127.0.0.1", 5004)
+
+
+def single_path(context: SrtpContext, data: bytes) -> bytes | Refusal:
+    """What the one-packet-at-a-time path makes of an SRTP leg's RTP: the packet, or why not."""
+    try:
+        return context.unprotect(data)
+    except SrtpRefused as refused:
+        return refused.refusal
+
+
+def batch_path(checked: bytes | int | None) -> bytes | Refusal | None:
+    return srtp.refusal(checked) if isinstance(checked, int) else checked
+
+
+def srtcp(peer: SrtpContext) -> bytes:
+    """An SRTCP receiver report from `peer`'s outbound session (pylibsrtp's, same key)."""
+    sender = reference(peer.keys.local_key, pylibsrtp.Policy.SSRC_ANY_OUTBOUND, peer.keys.suite)
+    return sender.protect_rtcp(bytes([0x81, 201, 0, 1]) + (0x77).to_bytes(4, "big"))
+
+
+def test_a_round_with_a_forged_a_replayed_and_srtcp_packets_among_good_ones() -> None:
+    (a, a_single, a_peer), (b, b_single, b_peer) = twins(SUITE), twins("AEAD_AES_128_GCM")
+    good = [a_peer.protect(rtp(seq, ssrc=1)) for seq in range(3)]
+    forged = bytearray(b_peer.protect(rtp(7, ssrc=2)))
+    forged[-1] ^= 1
+    b_good = b_peer.protect(rtp(8, ssrc=2))
+    arrived = [
+        ("a", "rtp", good[0], SOURCE),
+        ("b", "rtp", bytes(forged), SOURCE),  # a bad tag between good packets
+        ("a", "rtp", good[1], SOURCE),
+        ("a", "rtp", good[0], SOURCE),  # a replay
+        ("a", "rtp", srtcp(a_peer), SOURCE),  # SRTCP multiplexed on the RTP port: the caller's
+        ("a", "rtcp", srtcp(a_peer), SOURCE),  # the RTCP port: the caller's
+        ("plain", "rtp", rtp(1), SOURCE),  # a leg without SRTP
+        ("gone", "rtp", good[2], SOURCE),  # a leg not in the map (closed)
+        ("b", "rtp", b_good, SOURCE),
+        ("a", "rtp", b"\x80", SOURCE),  # too short
+        ("a", "rtp", good[2], SOURCE),
+    ]
+    checked = srtp.unprotect_all(arrived, {"a": a.unprotect, "b": b.unprotect})
+    assert [batch_path(c) for c in checked] == [
+        rtp(0, ssrc=1),
+        Refusal.AUTH,
+        rtp(1, ssrc=1),
+        Refusal.REPLAY,
+        None,
+        None,
+        None,
+        None,
+        rtp(8, ssrc=2),
+        Refusal.MALFORMED,
+        rtp(2, ssrc=1),
+    ]
+    # The same packets one at a time, on contexts with the same keys, give the same.
+    for leg_id, data, expected in (("a", good[0], rtp(0, ssrc=1)), ("b", bytes(forged), Refusal.AUTH)):
+        assert single_path(a_single if leg_id == "a" else b_single, data) == expected
+    assert single_path(b_single, b_good) == rtp(8, ssrc=2)
+    # The forged packet used up nothing: the genuine packets after it still authenticate.
+    assert a.unprotect(a_peer.protect(rtp(3, ssrc=1))) == rtp(3, ssrc=1)
+
+
+def test_an_empty_map_or_round_checks_nothing() -> None:
+    ours, peer = pair()
+    assert srtp.unprotect_all([], {"a": ours.unprotect}) == []
+    packet = peer.protect(rtp(1))
+    assert srtp.unprotect_all([("a", "rtp", packet, SOURCE)], {}) == [None]
+    assert ours.unprotect(packet) == rtp(1)  # the packet's index was not consumed
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 3), st.integers(0, 40), st.sampled_from(("good", "tampered", "short", "long"))
+        ),
+        max_size=16,
+    )
+)
+@settings(max_examples=60, deadline=None)
+def test_any_round_gives_what_the_single_packet_path_gives(items: list[tuple[int, int, str]]) -> None:
+    legs = [twins("AEAD_AES_128_GCM"), twins(SUITE), twins("AES_CM_128_HMAC_SHA1_32")]
+    inbound = {str(i): batch.unprotect for i, (batch, _, _) in enumerate(legs)}
+    arrived, expected = [], []
+    sent: dict[tuple[int, int], bytes] = {}  # what each peer protected: a repeat is a replay
+    for leg, seq, shape in items:
+        if leg == 3:  # no SRTP on this leg: left to the caller
+            arrived.append(("3", "rtp", rtp(seq), SOURCE))
+            expected.append(None)
+            continue
+        _, single, peer = legs[leg]
+        if (leg, seq % 8) not in sent:
+            sent[leg, seq % 8] = peer.protect(rtp(seq % 8, ssrc=leg + 1))
+        data = sent[leg, seq % 8]
+        if shape == "tampered":
+            data = data[:-1] + bytes([data[-1] ^ 1])
+        elif shape == "short":
+            data = data[:3]
+        elif shape == "long":
+            data = data + bytes(MAX_PACKET)
+        arrived.append((str(leg), "rtp", data, SOURCE))
+        expected.append(single_path(single, data))
+    assert [batch_path(c) for c in srtp.unprotect_all(arrived, inbound)] == expected
+
+
+def test_a_round_of_the_wrong_shape_is_a_type_error() -> None:
+    ours, peer = pair()
+    packet = peer.protect(rtp(1))
+    for arrived, inbound in (
+        ((("a", "rtp", packet, SOURCE),), {"a": ours.unprotect}),  # not a list
+        ([("a", "rtp", packet, SOURCE)], [("a", ours.unprotect)]),  # not a dict
+        ([("a", "rtp", packet)], {"a": ours.unprotect}),
+        (["a"], {"a": ours.unprotect}),
+        ([("a", "rtp", packet, SOURCE)], {"a": lambda data: data}),
+    ):
+        with pytest.raises(TypeError):
+            srtp.unprotect_all(arrived, inbound)  # type: ignore[arg-type]

@@ -66,6 +66,7 @@ class ClusterNode:
         self.draining = False
         self.takeovers = 0
         self.leases_lost = 0
+        self.delivery_leases_released = 0
         self._task: asyncio.Task[None] | None = None
         self._beat_lock = asyncio.Lock()
         # Work that follows each heartbeat on the loop (app/segments.py's sweep); a failure is logged.
@@ -95,6 +96,7 @@ class ClusterNode:
             "conferences_owned": self._conferences.live_count,
             "takeovers": self.takeovers,
             "leases_lost": self.leases_lost,
+            "delivery_leases_released": self.delivery_leases_released,
             "draining": 1 if self.draining else 0,
         }
 
@@ -213,6 +215,8 @@ class ClusterNode:
                     await self._lost(epoch)
             if not self.draining:
                 await self._scan()
+            if not self.fenced():  # a dead node's callbacks in flight: due now, for whoever claims them
+                self.delivery_leases_released += await self._leases.release_dead_leases(self._clock())
 
     async def _lost(self, epoch: int) -> None:
         log.warning("lease_lost", node_id=self.node_id, epoch=epoch, conferences=self._conferences.live_count)

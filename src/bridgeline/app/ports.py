@@ -128,10 +128,16 @@ class DeliveryOutbox(Protocol):
         ...
 
     async def claim_deliveries(
-        self, now: float, limit: int = 100, lease_until: float | None = None
+        self,
+        now: float,
+        limit: int = 100,
+        lease_until: float | None = None,
+        holder: tuple[str, int] | None = None,
     ) -> ClaimedPage:
         """A bounded page of due queue heads, most overdue first (blocked ones are parked meanwhile),
-        leased until `lease_until` in the same transaction: no other claim returns them before it."""
+        leased until `lease_until` in the same transaction: no other claim returns them before it.
+        `holder` (node id, epoch) is the claiming node's life: once its node lease ends,
+        `NodeLeases.release_dead_leases` makes what it still holds due again."""
         ...
 
     async def outbox_backlog(self, now: float) -> tuple[int, float]:
@@ -229,6 +235,12 @@ class NodeLeases(Protocol):
 
     async def leave_cluster(self, node_id: str, epoch: int) -> None:
         """End this epoch's lease now: what it still owns becomes claimable at once."""
+        ...
+
+    async def release_dead_leases(self, now: float) -> int:
+        """Make due (at `now`) the pending deliveries leased by a node life whose lease has ended: a
+        node that died while posting callbacks holds back its conferences' later ones only until its
+        node lease ends. How many."""
         ...
 
 

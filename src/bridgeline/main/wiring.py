@@ -150,6 +150,7 @@ async def build(settings: Settings) -> Bridgeline:
         per_destination=settings.webhook_per_destination,
         max_in_flight=settings.webhook_max_in_flight,
         poll_interval=settings.webhook_poll_interval,
+        holder=node.owner,
     )
     conferences.listeners.append(lambda meta, conf, events: dispatcher.wake() if events else None)
     hub = EventHub(
@@ -181,7 +182,8 @@ async def build(settings: Settings) -> Bridgeline:
     metrics.add(Source("auth", authenticator.stats, counters=frozenset({"failed", "throttled"})))
     metrics.add(Source("events", hub.stats, counters=frozenset({"refused_streams"})))
     metrics.add(Source("conferences", lambda: {"live": conferences.live_count}))
-    metrics.add(Source("node", node.stats, counters=frozenset({"takeovers", "leases_lost"})))
+    counters = frozenset({"takeovers", "leases_lost", "delivery_leases_released"})
+    metrics.add(Source("node", node.stats, counters=counters))
     metrics.add(
         Source(
             "webhooks",

@@ -10,7 +10,8 @@
  * `refuse(status)` and raises the exception that returns. A packet longer than `max_packet` is
  * refused as libsrtp refuses a short one (srtp_err_status_bad_param), without calling libsrtp.
  * `protect_all` runs a whole tick's SRTP packets through their processors in one call from Python
- * (the runtime's, at the end of each tick), counting refusals instead of raising.
+ * (the runtime's, at the end of each tick), counting refusals instead of raising; `unprotect_all`
+ * does the same for a read round's received SRTP packets (the runtime's `receive_all`).
  *
  * The GIL stays held: a call takes 1-2 us, less than handing the GIL to another thread and back.
  * One buffer per processor, so a processor must not be called from two threads at once (the
@@ -221,9 +222,71 @@ protect_all(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromSsize_t(refused_count);
 }
 
+/* unprotect_all(arrived, inbound): a read round's SRTP packets in one call. `arrived` holds
+ * (leg_id, kind, data, source) items; `inbound` maps the leg ids whose RTP is to be checked to
+ * their unprotect processors. Returns a list as long as `arrived`: for an "rtp" item of such a leg,
+ * the unprotected packet (bytes) or libsrtp's refusal status (int); None for every other item (no
+ * such leg, RTCP, SRTCP multiplexed on the RTP port): the caller handles those one by one. */
+static PyObject *
+unprotect_all(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyList_CheckExact(args[0]) || !PyDict_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "unprotect_all(arrived: list, inbound: dict)");
+        return NULL;
+    }
+    PyObject *arrived = args[0], *inbound = args[1];
+    Py_ssize_t count = PyList_GET_SIZE(arrived);
+    PyObject *results = PyList_New(count);
+    if (results == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *item = PyList_GET_ITEM(arrived, i);
+        if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 4) {
+            PyErr_SetString(PyExc_TypeError, "each item must be (leg_id, kind, data, source)");
+            goto failed;
+        }
+        PyObject *result = Py_None;
+        PyObject *kind = PyTuple_GET_ITEM(item, 1), *data = PyTuple_GET_ITEM(item, 2);
+        Processor *processor = NULL;
+        if (PyDict_GET_SIZE(inbound) && PyBytes_CheckExact(data) && PyUnicode_Check(kind) &&
+            PyUnicode_CompareWithASCIIString(kind, "rtp") == 0) {
+            processor = (Processor *)PyDict_GetItemWithError(inbound, PyTuple_GET_ITEM(item, 0));
+            if (processor == NULL && PyErr_Occurred())
+                goto failed;
+        }
+        const unsigned char *bytes = processor == NULL ? NULL : (unsigned char *)PyBytes_AS_STRING(data);
+        Py_ssize_t size = processor == NULL ? 0 : PyBytes_GET_SIZE(data);
+        /* SRTCP multiplexed on the RTP port (RFC 5761: second byte 192-223) goes the RTCP way. */
+        if (processor != NULL && !(size > 1 && bytes[1] >= 192 && bytes[1] <= 223)) {
+            if (Py_TYPE(processor) != &ProcessorType) {
+                PyErr_SetString(PyExc_TypeError, "inbound's values must be Processors");
+                goto failed;
+            }
+            int status = 0;
+            result = run(processor, (const char *)bytes, size, &status);
+            if (result == NULL) {
+                if (status == 0)
+                    goto failed; /* out of memory */
+                result = PyLong_FromLong(status);
+                if (result == NULL)
+                    goto failed;
+            }
+        } else {
+            Py_INCREF(result);
+        }
+        PyList_SET_ITEM(results, i, result);
+    }
+    return results;
+failed:
+    Py_DECREF(results); /* the slots not set yet are NULL, which list_dealloc skips */
+    return NULL;
+}
+
 static PyMethodDef functions[] = {
     {"protect_all", (PyCFunction)(void (*)(void))protect_all, METH_FASTCALL,
      "protect_all(pending, out) -> refused: protect (leg_id, packet, dest, processor) items into out"},
+    {"unprotect_all", (PyCFunction)(void (*)(void))unprotect_all, METH_FASTCALL,
+     "unprotect_all(arrived, inbound) -> [bytes | status | None]: unprotect a round's SRTP packets"},
     {NULL, NULL, 0, NULL},
 };
 

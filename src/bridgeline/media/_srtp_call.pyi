@@ -3,6 +3,7 @@ from collections.abc import Callable
 from typing import Final, TypeVar
 
 _Dest = TypeVar("_Dest")
+_Kind = TypeVar("_Kind", bound=str)
 
 BUFFER_SIZE: Final[int]
 
@@ -20,3 +21,6 @@ class Processor:
 def protect_all(
     pending: list[tuple[str, bytes, _Dest, Processor]], out: list[tuple[str, bytes, _Dest]], /
 ) -> int: ...
+def unprotect_all(
+    arrived: list[tuple[str, _Kind, bytes, _Dest]], inbound: dict[str, Processor], /
+) -> list[bytes | int | None]: ...

@@ -4,27 +4,16 @@ outbound RTP stream as datagrams for the shell to send.
 Each leg has an RTP and an RTCP port (the shell owns the sockets). We never send RTCP; what arrives
 on the RTCP port is checked and counted.
 
-Latching (who may feed a leg, and where its media goes). Symmetric RTP sends back to where the peer's
-media comes from, but following every packet would let one datagram from anywhere take the call over
-("RTP bleed"). So a leg latches once, and packets from any other source are refused (counted, and
-reported as a `SourceRefused` event at most once per `LatchPolicy.refused_log_interval_s` for the
-whole runtime, never played or taken as DTMF):
-- a usable packet (the leg's audio codec or the negotiated telephone-event) from exactly the SDP
-  address and port (an IPv6 source's flow label and scope aside: the SDP has neither) latches at
-  once, and for good: it even replaces a source learned earlier (so an attacker
-  racing a peer that is not behind NAT loses as soon as the peer speaks);
-- until then, within `learning_window_s` of connect, the first usable packet's source latches (a
-  peer behind NAT sends from another address than its SDP names);
-- a re-INVITE with a different routable SDP address reopens learning, as at connect;
-- NAT rebinding: a source carrying the latched SSRC takes over after `relatch_packets` packets while
-  the latched source has been silent for `relatch_silence_s`.
-RTCP latches on its own: to the first RTCP source on the latched RTP host (before latching, the SDP
-host), any port, since NATs map the RTCP port apart; RTCP from elsewhere is refused the same way.
+Latching (who may feed a leg, and where its media goes): its state and rules are `Leg`'s base class,
+`leg_latching.py`'s `SourceLatching`; the receive paths here apply them.
 
-SRTP (a leg connected with `SrtpKeys`): every datagram is authenticated (and decrypted) before any
-of the above looks at it, so a forged, corrupted or replayed packet is dropped and counted
+SRTP (a leg connected with `SrtpKeys`): every datagram is authenticated (and decrypted) before
+latching or anything else looks at it, so a forged, corrupted or replayed packet is dropped and counted
 (`srtp_auth_failed`, `srtp_replayed`, reported as `SrtpDropped` at most once per refusal interval
-for the whole runtime) and can neither latch nor move the latch. What we send is protected last,
+for the whole runtime) and can neither latch nor move the latch. A read round's RTP is unprotected
+before any leg sees it, every SRTP leg's in one call (`srtp.unprotect_all`, from the runtime's
+`receive_all`, which hands each leg its result in arrival order); the legs keep the runtime's map of
+whose RTP that call checks (`_sync_inbound`). What we send is protected last,
 at the end of the tick, every SRTP leg's packets in one call (`srtp.protect_all`); a packet libsrtp
 refuses to protect is counted (`srtp_protect_failed`) and not sent, and its sequence number is a
 gap. RTCP arriving is SRTCP, checked the same way; we still send none.
@@ -44,32 +33,23 @@ from numpy.typing import NDArray
 from bridgeline.media import g711, g722, opus
 from bridgeline.media.dtmf import DtmfReceiver, TelephoneEvent, dtmf_events
 from bridgeline.media.jitter import Frame, JitterBuffer, decode_frame
-from bridgeline.media.leg_types import (
-    DEFAULT_LATCH,
-    Address,
-    Counters,
-    LatchPolicy,
-    Relatched,
-    SourceRefused,
-    SrtpDropped,
-    check_media_params,
-)
+from bridgeline.media.leg_latching import SourceLatching
+from bridgeline.media.leg_types import DEFAULT_LATCH, Address, Counters, LatchPolicy, check_media_params
 from bridgeline.media.opus_jitter import OpusJitterBuffer
 from bridgeline.media.player import AudioSource
 from bridgeline.media.resample import Downsampler, Upsampler
 from bridgeline.media.rtp import RtpPacket, RtpParseError, is_rtcp, parse_rtcp
-from bridgeline.media.srtp import Refusal, SrtpContext, SrtpKeys, SrtpRefused, ToProtect
+from bridgeline.media.srtp import Inbound, SrtpContext, SrtpKeys, SrtpRefused, ToProtect
 
 # One datagram to send: (leg id, RTP bytes, destination). Only RTP is ever sent.
 Outgoing = tuple[str, bytes, Address]
 FRAME_SAMPLES: Final = 160  # one 20 ms tick at 8 kHz; G.711 is one byte per sample
 _HEADER = struct.Struct("!BBHII")
-_UNROUTABLE: Final = frozenset({"0.0.0.0", "::"})  # RFC 2543-style hold address: send nothing
 _G711_SECOND_BYTE: Final = frozenset({g711.PCMU, g711.PCMA, 0x80 | g711.PCMU, 0x80 | g711.PCMA})  # +marker
 _G722_SECOND_BYTE: Final = frozenset({g722.PAYLOAD_TYPE, 0x80 | g722.PAYLOAD_TYPE})
 
 
-class Leg:
+class Leg(SourceLatching):
     """One leg's media state. Owned by the runtime, which feeds it datagrams and asks it for one
     tick of RTP; never raises on bad input from the network."""
 
@@ -79,33 +59,24 @@ class Leg:
         counters: Counters,
         out: list[Outgoing],
         to_protect: list[ToProtect],
+        inbound: Inbound,
         events: list[Any],  # the runtime's event list (runtime.MediaEvent values)
         on_dtmf: Callable[[str, str], None],
         rng: random.Random,
         policy: LatchPolicy = DEFAULT_LATCH,
     ) -> None:
-        self.leg_id = leg_id
-        self.counters = counters
+        super().__init__(leg_id, counters, events, policy)
         self._out = out  # the runtime's outbox, emptied by the shell after each tick
         self._to_protect = to_protect  # SRTP datagrams, protected into `out` at the end of the tick
-        self._events = events
+        # The runtime's map of connected SRTP legs to their unprotect, which it applies to a read
+        # round's RTP before handing it over (`receive_all`): in step with `srtp` and `connected`.
+        self._inbound = inbound
         self.on_dtmf = on_dtmf
         self.closed = False
         self.connected = False
         self.payload_type: int = g711.PCMU  # the codec (RFC 3551 static number)
         self.wire_pt: int = g711.PCMU  # its number in the SDP and on the wire
         self.sending = False
-        self.policy = policy
-        self.dest: Address | None = None  # where we send: the latched source, else the SDP address
-        self._sdp_remote: Address | None = None
-        self._unroutable = False  # the SDP address is 0.0.0.0 or port 0 (RFC 2543 hold): send nothing
-        self._latched: Address | None = None
-        self._learn_until = float("-inf")
-        self._heard_at = float("-inf")  # the latched source's last usable packet
-        self._ssrc: int | None = None  # the latched source's SSRC
-        self._candidate: Address | None = None  # a source that may be the peer after a NAT rebinding
-        self._candidate_packets = 0
-        self._rtcp_source: Address | None = None  # RTCP's own latch, on the RTP source's host
         self.jitter: JitterBuffer | OpusJitterBuffer = JitterBuffer()
         self._audio_second_byte = _G711_SECOND_BYTE  # the receive fast lane's audio types
         # G.722 legs: the codec's per-leg state; in a wideband mix, G.711 legs' resamplers (made
@@ -152,6 +123,8 @@ class Leg:
         Opus, which has none); `wire_payload_type`: the number the SDP gave it, when a dynamic one
         (sent, and mapped back on receipt); `fmtp`: the peer's format parameters (Opus reads them)."""
         check_media_params(payload_type, ptime_ms)
+        # Until connected again, this leg's packets take the path that unprotects them one by one.
+        self._inbound.pop(self.leg_id, None)
         self.srtp = None if srtp is None else SrtpContext(srtp)  # a new session: fresh contexts
         is_opus = payload_type == opus.CODEC_ID
         wideband = payload_type == g722.PAYLOAD_TYPE
@@ -187,96 +160,32 @@ class Leg:
         self._pending.clear()
         self.update(remote, send, now)
         self.connected = True
+        self._sync_inbound()
 
     def update(
         self, remote: Address | None, send: bool | None, now: float, srtp: SrtpKeys | None = None
     ) -> None:
         if srtp is not None and self.srtp is not None:
             self.srtp.rekey_inbound(srtp)
+            self._sync_inbound()
         if remote is not None:
-            self._unroutable = remote[0] in _UNROUTABLE or not remote[1]
-            if not self._unroutable and remote != self._sdp_remote:
-                # Only a changed SDP address reopens learning: re-INVITEs for hold/resume repeat the
-                # old address, which behind NAT is not where the media comes from.
-                self._sdp_remote = remote
-                self._latched, self._ssrc, self._rtcp_source = None, None, None
-                self._learn_until = now + self.policy.learning_window_s
-            self._aim()
+            self._take_sdp_address(remote, now)
         if send is not None:
             self.sending = send
 
-    def _aim(self) -> None:
-        self.dest = None if self._unroutable else self._latched or self._sdp_remote
-
-    def _latch(self, addr: Address) -> None:
-        if self._latched is not None:
-            self.counters.relatched += 1
-            self._events.append(Relatched(self.leg_id, addr, self._latched))
-        self._latched = addr
-        self._candidate, self._candidate_packets = None, 0
-        if self._rtcp_source is not None and self._rtcp_source[0] != addr[0]:
-            self._rtcp_source = None
-        self._aim()
-
-    def _admit(self, addr: Address, ssrc: int, now: float) -> bool:
-        """Whether a usable packet from `addr`, which is not the latched source, may be used; it
-        latches (or re-latches) when the rules in the module docstring allow."""
-        if self._from_sdp_address(addr) or (self._latched is None and now <= self._learn_until):
-            self._latch(addr)
-            return True
-        if self._latched is None or ssrc != self._ssrc:
-            return False  # (not resetting the candidate: other sources must not block a rebinding)
-        if now - self._heard_at < self.policy.relatch_silence_s:
-            self._candidate_packets = 0  # the latched source still speaks: start counting afresh
-            return False
-        if addr != self._candidate:
-            self._candidate, self._candidate_packets = addr, 0
-        self._candidate_packets += 1
-        if self._candidate_packets < self.policy.relatch_packets:
-            return False
-        self._latch(addr)
-        return True
-
-    def _from_sdp_address(self, addr: Address) -> bool:
-        """The source is the SDP's host and port (an IPv6 source is a 4-tuple, the SDP's a pair)."""
-        sdp = self._sdp_remote
-        return sdp is not None and addr[1] == sdp[1] and addr[0] == sdp[0]
-
-    def _refuse(self, kind: str, addr: Address, now: float) -> None:
-        counters = self.counters
-        if kind == "rtcp":
-            counters.rtcp_refused_foreign_source += 1
-        elif kind == "dtmf":
-            counters.dtmf_refused_foreign_source += 1
-        else:
-            counters.rtp_refused_foreign_source += 1
-        counters.refusals_unreported += 1
-        if now >= counters.refusal_report_after:
-            self._events.append(
-                SourceRefused(self.leg_id, kind, addr, self._latched, counters.refusals_unreported)
-            )
-            counters.refusals_unreported = 0
-            counters.refusal_report_after = now + self.policy.refused_log_interval_s
-
-    def _srtp_drop(self, kind: str, refused: SrtpRefused, addr: Address, now: float) -> None:
-        counters = self.counters
-        if refused.refusal is Refusal.REPLAY:
-            counters.srtp_replayed += 1
-        else:
-            counters.srtp_auth_failed += 1
-        counters.srtp_unreported += 1
-        if now >= counters.srtp_report_after:
-            self._events.append(
-                SrtpDropped(self.leg_id, kind, refused.refusal.value, addr, counters.srtp_unreported)
-            )
-            counters.srtp_unreported = 0
-            counters.srtp_report_after = now + self.policy.refused_log_interval_s
-
-    # ---------------------------------------------------------------- receive
-    def rtp_received(self, data: bytes, addr: Address, now: float) -> None:
-        counters = self.counters
+    def _sync_inbound(self) -> None:
         srtp = self.srtp
         if srtp is not None and self.connected:
+            self._inbound[self.leg_id] = srtp.unprotect
+        else:
+            self._inbound.pop(self.leg_id, None)
+
+    # ---------------------------------------------------------------- receive
+    def rtp_received(self, data: bytes, addr: Address, now: float, unprotected: bool = False) -> None:
+        """A datagram from the RTP port; `unprotected`: SRTP the runtime's batch already checked."""
+        counters = self.counters
+        srtp = self.srtp
+        if srtp is not None and self.connected and not unprotected:
             if len(data) > 1 and 192 <= data[1] <= 223:  # SRTCP multiplexed on the port (RFC 5761)
                 self.rtcp_received(data, addr, now)
                 return
@@ -285,7 +194,7 @@ class Leg:
             try:
                 data = unprotect(data)
             except SrtpRefused as refused:
-                self._srtp_drop("rtp", refused, addr, now)
+                self.srtp_refused("rtp", refused.refusal, addr, now)
                 return
         if (
             len(data) > 12
@@ -343,7 +252,7 @@ class Leg:
             try:
                 data = self.srtp.unprotect_rtcp(data)
             except SrtpRefused as refused:
-                self._srtp_drop("rtcp", refused, addr, now)
+                self.srtp_refused("rtcp", refused.refusal, addr, now)
                 return
         if self._rtcp_source is None:
             trusted = self._latched or self._sdp_remote
@@ -500,4 +409,5 @@ class Leg:
         """Stop sending and drop any message (without its PlaybackFinished). Idempotent."""
         self.closed = True
         self.connected = False
+        self._inbound.pop(self.leg_id, None)
         self.message = self.message_token = None

@@ -17,7 +17,8 @@ Address = tuple[str, int] | tuple[str, int, int, int]
 
 @dataclass(frozen=True, slots=True)
 class LatchPolicy:
-    """The latching rules' knobs (see `leg.py`'s module docstring); from the SIP YAML's `rtp:` block."""
+    """The latching rules' knobs (see `leg_latching.py`'s module docstring); from the SIP YAML's
+    `rtp:` block."""
 
     learning_window_s: float = 2.0
     relatch_silence_s: float = 1.0

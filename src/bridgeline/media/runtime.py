@@ -1,9 +1,10 @@
 """The media runtime: every leg's media, the conferences' routes and the 20 ms tick, with no I/O.
 
 In the style of `sip/endpoint.py` (and aioquic): the shell that owns the sockets and the clock feeds
-it datagrams with `receive(leg_id, kind, data, source, now)`, asks `next_tick_at` when to call
-`tick(now)`, sends the datagrams `tick` returns and handles the events `pop_events` drains (DTMF
-digits, finished messages, refused sources, re-latches). Control calls (`open_leg`, `connect_leg`,
+it datagrams with `receive(leg_id, kind, data, source, now)` (a read round of them at once with
+`receive_all`), asks `next_tick_at` when to call `tick(now)`, sends the datagrams `tick` returns
+and handles the events `pop_events` drains (DTMF digits, finished messages, refused sources,
+re-latches). Control calls (`open_leg`, `connect_leg`,
 `update_leg`, `close_leg`, `set_routes`, `play`) change what the next tick sends. Music and messages
 are `AudioSource` values that the shell resolved; the runtime never sees settings or files.
 
@@ -42,7 +43,7 @@ from bridgeline.media.leg_types import (
 )
 from bridgeline.media.player import AudioSource, SharedSource
 from bridgeline.media.routes import ConferenceMix, run_tick
-from bridgeline.media.srtp import SrtpKeys, ToProtect, protect_all
+from bridgeline.media.srtp import Inbound, SrtpKeys, ToProtect, protect_all, refusal, unprotect_all
 from bridgeline.media.taps import TapBlock
 
 __all__ = [
@@ -55,6 +56,9 @@ __all__ = [
     "SrtpDropped",
     "UnknownLeg",
 ]
+
+# A datagram read from a leg's RTP or RTCP port: (leg id, which port, the bytes, their source).
+Arrived = tuple[str, Literal["rtp", "rtcp"], bytes, Address]
 
 TICK_S: Final = 0.020
 LATE_S: Final = 0.005  # a tick starting more than 5 ms after its deadline counts as late
@@ -115,6 +119,7 @@ class MediaRuntime:
         self._unused: set[int] = set()
         self._out: list[Outgoing] = []  # filled by the legs during a tick
         self._to_protect: list[ToProtect] = []  # SRTP legs' datagrams, protected into _out at its end
+        self._inbound: Inbound = {}  # connected SRTP legs' unprotect, kept by the legs (receive_all)
         self._events: list[MediaEvent] = []
         # Recording taps by conference: recording id -> the legs it hears; their audio in chunks. The
         # narrowband ones' block is planned again at the next tick after a change of taps, routes or legs.
@@ -256,6 +261,29 @@ class MediaRuntime:
         else:
             leg.rtcp_received(data, source, now)
 
+    def receive_all(self, arrived: list[Arrived], now: float) -> None:
+        """`receive` for each datagram of a read round, in order; the RTP of SRTP legs is unprotected
+        first, all of it in one call into libsrtp (`srtp.unprotect_all`: its code stays in the CPU's
+        caches from one packet to the next). A packet libsrtp refuses is dropped and counted by its
+        leg as `receive` would. Handling a datagram never changes an SRTP context, so checking the
+        round first and handing it over after is the same as checking each packet as it comes."""
+        legs = self._legs
+        for (leg_id, kind, data, source), checked in zip(
+            arrived, unprotect_all(arrived, self._inbound), strict=True
+        ):
+            leg = legs.get(leg_id)
+            if leg is None:
+                continue
+            if checked is None:  # not an SRTP leg's RTP (or SRTCP on its RTP port): as `receive`
+                if kind == "rtp":
+                    leg.rtp_received(data, source, now)
+                else:
+                    leg.rtcp_received(data, source, now)
+            elif isinstance(checked, bytes):
+                leg.rtp_received(checked, source, now, True)
+            else:
+                leg.srtp_refused("rtp", refusal(checked), source, now)
+
     # ------------------------------------------------------------------ legs
     @property
     def leg_count(self) -> int:
@@ -274,6 +302,7 @@ class MediaRuntime:
             self.counters,
             self._out,
             self._to_protect,
+            self._inbound,
             self._events,
             self._dtmf_received,
             self._rng,

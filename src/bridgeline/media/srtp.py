@@ -10,13 +10,15 @@ for an SSRC once one of its packets authenticated, so forged packets cannot use 
 We call libsrtp from a few lines of C (`_srtp_call.c`, built by `pip install`): the function and
 the libsrtp session come as addresses from pylibsrtp's own cffi binding (the function types checked
 below), and the C copies the packet into a buffer made once per processor, calls libsrtp in place
-and returns new bytes. A received packet is one such call; what a tick sends is protected at its
-end, every SRTP leg's packets in one call (`protect_all`, made by the runtime), so libsrtp's calls
-run back to back, which keeps its code in the CPU's caches (simulated L1i misses per GCM leg-tick:
-1,364 -> 890). libsrtp's two calls take ~6,000 instructions per leg-tick with AEAD_AES_128_GCM
-and ~14,000 with AES_CM_128_HMAC_SHA1_80 (its HMAC-SHA1), the Python and C around them ~2,000 (a
-cffi call wrapped in a Python closure added 24,800; `Session.protect`, which allocates and checks
-types per call, more still). The budget: SRTP legs per core within 80% of plain ones
+and returns new bytes. What a tick sends is protected at its end, every SRTP leg's packets in one
+call (`protect_all`, made by the runtime), and what a read round received is unprotected before the
+legs see it, every SRTP leg's RTP in one call (`unprotect_all`, made by the runtime's
+`receive_all`), so libsrtp's calls run back to back, which keeps its code in the CPU's caches
+(simulated L1i misses per GCM leg-tick: 1,364 -> 890 with the batched protects). libsrtp's two
+calls take ~6,000 instructions per leg-tick with AEAD_AES_128_GCM and ~14,000 with
+AES_CM_128_HMAC_SHA1_80 (its HMAC-SHA1), the Python and C around them ~2,000 (a cffi call wrapped
+in a Python closure added 24,800; `Session.protect`, which allocates and checks types per call,
+more still). The budget: SRTP legs per core within 80% of plain ones
 (docs/benchmarks.md 4b, bench/srtp_engine_cost.py and bench/bench_rtp_legs.py). Sessions are still
 made, owned and freed by pylibsrtp, whose wheel's libsrtp (on OpenSSL) was measured cheaper than the
 other builds (4b).
@@ -33,11 +35,17 @@ from pylibsrtp import ffi, lib  # type: ignore[attr-defined]  # its cffi module:
 
 from bridgeline.media._srtp_call import BUFFER_SIZE, Processor
 from bridgeline.media._srtp_call import protect_all as protect_all  # the runtime's, at each tick's end
+from bridgeline.media._srtp_call import unprotect_all as unprotect_all  # the runtime's, per read round
 
 # A datagram to protect at the end of the tick: (leg id, RTP packet, destination, its leg's
 # `SrtpContext.protect`). `protect_all(pending, out)` protects a list of them in one C call,
 # appends (leg id, SRTP packet, destination) to `out` and returns how many libsrtp refused.
 ToProtect = tuple[str, bytes, Any, Processor]
+# The legs whose received RTP `unprotect_all(arrived, inbound)` checks: leg id -> the connected SRTP
+# leg's `SrtpContext.unprotect`, kept by the legs themselves (media/leg.py). Each of `arrived`'s
+# (leg id, kind, data, source) comes back as the unprotected packet, libsrtp's refusal status
+# (`refusal(status)` says why) or None: not such a leg's RTP, or SRTCP on its RTP port.
+Inbound = dict[str, Processor]
 
 # Each suite's libsrtp profile and its master key || salt length in bytes (RFC 4568 6.2, RFC 7714 12).
 _PROFILES: Final = {
@@ -147,10 +155,11 @@ def _processor(function: int, session: pylibsrtp.Session) -> Processor:
 
 
 def _refused(status: int) -> SrtpRefused:
-    return SrtpRefused(_refusal(status))
+    return SrtpRefused(refusal(status))
 
 
-def _refusal(status: int) -> Refusal:
+def refusal(status: int) -> Refusal:
+    """Why libsrtp refused a packet, from its status code."""
     if status in _REPLAYS:
         return Refusal.REPLAY
     return Refusal.AUTH if status == _AUTH_FAIL else Refusal.MALFORMED

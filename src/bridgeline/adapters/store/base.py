@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from bridgeline.adapters.store import cluster_sql, feed_sql, sql
+from bridgeline.adapters.store import cluster_sql, feed_sql, outbox_sql, sql
 from bridgeline.adapters.store.cluster_sql import ClusterRows
 from bridgeline.adapters.store.recordings_sql import RecordingRows
 from bridgeline.adapters.store.sip_registrations import SipRegistrationRows
@@ -195,7 +195,7 @@ class SqlStore(ClusterRows, SipRegistrationRows, RecordingRows, ABC):
             writes.append(Write(cluster_sql.CLAIM_ADDRESS, rows, True, True))
         writes += [
             Write(sql.INSERT_EVENT, [sql.event_to_row(event) for event in events], True),
-            Write(sql.INSERT_DELIVERY, sql.new_deliveries_to_rows(deliveries), True),
+            Write(outbox_sql.INSERT_DELIVERY, outbox_sql.new_deliveries_to_rows(deliveries), True),
         ]
         if run_end is not None:
             writes.append(Write(sql.END_RUN, [sql.run_end_to_row(run_end)]))
@@ -280,11 +280,15 @@ class SqlStore(ClusterRows, SipRegistrationRows, RecordingRows, ABC):
 
     async def due_deliveries(self, now: float, limit: int = 100) -> list[DeliveryRecord]:
         """Pending deliveries whose next attempt is due, oldest first."""
-        rows = await self._read(sql.SELECT_DUE_DELIVERIES, (float(now), limit))
-        return [sql.delivery_from_row(row) for row in rows]
+        rows = await self._read(outbox_sql.SELECT_DUE_DELIVERIES, (float(now), limit))
+        return [outbox_sql.delivery_from_row(row) for row in rows]
 
     async def claim_deliveries(
-        self, now: float, limit: int = 100, lease_until: float | None = None
+        self,
+        now: float,
+        limit: int = 100,
+        lease_until: float | None = None,
+        holder: tuple[str, int] | None = None,
     ) -> ClaimedPage:
         """A bounded page of due deliveries that head their (conference, URL) queue, most overdue first,
         leased until `lease_until` (when given: nobody else claims them before it).
@@ -293,12 +297,12 @@ class SqlStore(ClusterRows, SipRegistrationRows, RecordingRows, ABC):
         This is the single-process claim (SQLite: one connection, no other claimer); the PostgreSQL
         store claims with row locks instead.
         """
-        rows = await self._read(sql.SELECT_DUE_PAGE, (float(now), limit))
-        blocked = [(sql.PARKED_AT, row[0]) for row in rows if row[-1]]
-        heads = [sql.delivery_from_row(row[:-1]) for row in rows if not row[-1]]
-        writes = [Write(sql.PARK_DELIVERY, blocked)]
+        rows = await self._read(outbox_sql.SELECT_DUE_PAGE, (float(now), limit))
+        blocked = [(outbox_sql.PARKED_AT, row[0]) for row in rows if row[-1]]
+        heads = [outbox_sql.delivery_from_row(row[:-1]) for row in rows if not row[-1]]
+        writes = [Write(outbox_sql.PARK_DELIVERY, blocked)]
         if lease_until is not None:
-            writes.append(Write(sql.RESCHEDULE_DELIVERY, [(lease_until, d.delivery_id) for d in heads]))
+            writes.append(Write(outbox_sql.LEASE_DELIVERY, outbox_sql.lease_rows(heads, lease_until, holder)))
             heads = [replace(d, next_attempt_at=lease_until) for d in heads]
         if blocked or (heads and lease_until is not None):
             await self._write(writes)
@@ -307,27 +311,29 @@ class SqlStore(ClusterRows, SipRegistrationRows, RecordingRows, ABC):
     async def reschedule_deliveries(self, next_attempts: Sequence[tuple[int, float]]) -> None:
         """Set when pending deliveries are next due, as (delivery_id, time); finished ones are left alone."""
         if next_attempts:
-            await self._write([Write(sql.RESCHEDULE_DELIVERY, [(at, id_) for id_, at in next_attempts])])
+            rows = [(at, id_) for id_, at in next_attempts]
+            await self._write([Write(outbox_sql.RESCHEDULE_DELIVERY, rows)])
 
     async def advance_deliveries(self, moves: Sequence[tuple[int, float, float]]) -> None:
         if moves:
-            await self._write([Write(sql.ADVANCE_DELIVERY, [(new, id_, due) for id_, due, new in moves])])
+            rows = [(new, id_, due) for id_, due, new in moves]
+            await self._write([Write(outbox_sql.ADVANCE_DELIVERY, rows)])
 
     async def update_delivery(self, delivery: DeliveryRecord) -> None:
         """Store an attempt's outcome; a finished delivery makes the next one of its queue due."""
         writes = self._queue_lock(delivery.conference_id, delivery.url)
         first = len(writes)
-        writes.append(Write(sql.UPDATE_DELIVERY, [sql.delivery_progress_to_row(delivery)]))
+        writes.append(Write(outbox_sql.UPDATE_DELIVERY, [outbox_sql.delivery_progress_to_row(delivery)]))
         if delivery.status is not DeliveryStatus.PENDING:
-            release = (0.0, sql.PARKED_AT, delivery.conference_id, delivery.url)
-            writes.append(Write(sql.RELEASE_NEXT_DELIVERY, [release]))
+            release = (0.0, outbox_sql.PARKED_AT, delivery.conference_id, delivery.url)
+            writes.append(Write(outbox_sql.RELEASE_NEXT_DELIVERY, [release]))
         if (await self._write(writes))[first] == 0:
             # Unknown, or already finished (by another process, after our lease ran out): kept as it is.
             raise LookupError(f"no pending delivery {delivery.delivery_id} to update")
 
     async def list_deliveries(self, conference_id: str) -> list[DeliveryRecord]:
-        rows = await self._read(sql.SELECT_DELIVERIES_OF_CONFERENCE, (conference_id,))
-        return [sql.delivery_from_row(row) for row in rows]
+        rows = await self._read(outbox_sql.SELECT_DELIVERIES_OF_CONFERENCE, (conference_id,))
+        return [outbox_sql.delivery_from_row(row) for row in rows]
 
     # --- retention ---
 

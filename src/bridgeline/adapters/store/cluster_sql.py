@@ -174,6 +174,15 @@ HAND_OFF_CONFERENCE = Clocked(
     f" AND owner_node = ? AND owner_epoch = ? AND {_LEASE_HELD}"
 )
 
+# The deliveries a node life leased and never finished, once that life's lease has ended (it died, or
+# registered again with a new epoch): due now. Those already due are left to the next claim.
+RELEASE_DEAD_LEASES = Clocked(
+    "UPDATE deliveries SET next_attempt_at = ?, leased_node = NULL, leased_epoch = NULL"
+    " WHERE status = 'pending' AND leased_node IS NOT NULL AND next_attempt_at > ?"
+    " AND NOT EXISTS (SELECT 1 FROM nodes n WHERE n.node_id = deliveries.leased_node"
+    " AND n.epoch = deliveries.leased_epoch AND n.lease_until > {now})"
+)
+
 
 def node_from_row(row: Row) -> NodeRecord:
     return NodeRecord(
@@ -268,6 +277,11 @@ class ClusterRows:
 
     async def leave_cluster(self, node_id: str, epoch: int) -> None:
         await self._write_one(LEAVE_NODE, (node_id, epoch))
+
+    async def release_dead_leases(self, now: float) -> int:
+        statement = RELEASE_DEAD_LEASES
+        params = statement.params(self.dialect, (float(now), float(now)), now)
+        return await self._write_one(statement.text(self.dialect), params)
 
     async def live_nodes(self) -> list[NodeRecord]:
         rows = await self._read_clocked(SELECT_LIVE_NODES, (), time.time())

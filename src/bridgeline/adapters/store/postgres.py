@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from bridgeline.adapters.store import notifications, sql
+from bridgeline.adapters.store import notifications, outbox_sql, sql
 from bridgeline.adapters.store.base import SqlStore, Write
 from bridgeline.adapters.store.sql import Dialect, Migration, Params, Row, RowsUnchanged, StoreIntegrityError
 from bridgeline.app.records import ClaimedPage, ConferenceRecord, EventRecord, NewDelivery
@@ -23,7 +23,7 @@ MIGRATION_LOCK_KEY = 0x6272_6964_6765_6C6E  # "bridgeln"
 QUEUE_LOCK_CLASS = 0x6F75_7462  # "outb"
 
 # The claim: a page of due deliveries, row-locked so that a concurrent claim (another node) skips them.
-CLAIM_PAGE = sql.SELECT_DUE_PAGE + " FOR UPDATE OF d SKIP LOCKED"
+CLAIM_PAGE = outbox_sql.SELECT_DUE_PAGE + " FOR UPDATE OF d SKIP LOCKED"
 # Of the blocked deliveries a claim found, those whose queue no finisher is working on right now (the
 # lock is held until this transaction ends). Parking is decided after it, in a new statement.
 LOCK_QUEUES = (
@@ -90,7 +90,11 @@ class PostgresStore(SqlStore):
         return [Write(LOCK_QUEUE, [(conference_id, url)])]
 
     async def claim_deliveries(
-        self, now: float, limit: int = 100, lease_until: float | None = None
+        self,
+        now: float,
+        limit: int = 100,
+        lease_until: float | None = None,
+        holder: tuple[str, int] | None = None,
     ) -> ClaimedPage:
         """The claim of several nodes at once: one transaction locks a page of due deliveries (skipping
         rows another claim holds), leases its queue heads and parks the blocked ones.
@@ -104,17 +108,17 @@ class PostgresStore(SqlStore):
             async with connection.transaction(), connection.cursor() as cursor:
                 await cursor.execute(_placeholders(CLAIM_PAGE), (float(now), limit))
                 rows = list(await cursor.fetchall())
-                heads = [sql.delivery_from_row(row[:-1]) for row in rows if not row[-1]]
+                heads = [outbox_sql.delivery_from_row(row[:-1]) for row in rows if not row[-1]]
                 blocked = [row[0] for row in rows if row[-1]]
                 if lease_until is not None and heads:
-                    leases = [(lease_until, d.delivery_id) for d in heads]
-                    await cursor.executemany(_placeholders(sql.RESCHEDULE_DELIVERY), leases)
+                    leases = outbox_sql.lease_rows(heads, lease_until, holder)
+                    await cursor.executemany(_placeholders(outbox_sql.LEASE_DELIVERY), leases)
                     heads = [replace(d, next_attempt_at=lease_until) for d in heads]
                 if blocked:
                     await cursor.execute(_placeholders(LOCK_QUEUES), (blocked,))
-                    parkable = [(sql.PARKED_AT, row[0]) for row in await cursor.fetchall()]
+                    parkable = [(outbox_sql.PARKED_AT, row[0]) for row in await cursor.fetchall()]
                     if parkable:  # a new statement: it sees what a finisher committed before our lock
-                        await cursor.executemany(_placeholders(sql.PARK_DELIVERY), parkable)
+                        await cursor.executemany(_placeholders(outbox_sql.PARK_DELIVERY), parkable)
         return ClaimedPage(heads, full=len(rows) >= limit)
 
     async def _connect(self) -> psycopg.AsyncConnection[tuple[Any, ...]]:

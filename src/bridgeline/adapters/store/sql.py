@@ -20,10 +20,7 @@ from bridgeline.app.records import (
     Account,
     ConferenceRecord,
     ConferenceStatus,
-    DeliveryRecord,
-    DeliveryStatus,
     EventRecord,
-    NewDelivery,
     PhloRecord,
     RunEnd,
     RunRecord,
@@ -130,18 +127,18 @@ def load_json(text: str | bytes) -> Any:
 # --- SQL text -------------------------------------------------------------------------------------------
 
 
-def _insert(table: str, columns: Sequence[str]) -> str:
+def insert_sql(table: str, columns: Sequence[str]) -> str:
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
 
 
-def _upsert(table: str, columns: Sequence[str], key: str, changing: Sequence[str] | None = None) -> str:
+def upsert_sql(table: str, columns: Sequence[str], key: str, changing: Sequence[str] | None = None) -> str:
     """INSERT, or on a key conflict UPDATE the `changing` columns (default: all but the key)."""
     changing = [column for column in columns if column != key] if changing is None else changing
     updates = ", ".join(f"{column} = excluded.{column}" for column in changing)
-    return f"{_insert(table, columns)} ON CONFLICT ({key}) DO UPDATE SET {updates}"
+    return f"{insert_sql(table, columns)} ON CONFLICT ({key}) DO UPDATE SET {updates}"
 
 
-def _update(table: str, columns: Sequence[str], key: str) -> str:
+def update_sql(table: str, columns: Sequence[str], key: str) -> str:
     assignments = ", ".join(f"{column} = ?" for column in columns if column != key)
     return f"UPDATE {table} SET {assignments} WHERE {key} = ?"
 
@@ -172,138 +169,54 @@ CONFERENCE_COLUMNS = (
     "ended_at",
 )
 EVENT_COLUMNS = ("conference_id", "seq", "type", "at", "data")
-NEW_DELIVERY_COLUMNS = (
-    "conference_id",
-    "event_seq",
-    "url",
-    "auth_id",
-    "params",
-    "status",
-    "attempts",
-    "next_attempt_at",
-    "updated_at",
-    "history",
-)
-DELIVERY_COLUMNS = (
-    "delivery_id",
-    "conference_id",
-    "event_seq",
-    "url",
-    "auth_id",
-    "params",
-    "status",
-    "attempts",
-    "next_attempt_at",
-    "last_status_code",
-    "last_error",
-    "updated_at",
-    "history",
-)
-# What update_delivery may change; the delivery's identity (conference, event, url, ...) is fixed.
-DELIVERY_PROGRESS_COLUMNS = (
-    "delivery_id",
-    "status",
-    "attempts",
-    "next_attempt_at",
-    "last_status_code",
-    "last_error",
-    "updated_at",
-    "history",
-)
 
 
-def _select(table: str, columns: Sequence[str], rest: str) -> str:
+def select_sql(table: str, columns: Sequence[str], rest: str) -> str:
     return f"SELECT {', '.join(columns)} FROM {table} {rest}"
 
 
-UPSERT_ACCOUNT = _upsert("accounts", ACCOUNT_COLUMNS, "auth_id")
-SELECT_ACCOUNT = _select("accounts", ACCOUNT_COLUMNS, "WHERE auth_id = ?")
+UPSERT_ACCOUNT = upsert_sql("accounts", ACCOUNT_COLUMNS, "auth_id")
+SELECT_ACCOUNT = select_sql("accounts", ACCOUNT_COLUMNS, "WHERE auth_id = ?")
 DELETE_ACCOUNT = "DELETE FROM accounts WHERE auth_id = ?"
 
-INSERT_PHLO = _insert("phlos", PHLO_COLUMNS)
-SELECT_PHLO = _select("phlos", PHLO_COLUMNS, "WHERE auth_id = ? AND phlo_id = ?")
-SELECT_PHLOS_OF_ACCOUNT = _select("phlos", PHLO_COLUMNS, "WHERE auth_id = ? ORDER BY created_at, phlo_id")
+INSERT_PHLO = insert_sql("phlos", PHLO_COLUMNS)
+SELECT_PHLO = select_sql("phlos", PHLO_COLUMNS, "WHERE auth_id = ? AND phlo_id = ?")
+SELECT_PHLOS_OF_ACCOUNT = select_sql("phlos", PHLO_COLUMNS, "WHERE auth_id = ? ORDER BY created_at, phlo_id")
 DELETE_PHLO = "DELETE FROM phlos WHERE auth_id = ? AND phlo_id = ?"
 
-INSERT_RUN = _insert("runs", RUN_COLUMNS)
-UPDATE_RUN = _update("runs", RUN_COLUMNS, "run_id")
-SELECT_RUN = _select("runs", RUN_COLUMNS, "WHERE run_id = ?")
+INSERT_RUN = insert_sql("runs", RUN_COLUMNS)
+UPDATE_RUN = update_sql("runs", RUN_COLUMNS, "run_id")
+SELECT_RUN = select_sql("runs", RUN_COLUMNS, "WHERE run_id = ?")
 # A run still running ends with its conference; the WHERE makes a second ending harmless.
 END_RUN = (
     "UPDATE runs SET status = ?, message = message || ?, updated_at = ?"
     + " WHERE run_id = ? AND status = 'running'"
 )
-SELECT_RUNNING_RUNS = _select("runs", RUN_COLUMNS, "WHERE status = 'running' ORDER BY created_at LIMIT ?")
+SELECT_RUNNING_RUNS = select_sql("runs", RUN_COLUMNS, "WHERE status = 'running' ORDER BY created_at LIMIT ?")
 
 # A conference's identity (account, PHLO, node, run, creation time) never changes: an update after each
 # input rewrites only what does, which spares SQLite the work on the other columns.
 CONFERENCE_CHANGING_COLUMNS = ("status", "state", "updated_at", "ended_at")
-UPSERT_CONFERENCE = _upsert("conferences", CONFERENCE_COLUMNS, "conference_id", CONFERENCE_CHANGING_COLUMNS)
-SELECT_CONFERENCE = _select("conferences", CONFERENCE_COLUMNS, "WHERE conference_id = ?")
+UPSERT_CONFERENCE = upsert_sql(
+    "conferences", CONFERENCE_COLUMNS, "conference_id", CONFERENCE_CHANGING_COLUMNS
+)
+SELECT_CONFERENCE = select_sql("conferences", CONFERENCE_COLUMNS, "WHERE conference_id = ?")
 _NEWEST_FIRST = "ORDER BY created_at DESC, conference_id DESC LIMIT ?"
-SELECT_CONFERENCES_OF_NODE = _select(
+SELECT_CONFERENCES_OF_NODE = select_sql(
     "conferences", CONFERENCE_COLUMNS, f"WHERE auth_id = ? AND phlo_id = ? AND node_id = ? {_NEWEST_FIRST}"
 )
-SELECT_CONFERENCES_OF_NODE_BY_STATUS = _select(
+SELECT_CONFERENCES_OF_NODE_BY_STATUS = select_sql(
     "conferences",
     CONFERENCE_COLUMNS,
     f"WHERE auth_id = ? AND phlo_id = ? AND node_id = ? AND status = ? {_NEWEST_FIRST}",
 )
-SELECT_CONFERENCES_BY_STATUS = _select(
+SELECT_CONFERENCES_BY_STATUS = select_sql(
     "conferences", CONFERENCE_COLUMNS, "WHERE status = ? ORDER BY created_at, conference_id"
 )
 
-INSERT_EVENT = _insert("events", EVENT_COLUMNS)
-SELECT_EVENTS_AFTER = _select("events", EVENT_COLUMNS, "WHERE conference_id = ? AND seq > ? ORDER BY seq")
+INSERT_EVENT = insert_sql("events", EVENT_COLUMNS)
+SELECT_EVENTS_AFTER = select_sql("events", EVENT_COLUMNS, "WHERE conference_id = ? AND seq > ? ORDER BY seq")
 
-INSERT_DELIVERY = _insert("deliveries", NEW_DELIVERY_COLUMNS)
-# Only a pending delivery takes an attempt's outcome: a finished one (delivered or given up, maybe by
-# another node whose claim came after ours ran out) stays as it is.
-UPDATE_DELIVERY = _update("deliveries", DELIVERY_PROGRESS_COLUMNS, "delivery_id") + " AND status = 'pending'"
-_EARLIER_PENDING = (
-    "SELECT 1 FROM deliveries e WHERE e.status = 'pending' AND e.conference_id = {t}.conference_id"
-    " AND e.url = {t}.url AND e.delivery_id < {t}.delivery_id"
-)
-# Only the head of each (conference, URL) queue: callbacks of one conference go out one at a time, in
-# event order, and a delivery waiting for a retry holds back the later events of its conference.
-SELECT_DUE_DELIVERIES = _select(
-    "deliveries d",
-    [f"d.{column}" for column in DELIVERY_COLUMNS],
-    f"WHERE d.status = 'pending' AND d.next_attempt_at <= ? AND NOT EXISTS ({_EARLIER_PENDING.format(t='d')})"
-    " ORDER BY d.delivery_id LIMIT ?",
-)
-# The worker's page: the most overdue pending deliveries, each with whether an earlier delivery of its
-# (conference, URL) queue is still pending ("blocked": it must wait its turn). Bounded by LIMIT and served
-# by deliveries_pending_due, so its cost does not grow with the outbox.
-SELECT_DUE_PAGE = _select(
-    "deliveries d",
-    [*(f"d.{column}" for column in DELIVERY_COLUMNS), f"EXISTS ({_EARLIER_PENDING.format(t='d')})"],
-    "WHERE d.status = 'pending' AND d.next_attempt_at <= ? ORDER BY d.next_attempt_at, d.delivery_id LIMIT ?",
-)
-# A blocked delivery is parked (due far in the future) until the one ahead of it finishes, so pages never
-# read it again meanwhile; the EXISTS is re-checked in the same statement, so a queue head is never parked.
-PARKED_AT = 1e15
-PARK_DELIVERY = (
-    "UPDATE deliveries SET next_attempt_at = ? WHERE delivery_id = ? AND status = 'pending'"
-    f" AND EXISTS ({_EARLIER_PENDING.format(t='deliveries')})"
-)
-# When a delivery finishes, the next one of its queue (if parked) becomes due; same transaction.
-RELEASE_NEXT_DELIVERY = (
-    "UPDATE deliveries SET next_attempt_at = ? WHERE next_attempt_at >= ? AND delivery_id = ("
-    "SELECT MIN(delivery_id) FROM deliveries WHERE status = 'pending' AND conference_id = ? AND url = ?)"
-)
-# Leases and deferrals: when the worker will look at a pending delivery again.
-RESCHEDULE_DELIVERY = "UPDATE deliveries SET next_attempt_at = ? WHERE delivery_id = ? AND status = 'pending'"
-ADVANCE_DELIVERY = (
-    "UPDATE deliveries SET next_attempt_at = ? WHERE delivery_id = ? AND status = 'pending'"
-    " AND next_attempt_at = ?"
-)
-SELECT_DELIVERIES_OF_CONFERENCE = _select(
-    "deliveries", DELIVERY_COLUMNS, "WHERE conference_id = ? ORDER BY delivery_id"
-)
-
-# Retention: a bounded batch of what may go, oldest first (served by conferences_ended, runs_finished).
-# An ended conference goes with its events and deliveries, once none of its deliveries is pending.
 SELECT_PRUNABLE_CONFERENCES = (
     "SELECT c.conference_id FROM conferences c WHERE c.status = 'ended' AND c.ended_at < ? AND NOT EXISTS ("
     "SELECT 1 FROM deliveries d WHERE d.conference_id = c.conference_id AND d.status = 'pending')"
@@ -322,7 +235,7 @@ DELETE_FINISHED_RUNS = (
 # process died). Otherwise it changes nothing (count 0) and the holder is read.
 _NEW_CLAIM = ("fingerprint", "claim_token", "created_at", "locked_until")
 CLAIM_IDEMPOTENCY_KEY = (
-    _insert("idempotency_keys", ("auth_id", "idempotency_key", *_NEW_CLAIM))
+    insert_sql("idempotency_keys", ("auth_id", "idempotency_key", *_NEW_CLAIM))
     + " ON CONFLICT (auth_id, idempotency_key) DO UPDATE SET "
     + ", ".join(f"{column} = excluded.{column}" for column in _NEW_CLAIM)
     + ", status_code = NULL, content_type = NULL, body = NULL"
@@ -346,12 +259,12 @@ DELETE_IDEMPOTENCY_KEY = (
     "DELETE FROM idempotency_keys WHERE auth_id = ? AND idempotency_key = ? AND created_at < ?"
 )
 
-UPSERT_SIM_PHONE = _upsert(
+UPSERT_SIM_PHONE = upsert_sql(
     "sim_phones", ("auth_id", "address", "behaviour"), "auth_id, address", ["behaviour"]
 )
 SELECT_SIM_PHONES = "SELECT auth_id, address, behaviour FROM sim_phones ORDER BY auth_id, address"
 
-UPSERT_SIP_DIALOG = _upsert("sip_dialogs", ("leg_id", "conference_id", "dialog", "saved_at"), "leg_id")
+UPSERT_SIP_DIALOG = upsert_sql("sip_dialogs", ("leg_id", "conference_id", "dialog", "saved_at"), "leg_id")
 SELECT_SIP_DIALOG = "SELECT dialog FROM sip_dialogs WHERE leg_id = ?"
 SELECT_SIP_DIALOGS = "SELECT leg_id, dialog FROM sip_dialogs ORDER BY leg_id"
 DELETE_SIP_DIALOG = "DELETE FROM sip_dialogs WHERE leg_id = ?"
@@ -441,63 +354,4 @@ def event_to_row(event: EventRecord) -> tuple[Any, ...]:
 def event_from_row(row: Row) -> EventRecord:
     return EventRecord(
         conference_id=row[0], seq=int(row[1]), type=row[2], at=float(row[3]), data=load_json(row[4])
-    )
-
-
-def new_deliveries_to_rows(deliveries: Sequence[NewDelivery]) -> list[tuple[Any, ...]]:
-    """The first delivery of each (conference, URL) queue in a commit is due at once (next_attempt_at 0:
-    the worker posts it on its next poll); the ones behind it are inserted parked, waiting their turn."""
-    seen: set[tuple[str, str]] = set()
-    rows = []
-    for delivery in deliveries:
-        queue = (delivery.conference_id, delivery.url)
-        rows.append(new_delivery_to_row(delivery, parked=queue in seen))
-        seen.add(queue)
-    return rows
-
-
-def new_delivery_to_row(delivery: NewDelivery, *, parked: bool = False) -> tuple[Any, ...]:
-    return (
-        delivery.conference_id,
-        delivery.event_seq,
-        delivery.url,
-        delivery.auth_id,
-        dump_json(delivery.params),
-        DeliveryStatus.PENDING.value,
-        0,
-        PARKED_AT if parked else 0.0,
-        0.0,
-        dump_json([]),
-    )
-
-
-def delivery_progress_to_row(delivery: DeliveryRecord) -> tuple[Any, ...]:
-    """UPDATE_DELIVERY's parameters: the SET values, then the delivery_id for WHERE."""
-    return (
-        DeliveryStatus(delivery.status).value,
-        delivery.attempts,
-        delivery.next_attempt_at,
-        delivery.last_status_code,
-        delivery.last_error,
-        delivery.updated_at,
-        dump_json(list(delivery.history)),
-        delivery.delivery_id,
-    )
-
-
-def delivery_from_row(row: Row) -> DeliveryRecord:
-    return DeliveryRecord(
-        delivery_id=int(row[0]),
-        conference_id=row[1],
-        event_seq=int(row[2]),
-        url=row[3],
-        auth_id=row[4],
-        params=load_json(row[5]),
-        status=DeliveryStatus(row[6]),
-        attempts=int(row[7]),
-        next_attempt_at=float(row[8]),
-        last_status_code=None if row[9] is None else int(row[9]),
-        last_error=row[10],
-        updated_at=float(row[11]),
-        history=tuple(load_json(row[12])),
     )

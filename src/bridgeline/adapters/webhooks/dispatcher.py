@@ -127,6 +127,7 @@ class WebhookDispatcher:
         poll_interval: float = 0.5,
         rng: random.Random | None = None,
         failure_log: FailureLog | None = None,
+        holder: Callable[[], tuple[str, int] | None] = lambda: None,
     ) -> None:
         if min(max_attempts, per_destination, max_in_flight, page_size) < 1 or queue_per_destination < 0:
             raise ValueError("max_attempts, per_destination, max_in_flight and page_size must be at least 1")
@@ -134,6 +135,7 @@ class WebhookDispatcher:
         self._client = client
         self._token_for = token_for
         self._clock = clock
+        self._holder = holder  # the node life that leases what this worker claims (app/cluster.py)
         self._max_attempts = max_attempts
         self._base_delay = base_delay
         self._max_delay = max_delay
@@ -278,7 +280,9 @@ class WebhookDispatcher:
         """Claim one page of due deliveries and hand them to their destinations; True if the page was full."""
         now = self._clock()
         lease_until = now + self._lease
-        claimed = await self._store.claim_deliveries(now, limit=self._page_size, lease_until=lease_until)
+        claimed = await self._store.claim_deliveries(
+            now, limit=self._page_size, lease_until=lease_until, holder=self._holder()
+        )
         page = claimed.heads
         schedule: list[tuple[int, float]] = []
         for delivery in page:

@@ -30,7 +30,7 @@ import structlog
 from bridgeline.adapters.carriers.sip.rtp_udp import PortPool
 from bridgeline.media.leg import Outgoing
 from bridgeline.media.leg_types import Address
-from bridgeline.media.runtime import MediaEvent, MediaRuntime
+from bridgeline.media.runtime import Arrived, MediaEvent, MediaRuntime
 
 log = structlog.get_logger(__name__)
 
@@ -200,13 +200,14 @@ class MediaLoop:
 
     def _receive(self, ready: list[tuple[int, int]], now: float) -> None:
         """Read what the poll reported: a round reads one datagram from each ready socket, then hands
-        them all to the runtime, and rounds repeat (with a poll(0)) until none is ready or
+        them all to the runtime in one call (`receive_all`, which unprotects the round's SRTP in one
+        call into libsrtp), and rounds repeat (with a poll(0)) until none is ready or
         MAX_RECEIVE_ROUNDS were read. Reading a round before handling it keeps the handling (above
         all libsrtp's code and tables) in the CPU's caches from one packet to the next, which a
         system call between them evicts: a libsrtp call after each sendto cost 2.2 us of CPU, after
         a round of them 1.0 us (docs/benchmarks.md 4b)."""
-        readers, receive, wake_fd = self._readers, self.runtime.receive, self._wake_fd
-        arrived: list[tuple[str, Literal["rtp", "rtcp"], bytes, Address]] = []
+        readers, receive_all, wake_fd = self._readers, self.runtime.receive_all, self._wake_fd
+        arrived: list[Arrived] = []
         for _ in range(MAX_RECEIVE_ROUNDS):
             if not ready:
                 return
@@ -223,9 +224,9 @@ class MediaLoop:
                 except OSError:  # nothing after all, or an ICMP error queued on the socket
                     continue
                 arrived.append((leg_id, kind, data, addr))
-            for leg_id, kind, data, addr in arrived:
-                receive(leg_id, kind, data, addr, now)
-            arrived.clear()
+            if arrived:
+                receive_all(arrived, now)  # SRTP legs' RTP unprotected in one call: media/runtime.py
+                arrived.clear()
             ready = self._poller.poll(0)
 
     def _send(self, datagrams: list[Outgoing]) -> None:

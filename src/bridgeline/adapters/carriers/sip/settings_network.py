@@ -62,7 +62,7 @@ class StrictSettings(BaseModel):
 class RtpSettings(StrictSettings):
     host: str = "127.0.0.1"
     ports: str = "20000-20999"
-    # --- issue 9, media hardening: RTP source latching (media/leg.py) -----------------------------------
+    # --- issue 9, media hardening: RTP source latching (media/leg_latching.py) --------------------------
     learning_window_ms: int = Field(default=2000, ge=0, le=60_000)  # any first source may latch
     relatch_silence_ms: int = Field(default=1000, ge=20, le=60_000)  # NAT rebinding: old source quiet
     relatch_packets: int = Field(default=10, ge=1, le=1000)  # NAT rebinding: packets from the new one
