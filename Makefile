@@ -9,6 +9,7 @@ DATA   ?= ./data
 CARRIER ?= sim
 
 NODES  ?= 3
+TEST_WORKERS ?= 2
 
 .PHONY: run test lint typecheck unit e2e install clean bench bench-srtp deps-browser deps-sip deps-codecs cluster
 
@@ -62,8 +63,12 @@ deps-sip:
 cluster: install deps-sip
 	$(BIN)/python tools/cluster.py --nodes $(NODES) $(CLUSTER_ARGS)
 
+# Two pytest worker processes (pytest-xdist), a whole test file per worker: a file's module-scoped
+# servers start once, and most of the suite waits on servers and peers rather than on a core.
+# Each worker has its own session servers, loopback ports (per PID) and temporary databases.
+# TEST_WORKERS=0 runs the suite in this one process.
 test: lint typecheck deps-browser deps-sip deps-codecs
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The benchmark suite (~12 minutes, loopback only): writes docs/benchmarks.md. Needs sipp (deps-sip)
 # and py-spy (for the profiles, installed into the venv). BENCH_ONLY=http,sip reruns some figures.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -182,7 +183,17 @@ def join(
     return port
 
 
+def worker_band(low: int, high: int) -> tuple[int, int]:
+    """This pytest-xdist worker's share of [low, high) (the same split as sip_e2e/sipkit.py's Ports,
+    over the same band): the engines of one worker never take the ports another worker's peers use."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    share = (high - low) // workers
+    return low + worker * share, low + (worker + 1) * share
+
+
 def port_range(size: int) -> tuple[int, int]:
     """A random even-based range below the Linux ephemeral range (32768+), where test peers bind."""
-    base = random.randrange(21000, 32000 - size, 2)
+    low, high = worker_band(21000, 32000)
+    base = random.randrange(low + (low & 1), high - size, 2)
     return base, base + size - 1

@@ -84,25 +84,34 @@ def _port_free(port: int) -> bool:
     return True
 
 
+def worker_band(low: int, high: int) -> tuple[int, int]:
+    """This pytest-xdist worker's share of [low, high): workers of one run never probe each other's
+    ports (the same split as media_engine/media_peer.py's port_range, over the same band)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    share = (high - low) // workers
+    return low + worker * share, low + (worker + 1) * share
+
+
 class Ports:
     """Loopback ports for one pytest process: blocks of free ports (UDP and TCP), never handed out
     twice. The starting point depends on the PID so that concurrent runs rarely even probe the same
-    ports; the range stays below Linux's ephemeral ports and above Bridgeline's default RTP range."""
-
-    LOW, HIGH = 22000, 32000
+    ports; the band stays below Linux's ephemeral ports and above Bridgeline's default RTP range, and
+    each worker of a parallel run has a part of it to itself."""
 
     def __init__(self) -> None:
-        self._next = self.LOW + (os.getpid() * 7919) % ((self.HIGH - self.LOW) // 2)
+        self.low, self.high = worker_band(21000, 32000)
+        self._next = self.low + (os.getpid() * 7919) % ((self.high - self.low) // 2)
 
     def take(self, count: int = 1, *, even: bool = False) -> int:
         for _ in range(5000):
             start = self._next + (self._next & 1 if even else 0)
-            if start + count > self.HIGH:
-                start = self.LOW
+            if start + count > self.high:
+                start = self.low
             self._next = start + count
             if all(_port_free(p) for p in range(start, start + count)):
                 return start
-        raise AssertionError(f"no block of {count} free loopback ports in {self.LOW}-{self.HIGH}")
+        raise AssertionError(f"no block of {count} free loopback ports in {self.low}-{self.high}")
 
 
 def _proc_address(host: str, port: int) -> str:
