@@ -265,6 +265,11 @@ def test_dtmf_crosses_between_an_opus_leg_and_a_g711_leg_on_each_ones_clock() ->
     [{0, 3}, {0, 4, 5}, {0, 1, 4}, {2}, {1, 2, 4, 5}, {1, 3, 4}],
     [PCMU, PCMA, OPUS, PCMU, PCMA, PCMU],
 )
+@example(  # an Opus listener in a six-leg conference: five tones in one Opus stream, more coding noise
+    [0, 0, 0, 0, 0, 0],
+    [set(), set(), set(), {0, 1, 2, 3, 4, 5}, set(), set()],
+    [PCMU, PCMU, G722, OPUS, PCMU, OPUS],
+)
 @given(
     st.lists(st.integers(0, 2), min_size=len(FREQS), max_size=len(FREQS)),  # conference of each leg
     st.lists(st.sets(st.integers(0, len(FREQS) - 1)), min_size=len(FREQS), max_size=len(FREQS)),
