@@ -93,7 +93,7 @@ async def main(legs: int, run_s: float, rounds: int, formats: list[RecordingForm
     load0 = kit.loadavg()
     modes: list[RecordingFormat | None] = [None, *formats]
     runs: dict[str, list[Result]] = {}
-    with tempfile.TemporaryDirectory(prefix="bench-rec-", dir=os.getcwd()) as folder:
+    with tempfile.TemporaryDirectory(prefix="bench-rec-") as folder:
         for round_no in range(rounds):
             for fmt in modes:
                 sub = Path(folder) / f"{round_no}-{fmt.value if fmt else 'none'}"
