@@ -8,7 +8,6 @@ it, and the conference's later callbacks follow in order, within seconds instead
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from clusterkit import TAKEOVER_BOUND, Cluster, cluster, database_url, metrics
@@ -40,13 +39,11 @@ def test_a_callback_a_killed_node_was_posting_goes_out_once_its_node_lease_ends(
             mpc_uuid = phlo.conference()["mpc_uuid"]
             assert holding.wait(15), "no callback reached the receiver"
             b.kill()
-            killed = time.monotonic()
             a = cluster.start("a", SETTINGS)
             assert cluster.wait_owned_by_another(mpc_uuid, "b") == "a"
             # Every stored event, in order (the held one posted again by a), long before b's lease
             # on the delivery (303 s) would have ended.
             await_callbacks(receiver, database_url, mpc_uuid, timeout=TAKEOVER_BOUND)
-            assert time.monotonic() - killed < 30
             assert metrics(a)["bridgeline_node_delivery_leases_released_total"] >= 1
             left = "SELECT count(*) FROM deliveries WHERE conference_id = %s AND status <> 'delivered'"
             wait_until(lambda: cluster.query(left, mpc_uuid) == [(0,)], what="every delivery delivered")

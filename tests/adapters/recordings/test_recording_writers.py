@@ -321,3 +321,25 @@ def test_a_bug_while_writing_one_recording_fails_it_and_the_thread_goes_on(
     assert error == "write failed: internal error" and finished.count("buggy") == 1
     assert fine_error is None and info is not None and info.duration_ms == 400
     assert (tmp_path / "buggy.wav").exists()  # its header, playable (no audio reached it)
+
+
+def test_a_bug_while_starting_a_recording_still_reports_it_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_start = RecordingWriters._start
+
+    def start(self: RecordingWriters, rec: object, recording_id: str) -> bool:
+        if recording_id == "buggy":
+            raise RuntimeError("a bug")
+        return real_start(self, rec, recording_id)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(RecordingWriters, "_start", start)
+    finished = Finished()
+    writers = RecordingWriters(finished)
+    pcm = tone(500, 0.2)
+    record(writers, "buggy", tmp_path / "buggy.wav", RecordingFormat.WAV, pcm)
+    record(writers, "fine", tmp_path / "fine.wav", RecordingFormat.WAV, pcm)
+    (info, error), (_, fine_error) = finished.wait("buggy"), finished.wait("fine")
+    writers.stop()
+    assert (info, error) == (None, "write failed: internal error") and finished.count("buggy") == 1
+    assert fine_error is None

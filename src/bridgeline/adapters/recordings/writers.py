@@ -214,6 +214,8 @@ class RecordingWriters:
                 except Exception:  # a bug here must not end every recording's thread
                     log.exception("recording_writer_failed", recording_id=recording_id)
                     broken = recordings.pop(recording_id, None)
+                    if broken is None and kind == _OPEN:  # failed while starting: report it all the same
+                        broken = cast(_Recording, payload)
                     if broken is not None:
                         self._fail(broken, recording_id, "write failed: internal error")
 
