@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import random
+import sys
+import threading
 
 import pylibsrtp
 import pytest
@@ -110,6 +112,31 @@ def test_any_bytes_like_packet_is_taken_and_anything_else_is_a_type_error() -> N
             ours.protect(wrong)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         ours.protect(packet, packet)  # type: ignore[call-arg]
+
+
+def test_threads_calling_processors_at_once_each_get_their_own_packets() -> None:
+    """Every processor shares one buffer, which is safe only while each call holds the GIL from
+    start to end: threads switching as often as CPython allows must still get back what they sent."""
+    failures: list[str] = []
+
+    def talk(thread: int) -> None:
+        ours, peer = pair()
+        for seq in range(400):
+            packet = rtp(seq, ssrc=thread + 1, payload=bytes([thread]) * (100 + thread))
+            if peer.unprotect(ours.protect(packet)) != packet:
+                failures.append(f"thread {thread}, packet {seq}")
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=talk, args=(t,)) for t in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert failures == []
 
 
 def test_a_processor_refuses_arguments_it_cannot_use() -> None:

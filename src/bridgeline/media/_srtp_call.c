@@ -5,7 +5,7 @@
  * srtp_unprotect_rtcp, all `int f(srtp_t session, void *packet, int *length)`) with one session.
  * Both come as addresses from pylibsrtp's own cffi binding (media/srtp.py checks the function
  * types there), so this file needs no libsrtp header or library: it calls the very libsrtp that
- * made the session. Calling a Processor with a packet copies it into the processor's buffer, runs
+ * made the session. Calling a Processor with a packet copies it into the module's one buffer, runs
  * libsrtp on it in place and returns the result as new bytes; any status other than 0 calls
  * `refuse(status)` and raises the exception that returns. A packet longer than `max_packet` is
  * refused as libsrtp refuses a short one (srtp_err_status_bad_param), without calling libsrtp.
@@ -14,8 +14,8 @@
  * does the same for a read round's received SRTP packets (the runtime's `receive_all`).
  *
  * The GIL stays held: a call takes 1-2 us, less than handing the GIL to another thread and back.
- * One buffer per processor, so a processor must not be called from two threads at once (the
- * media runtime has one).
+ * So no two calls ever run at once, and one buffer serves every processor: its few cache lines stay
+ * warm, and an SRTP leg's three processors no longer carry 1.5 KB each.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -35,8 +35,11 @@ typedef struct {
     Py_ssize_t max_packet;
     PyObject *owner;  /* keeps the session, which frees libsrtp's context, alive */
     PyObject *refuse; /* status -> the exception to raise */
-    char buffer[BUFFER_SIZE];
 } Processor;
+
+/* libsrtp's workspace for every processor: safe because the GIL is held from the copy in to the
+ * copy out (libsrtp does not call back into Python). */
+static char buffer[BUFFER_SIZE];
 
 static PyObject *
 refused(Processor *self, int status)
@@ -58,12 +61,12 @@ run(Processor *self, const char *data, Py_ssize_t size, int *status)
         *status = STATUS_BAD_PARAM;
         return NULL;
     }
-    memcpy(self->buffer, data, (size_t)size);
+    memcpy(buffer, data, (size_t)size);
     int length = (int)size;
-    *status = self->function(self->session, self->buffer, &length);
+    *status = self->function(self->session, buffer, &length);
     if (*status != 0)
         return NULL;
-    return PyBytes_FromStringAndSize(self->buffer, length);
+    return PyBytes_FromStringAndSize(buffer, length);
 }
 
 static PyObject *
