@@ -1,5 +1,5 @@
 """What recording every conference costs the real media engine (not a test): N RTP legs on loopback in
-2-party conferences, fed by bench_rtp_legs.py's sender process (one PCMU packet per leg every 20 ms),
+2-party conferences, fed by rtp_load.py's sender process (one PCMU packet per leg every 20 ms),
 each conference's mix recorded by the real RecordingWriters into a WAV (or MP3) file in a temporary
 directory, against the same load unrecorded. The modes alternate in every round, so neighbouring
 runs see the same machine. CPU is the whole engine process's (`time.process_time`): the media thread
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import benchkit as kit
-from bench_rtp_legs import REALTIME_ENV, Result, run_engine
+from rtp_load import REALTIME_ENV, Result, run_engine
 
 from bridgeline.adapters.carriers.sip.media_engine import MediaEngine
 from bridgeline.adapters.recordings.files import RecordingFileInfo, RecordingFormat

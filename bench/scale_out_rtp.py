@@ -3,7 +3,7 @@
 
 Each node's trunk is bench_sip.py's UAS, which answers every call with the address of the sender
 socket of the node that dialled it (told by the RTP port range of the offer); conferences are added
-(runs placed by load) up to each N of a ladder. Then one bench_rtp_legs.py sender process per node
+(runs placed by load) up to each N of a ladder. Then one rtp_load.py sender process per node
 sends, from that node's socket, one PCMU packet per leg every 20 ms to each of its legs and drains
 what comes back: two senders for two nodes, so that the generator grows with the cluster.
 
@@ -41,9 +41,9 @@ from typing import Any
 
 import benchkit as kit
 import httpx
-from bench_rtp_legs import REALTIME_ENV, SENDER_CPU_ENV
 from bench_sip import Uas, sip_server
 from cpu_quota import QuotaGroups
+from rtp_load import REALTIME_ENV, SENDER_CPU_ENV
 from scale_cluster import (
     Cluster,
     Node,
@@ -102,7 +102,7 @@ class PerNodeSenderUas(Uas):
 def rtp_senders(
     socks: list[socket.socket], ports: list[list[int]], seconds: float, opts: argparse.Namespace
 ) -> Iterator[list[subprocess.Popen[str]]]:
-    """One bench_rtp_legs.py sender per node, each sending from its node's socket to its node's legs."""
+    """One rtp_load.py sender per node, each sending from its node's socket to its node's legs."""
     env = {
         **os.environ,
         REALTIME_ENV: str(opts.sender_realtime),
@@ -115,7 +115,7 @@ def rtp_senders(
                 [
                     *nice_prefix(opts.nice),
                     kit.PYTHON,
-                    str(BENCH / "bench_rtp_legs.py"),
+                    str(BENCH / "rtp_load.py"),
                     "--sender",
                     str(sock.fileno()),
                     f"{seconds:g}",
