@@ -76,13 +76,18 @@ bench: install deps-sip deps-codecs
 	@test -x $(BIN)/py-spy || $(BIN)/pip install --quiet py-spy
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/run_all.py --out docs/benchmarks.md $(if $(BENCH_ONLY),--only $(BENCH_ONLY))
 
-# SRTP legs against plain ones, timed (docs/benchmarks.md 4b; ~10 minutes, run as root on a quiet
-# machine): the ladders and alternated pairs for AES_CM_128_HMAC_SHA1_80, then for AEAD_AES_128_GCM.
+# SRTP legs against plain ones, timed (docs/benchmarks.md 4b; ~25 minutes, run as root on a quiet
+# machine), for AES_CM_128_HMAC_SHA1_80, then for AEAD_AES_128_GCM: the ladders and 9 alternated
+# pairs at 300 legs with the time inside libsrtp's calls, then 3 rounds of each mode's capacity.
 # The load-independent figure is `.venv/bin/python bench/srtp_engine_cost.py` (valgrind).
 bench-srtp: install
 	for suite in AES_CM_128_HMAC_SHA1_80 AEAD_AES_128_GCM; do \
-		OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/bench_rtp_legs.py --budget 150 --run 5 --only 2-party \
-			--legs 200,500,1000 --realtime 10 --srtp-suite $$suite --out artifacts/bench-srtp-$$suite.json || exit 1; \
+		OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/bench_rtp_legs.py --budget 400 --run 5 --only 2-party \
+			--legs 200,500,1000 --pairs 9 --srtp-call-times --realtime 10 --srtp-suite $$suite \
+			--out artifacts/bench-srtp-$$suite.json || exit 1; \
+		OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/bench_rtp_legs.py --run 5 --capacity 3 \
+			--capacity-range 400,1400,25 --realtime 10 --srtp-suite $$suite \
+			--out artifacts/bench-srtp-capacity-$$suite.json || exit 1; \
 	done
 
 clean:
