@@ -76,7 +76,7 @@ bench: install deps-sip deps-codecs
 	@test -x $(BIN)/py-spy || $(BIN)/pip install --quiet py-spy
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/run_all.py --out docs/benchmarks.md $(if $(BENCH_ONLY),--only $(BENCH_ONLY))
 
-# SRTP legs against plain ones, timed (docs/benchmarks.md 4b; ~25 minutes, run as root on a quiet
+# SRTP legs against plain ones, timed (docs/benchmarks.md 4b; ~20 minutes, run as root on a quiet
 # machine), for AES_CM_128_HMAC_SHA1_80, then for AEAD_AES_128_GCM: the ladders and 9 alternated
 # pairs at 300 legs with the time inside libsrtp's calls, then 3 rounds of each mode's capacity.
 # The load-independent figure is `.venv/bin/python bench/srtp_engine_cost.py` (valgrind).
