@@ -299,25 +299,33 @@ def test_interleaved_recordings_fed_from_a_tick_thread_each_hold_their_own_tone(
         assert abs(peak_hz(samples[800:7200], 8000) - hz) < 10, rid
 
 
+def buggy_and_fine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str, seconds: float) -> Finished:
+    """Fault injection: the writer thread's `method` raises for the recording "buggy", as a bug
+    would; "buggy" and "fine" are recorded to WAV and both have finished when this returns."""
+    real = getattr(RecordingWriters, method)
+
+    def failing(self: RecordingWriters, rec: object, recording_id: str, *rest: object) -> bool:
+        if recording_id == "buggy":
+            raise RuntimeError("a bug")
+        return bool(real(self, rec, recording_id, *rest))
+
+    monkeypatch.setattr(RecordingWriters, method, failing)
+    finished = Finished()
+    writers = RecordingWriters(finished)
+    pcm = tone(500, seconds)
+    record(writers, "buggy", tmp_path / "buggy.wav", RecordingFormat.WAV, pcm)
+    record(writers, "fine", tmp_path / "fine.wav", RecordingFormat.WAV, pcm)
+    for recording_id in ("buggy", "fine"):
+        finished.wait(recording_id)
+    writers.stop()
+    return finished
+
+
 def test_a_bug_while_writing_one_recording_fails_it_and_the_thread_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # fault injection: the writer thread's handling raises for one recording, as a bug would
-    real_append = RecordingWriters._append
-
-    def append(self: RecordingWriters, rec: object, recording_id: str, pcm: bytes) -> bool:
-        if recording_id == "buggy":
-            raise RuntimeError("a bug")
-        return real_append(self, rec, recording_id, pcm)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(RecordingWriters, "_append", append)
-    finished = Finished()
-    writers = RecordingWriters(finished)
-    pcm = tone(500, 0.4)
-    record(writers, "buggy", tmp_path / "buggy.wav", RecordingFormat.WAV, pcm)
-    record(writers, "fine", tmp_path / "fine.wav", RecordingFormat.WAV, pcm)
+    finished = buggy_and_fine(tmp_path, monkeypatch, "_append", 0.4)
     (_, error), (info, fine_error) = finished.wait("buggy"), finished.wait("fine")
-    writers.stop()
     assert error == "write failed: internal error" and finished.count("buggy") == 1
     assert fine_error is None and info is not None and info.duration_ms == 400
     assert (tmp_path / "buggy.wav").exists()  # its header, playable (no audio reached it)
@@ -326,20 +334,7 @@ def test_a_bug_while_writing_one_recording_fails_it_and_the_thread_goes_on(
 def test_a_bug_while_starting_a_recording_still_reports_it_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_start = RecordingWriters._start
-
-    def start(self: RecordingWriters, rec: object, recording_id: str) -> bool:
-        if recording_id == "buggy":
-            raise RuntimeError("a bug")
-        return real_start(self, rec, recording_id)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(RecordingWriters, "_start", start)
-    finished = Finished()
-    writers = RecordingWriters(finished)
-    pcm = tone(500, 0.2)
-    record(writers, "buggy", tmp_path / "buggy.wav", RecordingFormat.WAV, pcm)
-    record(writers, "fine", tmp_path / "fine.wav", RecordingFormat.WAV, pcm)
+    finished = buggy_and_fine(tmp_path, monkeypatch, "_start", 0.2)
     (info, error), (_, fine_error) = finished.wait("buggy"), finished.wait("fine")
-    writers.stop()
     assert (info, error) == (None, "write failed: internal error") and finished.count("buggy") == 1
     assert fine_error is None
