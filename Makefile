@@ -13,8 +13,8 @@ TEST_WORKERS ?= 2
 
 .PHONY: run test lint typecheck unit e2e install clean bench bench-srtp deps-browser deps-sip deps-codecs cluster
 
-# pip also compiles media/_srtp_call.c (a C compiler and Python's headers): rebuilt when it changes.
-$(BIN)/.installed: pyproject.toml src/bridgeline/media/_srtp_call.c
+# pip also compiles media/_srtp_call.c and _srtp_hmac.c (a C compiler and Python's headers): rebuilt when it changes.
+$(BIN)/.installed: pyproject.toml src/bridgeline/media/_srtp_call.c src/bridgeline/media/_srtp_hmac.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'

@@ -21,7 +21,9 @@ and the echo relay baseline. With both 2-party modes, plain and SRTP runs are th
 one N (--pair-legs, 3 pairs) for their ratio. --profile-dir also samples one run with py-spy.
 --capacity R runs only this: R alternated rounds of each 2-party mode's largest N by bisection
 (plain and SRTP legs per core, literally); --srtp-call-times adds the CPU time inside the runtime's
-SRTP batch calls to each SRTP run. The load itself (sender, engine runs, baseline) is rtp_load.py.
+SRTP batch calls to each SRTP run; --srtp-hmac-ab adds to each pair an SRTP run with libsrtp's own
+HMAC-SHA1 instead of ours (media/_srtp_hmac.c). The load itself (sender, engine runs, baseline) is
+rtp_load.py.
 
 Bounded: every run lasts --run seconds, and no run starts after --budget seconds.
 Run: OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/bench_rtp_legs.py [--budget 180] [--run 4] [--out f.json]
@@ -59,7 +61,7 @@ from rtp_load import (
 )
 
 from bridgeline.main import run_event_loop
-from bridgeline.media.srtp import SUITES
+from bridgeline.media.srtp import SUITES, HmacSha1, use_hmac
 
 LADDER = (200, 500, 1000, 1500, 2000, 3000)  # 1,000 is the target; the midpoint refines it
 ATTEMPTS = 3  # runs per setup while late ticks stay >= 1%; the best one is kept
@@ -77,32 +79,46 @@ MODES: dict[str, tuple[int, Callable[[int, float], Awaitable[Result]]]] = {
 PAIR_LEGS, PAIRS = 300, 3
 
 
-async def srtp_pairs(legs: int, run_s: float, pairs: int) -> dict[str, Any]:
+async def srtp_pairs(legs: int, run_s: float, pairs: int, hmac_ab: bool = False) -> dict[str, Any]:
     """Plain and SRTP runs alternated at one N, `pairs` times: on a shared machine the load drifts
     between the ladders, while neighbouring runs see about the same. The ratio is of the medians
     of CPU per leg-tick; `max_late_pct` says whether every run kept up (a run that fell behind
-    skips ticks and so spends less per leg-tick: the report then uses the ladders' equal-N figure)."""
-    runs: dict[str, list[Result]] = {"plain": [], "srtp": []}
+    skips ticks and so spends less per leg-tick: the report then uses the ladders' equal-N figure).
+    With `hmac_ab` each pair gets a third run, SRTP with libsrtp's own HMAC-SHA1 (`srtp.use_hmac`),
+    for what ours saves in the same run (AES_CM suites)."""
+    modes = ["plain", "srtp"] + (["srtp, libsrtp's HMAC"] if hmac_ab else [])
+    runs: dict[str, list[Result]] = {mode: [] for mode in modes}
     for _ in range(pairs):
-        runs["plain"].append(await run_engine(legs, 2, run_s))
-        runs["srtp"].append(await run_engine(legs, 2, run_s, srtp=True))
-        for r in (runs["plain"][-1], runs["srtp"][-1]):
-            print(r.row().replace("| engine", "| pair: engine", 1), file=sys.stderr, flush=True)
+        for mode in modes:
+            use_hmac(HmacSha1.LIBSRTP if "libsrtp" in mode else HmacSha1.COMPACT)
+            runs[mode].append(await run_engine(legs, 2, run_s, srtp=mode != "plain"))
+            use_hmac(HmacSha1.COMPACT)
+            row = runs[mode][-1].row().replace("| engine", f"| pair ({mode}): engine", 1)
+            print(row, file=sys.stderr, flush=True)
     medians = {k: float(np.median([r.cpu_us_per_leg_tick for r in v])) for k, v in runs.items()}
+    summary: dict[str, Any] = {
+        "legs": legs,
+        "pairs": pairs,
+        "plain_cpu_us_per_leg_tick": round(medians["plain"], 1),
+        "srtp_cpu_us_per_leg_tick": round(medians["srtp"], 1),
+        "ratio_by_cpu": round(medians["plain"] / medians["srtp"], 3),
+        "ratio_per_pair": [
+            round(p.cpu_us_per_leg_tick / q.cpu_us_per_leg_tick, 3)
+            for p, q in zip(runs["plain"], runs["srtp"], strict=True)
+        ],
+        "max_late_pct": round(max(r.late_pct for v in runs.values() for r in v), 2),
+    }
+    if hmac_ab:
+        other = runs["srtp, libsrtp's HMAC"]
+        summary["libsrtp_hmac_cpu_us_per_leg_tick"] = round(medians["srtp, libsrtp's HMAC"], 1)
+        summary["libsrtp_hmac_ratio_by_cpu"] = round(medians["plain"] / medians["srtp, libsrtp's HMAC"], 3)
+        summary["libsrtp_hmac_ratio_per_pair"] = [
+            round(p.cpu_us_per_leg_tick / q.cpu_us_per_leg_tick, 3)
+            for p, q in zip(runs["plain"], other, strict=True)
+        ]
     return {
         "runs": {k: [asdict(r) | {"late_pct": round(r.late_pct, 3)} for r in v] for k, v in runs.items()},
-        "summary": {
-            "legs": legs,
-            "pairs": pairs,
-            "plain_cpu_us_per_leg_tick": round(medians["plain"], 1),
-            "srtp_cpu_us_per_leg_tick": round(medians["srtp"], 1),
-            "ratio_by_cpu": round(medians["plain"] / medians["srtp"], 3),
-            "ratio_per_pair": [
-                round(p.cpu_us_per_leg_tick / q.cpu_us_per_leg_tick, 3)
-                for p, q in zip(runs["plain"], runs["srtp"], strict=True)
-            ],
-            "max_late_pct": round(max(r.late_pct for v in runs.values() for r in v), 2),
-        },
+        "summary": summary,
     }
 
 
@@ -199,6 +215,7 @@ async def main(
     pair_legs: int = PAIR_LEGS,
     pair_count: int = PAIRS,
     capacity: tuple[int, int, int, int] | None = None,
+    hmac_ab: bool = False,
 ) -> dict[str, Any]:
     kit.pin_self(kit.SERVER_CPU)  # the engine's core; the sender pins itself to the other one
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -284,7 +301,7 @@ async def main(
     srtp_vs_plain(results, summary)
     pairs = None
     if {"engine, 2-party", "engine, 2-party, SRTP"} <= modes.keys():
-        pairs = await srtp_pairs(pair_legs, run_s, pair_count)
+        pairs = await srtp_pairs(pair_legs, run_s, pair_count, hmac_ab)
         summary["engine, 2-party, SRTP"]["vs_plain_pairs"] = pairs["summary"]
     one_conf = [r for r in results if r.label == "engine, 100-party" and r.legs == 100]
     profiles: dict[str, Any] = {}
@@ -315,7 +332,8 @@ async def main(
         "command": "OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/bench_rtp_legs.py"
         f" --budget {budget_s:g} --run {run_s:g}"
         + (f" --realtime {realtime_priority()}" if realtime_priority() else "")
-        + f" --srtp-suite {srtp_suite()}",
+        + f" --srtp-suite {srtp_suite()}"
+        + (" --srtp-hmac-ab" if hmac_ab else ""),
     }
     print(
         f"\nMediaEngine load on loopback ({os.cpu_count()} CPUs, Python {sys.version.split()[0]}), "
@@ -353,6 +371,11 @@ if __name__ == "__main__":
         "--srtp-call-times", action="store_true", help="time the runtime's SRTP batch calls (SRTP runs)"
     )
     parser.add_argument(
+        "--srtp-hmac-ab",
+        action="store_true",
+        help="pairs get a third run: SRTP with libsrtp's own HMAC-SHA1 (AES_CM suites)",
+    )
+    parser.add_argument(
         "--capacity", type=int, default=0, help="rounds of SRTP and plain capacity (only that is run)"
     )
     parser.add_argument(
@@ -384,5 +407,6 @@ if __name__ == "__main__":
             opts.pair_legs,
             opts.pairs,
             capacity,
+            opts.srtp_hmac_ab,
         )
     )

@@ -6,10 +6,12 @@ SRTP's time goes").
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/srtp_idle_cost.py [--legs 300] [--ticks 200]
         [--sleep-ms 0,2,10] [--rounds 3] [--suite AES_CM_128_HMAC_SHA1_80,AEAD_AES_128_GCM]
+        [--hmac compact,libsrtp]
 
 Each (suite, sleep) runs `--rounds` times, alternated; the figure is CPU ns per leg-tick (one
 unprotect and one protect), the median of the rounds. Only the SRTP calls are timed: the sleep and
-the packets' making are not. Pinned to benchkit.SERVER_CPU.
+the packets' making are not. Pinned to benchkit.SERVER_CPU. `--hmac` lists whose HMAC-SHA1 the
+AES_CM suites run with (`srtp.use_hmac`: ours, media/_srtp_hmac.c, or libsrtp's own), each a case.
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ import benchkit as kit
 import numpy as np
 
 from bridgeline.media.srtp import (
+    HmacSha1,
     SrtpContext,
     SrtpKeys,
     key_length,
     protect_all,
     unprotect_all,
+    use_hmac,
 )
 
 _HEADER = struct.Struct("!BBHII")
@@ -74,20 +78,28 @@ def main() -> None:
     parser.add_argument("--sleep-ms", default="0,2,10", help="comma-separated idle times between ticks")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--suite", default="AES_CM_128_HMAC_SHA1_80,AEAD_AES_128_GCM")
+    parser.add_argument("--hmac", default="compact", help="comma-separated: compact, libsrtp (AES_CM)")
     parser.add_argument("--out", default=None, help="JSON results file")
     opts = parser.parse_args()
     kit.pin_self(kit.SERVER_CPU)
     sleeps = [float(ms) / 1000 for ms in opts.sleep_ms.split(",")]
     suites = opts.suite.split(",")
+    hmacs = opts.hmac.split(",")
     runs: dict[str, list[float]] = {}
     for r in range(opts.rounds):
-        cases = [(suite, sleep) for suite in suites for sleep in sleeps]
-        for suite, sleep in cases if r % 2 == 0 else cases[::-1]:
+        cases = [
+            (suite, HmacSha1(hmac), sleep)
+            for suite in suites
+            for hmac in (hmacs if "HMAC" in suite else hmacs[:1])
+            for sleep in sleeps
+        ]
+        for suite, hmac, sleep in cases if r % 2 == 0 else cases[::-1]:
+            if use_hmac(hmac) is not hmac:
+                raise SystemExit(f"cannot use the {hmac} HMAC-SHA1 here")
             ns = one_run(suite, opts.legs, opts.ticks, sleep)
-            runs.setdefault(f"{suite}, idle {sleep * 1000:g} ms", []).append(round(ns))
-            print(
-                f"round {r + 1}: {suite}, idle {sleep * 1000:g} ms: {ns:,.0f} ns", file=sys.stderr, flush=True
-            )
+            case = f"{suite}{f' ({hmac} HMAC)' if 'HMAC' in suite else ''}, idle {sleep * 1000:g} ms"
+            runs.setdefault(case, []).append(round(ns))
+            print(f"round {r + 1}: {case}: {ns:,.0f} ns", file=sys.stderr, flush=True)
     summary = {case: round(float(np.median(ns))) for case, ns in runs.items()}
     print(
         "\n| suite, idle between ticks | CPU ns per leg-tick (median) | rounds |\n|---|---:|---|",
@@ -106,7 +118,7 @@ def main() -> None:
             "median_ns_per_leg_tick": summary,
             "command": "OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/srtp_idle_cost.py"
             f" --legs {opts.legs} --ticks {opts.ticks} --sleep-ms {opts.sleep_ms}"
-            f" --rounds {opts.rounds} --suite {opts.suite}",
+            f" --rounds {opts.rounds} --suite {opts.suite} --hmac {opts.hmac}",
         },
     )
 

@@ -36,6 +36,7 @@ from pylibsrtp import ffi, lib  # type: ignore[attr-defined]  # its cffi module:
 from bridgeline.media._srtp_call import BUFFER_SIZE, Processor
 from bridgeline.media._srtp_call import protect_all as protect_all  # the runtime's, at each tick's end
 from bridgeline.media._srtp_call import unprotect_all as unprotect_all  # the runtime's, per read round
+from bridgeline.media._srtp_hmac import install as _install_hmac
 
 # A datagram to protect at the end of the tick: (leg id, RTP packet, destination, its leg's
 # `SrtpContext.protect`). `protect_all(pending, out)` protects a list of them in one C call,
@@ -120,6 +121,33 @@ def _address(name: str) -> int:
 _PROTECT: Final = _address("srtp_protect")
 _UNPROTECT: Final = _address("srtp_unprotect")
 _UNPROTECT_RTCP: Final = _address("srtp_unprotect_rtcp")
+
+
+class HmacSha1(StrEnum):
+    """Whose HMAC-SHA1 the AES_CM suites' sessions use (`_srtp_hmac.c` says why ours exists)."""
+
+    COMPACT = "compact"  # ours: OpenSSL's SHA-1, one allocation per session
+    LIBSRTP = "libsrtp"  # libsrtp's, on OpenSSL's EVP_MAC
+
+
+def use_hmac(kind: HmacSha1) -> HmacSha1:
+    """Make `kind` the HMAC-SHA1 of the sessions made from now on; returns the one in use, which is
+    libsrtp's own when the binding lacks what ours needs (the same bytes on the wire either way)."""
+    global _hmac_in_use
+    try:
+        if _install_hmac(pylibsrtp._binding.__file__, kind is HmacSha1.COMPACT) == 0:
+            _hmac_in_use = kind
+    except OSError:
+        pass
+    return _hmac_in_use
+
+
+def hmac_in_use() -> HmacSha1:
+    return _hmac_in_use
+
+
+_hmac_in_use = HmacSha1.LIBSRTP
+use_hmac(HmacSha1.COMPACT)
 _OUTBOUND: Final = pylibsrtp.Policy.SSRC_ANY_OUTBOUND
 _INBOUND: Final = pylibsrtp.Policy.SSRC_ANY_INBOUND
 
