@@ -13,7 +13,7 @@ TEST_WORKERS ?= 2
 
 .PHONY: run test lint typecheck unit e2e install clean bench bench-srtp deps-browser deps-sip deps-codecs cluster
 
-# pip also compiles media/_srtp_call.c and _srtp_hmac.c (a C compiler and Python's headers): rebuilt when it changes.
+# pip also compiles media/_srtp_call.c and _srtp_hmac.c (a C compiler and Python's headers): rebuilt when they change.
 $(BIN)/.installed: pyproject.toml src/bridgeline/media/_srtp_call.c src/bridgeline/media/_srtp_hmac.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
@@ -76,7 +76,7 @@ bench: install deps-sip deps-codecs
 	@test -x $(BIN)/py-spy || $(BIN)/pip install --quiet py-spy
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/run_all.py --out docs/benchmarks.md $(if $(BENCH_ONLY),--only $(BENCH_ONLY))
 
-# SRTP legs against plain ones, timed (docs/benchmarks.md 4b; ~20 minutes, run as root on a quiet
+# SRTP legs against plain ones, timed (docs/benchmarks.md 4b; 20-30 minutes, run as root on a quiet
 # machine), for AES_CM_128_HMAC_SHA1_80, then for AEAD_AES_128_GCM: the ladders and 9 alternated
 # pairs at 300 legs with the time inside libsrtp's calls, then 3 rounds of each mode's capacity.
 # The load-independent figure is `.venv/bin/python bench/srtp_engine_cost.py` (valgrind).
