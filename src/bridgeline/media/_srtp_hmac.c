@@ -12,9 +12,10 @@
  * `install(path, True)` finds SHA1_Init/Update/Final, OPENSSL_cleanse and srtp_replace_auth_type
  * in the already loaded library at `path` (pylibsrtp's binding, which links libsrtp and OpenSSL in)
  * and makes this type libsrtp's SRTP_HMAC_SHA1. libsrtp runs its own HMAC-SHA1 test vector and ours
- * (RFC 2202's cases 2 and 6) before it accepts it; sessions made after that use it, sessions made before keep
- * theirs. `install(path, False)` puts libsrtp's own back (the benchmarks compare the two). Returns
- * libsrtp's status (0: done), or raises OSError when a symbol is missing, and changes nothing then.
+ * (RFC 2202's cases 2 and 6) before it accepts it; sessions made after that use it, sessions made
+ * before keep theirs. `install(path, False)` puts libsrtp's own back (the benchmarks compare the
+ * two). Returns libsrtp's status (0: done), or raises OSError when a symbol is missing, and changes
+ * nothing then. libsrtp's list of types has no lock: install while no other thread makes sessions.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -180,15 +181,19 @@ static const uint8_t long_key[80] = {
     0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa,
 };
 static const uint8_t long_key_data[] = "Test Using Larger Than Block-Size Key - Hash Key First";
-static const uint8_t long_key_tag[SHA1_DIGEST] = {0xaa, 0x4a, 0xe5, 0xe1, 0x52, 0x72, 0xd0, 0x0e, 0x95, 0x70,
-                                                  0x56, 0x37, 0xce, 0x8a, 0x3b, 0x55, 0xed, 0x40, 0x21, 0x12};
+static const uint8_t long_key_tag[SHA1_DIGEST] = {
+    0xaa, 0x4a, 0xe5, 0xe1, 0x52, 0x72, 0xd0, 0x0e, 0x95, 0x70,
+    0x56, 0x37, 0xce, 0x8a, 0x3b, 0x55, 0xed, 0x40, 0x21, 0x12,
+};
 static const auth_test_case long_key_case = {
     80, long_key, 54, long_key_data, SHA1_DIGEST, long_key_tag, NULL,
 };
 static const uint8_t short_key[] = "Jefe";
 static const uint8_t short_key_data[] = "what do ya want for nothing?";
-static const uint8_t short_key_tag[SHA1_DIGEST] = {0xef, 0xfc, 0xdf, 0x6a, 0xe5, 0xeb, 0x2f, 0xa2, 0xd2, 0x74,
-                                                   0x16, 0xd5, 0xf1, 0x84, 0xdf, 0x9c, 0x25, 0x9a, 0x7c, 0x79};
+static const uint8_t short_key_tag[SHA1_DIGEST] = {
+    0xef, 0xfc, 0xdf, 0x6a, 0xe5, 0xeb, 0x2f, 0xa2, 0xd2, 0x74,
+    0x16, 0xd5, 0xf1, 0x84, 0xdf, 0x9c, 0x25, 0x9a, 0x7c, 0x79,
+};
 static const auth_test_case rfc2202_cases = {
     4, short_key, 28, short_key_data, SHA1_DIGEST, short_key_tag, &long_key_case,
 };

@@ -133,7 +133,9 @@ class HmacSha1(StrEnum):
 
 def use_hmac(kind: HmacSha1) -> HmacSha1:
     """Make `kind` the HMAC-SHA1 of the sessions made from now on; returns the one in use, which is
-    libsrtp's own when the binding lacks what ours needs (the same bytes on the wire either way)."""
+    libsrtp's own when the binding lacks what ours needs (the same bytes on the wire either way).
+    Done at import; call it again only while no other thread makes sessions (the benchmarks do,
+    between runs)."""
     global _hmac_in_use
     try:
         if _install_hmac(pylibsrtp._binding.__file__, kind is HmacSha1.COMPACT) == 0:
@@ -149,6 +151,7 @@ def hmac_in_use() -> HmacSha1:
 
 _hmac_in_use = HmacSha1.LIBSRTP
 use_hmac(HmacSha1.COMPACT)
+
 _OUTBOUND: Final = pylibsrtp.Policy.SSRC_ANY_OUTBOUND
 _INBOUND: Final = pylibsrtp.Policy.SSRC_ANY_INBOUND
 
