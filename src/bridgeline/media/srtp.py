@@ -15,7 +15,7 @@ leg's packets in one call (`protect_all`, made by the runtime), and what a read 
 unprotected before the legs see it, every SRTP leg's RTP in one call (`unprotect_all`, made by
 the runtime's `receive_all`), so libsrtp's calls run back to back, which keeps its code in the CPU's caches
 (simulated L1i misses per GCM leg-tick: 1,364 -> 890 with the batched protects). libsrtp's two
-calls take ~6,000 instructions per leg-tick with AEAD_AES_128_GCM and ~11,400 with
+calls take ~6,000 instructions per leg-tick with AEAD_AES_128_GCM and ~12,000 with
 AES_CM_128_HMAC_SHA1_80, the Python and C around them ~2,000 (a cffi call wrapped in a Python
 closure added 24,800; `Session.protect`, which allocates and checks types per call, more still).
 The AES_CM suites' HMAC-SHA1 is ours (`_srtp_hmac.c`, `use_hmac`): libsrtp's, on OpenSSL 3's
