@@ -7,6 +7,8 @@ use; a failed check leaves libsrtp's)."""
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pylibsrtp
 import pytest
@@ -52,14 +54,13 @@ class LibsrtpPeer:
             self.mirror = session(our_key, pylibsrtp.Policy.SSRC_ANY_OUTBOUND)  # what we should send
 
 
-class hmac_of:
-    def __init__(self, kind: HmacSha1) -> None:
-        self.kind = kind
-
-    def __enter__(self) -> None:
-        assert use_hmac(self.kind) is self.kind
-
-    def __exit__(self, *_: object) -> None:
+@contextmanager
+def hmac_of(kind: HmacSha1) -> Iterator[None]:
+    """Sessions made inside use `kind`; ours again after."""
+    assert use_hmac(kind) is kind
+    try:
+        yield
+    finally:
         assert use_hmac(HmacSha1.COMPACT) is HmacSha1.COMPACT
 
 

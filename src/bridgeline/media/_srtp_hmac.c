@@ -116,24 +116,20 @@ hmac_init(void *state, const uint8_t *key, int key_len)
 {
     compact_hmac *hmac = state;
     unsigned char block[SHA1_BLOCK] = {0};
-    if (key_len < 0)
-        return STATUS_BAD_PARAM;
-    if (key_len > SHA1_BLOCK) { /* RFC 2104: a long key is hashed first */
-        sha_ctx hashed;
-        if (!sha1_init(&hashed) || !sha1_update(&hashed, key, (size_t)key_len) || !sha1_final(block, &hashed))
-            return STATUS_BAD_PARAM;
-        cleanse(&hashed, sizeof hashed);
-    } else {
+    int ok = key_len >= 0;
+    if (ok && key_len > SHA1_BLOCK) { /* RFC 2104: a long key is hashed first */
+        ok = sha1_init(&hmac->running) && sha1_update(&hmac->running, key, (size_t)key_len) &&
+             sha1_final(block, &hmac->running);
+    } else if (ok) {
         memcpy(block, key, (size_t)key_len);
     }
-    int ok = 1;
     for (int i = 0; i < SHA1_BLOCK; i++)
         block[i] ^= 0x36;
     ok = ok && sha1_init(&hmac->inner) && sha1_update(&hmac->inner, block, SHA1_BLOCK);
     for (int i = 0; i < SHA1_BLOCK; i++)
         block[i] ^= 0x36 ^ 0x5c;
     ok = ok && sha1_init(&hmac->outer) && sha1_update(&hmac->outer, block, SHA1_BLOCK);
-    cleanse(block, sizeof block);
+    cleanse(block, sizeof block); /* on every path: it held the key */
     return ok ? STATUS_OK : STATUS_BAD_PARAM;
 }
 
@@ -161,13 +157,13 @@ hmac_compute(void *state, const uint8_t *buffer, int octets, int tag_len, uint8_
     unsigned char digest[SHA1_DIGEST];
     if (tag_len < 0 || tag_len > SHA1_DIGEST || octets < 0)
         return STATUS_BAD_PARAM;
-    sha_ctx outer = hmac->outer;
-    int ok = sha1_update(&hmac->running, buffer, (size_t)octets) && sha1_final(digest, &hmac->running) &&
-             sha1_update(&outer, digest, SHA1_DIGEST) && sha1_final(digest, &outer);
+    /* The inner hash done, the running state takes the outer one (start resets it). */
+    int ok = sha1_update(&hmac->running, buffer, (size_t)octets) && sha1_final(digest, &hmac->running);
+    hmac->running = hmac->outer;
+    ok = ok && sha1_update(&hmac->running, digest, SHA1_DIGEST) && sha1_final(digest, &hmac->running);
     if (ok)
         memcpy(tag, digest, (size_t)tag_len);
     cleanse(digest, sizeof digest);
-    cleanse(&outer, sizeof outer);
     return ok ? STATUS_OK : STATUS_BAD_PARAM;
 }
 
